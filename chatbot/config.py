@@ -20,6 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from chatbot.errors import ConfigError
+from chatbot.ingest.settings import IngestSettings
 
 CONFIG_FILE_ENV = "CHATBOT_CONFIG"
 # The parsed file travels to the settings source through this variable, so that
@@ -53,6 +54,7 @@ class Settings(BaseSettings):
     reply_model_path: Path | None = Field(default=None, description="A transformers causal-LM directory; default the converted SmolLM2-135M-Instruct.")
     host: str = "127.0.0.1"
     port: int = Field(default=7860, ge=1, le=65535)
+    ingest: IngestSettings = Field(default_factory=IngestSettings, description="Transcript import: redaction, pair building, splits.")
 
     @property
     def resolved_database_url(self) -> str:

@@ -81,10 +81,11 @@ def main(ctx: click.Context, config_file: Path | None, verbose: int) -> None:
 
 
 def _register() -> None:
-    from chatbot.cli import config_cmd, db, models, serve
+    from chatbot.cli import config_cmd, db, ingest, models, serve
 
-    for module in (config_cmd, db, models, serve):
+    for module in (config_cmd, db, models, serve, ingest):
         main.add_command(module.group)
+    main.add_command(ingest.import_command)
 
 
 _register()

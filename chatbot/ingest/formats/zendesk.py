@@ -1,0 +1,68 @@
+"""Zendesk ticket export with comments: one ticket per line (the JSON export) or
+{"tickets": [...]}. The requester's comments are customer turns, everyone else's are
+agent turns; private comments (internal notes) are left out."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from chatbot.ingest.formats import FormatOptions
+from chatbot.ingest.formats.html_text import html_to_text
+from chatbot.ingest.formats.jsonsource import JsonRecord, external_id, json_records
+from chatbot.ingest.readers import Line
+from chatbot.ingest.records import Problem, RawConversation, Turn
+
+
+def parse(lines: Iterator[Line], path: str, options: FormatOptions) -> Iterator[RawConversation | Problem]:
+    for item in json_records(lines, path, wrapper_keys=("tickets", "results")):
+        yield item if isinstance(item, Problem) else _ticket(item, path)
+
+
+def _body(comment: dict) -> str | None:
+    for key in ("plain_body", "body"):
+        if isinstance(comment.get(key), str):
+            return comment[key]
+    if isinstance(comment.get("html_body"), str):
+        return html_to_text(comment["html_body"])
+    return None
+
+
+def _ticket(record: JsonRecord, path: str) -> RawConversation | Problem:
+    value, line, index = record.value, record.line, record.index
+
+    def problem(reason: str, kind: str) -> Problem:
+        return Problem(path, reason, kind, line=line, index=index)
+
+    ident = external_id(value.get("id"))
+    if ident is None:
+        return problem("ticket has no 'id'", "missing_field")
+    comments = value.get("comments")
+    if comments is None:
+        return problem(f"ticket {ident}: missing field 'comments' (export tickets with their comments)", "missing_field")
+    if not isinstance(comments, list):
+        return problem(f"ticket {ident}: 'comments' must be a list", "bad_field")
+    requester = value.get("requester_id")
+    turns: list[Turn] = []
+    internal = 0
+    for number, comment in enumerate(comments, start=1):
+        if not isinstance(comment, dict):
+            return problem(f"ticket {ident}: comment {number} is not an object", "bad_field")
+        if "author_id" not in comment:
+            return problem(f"ticket {ident}: comment {number} has no 'author_id'", "missing_field")
+        if comment.get("public") is False:
+            internal += 1
+            continue
+        body = _body(comment)
+        if body is None:
+            return problem(f"ticket {ident}: comment {number} has no 'body'", "missing_field")
+        if requester is None:
+            requester = comment["author_id"]  # the first public comment opens the ticket
+        role = "customer" if comment["author_id"] == requester else "agent"
+        turns.append(Turn(role, body, {"created_at": comment.get("created_at")} if comment.get("created_at") else {}))
+    meta = {key: value[key] for key in ("subject", "status", "tags", "created_at") if value.get(key) not in (None, "", [])}
+    via = value.get("via")
+    if isinstance(via, dict) and via.get("channel"):
+        meta["channel"] = via["channel"]
+    if internal:
+        meta["internal_notes_left_out"] = internal
+    return RawConversation(ident, None, turns, meta, line=line, index=index)
