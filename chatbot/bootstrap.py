@@ -14,6 +14,8 @@ from chatbot.config import Settings, ensure_home
 log = logging.getLogger(__name__)
 
 DEMO_DATA = Path(__file__).resolve().parent.parent / "data" / "demo_shop.jsonl"
+# The demo shop's own support address is part of its answers, not customer PII.
+DEMO_SUPPORT_DOMAIN = "northwindgoods.example"
 
 
 def prepare(settings: Settings, *, demo: bool, report: Callable[[str], None] = log.info) -> None:
@@ -23,5 +25,35 @@ def prepare(settings: Settings, *, demo: bool, report: Callable[[str], None] = l
     ensure_home(settings)
     before, after = upgrade(settings.resolved_database_url)
     report(f"database at revision {after}" + ("" if before == after else f" (migrated from {before or 'empty'})"))
-    result = prepare_reply_model(settings)
-    report(f"reply model {result.action}: {result.path} ({result.seconds:.1f}s)")
+    if settings.reply_model_path is None:
+        result = prepare_reply_model(settings)
+        report(f"reply model {result.action}: {result.path} ({result.seconds:.1f}s)")
+    else:
+        report(f"reply model: using the configured {settings.reply_model_path}")
+    if demo:
+        load_demo_data(settings, report=report)
+
+
+def load_demo_data(settings: Settings, *, report: Callable[[str], None] = log.info) -> None:
+    """Import the bundled demo shop, but only into a store that holds no imported
+    history yet: a company's real store is never mixed with the demo."""
+    from sqlalchemy import func, select
+
+    from chatbot.ingest.importer import import_paths
+    from chatbot.store.database import Database
+    from chatbot.store.schema import Conversation
+
+    database = Database(settings.resolved_database_url)
+    try:
+        with database.session() as session:
+            imported = session.scalar(
+                select(func.count()).select_from(Conversation).where(Conversation.channel == "import")
+            )
+        if imported:
+            report(f"demo data: skipped, the store already holds {imported} imported conversations")
+            return
+        allow = [*settings.ingest.redact_allowlist, DEMO_SUPPORT_DOMAIN]
+        summary = import_paths(database, [DEMO_DATA], ingest=settings.ingest.model_copy(update={"redact_allowlist": allow}))
+        report(f"demo data: imported {summary.conversations} conversations, {summary.pairs} training pairs")
+    finally:
+        database.dispose()
