@@ -1,0 +1,118 @@
+"""`chatbot index` (build or update the retrieval index from the stored training
+pairs) and `chatbot eval intents` (intent routing on labelled-request files)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from chatbot.cli import AppContext, emit_json, json_option, pass_app
+
+
+@click.command("index")
+@click.option("--rebuild", is_flag=True, help="Embed every pair again into a new version, even if nothing changed.")
+@click.option("--no-calibrate", is_flag=True, help="Skip the out-of-scope calibration on validation pairs.")
+@json_option
+@pass_app
+def group(app: AppContext, rebuild: bool, no_calibrate: bool, as_json: bool) -> None:
+    """Embed the stored training pairs into the retrieval index.
+
+    New pairs are added to a copy of the current version; a rebuild (asked for, or
+    needed because pairs were deleted or changed, or the embedder changed) writes a
+    new version beside the old one and switches only when it is complete.
+    """
+    from chatbot.config import ensure_home
+    from chatbot.retrieval.indexer import update_index
+    from chatbot.store.database import Database, require_schema
+
+    settings = app.settings
+    ensure_home(settings)
+    database = Database(settings.resolved_database_url)
+    try:
+        require_schema(database.engine)
+        report = update_index(settings, database, rebuild=rebuild, progress=not as_json, calibrate=not no_calibrate)
+    finally:
+        database.dispose()
+    if as_json:
+        emit_json(report.to_dict())
+        return
+    if report.action == "unchanged":
+        click.echo(f"index {report.version} is up to date: {report.pair_count} pairs")
+        return
+    line = f"index {report.version}: {report.action} ({report.reason}); {report.pair_count} pairs, {report.kind} search, {report.seconds:.1f}s"
+    if report.recall_at_10 is not None:
+        line += f", recall@10 vs exact {report.recall_at_10:.3f}"
+    click.echo(line)
+    if report.calibration:
+        click.echo(f"out-of-scope threshold {report.calibration['raw_threshold']:.3f} (fused score), "
+                   f"chosen on {report.calibration['n_in_scope'] + report.calibration['n_out_of_scope']} validation pairs")
+    elif not no_calibrate:
+        click.echo("out-of-scope threshold not calibrated (too few validation pairs); using retrieval.oos_threshold")
+
+
+def _percent(value) -> str:
+    return "-" if value is None else f"{100 * value:.2f}%"
+
+
+@click.command("intents")
+@click.option("--train", "train_file", required=True, type=click.Path(dir_okay=False, exists=True, path_type=Path),
+              help="Labelled requests to build the router from (JSON lines: text, intent).")
+@click.option("--test", "test_file", type=click.Path(dir_okay=False, exists=True, path_type=Path),
+              help="Labelled requests to route and score (intent 'oos' = out of scope).")
+@click.option("--val", "val_file", type=click.Path(dir_okay=False, exists=True, path_type=Path),
+              help="Validation requests for the out-of-scope threshold; default: 10% carved from --train.")
+@click.option("--folds", type=click.IntRange(2, 20), help="Cross-validate on --train instead of using --test.")
+@click.option("--noise", type=click.Choice(["typo"]), help="Also score a typo-noised copy of the test requests.")
+@click.option("--method", type=click.Choice(["finetune", "logreg", "knn"]), default="logreg", show_default=True,
+              help="finetune: MiniLM fine-tuned on the labels; logreg / knn: on the plain embeddings.")
+@click.option("--max-train-seconds", type=click.FloatRange(min=1), default=480, show_default=True,
+              help="Wall-clock budget of the fine-tuning step (it stops early, keeping what it learnt).")
+@click.option("--epochs", type=click.FloatRange(min=0.1), default=3.0, show_default=True, help="Fine-tuning epochs.")
+@json_option
+@pass_app
+def intents_command(app: AppContext, train_file: Path, test_file: Path | None, val_file: Path | None, folds: int | None,
+                    noise: str | None, method: str, max_train_seconds: float, epochs: float, as_json: bool) -> None:
+    """Route labelled requests to intents and report accuracy, macro-F1 and, where the
+    test has oos items, out-of-scope recall at a threshold chosen on validation data."""
+    from chatbot.models.embedder import load_embedder
+    from chatbot.retrieval.intents import cross_validate, evaluate, read_intents
+
+    if (test_file is None) == (folds is None):
+        raise click.UsageError("give either --test FILE or --folds N")
+    settings = app.settings
+    options = {"max_train_seconds": max_train_seconds, "epochs": epochs, "progress": not as_json}
+    train = read_intents(train_file)
+
+    def factory():
+        return load_embedder(settings)
+
+    if folds:
+        result = cross_validate(factory, train, folds, method=method, noise=noise, **options)
+        if as_json:
+            emit_json(result)
+            return
+        click.echo(f"{method}, {folds}-fold cross-validation on {train_file.name} ({len(train)} requests)")
+        for part, metrics in result["summary"].items():
+            shown = ", ".join(f"{k} {100 * v['mean']:.2f}% ± {100 * v['std']:.2f}" for k, v in metrics.items())
+            click.echo(f"  {part}: {shown}")
+        return
+    test = read_intents(test_file)
+    val = read_intents(val_file) if val_file else None
+    result = evaluate(factory, train, test, val, method=method, noise=noise, **options)
+    if as_json:
+        emit_json(result.to_dict())
+        return
+    c = result.clean
+    click.echo(f"{method}: trained on {result.counts['train']} requests ({result.counts['intents']} intents) in "
+               f"{result.train_seconds:.0f}s; tested on {c['n']} ({c['n_oos']} oos)")
+    click.echo(f"  top-1 accuracy {_percent(c.get('accuracy'))}, macro-F1 {_percent(c.get('macro_f1'))}")
+    if "oos_recall" in c:
+        click.echo(f"  at the threshold from validation ({result.validation}): in-scope accuracy "
+                   f"{_percent(c['in_scope_accuracy'])}, out-of-scope recall {_percent(c['oos_recall'])}")
+    if result.noisy:
+        n = result.noisy
+        line = f"  typo-noised: top-1 accuracy {_percent(n.get('accuracy'))}, macro-F1 {_percent(n.get('macro_f1'))}"
+        if "oos_recall" in n:
+            line += f", in-scope accuracy {_percent(n['in_scope_accuracy'])}, out-of-scope recall {_percent(n['oos_recall'])}"
+        click.echo(line)

@@ -1,0 +1,317 @@
+"""Building the retrieval index from the store's training pairs: a full build, an
+incremental add of new pairs, or a rebuild when the index no longer matches.
+
+One call of `update_index` reads the pairs of the indexed splits, compares them with
+the current version's pair set (ids and content hashes), and then:
+  - nothing current, `rebuild=True`, another embedder or other index settings,
+    or pairs deleted/changed since the last build  -> full rebuild (new version);
+  - only new pairs                                  -> embed just those, new version;
+  - nothing new                                     -> unchanged.
+Each new version is written beside the old one and switched to only when complete.
+Searching is `retriever`'s job; the version directories are `versions`'s.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from chatbot.config import Settings
+from chatbot.retrieval import faiss_index
+from chatbot.retrieval.embedding import embed_contexts
+from chatbot.retrieval.lexical import LexicalIndex
+from chatbot.retrieval.settings import RetrievalSettings
+from chatbot.retrieval.versions import VersionStore, write_json_atomic
+
+if TYPE_CHECKING:
+    from sentence_transformers import SentenceTransformer
+
+    from chatbot.store.database import Database
+
+log = logging.getLogger(__name__)
+
+FORMAT = 1
+RECALL_QUERIES = 500
+
+
+@dataclass(frozen=True)
+class PairRecord:
+    """One indexed training pair, as stored beside the vectors (row order)."""
+
+    id: int
+    content_hash: str
+    conversation_id: int | None
+    turn_index: int | None
+    source: str
+    message: str  # the customer message the reply answered
+    history: list[str]  # earlier turns, oldest first
+    reply: str
+
+    @property
+    def context_text(self) -> str:
+        return "\n".join([*self.history, self.message])
+
+
+@dataclass
+class IndexReport:
+    action: str  # "built" | "added" | "rebuilt" | "unchanged"
+    reason: str
+    version: str | None
+    pair_count: int
+    added: int = 0
+    kind: str | None = None
+    seconds: float = 0.0
+    recall_at_10: float | None = None
+    calibration: dict | None = None
+    pruned: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def store_root(settings: Settings) -> Path:
+    return settings.index_dir / "pairs"
+
+
+def pair_set_hash(pairs: Iterable[tuple[int, str]]) -> str:
+    digest = hashlib.sha256()
+    for pair_id, content_hash in sorted(pairs):
+        digest.update(f"{pair_id}:{content_hash}\n".encode())
+    return digest.hexdigest()
+
+
+def model_fingerprint(path: Path) -> str:
+    """Identifies an embedder directory by its file names, sizes and small JSON files."""
+    digest = hashlib.sha256()
+    for file in sorted(p for p in Path(path).rglob("*") if p.is_file()):
+        rel = file.relative_to(path).as_posix()
+        digest.update(f"{rel}:{file.stat().st_size}\n".encode())
+        if file.suffix == ".json" and file.stat().st_size < 1_000_000:
+            digest.update(file.read_bytes())
+    return digest.hexdigest()[:16]
+
+
+def _record(row) -> PairRecord:
+    context = row.context or []
+    texts = [str(item.get("text", "")) if isinstance(item, dict) else str(item) for item in context]
+    message = texts[-1] if texts else ""
+    return PairRecord(
+        id=row.id, content_hash=row.content_hash, conversation_id=row.conversation_id,
+        turn_index=row.turn_index, source=row.source, message=message, history=texts[:-1], reply=row.target,
+    )
+
+
+def load_pairs(database: Database, splits: Sequence[str], *, only_ids: Iterable[int] | None = None) -> list[PairRecord]:
+    """The pairs of `splits`, ordered by id."""
+    from sqlalchemy import select
+
+    from chatbot.store.schema import TrainingPair
+
+    query = select(TrainingPair).where(TrainingPair.split.in_(list(splits))).order_by(TrainingPair.id)
+    with database.session() as session:
+        rows = session.scalars(query).all()
+        wanted = set(only_ids) if only_ids is not None else None
+        return [_record(r) for r in rows if wanted is None or r.id in wanted]
+
+
+def load_pair_hashes(database: Database, splits: Sequence[str]) -> dict[int, str]:
+    from sqlalchemy import select
+
+    from chatbot.store.schema import TrainingPair
+
+    query = select(TrainingPair.id, TrainingPair.content_hash).where(TrainingPair.split.in_(list(splits)))
+    with database.session() as session:
+        return {pair_id: content_hash for pair_id, content_hash in session.execute(query)}
+
+
+def read_meta(version_dir: Path) -> dict:
+    return json.loads((version_dir / "meta.json").read_text())
+
+
+def read_pairs(version_dir: Path) -> list[PairRecord]:
+    with (version_dir / "pairs.jsonl").open(encoding="utf-8") as fh:
+        return [PairRecord(**json.loads(line)) for line in fh if line.strip()]
+
+
+def compare_pair_sets(indexed: dict[int, str], stored: dict[int, str]) -> tuple[list[int], list[int], list[int]]:
+    """(new ids, deleted ids, changed ids) of the store relative to the index."""
+    new = sorted(set(stored) - set(indexed))
+    deleted = sorted(set(indexed) - set(stored))
+    changed = sorted(i for i in set(indexed) & set(stored) if indexed[i] != stored[i])
+    return new, deleted, changed
+
+
+def _embed_records(model, records: Sequence[PairRecord], rs: RetrievalSettings, progress: bool) -> np.ndarray:
+    return embed_contexts(model, [(r.message, r.history) for r in records], rs, progress=progress)
+
+
+def write_version(
+    store: VersionStore,
+    records: Sequence[PairRecord],
+    vectors: np.ndarray,
+    *,
+    settings: Settings,
+    model_info: dict,
+    extra_meta: dict,
+) -> tuple[Path, dict]:
+    """Write a complete version into a staging directory; returns (staged path, meta)."""
+    rs = settings.retrieval
+    staged = store.staging()
+    try:
+        dense = faiss_index.build(vectors, rs)
+        recall = None
+        if dense.kind != "exact":
+            rng = np.random.default_rng(0)
+            sample = rng.choice(len(vectors), size=min(RECALL_QUERIES, len(vectors)), replace=False)
+            recall = faiss_index.recall_at_k(dense, vectors[sample], k=10)
+        faiss_index.save(dense, staged)
+        LexicalIndex.build([r.message for r in records]).save(staged / "lexical")
+        with (staged / "pairs.jsonl").open("w", encoding="utf-8") as fh:
+            for r in records:
+                fh.write(json.dumps(asdict(r), ensure_ascii=False) + "\n")
+        meta = {
+            "format": FORMAT,
+            "made_by": "chatbot index",
+            "created_at": datetime.now(timezone.utc).isoformat(),
+            "model": model_info,
+            "dim": int(vectors.shape[1]) if vectors.ndim == 2 else None,
+            "pair_count": len(records),
+            "pair_set_hash": pair_set_hash((r.id, r.content_hash) for r in records),
+            "kind": dense.kind,
+            "recall_at_10_vs_exact": recall,
+            "settings": {**rs.index_defining(), "exact_max_pairs": rs.exact_max_pairs, "hnsw_m": rs.hnsw_m,
+                         "hnsw_ef_construction": rs.hnsw_ef_construction, "lexical": "bm25s"},
+            **extra_meta,
+        }
+        write_json_atomic(staged / "meta.json", meta)
+        return staged, meta
+    except BaseException:
+        store.discard(staged)
+        raise
+
+
+def update_index(
+    settings: Settings,
+    database: Database,
+    *,
+    rebuild: bool = False,
+    model: SentenceTransformer | None = None,
+    model_path: Path | None = None,
+    progress: bool = False,
+    calibrate: bool = True,
+) -> IndexReport:
+    """Bring the index up to date with the store (see the module docstring)."""
+    from chatbot.models.embedder import embedder_path, load_embedder
+
+    started = time.monotonic()
+    rs = settings.retrieval
+    store = VersionStore(store_root(settings))
+    path = Path(model_path) if model_path is not None else embedder_path(settings)
+    model_info = {"path": str(path), "fingerprint": model_fingerprint(path), "name": path.name}
+
+    stored = load_pair_hashes(database, rs.index_splits)
+    current = store.current()
+    action, reason, base = "built", "no index yet", None
+    if current is not None:
+        meta = read_meta(current)
+        indexed_records = read_pairs(current)
+        indexed = {r.id: r.content_hash for r in indexed_records}
+        new, deleted, changed = compare_pair_sets(indexed, stored)
+        if rebuild:
+            action, reason = "rebuilt", "--rebuild asked for"
+        elif meta.get("format") != FORMAT:
+            action, reason = "rebuilt", f"index format {meta.get('format')} is not {FORMAT}"
+        elif meta.get("model", {}).get("fingerprint") != model_info["fingerprint"]:
+            action, reason = "rebuilt", f"the embedder changed (index built with {meta.get('model', {}).get('path')})"
+        elif {k: meta.get("settings", {}).get(k) for k in rs.index_defining()} != rs.index_defining():
+            action, reason = "rebuilt", "the retrieval settings that shape the index changed"
+        elif deleted or changed:
+            action, reason = "rebuilt", f"{len(deleted)} indexed pairs were deleted and {len(changed)} changed in the store"
+        elif not new:
+            return IndexReport("unchanged", "the index already holds every pair", store.current_name(), len(indexed),
+                               kind=meta.get("kind"), seconds=time.monotonic() - started,
+                               recall_at_10=meta.get("recall_at_10_vs_exact"), calibration=meta.get("calibration"))
+        else:
+            action, reason, base = "added", f"{len(new)} new pairs", (current, indexed_records, new)
+
+    if model is None:
+        model = load_embedder(settings) if model_path is None else _load(path)
+    if action == "added":
+        current_dir, indexed_records, new = base
+        new_records = load_pairs(database, rs.index_splits, only_ids=new)
+        old_vectors = np.load(current_dir / "vectors.npy")
+        vectors = np.concatenate([old_vectors, _embed_records(model, new_records, rs, progress)])
+        records = [*indexed_records, *new_records]
+        added = len(new_records)
+        extra = {"parent_version": current_dir.name, "added": added}
+    else:
+        records = load_pairs(database, rs.index_splits)
+        vectors = _embed_records(model, records, rs, progress)
+        added = len(records)
+        extra = {"parent_version": None, "added": added}
+
+    calibration = None
+    if calibrate:
+        calibration = _calibrate(settings, database, model, records, vectors)
+    extra["calibration"] = calibration
+    staged, meta = write_version(store, records, vectors, settings=settings, model_info=model_info, extra_meta=extra)
+    name = store.commit(staged)
+    pruned = store.prune(rs.keep_versions)
+    log.info("index %s: %s (%s), %d pairs", name, action, reason, len(records))
+    return IndexReport(action, reason, name, len(records), added=added, kind=meta["kind"],
+                       seconds=time.monotonic() - started, recall_at_10=meta["recall_at_10_vs_exact"],
+                       calibration=calibration, pruned=pruned)
+
+
+def _load(path: Path):
+    from sentence_transformers import SentenceTransformer
+
+    return SentenceTransformer(str(path), device="cpu", local_files_only=True)
+
+
+CALIBRATION_PAIRS = 500
+
+
+def _calibrate(settings: Settings, database: Database, model, records: Sequence[PairRecord], vectors: np.ndarray) -> dict | None:
+    """Out-of-scope calibration on validation pairs (never test): a validation pair is
+    'served' when the top hit's reply is close to its own reply (cosine of the reply
+    embeddings >= `fit_similarity`); the raw score is the top fused score."""
+    from chatbot.retrieval.retriever import PairRetriever
+    from chatbot.retrieval.scope import calibrate
+
+    rs = settings.retrieval
+    if "val" in rs.index_splits or not records:
+        return None
+    val = load_pairs(database, ["val"])
+    if len(val) < rs.min_calibration_pairs:
+        return None
+    rng = np.random.default_rng(0)
+    if len(val) > CALIBRATION_PAIRS:
+        val = [val[i] for i in sorted(rng.choice(len(val), CALIBRATION_PAIRS, replace=False))]
+    retriever = PairRetriever.from_parts(settings, records, vectors, model, calibration=None)
+    raws, tops = [], []
+    for pair in val:
+        result = retriever.search(pair.message, history=pair.history, k=1)
+        raws.append(result.hits[0].score if result.hits else 0.0)
+        tops.append(result.hits[0].reply_text if result.hits else "")
+    from chatbot.retrieval.embedding import embed_texts
+
+    got = embed_texts(model, tops, batch_size=rs.batch_size)
+    want = embed_texts(model, [p.reply for p in val], batch_size=rs.batch_size)
+    served = (got * want).sum(1) >= rs.fit_similarity
+    if served.all() or not served.any():
+        log.warning("out-of-scope calibration skipped: every validation pair is %s", "served" if served.all() else "unserved")
+        return None
+    result = calibrate(raws, served).to_dict()
+    result["method"] = "top fused score; validation pair served when reply cosine >= fit_similarity"
+    result["fit_similarity"] = rs.fit_similarity
+    return result

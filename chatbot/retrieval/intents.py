@@ -1,0 +1,361 @@
+"""Intent routing and its evaluation: route each customer request to the intent of
+the labelled requests it is closest to, or hand it off as out of scope.
+
+Reads labelled-request files (`{"text", "intent"}` JSON lines; `intent` = "oos" marks
+an out-of-scope request), builds a router from the training file, chooses the
+out-of-scope threshold on validation items (the `--val` file, or a deterministic
+stratified slice of the training file when it is absent; never the test file), and
+scores the test file: top-1 accuracy, macro-F1, and, where the test has oos items,
+out-of-scope recall and in-scope accuracy at that threshold; optionally the same on
+a deterministically typo-noised copy of the test requests.
+
+Routers ("method"):
+  knn       nearest labelled request in a FAISS index of the plain embeddings;
+  logreg    logistic regression on the plain embeddings;
+  finetune  MiniLM fine-tuned on the training labels (`finetune`), then logistic
+            regression on the fine-tuned embeddings fused with nearest-centroid
+            cosines. Not the default: under the 8-minute budget on 2 shared
+            CPU cores it has not yet measurably beaten logreg (see docs/retrieval.md).
+Default: logreg.
+The confidence of a routing is the router's best in-scope probability (or cosine for
+knn); an item is out of scope when it is below the threshold.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import random
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from chatbot.errors import InputError
+from chatbot.retrieval.scope import ScopeCalibration, calibrate
+
+if TYPE_CHECKING:
+    from sentence_transformers import SentenceTransformer
+
+log = logging.getLogger(__name__)
+
+OOS = "oos"
+METHODS = ("knn", "logreg", "finetune")
+
+
+@dataclass(frozen=True)
+class LabelledRequest:
+    text: str
+    intent: str
+    id: str | None = None
+
+
+def read_intents(path: Path | str) -> list[LabelledRequest]:
+    """Labelled requests from a JSON-lines file; InputError names the file and line."""
+    path = Path(path)
+    items: list[LabelledRequest] = []
+    try:
+        fh = path.open(encoding="utf-8")
+    except OSError as exc:
+        raise InputError(f"cannot read: {exc.strerror}", path=str(path)) from None
+    with fh:
+        for number, line in enumerate(fh, 1):
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise InputError(f"not valid JSON ({exc.msg})", path=str(path), line=number) from None
+            if not isinstance(record, dict):
+                raise InputError("expected a JSON object", path=str(path), line=number)
+            text, intent = record.get("text"), record.get("intent")
+            if not isinstance(text, str) or not text.strip():
+                raise InputError('missing or empty "text"', path=str(path), line=number)
+            if not isinstance(intent, str) or not intent.strip():
+                raise InputError('missing or empty "intent"', path=str(path), line=number)
+            items.append(LabelledRequest(text.strip(), intent.strip(), record.get("id")))
+    if not items:
+        raise InputError("no labelled requests", path=str(path))
+    return items
+
+
+# ---------------------------------------------------------------- typo noise
+
+_KEYBOARD = ["qwertyuiop", "asdfghjkl", "zxcvbnm"]
+_NEIGHBOURS: dict[str, str] = {}
+for _r, _row in enumerate(_KEYBOARD):
+    for _c, _ch in enumerate(_row):
+        near = [_row[j] for j in (_c - 1, _c + 1) if 0 <= j < len(_row)]
+        near += [_KEYBOARD[rr][_c] for rr in (_r - 1, _r + 1) if 0 <= rr < 3 and _c < len(_KEYBOARD[rr])]
+        _NEIGHBOURS[_ch] = "".join(near)
+
+
+def typo_noise(text: str, *, rate: float = 0.25) -> str:
+    """A deterministic typo-noised copy of `text`: each word of 3+ letters gets, with
+    probability `rate`, one of: swapped neighbours, a dropped, doubled or
+    neighbouring-key letter. Seeded by the text itself, so runs agree."""
+    rng = random.Random(int.from_bytes(hashlib.sha256(text.encode()).digest()[:8], "big"))
+    words = text.split(" ")
+    for i, word in enumerate(words):
+        if len(word) < 3 or not word.isalpha() or rng.random() >= rate:
+            continue
+        j = rng.randrange(len(word) - 1)
+        kind = rng.randrange(4)
+        if kind == 0:
+            word = word[:j] + word[j + 1] + word[j] + word[j + 2 :]
+        elif kind == 1:
+            word = word[:j] + word[j + 1 :]
+        elif kind == 2:
+            word = word[:j] + word[j] + word[j:]
+        else:
+            near = _NEIGHBOURS.get(word[j].lower(), "")
+            if near:
+                word = word[:j] + rng.choice(near) + word[j + 1 :]
+        words[i] = word
+    return " ".join(words)
+
+
+# ---------------------------------------------------------------- routers
+
+
+@dataclass
+class Routing:
+    labels: list[str]  # best in-scope intent per request
+    confidence: np.ndarray  # higher = more likely in scope
+
+
+class IntentRouter:
+    """Routes requests to the intents of a training set."""
+
+    def __init__(self, model: SentenceTransformer, method: str = "logreg", *, max_train_seconds: float = 480.0,
+                 epochs: float = 3.0, batch_size: int = 64, seed: int = 0, progress: bool = False,
+                 cache: dict[str, np.ndarray] | None = None):
+        if method not in METHODS:
+            raise ValueError(f"method {method!r} is not one of {', '.join(METHODS)}")
+        self.model = model
+        self.method = method
+        self.max_train_seconds = max_train_seconds
+        self.epochs = epochs
+        self.batch_size = batch_size
+        self.seed = seed
+        self.progress = progress
+        self.train_report: dict = {}
+        # text -> vector, shared across folds; only for the frozen embedder.
+        self.cache = cache if method != "finetune" else None
+
+    def _embed(self, texts: Sequence[str]) -> np.ndarray:
+        from chatbot.retrieval.embedding import embed_texts
+
+        if self.cache is None:
+            return embed_texts(self.model, list(texts), batch_size=128, progress=self.progress)
+        missing = list(dict.fromkeys(t for t in texts if t not in self.cache))
+        if missing:
+            for text, vector in zip(missing, embed_texts(self.model, missing, batch_size=128, progress=self.progress)):
+                self.cache[text] = vector
+        return np.stack([self.cache[t] for t in texts]) if texts else np.zeros((0, 0), np.float32)
+
+    def fit(self, items: Sequence[LabelledRequest]) -> IntentRouter:
+        started = time.monotonic()
+        texts = [i.text for i in items]
+        self.classes = sorted({i.intent for i in items})
+        index = {c: n for n, c in enumerate(self.classes)}
+        y = np.array([index[i.intent] for i in items])
+        self.in_scope = np.array([c != OOS for c in self.classes])
+        if self.method == "finetune":
+            from chatbot.retrieval.finetune import fine_tune_classifier
+
+            report = fine_tune_classifier(
+                self.model, texts, y.tolist(), epochs=self.epochs, batch_size=self.batch_size,
+                max_seconds=self.max_train_seconds, seed=self.seed, progress=self.progress,
+            )
+            self.train_report["fine_tune"] = report.__dict__
+        vectors = self._embed(texts)
+        self._vectors, self._y = vectors, y
+        if self.method in ("logreg", "finetune"):
+            from sklearn.linear_model import LogisticRegression
+
+            self._clf = LogisticRegression(C=10.0, max_iter=300).fit(vectors, y)
+        if self.method == "finetune":
+            centroids = np.zeros((len(self.classes), vectors.shape[1]), dtype=np.float32)
+            np.add.at(centroids, y, vectors)
+            self._centroids = centroids / np.linalg.norm(centroids, axis=1, keepdims=True).clip(1e-9)
+        if self.method == "knn":
+            import faiss
+
+            self._faiss = faiss.IndexFlatIP(vectors.shape[1])
+            self._faiss.add(vectors)
+        self.train_report["seconds"] = time.monotonic() - started
+        return self
+
+    def route(self, texts: Sequence[str]) -> Routing:
+        vectors = self._embed(texts)
+        if self.method == "knn":
+            return self._route_knn(vectors)
+        proba = self._clf.predict_proba(vectors)
+        if self.method == "finetune":
+            cos = vectors @ self._centroids.T
+            soft = np.exp(20.0 * (cos - cos.max(1, keepdims=True)))
+            proba = 0.5 * proba + 0.5 * soft / soft.sum(1, keepdims=True)
+        proba = proba.copy()
+        proba[:, ~self.in_scope] = -1.0
+        best = proba.argmax(1)
+        return Routing([self.classes[b] for b in best], proba[np.arange(len(best)), best])
+
+    def _route_knn(self, vectors: np.ndarray) -> Routing:
+        k = min(10, len(self._y))
+        sims, rows = self._faiss.search(np.ascontiguousarray(vectors), k)
+        labels, confidence = [], np.zeros(len(vectors))
+        for n in range(len(vectors)):
+            in_rows = [(s, r) for s, r in zip(sims[n], rows[n]) if r >= 0 and self.in_scope[self._y[r]]]
+            out_top = max((s for s, r in zip(sims[n], rows[n]) if r >= 0 and not self.in_scope[self._y[r]]), default=-1.0)
+            if in_rows:
+                s, r = in_rows[0]
+                labels.append(self.classes[self._y[r]])
+                confidence[n] = s - max(0.0, out_top - s)
+            else:
+                labels.append(next(c for c in self.classes if c != OOS))
+                confidence[n] = -1.0
+        return Routing(labels, confidence)
+
+
+# ---------------------------------------------------------------- evaluation
+
+
+def stratified_split(items: Sequence[LabelledRequest], fraction: float, seed: int = 0) -> tuple[list, list]:
+    """(kept, held out): `fraction` of every intent held out, deterministically."""
+    by_intent: dict[str, list[int]] = {}
+    for n, item in enumerate(items):
+        by_intent.setdefault(item.intent, []).append(n)
+    rng = random.Random(seed)
+    held: set[int] = set()
+    for intent in sorted(by_intent):
+        rows = by_intent[intent][:]
+        rng.shuffle(rows)
+        held.update(rows[: max(1, round(len(rows) * fraction))] if len(rows) > 1 else [])
+    return [it for n, it in enumerate(items) if n not in held], [it for n, it in enumerate(items) if n in held]
+
+
+def stratified_folds(items: Sequence[LabelledRequest], folds: int, seed: int = 0) -> list[list[int]]:
+    by_intent: dict[str, list[int]] = {}
+    for n, item in enumerate(items):
+        by_intent.setdefault(item.intent, []).append(n)
+    rng = random.Random(seed)
+    out: list[list[int]] = [[] for _ in range(folds)]
+    offset = 0
+    for intent in sorted(by_intent):
+        rows = by_intent[intent][:]
+        rng.shuffle(rows)
+        for j, row in enumerate(rows):
+            out[(offset + j) % folds].append(row)
+        offset += len(rows)
+    return [sorted(f) for f in out]
+
+
+def score(routing: Routing, items: Sequence[LabelledRequest], calibration: ScopeCalibration | None) -> dict:
+    from sklearn.metrics import f1_score
+
+    truth = np.array([i.intent for i in items])
+    pred = np.array(routing.labels)
+    inside = truth != OOS
+    result: dict = {"n": len(items), "n_in_scope": int(inside.sum()), "n_oos": int((~inside).sum())}
+    if inside.any():
+        result["accuracy"] = float((pred[inside] == truth[inside]).mean())
+        result["macro_f1"] = float(f1_score(truth[inside], pred[inside], average="macro"))
+    if calibration is not None and (~inside).any():
+        rejected = np.asarray(calibration.out_of_scope(routing.confidence))
+        result["in_scope_accuracy"] = float(((pred == truth) & ~rejected)[inside].mean()) if inside.any() else None
+        result["oos_recall"] = float(rejected[~inside].mean())
+        final = np.where(rejected, OOS, pred)
+        result["accuracy_with_oos"] = float((final == truth).mean())
+    return result
+
+
+@dataclass
+class IntentEvaluation:
+    method: str
+    clean: dict
+    noisy: dict | None = None
+    calibration: dict | None = None
+    validation: str = ""
+    train_seconds: float = 0.0
+    train_report: dict = field(default_factory=dict)
+    counts: dict = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        return {k: v for k, v in self.__dict__.items()}
+
+
+def evaluate(
+    model_factory,
+    train: Sequence[LabelledRequest],
+    test: Sequence[LabelledRequest],
+    val: Sequence[LabelledRequest] | None = None,
+    *,
+    method: str = "logreg",
+    noise: str | None = None,
+    val_fraction: float = 0.1,
+    **router_options,
+) -> IntentEvaluation:
+    """Train on `train`, choose the out-of-scope threshold on `val` (or on a slice of
+    train carved off when `val` is absent and the test needs a threshold), score `test`.
+    `model_factory()` returns a fresh embedder (fine-tuning changes it)."""
+    needs_threshold = any(i.intent == OOS for i in test)
+    validation = "none needed (the test has no oos items)"
+    if needs_threshold and val is None:
+        train, val = stratified_split(train, val_fraction)
+        validation = f"{len(val)} requests carved from --train ({val_fraction:.0%} of every intent, seed 0)"
+    elif val is not None:
+        validation = f"{len(val)} requests from --val"
+    if not any(i.intent != OOS for i in train):
+        raise InputError("the training file has no in-scope requests")
+    router = IntentRouter(model_factory(), method, **router_options).fit(train)
+    calibration = None
+    if val is not None and any(i.intent == OOS for i in val) and any(i.intent != OOS for i in val):
+        routed = router.route([i.text for i in val])
+        truth = np.array([i.intent for i in val])
+        calibration = calibrate(routed.confidence, truth != OOS, accepted_correct=np.array(routed.labels) == truth)
+    elif needs_threshold:
+        raise InputError("the test has oos items but the validation requests have none to choose a threshold on")
+    clean = score(router.route([i.text for i in test]), test, calibration)
+    noisy = None
+    if noise == "typo":
+        noised = [LabelledRequest(typo_noise(i.text), i.intent, i.id) for i in test]
+        noisy = score(router.route([i.text for i in noised]), noised, calibration)
+    elif noise is not None:
+        raise ValueError(f"unknown noise {noise!r}")
+    return IntentEvaluation(
+        method, clean, noisy, calibration.to_dict() if calibration else None, validation,
+        router.train_report.get("seconds", 0.0), router.train_report,
+        {"train": len(train), "val": len(val) if val is not None else 0, "test": len(test),
+         "intents": len({i.intent for i in train} - {OOS})},
+    )
+
+
+def cross_validate(model_factory, items: Sequence[LabelledRequest], folds: int, *, method: str = "logreg",
+                   noise: str | None = None, **router_options) -> dict:
+    """`folds`-fold stratified cross-validation on one labelled file. With a frozen
+    embedder (knn, logreg) every text is embedded once for all folds."""
+    per_fold = []
+    if method != "finetune":
+        shared = model_factory()
+        model_factory = lambda: shared  # noqa: E731
+        router_options = {**router_options, "cache": {}}
+    for n, rows in enumerate(stratified_folds(items, folds)):
+        held = set(rows)
+        test = [items[i] for i in rows]
+        train = [it for i, it in enumerate(items) if i not in held]
+        result = evaluate(model_factory, train, test, None, method=method, noise=noise, **router_options)
+        log.info("fold %d/%d: %s", n + 1, folds, result.clean)
+        per_fold.append(result.to_dict())
+    summary: dict = {}
+    for part in ("clean", "noisy"):
+        rows = [f[part] for f in per_fold if f.get(part)]
+        if not rows:
+            continue
+        keys = [k for k in rows[0] if isinstance(rows[0][k], float)]
+        summary[part] = {k: {"mean": float(np.mean([r[k] for r in rows])), "std": float(np.std([r[k] for r in rows]))} for k in keys}
+    return {"method": method, "folds": folds, "summary": summary, "per_fold": per_fold}

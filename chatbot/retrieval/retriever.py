@@ -1,0 +1,178 @@
+"""The `Retriever` the dialogue manager and training use: history-aware dense + BM25
+search over one index version, with a citation on every hit and an out-of-scope
+verdict from the version's calibration.
+
+`open_retriever(settings, database)` loads the current version and, given the store,
+refuses to serve an index whose pairs were deleted or changed since it was built
+(its citations would point at the wrong text). Building indexes is `indexer`'s job.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from chatbot.config import Settings
+from chatbot.retrieval import faiss_index, fusion
+from chatbot.retrieval.embedding import embed_query, recent_turns
+from chatbot.retrieval.lexical import LexicalIndex
+from chatbot.retrieval.scope import ScopeCalibration
+from chatbot.retrieval.types import Citation, Hit, SearchResult
+from chatbot.retrieval.versions import IndexStaleError, VersionStore
+
+if TYPE_CHECKING:
+    from sentence_transformers import SentenceTransformer
+
+    from chatbot.retrieval.indexer import PairRecord
+    from chatbot.store.database import Database
+
+log = logging.getLogger(__name__)
+
+
+class PairRetriever:
+    """Search over one set of indexed pairs (implements `chatbot.retrieval.types.Retriever`)."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        records: Sequence[PairRecord],
+        dense: faiss_index.DenseIndex,
+        lexical: LexicalIndex,
+        model: SentenceTransformer,
+        calibration: ScopeCalibration | None,
+        version: str | None = None,
+    ):
+        if dense.size != len(records) or lexical.size != len(records):
+            raise IndexStaleError(
+                f"index version {version}: {dense.size} vectors, {lexical.size} lexical rows and {len(records)} pairs "
+                "disagree; run: chatbot index --rebuild"
+            )
+        self.settings = settings
+        self.rs = settings.retrieval
+        self.records = list(records)
+        self.dense = dense
+        self.lexical = lexical
+        self.model = model
+        self.calibration = calibration or ScopeCalibration.uncalibrated(self.rs.oos_threshold)
+        self.version = version
+        self._row_of = {r.id: row for row, r in enumerate(self.records)}
+
+    @classmethod
+    def from_parts(cls, settings: Settings, records, vectors: np.ndarray, model, calibration=None) -> PairRetriever:
+        """An in-memory retriever (used to calibrate a version before it is written)."""
+        return cls(settings, records, faiss_index.build(vectors, settings.retrieval),
+                   LexicalIndex.build([r.message for r in records]), model, calibration)
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    def query_vector(self, query: str, history: Sequence[str] = ()) -> np.ndarray:
+        return embed_query(self.model, query, history, self.rs)
+
+    def lexical_scores(self, query: str, history: Sequence[str] = ()) -> np.ndarray:
+        scores = self.lexical.scores(query)
+        turns = recent_turns(history, self.rs)
+        if turns:
+            scores = scores + self.rs.history_weight * self.lexical.scores(" ".join(turns))
+        return scores
+
+    def search(self, query: str, *, history: Sequence[str] = (), k: int = 5, exclude_pair_ids: Sequence[int] = ()) -> SearchResult:
+        return self.search_vector(self.query_vector(query, history), query, history=history, k=k,
+                                  exclude_pair_ids=exclude_pair_ids)
+
+    def search_vector(self, vector: np.ndarray, query: str, *, history: Sequence[str] = (), k: int = 5,
+                      exclude_pair_ids: Sequence[int] = (), lexical_weight: float | None = None) -> SearchResult:
+        """Search with a query vector already computed (benchmarks, batch evaluation)."""
+        weight = self.rs.lexical_weight if lexical_weight is None else lexical_weight
+        if not self.records or k <= 0:
+            return SearchResult([], True, 0.0)
+        excluded = {self._row_of[i] for i in exclude_pair_ids if i in self._row_of}
+        _, dense_rows = self.dense.search(vector, self.rs.candidates + len(excluded))
+        lexical = self.lexical_scores(query, history) if weight > 0 else np.zeros(len(self.records), np.float32)
+        rows = fusion.candidate_rows(dense_rows, lexical, self.rs.candidates if weight > 0 else 0)
+        if excluded:
+            rows = rows[~np.isin(rows, list(excluded))]
+        if rows.size == 0:
+            return SearchResult([], True, 0.0)
+        cosine = self.dense.cosine(vector, rows)
+        lex_norm = fusion.normalise_lexical(lexical)[rows]
+        fused = fusion.weighted(cosine, lex_norm, weight)
+        order = np.argsort(-fused, kind="stable")[:k]
+        hits = [self._hit(int(rows[i]), float(fused[i]), float(cosine[i]), float(lexical[rows[i]]), float(lex_norm[i]))
+                for i in order]
+        top = hits[0].score
+        return SearchResult(hits, bool(self.calibration.out_of_scope(top)), float(self.calibration.probability(top)))
+
+    def _hit(self, row: int, score: float, dense: float, lexical: float, lexical_normalised: float) -> Hit:
+        r = self.records[row]
+        snippet = r.reply if len(r.reply) <= self.rs.snippet_chars else r.reply[: self.rs.snippet_chars - 1] + "…"
+        citation = Citation(r.id, r.conversation_id, r.turn_index, r.source, score, snippet)
+        return Hit(r.id, score, r.context_text, r.reply, citation,
+                   {"dense": dense, "lexical": lexical, "lexical_normalised": lexical_normalised})
+
+
+def load_version(settings: Settings, version_dir: Path, model: SentenceTransformer | None = None) -> PairRetriever:
+    """A retriever over one version directory (no check against the store)."""
+    from chatbot.models.embedder import embedder_path, load_embedder
+    from chatbot.retrieval.indexer import model_fingerprint, read_meta, read_pairs
+
+    meta = read_meta(version_dir)
+    if model is None:
+        model_dir = Path(meta["model"]["path"])
+        if model_dir.is_relative_to(version_dir) and model_dir.is_dir():  # an adapted embedder kept with the index
+            from chatbot.retrieval.indexer import _load
+
+            model = _load(model_dir)
+        else:
+            configured = embedder_path(settings)
+            if model_fingerprint(configured) != meta["model"]["fingerprint"]:
+                raise IndexStaleError(
+                    f"index version {version_dir.name} was built with the embedder {meta['model']['path']}, "
+                    f"not the configured {configured}; run: chatbot index --rebuild"
+                )
+            model = load_embedder(settings)
+    records = read_pairs(version_dir)
+    dense = faiss_index.load(version_dir, meta["kind"], settings.retrieval)
+    lexical = LexicalIndex.load(version_dir / "lexical")
+    calibration = ScopeCalibration.from_dict(
+        {k: v for k, v in meta["calibration"].items() if k in ScopeCalibration.__dataclass_fields__}
+    ) if meta.get("calibration") else None
+    return PairRetriever(settings, records, dense, lexical, model, calibration, version=version_dir.name)
+
+
+def check_against_store(version_dir: Path, records: Sequence[PairRecord], database: Database, splits: Sequence[str]) -> int:
+    """Raise IndexStaleError when indexed pairs were deleted or changed in the store;
+    returns how many stored pairs the index does not hold yet."""
+    from chatbot.retrieval.indexer import compare_pair_sets, load_pair_hashes
+
+    indexed = {r.id: r.content_hash for r in records}
+    stored = load_pair_hashes(database, splits)
+    new, deleted, changed = compare_pair_sets(indexed, stored)
+    if deleted or changed:
+        raise IndexStaleError(
+            f"index version {version_dir.name} no longer matches the store: {len(deleted)} of its pairs were deleted "
+            f"and {len(changed)} changed, so its citations would be wrong; run: chatbot index"
+        )
+    if new:
+        log.warning("index version %s lacks %d new pairs; run: chatbot index", version_dir.name, len(new))
+    return len(new)
+
+
+def open_retriever(settings: Settings, database: Database | None = None, *, model: SentenceTransformer | None = None) -> PairRetriever:
+    """The retriever over the current index version. With `database`, the version is
+    checked against the store first (IndexStaleError when its citations would be wrong).
+    Raises IndexNotFoundError, telling the user to run `chatbot index`, when there is none."""
+    from chatbot.retrieval.indexer import store_root
+
+    version_dir = VersionStore(store_root(settings)).require_current()
+    retriever = load_version(settings, version_dir, model=model)
+    if database is not None:
+        from chatbot.retrieval.indexer import read_meta
+
+        splits = read_meta(version_dir)["settings"]["index_splits"]
+        check_against_store(version_dir, retriever.records, database, splits)
+    return retriever

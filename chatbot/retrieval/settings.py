@@ -1,0 +1,71 @@
+"""The `retrieval` settings section: how queries are fused, how pairs are indexed,
+and when a search says "nothing here fits".
+
+Only the values and their checks live here; the modules that use them read them from
+`settings.retrieval`. Environment: `CHATBOT_RETRIEVAL__<KEY>` (e.g.
+`CHATBOT_RETRIEVAL__HISTORY_WEIGHT=0.4`).
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field, model_validator
+
+from chatbot.settings_section import Section
+
+# Settings that change the stored vectors or the lexical index: when one of them differs
+# from the index's meta.json, `chatbot index` rebuilds instead of adding.
+INDEX_DEFINING_KEYS = ("history_turns", "history_weight", "history_decay", "index_splits", "max_seq_length")
+
+
+class RetrievalSettings(Section):
+
+    # What is indexed.
+    index_splits: list[Literal["train", "val", "test"]] = Field(
+        default_factory=lambda: ["train"],
+        description="Which splits of the training pairs are indexed (val is used to calibrate out-of-scope).",
+    )
+    batch_size: int = Field(default=64, ge=1, le=4096, description="Texts per embedding batch.")
+    max_seq_length: int = Field(default=128, ge=8, le=512, description="Tokens kept of each text when embedding.")
+
+    # History fusion: query = (1-w)*message + w*weighted mean of the last turns.
+    history_turns: int = Field(default=2, ge=0, le=20, description="Earlier turns fused into the query.")
+    history_weight: float = Field(default=0.3, ge=0.0, lt=1.0, description="Weight of the history in the query vector.")
+    history_decay: float = Field(default=0.5, gt=0.0, le=1.0, description="Each older turn counts this much of the next newer one.")
+
+    # Feature fusion: dense cosine + lexical BM25 (normalised per query).
+    lexical_weight: float = Field(default=0.2, ge=0.0, le=1.0, description="Weight of BM25 in the fused score; 0 = dense only.")
+    candidates: int = Field(default=50, ge=1, le=10000, description="Dense and lexical candidates pooled before fusion.")
+
+    # Exact vs approximate search.
+    exact_max_pairs: int = Field(
+        default=50_000, ge=1,
+        description="Above this many pairs an HNSW index replaces exact search (measured: equal latency at 10k, exact 3x slower at 100k).",
+    )
+    hnsw_m: int = Field(default=32, ge=4, le=128)
+    hnsw_ef_construction: int = Field(default=80, ge=8)
+    hnsw_ef_search: int = Field(default=128, ge=8)
+
+    # Out of scope.
+    oos_threshold: float = Field(
+        default=0.5, ge=0.0, le=1.0,
+        description="Used only when the index has no threshold calibrated on validation pairs.",
+    )
+    fit_similarity: float = Field(
+        default=0.6, ge=-1.0, le=1.0,
+        description="Calibration: a retrieved reply 'fits' a validation pair when its embedding is this close to the true reply.",
+    )
+    min_calibration_pairs: int = Field(default=20, ge=2, description="Fewer validation pairs than this: no calibration.")
+    keep_versions: int = Field(default=2, ge=1, le=100, description="Index versions kept on disk (the current one included).")
+    snippet_chars: int = Field(default=300, ge=20, description="Characters of the reply shown in a citation.")
+
+    @model_validator(mode="after")
+    def _check(self) -> RetrievalSettings:
+        if not self.index_splits:
+            raise ValueError("index_splits must name at least one split")
+        return self
+
+    def index_defining(self) -> dict:
+        """The values that shape the stored index, as written to meta.json."""
+        return {key: getattr(self, key) for key in INDEX_DEFINING_KEYS}
