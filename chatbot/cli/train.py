@@ -1,0 +1,125 @@
+"""`chatbot train`: fine-tune the reply model on the stored training pairs and record
+the result as a model version. Parses options, builds the evidence callable from the
+retriever when there is one, shows progress; the run itself is
+`chatbot.training.run.run_training`. Works the same under `torchrun` and
+`accelerate launch` (only the first process prints)."""
+
+from __future__ import annotations
+
+import os
+
+import click
+
+from chatbot.cli import AppContext, emit_json, json_option, pass_app
+
+
+def _progress_printer(enabled: bool):
+    """A progress callback drawing a tqdm bar on stderr with loss and ETA."""
+    state: dict = {"bar": None}
+
+    def fmt(seconds: float) -> str:
+        seconds = max(0, int(seconds))
+        return f"{seconds // 60}:{seconds % 60:02d}"
+
+    def progress(event: dict) -> None:
+        if not enabled:
+            return
+        from tqdm import tqdm
+
+        kind = event["event"]
+        if kind == "baseline":
+            click.echo(f"validation loss before training: {event['val_loss']:.4f}", err=True)
+            state["bar"] = tqdm(total=event["total_steps"], desc="training", unit="step", file=click.get_text_stream("stderr"),
+                                dynamic_ncols=True)
+        elif kind == "step":
+            bar = state["bar"]
+            if bar is None:  # resumed: no baseline event
+                bar = state["bar"] = tqdm(total=event["total_steps"], initial=event["step"] - 1, desc="training",
+                                          unit="step", file=click.get_text_stream("stderr"), dynamic_ncols=True)
+            per_step = event["elapsed_s"] / max(1, event["step"] - bar.initial)
+            eta = (event["total_steps"] - event["step"]) * per_step
+            if event.get("budget_s"):
+                eta = min(eta, event["budget_s"] - event["elapsed_s"])
+            bar.set_postfix_str(f"loss={event['train_loss']:.3f} lr={event['lr']:.1e} eta={fmt(eta)}", refresh=False)
+            bar.update(1)
+        elif kind == "validation":
+            bar = state["bar"]
+            text = f"step {event['step']}: validation loss {event['val_loss']:.4f} (best {event['best_val_loss']:.4f})"
+            (bar.write if bar else click.echo)(text, **({"file": click.get_text_stream("stderr")} if bar else {"err": True}))
+        elif kind == "finishing":
+            if state["bar"] is not None:
+                state["bar"].close()
+            click.echo(event["message"], err=True)
+
+    return progress
+
+
+@click.command("train")
+@click.option("--max-steps", type=click.IntRange(min=1), help="Optimizer steps (default: one pass over the pairs).")
+@click.option("--max-minutes", type=click.FloatRange(min=0, min_open=True), help="Wall-clock budget of the whole run, finishing included (default 13).")
+@click.option("--lora/--full", "lora", default=None, help="LoRA adapters (default) or full fine-tuning.")
+@click.option("--resume", is_flag=True, help="Continue the most recent interrupted run from its last checkpoint.")
+@click.option("--no-promote", is_flag=True, help="Register the version but never promote it automatically.")
+@json_option
+@pass_app
+def command(app: AppContext, max_steps: int | None, max_minutes: float | None, lora: bool | None, resume: bool,
+            no_promote: bool, as_json: bool) -> None:
+    """Fine-tune the reply model on the stored training pairs.
+
+    Each example is the chat prompt serving uses (instruction, retrieved past answers,
+    recent conversation) with the agent's reply as the target. The result becomes a
+    model version, promoted when it beats the promoted one on the same validation pairs.
+    Run under `torchrun --nproc_per_node=N -m chatbot train` for several processes.
+    """
+    from chatbot.config import ensure_home
+    from chatbot.store.database import Database, require_schema
+    from chatbot.training.evidence import open_evidence
+    from chatbot.training.run import run_training
+
+    settings = app.settings
+    updates = {}
+    if max_steps is not None:
+        updates["max_steps"] = max_steps
+    if max_minutes is not None:
+        updates["max_minutes"] = max_minutes
+    if lora is not None:
+        updates["mode"] = "lora" if lora else "full"
+    if no_promote:
+        updates["auto_promote"] = False
+    if updates:
+        settings = settings.model_copy(update={"training": settings.training.model_copy(update=updates)})
+    main_process = int(os.environ.get("RANK", "0")) == 0
+    ensure_home(settings)
+    database = Database(settings.resolved_database_url)
+    try:
+        require_schema(database.engine)
+        evidence_for, note = open_evidence(settings, database)
+        if main_process and not as_json:
+            click.echo(f"evidence: {note}", err=True)
+        try:
+            result = run_training(settings, database, evidence_for=evidence_for, evidence_note=note, resume=resume,
+                                  progress=_progress_printer(main_process))
+        except KeyboardInterrupt:
+            if main_process:
+                click.echo("\ntraining interrupted; continue from the last checkpoint with: chatbot train --resume", err=True)
+            raise
+    finally:
+        database.dispose()
+    if result is None:
+        return
+    m = result.metrics
+    if as_json:
+        emit_json({"version": result.version_name, "path": result.version_path, "promoted": result.promoted,
+                   "run_dir": result.run_dir, "evaluation": result.evaluation, "metrics": m})
+        return
+    fused = f"{m['val_loss_fused']:.4f}" if m["val_loss_fused"] is not None else "n/a (one checkpoint)"
+    click.echo(f"version {result.version_name}: {result.version_path}")
+    click.echo(f"  validation loss: before {m['val_loss_before']:.4f}, best checkpoint {m['val_loss_best_checkpoint']:.4f} "
+               f"(step {m['best_step']}), fused {fused} -> kept {m['model']} ({m['val_loss']:.4f})")
+    click.echo(f"  {m['steps']} steps ({m['stopped_because']}), {m['train_tokens']} tokens, "
+               f"{m['tokens_per_second']:.0f} tokens/s, {m['wall_seconds']:.0f}s in all, peak memory {m['peak_memory_mb']:.0f} MB")
+    e = result.evaluation
+    verdict = "promoted" if e["promoted"] else ("not promoted (auto-promotion off)" if e["better"] else "not promoted")
+    click.echo(f"  {verdict}: {e['val_loss']:.4f} vs {e['compared_with']} {e['compared_val_loss']:.4f} on {e['val_pairs']} validation pairs")
+    click.echo(f"  loss curve and metrics: {result.run_dir}")
+

@@ -1,0 +1,260 @@
+"""Model versions in the store: registering a trained reply model, listing, promoting
+and rolling back, and what serving loads — the promoted version, or the base model
+when none is promoted — picked up without a restart by `ReplyModelProvider`.
+Training a version is `chatbot.training`'s job; generating text is `generate`'s.
+
+Promotion history is a stack ordered by `promoted_at`: `promote` stamps the time,
+`rollback` retires the current version, takes it off the stack (clears its stamp,
+noting it in `evaluation`) and re-promotes the one promoted just before it, so
+repeated rollbacks walk further back and never return to a rolled-back version.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import asdict, dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from chatbot.errors import ChatbotError, ModelUnavailableError
+
+log = logging.getLogger(__name__)
+
+BASE_VERSION = "base"
+
+
+class VersionError(ChatbotError):
+    """A model version that does not exist, or a promotion/rollback that cannot be done."""
+
+
+@dataclass
+class VersionInfo:
+    id: int
+    name: str
+    kind: str
+    path: str
+    status: str
+    created_at: datetime | None
+    promoted_at: datetime | None
+    parent_id: int | None
+    metrics: dict[str, Any]
+    data_snapshot: dict[str, Any]
+    settings: dict[str, Any]
+    evaluation: dict[str, Any]
+
+    def as_dict(self) -> dict[str, Any]:
+        out = asdict(self)
+        for key in ("created_at", "promoted_at"):
+            out[key] = out[key].isoformat() if out[key] else None
+        return out
+
+
+def _info(row: Any) -> VersionInfo:
+    return VersionInfo(
+        id=row.id, name=row.name, kind=row.kind, path=row.path, status=row.status, created_at=row.created_at,
+        promoted_at=row.promoted_at, parent_id=row.parent_id, metrics=dict(row.metrics or {}),
+        data_snapshot=dict(row.data_snapshot or {}), settings=dict(row.settings or {}),
+        evaluation=dict(row.evaluation or {}),
+    )
+
+
+def register_version(database: Any, *, name: str, path: Path | str, settings: dict[str, Any], data_snapshot: dict[str, Any],
+                     metrics: dict[str, Any], evaluation: dict[str, Any] | None = None, parent_id: int | None = None,
+                     kind: str = "reply") -> VersionInfo:
+    """Record a finished model directory as a candidate version."""
+    from sqlalchemy import select
+
+    from chatbot.store.schema import ModelVersion
+
+    with database.session() as session:
+        if session.scalar(select(ModelVersion.id).where(ModelVersion.name == name)) is not None:
+            raise VersionError(f"a model version named {name!r} already exists")
+        row = ModelVersion(name=name, kind=kind, path=str(path), status="candidate", settings=settings,
+                           data_snapshot=data_snapshot, metrics=metrics, evaluation=evaluation or {}, parent_id=parent_id)
+        session.add(row)
+        session.flush()
+        return _info(row)
+
+
+def set_evaluation(database: Any, name: str, evaluation: dict[str, Any]) -> None:
+    from sqlalchemy import select
+
+    from chatbot.store.schema import ModelVersion
+
+    with database.session() as session:
+        row = session.scalar(select(ModelVersion).where(ModelVersion.name == name))
+        if row is None:
+            raise VersionError(f"no model version named {name!r}")
+        row.evaluation = dict(evaluation)
+
+
+def list_versions(database: Any, kind: str = "reply") -> list[VersionInfo]:
+    """Every version of `kind`, newest first."""
+    from sqlalchemy import select
+
+    from chatbot.store.schema import ModelVersion
+
+    with database.session() as session:
+        rows = session.scalars(select(ModelVersion).where(ModelVersion.kind == kind)
+                               .order_by(ModelVersion.created_at.desc(), ModelVersion.id.desc())).all()
+        return [_info(r) for r in rows]
+
+
+def get_version(database: Any, name: str) -> VersionInfo:
+    from sqlalchemy import select
+
+    from chatbot.store.schema import ModelVersion
+
+    with database.session() as session:
+        row = session.scalar(select(ModelVersion).where(ModelVersion.name == name))
+        if row is None:
+            raise VersionError(f"no model version named {name!r}; see: chatbot models list")
+        return _info(row)
+
+
+def promoted_version(database: Any, kind: str = "reply") -> VersionInfo | None:
+    from sqlalchemy import select
+
+    from chatbot.store.schema import ModelVersion
+
+    with database.session() as session:
+        row = session.scalar(select(ModelVersion).where(ModelVersion.kind == kind, ModelVersion.status == "promoted")
+                             .order_by(ModelVersion.promoted_at.desc(), ModelVersion.id.desc()))
+        return _info(row) if row is not None else None
+
+
+def _locked_versions(session: Any, kind: str) -> list[Any]:
+    """All versions of `kind`, locked for this transaction where the database can
+    (PostgreSQL), so two admins promoting at once cannot leave two promoted versions."""
+    from sqlalchemy import select
+
+    from chatbot.store.schema import ModelVersion
+
+    return list(session.scalars(select(ModelVersion).where(ModelVersion.kind == kind)
+                                .order_by(ModelVersion.id).with_for_update()).all())
+
+
+def promote(database: Any, name: str) -> tuple[VersionInfo, VersionInfo | None]:
+    """Make `name` the served version; returns (it, the version it replaced or None)."""
+    from sqlalchemy import select
+
+    from chatbot.store.schema import ModelVersion, utcnow
+
+    with database.session() as session:
+        kind = session.scalar(select(ModelVersion.kind).where(ModelVersion.name == name))
+        if kind is None:
+            raise VersionError(f"no model version named {name!r}; see: chatbot models list")
+        rows = _locked_versions(session, kind)
+        target = next(r for r in rows if r.name == name)
+        if kind == "reply" and not (Path(target.path) / "config.json").is_file():
+            raise VersionError(f"model version {name!r} has no model files at {target.path}; it cannot be served")
+        previous = next((r for r in rows if r.status == "promoted" and r.id != target.id), None)
+        if target.status == "promoted":
+            return _info(target), None
+        for r in rows:
+            if r.status == "promoted" and r.id != target.id:
+                r.status = "retired"
+        target.status = "promoted"
+        target.promoted_at = utcnow()
+        session.flush()
+        return _info(target), (_info(previous) if previous is not None else None)
+
+
+def rollback(database: Any, kind: str = "reply") -> tuple[VersionInfo, VersionInfo | None]:
+    """Retire the promoted version and re-promote the one promoted before it.
+
+    Returns (the retired version, the version now served or None for the base model).
+    """
+    from chatbot.store.schema import utcnow
+
+    with database.session() as session:
+        rows = _locked_versions(session, kind)
+        current = next((r for r in rows if r.status == "promoted"), None)
+        if current is None:
+            raise VersionError("no version is promoted, so there is nothing to roll back (serving uses the base model)")
+        earlier = [r for r in rows if r.id != current.id and r.promoted_at is not None
+                   and _naive(r.promoted_at) < _naive(current.promoted_at)]
+        earlier.sort(key=lambda r: (_naive(r.promoted_at), r.id))
+        current.status = "retired"
+        # A rolled-back version leaves the promotion stack (its stamp moves into
+        # `evaluation`), so a later rollback never returns to it.
+        current.evaluation = {**(current.evaluation or {}), "rolled_back_at": utcnow().isoformat(),
+                              "was_promoted_at": current.promoted_at.isoformat() if current.promoted_at else None}
+        current.promoted_at = None
+        restored = earlier[-1] if earlier else None
+        if restored is not None:
+            restored.status = "promoted"
+        session.flush()
+        return _info(current), (_info(restored) if restored is not None else None)
+
+
+def _naive(value: datetime) -> datetime:
+    return value.replace(tzinfo=None) if value.tzinfo else value
+
+
+def promoted_reply_model_path(settings: Any, database: Any) -> tuple[Path, str]:
+    """(directory, version name) of what serving should load: the promoted reply
+    version, or the base model (name "base") when none is promoted."""
+    from chatbot.models.reply_model import reply_model_path
+
+    version = promoted_version(database, "reply")
+    if version is None:
+        return reply_model_path(settings), BASE_VERSION
+    path = Path(version.path)
+    if not (path / "config.json").is_file():
+        raise ModelUnavailableError(
+            f"the promoted model version {version.name!r} has no model at {path}; "
+            "promote another version or roll back: chatbot models rollback"
+        )
+    return path, version.name
+
+
+class ReplyModelProvider:
+    """The reply model serving should use, reloaded when the promoted version changes.
+
+    `get()` looks at the store at most every `check_interval` seconds; a version that
+    fails to load is logged and the model already loaded keeps serving. Thread-safe.
+    """
+
+    def __init__(self, settings: Any, database: Any, *, check_interval: float = 5.0, device: str = "cpu",
+                 loader: Any = None):
+        self.settings = settings
+        self.database = database
+        self.check_interval = check_interval
+        self.device = device
+        self._loader = loader
+        self._lock = threading.Lock()
+        self._loaded: tuple[Any, Any, str] | None = None
+        self._key: tuple[str, str] | None = None
+        self._checked_at = float("-inf")
+
+    def _load(self, path: Path) -> tuple[Any, Any]:
+        if self._loader is not None:
+            return self._loader(path)
+        from chatbot.models.reply_model import load_reply_model
+
+        return load_reply_model(path, device=self.device)
+
+    def get(self) -> tuple[Any, Any, str]:
+        """(model, tokenizer, version name) — "base" when no version is promoted."""
+        with self._lock:
+            now = time.monotonic()
+            if self._loaded is not None and now - self._checked_at < self.check_interval:
+                return self._loaded
+            self._checked_at = now
+            try:
+                path, name = promoted_reply_model_path(self.settings, self.database)
+                key = (str(path), name)
+                if key != self._key:
+                    model, tokenizer = self._load(path)
+                    if self._loaded is not None:
+                        log.info("reply model: switched from %s to %s", self._loaded[2], name)
+                    self._loaded, self._key = (model, tokenizer, name), key
+            except ChatbotError:
+                if self._loaded is None:
+                    raise
+                log.exception("reply model: keeping %s, the promoted version cannot be loaded", self._loaded[2])
+            return self._loaded

@@ -1,0 +1,99 @@
+"""Checkpoints of a run on disk: the trainable weights at each validation (with a
+meta.json), the resume state (optimizer, position in the data, history), which
+checkpoints are kept, and finding an unfinished run to resume. Everything is written
+to a temporary path and renamed, so a kill never leaves a half-written checkpoint.
+Deciding when to save is `loop`'s job.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+RESUME_FILE = "resume.pt"
+STATE_FILE = "state.json"
+
+
+def now_iso() -> str:
+    return datetime.now(timezone.utc).isoformat()
+
+
+def write_json(path: Path, payload: Any) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(payload, indent=2, default=str) + "\n")
+    os.replace(tmp, path)
+
+
+def read_json(path: Path) -> dict[str, Any] | None:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def checkpoint_dir(run_dir: Path, step: int) -> Path:
+    return run_dir / "checkpoints" / f"step-{step:06d}"
+
+
+def save_checkpoint(run_dir: Path, step: int, tensors: dict[str, Any], meta: dict[str, Any]) -> Path:
+    """Trainable weights (safetensors) and meta.json for one validation point."""
+    from safetensors.torch import save_file
+
+    target = checkpoint_dir(run_dir, step)
+    tmp = target.with_name(f".{target.name}.tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    save_file({k: v.detach().to("cpu").contiguous().clone() for k, v in tensors.items()}, str(tmp / "trainable.safetensors"))
+    write_json(tmp / "meta.json", {"what": "training checkpoint (trainable weights only)", "step": step,
+                                   "created_at": now_iso(), **meta})
+    shutil.rmtree(target, ignore_errors=True)
+    os.replace(tmp, target)
+    return target
+
+
+def load_checkpoint_tensors(path: Path) -> dict[str, Any]:
+    from safetensors.torch import load_file
+
+    return load_file(str(path / "trainable.safetensors"))
+
+
+def save_resume_state(run_dir: Path, state: dict[str, Any]) -> None:
+    import torch
+
+    tmp = run_dir / f".{RESUME_FILE}.tmp"
+    torch.save(state, tmp)
+    os.replace(tmp, run_dir / RESUME_FILE)
+
+
+def load_resume_state(run_dir: Path) -> dict[str, Any] | None:
+    import torch
+
+    path = run_dir / RESUME_FILE
+    if not path.is_file():
+        return None
+    return torch.load(path, map_location="cpu", weights_only=False)
+
+
+def prune_checkpoints(run_dir: Path, validations: list[dict[str, Any]], keep_best: int, keep_steps: set[int]) -> None:
+    """Delete checkpoints that are neither among the `keep_best` lowest validation
+    losses nor in `keep_steps` (the one the resume state points to)."""
+    ranked = sorted((v for v in validations if v.get("checkpoint")), key=lambda v: (v["val_loss"], v["step"]))
+    keep = {v["step"] for v in ranked[:keep_best]} | keep_steps
+    for v in validations:
+        if v.get("checkpoint") and v["step"] not in keep:
+            shutil.rmtree(v["checkpoint"], ignore_errors=True)
+            v["checkpoint"] = None
+
+
+def latest_unfinished_run(runs_dir: Path) -> Path | None:
+    """The most recently started run whose state says it is still running (killed)."""
+    candidates = []
+    for state_path in runs_dir.glob(f"*/{STATE_FILE}"):
+        state = read_json(state_path)
+        if state and state.get("status") == "running" and (state_path.parent / RESUME_FILE).is_file():
+            candidates.append((state.get("started_at", ""), state_path.parent))
+    return max(candidates)[1] if candidates else None

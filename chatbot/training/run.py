@@ -1,0 +1,262 @@
+"""One training run from start to model version: read the pairs, compute the evidence,
+train (one process or DDP), fuse the best checkpoints and keep the soup only when it
+validates better, merge LoRA into full weights, write the version directory (with
+meta.json, metrics.json and loss_curve.png), register it, and promote it when it beats
+the promoted version on the same validation pairs. The CLI only parses options and
+prints; everything a run does is here.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import resource
+import shutil
+import sys
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from chatbot.training import TrainingError
+from chatbot.training import checkpoints as ck
+from chatbot.training.data import TrainingData, load_training_data
+from chatbot.training.distributed import DistInfo, all_reduce, barrier, broadcast_object, init_distributed, shutdown
+from chatbot.training.evidence import EvidenceFn, compute_evidence
+from chatbot.training.examples import encode_pair
+from chatbot.training.loop import LoopResult, Progress, train_loop
+from chatbot.training.settings import TrainingSettings
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class TrainResult:
+    run_dir: str
+    version_name: str
+    version_path: str
+    promoted: bool
+    metrics: dict[str, Any] = field(default_factory=dict)
+    evaluation: dict[str, Any] = field(default_factory=dict)
+
+
+def runs_dir(settings: Any) -> Path:
+    return settings.versions_dir / "runs"
+
+
+def _new_name(settings: Any, database: Any) -> str:
+    from chatbot.models.versions import list_versions
+
+    taken = {v.name for v in list_versions(database)} | {p.name for p in runs_dir(settings).glob("*")}
+    base = "reply-" + datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
+    name, n = base, 1
+    while name in taken:
+        n += 1
+        name = f"{base}-{n}"
+    return name
+
+
+def _peak_memory_mb(device: str) -> float:
+    if device.startswith("cuda"):
+        import torch
+
+        return torch.cuda.max_memory_allocated() / 2**20
+    kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return kb / 1024 if sys.platform != "darwin" else kb / 2**20
+
+
+def validation_loss(model: Any, tokenizer: Any, data: TrainingData, evidence: dict[int, list[str]],
+                    cfg: TrainingSettings, device: str) -> float:
+    """Mean cross-entropy per reply token of `model` on the run's validation pairs."""
+    from chatbot.training.model import build_loss_module, evaluate
+
+    encoded = [e for e in (encode_pair(tokenizer, p, evidence.get(p.id, []), cfg) for p in data.val) if e is not None]
+    total, tokens = evaluate(build_loss_module(model).to(device), encoded, batch_size=cfg.batch_size * 2,
+                             device=device, pad_id=tokenizer.pad_token_id)
+    return total / max(tokens, 1.0)
+
+
+def _choose_run(settings: Any, database: Any, resume: bool, info: DistInfo) -> Path:
+    """The run directory, decided on the main process and shared with the others."""
+    choice: tuple[str | None, str | None] = (None, None)
+    if info.is_main:
+        runs = runs_dir(settings)
+        runs.mkdir(parents=True, exist_ok=True)
+        if resume:
+            found = ck.latest_unfinished_run(runs)
+            choice = (str(found), None) if found else (None, f"there is no interrupted training run to resume in {runs}")
+        else:
+            choice = (str(runs / _new_name(settings, database)), None)
+    path, error = broadcast_object(choice, info)
+    if error:
+        raise TrainingError(error)
+    return Path(path)
+
+
+def run_training(
+    settings: Any,
+    database: Any,
+    *,
+    evidence_for: EvidenceFn | None = None,
+    evidence_note: str = "",
+    resume: bool = False,
+    progress: Progress | None = None,
+) -> TrainResult | None:
+    """Train, fuse, version and maybe promote. Returns the result on the main process,
+    None on the others (under torchrun / accelerate launch)."""
+    from chatbot.models.offline import force_offline
+
+    force_offline()
+    started = time.monotonic()
+    info = init_distributed()
+    try:
+        return _run(settings, database, info, evidence_for, evidence_note, resume, progress, started)
+    finally:
+        shutdown(info)
+
+
+def _run(settings, database, info, evidence_for, evidence_note, resume, progress, started) -> TrainResult | None:
+    import torch
+
+    from chatbot.models.reply_model import reply_model_path
+    from chatbot.training.model import load_base, prepare_trainable
+
+    run_dir = _choose_run(settings, database, resume, info)
+    resume_state = None
+    cfg: TrainingSettings = settings.training
+    if resume:
+        state = ck.read_json(run_dir / ck.STATE_FILE) or {}
+        cfg = TrainingSettings(**state["training_settings"])  # a resumed run keeps its own settings
+        resume_state = ck.load_resume_state(run_dir)
+    data = load_training_data(database, cfg)
+    if resume_state is not None and resume_state.get("fingerprint") != data.snapshot["fingerprint"]:
+        raise TrainingError(
+            f"the training pairs changed since run {run_dir.name} started (new import or edits); "
+            "it cannot be resumed: start a new run with `chatbot train`"
+        )
+    evidence = compute_evidence([*data.train, *data.val], evidence_for)
+    base_dir = reply_model_path(settings)
+    torch.manual_seed(cfg.seed)
+    model, tokenizer = load_base(base_dir, info.device)
+    model = prepare_trainable(model, cfg, on_gpu=info.device.startswith("cuda"))
+    meta = {
+        "run": run_dir.name, "base_model": str(base_dir), "mode": cfg.mode,
+        "world_size": info.world_size, "device": info.device,
+        "trainable_layers": cfg.layers_to_train(int(model.config.num_hidden_layers), info.device.startswith("cuda")) or "all",
+        "dtype": "bfloat16 autocast, float32 weights" if info.device.startswith("cuda") else "float32",
+        "data_fingerprint": data.snapshot["fingerprint"], "evidence": evidence_note,
+    }
+    if info.is_main:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        previous = ck.read_json(run_dir / ck.STATE_FILE) or {}
+        ck.write_json(run_dir / ck.STATE_FILE, {
+            "status": "running", "started_at": previous.get("started_at", ck.now_iso()),
+            "resumed_at": ck.now_iso() if resume else None, "training_settings": cfg.model_dump(), **meta,
+        })
+        ck.write_json(run_dir / "meta.json", {"what": "reply-model training run", "created_at": ck.now_iso(),
+                                               "data_snapshot": data.snapshot, "training_settings": cfg.model_dump(), **meta})
+    barrier(info)
+    # max_minutes bounds the whole run: what was spent before the loop (loading, evidence)
+    # comes off the loop's budget; the loop keeps back time for the finishing validations.
+    budget_s = None
+    spent, = all_reduce([time.monotonic() - started], info, op="max")
+    meta["seconds_before_training"] = round(spent, 1)  # loading, evidence, encoding
+    if cfg.max_minutes:
+        budget_s = max(60.0, cfg.max_minutes * 60 - spent - 15.0)
+    result = train_loop(model, tokenizer, data, evidence, cfg, run_dir=run_dir, info=info, resume_state=resume_state,
+                        checkpoint_meta={"run": run_dir.name, "mode": cfg.mode, "base_model": str(base_dir),
+                                         "data_fingerprint": data.snapshot["fingerprint"]},
+                        progress=progress if info.is_main else None, budget_s=budget_s)
+    barrier(info)
+    if not info.is_main:
+        return None
+    if progress:
+        progress({"event": "finishing", "message": "fusing checkpoints and writing the model version"})
+    return _finish(settings, database, cfg, info, run_dir, base_dir, model, data, evidence, result, meta, started)
+
+
+def _finish(settings, database, cfg, info, run_dir, base_dir, model, data, evidence, result: LoopResult, meta, started) -> TrainResult:
+    from chatbot.models.versions import promote, promoted_version, register_version, set_evaluation
+    from chatbot.training.fusion import best_and_fused
+    from chatbot.training.model import load_base, plain_model_with
+    from chatbot.training.report import plot_loss_curve, write_metrics
+
+    device = info.device
+    best = result.best
+    best_weights, fused_weights, fused_steps = best_and_fused(model, result.validations, cfg)
+    del model
+    fused_loss = None
+    if fused_weights is not None:
+        fused_model, tokenizer = plain_model_with(base_dir, fused_weights, device)
+        fused_loss = validation_loss(fused_model, tokenizer, data, evidence, cfg, device)
+        del fused_model
+    use_fused = fused_loss is not None and fused_loss < best["val_loss"]
+    final_loss = fused_loss if use_fused else best["val_loss"]
+    final_model, tokenizer = plain_model_with(base_dir, fused_weights if use_fused else best_weights, device)
+    del best_weights, fused_weights
+
+    name = run_dir.name
+    version_dir = settings.versions_dir / name
+    staging = settings.versions_dir / f".{name}.tmp"
+    shutil.rmtree(staging, ignore_errors=True)
+    final_model.save_pretrained(staging, safe_serialization=True)
+    tokenizer.save_pretrained(staging)
+    del final_model
+
+    current = promoted_version(database)
+    if current is not None:
+        current_model, current_tok = load_base(Path(current.path), device)
+        current_loss = validation_loss(current_model, current_tok, data, evidence, cfg, device)
+        compared_with = current.name
+        del current_model
+    else:
+        current_loss, compared_with = result.baseline_val_loss, "base"
+    better = final_loss < current_loss
+    wall = time.monotonic() - started
+    metrics = {
+        "val_loss_before": result.baseline_val_loss,
+        "val_loss_best_checkpoint": best["val_loss"], "best_step": best["step"],
+        "val_loss_fused": fused_loss, "fused_steps": fused_steps, "model": "fused" if use_fused else "best_checkpoint",
+        "val_loss": final_loss, "steps": result.steps, "total_steps": result.total_steps,
+        "stopped_because": result.stopped_because, "resumed_from_step": result.resumed_from_step,
+        "train_tokens": result.train_tokens, "train_seconds": round(result.train_seconds, 1),
+        "compute_seconds": round(result.compute_seconds, 1),
+        "tokens_per_second": round(result.train_tokens / max(result.compute_seconds, 1e-9), 1),
+        "wall_seconds": round(wall, 1), "peak_memory_mb": round(_peak_memory_mb(device), 1),
+        "skipped_examples": result.skipped_examples, "replicas_in_sync": result.replicas_checked, "validations": result.validations, "history": result.history,
+        **meta,
+    }
+    evaluation = {"val_pairs": len(data.val), "val_loss": final_loss, "compared_with": compared_with,
+                  "compared_val_loss": current_loss, "better": better,
+                  "promoted": bool(better and cfg.auto_promote)}
+    (staging / "meta.json").write_text(__import__("json").dumps({
+        "what": f"reply model fine-tuned from {base_dir} ({cfg.mode}{', checkpoint soup' if use_fused else ''})",
+        "created_at": ck.now_iso(), "data_snapshot": data.snapshot, "training_settings": cfg.model_dump(),
+        "val_loss": final_loss, "val_loss_before": result.baseline_val_loss, **meta}, indent=2, default=str) + "\n")
+    summary = {k: v for k, v in metrics.items() if k != "history"}
+    write_metrics(staging, summary)
+    title = f"{name}: val {result.baseline_val_loss:.3f} → {final_loss:.3f}"
+    plot_loss_curve(staging, result.history, result.validations, result.baseline_val_loss, title)
+    shutil.rmtree(version_dir, ignore_errors=True)
+    os.replace(staging, version_dir)
+    write_metrics(run_dir, metrics)
+    plot_loss_curve(run_dir, result.history, result.validations, result.baseline_val_loss, title)
+
+    version = register_version(
+        database, name=name, path=version_dir, settings={**cfg.model_dump(), **meta},
+        data_snapshot=data.snapshot, metrics=summary, evaluation=evaluation,
+        parent_id=current.id if current is not None else None,
+    )
+    if evaluation["promoted"]:
+        promote(database, version.name)
+    elif not better:
+        log.info("not promoted: %.4f is not better than %s's %.4f", final_loss, compared_with, current_loss)
+    set_evaluation(database, version.name, evaluation)
+    # The version holds the model now; the run keeps its metrics, curve and meta.
+    shutil.rmtree(run_dir / "checkpoints", ignore_errors=True)
+    (run_dir / ck.RESUME_FILE).unlink(missing_ok=True)
+    state = ck.read_json(run_dir / ck.STATE_FILE) or {}
+    ck.write_json(run_dir / ck.STATE_FILE, {**state, "status": "finished", "finished_at": ck.now_iso(), "version": name})
+    return TrainResult(run_dir=str(run_dir), version_name=name, version_path=str(version_dir),
+                       promoted=evaluation["promoted"], metrics=summary, evaluation=evaluation)
