@@ -173,3 +173,7 @@ class ModelVersion(Base):
         CheckConstraint(_in("kind", ("reply", "embedder")), name="kind"),
         CheckConstraint(_in("status", VERSION_STATES), name="status"),
     )
+
+
+# Tables defined in their own modules, imported here so that Alembic sees them.
+from chatbot.store import dialogue_schema  # noqa: E402,F401

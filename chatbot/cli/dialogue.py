@@ -1,0 +1,104 @@
+"""`chatbot ask` and `chatbot chat`: the dialogue manager from the terminal. Both store
+the conversation like the web widget does; rendering only, the answering is
+`chatbot.dialogue.manager`'s."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from chatbot.cli import AppContext, emit_json, json_option, pass_app
+
+_LABEL = {
+    "answer": "answered",
+    "answer_flagged": "answered, flagged for agent review",
+    "held": "held for agent review (not sent)",
+    "handoff": "handed off to a human",
+    "silent": "a human agent is in charge; the assistant stays silent",
+}
+
+
+def build_manager(settings):
+    """(manager, database); a separate function so tests can build it their way."""
+    from chatbot.dialogue.sources import open_manager
+
+    return open_manager(settings)
+
+
+def _footer(reply) -> str:
+    confidence = "n/a" if reply.confidence is None else f"{reply.confidence:.2f}"
+    smoothed = "n/a" if reply.smoothed_confidence is None else f"{reply.smoothed_confidence:.2f}"
+    lines = [
+        f"[{_LABEL.get(reply.decision, reply.decision)}; reason: {reply.reason}; confidence {confidence} "
+        f"(smoothed {smoothed}); conversation {reply.conversation_id}; {reply.timings.get('total', 0):.2f}s]"
+    ]
+    for c in reply.citations:
+        snippet = " ".join(c["snippet"].split())
+        lines.append(f"  source: conversation {c['conversation_id']} turn {c['turn_index']} ({c['source']}): {snippet[:120]}")
+    return "\n".join(lines)
+
+
+@click.command("ask")
+@click.argument("message")
+@click.option("--conversation", "conversation_id", type=int, default=None, help="Continue this conversation (id).")
+@json_option
+@pass_app
+def ask(app: AppContext, message: str, conversation_id: int | None, as_json: bool) -> None:
+    """Answer one customer MESSAGE, with citations, confidence and the decision."""
+    manager, database = build_manager(app.settings)
+    try:
+        reply = manager.respond(message, conversation_id, source="cli")
+    finally:
+        database.dispose()
+    if as_json:
+        emit_json(reply.to_dict())
+        return
+    if reply.shown_text:
+        click.echo(reply.shown_text)
+    click.echo(_footer(reply), err=True)
+
+
+@click.command("chat")
+@click.option("--conversation", "conversation_id", type=int, default=None, help="Continue this conversation (id).")
+@click.option("--details/--no-details", default=True, show_default=True, help="Show decision, confidence and sources.")
+@pass_app
+def chat(app: AppContext, conversation_id: int | None, details: bool) -> None:
+    """An interactive session in the terminal (empty line or Ctrl-D to quit)."""
+    from chatbot.errors import InputError
+
+    manager, database = build_manager(app.settings)
+    interactive = sys.stdin.isatty()
+    click.echo("Type your message (empty line or Ctrl-D to quit).", err=True)
+    try:
+        while True:
+            try:
+                message = input("you> " if interactive else "")
+            except EOFError:
+                break
+            if not message.strip():
+                break
+            try:
+                stream = manager.respond_stream(message, conversation_id, source="cli")
+                started = False
+                for event in stream:
+                    if event.kind == "stage" and details and event.text not in ("done",):
+                        click.echo(f"  ({event.text}…)", err=True)
+                    elif event.kind == "round" and details:
+                        click.echo(f"  ({event.text})", err=True)
+                    elif event.kind == "token":
+                        if not started:
+                            click.echo("bot> ", nl=False)
+                            started = True
+                        click.echo(event.text, nl=False)
+                    elif event.kind == "done":
+                        reply = event.reply
+                        conversation_id = reply.conversation_id
+                        if started:
+                            click.echo()
+                        if details:
+                            click.echo(_footer(reply), err=True)
+            except InputError as exc:
+                click.echo(f"error: {exc}", err=True)
+    finally:
+        database.dispose()

@@ -1,0 +1,62 @@
+"""Multi-round refinement: draft, critique, revise with that critique, keep the best,
+and stop when a revision no longer beats the best by `min_improvement`, when the best
+has nothing left to fix, or after `max_rounds` revisions. Knows nothing of models or
+prompts: drafting, revising and scoring come in as functions."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+from chatbot.dialogue.records import Candidate, Critique, RoundTrace
+
+
+@dataclass
+class Refinement:
+    best: Candidate
+    candidates: list[Candidate]
+    trace: list[RoundTrace] = field(default_factory=list)
+    stopped: str = ""  # why: "max_rounds", "no_improvement", "no_issues"
+
+
+def refine(
+    draft: Callable[[], str],
+    revise: Callable[[Sequence[Candidate]], str],
+    score: Callable[[str], Critique],
+    *,
+    max_rounds: int,
+    min_improvement: float,
+    on_round: Callable[[RoundTrace], None] | None = None,
+) -> Refinement:
+    def step(round_: int, kind: str, produce: Callable[[], str]) -> tuple[Candidate, RoundTrace]:
+        started = time.perf_counter()
+        text = produce().strip()
+        critique = score(text)
+        candidate = Candidate(text, "draft" if kind == "draft" else "revision", critique, round=round_)
+        trace = RoundTrace(round_, kind, text, critique.score, critique.components, critique.issues,
+                           round(time.perf_counter() - started, 4))
+        return candidate, trace
+
+    first, trace = step(0, "draft", draft)
+    trace.kept = True
+    result = Refinement(best=first, candidates=[first], trace=[trace], stopped="max_rounds")
+    if on_round:
+        on_round(trace)
+    for round_ in range(1, max_rounds + 1):
+        if not result.best.critique.issues:
+            result.stopped = "no_issues"
+            break
+        candidate, trace = step(round_, "revision", lambda: revise(list(result.candidates)))
+        result.candidates.append(candidate)
+        improved = candidate.score > result.best.score + min_improvement
+        if candidate.score > result.best.score:
+            result.best = candidate
+            trace.kept = True
+        result.trace.append(trace)
+        if on_round:
+            on_round(trace)
+        if not improved:
+            result.stopped = "no_improvement"
+            break
+    return result

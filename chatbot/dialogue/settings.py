@@ -1,0 +1,85 @@
+"""The `dialogue` settings section: answer cache, refinement, candidate fusion,
+confidence smoothing, hand-off thresholds, review mode and the int8 reply model.
+
+Only the values and their checks live here; `chatbot.dialogue.manager` reads them from
+`settings.dialogue`. Environment: `CHATBOT_DIALOGUE__<KEY>` (e.g.
+`CHATBOT_DIALOGUE__MAX_ROUNDS=0` for one-pass generation).
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field, model_validator
+
+from chatbot.settings_section import Section
+
+DEFAULT_HANDOFF_MESSAGE = (
+    "I'm passing you to a human colleague now; they can see everything you've written so far "
+    "and will reply here as soon as they can."
+)
+DEFAULT_HOLD_MESSAGE = "Thanks! A colleague is checking my answer and will get back to you shortly."
+
+
+class DialogueSettings(Section):
+
+    # Evidence.
+    evidence_k: int = Field(default=5, ge=1, le=50, description="Past answers retrieved per message.")
+    history_turns: int = Field(default=6, ge=0, le=50, description="Earlier turns given to retrieval and the model.")
+
+    # Answer cache: agent-approved answers sent at once when the question matches closely.
+    cache_enabled: bool = True
+    cache_threshold: float = Field(
+        default=0.85, ge=0.0, le=1.0,
+        description="Similarity (0-1) between the message and an approved pair's question needed for a cache hit.",
+    )
+    cache_origins: list[Literal["imported", "agent_approved", "agent_edited"]] = Field(
+        default_factory=lambda: ["agent_approved", "agent_edited"],
+        description="Training-pair origins that count as approved answers.",
+    )
+
+    # Generation and refinement.
+    generate: bool = Field(default=True, description="Draft replies with the reply model; false = retrieved answers only.")
+    max_rounds: int = Field(
+        default=0, ge=0, le=10,
+        description="Critique-and-revise rounds after the first draft; 0 = one pass (the default: see docs/dialogue.md).",
+    )
+    min_improvement: float = Field(default=0.01, ge=0.0, le=1.0, description="A revision must beat the best score by this much, or refinement stops.")
+    revision_memory: int = Field(default=2, ge=1, le=10, description="Earlier drafts shown to the model when revising.")
+    max_new_tokens: int = Field(default=80, ge=8, le=1024)
+    quantize: Literal["none", "int8"] = Field(default="none", description="int8: dynamic int8 quantisation of the reply model's Linear layers (CPU).")
+
+    # Candidate fusion and scoring.
+    fuse_retrieved: int = Field(default=3, ge=0, le=20, description="Best retrieved past answers that compete with the drafts.")
+    min_words: int = Field(default=6, ge=1)
+    max_words: int = Field(default=90, ge=2)
+
+    # Decision.
+    answer_threshold: float = Field(default=0.55, ge=0.0, le=1.0, description="At or above: sent without review.")
+    handoff_threshold: float = Field(default=0.3, ge=0.0, le=1.0, description="Smoothed confidence below this hands off.")
+    smoothing: float = Field(default=0.6, gt=0.0, le=1.0, description="EMA weight of the newest turn's confidence (1 = no smoothing).")
+    review_mode: Literal["flag", "hold"] = Field(default="flag", description="Between the thresholds: send and flag, or hold for an agent.")
+    loop_repeats: int = Field(default=3, ge=2, le=20, description="The same question this many times hands off.")
+    loop_similarity: float = Field(default=0.8, ge=0.0, le=1.0, description="How alike two messages must be to count as the same question.")
+    handoff_on_out_of_scope: bool = True
+    out_of_scope_topics: list[str] = Field(
+        default_factory=lambda: ["out_of_scope"],
+        description="A best past answer whose pair is labelled with one of these topics means out of scope.",
+    )
+    handoff_topics: list[str] = Field(
+        default_factory=lambda: ["handoff"],
+        description="A best past answer whose pair is labelled with one of these topics was a hand-off: hand off too.",
+    )
+
+    handoff_message: str = DEFAULT_HANDOFF_MESSAGE
+    hold_message: str = DEFAULT_HOLD_MESSAGE
+
+    @model_validator(mode="after")
+    def _check(self) -> DialogueSettings:
+        if self.handoff_threshold > self.answer_threshold:
+            raise ValueError(
+                f"handoff_threshold ({self.handoff_threshold}) must not exceed answer_threshold ({self.answer_threshold})"
+            )
+        if self.min_words >= self.max_words:
+            raise ValueError(f"min_words ({self.min_words}) must be below max_words ({self.max_words})")
+        return self

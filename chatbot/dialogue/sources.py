@@ -1,0 +1,73 @@
+"""Where the dialogue manager's parts come from at an entry point (CLI, UI, benchmark):
+`open_manager` opens the store, the retriever, the promoted reply model (training's
+`ReplyModelProvider`, which falls back to the base model) and the prompt format from
+the settings; `BaseReplyModelSource` serves a fixed model directory (benchmarks,
+tests). The manager itself takes them as given."""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+from chatbot.config import Settings
+from chatbot.errors import ConfigError
+from chatbot.store.database import Database
+
+NO_INDEX_HINT = (
+    "there is no index to answer from yet; import support history and build the index first: "
+    "chatbot import data/demo_shop.jsonl, then chatbot index"
+)
+
+
+class BaseReplyModelSource:
+    """The configured base reply model, loaded on first use and kept."""
+
+    def __init__(self, settings: Settings):
+        self.settings = settings
+        self._loaded: tuple[Any, Any, str] | None = None
+        self._lock = threading.Lock()
+
+    def get(self) -> tuple[Any, Any, str]:
+        with self._lock:
+            if self._loaded is None:
+                from chatbot.models.reply_model import load_reply_model, reply_model_path
+
+                path = reply_model_path(self.settings)
+                model, tokenizer = load_reply_model(path)
+                self._loaded = (model, tokenizer, f"base:{path.name}")
+            return self._loaded
+
+
+def reply_model_source(settings: Settings, database: Database):
+    """The promoted reply model, reloaded on promotion; the base model until one exists."""
+    from chatbot.models.versions import ReplyModelProvider
+
+    return ReplyModelProvider(settings, database)
+
+
+def open_retriever_or_explain(settings: Settings, database: Database):
+    from chatbot.retrieval.retriever import open_retriever
+    from chatbot.retrieval.versions import IndexNotFoundError
+
+    try:
+        return open_retriever(settings, database)
+    except IndexNotFoundError:
+        raise ConfigError(NO_INDEX_HINT) from None
+
+
+def open_manager(settings: Settings):
+    """(manager, database) for the settings; the caller disposes of the database."""
+    from chatbot.dialogue.manager import DialogueManager
+    from chatbot.store.database import require_schema
+    from chatbot.training.prompt import PromptFormat
+
+    database = Database(settings.resolved_database_url)
+    try:
+        require_schema(database.engine)
+        retriever = open_retriever_or_explain(settings, database)
+        source = reply_model_source(settings, database) if settings.dialogue.generate else None
+    except BaseException:
+        database.dispose()
+        raise
+    prompt = PromptFormat.from_settings(settings.training)
+    return DialogueManager(settings.dialogue, database, retriever, source, prompt), database

@@ -1,0 +1,57 @@
+"""Prompts and generation: turn the evidence, the conversation and (when revising) the
+earlier drafts with their critiques into chat messages, and run the reply model on
+them, whole or streamed. The draft prompt is training's `PromptFormat`, so the model
+sees at serving time exactly what it was trained on. Which text wins is decided
+elsewhere."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+from chatbot.dialogue.critique import Evidence
+from chatbot.dialogue.records import Candidate
+from chatbot.dialogue.settings import DialogueSettings
+from chatbot.training.prompt import PromptFormat
+
+_STORE_ROLE = {"user": "customer", "assistant": "agent"}
+
+
+class ReplyWriter:
+    def __init__(self, model: Any, tokenizer: Any, settings: DialogueSettings, prompt: PromptFormat):
+        self.model = model
+        self.tokenizer = tokenizer
+        self.settings = settings
+        self.prompt = prompt
+
+    def draft_messages(self, evidence: Evidence, history: Sequence[dict[str, str]]) -> list[dict[str, str]]:
+        context = [{"role": _STORE_ROLE[m["role"]], "text": m["content"]} for m in history if m["role"] in _STORE_ROLE]
+        context.append({"role": "customer", "text": evidence.query})
+        return self.prompt.messages(context, [item.answer for item in evidence.items])
+
+    def revision_messages(
+        self, evidence: Evidence, history: Sequence[dict[str, str]], earlier: Sequence[Candidate]
+    ) -> list[dict[str, str]]:
+        """reply_{t+1} = f(reply_t, ..., reply_{t-k}, evidence): the last k drafts and
+        what was wrong with each, newest last."""
+        notes = []
+        for candidate in earlier[-self.settings.revision_memory :]:
+            problems = "; ".join(candidate.critique.issues) or "none found"
+            notes.append(f"Draft (score {candidate.score:.2f}): {candidate.text.strip()}\nProblems: {problems}")
+        messages = self.draft_messages(evidence, history)
+        messages[0] = {
+            "role": "system",
+            "content": f"{messages[0]['content']}\n\nYour earlier drafts of this reply:\n" + "\n\n".join(notes)
+            + "\n\nWrite one better reply that fixes these problems. Reply with the new text only.",
+        }
+        return messages
+
+    def write(self, messages: list[dict[str, str]]) -> str:
+        from chatbot.models.generate import generate_text
+
+        return generate_text(self.model, self.tokenizer, messages, max_new_tokens=self.settings.max_new_tokens)
+
+    def stream(self, messages: list[dict[str, str]]) -> Iterator[str]:
+        from chatbot.models.generate import stream_text
+
+        yield from stream_text(self.model, self.tokenizer, messages, max_new_tokens=self.settings.max_new_tokens)

@@ -1,0 +1,39 @@
+"""Serving prompts the reply model exactly as training did: the dialogue writer and
+the training examples are built by the same `PromptFormat`."""
+
+from __future__ import annotations
+
+from chatbot.dialogue.critique import Evidence, EvidenceItem
+from chatbot.dialogue.settings import DialogueSettings
+from chatbot.dialogue.writer import ReplyWriter
+from chatbot.training.prompt import PromptFormat, build_messages
+from chatbot.training.settings import TrainingSettings
+
+
+def test_draft_prompt_is_the_training_prompt():
+    training = TrainingSettings(evidence_k=2, history_turns=3, system_prompt="Be brief.")
+    prompt = PromptFormat.from_settings(training)
+    answers = ["Returns are free within 30 days.", "Start a return under Orders.", "A third answer, not shown."]
+    evidence = Evidence(
+        query="and how long does that take?", history=[],
+        items=[EvidenceItem(i, "q", a, 0.9) for i, a in enumerate(answers)],
+    )
+    history = [
+        {"role": "user", "content": "Hi"},
+        {"role": "assistant", "content": "Hello! How can I help?"},
+        {"role": "user", "content": "I want to return a lamp"},
+        {"role": "assistant", "content": "Sure, I can help with that."},
+    ]
+    served = ReplyWriter(None, None, DialogueSettings(), prompt).draft_messages(evidence, history)
+
+    context = [
+        {"role": "customer", "text": "Hi"}, {"role": "agent", "text": "Hello! How can I help?"},
+        {"role": "customer", "text": "I want to return a lamp"}, {"role": "agent", "text": "Sure, I can help with that."},
+        {"role": "customer", "text": "and how long does that take?"},
+    ]
+    trained = build_messages(context, answers[:2], system_prompt="Be brief.", history_turns=3,
+                             evidence_max_chars=training.evidence_max_chars)
+    assert served == trained
+    assert "A third answer" not in served[0]["content"]
+    assert served[-1] == {"role": "user", "content": "and how long does that take?"}
+    assert len(served) == 1 + 3
