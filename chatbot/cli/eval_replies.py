@@ -1,0 +1,94 @@
+"""`chatbot eval replies`: the reply variants side by side on held-out conversations.
+Options, progress bars and the printed table only; the run is
+`chatbot.evaluation.replies.evaluate_replies`, the files `chatbot.evaluation.report`."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+
+from chatbot.cli import AppContext, emit_json, json_option, pass_app
+
+VARIANT_NAMES = ("retrieval", "base", "trained", "refined")
+
+
+def _progress_factory(enabled: bool):
+    if not enabled:
+        return None
+
+    def factory(iterable=None, **kwargs):
+        from tqdm import tqdm
+
+        return tqdm(iterable, file=sys.stderr, dynamic_ncols=True, leave=False, **kwargs)
+
+    return factory
+
+
+@click.command("replies")
+@click.option("--train", "train_files", multiple=True, required=True,
+              type=click.Path(dir_okay=False, exists=True, path_type=Path),
+              help="Transcript file(s) the assistant learns from (imported into a temporary store). Repeatable.")
+@click.option("--test", "test_files", multiple=True, type=click.Path(dir_okay=False, exists=True, path_type=Path),
+              help="Transcript file(s) to answer and score. Repeatable. Default: a held-out share of the train conversations.")
+@click.option("--variants", default=",".join(VARIANT_NAMES), show_default=True,
+              help="Comma-separated: retrieval, base, trained (the promoted version of the live store), refined.")
+@click.option("--limit", type=click.IntRange(min=1), help="Evaluate at most N test turns, sampled deterministically.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the --limit sample.")
+@click.option("--test-fraction", type=click.FloatRange(0, 1, max_open=True),
+              help="Without --test: share of the train conversations held out as the test set (default: ingest.test_fraction).")
+@click.option("--val-fraction", type=click.FloatRange(0, 1, max_open=True),
+              help="Share of the train conversations held out of the index to calibrate out-of-scope "
+                   "(default: ingest.val_fraction; 0 indexes all, uncalibrated).")
+@click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path),
+              help="Write report.json, report.md, meta.json and PNG plots here.")
+@click.option("--no-record", is_flag=True, help="Do not store the figures as the promoted version's latest evaluation.")
+@json_option
+@pass_app
+def replies_command(app: AppContext, train_files: tuple[Path, ...], test_files: tuple[Path, ...], variants: str,
+                    limit: int | None, seed: int, test_fraction: float | None, val_fraction: float | None,
+                    out_dir: Path | None, no_record: bool, as_json: bool) -> None:
+    """Answer held-out customer turns with each variant and score the replies against
+    the agents' real ones: ROUGE-L, BLEU, embedding similarity, hand-off rate, latency
+    p50/p95 and, where the agent sent a help document, how often the reply or its
+    citations point to it.
+
+    The train files go into a temporary store with its own database and index; the
+    live store is only read (its promoted model version is the `trained` variant) and,
+    unless --no-record, that version's latest evaluation is updated.
+    """
+    from chatbot.evaluation.replies import evaluate_replies
+
+    chosen = [v.strip() for v in variants.split(",") if v.strip()]
+    bad = [v for v in chosen if v not in VARIANT_NAMES]
+    if bad or not chosen:
+        raise click.BadParameter(f"unknown variant(s) {', '.join(bad) or '(none)'}; choose from {', '.join(VARIANT_NAMES)}",
+                                 param_hint="--variants")
+    result = evaluate_replies(
+        app.settings, train_files, test_files, variants=chosen, limit=limit, seed=seed, val_fraction=val_fraction,
+        test_fraction=test_fraction, record=not no_record, progress=_progress_factory(not as_json),
+    )
+    files = []
+    if out_dir is not None:
+        from chatbot.evaluation.report import write_report
+
+        files = write_report(result, out_dir)
+    if as_json:
+        payload = result.to_dict()
+        if files:
+            payload["files"] = [str(f) for f in files]
+        emit_json(payload)
+        return
+    from chatbot.evaluation.report import markdown_table
+
+    d = result.data
+    click.echo(f"{d['turns_evaluated']} test turns ({d['test_from']}), index of {d['index']['pairs']} pairs, "
+               f"{result.meta['seconds']:.0f} s")
+    click.echo(markdown_table(result))
+    for note in result.notes:
+        click.echo(f"note: {note}")
+    if result.recorded_version:
+        click.echo(f"recorded as the latest evaluation of model version {result.recorded_version}")
+    if files:
+        click.echo(f"report: {out_dir / 'report.md'} (+ report.json, meta.json, metrics.png, latency.png)")

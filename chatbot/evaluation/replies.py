@@ -1,0 +1,422 @@
+"""`evaluate_replies`: the whole reply evaluation in one call. The train files are
+imported into a throw-away store (its own SQLite database and index in a temporary
+directory, never the live ones), the index is built with calibration as `chatbot index`
+does, the test turns are read (`items`), every variant answers every turn
+(`variants`), the replies are scored (`metrics`), and when the `trained` variant ran,
+the figures become the promoted version's latest evaluation in the LIVE store (the
+only thing written there). Files and plots are `report`'s job; printing the CLI's.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import platform
+import shutil
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from chatbot.errors import ChatbotError, InputError
+from chatbot.evaluation import metrics as M
+from chatbot.evaluation.items import EvalItem, load_items, sample
+from chatbot.evaluation.variants import VARIANTS, Prediction
+
+log = logging.getLogger(__name__)
+
+ProgressFactory = Callable[..., Any]  # tqdm-like: factory(iterable=None, total=None, desc=...)
+
+
+@dataclass
+class ReplyEvaluation:
+    meta: dict[str, Any]
+    data: dict[str, Any]
+    variants: dict[str, dict[str, Any]]  # name -> summary figures
+    skipped: dict[str, str]  # name -> why it did not run
+    turns: list[dict[str, Any]]
+    recorded_version: str | None = None
+    notes: list[str] = field(default_factory=list)
+
+    def to_dict(self, *, turns: bool = True) -> dict[str, Any]:
+        out = asdict(self)
+        if not turns:
+            out.pop("turns")
+        return out
+
+
+def _check_files(paths: Sequence[Path], what: str) -> list[Path]:
+    files = [Path(p) for p in paths]
+    for path in files:
+        if not path.is_file():
+            raise InputError(f"{what} file not found", path=str(path))
+    return files
+
+
+def _null_progress(iterable=None, **_kwargs):
+    class _Bar:
+        def __iter__(self):
+            return iter(iterable)
+
+        def update(self, n=1):
+            pass
+
+        def close(self):
+            pass
+
+    return _Bar()
+
+
+def live_promoted_version(settings: Any) -> tuple[Any, str]:
+    """(the promoted reply version of the live store, or None; a note saying why not).
+    Never creates the live database: a missing SQLite file means no versions."""
+    from sqlalchemy.engine import make_url
+
+    from chatbot.models.versions import promoted_version
+    from chatbot.store.database import Database, redact_url, require_schema
+
+    url = settings.resolved_database_url
+    parsed = make_url(url)
+    if parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:") \
+            and not Path(parsed.database).expanduser().is_file():
+        return None, f"the live store {redact_url(url)} does not exist yet, so there is no trained version"
+    database = Database(url)
+    try:
+        require_schema(database.engine)
+        version = promoted_version(database, "reply")
+    except ChatbotError as exc:
+        return None, f"the live store cannot be read ({exc})"
+    finally:
+        database.dispose()
+    if version is None:
+        return None, "no model version is promoted in the live store (train one: chatbot train)"
+    if not (Path(version.path) / "config.json").is_file():
+        return None, f"the promoted version {version.name!r} has no model files at {version.path}"
+    return version, f"promoted version {version.name}"
+
+
+def evaluate_replies(
+    settings: Any,
+    train_files: Sequence[Path | str],
+    test_files: Sequence[Path | str] = (),
+    *,
+    variants: Sequence[str] = VARIANTS,
+    limit: int | None = None,
+    seed: int = 0,
+    val_fraction: float | None = None,
+    test_fraction: float | None = None,
+    work_dir: Path | None = None,
+    record: bool = True,
+    progress: ProgressFactory | None = None,
+) -> ReplyEvaluation:
+    """Evaluate the variants on the test turns (see the module docstring).
+
+    Without `test_files`, the test turns are the conversations of the train files that
+    the importer's deterministic split puts in `test` (`test_fraction`, default the
+    configured ingest.test_fraction); they are never indexed. `val_fraction` (default
+    ingest.val_fraction) is held out of the index to calibrate out-of-scope; 0 indexes
+    every train conversation (no calibration). Raises InputError for bad arguments or
+    files, ModelUnavailableError when a model is missing."""
+    unknown = [v for v in variants if v not in VARIANTS]
+    if unknown or not variants:
+        raise InputError(f"unknown variant(s) {', '.join(unknown) or '(none given)'}; expected some of {', '.join(VARIANTS)}")
+    variants = [v for v in VARIANTS if v in variants]
+    if limit is not None and limit < 1:
+        raise InputError(f"--limit must be at least 1, got {limit}")
+    train = _check_files(train_files, "train")
+    test = _check_files(test_files, "test")
+    if not train:
+        raise InputError("give at least one --train file")
+    ingest = settings.ingest
+    val_fraction = ingest.val_fraction if val_fraction is None else val_fraction
+    test_fraction = (0.0 if test else ingest.test_fraction) if test_fraction is None else test_fraction
+    if test and test_fraction:
+        raise InputError("--test-fraction holds test turns out of the train files; it cannot be combined with --test")
+    if not test and test_fraction <= 0:
+        raise InputError("without --test files, a --test-fraction above 0 is needed to hold test turns out of the train files")
+    if not (0 <= val_fraction < 1 and 0 <= test_fraction < 1 and val_fraction + test_fraction < 1):
+        raise InputError(f"val fraction {val_fraction} and test fraction {test_fraction} must be in [0, 1) and sum below 1")
+    bar = progress or _null_progress
+    started = time.perf_counter()
+    notes: list[str] = []
+    skipped: dict[str, str] = {}
+
+    trained_version = None
+    if "trained" in variants:
+        trained_version, why = live_promoted_version(settings)
+        if trained_version is None:
+            skipped["trained"] = why
+            variants.remove("trained")
+    tmp = Path(tempfile.mkdtemp(prefix="chatbot-eval-", dir=str(work_dir) if work_dir else None))
+    databases: list[Any] = []
+    try:
+        result = _run(settings, train, test, variants, limit, seed, val_fraction, test_fraction, trained_version,
+                      tmp, databases, bar, notes, skipped)
+    finally:
+        for database in databases:
+            database.dispose()
+        shutil.rmtree(tmp, ignore_errors=True)
+    result.meta["seconds"] = round(time.perf_counter() - started, 2)
+    if record and trained_version is not None and "trained" in result.variants:
+        from chatbot.evaluation.record import record_evaluation
+        from chatbot.store.database import Database
+
+        live = Database(settings.resolved_database_url)
+        try:
+            record_evaluation(live, trained_version.name, stored_summary(result))
+        finally:
+            live.dispose()
+        result.recorded_version = trained_version.name
+    return result
+
+
+def stored_summary(result: ReplyEvaluation) -> dict[str, Any]:
+    """What a model version keeps of an evaluation: the figures of every variant, not the turns."""
+    return {
+        "evaluated_at": result.meta["evaluated_at"],
+        "train": [Path(p).name for p in result.data["train_files"]],
+        "test": [Path(p).name for p in result.data["test_files"]] or
+                [f"held-out {result.data['test_fraction']:.0%} of " + ", ".join(Path(p).name for p in result.data["train_files"])],
+        "turns": result.data["turns_evaluated"],
+        "limit": result.data["limit"],
+        "seed": result.data["seed"],
+        "variants": result.variants,
+        "skipped": result.skipped,
+    }
+
+
+def _import(database: Any, files: Sequence[Path], ingest: Any, bar: ProgressFactory, what: str) -> dict[str, Any]:
+    from chatbot.ingest.importer import import_paths
+
+    def factory(name: str, total: int):
+        return bar(total=total, desc=f"import {what} {Path(name).name}", unit="B", unit_scale=True)
+
+    summary = import_paths(database, files, ingest=ingest, progress=factory)
+    for f in summary.files:
+        if f.status == "failed":
+            raise InputError(f"cannot be imported: {f.error}", path=f.path)
+    return {"conversations": summary.conversations, "pairs": summary.pairs,
+            "problems": len(summary.problems), "pairs_skipped": dict(summary.pairs_skipped)}
+
+
+def _run(settings, train, test, variants, limit, seed, val_fraction, test_fraction, trained_version, tmp: Path,
+         databases: list, bar: ProgressFactory, notes: list[str], skipped: dict[str, str]) -> ReplyEvaluation:
+    from chatbot.config import ensure_home
+    from chatbot.retrieval.indexer import update_index
+    from chatbot.retrieval.retriever import open_retriever
+    from chatbot.store.database import Database
+    from chatbot.store.migrations import upgrade
+    from chatbot.store.schema import SPLITS
+
+    ingest = settings.ingest.model_copy(update={"val_fraction": val_fraction, "test_fraction": test_fraction})
+    eval_settings = settings.model_copy(update={
+        "home": tmp / "home", "database_url": None, "model_cache": settings.model_cache_dir, "ingest": ingest,
+    })
+    ensure_home(eval_settings)
+    url = eval_settings.resolved_database_url
+    upgrade(url)
+    database = Database(url)
+    databases.append(database)
+    imported = _import(database, train, ingest, bar, "train")
+    if imported["pairs"] == 0:
+        raise InputError("the train files hold no usable conversation turns (no training pairs were built)")
+    index = update_index(eval_settings, database, progress=bar is not _null_progress)
+
+    if test:
+        test_url = f"sqlite:///{tmp / 'test.db'}"
+        upgrade(test_url)
+        test_db = Database(test_url)
+        databases.append(test_db)
+        test_ingest = ingest.model_copy(update={"val_fraction": 0.0, "test_fraction": 0.0})
+        test_imported = _import(test_db, test, test_ingest, bar, "test")
+        candidates = load_items(test_db, SPLITS)
+    else:
+        test_imported = None
+        candidates = load_items(database, ["test"])
+    if not candidates:
+        raise InputError("no test turns to evaluate: no customer turn of the test conversations has an agent reply"
+                         if test else "the held-out test split of the train files is empty; raise --test-fraction")
+    items = sample(candidates, limit, seed=seed)
+
+    retriever = open_retriever(eval_settings, database)
+    doc_meta = _doc_meta(database) if any(i.doc_id or i.doc_url for i in items) else {}
+    predictions: dict[str, list[Prediction]] = {}
+    loaded: dict[str, tuple[Any, Any, str]] = {}
+
+    def model_for(name: str) -> tuple[Any, Any, str]:
+        if name not in loaded:
+            from chatbot.models.reply_model import load_reply_model, reply_model_path
+
+            if name == "trained":
+                model, tokenizer = load_reply_model(Path(trained_version.path))
+                loaded[name] = (model, tokenizer, trained_version.name)
+            else:
+                path = reply_model_path(settings)
+                model, tokenizer = load_reply_model(path)
+                loaded[name] = (model, tokenizer, f"base:{path.name}")
+        return loaded[name]
+
+    for name in variants:
+        variant = _build_variant(name, settings, database, retriever, model_for, trained_version, notes)
+        results = []
+        for item in bar(items, desc=name, unit="turn"):
+            results.append(variant.predict(item))
+        predictions[name] = results
+        if name == "base" and "refined" in variants and trained_version is not None:
+            loaded.pop("base", None)  # refined uses the trained model: free the base one
+
+    summaries, turns = _score(items, predictions, retriever, doc_meta, settings)
+    data = {
+        "train_files": [str(p) for p in train], "test_files": [str(p) for p in test],
+        "test_from": "files" if test else "held-out split of the train files",
+        "val_fraction": val_fraction, "test_fraction": test_fraction,
+        "imported": imported, "test_imported": test_imported,
+        "index": {"version": index.version, "pairs": index.pair_count, "kind": index.kind,
+                  "calibrated": bool(index.calibration),
+                  "oos_raw_threshold": (index.calibration or {}).get("raw_threshold")},
+        "turns_available": len(candidates), "turns_evaluated": len(items), "limit": limit, "seed": seed,
+        "turns_with_document": sum(1 for i in items if _doc_applies(i)),
+    }
+    meta = _meta(settings, variants, trained_version, loaded)
+    return ReplyEvaluation(meta=meta, data=data, variants=summaries, skipped=skipped, turns=turns, notes=notes)
+
+
+def _build_variant(name, settings, database, retriever, model_for, trained_version, notes):
+    from chatbot.evaluation import variants as V
+
+    if name == "retrieval":
+        return V.RetrievalVariant(retriever)
+    if name in ("base", "trained"):
+        model, tokenizer, version = model_for(name)
+        return V.OnePassVariant(name, model, tokenizer, version, retriever, settings)
+    from chatbot.dialogue.manager import DialogueManager
+
+    source = None
+    if settings.dialogue.generate:
+        model, tokenizer, version = model_for("trained" if trained_version is not None else "base")
+        source = V.FixedReplySource(model, tokenizer, version)
+        notes.append(f"refined: the dialogue manager drafts with {version}")
+    else:
+        notes.append("refined: dialogue.generate is off, so the manager answers from retrieved past answers only")
+    return V.RefinedVariant(DialogueManager(settings.dialogue, database, retriever, source), database)
+
+
+def _doc_meta(database: Any) -> dict[int, dict[str, str | None]]:
+    """conversation id -> the document its agent sent, for the train conversations that record one."""
+    from sqlalchemy import select
+
+    from chatbot.evaluation.items import doc_of
+    from chatbot.store.schema import Conversation
+
+    out = {}
+    with database.session() as session:
+        for cid, meta in session.execute(select(Conversation.id, Conversation.meta)):
+            doc_id, doc_url = doc_of(meta)
+            if doc_id or doc_url:
+                out[cid] = {"doc_id": doc_id, "doc_url": doc_url}
+    return out
+
+
+def _doc_applies(item: EvalItem) -> bool:
+    """The document is scored on the turn where the real agent sent it."""
+    if item.doc_url:
+        return M.text_points_to(item.reference, item.doc_url)
+    return item.doc_id is not None
+
+
+def _score(items: list[EvalItem], predictions: dict[str, list[Prediction]], retriever: Any,
+           doc_meta: dict[int, dict], settings: Any) -> tuple[dict[str, dict], list[dict]]:
+    from chatbot.retrieval.embedding import embed_texts
+
+    batch = settings.retrieval.batch_size
+    references = [i.reference for i in items]
+    ref_vectors = embed_texts(retriever.model, references, batch_size=batch)
+    turns = [{**item.to_dict(), "variants": {}} for item in items]
+    summaries = {}
+    for name, preds in predictions.items():
+        texts = [p.text for p in preds]
+        sims = M.cosine_rows(embed_texts(retriever.model, texts, batch_size=batch), ref_vectors)
+        rows = []
+        for item, pred, sim, turn in zip(items, preds, sims, turns, strict=True):
+            row = {"rouge_l": round(M.rouge_l(pred.text, item.reference), 4),
+                   "bleu": round(M.sentence_bleu(pred.text, item.reference), 2),
+                   "embedding_similarity": round(float(sim), 4)}
+            if _doc_applies(item):
+                cited = [{**doc_meta.get(c.get("conversation_id"), {})} for c in pred.citations]
+                row["document"] = M.doc_match(item.doc_id, item.doc_url, pred.text, cited)
+            rows.append(row)
+            turn["variants"][name] = {**pred.to_dict(), "seconds": round(pred.seconds, 4), **row}
+        answered = [i for i, p in enumerate(preds) if not p.handoff]
+        summary = {
+            "n": len(preds),
+            "rouge_l": _r(M.mean(r["rouge_l"] for r in rows)),
+            "bleu": round(M.corpus_bleu(texts, references), 2),
+            "sentence_bleu": _r(M.mean(r["bleu"] for r in rows), 2),
+            "embedding_similarity": _r(M.mean(r["embedding_similarity"] for r in rows)),
+            "handoff_rate": _r(sum(p.handoff for p in preds) / len(preds)),
+            "latency_s": M.latency_summary(p.seconds for p in preds),
+            "answered": {
+                "n": len(answered),
+                "rouge_l": _r(M.mean(rows[i]["rouge_l"] for i in answered)),
+                "bleu": round(M.corpus_bleu([texts[i] for i in answered], [references[i] for i in answered]), 2),
+                "embedding_similarity": _r(M.mean(rows[i]["embedding_similarity"] for i in answered)),
+            },
+            "decisions": _count(p.decision for p in preds),
+            "model_version": next((p.model_version for p in preds if p.model_version), None),
+        }
+        docs = [r["document"] for r in rows if "document" in r]
+        if docs:
+            summary["document"] = {"n": len(docs), "match_rate": _r(M.mean(d["any"] for d in docs)),
+                                   "in_text_rate": _r(M.mean(d["in_text"] for d in docs)),
+                                   "cited_rate": _r(M.mean(d["cited"] for d in docs))}
+        summaries[name] = summary
+    return summaries, turns
+
+
+def _r(value: float | None, digits: int = 4) -> float | None:
+    return None if value is None else round(value, digits)
+
+
+def _count(values) -> dict[str, int]:
+    out: dict[str, int] = {}
+    for v in values:
+        out[v] = out.get(v, 0) + 1
+    return out
+
+
+def _meta(settings: Any, variants: list[str], trained_version: Any, loaded: dict) -> dict[str, Any]:
+    from chatbot import __version__
+    from chatbot.models.embedder import embedder_path
+
+    return {
+        "what": "chatbot eval replies",
+        "chatbot": __version__,
+        "evaluated_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "variants_run": variants,
+        "trained_version": trained_version.name if trained_version is not None else None,
+        "models": {name: version for name, (_m, _t, version) in loaded.items()},
+        "embedder": str(embedder_path(settings)),
+        "metrics": {
+            "rouge_l": "ROUGE-L F-measure (rouge-score, stemmed), mean over turns",
+            "bleu": "sacrebleu corpus BLEU (0-100) over the variant's turns",
+            "sentence_bleu": "mean sacrebleu sentence BLEU (0-100)",
+            "embedding_similarity": "mean cosine of reply and agent reply embeddings (the configured embedder)",
+            "handoff_rate": "share of turns handed to a human (refined: its decision; retrieval: the out-of-scope "
+                            "check would hand off; one-pass: never)",
+            "answered": "the same figures over the turns not handed off",
+            "document": "turns where the real agent sent a help document: the reply or its citations point to it",
+            "scored_text": "the reply; for refined on a hand-off, the hand-off notice the customer sees; "
+                           "retrieval is always scored on its best retrieved answer",
+        },
+        "settings": {"retrieval": settings.retrieval.model_dump(mode="json"),
+                     "dialogue": {k: v for k, v in settings.dialogue.model_dump(mode="json").items()
+                                  if k not in ("system_prompt", "handoff_message", "hold_message")},
+                     "prompt": {k: getattr(settings.training, k) for k in
+                                ("evidence_k", "evidence_max_chars", "history_turns")}},
+        "machine": {"python": platform.python_version(), "platform": platform.platform(), "cpus": os.cpu_count(),
+                    "load_average_at_end": [round(x, 2) for x in os.getloadavg()], "argv": sys.argv[1:]},
+    }
