@@ -32,6 +32,27 @@ def prepare(settings: Settings, *, demo: bool, report: Callable[[str], None] = l
         report(f"reply model: using the configured {settings.reply_model_path}")
     if demo:
         load_demo_data(settings, report=report)
+    index_pairs(settings, report=report)
+
+
+def index_pairs(settings: Settings, *, report: Callable[[str], None] = log.info) -> None:
+    """Bring the retrieval index up to date with the stored pairs (fast when it is)."""
+    from sqlalchemy import func, select
+
+    from chatbot.retrieval.indexer import update_index
+    from chatbot.store.database import Database
+    from chatbot.store.schema import TrainingPair
+
+    database = Database(settings.resolved_database_url)
+    try:
+        with database.session() as session:
+            if not session.scalar(select(func.count()).select_from(TrainingPair)):
+                report("index: no training pairs yet; import transcripts with `chatbot import`, then `chatbot index`")
+                return
+        result = update_index(settings, database)
+        report(f"index {result.version}: {result.action} ({result.reason}), {result.pair_count} pairs")
+    finally:
+        database.dispose()
 
 
 def load_demo_data(settings: Settings, *, report: Callable[[str], None] = log.info) -> None:

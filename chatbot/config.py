@@ -16,11 +16,14 @@ from contextvars import ContextVar
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import Field, ValidationError
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
+from chatbot.dialogue.settings import DialogueSettings
 from chatbot.errors import ConfigError
 from chatbot.ingest.settings import IngestSettings
+from chatbot.retrieval.settings import RetrievalSettings
+from chatbot.training.settings import TrainingSettings
 
 CONFIG_FILE_ENV = "CHATBOT_CONFIG"
 # The parsed file travels to the settings source through this variable, so that
@@ -31,12 +34,6 @@ _FILE_VALUES: ContextVar[dict[str, Any]] = ContextVar("chatbot_config_file_value
 def default_home() -> Path:
     base = os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share"
     return Path(base) / "chatbot"
-
-
-class Section(BaseModel):
-    """Base of a settings section: unknown keys are an error, not silently ignored."""
-
-    model_config = ConfigDict(extra="forbid")
 
 
 class Settings(BaseSettings):
@@ -54,7 +51,10 @@ class Settings(BaseSettings):
     reply_model_path: Path | None = Field(default=None, description="A transformers causal-LM directory; default the converted SmolLM2-135M-Instruct.")
     host: str = "127.0.0.1"
     port: int = Field(default=7860, ge=1, le=65535)
+    retrieval: RetrievalSettings = Field(default_factory=RetrievalSettings, description="Index, fusion and out-of-scope settings.")
     ingest: IngestSettings = Field(default_factory=IngestSettings, description="Transcript import: redaction, pair building, splits.")
+    dialogue: DialogueSettings = Field(default_factory=DialogueSettings, description="Answer cache, refinement, fusion, smoothing and hand-off.")
+    training: TrainingSettings = Field(default_factory=TrainingSettings, description="Reply-model fine-tuning: budget, schedule, weights, fusion.")
 
     @property
     def resolved_database_url(self) -> str:

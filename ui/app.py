@@ -1,6 +1,6 @@
-"""The Gradio app: a customer chat widget and a status page over what exists.
+"""The Gradio app: a customer chat widget over the dialogue manager, and a status page.
 
-Builds the Blocks from services passed in (settings, database, a reply function);
+Builds the Blocks from services passed in (the database, the dialogue manager);
 loading models and migrating the store happen before, in `chatbot.bootstrap`.
 Errors from the library are shown to the user as messages, never as tracebacks.
 """
@@ -8,20 +8,22 @@ Errors from the library are shown to the user as messages, never as tracebacks.
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
 from dataclasses import dataclass
-from collections.abc import Callable, Iterator
-from typing import Any
+from typing import Any, Protocol
 
-from chatbot.errors import ChatbotError
-from chatbot.store.conversations import add_message, start_conversation, table_counts
+from chatbot.errors import ChatbotError, InputError
+from chatbot.store.conversations import table_counts
 from chatbot.store.database import Database
 
 log = logging.getLogger(__name__)
 
-MAX_MESSAGE_CHARS = 4000
 
-# (history as [{"role": "user"|"assistant", "content": str}], new message) -> streamed reply pieces
-ReplyStream = Callable[[list[dict[str, str]], str], Iterator[str]]
+class Responder(Protocol):
+    """What the widget needs of the dialogue manager."""
+
+    def respond_stream(self, message: str, conversation_id: int | None = None, *, source: str = "widget") -> Iterator[Any]:
+        ...
 
 
 def _text_of(content: Any) -> str:
@@ -43,65 +45,67 @@ class ChatTurn:
     conversation_id: int | None
     warning: str | None = None
     keep_input: bool = False
+    details: str = ""
+
+
+def describe(reply: Any) -> str:
+    """The line under the chat: decision, confidence and the sources of the answer."""
+    parts = [f"**{reply.decision.replace('_', ' ')}** ({reply.reason.replace('_', ' ')})"]
+    if reply.confidence is not None:
+        parts.append(f"confidence {reply.confidence:.2f}")
+    sources = [
+        f"conversation {c.get('conversation_id')} turn {c.get('turn_index')}" for c in reply.citations[:3]
+    ]
+    if sources:
+        parts.append("sources: " + "; ".join(sources))
+    return " · ".join(parts)
 
 
 def answer_customer(
-    *, database: Database, reply_stream: ReplyStream, conversation_id: int | None,
-    history: list[dict[str, Any]], message: str,
+    *, responder: Responder, conversation_id: int | None, history: list[dict[str, Any]], message: str
 ) -> Iterator[ChatTurn]:
-    """Store the customer's message, then stream the reply into the history.
+    """Hand the message to the dialogue manager and stream its reply into the history.
 
-    The message is committed before any reply is attempted, so a failing model never
-    loses what the customer said; the reply is stored once complete."""
-    message = (message or "").strip()
+    The manager stores the message before anything else, so a failing model never
+    loses what the customer said."""
     history = [{"role": m["role"], "content": _text_of(m["content"])} for m in (history or [])]
-    if not message:
-        yield ChatTurn(history, conversation_id, "Please type a message first.")
-        return
-    if len(message) > MAX_MESSAGE_CHARS:
-        yield ChatTurn(
-            history, conversation_id,
-            f"That message is {len(message)} characters long; please keep it under {MAX_MESSAGE_CHARS}.",
-            keep_input=True,
-        )
-        return
+    text = (message or "").strip()
+    shown = history + [{"role": "user", "content": text}, {"role": "assistant", "content": "_thinking…_"}]
+    reply_text = ""
     try:
-        with database.session() as session:
-            if conversation_id is None:
-                conversation_id = start_conversation(session=session).id
-            add_message(session=session, conversation_id=conversation_id, role="customer", text=message)
-    except ChatbotError as exc:
-        yield ChatTurn(history, conversation_id, f"Your message could not be saved: {exc}", keep_input=True)
-        return
-    prior = list(history)
-    history = history + [{"role": "user", "content": message}, {"role": "assistant", "content": ""}]
-    reply = ""
-    try:
-        for piece in reply_stream(prior, message):
-            reply += piece
-            history[-1]["content"] = reply
-            yield ChatTurn(history, conversation_id)
+        for event in responder.respond_stream(text, conversation_id):
+            if event.kind == "token":
+                reply_text += event.text
+                shown[-1]["content"] = reply_text
+                yield ChatTurn(shown, conversation_id)
+            elif event.kind == "round":
+                shown[-1]["content"] = f"_thinking… (refining, round {event.data.round + 1})_"
+                yield ChatTurn(shown, conversation_id)
+            elif event.kind == "done":
+                reply = event.reply
+                if reply.shown_text:
+                    shown[-1]["content"] = reply.shown_text
+                else:
+                    shown = shown[:-1]  # a human is in charge: the assistant stays silent
+                yield ChatTurn(shown, reply.conversation_id, details=describe(reply))
+    except InputError as exc:
+        yield ChatTurn(history, conversation_id, exc.reason, keep_input=True)
     except ChatbotError as exc:
         log.warning("reply failed for conversation %s: %s", conversation_id, exc)
-        history[-1]["content"] = "Sorry, I cannot answer right now. A human agent will pick this up."
-        yield ChatTurn(history, conversation_id, f"The assistant failed: {exc}")
-        return
-    with database.session() as session:
-        add_message(session=session, conversation_id=conversation_id, role="bot", text=reply.strip())
-    yield ChatTurn(history, conversation_id)
+        shown[-1]["content"] = "Sorry, I cannot answer right now. A human agent will pick this up."
+        yield ChatTurn(shown, conversation_id, f"The assistant failed: {exc}")
 
 
-def build_app(*, database: Database, reply_stream: ReplyStream, title: str = "Support assistant"):
+def build_app(*, database: Database, responder: Responder, title: str = "Support assistant"):
     import gradio as gr
 
     def respond(message: str, history: list[dict[str, Any]], conversation_id: int | None):
         for turn in answer_customer(
-            database=database, reply_stream=reply_stream, conversation_id=conversation_id,
-            history=history, message=message,
+            responder=responder, conversation_id=conversation_id, history=history, message=message
         ):
             if turn.warning:
                 gr.Warning(turn.warning)
-            yield turn.history, turn.conversation_id, message if turn.keep_input else ""
+            yield turn.history, turn.conversation_id, message if turn.keep_input else "", turn.details
 
     def status() -> str:
         try:
@@ -117,10 +121,11 @@ def build_app(*, database: Database, reply_stream: ReplyStream, title: str = "Su
         with gr.Tab("Chat"):
             conversation = gr.State(None)
             chat = gr.Chatbot(label="Conversation", height=480)
+            details = gr.Markdown()
             box = gr.Textbox(placeholder="Ask about an order, a return, a refund…", label="Your message")
             send = gr.Button("Send", variant="primary")
             for trigger in (box.submit, send.click):
-                trigger(respond, [box, chat, conversation], [chat, conversation, box])
+                trigger(respond, [box, chat, conversation], [chat, conversation, box, details])
         with gr.Tab("Status"):
             table = gr.Markdown()
             refresh = gr.Button("Refresh")

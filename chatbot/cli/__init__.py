@@ -81,11 +81,14 @@ def main(ctx: click.Context, config_file: Path | None, verbose: int) -> None:
 
 
 def _register() -> None:
-    from chatbot.cli import config_cmd, db, ingest, models, serve
+    from chatbot.cli import config_cmd, db, dialogue, evaluate, ingest, models, retrieval, serve, train
 
-    for module in (config_cmd, db, models, serve, ingest):
+    for module in (config_cmd, db, models, serve, ingest, retrieval, evaluate):
         main.add_command(module.group)
     main.add_command(ingest.import_command)
+    main.add_command(dialogue.ask)
+    main.add_command(dialogue.chat)
+    main.add_command(train.command)
 
 
 _register()

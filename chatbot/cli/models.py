@@ -1,6 +1,5 @@
-"""`chatbot models`: prepare and check the models that ship inside packages.
-
-Training adds list / promote / rollback to this group."""
+"""`chatbot models`: prepare and check the models that ship inside packages, and
+list / promote / roll back the trained reply-model versions (`chatbot.models.versions`)."""
 
 from __future__ import annotations
 
@@ -61,3 +60,83 @@ def check(app: AppContext, as_json: bool) -> None:
             click.echo(f"{'ok  ' if r.ok else 'FAIL'} {r.name}: {r.detail} ({r.seconds:.2f}s)")
     if not all(r.ok for r in results):
         sys.exit(1)
+
+
+@group.command("list")
+@json_option
+@pass_app
+def list_command(app: AppContext, as_json: bool) -> None:
+    """List the trained reply-model versions, newest first, and say which one serves
+    (with each version's latest `chatbot eval replies` figures, when it has them)."""
+    from chatbot.evaluation.record import evaluation_line
+    from chatbot.models.versions import list_versions
+    from chatbot.store.database import Database, require_schema
+
+    database = Database(app.settings.resolved_database_url)
+    try:
+        require_schema(database.engine)
+        versions = list_versions(database)
+    finally:
+        database.dispose()
+    serving = next((v.name for v in versions if v.status == "promoted"), "base")
+    if as_json:
+        emit_json({"serving": serving, "versions": [v.as_dict() for v in versions]})
+        return
+    if not versions:
+        click.echo("no trained versions yet; serving uses the base model (train one: chatbot train)")
+        return
+    click.echo(f"{'name':<26} {'status':<10} {'val loss':>9} {'before':>9} {'pairs':>6}  created")
+    def number(value) -> str:
+        return f"{value:.4f}" if isinstance(value, (int, float)) else "-"
+
+    for v in versions:
+        created = v.created_at.strftime("%Y-%m-%d %H:%M") if v.created_at else ""
+        click.echo(f"{v.name:<26} {v.status:<10} {number(v.metrics.get('val_loss')):>9} "
+                   f"{number(v.metrics.get('val_loss_before')):>9} {v.data_snapshot.get('train_pairs', '-'):>6}  {created}")
+        evaluated = evaluation_line(v.evaluation)
+        if evaluated:
+            click.echo(f"    latest eval: {evaluated}")
+    click.echo(f"serving: {serving}")
+
+
+@group.command("promote")
+@click.argument("name")
+@json_option
+@pass_app
+def promote_command(app: AppContext, name: str, as_json: bool) -> None:
+    """Serve version NAME from now on (running servers pick it up within seconds)."""
+    from chatbot.models.versions import promote
+    from chatbot.store.database import Database, require_schema
+
+    database = Database(app.settings.resolved_database_url)
+    try:
+        require_schema(database.engine)
+        version, previous = promote(database, name)
+    finally:
+        database.dispose()
+    if as_json:
+        emit_json({"promoted": version.name, "previous": previous.name if previous else None})
+    else:
+        was = f" (was {previous.name})" if previous else ""
+        click.echo(f"promoted {version.name}{was}")
+
+
+@group.command("rollback")
+@json_option
+@pass_app
+def rollback_command(app: AppContext, as_json: bool) -> None:
+    """Retire the promoted version and serve the one promoted before it (or the base model)."""
+    from chatbot.models.versions import rollback
+    from chatbot.store.database import Database, require_schema
+
+    database = Database(app.settings.resolved_database_url)
+    try:
+        require_schema(database.engine)
+        retired, restored = rollback(database)
+    finally:
+        database.dispose()
+    if as_json:
+        emit_json({"retired": retired.name, "serving": restored.name if restored else "base"})
+    else:
+        now = restored.name if restored else "the base model"
+        click.echo(f"rolled back {retired.name}; now serving {now}")

@@ -5,17 +5,14 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import Field, model_validator
+
+from chatbot.settings_section import Section
 
 RedactionKind = Literal["email", "phone", "card", "handle"]
 
 
-class IngestSettings(BaseModel):
-    """Behaves like `chatbot.config.Section` (unknown keys are an error) without
-    subclassing it: `chatbot.config` imports this module, so importing it back would
-    make the import order matter."""
-
-    model_config = ConfigDict(extra="forbid")
+class IngestSettings(Section):
 
     redact: bool = Field(default=True, description="Replace PII with typed placeholders before storing.")
     redact_kinds: list[RedactionKind] = Field(

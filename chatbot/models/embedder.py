@@ -43,7 +43,9 @@ def load_embedder(settings: Settings, device: str | None = None) -> SentenceTran
     path = embedder_path(settings)
     force_offline()
     from sentence_transformers import SentenceTransformer
+    from transformers.utils import logging as hf_logging
 
+    hf_logging.disable_progress_bar()  # loading takes a second: no bar needed
     try:
         return SentenceTransformer(str(path), device=device or "cpu", local_files_only=True)
     except (OSError, ValueError) as exc:
