@@ -1,5 +1,5 @@
 """Retrieval benchmark: query latency (embedding included) and index build time at
-10k and 100k indexed pairs, HNSW recall@10 against exact search, and the measured
+10k, 100k and 1M indexed pairs, HNSW recall@10 against exact search, and the measured
 gain of dense+BM25 fusion over dense alone.
 
 Data: the intent files in ../shared/datasets (read-only). Requests are indexed as
@@ -66,7 +66,7 @@ def fusion_quality(settings, model, index_rows, query_rows, index_vectors, query
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000])
+    parser.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000, 1_000_000])
     parser.add_argument("--queries", type=int, default=200)
     parser.add_argument("--weights", type=float, nargs="+", default=[0.0, 0.1, 0.2, 0.3, 0.5])
     parser.add_argument("--threads", type=int, default=None, help="torch threads for query embedding")
