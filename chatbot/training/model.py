@@ -64,10 +64,11 @@ def trainable_state(model: Any) -> dict[str, Any]:
 
 
 def load_trainable_state(model: Any, tensors: dict[str, Any]) -> None:
+    """Copy `tensors` (a checkpoint's or a fusion's weights) over the model's parameters."""
     params = dict(model.named_parameters())
     missing = [k for k in tensors if k not in params]
     if missing:
-        raise KeyError(f"checkpoint has weights the model lacks: {missing[:3]}")
+        raise KeyError(f"the weights name parameters the model lacks: {missing[:3]}")
     import torch
 
     with torch.no_grad():
@@ -160,15 +161,7 @@ def materialize(model: Any, tensors: dict[str, Any], cfg: TrainingSettings) -> d
 
 def plain_model_with(model_dir: Path, weights: dict[str, Any] | None, device: str) -> tuple[Any, Any]:
     """A fresh base model with `weights` loaded over it (the merged/fused result)."""
-    import torch
-
     model, tokenizer = load_base(model_dir, device)
     if weights:
-        params = dict(model.named_parameters())
-        unknown = [k for k in weights if k not in params]
-        if unknown:
-            raise KeyError(f"fused weights name parameters the model lacks: {unknown[:3]}")
-        with torch.no_grad():
-            for k, v in weights.items():
-                params[k].copy_(v.to(params[k].device, params[k].dtype))
+        load_trainable_state(model, weights)
     return model, tokenizer
