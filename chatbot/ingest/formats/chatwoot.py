@@ -6,6 +6,7 @@ line, an array, or {"payload": [...]}."""
 from __future__ import annotations
 
 from collections.abc import Iterator
+from functools import partial
 
 from chatbot.ingest.formats import FormatOptions
 from chatbot.ingest.formats.jsonsource import JsonRecord, external_id, json_records
@@ -24,8 +25,7 @@ def parse(lines: Iterator[Line], path: str, options: FormatOptions) -> Iterator[
 def _conversation(record: JsonRecord, path: str) -> RawConversation | Problem:
     value, line, index = record.value, record.line, record.index
 
-    def problem(reason: str, kind: str) -> Problem:
-        return Problem(path, reason, kind, line=line, index=index)
+    problem = partial(record.problem, path)
 
     ident = external_id(value.get("id"))
     if ident is None:

@@ -6,6 +6,7 @@ customer; admins, bots and teams are the agent. Notes and parts without a body
 from __future__ import annotations
 
 from collections.abc import Iterator
+from functools import partial
 
 from chatbot.ingest.formats import FormatOptions
 from chatbot.ingest.formats.html_text import html_to_text
@@ -35,8 +36,7 @@ def _role(author) -> str | None:
 def _conversation(record: JsonRecord, path: str) -> RawConversation | Problem:
     value, line, index = record.value, record.line, record.index
 
-    def problem(reason: str, kind: str) -> Problem:
-        return Problem(path, reason, kind, line=line, index=index)
+    problem = partial(record.problem, path)
 
     ident = external_id(value.get("id"))
     if ident is None:

@@ -20,6 +20,10 @@ class JsonRecord:
     line: int | None
     index: int
 
+    def problem(self, path: str, reason: str, kind: str) -> Problem:
+        """A problem with this record, placed at its line (or record index)."""
+        return Problem(path, reason, kind, line=self.line, index=self.index)
+
 
 def _json_reason(exc: json.JSONDecodeError, text: str) -> str:
     if exc.pos >= len(text.rstrip()):

@@ -5,6 +5,7 @@ agent turns; private comments (internal notes) are left out."""
 from __future__ import annotations
 
 from collections.abc import Iterator
+from functools import partial
 
 from chatbot.ingest.formats import FormatOptions
 from chatbot.ingest.formats.html_text import html_to_text
@@ -30,8 +31,7 @@ def _body(comment: dict) -> str | None:
 def _ticket(record: JsonRecord, path: str) -> RawConversation | Problem:
     value, line, index = record.value, record.line, record.index
 
-    def problem(reason: str, kind: str) -> Problem:
-        return Problem(path, reason, kind, line=line, index=index)
+    problem = partial(record.problem, path)
 
     ident = external_id(value.get("id"))
     if ident is None:
