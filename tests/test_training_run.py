@@ -164,7 +164,9 @@ def test_resume_after_a_kill_matches_an_uninterrupted_run(tmp_path, tiny_reply_m
     assert done.returncode == 0, done.stderr[-2000:]
     resumed = json.loads(done.stdout)
     assert resumed["version"] == run_dir.name
-    assert resumed["metrics"]["resumed_from_step"] >= 4
+    # The kill can land between writing checkpoint 4 and the resume state that points
+    # to it; resuming from checkpoint 2 is then the right thing, so either is accepted.
+    assert 2 <= resumed["metrics"]["resumed_from_step"] < 10
     assert resumed["metrics"]["steps"] == 10
     assert [v["step"] for v in resumed["metrics"]["validations"]] == [2, 4, 6, 8, 10]
     assert json.loads((run_dir / "state.json").read_text())["status"] == "finished"
