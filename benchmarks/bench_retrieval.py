@@ -48,6 +48,17 @@ def percentiles(values):
             "mean_ms": round(float(values.mean()), 2)}
 
 
+def filled_vectors(base_vectors: np.ndarray, size: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """(picks, vectors): `size` unit vectors, the real `base_vectors` first and then noisy
+    copies of them (Gaussian noise, std 0.02 per dimension); picks[i] is the base row of i."""
+    picks = np.arange(size) % len(base_vectors)
+    noise = rng.normal(0, 0.02, (size, base_vectors.shape[1])).astype(np.float32)
+    noise[: len(base_vectors)] = 0
+    vecs = base_vectors[picks] + noise
+    vecs /= np.linalg.norm(vecs, axis=1, keepdims=True)
+    return picks, vecs
+
+
 def fusion_quality(settings, model, index_rows, query_rows, index_vectors, query_vectors, weights):
     from chatbot.retrieval.retriever import PairRetriever
 
@@ -124,11 +135,7 @@ def main() -> None:
     queries = [r["text"] for r in clinc_val[: args.queries]]
     speed = {}
     for size in args.sizes:
-        picks = np.arange(size) % len(base_rows)
-        noise = rng.normal(0, 0.02, (size, base_vectors.shape[1])).astype(np.float32)
-        noise[: len(base_rows)] = 0
-        vecs = base_vectors[picks] + noise
-        vecs /= np.linalg.norm(vecs, axis=1, keepdims=True)
+        picks, vecs = filled_vectors(base_vectors, size, rng)
         rows = [{"text": base_rows[p]["text"] + ("" if n < len(base_rows) else f" #{n}"), "intent": base_rows[p]["intent"]}
                 for n, p in enumerate(picks)]
         entry = {"estimated_embedding_seconds": round(size / (len(texts) / embed_seconds), 1)}

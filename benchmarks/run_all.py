@@ -38,6 +38,8 @@ PEAK_ENV = "CHATBOT_BENCH_PEAK_FILE"
 # benchmark gets --quick when its --help mentions it, and its defaults otherwise.
 QUICK_ARGS = {
     "bench_retrieval": ["--sizes", "10000", "--queries", "50", "--weights", "0.0", "0.2"],
+    "bench_switch_point": ["--sizes", "5000", "10000", "--queries", "100", "--base-texts", "2000",
+                           "--out", str(RESULTS / "retrieval_switch_quick.json")],
     "bench_dialogue": ["--latency", "2", "--quality", "4", "--quality-int8", "2"],
 }
 # (name, train files, --limit full, --limit quick); the test turns are a held-out 10%
@@ -163,6 +165,21 @@ def _eval_table(report: dict) -> list[str]:
     return markdown_table(ReplyEvaluation(**fields)).splitlines()
 
 
+def _switch_table(data: dict) -> list[str]:
+    """The exact-vs-HNSW switch-point sweep (bench_switch_point) as a table and its decision."""
+    lines = ["| pairs | exact p50 / p95 (ms) | exact, 1 FAISS thread | HNSW p50 / p95 (ms) | HNSW build (s) | recall@10 |",
+             "|---|---|---|---|---|---|"]
+    for size, e in sorted(data["sizes"].items(), key=lambda kv: int(kv[0])):
+        x, x1, h = e["exact"]["search"], e["exact_1_thread"]["search"], e["hnsw"]["search"]
+        lines.append(f"| {int(size):,} | {x['p50_ms']:.2f} / {x['p95_ms']:.2f} | {x1['p50_ms']:.2f} / {x1['p95_ms']:.2f} | "
+                     f"{h['p50_ms']:.2f} / {h['p95_ms']:.2f} | {e['hnsw']['build_seconds']:.1f} | "
+                     f"{e['hnsw']['recall_at_10_vs_exact']:.4f} |")
+    emb = data["query_embedding"]
+    return lines + ["", f"Query embedding (MiniLM, one query): p50 {emb['p50_ms']} ms, p95 {emb['p95_ms']} ms. "
+                        f"Rule: {data['rule']['text']}. Decision: {data['decision']['note']} "
+                        f"(with one FAISS thread: {data['decision_exact_1_thread']['note']}).", ""]
+
+
 def summary_markdown(runs: list[dict], quick: bool, started_at: str, only: str | None = None) -> str:
     lines = [
         "# Benchmark summary",
@@ -191,6 +208,10 @@ def summary_markdown(runs: list[dict], quick: bool, started_at: str, only: str |
                 shown = True
                 continue
             if rel.endswith("meta.json"):
+                continue
+            if rel.startswith("retrieval_switch") and "sizes" in data:
+                lines += [f"`{rel}`:", ""] + _switch_table(data)
+                shown = True
                 continue
             numbers = _numbers(data)[:25]
             if numbers:
