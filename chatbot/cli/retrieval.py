@@ -1,5 +1,6 @@
 """`chatbot index` (build or update the retrieval index from the stored training
-pairs) and `chatbot eval intents` (intent routing on labelled-request files)."""
+pairs; `--adapt` first adapts the embedder to them) and `chatbot eval intents`
+(intent routing on labelled-request files)."""
 
 from __future__ import annotations
 
@@ -13,9 +14,13 @@ from chatbot.cli import AppContext, emit_json, json_option, pass_app
 @click.command("index")
 @click.option("--rebuild", is_flag=True, help="Embed every pair again into a new version, even if nothing changed.")
 @click.option("--no-calibrate", is_flag=True, help="Skip the out-of-scope calibration on validation pairs.")
+@click.option("--adapt", is_flag=True,
+              help="Fine-tune the embedder on the train pairs, measure it on the validation pairs, and rebuild the "
+                   "index with it only when it beats the base embedder (retrieval.adapt_min_gain, "
+                   "retrieval.adapt_min_gain_stderrs).")
 @json_option
 @pass_app
-def group(app: AppContext, rebuild: bool, no_calibrate: bool, as_json: bool) -> None:
+def group(app: AppContext, rebuild: bool, no_calibrate: bool, adapt: bool, as_json: bool) -> None:
     """Embed the stored training pairs into the retrieval index.
 
     New pairs are added to a copy of the current version; a rebuild (asked for, or
@@ -23,7 +28,6 @@ def group(app: AppContext, rebuild: bool, no_calibrate: bool, as_json: bool) -> 
     new version beside the old one and switches only when it is complete.
     """
     from chatbot.config import ensure_home
-    from chatbot.retrieval.indexer import update_index
     from chatbot.store.database import Database, require_schema
 
     settings = app.settings
@@ -31,22 +35,58 @@ def group(app: AppContext, rebuild: bool, no_calibrate: bool, as_json: bool) -> 
     database = Database(settings.resolved_database_url)
     try:
         require_schema(database.engine)
-        report = update_index(settings, database, rebuild=rebuild, progress=not as_json, calibrate=not no_calibrate)
+        if adapt:
+            from chatbot.retrieval.adapt import adapt_and_index
+
+            adapted = adapt_and_index(settings, database, progress=not as_json, calibrate=not no_calibrate)
+        else:
+            from chatbot.retrieval.indexer import update_index
+
+            report = update_index(settings, database, rebuild=rebuild, progress=not as_json, calibrate=not no_calibrate)
     finally:
         database.dispose()
+    if adapt:
+        _echo_adapt(adapted.to_dict(), as_json, no_calibrate)
+        return
     if as_json:
         emit_json(report.to_dict())
         return
-    if report.action == "unchanged":
-        click.echo(f"index {report.version} is up to date: {report.pair_count} pairs")
+    _echo_index(report.to_dict(), no_calibrate)
+
+
+def _echo_adapt(report: dict, as_json: bool, no_calibrate: bool) -> None:
+    if as_json:
+        emit_json(report)
         return
-    line = f"index {report.version}: {report.action} ({report.reason}); {report.pair_count} pairs, {report.kind} search, {report.seconds:.1f}s"
-    if report.recall_at_10 is not None:
-        line += f", recall@10 vs exact {report.recall_at_10:.3f}"
+    base, adapted, t = report["base"], report["adapted"], report["training"]
+    click.echo(f"adapted the embedder on {report['counts']['train']} train pairs: {t['steps']} steps "
+               f"({t['epochs']} epochs, stopped by {t['stopped_by']}) in {t['seconds']:.0f}s")
+    click.echo(f"on {base['n']} validation pairs, reply similarity of the top hit (base-embedder judge): "
+               f"base {base['reply_similarity']:.4f}, adapted {adapted['reply_similarity']:.4f}, "
+               f"gain {report['gain']:+.4f} ± {report['gain_stderr']:.4f}; "
+               f"fit rate {_percent(base['fit_rate'])} -> {_percent(adapted['fit_rate'])}")
+    if report["kept"]:
+        click.echo(f"kept as {report['embedder_path']} ({report['seconds']:.0f}s)")
+        _echo_index(report["index"], no_calibrate)
+    else:
+        why = (f"the gain is not above retrieval.adapt_min_gain {report['min_gain']}" if report["gain"] <= report["min_gain"]
+               else f"the gain is within {report['min_gain_stderrs']:g} standard errors of none")
+        click.echo(f"not kept: {why}; the index is unchanged ({report['seconds']:.0f}s)")
+
+
+def _echo_index(report: dict, no_calibrate: bool) -> None:
+    if report["action"] == "unchanged":
+        click.echo(f"index {report['version']} is up to date: {report['pair_count']} pairs")
+        return
+    line = (f"index {report['version']}: {report['action']} ({report['reason']}); {report['pair_count']} pairs, "
+            f"{report['kind']} search, {report['seconds']:.1f}s")
+    if report["recall_at_10"] is not None:
+        line += f", recall@10 vs exact {report['recall_at_10']:.3f}"
     click.echo(line)
-    if report.calibration:
-        click.echo(f"out-of-scope threshold {report.calibration['raw_threshold']:.3f} (fused score), "
-                   f"chosen on {report.calibration['n_in_scope'] + report.calibration['n_out_of_scope']} validation pairs")
+    calibration = report["calibration"]
+    if calibration:
+        click.echo(f"out-of-scope threshold {calibration['raw_threshold']:.3f} (fused score), "
+                   f"chosen on {calibration['n_in_scope'] + calibration['n_out_of_scope']} validation pairs")
     elif not no_calibrate:
         click.echo("out-of-scope threshold not calibrated (too few validation pairs); using retrieval.oos_threshold")
 

@@ -8,6 +8,8 @@ the current version's pair set (ids and content hashes), and then:
   - only new pairs                                  -> embed just those, new version;
   - nothing new                                     -> unchanged.
 Each new version is written beside the old one and switched to only when complete.
+An index built with an embedder adapted by `chatbot index --adapt` keeps using it
+(meta.json names it and the base it came from) while that base is the configured one.
 Searching is `retriever`'s job; the version directories are `versions`'s.
 """
 
@@ -98,6 +100,44 @@ def model_fingerprint(path: Path) -> str:
         if file.suffix == ".json" and file.stat().st_size < 1_000_000:
             digest.update(file.read_bytes())
     return digest.hexdigest()[:16]
+
+
+ADAPTED_MADE_BY = "chatbot index --adapt"
+
+
+def describe_embedder(path: Path) -> dict:
+    """The `model` entry of an index's meta.json. An embedder adapted by `chatbot index
+    --adapt` (its meta.json says so) also names the base it was adapted from, so that a
+    reader can check the base is still the configured one."""
+    path = Path(path)
+    info = {"path": str(path), "fingerprint": model_fingerprint(path), "name": path.name}
+    meta_file = path / "meta.json"
+    if meta_file.is_file():
+        try:
+            meta = json.loads(meta_file.read_text())
+        except (OSError, ValueError):
+            meta = {}
+        if meta.get("made_by") == ADAPTED_MADE_BY and isinstance(meta.get("base_model"), dict):
+            info["adapted_from"] = {k: meta["base_model"].get(k) for k in ("path", "fingerprint")}
+    return info
+
+
+def adapted_embedder_dir(settings: Settings, model_meta: dict) -> Path | None:
+    """The adapted embedder an index was built with, when it is still usable: its
+    directory is intact (same fingerprint) and it was adapted from the embedder the
+    settings name now. None when the index was not built with an adapted embedder or
+    that embedder can no longer be used (then the index must be rebuilt)."""
+    from chatbot.models.embedder import embedder_path
+
+    base = model_meta.get("adapted_from")
+    if not base:
+        return None
+    path = Path(model_meta.get("path", ""))
+    if not (path / "modules.json").is_file() or model_fingerprint(path) != model_meta.get("fingerprint"):
+        return None
+    if model_fingerprint(embedder_path(settings)) != base.get("fingerprint"):
+        return None
+    return path
 
 
 def _record(row) -> PairRecord:
@@ -208,18 +248,26 @@ def update_index(
     model_path: Path | None = None,
     progress: bool = False,
     calibrate: bool = True,
+    precomputed: tuple[Sequence[int], np.ndarray] | None = None,
 ) -> IndexReport:
-    """Bring the index up to date with the store (see the module docstring)."""
+    """Bring the index up to date with the store (see the module docstring).
+    `precomputed` = (pair ids, their vectors from `model`) spares embedding again in a
+    full build when the ids are exactly the pairs to index (`chatbot index --adapt`)."""
     from chatbot.models.embedder import embedder_path, load_embedder
 
     started = time.monotonic()
     rs = settings.retrieval
     store = VersionStore(store_root(settings))
-    path = Path(model_path) if model_path is not None else embedder_path(settings)
-    model_info = {"path": str(path), "fingerprint": model_fingerprint(path), "name": path.name}
+    current = store.current()
+    configured = embedder_path(settings)
+    if model_path is None and current is not None:
+        # An index built with an adapted embedder keeps it (new pairs must be embedded
+        # with the model that embedded the old ones) while its base is still configured.
+        model_path = adapted_embedder_dir(settings, read_meta(current).get("model", {}))
+    path = Path(model_path) if model_path is not None else configured
+    model_info = describe_embedder(path)
 
     stored = load_pair_hashes(database, rs.index_splits)
-    current = store.current()
     action, reason, base = "built", "no index yet", None
     if current is not None:
         meta = read_meta(current)
@@ -244,7 +292,7 @@ def update_index(
             action, reason, base = "added", f"{len(new)} new pairs", (current, indexed_records, new)
 
     if model is None:
-        model = load_embedder(settings) if model_path is None else _load(path)
+        model = load_embedder(settings) if path == configured else _load(path)
     if action == "added":
         current_dir, indexed_records, new = base
         new_records = load_pairs(database, rs.index_splits, only_ids=new)
@@ -255,7 +303,10 @@ def update_index(
         extra = {"parent_version": current_dir.name, "added": added}
     else:
         records = load_pairs(database, rs.index_splits)
-        vectors = _embed_records(model, records, rs, progress)
+        if precomputed is not None and list(precomputed[0]) == [r.id for r in records]:
+            vectors = np.asarray(precomputed[1], dtype=np.float32)
+        else:
+            vectors = _embed_records(model, records, rs, progress)
         added = len(records)
         extra = {"parent_version": None, "added": added}
 

@@ -4,7 +4,10 @@ verdict from the version's calibration.
 
 `open_retriever(settings, database)` loads the current version and, given the store,
 refuses to serve an index whose pairs were deleted or changed since it was built
-(its citations would point at the wrong text). Building indexes is `indexer`'s job.
+(its citations would point at the wrong text). Queries are embedded with the model the
+index was built with: the configured embedder, or the adapted one `chatbot index
+--adapt` kept (meta.json names it); a model handed in by the caller is checked against
+the stored vectors. Building indexes is `indexer`'s job.
 """
 
 from __future__ import annotations
@@ -121,11 +124,23 @@ def load_version(settings: Settings, version_dir: Path, model: SentenceTransform
     from chatbot.retrieval.indexer import model_fingerprint, read_meta, read_pairs
 
     meta = read_meta(version_dir)
-    if model is None:
+    if model is not None:
+        _check_query_model(version_dir, model, settings)
+    else:
         model_dir = Path(meta["model"]["path"])
         if model_dir.is_relative_to(version_dir) and model_dir.is_dir():  # an adapted embedder kept with the index
             from chatbot.retrieval.indexer import _load
 
+            model = _load(model_dir)
+        elif meta["model"].get("adapted_from"):  # built with `chatbot index --adapt`: queries need that model
+            from chatbot.retrieval.indexer import _load, adapted_embedder_dir
+
+            if adapted_embedder_dir(settings, meta["model"]) is None:
+                raise IndexStaleError(
+                    f"index version {version_dir.name} was built with the adapted embedder {model_dir}, which is missing, "
+                    f"changed, or adapted from another embedder than the configured {embedder_path(settings)}; "
+                    "run: chatbot index --rebuild"
+                )
             model = _load(model_dir)
         else:
             configured = embedder_path(settings)
@@ -142,6 +157,40 @@ def load_version(settings: Settings, version_dir: Path, model: SentenceTransform
         {k: v for k, v in meta["calibration"].items() if k in ScopeCalibration.__dataclass_fields__}
     ) if meta.get("calibration") else None
     return PairRetriever(settings, records, dense, lexical, model, calibration, version=version_dir.name)
+
+
+QUERY_MODEL_MIN_COSINE = 0.999
+
+
+def _check_query_model(version_dir: Path, model, settings: Settings) -> None:
+    """A caller-supplied embedder must be the one the index was built with (an index
+    built with an adapted embedder and searched with the base one would cite the wrong
+    pairs): the first indexed pair, embedded again, must land on its stored vector."""
+    import json
+
+    from chatbot.retrieval.embedding import embed_contexts
+    from chatbot.retrieval.indexer import PairRecord, read_meta
+
+    vectors_file, pairs_file = version_dir / "vectors.npy", version_dir / "pairs.jsonl"
+    if not vectors_file.is_file() or not pairs_file.is_file():
+        return
+    stored = np.load(vectors_file, mmap_mode="r")
+    with pairs_file.open(encoding="utf-8") as fh:
+        first = fh.readline()
+    if len(stored) == 0 or not first.strip():
+        return
+    record = PairRecord(**json.loads(first))
+    meta = read_meta(version_dir)
+    as_indexed = settings.retrieval.model_copy(update={  # the history fusion the stored vector was made with
+        k: v for k, v in meta.get("settings", {}).items() if k in ("history_turns", "history_weight", "history_decay")
+    })
+    again = embed_contexts(model, [(record.message, record.history)], as_indexed)[0]
+    if again.shape != stored[0].shape or float(again @ np.asarray(stored[0])) < QUERY_MODEL_MIN_COSINE:
+        raise IndexStaleError(
+            f"index version {version_dir.name} was built with another embedder "
+            f"({meta.get('model', {}).get('path')}) than the one given to search it; "
+            "its citations would be wrong"
+        )
 
 
 def check_against_store(version_dir: Path, records: Sequence[PairRecord], database: Database, splits: Sequence[str]) -> int:

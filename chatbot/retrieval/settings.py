@@ -63,6 +63,23 @@ class RetrievalSettings(Section):
     keep_versions: int = Field(default=2, ge=1, le=100, description="Index versions kept on disk (the current one included).")
     snippet_chars: int = Field(default=300, ge=20, description="Characters of the reply shown in a citation.")
 
+    # Adapting the embedder to the stored pairs (`chatbot index --adapt`).
+    adapt_min_gain: float = Field(
+        default=0.005, ge=-2.0, le=2.0,
+        description="Keep the adapted embedder only when it raises the validation reply similarity by more than this.",
+    )
+    adapt_min_gain_stderrs: float = Field(
+        default=2.0, ge=0.0,
+        description="The gain must also exceed this many standard errors of the per-pair differences (0: the margin alone decides).",
+    )
+    adapt_max_steps: int = Field(default=300, ge=1, description="Training steps of the adaptation at most.")
+    adapt_max_minutes: float = Field(default=3.0, gt=0.0, description="Wall-clock budget of the adaptation's training.")
+    adapt_batch_size: int = Field(default=16, ge=2, le=1024, description="Pairs per adaptation batch (the in-batch negatives).")
+    adapt_learning_rate: float = Field(default=5e-5, gt=0.0, le=1e-2, description="Peak learning rate of the adaptation.")
+    adapt_max_seq_length: int = Field(default=64, ge=8, le=512, description="Tokens kept of each text while adapting (not when embedding).")
+    adapt_min_pairs: int = Field(default=100, ge=2, description="Fewer training pairs than this: no adaptation.")
+    adapt_min_val_pairs: int = Field(default=20, ge=1, description="Fewer validation pairs than this: no adaptation.")
+
     @model_validator(mode="after")
     def _check(self) -> RetrievalSettings:
         if not self.index_splits:

@@ -1,0 +1,469 @@
+"""Adapting the sentence embedder to the company's own pairs (`chatbot index --adapt`),
+kept only where it measurably helps.
+
+`adapt_embedder` does, in order:
+  1. reads the stored pairs of the `train` split (anchor = the customer context as the
+     indexer embeds it: the message and its recent turns, fused with the history
+     weights; positive = the agent reply) and of the `val` split; too few of either is
+     an `AdaptError` before anything is trained or written;
+  2. fine-tunes a copy of the configured embedder with sentence-transformers'
+     MultipleNegativesRankingLoss (in-batch negatives; a batch never holds two equal
+     replies or messages, which would be false negatives), bounded by
+     `retrieval.adapt_max_steps` and `retrieval.adapt_max_minutes`;
+  3. measures both embedders the way serving searches (dense + BM25 fusion over an
+     in-memory index of the train pairs) on the validation pairs, judged independently
+     of the adapted model: the base embedder's cosine between the top retrieved reply
+     and the validation pair's real reply (the figure that decides), the share of
+     those >= `fit_similarity`, and exact-duplicate reply recall@1/@5;
+  4. keeps the adapted embedder only when the gain exceeds `retrieval.adapt_min_gain`
+     and `retrieval.adapt_min_gain_stderrs` standard errors of the paired differences:
+     written to a temporary directory under `<home>/embedders/`, with a meta.json,
+     then renamed to `<home>/embedders/vNNNN/`. Not kept: nothing is written.
+
+`adapt_and_index` (what the CLI runs) then rebuilds the index with a kept embedder and
+drops embedder versions no index version uses any more. Using the adapted embedder for
+queries is `retriever`'s job (it loads the model the index's meta.json names); incremental
+index updates are `indexer`'s.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import random
+import re
+import shutil
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from chatbot.config import Settings
+from chatbot.errors import ChatbotError
+from chatbot.retrieval.embedding import embed_contexts, embed_texts, history_weights, recent_turns
+from chatbot.retrieval.indexer import (
+    ADAPTED_MADE_BY,
+    PairRecord,
+    _load,
+    load_pairs,
+    model_fingerprint,
+    pair_set_hash,
+    read_meta,
+    store_root,
+    update_index,
+)
+from chatbot.retrieval.versions import VersionStore, write_json_atomic
+
+if TYPE_CHECKING:
+    from sentence_transformers import SentenceTransformer
+
+    from chatbot.store.database import Database
+
+log = logging.getLogger(__name__)
+
+EVAL_PAIRS = 1000  # validation pairs measured at most (a deterministic sample above)
+RECALL_K = 5
+METRIC = "reply_similarity"
+
+
+class AdaptError(ChatbotError):
+    """The embedder cannot be adapted (too few pairs)."""
+
+
+@dataclass
+class AdaptReport:
+    kept: bool
+    reason: str
+    metric: str
+    base: dict  # figures of the base embedder on the validation pairs
+    adapted: dict  # the same for the adapted embedder
+    gain: float  # adapted - base of `metric`
+    gain_stderr: float  # standard error of the paired per-pair differences
+    min_gain: float
+    min_gain_stderrs: float
+    counts: dict
+    training: dict
+    base_model: dict
+    seconds: float
+    embedder_version: str | None = None
+    embedder_path: str | None = None
+    index: dict | None = None  # the index rebuild's report, when the embedder was kept
+    pruned_embedders: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def embedders_root(settings: Settings) -> Path:
+    return settings.home / "embedders"
+
+
+def _normalise(text: str) -> str:
+    return re.sub(r"\s+", " ", text.strip().lower())
+
+
+# ---------------------------------------------------------------------------------------
+# Training
+
+
+def _batches(records: Sequence[PairRecord], batch_size: int, rng: random.Random) -> list[list[int]]:
+    """One epoch of batches in random order; no batch holds two equal replies or two
+    equal messages (each would be the other's false negative). A pair that does not
+    fit waits for the next batch."""
+    from collections import deque
+
+    pending = deque(rng.sample(range(len(records)), len(records)))
+    keys = [(_normalise(r.reply), _normalise(r.message)) for r in records]
+    batches: list[list[int]] = []
+    while pending:
+        batch, replies, messages, waiting = [], set(), set(), []
+        while pending and len(batch) < batch_size and len(waiting) < 4 * batch_size:
+            i = pending.popleft()
+            reply, message = keys[i]
+            if reply in replies or message in messages:
+                waiting.append(i)
+                continue
+            batch.append(i)
+            replies.add(reply)
+            messages.add(message)
+        pending.extendleft(reversed(waiting))
+        if len(batch) >= 2:
+            batches.append(batch)
+    return batches
+
+
+def train_contrastive(
+    model: SentenceTransformer,
+    records: Sequence[PairRecord],
+    settings: Settings,
+    *,
+    seed: int = 0,
+    progress: bool = False,
+) -> dict:
+    """Fine-tune `model` in place: context -> reply, MultipleNegativesRankingLoss with
+    in-batch negatives. Stops at `adapt_max_steps` or, at a step boundary, after
+    `adapt_max_minutes`. Returns what happened."""
+    import torch
+    import torch.nn.functional as F
+    from sentence_transformers.sentence_transformer.losses import MultipleNegativesRankingLoss
+    from tqdm.auto import tqdm
+
+    rs = settings.retrieval
+    torch.manual_seed(seed)
+    rng = random.Random(seed)
+    loss_fn = MultipleNegativesRankingLoss(model)
+    max_steps, max_seconds = rs.adapt_max_steps, rs.adapt_max_minutes * 60
+    contexts = [(r.message, recent_turns(r.history, rs)) for r in records]
+
+    def encode(texts: list[str]) -> torch.Tensor:
+        features = model.preprocess(texts) if hasattr(model, "preprocess") else model.tokenize(texts)
+        return F.normalize(model(dict(features))["sentence_embedding"], dim=-1)
+
+    def anchors(batch: list[int]) -> torch.Tensor:
+        # The same fusion as `embedding.embed_contexts`, differentiable through the
+        # message; the earlier turns (30% of the vector by default) are embedded
+        # without gradients, which saves a fifth of each step.
+        messages = encode([contexts[i][0] for i in batch])
+        turns = [turn for i in batch for turn in contexts[i][1]]
+        if turns:
+            with torch.no_grad():
+                turn_vectors = encode(turns)
+        fused, cursor = [], 0
+        for row, i in enumerate(batch):
+            n = len(contexts[i][1])
+            own, weights = history_weights(n, rs)
+            vector = own * messages[row]
+            if n:
+                newest_first = turn_vectors[cursor : cursor + n].flip(0)[: len(weights)]
+                vector = vector + torch.as_tensor(weights) @ newest_first
+            cursor += n
+            fused.append(vector)
+        return F.normalize(torch.stack(fused), dim=-1)
+
+    def learning_rate(step: int, elapsed: float) -> float:
+        # Warm up over the first tenth, then decay linearly to zero, of whichever
+        # budget (steps or minutes) runs out first.
+        done = max(step / max_steps, elapsed / max_seconds)
+        warm = min(1.0, max((step + 1) / max_steps, elapsed / max_seconds) / 0.1)
+        return rs.adapt_learning_rate * warm * min(1.0, max(0.0, (1.0 - done) / 0.9))
+
+    first = model[0]
+    saved_length = getattr(first, "max_seq_length", None)
+    if saved_length is not None:
+        first.max_seq_length = min(saved_length, rs.adapt_max_seq_length)
+    word_embeddings = getattr(getattr(getattr(first, "auto_model", None), "embeddings", None), "word_embeddings", None)
+    frozen = list(word_embeddings.parameters()) if word_embeddings is not None else []
+    for p in frozen:  # half of MiniLM's weights, little to gain from them in a few hundred steps
+        p.requires_grad_(False)
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(params, lr=rs.adapt_learning_rate, weight_decay=0.01)
+    model.train()
+    started = time.monotonic()
+    step, losses, stopped_by = 0, [], "steps"
+    bar = tqdm(total=max_steps, desc="adapting the embedder", unit="step", disable=not progress, leave=False)
+    try:
+        while step < max_steps and stopped_by == "steps":
+            epoch = _batches(records, rs.adapt_batch_size, rng)
+            if not epoch:
+                break
+            for batch in epoch:
+                if step >= max_steps:
+                    break
+                elapsed = time.monotonic() - started
+                if elapsed > max_seconds:
+                    stopped_by = "minutes"
+                    break
+                for group in optimizer.param_groups:
+                    group["lr"] = learning_rate(step, elapsed)
+                loss = loss_fn.compute_loss_from_embeddings([anchors(batch), encode([records[i].reply for i in batch])], None)
+                loss.backward()
+                torch.nn.utils.clip_grad_norm_(params, 1.0)
+                optimizer.step()
+                optimizer.zero_grad(set_to_none=True)
+                losses.append(float(loss.detach()))
+                step += 1
+                bar.update(1)
+                bar.set_postfix(loss=f"{losses[-1]:.3f}")
+    finally:
+        bar.close()
+        model.eval()
+        for p in frozen:
+            p.requires_grad_(True)
+        if saved_length is not None:
+            first.max_seq_length = saved_length
+    head = losses[: max(1, len(losses) // 10)]
+    tail = losses[-max(1, len(losses) // 10) :]
+    return {
+        "steps": step, "max_steps": max_steps, "max_minutes": rs.adapt_max_minutes, "stopped_by": stopped_by,
+        "seconds": round(time.monotonic() - started, 2), "batch_size": rs.adapt_batch_size,
+        "learning_rate": rs.adapt_learning_rate, "max_seq_length": rs.adapt_max_seq_length, "loss": "MultipleNegativesRankingLoss (in-batch negatives)",
+        "loss_first": float(np.mean(head)) if losses else None, "loss_last": float(np.mean(tail)) if losses else None,
+        "epochs": round(step * rs.adapt_batch_size / max(1, len(records)), 2),
+    }
+
+
+# ---------------------------------------------------------------------------------------
+# Measuring
+
+
+def measure(
+    settings: Settings,
+    model: SentenceTransformer,
+    judge: SentenceTransformer,
+    train: Sequence[PairRecord],
+    val: Sequence[PairRecord],
+    *,
+    lexical=None,
+    train_vectors: np.ndarray | None = None,
+    progress: bool = False,
+) -> tuple[dict, np.ndarray, np.ndarray]:
+    """Search the train pairs for every validation pair with `model` (dense + BM25 fusion,
+    as served) and judge the top replies with `judge` and exact matching. Returns
+    (figures, per-pair judge cosine of the top reply, the train pairs' vectors)."""
+    from chatbot.retrieval import faiss_index
+    from chatbot.retrieval.lexical import LexicalIndex
+    from chatbot.retrieval.retriever import PairRetriever
+
+    rs = settings.retrieval
+    if train_vectors is None:
+        train_vectors = embed_contexts(model, [(r.message, r.history) for r in train], rs, progress=progress)
+    val_vectors = embed_contexts(model, [(r.message, r.history) for r in val], rs)
+    if lexical is None:
+        lexical = LexicalIndex.build([r.message for r in train])
+    retriever = PairRetriever(settings, train, faiss_index.build(train_vectors, rs), lexical, model, None)
+    row_of = {r.id: row for row, r in enumerate(train)}
+    train_replies = [_normalise(r.reply) for r in train]
+    tops, exact_1, exact_k, with_duplicate = [], 0, 0, 0
+    known = set(train_replies)
+    for pair, vector in zip(val, val_vectors):
+        result = retriever.search_vector(vector, pair.message, history=pair.history, k=RECALL_K)
+        rows = [row_of[h.pair_id] for h in result.hits]
+        tops.append(rows[0] if rows else None)
+        want = _normalise(pair.reply)
+        if want in known:
+            with_duplicate += 1
+            exact_1 += bool(rows) and train_replies[rows[0]] == want
+            exact_k += any(train_replies[r] == want for r in rows)
+    got = embed_texts(judge, [train[r].reply if r is not None else "" for r in tops], batch_size=rs.batch_size)
+    want_vectors = embed_texts(judge, [p.reply for p in val], batch_size=rs.batch_size)
+    similarity = (got * want_vectors).sum(1)
+    figures = {
+        "reply_similarity": float(similarity.mean()),
+        "fit_rate": float((similarity >= rs.fit_similarity).mean()),
+        "exact_reply_at_1": exact_1 / with_duplicate if with_duplicate else None,
+        f"exact_reply_at_{RECALL_K}": exact_k / with_duplicate if with_duplicate else None,
+        "n": len(val),
+        "n_with_duplicate_reply": with_duplicate,
+    }
+    return figures, similarity, train_vectors
+
+
+# ---------------------------------------------------------------------------------------
+# The whole step
+
+
+def _sample(records: list[PairRecord], n: int) -> list[PairRecord]:
+    if len(records) <= n:
+        return records
+    rng = np.random.default_rng(0)
+    return [records[i] for i in sorted(rng.choice(len(records), n, replace=False))]
+
+
+def _current_vectors(settings: Settings, base_model_info: dict, train: Sequence[PairRecord]) -> np.ndarray | None:
+    """The current index's vectors when they are exactly what the base embedder would
+    give the train pairs (same embedder, settings and pairs): saves embedding them again."""
+    from chatbot.retrieval.indexer import FORMAT, read_pairs
+
+    current = VersionStore(store_root(settings)).current()
+    if current is None:
+        return None
+    try:
+        meta = read_meta(current)
+        same = (meta.get("format") == FORMAT
+                and meta.get("model", {}).get("fingerprint") == base_model_info["fingerprint"]
+                and {k: meta.get("settings", {}).get(k) for k in settings.retrieval.index_defining()}
+                == settings.retrieval.index_defining()
+                and [(r.id, r.content_hash) for r in read_pairs(current)] == [(r.id, r.content_hash) for r in train])
+        return np.load(current / "vectors.npy") if same else None
+    except (OSError, ValueError, KeyError):
+        return None
+
+
+def _adapt(settings: Settings, database: Database, *, progress: bool) -> tuple[AdaptReport, tuple | None]:
+    from chatbot.models.embedder import embedder_path, load_embedder
+    from chatbot.retrieval.lexical import LexicalIndex
+
+    started = time.monotonic()
+    rs = settings.retrieval
+    train = load_pairs(database, ["train"])
+    val = load_pairs(database, ["val"])
+    if len(train) < rs.adapt_min_pairs:
+        raise AdaptError(
+            f"adapting the embedder needs at least {rs.adapt_min_pairs} training pairs (split train) and the store "
+            f"holds {len(train)}; import more support history first (retrieval.adapt_min_pairs)"
+        )
+    if len(val) < rs.adapt_min_val_pairs:
+        raise AdaptError(
+            f"adapting the embedder needs at least {rs.adapt_min_val_pairs} validation pairs (split val) to measure "
+            f"whether it helps, and the store holds {len(val)}; import more support history first "
+            "(retrieval.adapt_min_val_pairs)"
+        )
+    measured = _sample(val, EVAL_PAIRS)
+    base_path = embedder_path(settings)
+    base_model_info = {"path": str(base_path), "fingerprint": model_fingerprint(base_path), "name": base_path.name}
+    base = load_embedder(settings)
+    lexical = LexicalIndex.build([r.message for r in train])
+    log.info("measuring the base embedder on %d validation pairs", len(measured))
+    base_figures, base_similarity, _ = measure(settings, base, base, train, measured, lexical=lexical,
+                                               train_vectors=_current_vectors(settings, base_model_info, train),
+                                               progress=progress)
+
+    adapted = _load(base_path)
+    training = train_contrastive(adapted, train, settings, progress=progress)
+    log.info("measuring the adapted embedder on %d validation pairs", len(measured))
+    adapted_figures, adapted_similarity, adapted_vectors = measure(settings, adapted, base, train, measured,
+                                                                   lexical=lexical, progress=progress)
+    difference = adapted_similarity - base_similarity
+    gain = float(difference.mean())
+    stderr = float(difference.std(ddof=1) / math.sqrt(len(difference))) if len(difference) > 1 else 0.0
+    above_margin = gain > rs.adapt_min_gain
+    significant = rs.adapt_min_gain_stderrs == 0 or gain > rs.adapt_min_gain_stderrs * stderr
+    kept = above_margin and significant
+    change = f"{METRIC} {base_figures[METRIC]:.4f} -> {adapted_figures[METRIC]:.4f} (gain {gain:+.4f} ± {stderr:.4f})"
+    if kept:
+        reason = (f"{change} is above retrieval.adapt_min_gain {rs.adapt_min_gain} and "
+                  f"{rs.adapt_min_gain_stderrs:g} standard errors")
+    elif not above_margin:
+        reason = f"{change} is not above retrieval.adapt_min_gain {rs.adapt_min_gain}; the adapted embedder was discarded"
+    else:
+        reason = (f"{change} is within {rs.adapt_min_gain_stderrs:g} standard errors of no gain "
+                  "(retrieval.adapt_min_gain_stderrs); the adapted embedder was discarded")
+    report = AdaptReport(
+        kept=kept, reason=reason, metric=METRIC, base=base_figures, adapted=adapted_figures, gain=gain,
+        gain_stderr=stderr, min_gain=rs.adapt_min_gain, min_gain_stderrs=rs.adapt_min_gain_stderrs,
+        counts={"train": len(train), "val": len(val), "val_measured": len(measured)},
+        training=training, base_model=base_model_info, seconds=0.0,
+    )
+    report.seconds = round(time.monotonic() - started, 2)
+    if kept:
+        directory = _save(settings, adapted, report, train, measured)
+        report.embedder_version, report.embedder_path = directory.name, str(directory)
+    return report, (adapted, ([r.id for r in train], adapted_vectors)) if kept else None
+
+
+def _save(settings: Settings, model: SentenceTransformer, report: AdaptReport, train, measured) -> Path:
+    """Write the adapted embedder and its meta.json to a temporary directory, then rename
+    it to the next `<home>/embedders/vNNNN`."""
+    rs = settings.retrieval
+    store = VersionStore(embedders_root(settings))
+    staged = store.staging()
+    try:
+        model.save(str(staged))
+        write_json_atomic(staged / "meta.json", {
+            "made_by": ADAPTED_MADE_BY,
+            "created_at": datetime.now(timezone.utc).isoformat(),
+            "base_model": report.base_model,
+            "pair_set_hash": pair_set_hash((r.id, r.content_hash) for r in train),
+            "val_pair_set_hash": pair_set_hash((r.id, r.content_hash) for r in measured),
+            "counts": report.counts,
+            "settings": {
+                **{k: v for k, v in rs.model_dump().items() if k.startswith("adapt_")},
+                **rs.index_defining(), "lexical_weight": rs.lexical_weight, "fit_similarity": rs.fit_similarity,
+            },
+            "training": report.training,
+            "metric": report.metric,
+            "base": report.base,
+            "adapted": report.adapted,
+            "gain": report.gain,
+            "gain_stderr": report.gain_stderr,
+            "kept": True,
+            "wall_seconds": report.seconds,
+        })
+        name = store.commit(staged)
+    except BaseException:
+        store.discard(staged)
+        raise
+    return store.root / name
+
+
+def adapt_embedder(settings: Settings, database: Database, *, progress: bool = False) -> AdaptReport:
+    """Adapt, measure, and keep the adapted embedder only when it helps (see the module
+    docstring); the index is not touched."""
+    return _adapt(settings, database, progress=progress)[0]
+
+
+def prune_embedders(settings: Settings, keep: Sequence[str] = ()) -> list[str]:
+    """Delete the adapted embedders no index version uses (except those in `keep`)."""
+    root = embedders_root(settings)
+    if not root.is_dir():
+        return []
+    index_store = VersionStore(store_root(settings))
+    used = set()
+    for name in index_store.versions():
+        try:
+            used.add(Path(read_meta(index_store.root / name).get("model", {}).get("path", "")).resolve())
+        except (OSError, ValueError):
+            continue
+    doomed = [name for name in VersionStore(root).versions() if name not in keep and (root / name).resolve() not in used]
+    for name in doomed:
+        shutil.rmtree(root / name, ignore_errors=True)
+    return doomed
+
+
+def adapt_and_index(settings: Settings, database: Database, *, progress: bool = False, calibrate: bool = True) -> AdaptReport:
+    """`chatbot index --adapt`: adapt; when kept, rebuild the index with the adapted
+    embedder (the index's meta.json then names it); when not, leave the index alone."""
+    report, kept = _adapt(settings, database, progress=progress)
+    if kept is not None:
+        model, precomputed = kept
+        path = Path(report.embedder_path)
+        index = update_index(settings, database, rebuild=True, model=model, model_path=path, progress=progress,
+                             calibrate=calibrate, precomputed=precomputed)
+        index.reason = f"adapted embedder {path.name}"
+        report.index = index.to_dict()
+        report.pruned_embedders = prune_embedders(settings, keep=[path.name])
+    return report
