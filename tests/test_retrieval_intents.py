@@ -105,7 +105,7 @@ def tiny_factory(tiny_embedder_dir):
     return lambda: SentenceTransformer(str(tiny_embedder_dir), device="cpu")
 
 
-@pytest.mark.parametrize("method", ["knn", "logreg", "finetune"])
+@pytest.mark.parametrize("method", ["fusion", "knn", "logreg", "finetune"])
 def test_evaluate_routes_seen_requests(method, tiny_factory):
     data = items()
     result = evaluate(tiny_factory, data, data, method=method, epochs=1, max_train_seconds=30, noise="typo")
@@ -124,10 +124,63 @@ def test_evaluate_chooses_the_threshold_on_validation_never_test(tiny_factory):
     assert result.validation.endswith("from --val")
     assert result.calibration["n_in_scope"] == 18 and result.calibration["n_out_of_scope"] == 6
     assert {"in_scope_accuracy", "oos_recall", "accuracy_with_oos"} <= set(result.clean)
-    # Without --val the threshold comes from a slice carved from train.
-    carved = evaluate(tiny_factory, train, test, None, method="knn")
+    # Without --val the threshold comes from out-of-fold routings of all of train, and
+    # the test never moves it.
+    folded = evaluate(tiny_factory, train, test, None, method="knn", calibration_folds=3)
+    assert "out-of-fold routings of the 24 --train requests (3-fold" in folded.validation
+    assert folded.counts["train"] == len(train)
+    assert folded.calibration["n_in_scope"] + folded.calibration["n_out_of_scope"] == len(train)
+    other_test = test[:1] + [LabelledRequest("how many moons has jupiter", "oos")]
+    assert evaluate(tiny_factory, train, other_test, None, method="knn", calibration_folds=3).calibration == folded.calibration
+    # Fine-tuning is too dear to repeat per fold: it carves a slice instead.
+    carved = evaluate(tiny_factory, train, test, None, method="finetune", epochs=1, max_train_seconds=30)
     assert "carved from --train" in carved.validation
     assert carved.counts["train"] + carved.counts["val"] == len(train)
+
+
+def test_min_oos_recall_serves_the_most_in_scope_items_at_that_recall():
+    rng = np.random.default_rng(1)
+    inside, outside = rng.normal(0.8, 0.1, 400), rng.normal(0.55, 0.1, 100)
+    scores, positive = np.concatenate([inside, outside]), np.r_[np.ones(400, bool), np.zeros(100, bool)]
+    balanced = calibrate(scores, positive)
+    assert balanced.criterion == "balanced_accuracy"
+    for target in (0.5, 0.95):
+        chosen = calibrate(scores, positive, min_oos_recall=target)
+        rejected, served = outside < chosen.raw_threshold, inside >= chosen.raw_threshold
+        assert rejected.mean() >= target
+        # No lower cut keeps the recall: any cut serving more in-scope items rejects too few.
+        lower = outside[outside < chosen.raw_threshold]
+        assert lower.size == 0 or (outside < lower.max()).mean() < target
+        assert chosen.criterion == f"max_served_at_oos_recall>={target:g}"
+        assert ScopeCalibration.from_dict(chosen.to_dict()) == chosen
+    assert calibrate(scores, positive, min_oos_recall=0.5).raw_threshold < balanced.raw_threshold
+    assert calibrate(scores, positive, min_oos_recall=0.95).raw_threshold > balanced.raw_threshold
+
+
+def test_fusion_features_put_ngrams_beside_the_scaled_embedding():
+    from chatbot.retrieval.intent_features import LexicalDenseFeatures
+
+    texts = [t for ts in TOPICS.values() for t in ts]
+    vectors = np.random.default_rng(0).normal(size=(len(texts), 8)).astype(np.float32)
+    features = LexicalDenseFeatures(embedding_weight=2.0).fit(texts)
+    matrix = features.transform(texts, vectors)
+    assert matrix.shape[0] == len(texts) and matrix.shape[1] > 8
+    np.testing.assert_allclose(matrix[:, -8:].toarray(), 2.0 * vectors, rtol=1e-6)
+    # A typo keeps most character n-grams: the noisy request stays nearest its original.
+    lexical = features.transform(texts, np.zeros_like(vectors))[:, :-8]
+    noisy = features.transform(["how do i rest my pasword"], np.zeros((1, 8), np.float32))[:, :-8]
+    assert texts[int((lexical @ noisy.T).toarray().argmax())] == "how do i reset my password"
+
+
+def test_fusion_confidence_is_lower_for_unseen_out_of_scope_requests(tiny_factory):
+    from chatbot.retrieval.intents import IntentRouter
+
+    router = IntentRouter(tiny_factory(), "fusion").fit(items(with_oos=True))
+    seen = router.route([t for ts in TOPICS.values() for t in ts])
+    assert seen.labels == [intent for intent, ts in TOPICS.items() for _ in ts]
+    unseen = router.route(["what is the weather on jupiter", "tell me a joke about dogs"])
+    assert "oos" not in unseen.labels  # the best in-scope intent is named; the score says it does not fit
+    assert unseen.confidence.max() < seen.confidence.min()
 
 
 def test_eval_intents_cli(tmp_path, tiny_embedder_dir, monkeypatch):
@@ -144,6 +197,14 @@ def test_eval_intents_cli(tmp_path, tiny_embedder_dir, monkeypatch):
     assert payload["noisy"]["n"] == len(rows)
     assert payload["calibration"]["n_out_of_scope"] == len(OOS_TEXTS)
 
+    default = runner.invoke(main, ["eval", "intents", "--train", str(train), "--test", str(train), "--val", str(train)])
+    assert default.exit_code == 0, default.output
+    assert "fusion: trained on 24 requests (3 intents)" in default.stdout
+    assert "max_served_at_oos_recall>=0.85): in-scope accuracy" in default.stdout
+    balanced = runner.invoke(main, ["eval", "intents", "--train", str(train), "--test", str(train), "--val", str(train),
+                                    "--min-oos-recall", "0", "--json"])
+    assert json.loads(balanced.stdout)["calibration"]["criterion"] == "balanced_accuracy"
+
     text = runner.invoke(main, ["eval", "intents", "--train", str(train), "--folds", "3", "--method", "logreg"])
     assert text.exit_code == 0, text.output
     assert "3-fold cross-validation" in text.output and "accuracy" in text.output
@@ -151,5 +212,8 @@ def test_eval_intents_cli(tmp_path, tiny_embedder_dir, monkeypatch):
     missing = runner.invoke(main, ["eval", "intents", "--train", str(train)])
     assert missing.exit_code != 0 and "--test FILE or --folds N" in missing.output
     bad = write_jsonl(tmp_path / "bad.jsonl", [{"text": "hi"}])
+    single = write_jsonl(tmp_path / "single.jsonl", [{"text": t, "intent": "refund"} for t in TOPICS["refund"]])
+    lonely = runner.invoke(main, ["eval", "intents", "--train", str(single), "--test", str(single)])
+    assert lonely.exit_code == 1 and "at least two intents" in lonely.output and "Traceback" not in lonely.output
     failed = runner.invoke(main, ["eval", "intents", "--train", str(bad), "--test", str(train)])
     assert failed.exit_code == 1 and 'bad.jsonl:1: missing or empty "intent"' in failed.output

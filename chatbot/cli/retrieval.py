@@ -104,15 +104,20 @@ def _percent(value) -> str:
               help="Validation requests for the out-of-scope threshold; default: 10% carved from --train.")
 @click.option("--folds", type=click.IntRange(2, 20), help="Cross-validate on --train instead of using --test.")
 @click.option("--noise", type=click.Choice(["typo"]), help="Also score a typo-noised copy of the test requests.")
-@click.option("--method", type=click.Choice(["finetune", "logreg", "knn"]), default="logreg", show_default=True,
-              help="finetune: MiniLM fine-tuned on the labels; logreg / knn: on the plain embeddings.")
+@click.option("--method", type=click.Choice(["fusion", "logreg", "knn", "finetune"]), default="fusion", show_default=True,
+              help="fusion: TF-IDF n-grams + embeddings, linear SVM; logreg / knn: on the plain embeddings; "
+                   "finetune: MiniLM fine-tuned on the labels.")
+@click.option("--min-oos-recall", type=click.FloatRange(0, 1), default=0.85, show_default=True,
+              help="Threshold policy: serve the most in-scope requests while rejecting at least this share of the "
+                   "out-of-scope ones on validation data. 0 = maximise balanced accuracy instead.")
 @click.option("--max-train-seconds", type=click.FloatRange(min=1), default=480, show_default=True,
               help="Wall-clock budget of the fine-tuning step (it stops early, keeping what it learnt).")
 @click.option("--epochs", type=click.FloatRange(min=0.1), default=3.0, show_default=True, help="Fine-tuning epochs.")
 @json_option
 @pass_app
 def intents_command(app: AppContext, train_file: Path, test_file: Path | None, val_file: Path | None, folds: int | None,
-                    noise: str | None, method: str, max_train_seconds: float, epochs: float, as_json: bool) -> None:
+                    noise: str | None, method: str, min_oos_recall: float, max_train_seconds: float, epochs: float,
+                    as_json: bool) -> None:
     """Route labelled requests to intents and report accuracy, macro-F1 and, where the
     test has oos items, out-of-scope recall at a threshold chosen on validation data."""
     from chatbot.models.embedder import load_embedder
@@ -121,7 +126,8 @@ def intents_command(app: AppContext, train_file: Path, test_file: Path | None, v
     if (test_file is None) == (folds is None):
         raise click.UsageError("give either --test FILE or --folds N")
     settings = app.settings
-    options = {"max_train_seconds": max_train_seconds, "epochs": epochs, "progress": not as_json}
+    options = {"max_train_seconds": max_train_seconds, "epochs": epochs, "progress": not as_json,
+               "min_oos_recall": min_oos_recall or None}
     train = read_intents(train_file)
 
     def factory():
@@ -148,7 +154,8 @@ def intents_command(app: AppContext, train_file: Path, test_file: Path | None, v
                f"{result.train_seconds:.0f}s; tested on {c['n']} ({c['n_oos']} oos)")
     click.echo(f"  top-1 accuracy {_percent(c.get('accuracy'))}, macro-F1 {_percent(c.get('macro_f1'))}")
     if "oos_recall" in c:
-        click.echo(f"  at the threshold from validation ({result.validation}): in-scope accuracy "
+        click.echo(f"  at the threshold from validation ({result.validation}; "
+                   f"{result.calibration['criterion']}): in-scope accuracy "
                    f"{_percent(c['in_scope_accuracy'])}, out-of-scope recall {_percent(c['oos_recall'])}")
     if result.noisy:
         n = result.noisy

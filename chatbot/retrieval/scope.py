@@ -2,9 +2,11 @@
 indexed fits, and choose the hand-off threshold on validation data.
 
 `calibrate` fits a one-feature logistic model (Platt scaling) of "fits" on the raw
-score and picks the probability threshold that maximises the balanced accuracy
-(mean of in-scope acceptance and out-of-scope rejection) on the validation items it
-is given. It never sees test data: callers pass validation scores only. Where the
+score and picks the threshold on the validation items it is given: by default the one
+that maximises the balanced accuracy (mean of in-scope items served and out-of-scope
+items rejected); with `min_oos_recall` the one that serves the most in-scope items
+while still rejecting at least that share of the out-of-scope ones (a support team's
+policy: "hand off at least 85% of what we cannot answer"). It never sees test data: callers pass validation scores only. Where the
 raw scores come from (retrieval, intent routing) is the caller's business.
 """
 
@@ -26,6 +28,7 @@ class ScopeCalibration:
     n_out_of_scope: int
     validation_balanced_accuracy: float
     calibrated: bool = True
+    criterion: str = "balanced_accuracy"
 
     def probability(self, raw: float | np.ndarray) -> float | np.ndarray:
         if not self.calibrated:
@@ -52,12 +55,14 @@ class ScopeCalibration:
         return cls(1.0, 0.0, threshold, threshold, 0, 0, float("nan"), calibrated=False)
 
 
-def calibrate(raw_scores, in_scope, *, accepted_correct=None) -> ScopeCalibration:
+def calibrate(raw_scores, in_scope, *, accepted_correct=None, min_oos_recall: float | None = None) -> ScopeCalibration:
     """Fit the calibration on validation items.
 
     `in_scope[i]` says whether item i has a right answer among what is indexed;
     `accepted_correct[i]` (optional) whether the top answer for it is right: an
     in-scope item only counts as served when it is accepted and correct.
+    `min_oos_recall` switches the criterion (see the module docstring); when no cut
+    reaches it, the cut with the highest out-of-scope recall is taken.
     """
     from sklearn.linear_model import LogisticRegression
 
@@ -74,17 +79,22 @@ def calibrate(raw_scores, in_scope, *, accepted_correct=None) -> ScopeCalibratio
     # Try every distinct raw score as the cut: accept raw >= cut.
     cuts = np.unique(raw)
     cuts = np.concatenate([cuts, [cuts[-1] + 1e-6]])
-    best_cut, best = cuts[0], -1.0
+    best_cut, best, best_balanced = cuts[0], -np.inf, 0.0
     for cut in cuts:
         accepted = raw >= cut
         served = (accepted & correct).sum() / n_in
         rejected = (~accepted & ~positive).sum() / n_out
-        score = (served + rejected) / 2
+        if min_oos_recall is None:
+            score = (served + rejected) / 2
+        else:  # feasible cuts rank by service; infeasible ones below them, by recall
+            score = served if rejected >= min_oos_recall - 1e-12 else rejected - 2.0
         if score > best + 1e-12:
-            best, best_cut = score, cut
+            best, best_cut, best_balanced = score, cut, (served + rejected) / 2
     # Put the cut halfway to the next lower score so it generalises a little.
     lower = raw[raw < best_cut]
     raw_threshold = float((best_cut + lower.max()) / 2) if lower.size else float(best_cut)
     z = slope * raw_threshold + intercept
     threshold = 1.0 / (1.0 + math.exp(-max(-50.0, min(50.0, z))))
-    return ScopeCalibration(slope, intercept, threshold, raw_threshold, n_in, n_out, float(best))
+    criterion = "balanced_accuracy" if min_oos_recall is None else f"max_served_at_oos_recall>={min_oos_recall:g}"
+    return ScopeCalibration(slope, intercept, threshold, raw_threshold, n_in, n_out, float(best_balanced),
+                            criterion=criterion)
