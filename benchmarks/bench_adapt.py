@@ -23,6 +23,8 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
+
+from benchmarks.results_file import save_results  # noqa: E402
 SETS = {
     "helpdesk": REPO.parent / "shared" / "datasets" / "transcripts" / "stc3_helpdesk_en.train.jsonl",
     "demo": REPO / "data" / "demo_shop.jsonl",
@@ -115,10 +117,7 @@ def main() -> int:
               f"{result['adapted']['reply_similarity']:.4f} (gain {result['gain']:+.4f} ± {result['gain_stderr']:.4f}), "
               f"kept {result['kept']}; {result['training']['steps']} steps in {result['training']['seconds']:.0f}s, "
               f"wall {result['wall_seconds']:.0f}s")
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = args.out.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(results, indent=2) + "\n")
-    tmp.replace(args.out)
+    save_results(args.out, results)
     print(f"saved {args.out}")
     return 1 if any("error" in s for s in results["sets"]) else 0
 

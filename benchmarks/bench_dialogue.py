@@ -26,6 +26,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from benchmarks.results_file import save_results  # noqa: E402
+
 
 def pct(values, q):
     values = sorted(values)
@@ -171,8 +173,7 @@ def main() -> None:
         """Write what is measured so far (a long run cut short still leaves figures)."""
         results["load_average_at_end"] = os.getloadavg()
         results["seconds"] = round(time.perf_counter() - started, 1)
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(results, indent=2) + "\n")
+        save_results(args.out, results)
 
     def manager(source="fp32", **overrides):
         return DialogueManager(dialogue.model_copy(update=overrides), database, retriever,

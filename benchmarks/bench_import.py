@@ -9,7 +9,6 @@ Default store: a fresh SQLite file in a temporary directory."""
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import sys
@@ -19,6 +18,8 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
+
+from benchmarks.results_file import save_results  # noqa: E402
 
 
 def main() -> int:
@@ -64,10 +65,7 @@ def main() -> int:
         f"{result['pairs_per_s']:,} pairs/s ({result['database']})"
     )
     out = REPO / "benchmarks" / "results" / "bench_import.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp_out = out.with_suffix(".json.tmp")
-    tmp_out.write_text(json.dumps(result, indent=2) + "\n")
-    os.replace(tmp_out, out)
+    save_results(out, result)
     return 0 if summary.ok else 1
 
 

@@ -27,6 +27,8 @@ import numpy as np
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
+
+from benchmarks.results_file import save_results  # noqa: E402
 DATASETS = REPO.parent / "shared" / "datasets" / "intents"
 
 
@@ -174,10 +176,7 @@ def main() -> None:
         speed[str(size)] = entry
     results["speed"] = speed
     results["machine"]["load_average_at_end"] = os.getloadavg()
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = args.out.with_suffix(".tmp")
-    tmp.write_text(json.dumps(results, indent=2) + "\n")
-    tmp.replace(args.out)
+    save_results(args.out, results)
     print(f"saved {args.out}")
 
 

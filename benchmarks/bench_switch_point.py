@@ -48,7 +48,6 @@ and at the end) are recorded with the figures.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import sys
@@ -59,6 +58,8 @@ import numpy as np
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
+
+from benchmarks.results_file import save_results  # noqa: E402
 
 from benchmarks.bench_retrieval import DATASETS, filled_vectors, percentiles, read  # noqa: E402
 
@@ -227,10 +228,7 @@ def main() -> None:
     print(f"rule: {results['rule']['text']}")
     print(f"decision: {results['decision']['note']}; exact_max_pairs = {results['decision']['exact_max_pairs']}")
     print(f"(with one FAISS thread for exact search: {results['decision_exact_1_thread']['note']})")
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = args.out.with_suffix(".tmp")
-    tmp.write_text(json.dumps(results, indent=2) + "\n")
-    tmp.replace(args.out)
+    save_results(args.out, results)
     print(f"saved {args.out}")
 
 
