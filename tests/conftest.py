@@ -87,6 +87,20 @@ def database_url(request, tmp_path) -> str:
 
 
 @pytest.fixture
+def sqlite_database(tmp_path):
+    """A store on SQLite, migrated to head: for tests whose logic does not depend on the
+    database kind (the store tests use `migrated_database`, on both kinds)."""
+    from chatbot.store.database import Database
+    from chatbot.store.migrations import upgrade
+
+    url = f"sqlite:///{tmp_path / 'store.db'}"
+    upgrade(url)
+    database = Database(url)
+    yield database
+    database.dispose()
+
+
+@pytest.fixture
 def migrated_database(database_url):
     from chatbot.store.database import Database
     from chatbot.store.migrations import upgrade

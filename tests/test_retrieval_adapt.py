@@ -39,15 +39,8 @@ FAST = {"adapt_min_pairs": 8, "adapt_min_val_pairs": 4, "adapt_max_steps": 4, "a
 
 
 @pytest.fixture
-def database(tmp_path):
-    from chatbot.store.database import Database
-    from chatbot.store.migrations import upgrade
-
-    url = f"sqlite:///{tmp_path / 'store.db'}"
-    upgrade(url)
-    db = Database(url)
-    yield db
-    db.dispose()
+def database(sqlite_database):
+    return sqlite_database
 
 
 def make_settings(tmp_path, tiny_embedder_dir, database, **retrieval):

@@ -20,18 +20,6 @@ from chatbot.training.settings import TrainingSettings
 from tests.test_training_support import fill_pairs
 
 
-@pytest.fixture
-def sqlite_db(tmp_path):
-    from chatbot.store.database import Database
-    from chatbot.store.migrations import upgrade
-
-    url = f"sqlite:///{tmp_path / 'store.db'}"
-    upgrade(url)
-    database = Database(url)
-    yield database
-    database.dispose()
-
-
 def test_settings_come_from_the_environment_and_are_checked(monkeypatch, tmp_path):
     monkeypatch.setenv("CHATBOT_TRAINING__MODE", "full")
     monkeypatch.setenv("CHATBOT_TRAINING__ORIGIN_WEIGHTS", '{"imported": 1, "agent_edited": 5}')
@@ -49,16 +37,16 @@ def test_settings_come_from_the_environment_and_are_checked(monkeypatch, tmp_pat
     assert TrainingSettings(trainable_layers=40).layers_to_train(30, on_gpu=False) is None
 
 
-def test_too_few_pairs_is_a_clear_error(sqlite_db):
-    fill_pairs(sqlite_db, n_train=5, n_val=1)
+def test_too_few_pairs_is_a_clear_error(sqlite_database):
+    fill_pairs(sqlite_database, n_train=5, n_val=1)
     with pytest.raises(TrainingError, match=r"too few training pairs to train: 5 in the train split \(need 16\) and 1 in the val split \(need 2\)"):
-        load_training_data(sqlite_db, TrainingSettings())
+        load_training_data(sqlite_database, TrainingSettings())
 
 
-def test_origin_and_quality_weight_or_filter_pairs(sqlite_db):
-    fill_pairs(sqlite_db, n_train=20, n_val=4, origin="imported", source="a")
-    fill_pairs(sqlite_db, n_train=20, n_val=0, origin="agent_edited", source="b")
-    data = load_training_data(sqlite_db, TrainingSettings())
+def test_origin_and_quality_weight_or_filter_pairs(sqlite_database):
+    fill_pairs(sqlite_database, n_train=20, n_val=4, origin="imported", source="a")
+    fill_pairs(sqlite_database, n_train=20, n_val=0, origin="agent_edited", source="b")
+    data = load_training_data(sqlite_database, TrainingSettings())
     weights = {p.origin: p.weight for p in data.train}
     assert weights == {"imported": 1.0, "agent_edited": 3.0}
     assert data.snapshot["train_by_source"] == {"a": 20, "b": 20}
@@ -70,19 +58,19 @@ def test_origin_and_quality_weight_or_filter_pairs(sqlite_db):
     assert quality_multipliers(pairs, 0.0) == {0: 1.0, 1: 1.0, 2: 1.0, 3: 1.0}
 
 
-def test_min_quality_drops_low_quality_pairs(sqlite_db):
-    fill_pairs(sqlite_db, n_train=20, n_val=4, source="good", quality=1.0)
-    fill_pairs(sqlite_db, n_train=20, n_val=4, source="bad", quality=-1.0)
-    data = load_training_data(sqlite_db, TrainingSettings(min_quality=0.0))
+def test_min_quality_drops_low_quality_pairs(sqlite_database):
+    fill_pairs(sqlite_database, n_train=20, n_val=4, source="good", quality=1.0)
+    fill_pairs(sqlite_database, n_train=20, n_val=4, source="bad", quality=-1.0)
+    data = load_training_data(sqlite_database, TrainingSettings(min_quality=0.0))
     assert {p.source for p in data.train} == {"good"}
     assert data.snapshot["dropped_below_min_quality"] == 24
 
 
-def test_validation_subset_is_fixed_and_capped(sqlite_db):
-    fill_pairs(sqlite_db, n_train=20, n_val=12)
+def test_validation_subset_is_fixed_and_capped(sqlite_database):
+    fill_pairs(sqlite_database, n_train=20, n_val=12)
     cfg = TrainingSettings(val_max_pairs=5)
-    first = [p.id for p in load_training_data(sqlite_db, cfg).val]
-    assert len(first) == 5 and first == [p.id for p in load_training_data(sqlite_db, cfg).val]
+    first = [p.id for p in load_training_data(sqlite_database, cfg).val]
+    assert len(first) == 5 and first == [p.id for p in load_training_data(sqlite_database, cfg).val]
 
 
 def test_noise_is_deterministic_and_changes_the_text():

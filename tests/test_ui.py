@@ -15,16 +15,9 @@ from ui.app import answer_customer, build_app
 
 
 @pytest.fixture
-def database(tmp_path):
+def database(sqlite_database):
     """The widget's logic does not depend on the database kind: SQLite is enough here."""
-    from chatbot.store.database import Database
-    from chatbot.store.migrations import upgrade
-
-    url = f"sqlite:///{tmp_path / 'ui.db'}"
-    upgrade(url)
-    database = Database(url)
-    yield database
-    database.dispose()
+    return sqlite_database
 
 
 @pytest.fixture
