@@ -49,8 +49,8 @@ from chatbot.retrieval.indexer import (
     ADAPTED_MADE_BY,
     PairRecord,
     _load,
+    describe_embedder,
     load_pairs,
-    model_fingerprint,
     pair_set_hash,
     read_meta,
     store_root,
@@ -316,17 +316,14 @@ def _sample(records: list[PairRecord], n: int) -> list[PairRecord]:
 def _current_vectors(settings: Settings, base_model_info: dict, train: Sequence[PairRecord]) -> np.ndarray | None:
     """The current index's vectors when they are exactly what the base embedder would
     give the train pairs (same embedder, settings and pairs): saves embedding them again."""
-    from chatbot.retrieval.indexer import FORMAT, read_pairs
+    from chatbot.retrieval.indexer import read_pairs, vectors_incompatible
 
     current = VersionStore(store_root(settings)).current()
     if current is None:
         return None
     try:
         meta = read_meta(current)
-        same = (meta.get("format") == FORMAT
-                and meta.get("model", {}).get("fingerprint") == base_model_info["fingerprint"]
-                and {k: meta.get("settings", {}).get(k) for k in settings.retrieval.index_defining()}
-                == settings.retrieval.index_defining()
+        same = (vectors_incompatible(meta, base_model_info["fingerprint"], settings.retrieval) is None
                 and [(r.id, r.content_hash) for r in read_pairs(current)] == [(r.id, r.content_hash) for r in train])
         return np.load(current / "vectors.npy") if same else None
     except (OSError, ValueError, KeyError):
@@ -354,7 +351,7 @@ def _adapt(settings: Settings, database: Database, *, progress: bool) -> tuple[A
         )
     measured = _sample(val, EVAL_PAIRS)
     base_path = embedder_path(settings)
-    base_model_info = {"path": str(base_path), "fingerprint": model_fingerprint(base_path), "name": base_path.name}
+    base_model_info = describe_embedder(base_path)
     base = load_embedder(settings)
     lexical = LexicalIndex.build([r.message for r in train])
     log.info("measuring the base embedder on %d validation pairs", len(measured))

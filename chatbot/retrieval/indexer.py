@@ -140,6 +140,18 @@ def adapted_embedder_dir(settings: Settings, model_meta: dict) -> Path | None:
     return path
 
 
+def vectors_incompatible(meta: dict, fingerprint: str, rs: RetrievalSettings) -> str | None:
+    """Why an index version's vectors are not what the embedder with `fingerprint`
+    under the settings `rs` would give its pairs (None when they are)."""
+    if meta.get("format") != FORMAT:
+        return f"index format {meta.get('format')} is not {FORMAT}"
+    if meta.get("model", {}).get("fingerprint") != fingerprint:
+        return f"the embedder changed (index built with {meta.get('model', {}).get('path')})"
+    if {k: meta.get("settings", {}).get(k) for k in rs.index_defining()} != rs.index_defining():
+        return "the retrieval settings that shape the index changed"
+    return None
+
+
 def _record(row) -> PairRecord:
     context = row.context or []
     texts = [str(item.get("text", "")) if isinstance(item, dict) else str(item) for item in context]
@@ -276,12 +288,8 @@ def update_index(
         new, deleted, changed = compare_pair_sets(indexed, stored)
         if rebuild:
             action, reason = "rebuilt", "--rebuild asked for"
-        elif meta.get("format") != FORMAT:
-            action, reason = "rebuilt", f"index format {meta.get('format')} is not {FORMAT}"
-        elif meta.get("model", {}).get("fingerprint") != model_info["fingerprint"]:
-            action, reason = "rebuilt", f"the embedder changed (index built with {meta.get('model', {}).get('path')})"
-        elif {k: meta.get("settings", {}).get(k) for k in rs.index_defining()} != rs.index_defining():
-            action, reason = "rebuilt", "the retrieval settings that shape the index changed"
+        elif why := vectors_incompatible(meta, model_info["fingerprint"], rs):
+            action, reason = "rebuilt", why
         elif deleted or changed:
             action, reason = "rebuilt", f"{len(deleted)} indexed pairs were deleted and {len(changed)} changed in the store"
         elif not new:

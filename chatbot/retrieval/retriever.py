@@ -124,15 +124,12 @@ def load_version(settings: Settings, version_dir: Path, model: SentenceTransform
     from chatbot.retrieval.indexer import model_fingerprint, read_meta, read_pairs
 
     meta = read_meta(version_dir)
+    records = read_pairs(version_dir)
     if model is not None:
-        _check_query_model(version_dir, model, settings)
+        _check_query_model(version_dir, meta, records, model, settings)
     else:
         model_dir = Path(meta["model"]["path"])
-        if model_dir.is_relative_to(version_dir) and model_dir.is_dir():  # an adapted embedder kept with the index
-            from chatbot.retrieval.indexer import _load
-
-            model = _load(model_dir)
-        elif meta["model"].get("adapted_from"):  # built with `chatbot index --adapt`: queries need that model
+        if meta["model"].get("adapted_from"):  # built with `chatbot index --adapt`: queries need that model
             from chatbot.retrieval.indexer import _load, adapted_embedder_dir
 
             if adapted_embedder_dir(settings, meta["model"]) is None:
@@ -150,7 +147,6 @@ def load_version(settings: Settings, version_dir: Path, model: SentenceTransform
                     f"not the configured {configured}; run: chatbot index --rebuild"
                 )
             model = load_embedder(settings)
-    records = read_pairs(version_dir)
     dense = faiss_index.load(version_dir, meta["kind"], settings.retrieval)
     lexical = LexicalIndex.load(version_dir / "lexical")
     calibration = ScopeCalibration.from_dict(
@@ -162,29 +158,22 @@ def load_version(settings: Settings, version_dir: Path, model: SentenceTransform
 QUERY_MODEL_MIN_COSINE = 0.999
 
 
-def _check_query_model(version_dir: Path, model, settings: Settings) -> None:
+def _check_query_model(version_dir: Path, meta: dict, records: Sequence[PairRecord], model, settings: Settings) -> None:
     """A caller-supplied embedder must be the one the index was built with (an index
     built with an adapted embedder and searched with the base one would cite the wrong
     pairs): the first indexed pair, embedded again, must land on its stored vector."""
-    import json
-
     from chatbot.retrieval.embedding import embed_contexts
-    from chatbot.retrieval.indexer import PairRecord, read_meta
 
-    vectors_file, pairs_file = version_dir / "vectors.npy", version_dir / "pairs.jsonl"
-    if not vectors_file.is_file() or not pairs_file.is_file():
+    vectors_file = version_dir / "vectors.npy"
+    if not records or not vectors_file.is_file():
         return
     stored = np.load(vectors_file, mmap_mode="r")
-    with pairs_file.open(encoding="utf-8") as fh:
-        first = fh.readline()
-    if len(stored) == 0 or not first.strip():
+    if len(stored) == 0:
         return
-    record = PairRecord(**json.loads(first))
-    meta = read_meta(version_dir)
     as_indexed = settings.retrieval.model_copy(update={  # the history fusion the stored vector was made with
         k: v for k, v in meta.get("settings", {}).items() if k in ("history_turns", "history_weight", "history_decay")
     })
-    again = embed_contexts(model, [(record.message, record.history)], as_indexed)[0]
+    again = embed_contexts(model, [(records[0].message, records[0].history)], as_indexed)[0]
     if again.shape != stored[0].shape or float(again @ np.asarray(stored[0])) < QUERY_MODEL_MIN_COSINE:
         raise IndexStaleError(
             f"index version {version_dir.name} was built with another embedder "
