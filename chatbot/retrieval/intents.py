@@ -358,9 +358,7 @@ def evaluate(
         train, val = stratified_split(train, val_fraction)
         validation = f"{len(val)} requests carved from --train ({val_fraction:.0%} of every intent, seed 0)"
     elif needs_threshold:
-        shared = model_factory()
-        model_factory = lambda: shared  # noqa: E731
-        router_options = {"cache": {}, **router_options}
+        model_factory, router_options = _sharing_one_embedder(model_factory, router_options)
         routed, val_truth = _out_of_fold_routings(model_factory, train, calibration_folds, method, router_options)
         validation = f"out-of-fold routings of the {len(train)} --train requests ({calibration_folds}-fold, seed 0)"
     router = IntentRouter(model_factory(), method, **router_options).fit(train)
@@ -387,6 +385,13 @@ def evaluate(
     )
 
 
+def _sharing_one_embedder(model_factory, router_options: dict) -> tuple:
+    """(factory, options) under which every router uses one embedder and one text ->
+    vector cache, so each text is embedded once; only for a frozen embedder."""
+    shared = model_factory()
+    return (lambda: shared), {"cache": {}, **router_options}
+
+
 def _out_of_fold_routings(model_factory, items: Sequence[LabelledRequest], folds: int, method: str,
                           router_options: dict) -> tuple[Routing, np.ndarray]:
     """Each item routed by a router trained on the other folds."""
@@ -408,9 +413,7 @@ def cross_validate(model_factory, items: Sequence[LabelledRequest], folds: int, 
     embedder (every method but finetune) every text is embedded once for all folds."""
     per_fold = []
     if method != "finetune":
-        shared = model_factory()
-        model_factory = lambda: shared  # noqa: E731
-        router_options = {**router_options, "cache": {}}
+        model_factory, router_options = _sharing_one_embedder(model_factory, router_options)
     for n, rows in enumerate(stratified_folds(items, folds)):
         held = set(rows)
         test = [items[i] for i in rows]
