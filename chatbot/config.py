@@ -24,6 +24,7 @@ from chatbot.errors import ConfigError
 from chatbot.ingest.settings import IngestSettings
 from chatbot.retrieval.settings import RetrievalSettings
 from chatbot.training.settings import TrainingSettings
+from chatbot.web.settings import WebSettings
 
 CONFIG_FILE_ENV = "CHATBOT_CONFIG"
 # The parsed file travels to the settings source through this variable, so that
@@ -55,6 +56,7 @@ class Settings(BaseSettings):
     ingest: IngestSettings = Field(default_factory=IngestSettings, description="Transcript import: redaction, pair building, splits.")
     dialogue: DialogueSettings = Field(default_factory=DialogueSettings, description="Answer cache, refinement, fusion, smoothing and hand-off.")
     training: TrainingSettings = Field(default_factory=TrainingSettings, description="Reply-model fine-tuning: budget, schedule, weights, fusion.")
+    web: WebSettings = Field(default_factory=WebSettings, description="Sessions, logins, live updates and uploads of the web app.")
 
     @property
     def resolved_database_url(self) -> str:

@@ -31,3 +31,18 @@ class InputError(ChatbotError):
         self.path = path
         self.line = line
         self.reason = message
+
+
+class AccountError(ChatbotError):
+    """An account operation was refused: unknown user, duplicate name, bad role."""
+
+
+class LoginRefused(ChatbotError):
+    """A login attempt failed: wrong name or password (one message for both), a locked
+    or removed account, or too many attempts from one client."""
+
+
+class AccessDenied(ChatbotError):
+    """A request for something that is not the caller's: another customer's
+    conversation, a console page without the role, a conversation another agent owns."""
+

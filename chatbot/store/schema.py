@@ -89,6 +89,13 @@ class Conversation(Base):
     meta: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, onupdate=utcnow)
+    # A live chat's customer proves it is theirs with a random token kept in their
+    # browser; only its SHA-256 is stored.
+    access_token_hash: Mapped[str | None] = mapped_column(String(64), unique=True)
+    # While a human is in charge: who took it (None = waiting in the queue), why and since when.
+    assigned_user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    handoff_reason: Mapped[str | None] = mapped_column(String(200))
+    handed_off_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
     messages: Mapped[list[Message]] = relationship(
         back_populates="conversation", order_by="Message.turn_index", cascade="all, delete-orphan"
@@ -176,4 +183,4 @@ class ModelVersion(Base):
 
 
 # Tables defined in their own modules, imported here so that Alembic sees them.
-from chatbot.store import dialogue_schema  # noqa: E402,F401
+from chatbot.store import dialogue_schema, support_schema  # noqa: E402,F401
