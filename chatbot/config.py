@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import tomllib
+import uuid
 from contextvars import ContextVar
 from pathlib import Path
 from typing import Any
@@ -139,7 +140,8 @@ def ensure_home(settings: Settings) -> Path:
             raise ConfigError(
                 f"data directory {directory} cannot be created ({exc.strerror}); set CHATBOT_HOME to a writable directory"
             ) from None
-    probe = home / ".write-test"
+    # One probe name per caller: several workers may start at once.
+    probe = home / f".write-test.{os.getpid()}.{uuid.uuid4().hex[:8]}"
     try:
         probe.write_text("ok")
         probe.unlink()
