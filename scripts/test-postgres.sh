@@ -40,6 +40,11 @@ as_owner() {
 start() {
     local bin
     bin="$(find_bin)"
+    # A server of ours already answering is shared, not wiped: several test runs may use it.
+    if [ -f "$PGDIR/data/postmaster.pid" ] && "$bin/pg_isready" -q -h 127.0.0.1 -p "$PORT" 2>/dev/null; then
+        echo "export CHATBOT_TEST_POSTGRES_URL=postgresql+psycopg://postgres@127.0.0.1:$PORT/$DB"
+        return
+    fi
     stop_quietly "$bin"
     rm -rf "$PGDIR"
     mkdir -p "$PGDIR"
