@@ -1,4 +1,5 @@
-"""`chatbot serve`: prepare the data directory and start the web app."""
+"""`chatbot serve`: prepare the data directory and start the web app (customer widget,
+agent console, admin console) with uvicorn."""
 
 from __future__ import annotations
 
@@ -13,19 +14,27 @@ from chatbot.cli import AppContext, pass_app
 @click.option("--demo/--no-demo", default=True, show_default=True, help="Load the bundled demo shop data if the store has none.")
 @pass_app
 def group(app: AppContext, host: str | None, port: int | None, demo: bool) -> None:
-    """Start the web app on http://HOST:PORT."""
+    """Start the web app on http://HOST:PORT: the chat widget at /, the agent console
+    at /agent and the admin console at /admin (log in with an account made by
+    `chatbot users add`)."""
+    import uvicorn
+
+    from chatbot.accounts.users import count_admins
     from chatbot.bootstrap import prepare
     from chatbot.dialogue.sources import open_manager
-    from ui.app import build_app
+    from chatbot.web.app import create_app
+    from chatbot.web.services import Services
 
     settings = app.settings
     prepare(settings, demo=demo, report=lambda line: click.echo(line, err=True))
     manager, database = open_manager(settings)
-    web = build_app(database=database, responder=manager)
-    host = host or settings.host
-    port = port or settings.port
-    click.echo(f"serving on http://{host}:{port}", err=True)
     try:
-        web.queue().launch(server_name=host, server_port=port, show_error=True)
+        web = create_app(Services(settings=settings, database=database, manager=manager))
+        host = host or settings.host
+        port = port or settings.port
+        if not count_admins(database):
+            click.echo("no admin account yet: create the first one with `chatbot users add NAME --role admin`", err=True)
+        click.echo(f"serving on http://{host}:{port} (agents: /agent, admins: /admin)", err=True)
+        uvicorn.run(web, host=host, port=port, log_level="warning")
     finally:
         database.dispose()

@@ -1,0 +1,199 @@
+"""What an anonymous customer may do with their own conversation, and nothing else.
+
+A customer has no account: their conversation belongs to whoever holds its random
+token (kept in their browser). Only the token's SHA-256 is stored; every function here
+takes the token, never a conversation id from the browser, and raises AccessDenied for
+a malformed or unknown token or for anything outside the token's conversation.
+
+Where the job ends: answering a message is the dialogue manager's (the widget resolves
+the conversation here and hands its id to the manager); showing anything is `ui.widget`'s.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import secrets
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import delete, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from chatbot.errors import AccessDenied, InputError
+from chatbot.store.database import Database
+from chatbot.store.dialogue_schema import DialogueReply
+from chatbot.store.schema import Conversation, Message, utcnow
+from chatbot.store.support_schema import Feedback
+
+if TYPE_CHECKING:
+    from chatbot.dialogue.manager import DialogueManager
+
+
+TOKEN_BYTES = 32
+# secrets.token_urlsafe(32): 43 characters of the URL-safe base64 alphabet.
+_TOKEN_SHAPE = re.compile(r"[A-Za-z0-9_-]{43}")
+SHOWN_ROLES = ("customer", "bot", "agent")
+RATED_ROLES = ("bot", "agent")
+# Decisions whose text is the assistant's own answer: only those show their sources.
+_ANSWERS = ("answer", "answer_flagged")
+MAX_COMMENT_CHARS = 2000
+
+
+@dataclass(frozen=True)
+class Source:
+    """A past answer the reply drew on, as the customer sees it."""
+
+    conversation_id: int | None
+    turn_index: int | None
+    snippet: str
+
+
+@dataclass
+class ShownMessage:
+    """One message of the customer's chat: role is customer, bot or agent."""
+
+    turn_index: int
+    role: str
+    text: str
+    message_id: int
+    sources: list[Source] = field(default_factory=list)
+
+
+def new_token() -> str:
+    return secrets.token_urlsafe(TOKEN_BYTES)
+
+
+def token_hash(token: str) -> str:
+    return hashlib.sha256(token.encode("ascii")).hexdigest()
+
+
+def is_well_formed(token: Any) -> bool:
+    """The token has the shape `new_token` gives (it may still belong to no conversation)."""
+    return isinstance(token, str) and _TOKEN_SHAPE.fullmatch(token) is not None
+
+
+def _checked_hash(token: Any) -> str:
+    if not is_well_formed(token):
+        raise AccessDenied("this conversation's key is not valid; start a new conversation")
+    return token_hash(token)
+
+
+def _find(session: Session, token: Any) -> Conversation | None:
+    digest = _checked_hash(token)
+    return session.scalar(select(Conversation).where(Conversation.access_token_hash == digest))
+
+
+def conversation_of(session: Session, token: Any) -> Conversation:
+    """The token's conversation, or AccessDenied (malformed or unknown token)."""
+    conversation = _find(session, token)
+    if conversation is None:
+        raise AccessDenied("no conversation belongs to this key")
+    return conversation
+
+
+def open_conversation(database: Database, token: Any) -> int:
+    """The id of the token's conversation, started (live, from the widget) on first use."""
+    digest = _checked_hash(token)
+    try:
+        with database.session() as session:
+            found = _find(session, token)
+            if found is not None:
+                return found.id
+            conversation = Conversation(source="widget", channel="live", meta={}, access_token_hash=digest)
+            session.add(conversation)
+            session.flush()
+            return conversation.id
+    except IntegrityError:
+        # Two first messages at once: the other request made it; use theirs.
+        with database.session() as session:
+            return conversation_of(session, token).id
+
+
+def messages_after(database: Database, token: Any, after_turn: int) -> list[ShownMessage]:
+    """The customer's, the assistant's and the agents' messages after `after_turn`
+    (-1: the whole chat), oldest first; the assistant's answers with their sources."""
+    with database.session() as session:
+        conversation = conversation_of(session, token)
+        rows = session.execute(
+            select(Message, DialogueReply.decision, DialogueReply.citations)
+            .outerjoin(DialogueReply, DialogueReply.reply_message_id == Message.id)
+            .where(
+                Message.conversation_id == conversation.id,
+                Message.turn_index > int(after_turn),
+                Message.role.in_(SHOWN_ROLES),
+            )
+            .order_by(Message.turn_index)
+        )
+        shown = []
+        for message, decision, citations in rows:
+            sources = _sources(citations) if message.role == "bot" and decision in _ANSWERS else []
+            shown.append(ShownMessage(message.turn_index, message.role, message.text, message.id, sources))
+        return shown
+
+
+def _sources(citations: Any) -> list[Source]:
+    sources = []
+    for c in citations or []:
+        if isinstance(c, dict) and c.get("snippet"):
+            sources.append(Source(c.get("conversation_id"), c.get("turn_index"), str(c["snippet"])))
+    return sources
+
+
+def human_in_charge(database: Database, token: Any) -> bool:
+    """True while a person (waiting in the queue or already answering) has the
+    conversation; a token with no conversation yet has none."""
+    with database.session() as session:
+        conversation = _find(session, token)
+        return conversation is not None and conversation.state == "handed_off"
+
+
+def give_feedback(database: Database, token: Any, message_id: int, rating: int, comment: str | None = None) -> None:
+    """Store the customer's thumbs up (+1) or down (-1), with an optional comment, on a
+    reply of their own conversation; a second rating of the same reply replaces the first."""
+    if rating not in (1, -1) or isinstance(rating, bool):
+        raise InputError(f"a rating is +1 or -1, not {rating!r}")
+    comment = (comment or "").strip() or None
+    if comment is not None and len(comment) > MAX_COMMENT_CHARS:
+        raise InputError(f"the comment is {len(comment)} characters long; the limit is {MAX_COMMENT_CHARS}")
+    for attempt in (1, 2):
+        try:
+            with database.session() as session:
+                conversation_id = _rated_message(session, token, message_id)
+                row = session.scalar(select(Feedback).where(Feedback.message_id == message_id))
+                if row is None:
+                    session.add(Feedback(conversation_id=conversation_id, message_id=message_id,
+                                         rating=rating, comment=comment))
+                else:
+                    row.rating, row.comment, row.created_at = rating, comment, utcnow()
+            return
+        except IntegrityError:
+            if attempt == 2:
+                raise
+            # Another click on the same reply got there first: replace it.
+
+
+def withdraw_feedback(database: Database, token: Any, message_id: int) -> None:
+    """The customer took their thumbs back."""
+    with database.session() as session:
+        _rated_message(session, token, message_id)
+        session.execute(delete(Feedback).where(Feedback.message_id == message_id))
+
+
+def _rated_message(session: Session, token: Any, message_id: Any) -> int:
+    conversation = conversation_of(session, token)
+    valid_id = isinstance(message_id, int) and not isinstance(message_id, bool)
+    message = session.get(Message, message_id) if valid_id else None
+    if message is None or message.conversation_id != conversation.id or message.role not in RATED_ROLES:
+        raise AccessDenied("only the replies in your own conversation can be rated")
+    return conversation.id
+
+
+def ask_for_person(database: Database, manager: DialogueManager, token: Any) -> int:
+    """The customer pressed "talk to a person": the conversation (started if need be)
+    goes to the agents' queue with the hand-off notice in the chat (once: a second press
+    while a person is in charge changes nothing). Returns its id."""
+    conversation_id = open_conversation(database, token)
+    manager.request_human(conversation_id)
+    return conversation_id

@@ -1,0 +1,58 @@
+"""The one web app: a FastAPI application that mounts the three Gradio pages — the
+customer widget at `/` (anonymous), the agent console at `/agent` (agents and admins)
+and the admin console at `/admin` (admins) — behind the login of `chatbot.web.auth`.
+
+Building the pages is `ui/`'s job and opening the store and models `chatbot.serve`'s
+(via `chatbot.dialogue.sources`); this module only assembles and guards them.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from fastapi import FastAPI
+
+    from chatbot.web.services import Services
+
+log = logging.getLogger(__name__)
+
+TITLE = "Support assistant"
+
+
+def create_app(services: Services) -> FastAPI:
+    import gradio as gr
+    from fastapi import FastAPI
+    from fastapi.responses import JSONResponse
+
+    from chatbot.web.auth import ADMIN_ROLES, AGENT_ROLES, install_auth, role_dependency
+    from ui.admin import build_admin_console
+    from ui.agent import build_agent_console
+    from ui.widget import build_widget
+
+    app = FastAPI(title=TITLE, docs_url=None, redoc_url=None, openapi_url=None)
+    install_auth(app, services)
+
+    @app.get("/healthz")
+    def healthz() -> JSONResponse:
+        """Liveness for a load balancer: the process answers and the store is reachable."""
+        from sqlalchemy import text
+
+        try:
+            with services.database.session() as session:
+                session.execute(text("SELECT 1"))
+        except Exception:  # noqa: BLE001 - any failure means "not healthy", with no detail for strangers
+            return JSONResponse({"ok": False}, status_code=503)
+        return JSONResponse({"ok": True})
+
+    upload_limit = f"{services.settings.web.max_upload_mb}mb"
+    # No run history anywhere: Gradio would keep customers' messages in the browser.
+    gr.mount_gradio_app(app, build_agent_console(services), path="/agent", run_history=False, footer_links=[],
+                        auth_dependency=role_dependency(services, AGENT_ROLES), max_file_size=upload_limit)
+    gr.mount_gradio_app(app, build_admin_console(services), path="/admin", run_history=False, footer_links=[],
+                        auth_dependency=role_dependency(services, ADMIN_ROLES), max_file_size=upload_limit)
+    # The widget takes no files: a tiny upload limit keeps strangers from storing any.
+    gr.mount_gradio_app(app, build_widget(services), path="/", run_history=False, footer_links=[],
+                        max_file_size="1kb")
+    return app

@@ -1,0 +1,208 @@
+"""Who may open the consoles: the login and logout pages, the signed session cookie,
+and the checks each console mount and event handler runs.
+
+A session cookie (Starlette's `SessionMiddleware`, signed with `itsdangerous`) holds the
+user's id and session epoch, nothing else. Every console request re-reads the account
+(`chatbot.accounts.users.session_user`), so a removed, locked or re-passworded user is
+refused on their next request. Checking passwords and counting failures is
+`chatbot.accounts`' job; building the pages behind the doors is `ui/`'s.
+"""
+
+from __future__ import annotations
+
+import html
+import logging
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING, Any
+from urllib.parse import quote
+
+from fastapi import FastAPI, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+
+from chatbot.errors import AccessDenied, ChatbotError, LoginRefused
+
+if TYPE_CHECKING:
+    from chatbot.accounts.users import UserInfo
+    from chatbot.web.services import Services
+
+log = logging.getLogger(__name__)
+
+SESSION_COOKIE = "chatbot_session"
+AGENT_ROLES = ("agent", "admin")
+ADMIN_ROLES = ("admin",)
+# Where each console lives and who may open it.
+CONSOLES: dict[str, tuple[str, ...]] = {"/agent": AGENT_ROLES, "/admin": ADMIN_ROLES}
+
+
+def session_account(services: Services, request: Request) -> UserInfo | None:
+    """The active account behind the request's session cookie, or None."""
+    from chatbot.accounts.users import session_user
+
+    session = request.scope.get("session") or {}
+    user_id, epoch = session.get("uid"), session.get("epoch")
+    if not isinstance(user_id, int) or not isinstance(epoch, int):
+        return None
+    try:
+        return session_user(services.database, user_id, epoch)
+    except ChatbotError as exc:  # the database is down: nobody gets in
+        log.warning("cannot check a console session: %s", exc)
+        return None
+
+
+def role_dependency(services: Services, roles: Iterable[str]) -> Callable[[Request], str | None]:
+    """Gradio's `auth_dependency` for one console: the username when the session's
+    account has one of `roles`, else None (Gradio then answers 401 to every page and
+    API route of the mounted app)."""
+    allowed = tuple(roles)
+
+    def dependency(request: Request) -> str | None:
+        user = session_account(services, request)
+        return user.username if user is not None and user.role in allowed else None
+
+    return dependency
+
+
+def current_user(services: Services, request: Any, roles: Iterable[str] = AGENT_ROLES) -> UserInfo:
+    """The logged-in account inside a console event handler (`request` is the handler's
+    `gr.Request`), re-checked against the store; AccessDenied when it is gone, locked
+    or lacks the role."""
+    from chatbot.accounts.users import get_user
+
+    username = getattr(request, "username", None)
+    if not username:
+        raise AccessDenied("you are not logged in")
+    try:
+        user = get_user(services.database, username)
+    except ChatbotError:
+        raise AccessDenied("your account no longer exists; log in again") from None
+    if not user.active:
+        raise AccessDenied("your account is disabled")
+    if user.role not in tuple(roles):
+        raise AccessDenied(f"your role ({user.role}) cannot do this")
+    return user
+
+
+def _safe_next(target: str | None, role: str) -> str:
+    """Only a console path of this server, never another site (no open redirect)."""
+    home = "/admin" if role == "admin" else "/agent"
+    if not target or not target.startswith("/") or target.startswith("//"):
+        return home
+    for prefix, roles in CONSOLES.items():
+        if (target == prefix or target.startswith(prefix + "/")) and role in roles:
+            return target
+    return home
+
+
+def install_auth(app: FastAPI, services: Services) -> None:
+    """Add the session middleware, the login/logout routes and the console door check
+    to `app`. Call before mounting the consoles."""
+    from starlette.middleware.sessions import SessionMiddleware
+
+    from chatbot.accounts.ratelimit import LoginRateLimiter
+    from chatbot.accounts.secret import session_secret
+
+    web = services.settings.web
+    limiter = LoginRateLimiter(web.login_attempts, web.login_window_seconds)
+
+    @app.middleware("http")
+    async def console_door(request: Request, call_next):
+        """A browser opening a console page without a fitting login goes to the login
+        page (or is told it lacks the role) instead of Gradio's bare 401."""
+        path = request.url.path.rstrip("/") or "/"
+        if request.method == "GET" and path in CONSOLES:
+            user = session_account(services, request)
+            if user is None:
+                return RedirectResponse(f"/login?next={quote(path)}", status_code=303)
+            if user.role not in CONSOLES[path]:
+                return HTMLResponse(_page("Not allowed", f"<p>Your account ({html.escape(user.username)}, "
+                                          f"{html.escape(user.role)}) cannot open {html.escape(path)}.</p>"
+                                          '<p><a href="/agent">Agent console</a> · <a href="/logout">Log out</a></p>'),
+                                    status_code=403)
+            if not request.url.path.endswith("/"):
+                # The console is mounted at "/agent/": without the slash the widget's mount at "/" would answer.
+                return RedirectResponse(path + "/", status_code=307)
+        return await call_next(request)
+
+    # Added after the door check so that it runs first and the door sees the session.
+    app.add_middleware(
+        SessionMiddleware, secret_key=session_secret(services.settings), session_cookie=SESSION_COOKIE,
+        max_age=int(web.session_hours * 3600), same_site="lax", https_only=web.cookie_secure,
+    )
+
+    @app.get("/login", response_class=HTMLResponse)
+    async def login_form(request: Request, next: str = "") -> HTMLResponse:
+        return HTMLResponse(_login_page(next_path=next))
+
+    @app.post("/login")
+    async def login(request: Request) -> Response:
+        from starlette.concurrency import run_in_threadpool
+
+        from chatbot.accounts.users import authenticate
+
+        form = await request.form()
+        username = str(form.get("username") or "").strip()
+        password = str(form.get("password") or "")
+        next_path = str(form.get("next") or "")
+        client = request.client.host if request.client else "unknown"
+        if not limiter.hit(client):
+            wait = max(1, round(limiter.retry_after(client)))
+            return HTMLResponse(_login_page(next_path=next_path, username=username,
+                                            error=f"Too many login attempts; try again in {wait} seconds."),
+                                status_code=429, headers={"Retry-After": str(wait)})
+        if not username or not password:
+            return HTMLResponse(_login_page(next_path=next_path, username=username,
+                                            error="Enter your username and password."), status_code=400)
+        try:
+            # argon2 takes tens of milliseconds on purpose: keep it off the event loop.
+            user = await run_in_threadpool(authenticate, services.database, username, password,
+                                           lockout_failures=web.lockout_failures, lockout_minutes=web.lockout_minutes)
+        except LoginRefused as exc:
+            return HTMLResponse(_login_page(next_path=next_path, username=username, error=str(exc)), status_code=401)
+        except ChatbotError as exc:
+            log.warning("login failed: %s", exc)
+            return HTMLResponse(_login_page(next_path=next_path, username=username,
+                                            error="The service cannot check logins right now; try again shortly."),
+                                status_code=503)
+        request.session.clear()
+        request.session.update({"uid": user.id, "epoch": user.session_epoch})
+        log.info("login: %s (%s) from %s", user.username, user.role, client)
+        return RedirectResponse(_safe_next(next_path, user.role), status_code=303)
+
+    @app.api_route("/logout", methods=["GET", "POST"])
+    async def logout(request: Request) -> Response:
+        request.session.clear()
+        return RedirectResponse("/login", status_code=303)
+
+
+_STYLE = """
+body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;background:#f5f6f8;margin:0;
+display:flex;align-items:center;justify-content:center;min-height:100vh;color:#1f2328}
+main{background:#fff;padding:2rem 2.2rem;border-radius:10px;box-shadow:0 2px 12px rgba(0,0,0,.08);width:20rem}
+h1{font-size:1.3rem;margin:0 0 1.2rem} label{display:block;font-size:.9rem;margin:.8rem 0 .3rem}
+input{width:100%;box-sizing:border-box;padding:.55rem;border:1px solid #c8ccd1;border-radius:6px;font-size:1rem}
+button{margin-top:1.2rem;width:100%;padding:.6rem;border:0;border-radius:6px;background:#ea580c;color:#fff;
+font-size:1rem;cursor:pointer} .error{background:#fdecea;color:#8a1c12;padding:.6rem;border-radius:6px;font-size:.9rem}
+p.hint{font-size:.8rem;color:#57606a;margin-top:1rem}
+"""
+
+
+def _page(title: str, body: str) -> str:
+    return (f'<!doctype html><html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>'
+            f'<meta name="viewport" content="width=device-width, initial-scale=1"><style>{_STYLE}</style></head>'
+            f"<body><main>{body}</main></body></html>")
+
+
+def _login_page(*, next_path: str = "", username: str = "", error: str = "") -> str:
+    error_html = f'<p class="error" id="login-error" role="alert">{html.escape(error)}</p>' if error else ""
+    return _page("Log in · Support assistant", f"""
+<h1>Support team login</h1>
+{error_html}
+<form method="post" action="/login">
+  <input type="hidden" name="next" value="{html.escape(next_path)}">
+  <label for="username">Username</label>
+  <input id="username" name="username" autocomplete="username" value="{html.escape(username)}" required autofocus>
+  <label for="password">Password</label>
+  <input id="password" name="password" type="password" autocomplete="current-password" required>
+  <button id="login" type="submit">Log in</button>
+</form>
+<p class="hint">Agents and admins only. Customers chat on the <a href="/">support page</a>.</p>""")

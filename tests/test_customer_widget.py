@@ -1,0 +1,455 @@
+"""The customer side: a conversation belongs to whoever holds its random token (access
+rules on SQLite and PostgreSQL), and the widget's handlers over the real dialogue manager
+(tiny models, real index): replies stream, the chat is rebuilt from the store after a
+reload, bad input is refused with the text kept, a failing model or store never loses
+the message, an agent's message arrives by polling, ratings are stored per reply, and
+everything a customer or a model wrote is shown as escaped text. The Blocks builds and
+serves its page."""
+
+from __future__ import annotations
+
+import html
+import re
+import urllib.request
+from pathlib import Path
+
+import pytest
+from sqlalchemy import select
+
+from chatbot.dialogue.manager import MAX_MESSAGE_CHARS
+from chatbot.errors import AccessDenied, InputError, StoreError
+from chatbot.store.conversations import add_message, conversation_messages
+from chatbot.store.dialogue_schema import DialogueReply
+from chatbot.store.schema import Conversation
+from chatbot.store.support_schema import Feedback
+from chatbot.support import customer
+from chatbot.web.services import Services
+from tests.test_dialogue_support import SHOP, FailingReplySource, build_retriever, make_manager, seed_shop
+from ui import widget
+
+REPO = Path(__file__).resolve().parent.parent
+PAYLOAD = '<img src=x onerror=alert(1)> <script>alert("x")</script> & "quotes"'
+RESET_Q = SHOP[3][0]
+
+
+# -- access rules (both database kinds) --------------------------------------------------
+
+
+def _messages(database, conversation_id):
+    with database.session() as session:
+        return [(m.role, m.text) for m in conversation_messages(session=session, conversation_id=conversation_id)]
+
+
+def _add(database, conversation_id, role, text):
+    with database.session() as session:
+        return add_message(session=session, conversation_id=conversation_id, role=role, text=text).id
+
+
+def test_tokens_are_random_and_only_their_hash_is_stored(migrated_database):
+    tokens = {customer.new_token() for _ in range(50)}
+    assert len(tokens) == 50 and all(customer.is_well_formed(t) for t in tokens)
+    token = tokens.pop()
+    conversation_id = customer.open_conversation(migrated_database, token)
+    assert customer.open_conversation(migrated_database, token) == conversation_id  # the same one again
+    with migrated_database.session() as session:
+        conversation = session.get(Conversation, conversation_id)
+        assert (conversation.channel, conversation.source, conversation.state) == ("live", "widget", "open")
+        assert conversation.access_token_hash == customer.token_hash(token) != token
+        assert re.fullmatch(r"[0-9a-f]{64}", conversation.access_token_hash)
+        assert customer.conversation_of(session, token).id == conversation_id
+
+
+@pytest.mark.parametrize("token", [None, "", 42, "short", "x" * 42 + "!", "x" * 44, "x" * 42 + " ",
+                                   "x" * 42 + "\u00e9"])
+def test_malformed_tokens_are_refused_everywhere(migrated_database, token):
+    with pytest.raises(AccessDenied):
+        customer.open_conversation(migrated_database, token)
+    with pytest.raises(AccessDenied):
+        customer.messages_after(migrated_database, token, -1)
+    with pytest.raises(AccessDenied):
+        customer.human_in_charge(migrated_database, token)
+    with pytest.raises(AccessDenied):
+        customer.give_feedback(migrated_database, token, 1, 1)
+    with migrated_database.session() as session:
+        assert session.scalars(select(Conversation)).all() == []  # nothing was started
+
+
+def test_an_unknown_token_reads_nothing(migrated_database):
+    stranger = customer.new_token()
+    with pytest.raises(AccessDenied):
+        customer.messages_after(migrated_database, stranger, -1)
+    with migrated_database.session() as session, pytest.raises(AccessDenied):
+        customer.conversation_of(session, stranger)
+    assert customer.human_in_charge(migrated_database, stranger) is False  # no conversation, no person
+
+
+def test_one_customer_cannot_read_or_rate_anothers_conversation(migrated_database):
+    alice, bob = customer.new_token(), customer.new_token()
+    a = customer.open_conversation(migrated_database, alice)
+    b = customer.open_conversation(migrated_database, bob)
+    assert a != b
+    _add(migrated_database, a, "customer", "my order 123 is late")
+    alice_reply = _add(migrated_database, a, "bot", "Sorry to hear that, Alice.")
+    bob_question = _add(migrated_database, b, "customer", "hello")
+    assert [m.text for m in customer.messages_after(migrated_database, bob, -1)] == ["hello"]
+    with pytest.raises(AccessDenied):
+        customer.give_feedback(migrated_database, bob, alice_reply, -1)
+    with pytest.raises(AccessDenied):
+        customer.withdraw_feedback(migrated_database, bob, alice_reply)
+    with pytest.raises(AccessDenied):  # one's own message is no reply to rate
+        customer.give_feedback(migrated_database, bob, bob_question, 1)
+    with pytest.raises(AccessDenied):
+        customer.give_feedback(migrated_database, alice, 10_000, 1)
+    with migrated_database.session() as session:
+        assert session.scalars(select(Feedback)).all() == []
+
+
+def test_the_chat_is_rebuilt_from_the_store_and_polled_by_turn(migrated_database):
+    token = customer.new_token()
+    conversation_id = customer.open_conversation(migrated_database, token)
+    for role, text in [("customer", "Where is my parcel?"), ("bot", "Passing you to a colleague."),
+                       ("system", "internal note"), ("agent", "It left the depot today.")]:
+        _add(migrated_database, conversation_id, role, text)
+    shown = customer.messages_after(migrated_database, token, -1)
+    assert [(m.turn_index, m.role, m.text) for m in shown] == [
+        (0, "customer", "Where is my parcel?"), (1, "bot", "Passing you to a colleague."),
+        (3, "agent", "It left the depot today.")]  # system notes are not the customer's to see
+    assert all(m.sources == [] and m.message_id for m in shown)
+    assert [m.text for m in customer.messages_after(migrated_database, token, 1)] == ["It left the depot today."]
+    assert customer.messages_after(migrated_database, token, 3) == []
+
+
+def test_feedback_is_one_row_per_reply_and_the_last_click_wins(migrated_database):
+    token = customer.new_token()
+    conversation_id = customer.open_conversation(migrated_database, token)
+    _add(migrated_database, conversation_id, "customer", "hi")
+    reply = _add(migrated_database, conversation_id, "bot", "Hello! How can I help?")
+    agent = _add(migrated_database, conversation_id, "agent", "Hi, Sam here.")
+    customer.give_feedback(migrated_database, token, reply, 1)
+    customer.give_feedback(migrated_database, token, reply, -1, "  Not what I asked.  ")
+    customer.give_feedback(migrated_database, token, agent, 1)
+
+    def rows():
+        with migrated_database.session() as session:
+            return [(f.conversation_id, f.message_id, f.rating, f.comment)
+                    for f in session.scalars(select(Feedback).order_by(Feedback.message_id))]
+
+    assert rows() == [(conversation_id, reply, -1, "Not what I asked."), (conversation_id, agent, 1, None)]
+    with pytest.raises(InputError, match="2000"):
+        customer.give_feedback(migrated_database, token, reply, -1, "x" * 2001)
+    for rating in (0, 2, True, "1"):
+        with pytest.raises(InputError):
+            customer.give_feedback(migrated_database, token, reply, rating)
+    assert rows()[0][2:] == (-1, "Not what I asked.")  # refused input changed nothing
+    customer.withdraw_feedback(migrated_database, token, agent)
+    assert [r[1] for r in rows()] == [reply]
+
+
+def test_asking_for_a_person_hands_off_once(migrated_database, tiny_settings):
+    manager = make_manager(tiny_settings, migrated_database, retriever=None)
+    token = customer.new_token()
+    assert customer.human_in_charge(migrated_database, token) is False
+    conversation_id = customer.ask_for_person(migrated_database, manager, token)  # starts the conversation
+    customer.ask_for_person(migrated_database, manager, token)  # a second press adds nothing
+    assert customer.human_in_charge(migrated_database, token) is True
+    with migrated_database.session() as session:
+        conversation = session.get(Conversation, conversation_id)
+        assert conversation.state == "handed_off" and conversation.handoff_reason
+        assert conversation.handed_off_at is not None and conversation.assigned_user_id is None
+    assert _messages(migrated_database, conversation_id) == [("bot", manager.settings.handoff_message)]
+    manager.hand_back(conversation_id)
+    assert customer.human_in_charge(migrated_database, token) is False
+
+
+# -- the widget's handlers over the real dialogue manager (SQLite) ---------------------
+
+
+@pytest.fixture
+def database(sqlite_database):
+    """The handlers' logic does not depend on the database kind: SQLite is enough here."""
+    return sqlite_database
+
+
+@pytest.fixture
+def retriever(tiny_settings, database):
+    seed_shop(database)
+    return build_retriever(tiny_settings, database)
+
+
+def services_for(settings, database, retriever, **overrides) -> Services:
+    return Services(settings, database, make_manager(settings, database, retriever, **overrides))
+
+
+@pytest.fixture
+def services(tiny_settings, database, retriever):
+    return services_for(tiny_settings, database, retriever, cache_enabled=False, max_rounds=1)
+
+
+OUR_MARKUP = re.compile(r'<details class="sources"><summary>Sources</summary>|</details>|</?div>')
+
+
+def _reply_text(content):
+    """What a person reads in a chat entry, without the folded sources."""
+    return html.unescape(content.split('<details class="sources">', 1)[0])
+
+
+def _shown_texts(view):
+    return [(m["role"], _reply_text(m["content"])) for m in view.chat]
+
+
+def test_a_reply_streams_and_ends_as_stored_with_its_sources(services, database):
+    token = customer.new_token()
+    views = list(widget.answer(services, token, f"  {RESET_Q}  "))
+    assert all(not v.final for v in views[:-1]) and views[-1].final
+    assert views[0].chat[-2:] == [{"role": "user", "content": html.escape(RESET_Q)},
+                                  {"role": "assistant", "content": widget.THINKING}]
+    last = views[-1]
+    conversation_id = customer.open_conversation(database, token)
+    stored = _messages(database, conversation_id)
+    assert stored[0] == ("customer", RESET_Q) and stored[-1][0] == "bot"
+    sent = stored[-1][1]
+    # The text to send arrives word by word before the stored reply replaces it.
+    words = re.findall(r"\s*\S+", sent)
+    growing = [v.chat[-1]["content"] for v in views[-1 - len(words):-1]]
+    assert growing == [html.escape("".join(words[:n])) for n in range(1, len(words) + 1)]
+    assert _shown_texts(last) == [("user", RESET_Q), ("assistant", sent)]
+    with database.session() as session:
+        reply = session.scalar(select(DialogueReply).where(DialogueReply.conversation_id == conversation_id))
+    assert reply.decision in ("answer", "answer_flagged") and reply.citations
+    folded = last.chat[-1]["content"].split(html.escape(sent), 1)[1]
+    assert folded.startswith('<details class="sources"><summary>Sources</summary>')
+    assert html.escape(reply.citations[0]["snippet"][:40]) in folded
+    assert f"Past conversation {reply.citations[0]['conversation_id']}" in folded
+    assert last.message_ids == [None, reply.reply_message_id]  # each entry's stored message
+    assert last.last_turn == 1 and last.human is False and last.warning is None
+
+
+class ScriptedManager:
+    """The reply model's draft as it is written, where the tiny model cannot show one (it
+    drafts only line breaks): scripted events in the manager's order, with the messages
+    stored as the manager stores them. The real manager's events are used everywhere else."""
+
+    def __init__(self, database, final):
+        self.database, self.final = database, final
+
+    def respond_stream(self, message, conversation_id):
+        from chatbot.dialogue.manager import DialogueEvent
+
+        _add(self.database, conversation_id, "customer", message)
+        yield DialogueEvent("stage", "drafting")
+        for piece in ["\n", "Your", " parcel", " is <b>on", " its way</b>"]:
+            yield DialogueEvent("draft", piece)
+        yield DialogueEvent("round", "round 1: score 0.40")
+        _add(self.database, conversation_id, "bot", self.final)
+        for piece in re.findall(r"\s*\S+", self.final):
+            yield DialogueEvent("token", piece)
+        yield DialogueEvent("done")
+
+
+def test_the_draft_grows_then_the_final_text_replaces_it(tiny_settings, database):
+    final = "It left our depot today."
+    services = Services(tiny_settings, database, ScriptedManager(database, final))
+    shown = [v.chat[-1]["content"] for v in widget.answer(services, customer.new_token(), "Where is my parcel?")]
+    assert shown == [
+        widget.THINKING, "\nYour", "\nYour parcel", "\nYour parcel is &lt;b&gt;on",
+        "\nYour parcel is &lt;b&gt;on its way&lt;/b&gt;",
+        "It", "It left", "It left our", "It left our depot", "It left our depot today.", "It left our depot today.",
+    ]  # a draft piece that changes nothing on screen (a first line break) sends no update
+
+
+def test_a_reload_rebuilds_the_chat_and_a_bad_token_gets_a_new_one(services, database):
+    token = customer.new_token()
+    last = list(widget.answer(services, token, RESET_Q))[-1]
+    same, view = widget.on_load(database, token)
+    assert same == token and view == last
+    for bad in (None, "", "not-a-token", {"token": token}):
+        fresh, view = widget.on_load(database, bad)
+        assert customer.is_well_formed(fresh) and fresh != token and view == widget.ChatView()
+    unused = customer.new_token()  # well formed, no conversation yet: kept, empty chat
+    assert widget.on_load(database, unused) == (unused, widget.ChatView())
+    with database.session() as session:
+        assert len(session.scalars(select(Conversation).where(Conversation.channel == "live")).all()) == 1
+    assert widget.start_over()[0] != token
+
+
+@pytest.mark.parametrize("message", ["", "   ", "x" * (MAX_MESSAGE_CHARS + 1)])
+def test_bad_input_warns_and_keeps_the_text(services, database, message):
+    token = customer.new_token()
+    views = list(widget.answer(services, token, message))
+    assert len(views) == 1 and views[0].warning and views[0].keep_input and views[0].final
+    assert views[0].chat == []
+    try:
+        assert customer.messages_after(database, token, -1) == []  # nothing was stored
+    except AccessDenied:
+        pass  # not even a conversation was started
+
+
+def test_a_failing_model_still_stores_the_message(tiny_settings, database, retriever):
+    services = services_for(tiny_settings, database, retriever, source=FailingReplySource(), cache_enabled=False)
+    token = customer.new_token()
+    last = list(widget.answer(services, token, "Refund please"))[-1]
+    assert last.final and last.warning is None
+    conversation_id = customer.open_conversation(database, token)
+    assert _messages(database, conversation_id)[0] == ("customer", "Refund please")
+    assert _shown_texts(last)[0] == ("user", "Refund please") and len(last.chat) >= 2
+
+
+class BrokenRetriever:
+    """A search index that fails after the message is stored (a lost index file)."""
+
+    def search(self, *args, **kwargs):
+        raise StoreError("the index is unreadable")
+
+
+def test_a_failure_while_answering_ends_in_a_polite_notice(tiny_settings, database):
+    services = services_for(tiny_settings, database, BrokenRetriever())
+    token = customer.new_token()
+    last = list(widget.answer(services, token, "Where is my parcel?"))[-1]
+    assert last.final
+    assert _shown_texts(last) == [("user", "Where is my parcel?"), ("assistant", widget.FAILED)]
+    assert last.message_ids == [None, None]  # the notice is not a stored reply: nothing to rate
+    assert not last.keep_input  # the message is stored: the box is cleared
+    assert _messages(database, customer.open_conversation(database, token)) == [("customer", "Where is my parcel?")]
+
+
+def test_a_store_that_fails_keeps_the_message_in_the_box(tiny_settings, tmp_path):
+    from chatbot.store.database import Database
+
+    unmigrated = Database(f"sqlite:///{tmp_path / 'no-schema.db'}")  # every query fails
+    try:
+        services = Services(tiny_settings, unmigrated, make_manager(tiny_settings, unmigrated, BrokenRetriever()))
+        views = list(widget.answer(services, customer.new_token(), "Where is my parcel?"))
+    finally:
+        unmigrated.dispose()
+    assert len(views) == 1 and views[0].keep_input and views[0].final
+    assert views[0].warning == widget.UNAVAILABLE and "sqlite" not in views[0].warning
+
+
+def test_with_a_person_in_charge_the_assistant_is_silent_and_the_agent_arrives_by_polling(services, database):
+    token = customer.new_token()
+    handed = list(widget.answer(services, token, "I want to talk to a real person please"))[-1]
+    assert handed.human is True
+    assert _shown_texts(handed)[-1] == ("assistant", services.manager.settings.handoff_message)
+    assert widget.poll(database, token, handed.last_turn, handed.human) is None  # nothing new
+
+    quiet = list(widget.answer(services, token, "Hello? Anyone there?"))
+    assert [t for t in _shown_texts(quiet[-1])][-1] == ("user", "Hello? Anyone there?")  # no reply shown
+    assert widget.poll(database, token, quiet[-1].last_turn, True) is None
+
+    conversation_id = customer.open_conversation(database, token)
+    agent_id = _add(database, conversation_id, "agent", "Hi, this is Sam from the team. Let me check.")
+    polled = widget.poll(database, token, quiet[-1].last_turn, True)
+    assert polled is not None and polled.human is True
+    assert _shown_texts(polled)[-1] == ("assistant", "Hi, this is Sam from the team. Let me check.")
+    assert polled.message_ids[-1] == agent_id
+    assert widget.poll(database, token, polled.last_turn, True) is None
+
+    services.manager.hand_back(conversation_id)
+    back = widget.poll(database, token, polled.last_turn, True)
+    assert back is not None and back.human is False  # the banner goes away
+
+
+def test_talk_to_a_person_button(services, database):
+    token = customer.new_token()
+    view = widget.talk_to_person(services, token)
+    assert view.human is True and view.warning is None
+    assert _shown_texts(view) == [("assistant", services.manager.settings.handoff_message)]
+    assert widget.talk_to_person(services, "forged").warning  # a bad token is refused, not obeyed
+
+
+def test_html_from_customers_agents_and_models_is_shown_as_text(services, database):
+    token = customer.new_token()
+    views = list(widget.answer(services, token, PAYLOAD))
+    conversation_id = customer.open_conversation(database, token)
+    _add(database, conversation_id, "agent", "<b>bold?</b> <a href=javascript:alert(1)>click</a>")
+    view = widget.current_view(database, token)
+    for v in views + [view]:
+        for entry in v.chat:
+            assert not re.search("[<>]", OUR_MARKUP.sub("", entry["content"]))  # no markup but our own
+    texts = [text for _, text in _shown_texts(view)]
+    assert texts[0] == PAYLOAD  # unescaped by the browser, it reads exactly as typed
+    assert texts[-1] == "<b>bold?</b> <a href=javascript:alert(1)>click</a>"
+    snippet = customer.Source(1, 2, '<script>alert("s")</script>')
+    assert not re.search("[<>]", OUR_MARKUP.sub("", widget.sources_html([snippet])))
+    assert widget.as_text("line one\nline two") == "line one\nline two"  # line breaks are kept
+
+
+def test_thumbs_and_comments_are_stored_for_the_rated_reply(services, database):
+    token = customer.new_token()
+    last = list(widget.answer(services, token, RESET_Q))[-1]
+    reply_index = last.message_ids.index(next(i for i in last.message_ids if i))
+    reply_id = last.message_ids[reply_index]
+
+    def feedback():
+        with database.session() as session:
+            return [(f.message_id, f.rating, f.comment) for f in session.scalars(select(Feedback))]
+
+    rated = widget.rate(database, token, last.message_ids, reply_index, False)
+    assert rated == widget.Rating(reply_id, -1) and feedback() == [(reply_id, -1, None)]
+    widget.comment(database, token, rated, "It did not mention the e-mail.")
+    assert feedback() == [(reply_id, -1, "It did not mention the e-mail.")]
+    with pytest.raises(InputError):
+        widget.comment(database, token, rated, "x" * 2001)
+    with pytest.raises(InputError):
+        widget.comment(database, token, None, "a comment with nothing rated")
+    # A second click replaces the first.
+    assert widget.rate(database, token, last.message_ids, reply_index, True) == widget.Rating(reply_id, 1)
+    assert feedback() == [(reply_id, 1, None)]
+    assert widget.rate(database, token, last.message_ids, reply_index, "") is None  # taken back
+    assert feedback() == []
+    for index in (0, 99, None, "1"):  # the customer's own message, or no such entry
+        with pytest.raises(AccessDenied):
+            widget.rate(database, token, last.message_ids, index, True)
+    other = customer.new_token()
+    with pytest.raises(AccessDenied):  # another browser with the same ids is still refused
+        widget.rate(database, other, last.message_ids, reply_index, True)
+
+
+# -- the page ------------------------------------------------------------------------
+
+
+def _config_components(page):
+    return page.get_config_file()["components"]
+
+
+def test_the_page_builds_with_its_element_ids_and_no_upload(services):
+    page = widget.build_widget(services)
+    components = _config_components(page)
+    ids = {c["props"].get("elem_id") for c in components}
+    assert {"chat", "message", "send", "talk-to-human", "status-banner", "feedback-comment", "send-feedback",
+            "new-conversation"} <= ids
+    types = {c["type"] for c in components}
+    assert not types & {"file", "uploadbutton", "multimodaltextbox", "image", "audio", "video"}
+    chat = next(c for c in components if c["props"].get("elem_id") == "chat")
+    assert chat["props"]["sanitize_html"] is True and chat["props"]["render_markdown"] is False
+    state = next(c for c in components if c["type"] == "browserstate")
+    assert state["props"]["storage_key"] == widget.STORAGE_KEY  # the same key after a restart
+
+
+def test_the_browser_key_is_stable_and_not_the_session_secret(tiny_settings):
+    from pydantic import SecretStr
+
+    assert widget.browser_secret(tiny_settings) == widget.browser_secret(tiny_settings)
+    configured = tiny_settings.model_copy(
+        update={"web": tiny_settings.web.model_copy(update={"session_secret": SecretStr("s3cret-signing-key")})})
+    key = widget.browser_secret(configured)
+    assert "s3cret" not in key and key != widget.browser_secret(tiny_settings)
+
+
+def test_the_page_is_served_and_may_be_framed(services):
+    page = widget.build_widget(services)
+    page.queue().launch(server_name="127.0.0.1", server_port=None, prevent_thread_lock=True, quiet=True)
+    try:
+        with urllib.request.urlopen(page.local_url, timeout=30) as response:
+            assert response.status == 200
+            assert "x-frame-options" not in {k.lower() for k in response.headers}  # embeddable in an iframe
+            assert "gradio" in response.read().decode("utf-8", "replace").lower()
+    finally:
+        page.close()
+
+
+def test_the_embed_example_uses_the_documented_snippet():
+    page = (REPO / "ui" / "embed_example.html").read_text()
+    iframe = re.search(r"<iframe\b[^>]*>", page).group(0)
+    assert 'src="http://127.0.0.1:7860/"' in iframe and 'title="' in iframe
+    assert 'allow="clipboard-write"' in iframe and "width" in iframe and "height" in iframe

@@ -1,0 +1,398 @@
+"""The customer chat widget at `/`: a Gradio page a company embeds in its site.
+
+The conversation belongs to a random token kept in the customer's browser
+(`gr.BrowserState`), so it survives a reload; every handler resolves the conversation
+from that token on the server (`chatbot.support.customer`) and never trusts the chat the
+browser sends back: the chat is rebuilt from the store. Replies stream in as the
+dialogue manager writes them (the first draft token by token, then the final text),
+with their sources folded under them; "Talk to a person" hands the conversation to the
+agents, whose messages arrive by polling; thumbs up/down and a comment are stored per
+reply. Everything a customer or a model wrote is shown as escaped text.
+
+Where the job ends: deciding what to answer is the dialogue manager's, access rules are
+`chatbot.support.customer`'s, and mounting the page (with `run_history=False`) is
+`chatbot.web.app`'s. The handler logic is plain functions over `Services` (tested
+without a browser); `build_widget` only wires them to components.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import html
+import logging
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from itertools import chain
+from typing import TYPE_CHECKING, Any
+
+from chatbot.errors import AccessDenied, ChatbotError, InputError
+from chatbot.support import customer
+
+if TYPE_CHECKING:
+    from chatbot.store.database import Database
+    from chatbot.web.services import Services
+
+log = logging.getLogger(__name__)
+
+TITLE = "Customer support"
+BANNER = "A member of our team is handling your conversation. Their replies will appear here."
+FAILED = "Sorry, I cannot answer right now. Please try again in a moment, or press \u201cTalk to a person\u201d."
+UNAVAILABLE = "Sorry, the chat is unavailable right now. Please try again in a moment."
+EMPTY = "Please type a message first."
+THINKING = "\u2026"
+STORAGE_KEY = "chatbot-widget-token"
+# Replies written at once across all customers (each runs the reply model).
+REPLY_CONCURRENCY = 4
+
+
+def as_text(text: str) -> str:
+    """Text as the chat shows it: HTML-escaped, so that markup reads as written and is
+    never run. The chat renders without Markdown, and keeps line breaks itself."""
+    return html.escape(text or "", quote=True)
+
+
+def sources_html(sources: list[customer.Source]) -> str:
+    """The sources of a reply, folded under its text: our own <details> around escaped
+    text. One bubble and one pair of thumbs per reply: a Gradio "thought" message
+    (metadata title) would get thumbs of its own, or, with consecutive messages grouped,
+    merge the replies around it into one bubble rated as one."""
+    lines = []
+    for source in sources:
+        where = "A past conversation"
+        if source.conversation_id is not None:
+            where = f"Past conversation {source.conversation_id}"
+            if source.turn_index is not None:
+                where += f", turn {source.turn_index}"
+        lines.append(f"<div>{as_text(where)}: \u201c{as_text(source.snippet)}\u201d</div>")
+    return f'<details class="sources"><summary>Sources</summary>{"".join(lines)}</details>'
+
+
+@dataclass
+class ChatView:
+    """What the widget shows: the chat (Gradio message dicts, text escaped), the stored
+    message id behind each chat entry (None for the customer's own and unsaved ones),
+    the last turn shown, whether a person is in charge, and what to tell the customer."""
+
+    chat: list[dict[str, Any]] = field(default_factory=list)
+    message_ids: list[int | None] = field(default_factory=list)
+    last_turn: int = -1
+    human: bool = False
+    warning: str | None = None
+    keep_input: bool = False
+    final: bool = True  # False while a reply is still being written
+
+
+def render(messages: list[customer.ShownMessage]) -> tuple[list[dict[str, Any]], list[int | None]]:
+    """Chat entries (Gradio message dicts) and the stored message id behind each (None
+    for the customer's own messages: only replies are rated)."""
+    chat: list[dict[str, Any]] = []
+    ids: list[int | None] = []
+    for m in messages:
+        if m.role == "customer":
+            chat.append({"role": "user", "content": as_text(m.text)})
+            ids.append(None)
+        else:
+            content = as_text(m.text) + (sources_html(m.sources) if m.sources else "")
+            chat.append({"role": "assistant", "content": content})
+            ids.append(m.message_id)
+    return chat, ids
+
+
+def current_view(database: Database, token: Any) -> ChatView:
+    """The whole chat of the token's conversation, rebuilt from the store; an empty one
+    while the token has no conversation yet. A malformed token raises AccessDenied."""
+    try:
+        messages = customer.messages_after(database, token, -1)
+    except AccessDenied:
+        if not customer.is_well_formed(token):
+            raise
+        return ChatView()
+    chat, ids = render(messages)
+    last_turn = messages[-1].turn_index if messages else -1
+    return ChatView(chat, ids, last_turn, customer.human_in_charge(database, token))
+
+
+def on_load(database: Database, token: Any) -> tuple[str, ChatView]:
+    """The page opened (or reloaded): keep the browser's token if it is well formed
+    (its conversation, if any, comes back), else give it a new one."""
+    if not customer.is_well_formed(token):
+        token = customer.new_token()
+    return token, current_view(database, token)
+
+
+def start_over() -> tuple[str, ChatView]:
+    """A new token, so a new conversation; the old one stays with the agents."""
+    return customer.new_token(), ChatView()
+
+
+def poll(database: Database, token: Any, last_turn: int, human: bool) -> ChatView | None:
+    """What changed since the chat was last drawn (an agent's message, a hand-off or a
+    hand-back), or None when nothing did."""
+    try:
+        new = customer.messages_after(database, token, last_turn)
+    except AccessDenied:
+        return None
+    if not new and customer.human_in_charge(database, token) == bool(human):
+        return None
+    return current_view(database, token)
+
+
+def answer(services: Services, token: Any, message: str) -> Iterator[ChatView]:
+    """Send the customer's message to the dialogue manager and stream its reply.
+
+    The manager stores the message before anything else; a bad message (empty, too long)
+    is refused with a warning and left in the box; any failure ends in a polite notice."""
+    database = services.database
+    text = (message or "").strip()
+    if not text:
+        yield ChatView(warning=EMPTY, keep_input=True, **_unchanged(database, token))
+        return
+    try:
+        conversation_id = customer.open_conversation(database, token)
+        before = current_view(database, token)
+    except AccessDenied as exc:
+        yield ChatView(warning=str(exc), keep_input=True)
+        return
+    except ChatbotError as exc:
+        log.warning("the widget cannot open a conversation: %s", exc)
+        yield ChatView(warning=UNAVAILABLE, keep_input=True, **_unchanged(database, token))
+        return
+    chat = before.chat + [{"role": "user", "content": as_text(text)}, {"role": "assistant", "content": THINKING}]
+    ids = before.message_ids + [None, None]
+
+    def writing(shown: str) -> ChatView:
+        chat[-1] = {"role": "assistant", "content": as_text(shown) if shown.strip() else THINKING}
+        return ChatView(list(chat), list(ids), before.last_turn, before.human, final=False)
+
+    draft, final = "", ""
+    try:
+        events = services.manager.respond_stream(text, conversation_id)
+        # The first event comes once the message is stored, or a bad message is refused:
+        # only then does the chat show it.
+        first = next(events, None)
+        yield writing("")
+        for event in chain([first] if first is not None else [], events):
+            if event.kind == "draft":  # the first draft, as the reply model writes it
+                was = chat[-1]["content"]
+                draft += event.text
+                view = writing(draft)
+                if view.chat[-1]["content"] != was:
+                    yield view
+            elif event.kind == "token":  # then the text chosen to send, word by word
+                final += event.text
+                yield writing(final)
+            elif event.kind == "done":
+                break
+        yield current_view(database, token)  # as stored: the reply with its sources, or silence
+        return
+    except InputError as exc:
+        before.warning, before.keep_input = exc.reason, True
+        yield before
+        return
+    except Exception as exc:  # noqa: BLE001 - the customer gets a notice, never a traceback
+        if isinstance(exc, ChatbotError):
+            log.warning("reply failed for conversation %s: %s", conversation_id, exc)
+        else:
+            log.exception("reply failed for conversation %s", conversation_id)
+    try:
+        view = current_view(database, token)
+    except ChatbotError:
+        view = ChatView(before.chat, before.message_ids, before.last_turn, before.human)
+    stored = bool(view.chat) and view.chat[-1] == {"role": "user", "content": as_text(text)}
+    view.keep_input = not stored  # a message the store did not take stays in the box
+    view.chat.append({"role": "assistant", "content": as_text(FAILED)})
+    view.message_ids.append(None)
+    yield view
+
+
+def _unchanged(database: Database, token: Any) -> dict[str, Any]:
+    """The chat as it stands (or an empty one when it cannot be read)."""
+    try:
+        view = current_view(database, token)
+    except ChatbotError:
+        view = ChatView()
+    return {"chat": view.chat, "message_ids": view.message_ids, "last_turn": view.last_turn, "human": view.human}
+
+
+def talk_to_person(services: Services, token: Any) -> ChatView:
+    """The customer asked for a person: hand off, and show the notice and the banner."""
+    try:
+        customer.ask_for_person(services.database, services.manager, token)
+    except AccessDenied as exc:
+        return ChatView(warning=str(exc))
+    return current_view(services.database, token)
+
+
+@dataclass
+class Rating:
+    """The reply the customer last rated, for the comment that may follow."""
+
+    message_id: int
+    rating: int
+
+
+def rate(database: Database, token: Any, message_ids: list[int | None], index: Any, liked: Any) -> Rating | None:
+    """A thumbs up (liked True), down (False) or taken back ("") on the chat entry at
+    `index`; returns what was rated, or None when a rating was taken back."""
+    if isinstance(index, (list, tuple)):
+        index = index[0] if index else None
+    message_id = message_ids[index] if isinstance(index, int) and 0 <= index < len(message_ids or []) else None
+    if message_id is None:
+        raise AccessDenied("only the replies in your own conversation can be rated")
+    if liked is True or liked is False:
+        rating = 1 if liked else -1
+        customer.give_feedback(database, token, message_id, rating)
+        return Rating(message_id, rating)
+    customer.withdraw_feedback(database, token, message_id)
+    return None
+
+
+def comment(database: Database, token: Any, rated: Rating | None, text: str) -> None:
+    """The optional comment on the reply last rated (stored with that rating)."""
+    if rated is None:
+        raise InputError("rate a reply with a thumb first, then add your comment")
+    if not (text or "").strip():
+        raise InputError("the comment is empty")
+    customer.give_feedback(database, token, rated.message_id, rated.rating, text)
+
+
+def browser_secret(settings: Any) -> str:
+    """The key the browser's copy of the token is encrypted with. Gradio sends it to the
+    page, so it is derived (one-way) from the session secret when one is configured,
+    never the secret itself; what keeps the token private is the browser's per-site
+    storage."""
+    configured = getattr(getattr(settings, "web", None), "session_secret", None)
+    seed = configured.get_secret_value() if configured is not None else "chatbot-widget"
+    return hmac.new(seed.encode(), b"customer widget browser state", hashlib.sha256).hexdigest()[:32]
+
+
+# -- the page --------------------------------------------------------------------------
+
+
+def build_widget(services: Services):
+    import gradio as gr
+
+    database = services.database
+
+    def banner(view: ChatView):
+        return gr.Markdown(visible=view.human)
+
+    def drawn(view: ChatView) -> tuple:
+        """chat, message ids, last turn, human, banner."""
+        return view.chat, view.message_ids, view.last_turn, view.human, banner(view)
+
+    def warn(view: ChatView) -> None:
+        if view.warning:
+            gr.Warning(view.warning)
+
+    def trouble(exc: Exception) -> None:
+        """A refused request says why; anything else is ours to fix, not the customer's
+        to read (no error text from the store reaches an anonymous page)."""
+        if isinstance(exc, InputError):
+            gr.Warning(exc.reason)
+        elif isinstance(exc, AccessDenied):
+            gr.Warning(str(exc))
+        else:
+            log.error("customer widget: %s", exc, exc_info=not isinstance(exc, ChatbotError))
+            gr.Warning(UNAVAILABLE)
+
+    def load_page(token):
+        try:
+            token, view = on_load(database, token)
+        except Exception as exc:  # noqa: BLE001
+            trouble(exc)
+            return (gr.skip(),) * 6
+        return (token, *drawn(view))
+
+    def new_conversation():
+        token, view = start_over()
+        return (token, *drawn(view), None, gr.Row(visible=False), "")
+
+    def refresh(token, last_turn, human):
+        try:
+            view = poll(database, token, last_turn, human)
+        except Exception as exc:  # noqa: BLE001 - polled every few seconds: logged, not shown
+            log.warning("customer widget: polling failed: %s", exc)
+            view = None
+        return (gr.skip(),) * 5 if view is None else drawn(view)
+
+    def send(token, message):
+        for view in answer(services, token, message):
+            warn(view)
+            yield (*drawn(view), message if view.keep_input else "", gr.Timer(active=view.final))
+
+    def person(token):
+        try:
+            view = talk_to_person(services, token)
+        except Exception as exc:  # noqa: BLE001
+            trouble(exc)
+            return (gr.skip(),) * 5
+        warn(view)
+        return (gr.skip(),) * 5 if view.warning else drawn(view)
+
+    def liked(token, message_ids, data):
+        try:
+            rated = rate(database, token, message_ids, data.index, data.liked)
+        except Exception as exc:  # noqa: BLE001
+            trouble(exc)
+            return None, gr.Row(visible=False)
+        if rated is None:
+            return None, gr.Row(visible=False)
+        gr.Info("Thank you for your feedback. You can tell us more below.")
+        return rated, gr.Row(visible=True)
+
+    # Gradio finds the event data by the parameter's type; a string annotation (this
+    # module's `from __future__ import annotations`) would not resolve to the local `gr`.
+    liked.__annotations__["data"] = gr.LikeData
+
+    def send_comment(token, rated, text):
+        try:
+            comment(database, token, rated, text)
+        except Exception as exc:  # noqa: BLE001
+            trouble(exc)
+            return text, gr.Row(visible=True)
+        gr.Info("Thank you, your comment is saved.")
+        return "", gr.Row(visible=False)
+
+    light = dict(concurrency_limit=None, api_visibility="private")
+    with gr.Blocks(title=TITLE, analytics_enabled=False) as page:
+        token = gr.BrowserState(None, storage_key=STORAGE_KEY, secret=browser_secret(services.settings))
+        message_ids = gr.State([])
+        last_turn = gr.State(-1)
+        human = gr.State(False)
+        rated = gr.State(None)
+        timer = gr.Timer(services.settings.web.poll_seconds)
+
+        gr.Markdown(f"## {TITLE}")
+        status = gr.Markdown(BANNER, elem_id="status-banner", visible=False)
+        chat = gr.Chatbot(
+            elem_id="chat", label="Conversation", show_label=False, height=460, render_markdown=False,
+            sanitize_html=True, allow_tags=False, buttons=[], feedback_options=("Like", "Dislike"),
+            placeholder="Ask about an order, a delivery, a return or a refund.", group_consecutive_messages=False,
+        )
+        with gr.Row():
+            box = gr.Textbox(elem_id="message", show_label=False, placeholder="Type your message\u2026",
+                             lines=1, max_lines=6, scale=5, autofocus=True)
+            send_button = gr.Button("Send", elem_id="send", variant="primary", scale=1, min_width=80)
+        with gr.Row(visible=False) as feedback_row:
+            feedback = gr.Textbox(elem_id="feedback-comment", label="Tell us more (optional)", lines=2, scale=5)
+            feedback_button = gr.Button("Send feedback", elem_id="send-feedback", scale=1, min_width=80)
+        with gr.Row():
+            human_button = gr.Button("Talk to a person", elem_id="talk-to-human", size="sm")
+            new_button = gr.Button("New conversation", elem_id="new-conversation", size="sm", variant="secondary")
+
+        view_outputs = [chat, message_ids, last_turn, human, status]
+        page.load(load_page, [token], [token, *view_outputs], **light)
+        timer.tick(refresh, [token, last_turn, human], view_outputs, show_progress="hidden", **light)
+        gr.on([box.submit, send_button.click], send, [token, box], [*view_outputs, box, timer],
+              concurrency_limit=REPLY_CONCURRENCY, api_visibility="private", trigger_mode="once",
+              show_progress="hidden")
+        human_button.click(person, [token], view_outputs, **light)
+        # The chat's own "clear" (bin) button starts over as well: the chat is the store's.
+        for trigger in (new_button.click, chat.clear):
+            trigger(new_conversation, None, [token, *view_outputs, rated, feedback_row, feedback], **light)
+        chat.like(liked, [token, message_ids], [rated, feedback_row], **light)
+        gr.on([feedback_button.click, feedback.submit], send_comment, [token, rated, feedback],
+              [feedback, feedback_row], **light)
+    return page
