@@ -109,3 +109,34 @@ def test_import_killed_midway_leaves_the_store_unchanged(env, migrated_database,
                           env={**os.environ, **env}, cwd=REPO, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout)["conversations"] == 50
+
+
+def test_import_a_folder_takes_every_transcript_file_under_it(env, migrated_database, tmp_path):
+    runner = CliRunner()
+    folder = tmp_path / "exports"
+    (folder / "b-sub").mkdir(parents=True)
+    (folder / ".cache").mkdir()
+    write(folder / "b-sub" / "more.jsonl", [record("c9", ("customer", "Do you ship to Canada?"), ("agent", "Yes, in 5 days."))])
+    write(folder / "a.jsonl", GOOD)
+    (folder / "faq.csv").write_text("question,answer\nOpen on Sunday?,\"No, Monday to Saturday.\"\n")
+    write(folder / ".hidden.jsonl", [record("h1", ("customer", "hidden?"), ("agent", "never imported"))])
+    write(folder / ".cache" / "x.jsonl", [record("h2", ("customer", "cached?"), ("agent", "never imported"))])
+    (folder / "README.md").write_text("# not a transcript\n")
+    result = runner.invoke(main, ["import", str(folder), "--json"], env=env)
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout)
+    assert [f["path"] for f in summary["files"]] == [str(folder / "a.jsonl"), str(folder / "b-sub" / "more.jsonl"),
+                                                      str(folder / "faq.csv")]
+    assert [f["format"] for f in summary["files"]] == ["jsonl", "jsonl", "csv"]
+    assert summary["conversations"] == 5 and summary["left_out"] == [str(folder / "README.md")]
+    text = runner.invoke(main, ["import", str(folder)], env=env)
+    assert text.exit_code == 0 and text.stdout.count("already imported") == 3
+    assert "left out: 1" in text.stderr and "README.md" in text.stderr
+
+    empty = tmp_path / "empty"
+    (empty / "docs").mkdir(parents=True)
+    (empty / "docs" / "notes.txt").write_text("hello\n")
+    refused = runner.invoke(main, ["import", str(empty)], env=env)
+    assert refused.exit_code == 1
+    assert f"{empty}: holds no file to import: expected files ending in .jsonl" in refused.output
+    assert "found 1 other file(s)" in refused.output and "Traceback" not in refused.output

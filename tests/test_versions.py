@@ -154,3 +154,52 @@ def test_models_cli_list_promote_rollback(tmp_path, tiny_reply_model_dir, monkey
     result = runner.invoke(main, ["models", "promote", "missing"])
     assert result.exit_code == 1 and "no model version named 'missing'" in result.output
     db.dispose()
+
+
+def test_promotion_refuses_a_version_that_evaluated_worse_unless_forced(migrated_database, tmp_path, tiny_reply_model_dir):
+    from chatbot.models.versions import set_evaluation
+
+    db = migrated_database
+    for name in ("good", "worse", "unknown"):
+        _version(db, tmp_path, tiny_reply_model_dir, name)
+    set_evaluation(db, "good", {"val_pairs": 6, "val_loss": 2.0, "compared_with": "base", "compared_val_loss": 3.0})
+    promote(db, "good")
+    set_evaluation(db, "worse", {"val_pairs": 6, "val_loss": 2.5, "compared_with": "good", "compared_val_loss": 2.0})
+    with pytest.raises(VersionError) as refused:
+        promote(db, "worse")
+    assert str(refused.value) == ("not promoted: worse evaluates worse than the serving good: validation loss 2.5000 "
+                                  "vs 2.0000 on the same 6 validation pairs; to serve it anyway, promote it with --force")
+    assert promoted_version(db).name == "good"
+    # Never compared with the serving version on the same pairs: nothing to go by, so allowed.
+    promote(db, "unknown")
+    # The comparison counts whichever of the two recorded it: here the serving version
+    # measured "good" on its validation pairs, after "good" was retired.
+    set_evaluation(db, "unknown", {"val_pairs": 5, "val_loss": 1.0, "compared_with": "good", "compared_val_loss": 2.0})
+    with pytest.raises(VersionError, match="good evaluates worse than the serving unknown: validation loss 2.0000 "
+                                           "vs 1.0000 on the same 5 validation pairs"):
+        promote(db, "good")
+    now, previous = promote(db, "good", force=True)
+    assert (now.name, previous.name) == ("good", "unknown")
+
+
+def test_models_cli_promote_force(tmp_path, tiny_reply_model_dir, monkeypatch):
+    from chatbot.config import load_settings
+    from chatbot.models.versions import set_evaluation
+    from chatbot.store.database import Database
+    from chatbot.store.migrations import upgrade
+
+    monkeypatch.setenv("CHATBOT_HOME", str(tmp_path / "home"))
+    settings = load_settings()
+    (tmp_path / "home").mkdir()
+    upgrade(settings.resolved_database_url)
+    db = Database(settings.resolved_database_url)
+    _version(db, tmp_path, tiny_reply_model_dir, "reply-1")
+    set_evaluation(db, "reply-1", {"val_pairs": 4, "val_loss": 3.5, "compared_with": "base", "compared_val_loss": 3.0})
+    runner = CliRunner()
+    result = runner.invoke(main, ["models", "promote", "reply-1"])
+    assert result.exit_code == 1
+    assert "reply-1 evaluates worse than the serving base: validation loss 3.5000 vs 3.0000" in result.output
+    assert "--force" in result.output
+    result = runner.invoke(main, ["models", "promote", "reply-1", "--force", "--json"])
+    assert result.exit_code == 0 and json.loads(result.output) == {"promoted": "reply-1", "previous": None}
+    db.dispose()

@@ -81,14 +81,15 @@ def main(ctx: click.Context, config_file: Path | None, verbose: int) -> None:
 
 
 def _register() -> None:
-    from chatbot.cli import config_cmd, db, dialogue, evaluate, ingest, models, retrieval, serve, train
+    from chatbot.cli import config_cmd, db, dialogue, evaluate, ingest, models, retrieval, serve, train, users
 
-    for module in (config_cmd, db, models, serve, ingest, retrieval, evaluate):
+    for module in (config_cmd, db, models, serve, ingest, retrieval, evaluate, users):
         main.add_command(module.group)
     main.add_command(ingest.import_command)
     main.add_command(dialogue.ask)
     main.add_command(dialogue.chat)
     main.add_command(train.command)
+    main.add_command(__import__("chatbot.cli.jobs", fromlist=["group"]).group)  # hidden: background-job worker
 
 
 _register()

@@ -55,21 +55,28 @@ def _counts(counter) -> str:
 @pass_app
 def import_command(app: AppContext, paths: tuple[Path, ...], fmt: str, source: str | None, column_map: str | None,
                    strict: bool, as_json: bool) -> None:
-    """Import support conversations from PATHS into the store.
+    """Import support conversations from PATHS (files or folders) into the store.
 
-    Each file is imported in one transaction: bad records are listed and skipped
+    A folder stands for every .jsonl, .ndjson, .json, .csv and .tsv file under it
+    (subfolders too, in sorted order; hidden files skipped); formats are told apart by
+    content. Each file is imported in one transaction: bad records are listed and skipped
     (or, with --strict, the whole file is skipped); importing a file again adds nothing.
     PII is replaced by placeholders before anything is stored (setting ingest.redact).
     """
     from chatbot.config import ensure_home
+    from chatbot.ingest.folders import expand_paths
     from chatbot.ingest.importer import import_paths
 
+    expanded = expand_paths(list(paths))
     settings = app.settings
     if settings.database_url is None:
         ensure_home(settings)
+    if expanded.ignored and not as_json:
+        shown = ", ".join(str(p) for p in expanded.ignored[:5]) + (" ..." if len(expanded.ignored) > 5 else "")
+        click.echo(f"not transcript files, left out: {len(expanded.ignored)} ({shown})", err=True)
     summary = import_paths(
         settings,
-        paths,
+        expanded.files,
         format=fmt,
         source=source,
         strict=strict,
@@ -77,7 +84,7 @@ def import_command(app: AppContext, paths: tuple[Path, ...], fmt: str, source: s
         progress=None if as_json else _progress_factory(),
     )
     if as_json:
-        emit_json(summary.to_dict())
+        emit_json({**summary.to_dict(), "left_out": [str(p) for p in expanded.ignored]})
     else:
         for item in summary.files:
             if item.status == "failed":

@@ -101,17 +101,21 @@ def list_command(app: AppContext, as_json: bool) -> None:
 
 @group.command("promote")
 @click.argument("name")
+@click.option("--force", is_flag=True, help="Promote even a version that evaluated worse than the serving one.")
 @json_option
 @pass_app
-def promote_command(app: AppContext, name: str, as_json: bool) -> None:
-    """Serve version NAME from now on (running servers pick it up within seconds)."""
+def promote_command(app: AppContext, name: str, force: bool, as_json: bool) -> None:
+    """Serve version NAME from now on (running servers pick it up within seconds).
+
+    A version whose validation loss was worse than the serving version's on the same
+    validation pairs is refused unless --force is given."""
     from chatbot.models.versions import promote
     from chatbot.store.database import Database, require_schema
 
     database = Database(app.settings.resolved_database_url)
     try:
         require_schema(database.engine)
-        version, previous = promote(database, name)
+        version, previous = promote(database, name, force=force)
     finally:
         database.dispose()
     if as_json:

@@ -7,6 +7,8 @@ Promotion history is a stack ordered by `promoted_at`: `promote` stamps the time
 `rollback` retires the current version, takes it off the stack (clears its stamp,
 noting it in `evaluation`) and re-promotes the one promoted just before it, so
 repeated rollbacks walk further back and never return to a rolled-back version.
+`promote` refuses a version that evaluated worse than the serving one on the same
+validation pairs (what training recorded in `evaluation`) unless forced.
 """
 
 from __future__ import annotations
@@ -137,8 +139,40 @@ def _locked_versions(session: Any, kind: str) -> list[Any]:
                                 .order_by(ModelVersion.id).with_for_update()).all())
 
 
-def promote(database: Any, name: str) -> tuple[VersionInfo, VersionInfo | None]:
-    """Make `name` the served version; returns (it, the version it replaced or None)."""
+def _number(value: Any) -> float | None:
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+
+
+def worse_than_serving(candidate: VersionInfo, serving: VersionInfo | None) -> str | None:
+    """Why `candidate` evaluates worse than what serves now (`serving`, None for the base
+    model) on the same validation pairs, or None when it does not or when the two were
+    never compared on the same pairs.
+
+    A training run measures its model and the version serving at the time on the run's
+    validation pairs (`evaluation`: val_loss, compared_with, compared_val_loss); that is
+    the comparison used, whichever of the two versions recorded it."""
+    serving_name = serving.name if serving is not None else BASE_VERSION
+    comparison = None  # (candidate's loss, serving's loss, validation pairs)
+    mine = candidate.evaluation
+    if mine.get("compared_with") == serving_name:
+        comparison = (mine.get("val_loss"), mine.get("compared_val_loss"), mine.get("val_pairs"))
+    elif serving is not None and serving.evaluation.get("compared_with") == candidate.name:
+        theirs = serving.evaluation
+        comparison = (theirs.get("compared_val_loss"), theirs.get("val_loss"), theirs.get("val_pairs"))
+    if comparison is None:
+        return None
+    loss, other, pairs = _number(comparison[0]), _number(comparison[1]), comparison[2]
+    if loss is None or other is None or loss <= other:
+        return None
+    on = f"the same {pairs} validation pairs" if pairs is not None else "the same validation pairs"
+    return f"{candidate.name} evaluates worse than the serving {serving_name}: validation loss {loss:.4f} vs {other:.4f} on {on}"
+
+
+def promote(database: Any, name: str, force: bool = False) -> tuple[VersionInfo, VersionInfo | None]:
+    """Make `name` the served version; returns (it, the version it replaced or None).
+
+    Refuses (VersionError) a version that evaluates worse than the serving one on the
+    same validation pairs, unless `force`."""
     from sqlalchemy import select
 
     from chatbot.store.schema import ModelVersion, utcnow
@@ -154,6 +188,10 @@ def promote(database: Any, name: str) -> tuple[VersionInfo, VersionInfo | None]:
         previous = next((r for r in rows if r.status == "promoted" and r.id != target.id), None)
         if target.status == "promoted":
             return _info(target), None
+        if not force:
+            why = worse_than_serving(_info(target), _info(previous) if previous is not None else None)
+            if why:
+                raise VersionError(f"not promoted: {why}; to serve it anyway, promote it with --force")
         for r in rows:
             if r.status == "promoted" and r.id != target.id:
                 r.status = "retired"

@@ -1,0 +1,620 @@
+"""The admin console at `/admin`: import transcripts (files or a folder) and rebuild the
+index, start / watch / cancel a training run, compare model versions and promote or roll
+back, and the analytics tab.
+
+Long work never runs in the web process: training and index rebuilds are background jobs
+(`chatbot.jobs`) in their own processes, which this page starts, cancels and polls (a
+`gr.Timer` runs while a job does; reopening the page shows the job that runs). Imports
+run in the request, with progress, since they are one transaction per file.
+
+Where the job ends: importing is `chatbot.ingest`'s, jobs `chatbot.jobs`', promotion
+rules `chatbot.models.versions`', the Analytics tab `ui.admin_analytics`', and the login
+in front of the page `chatbot.web.app`'s. The handler logic is plain functions over
+`Services` (tested without a browser); `build_admin_console` only wires them to
+components. Everything from files, the store or a user is escaped before it is shown.
+"""
+
+from __future__ import annotations
+
+import html
+import logging
+import re
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from chatbot.errors import AccessDenied, ChatbotError
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from chatbot.jobs.records import JobInfo
+    from chatbot.web.services import Services
+
+log = logging.getLogger(__name__)
+
+TITLE = "Support assistant — admin"
+SHOWN_PROBLEMS = 50
+MODE_CHOICES = [("LoRA adapters (faster)", "lora"), ("Full fine-tuning", "full")]
+AGENT_ORIGINS = ("agent_approved", "agent_edited")
+VERSION_COLUMNS = ["version", "status", "created (UTC)", "mode", "steps", "val loss before", "val loss",
+                   "compared with", "its val loss", "val pairs", "train pairs", "from agents", "reply evaluation"]
+
+# Both series named up front: the plot keeps the series it saw first otherwise.
+CURVE_COLORS = {"training": "#2563eb", "validation": "#ea580c"}
+VERSION_WIDTHS = ["190px", "90px", "140px", "70px", "70px", "90px", "90px", "170px", "90px", "70px", "70px", "80px",
+                  "360px"]
+
+_MARKDOWN_SPECIALS = re.compile(r"([\\`*_{}\[\]()#+\-.!|~>])")
+
+
+def md_text(value: Any) -> str:
+    """`value` as inert Markdown text: no HTML, no formatting, no table breaks."""
+    text = html.escape(str(value), quote=False).replace("\r", " ").replace("\n", " ")
+    return _MARKDOWN_SPECIALS.sub(r"\\\1", text)
+
+
+def _clock(seconds: float | None) -> str:
+    if seconds is None:
+        return "?"
+    seconds = max(0, int(round(seconds)))
+    hours, rest = divmod(seconds, 3600)
+    return f"{hours}:{rest // 60:02d}:{rest % 60:02d}" if hours else f"{rest // 60}:{rest % 60:02d}"
+
+
+def _utc(value: datetime | None) -> str:
+    if value is None:
+        return ""
+    if value.tzinfo is not None:
+        value = value.astimezone(timezone.utc)
+    return value.strftime("%Y-%m-%d %H:%M:%S")
+
+
+def _loss(value: Any) -> str:
+    return f"{value:.4f}" if isinstance(value, (int, float)) and not isinstance(value, bool) else "-"
+
+
+# -- who is asking --------------------------------------------------------------------------
+
+def admin_name(services: Services, request: Any) -> str:
+    """The logged-in admin's username, re-checked against the store (AccessDenied if not)."""
+    from chatbot.web.auth import ADMIN_ROLES, current_user
+
+    return current_user(services, request, ADMIN_ROLES).username
+
+
+# -- Import tab -----------------------------------------------------------------------------
+
+@dataclass
+class Upload:
+    """An uploaded file: where Gradio stored it, and the name the admin knows it by."""
+
+    path: Path
+    name: str
+    size: int
+
+
+@dataclass
+class ImportOutcome:
+    markdown: str
+    imported: bool = False  # something new is in the store: the index should be rebuilt
+    rejected: list[str] = field(default_factory=list)
+
+
+def _paths(value: Any) -> list[Path]:
+    if not value:
+        return []
+    items = value if isinstance(value, (list, tuple)) else [value]
+    out = []
+    for item in items:
+        name = getattr(item, "name", None) if not isinstance(item, (str, Path)) else item
+        if name:
+            out.append(Path(str(name)))
+    return out
+
+
+def collect_uploads(files: Any, folder: Any, max_bytes: int) -> tuple[list[Upload], list[str], list[str]]:
+    """(files to import, refusals, files of the folder left out as not transcripts).
+
+    Gradio keeps an upload's base name (in a temporary folder of its own), so that is
+    the name shown; files of a folder are taken when their suffix is a transcript one."""
+    from chatbot.ingest.folders import IMPORTABLE_SUFFIXES, is_hidden, is_importable
+
+    uploads: list[Upload] = []
+    refused: list[str] = []
+    left_out: list[str] = []
+    candidates = [(p, False) for p in _paths(files)] + [(p, True) for p in _paths(folder)]
+    seen: set[Path] = set()
+    for path, from_folder in candidates:
+        if path in seen:
+            continue
+        seen.add(path)
+        name = path.name
+        if from_folder and not is_importable(path):
+            if not is_hidden(path):
+                left_out.append(name)
+            continue
+        try:
+            size = path.stat().st_size
+        except OSError as exc:
+            refused.append(f"{name}: the upload cannot be read ({exc.strerror})")
+            continue
+        if size > max_bytes:
+            refused.append(f"{name}: {size / 2**20:.1f} MB is larger than the upload limit of "
+                           f"{max_bytes / 2**20:g} MB (setting web.max_upload_mb)")
+            continue
+        uploads.append(Upload(path, name, size))
+    if folder and not uploads and not refused and not files:
+        refused.append(f"the folder holds no transcript file (expected names ending in {', '.join(IMPORTABLE_SUFFIXES)})")
+    return uploads, refused, left_out
+
+
+class _BytesProgress:
+    """`import_paths`' progress factory, reporting the share of all uploaded bytes read."""
+
+    def __init__(self, report: Any, uploads: list[Upload]):
+        self.report = report
+        self.total = max(1, sum(u.size for u in uploads))
+        self.names = {str(u.path): u.name for u in uploads}
+        self.done = 0
+        self.shown_at = 0.0
+
+    def __call__(self, path: str, total: int):
+        outer = self
+        name = self.names.get(str(path), Path(path).name)
+        start = self.done
+
+        class Bar:
+            read = 0
+
+            def update(self, n: int) -> None:
+                self.read += n
+                now = time.monotonic()
+                if now - outer.shown_at >= 0.25:
+                    outer.shown_at = now
+                    outer.report(min(1.0, (start + self.read) / outer.total), desc=f"importing {name}")
+
+            def close(self) -> None:
+                outer.done = start + total
+
+        self.report(start / self.total, desc=f"importing {name}")
+        return Bar()
+
+
+def _summary_markdown(summary: Any, uploads: list[Upload], refused: list[str], left_out: list[str]) -> str:
+    names = {str(u.path): u.name for u in uploads}
+    lines: list[str] = []
+    files = summary.files if summary is not None else []
+    imported = [f for f in files if f.status == "imported"]
+    if files:
+        lines.append(f"**{len(imported)} of {len(files)} file(s) imported: {summary.conversations:,} conversations, "
+                     f"{summary.messages:,} messages, {summary.pairs:,} training pairs.**")
+        lines.append("")
+        lines.append("| file | format | result | conversations | messages | pairs | duplicates | problems |")
+        lines.append("|---|---|---|---:|---:|---:|---:|---:|")
+        for f in files:
+            name = names.get(f.path, Path(f.path).name)
+            duplicates = (f.skipped.get("duplicate_in_file", 0) + f.skipped.get("already_stored", 0)
+                          + f.pairs_skipped.get("near_duplicate", 0))
+            result = f.status.replace("_", " ")
+            if f.status in ("failed", "rejected") and f.error:
+                result += ": " + f.error.replace(f.path, name)
+            lines.append(f"| {md_text(name)} | {md_text(f.format or '-')} | {md_text(result)} | {f.conversations:,} | "
+                         f"{f.messages:,} | {f.pairs:,} | {duplicates:,} | {len(f.problems):,} |")
+        problems = [(names.get(f.path, Path(f.path).name), f) for f in files if f.problems]
+        if problems:
+            lines += ["", "**Problems found** (these records were skipped):", ""]
+            for name, f in problems:
+                for p in f.problems[:SHOWN_PROBLEMS]:
+                    where = f"{name}, line {p.line}" if p.line is not None else (
+                        f"{name}, record {p.index}" if p.index is not None else name)
+                    lines.append(f"- {md_text(where)}: {md_text(p.reason)}")
+                if len(f.problems) > SHOWN_PROBLEMS:
+                    lines.append(f"- {md_text(name)}: … and {len(f.problems) - SHOWN_PROBLEMS:,} more")
+        if summary.redactions:
+            shown = ", ".join(f"{md_text(k)} {v:,}" for k, v in sorted(summary.redactions.items()))
+            lines += ["", f"Personal data replaced by placeholders before storing: {shown}."]
+    if refused:
+        lines += ["", "**Not imported:**", ""] + [f"- {md_text(r)}" for r in refused]
+    if left_out:
+        shown = ", ".join(md_text(n) for n in left_out[:10]) + (" …" if len(left_out) > 10 else "")
+        lines += ["", f"Left out of the folder, not transcript files: {len(left_out)} ({shown})."]
+    if imported:
+        lines += ["", "New pairs are in the store: **Rebuild index** so that the assistant can use them."]
+    return "\n".join(lines).strip() or "Nothing was imported."
+
+
+def import_uploads(services: Services, files: Any, folder: Any, progress: Any = None) -> ImportOutcome:
+    """Import the uploaded files (and the transcript files of an uploaded folder)."""
+    from chatbot.ingest.importer import import_paths
+
+    max_bytes = services.settings.web.max_upload_mb * 2**20
+    uploads, refused, left_out = collect_uploads(files, folder, max_bytes)
+    if not uploads:
+        if not refused:
+            return ImportOutcome("Choose transcript files (or a folder) to import first.")
+        return ImportOutcome(_summary_markdown(None, [], refused, left_out), rejected=refused)
+    factory = _BytesProgress(progress, uploads) if progress is not None else None
+    try:
+        summary = import_paths(services.database, [u.path for u in uploads], ingest=services.settings.ingest,
+                               progress=factory)
+    except ChatbotError as exc:
+        return ImportOutcome(f"**The import failed:** {md_text(exc)}", rejected=refused)
+    if progress is not None:
+        progress(1.0, desc="done")
+    log.info("admin import: %d file(s), %d conversations, %d pairs", len(uploads), summary.conversations, summary.pairs)
+    return ImportOutcome(_summary_markdown(summary, uploads, refused, left_out),
+                         imported=any(f.status == "imported" for f in summary.files), rejected=refused)
+
+
+# -- jobs, as the page shows them -------------------------------------------------------------
+
+def _job_head(job: JobInfo) -> str:
+    who = f" by {md_text(job.created_by)}" if job.created_by else ""
+    return f"Job {job.id} · **{job.status}** · started{who} at {_utc(job.created_at)} UTC"
+
+
+def index_markdown(job: JobInfo | None) -> str:
+    if job is None:
+        return "No index rebuild yet."
+    lines = [_job_head(job)]
+    p = job.progress
+    if job.status == "succeeded":
+        lines.append(md_text(job.result.get("summary", "done")))
+    elif job.status == "failed":
+        lines.append(f"Failed: {md_text(job.error or 'unknown error')}")
+    elif job.status == "cancelled":
+        lines.append(md_text(job.result.get("message", "cancelled")))
+    else:
+        started = job.started_at or job.created_at
+        elapsed = (datetime.now(timezone.utc) - started.replace(tzinfo=started.tzinfo or timezone.utc)).total_seconds() \
+            if started else None
+        lines.append(f"{md_text(p.get('message', 'starting'))} · elapsed {_clock(elapsed)}")
+    return "  \n".join(lines)
+
+
+def index_status(services: Services) -> tuple[str, bool]:
+    """(what to show under Rebuild index, whether a rebuild is running)."""
+    from chatbot.jobs.control import latest_job
+
+    job = latest_job(services.database, "index")
+    return index_markdown(job), bool(job and job.active)
+
+
+def start_index_rebuild(services: Services, username: str) -> tuple[str, bool]:
+    from chatbot.jobs import start_job
+
+    try:
+        start_job(services.settings, services.database, "index", {"rebuild": True}, created_by=username)
+    except ChatbotError as exc:
+        shown, active = index_status(services)
+        return f"**Not started:** {md_text(exc)}  \n{shown}", active
+    return index_status(services)
+
+
+def training_markdown(job: JobInfo | None) -> str:
+    if job is None:
+        return "No training run yet. Choose the minutes and the kind of training, then **Start training**."
+    p = job.progress
+    lines = [_job_head(job)]
+    mode = job.params.get("mode")
+    minutes = job.params.get("minutes")
+    settings_line = []
+    if mode:
+        settings_line.append("LoRA" if mode == "lora" else "full fine-tuning")
+    if minutes:
+        settings_line.append(f"at most {minutes:g} minutes")
+    if settings_line:
+        lines.append(" · ".join(settings_line))
+    step, total = p.get("step") or 0, p.get("total_steps")
+    if job.status in ("queued", "running"):
+        phase = p.get("phase", "starting")
+        if phase == "training" and total:
+            eta = p.get("eta_s")
+            lines.append(f"Step {step:,} of {total:,} ({100 * step / total:.0f}%) · elapsed {_clock(p.get('elapsed_s'))}"
+                         + (f" · about {_clock(eta)} left" if eta is not None else ""))
+        else:
+            lines.append(f"{md_text(p.get('message', 'starting'))} · elapsed {_clock(p.get('elapsed_s'))}")
+    elif job.status == "succeeded":
+        lines.append(md_text(job.result.get("summary", "finished")))
+    elif job.status == "failed":
+        lines.append(f"Failed: {md_text(job.error or 'unknown error')}")
+    elif job.status == "cancelled":
+        at = f"Stopped at step {step:,} of {total:,}. " if total else ""
+        lines.append(at + md_text(job.result.get("message", "Cancelled.")))
+    losses = []
+    if p.get("train_loss") is not None:
+        losses.append(f"training loss {_loss(p['train_loss'])}")
+    if p.get("best_val_loss") is not None:
+        losses.append(f"best validation loss {_loss(p['best_val_loss'])}")
+    if p.get("baseline_val_loss") is not None:
+        losses.append(f"before training {_loss(p['baseline_val_loss'])}")
+    if losses and job.status != "succeeded":
+        lines.append(" · ".join(losses))
+    return "  \n".join(lines)
+
+
+def loss_frame(job: JobInfo | None) -> pd.DataFrame | None:
+    """The loss curve: one row per point, series "training" or "validation"; None when
+    there is no point yet (Gradio 6.31's LinePlot draws no line again after it was
+    given an empty frame, until the page is reloaded; None leaves it working)."""
+    import pandas as pd
+
+    rows = []
+    if job is not None:
+        for point in job.progress.get("train_curve") or []:
+            rows.append({"step": point["step"], "loss": point["train_loss"], "series": "training"})
+        for point in job.progress.get("val_curve") or []:
+            rows.append({"step": point["step"], "loss": point["val_loss"], "series": "validation"})
+    if not rows:
+        return None
+    frame = pd.DataFrame(rows, columns=["step", "loss", "series"])
+    return frame.astype({"step": "int64", "loss": "float64", "series": "object"})
+
+
+@dataclass
+class TrainingView:
+    markdown: str
+    curve: Any
+    running: bool
+    job_id: int | None = None
+
+
+def training_view(services: Services, note: str | None = None) -> TrainingView:
+    from chatbot.jobs.control import latest_job
+
+    job = latest_job(services.database, "train")
+    text = training_markdown(job)
+    if note:
+        text = f"{note}  \n{text}"
+    return TrainingView(text, loss_frame(job), bool(job and job.active), job.id if job else None)
+
+
+def start_training(services: Services, minutes: Any, mode: Any, username: str) -> TrainingView:
+    from chatbot.jobs import start_job
+
+    params: dict[str, Any] = {"mode": mode or services.settings.training.mode}
+    if minutes not in (None, ""):
+        params["minutes"] = minutes
+    try:
+        start_job(services.settings, services.database, "train", params, created_by=username)
+    except ChatbotError as exc:
+        return training_view(services, f"**Not started:** {md_text(exc)}")
+    return training_view(services)
+
+
+def cancel_training(services: Services, username: str) -> TrainingView:
+    from chatbot.jobs import cancel_job
+    from chatbot.jobs.control import latest_job
+
+    job = latest_job(services.database, "train")
+    if job is None or not job.active:
+        return training_view(services, "No training run is running.")
+    try:
+        cancel_job(services.database, job.id, by=username)
+    except ChatbotError as exc:
+        return training_view(services, f"**Not cancelled:** {md_text(exc)}")
+    if job.progress.get("phase") == "finishing":
+        note = "The run is already writing its model version; it finishes in a moment."
+    else:
+        note = "Cancelling: the run stops at once and keeps its checkpoints."
+    return training_view(services, note)
+
+
+# -- Versions tab ---------------------------------------------------------------------------
+
+def agent_pairs(snapshot: dict[str, Any]) -> int | None:
+    """How many of a version's training pairs came from agents' approvals and edits."""
+    by_origin = snapshot.get("train_by_origin")
+    if not isinstance(by_origin, dict):
+        return None
+    return sum(int(by_origin.get(origin, 0)) for origin in AGENT_ORIGINS)
+
+
+def _empty_versions() -> pd.DataFrame:
+    import pandas as pd
+
+    return pd.DataFrame([], columns=VERSION_COLUMNS)
+
+
+def versions_frame(services: Services) -> pd.DataFrame:
+    import pandas as pd
+
+    from chatbot.evaluation.record import evaluation_line
+    from chatbot.models.versions import list_versions
+
+    rows = []
+    for v in list_versions(services.database):
+        m, e, snap = v.metrics, v.evaluation, v.data_snapshot
+        agents = agent_pairs(snap)
+        rows.append([
+            v.name, "serving" if v.status == "promoted" else v.status, _utc(v.created_at)[:16],
+            str(v.settings.get("mode") or m.get("mode") or "-"), str(m.get("steps", "-")),
+            _loss(m.get("val_loss_before")), _loss(e.get("val_loss", m.get("val_loss"))),
+            str(e.get("compared_with") or "-"), _loss(e.get("compared_val_loss")), str(e.get("val_pairs", "-")),
+            str(snap.get("train_pairs", "-")), "-" if agents is None else str(agents),
+            evaluation_line(e) or "-",
+        ])
+    return pd.DataFrame(rows, columns=VERSION_COLUMNS)
+
+
+def serving_line(services: Services) -> str:
+    from chatbot.models.versions import promoted_version
+
+    current = promoted_version(services.database)
+    return f"Serving: **{md_text(current.name)}**" if current else "Serving: **the base model** (no version promoted)"
+
+
+def promote_by_name(services: Services, name: str, force: bool, username: str) -> str:
+    from chatbot.models.versions import promote
+
+    name = (name or "").strip()
+    if not name:
+        return "Type the name of a version to promote."
+    try:
+        version, previous = promote(services.database, name, force=bool(force))
+    except ChatbotError as exc:
+        text = str(exc).replace("promote it with --force", "tick “Promote even if it evaluated worse” (--force)")
+        return f"**Refused:** {md_text(text)}  \n{serving_line(services)}"
+    log.info("admin %s promoted %s%s", username, version.name, " (forced)" if force else "")
+    was = f" (was {md_text(previous.name)})" if previous else ""
+    return f"Promoted **{md_text(version.name)}**{was}; servers pick it up within seconds.  \n{serving_line(services)}"
+
+
+def rollback_serving(services: Services, username: str) -> str:
+    from chatbot.models.versions import rollback
+
+    try:
+        retired, restored = rollback(services.database)
+    except ChatbotError as exc:
+        return f"**Refused:** {md_text(exc)}  \n{serving_line(services)}"
+    log.info("admin %s rolled back %s", username, retired.name)
+    now = md_text(restored.name) if restored else "the base model"
+    return f"Rolled back **{md_text(retired.name)}**; now serving {now}.  \n{serving_line(services)}"
+
+
+# -- the page -------------------------------------------------------------------------------
+
+def _analytics_tab():
+    try:
+        from ui.admin_analytics import analytics_tab
+    except ImportError as exc:  # the tab is optional: the rest of the console works without it
+        log.warning("admin console: no Analytics tab (%s)", exc)
+        return None
+    return analytics_tab
+
+
+def build_admin_console(services: Services):
+    import gradio as gr
+
+    settings = services.settings
+    poll = settings.web.poll_seconds
+
+    def who(request) -> str:
+        return admin_name(services, request)
+
+    def refused(exc: Exception) -> str:
+        return f"**Refused:** {md_text(exc)}"
+
+    with gr.Blocks(title=TITLE, analytics_enabled=False) as console:
+        gr.Markdown("## Admin console")
+        timer = gr.Timer(poll, active=False)
+        with gr.Tab("Import", id="import-tab"):
+            gr.Markdown(
+                "Upload transcript files: JSON Lines, JSON or CSV, and exports of Zendesk, Intercom and Chatwoot "
+                f"(told apart by content), up to {settings.web.max_upload_mb} MB each. A folder's "
+                ".jsonl, .ndjson, .json, .csv and .tsv files are taken; other files are left out.")
+            with gr.Row():
+                upload = gr.File(file_count="multiple", label="Transcript files", elem_id="upload")
+                upload_folder = gr.File(file_count="directory", label="Or a folder", elem_id="upload-folder")
+            import_button = gr.Button("Import", variant="primary", elem_id="import")
+            import_summary = gr.Markdown(elem_id="import-summary")
+            rebuild_button = gr.Button("Rebuild index", elem_id="rebuild-index")
+            index_progress = gr.Markdown(elem_id="index-progress")
+        with gr.Tab("Training", id="training-tab"):
+            with gr.Row():
+                minutes = gr.Number(value=settings.training.max_minutes or 13, minimum=1, maximum=7 * 24 * 60,
+                                    label="Minutes (the whole run, at most)", elem_id="train-minutes")
+                mode = gr.Radio(MODE_CHOICES, value=settings.training.mode, label="Training",
+                                elem_id="train-mode")
+            with gr.Row():
+                start_button = gr.Button("Start training", variant="primary", elem_id="start-training")
+                cancel_button = gr.Button("Cancel", variant="stop", elem_id="cancel-training")
+            training_progress = gr.Markdown(elem_id="training-progress")
+            loss_curve = gr.LinePlot(None, x="step", y="loss", color="series", title="Loss", color_map=CURVE_COLORS,
+                                     x_title="step", y_title="loss (per reply token)", elem_id="loss-curve")
+        with gr.Tab("Versions", id="versions-tab") as versions_tab:
+            gr.Markdown("Reply-model versions, newest first. Validation losses are on each run's own validation "
+                        "pairs, beside the version serving when it was trained (\"compared with\"); \"from agents\" "
+                        "counts the training pairs that came from agents' approvals and edits.")
+            versions = gr.Dataframe(_empty_versions(), interactive=False, wrap=True, elem_id="versions",
+                                    column_widths=VERSION_WIDTHS)
+            with gr.Row():
+                promote_name = gr.Textbox(label="Version to promote", placeholder="reply-20260101-120000",
+                                          elem_id="promote-name", scale=3)
+                force = gr.Checkbox(label="Promote even if it evaluated worse", elem_id="force-promote", scale=1)
+            with gr.Row():
+                promote_button = gr.Button("Promote", variant="primary", elem_id="promote")
+                rollback_button = gr.Button("Roll back", elem_id="rollback")
+            versions_status = gr.Markdown(elem_id="versions-status")
+        with gr.Tab("Analytics", id="analytics-tab"):
+            tab = _analytics_tab()
+            if tab is None:
+                gr.Markdown("Analytics are not available in this installation.")
+            else:
+                tab(services)
+
+        # -- handlers: thin wrappers over the functions above --------------------------
+        def do_import(files, folder, request, progress=gr.Progress()):
+            try:
+                who(request)
+            except AccessDenied as exc:
+                return refused(exc)
+            return import_uploads(services, files, folder, progress).markdown
+
+        def do_rebuild(request):
+            try:
+                text, active = start_index_rebuild(services, who(request))
+            except AccessDenied as exc:
+                return refused(exc), gr.skip()
+            return text, gr.Timer(active=True) if active else gr.skip()
+
+        def shown(view: TrainingView):
+            return view.markdown, view.curve
+
+        def do_start(minutes_value, mode_value, request):
+            try:
+                view = start_training(services, minutes_value, mode_value, who(request))
+            except AccessDenied as exc:
+                return refused(exc), gr.skip(), gr.skip()
+            return (*shown(view), gr.Timer(active=True) if view.running else gr.skip())
+
+        def do_cancel(request):
+            try:
+                view = cancel_training(services, who(request))
+            except AccessDenied as exc:
+                return refused(exc), gr.skip()
+            return shown(view)
+
+        def refresh_jobs():
+            view = training_view(services)
+            index_text, index_active = index_status(services)
+            return (*shown(view), index_text, gr.Timer(active=view.running or index_active))
+
+        def do_promote(name, force_value, request):
+            try:
+                text = promote_by_name(services, name, force_value, who(request))
+            except AccessDenied as exc:
+                return refused(exc), gr.skip()
+            return text, versions_frame(services)
+
+        def do_rollback(request):
+            try:
+                text = rollback_serving(services, who(request))
+            except AccessDenied as exc:
+                return refused(exc), gr.skip()
+            return text, versions_frame(services)
+
+        def refresh_versions():
+            return versions_frame(services), serving_line(services)
+
+        # Gradio finds the request by the parameter's type; this module's string
+        # annotations would not resolve to `gr`, so the types are set here.
+        for handler in (do_import, do_rebuild, do_start, do_cancel, do_promote, do_rollback):
+            handler.__annotations__["request"] = gr.Request
+
+        private = {"api_visibility": "private"}
+        import_button.click(do_import, [upload, upload_folder], [import_summary], concurrency_limit=1, **private)
+        rebuild_button.click(do_rebuild, None, [index_progress, timer], **private)
+        start_button.click(do_start, [minutes, mode], [training_progress, loss_curve, timer], **private)
+        cancel_button.click(do_cancel, None, [training_progress, loss_curve], **private)
+        jobs_outputs = [training_progress, loss_curve, index_progress, timer]
+        timer.tick(refresh_jobs, None, jobs_outputs, show_progress="hidden", **private)
+        console.load(refresh_jobs, None, jobs_outputs, **private)
+        promote_button.click(do_promote, [promote_name, force], [versions_status, versions], **private)
+        rollback_button.click(do_rollback, None, [versions_status, versions], **private)
+        versions_tab.select(refresh_versions, None, [versions, versions_status], **private)
+        console.load(refresh_versions, None, [versions, versions_status], **private)
+    return console
