@@ -2,13 +2,16 @@
 
 For each message: store it (committed before anything else runs, so a crash never loses
 it); stay silent if a human has taken over; hand off at once when the customer asks for
-a person or repeats the same question; retrieve evidence with the conversation history;
-hand off when the request is out of scope; answer from an agent-approved answer when
-one matches closely (the answer cache); otherwise draft with the reply model, refine
-over a few critique-and-revise rounds, let the drafts compete with the best retrieved
-past answers under one scoring function, smooth the winner's confidence across turns
-and decide. The reply record (text, citations, confidence, decision and reason,
-refinement trace, candidates, time per stage) is stored and returned.
+a person or repeats the same question; answer from an agent-approved answer when one
+matches closely (the answer cache: looked up in the store, so an approval counts at
+once, and among the retrieved past answers; before any guess about scope); retrieve
+evidence with the conversation history; hand off when the request is out of scope;
+otherwise draft with the reply model, refine over a few critique-and-revise rounds,
+let the drafts compete with the best retrieved past answers under one scoring
+function, smooth the winner's confidence across turns and decide. The reply record
+(text, citations, confidence, decision and reason, refinement trace, candidates, time
+per stage) is stored and returned; a hand-off also puts the conversation in the
+agents' queue (reason, time, nobody assigned yet).
 
 Where its job ends: it takes a `Retriever` and a reply-model source as given (building
 them is `chatbot.retrieval` and `chatbot.models`' job), and it renders nothing: the CLI
@@ -27,6 +30,7 @@ from dataclasses import asdict, dataclass
 from typing import Any, Protocol
 
 from chatbot.dialogue import repository as repo
+from chatbot.dialogue.answer_cache import AnswerCatalogue
 from chatbot.dialogue.critique import Evidence, Scorer, evidence_from_hits
 from chatbot.dialogue.handoff import asks_for_human, repeats
 from chatbot.dialogue.policy import decide, smooth
@@ -38,13 +42,14 @@ from chatbot.dialogue.writer import ReplyWriter
 from chatbot.training.prompt import PromptFormat
 from chatbot.training.settings import TrainingSettings
 from chatbot.errors import InputError
-from chatbot.retrieval.types import Hit, Retriever, SearchResult
+from chatbot.retrieval.types import Citation, Hit, Retriever, SearchResult
 from chatbot.store.conversations import add_message, start_conversation
 from chatbot.store.database import Database
 
 log = logging.getLogger(__name__)
 
 MAX_MESSAGE_CHARS = 4000
+SNIPPET_CHARS = 300
 _ROLE = {"customer": "user", "agent": "assistant", "bot": "assistant"}
 
 
@@ -104,6 +109,7 @@ class DialogueManager:
         self.scorer = Scorer(settings)
         self._quantized: dict[str, Any] = {}
         self._lock = threading.Lock()
+        self.answers = AnswerCatalogue(settings.cache_origins)
 
     # -- the reply model -------------------------------------------------------------
 
@@ -167,6 +173,23 @@ class DialogueManager:
         if asked >= s.loop_repeats:
             return finish(self._handoff(base, f"loop: asked {asked} times", previous_smoothed))
 
+        def cache_hit(hit: Hit, similarity: float) -> Reply:
+            confidence = round(similarity, 4)
+            smoothed = round(smooth(previous_smoothed, confidence, s.smoothing), 4)
+            return finish(Reply(
+                **base, decision="answer", reason="cache_hit", text=hit.reply_text, shown_text=hit.reply_text,
+                sent=True, confidence=confidence, smoothed_confidence=smoothed,
+                citations=[self._citation(hit)],
+                candidates=[{"origin": "cache", "pair_id": hit.pair_id, "score": confidence, "text": hit.reply_text}],
+            ))
+
+        # An answer an agent approved for this very question beats any guess about scope.
+        if s.cache_enabled and not history_text:
+            with clock.stage("cache"):
+                cached = self._stored_cache_lookup(message)
+            if cached is not None:
+                return cache_hit(*cached)
+
         emit(DialogueEvent("stage", "retrieving"))
         with clock.stage("retrieve"):
             result: SearchResult = self.retriever.search(message, history=history_text, k=s.evidence_k)
@@ -174,6 +197,12 @@ class DialogueManager:
         with clock.stage("pairs"):
             with self.database.session() as session:
                 infos = repo.pair_infos(session=session, pair_ids=[h.pair_id for h in hits])
+        if s.cache_enabled:
+            # Approved pairs older than the catalogue keeps are still found through the index.
+            with clock.stage("cache"):
+                cached = self._cache_lookup(message, history_text, hits, infos)
+            if cached is not None:
+                return cache_hit(*cached)
         top_topic = infos[hits[0].pair_id].labels.get("topic") if hits and hits[0].pair_id in infos else None
         if s.handoff_on_out_of_scope and (result.out_of_scope or not hits or top_topic in s.out_of_scope_topics):
             why = "out_of_scope" if result.out_of_scope or not hits else f"out_of_scope: past answers are labelled {top_topic}"
@@ -184,20 +213,6 @@ class DialogueManager:
             reply = self._handoff(base, f"past answers hand off ({top_topic})", previous_smoothed)
             reply.citations = [self._citation(hits[0])]
             return finish(reply)
-
-        if s.cache_enabled:
-            with clock.stage("cache"):
-                cached = self._cache_lookup(message, history_text, hits, infos)
-            if cached is not None:
-                hit, similarity = cached
-                confidence = round(similarity, 4)
-                smoothed = round(smooth(previous_smoothed, confidence, s.smoothing), 4)
-                return finish(Reply(
-                    **base, decision="answer", reason="cache_hit", text=hit.reply_text, shown_text=hit.reply_text,
-                    sent=True, confidence=confidence, smoothed_confidence=smoothed,
-                    citations=[self._citation(hit)],
-                    candidates=[{"origin": "cache", "pair_id": hit.pair_id, "score": confidence, "text": hit.reply_text}],
-                ))
 
         evidence = evidence_from_hits(message, history_text, hits, earlier_customer)
         candidates: list[Candidate] = []
@@ -273,9 +288,18 @@ class DialogueManager:
         yield DialogueEvent("done", reply=reply)
 
     def hand_back(self, conversation_id: int) -> None:
-        """An agent gives a handed-off conversation back to the assistant."""
+        """An agent gives a handed-off conversation back to the assistant (checking who
+        may do so is `chatbot.support.review.hand_back`'s job)."""
         with self.database.session() as session:
             repo.hand_back(session=session, conversation_id=conversation_id)
+
+    def request_human(self, conversation_id: int) -> str | None:
+        """The customer asked for a person with the widget's button: hand off and show
+        the hand-off notice, which is returned (None when a human is already in charge)."""
+        with self.database.session() as session:
+            message = repo.request_human(session=session, conversation_id=conversation_id,
+                                         message=self.settings.handoff_message)
+        return message.text if message is not None else None
 
     # -- steps -----------------------------------------------------------------------
 
@@ -306,6 +330,20 @@ class DialogueManager:
                         max_rounds=s.max_rounds, min_improvement=s.min_improvement, on_round=on_round)
         # Only the best draft competes: the others lost to it already.
         return [result.best], result.trace
+
+    def _stored_cache_lookup(self, message: str) -> tuple[Hit, float] | None:
+        """The approved pair in the store whose question matches the message closely
+        enough (see `chatbot.dialogue.answer_cache`), as a hit that cites it."""
+        with self.database.session() as session:
+            match = self.answers.lookup(session, message, self.settings.cache_threshold)
+        if match is None:
+            return None
+        pair = match.pair
+        snippet = pair.answer if len(pair.answer) <= SNIPPET_CHARS else pair.answer[: SNIPPET_CHARS - 1] + "…"
+        citation = Citation(pair.id, pair.conversation_id, pair.turn_index, pair.source, round(match.similarity, 4), snippet)
+        hit = Hit(pair_id=pair.id, score=match.similarity, context_text=pair.question, reply_text=pair.answer,
+                  citation=citation, scores={"question_similarity": match.similarity})
+        return hit, match.similarity
 
     def _cache_lookup(self, message: str, history: Sequence[str], hits: Sequence[Hit],
                       infos: dict[int, repo.PairInfo]) -> tuple[Hit, float] | None:
@@ -346,7 +384,7 @@ class DialogueManager:
             record = {k: v for k, v in reply.to_dict().items() if k not in ("id", "reply_message_id")}
             with self.database.session() as session:
                 if reply.decision == "handoff":
-                    repo.set_state(session=session, conversation_id=reply.conversation_id, state="handed_off")
+                    repo.hand_off(session=session, conversation_id=reply.conversation_id, reason=reply.reason)
                 row = repo.save_reply(session=session, record=record, bot_text=reply.shown_text or None)
                 reply.id, reply.reply_message_id = row.id, row.reply_message_id
                 # Stored with every stage but the final commit.

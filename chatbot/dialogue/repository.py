@@ -1,7 +1,9 @@
 """Queries the dialogue manager needs: the conversation's state and turns, the origin
 and labels of retrieved pairs, the previous smoothed confidence, storing a reply
-record, and handing a conversation to a human and back. Each function takes the session
-as a keyword argument; committing is the caller's `Database.session()` block."""
+record, and handing a conversation to a human (with the reason, the time, and nobody
+assigned yet: it waits in the agents' queue) and back. Each function takes the session
+as a keyword argument; committing is the caller's `Database.session()` block. Who may
+take, answer or hand back a conversation is `chatbot.support.review`'s business."""
 
 from __future__ import annotations
 
@@ -98,12 +100,39 @@ def set_state(*, session: Session, conversation_id: int, state: str) -> None:
     conversation.updated_at = utcnow()
 
 
+def hand_off(*, session: Session, conversation_id: int, reason: str) -> Conversation:
+    """A human takes over: the conversation waits in the agents' queue (nobody assigned)
+    from now, for `reason`."""
+    conversation = get_conversation(session=session, conversation_id=conversation_id)
+    now = utcnow()
+    conversation.state = "handed_off"
+    conversation.handoff_reason = reason[:200]
+    conversation.handed_off_at = now
+    conversation.assigned_user_id = None
+    conversation.updated_at = now
+    return conversation
+
+
+def request_human(*, session: Session, conversation_id: int, message: str) -> Message | None:
+    """The customer pressed "talk to a person": hand off (reason
+    "customer_asked_for_human") and append `message`, the hand-off notice, as a bot
+    message, which is returned. Nothing happens (None) when a human is already in charge."""
+    conversation = get_conversation(session=session, conversation_id=conversation_id)
+    if conversation.state == "handed_off":
+        return None
+    hand_off(session=session, conversation_id=conversation_id, reason="customer_asked_for_human")
+    return add_message(session=session, conversation_id=conversation_id, role="bot", text=message,
+                       meta={"decision": "handoff", "reason": "customer_asked_for_human", "button": True})
+
+
 def hand_back(*, session: Session, conversation_id: int) -> None:
-    """An agent gives the conversation back to the assistant."""
+    """The conversation goes back to the assistant: it answers the next message. The
+    reason and time of the hand-off are kept as history; the assignment is cleared."""
     conversation = get_conversation(session=session, conversation_id=conversation_id)
     if conversation.state != "handed_off":
         raise StoreError(f"conversation {conversation_id} is {conversation.state}, not handed off")
     set_state(session=session, conversation_id=conversation_id, state="open")
+    conversation.assigned_user_id = None
 
 
 def replies_of(*, session: Session, conversation_id: int) -> list[DialogueReply]:
@@ -112,3 +141,40 @@ def replies_of(*, session: Session, conversation_id: int) -> list[DialogueReply]
             select(DialogueReply).where(DialogueReply.conversation_id == conversation_id).order_by(DialogueReply.id)
         )
     )
+
+
+@dataclass(frozen=True)
+class ApprovedPair:
+    """A pair the answer cache may serve: the question it answered and the answer."""
+
+    id: int
+    conversation_id: int | None
+    turn_index: int | None
+    source: str
+    origin: str
+    question: str  # the last customer turn of the pair's context
+    answer: str
+
+
+def recent_pair_ids(*, session: Session, origins: Sequence[str], limit: int) -> list[int]:
+    """Ids of the newest `limit` pairs of `origins`, newest first (ids only: cheap to ask every message)."""
+    if not origins or limit <= 0:
+        return []
+    return list(session.scalars(
+        select(TrainingPair.id).where(TrainingPair.origin.in_(list(origins))).order_by(TrainingPair.id.desc()).limit(limit)
+    ))
+
+
+def approved_pairs(*, session: Session, pair_ids: Sequence[int]) -> list[ApprovedPair]:
+    if not pair_ids:
+        return []
+    rows = session.execute(
+        select(TrainingPair.id, TrainingPair.conversation_id, TrainingPair.turn_index, TrainingPair.source,
+               TrainingPair.origin, TrainingPair.context, TrainingPair.target).where(TrainingPair.id.in_(list(pair_ids)))
+    )
+    out = []
+    for pair_id, conversation_id, turn_index, source, origin, context, target in rows:
+        customer = [t.get("text", "") for t in (context or []) if isinstance(t, dict) and t.get("role") == "customer"]
+        out.append(ApprovedPair(pair_id, conversation_id, turn_index, source, origin, customer[-1] if customer else "",
+                                target or ""))
+    return out
