@@ -249,3 +249,26 @@ def test_index_cli(index_settings, migrated_database, monkeypatch):
     assert again.exit_code == 0 and "index v0001 is up to date: 6 pairs" in again.output
     rebuilt = runner.invoke(main, ["index", "--rebuild"])
     assert rebuilt.exit_code == 0 and "index v0002: rebuilt (--rebuild asked for); 6 pairs, exact search" in rebuilt.output
+
+
+def test_serving_follows_a_new_index_version_without_a_restart(index_settings, migrated_database):
+    from chatbot.retrieval.following import FollowingRetriever
+
+    add_pairs(migrated_database, PAIRS[:4])
+    update_index(index_settings, migrated_database)
+    serving = FollowingRetriever(index_settings, open_retriever(index_settings, migrated_database), check_interval=0)
+    assert serving.version == "v0001"
+    later = add_pairs(migrated_database, PAIRS[4:])
+    assert later[1] not in [h.pair_id for h in serving.search(PAIRS[5][0], k=6).hits]
+
+    update_index(index_settings, migrated_database)  # what the admin console's rebuild runs, in another process
+    assert serving.search(PAIRS[5][0], k=1).hits[0].pair_id == later[1]
+    assert serving.version == "v0002"
+
+    # A new version that cannot be loaded leaves the old one serving.
+    root = store_root(index_settings)
+    add_pairs(migrated_database, [("Is there a shop in Oslo?", "Not yet; we only sell online.")], source="later")
+    update_index(index_settings, migrated_database)
+    (root / "v0003" / "pairs.jsonl").write_text("not json\n")
+    assert serving.search(PAIRS[0][0], k=1).hits
+    assert serving.version == "v0002"

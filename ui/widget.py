@@ -318,9 +318,13 @@ def build_widget(services: Services):
         return (gr.skip(),) * 5 if view is None else drawn(view)
 
     def send(token, message):
+        # A message sent before the page's load event gave the browser its token (a
+        # quick typist, a slow start) still gets a conversation, not a refusal.
+        if not customer.is_well_formed(token):
+            token = customer.new_token()
         for view in answer(services, token, message):
             warn(view)
-            yield (*drawn(view), message if view.keep_input else "", gr.Timer(active=view.final))
+            yield (token, *drawn(view), message if view.keep_input else "", gr.Timer(active=view.final))
 
     def person(token):
         try:
@@ -385,7 +389,7 @@ def build_widget(services: Services):
         view_outputs = [chat, message_ids, last_turn, human, status]
         page.load(load_page, [token], [token, *view_outputs], **light)
         timer.tick(refresh, [token, last_turn, human], view_outputs, show_progress="hidden", **light)
-        gr.on([box.submit, send_button.click], send, [token, box], [*view_outputs, box, timer],
+        gr.on([box.submit, send_button.click], send, [token, box], [token, *view_outputs, box, timer],
               concurrency_limit=REPLY_CONCURRENCY, api_visibility="private", trigger_mode="once",
               show_progress="hidden")
         human_button.click(person, [token], view_outputs, **light)

@@ -46,11 +46,14 @@ def reply_model_source(settings: Settings, database: Database):
 
 
 def open_retriever_or_explain(settings: Settings, database: Database):
+    """The retriever over the current index version, following later versions (a
+    rebuild from the admin console is served without a restart)."""
+    from chatbot.retrieval.following import FollowingRetriever
     from chatbot.retrieval.retriever import open_retriever
     from chatbot.retrieval.versions import IndexNotFoundError
 
     try:
-        return open_retriever(settings, database)
+        return FollowingRetriever(settings, open_retriever(settings, database))
     except IndexNotFoundError:
         raise ConfigError(NO_INDEX_HINT) from None
 

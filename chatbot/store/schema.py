@@ -106,6 +106,7 @@ class Conversation(Base):
         CheckConstraint(_in("split", SPLITS), name="split"),
         CheckConstraint(_in("state", CONVERSATION_STATES), name="state"),
         Index("ix_conversations_source_external_id", "source", "external_id"),
+        Index("ix_conversations_state", "state"),  # the agents' queue, polled by every open console
     )
 
 
@@ -155,6 +156,7 @@ class TrainingPair(Base):
     __table_args__ = (
         CheckConstraint(_in("origin", PAIR_ORIGINS), name="origin"),
         CheckConstraint(_in("split", SPLITS), name="split"),
+        Index("ix_training_pairs_origin_id", "origin", "id"),  # the answer cache reads agents' pairs, newest first
     )
 
 

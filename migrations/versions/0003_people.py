@@ -99,11 +99,19 @@ def upgrade() -> None:
         batch_op.add_column(sa.Column('handed_off_at', sa.DateTime(timezone=True), nullable=True))
         batch_op.create_unique_constraint(batch_op.f('uq_conversations_access_token_hash'), ['access_token_hash'])
         batch_op.create_foreign_key(batch_op.f('fk_conversations_assigned_user_id_users'), 'users', ['assigned_user_id'], ['id'], ondelete='SET NULL')
+        batch_op.create_index('ix_conversations_state', ['state'], unique=False)
+
+    with op.batch_alter_table('training_pairs', schema=None) as batch_op:
+        batch_op.create_index('ix_training_pairs_origin_id', ['origin', 'id'], unique=False)
 
 
 
 def downgrade() -> None:
+    with op.batch_alter_table('training_pairs', schema=None) as batch_op:
+        batch_op.drop_index('ix_training_pairs_origin_id')
+
     with op.batch_alter_table('conversations', schema=None) as batch_op:
+        batch_op.drop_index('ix_conversations_state')
         batch_op.drop_constraint(batch_op.f('fk_conversations_assigned_user_id_users'), type_='foreignkey')
         batch_op.drop_constraint(batch_op.f('uq_conversations_access_token_hash'), type_='unique')
         batch_op.drop_column('handed_off_at')

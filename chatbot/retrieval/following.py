@@ -1,0 +1,72 @@
+"""A retriever that follows the index's current version: when `chatbot index` (or the
+admin console's rebuild) commits a new version, the serving process picks it up on the
+next search, without a restart, and keeps answering from the old one if the new one
+cannot be loaded.
+
+Loading one version is `chatbot.retrieval.retriever`'s job; this module only notices a
+new version and swaps it in.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+from chatbot.errors import ChatbotError
+from chatbot.retrieval.types import SearchResult
+
+if TYPE_CHECKING:
+    from chatbot.config import Settings
+    from chatbot.retrieval.retriever import PairRetriever
+
+log = logging.getLogger(__name__)
+
+
+class FollowingRetriever:
+    """Implements `chatbot.retrieval.types.Retriever` over whichever version is current.
+
+    The version pointer is read at most every `check_interval` seconds (a small file
+    read), so a search costs nothing extra in between."""
+
+    def __init__(self, settings: Settings, current: PairRetriever, *, check_interval: float = 5.0):
+        self.settings = settings
+        self.current = current
+        self.check_interval = check_interval
+        self._checked_at = time.monotonic()
+        self._lock = threading.Lock()
+
+    @property
+    def version(self) -> str | None:
+        return self.current.version
+
+    def search(self, query: str, *, history: Sequence[str] = (), k: int = 5,
+               exclude_pair_ids: Sequence[int] = ()) -> SearchResult:
+        self.refresh()
+        return self.current.search(query, history=history, k=k, exclude_pair_ids=exclude_pair_ids)
+
+    def refresh(self, *, force: bool = False) -> bool:
+        """Swap in the current version if it changed; True when it did."""
+        now = time.monotonic()
+        if not force and now - self._checked_at < self.check_interval:
+            return False
+        with self._lock:
+            self._checked_at = now
+            from chatbot.retrieval.indexer import store_root
+            from chatbot.retrieval.retriever import load_version
+            from chatbot.retrieval.versions import VersionStore
+
+            store = VersionStore(store_root(self.settings))
+            name = store.current_name()
+            if name is None or name == self.current.version:
+                return False
+            try:
+                loaded = load_version(self.settings, store.require_current(), model=self.current.model)
+            except (ChatbotError, OSError, ValueError) as exc:
+                log.warning("index version %s cannot be loaded; still serving %s: %s", name, self.current.version, exc)
+                return False
+            log.info("serving index version %s (was %s)", loaded.version, self.current.version)
+            self.current = loaded
+            return True
