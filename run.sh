@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The project's front door for a newcomer. Usage:
 #   ./run.sh app        install (first time only) and start the chat app on http://127.0.0.1:7860
-#   ./run.sh test       install (first time only) and run the test suite (fast tests)
+#   ./run.sh test       install (first time only) and run the test suite (fast tests, browser tests included)
 #   ./run.sh test-slow  the tests that need the real models or take minutes
 #   ./run.sh install    only install
 # Extra arguments go to `chatbot serve` or pytest. Needs Python 3.11 (PYTHON=... to choose).
@@ -43,6 +43,20 @@ install() {
     echo "$wanted" >"$stamp"
 }
 
+# The browser tests drive Debian's Chromium (Playwright never downloads a browser here).
+ensure_browser() {
+    if command -v chromium >/dev/null 2>&1 || [ -n "${CHATBOT_CHROMIUM:-}" ]; then
+        return
+    fi
+    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+        echo "run.sh: installing Debian's chromium for the browser tests" >&2
+        apt-get update -qq >&2
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
+    else
+        echo "run.sh: no chromium found; the browser tests (tests/e2e) will be skipped (install it: apt-get install chromium)" >&2
+    fi
+}
+
 command="${1:-app}"
 [ $# -gt 0 ] && shift
 case "$command" in
@@ -53,6 +67,7 @@ case "$command" in
         ;;
     test)
         install
+        ensure_browser
         exec "$VENV/bin/python" -m pytest -m "not slow" "$@"
         ;;
     test-slow)

@@ -1,0 +1,158 @@
+"""A customer and the agents, as they see it in a real Chromium: a streamed reply with
+its sources; asking for a person, an agent taking the conversation and replying, and
+the customer seeing it without reloading; an agent's edit becoming the cached answer
+for the next customer; a second agent seeing who owns a conversation; an HTML payload
+shown as text everywhere."""
+
+from __future__ import annotations
+
+import re
+import time
+import uuid
+
+from playwright.sync_api import expect
+
+from tests.e2e.conftest import AGENT, SECOND_AGENT, login
+
+BOT = "#chat [data-testid='bot']"
+USER = "#chat [data-testid='user']"
+
+
+def open_widget(page):
+    page.goto("/")
+    page.wait_for_selector("#message textarea")
+
+
+def send(page, text: str) -> None:
+    page.fill("#message textarea", text)
+    page.click("#send")
+
+
+def unique(question: str) -> str:
+    """A question no other test asks, so that the cache and the queue stay per test."""
+    return f"{question} (ref {uuid.uuid4().hex[:6]})"
+
+
+def open_in_console(page, needle: str) -> None:
+    """Open the queue entry whose customer's last message contains `needle`."""
+    cell = page.locator("#queue [role=gridcell]", has_text=needle).first
+    expect(cell).to_be_visible(timeout=30_000)
+    cell.click()
+    expect(page.locator("#conversation-view")).to_contain_text(needle, timeout=30_000)
+
+
+def test_customer_gets_a_streamed_reply_with_its_sources(new_page, screenshots):
+    page = new_page()
+    open_widget(page)
+    # Every state the bot's bubble goes through, recorded in the page as the DOM changes.
+    page.evaluate("""() => {
+        window.__states = [];
+        new MutationObserver(() => {
+            const bots = document.querySelectorAll("#chat [data-testid='bot']");
+            const text = bots.length ? bots[bots.length - 1].innerText : "";
+            if (text && window.__states[window.__states.length - 1] !== text) window.__states.push(text);
+        }).observe(document.querySelector("#chat"), {subtree: true, childList: true, characterData: true});
+    }""")
+    send(page, "How long does a refund take?")
+    expect(page.locator(USER).last).to_contain_text("How long does a refund take?")
+    expect(page.locator("#chat details").last).to_be_visible(timeout=60_000)
+    seen = page.evaluate("window.__states")
+    # The bubble grew piece by piece (the draft as the model wrote it, then the text sent)
+    # before it settled with its sources.
+    growing = [s for s in seen if "Sources" not in s and s.strip() != "…"]
+    assert len(growing) >= 3, f"the reply did not stream: {seen}"
+    sources = page.locator("#chat details").last
+    sources.locator("summary").click()
+    expect(sources).to_contain_text(re.compile(r"conversation \d+", re.I))
+    page.screenshot(path=str(screenshots / "widget.png"))
+
+    # The conversation survives a reload (its token is in the browser, not in the URL).
+    before = page.locator(BOT).last.inner_text()
+    page.reload()
+    page.wait_for_selector("#message textarea")
+    expect(page.locator(USER).first).to_contain_text("How long does a refund take?")
+    expect(page.locator(BOT).last).to_contain_text(before.split("\n")[0][:30])
+
+
+def test_an_html_payload_is_shown_as_text_in_the_widget_and_the_console(new_page, server):
+    payload = unique('<img src=x onerror="window.__xss=1"><script>window.__xss=2</script><b>bold</b>')
+    customer = new_page()
+    open_widget(customer)
+    send(customer, payload)
+    expect(customer.locator(USER).last).to_contain_text('<img src=x onerror="window.__xss=1">')
+    expect(customer.locator(BOT).last).not_to_contain_text("…", timeout=60_000)
+    assert customer.locator("#chat img[src='x'], #chat script, #chat b").count() == 0
+    assert customer.evaluate("window.__xss") is None
+
+    agent = new_page()
+    login(agent, *AGENT, "/agent")
+    open_in_console(agent, "<script>window.__xss=2</script>")
+    expect(agent.locator("#conversation-view")).to_contain_text("<b>bold</b>")
+    assert agent.locator("#conversation-view img[src='x'], #conversation-view script, #queue b").count() == 0
+    assert agent.evaluate("window.__xss") is None
+
+
+def test_customer_asks_for_a_person_and_sees_the_agents_reply_without_reloading(new_page, screenshots):
+    question = unique("My parcel arrived damaged, what now?")
+    customer = new_page()
+    open_widget(customer)
+    send(customer, question)
+    expect(customer.locator(BOT).last).not_to_contain_text("…", timeout=60_000)
+    customer.click("#talk-to-human")
+    expect(customer.locator("#status-banner")).to_be_visible()
+    expect(customer.locator("#status-banner")).to_contain_text("team")
+
+    agent = new_page()
+    login(agent, *AGENT, "/agent")
+    open_in_console(agent, question[-10:])
+    agent.click("#take-over")
+    expect(agent.locator("#owner-note")).to_contain_text("You are handling")
+
+    # A second agent sees who has it and cannot answer it.
+    other = new_page()
+    login(other, *SECOND_AGENT, "/agent")
+    open_in_console(other, question[-10:])
+    expect(other.locator("#owner-note")).to_contain_text(AGENT[0])
+    other.fill("#free-reply textarea", "I'll take this one!")
+    other.click("#send-reply")
+    expect(other.locator("#action-status")).to_contain_text(re.compile(f"handled by {AGENT[0]}|{AGENT[0]}"))
+
+    answer = "So sorry about that! I have sent you a return label by e-mail; the replacement ships today."
+    agent.fill("#free-reply textarea", answer)
+    agent.click("#send-reply")
+    expect(agent.locator("#conversation-view")).to_contain_text("replacement ships today")
+    # The customer's page shows it by itself: no reload, no click.
+    expect(customer.locator("#chat")).to_contain_text("replacement ships today", timeout=15_000)
+    assert "I'll take this one!" not in customer.locator("#chat").inner_text()
+    agent.screenshot(path=str(screenshots / "agent.png"), full_page=True)
+    customer.screenshot(path=str(screenshots / "widget-human.png"))
+
+    # Handed back: the banner goes, and the assistant answers the next message.
+    agent.click("#hand-back")
+    expect(customer.locator("#status-banner")).to_be_hidden(timeout=15_000)
+    bots = customer.locator(BOT).count()
+    send(customer, "And how long does the refund take?")
+    expect(customer.locator(BOT)).to_have_count(bots + 1, timeout=60_000)
+
+
+def test_an_agents_edit_is_the_cached_answer_for_the_next_customer(new_page):
+    question = unique("Can I pay with a gift card?")
+    first = new_page()
+    open_widget(first)
+    send(first, question)
+    expect(first.locator(BOT).last).not_to_contain_text("…", timeout=60_000)
+
+    agent = new_page()
+    login(agent, *AGENT, "/agent")
+    open_in_console(agent, question[-10:])
+    edited = "Yes: gift cards work at checkout, and you can combine one with a card payment."
+    agent.fill("#suggestion textarea", edited)
+    agent.click("#send-edit")
+    expect(agent.locator("#action-status")).to_contain_text(re.compile("sent|edit", re.I))
+    expect(first.locator("#chat")).to_contain_text("gift cards work at checkout", timeout=15_000)
+
+    # Another customer asks the same thing and gets the agent's words at once.
+    second = new_page()
+    open_widget(second)
+    send(second, question)
+    expect(second.locator(BOT).last).to_contain_text(edited, timeout=60_000)
