@@ -44,7 +44,7 @@ VERSION_COLUMNS = ["version", "status", "created (UTC)", "mode", "steps", "val l
 
 # Both series named up front: the plot keeps the series it saw first otherwise.
 CURVE_COLORS = {"training": "#2563eb", "validation": "#ea580c"}
-VERSION_WIDTHS = ["190px", "90px", "140px", "70px", "70px", "90px", "90px", "170px", "90px", "70px", "70px", "80px",
+VERSION_WIDTHS = ["190px", "110px", "140px", "70px", "70px", "90px", "90px", "170px", "90px", "70px", "70px", "80px",
                   "360px"]
 
 _MARKDOWN_SPECIALS = re.compile(r"([\\`*_{}\[\]()#+\-.!|~>])")
@@ -350,6 +350,13 @@ def loss_frame(job: JobInfo | None) -> pd.DataFrame | None:
             rows.append({"step": point["step"], "loss": point["val_loss"], "series": "validation"})
     if not rows:
         return None
+    # The plot takes its series (the colour scale's domain) from the first frame it
+    # draws and never adds one later, and a run's first frame holds only the baseline
+    # validation point: every series is named from the start, one without points yet
+    # by an empty point (NaN loss, drawn as nothing).
+    present = {row["series"] for row in rows}
+    first_step = min(row["step"] for row in rows)
+    rows += [{"step": first_step, "loss": float("nan"), "series": s} for s in CURVE_COLORS if s not in present]
     frame = pd.DataFrame(rows, columns=["step", "loss", "series"])
     return frame.astype({"step": "int64", "loss": "float64", "series": "object"})
 

@@ -11,22 +11,13 @@ import re
 
 from playwright.sync_api import expect
 
-from tests.e2e.conftest import AGENT
+from tests.e2e.conftest import AGENT, login
 
 # GET and POST routes of the mounted Gradio apps that must not answer a stranger.
 AGENT_API_GETS = ("/agent/config", "/agent/gradio_api/info")
 ADMIN_API_GETS = ("/admin/config", "/admin/gradio_api/info")
 API_POSTS = ("/agent/gradio_api/queue/join", "/admin/gradio_api/queue/join", "/admin/gradio_api/upload")
 JOIN = {"data": [], "fn_index": 0, "session_hash": "e2eprobe01", "event_data": None, "trigger_id": None}
-
-
-def login(page, username: str, password: str, console: str) -> None:
-    """Log in through the login page and wait for the console (served at `console/`)."""
-    page.goto(f"/login?next={console}")
-    page.fill("#username", username)
-    page.fill("#password", password)
-    page.click("#login")
-    page.wait_for_url(re.compile(re.escape(console) + "/?$"))
 
 
 def _on_login_page(page, console: str) -> None:
@@ -84,7 +75,7 @@ def test_an_agent_gets_their_console_and_is_refused_the_admin_one(new_page):
         _refused(_post(page, path), path)
 
 
-def test_a_wrong_password_is_refused_on_the_login_page(new_page):
+def test_a_wrong_password_is_refused_on_the_login_page(new_page, screenshots):
     page = new_page()
     page.goto("/login?next=/agent")
     page.fill("#username", AGENT[0])
@@ -95,6 +86,7 @@ def test_a_wrong_password_is_refused_on_the_login_page(new_page):
     expect(error).to_contain_text("wrong username or password", ignore_case=True)
     expect(page.locator("#username")).to_have_value(AGENT[0])  # kept, so only the password is typed again
     assert page.locator("#password").input_value() == ""
+    page.screenshot(path=str(screenshots / "login-refused.png"))
     # Still nobody: the console and its API refuse this browser.
     page.goto("/agent")
     _on_login_page(page, "/agent")

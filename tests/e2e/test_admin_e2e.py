@@ -17,17 +17,14 @@ import uuid
 import pytest
 from playwright.sync_api import expect
 
-from tests.e2e.conftest import ADMIN
+from tests.e2e.conftest import ADMIN, login
+from ui.admin import VERSION_COLUMNS
 
 STEP = re.compile(r"Step ([\d,]+) of ([\d,]+)")
 
 
 def login_admin(page) -> None:
-    page.goto("/login?next=/admin")
-    page.fill("#username", ADMIN[0])
-    page.fill("#password", ADMIN[1])
-    page.click("#login")
-    page.wait_for_url(re.compile(r"/admin/?$"))
+    login(page, *ADMIN, "/admin")
     expect(page.locator("#import")).to_be_visible()
 
 
@@ -148,7 +145,7 @@ def test_a_training_run_shows_progress_and_is_cancelled(new_page, server, screen
     # line through several points (Vega draws it as SVG paths).
     legend = page.locator("#loss-curve .role-legend-label")
     expect(legend).to_have_count(2, timeout=30_000)
-    assert sorted(legend.all_inner_texts()) == ["training", "validation"]
+    assert sorted(legend.all_text_contents()) == ["training", "validation"]
     deadline = time.monotonic() + 30
     while max([(d or "").count("L") for d in page.locator("#loss-curve .mark-line path").evaluate_all(
             "paths => paths.map(p => p.getAttribute('d'))")] or [0]) < 2:
@@ -205,8 +202,10 @@ def test_versions_are_listed_and_a_worse_one_is_not_promoted(new_page, server, t
     table = page.locator("#versions")
     expect(table).to_contain_text(name)
     row = table.locator("tr", has_text=name)
-    expect(row).to_contain_text("candidate")
-    expect(row).to_contain_text("3.5000")
+    expect(row).to_have_count(1)
+    cells = dict(zip(VERSION_COLUMNS, (c.strip() for c in row.locator("td").all_text_contents())))
+    assert (cells["version"], cells["status"], cells["val loss"], cells["compared with"], cells["its val loss"],
+            cells["from agents"]) == (name, "candidate", "3.5000", "base", "2.5000", "4"), cells
     page.fill("#promote-name input, #promote-name textarea", name)
     page.click("#promote")
     status = page.locator("#versions-status")
