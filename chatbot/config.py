@@ -15,7 +15,7 @@ import tomllib
 import uuid
 from contextvars import ContextVar
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import Field, ValidationError
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
@@ -24,6 +24,7 @@ from chatbot.dialogue.settings import DialogueSettings
 from chatbot.errors import ConfigError
 from chatbot.ingest.settings import IngestSettings
 from chatbot.retrieval.settings import RetrievalSettings
+from chatbot.settings_section import Section
 from chatbot.training.settings import TrainingSettings
 from chatbot.web.settings import WebSettings
 
@@ -31,6 +32,20 @@ CONFIG_FILE_ENV = "CHATBOT_CONFIG"
 # The parsed file travels to the settings source through this variable, so that
 # building settings from two files at once (tests) never mixes them up.
 _FILE_VALUES: ContextVar[dict[str, Any]] = ContextVar("chatbot_config_file_values", default={})
+
+
+class RetentionSettings(Section):
+    """The `retention` section (`CHATBOT_RETENTION__*`): how long live conversations are
+    kept; `chatbot retention run` applies it (from cron, for instance)."""
+
+    days: int | None = Field(
+        default=None, ge=1,
+        description="Live conversations with no activity for this many days are deleted or anonymised; None: kept for ever.",
+    )
+    mode: Literal["delete", "anonymise"] = Field(
+        default="delete", description="delete: remove them; anonymise: keep counts and decisions, blank every text."
+    )
+    batch_size: int = Field(default=200, ge=1, le=10_000, description="Conversations per transaction.")
 
 
 def default_home() -> Path:
@@ -58,6 +73,7 @@ class Settings(BaseSettings):
     dialogue: DialogueSettings = Field(default_factory=DialogueSettings, description="Answer cache, refinement, fusion, smoothing and hand-off.")
     training: TrainingSettings = Field(default_factory=TrainingSettings, description="Reply-model fine-tuning: budget, schedule, weights, fusion.")
     web: WebSettings = Field(default_factory=WebSettings, description="Sessions, logins, live updates and uploads of the web app.")
+    retention: RetentionSettings = Field(default_factory=RetentionSettings, description="How long live conversations are kept.")
 
     @property
     def resolved_database_url(self) -> str:

@@ -42,7 +42,10 @@ class ChatbotGroup(click.Group):
         try:
             return super().invoke(ctx)
         except ChatbotError as exc:
-            raise click.ClickException(str(exc)) from None
+            from chatbot.ingest.sanitize import clean_text
+
+            # Messages may quote a file's or a customer's text: no raw control characters.
+            raise click.ClickException(clean_text(str(exc))) from None
         except KeyboardInterrupt:
             click.echo("interrupted", err=True)
             sys.exit(130)
@@ -81,9 +84,9 @@ def main(ctx: click.Context, config_file: Path | None, verbose: int) -> None:
 
 
 def _register() -> None:
-    from chatbot.cli import config_cmd, db, dialogue, evaluate, ingest, models, retrieval, serve, train, users
+    from chatbot.cli import config_cmd, db, dialogue, evaluate, ingest, models, retention, retrieval, serve, train, users
 
-    for module in (config_cmd, db, models, serve, ingest, retrieval, evaluate, users):
+    for module in (config_cmd, db, models, serve, ingest, retrieval, evaluate, users, retention):
         main.add_command(module.group)
     main.add_command(ingest.import_command)
     main.add_command(dialogue.ask)

@@ -1,6 +1,8 @@
 """`chatbot ask` and `chatbot chat`: the dialogue manager from the terminal. Both store
 the conversation like the web widget does; rendering only, the answering is
-`chatbot.dialogue.manager`'s."""
+`chatbot.dialogue.manager`'s. Everything printed that a customer, an agent or a model
+wrote goes through `chatbot.ingest.sanitize.clean_text` first (rows stored before
+messages were cleaned may still hold terminal escape sequences)."""
 
 from __future__ import annotations
 
@@ -9,6 +11,7 @@ import sys
 import click
 
 from chatbot.cli import AppContext, emit_json, json_option, pass_app
+from chatbot.ingest.sanitize import clean_text
 
 _LABEL = {
     "answer": "answered",
@@ -34,9 +37,9 @@ def _footer(reply) -> str:
         f"(smoothed {smoothed}); conversation {reply.conversation_id}; {reply.timings.get('total', 0):.2f}s]"
     ]
     for c in reply.citations:
-        snippet = " ".join(c["snippet"].split())
+        snippet = " ".join(clean_text(c["snippet"]).split())
         lines.append(f"  source: conversation {c['conversation_id']} turn {c['turn_index']} ({c['source']}): {snippet[:120]}")
-    return "\n".join(lines)
+    return clean_text("\n".join(lines))
 
 
 @click.command("ask")
@@ -55,7 +58,7 @@ def ask(app: AppContext, message: str, conversation_id: int | None, as_json: boo
         emit_json(reply.to_dict())
         return
     if reply.shown_text:
-        click.echo(reply.shown_text)
+        click.echo(clean_text(reply.shown_text))
     click.echo(_footer(reply), err=True)
 
 
@@ -85,12 +88,12 @@ def chat(app: AppContext, conversation_id: int | None, details: bool) -> None:
                     if event.kind == "stage" and details and event.text not in ("done",):
                         click.echo(f"  ({event.text}…)", err=True)
                     elif event.kind == "round" and details:
-                        click.echo(f"  ({event.text})", err=True)
+                        click.echo(f"  ({clean_text(event.text)})", err=True)
                     elif event.kind == "token":
                         if not started:
                             click.echo("bot> ", nl=False)
                             started = True
-                        click.echo(event.text, nl=False)
+                        click.echo(clean_text(event.text), nl=False)
                     elif event.kind == "done":
                         reply = event.reply
                         conversation_id = reply.conversation_id
@@ -99,6 +102,6 @@ def chat(app: AppContext, conversation_id: int | None, details: bool) -> None:
                         if details:
                             click.echo(_footer(reply), err=True)
             except InputError as exc:
-                click.echo(f"error: {exc}", err=True)
+                click.echo(f"error: {clean_text(str(exc))}", err=True)
     finally:
         database.dispose()

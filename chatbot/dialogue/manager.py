@@ -13,6 +13,16 @@ function, smooth the winner's confidence across turns and decide. The reply reco
 per stage) is stored and returned; a hand-off also puts the conversation in the
 agents' queue (reason, time, nobody assigned yet).
 
+What it keeps and shows is guarded: the customer's message is cleaned of control and
+bidirectional characters and redacted (e-mail addresses, phone and card numbers,
+handles; the `ingest` redaction settings, the same as imports) before it is stored,
+retrieved with or shown to a model, so the original is kept nowhere; the reply is
+redacted the same way before it is stored and sent (addresses that the company's own
+past answers or notices contain are allowed); a candidate that repeats the system
+prompt is never sent (nor streamed further as a draft); only live, open
+conversations take new messages (`chatbot.store.conversations.add_message`). Message
+text is logged at DEBUG only.
+
 Where its job ends: it takes a `Retriever` and a reply-model source as given (building
 them is `chatbot.retrieval` and `chatbot.models`' job), and it renders nothing: the CLI
 and the UI show the `Reply` and the streamed events.
@@ -42,6 +52,9 @@ from chatbot.dialogue.writer import ReplyWriter
 from chatbot.training.prompt import PromptFormat
 from chatbot.training.settings import TrainingSettings
 from chatbot.errors import InputError
+from chatbot.ingest.redact import EMAIL_RE, Redactor
+from chatbot.ingest.sanitize import clean_text
+from chatbot.ingest.settings import IngestSettings
 from chatbot.retrieval.types import Citation, Hit, Retriever, SearchResult
 from chatbot.store.conversations import add_message, start_conversation
 from chatbot.store.database import Database
@@ -51,6 +64,19 @@ log = logging.getLogger(__name__)
 MAX_MESSAGE_CHARS = 4000
 SNIPPET_CHARS = 300
 _ROLE = {"customer": "user", "agent": "assistant", "bot": "assistant"}
+# A reply sharing this many consecutive words with the system prompt repeats it.
+PROMPT_LEAK_WORDS = 6
+_WORD_RE = re.compile(r"\w+")
+
+
+def live_redactor(ingest: IngestSettings | None) -> Redactor:
+    """The redactor for live messages: the same kinds and allowlist as imports."""
+    ingest = ingest or IngestSettings()
+    return Redactor(ingest.redact_kinds if ingest.redact else (), ingest.redact_allowlist)
+
+
+def _shingles(words: Sequence[str], n: int) -> set[tuple[str, ...]]:
+    return {tuple(words[i : i + n]) for i in range(len(words) - n + 1)}
 
 
 class ReplyModelSource(Protocol):
@@ -98,9 +124,11 @@ class _Clock:
 class DialogueManager:
     def __init__(
         self, settings: DialogueSettings, database: Database, retriever: Retriever, reply_source: ReplyModelSource | None,
-        prompt: PromptFormat | None = None,
+        prompt: PromptFormat | None = None, ingest: IngestSettings | None = None,
     ):
         self.settings = settings
+        # Live messages are redacted like imports (`ingest` settings; default: all kinds).
+        self.redactor = live_redactor(ingest)
         # Serving prompts exactly as training did (the `training` settings section).
         self.prompt = prompt or PromptFormat.from_settings(TrainingSettings())
         self.database = database
@@ -110,6 +138,38 @@ class DialogueManager:
         self._quantized: dict[str, Any] = {}
         self._lock = threading.Lock()
         self.answers = AnswerCatalogue(settings.cache_origins)
+        prompt_words = _WORD_RE.findall(self.prompt.system_prompt.lower())
+        self._leak_n = max(3, min(PROMPT_LEAK_WORDS, len(prompt_words)))
+        self._prompt_shingles = _shingles(prompt_words, self._leak_n)
+
+    # -- what may be kept and said --------------------------------------------------------
+
+    def reveals_prompt(self, text: str) -> bool:
+        """The text repeats part of the system prompt (PROMPT_LEAK_WORDS words in a row)."""
+        if not self._prompt_shingles or not text:
+            return False
+        words = _WORD_RE.findall(text.lower())
+        return any(shingle in self._prompt_shingles for shingle in _shingles(words, self._leak_n))
+
+    def _reply_redactor(self, trusted: Sequence[str]) -> Redactor:
+        """The live redactor, also allowing the exact addresses in `trusted` texts (the
+        company's past answers, already redacted when imported, and its own notices)."""
+        addresses = {re.sub(r"\s", "", m.group(0)).lower() for t in trusted if t and "@" in t for m in EMAIL_RE.finditer(t)}
+        if not addresses or not self.redactor.kinds:
+            return self.redactor
+        return Redactor(self.redactor.kinds, [*self.redactor.allow, *sorted(addresses)])
+
+    def _redact_reply(self, reply: Reply, trusted: Sequence[str]) -> Reply:
+        """Every text of the reply record redacted: what is sent, stored and reviewed."""
+        redactor = self._reply_redactor([*trusted, self.settings.handoff_message, self.settings.hold_message])
+        reply.text = redactor.redact(reply.text)
+        reply.shown_text = redactor.redact(reply.shown_text)
+        for candidate in reply.candidates:
+            if isinstance(candidate.get("text"), str):
+                candidate["text"] = redactor.redact(candidate["text"])
+        for step in reply.trace:
+            step.text = redactor.redact(step.text)
+        return reply
 
     # -- the reply model -------------------------------------------------------------
 
@@ -135,20 +195,24 @@ class DialogueManager:
     ) -> Reply:
         """Answer one customer message; see the module docstring for the steps."""
         emit = listener or (lambda event: None)
-        message = (message or "").strip()
+        message = clean_text(message or "").strip()
         if not message:
             raise InputError("the message is empty")
         if len(message) > MAX_MESSAGE_CHARS:
             raise InputError(f"the message is {len(message)} characters long; the limit is {MAX_MESSAGE_CHARS}")
         clock = _Clock()
         s = self.settings
+        # From here on only the redacted message exists: stored, retrieved with, prompted.
+        message = self.redactor.redact(message)
 
         with clock.stage("store"):
             with self.database.session() as session:
                 if conversation_id is None:
                     conversation_id = start_conversation(session=session, source=source).id
-                conversation = repo.get_conversation(session=session, conversation_id=conversation_id)
+                # Refused (InputError) for imported or closed conversations.
                 stored = add_message(session=session, conversation_id=conversation_id, role="customer", text=message)
+                conversation = repo.get_conversation(session=session, conversation_id=conversation_id)
+                session.refresh(conversation)  # as it is now that this turn holds its lock
                 state = conversation.state
                 turns = repo.earlier_turns(
                     session=session, conversation_id=conversation_id, before_turn=stored.turn_index, limit=s.history_turns
@@ -160,9 +224,11 @@ class DialogueManager:
         history_text = [t.text for t in turns]
         history_chat = [{"role": _ROLE[t.role], "content": t.text} for t in turns if t.role in _ROLE]
         base = dict(conversation_id=conversation_id, message_id=stored.id)
+        log.debug("conversation %s, message %s: %r", conversation_id, stored.id, message)
+        trusted: list[str] = []  # texts whose e-mail addresses a reply may repeat
 
         def finish(reply: Reply) -> Reply:
-            return self._persist(reply, clock, emit)
+            return self._persist(self._redact_reply(reply, trusted), clock, emit)
 
         if state == "handed_off":
             return finish(Reply(**base, decision="silent", reason="human_in_charge", text="", shown_text="",
@@ -187,13 +253,15 @@ class DialogueManager:
         if s.cache_enabled and not history_text:
             with clock.stage("cache"):
                 cached = self._stored_cache_lookup(message)
-            if cached is not None:
+            if cached is not None and not self.reveals_prompt(cached[0].reply_text):
+                trusted.append(cached[0].reply_text)
                 return cache_hit(*cached)
 
         emit(DialogueEvent("stage", "retrieving"))
         with clock.stage("retrieve"):
             result: SearchResult = self.retriever.search(message, history=history_text, k=s.evidence_k)
         hits = list(result.hits)
+        trusted.extend(h.reply_text for h in hits)
         with clock.stage("pairs"):
             with self.database.session() as session:
                 infos = repo.pair_infos(session=session, pair_ids=[h.pair_id for h in hits])
@@ -201,7 +269,7 @@ class DialogueManager:
             # Approved pairs older than the catalogue keeps are still found through the index.
             with clock.stage("cache"):
                 cached = self._cache_lookup(message, history_text, hits, infos)
-            if cached is not None:
+            if cached is not None and not self.reveals_prompt(cached[0].reply_text):
                 return cache_hit(*cached)
         top_topic = infos[hits[0].pair_id].labels.get("topic") if hits and hits[0].pair_id in infos else None
         if s.handoff_on_out_of_scope and (result.out_of_scope or not hits or top_topic in s.out_of_scope_topics):
@@ -233,10 +301,16 @@ class DialogueManager:
             for hit in hits[: s.fuse_retrieved]:
                 critique = self.scorer.score(hit.reply_text, evidence, own_pair_id=hit.pair_id)
                 candidates.append(Candidate(hit.reply_text, "retrieved", critique, pair_id=hit.pair_id))
+        # The output guard: nothing that repeats the system prompt is sent, whatever asked for it.
+        blocked = [{"origin": c.origin, "round": c.round, "pair_id": c.pair_id, "blocked": "repeats the system prompt"}
+                   for c in candidates if self.reveals_prompt(c.text)]
+        if blocked:
+            candidates = [c for c in candidates if not self.reveals_prompt(c.text)]
+            log.info("conversation %s: %d candidate(s) repeating the system prompt withheld", conversation_id, len(blocked))
         if not candidates:
             reply = self._handoff(base, "assistant_failed" if generation_error else "no_candidate", previous_smoothed)
             reply.model_version = version
-            reply.candidates = [{"error": generation_error}] if generation_error else []
+            reply.candidates = ([{"error": generation_error}] if generation_error else []) + blocked
             return finish(reply)
         winner = max(candidates, key=lambda c: c.score)
         confidence = round(winner.score, 4)
@@ -257,7 +331,7 @@ class DialogueManager:
             {"origin": c.origin, "round": c.round, "pair_id": c.pair_id, "score": c.score, "text": c.text,
              "components": c.critique.components}
             for c in sorted(candidates, key=lambda c: -c.score)
-        ] + ([{"error": generation_error}] if generation_error else [])
+        ] + ([{"error": generation_error}] if generation_error else []) + blocked
         return finish(reply)
 
     def respond_stream(self, message: str, conversation_id: int | None = None, *, source: str = "widget") -> Iterator[DialogueEvent]:
@@ -310,9 +384,13 @@ class DialogueManager:
         def draft() -> str:
             with clock.stage("draft"):
                 pieces = []
+                shown = True
                 for piece in writer.stream(writer.draft_messages(evidence, history)):
                     pieces.append(piece)
-                    emit(DialogueEvent("draft", piece))
+                    # A draft that starts repeating the system prompt is not streamed further.
+                    shown = shown and not self.reveals_prompt("".join(pieces))
+                    if shown:
+                        emit(DialogueEvent("draft", piece))
                 return "".join(pieces)
 
         def revise(earlier: Sequence[Candidate]) -> str:

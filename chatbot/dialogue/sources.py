@@ -30,10 +30,10 @@ class BaseReplyModelSource:
     def get(self) -> tuple[Any, Any, str]:
         with self._lock:
             if self._loaded is None:
-                from chatbot.models.reply_model import load_reply_model, reply_model_path
+                from chatbot.models.reply_model import load_reply_model, repair_hint, reply_model_path
 
                 path = reply_model_path(self.settings)
-                model, tokenizer = load_reply_model(path)
+                model, tokenizer = load_reply_model(path, repair=repair_hint(self.settings, path))
                 self._loaded = (model, tokenizer, f"base:{path.name}")
             return self._loaded
 
@@ -73,4 +73,4 @@ def open_manager(settings: Settings):
         database.dispose()
         raise
     prompt = PromptFormat.from_settings(settings.training)
-    return DialogueManager(settings.dialogue, database, retriever, source, prompt), database
+    return DialogueManager(settings.dialogue, database, retriever, source, prompt, ingest=settings.ingest), database

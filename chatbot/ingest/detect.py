@@ -64,7 +64,7 @@ def detect_format(path: Path | str, column_map: dict[str, str] | None = None) ->
         for text in non_empty[:5]:
             try:
                 value = json.loads(text)
-            except ValueError:
+            except (ValueError, RecursionError):  # RecursionError: nested too deeply
                 continue
             if isinstance(value, dict):
                 if isinstance(value.get("turns"), list):

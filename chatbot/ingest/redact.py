@@ -142,10 +142,25 @@ class Redactor:
         return PLACEHOLDERS[kind]
 
     def _sub_card(self, match: re.Match, counts: Counter) -> str:
-        digits = re.sub(r"\D", "", match.group(0))
-        if 13 <= len(digits) <= 19 and card_brand_ok(digits) and luhn_ok(digits):
-            return self._count(counts, "card")
-        return match.group(0)
+        """The card numbers in a run of digit groups: the whole run, or (longest first)
+        groups within it, so that "4111 1111 1111 1111 05 27" (a card and its expiry
+        date) still loses the card although the run as a whole is no card number."""
+        text = match.group(0)
+        runs = [(m.start(), m.end()) for m in re.finditer(r"\d+", text)]
+        pieces: list[str] = []
+        done, i = 0, 0
+        while i < len(runs):
+            for j in range(len(runs) - 1, i - 1, -1):
+                start, end = runs[i][0], runs[j][1]
+                digits = re.sub(r"\D", "", text[start:end])
+                if 13 <= len(digits) <= 19 and card_brand_ok(digits) and luhn_ok(digits):
+                    pieces += [text[done:start], self._count(counts, "card")]
+                    done, i = end, j + 1
+                    break
+            else:
+                i += 1
+        pieces.append(text[done:])
+        return "".join(pieces)
 
     def _sub_phone(self, match: re.Match, counts: Counter) -> str:
         candidate = match.group(0)

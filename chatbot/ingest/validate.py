@@ -1,6 +1,7 @@
-"""From a parsed conversation to a clean one: empty turns dropped, consecutive turns of
-one side merged, message length limits, and the content hash that makes imports
-idempotent. Redaction and pair building come after this, elsewhere."""
+"""From a parsed conversation to a clean one: control and bidirectional-override
+characters removed (from the turns, the id, the source and the metadata), empty turns
+dropped, consecutive turns of one side merged, message length limits, and the content
+hash that makes imports idempotent. Redaction and pair building come after this, elsewhere."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from chatbot.ingest.records import Problem, RawConversation
+from chatbot.ingest.sanitize import clean_text, clean_value
 
 
 @dataclass
@@ -43,7 +45,9 @@ def clean(raw: RawConversation, *, path: str, source: str, max_chars: int) -> Cl
     def problem(reason: str, kind: str) -> Problem:
         return Problem(path, reason, kind, line=raw.line, index=raw.index)
 
-    label = f"conversation {raw.external_id}" if raw.external_id else "record"
+    external_id = clean_text(raw.external_id) if raw.external_id else raw.external_id
+    source = clean_text(source)
+    label = f"conversation {external_id}" if external_id else "record"
     turns: list[CleanTurn] = []
     dropped = 0
     for number, turn in enumerate(raw.turns, start=1):
@@ -53,7 +57,7 @@ def clean(raw: RawConversation, *, path: str, source: str, max_chars: int) -> Cl
                 "(setting ingest.max_message_chars)",
                 "too_long",
             )
-        text = turn.text.replace("\r\n", "\n").strip()
+        text = clean_text(turn.text).strip()
         if not text:
             dropped += 1
             continue
@@ -65,5 +69,9 @@ def clean(raw: RawConversation, *, path: str, source: str, max_chars: int) -> Cl
             turns.append(CleanTurn(turn.role, text, text))
     if not turns:
         return problem(f"{label}: no turns with text", "no_turns")
+    try:
+        meta = clean_value(raw.meta)
+    except ValueError as exc:
+        return problem(f"{label}: its metadata is {exc}", "bad_meta")
     digest = content_hash(source, [(t.role, t.original) for t in turns])
-    return CleanConversation(raw.external_id, source, turns, raw.meta, raw.line, raw.index, digest, dropped)
+    return CleanConversation(external_id, source, turns, meta, raw.line, raw.index, digest, dropped)

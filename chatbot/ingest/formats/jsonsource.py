@@ -34,7 +34,7 @@ def _json_reason(exc: json.JSONDecodeError, text: str) -> str:
 def _parses_as_object(text: str) -> bool:
     try:
         return isinstance(json.loads(text), dict)
-    except ValueError:
+    except (ValueError, RecursionError):
         return False
 
 
@@ -100,6 +100,8 @@ def _document(lines: Iterator[Line], path: str, wrapper_keys: tuple[str, ...]) -
     except json.JSONDecodeError as exc:
         cut = " (the file is cut short)" if exc.pos >= len(text.rstrip()) else ""
         raise InputError(f"not valid JSON: {exc.msg} at column {exc.colno}{cut}", path=path, line=exc.lineno) from None
+    except RecursionError:
+        raise InputError("not valid JSON here: nested too deeply", path=path) from None
     if isinstance(document, dict):
         for key in wrapper_keys:
             if isinstance(document.get(key), list):

@@ -1,0 +1,46 @@
+"""Characters that must never reach the store or a terminal: control characters (ESC,
+BEL, NUL, DEL, the C1 range; a line feed and a tab stay, a carriage return becomes a
+line feed), bidirectional-override and isolate marks (U+202A..U+202E, U+2066..U+2069,
+LRM, RLM, ALM), and lone UTF-16 surrogates (which no database can store; they become
+U+FFFD). `clean_text` is applied to every imported and live message when it is stored
+and to every text the CLI prints; `clean_value` to the strings of a JSON value.
+
+Only removal of characters: it knows nothing of personal data (that is `redact`), of
+HTML (the pages escape what they show) or of what a message means."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+_UNSAFE_RE = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+_SURROGATE_RE = re.compile("[\ud800-\udfff]")
+
+
+def clean_text(text: str) -> str:
+    """`text` without control and bidirectional-override characters (see the module)."""
+    if not text:
+        return text
+    if "\r" in text:
+        text = text.replace("\r\n", "\n").replace("\r", "\n")
+    text = _UNSAFE_RE.sub("", text)
+    if _SURROGATE_RE.search(text):
+        text = _SURROGATE_RE.sub("\ufffd", text)
+    return text
+
+
+MAX_DEPTH = 32
+
+
+def clean_value(value: Any, _depth: int = 0) -> Any:
+    """A JSON value with `clean_text` applied to every string in it, keys included;
+    ValueError when it is nested more than MAX_DEPTH levels deep."""
+    if isinstance(value, str):
+        return clean_text(value)
+    if isinstance(value, (dict, list)) and _depth >= MAX_DEPTH:
+        raise ValueError(f"nested more than {MAX_DEPTH} levels deep")
+    if isinstance(value, dict):
+        return {clean_value(k) if isinstance(k, str) else k: clean_value(v, _depth + 1) for k, v in value.items()}
+    if isinstance(value, list):
+        return [clean_value(v, _depth + 1) for v in value]
+    return value
