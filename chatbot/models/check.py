@@ -1,15 +1,21 @@
-"""`models check`: load each model the way serving does and report what works.
+"""`models check`: load each model the way serving does and report what works: the
+embedder, the base reply model and, when one is promoted, the reply-model version
+serving uses. A model that fails is one line naming its path and what to run
+(`chatbot models prepare --force`, `chatbot models rollback`).
 
 Reports; never converts or repairs (that is `prepare_reply_model`'s job)."""
 
 from __future__ import annotations
 
 import time
+import logging
 from dataclasses import dataclass
+from pathlib import Path
 
 from chatbot.config import Settings
 from chatbot.errors import ChatbotError
 
+log = logging.getLogger(__name__)
 
 @dataclass
 class CheckResult:
@@ -25,7 +31,10 @@ def _timed(name: str, probe) -> CheckResult:
         detail = probe()
         ok = True
     except ChatbotError as exc:
-        detail, ok = str(exc), False
+        detail, ok = " ".join(str(exc).split()), False
+    except Exception as exc:  # noqa: BLE001 - a check reports what failed; it never crashes
+        log.debug("check %s failed", name, exc_info=True)
+        detail, ok = f"{type(exc).__name__}: {' '.join(str(exc).split())[:300]}", False
     return CheckResult(name, ok, detail, round(time.perf_counter() - started, 3))
 
 
@@ -44,19 +53,60 @@ def _reply_source() -> str:
     return f"{path} ({path.stat().st_size / 2**20:.0f} MiB)"
 
 
-def _reply_model(settings: Settings) -> str:
+def _load_and_run(path: Path, repair: str) -> str:
     import torch
 
-    from chatbot.models.reply_model import load_reply_model, read_meta, reply_model_path
+    from chatbot.errors import ModelUnavailableError
+    from chatbot.models.reply_model import load_reply_model, read_meta
 
-    path = reply_model_path(settings)
-    model, tokenizer = load_reply_model(path)
-    ids = tokenizer("Hello", return_tensors="pt")
-    with torch.no_grad():
-        logits = model(**ids).logits
+    model, tokenizer = load_reply_model(path, repair=repair)
+    try:
+        ids = tokenizer("Hello", return_tensors="pt")
+        with torch.no_grad():
+            logits = model(**ids).logits
+    except Exception as exc:  # noqa: BLE001 - weights that load but do not run are damaged too
+        raise ModelUnavailableError(f"the reply model at {path} loads but does not run: {exc}; {repair}") from None
     meta = read_meta(path) or {}
     params = meta.get("parameters") or sum(p.numel() for p in model.parameters())
     return f"{path}: {params / 1e6:.0f}M parameters, vocabulary {logits.shape[-1]}"
+
+
+def _reply_model(settings: Settings) -> str:
+    from chatbot.models.reply_model import repair_hint, reply_model_path
+
+    path = reply_model_path(settings)
+    return _load_and_run(path, repair_hint(settings, path))
+
+
+def promoted_version_or_none(settings: Settings):
+    """The promoted reply-model version, or None when there is none or the store
+    cannot be read (then there is nothing of it to check here)."""
+    from sqlalchemy.engine import make_url
+
+    from chatbot.models.versions import promoted_version
+    from chatbot.store.database import Database, require_schema
+
+    url = settings.resolved_database_url
+    try:
+        parsed = make_url(url)
+        if parsed.get_backend_name() == "sqlite" and not (parsed.database and Path(parsed.database).is_file()):
+            return None  # no store yet (and checking must not create an empty one)
+        database = Database(url)
+    except Exception:  # noqa: BLE001 - an unusable URL: `db` commands report it, not this check
+        return None
+    try:
+        require_schema(database.engine)
+        return promoted_version(database, "reply")
+    except ChatbotError as exc:
+        log.info("models check: the promoted version is not checked: %s", exc)
+        return None
+    finally:
+        database.dispose()
+
+
+def _served_version(version) -> str:
+    return _load_and_run(Path(version.path), f"roll back to the version served before it: chatbot models rollback "
+                                             f"(or promote another: chatbot models list)")
 
 
 def run_checks(settings: Settings) -> list[CheckResult]:
@@ -64,4 +114,7 @@ def run_checks(settings: Settings) -> list[CheckResult]:
     if settings.reply_model_path is None:
         checks.append(_timed("reply model package", _reply_source))
     checks.append(_timed("reply model", lambda: _reply_model(settings)))
+    version = promoted_version_or_none(settings)
+    if version is not None:
+        checks.append(_timed(f"promoted reply model {version.name}", lambda: _served_version(version)))
     return checks

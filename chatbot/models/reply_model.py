@@ -142,35 +142,59 @@ def prepare_reply_model(settings: Settings, *, force: bool = False) -> PrepareRe
     return PrepareResult("converted", str(target), time.perf_counter() - started, parameters, str(gguf))
 
 
+def repair_hint(settings: Settings, path: Path) -> str:
+    """What to run when the reply model at `path` is missing or damaged."""
+    if Path(path) == converted_dir(settings) and settings.reply_model_path is None:
+        return "run: chatbot models prepare --force"
+    if settings.reply_model_path is not None and Path(path) == Path(settings.reply_model_path):
+        return "restore that directory or set reply_model_path (CHATBOT_REPLY_MODEL_PATH) to a working model"
+    return "roll back to the version served before: chatbot models rollback"
+
+
 def reply_model_path(settings: Settings) -> Path:
     """The directory of the base reply model: the configured one or the converted cache."""
     path = settings.reply_model_path or converted_dir(settings)
     if not (path / "config.json").is_file():
         if settings.reply_model_path is None:
+            what = "cut short or deleted" if path.exists() else "not been prepared"
             raise ModelUnavailableError(
-                f"the reply model has not been prepared (no {path / 'config.json'}); run: chatbot models prepare"
+                f"the reply model cache {path} has {what} (no config.json); run: chatbot models prepare"
+                + (" --force" if path.exists() else "")
             )
-        raise ModelUnavailableError(f"reply model directory {path} has no config.json")
+        missing = " (the directory is missing)" if not path.exists() else ""
+        raise ModelUnavailableError(f"reply model directory {path} has no config.json{missing}; {repair_hint(settings, path)}")
     return path
 
 
+def _one_line(exc: BaseException, limit: int = 300) -> str:
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
 def load_reply_model(
-    path: Path, *, device: str = "cpu", dtype: Any = None
+    path: Path, *, device: str = "cpu", dtype: Any = None, repair: str | None = None
 ) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
-    """Load a causal LM and its tokenizer from a local directory, in eval mode."""
+    """Load a causal LM and its tokenizer from a local directory, in eval mode.
+
+    A missing, cut-short or garbled file is a one-line ModelUnavailableError naming the
+    directory (and `repair`, what to run about it, when given)."""
     force_offline()
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
     from transformers.utils import logging as hf_logging
 
     hf_logging.disable_progress_bar()  # loading takes about a second: no bar needed
+    if not Path(path).is_dir():
+        raise ModelUnavailableError(f"the reply model directory {path} is missing" + (f"; {repair}" if repair else ""))
     try:
         tokenizer = AutoTokenizer.from_pretrained(str(path), local_files_only=True)
         model = AutoModelForCausalLM.from_pretrained(
             str(path), local_files_only=True, dtype=dtype or torch.float32
         )
-    except (OSError, ValueError) as exc:
-        raise ModelUnavailableError(f"cannot load the reply model from {path}: {exc}") from None
+    except Exception as exc:  # noqa: BLE001 - OSError, ValueError, SafetensorError, RuntimeError: a damaged file
+        raise ModelUnavailableError(
+            f"cannot load the reply model from {path}: {_one_line(exc)}" + (f"; {repair}" if repair else "")
+        ) from None
     model.to(device)
     model.eval()
     return model, tokenizer

@@ -269,12 +269,14 @@ class ReplyModelProvider:
         self._key: tuple[str, str] | None = None
         self._checked_at = float("-inf")
 
-    def _load(self, path: Path) -> tuple[Any, Any]:
+    def _load(self, path: Path, name: str = BASE_VERSION) -> tuple[Any, Any]:
         if self._loader is not None:
             return self._loader(path)
-        from chatbot.models.reply_model import load_reply_model
+        from chatbot.models.reply_model import load_reply_model, repair_hint
 
-        return load_reply_model(path, device=self.device)
+        repair = repair_hint(self.settings, path) if name == BASE_VERSION else (
+            f"model version {name!r} is damaged; roll back: chatbot models rollback")
+        return load_reply_model(path, device=self.device, repair=repair)
 
     def get(self) -> tuple[Any, Any, str]:
         """(model, tokenizer, version name) — "base" when no version is promoted."""
@@ -287,7 +289,7 @@ class ReplyModelProvider:
                 path, name = promoted_reply_model_path(self.settings, self.database)
                 key = (str(path), name)
                 if key != self._key:
-                    model, tokenizer = self._load(path)
+                    model, tokenizer = self._load(path, name)
                     if self._loaded is not None:
                         log.info("reply model: switched from %s to %s", self._loaded[2], name)
                     self._loaded, self._key = (model, tokenizer, name), key

@@ -97,10 +97,28 @@ def save(index: DenseIndex, directory: Path) -> None:
 
 
 def load(directory: Path, kind: str, settings: RetrievalSettings) -> DenseIndex:
+    """Load a saved index; IndexDamagedError names a missing, cut-short or unreadable
+    file, or the two files disagreeing."""
     import faiss
 
-    vectors = np.load(directory / "vectors.npy", mmap_mode="r")
-    index = faiss.read_index(str(directory / "index.faiss"))
+    from chatbot.retrieval.versions import IndexDamagedError, describe_problem
+
+    vectors_file, index_file = directory / "vectors.npy", directory / "index.faiss"
+    try:
+        vectors = np.load(vectors_file, mmap_mode="r", allow_pickle=False)
+        if vectors.ndim != 2 or vectors.dtype != np.float32:
+            raise ValueError(f"holds a {vectors.dtype} array of shape {vectors.shape}, not float32 rows")
+    except (OSError, ValueError, EOFError) as exc:
+        raise IndexDamagedError(vectors_file, describe_problem(exc)) from None
+    if not index_file.is_file():
+        raise IndexDamagedError(index_file, "missing")
+    try:
+        index = faiss.read_index(str(index_file))
+    except Exception as exc:  # noqa: BLE001 - faiss raises RuntimeError with its C++ message
+        raise IndexDamagedError(index_file, f"cannot be read ({describe_problem(exc)})") from None
+    if index.ntotal != vectors.shape[0] or (index.ntotal and index.d != vectors.shape[1]):
+        raise IndexDamagedError(index_file, f"holds {index.ntotal} vectors of dimension {index.d}, "
+                                            f"vectors.npy {vectors.shape[0]} of dimension {vectors.shape[1]}")
     if kind == "hnsw":
         index.hnsw.efSearch = settings.hnsw_ef_search
     return DenseIndex(kind, vectors, index)

@@ -1,7 +1,9 @@
 """A retriever that follows the index's current version: when `chatbot index` (or the
 admin console's rebuild) commits a new version, the serving process picks it up on the
 next search, without a restart, and keeps answering from the old one if the new one
-cannot be loaded.
+cannot be loaded (a file missing or damaged, CURRENT naming a version that is not
+there). A version that failed is tried again at the next check, so its repair is
+picked up too.
 
 Loading one version is `chatbot.retrieval.retriever`'s job; this module only notices a
 new version and swaps it in.
@@ -59,13 +61,14 @@ class FollowingRetriever:
             from chatbot.retrieval.versions import VersionStore
 
             store = VersionStore(store_root(self.settings))
-            name = store.current_name()
+            name = store.current_name()  # None also when CURRENT names a version that is not there
             if name is None or name == self.current.version:
                 return False
             try:
-                loaded = load_version(self.settings, store.require_current(), model=self.current.model)
-            except (ChatbotError, OSError, ValueError) as exc:
-                log.warning("index version %s cannot be loaded; still serving %s: %s", name, self.current.version, exc)
+                loaded = load_version(self.settings, store.root / name, model=self.current.model)
+            except Exception as exc:  # noqa: BLE001 - a damaged new version must never stop serving
+                log.warning("index version %s cannot be loaded; still serving %s: %s", name, self.current.version,
+                            exc, exc_info=not isinstance(exc, ChatbotError))
                 return False
             log.info("serving index version %s (was %s)", loaded.version, self.current.version)
             self.current = loaded

@@ -8,6 +8,8 @@ the current version's pair set (ids and content hashes), and then:
   - only new pairs                                  -> embed just those, new version;
   - nothing new                                     -> unchanged.
 Each new version is written beside the old one and switched to only when complete.
+A current version with a missing or damaged file is an IndexDamagedError naming the
+file; `rebuild=True` builds a fresh version without reading it (the repair).
 An index built with an embedder adapted by `chatbot index --adapt` keeps using it
 (meta.json names it and the base it came from) while that base is the configured one.
 Searching is `retriever`'s job; the version directories are `versions`'s.
@@ -32,7 +34,7 @@ from chatbot.retrieval import faiss_index
 from chatbot.retrieval.embedding import embed_contexts
 from chatbot.retrieval.lexical import LexicalIndex
 from chatbot.retrieval.settings import RetrievalSettings
-from chatbot.retrieval.versions import VersionStore, write_json_atomic
+from chatbot.retrieval.versions import IndexDamagedError, IndexNotFoundError, VersionStore, describe_problem, write_json_atomic
 
 if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer
@@ -186,12 +188,75 @@ def load_pair_hashes(database: Database, splits: Sequence[str]) -> dict[int, str
 
 
 def read_meta(version_dir: Path) -> dict:
+    """meta.json as it is (raw: OSError/ValueError on damage; see `load_meta`)."""
     return json.loads((version_dir / "meta.json").read_text())
 
 
 def read_pairs(version_dir: Path) -> list[PairRecord]:
+    """pairs.jsonl as it is (raw: OSError/ValueError on damage; see `load_records`)."""
     with (version_dir / "pairs.jsonl").open(encoding="utf-8") as fh:
         return [PairRecord(**json.loads(line)) for line in fh if line.strip()]
+
+
+def load_meta(version_dir: Path) -> dict:
+    """A version's meta.json, checked for what readers need; IndexDamagedError otherwise."""
+    path = version_dir / "meta.json"
+    try:
+        meta = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise IndexDamagedError(path, describe_problem(exc)) from None
+    if not isinstance(meta, dict):
+        raise IndexDamagedError(path, "is not a JSON object")
+    model = meta.get("model")
+    missing = [key for key in ("format", "kind", "pair_count", "settings") if key not in meta]
+    if not isinstance(model, dict) or not {"path", "fingerprint"} <= set(model):
+        missing.append("model")
+    elif not isinstance(meta.get("settings"), dict) or "index_splits" not in meta["settings"]:
+        missing.append("settings.index_splits")
+    if missing:
+        raise IndexDamagedError(path, f"lacks {', '.join(missing)}")
+    return meta
+
+
+def load_records(version_dir: Path) -> list[PairRecord]:
+    """A version's pairs.jsonl; IndexDamagedError naming the file (and line) otherwise."""
+    path = version_dir / "pairs.jsonl"
+    records = []
+    try:
+        with path.open(encoding="utf-8") as fh:
+            for number, line in enumerate(fh, 1):
+                if not line.strip():
+                    continue
+                try:
+                    item = json.loads(line)
+                    if not isinstance(item, dict):
+                        raise ValueError("not a JSON object")
+                    records.append(PairRecord(**item))
+                except (ValueError, TypeError) as exc:
+                    raise IndexDamagedError(path, f"line {number}: {describe_problem(exc)}") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise IndexDamagedError(path, describe_problem(exc)) from None
+    return records
+
+
+def check_version(version_dir: Path, settings: Settings, meta: dict | None = None,
+                  records: Sequence[PairRecord] | None = None):
+    """Read every file of a version and check they agree (meta, pairs, vectors, FAISS,
+    BM25); returns (meta, records, dense index, lexical index). IndexDamagedError names
+    the first bad file."""
+    meta = load_meta(version_dir) if meta is None else meta
+    records = load_records(version_dir) if records is None else list(records)
+    if meta.get("pair_count") != len(records):
+        raise IndexDamagedError(version_dir / "pairs.jsonl",
+                                f"holds {len(records)} pairs, meta.json says {meta.get('pair_count')}")
+    dense = faiss_index.load(version_dir, meta["kind"], settings.retrieval)
+    if dense.size != len(records):
+        raise IndexDamagedError(version_dir / "vectors.npy", f"holds {dense.size} vectors for {len(records)} pairs")
+    lexical = LexicalIndex.load(version_dir / "lexical")
+    if lexical.size != len(records):
+        raise IndexDamagedError(version_dir / "lexical" / "size.txt",
+                                f"says {lexical.size} documents for {len(records)} pairs")
+    return meta, records, dense, lexical
 
 
 def compare_pair_sets(indexed: dict[int, str], stored: dict[int, str]) -> tuple[list[int], list[int], list[int]]:
@@ -214,10 +279,12 @@ def write_version(
     settings: Settings,
     model_info: dict,
     extra_meta: dict,
+    staged: Path | None = None,
 ) -> tuple[Path, dict]:
-    """Write a complete version into a staging directory; returns (staged path, meta)."""
+    """Write a complete version into a staging directory (`staged`, or a new one);
+    returns (staged path, meta)."""
     rs = settings.retrieval
-    staged = store.staging()
+    staged = store.staging() if staged is None else staged
     try:
         dense = faiss_index.build(vectors, rs)
         recall = None
@@ -270,20 +337,32 @@ def update_index(
     started = time.monotonic()
     rs = settings.retrieval
     store = VersionStore(store_root(settings))
-    current = store.current()
+    store.clean_stale()  # staging directories of killed builds
+    action, reason, base = "built", "no index yet", None
+    current, meta, indexed_records = None, None, None
+    try:
+        current = store.require_current()
+        meta = load_meta(current)
+        indexed_records = load_records(current)
+        if not rebuild:  # a rebuild replaces the files anyway; an update would build on them
+            check_version(current, settings, meta, indexed_records)
+    except IndexNotFoundError:
+        pass
+    except IndexDamagedError as exc:
+        if not rebuild:
+            raise
+        current = None
+        action, reason = "rebuilt", f"the current version was damaged ({exc.path.name}: {exc.problem})"
     configured = embedder_path(settings)
     if model_path is None and current is not None:
         # An index built with an adapted embedder keeps it (new pairs must be embedded
         # with the model that embedded the old ones) while its base is still configured.
-        model_path = adapted_embedder_dir(settings, read_meta(current).get("model", {}))
+        model_path = adapted_embedder_dir(settings, meta.get("model", {}))
     path = Path(model_path) if model_path is not None else configured
     model_info = describe_embedder(path)
 
     stored = load_pair_hashes(database, rs.index_splits)
-    action, reason, base = "built", "no index yet", None
     if current is not None:
-        meta = read_meta(current)
-        indexed_records = read_pairs(current)
         indexed = {r.id: r.content_hash for r in indexed_records}
         new, deleted, changed = compare_pair_sets(indexed, stored)
         if rebuild:
@@ -301,28 +380,37 @@ def update_index(
 
     if model is None:
         model = load_embedder(settings) if path == configured else _load(path)
-    if action == "added":
-        current_dir, indexed_records, new = base
-        new_records = load_pairs(database, rs.index_splits, only_ids=new)
-        old_vectors = np.load(current_dir / "vectors.npy")
-        vectors = np.concatenate([old_vectors, _embed_records(model, new_records, rs, progress)])
-        records = [*indexed_records, *new_records]
-        added = len(new_records)
-        extra = {"parent_version": current_dir.name, "added": added}
-    else:
-        records = load_pairs(database, rs.index_splits)
-        if precomputed is not None and list(precomputed[0]) == [r.id for r in records]:
-            vectors = np.asarray(precomputed[1], dtype=np.float32)
+    # The staging directory exists (locked) for the whole build: a build killed at any
+    # point leaves only it, and the next build deletes it (VersionStore.clean_stale).
+    staged = store.staging()
+    log.info("building index version in %s: %s (%s)", staged, action, reason)
+    try:
+        if action == "added":
+            current_dir, indexed_records, new = base
+            new_records = load_pairs(database, rs.index_splits, only_ids=new)
+            old_vectors = np.load(current_dir / "vectors.npy")
+            vectors = np.concatenate([old_vectors, _embed_records(model, new_records, rs, progress)])
+            records = [*indexed_records, *new_records]
+            added = len(new_records)
+            extra = {"parent_version": current_dir.name, "added": added}
         else:
-            vectors = _embed_records(model, records, rs, progress)
-        added = len(records)
-        extra = {"parent_version": None, "added": added}
+            records = load_pairs(database, rs.index_splits)
+            if precomputed is not None and list(precomputed[0]) == [r.id for r in records]:
+                vectors = np.asarray(precomputed[1], dtype=np.float32)
+            else:
+                vectors = _embed_records(model, records, rs, progress)
+            added = len(records)
+            extra = {"parent_version": None, "added": added}
 
-    calibration = None
-    if calibrate:
-        calibration = _calibrate(settings, database, model, records, vectors)
-    extra["calibration"] = calibration
-    staged, meta = write_version(store, records, vectors, settings=settings, model_info=model_info, extra_meta=extra)
+        calibration = None
+        if calibrate:
+            calibration = _calibrate(settings, database, model, records, vectors)
+        extra["calibration"] = calibration
+        staged, meta = write_version(store, records, vectors, settings=settings, model_info=model_info,
+                                     extra_meta=extra, staged=staged)
+    except BaseException:
+        store.discard(staged)
+        raise
     name = store.commit(staged)
     pruned = store.prune(rs.keep_versions)
     log.info("index %s: %s (%s), %d pairs", name, action, reason, len(records))

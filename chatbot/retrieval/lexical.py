@@ -1,11 +1,14 @@
 """Lexical scores: BM25 (the `bm25s` library) over the indexed customer contexts.
 
 Builds, saves and loads the BM25 index of one index version, and scores a query
-against every document. Fusing these scores with dense ones is `fusion`'s job.
+against every document; a lexical directory that is missing a file or holds a damaged
+one is an IndexDamagedError naming the file. Fusing these scores with dense ones is
+`fusion`'s job.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Sequence
 from pathlib import Path
@@ -13,6 +16,14 @@ from pathlib import Path
 import numpy as np
 
 log = logging.getLogger(__name__)
+
+SIZE_FILE = "size.txt"
+PARAMS_FILE = "params.index.json"
+# Written instead of the BM25 files when no document has a word to index, so that a
+# missing BM25 file is told apart from an index that never had one.
+NO_VOCABULARY_FILE = "no-vocabulary"
+BM25_FILES = ("params.index.json", "vocab.index.json", "data.csc.index.npy", "indices.csc.index.npy",
+              "indptr.csc.index.npy")
 
 
 def _bm25s():
@@ -48,14 +59,43 @@ class LexicalIndex:
 
     def save(self, directory: Path) -> None:
         directory.mkdir(parents=True, exist_ok=True)
-        (directory / "size.txt").write_text(str(self.size))
+        (directory / SIZE_FILE).write_text(str(self.size))
         if self._bm25 is not None:
             self._bm25.save(str(directory), show_progress=False)
+        else:
+            (directory / NO_VOCABULARY_FILE).write_text("no document has a word to index\n")
 
     @classmethod
     def load(cls, directory: Path) -> LexicalIndex:
-        size = int((directory / "size.txt").read_text())
-        bm25 = _bm25s().BM25.load(str(directory), mmap=False) if (directory / "params.index.json").exists() else None
+        """Load a saved index; IndexDamagedError names a missing or unreadable file."""
+        from chatbot.retrieval.versions import IndexDamagedError, describe_problem
+
+        size_file = directory / SIZE_FILE
+        try:
+            size = int(size_file.read_text(encoding="utf-8").strip())
+            if size < 0:
+                raise ValueError(f"negative size {size}")
+        except (OSError, ValueError) as exc:
+            raise IndexDamagedError(size_file, describe_problem(exc)) from None
+        if not (directory / PARAMS_FILE).exists() and (size == 0 or (directory / NO_VOCABULARY_FILE).exists()):
+            return cls(None, size)
+        for name in BM25_FILES:  # each file readable on its own, so that the message names it
+            path = directory / name
+            try:
+                if name.endswith(".json"):
+                    json.loads(path.read_text(encoding="utf-8"))
+                else:
+                    np.load(path, mmap_mode="r", allow_pickle=False)
+            except (OSError, ValueError, EOFError) as exc:
+                raise IndexDamagedError(path, describe_problem(exc)) from None
+        try:
+            bm25 = _bm25s().BM25.load(str(directory), mmap=False)
+            vocabulary = len(bm25.vocab_dict)
+            scores = bm25.get_scores([next(iter(bm25.vocab_dict))]) if vocabulary else None
+        except Exception as exc:  # noqa: BLE001 - whatever bm25s raises on a damaged file
+            raise IndexDamagedError(directory, f"the BM25 files cannot be read ({describe_problem(exc)})") from None
+        if scores is not None and len(scores) != size:
+            raise IndexDamagedError(directory, f"the BM25 index scores {len(scores)} documents, {SIZE_FILE} says {size}")
         return cls(bm25, size)
 
     def scores(self, query: str) -> np.ndarray:

@@ -25,7 +25,7 @@ from chatbot.retrieval.embedding import embed_query, recent_turns
 from chatbot.retrieval.lexical import LexicalIndex
 from chatbot.retrieval.scope import ScopeCalibration
 from chatbot.retrieval.types import Citation, Hit, SearchResult
-from chatbot.retrieval.versions import IndexStaleError, VersionStore
+from chatbot.retrieval.versions import IndexDamagedError, IndexStaleError, VersionStore
 
 if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer
@@ -119,12 +119,13 @@ class PairRetriever:
 
 
 def load_version(settings: Settings, version_dir: Path, model: SentenceTransformer | None = None) -> PairRetriever:
-    """A retriever over one version directory (no check against the store)."""
+    """A retriever over one version directory (no check against the store).
+    IndexDamagedError names a missing or damaged file and the repair."""
     from chatbot.models.embedder import embedder_path, load_embedder
-    from chatbot.retrieval.indexer import model_fingerprint, read_meta, read_pairs
+    from chatbot.retrieval.indexer import check_version, load_meta, load_records, model_fingerprint
 
-    meta = read_meta(version_dir)
-    records = read_pairs(version_dir)
+    # Every file is read and checked before a model is loaded for it.
+    meta, records, dense, lexical = check_version(version_dir, settings, load_meta(version_dir), load_records(version_dir))
     if model is not None:
         _check_query_model(version_dir, meta, records, model, settings)
     else:
@@ -147,11 +148,13 @@ def load_version(settings: Settings, version_dir: Path, model: SentenceTransform
                     f"not the configured {configured}; run: chatbot index --rebuild"
                 )
             model = load_embedder(settings)
-    dense = faiss_index.load(version_dir, meta["kind"], settings.retrieval)
-    lexical = LexicalIndex.load(version_dir / "lexical")
-    calibration = ScopeCalibration.from_dict(
-        {k: v for k, v in meta["calibration"].items() if k in ScopeCalibration.__dataclass_fields__}
-    ) if meta.get("calibration") else None
+    calibration = None
+    if meta.get("calibration"):
+        try:
+            calibration = ScopeCalibration.from_dict(
+                {k: v for k, v in meta["calibration"].items() if k in ScopeCalibration.__dataclass_fields__})
+        except (AttributeError, TypeError, ValueError) as exc:
+            raise IndexDamagedError(version_dir / "meta.json", f"calibration: {exc}") from None
     return PairRetriever(settings, records, dense, lexical, model, calibration, version=version_dir.name)
 
 
@@ -203,14 +206,16 @@ def check_against_store(version_dir: Path, records: Sequence[PairRecord], databa
 def open_retriever(settings: Settings, database: Database | None = None, *, model: SentenceTransformer | None = None) -> PairRetriever:
     """The retriever over the current index version. With `database`, the version is
     checked against the store first (IndexStaleError when its citations would be wrong).
-    Raises IndexNotFoundError, telling the user to run `chatbot index`, when there is none."""
+    Raises IndexNotFoundError, telling the user to run `chatbot index`, when there is none,
+    and IndexDamagedError, naming the file and `chatbot index --rebuild`, when a file of
+    it (or the CURRENT pointer) is missing or damaged."""
     from chatbot.retrieval.indexer import store_root
 
     version_dir = VersionStore(store_root(settings)).require_current()
     retriever = load_version(settings, version_dir, model=model)
     if database is not None:
-        from chatbot.retrieval.indexer import read_meta
+        from chatbot.retrieval.indexer import load_meta
 
-        splits = read_meta(version_dir)["settings"]["index_splits"]
+        splits = load_meta(version_dir)["settings"]["index_splits"]
         check_against_store(version_dir, retriever.records, database, splits)
     return retriever

@@ -7,7 +7,10 @@ switch between them.
 
 A version is written under a temporary name and renamed only when complete; then
 CURRENT is replaced (write to a temp file, rename), so a reader sees the old version
-or the new one, never half of one. What goes inside a version is `indexer`'s job.
+or the new one, never half of one. A build in progress holds an advisory lock on
+`.building-*/.lock`; a staging directory whose lock nobody holds (its build was killed)
+is deleted by the next build, and is never taken for a version. What goes inside a
+version is `indexer`'s job.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ import os
 import re
 import shutil
 import tempfile
+import time
 from pathlib import Path
 
 from chatbot.errors import ChatbotError
@@ -25,6 +29,12 @@ from chatbot.errors import ChatbotError
 log = logging.getLogger(__name__)
 
 _VERSION = re.compile(r"^v(\d{4,})$")
+STAGING_PREFIX = ".building-"
+LOCK_FILE = ".lock"
+# A staging directory without its lock file (killed between creating the directory and
+# the lock) or a temporary CURRENT file is left alone this long before it counts as debris.
+STALE_SECONDS = 60.0
+REBUILD_HINT = "run: chatbot index --rebuild"
 
 
 class IndexNotFoundError(ChatbotError):
@@ -33,6 +43,37 @@ class IndexNotFoundError(ChatbotError):
 
 class IndexStaleError(ChatbotError):
     """The index no longer matches the store or the embedder: its citations would be wrong."""
+
+
+class IndexDamagedError(ChatbotError):
+    """A file of the current index version is missing, cut short or unreadable. The
+    message names the file and the repair (`chatbot index --rebuild`)."""
+
+    def __init__(self, path: Path, problem: str):
+        super().__init__(f"the retrieval index is damaged: {path}: {problem}; {REBUILD_HINT}")
+        self.path = Path(path)
+        self.problem = problem
+
+
+def describe_problem(exc: BaseException) -> str:
+    """One line about why a file could not be read."""
+    if isinstance(exc, FileNotFoundError):
+        return "missing"
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    return text if len(text) <= 200 else text[:199] + "…"
+
+
+def _try_lock(fd: int) -> bool:
+    """Take an exclusive advisory lock without waiting; False when another process holds it."""
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - not POSIX: no locks, so never "stale" by lock
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        return False
+    return True
 
 
 def write_json_atomic(path: Path, payload: dict) -> None:
@@ -50,6 +91,7 @@ def write_json_atomic(path: Path, payload: dict) -> None:
 class VersionStore:
     def __init__(self, root: Path):
         self.root = root
+        self._locks: dict[Path, int] = {}
 
     def versions(self) -> list[str]:
         if not self.root.is_dir():
@@ -57,11 +99,22 @@ class VersionStore:
         names = [p.name for p in self.root.iterdir() if p.is_dir() and _VERSION.match(p.name)]
         return sorted(names, key=lambda n: int(_VERSION.match(n).group(1)))
 
-    def current_name(self) -> str | None:
+    def _pointer(self) -> str | None:
+        """The name CURRENT holds (None when there is no CURRENT file)."""
         pointer = self.root / "CURRENT"
-        if not pointer.is_file():
+        try:
+            return pointer.read_text(encoding="utf-8").strip()
+        except FileNotFoundError:
             return None
-        name = pointer.read_text().strip()
+        except (OSError, UnicodeDecodeError):
+            return ""
+
+    def current_name(self) -> str | None:
+        """The current version's name; None when there is none or CURRENT names no
+        complete version (see `require_current` for the reason)."""
+        name = self._pointer()
+        if not name or not _VERSION.match(name):
+            return None
         return name if (self.root / name / "meta.json").is_file() else None
 
     def current(self) -> Path | None:
@@ -69,15 +122,72 @@ class VersionStore:
         return self.root / name if name else None
 
     def require_current(self) -> Path:
+        """The current version's directory. IndexNotFoundError when no index was ever
+        built; IndexDamagedError when CURRENT names a version that is not there."""
         path = self.current()
-        if path is None:
+        if path is not None:
+            return path
+        name = self._pointer()
+        pointer = self.root / "CURRENT"
+        if name is None:
             raise IndexNotFoundError(f"there is no retrieval index in {self.root}; run: chatbot index")
-        return path
+        if not name or not _VERSION.match(name):
+            raise IndexDamagedError(pointer, "does not name an index version")
+        if not (self.root / name).is_dir():
+            raise IndexDamagedError(pointer, f"names the version {name}, which is missing")
+        raise IndexDamagedError(self.root / name / "meta.json", "missing")
 
     def staging(self) -> Path:
-        """A fresh temporary directory to write a version into."""
+        """A fresh temporary directory to write a version into, locked by this process
+        until `commit` or `discard` (stale ones of killed builds are deleted first)."""
         self.root.mkdir(parents=True, exist_ok=True)
-        return Path(tempfile.mkdtemp(dir=self.root, prefix=".building-"))
+        self.clean_stale()
+        staged = Path(tempfile.mkdtemp(dir=self.root, prefix=STAGING_PREFIX))
+        fd = os.open(staged / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o600)
+        _try_lock(fd)
+        self._locks[staged] = fd
+        return staged
+
+    def _release(self, staged: Path) -> None:
+        fd = self._locks.pop(staged, None)
+        if fd is not None:
+            os.close(fd)
+
+    def clean_stale(self) -> list[str]:
+        """Delete the staging directories of builds that no longer run (their lock is
+        free) and temporary CURRENT files older than STALE_SECONDS; returns their names."""
+        if not self.root.is_dir():
+            return []
+        removed = []
+        now = time.time()
+        for path in self.root.iterdir():
+            try:
+                if path.name.startswith(STAGING_PREFIX) and path.is_dir():
+                    if path in self._locks or not self._abandoned(path, now):
+                        continue
+                    shutil.rmtree(path, ignore_errors=True)
+                elif path.name.startswith(".CURRENT.") and path.name.endswith(".tmp"):
+                    if now - path.stat().st_mtime < STALE_SECONDS:
+                        continue
+                    path.unlink(missing_ok=True)
+                else:
+                    continue
+            except OSError:
+                continue
+            removed.append(path.name)
+            log.info("removed %s, left behind by an interrupted build", path)
+        return removed
+
+    @staticmethod
+    def _abandoned(staged: Path, now: float) -> bool:
+        try:
+            fd = os.open(staged / LOCK_FILE, os.O_RDWR)
+        except FileNotFoundError:
+            return now - staged.stat().st_mtime >= STALE_SECONDS
+        try:
+            return _try_lock(fd)
+        finally:
+            os.close(fd)  # releases the lock taken to test it
 
     def next_name(self) -> str:
         existing = self.versions()
@@ -87,7 +197,11 @@ class VersionStore:
     def commit(self, staged: Path) -> str:
         """Rename a complete staged directory to the next version and make it current."""
         name = self.next_name()
-        os.replace(staged, self.root / name)
+        (staged / LOCK_FILE).unlink(missing_ok=True)
+        try:
+            os.replace(staged, self.root / name)
+        finally:
+            self._release(staged)
         fd, tmp = tempfile.mkstemp(dir=self.root, prefix=".CURRENT.", suffix=".tmp")
         with os.fdopen(fd, "w") as fh:
             fh.write(name + "\n")
@@ -96,10 +210,11 @@ class VersionStore:
 
     def discard(self, staged: Path) -> None:
         shutil.rmtree(staged, ignore_errors=True)
+        self._release(staged)
 
     def prune(self, keep: int) -> list[str]:
-        """Delete the oldest versions beyond `keep` (never the current one) and stale
-        staging directories; returns the deleted names."""
+        """Delete the oldest versions beyond `keep` (never the current one); returns
+        the deleted names. (Stale staging directories go in `clean_stale`.)"""
         current = self.current_name()
         old = [n for n in self.versions() if n != current]
         doomed = old[: max(0, len(old) - (keep - 1))]

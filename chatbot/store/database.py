@@ -18,6 +18,8 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from chatbot.errors import StoreError
 
+CONNECT_TIMEOUT_SECONDS = 5
+
 
 def redact_url(url: str) -> str:
     """The URL with its password hidden, for messages and logs."""
@@ -52,8 +54,13 @@ def create_db_engine(url: str) -> Engine:
     if parsed.drivername == "postgresql":
         # psycopg 3 is the driver we ship; plain "postgresql://" would ask for psycopg2.
         parsed = parsed.set(drivername="postgresql+psycopg")
+    connect_args = {}
+    if parsed.get_backend_name() == "postgresql" and "connect_timeout" not in parsed.query:
+        # A server that is down or unreachable fails a request within seconds, not after
+        # the operating system's TCP timeout (minutes): customers get a notice instead.
+        connect_args["connect_timeout"] = CONNECT_TIMEOUT_SECONDS
     try:
-        engine = create_engine(parsed, pool_pre_ping=True)
+        engine = create_engine(parsed, pool_pre_ping=True, connect_args=connect_args)
     except NoSuchModuleError:
         raise StoreError(
             f"database URL {redact_url(url)}: unknown database dialect {parsed.drivername!r}"
