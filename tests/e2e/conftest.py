@@ -81,6 +81,7 @@ def server(tmp_path_factory, tiny_embedder_dir, tiny_reply_model_dir):
         "CHATBOT_EMBEDDER_PATH": str(tiny_embedder_dir),
         "CHATBOT_REPLY_MODEL_PATH": str(tiny_reply_model_dir),
         "CHATBOT_WEB__POLL_SECONDS": "1",
+        "CHATBOT_WEB__LOGIN_ATTEMPTS": "1000",  # every browser test logs in from 127.0.0.1
         # The tiny models' scores are noise: fix the policy so that every in-scope reply is
         # sent and flagged for an agent's review (the queue always has suggestions to act on).
         "CHATBOT_DIALOGUE__ANSWER_THRESHOLD": "1.0",
