@@ -40,6 +40,7 @@ BANNER = "A member of our team is handling your conversation. Their replies will
 FAILED = "Sorry, I cannot answer right now. Please try again in a moment, or press \u201cTalk to a person\u201d."
 UNAVAILABLE = "Sorry, the chat is unavailable right now. Please try again in a moment."
 EMPTY = "Please type a message first."
+TOO_FAST = "You are sending messages faster than we can answer. Please wait {seconds} seconds, then send it again."
 THINKING = "\u2026"
 STORAGE_KEY = "chatbot-widget-token"
 # Replies written at once across all customers (each runs the reply model).
@@ -267,13 +268,25 @@ def browser_secret(settings: Any) -> str:
     return hmac.new(seed.encode(), b"customer widget browser state", hashlib.sha256).hexdigest()[:32]
 
 
+def client_address(request: Any) -> str:
+    """The key of the per-client message limit: the address the request came from (no
+    proxy header is trusted; behind a proxy, every customer shares the proxy's)."""
+    client = getattr(request, "client", None)
+    return str(getattr(client, "host", None) or "unknown")
+
+
 # -- the page --------------------------------------------------------------------------
 
 
 def build_widget(services: Services):
     import gradio as gr
 
+    from chatbot.accounts.ratelimit import LoginRateLimiter
+
     database = services.database
+    web = services.settings.web
+    # Messages per client address (in this process), before any reaches the reply model.
+    limiter = LoginRateLimiter(web.message_limit, web.message_window_seconds)
 
     def banner(view: ChatView):
         return gr.Markdown(visible=view.human)
@@ -317,11 +330,19 @@ def build_widget(services: Services):
             view = None
         return (gr.skip(),) * 5 if view is None else drawn(view)
 
-    def send(token, message):
+    def send(token, message, request):
         # A message sent before the page's load event gave the browser its token (a
         # quick typist, a slow start) still gets a conversation, not a refusal.
         if not customer.is_well_formed(token):
             token = customer.new_token()
+        if (message or "").strip():
+            client = client_address(request)
+            if not limiter.hit(client):  # too many messages from this address: the text stays in the box
+                seconds = max(1, round(limiter.retry_after(client)))
+                view = ChatView(warning=TOO_FAST.format(seconds=seconds), keep_input=True, **_unchanged(database, token))
+                warn(view)
+                yield (token, *drawn(view), message, gr.Timer(active=True))
+                return
         for view in answer(services, token, message):
             warn(view)
             yield (token, *drawn(view), message if view.keep_input else "", gr.Timer(active=view.final))
@@ -349,6 +370,7 @@ def build_widget(services: Services):
     # Gradio finds the event data by the parameter's type; a string annotation (this
     # module's `from __future__ import annotations`) would not resolve to the local `gr`.
     liked.__annotations__["data"] = gr.LikeData
+    send.__annotations__["request"] = gr.Request
 
     def send_comment(token, rated, text):
         try:

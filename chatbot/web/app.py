@@ -27,11 +27,14 @@ def create_app(services: Services) -> FastAPI:
     from fastapi.responses import JSONResponse
 
     from chatbot.web.auth import ADMIN_ROLES, AGENT_ROLES, install_auth, role_dependency
+    from chatbot.web.guard import install_guard
     from ui.admin import build_admin_console
     from ui.agent import build_agent_console
     from ui.widget import build_widget
 
     app = FastAPI(title=TITLE, docs_url=None, redoc_url=None, openapi_url=None)
+    # Added first so that it runs inside the session middleware (it asks who uploads).
+    install_guard(app, services)
     install_auth(app, services)
 
     @app.get("/healthz")
@@ -47,12 +50,14 @@ def create_app(services: Services) -> FastAPI:
         return JSONResponse({"ok": True})
 
     upload_limit = f"{services.settings.web.max_upload_mb}mb"
-    # No run history anywhere: Gradio would keep customers' messages in the browser.
-    gr.mount_gradio_app(app, build_agent_console(services), path="/agent", run_history=False, footer_links=[],
-                        auth_dependency=role_dependency(services, AGENT_ROLES), max_file_size=upload_limit)
-    gr.mount_gradio_app(app, build_admin_console(services), path="/admin", run_history=False, footer_links=[],
+    # No run history anywhere: Gradio would keep customers' messages in the browser; no
+    # monitoring pages (per-endpoint timings). Which routes answer at all is the guard's
+    # allowlist (chatbot.web.guard): these settings are a second line.
+    common = dict(run_history=False, footer_links=[], enable_monitoring=False, mcp_server=False)
+    gr.mount_gradio_app(app, build_agent_console(services), path="/agent", **common,
+                        auth_dependency=role_dependency(services, AGENT_ROLES), max_file_size="1kb")
+    gr.mount_gradio_app(app, build_admin_console(services), path="/admin", **common,
                         auth_dependency=role_dependency(services, ADMIN_ROLES), max_file_size=upload_limit)
-    # The widget takes no files: a tiny upload limit keeps strangers from storing any.
-    gr.mount_gradio_app(app, build_widget(services), path="/", run_history=False, footer_links=[],
-                        max_file_size="1kb")
+    # The widget takes no files (the guard refuses its upload route; a tiny limit as well).
+    gr.mount_gradio_app(app, build_widget(services), path="/", **common, max_file_size="1kb")
     return app
