@@ -558,3 +558,22 @@ def test_the_catalogue_keeps_only_the_newest_pairs(shop):
         match = catalogue.lookup(session, SHOP[6][0], 0.85)
         assert match is not None and match.pair.id == newest[-1] and match.similarity == pytest.approx(1.0)
         assert catalogue.lookup(session, ORDER_Q, 0.85) is None  # the oldest pair is beyond the bound
+
+
+def test_agents_words_are_redacted_before_they_are_stored_or_cached(shop, agents):
+    """An agent's edit becomes a cached answer for other customers and a training pair:
+    with the serving redactor, a customer's e-mail or card number in it is never kept."""
+    settings, database, retriever, _ = shop
+    alice, _ = agents
+    manager = flagging_manager(settings, database, retriever)
+    first = manager.respond(PASSWORD_Q)
+    second = manager.respond(ORDER_Q, first.conversation_id)
+    private = "I wrote to jane.doe@example.com; the refund goes to card 4111 1111 1111 1111."
+    result = review.edit(database, second.id, alice, private, redactor=manager.redactor)
+    stored = messages_of(database, second.conversation_id)[-1][1]
+    written = pair(database, result.pair_id)
+    for text in (stored, written.target, actions(database, second.conversation_id)[-1].text):
+        assert "jane.doe@example.com" not in text and "4111" not in text
+    reply_result = review.reply(database, second.conversation_id, alice, "Or call me on +44 20 7946 0958.",
+                                redactor=manager.redactor)
+    assert "7946" not in messages_of(database, reply_result.conversation_id)[-1][1]

@@ -254,13 +254,13 @@ def run_action(services: Services, agent: Any, action: str, conversation_id: int
         if action == "approve":
             result = review.approve(db, reply_id, agent)
         elif action == "edit":
-            result = review.edit(db, reply_id, agent, text)
+            result = review.edit(db, reply_id, agent, text, redactor=services.manager.redactor)
         elif action == "reject":
             result = review.reject(db, reply_id, agent, text)
         elif action == "take_over":
             result = review.take_over(db, conversation_id, agent)
         elif action == "reply":
-            result = review.reply(db, conversation_id, agent, text)
+            result = review.reply(db, conversation_id, agent, text, redactor=services.manager.redactor)
         elif action == "hand_back":
             result = review.hand_back(db, conversation_id, agent)
         else:

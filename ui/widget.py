@@ -200,7 +200,12 @@ def answer(services: Services, token: Any, message: str) -> Iterator[ChatView]:
         view = current_view(database, token)
     except ChatbotError:
         view = ChatView(before.chat, before.message_ids, before.last_turn, before.human)
-    stored = bool(view.chat) and view.chat[-1] == {"role": "user", "content": as_text(text)}
+    # Stored text is redacted and cleaned, so count the customer's messages rather than
+    # compare texts: one more than before means the store took it.
+    def customer_turns(chat: list[dict[str, Any]]) -> int:
+        return sum(1 for entry in chat if entry.get("role") == "user")
+
+    stored = customer_turns(view.chat) > customer_turns(before.chat)
     view.keep_input = not stored  # a message the store did not take stays in the box
     view.chat.append({"role": "assistant", "content": as_text(FAILED)})
     view.message_ids.append(None)

@@ -27,6 +27,7 @@ from sqlalchemy import case, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from chatbot.dialogue import repository as dialogue_repo
+from chatbot.ingest.redact import Redactor
 from chatbot.errors import AccessDenied, InputError, StoreError
 from chatbot.store.conversations import add_message
 from chatbot.store.database import Database
@@ -204,10 +205,15 @@ def release(database: Database, conversation_id: int, user: Agent) -> ActionResu
 # -- messages --------------------------------------------------------------------------
 
 
-def reply(database: Database, conversation_id: int, user: Agent, text: str) -> ActionResult:
-    """A message the agent writes; the agent takes the conversation if nobody has."""
+def reply(database: Database, conversation_id: int, user: Agent, text: str, *,
+          redactor: Redactor | None = None) -> ActionResult:
+    """A message the agent writes; the agent takes the conversation if nobody has.
+    With `redactor` (serving passes the dialogue manager's), personal data is redacted
+    before it is stored, as in customers' messages."""
     user = _agent(user)
     text = _text(text, "reply")
+    if redactor is not None:
+        text = redactor.redact(text)
     with database.session() as session:
         took = _take(session, conversation_id, user)
         if took:
@@ -224,12 +230,15 @@ def approve(database: Database, reply_id: int, user: Agent) -> ActionResult:
     return _decide(database, reply_id, _agent(user), edited_text=None)
 
 
-def edit(database: Database, reply_id: int, user: Agent, text: str) -> ActionResult:
+def edit(database: Database, reply_id: int, user: Agent, text: str, *,
+         redactor: Redactor | None = None) -> ActionResult:
     """Send the agent's version of the suggestion and keep it as an `agent_edited`
     pair with the original in its labels. An "edit" that changes nothing is an approval;
     a reply without a draft (a hand-off) can be "edited" too: the agent writes the
     answer to the customer message it belongs to."""
-    return _decide(database, reply_id, _agent(user), edited_text=_text(text, "edited reply"))
+    text = _text(text, "edited reply")
+    # Redacted before it is stored: an edit becomes a cached answer other customers get.
+    return _decide(database, reply_id, _agent(user), edited_text=redactor.redact(text) if redactor else text)
 
 
 def reject(database: Database, reply_id: int, user: Agent, reason: str) -> ActionResult:
