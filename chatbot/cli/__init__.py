@@ -84,7 +84,9 @@ def main(ctx: click.Context, config_file: Path | None, verbose: int) -> None:
 
 
 def _register() -> None:
-    from chatbot.cli import config_cmd, db, dialogue, evaluate, ingest, models, retention, retrieval, serve, train, users
+    from chatbot.cli import (
+        config_cmd, db, dialogue, evaluate, ingest, jobs, models, retention, retrieval, serve, train, users,
+    )
 
     for module in (config_cmd, db, models, serve, ingest, retrieval, evaluate, users, retention):
         main.add_command(module.group)
@@ -92,7 +94,7 @@ def _register() -> None:
     main.add_command(dialogue.ask)
     main.add_command(dialogue.chat)
     main.add_command(train.command)
-    main.add_command(__import__("chatbot.cli.jobs", fromlist=["group"]).group)  # hidden: background-job worker
+    main.add_command(jobs.group)  # list and cancel; `jobs run` is the hidden background-job worker
 
 
 _register()
