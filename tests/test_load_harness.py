@@ -8,16 +8,25 @@ rebuilt mid-run) is marked slow."""
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
+
 import pytest
 
 from benchmarks.load_widget import Plan, Sent, check_store, message_text, run
 
 
+def run_apart(*args, **kwargs):
+    """The harness in a thread of its own: it runs its own asyncio loop, and the browser
+    tests' Playwright (same pytest process) may keep one running on the main thread."""
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        return pool.submit(run, *args, **kwargs).result()
+
+
 def test_small_run_loses_and_duplicates_nothing(tmp_path, tiny_embedder_dir, tiny_reply_model_dir):
     plan = Plan(customers=8, multi_tab_customers=2, tabs=2, messages=2, models="tiny", think_seconds=0.2,
                 message_timeout=90, time_limit=180)
-    results = run(plan, tiny_dirs=(tiny_embedder_dir, tiny_reply_model_dir), model_cache=tmp_path / "models",
-                  report=lambda line: None)
+    results = run_apart(plan, tiny_dirs=(tiny_embedder_dir, tiny_reply_model_dir), model_cache=tmp_path / "models",
+                        report=lambda line: None)
     check, figures = results["store_check"], results["figures"]
     assert figures["messages_sent"] == (8 - 2 + 2 * 2) * 2
     assert check["sent"] == check["stored"] == figures["messages_sent"], check
@@ -62,7 +71,7 @@ def test_two_workers_on_postgresql_pick_up_a_new_index_version(postgres_url, tmp
                                                                  tiny_reply_model_dir):
     plan = Plan(customers=10, multi_tab_customers=3, tabs=2, messages=2, workers=2, models="tiny",
                 database_url=postgres_url, think_seconds=0.2, message_timeout=120, time_limit=300)
-    results = run(plan, tiny_dirs=(tiny_embedder_dir, tiny_reply_model_dir), model_cache=tmp_path / "models",
+    results = run_apart(plan, tiny_dirs=(tiny_embedder_dir, tiny_reply_model_dir), model_cache=tmp_path / "models",
                   report=lambda line: None)
     check = results["store_check"]
     assert check["clean"] and check["stored"] == check["sent"], check

@@ -28,6 +28,19 @@ def send(page, text: str) -> None:
     page.click("#send")
 
 
+def settled(page, timeout: float = 60.0) -> str:
+    """The last bot reply once it has stopped changing (streaming and the final redraw done)."""
+    reply = page.locator(BOT).last
+    expect(reply).not_to_contain_text("…", timeout=timeout * 1000)
+    last, since, deadline = None, time.monotonic(), time.monotonic() + timeout
+    while time.monotonic() - since < 1.5 and time.monotonic() < deadline:
+        text = reply.inner_text()
+        if text != last:
+            last, since = text, time.monotonic()
+        time.sleep(0.1)
+    return last or ""
+
+
 def unique(question: str) -> str:
     """A question no other test asks, so that the cache and the queue stay per test."""
     return f"{question} (ref {uuid.uuid4().hex[:6]})"
@@ -97,9 +110,9 @@ def test_customer_asks_for_a_person_and_sees_the_agents_reply_without_reloading(
     customer = new_page()
     open_widget(customer)
     send(customer, question)
-    expect(customer.locator(BOT).last).not_to_contain_text("…", timeout=60_000)
+    settled(customer)
     customer.click("#talk-to-human")
-    expect(customer.locator("#status-banner")).to_be_visible()
+    expect(customer.locator("#status-banner")).to_be_visible(timeout=15_000)
     expect(customer.locator("#status-banner")).to_contain_text("team")
 
     agent = new_page()
