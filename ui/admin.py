@@ -511,8 +511,9 @@ def build_admin_console(services: Services):
         with gr.Tab("Import", id="import-tab"):
             gr.Markdown(
                 "Upload transcript files: JSON Lines, JSON or CSV, and exports of Zendesk, Intercom and Chatwoot "
-                f"(told apart by content), up to {settings.web.max_upload_mb} MB each. A folder's "
-                ".jsonl, .ndjson, .json, .csv and .tsv files are taken; other files are left out.")
+                f"(told apart by content), up to {settings.web.max_upload_mb} MB each. A folder must hold only "
+                ".jsonl, .ndjson, .json, .csv and .tsv files: a folder with any other file is refused whole "
+                "(move the other files out first; `chatbot import DIR` on the server leaves them out instead).")
             with gr.Row():
                 upload = gr.File(file_count="multiple", label="Transcript files", elem_id="upload")
                 upload_folder = gr.File(file_count="directory", label="Or a folder", elem_id="upload-folder")
