@@ -42,11 +42,12 @@ QUICK_ARGS = {
                            "--out", str(RESULTS / "retrieval_switch_quick.json")],
     "bench_dialogue": ["--latency", "2", "--quality", "4", "--quality-int8", "2"],
 }
-# (name, train files, --limit full, --limit quick); the test turns are a held-out 10%
-# of each set's conversations (the importer's deterministic split).
+# (name, train files, --limit of a full run (None: every held-out turn), --limit of a
+# quick run); the test turns are a held-out 10% of each set's conversations (the
+# importer's deterministic split).
 EVAL_SETS = [
-    ("helpdesk", ["transcripts/stc3_helpdesk_en.train.jsonl"], 16, 3),
-    ("twitter", ["transcripts/ibm_twitter_care.dev.jsonl"], 16, 3),
+    ("helpdesk", ["transcripts/stc3_helpdesk_en.train.jsonl"], None, 3),
+    ("twitter", ["transcripts/ibm_twitter_care.dev.jsonl"], None, 3),
 ]
 
 
@@ -116,8 +117,9 @@ def benchmarks(quick: bool, only: set[str] | None) -> list[tuple[str, list[str]]
             if not all(Path(p).is_file() for p in paths):
                 continue
             out = RESULTS / f"eval_replies_{set_name}{'_quick' if quick else ''}"
+            turns = small if quick else full
             argv = ["-m", "chatbot", "eval", "replies", *[x for p in paths for x in ("--train", p)],
-                    "--limit", str(small if quick else full), "--no-record", "--out", str(out)]
+                    *(["--limit", str(turns)] if turns else []), "--no-record", "--out", str(out)]
             if quick:
                 argv += ["--variants", "retrieval,base,refined"]
             plan.append((f"eval_replies_{set_name}", argv))
@@ -136,7 +138,9 @@ def strip_turn_texts(report_path: Path) -> None:
             if key in turn:
                 turn[f"{key}_chars"] = len(turn.pop(key) or "")
         for variant in turn.get("variants", {}).values():
-            variant["text_chars"] = len(variant.pop("text", "") or "")
+            for key in ("text", "shown_text", "unsent"):
+                if key in variant:
+                    variant[f"{key}_chars"] = len(variant.pop(key) or "")
     tmp = report_path.with_name(f".{report_path.name}.tmp")
     tmp.write_text(json.dumps(report, indent=2) + "\n")
     os.replace(tmp, report_path)
@@ -162,6 +166,9 @@ def _eval_table(report: dict) -> list[str]:
     from chatbot.evaluation.report import markdown_table
 
     fields = {k: report[k] for k in ("meta", "data", "variants", "skipped", "turns", "recorded_version", "notes")}
+    if "comparisons" not in report:  # written before coverage and intervals were reported
+        return ["(made by the earlier scorer, without coverage or intervals: see its report.md)"]
+    fields["comparisons"] = report["comparisons"]
     return markdown_table(ReplyEvaluation(**fields)).splitlines()
 
 

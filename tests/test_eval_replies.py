@@ -1,8 +1,10 @@
-"""`chatbot eval replies`: metrics on known texts, deterministic sampling, and whole
-runs with tiny real models (a real temporary store, index, reply model and dialogue
-manager): the shape and sanity of every figure, the report files, the live store left
-alone except for the promoted version's latest evaluation, and the Twitter set's
-document figures."""
+"""`chatbot eval replies`: metrics on known texts, one ROUGE-L for the whole project,
+bootstrap intervals on known numbers, deterministic sampling, and whole runs with tiny
+real models (a real temporary store, index, reply model and dialogue manager): only
+what a customer was sent is scored (a hand-off or a held draft never is), coverage
+beside the quality of the answered turns, a 95% interval around every figure, every
+held-out turn by default, the report files, the live store left alone except for the
+promoted version's latest evaluation, and the Twitter set's document figures."""
 
 from __future__ import annotations
 
@@ -14,6 +16,7 @@ from click.testing import CliRunner
 
 from chatbot.cli import main
 from chatbot.evaluation import metrics as M
+from chatbot.evaluation.intervals import Resampler
 from chatbot.evaluation.items import EvalItem, sample
 
 CONVERSATIONS = [
@@ -50,6 +53,31 @@ def run(env, *args):
     return CliRunner().invoke(main, ["eval", "replies", *args], env=env, catch_exceptions=False)
 
 
+def figures_in(value, path=""):
+    """Every {value, low, high} figure in a report, with where it is."""
+    if isinstance(value, dict):
+        if {"value", "low", "high"} <= set(value):
+            yield path, value
+        else:
+            for k, v in value.items():
+                yield from figures_in(v, f"{path}.{k}")
+    elif isinstance(value, list):
+        for i, v in enumerate(value):
+            yield from figures_in(v, f"{path}[{i}]")
+
+
+def assert_sane_intervals(report) -> int:
+    """low <= value <= high for every figure of every variant and comparison; returns how many."""
+    count = 0
+    for where, f in figures_in({"variants": report["variants"], "comparisons": report["comparisons"]}):
+        if f["value"] is None:
+            assert f["low"] is None and f["high"] is None, where
+            continue
+        assert f["low"] <= f["value"] <= f["high"], (where, f)
+        count += 1
+    return count
+
+
 # -- metrics and sampling --------------------------------------------------------------
 
 def test_text_metrics_on_known_texts():
@@ -57,11 +85,60 @@ def test_text_metrics_on_known_texts():
     assert M.rouge_l("completely unrelated words", "Returns are free within 30 days") == 0.0
     assert 0 < M.rouge_l("returns are free", "Returns are free within 30 days") < 1
     assert M.rouge_l("", "anything") == 0.0
+    assert M.rouge_l("the parcels shipped", "parcel ships") == pytest.approx(0.8)  # stemmed: parcel, ship
     assert M.sentence_bleu("the parcel ships today from Berlin", "the parcel ships today from Berlin") == pytest.approx(100)
     assert M.sentence_bleu("nothing in common here", "the parcel ships today") < 10
     assert M.corpus_bleu(["a b c d e", "f g h i j"], ["a b c d e", "f g h i j"]) == pytest.approx(100)
     sims = M.cosine_rows([[1.0, 0.0], [1.0, 1.0], [0.0, 0.0]], [[2.0, 0.0], [-1.0, -1.0], [1.0, 0.0]])
     assert sims.tolist() == pytest.approx([1.0, -1.0, 0.0])
+
+
+def test_one_rouge_l_for_the_whole_project():
+    """The dialogue stages, the benchmarks and `chatbot eval replies` share one ROUGE-L:
+    rouge-score's, stemmed, so their figures compare."""
+    from rouge_score import rouge_scorer
+
+    from chatbot.dialogue import text
+
+    assert M.rouge_l is text.rouge_l
+    scorer = rouge_scorer.RougeScorer(["rougeL"], use_stemmer=True)
+    pairs = [("Your refund was issued today.", "We issued the refunds today, it takes 5 days."),
+             ("It's on its way!", "it is on the way"), ("Sorry, we can't ship to Canada.", "We don't ship there.")]
+    for candidate, reference in pairs:
+        expected = scorer.score(reference, candidate)["rougeL"].fmeasure
+        assert text.rouge_l(candidate, reference) == pytest.approx(expected)
+        assert M.rouge_l(candidate, reference) == text.rouge_l(candidate, reference)
+
+
+def test_bleu_statistics_sum_to_corpus_bleu():
+    predictions = ["the parcel ships today", "refunds take five days", ""]
+    references = ["the parcel ships tomorrow", "refunds take five working days", "sorry"]
+    stats = M.bleu_statistics(predictions, references)
+    assert stats.shape[0] == 3
+    assert M.bleu_from_statistics(stats.sum(axis=0)) == pytest.approx(M.corpus_bleu(predictions, references))
+
+
+def test_bootstrap_intervals_on_known_numbers():
+    import numpy as np
+
+    values = np.arange(40, dtype=float) / 40
+    rs = Resampler.by_group([f"c{i}" for i in range(40)], resamples=1000, seed=1)
+    mean = rs.mean(values)
+    assert mean["value"] == pytest.approx(values.mean(), abs=1e-4)
+    assert mean["low"] < mean["value"] < mean["high"] and mean["high"] - mean["low"] < 0.25
+    assert rs.mean(values, values > 2) == {"value": None, "low": None, "high": None}  # no turn of the kind
+    p95 = rs.quantile(values, 0.95)
+    assert p95["low"] <= p95["value"] <= p95["high"] <= values.max()
+    # Whole conversations are drawn: two conversations of constant values give means from
+    # {all of one, half and half, all of the other}, never anything in between.
+    rs2 = Resampler.by_group(["a", "a", "b", "b"], resamples=200, seed=0)
+    _, samples = rs2.mean_samples([0.0, 0.0, 1.0, 1.0])
+    assert set(np.round(samples, 6)) <= {0.0, 0.5, 1.0}
+    # Paired: the same resampled turns for both sides, so a constant gap has no spread.
+    value, samples = rs.mean_samples(values + 0.1 - values)
+    assert value == pytest.approx(0.1) and np.allclose(samples, 0.1)
+    with pytest.raises(ValueError):
+        Resampler.by_group(["a"], resamples=0)
 
 
 def test_latency_summary():
@@ -97,16 +174,24 @@ def test_retrieval_against_its_own_train_set_scores_perfectly(tiny_settings, tmp
                  "--val-fraction", "0", "--json")
     assert result.exit_code == 0, result.output
     report = json.loads(result.stdout)
-    assert report["data"]["turns_evaluated"] == len(CONVERSATIONS) + 1
+    turns = len(CONVERSATIONS) + 1
+    assert report["data"]["turns_evaluated"] == report["data"]["turns_available"] == turns  # all, by default
+    assert report["data"]["limit"] is None and report["data"]["conversations_evaluated"] == len(CONVERSATIONS)
     r = report["variants"]["retrieval"]
-    assert r["n"] == len(CONVERSATIONS) + 1
-    assert r["rouge_l"] == pytest.approx(1.0)
-    assert r["bleu"] == pytest.approx(100.0)
-    assert r["embedding_similarity"] == pytest.approx(1.0, abs=1e-4)
-    assert r["document"] == {"n": len(CONVERSATIONS), "match_rate": 1.0, "in_text_rate": 1.0, "cited_rate": 1.0}
-    assert 0 < r["latency_s"]["p50"] <= r["latency_s"]["p95"]
+    assert r["n"] == r["answered_n"] == turns
+    assert r["coverage"] == {"value": 1.0, "low": 1.0, "high": 1.0}
+    a = r["answered"]
+    assert a["n"] == turns and a["rouge_l"]["value"] == pytest.approx(1.0) and a["bleu"]["value"] == pytest.approx(100.0)
+    assert a["embedding_similarity"]["value"] == pytest.approx(1.0, abs=1e-4)
+    assert r["all_turns"]["rouge_l"]["value"] == pytest.approx(1.0)
+    assert a["document"]["n"] == len(CONVERSATIONS) and a["document"]["match_rate"]["value"] == 1.0
+    assert a["document"]["in_text_rate"]["value"] == a["document"]["cited_rate"]["value"] == 1.0
+    assert 0 < r["latency_s"]["p50"]["value"] <= r["latency_s"]["p95"]["value"]
+    assert assert_sane_intervals(report) >= 10 and report["comparisons"] == []
+    assert report["data"]["intervals"]["resamples"] == 1000
     follow_up = next(t for t in report["turns"] if t["message"] == FOLLOW_UP[0])
     assert follow_up["history_turns"] == 2 and follow_up["variants"]["retrieval"]["text"] == FOLLOW_UP[1]
+    assert follow_up["variants"]["retrieval"]["answered"] is True
     # never the live store: nothing was created in the configured home
     assert not (tiny_settings.home / "chatbot.db").exists()
 
@@ -131,27 +216,41 @@ def test_all_variants_side_by_side_record_the_promoted_versions_evaluation(tiny_
     assert result.exit_code == 0, result.output
     report = json.loads(result.stdout)
     assert list(report["variants"]) == ["retrieval", "base", "trained", "refined"] and report["skipped"] == {}
+    assert report["data"]["turns_evaluated"] == 3 and report["data"]["turns_available"] == len(CONVERSATIONS) + 1
     for name, v in report["variants"].items():
-        assert v["n"] == 3
-        for key in ("rouge_l", "embedding_similarity", "handoff_rate"):
-            assert v[key] is not None and -1 <= v[key] <= 1, (name, key)
-        assert 0 <= v["bleu"] <= 100
-        assert v["latency_s"]["p50"] > 0 and v["latency_s"]["p95"] >= v["latency_s"]["p50"]
-    assert report["variants"]["base"]["handoff_rate"] == 0 and report["variants"]["trained"]["model_version"] == "v1"
-    assert report["variants"]["refined"]["model_version"] == "v1"
+        assert v["n"] == 3 and 0 <= v["answered_n"] <= 3
+        assert v["coverage"]["value"] == pytest.approx(v["answered_n"] / 3, abs=1e-4)
+        if v["answered_n"]:
+            for key in ("rouge_l", "embedding_similarity"):
+                assert -1 <= v["answered"][key]["value"] <= 1, (name, key)
+            assert 0 <= v["answered"]["bleu"]["value"] <= 100
+        assert v["latency_s"]["p50"]["value"] > 0 and v["latency_s"]["p95"]["value"] >= v["latency_s"]["p50"]["value"]
+    assert report["variants"]["base"]["coverage"]["value"] == 1.0 and report["variants"]["trained"]["model_version"] == "v1"
+    # refined drafts with the promoted version where it generates at all (a confident retrieved answer is sent at once)
+    assert report["variants"]["refined"]["model_version"] in (None, "v1")
+    assert "refined: the dialogue manager drafts with v1" in report["notes"]
     assert sum(report["variants"]["refined"]["decisions"].values()) == 3
+    # every pair of variants compared, paired, with a verdict
+    assert [(c["a"], c["b"]) for c in report["comparisons"]] == [
+        ("retrieval", "base"), ("retrieval", "trained"), ("retrieval", "refined"), ("base", "trained"),
+        ("base", "refined"), ("trained", "refined")]
+    assert all(c["verdict"] for c in report["comparisons"])
+    assert assert_sane_intervals(report) > 50
     assert len(report["turns"]) == 3 and all(len(t["variants"]) == 4 for t in report["turns"])
     assert report["recorded_version"] == "v1"
     for name in ("report.json", "report.md", "meta.json", "metrics.png", "latency.png"):
         assert (out / name).stat().st_size > 0
     assert (out / "metrics.png").read_bytes()[:4] == b"\x89PNG"
-    assert "| trained | 3 |" in (out / "report.md").read_text()
+    md = (out / "report.md").read_text()
+    assert "| trained | 3 |" in md and "3 of 7 test turns" in md and "--limit 3" in md and "Paired differences" in md
     stored = get_version(live, "v1").evaluation
     live.dispose()
     assert stored["val_loss"] == 2.5  # training's figures are kept
-    assert stored["replies"]["variants"]["trained"]["rouge_l"] == report["variants"]["trained"]["rouge_l"]
+    assert stored["replies"]["variants"]["trained"]["answered"] == report["variants"]["trained"]["answered"]
     assert stored["replies"]["turns"] == 3 and "turns" not in stored["replies"]["variants"]["trained"]
-    assert evaluation_line(stored).startswith("ROUGE-L ")
+    assert len(stored["replies"]["comparisons"]) == 6
+    assert evaluation_line(stored).startswith("answered 100% [100, 100] · ROUGE-L ")
+    assert "(3 of 7 turns of shop.jsonl" in evaluation_line(stored)
     listed = CliRunner().invoke(main, ["models", "list"], env=env_for(tiny_settings), catch_exceptions=False)
     assert listed.exit_code == 0 and f"latest eval: {evaluation_line(stored)}" in listed.stdout
 
@@ -163,6 +262,7 @@ def test_trained_is_skipped_with_a_note_when_nothing_is_promoted(tiny_settings, 
     assert result.exit_code == 0, result.output
     assert "| trained | skipped: the live store" in result.output and "does not exist yet" in result.output
     assert "| retrieval | 2 |" in result.output
+    assert "Evaluated 2 of 7 test turns" in result.output and "a quick run" in result.output
     assert not (tiny_settings.home / "chatbot.db").exists()
 
 
@@ -178,18 +278,83 @@ def test_bad_arguments_are_one_line_errors(tiny_settings, tmp_path):
     assert result.exit_code == 1 and "no test turns" in result.output
 
 
-def test_twitter_set_held_out_split_has_document_figures(tiny_settings, shared_datasets):
+def test_twitter_set_every_held_out_turn_by_default_with_document_figures(tiny_settings, shared_datasets):
     twitter = shared_datasets / "transcripts" / "ibm_twitter_care.dev.jsonl"
-    result = run(env_for(tiny_settings), "--train", str(twitter), "--variants", "retrieval", "--limit", "8", "--json")
+    result = run(env_for(tiny_settings), "--train", str(twitter), "--variants", "retrieval", "--json")
     assert result.exit_code == 0, result.output
     report = json.loads(result.stdout)
-    assert report["data"]["test_from"] == "held-out split of the train files"
-    assert report["data"]["turns_available"] > 8 and report["data"]["turns_evaluated"] == 8
-    assert report["data"]["index"]["pairs"] > 300
-    doc = report["variants"]["retrieval"]["document"]
-    assert 1 <= doc["n"] <= 8 and 0 <= doc["match_rate"] <= 1 and doc["match_rate"] >= doc["in_text_rate"]
-    # held-out conversations are never in the index: no perfect copy of the agent's reply
-    assert report["variants"]["retrieval"]["rouge_l"] < 0.9
+    data = report["data"]
+    assert data["test_from"] == "held-out split of the train files"
+    assert data["limit"] is None and data["turns_evaluated"] == data["turns_available"] > 16  # all, not a sample
+    assert data["index"]["pairs"] > 300
+    r = report["variants"]["retrieval"]
+    assert r["n"] == data["turns_evaluated"]
+    assert r["answered_n"] == sum(t["variants"]["retrieval"]["answered"] for t in report["turns"])
+    doc = r["all_turns"]["document"]
+    assert 1 <= doc["n"] <= data["turns_evaluated"] and 0 <= doc["match_rate"]["value"] <= 1
+    if r["answered_n"]:
+        assert r["answered"]["document"]["match_rate"]["value"] >= r["answered"]["document"]["in_text_rate"]["value"]
+        # held-out conversations are never in the index: no perfect copy of the agent's reply
+        assert r["answered"]["rouge_l"]["value"] < 0.9
+        # a real spread of turns: the intervals are not degenerate
+        assert r["answered"]["rouge_l"]["low"] < r["answered"]["rouge_l"]["high"]
+    assert assert_sane_intervals(report) >= 10
+
+
+def test_a_handed_off_or_held_turn_is_not_scored_as_sent(tiny_settings, tmp_path):
+    """The refined manager made to hold every reply for an agent (review_mode=hold, no
+    confidence reaches the answer threshold) or to hand every turn off: what it drafted
+    is the agent's reply itself (the test turns are indexed), so scoring it as if sent
+    would give ROUGE-L 1; nothing was sent, so nothing is scored, coverage is 0, and the
+    all-turns figure counts each turn as 0."""
+    data = write_transcripts(tmp_path / "shop.jsonl")
+    common = ["--train", str(data), "--test", str(data), "--val-fraction", "0", "--no-record", "--json"]
+    quiet = {"CHATBOT_DIALOGUE__GENERATE": "false", "CHATBOT_DIALOGUE__CACHE_ENABLED": "false",
+             "CHATBOT_DIALOGUE__ANSWER_THRESHOLD": "1.0"}
+    held = run(env_for(tiny_settings, **quiet, CHATBOT_DIALOGUE__HANDOFF_THRESHOLD="0.0",
+                       CHATBOT_DIALOGUE__REVIEW_MODE="hold"), *common, "--variants", "retrieval,refined")
+    assert held.exit_code == 0, held.output
+    report = json.loads(held.stdout)
+    turns = report["turns"]
+    decisions = [t["variants"]["refined"]["decision"] for t in turns]
+    assert decisions.count("held") >= len(turns) - 1, decisions
+    for t in turns:
+        v = t["variants"]["refined"]
+        if v["decision"] == "held":
+            assert v["answered"] is False and v["text"] == "" and v["shown_text"] == ""
+            assert v["unsent"] and v["rouge_l"] is None and v["embedding_similarity"] is None and v["bleu"] is None
+            if "document" in v:  # the turn where the agent sent a help document
+                assert v["document"] == {"in_text": False, "cited": False, "any": False}
+    # what was held is the agent's own reply: scored as if sent it would have been perfect
+    assert max(M.rouge_l(t["variants"]["refined"]["unsent"], t["reference"]) for t in turns) > 0.9
+    refined = report["variants"]["refined"]
+    n_held = decisions.count("held")
+    assert refined["answered_n"] == len(turns) - n_held
+    assert refined["coverage"]["value"] == pytest.approx(refined["answered_n"] / len(turns), abs=1e-4)
+    if refined["answered_n"] == 0:
+        assert refined["answered"]["rouge_l"] == {"value": None, "low": None, "high": None}
+        assert refined["all_turns"]["rouge_l"] == {"value": 0.0, "low": 0.0, "high": 0.0}
+    # retrieval answered every turn perfectly; the comparison says it answers more
+    comparison = report["comparisons"][0]
+    assert (comparison["a"], comparison["b"]) == ("retrieval", "refined")
+    assert comparison["both_answered"]["n"] == refined["answered_n"]
+    if refined["answered_n"] == 0:
+        assert comparison["coverage"]["better"] == "retrieval" and "retrieval answers more" in comparison["verdict"]
+        assert comparison["all_turns"]["rouge_l"]["better"] == "retrieval"
+    assert assert_sane_intervals(report) > 10
+
+    handed = run(env_for(tiny_settings, **quiet, CHATBOT_DIALOGUE__HANDOFF_THRESHOLD="1.0"),
+                 *common, "--variants", "refined", "--limit", "3")
+    assert handed.exit_code == 0, handed.output
+    report = json.loads(handed.stdout)
+    for t in report["turns"]:
+        v = t["variants"]["refined"]
+        assert v["decision"] == "handoff" and v["answered"] is False
+        assert v["text"] == "" and v["rouge_l"] is None  # the hand-off notice is shown, never scored
+        assert v["shown_text"] and v["shown_text"] == tiny_settings.dialogue.handoff_message
+    refined = report["variants"]["refined"]
+    assert refined["answered_n"] == 0 and refined["coverage"]["value"] == 0.0
+    assert refined["decisions"] == {"handoff": 3}
 
 
 @pytest.mark.slow
@@ -204,4 +369,5 @@ def test_self_retrieval_on_the_helpdesk_set_with_minilm(tmp_path, shared_dataset
                  "--val-fraction", "0", "--limit", "200", "--json")
     assert result.exit_code == 0, result.output
     r = json.loads(result.stdout)["variants"]["retrieval"]
-    assert r["rouge_l"] > 0.95 and r["embedding_similarity"] > 0.95
+    assert r["coverage"]["value"] == 1.0
+    assert r["answered"]["rouge_l"]["value"] > 0.95 and r["answered"]["embedding_similarity"]["value"] > 0.95

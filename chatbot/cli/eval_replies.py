@@ -34,8 +34,11 @@ def _progress_factory(enabled: bool):
               help="Transcript file(s) to answer and score. Repeatable. Default: a held-out share of the train conversations.")
 @click.option("--variants", default=",".join(VARIANT_NAMES), show_default=True,
               help="Comma-separated: retrieval, base, trained (the promoted version of the live store), refined.")
-@click.option("--limit", type=click.IntRange(min=1), help="Evaluate at most N test turns, sampled deterministically.")
-@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the --limit sample.")
+@click.option("--limit", type=click.IntRange(min=1),
+              help="A quick run: evaluate at most N test turns, sampled deterministically. Default: every test turn.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the --limit sample and of the bootstrap.")
+@click.option("--resamples", type=click.IntRange(min=100), default=1000, show_default=True,
+              help="Bootstrap resamples (of the conversations) behind every 95% interval.")
 @click.option("--test-fraction", type=click.FloatRange(0, 1, max_open=True),
               help="Without --test: share of the train conversations held out as the test set (default: ingest.test_fraction).")
 @click.option("--val-fraction", type=click.FloatRange(0, 1, max_open=True),
@@ -47,12 +50,17 @@ def _progress_factory(enabled: bool):
 @json_option
 @pass_app
 def replies_command(app: AppContext, train_files: tuple[Path, ...], test_files: tuple[Path, ...], variants: str,
-                    limit: int | None, seed: int, test_fraction: float | None, val_fraction: float | None,
+                    limit: int | None, seed: int, resamples: int, test_fraction: float | None, val_fraction: float | None,
                     out_dir: Path | None, no_record: bool, as_json: bool) -> None:
-    """Answer held-out customer turns with each variant and score the replies against
-    the agents' real ones: ROUGE-L, BLEU, embedding similarity, hand-off rate, latency
-    p50/p95 and, where the agent sent a help document, how often the reply or its
-    citations point to it.
+    """Answer every held-out customer turn with each variant and score what the customer
+    was sent against the agents' real replies. A hand-off or a reply held for an agent
+    is not an answer and is never scored: each variant reports the share of turns
+    answered beside the quality of the answered ones (ROUGE-L, embedding similarity,
+    BLEU and, where the agent sent a help document, how often the reply or its citations
+    point to it), the quality over all turns with an unanswered turn scoring 0, latency
+    p50/p95, and paired differences between every two variants. Every figure comes with
+    its 95% bootstrap interval; a variant is better only where the interval of the
+    difference excludes 0.
 
     The train files go into a temporary store with its own database and index; the
     live store is only read (its promoted model version is the `trained` variant) and,
@@ -66,7 +74,8 @@ def replies_command(app: AppContext, train_files: tuple[Path, ...], test_files: 
         raise click.BadParameter(f"unknown variant(s) {', '.join(bad) or '(none)'}; choose from {', '.join(VARIANT_NAMES)}",
                                  param_hint="--variants")
     result = evaluate_replies(
-        app.settings, train_files, test_files, variants=chosen, limit=limit, seed=seed, val_fraction=val_fraction,
+        app.settings, train_files, test_files, variants=chosen, limit=limit, seed=seed, resamples=resamples,
+        val_fraction=val_fraction,
         test_fraction=test_fraction, record=not no_record, progress=_progress_factory(not as_json),
     )
     files = []
@@ -80,12 +89,18 @@ def replies_command(app: AppContext, train_files: tuple[Path, ...], test_files: 
             payload["files"] = [str(f) for f in files]
         emit_json(payload)
         return
-    from chatbot.evaluation.report import markdown_table
+    from chatbot.evaluation.report import markdown_table, turns_line
 
     d = result.data
-    click.echo(f"{d['turns_evaluated']} test turns ({d['test_from']}), index of {d['index']['pairs']} pairs, "
+    held = "" if d["test_from"] == "files" else f" ({d['test_from']})"
+    click.echo(f"Evaluated {turns_line(result)}{held}; index of {d['index']['pairs']} pairs; "
                f"{result.meta['seconds']:.0f} s")
+    click.echo("")
     click.echo(markdown_table(result))
+    click.echo("")
+    click.echo("answered: the customer was sent a reply; a hand-off or a reply held for an agent is never scored. "
+               "[low, high]: 95% bootstrap interval (resampling conversations); a variant is better only where the "
+               "interval of a difference excludes 0.")
     for note in result.notes:
         click.echo(f"note: {note}")
     if result.recorded_version:

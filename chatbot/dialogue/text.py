@@ -1,12 +1,14 @@
 """Cheap text measures shared by the dialogue stages: normalising, word tokens, lexical
-similarity, and pulling checkable facts (links, e-mail addresses, phone numbers,
-prices, numbers, promises) out of a text. No models; no decisions."""
+similarity, ROUGE-L (the project's only implementation), and pulling checkable facts
+(links, e-mail addresses, phone numbers, prices, numbers, promises) out of a text. No
+models; no decisions."""
 
 from __future__ import annotations
 
 import re
 from collections import Counter
 from dataclasses import dataclass, field
+from functools import lru_cache
 
 _WORD = re.compile(r"[a-z0-9]+(?:'[a-z]+)?")
 STOPWORDS = frozenset(
@@ -70,22 +72,22 @@ def question_similarity(a: str, b: str) -> float:
     return max(token_f1(a, b), char_similarity(a, b))
 
 
+@lru_cache(maxsize=1)
+def _rouge_l_scorer():
+    from rouge_score import rouge_scorer  # imported on first use: it pulls in nltk (about 1.5 s)
+
+    return rouge_scorer.RougeScorer(["rougeL"], use_stemmer=True)
+
+
 def rouge_l(candidate: str, reference: str) -> float:
-    """ROUGE-L F1 over lower-cased word tokens (for evaluation, not for scoring)."""
-    c, r = words(candidate), words(reference)
-    if not c or not r:
+    """ROUGE-L F-measure (0-1) of `candidate` against `reference`; 0 when either is empty.
+
+    The project's one ROUGE-L: `rouge-score` with its own tokeniser (lower case, runs of
+    ASCII letters and digits) and Porter stemming. Evaluation (`chatbot eval replies`),
+    the benchmarks and any dialogue stage all call this, so their figures compare."""
+    if not candidate.strip() or not reference.strip():
         return 0.0
-    previous = [0] * (len(r) + 1)
-    for cw in c:
-        current = [0]
-        for j, rw in enumerate(r):
-            current.append(previous[j] + 1 if cw == rw else max(previous[j + 1], current[j]))
-        previous = current
-    lcs = previous[-1]
-    if lcs == 0:
-        return 0.0
-    precision, recall = lcs / len(c), lcs / len(r)
-    return 2 * precision * recall / (precision + recall)
+    return float(_rouge_l_scorer().score(reference, candidate)["rougeL"].fmeasure)
 
 
 def repetition_ratio(text: str, n: int = 3) -> float:

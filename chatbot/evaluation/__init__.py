@@ -2,7 +2,10 @@
 as serving (import, index, reply model, dialogue manager) run in a throw-away store,
 several variants side by side, figures in a report with plots.
 
-Modules: `items` (which turns are evaluated), `metrics` (text and latency figures),
-`variants` (how each variant produces a reply), `replies` (the run), `report` (files
-and plots), `record` (keeping a model version's latest evaluation in the store).
+Modules: `items` (which turns are evaluated), `variants` (how each variant answers or
+hands off), `metrics` (text and latency figures of what was sent), `intervals` (95%
+bootstrap intervals, resampling conversations), `figures` (coverage, quality of the
+answered turns, quality at equal footing, paired comparisons), `replies` (the run),
+`report` (tables, files and plots), `record` (keeping a model version's latest
+evaluation in the store).
 Intent routing is evaluated elsewhere (`chatbot.retrieval.intents`)."""

@@ -1,36 +1,25 @@
 """Figures for one reply against the agent's real reply, and summaries over many:
-ROUGE-L (F-measure, `rouge-score` with stemming), BLEU (`sacrebleu`: sentence BLEU per
-turn, corpus BLEU per variant), cosine similarity of sentence embeddings, latency
-percentiles, and whether a reply or its citations point to the help document the
-real agent sent. Pure functions on texts and numbers: producing the replies and
-loading the embedder are other modules' jobs."""
+ROUGE-L (F-measure, `rouge-score` with stemming: `chatbot.dialogue.text.rouge_l`, the
+project's only implementation, re-exported here), BLEU (`sacrebleu`: sentence BLEU per
+turn, corpus BLEU per variant, and the per-turn statistics corpus BLEU is summed from),
+cosine similarity of sentence embeddings, latency percentiles, and whether a reply or
+its citations point to the help document the real agent sent. Pure functions on texts
+and numbers: producing the replies, loading the embedder and the intervals
+(`intervals`) are other modules' jobs."""
 
 from __future__ import annotations
 
 import math
 import re
 from collections.abc import Iterable, Sequence
-from functools import lru_cache
 from typing import Any
 
 import numpy as np
 
+from chatbot.dialogue.text import rouge_l  # the project's one ROUGE-L (rouge-score, stemmed)
+
 _ARCHIVE_PREFIX = re.compile(r"^https?://web\.archive\.org/web/\d+/", re.IGNORECASE)
 _SCHEME = re.compile(r"^https?:\s?//(www\.)?", re.IGNORECASE)
-
-
-@lru_cache(maxsize=1)
-def _rouge_scorer():
-    from rouge_score import rouge_scorer
-
-    return rouge_scorer.RougeScorer(["rougeL"], use_stemmer=True)
-
-
-def rouge_l(prediction: str, reference: str) -> float:
-    """ROUGE-L F-measure (0-1) of `prediction` against `reference`; 0 when either is empty."""
-    if not prediction.strip() or not reference.strip():
-        return 0.0
-    return float(_rouge_scorer().score(reference, prediction)["rougeL"].fmeasure)
 
 
 def sentence_bleu(prediction: str, reference: str) -> float:
@@ -49,6 +38,25 @@ def corpus_bleu(predictions: Sequence[str], references: Sequence[str]) -> float:
     if not predictions:
         return 0.0
     return float(sacrebleu.corpus_bleu(list(predictions), [list(references)]).score)
+
+
+def bleu_statistics(predictions: Sequence[str], references: Sequence[str]) -> np.ndarray:
+    """Per-turn sacrebleu statistics (n-gram matches and totals, hypothesis and reference
+    lengths), one row per turn: corpus BLEU of any multiset of turns is `bleu_from_statistics`
+    of the sum of their rows, which is how its bootstrap interval is computed."""
+    from sacrebleu.metrics import BLEU
+
+    if not predictions:
+        return np.zeros((0, 2 + 2 * BLEU().max_ngram_order), dtype=np.int64)
+    stats = BLEU()._extract_corpus_statistics(list(predictions), [list(references)])
+    return np.asarray(stats, dtype=np.int64)
+
+
+def bleu_from_statistics(summed: Sequence[float]) -> float:
+    """Corpus BLEU (0-100) from summed per-turn statistics (see `bleu_statistics`)."""
+    from sacrebleu.metrics import BLEU
+
+    return float(BLEU()._compute_score_from_stats([int(round(x)) for x in summed]).score)
 
 
 def cosine_rows(a: np.ndarray, b: np.ndarray) -> np.ndarray:

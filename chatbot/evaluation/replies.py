@@ -2,7 +2,8 @@
 imported into a throw-away store (its own SQLite database and index in a temporary
 directory, never the live ones), the index is built with calibration as `chatbot index`
 does, the test turns are read (`items`), every variant answers every turn
-(`variants`), the replies are scored (`metrics`), and when the `trained` variant ran,
+(`variants`), what each sent is scored (`metrics`) and summed up with 95% bootstrap
+intervals and paired comparisons (`figures`), and when the `trained` variant ran,
 the figures become the promoted version's latest evaluation in the LIVE store (the
 only thing written there). Files and plots are `report`'s job; printing the CLI's.
 """
@@ -24,6 +25,8 @@ from typing import Any
 
 from chatbot.errors import ChatbotError, InputError
 from chatbot.evaluation import metrics as M
+from chatbot.evaluation.figures import TurnScores, summarise
+from chatbot.evaluation.intervals import LEVEL, Resampler
 from chatbot.evaluation.items import EvalItem, load_items, sample
 from chatbot.evaluation.variants import VARIANTS, Prediction
 
@@ -41,6 +44,7 @@ class ReplyEvaluation:
     turns: list[dict[str, Any]]
     recorded_version: str | None = None
     notes: list[str] = field(default_factory=list)
+    comparisons: list[dict[str, Any]] = field(default_factory=list)  # paired differences of every two variants
 
     def to_dict(self, *, turns: bool = True) -> dict[str, Any]:
         out = asdict(self)
@@ -107,6 +111,7 @@ def evaluate_replies(
     variants: Sequence[str] = VARIANTS,
     limit: int | None = None,
     seed: int = 0,
+    resamples: int = 1000,
     val_fraction: float | None = None,
     test_fraction: float | None = None,
     work_dir: Path | None = None,
@@ -119,14 +124,18 @@ def evaluate_replies(
     the importer's deterministic split puts in `test` (`test_fraction`, default the
     configured ingest.test_fraction); they are never indexed. `val_fraction` (default
     ingest.val_fraction) is held out of the index to calibrate out-of-scope; 0 indexes
-    every train conversation (no calibration). Raises InputError for bad arguments or
-    files, ModelUnavailableError when a model is missing."""
+    every train conversation (no calibration). Every test turn is evaluated unless
+    `limit` caps their number (a quick run); `resamples` bootstrap resamples (seeded
+    with `seed`) give the 95% intervals. Raises InputError for bad arguments or files,
+    ModelUnavailableError when a model is missing."""
     unknown = [v for v in variants if v not in VARIANTS]
     if unknown or not variants:
         raise InputError(f"unknown variant(s) {', '.join(unknown) or '(none given)'}; expected some of {', '.join(VARIANTS)}")
     variants = [v for v in VARIANTS if v in variants]
     if limit is not None and limit < 1:
         raise InputError(f"--limit must be at least 1, got {limit}")
+    if resamples < 100:
+        raise InputError(f"--resamples must be at least 100 for a 95% interval, got {resamples}")
     train = _check_files(train_files, "train")
     test = _check_files(test_files, "test")
     if not train:
@@ -154,8 +163,8 @@ def evaluate_replies(
     tmp = Path(tempfile.mkdtemp(prefix="chatbot-eval-", dir=str(work_dir) if work_dir else None))
     databases: list[Any] = []
     try:
-        result = _run(settings, train, test, variants, limit, seed, val_fraction, test_fraction, trained_version,
-                      tmp, databases, bar, notes, skipped)
+        result = _run(settings, train, test, variants, limit, seed, resamples, val_fraction, test_fraction,
+                      trained_version, tmp, databases, bar, notes, skipped)
     finally:
         for database in databases:
             database.dispose()
@@ -182,9 +191,12 @@ def stored_summary(result: ReplyEvaluation) -> dict[str, Any]:
         "test": [Path(p).name for p in result.data["test_files"]] or
                 [f"held-out {result.data['test_fraction']:.0%} of " + ", ".join(Path(p).name for p in result.data["train_files"])],
         "turns": result.data["turns_evaluated"],
+        "turns_available": result.data["turns_available"],
         "limit": result.data["limit"],
         "seed": result.data["seed"],
+        "intervals": result.data["intervals"],
         "variants": result.variants,
+        "comparisons": result.comparisons,
         "skipped": result.skipped,
     }
 
@@ -203,7 +215,7 @@ def _import(database: Any, files: Sequence[Path], ingest: Any, bar: ProgressFact
             "problems": len(summary.problems), "pairs_skipped": dict(summary.pairs_skipped)}
 
 
-def _run(settings, train, test, variants, limit, seed, val_fraction, test_fraction, trained_version, tmp: Path,
+def _run(settings, train, test, variants, limit, seed, resamples, val_fraction, test_fraction, trained_version, tmp: Path,
          databases: list, bar: ProgressFactory, notes: list[str], skipped: dict[str, str]) -> ReplyEvaluation:
     from chatbot.config import ensure_home
     from chatbot.retrieval.indexer import update_index
@@ -269,7 +281,8 @@ def _run(settings, train, test, variants, limit, seed, val_fraction, test_fracti
         if name == "base" and "refined" in variants and trained_version is not None:
             loaded.pop("base", None)  # refined uses the trained model: free the base one
 
-    summaries, turns = _score(items, predictions, retriever, doc_meta, settings)
+    resampler = Resampler.by_group([(i.source, i.conversation) for i in items], resamples=resamples, seed=seed)
+    summaries, comparisons, turns = _score(items, predictions, retriever, doc_meta, settings, resampler)
     data = {
         "train_files": [str(p) for p in train], "test_files": [str(p) for p in test],
         "test_from": "files" if test else "held-out split of the train files",
@@ -279,10 +292,14 @@ def _run(settings, train, test, variants, limit, seed, val_fraction, test_fracti
                   "calibrated": bool(index.calibration),
                   "oos_raw_threshold": (index.calibration or {}).get("raw_threshold")},
         "turns_available": len(candidates), "turns_evaluated": len(items), "limit": limit, "seed": seed,
+        "conversations_evaluated": resampler.groups,
         "turns_with_document": sum(1 for i in items if _doc_applies(i)),
+        "intervals": {"level": LEVEL, "method": "percentile bootstrap, resampling conversations", "resamples": resamples,
+                      "seed": seed},
     }
     meta = _meta(settings, variants, trained_version, loaded)
-    return ReplyEvaluation(meta=meta, data=data, variants=summaries, skipped=skipped, turns=turns, notes=notes)
+    return ReplyEvaluation(meta=meta, data=data, variants=summaries, skipped=skipped, turns=turns, notes=notes,
+                           comparisons=comparisons)
 
 
 def _build_variant(name, settings, database, retriever, model_for, trained_version, notes):
@@ -302,7 +319,10 @@ def _build_variant(name, settings, database, retriever, model_for, trained_versi
         notes.append(f"refined: the dialogue manager drafts with {version}")
     else:
         notes.append("refined: dialogue.generate is off, so the manager answers from retrieved past answers only")
-    return V.RefinedVariant(DialogueManager(settings.dialogue, database, retriever, source), database)
+    from chatbot.training.prompt import PromptFormat
+
+    prompt = PromptFormat.from_settings(settings.prompt)
+    return V.RefinedVariant(DialogueManager(settings.dialogue, database, retriever, source, prompt), database)
 
 
 def _doc_meta(database: Any) -> dict[int, dict[str, str | None]]:
@@ -329,63 +349,53 @@ def _doc_applies(item: EvalItem) -> bool:
 
 
 def _score(items: list[EvalItem], predictions: dict[str, list[Prediction]], retriever: Any,
-           doc_meta: dict[int, dict], settings: Any) -> tuple[dict[str, dict], list[dict]]:
+           doc_meta: dict[int, dict], settings: Any, resampler: Resampler) -> tuple[dict[str, dict], list[dict], list[dict]]:
+    """Score what each variant sent (answered turns only), then sum up (`figures`)."""
+    import numpy as np
+
     from chatbot.retrieval.embedding import embed_texts
 
     batch = settings.retrieval.batch_size
     references = [i.reference for i in items]
     ref_vectors = embed_texts(retriever.model, references, batch_size=batch)
+    applies = np.asarray([_doc_applies(i) for i in items], dtype=bool)
     turns = [{**item.to_dict(), "variants": {}} for item in items]
-    summaries = {}
+    scores: dict[str, TurnScores] = {}
     for name, preds in predictions.items():
-        texts = [p.text for p in preds]
-        sims = M.cosine_rows(embed_texts(retriever.model, texts, batch_size=batch), ref_vectors)
-        rows = []
-        for item, pred, sim, turn in zip(items, preds, sims, turns, strict=True):
-            row = {"rouge_l": round(M.rouge_l(pred.text, item.reference), 4),
-                   "bleu": round(M.sentence_bleu(pred.text, item.reference), 2),
-                   "embedding_similarity": round(float(sim), 4)}
-            if _doc_applies(item):
+        n = len(preds)
+        answered = np.asarray([p.answered for p in preds], dtype=bool)
+        sims = np.zeros(n)
+        sent = [i for i in range(n) if answered[i]]
+        if sent:
+            vectors = embed_texts(retriever.model, [preds[i].text for i in sent], batch_size=batch)
+            sims[sent] = M.cosine_rows(vectors, ref_vectors[sent])
+        rouge, bleu = np.zeros(n), np.zeros(n)
+        stats = M.bleu_statistics([p.text if p.answered else "" for p in preds], references)
+        stats[~answered] = 0
+        doc = np.zeros((3, n), dtype=bool)
+        for i, (item, pred, turn) in enumerate(zip(items, preds, turns, strict=True)):
+            row: dict[str, Any] = {"answered": pred.answered}
+            if pred.answered:
+                rouge[i] = M.rouge_l(pred.text, item.reference)
+                bleu[i] = M.sentence_bleu(pred.text, item.reference)
+                row.update(rouge_l=round(float(rouge[i]), 4), bleu=round(float(bleu[i]), 2),
+                           embedding_similarity=round(float(sims[i]), 4))
+            else:  # nothing was sent as an answer: nothing to score
+                row.update(rouge_l=None, bleu=None, embedding_similarity=None)
+            if applies[i]:
                 cited = [{**doc_meta.get(c.get("conversation_id"), {})} for c in pred.citations]
-                row["document"] = M.doc_match(item.doc_id, item.doc_url, pred.text, cited)
-            rows.append(row)
+                match = M.doc_match(item.doc_id, item.doc_url, pred.text, cited) if pred.answered else \
+                    {"in_text": False, "cited": False, "any": False}
+                doc[:, i] = (match["any"], match["in_text"], match["cited"])
+                row["document"] = match
             turn["variants"][name] = {**pred.to_dict(), "seconds": round(pred.seconds, 4), **row}
-        answered = [i for i, p in enumerate(preds) if not p.handoff]
-        summary = {
-            "n": len(preds),
-            "rouge_l": _r(M.mean(r["rouge_l"] for r in rows)),
-            "bleu": round(M.corpus_bleu(texts, references), 2),
-            "sentence_bleu": _r(M.mean(r["bleu"] for r in rows), 2),
-            "embedding_similarity": _r(M.mean(r["embedding_similarity"] for r in rows)),
-            "handoff_rate": _r(sum(p.handoff for p in preds) / len(preds)),
-            "latency_s": M.latency_summary(p.seconds for p in preds),
-            "answered": {
-                "n": len(answered),
-                "rouge_l": _r(M.mean(rows[i]["rouge_l"] for i in answered)),
-                "bleu": round(M.corpus_bleu([texts[i] for i in answered], [references[i] for i in answered]), 2),
-                "embedding_similarity": _r(M.mean(rows[i]["embedding_similarity"] for i in answered)),
-            },
-            "decisions": _count(p.decision for p in preds),
-            "model_version": next((p.model_version for p in preds if p.model_version), None),
-        }
-        docs = [r["document"] for r in rows if "document" in r]
-        if docs:
-            summary["document"] = {"n": len(docs), "match_rate": _r(M.mean(d["any"] for d in docs)),
-                                   "in_text_rate": _r(M.mean(d["in_text"] for d in docs)),
-                                   "cited_rate": _r(M.mean(d["cited"] for d in docs))}
-        summaries[name] = summary
-    return summaries, turns
-
-
-def _r(value: float | None, digits: int = 4) -> float | None:
-    return None if value is None else round(value, digits)
-
-
-def _count(values) -> dict[str, int]:
-    out: dict[str, int] = {}
-    for v in values:
-        out[v] = out.get(v, 0) + 1
-    return out
+        scores[name] = TurnScores(
+            answered=answered, rouge_l=rouge, embedding_similarity=sims, sentence_bleu=bleu, bleu_stats=stats,
+            seconds=np.asarray([p.seconds for p in preds], dtype=np.float64), doc_applies=applies,
+            doc_any=doc[0], doc_in_text=doc[1], doc_cited=doc[2], decisions=[p.decision for p in preds],
+            model_version=next((p.model_version for p in preds if p.model_version), None))
+    figures, comparisons = summarise(resampler, scores)
+    return figures, comparisons, turns
 
 
 def _meta(settings: Any, variants: list[str], trained_version: Any, loaded: dict) -> dict[str, Any]:
@@ -401,21 +411,28 @@ def _meta(settings: Any, variants: list[str], trained_version: Any, loaded: dict
         "models": {name: version for name, (_m, _t, version) in loaded.items()},
         "embedder": str(embedder_path(settings)),
         "metrics": {
-            "rouge_l": "ROUGE-L F-measure (rouge-score, stemmed), mean over turns",
-            "bleu": "sacrebleu corpus BLEU (0-100) over the variant's turns",
-            "sentence_bleu": "mean sacrebleu sentence BLEU (0-100)",
-            "embedding_similarity": "mean cosine of reply and agent reply embeddings (the configured embedder)",
-            "handoff_rate": "share of turns handed to a human (refined: its decision; retrieval: the out-of-scope "
-                            "check would hand off; one-pass: never)",
-            "answered": "the same figures over the turns not handed off",
-            "document": "turns where the real agent sent a help document: the reply or its citations point to it",
-            "scored_text": "the reply; for refined on a hand-off, the hand-off notice the customer sees; "
-                           "retrieval is always scored on its best retrieved answer",
+            "answered_turn": "the customer was sent a reply (decision answer or answer_flagged); a hand-off, a "
+                             "held draft or silence is not an answer, and its text is never scored",
+            "coverage": "share of turns answered (refined: its decision; retrieval: answered unless the "
+                        "out-of-scope check hands off; one-pass variants always answer)",
+            "answered": "quality of the answered turns only: rouge_l (ROUGE-L F-measure, rouge-score, stemmed, "
+                        "mean), embedding_similarity (mean cosine of sent reply and agent reply embeddings, the "
+                        "configured embedder), sentence_bleu (mean sacrebleu sentence BLEU, 0-100), bleu "
+                        "(sacrebleu corpus BLEU, 0-100), document (turns where the real agent sent a help "
+                        "document: the sent reply or its citations point to it)",
+            "all_turns": "the same quality over every turn, an unanswered turn scoring 0: the figure at equal "
+                         "footing across variants that answer different turns",
+            "latency_s": "p50, p95 and mean seconds per turn (retrieval included)",
+            "comparisons": "every two variants a, b: paired differences a - b (coverage, all-turns quality, "
+                           "quality on the turns both answered); better = the higher one where the interval "
+                           "excludes 0",
+            "intervals": "every figure is {value, low, high}: a 95% percentile bootstrap interval, resampling "
+                         "conversations with replacement (data.intervals)",
         },
         "settings": {"retrieval": settings.retrieval.model_dump(mode="json"),
                      "dialogue": {k: v for k, v in settings.dialogue.model_dump(mode="json").items()
                                   if k not in ("system_prompt", "handoff_message", "hold_message")},
-                     "prompt": {k: getattr(settings.training, k) for k in
+                     "prompt": {k: getattr(settings.prompt, k) for k in
                                 ("evidence_k", "evidence_max_chars", "history_turns")}},
         "machine": {"python": platform.python_version(), "platform": platform.platform(), "cpus": os.cpu_count(),
                     "load_average_at_end": [round(x, 2) for x in os.getloadavg()], "argv": sys.argv[1:]},

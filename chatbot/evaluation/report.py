@@ -1,6 +1,8 @@
-"""Turning a `ReplyEvaluation` into files: report.json (every figure and every turn),
-report.md (the table a person reads), meta.json (what made it) and two PNG plots
-(each metric per variant; the latency distribution). Each file is written to a
+"""Turning a `ReplyEvaluation` into text and files: the tables the CLI prints (what was
+answered and how well, every turn at equal footing with latency, paired comparisons;
+every figure with its 95% interval), report.json (every figure and every turn),
+report.md (the tables a person reads), meta.json (what made it) and two PNG plots
+(each figure per variant with its interval; the latency distribution). Each file is written to a
 temporary name and renamed, so an interrupted run leaves no half-written report.
 Running the evaluation is `replies`' job."""
 
@@ -13,54 +15,135 @@ from typing import Any
 
 from chatbot.evaluation.replies import ReplyEvaluation
 
-METRICS = (("rouge_l", "ROUGE-L"), ("bleu", "BLEU"), ("embedding_similarity", "embedding sim."),
-           ("handoff_rate", "hand-off rate"))
+PANELS = (("coverage", "answered (share of turns)"), ("answered.rouge_l", "ROUGE-L, answered turns"),
+          ("answered.embedding_similarity", "emb. sim., answered turns"), ("all_turns.rouge_l", "ROUGE-L, all turns (0 if not answered)"),
+          ("all_turns.embedding_similarity", "emb. sim., all turns (0 if not answered)"))
+QUALITY_NOTE = (
+    "A turn is answered when the customer was sent a reply; a hand-off, a reply held for an agent or silence is not "
+    "an answer and nothing of it is scored. Quality (ROUGE-L F-measure and embedding similarity, means 0-1; BLEU: "
+    "sacrebleu corpus BLEU 0-100; doc match: turns where the real agent sent a help document, answered with a reply or "
+    "citation that points to it) is over the answered turns; \"all turns\" scores an unanswered turn 0, the figure at "
+    "equal footing when variants answer different turns. Every figure is followed by its 95% bootstrap interval "
+    "[low, high] (resampling conversations). Comparisons are paired differences (first minus second variant); a "
+    "variant is called better only where the interval of the difference excludes 0."
+)
 
 
-def _fmt(value: Any, spec: str = ".3f") -> str:
-    return "–" if value is None else format(value, spec)
+def _get(figures: dict[str, Any], dotted: str) -> Any:
+    for part in dotted.split("."):
+        figures = (figures or {}).get(part)
+    return figures
 
 
-def markdown_table(result: ReplyEvaluation) -> str:
-    """The results table: one row per variant."""
-    has_doc = any("document" in v for v in result.variants.values())
-    head = ["variant", "turns", "ROUGE-L", "BLEU", "emb. sim.", "hand-off", "latency p50 / p95 (s)"]
-    if has_doc:
-        head.insert(6, "doc match")
+def ci(figure: dict[str, Any] | None, spec: str = ".3f") -> str:
+    """e.g. "0.145 [0.121, 0.170]"; "–" when there is nothing to show."""
+    if not figure or figure.get("value") is None:
+        return "–"
+    return f"{format(figure['value'], spec)} [{format(figure['low'], spec)}, {format(figure['high'], spec)}]"
+
+
+def ci_pct(figure: dict[str, Any] | None, signed: bool = False) -> str:
+    """e.g. "81% [75, 86]" (a share) or "+12 [4, 20] pts" (a difference of shares)."""
+    if not figure or figure.get("value") is None:
+        return "–"
+    sign = "+" if signed else ""
+    text = f"{100 * figure['value']:{sign}.0f}% [{100 * figure['low']:{sign}.0f}, {100 * figure['high']:{sign}.0f}]"
+    return text.replace("%", " pts", 1) if signed else text
+
+
+def _diff(figure: dict[str, Any] | None) -> str:
+    return ci(figure, "+.3f")
+
+
+def quality_table(result: ReplyEvaluation) -> list[str]:
+    """One row per variant: turns, the share answered, quality of the answered turns."""
+    has_doc = any("document" in v.get("answered", {}) for v in result.variants.values())
+    head = ["variant", "turns", "answered", "ROUGE-L", "emb. sim.", "BLEU"] + (["doc match"] if has_doc else [])
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for name, v in result.variants.items():
-        lat = v["latency_s"]
-        row = [name, str(v["n"]), _fmt(v["rouge_l"]), _fmt(v["bleu"], ".2f"), _fmt(v["embedding_similarity"]),
-               f"{100 * v['handoff_rate']:.0f}%", f"{_fmt(lat['p50'], '.3f')} / {_fmt(lat['p95'], '.3f')}"]
+        a = v["answered"]
+        row = [name, str(v["n"]), f"{v['answered_n']} = {ci_pct(v['coverage'])}", ci(a["rouge_l"]),
+               ci(a["embedding_similarity"]), ci(a["bleu"], ".2f")]
         if has_doc:
-            doc = v.get("document")
-            row.insert(6, f"{100 * doc['match_rate']:.0f}% of {doc['n']}" if doc else "–")
+            doc = a.get("document")
+            row.append(f"{ci_pct(doc['match_rate'])} of {doc['n']}" if doc and doc["n"] else "–")
         lines.append("| " + " | ".join(row) + " |")
     for name, why in result.skipped.items():
         lines.append(f"| {name} | skipped: {why} |" + " |" * (len(head) - 2))
-    return "\n".join(lines)
+    return lines
+
+
+def footing_table(result: ReplyEvaluation) -> list[str]:
+    """One row per variant: quality over all turns (an unanswered turn scores 0) and latency."""
+    has_doc = any("document" in v.get("all_turns", {}) for v in result.variants.values())
+    head = ["variant", "ROUGE-L, all turns", "emb. sim., all turns"] + (["doc match, all"] if has_doc else []) \
+        + ["latency p50 (s)", "latency p95 (s)"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for name, v in result.variants.items():
+        t, lat = v["all_turns"], v["latency_s"]
+        row = [name, ci(t["rouge_l"]), ci(t["embedding_similarity"])]
+        if has_doc:
+            doc = t.get("document")
+            row.append(f"{ci_pct(doc['match_rate'])} of {doc['n']}" if doc else "–")
+        lines.append("| " + " | ".join(row + [ci(lat["p50"]), ci(lat["p95"])]) + " |")
+    return lines
+
+
+def comparison_table(result: ReplyEvaluation) -> list[str]:
+    """One row per pair of variants: paired differences and the verdict."""
+    head = ["first − second", "answered", "ROUGE-L, all turns", "emb. sim., all turns", "both answered",
+            "ROUGE-L, both answered", "emb. sim., both answered", "verdict"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for c in result.comparisons:
+        lines.append("| " + " | ".join([
+            f"{c['a']} − {c['b']}", ci_pct(c["coverage"], signed=True), _diff(c["all_turns"]["rouge_l"]),
+            _diff(c["all_turns"]["embedding_similarity"]), str(c["both_answered"]["n"]),
+            _diff(c["both_answered"]["rouge_l"]), _diff(c["both_answered"]["embedding_similarity"]), c["verdict"],
+        ]) + " |")
+    return lines
+
+
+def markdown_table(result: ReplyEvaluation) -> str:
+    """The results tables: what was answered and how well; at equal footing with latency;
+    and, with two or more variants, their paired comparisons."""
+    parts = ["Answered turns and their quality (95% intervals in brackets):", "", *quality_table(result)]
+    if result.variants:
+        parts += ["", "Every turn, an unanswered one scoring 0, and latency:", "", *footing_table(result)]
+    if result.comparisons:
+        parts += ["", "Paired differences (first minus second):", "", *comparison_table(result)]
+    return "\n".join(parts)
+
+
+def turns_line(result: ReplyEvaluation) -> str:
+    """e.g. "all 310 held-out turns (41 conversations)" or "16 of 310 held-out turns (--limit 16, seed 0)"."""
+    d = result.data
+    held = "held-out" if d.get("test_from") != "files" else "test"
+    conversations = d.get("conversations_evaluated")
+    where = f" from {conversations} conversations" if conversations else ""
+    if d["turns_evaluated"] >= d["turns_available"]:
+        return f"all {d['turns_evaluated']} {held} turns{where}"
+    return (f"{d['turns_evaluated']} of {d['turns_available']} {held} turns{where} "
+            f"(--limit {d['limit']}, seed {d['seed']}: a quick run, not a measurement)")
 
 
 def markdown(result: ReplyEvaluation) -> str:
     d = result.data
     test = ", ".join(Path(p).name for p in d["test_files"]) or f"held-out {d['test_fraction']:.0%} of the train conversations"
+    boot = d.get("intervals") or {}
     parts = [
         "# Reply evaluation",
         "",
         f"- train: {', '.join(Path(p).name for p in d['train_files'])} "
         f"({d['imported']['conversations']} conversations, {d['index']['pairs']} indexed pairs, "
         f"out-of-scope {'calibrated' if d['index']['calibrated'] else 'not calibrated'})",
-        f"- test: {test}; {d['turns_evaluated']} of {d['turns_available']} answered customer turns"
-        + (f" (--limit {d['limit']}, seed {d['seed']})" if d["limit"] else ""),
+        f"- test: {test}; evaluated {turns_line(result)}",
+        f"- intervals: 95% percentile bootstrap, {boot.get('resamples', '?')} resamples of the conversations "
+        f"(seed {boot.get('seed', '?')})",
         f"- evaluated at {result.meta['evaluated_at']} in {result.meta.get('seconds', 0):.0f} s",
         "",
         markdown_table(result),
         "",
-        "ROUGE-L and embedding similarity are means over turns (0-1); BLEU is sacrebleu corpus BLEU (0-100); "
-        "the scored text is the reply (refined: the hand-off notice when it hands off; retrieval: always its best "
-        "retrieved answer, its hand-off rate being how often the out-of-scope check would hand off); "
-        "\"answered\" figures in report.json cover only the turns not handed off. "
-        "Doc match: turns where the real agent sent a help document, answered with a reply or citation that points to it.",
+        QUALITY_NOTE,
     ]
     if result.notes:
         parts += ["", *(f"- {n}" for n in result.notes)]
@@ -76,27 +159,27 @@ def _atomic_write(path: Path, data: bytes) -> None:
 
 
 def plot_metrics(result: ReplyEvaluation, path: Path) -> None:
+    """One panel per figure (coverage, quality of the answered turns, quality over all
+    turns), a bar per variant with its 95% interval."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     names = list(result.variants)
-    panels = list(METRICS)
-    if any("document" in v for v in result.variants.values()):
-        panels.append(("document", "doc match rate"))
-    fig, axes = plt.subplots(1, len(panels), figsize=(3.2 * len(panels), 3.2))
-    for ax, (key, label) in zip(axes, panels, strict=True):
-        if key == "document":
-            values = [(result.variants[n].get("document") or {}).get("match_rate") or 0.0 for n in names]
-        else:
-            values = [result.variants[n][key] or 0.0 for n in names]
-        ax.bar(names, values, color=["#4c72b0", "#dd8452", "#55a868", "#c44e52"][: len(names)])
-        ax.set_title(label)
+    fig, axes = plt.subplots(1, len(PANELS), figsize=(3.2 * len(PANELS), 3.4))
+    for ax, (key, label) in zip(axes, PANELS, strict=True):
+        figures = [_get(result.variants[n], key) or {} for n in names]
+        values = [f.get("value") or 0.0 for f in figures]
+        low = [v - (f.get("low") if f.get("low") is not None else v) for v, f in zip(values, figures, strict=True)]
+        high = [(f.get("high") if f.get("high") is not None else v) - v for v, f in zip(values, figures, strict=True)]
+        ax.bar(names, values, yerr=[low, high], capsize=4,
+               color=["#4c72b0", "#dd8452", "#55a868", "#c44e52"][: len(names)])
+        ax.set_title(label, fontsize=9)
         ax.tick_params(axis="x", rotation=30)
         for i, v in enumerate(values):
-            ax.annotate(f"{v:.2f}" if key != "bleu" else f"{v:.1f}", (i, v), ha="center", va="bottom", fontsize=8)
-    fig.suptitle(f"{result.data['turns_evaluated']} test turns")
+            ax.annotate(f"{v:.2f}", (i, v), ha="left", va="bottom", fontsize=7, xytext=(3, 0), textcoords="offset points")
+    fig.suptitle(f"{turns_line(result)}; bars: 95% bootstrap intervals", fontsize=9)
     fig.tight_layout()
     tmp = path.with_name(f".{path.name}.tmp.png")
     fig.savefig(tmp, dpi=110)

@@ -1,7 +1,7 @@
 """How each evaluated variant answers one turn, timed:
 
-- `retrieval`: the best retrieved past answer (it would hand off when the retriever
-  calls the message out of scope);
+- `retrieval`: the best retrieved past answer, sent unless the retriever calls the
+  message out of scope (then the turn is handed off);
 - `base` / `trained`: one pass of a reply model (the untrained base, or the promoted
   version) on the prompt training uses (`chatbot.training.prompt`), with the retrieved
   past answers as evidence; never hands off;
@@ -10,7 +10,9 @@
   conversation holding the turns before the evaluated one.
 
 Every variant sees the real conversation up to the evaluated turn, never its own
-earlier replies. Building the store, the retriever and the models is `replies`' job;
+earlier replies. A prediction's `text` is what the customer was sent as an answer, and
+empty when the turn was handed off, held for an agent or left silent: a reply nobody
+received is kept apart (`unsent`) and never scored. Building the store, the retriever and the models is `replies`' job;
 scoring the replies is `metrics`'."""
 
 from __future__ import annotations
@@ -20,28 +22,37 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Protocol
 
 from chatbot.evaluation.items import EvalItem
+from chatbot.training.prompt import PromptFormat
 
 VARIANTS = ("retrieval", "base", "trained", "refined")
 
 
+ANSWERED_DECISIONS = ("answer", "answer_flagged")
+
+
 @dataclass
 class Prediction:
-    """A variant's reply to one turn. `text` is what is scored: for `refined`, the
-    reply or, when it hands off, the hand-off notice the customer sees; for
-    `retrieval`, always the best retrieved answer (`handoff` then says that the
-    out-of-scope check would have handed the turn to a human instead)."""
+    """A variant's outcome for one turn. `text` is the answer the customer was sent (the
+    only text scored), "" when `answered` is false; `shown_text` is whatever the
+    customer saw (the answer, the hand-off or hold notice, or nothing); `unsent` is a
+    reply that was written or found but not sent (a held draft, the best retrieved
+    answer of an out-of-scope turn), for reading, never scored."""
 
     text: str
     seconds: float
-    handoff: bool = False
     decision: str = "answer"
     reason: str = ""
     citations: list[dict[str, Any]] = field(default_factory=list)  # pair_id, conversation_id, source
     model_version: str | None = None
+    shown_text: str = ""
+    unsent: str = ""
+
+    @property
+    def answered(self) -> bool:
+        return self.decision in ANSWERED_DECISIONS
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
+        return {**asdict(self), "answered": self.answered}
 
 class Variant(Protocol):
     name: str
@@ -67,11 +78,11 @@ class RetrievalVariant:
         result = self.retriever.search(item.message, history=[t["text"] for t in item.history], k=self.k)
         seconds = time.perf_counter() - started
         if not result.hits:
-            return Prediction("", seconds, handoff=True, decision="handoff", reason="no_hits")
+            return Prediction("", seconds, decision="handoff", reason="no_hits")
         top = result.hits[0]
-        return Prediction(top.reply_text, seconds, handoff=bool(result.out_of_scope),
-                          decision="handoff" if result.out_of_scope else "answer",
-                          reason="out_of_scope" if result.out_of_scope else "", citations=[_citation(top)])
+        if result.out_of_scope:
+            return Prediction("", seconds, decision="handoff", reason="out_of_scope", unsent=top.reply_text)
+        return Prediction(top.reply_text, seconds, citations=[_citation(top)], shown_text=top.reply_text)
 
 
 class OnePassVariant:
@@ -83,27 +94,25 @@ class OnePassVariant:
         self.tokenizer = tokenizer
         self.version = version
         self.retriever = retriever
-        self.training = settings.training
+        self.prompt = PromptFormat.from_settings(settings.prompt)  # the prompt training and serving use
         self.max_new_tokens = settings.dialogue.max_new_tokens
 
     def predict(self, item: EvalItem) -> Prediction:
         from chatbot.dialogue.text import token_f1
         from chatbot.models.generate import generate_text
-        from chatbot.training.prompt import build_messages
-
-        cfg = self.training
         started = time.perf_counter()
         hits = []
-        if cfg.evidence_k > 0:
-            hits = self.retriever.search(item.message, history=[t["text"] for t in item.history], k=cfg.evidence_k).hits
-        messages = build_messages(item.context, [h.reply_text for h in hits], system_prompt=cfg.system_prompt,
-                                  history_turns=cfg.history_turns, evidence_max_chars=cfg.evidence_max_chars)
+        if self.prompt.evidence_k > 0:
+            hits = self.retriever.search(item.message, history=[t["text"] for t in item.history],
+                                         k=self.prompt.evidence_k).hits
+        messages = self.prompt.messages(item.context, [h.reply_text for h in hits])
         text = generate_text(self.model, self.tokenizer, messages, max_new_tokens=self.max_new_tokens)
         seconds = time.perf_counter() - started
         # Cited like the dialogue manager cites a draft: the past answers it agrees with,
         # or failing that those it was shown.
         agreeing = [h for h in hits if token_f1(text, h.reply_text) >= 0.2]
-        return Prediction(text, seconds, citations=[_citation(h) for h in (agreeing or hits)], model_version=self.version)
+        return Prediction(text, seconds, citations=[_citation(h) for h in (agreeing or hits)], model_version=self.version,
+                          shown_text=text)
 
 
 class FixedReplySource:
@@ -134,9 +143,12 @@ class RefinedVariant:
         started = time.perf_counter()
         reply = self.manager.respond(item.message, conversation_id, source="evaluation")
         seconds = time.perf_counter() - started
-        handoff = reply.decision == "handoff"
-        text = reply.shown_text if handoff else reply.text
+        # Scored: what the customer was sent as an answer (after the manager's output
+        # redaction and guards); nothing for a hand-off, a held draft or silence.
+        answered = reply.decision in ANSWERED_DECISIONS and reply.sent
+        shown = (reply.shown_text or "") if reply.sent else ""
         citations = [{k: c.get(k) for k in ("pair_id", "conversation_id", "turn_index", "source", "score")}
-                     for c in reply.citations]
-        return Prediction(text or "", seconds, handoff=handoff, decision=reply.decision, reason=reply.reason,
-                          citations=citations, model_version=reply.model_version)
+                     for c in reply.citations] if answered else []
+        return Prediction(shown if answered else "", seconds, decision=reply.decision, reason=reply.reason,
+                          citations=citations, model_version=reply.model_version, shown_text=shown,
+                          unsent="" if answered else (reply.text or ""))
