@@ -25,6 +25,7 @@ class PairInfo:
     origin: str
     labels: dict[str, Any]
     question: str  # the last customer turn of the pair's context
+    reply_slotted: str | None = None  # the reply with typed slots (None: not slotted yet)
 
 
 def get_conversation(*, session: Session, conversation_id: int) -> Conversation:
@@ -59,14 +60,13 @@ def pair_infos(*, session: Session, pair_ids: Sequence[int]) -> dict[int, PairIn
     if not pair_ids:
         return {}
     rows = session.execute(
-        select(TrainingPair.id, TrainingPair.origin, TrainingPair.labels, TrainingPair.context).where(
-            TrainingPair.id.in_(list(pair_ids))
-        )
+        select(TrainingPair.id, TrainingPair.origin, TrainingPair.labels, TrainingPair.context,
+               TrainingPair.target_slotted).where(TrainingPair.id.in_(list(pair_ids)))
     )
     infos = {}
-    for pair_id, origin, labels, context in rows:
+    for pair_id, origin, labels, context, reply_slotted in rows:
         customer = [t.get("text", "") for t in (context or []) if isinstance(t, dict) and t.get("role") == "customer"]
-        infos[pair_id] = PairInfo(origin, labels or {}, customer[-1] if customer else "")
+        infos[pair_id] = PairInfo(origin, labels or {}, customer[-1] if customer else "", reply_slotted)
     return infos
 
 

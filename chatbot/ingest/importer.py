@@ -1,5 +1,7 @@
 """Orchestrating an import: for each file, detect the format, parse, validate, redact,
-store conversations, messages and pairs in ONE transaction, and report what happened.
+store conversations, messages and pairs in ONE transaction, and report what happened;
+then recount company constants and re-slot the pairs' replies over the whole store
+(`chatbot.ingest.constants`, its own transaction).
 
 Idempotent twice over: a file whose bytes were already imported (same source and column
 options) is skipped at once, and every conversation and pair carries a content hash,
@@ -24,6 +26,7 @@ from sqlalchemy.exc import IntegrityError
 
 from chatbot.errors import InputError, StoreError
 from chatbot.ingest import repository
+from chatbot.ingest.constants import needs_recompute, recompute
 from chatbot.ingest.detect import detect_format
 from chatbot.ingest.formats import FORMAT_NAMES, FormatOptions, parser_for
 from chatbot.ingest.formats.csv_qa import check_column_map
@@ -106,6 +109,9 @@ def import_paths(
             summary.files.append(
                 _FileImport(database, Path(path), format, source, strict, column_map, ingest, progress).run()
             )
+        if summary.pairs or needs_recompute(database):
+            # Constants vs one customer's specifics, recounted over the whole store (one transaction).
+            recompute(database, min_conversations=ingest.constant_min_conversations)
         return summary
     finally:
         if owned:

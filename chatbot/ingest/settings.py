@@ -31,6 +31,11 @@ class IngestSettings(Section):
     test_fraction: float = Field(default=0.1, ge=0.0, lt=1.0)
     collapse_near_duplicates: bool = Field(default=True, description="Keep one pair per normalised (question, reply).")
     filter_trivial_pairs: bool = Field(default=True, description="Drop greeting-only, sign-off-only and bare 'DM us' replies.")
+    constant_min_conversations: int = Field(
+        default=3, ge=2, le=1_000_000,
+        description="A value in agent replies (amount, phone, address, ID...) seen in at least this many conversations is "
+        "a company constant and stays in replies; rarer ones are one customer's and become slots.",
+    )
     batch_size: int = Field(default=500, ge=1, le=50_000, description="Conversations per bulk insert.")
 
     @model_validator(mode="after")

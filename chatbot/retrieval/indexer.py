@@ -160,7 +160,9 @@ def _record(row) -> PairRecord:
     message = texts[-1] if texts else ""
     return PairRecord(
         id=row.id, content_hash=row.content_hash, conversation_id=row.conversation_id,
-        turn_index=row.turn_index, source=row.source, message=message, history=texts[:-1], reply=row.target,
+        turn_index=row.turn_index, source=row.source, message=message, history=texts[:-1],
+        # The slotted reply (no other customer's name or order number), once the importer made one.
+        reply=row.target_slotted if row.target_slotted is not None else row.target,
     )
 
 

@@ -12,6 +12,7 @@ from typing import Any
 
 from sqlalchemy import (
     JSON,
+    Boolean,
     CheckConstraint,
     DateTime,
     Float,
@@ -148,6 +149,10 @@ class TrainingPair(Base):
     # customer message the target answers.
     context: Mapped[list[Any]] = mapped_column(JSON)
     target: Mapped[str] = mapped_column(Text)
+    # The target with typed slots ("{order_number}", "{customer_name}"...) for what belonged
+    # to its own conversation, and what was found (chatbot.ingest.specifics / constants).
+    target_slotted: Mapped[str | None] = mapped_column(Text)
+    slots: Mapped[list[Any] | None] = mapped_column(JSON(none_as_null=True))
     quality: Mapped[float | None] = mapped_column(Float)
     labels: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     content_hash: Mapped[str] = mapped_column(String(64), unique=True)
@@ -182,6 +187,21 @@ class ModelVersion(Base):
         CheckConstraint(_in("kind", ("reply", "embedder")), name="kind"),
         CheckConstraint(_in("status", VERSION_STATES), name="status"),
     )
+
+
+class KnownValue(Base):
+    """A value found in past agent replies, counted over the whole store: a company
+    constant (in at least `ingest.constant_min_conversations` conversations) or the name
+    of a person (never a constant). Rewritten as a whole after each import."""
+
+    __tablename__ = "known_values"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    kind: Mapped[str] = mapped_column(String(40), index=True)
+    value: Mapped[str] = mapped_column(String(300))
+    conversations: Mapped[int] = mapped_column(Integer, default=0)
+    constant: Mapped[bool] = mapped_column(Boolean, default=False)
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
 
 # Tables defined in their own modules, imported here so that Alembic sees them.

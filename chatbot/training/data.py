@@ -24,7 +24,7 @@ class PairRecord:
     origin: str
     split: str
     context: list[dict[str, str]]  # oldest first; the last item is the customer message
-    target: str
+    target: str  # the agent's reply in slotted form (chatbot.ingest.specifics) when it has one
     quality: float | None = None
     weight: float = 1.0
 
@@ -68,12 +68,14 @@ def load_training_data(database: Any, cfg: TrainingSettings) -> TrainingData:
         rows = session.execute(
             select(
                 TrainingPair.id, TrainingPair.source, TrainingPair.origin, TrainingPair.split,
-                TrainingPair.context, TrainingPair.target, TrainingPair.quality,
+                TrainingPair.context, TrainingPair.target, TrainingPair.target_slotted, TrainingPair.quality,
             ).where(TrainingPair.split.in_(("train", "val"))).order_by(TrainingPair.id)
         ).all()
+    # The model learns the slotted reply ("Hi {customer_name}, {order_number} is…"): it writes
+    # slots that serving fills from the conversation, never another customer's name or number.
     pairs = [
         PairRecord(id=r.id, source=r.source, origin=r.origin, split=r.split, context=list(r.context or []),
-                   target=r.target, quality=r.quality)
+                   target=r.target_slotted if r.target_slotted is not None else r.target, quality=r.quality)
         for r in rows
         if r.context and (r.target or "").strip()
     ]
