@@ -128,6 +128,7 @@ def main() -> None:
 
     from chatbot.dialogue.compress import linear_weight_bytes, quantize_int8
     from chatbot.dialogue.manager import DialogueManager
+    from chatbot.training.prompt import PromptFormat
     from chatbot.dialogue.text import rouge_l
     from chatbot.models.embedder import load_embedder
     from chatbot.retrieval.retriever import open_retriever
@@ -167,7 +168,7 @@ def main() -> None:
     cases = validation_cases(database, max(args.quality, args.latency))
     dialogue = settings.dialogue
     results["settings"] = {k: getattr(dialogue, k) for k in ("max_rounds", "min_improvement", "max_new_tokens",
-                                                            "fuse_retrieved", "evidence_k")}
+                                                            "fuse_retrieved", "retrieve_k")}
 
     def save():
         """Write what is measured so far (a long run cut short still leaves figures)."""
@@ -177,7 +178,7 @@ def main() -> None:
 
     def manager(source="fp32", **overrides):
         return DialogueManager(dialogue.model_copy(update=overrides), database, retriever,
-                               sources[source] if source else None)
+                               sources[source] if source else None, PromptFormat.from_settings(settings.prompt))
 
     # Warm up the retriever and both models once.
     # (tokens_per_second above already ran both models.)

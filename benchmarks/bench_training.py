@@ -66,9 +66,11 @@ def throughput_worker(home: str, mode: str, steps: int) -> dict:
     from chatbot.training.data import PairRecord
     from chatbot.training.examples import collate, encode_pair
     from chatbot.training.model import build_loss_module, load_base, prepare_trainable
+    from chatbot.training.prompt import PromptFormat
 
     settings = load_settings(home=home)
     cfg = settings.training.model_copy(update={"mode": mode})
+    prompt = PromptFormat.from_settings(settings.prompt)
     base_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     model, tokenizer = load_base(reply_model_path(settings), "cpu")
     model = prepare_trainable(model, cfg)
@@ -80,7 +82,7 @@ def throughput_worker(home: str, mode: str, steps: int) -> dict:
     batches = [records[i : i + cfg.batch_size] for i in range(0, len(records), cfg.batch_size)]
     tokens, seconds = 0, 0.0
     for n, batch in enumerate(batches[: steps + 1]):
-        t = collate([e for e in (encode_pair(tokenizer, p, [], cfg) for p in batch) if e], tokenizer.pad_token_id)
+        t = collate([e for e in (encode_pair(tokenizer, p, [], cfg, prompt) for p in batch) if e], tokenizer.pad_token_id)
         started = time.perf_counter()
         loss, _, _ = module(t["input_ids"], t["attention_mask"], t["labels"], t["weights"], cfg.label_smoothing)
         loss.backward()

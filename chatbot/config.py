@@ -25,6 +25,7 @@ from chatbot.errors import ConfigError
 from chatbot.ingest.settings import IngestSettings
 from chatbot.retrieval.settings import RetrievalSettings
 from chatbot.settings_section import Section
+from chatbot.training.prompt import PromptSettings
 from chatbot.training.settings import TrainingSettings
 from chatbot.web.settings import WebSettings
 
@@ -72,6 +73,7 @@ class Settings(BaseSettings):
     ingest: IngestSettings = Field(default_factory=IngestSettings, description="Transcript import: redaction, pair building, splits.")
     dialogue: DialogueSettings = Field(default_factory=DialogueSettings, description="Answer cache, refinement, fusion, smoothing and hand-off.")
     training: TrainingSettings = Field(default_factory=TrainingSettings, description="Reply-model fine-tuning: budget, schedule, weights, fusion.")
+    prompt: PromptSettings = Field(default_factory=PromptSettings, description="What the reply model is shown: the same in training, serving and evaluation.")
     web: WebSettings = Field(default_factory=WebSettings, description="Sessions, logins, live updates and uploads of the web app.")
     retention: RetentionSettings = Field(default_factory=RetentionSettings, description="How long live conversations are kept.")
 

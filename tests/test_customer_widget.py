@@ -226,8 +226,9 @@ def test_a_reply_streams_and_ends_as_stored_with_its_sources(services, database)
 
 class ScriptedManager:
     """The reply model's draft as it is written, where the tiny model cannot show one (it
-    drafts only line breaks): scripted events in the manager's order, with the messages
-    stored as the manager stores them. The real manager's events are used everywhere else."""
+    drafts only line breaks): scripted events in the manager's order (the draft's words,
+    then a retrieved answer replacing them), with the messages stored as the manager stores
+    them. The real manager's events are used everywhere else."""
 
     def __init__(self, database, final):
         self.database, self.final = database, final
@@ -238,11 +239,10 @@ class ScriptedManager:
         _add(self.database, conversation_id, "customer", message)
         yield DialogueEvent("stage", "drafting")
         for piece in ["\n", "Your", " parcel", " is <b>on", " its way</b>"]:
-            yield DialogueEvent("draft", piece)
+            yield DialogueEvent("token", piece)
         yield DialogueEvent("round", "round 1: score 0.40")
         _add(self.database, conversation_id, "bot", self.final)
-        for piece in re.findall(r"\s*\S+", self.final):
-            yield DialogueEvent("token", piece)
+        yield DialogueEvent("replace", self.final)
         yield DialogueEvent("done")
 
 
@@ -253,7 +253,7 @@ def test_the_draft_grows_then_the_final_text_replaces_it(tiny_settings, database
     assert shown == [
         widget.THINKING, "\nYour", "\nYour parcel", "\nYour parcel is &lt;b&gt;on",
         "\nYour parcel is &lt;b&gt;on its way&lt;/b&gt;",
-        "It", "It left", "It left our", "It left our depot", "It left our depot today.", "It left our depot today.",
+        "It left our depot today.", "It left our depot today.",
     ]  # a draft piece that changes nothing on screen (a first line break) sends no update
 
 

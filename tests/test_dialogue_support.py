@@ -12,6 +12,7 @@ import pytest
 from chatbot.dialogue.manager import DialogueManager
 from chatbot.dialogue.sources import BaseReplyModelSource
 from chatbot.store.schema import Conversation, Message, TrainingPair
+from chatbot.training.prompt import PromptFormat
 
 # (customer question, agent answer, origin, topic)
 SHOP = [
@@ -75,10 +76,14 @@ class FailingReplySource:
 
 
 def make_manager(settings, database, retriever, source="tiny", **overrides) -> DialogueManager:
+    """The manager over the shop. These tests exercise generation, so unless a test says
+    otherwise a confident retrieved answer does not skip it (`send_retrieved_at` 1.0; the
+    decide-before-generating path has its own tests)."""
+    overrides.setdefault("send_retrieved_at", 1.0)
     dialogue = settings.dialogue.model_copy(update=overrides)
     type(dialogue).model_validate(dialogue.model_dump())  # the overrides must be valid settings
     reply_source = TinyReplySource(settings) if source == "tiny" else source
-    return DialogueManager(dialogue, database, retriever, reply_source)
+    return DialogueManager(dialogue, database, retriever, reply_source, PromptFormat.from_settings(settings.prompt))
 
 
 @pytest.fixture

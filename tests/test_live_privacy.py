@@ -19,7 +19,7 @@ from chatbot.dialogue.manager import DialogueManager
 from chatbot.ingest.settings import IngestSettings
 from chatbot.store.conversations import conversation_messages
 from chatbot.store.schema import Conversation, Message, TrainingPair
-from chatbot.training.settings import DEFAULT_SYSTEM_PROMPT
+from chatbot.training.prompt import DEFAULT_SYSTEM_PROMPT, PromptFormat
 from tests.test_dialogue_support import FailingReplySource, TinyReplySource, make_manager, shop  # noqa: F401
 from tests.test_retention import dump
 
@@ -108,7 +108,8 @@ def test_redaction_follows_the_ingest_settings(shop):
 
     def manager(**ingest):
         return DialogueManager(settings.dialogue.model_copy(update={"generate": False}), database, retriever,
-                               TinyReplySource(settings), ingest=IngestSettings(**ingest))
+                               TinyReplySource(settings), PromptFormat.from_settings(settings.prompt),
+                               ingest=IngestSettings(**ingest))
 
     allowed = manager(redact_allowlist=["shop.example"]).respond("I wrote to help@shop.example and from me@home.example")
     assert stored_texts(database, allowed.conversation_id)[0][1] == "I wrote to help@shop.example and from <EMAIL>"

@@ -6,12 +6,11 @@ from __future__ import annotations
 from chatbot.dialogue.critique import Evidence, EvidenceItem
 from chatbot.dialogue.settings import DialogueSettings
 from chatbot.dialogue.writer import ReplyWriter
-from chatbot.training.prompt import PromptFormat, build_messages
-from chatbot.training.settings import TrainingSettings
+from chatbot.training.prompt import PromptFormat, PromptSettings, build_messages
 
 
 def test_draft_prompt_is_the_training_prompt():
-    training = TrainingSettings(evidence_k=2, history_turns=3, system_prompt="Be brief.")
+    training = PromptSettings(evidence_k=2, history_turns=3, system_prompt="Be brief.")
     prompt = PromptFormat.from_settings(training)
     answers = ["Returns are free within 30 days.", "Start a return under Orders.", "A third answer, not shown."]
     evidence = Evidence(
@@ -37,3 +36,26 @@ def test_draft_prompt_is_the_training_prompt():
     assert "A third answer" not in served[0]["content"]
     assert served[-1] == {"role": "user", "content": "and how long does that take?"}
     assert len(served) == 1 + 3
+
+
+def test_one_prompt_section_and_moved_knobs_say_where_they_went(tmp_path, monkeypatch):
+    import pytest
+
+    from chatbot.config import load_settings
+    from chatbot.errors import ConfigError
+
+    settings = load_settings(home=tmp_path, prompt={"evidence_k": 3, "history_turns": 5})
+    assert PromptFormat.from_settings(settings.prompt).evidence_k == 3
+    assert not hasattr(settings.training, "evidence_k") and not hasattr(settings.dialogue, "history_turns")
+    with pytest.raises(ConfigError, match=r"moved to the prompt section \(prompt.evidence_k"):
+        load_settings(home=tmp_path, training={"evidence_k": 3})
+    monkeypatch.setenv("CHATBOT_DIALOGUE__EVIDENCE_K", "4")
+    with pytest.raises(ConfigError, match="renamed retrieve_k"):
+        load_settings(home=tmp_path)
+
+
+def test_evaluation_builds_the_same_prompt(tiny_settings):
+    from chatbot.evaluation.variants import OnePassVariant
+
+    variant = OnePassVariant("base", None, None, "v", None, tiny_settings)
+    assert variant.prompt == PromptFormat.from_settings(tiny_settings.prompt)

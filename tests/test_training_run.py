@@ -58,6 +58,7 @@ def test_run_becomes_a_promoted_version_that_reproduces_its_metrics(tmp_path, ti
     from chatbot.training.data import load_training_data
     from chatbot.training.evidence import compute_evidence
     from chatbot.training.model import load_base
+    from chatbot.training.prompt import PromptFormat
     from chatbot.training.run import run_training, validation_loss
 
     settings = _settings(tmp_path, tiny_reply_model_dir)
@@ -90,7 +91,8 @@ def test_run_becomes_a_promoted_version_that_reproduces_its_metrics(tmp_path, ti
     data = load_training_data(store, cfg)
     evidence = compute_evidence([*data.train, *data.val], overlap_evidence(store))
     model, tokenizer = load_base(version_dir, "cpu")
-    assert validation_loss(model, tokenizer, data, evidence, cfg, "cpu") == pytest.approx(m["val_loss"], rel=1e-4)
+    prompt = PromptFormat.from_settings(settings.prompt)
+    assert validation_loss(model, tokenizer, data, evidence, cfg, prompt, "cpu") == pytest.approx(m["val_loss"], rel=1e-4)
 
 
 def test_early_stopping_and_promotion_only_when_better(tmp_path, tiny_reply_model_dir, store):

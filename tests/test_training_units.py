@@ -15,7 +15,7 @@ from chatbot.training.data import PairRecord, load_training_data, quality_multip
 from chatbot.training.examples import IGNORE, encode_pair, end_token_id
 from chatbot.training.loop import lr_at
 from chatbot.training.noise import add_noise
-from chatbot.training.prompt import build_messages
+from chatbot.training.prompt import PromptFormat, PromptSettings, build_messages
 from chatbot.training.settings import TrainingSettings
 from tests.test_training_support import fill_pairs
 
@@ -105,13 +105,14 @@ def test_loss_only_on_reply_tokens_and_prompt_matches_serving(tiny_reply_model_d
     cfg = TrainingSettings(max_length=512)
     pair = PairRecord(1, "s", "imported", "train", [{"role": "customer", "text": "Where is my order?"}],
                       "You can track your parcel.")
-    encoded = encode_pair(tokenizer, pair, ["Returns are free."], cfg)
+    prompt = PromptFormat.from_settings(PromptSettings())
+    encoded = encode_pair(tokenizer, pair, ["Returns are free."], cfg, prompt)
     reply = tokenizer("You can track your parcel.", add_special_tokens=False)["input_ids"] + [end_token_id(tokenizer)]
     assert [x for x in encoded.labels if x != IGNORE] == reply
     prompt_len = encoded.labels.index(reply[0])
     assert all(x == IGNORE for x in encoded.labels[:prompt_len])
     # The prompt part is exactly what serving feeds the model for the same evidence.
-    messages = build_messages(pair.context, ["Returns are free."], system_prompt=cfg.system_prompt)
+    messages = build_messages(pair.context, ["Returns are free."], system_prompt=prompt.system_prompt)
     serving = chat_inputs(tokenizer, messages)["input_ids"][0].tolist()
     assert encoded.input_ids[:prompt_len] == serving
 
@@ -123,14 +124,16 @@ def test_long_examples_drop_history_then_evidence(tiny_reply_model_dir):
     context = [{"role": "customer", "text": "old message " * 30}, {"role": "agent", "text": "old reply " * 30},
                {"role": "customer", "text": "Where is my order?"}]
     pair = PairRecord(1, "s", "imported", "train", context, "Track it.")
-    cfg = TrainingSettings(max_length=200, max_target_tokens=16, evidence_max_chars=1000, system_prompt="Be brief.")
-    full = encode_pair(tokenizer, pair, [], TrainingSettings(max_length=4096))
-    fitted = encode_pair(tokenizer, pair, ["evidence " * 5], cfg)
+    cfg = TrainingSettings(max_length=200, max_target_tokens=16)
+    brief = PromptFormat.from_settings(PromptSettings(evidence_max_chars=1000, system_prompt="Be brief."))
+    full = encode_pair(tokenizer, pair, [], TrainingSettings(max_length=4096), brief)
+    fitted = encode_pair(tokenizer, pair, ["evidence " * 5], cfg, brief)
     assert len(full.input_ids) > 200 >= len(fitted.input_ids)
     assert "old message" not in tokenizer.decode(fitted.input_ids)
     assert "evidence" in tokenizer.decode(fitted.input_ids)
-    assert encode_pair(tokenizer, pair, ["evidence " * 500], TrainingSettings(max_length=40, max_target_tokens=8,
-                                                                           evidence_max_chars=10_000, system_prompt="x " * 100)) is None
+    long_prompt = PromptFormat.from_settings(PromptSettings(evidence_max_chars=10_000, system_prompt="x " * 100))
+    assert encode_pair(tokenizer, pair, ["evidence " * 500], TrainingSettings(max_length=40, max_target_tokens=8),
+                       long_prompt) is None
 
 
 def test_learning_rate_warms_up_then_decays():
@@ -152,7 +155,8 @@ def test_weighted_label_smoothed_loss_on_tiny_model(tiny_reply_model_dir):
     cfg = TrainingSettings(max_length=512)
     pairs = [PairRecord(i, "s", "imported", "train", [{"role": "customer", "text": q}], a, weight=w)
              for i, (q, a, w) in enumerate([("Where is my order?", "Track it.", 1.0), ("Return a kettle", "Free within 30 days.", 3.0)])]
-    batch = collate([encode_pair(tokenizer, p, [], cfg) for p in pairs], tokenizer.pad_token_id)
+    batch = collate([encode_pair(tokenizer, p, [], cfg, PromptFormat.from_settings(PromptSettings())) for p in pairs],
+                    tokenizer.pad_token_id)
     module = build_loss_module(model)
     with torch.no_grad():
         loss, ce_sum, tokens = module(batch["input_ids"], batch["attention_mask"], batch["labels"], batch["weights"])

@@ -4,7 +4,8 @@ The conversation belongs to a random token kept in the customer's browser
 (`gr.BrowserState`), so it survives a reload; every handler resolves the conversation
 from that token on the server (`chatbot.support.customer`) and never trusts the chat the
 browser sends back: the chat is rebuilt from the store. Replies stream in as the
-dialogue manager writes them (the first draft token by token, then the final text),
+dialogue manager writes them (a draft word by word as the model writes it, replaced when
+a better answer wins),
 with their sources folded under them; "Talk to a person" hands the conversation to the
 agents, whose messages arrive by polling; thumbs up/down and a comment are stored per
 reply. Everything a customer or a model wrote is shown as escaped text.
@@ -166,7 +167,7 @@ def answer(services: Services, token: Any, message: str) -> Iterator[ChatView]:
         chat[-1] = {"role": "assistant", "content": as_text(shown) if shown.strip() else THINKING}
         return ChatView(list(chat), list(ids), before.last_turn, before.human, final=False)
 
-    draft, final = "", ""
+    final = ""
     try:
         events = services.manager.respond_stream(text, conversation_id)
         # The first event comes once the message is stored, or a bad message is refused:
@@ -174,15 +175,15 @@ def answer(services: Services, token: Any, message: str) -> Iterator[ChatView]:
         first = next(events, None)
         yield writing("")
         for event in chain([first] if first is not None else [], events):
-            if event.kind == "draft":  # the first draft, as the reply model writes it
+            if event.kind in ("token", "replace"):
+                # The reply's next words as soon as they are known, or (replace) a better
+                # answer than the draft shown so far; a piece that changes nothing on screen
+                # (a first line break) sends no update.
                 was = chat[-1]["content"]
-                draft += event.text
-                view = writing(draft)
+                final = final + event.text if event.kind == "token" else event.text
+                view = writing(final)
                 if view.chat[-1]["content"] != was:
                     yield view
-            elif event.kind == "token":  # then the text chosen to send, word by word
-                final += event.text
-                yield writing(final)
             elif event.kind == "done":
                 break
         yield current_view(database, token)  # as stored: the reply with its sources, or silence

@@ -94,6 +94,9 @@ def chat(app: AppContext, conversation_id: int | None, details: bool) -> None:
                             click.echo("bot> ", nl=False)
                             started = True
                         click.echo(clean_text(event.text), nl=False)
+                    elif event.kind == "replace":  # the words so far were a draft; this is the answer
+                        click.echo(("\n" if started else "") + "bot> " + clean_text(event.text), nl=False)
+                        started = True
                     elif event.kind == "done":
                         reply = event.reply
                         conversation_id = reply.conversation_id

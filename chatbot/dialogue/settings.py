@@ -23,9 +23,8 @@ DEFAULT_HOLD_MESSAGE = "Thanks! A colleague is checking my answer and will get b
 
 class DialogueSettings(Section):
 
-    # Evidence.
-    evidence_k: int = Field(default=5, ge=1, le=50, description="Past answers retrieved per message.")
-    history_turns: int = Field(default=6, ge=0, le=50, description="Earlier turns given to retrieval and the model.")
+    # Evidence (what the reply model is shown of it is the `prompt` section's: prompt.evidence_k, prompt.history_turns).
+    retrieve_k: int = Field(default=5, ge=1, le=50, description="Past answers retrieved per message (candidates and evidence).")
 
     # Answer cache: agent-approved answers sent at once when the question matches closely.
     cache_enabled: bool = True
@@ -47,6 +46,17 @@ class DialogueSettings(Section):
     min_improvement: float = Field(default=0.01, ge=0.0, le=1.0, description="A revision must beat the best score by this much, or refinement stops.")
     revision_memory: int = Field(default=2, ge=1, le=10, description="Earlier drafts shown to the model when revising.")
     max_new_tokens: int = Field(default=80, ge=8, le=1024)
+    send_retrieved_at: float | None = Field(
+        default=None, ge=0.0, le=1.0,
+        description="A best retrieved answer scoring at least this is sent at once, without generating; "
+        "None: answer_threshold (generate only where retrieval alone would not be sent unreviewed).",
+    )
+
+    # Bounds on every wait for the reply model; a bound passed falls back to the retrieved answers.
+    model_wait_s: float = Field(default=20.0, gt=0, description="Longest wait for the reply model to load; meanwhile turns are answered without it.")
+    first_token_s: float = Field(default=10.0, gt=0, description="Longest wait for the first words of a draft.")
+    next_token_s: float = Field(default=5.0, gt=0, description="Longest wait between two pieces of a draft.")
+    generation_s: float = Field(default=30.0, gt=0, description="Longest time for one whole draft or revision.")
     quantize: Literal["none", "int8"] = Field(default="none", description="int8: dynamic int8 quantisation of the reply model's Linear layers (CPU).")
 
     # Candidate fusion and scoring.
@@ -73,6 +83,20 @@ class DialogueSettings(Section):
 
     handoff_message: str = DEFAULT_HANDOFF_MESSAGE
     hold_message: str = DEFAULT_HOLD_MESSAGE
+
+    @model_validator(mode="before")
+    @classmethod
+    def _renamed(cls, data):
+        if isinstance(data, dict) and "evidence_k" in data:
+            raise ValueError("evidence_k was renamed retrieve_k (past answers retrieved per message); "
+                             "what the model is shown of them is prompt.evidence_k")
+        if isinstance(data, dict) and "history_turns" in data:
+            raise ValueError("history_turns moved to the prompt section (prompt.history_turns)")
+        return data
+
+    @property
+    def retrieved_first_threshold(self) -> float:
+        return self.answer_threshold if self.send_retrieved_at is None else self.send_retrieved_at
 
     @model_validator(mode="after")
     def _check(self) -> DialogueSettings:

@@ -72,5 +72,5 @@ def open_manager(settings: Settings):
     except BaseException:
         database.dispose()
         raise
-    prompt = PromptFormat.from_settings(settings.training)
+    prompt = PromptFormat.from_settings(settings.prompt)
     return DialogueManager(settings.dialogue, database, retriever, source, prompt, ingest=settings.ingest), database

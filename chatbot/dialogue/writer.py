@@ -1,8 +1,9 @@
 """Prompts and generation: turn the evidence, the conversation and (when revising) the
 earlier drafts with their critiques into chat messages, and run the reply model on
-them, whole or streamed. The draft prompt is training's `PromptFormat`, so the model
-sees at serving time exactly what it was trained on. Which text wins is decided
-elsewhere."""
+them, whole or streamed, within the `dialogue` section's time bounds (a bound passed
+raises `chatbot.models.generate.GenerationTimeout`). The draft prompt is training's
+`PromptFormat`, so the model sees at serving time exactly what it was trained on. Which
+text wins is decided elsewhere."""
 
 from __future__ import annotations
 
@@ -46,12 +47,20 @@ class ReplyWriter:
         }
         return messages
 
+    def limits(self):
+        from chatbot.models.generate import Limits
+
+        s = self.settings
+        return Limits(first_token=s.first_token_s, next_token=s.next_token_s, total=s.generation_s)
+
     def write(self, messages: list[dict[str, str]]) -> str:
         from chatbot.models.generate import generate_text
 
-        return generate_text(self.model, self.tokenizer, messages, max_new_tokens=self.settings.max_new_tokens)
+        return generate_text(self.model, self.tokenizer, messages, max_new_tokens=self.settings.max_new_tokens,
+                             limits=self.limits())
 
     def stream(self, messages: list[dict[str, str]]) -> Iterator[str]:
         from chatbot.models.generate import stream_text
 
-        yield from stream_text(self.model, self.tokenizer, messages, max_new_tokens=self.settings.max_new_tokens)
+        yield from stream_text(self.model, self.tokenizer, messages, max_new_tokens=self.settings.max_new_tokens,
+                               limits=self.limits())

@@ -37,9 +37,9 @@ def retriever_evidence(retriever: Any, k: int) -> EvidenceFn:
 def open_evidence(settings: Any, database: Any) -> tuple[EvidenceFn | None, str]:
     """The evidence callable from the installed retriever, or None and the reason why
     training goes without retrieved context (no retriever module, no index yet)."""
-    k = settings.training.evidence_k
+    k = settings.prompt.evidence_k
     if k == 0:
-        return None, "evidence_k is 0: training without retrieved context"
+        return None, "prompt.evidence_k is 0: training without retrieved context"
     try:
         from chatbot.retrieval.retriever import open_retriever
     except ImportError:

@@ -11,7 +11,7 @@ from typing import Any
 
 from chatbot.training.data import PairRecord
 from chatbot.training.noise import add_noise
-from chatbot.training.prompt import build_messages
+from chatbot.training.prompt import PromptFormat, build_messages
 from chatbot.training.settings import TrainingSettings
 
 IGNORE = -100
@@ -47,6 +47,7 @@ def encode_pair(
     pair: PairRecord,
     evidence: Sequence[str],
     cfg: TrainingSettings,
+    prompt: PromptFormat,
     *,
     noise_seed: str | None = None,
 ) -> Encoded | None:
@@ -63,15 +64,15 @@ def encode_pair(
     target = tokenizer(pair.target.strip(), add_special_tokens=False)["input_ids"][: cfg.max_target_tokens - 1]
     target = list(target) + [end_token_id(tokenizer)]
     budget = cfg.max_length - len(target)
-    history = cfg.history_turns
-    evidence = list(evidence)[: cfg.evidence_k]
+    history = prompt.history_turns
+    evidence = list(evidence)[: prompt.evidence_k]
     while True:
         messages = build_messages(
-            context, evidence, system_prompt=cfg.system_prompt, history_turns=history,
-            evidence_max_chars=cfg.evidence_max_chars,
+            context, evidence, system_prompt=prompt.system_prompt, history_turns=history,
+            evidence_max_chars=prompt.evidence_max_chars,
         )
-        prompt = _prompt_ids(tokenizer, messages)
-        if len(prompt) <= budget:
+        prompt_ids = _prompt_ids(tokenizer, messages)
+        if len(prompt_ids) <= budget:
             break
         if history > 1:
             history -= 1
@@ -79,7 +80,7 @@ def encode_pair(
             evidence.pop()
         else:
             return None
-    return Encoded(pair.id, prompt + target, [IGNORE] * len(prompt) + target, pair.weight)
+    return Encoded(pair.id, prompt_ids + target, [IGNORE] * len(prompt_ids) + target, pair.weight)
 
 
 def collate(batch: list[Encoded], pad_id: int) -> dict[str, Any]:

@@ -21,6 +21,7 @@ from chatbot.training.data import PairRecord, TrainingData
 from chatbot.training.distributed import DistInfo, all_reduce
 from chatbot.training.examples import Encoded, collate, encode_pair
 from chatbot.training.model import build_loss_module, evaluate, trainable_state, load_trainable_state
+from chatbot.training.prompt import PromptFormat
 from chatbot.training.settings import TrainingSettings
 
 log = logging.getLogger(__name__)
@@ -86,6 +87,7 @@ def train_loop(
     data: TrainingData,
     evidence: dict[int, list[str]],
     cfg: TrainingSettings,
+    prompt: PromptFormat,
     *,
     run_dir: Path,
     info: DistInfo,
@@ -102,11 +104,11 @@ def train_loop(
     pad_id = tokenizer.pad_token_id
     loop_start = time.monotonic()  # the clock budget counts encoding and the first validation too
     # Clean encodings: validation examples, and the lengths used to group batches.
-    clean: dict[int, Encoded | None] = {p.id: encode_pair(tokenizer, p, evidence.get(p.id, []), cfg) for p in data.train}
+    clean: dict[int, Encoded | None] = {p.id: encode_pair(tokenizer, p, evidence.get(p.id, []), cfg, prompt) for p in data.train}
     train_pairs = [p for p in data.train if clean[p.id] is not None]
     skipped = len(data.train) - len(train_pairs)
     lengths = {pid: len(e.input_ids) for pid, e in clean.items() if e is not None}
-    val_encoded = [e for e in (encode_pair(tokenizer, p, evidence.get(p.id, []), cfg) for p in data.val) if e is not None]
+    val_encoded = [e for e in (encode_pair(tokenizer, p, evidence.get(p.id, []), cfg, prompt) for p in data.val) if e is not None]
 
     loss_module = build_loss_module(model).to(device)
     wrapped: Any = loss_module
@@ -181,7 +183,7 @@ def train_loop(
             encoded = []
             for p in batch_pairs:
                 if _is_noised(p, epoch, cfg):
-                    e = encode_pair(tokenizer, p, evidence.get(p.id, []), cfg, noise_seed=f"{cfg.seed}:{epoch}:{p.id}")
+                    e = encode_pair(tokenizer, p, evidence.get(p.id, []), cfg, prompt, noise_seed=f"{cfg.seed}:{epoch}:{p.id}")
                     encoded.append(e or clean[p.id])
                 else:
                     encoded.append(clean[p.id])

@@ -26,7 +26,8 @@ from chatbot.training.distributed import DistInfo, all_reduce, barrier, broadcas
 from chatbot.training.evidence import EvidenceFn, compute_evidence
 from chatbot.training.examples import encode_pair
 from chatbot.training.loop import LoopResult, Progress, train_loop
-from chatbot.training.settings import TrainingSettings
+from chatbot.training.prompt import PromptFormat, PromptSettings
+from chatbot.training.settings import MOVED_TO_PROMPT, TrainingSettings
 
 log = logging.getLogger(__name__)
 
@@ -67,11 +68,11 @@ def _peak_memory_mb(device: str) -> float:
 
 
 def validation_loss(model: Any, tokenizer: Any, data: TrainingData, evidence: dict[int, list[str]],
-                    cfg: TrainingSettings, device: str) -> float:
+                    cfg: TrainingSettings, prompt: PromptFormat, device: str) -> float:
     """Mean cross-entropy per reply token of `model` on the run's validation pairs."""
     from chatbot.training.model import build_loss_module, evaluate
 
-    encoded = [e for e in (encode_pair(tokenizer, p, evidence.get(p.id, []), cfg) for p in data.val) if e is not None]
+    encoded = [e for e in (encode_pair(tokenizer, p, evidence.get(p.id, []), cfg, prompt) for p in data.val) if e is not None]
     total, tokens = evaluate(build_loss_module(model).to(device), encoded, batch_size=cfg.batch_size * 2,
                              device=device, pad_id=tokenizer.pad_token_id)
     return total / max(tokens, 1.0)
@@ -125,9 +126,13 @@ def _run(settings, database, info, evidence_for, evidence_note, resume, progress
     run_dir = _choose_run(settings, database, resume, info)
     resume_state = None
     cfg: TrainingSettings = settings.training
-    if resume:
+    prompt_settings: PromptSettings = settings.prompt
+    if resume:  # a resumed run keeps its own settings (runs from before the prompt section kept them in training's)
         state = ck.read_json(run_dir / ck.STATE_FILE) or {}
-        cfg = TrainingSettings(**state["training_settings"])  # a resumed run keeps its own settings
+        saved = dict(state["training_settings"])
+        old_prompt = {k: saved.pop(k) for k in MOVED_TO_PROMPT if k in saved}
+        cfg = TrainingSettings(**saved)
+        prompt_settings = PromptSettings(**(state.get("prompt") or old_prompt))
         resume_state = ck.load_resume_state(run_dir)
     data = load_training_data(database, cfg)
     if resume_state is not None and resume_state.get("fingerprint") != data.snapshot["fingerprint"]:
@@ -146,7 +151,9 @@ def _run(settings, database, info, evidence_for, evidence_note, resume, progress
         "trainable_layers": cfg.layers_to_train(int(model.config.num_hidden_layers), info.device.startswith("cuda")) or "all",
         "dtype": "bfloat16 autocast, float32 weights" if info.device.startswith("cuda") else "float32",
         "data_fingerprint": data.snapshot["fingerprint"], "evidence": evidence_note,
+        "prompt": prompt_settings.model_dump(),
     }
+    prompt = PromptFormat.from_settings(prompt_settings)
     if info.is_main:
         run_dir.mkdir(parents=True, exist_ok=True)
         previous = ck.read_json(run_dir / ck.STATE_FILE) or {}
@@ -164,7 +171,7 @@ def _run(settings, database, info, evidence_for, evidence_note, resume, progress
     meta["seconds_before_training"] = round(spent, 1)  # loading, evidence, encoding
     if cfg.max_minutes:
         budget_s = max(60.0, cfg.max_minutes * 60 - spent - 15.0)
-    result = train_loop(model, tokenizer, data, evidence, cfg, run_dir=run_dir, info=info, resume_state=resume_state,
+    result = train_loop(model, tokenizer, data, evidence, cfg, prompt, run_dir=run_dir, info=info, resume_state=resume_state,
                         checkpoint_meta={"run": run_dir.name, "mode": cfg.mode, "base_model": str(base_dir),
                                          "data_fingerprint": data.snapshot["fingerprint"]},
                         progress=progress if info.is_main else None, budget_s=budget_s)
@@ -173,10 +180,10 @@ def _run(settings, database, info, evidence_for, evidence_note, resume, progress
         return None
     if progress:
         progress({"event": "finishing", "message": "fusing checkpoints and writing the model version"})
-    return _finish(settings, database, cfg, info, run_dir, base_dir, model, data, evidence, result, meta, started)
+    return _finish(settings, database, cfg, prompt, info, run_dir, base_dir, model, data, evidence, result, meta, started)
 
 
-def _finish(settings, database, cfg, info, run_dir, base_dir, model, data, evidence, result: LoopResult, meta, started) -> TrainResult:
+def _finish(settings, database, cfg, prompt, info, run_dir, base_dir, model, data, evidence, result: LoopResult, meta, started) -> TrainResult:
     from chatbot.models.versions import promote, promoted_version, register_version, set_evaluation
     from chatbot.training.fusion import best_and_fused
     from chatbot.training.model import load_base, plain_model_with
@@ -189,7 +196,7 @@ def _finish(settings, database, cfg, info, run_dir, base_dir, model, data, evide
     fused_loss = None
     if fused_weights is not None:
         fused_model, tokenizer = plain_model_with(base_dir, fused_weights, device)
-        fused_loss = validation_loss(fused_model, tokenizer, data, evidence, cfg, device)
+        fused_loss = validation_loss(fused_model, tokenizer, data, evidence, cfg, prompt, device)
         del fused_model
     use_fused = fused_loss is not None and fused_loss < best["val_loss"]
     final_loss = fused_loss if use_fused else best["val_loss"]
@@ -207,7 +214,7 @@ def _finish(settings, database, cfg, info, run_dir, base_dir, model, data, evide
     current = promoted_version(database)
     if current is not None:
         current_model, current_tok = load_base(Path(current.path), device)
-        current_loss = validation_loss(current_model, current_tok, data, evidence, cfg, device)
+        current_loss = validation_loss(current_model, current_tok, data, evidence, cfg, prompt, device)
         compared_with = current.name
         del current_model
     else:

@@ -12,11 +12,8 @@ from pydantic import Field, model_validator
 
 from chatbot.settings_section import Section
 
-DEFAULT_SYSTEM_PROMPT = (
-    "You are the customer-service assistant of this company. Answer the customer's last "
-    "message briefly and politely, in the company's usual style. Use the past answers "
-    "below when they fit; never invent order details, prices or policies."
-)
+# Knobs that moved to the `prompt` section (one prompt contract for training, serving and evaluation).
+MOVED_TO_PROMPT = ("system_prompt", "evidence_k", "evidence_max_chars", "history_turns")
 
 
 class TrainingSettings(Section):
@@ -57,10 +54,6 @@ class TrainingSettings(Section):
     # Examples.
     max_length: int = Field(default=384, ge=32, description="Tokens per example (prompt + reply).")
     max_target_tokens: int = Field(default=128, ge=8)
-    evidence_k: int = Field(default=2, ge=0, description="Retrieved past answers in each prompt (same as serving).")
-    evidence_max_chars: int = Field(default=300, ge=20)
-    history_turns: int = Field(default=4, ge=1, description="Conversation turns kept before the reply, the customer's last included.")
-    system_prompt: str = DEFAULT_SYSTEM_PROMPT
 
     # Which pairs, and how much each counts.
     origin_weights: dict[str, float] = Field(
@@ -86,6 +79,14 @@ class TrainingSettings(Section):
     min_delta: float = Field(default=0.001, ge=0)
     fuse_top_k: int = Field(default=3, ge=1, description="Average this many best checkpoints; 1 disables fusion.")
     auto_promote: bool = Field(default=True, description="Promote a new version when it beats the promoted one on the same validation pairs.")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _moved(cls, data):
+        moved = sorted(k for k in MOVED_TO_PROMPT if isinstance(data, dict) and k in data)
+        if moved:
+            raise ValueError(f"{', '.join(moved)} moved to the prompt section (prompt.{moved[0]}, CHATBOT_PROMPT__{moved[0].upper()})")
+        return data
 
     @model_validator(mode="after")
     def _check(self) -> TrainingSettings:

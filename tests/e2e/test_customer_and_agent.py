@@ -79,6 +79,10 @@ def test_customer_gets_a_streamed_reply_with_its_sources(new_page, screenshots):
     expect(sources).to_contain_text(re.compile(r"conversation \d+", re.I))
     page.screenshot(path=str(screenshots / "widget.png"))
 
+    # The browser keeps the conversation's token, never its text (no Gradio run history).
+    stored = page.evaluate("Object.values(localStorage).join(' ') + Object.values(sessionStorage).join(' ')")
+    assert "refund" not in stored.lower()
+
     # The conversation survives a reload (its token is in the browser, not in the URL).
     before = page.locator(BOT).last.inner_text()
     page.reload()

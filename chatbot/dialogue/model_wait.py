@@ -1,0 +1,49 @@
+"""A bounded wait for the reply model: `BoundedModelSource.get(timeout)` returns the
+source's (model, tokenizer, version) or raises `ModelNotReady` once `timeout` seconds
+have passed, while the load goes on in the background for the turns after. The first
+turns after a start are then answered from retrieved answers instead of waiting for a
+model being converted or loaded. Loading itself is the source's job."""
+
+from __future__ import annotations
+
+import threading
+from concurrent.futures import Future
+from concurrent.futures import TimeoutError as FutureTimeout
+from typing import Any
+
+from chatbot.errors import ChatbotError
+
+
+class ModelNotReady(ChatbotError):
+    """The reply model did not load within the wait allowed for one turn."""
+
+
+class BoundedModelSource:
+    def __init__(self, source: Any):
+        self.source = source
+        self._lock = threading.Lock()
+        self._pending: Future | None = None
+
+    def _start(self) -> Future:
+        future: Future = Future()
+
+        def run() -> None:
+            try:
+                future.set_result(self.source.get())
+            except BaseException as exc:  # noqa: BLE001 - handed to whoever waits
+                future.set_exception(exc)
+
+        # A daemon thread: a load that never ends must not keep the process alive.
+        threading.Thread(target=run, name="reply-model-load", daemon=True).start()
+        return future
+
+    def get(self, timeout: float) -> tuple[Any, Any, str]:
+        with self._lock:
+            # A finished load is asked again each turn: the source may have a newly promoted version.
+            if self._pending is None or self._pending.done():
+                self._pending = self._start()
+            pending = self._pending
+        try:
+            return pending.result(timeout=timeout)
+        except FutureTimeout:
+            raise ModelNotReady(f"the reply model was not ready within {timeout:g} s (still loading)") from None
