@@ -166,3 +166,17 @@ def test_live_text_shows_whole_words_and_stops_at_the_first_unshowable_prefix():
     live.add("Our returns ")
     live.settle("Our returns are free.")
     assert "".join(e.text for e in rest) == "Our returns are free." and {e.kind for e in rest} == {"token"}
+
+
+def test_a_reply_path_is_read_from_what_is_stored(shop):
+    from chatbot.dialogue.records import reply_path
+
+    settings, database, retriever, _ = shop
+    retrieved = make_manager(settings, database, retriever, send_retrieved_at=None, cache_enabled=False).respond(ORDER_Q)
+    cached = make_manager(settings, database, retriever).respond(SHOP[1][0])
+    refined = make_manager(settings, database, retriever, max_rounds=1, answer_threshold=0.0, handoff_threshold=0.0,
+                           fuse_retrieved=0, cache_enabled=False).respond(ORDER_Q)
+    assert reply_path(retrieved.decision, retrieved.reason, retrieved.trace) == "retrieved"
+    assert reply_path(cached.decision, cached.reason, cached.trace) == "cache"
+    assert reply_path(refined.decision, refined.reason, refined.trace) in ("generated", "refined")
+    assert reply_path("handoff", "out_of_scope", []) == "handoff"

@@ -77,3 +77,19 @@ class Reply:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+PATHS = ("cache", "retrieved", "generated", "refined", "handoff", "held", "silent")
+
+
+def reply_path(decision: str, reason: str, trace: list[Any] | None) -> str:
+    """Which way a reply was made (the work done for it, whichever candidate won), from
+    what is stored of it: an agent-approved answer (cache), past answers without
+    generating (retrieved: confident enough, or the model failed), one draft (generated)
+    or revisions of it (refined); or no answer (handoff, held, silent)."""
+    if decision in ("handoff", "held", "silent"):
+        return decision
+    if reason == "cache_hit":
+        return "cache"
+    rounds = len(trace or [])
+    return "refined" if rounds > 1 else "generated" if rounds == 1 else "retrieved"
