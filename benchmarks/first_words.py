@@ -13,6 +13,12 @@ the share of turns that took each. Percentiles come with 95% bootstrap intervals
 
     .venv/bin/python benchmarks/first_words.py                    # real models, every held-out demo question
     .venv/bin/python benchmarks/first_words.py --models tiny --limit 5 --no-save   # a smoke run
+    .venv/bin/python benchmarks/first_words.py --data ../shared/datasets/transcripts/stc3_helpdesk_en.train.jsonl --limit 60
+
+With `--data FILE` the app serves that support history instead of the demo shop (imported
+and indexed first, as a company would: `chatbot import`, `chatbot index`, then
+`chatbot serve --no-demo`), and the questions are the first customer messages of its own
+held-out (test split) conversations.
 
 Saved to benchmarks/results/first_words.json. One customer at a time on purpose: this
 measures what one customer waits for, not throughput (that is load_widget.py's job).
@@ -99,8 +105,8 @@ async def timed_send(client: WidgetClient, token: str, text: str, session: str, 
     raise RuntimeError("the event stream ended before the reply was complete")
 
 
-def held_out_questions(database_url: str, limit: int | None) -> list[str]:
-    """The first customer message of each held-out (test split) demo conversation."""
+def held_out_questions(database_url: str, limit: int | None, first: tuple[str, ...] = FIRST_QUESTIONS) -> list[str]:
+    """The first customer message of each held-out (test split) conversation, after `first`."""
     from sqlalchemy import create_engine, text
 
     engine = create_engine(database_url)
@@ -111,7 +117,7 @@ def held_out_questions(database_url: str, limit: int | None) -> list[str]:
                 "WHERE c.split = 'test' AND m.turn_index = 0 AND m.role = 'customer' ORDER BY c.id")).all()
     finally:
         engine.dispose()
-    questions = list(FIRST_QUESTIONS) + [r[0] for r in rows]
+    questions = list(first) + [r[0] for r in rows]
     return questions[:limit] if limit else questions
 
 
@@ -189,7 +195,7 @@ async def ask_all(url: str, questions: list[str], timeout: float, report) -> lis
     return turns
 
 
-def run(models: str, limit: int | None, timeout: float, report=print) -> dict[str, Any]:
+def run(models: str, limit: int | None, timeout: float, data: Path | None = None, report=print) -> dict[str, Any]:
     with ExitStack() as cleanup:
         home = Path(tempfile.mkdtemp(prefix="chatbot-first-words-"))
         cleanup.callback(shutil.rmtree, home, ignore_errors=True)
@@ -204,9 +210,16 @@ def run(models: str, limit: int | None, timeout: float, report=print) -> dict[st
         env = make_env(plan, home, database_url, DEFAULT_MODEL_CACHE, tiny_dirs)
         stack = Stack(plan, home, env, database_url)
         cleanup.callback(stack.stop)
+        if data is not None:
+            for step in (("db", "upgrade"), ("import", str(data.resolve())), ("index",)):
+                report(f"chatbot {' '.join(step)}")
+                done = stack.cli(*step, timeout=1800)
+                if done.returncode:
+                    raise SystemExit(f"chatbot {' '.join(step)} failed:\n{done.stderr[-2000:]}")
+            stack.serve_args = ["--no-demo"]
         report(f"starting chatbot serve with {models} models (home {home})")
         stack.start()
-        questions = held_out_questions(database_url, limit)
+        questions = held_out_questions(database_url, limit, FIRST_QUESTIONS if data is None else ())
         report(f"asking {len(questions)} questions one at a time")
         # One warm-up turn, not counted: the first turn of a fresh process loads the models.
         asyncio.run(ask_all(stack.urls[0], ["hello, is anyone there?"], timeout, lambda _m: None))
@@ -228,7 +241,8 @@ def run(models: str, limit: int | None, timeout: float, report=print) -> dict[st
             "total_p95_s": percentile_ci([t["total_s"] for t in group], 95),
         }
     return {
-        "benchmark": "first_words", "models": models, "questions": len(questions), "answered_ok": len(ok),
+        "benchmark": "first_words", "models": models, "data": data.name if data else "bundled demo shop",
+        "questions": len(questions), "answered_ok": len(ok),
         "errors": [t.get("error") for t in turns if not t.get("ok")][:5],
         "first_word_p50_s": percentile_ci([t["first_word_s"] for t in ok], 50),
         "first_word_p95_s": percentile_ci([t["first_word_s"] for t in ok], 95),
@@ -246,8 +260,8 @@ def print_results(results: dict[str, Any], out=print) -> None:
     def ci(figure: dict[str, Any]) -> str:
         return f"{figure['value']} s [{figure['low']}, {figure['high']}]"
 
-    out(f"{results['answered_ok']} of {results['questions']} questions answered through the widget's HTTP API "
-        f"({results['models']} models); errors: {results['errors'] or 'none'}")
+    out(f"{results['data']}: {results['answered_ok']} of {results['questions']} questions answered through the "
+        f"widget's HTTP API ({results['models']} models); errors: {results['errors'] or 'none'}")
     out(f"  first visible word: p50 {ci(results['first_word_p50_s'])}, p95 {ci(results['first_word_p95_s'])}")
     out(f"  whole reply:        p50 {ci(results['total_p50_s'])}, p95 {ci(results['total_p95_s'])}")
     for path, f in results["by_path"].items():
@@ -262,14 +276,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--models", choices=("real", "tiny"), default="real")
     parser.add_argument("--limit", type=int, default=None, help="ask at most this many questions (default: all held-out)")
     parser.add_argument("--timeout", type=float, default=120.0, help="seconds allowed per reply")
-    parser.add_argument("--out", type=Path, default=RESULTS)
+    parser.add_argument("--data", type=Path, help="serve this transcript file instead of the demo shop")
+    parser.add_argument("--out", type=Path, help="results file (default first_words.json, or first_words_<data>.json)")
     parser.add_argument("--no-save", action="store_true")
     args = parser.parse_args(argv)
-    results = run(args.models, args.limit, args.timeout)
+    if args.data is not None and not args.data.is_file():
+        raise SystemExit(f"{args.data}: no such file (the real sets live in ../shared/datasets/transcripts)")
+    results = run(args.models, args.limit, args.timeout, args.data)
     print_results(results)
     if not args.no_save:
-        save_results(args.out, results)
-        print(f"saved {args.out}")
+        out = args.out or (RESULTS if args.data is None else
+                           RESULTS.with_name(f"first_words_{args.data.name.split('.')[0]}.json"))
+        save_results(out, results)
+        print(f"saved {out}")
     return 0 if results["answered_ok"] == results["questions"] else 1
 
 

@@ -431,6 +431,7 @@ class Stack:
         self.processes: list[subprocess.Popen] = []
         self.urls: list[str] = []
         self.logs: list[Path] = []
+        self.serve_args: list[str] = []  # more `chatbot serve` options (e.g. --no-demo)
 
     def cli(self, *args: str, timeout: float = 900) -> subprocess.CompletedProcess:
         return subprocess.run([sys.executable, "-m", "chatbot", *args], env=self.env, text=True,
@@ -446,7 +447,7 @@ class Stack:
             log = self.home / f"serve-{n}.log"
             with log.open("w") as out:
                 process = subprocess.Popen([sys.executable, "-m", "chatbot", "serve", "--host", "127.0.0.1",
-                                            "--port", str(port)], env=self.env, stdout=out,
+                                            "--port", str(port), *self.serve_args], env=self.env, stdout=out,
                                            stderr=subprocess.STDOUT, cwd=REPO, start_new_session=True)
             self.processes.append(process)
             self.logs.append(log)
