@@ -70,7 +70,7 @@ def test_customer_gets_a_streamed_reply_with_its_sources(new_page, screenshots):
     expect(page.locator(USER).last).to_contain_text("How long does a refund take?")
     expect(page.locator("#chat details").last).to_be_visible(timeout=60_000)
     seen = page.evaluate("window.__states")
-    # The bubble grew piece by piece (the draft as the model wrote it, then the text sent)
+    # The bubble grew word by word (a draft as the model wrote it, or the answer chosen)
     # before it settled with its sources.
     growing = [s for s in seen if "Sources" not in s and s.strip() != "…"]
     assert len(growing) >= 3, f"the reply did not stream: {seen}"
