@@ -84,11 +84,24 @@ def _echo_index(report: dict, no_calibrate: bool) -> None:
         line += f", recall@10 vs exact {report['recall_at_10']:.3f}"
     click.echo(line)
     calibration = report["calibration"]
-    if calibration:
+    if calibration and calibration.get("criterion") == "youden_j_with_prior":
+        feature = "top dense cosine" if calibration.get("feature") == "dense" else "top fused score"
+        line = f"out-of-scope gate: hand off below {calibration['raw_threshold']:.3f} ({feature})"
+        if calibration.get("raw_threshold_low") is not None:
+            line += f", 95% interval [{calibration['raw_threshold_low']:.3f}, {calibration['raw_threshold_high']:.3f}]"
+        prior_share = calibration.get("prior_weight") or 0.0
+        line += (f"; {calibration['n_in_scope']} validation questions vs {calibration['n_out_of_scope']} off-topic ones, "
+                 f"prior {calibration.get('prior_threshold', 0.0):.3f} weighs {prior_share:.0%}")
+        click.echo(line)
+        if calibration.get("in_scope_accepted") is not None and calibration.get("out_of_scope_rejected") is not None:
+            click.echo(f"  on them: {calibration['in_scope_accepted']:.0%} of validation questions answered, "
+                       f"{calibration['out_of_scope_rejected']:.0%} of off-topic ones handed off"
+                       + ("; names the history never mentions hand off too" if calibration.get("unknown_names") else ""))
+    elif calibration:
         click.echo(f"out-of-scope threshold {calibration['raw_threshold']:.3f} (fused score), "
                    f"chosen on {calibration['n_in_scope'] + calibration['n_out_of_scope']} validation pairs")
     elif not no_calibrate:
-        click.echo("out-of-scope threshold not calibrated (too few validation pairs); using retrieval.oos_threshold")
+        click.echo("out-of-scope gate not calibrated (no validation pairs); using retrieval.oos_threshold")
 
 
 def _percent(value) -> str:

@@ -430,37 +430,97 @@ def _load(path: Path):
 CALIBRATION_PAIRS = 500
 
 
+def _pair_topics(database: Database, pair_ids: Iterable[int]) -> dict[int, str | None]:
+    """The `topic` label of each of these pairs (None when unlabelled)."""
+    from sqlalchemy import select
+
+    from chatbot.store.schema import TrainingPair
+
+    ids = sorted(set(pair_ids))
+    topics: dict[int, str | None] = {}
+    with database.session() as session:
+        for start in range(0, len(ids), 500):
+            chunk = ids[start:start + 500]
+            for pair_id, labels in session.execute(
+                    select(TrainingPair.id, TrainingPair.labels).where(TrainingPair.id.in_(chunk))):
+                topics[pair_id] = (labels or {}).get("topic") if isinstance(labels, dict) else None
+    return topics
+
+
+def gate_scores(settings: Settings, retriever, questions: Sequence[tuple[str, Sequence[str]]]) -> tuple[np.ndarray, list[int | None]]:
+    """The gate's raw score (`retrieval.gate_feature`) of each (message, history) and
+    the pair id of its top hit (None when nothing was found)."""
+    from chatbot.retrieval.embedding import embed_contexts
+
+    rs = settings.retrieval
+    if not questions:
+        return np.zeros(0), []
+    vectors = embed_contexts(retriever.model, [(m, list(h)) for m, h in questions], rs)
+    scores, tops = [], []
+    for (message, history), vector in zip(questions, vectors):
+        result = retriever.search_vector(vector, message, history=list(history), k=1)
+        scores.append(result.scope_score if result.scope_score is not None else 0.0)
+        tops.append(result.hits[0].pair_id if result.hits else None)
+    return np.asarray(scores, dtype=np.float64), tops
+
+
 def _calibrate(settings: Settings, database: Database, model, records: Sequence[PairRecord], vectors: np.ndarray) -> dict | None:
-    """Out-of-scope calibration on validation pairs (never test): a validation pair is
-    'served' when the top hit's reply is close to its own reply (cosine of the reply
-    embeddings >= `fit_similarity`); the raw score is the top fused score."""
+    """The out-of-scope gate (`chatbot.retrieval.scope.calibrate_gate`), chosen on
+    validation questions (never test) as positives and the shipped generic off-topic
+    questions (plus validation questions the company labelled out of scope) as
+    negatives; a negative whose best match is a pair labelled out of scope or hand-off
+    (`dialogue.out_of_scope_topics`, `dialogue.handoff_topics`) is handed off by the
+    dialogue manager whatever the cut. None when nothing is indexed, the validation
+    split is indexed itself, or there are no validation pairs at all."""
+    from dataclasses import replace
+
     from chatbot.retrieval.retriever import PairRetriever
-    from chatbot.retrieval.scope import calibrate
+    from chatbot.retrieval.scope import ScopeCalibration, background_questions, calibrate_gate
 
     rs = settings.retrieval
     if "val" in rs.index_splits or not records:
         return None
     val = load_pairs(database, ["val"])
-    if len(val) < rs.min_calibration_pairs:
+    if not val:
+        log.warning("out-of-scope gate not calibrated: no validation pairs; using retrieval.oos_threshold")
         return None
     rng = np.random.default_rng(0)
     if len(val) > CALIBRATION_PAIRS:
         val = [val[i] for i in sorted(rng.choice(len(val), CALIBRATION_PAIRS, replace=False))]
-    retriever = PairRetriever.from_parts(settings, records, vectors, model, calibration=None)
-    raws, tops = [], []
-    for pair in val:
-        result = retriever.search(pair.message, history=pair.history, k=1)
-        raws.append(result.hits[0].score if result.hits else 0.0)
-        tops.append(result.hits[0].reply_text if result.hits else "")
-    from chatbot.retrieval.embedding import embed_texts
+    handing_off = set(settings.dialogue.out_of_scope_topics) | set(settings.dialogue.handoff_topics)
+    val_topics = _pair_topics(database, [p.id for p in val])
+    own_out = [p for p in val if val_topics.get(p.id) in settings.dialogue.out_of_scope_topics]
+    inside = [p for p in val if val_topics.get(p.id) not in handing_off]
+    background = background_questions(rs.gate_background_file, shipped=rs.gate_background)
 
-    got = embed_texts(model, tops, batch_size=rs.batch_size)
-    want = embed_texts(model, [p.reply for p in val], batch_size=rs.batch_size)
-    served = (got * want).sum(1) >= rs.fit_similarity
-    if served.all() or not served.any():
-        log.warning("out-of-scope calibration skipped: every validation pair is %s", "served" if served.all() else "unserved")
-        return None
-    result = calibrate(raws, served).to_dict()
-    result["method"] = "top fused score; validation pair served when reply cosine >= fit_similarity"
-    result["fit_similarity"] = rs.fit_similarity
+    probe = replace(ScopeCalibration.uncalibrated(rs.oos_threshold), feature=rs.gate_feature)
+    retriever = PairRetriever.from_parts(settings, records, vectors, model, calibration=probe)
+    pos, pos_tops = gate_scores(settings, retriever, [(p.message, p.history) for p in inside])
+    neg, neg_tops = gate_scores(settings, retriever, [(p.message, p.history) for p in own_out] + [(q, []) for q in background])
+    top_topics = _pair_topics(database, [t for t in [*pos_tops, *neg_tops] if t is not None])
+    neg_by_topic = np.array([t is None or top_topics.get(t) in handing_off for t in neg_tops], dtype=bool)
+    # Names the history never mentions: used only where they spare the company's own questions.
+    pos_named = np.array([retriever.names_unknown(p.message) for p in inside], dtype=bool)
+    names_rate = float(pos_named.mean()) if pos_named.size else 0.0
+    use_names = rs.gate_unknown_names and pos_named.size >= rs.min_calibration_pairs and names_rate <= rs.gate_unknown_names_max
+    neg_questions = [p.message for p in own_out] + background
+    neg_named = np.array([retriever.names_unknown(q) for q in neg_questions], dtype=bool) if use_names else \
+        np.zeros(len(neg_questions), bool)
+    calibration = calibrate_gate(
+        pos[~pos_named] if use_names else pos, neg, negatives_handled=neg_by_topic | neg_named,
+        prior_threshold=rs.gate_prior_threshold, prior_strength=rs.gate_prior_strength,
+        min_positives=rs.min_calibration_pairs, resamples=rs.gate_resamples, feature=rs.gate_feature,
+        n_background=len(background), unknown_names=use_names,
+    )
+    result = calibration.to_dict()
+    result["method"] = (f"top {'dense cosine' if rs.gate_feature == 'dense' else 'fused score'}; positives: in-domain "
+                        "validation questions; negatives: shipped off-topic questions and validation questions labelled "
+                        "out of scope; Youden's J cut pulled towards the prior threshold; 95% percentile-bootstrap interval")
+    result["prior_strength"] = rs.gate_prior_strength
+    result["validation_questions"] = len(val)
+    result["own_out_of_scope"] = len(own_out)
+    result["positives_handed_off_by_topic"] = int(sum(t is not None and top_topics.get(t) in handing_off for t in pos_tops))
+    result["negatives_handed_off_by_topic"] = int(neg_by_topic.sum())
+    result["unknown_names_validation_rate"] = round(names_rate, 4)
+    result["negatives_caught_by_unknown_names"] = int((neg_named & ~neg_by_topic).sum())
     return result

@@ -1,6 +1,7 @@
 """The `Retriever` the dialogue manager and training use: history-aware dense + BM25
 search over one index version, with a citation on every hit and an out-of-scope
-verdict from the version's calibration.
+verdict from the version's calibration (the hand-off gate of `scope.calibrate_gate`:
+the top dense cosine, or for older indexes the top fused score, against its threshold).
 
 `open_retriever(settings, database)` loads the current version and, given the store,
 refuses to serve an index whose pairs were deleted or changed since it was built
@@ -63,6 +64,7 @@ class PairRetriever:
         self.calibration = calibration or ScopeCalibration.uncalibrated(self.rs.oos_threshold)
         self.version = version
         self._row_of = {r.id: row for row, r in enumerate(self.records)}
+        self._vocabulary: set[str] | None = None
 
     @classmethod
     def from_parts(cls, settings: Settings, records, vectors: np.ndarray, model, calibration=None) -> PairRetriever:
@@ -107,8 +109,32 @@ class PairRetriever:
         order = np.argsort(-fused, kind="stable")[:k]
         hits = [self._hit(int(rows[i]), float(fused[i]), float(cosine[i]), float(lexical[rows[i]]), float(lex_norm[i]))
                 for i in order]
-        top = hits[0].score
-        return SearchResult(hits, bool(self.calibration.out_of_scope(top)), float(self.calibration.probability(top)))
+        top = self.scope_score(float(fused[order[0]]), float(cosine.max()))
+        out = bool(self.calibration.out_of_scope(top)) or (self.calibration.unknown_names and self.names_unknown(query))
+        return SearchResult(hits, out, float(self.calibration.probability(top)), top)
+
+    @property
+    def vocabulary(self) -> set[str]:
+        """Every word of the indexed texts, lower-cased (built on first use)."""
+        if self._vocabulary is None:
+            from chatbot.retrieval.scope import words_of
+
+            vocabulary: set[str] = set()
+            for r in self.records:
+                vocabulary |= words_of("\n".join([*r.history, r.message, r.reply]))
+            self._vocabulary = vocabulary
+        return self._vocabulary
+
+    def names_unknown(self, query: str) -> bool:
+        """The message names something no indexed conversation mentions."""
+        from chatbot.retrieval.scope import unknown_names
+
+        return bool(unknown_names(query, self.vocabulary))
+
+    def scope_score(self, top_fused: float, top_dense: float) -> float:
+        """The raw score the out-of-scope gate reads: the feature the calibration was
+        chosen on (older and uncalibrated indexes: the top fused score)."""
+        return top_dense if self.calibration.feature == "dense" else top_fused
 
     def _hit(self, row: int, score: float, dense: float, lexical: float, lexical_normalised: float) -> Hit:
         r = self.records[row]

@@ -8,6 +8,7 @@ Only the values and their checks live here; the modules that use them read them 
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Literal
 
 from pydantic import Field, model_validator
@@ -50,16 +51,48 @@ class RetrievalSettings(Section):
     hnsw_ef_construction: int = Field(default=80, ge=8)
     hnsw_ef_search: int = Field(default=128, ge=8)
 
-    # Out of scope.
+    # Out of scope: the hand-off gate (chatbot.retrieval.scope.calibrate_gate), chosen at index time.
     oos_threshold: float = Field(
         default=0.5, ge=0.0, le=1.0,
-        description="Used only when the index has no threshold calibrated on validation pairs.",
+        description="Used only for an index built without calibration (--no-calibrate): a cut on the top fused score.",
     )
+    gate_feature: Literal["dense", "fused"] = Field(
+        default="dense",
+        description="The score the gate reads: the top dense cosine of the (history-fused) query, or the top fused score.",
+    )
+    gate_prior_threshold: float = Field(
+        default=0.45, ge=-1.0, le=1.0,
+        description="The gate's prior threshold on gate_feature, which the validation data must overrule; it stands "
+                    "alone below min_calibration_pairs questions. On all-MiniLM-L6-v2's cosine scale: generic off-topic "
+                    "questions score up to ~0.4 against a support history, paraphrases of its questions 0.6 and more.",
+    )
+    gate_prior_strength: float = Field(
+        default=30.0, ge=0.0,
+        description="Weight of the prior, in validation questions: the threshold is "
+                    "(n*data_cut + strength*prior)/(n + strength); 0 = the data alone.",
+    )
+    gate_background: bool = Field(
+        default=True, description="Use the shipped generic off-topic questions as the gate's negatives.",
+    )
+    gate_background_file: Path | None = Field(
+        default=None, description="More off-topic questions for the gate's negatives (one a line, '#' lines ignored).",
+    )
+    gate_unknown_names: bool = Field(
+        default=True,
+        description="A question naming something (a capitalised word) that no indexed conversation mentions is out of "
+                    "scope; used only where it catches at most gate_unknown_names_max of the validation questions.",
+    )
+    gate_unknown_names_max: float = Field(default=0.05, ge=0.0, le=1.0,
+                                          description="See gate_unknown_names.")
+    gate_resamples: int = Field(default=1000, ge=0, le=100_000, description="Bootstrap resamples of the threshold's 95% interval (0: none).")
     fit_similarity: float = Field(
         default=0.6, ge=-1.0, le=1.0,
-        description="Calibration: a retrieved reply 'fits' a validation pair when its embedding is this close to the true reply.",
+        description="`chatbot index --adapt`: a retrieved reply 'fits' a validation pair when its embedding is this close to the true reply.",
     )
-    min_calibration_pairs: int = Field(default=20, ge=2, description="Fewer validation pairs than this: no calibration.")
+    min_calibration_pairs: int = Field(
+        default=5, ge=1,
+        description="Fewer in-domain validation questions than this: the gate's prior threshold stands alone.",
+    )
     keep_versions: int = Field(default=2, ge=1, le=100, description="Index versions kept on disk (the current one included).")
     snippet_chars: int = Field(default=300, ge=20, description="Characters of the reply shown in a citation.")
 

@@ -39,6 +39,7 @@ class SearchResult:
     hits: list[Hit]
     out_of_scope: bool  # True when nothing indexed fits the query well enough
     in_scope_score: float  # calibrated, higher = more likely that a hit fits
+    scope_score: float | None = None  # the raw score the out-of-scope gate read (its feature)
 
 
 class Retriever(Protocol):
