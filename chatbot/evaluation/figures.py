@@ -16,7 +16,7 @@ Comparisons, for every pair of variants (a, b), are paired (the same resampled t
 for both): the difference in coverage, in the all-turns figures, and in quality on the
 turns both answered; `better` names the variant whose figure is higher only where the
 interval of the difference excludes 0. Scoring texts is `metrics`' job, producing them
-`variants'`."""
+`variants`'."""
 
 from __future__ import annotations
 
