@@ -6,9 +6,14 @@ a person or repeats the same question; answer from an agent-approved answer when
 matches closely (the answer cache: looked up in the store, so an approval counts at
 once, and among the retrieved past answers; before any guess about scope); retrieve
 evidence with the conversation history; hand off when the request is out of scope;
-otherwise draft with the reply model, refine over a few critique-and-revise rounds,
-let the drafts compete with the best retrieved past answers under one scoring
-function, smooth the winner's confidence across turns and decide. The reply record
+score the best retrieved past answers and, when the best is confident enough
+(`send_retrieved_at`), send it at once without generating; otherwise draft with the
+reply model (its words streamed to the customer as they come), refine over a few
+critique-and-revise rounds, let the drafts compete with the retrieved answers under one
+scoring function, smooth the winner's confidence across turns and decide. Every wait for
+the reply model is bounded (`model_wait_s`, `first_token_s`, `next_token_s`,
+`generation_s`): a model that is still loading, raises or stalls ends in the retrieved
+answers or a hand-off, never a hung turn. The reply record
 (text, citations, confidence, decision and reason, refinement trace, candidates, time
 per stage) is stored and returned; a hand-off also puts the conversation in the
 agents' queue (reason, time, nobody assigned yet).
@@ -19,8 +24,10 @@ handles; the `ingest` redaction settings, the same as imports) before it is stor
 retrieved with or shown to a model, so the original is kept nowhere; the reply is
 redacted the same way before it is stored and sent (addresses that the company's own
 past answers or notices contain are allowed); a candidate that repeats the system
-prompt is never sent (nor streamed further as a draft); only live, open
-conversations take new messages (`chatbot.store.conversations.add_message`). Message
+prompt is never sent (nor streamed further as a draft); every candidate, cached,
+retrieved (in its slotted form) or drafted, has its slots filled from this conversation
+and one holding another customer's specifics is withheld, with why, in the candidates
+(`chatbot.dialogue.specifics`); only live, open conversations take new messages (`chatbot.store.conversations.add_message`). Message
 text is logged at DEBUG only.
 
 Where its job ends: it takes a `Retriever` and a reply-model source as given (building
@@ -36,22 +43,23 @@ import re
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any, Protocol
 
 from chatbot.dialogue import repository as repo
 from chatbot.dialogue.answer_cache import AnswerCatalogue
 from chatbot.dialogue.critique import Evidence, Scorer, evidence_from_hits
 from chatbot.dialogue.handoff import asks_for_human, repeats
+from chatbot.dialogue.model_wait import BoundedModelSource
 from chatbot.dialogue.policy import decide, smooth
 from chatbot.dialogue.records import Candidate, Reply, RoundTrace
 from chatbot.dialogue.refine import refine
+from chatbot.dialogue.specifics import ConversationFacts, SpecificsGuard
 from chatbot.dialogue.settings import DialogueSettings
 from chatbot.dialogue.text import question_similarity, token_f1
 from chatbot.dialogue.writer import ReplyWriter
 from chatbot.training.prompt import PromptFormat
-from chatbot.training.settings import TrainingSettings
-from chatbot.errors import InputError
+from chatbot.errors import ChatbotError, InputError
 from chatbot.ingest.redact import EMAIL_RE, Redactor
 from chatbot.ingest.sanitize import clean_text
 from chatbot.ingest.settings import IngestSettings
@@ -67,6 +75,9 @@ _ROLE = {"customer": "user", "agent": "assistant", "bot": "assistant"}
 # A reply sharing this many consecutive words with the system prompt repeats it.
 PROMPT_LEAK_WORDS = 6
 _WORD_RE = re.compile(r"\w+")
+# Earlier turns read per message: retrieval keeps its own window of them (retrieval.history_turns)
+# and the prompt its own (prompt.history_turns); this only bounds what is read from the store.
+HISTORY_READ = 20
 
 
 def live_redactor(ingest: IngestSettings | None) -> Redactor:
@@ -88,8 +99,11 @@ class ReplyModelSource(Protocol):
 @dataclass
 class DialogueEvent:
     """One step of answering, for streaming UIs: `stage` (a stage started), `round` (a
-    refinement round finished; `data` is its RoundTrace), `draft` (a piece of the first
-    draft while it is generated), `token` (a piece of the final text), `done` (`reply`)."""
+    refinement round finished; `data` is its RoundTrace), `token` (the next piece of the
+    text shown to the customer, as soon as it is known: a draft's words while the model
+    writes them, or the chosen answer's), `replace` (the text shown so far is replaced by
+    `text`, the final one: a retrieved answer beat the draft, or the draft was withheld),
+    `done` (`reply`). The tokens, with any replace applied, add up to `reply.shown_text`."""
 
     kind: str
     text: str = ""
@@ -124,20 +138,23 @@ class _Clock:
 class DialogueManager:
     def __init__(
         self, settings: DialogueSettings, database: Database, retriever: Retriever, reply_source: ReplyModelSource | None,
-        prompt: PromptFormat | None = None, ingest: IngestSettings | None = None,
+        prompt: PromptFormat, ingest: IngestSettings | None = None,
     ):
         self.settings = settings
         # Live messages are redacted like imports (`ingest` settings; default: all kinds).
         self.redactor = live_redactor(ingest)
-        # Serving prompts exactly as training did (the `training` settings section).
-        self.prompt = prompt or PromptFormat.from_settings(TrainingSettings())
+        # Serving prompts exactly as training does: the one `prompt` settings section.
+        self.prompt = prompt
         self.database = database
         self.retriever = retriever
         self.reply_source = reply_source
+        self._bounded_source = BoundedModelSource(reply_source) if reply_source is not None else None
         self.scorer = Scorer(settings)
         self._quantized: dict[str, Any] = {}
         self._lock = threading.Lock()
         self.answers = AnswerCatalogue(settings.cache_origins)
+        # Fills slots and withholds other customers' specifics (None: no check, for before/after benchmarks).
+        self.specifics: SpecificsGuard | None = SpecificsGuard(database)
         prompt_words = _WORD_RE.findall(self.prompt.system_prompt.lower())
         self._leak_n = max(3, min(PROMPT_LEAK_WORDS, len(prompt_words)))
         self._prompt_shingles = _shingles(prompt_words, self._leak_n)
@@ -175,10 +192,10 @@ class DialogueManager:
 
     def reply_model(self) -> tuple[Any, Any, str]:
         """The model to generate with: the source's, or its int8 copy when configured
-        (made once per version and kept)."""
-        if self.reply_source is None:
+        (made once per version and kept). ModelNotReady after `model_wait_s` seconds."""
+        if self._bounded_source is None:
             raise RuntimeError("no reply model source configured")
-        model, tokenizer, version = self.reply_source.get()
+        model, tokenizer, version = self._bounded_source.get(self.settings.model_wait_s)
         if self.settings.quantize != "int8":
             return model, tokenizer, version
         with self._lock:
@@ -215,7 +232,7 @@ class DialogueManager:
                 session.refresh(conversation)  # as it is now that this turn holds its lock
                 state = conversation.state
                 turns = repo.earlier_turns(
-                    session=session, conversation_id=conversation_id, before_turn=stored.turn_index, limit=s.history_turns
+                    session=session, conversation_id=conversation_id, before_turn=stored.turn_index, limit=HISTORY_READ
                 )
                 earlier_customer = repo.earlier_customer_texts(
                     session=session, conversation_id=conversation_id, before_turn=stored.turn_index
@@ -227,8 +244,13 @@ class DialogueManager:
         log.debug("conversation %s, message %s: %r", conversation_id, stored.id, message)
         trusted: list[str] = []  # texts whose e-mail addresses a reply may repeat
 
+        # What this conversation holds: slots are filled from it; nothing foreign to it is sent.
+        facts = self.specifics.facts([*earlier_customer, message], history_text) if self.specifics else None
+        withheld: list[dict[str, Any]] = []  # candidates holding another customer's specifics
+        live = _LiveText(emit, lambda text: self._own_showable(text, facts))
+
         def finish(reply: Reply) -> Reply:
-            return self._persist(self._redact_reply(reply, trusted), clock, emit)
+            return self._persist(self._redact_reply(reply, trusted), clock, emit, live)
 
         if state == "handed_off":
             return finish(Reply(**base, decision="silent", reason="human_in_charge", text="", shown_text="",
@@ -252,19 +274,20 @@ class DialogueManager:
         # An answer an agent approved for this very question beats any guess about scope.
         if s.cache_enabled and not history_text:
             with clock.stage("cache"):
-                cached = self._stored_cache_lookup(message)
+                cached = self._own_hit(self._stored_cache_lookup(message), facts, withheld)
             if cached is not None and not self.reveals_prompt(cached[0].reply_text):
                 trusted.append(cached[0].reply_text)
                 return cache_hit(*cached)
 
         emit(DialogueEvent("stage", "retrieving"))
         with clock.stage("retrieve"):
-            result: SearchResult = self.retriever.search(message, history=history_text, k=s.evidence_k)
+            result: SearchResult = self.retriever.search(message, history=history_text, k=s.retrieve_k)
         hits = list(result.hits)
         trusted.extend(h.reply_text for h in hits)
         with clock.stage("pairs"):
             with self.database.session() as session:
                 infos = repo.pair_infos(session=session, pair_ids=[h.pair_id for h in hits])
+        hits = self._own_hits(hits, infos, facts, withheld)  # past replies in slotted form, filled for this customer
         if s.cache_enabled:
             # Approved pairs older than the catalogue keeps are still found through the index.
             with clock.stage("cache"):
@@ -283,30 +306,40 @@ class DialogueManager:
             return finish(reply)
 
         evidence = evidence_from_hits(message, history_text, hits, earlier_customer)
-        candidates: list[Candidate] = []
         trace: list[RoundTrace] = []
         version = None
         generation_error = None
-        if s.generate and self.reply_source is not None:
+        with clock.stage("fuse"):
+            candidates = [
+                Candidate(hit.reply_text, "retrieved", self.scorer.score(hit.reply_text, evidence, own_pair_id=hit.pair_id),
+                          pair_id=hit.pair_id)
+                for hit in hits[: s.fuse_retrieved]
+            ]
+        # Decide before generating: a confident retrieved answer is sent at once.
+        sendable = [c for c in candidates if not self.reveals_prompt(c.text)]
+        best_retrieved = max((c.score for c in sendable), default=None)
+        if s.generate and self.reply_source is not None and (
+            best_retrieved is None or best_retrieved < s.retrieved_first_threshold
+        ):
             emit(DialogueEvent("stage", "drafting"))
             try:
                 with clock.stage("load_model"):
                     model, tokenizer, version = self.reply_model()
                 writer = ReplyWriter(model, tokenizer, s, self.prompt)
-                candidates, trace = self._generate(writer, evidence, history_chat, clock, emit)
+                drafts, trace = self._generate(writer, evidence, history_chat, clock, emit, live)
+                candidates = drafts + candidates
             except Exception as exc:  # noqa: BLE001 - any model failure falls back to retrieved answers
-                log.warning("reply generation failed for conversation %s: %s", conversation_id, exc, exc_info=True)
+                log.warning("reply generation failed for conversation %s: %s", conversation_id, exc,
+                            exc_info=not isinstance(exc, ChatbotError))
                 generation_error = f"{type(exc).__name__}: {exc}"
-        with clock.stage("fuse"):
-            for hit in hits[: s.fuse_retrieved]:
-                critique = self.scorer.score(hit.reply_text, evidence, own_pair_id=hit.pair_id)
-                candidates.append(Candidate(hit.reply_text, "retrieved", critique, pair_id=hit.pair_id))
         # The output guard: nothing that repeats the system prompt is sent, whatever asked for it.
         blocked = [{"origin": c.origin, "round": c.round, "pair_id": c.pair_id, "blocked": "repeats the system prompt"}
                    for c in candidates if self.reveals_prompt(c.text)]
         if blocked:
             candidates = [c for c in candidates if not self.reveals_prompt(c.text)]
             log.info("conversation %s: %d candidate(s) repeating the system prompt withheld", conversation_id, len(blocked))
+        candidates = self._own_candidates(candidates, facts, withheld)
+        blocked += withheld
         if not candidates:
             reply = self._handoff(base, "assistant_failed" if generation_error else "no_candidate", previous_smoothed)
             reply.model_version = version
@@ -351,15 +384,13 @@ class DialogueManager:
 
         worker = threading.Thread(target=run, daemon=True)
         worker.start()
+        # Every wait inside `respond` is bounded (store, model load, generation), so this ends.
         while (event := events.get()) is not None:
             yield event
         worker.join()
         if "error" in outcome:
             raise outcome["error"]
-        reply: Reply = outcome["reply"]
-        for piece in re.findall(r"\s*\S+", reply.shown_text):
-            yield DialogueEvent("token", piece)
-        yield DialogueEvent("done", reply=reply)
+        yield DialogueEvent("done", reply=outcome["reply"])
 
     def hand_back(self, conversation_id: int) -> None:
         """An agent gives a handed-off conversation back to the assistant (checking who
@@ -375,22 +406,93 @@ class DialogueManager:
                                          message=self.settings.handoff_message)
         return message.text if message is not None else None
 
+    # -- never another customer's specifics (chatbot.dialogue.specifics) ---------------
+
+    def _own_showable(self, text: str, facts: ConversationFacts | None) -> str | None:
+        """`_showable` for text with its slots filled; None when it holds another customer's specifics."""
+        if self.specifics is not None and facts is not None:
+            checked = self.specifics.prepare(text, facts)
+            if not checked.ok:
+                return None
+            text = checked.text
+        return self._showable(text)
+
+    @staticmethod
+    def _withheld(origin: str, pair_id: int | None, text: str, why: str, round: int | None = None,
+                  score: float | None = None) -> dict[str, Any]:
+        return {"origin": origin, "round": round, "pair_id": pair_id, "score": score, "text": text,
+                "blocked": f"another customer's specifics: {why}"}
+
+    def _own_hit(self, cached: tuple[Hit, float] | None, facts: ConversationFacts | None,
+                 withheld: list[dict[str, Any]]) -> tuple[Hit, float] | None:
+        """An approved answer from the cache, slotted and filled for this customer, or None when it cannot be."""
+        if cached is None or self.specifics is None or facts is None:
+            return cached
+        hit, similarity = cached
+        checked = self.specifics.prepare(self.specifics.slot(hit.reply_text, facts.known), facts)
+        if not checked.ok:
+            withheld.append(self._withheld("cache", hit.pair_id, hit.reply_text, checked.why))
+            return None
+        return replace(hit, reply_text=checked.text), similarity
+
+    def _own_hits(self, hits: list[Hit], infos: dict[int, repo.PairInfo], facts: ConversationFacts | None,
+                  withheld: list[dict[str, Any]]) -> list[Hit]:
+        """Retrieved past answers as their slotted form (the store's; slotted now when it has
+        none yet) filled for this customer; those still holding someone else's specifics are withheld."""
+        if self.specifics is None or facts is None:
+            return hits
+        kept = []
+        for hit in hits:
+            info = infos.get(hit.pair_id)
+            slotted = info.reply_slotted if info is not None and info.reply_slotted is not None else None
+            checked = self.specifics.prepare(
+                slotted if slotted is not None else self.specifics.slot(hit.reply_text, facts.known), facts)
+            if checked.ok:
+                kept.append(replace(hit, reply_text=checked.text))
+            else:
+                withheld.append(self._withheld("retrieved", hit.pair_id, hit.reply_text, checked.why, score=hit.score))
+        return kept
+
+    def _own_candidates(self, candidates: list[Candidate], facts: ConversationFacts | None,
+                        withheld: list[dict[str, Any]]) -> list[Candidate]:
+        """The last check before anything is chosen, whatever wrote the candidate: slots
+        filled, and any candidate holding another customer's specifics withheld."""
+        if self.specifics is None or facts is None:
+            return candidates
+        kept = []
+        for candidate in candidates:
+            checked = self.specifics.prepare(candidate.text, facts)
+            if checked.ok:
+                candidate.text = checked.text
+                kept.append(candidate)
+            else:
+                withheld.append(self._withheld(candidate.origin, candidate.pair_id, candidate.text, checked.why,
+                                               candidate.round, candidate.score))
+        return kept
+
     # -- steps -----------------------------------------------------------------------
 
+    def _showable(self, text: str) -> str | None:
+        """What of a reply (or the start of one) may be shown to the customer: the text
+        redacted, or None when it must not be shown at all."""
+        if self.reveals_prompt(text):
+            return None
+        return self.redactor.redact(text)
+
     def _generate(self, writer: ReplyWriter, evidence: Evidence, history: list[dict[str, str]], clock: _Clock,
-                  emit: Listener) -> tuple[list[Candidate], list[RoundTrace]]:
+                  emit: Listener, live: _LiveText) -> tuple[list[Candidate], list[RoundTrace]]:
         s = self.settings
 
         def draft() -> str:
             with clock.stage("draft"):
                 pieces = []
-                shown = True
+                # The draft's words reach the customer as the model writes them, each
+                # checked on the way (`_LiveText`); a refined or retrieved winner replaces them.
                 for piece in writer.stream(writer.draft_messages(evidence, history)):
+                    if not pieces:
+                        clock.timings["first_draft_token"] = round(clock.total(), 5)
                     pieces.append(piece)
-                    # A draft that starts repeating the system prompt is not streamed further.
-                    shown = shown and not self.reveals_prompt("".join(pieces))
-                    if shown:
-                        emit(DialogueEvent("draft", piece))
+                    live.add(piece)
                 return "".join(pieces)
 
         def revise(earlier: Sequence[Candidate]) -> str:
@@ -457,7 +559,7 @@ class DialogueManager:
         agreeing = [h for h in shown if token_f1(winner.text, h.reply_text) >= 0.2]
         return [self._citation(h) for h in (agreeing or shown)]
 
-    def _persist(self, reply: Reply, clock: _Clock, emit: Listener) -> Reply:
+    def _persist(self, reply: Reply, clock: _Clock, emit: Listener, live: _LiveText) -> Reply:
         with clock.stage("persist"):
             record = {k: v for k, v in reply.to_dict().items() if k not in ("id", "reply_message_id")}
             with self.database.session() as session:
@@ -467,6 +569,49 @@ class DialogueManager:
                 reply.id, reply.reply_message_id = row.id, row.reply_message_id
                 # Stored with every stage but the final commit.
                 row.timings = reply.timings = dict(clock.timings, total=clock.total())
+        live.settle(reply.shown_text)
         reply.timings = dict(clock.timings, total=clock.total())
         emit(DialogueEvent("stage", "done"))
         return reply
+
+
+class _LiveText:
+    """What the customer has been shown of the reply while it is being written: whole
+    words only, and only while every prefix passes `showable` (which returns the text as
+    it may be shown, or None); at the first one that does not, nothing more is shown
+    until the final text settles it (`settle`: the rest of it, or a `replace`)."""
+
+    def __init__(self, emit: Listener, showable: Callable[[str], str | None]):
+        self.emit = emit
+        self.showable = showable
+        self.raw = ""
+        self.shown = ""
+        self.stopped = False
+
+    def add(self, piece: str) -> None:
+        self.raw += piece
+        if self.stopped:
+            return
+        raw = self.raw.lstrip()  # a reply never starts with blank space (drafts are stripped too)
+        cut = max(raw.rfind(" "), raw.rfind("\n"))
+        if cut <= 0:
+            return
+        text = self.showable(raw[:cut])
+        if text is None or not text.startswith(self.shown):
+            self.stopped = True
+            return
+        if len(text) > len(self.shown):
+            self.emit(DialogueEvent("token", text[len(self.shown):]))
+            self.shown = text
+
+    def settle(self, final: str) -> None:
+        """Bring what was shown to the final text: its remaining words, or a replace."""
+        if self.shown and not final.startswith(self.shown):
+            self.emit(DialogueEvent("replace", final))
+            return
+        rest = final[len(self.shown):]
+        pieces = re.findall(r"\s*\S+", rest)
+        trailing = rest[len("".join(pieces)):]
+        for piece in pieces[:-1] + [pieces[-1] + trailing] if pieces else ([trailing] if trailing else []):
+            self.emit(DialogueEvent("token", piece))
+        self.shown = final
