@@ -232,7 +232,9 @@ def run_set(name: str, path: Path, allow: list[str], home: Path, args) -> dict:
                     if foreign:
                         flagged += 1
                         if len(examples) < 8:
-                            examples.append({"customer": text[:160], "sent": reply.shown_text[:240], "foreign": foreign})
+                            # The shared sets' text is never committed: only what was flagged.
+                            examples.append({"customer": text[:160], "sent": reply.shown_text[:240], "foreign": foreign}
+                                            if name == "demo" else {"foreign": foreign})
                 per_conversation.append((sent, flagged))
             figures = bootstrap(per_conversation, args.boot)
             figures.update(turns=turns, withheld_candidates=withheld, seconds=round(time.perf_counter() - t0, 1),
