@@ -13,7 +13,14 @@ from chatbot.config import load_settings
 from chatbot.errors import ConfigError
 from chatbot.retrieval.indexer import read_meta, store_root, update_index
 from chatbot.retrieval.retriever import open_retriever
-from chatbot.retrieval.scope import ScopeCalibration, background_questions, calibrate_gate, unknown_names
+from chatbot.retrieval.scope import (
+    ScopeCalibration,
+    Vocabulary,
+    background_questions,
+    calibrate_gate,
+    unknown_terms,
+    words_of,
+)
 from tests.test_retrieval_index import PAIRS, add_pairs
 
 
@@ -74,15 +81,23 @@ def test_shipped_off_topic_questions(tmp_path):
         background_questions(tmp_path / "missing.txt")
 
 
-def test_unknown_names():
-    vocabulary = {"do", "you", "ship", "to", "norway", "how", "i", "return", "a"}
-    assert unknown_names("Do you ship to Canada?", vocabulary) == ["Canada"]
-    assert unknown_names("Do you ship to Norway?", vocabulary) == []
-    assert unknown_names("How do I return a jacket that doesn't fit?", vocabulary) == []
+def test_unknown_terms():
+    vocabulary = Vocabulary(words_of("Do you ship to Norway? How do I return a jacket that doesn't fit? My kettle "
+                                     "broke. Where is my tracking number? Your payment was received and the parcel "
+                                     "delivered."))
+    assert unknown_terms("Do you ship to Canada?", vocabulary) == ["Canada"]
+    assert unknown_terms("Do you ship to Norway?", vocabulary) == []
+    assert unknown_terms("How do I return a jacket that doesn't fit?", vocabulary) == []
+    # Another domain's words, however plain, are unknown to this history.
+    assert unknown_terms("How do I top up my account by bank transfer?", vocabulary) == ["top", "account", "bank",
+                                                                                       "transfer"]
+    # Typos and other endings of known words are known.
+    assert unknown_terms("where is my trackng number, the parcels were not deliverd", vocabulary) == []
+    assert unknown_terms("I have received payments twice", vocabulary) == ["twice"]
     # People introducing or signing themselves are not things the history must know.
-    assert unknown_names("Hello, Felix here. How do you ship?", vocabulary) == []
-    assert unknown_names("Dear team, I am Anna and my kettle broke.\n\nThanks,\nAnna Berg", vocabulary) == []
-    assert unknown_names("Canada?", vocabulary) == []  # too short to tell a name from a shout
+    assert unknown_terms("Hello, Felix here. How do you ship?", vocabulary) == []
+    assert unknown_terms("Dear team, I am Anna and my kettle broke.\n\nThanks,\nAnna Berg", vocabulary) == []
+    assert unknown_terms("Canada?", vocabulary) == []  # too short to tell a name from a shout
 
 
 OFF_TOPIC_VAL = [("Question number 1 about astronomy and telescopes", "Answer 1: look at the moon.")]
@@ -202,10 +217,27 @@ def test_the_gate_with_minilm_rejects_off_topic_and_accepts_the_shop(tmp_path, s
         assert retriever.search(question, k=1).out_of_scope, question
 
 
+# Issue 11's questions and what a support lead looks for in the answer: the shop's own
+# policy on the matter (data/README.md), in its agents' words.
+ISSUE_QUESTIONS = {
+    "Hi, my parcel still hasn't arrived, where is my order?": r"carrier investigation|[Tt]rack parcel|tracking",
+    "How do I return a jacket that doesn't fit?": r"30 days|Return items",
+    "When will I get my refund?": r"5-7 working days",
+    "Can I change the delivery address of my order?": r"Edit delivery address|Processing|redirect",
+}
+
+
 @pytest.mark.slow
 def test_the_issue_questions_on_the_demo_shop(tmp_path):
-    """Issue 11's questions, asked of the bundled demo shop through the dialogue manager
-    (retrieval path): four answered from past answers, "Do you ship to Canada?" handed off."""
+    """Issue 11's questions, asked of the bundled demo shop (real MiniLM) through the
+    dialogue manager as a new customer asks them: four answered from a past answer on the
+    right matter, "Do you ship to Canada?" handed off, and no reply carries another
+    customer's order number, name or case."""
+    import re
+
+    from sqlalchemy import select
+
+    from chatbot.store.schema import KnownValue
     from chatbot.config import ensure_home
     from chatbot.dialogue.manager import DialogueManager
     from chatbot.ingest.importer import import_paths
@@ -224,10 +256,33 @@ def test_the_issue_questions_on_the_demo_shop(tmp_path):
     manager = DialogueManager(settings.dialogue.model_copy(update={"generate": False}), database,
                               open_retriever(settings, database), None, PromptFormat.from_settings(settings.prompt),
                               settings.ingest)
-    for question in ("Hi, my parcel still hasn't arrived, where is my order?", "How do I return a jacket that doesn't fit?",
-                     "When will I get my refund?", "Can I change the delivery address of my order?"):
+    with database.session() as session:
+        names = set(session.scalars(select(KnownValue.value).where(KnownValue.kind == "customer_name")))
+    assert {"samir", "emma", "yusuf", "maya"} <= names
+    for question, right in ISSUE_QUESTIONS.items():
         reply = manager.respond(question)
         assert reply.decision in ("answer", "answer_flagged"), (question, reply.reason)
+        assert re.search(right, reply.shown_text), (question, reply.shown_text)
+        assert not re.search(r"NW-\d{6}", reply.shown_text), reply.shown_text
+        assert not {w.lower() for w in re.findall(r"[A-Z][a-z]+", reply.shown_text)} & names, reply.shown_text
+        # A past answer about one customer's order is not told to another who gave none.
+        assert not re.search(r"already (?:been )?dispatched|I've (?:changed|asked)", reply.shown_text), reply.shown_text
     canada = manager.respond("Do you ship to Canada?")
     assert (canada.decision, canada.reason) == ("handoff", "out_of_scope")
     database.dispose()
+
+
+def test_unknown_words_that_are_only_the_object_of_a_known_question_are_explained():
+    from chatbot.retrieval.scope import unexplained_terms
+
+    vocabulary = Vocabulary(words_of("How do I return an item? Returns are free within 30 days. Can I pay by card? "
+                                     "Do you ship to Norway?"))
+    nearest = ["How do I return an item?", "Can I pay by card?"]
+    # A shop that answers returns, asked to take back something it never mentioned.
+    assert unexplained_terms("How do I return a jacket that doesn't fit?", vocabulary, nearest) == []
+    # Another domain's request that shares a word with the shop's questions is still another domain's.
+    assert unexplained_terms("How do I top up my card by bank transfer?", vocabulary, nearest) == [
+        "top", "bank", "transfer"]
+    assert unexplained_terms("Do you ship to Canada?", vocabulary, ["Do you ship to Norway?"]) == ["Canada"]
+    # The same words, with nothing of the question ever asked before: unexplained.
+    assert unexplained_terms("Is my jacket warm enough?", vocabulary, nearest) == ["jacket", "warm", "enough"]

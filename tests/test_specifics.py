@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
-from chatbot.dialogue.specifics import SpecificsGuard
+from chatbot.dialogue.specifics import SpecificsGuard, reports_on_a_case
 from chatbot.ingest.constants import recompute
 from chatbot.ingest.importer import import_paths
 from chatbot.ingest.settings import IngestSettings
@@ -266,6 +266,8 @@ def test_demo_questions_never_get_another_customers_order_number_or_name(demo):
         assert not re.search(r"NW-\d{6}", reply.shown_text), (question, reply.shown_text)
         assert not _names_in(reply.shown_text, names), (question, reply.shown_text)
         assert not re.search(r"\{\w+\}", reply.shown_text)
+        # Nor a report on another customer's order ("it is already on its way; I've asked the carrier").
+        assert reply.decision != "answer" or not reports_on_a_case(reply.shown_text), (question, reply.shown_text)
         sent += reply.decision == "answer"
         withheld = [c for c in reply.candidates if "blocked" in c]
         assert all(c["blocked"].startswith(("another customer's specifics", "repeats")) for c in withheld)
@@ -303,3 +305,15 @@ def test_without_the_check_the_demo_leaks_and_with_it_a_raw_leak_is_withheld(dem
     assert not re.search(r"NW-\d{6}", safe.shown_text)
     if re.search(r"NW-\d{6}", leaked.shown_text):  # the index put such an answer on top
         assert any(c.get("pair_id") == leaked.citations[0]["pair_id"] for c in safe.candidates)
+
+
+@pytest.mark.parametrize(("reply", "reports"), [
+    ("Unfortunately the parcel is already on its way. I've asked the carrier to redirect it.", True),
+    ("Good news: your order is still Processing, so I've changed the delivery address.", True),
+    ("I can see the return was received 4 working days ago.", True),
+    ("As long as the order is Processing you can change it yourself under Orders > Edit delivery address.", False),
+    ("Returns are free within 30 days: start one under Orders > select the order > Return items.", False),
+    ("We'll open a carrier investigation; it takes up to 3 working days.", False),
+])
+def test_a_reply_that_reports_on_one_customers_case_is_told_apart(reply, reports):
+    assert reports_on_a_case(reply) is reports

@@ -54,7 +54,7 @@ from chatbot.dialogue.model_wait import BoundedModelSource
 from chatbot.dialogue.policy import decide, smooth
 from chatbot.dialogue.records import Candidate, Reply, RoundTrace
 from chatbot.dialogue.refine import refine
-from chatbot.dialogue.specifics import ConversationFacts, SpecificsGuard
+from chatbot.dialogue.specifics import Checked, ConversationFacts, SpecificsGuard, reports_on_a_case
 from chatbot.dialogue.settings import DialogueSettings
 from chatbot.dialogue.text import question_similarity, token_f1
 from chatbot.dialogue.writer import ReplyWriter
@@ -78,6 +78,9 @@ _WORD_RE = re.compile(r"\w+")
 # Earlier turns read per message: retrieval keeps its own window of them (retrieval.history_turns)
 # and the prompt its own (prompt.history_turns); this only bounds what is read from the store.
 HISTORY_READ = 20
+# Slots that tie a past reply to one customer's case (`_not_usable`). Names are not among them,
+# nor amounts and dates: in a small history a price or a deadline may look like one case's.
+CASE_SLOTS = frozenset({"order_number", "ticket_number", "tracking_number", "address"})
 
 
 def live_redactor(ingest: IngestSettings | None) -> Redactor:
@@ -412,7 +415,7 @@ class DialogueManager:
         """`_showable` for text with its slots filled; None when it holds another customer's specifics."""
         if self.specifics is not None and facts is not None:
             checked = self.specifics.prepare(text, facts)
-            if not checked.ok:
+            if self._not_usable(checked) is not None:
                 return None
             text = checked.text
         return self._showable(text)
@@ -423,6 +426,20 @@ class DialogueManager:
         return {"origin": origin, "round": round, "pair_id": pair_id, "score": score, "text": text,
                 "blocked": f"another customer's specifics: {why}"}
 
+    @staticmethod
+    def _not_usable(checked: Checked) -> str | None:
+        """Why a filled candidate must not be sent: it holds another customer's specifics,
+        or it was about one customer's case (it named their order, parcel, ticket or
+        address) and this customer gave none to put in its place: phrased without
+        it ("your order has already been dispatched") it would tell this customer about
+        someone else's order. A name phrased out ("Hi,") changes nothing of the sort."""
+        if not checked.ok:
+            return checked.why
+        case = sorted({slot for slot in checked.unfilled if slot in CASE_SLOTS})
+        if case:
+            return f"about another customer's case ({', '.join(case)} not given in this conversation)"
+        return None
+
     def _own_hit(self, cached: tuple[Hit, float] | None, facts: ConversationFacts | None,
                  withheld: list[dict[str, Any]]) -> tuple[Hit, float] | None:
         """An approved answer from the cache, slotted and filled for this customer, or None when it cannot be."""
@@ -430,8 +447,8 @@ class DialogueManager:
             return cached
         hit, similarity = cached
         checked = self.specifics.prepare(self.specifics.slot(hit.reply_text, facts.known), facts)
-        if not checked.ok:
-            withheld.append(self._withheld("cache", hit.pair_id, hit.reply_text, checked.why))
+        if (why := self._not_usable(checked)) is not None:
+            withheld.append(self._withheld("cache", hit.pair_id, hit.reply_text, why))
             return None
         return replace(hit, reply_text=checked.text), similarity
 
@@ -447,10 +464,21 @@ class DialogueManager:
             slotted = info.reply_slotted if info is not None and info.reply_slotted is not None else None
             checked = self.specifics.prepare(
                 slotted if slotted is not None else self.specifics.slot(hit.reply_text, facts.known), facts)
-            if checked.ok:
+            if (why := self._not_usable(checked)) is None:
                 kept.append(replace(hit, reply_text=checked.text))
             else:
-                withheld.append(self._withheld("retrieved", hit.pair_id, hit.reply_text, checked.why, score=hit.score))
+                withheld.append(self._withheld("retrieved", hit.pair_id, hit.reply_text, why, score=hit.score))
+        # A reply to a customer who had named their order, reporting on it ("the parcel is
+        # already on its way; I've asked the carrier..."), is about that order: never told
+        # to a customer who named none.
+        if not any(kind in facts.values for kind in repo.CASE_IDENTIFIERS):
+            about_a_case = [h for h in kept if h.pair_id in infos and infos[h.pair_id].case_bound
+                            and reports_on_a_case(h.reply_text)]
+            for hit in about_a_case:
+                withheld.append(self._withheld("retrieved", hit.pair_id, hit.reply_text,
+                                               "about another customer's case (it reports on the order they named)",
+                                               score=hit.score))
+            kept = [h for h in kept if h not in about_a_case]
         return kept
 
     def _own_candidates(self, candidates: list[Candidate], facts: ConversationFacts | None,
@@ -462,11 +490,11 @@ class DialogueManager:
         kept = []
         for candidate in candidates:
             checked = self.specifics.prepare(candidate.text, facts)
-            if checked.ok:
+            if (why := self._not_usable(checked)) is None:
                 candidate.text = checked.text
                 kept.append(candidate)
             else:
-                withheld.append(self._withheld(candidate.origin, candidate.pair_id, candidate.text, checked.why,
+                withheld.append(self._withheld(candidate.origin, candidate.pair_id, candidate.text, why,
                                                candidate.round, candidate.score))
         return kept
 

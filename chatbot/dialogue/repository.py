@@ -15,9 +15,13 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from chatbot.errors import StoreError
+from chatbot.ingest.specifics import find_specifics
 from chatbot.store.conversations import add_message
 from chatbot.store.dialogue_schema import DialogueReply
 from chatbot.store.schema import Conversation, Message, TrainingPair, utcnow
+
+# Identifiers that tie a conversation to one case (an order, a parcel, a ticket).
+CASE_IDENTIFIERS = frozenset({"order_number", "tracking_number", "ticket_number"})
 
 
 @dataclass(frozen=True)
@@ -26,6 +30,7 @@ class PairInfo:
     labels: dict[str, Any]
     question: str  # the last customer turn of the pair's context
     reply_slotted: str | None = None  # the reply with typed slots (None: not slotted yet)
+    case_bound: bool = False  # its customer had named their order, parcel or ticket: the reply was about that case
 
 
 def get_conversation(*, session: Session, conversation_id: int) -> Conversation:
@@ -66,7 +71,8 @@ def pair_infos(*, session: Session, pair_ids: Sequence[int]) -> dict[int, PairIn
     infos = {}
     for pair_id, origin, labels, context, reply_slotted in rows:
         customer = [t.get("text", "") for t in (context or []) if isinstance(t, dict) and t.get("role") == "customer"]
-        infos[pair_id] = PairInfo(origin, labels or {}, customer[-1] if customer else "", reply_slotted)
+        bound = any(f.kind in CASE_IDENTIFIERS for text in customer for f in find_specifics(text))
+        infos[pair_id] = PairInfo(origin, labels or {}, customer[-1] if customer else "", reply_slotted, bound)
     return infos
 
 

@@ -82,6 +82,26 @@ _WITHOUT: tuple[tuple[re.Pattern, str], ...] = tuple(
 )
 
 
+# A reply that reports on one customer's case: what an agent did for it, or where it stands
+# ("I've asked the carrier...", "it is already on its way", "Good news: ... is still Processing").
+CASE_REPORT_RE = re.compile(r"""(?ix)
+    \bI(?:'ve|\ have|\ just)?\ (?:asked|changed|cancell?ed|refunded|updated|sent|arranged|contacted|checked|processed
+        |issued|removed|added|reset|opened|forwarded|escalated|resent|re-sent|booked|credited|corrected|fixed|passed
+        |requested|reported|logged|noted|found|located|looked)\b
+  | \b(?:is|has|have|was|were)\ (?:already|now|just)\b
+  | \balready\ (?:been\ )?(?:dispatched|shipped|on\ its\ way|delivered|refunded|processed|cancell?ed|left)\b
+  | \bI\ can\ see\b
+  | \bgood\ (?:news|timing)\b
+  | \b(?:it|your\ (?:order|parcel|refund|package|return|item))\ (?:is|was|has)\ (?:still\ |now\ )?(?:been\ )?
+        (?:dispatched|delivered|on\ its\ way|shipped|refunded|cancell?ed|arrived|received|processing)\b
+""")
+
+
+def reports_on_a_case(text: str) -> bool:
+    """The reply tells one customer what was done for their case or where it stands."""
+    return bool(CASE_REPORT_RE.search(text or ""))
+
+
 @dataclass(frozen=True)
 class KnownValues:
     """What the imported history says: company constants ((kind, value_key) pairs) and

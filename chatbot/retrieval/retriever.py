@@ -24,7 +24,7 @@ from chatbot.config import Settings
 from chatbot.retrieval import faiss_index, fusion
 from chatbot.retrieval.embedding import embed_query, recent_turns
 from chatbot.retrieval.lexical import LexicalIndex
-from chatbot.retrieval.scope import ScopeCalibration
+from chatbot.retrieval.scope import ScopeCalibration, Vocabulary
 from chatbot.retrieval.types import Citation, Hit, SearchResult
 from chatbot.retrieval.versions import IndexDamagedError, IndexStaleError, VersionStore
 
@@ -35,6 +35,8 @@ if TYPE_CHECKING:
     from chatbot.store.database import Database
 
 log = logging.getLogger(__name__)
+# Past questions whose words may explain a word the history never uses (`scope.unexplained_terms`).
+NEAREST_QUESTIONS = 3
 
 
 class PairRetriever:
@@ -64,7 +66,7 @@ class PairRetriever:
         self.calibration = calibration or ScopeCalibration.uncalibrated(self.rs.oos_threshold)
         self.version = version
         self._row_of = {r.id: row for row, r in enumerate(self.records)}
-        self._vocabulary: set[str] | None = None
+        self._vocabulary: Vocabulary | None = None
 
     @classmethod
     def from_parts(cls, settings: Settings, records, vectors: np.ndarray, model, calibration=None) -> PairRetriever:
@@ -110,26 +112,32 @@ class PairRetriever:
         hits = [self._hit(int(rows[i]), float(fused[i]), float(cosine[i]), float(lexical[rows[i]]), float(lex_norm[i]))
                 for i in order]
         top = self.scope_score(float(fused[order[0]]), float(cosine.max()))
-        out = bool(self.calibration.out_of_scope(top)) or (self.calibration.unknown_names and self.names_unknown(query))
+        nearest = [self.records[int(rows[i])].message for i in np.argsort(-fused, kind="stable")[:NEAREST_QUESTIONS]]
+        out = bool(self.calibration.out_of_scope(top)) or (
+            self.calibration.unknown_terms and self.terms_unknown(query, nearest))
         return SearchResult(hits, out, float(self.calibration.probability(top)), top)
 
     @property
-    def vocabulary(self) -> set[str]:
+    def vocabulary(self) -> Vocabulary:
         """Every word of the indexed texts, lower-cased (built on first use)."""
         if self._vocabulary is None:
             from chatbot.retrieval.scope import words_of
 
-            vocabulary: set[str] = set()
+            words: set[str] = set()
             for r in self.records:
-                vocabulary |= words_of("\n".join([*r.history, r.message, r.reply]))
-            self._vocabulary = vocabulary
+                words |= words_of("\n".join([*r.history, r.message, r.reply]))
+            self._vocabulary = Vocabulary(words)
         return self._vocabulary
 
-    def names_unknown(self, query: str) -> bool:
-        """The message names something no indexed conversation mentions."""
-        from chatbot.retrieval.scope import unknown_names
+    def terms_unknown(self, query: str, nearest_questions: Sequence[str] | None = None) -> bool:
+        """The message is about something no indexed conversation mentions (see
+        `scope.unexplained_terms`); `nearest_questions` default to a search's."""
+        from chatbot.retrieval.scope import unexplained_terms
 
-        return bool(unknown_names(query, self.vocabulary))
+        if nearest_questions is None:
+            nearest_questions = [self.records[self._row_of[h.pair_id]].message
+                                 for h in self.search(query, k=NEAREST_QUESTIONS).hits]
+        return bool(unexplained_terms(query, self.vocabulary, list(nearest_questions)))
 
     def scope_score(self, top_fused: float, top_dense: float) -> float:
         """The raw score the out-of-scope gate reads: the feature the calibration was

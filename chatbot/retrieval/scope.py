@@ -15,12 +15,15 @@ move it far and a few hundred overrule it; a percentile bootstrap (resampling bo
 sides) gives its 95% interval. Negatives that are handed off whatever the cut (their
 best match is a pair the company labelled out of scope) count as rejected at every cut.
 
-Beside the score, `unknown_names` finds the names a question gives that the company's
+Beside the score, `unknown_terms` finds what a question is about that the company's
 history never mentions ("Do you ship to Canada?" of a shop whose conversations never
-name Canada): a capitalised word inside a sentence of three words or more, not the
-first, not after a greeting or a sign-off ("Dear", "Thanks", "I'm"), not part of a run
-of capitalised words, absent from every indexed text. The gate uses it only where it
-fires on few of the company's own validation questions (`calibrate_gate` is told).
+name Canada; "How do I top up by bank transfer?" of one that never speaks of top-ups):
+content words that no indexed text uses, allowing for other endings and typos, leaving
+out greetings, signatures and people introducing themselves. The score alone cannot
+tell a question from a neighbouring domain (a bank's "my card payment was declined")
+from a shop's own; the words can. The gate uses them only where they fire on few of the
+company's own validation questions (`calibrate_gate` is told): a history whose
+questions keep bringing new words (a helpdesk for many products) goes without.
 
 `calibrate` fits a one-feature logistic model (Platt scaling) of "fits" on the raw
 score and picks the threshold on the validation items it is given: by default the one
@@ -67,7 +70,7 @@ class ScopeCalibration:
     n_background: int = 0  # shipped off-topic questions among the negatives
     in_scope_accepted: float | None = None  # at raw_threshold, on the calibration questions
     out_of_scope_rejected: float | None = None
-    unknown_names: bool = False  # a question naming something the history never mentions is out of scope
+    unknown_terms: bool = False  # a question about something the history never mentions is out of scope
 
     def probability(self, raw: float | np.ndarray) -> float | np.ndarray:
         if not self.calibrated:
@@ -146,29 +149,107 @@ _BEFORE_NAME = {"dear", "hi", "hello", "hey", "thanks", "thank", "regards", "che
 
 
 def words_of(text: str) -> set[str]:
-    """The lower-cased words of a text (the vocabulary `unknown_names` checks against)."""
+    """The lower-cased words of a text (the vocabulary `unknown_terms` checks against)."""
     return {w.lower() for w in _WORD_RE.findall(text)}
 
 
-def unknown_names(text: str, vocabulary: set[str]) -> list[str]:
-    """Capitalised words of `text` that look like names of things (see the module
-    docstring) and appear in no text of `vocabulary`."""
+# Words that say nothing about what a question is about: English function words and chat
+# courtesies (not a general stop-word list: those hold content words such as "bill" or "top").
+_FUNCTION_WORDS = frozenset('''
+a about above after again against all also am an and any are as at be because been before being below between
+both but by can could did do does doing down during each either else even ever every few for from further get
+gets getting got had has have having he her here hers herself him himself his how however i if in into is it its
+itself just let may me might more most much must my myself neither no nor not now of off on once only or other
+ought our ours ourselves out over own same shall she should so some such than that the their theirs them
+themselves then there these they this those through to too under until up upon us very was we were what when
+where whether which while who whom whose why will with within without would yet you your yours yourself
+yourselves one two still already really actually maybe something anything nothing someone anyone thing things
+hi hello hey thanks thank please pls plz ok okay yes yeah yep no nope sorry dear regards cheers guys team im ive
+id dont doesnt didnt cant wont isnt wasnt arent havent hasnt couldnt wouldnt shouldnt youre theyre whats lol
+'''.split())
+
+
+def _stem(word: str) -> str:
+    for suffix in ("ing", "ed", "es", "s", "ly"):
+        if word.endswith(suffix) and len(word) - len(suffix) >= 3:
+            return word[: -len(suffix)]
+    return word
+
+
+class Vocabulary:
+    """The words of a company's history, and whether a word is one of them: as written,
+    with another ending ("transferred" / "transfer"), or misspelt by a letter or two
+    ("trackng", "recieved": Damerau-Levenshtein distance 1 up to six letters, 2 above)."""
+
+    def __init__(self, words: set[str]):
+        self.words = words
+        self.stems = {_stem(w) for w in words}
+        self._sorted = sorted(words)
+        self.ignored = _FUNCTION_WORDS
+
+    def __contains__(self, word: str) -> bool:
+        return self.knows(word)
+
+    def knows(self, word: str) -> bool:
+        from rapidfuzz import process
+        from rapidfuzz.distance import DamerauLevenshtein
+
+        word = word.lower().strip("'-")
+        if word in self.words or _stem(word) in self.stems:
+            return True
+        if len(word) < 4:
+            return False
+        cutoff = 1 if len(word) <= 6 else 2
+        return process.extractOne(word, self._sorted, scorer=DamerauLevenshtein.distance, score_cutoff=cutoff) is not None
+
+
+def unknown_terms(text: str, vocabulary: Vocabulary) -> list[str]:
+    """The words of `text` that say what it is about and that the company's history never
+    uses (see `Vocabulary` for what counts as using): content words of three letters or
+    more, not function words, in sentences of three words or more (a signature or a
+    greeting line is skipped); a capitalised word in a name's place (after "Dear",
+    "Thanks", "I'm", in a run of capitalised words, before "here") is a person
+    introducing themselves and is skipped too. Names are returned as written (inside a
+    sentence, capitalised), other words lower-cased when they open a sentence."""
     found = []
     for line in text.splitlines():
         for sentence in _SENTENCE_RE.split(line):
             tokens = _WORD_RE.findall(sentence)
             if len(tokens) < 3:
                 continue  # a signature or a greeting line
-            for i in range(1, len(tokens)):
-                word, before = tokens[i], tokens[i - 1]
-                if not word[0].isupper() or word == "I" or word.lower() in vocabulary:
+            for i, word in enumerate(tokens):
+                lower = word.lower().strip("'-")
+                if len(lower) < 3 or lower in vocabulary.ignored or "'" in lower:
                     continue
-                if before.lower() in _BEFORE_NAME or before[0].isupper():
-                    continue
-                if i + 1 < len(tokens) and (tokens[i + 1][0].isupper() or tokens[i + 1].lower() == "here"):
-                    continue  # "Anna Berg", "Felix here": a person introducing themselves
-                found.append(word)
+                if i > 0 and word[0].isupper() and word != "I":
+                    before = tokens[i - 1]
+                    if before.lower() in _BEFORE_NAME or before[0].isupper():
+                        continue
+                    if i + 1 < len(tokens) and (tokens[i + 1][0].isupper() or tokens[i + 1].lower() == "here"):
+                        continue  # "Anna Berg", "Felix here": a person introducing themselves
+                if not vocabulary.knows(lower):
+                    found.append(word if i > 0 else lower)  # a sentence's first word is no name for its capital
     return found
+
+
+def unexplained_terms(text: str, vocabulary: Vocabulary, nearest_questions: list[str]) -> list[str]:
+    """The `unknown_terms` of `text` that make it a question about something else: every
+    unknown name ("Canada"), and unknown words unless they are only the object of a
+    question the company does answer, that is, unless every other content word of `text`
+    is a word of its nearest past questions and the unknown words are at most one more
+    than those ("How do I return a jacket that doesn't fit?" of a shop that answers
+    returns but never sold a jacket; not "How do I top up my card by bank transfer?")."""
+    unknown = unknown_terms(text, vocabulary)
+    if not unknown:
+        return []
+    names = [w for w in unknown if w[0].isupper()]  # capitalised inside a sentence (see unknown_terms)
+    words = [w for w in unknown if w not in names]
+    lowered = {w.lower() for w in unknown}
+    known = [w for w in words_of(text) if len(w) >= 3 and "'" not in w and w not in vocabulary.ignored and w not in lowered]
+    asked_before = {_stem(w) for q in nearest_questions for w in words_of(q)}
+    if words and known and all(_stem(w) in asked_before for w in known) and len(words) <= len(known) + 1:
+        words = []
+    return names + words
 
 
 def _questions(text: str) -> list[str]:
@@ -220,13 +301,13 @@ def calibrate_gate(
     seed: int = 0,
     feature: str = "dense",
     n_background: int = 0,
-    unknown_names: bool = False,
+    unknown_terms: bool = False,
 ) -> ScopeCalibration:
     """The hand-off gate's threshold (see the module docstring).
 
     `positives`: raw scores of in-domain validation questions; `negatives`: raw scores
     of off-topic questions; `negatives_handled[i]`: negative i is handed off whatever
-    the cut (the caller also flags those `unknown_names` catches when it is on, and
+    the cut (the caller also flags those `unknown_terms` catches when it is on, and
     leaves positives it catches out). With fewer than `min_positives` positives (or no negatives) the prior
     alone sets the threshold. The interval is the 2.5th-97.5th percentile of the
     threshold over `resamples` bootstrap resamples of both sides.
@@ -273,7 +354,7 @@ def calibrate_gate(
         criterion="youden_j_with_prior", feature=feature, raw_threshold_low=low, raw_threshold_high=high,
         prior_threshold=float(prior_threshold), prior_weight=round(1.0 - data_weight, 6), data_threshold=data_threshold,
         n_background=int(n_background), in_scope_accepted=accepted, out_of_scope_rejected=rejected,
-        unknown_names=bool(unknown_names),
+        unknown_terms=bool(unknown_terms),
     )
 
 

@@ -77,13 +77,14 @@ class RetrievalSettings(Section):
     gate_background_file: Path | None = Field(
         default=None, description="More off-topic questions for the gate's negatives (one a line, '#' lines ignored).",
     )
-    gate_unknown_names: bool = Field(
+    gate_unknown_terms: bool = Field(
         default=True,
-        description="A question naming something (a capitalised word) that no indexed conversation mentions is out of "
-                    "scope; used only where it catches at most gate_unknown_names_max of the validation questions.",
+        description="A question about something (a content word, typos and endings allowed for) that no indexed "
+                    "conversation mentions is out of scope; used only where it catches at most gate_unknown_terms_max "
+                    "of the validation questions.",
     )
-    gate_unknown_names_max: float = Field(default=0.05, ge=0.0, le=1.0,
-                                          description="See gate_unknown_names.")
+    gate_unknown_terms_max: float = Field(default=0.08, ge=0.0, le=1.0,
+                                          description="See gate_unknown_terms.")
     gate_resamples: int = Field(default=1000, ge=0, le=100_000, description="Bootstrap resamples of the threshold's 95% interval (0: none).")
     fit_similarity: float = Field(
         default=0.6, ge=-1.0, le=1.0,
