@@ -180,3 +180,28 @@ def test_a_reply_path_is_read_from_what_is_stored(shop):
     assert reply_path(cached.decision, cached.reason, cached.trace) == "cache"
     assert reply_path(refined.decision, refined.reason, refined.trace) in ("generated", "refined")
     assert reply_path("handoff", "out_of_scope", []) == "handoff"
+
+
+def test_chat_prints_a_draft_as_it_comes_then_the_answer_that_replaced_it(shop, monkeypatch):
+    """`chatbot chat` with the events in the manager's order (the tiny model cannot write a
+    draft with words, so the draft is scripted; the real manager's events are tested above)."""
+    from click.testing import CliRunner
+
+    from chatbot.cli import dialogue as cli_dialogue
+    from chatbot.cli import main
+
+    settings, database, retriever, _ = shop
+    real = make_manager(settings, database, retriever, send_retrieved_at=None, cache_enabled=False)
+
+    class Scripted:
+        def respond_stream(self, message, conversation_id=None, *, source="widget"):
+            reply = real.respond(message, conversation_id, source=source)
+            for piece in ["Your", " parcel", " is"]:
+                yield DialogueEvent("token", piece)
+            yield DialogueEvent("replace", reply.shown_text)
+            yield DialogueEvent("done", reply=reply)
+
+    monkeypatch.setattr(cli_dialogue, "build_manager", lambda _settings: (Scripted(), database))
+    result = CliRunner().invoke(main, ["chat", "--no-details"], input=f"{ORDER_Q}\n\n")
+    assert result.exit_code == 0, result.output
+    assert f"bot> Your parcel is\nbot> {SHOP[0][1]}\n" in result.output
