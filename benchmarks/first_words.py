@@ -14,6 +14,7 @@ the share of turns that took each. Percentiles come with 95% bootstrap intervals
     .venv/bin/python benchmarks/first_words.py                    # real models, every held-out demo question
     .venv/bin/python benchmarks/first_words.py --models tiny --limit 5 --no-save   # a smoke run
     .venv/bin/python benchmarks/first_words.py --data ../shared/datasets/transcripts/stc3_helpdesk_en.train.jsonl --limit 60
+    .venv/bin/python benchmarks/first_words.py --set CHATBOT_DIALOGUE__SEND_RETRIEVED_AT=1.0 --out benchmarks/results/first_words_generated.json   # every turn drafted
 
 With `--data FILE` the app serves that support history instead of the demo shop (imported
 and indexed first, as a company would: `chatbot import`, `chatbot index`, then
@@ -195,7 +196,8 @@ async def ask_all(url: str, questions: list[str], timeout: float, report) -> lis
     return turns
 
 
-def run(models: str, limit: int | None, timeout: float, data: Path | None = None, report=print) -> dict[str, Any]:
+def run(models: str, limit: int | None, timeout: float, data: Path | None = None, settings: dict[str, str] | None = None,
+        report=print) -> dict[str, Any]:
     with ExitStack() as cleanup:
         home = Path(tempfile.mkdtemp(prefix="chatbot-first-words-"))
         cleanup.callback(shutil.rmtree, home, ignore_errors=True)
@@ -208,6 +210,7 @@ def run(models: str, limit: int | None, timeout: float, data: Path | None = None
         DEFAULT_MODEL_CACHE.mkdir(parents=True, exist_ok=True)
         plan = Plan(customers=1, multi_tab_customers=0, workers=1, models=models)
         env = make_env(plan, home, database_url, DEFAULT_MODEL_CACHE, tiny_dirs)
+        env.update(settings or {})
         stack = Stack(plan, home, env, database_url)
         cleanup.callback(stack.stop)
         if data is not None:
@@ -226,8 +229,10 @@ def run(models: str, limit: int | None, timeout: float, data: Path | None = None
         turns = asyncio.run(ask_all(stack.urls[0], questions, timeout, report))
         ids = {t["token"]: conversation_of(database_url, t["token"]) for t in turns}
         paths = stored_paths(database_url, [i for i in ids.values() if i is not None])
-        for turn in turns:
+        for n, turn in enumerate(turns):
             turn.update(paths.get(ids[turn.pop("token")], {"path": "unknown"}))
+            if data is not None:  # the shared datasets' text is never committed: a number instead
+                turn["question"] = f"held-out question {n + 1}"
 
     ok = [t for t in turns if t.get("ok")]
     by_path: dict[str, Any] = {}
@@ -242,6 +247,7 @@ def run(models: str, limit: int | None, timeout: float, data: Path | None = None
         }
     return {
         "benchmark": "first_words", "models": models, "data": data.name if data else "bundled demo shop",
+        "settings": settings or {},
         "questions": len(questions), "answered_ok": len(ok),
         "errors": [t.get("error") for t in turns if not t.get("ok")][:5],
         "first_word_p50_s": percentile_ci([t["first_word_s"] for t in ok], 50),
@@ -277,12 +283,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--limit", type=int, default=None, help="ask at most this many questions (default: all held-out)")
     parser.add_argument("--timeout", type=float, default=120.0, help="seconds allowed per reply")
     parser.add_argument("--data", type=Path, help="serve this transcript file instead of the demo shop")
+    parser.add_argument("--set", action="append", default=[], metavar="CHATBOT_KEY=VALUE",
+                        help="a setting for the served app, e.g. CHATBOT_DIALOGUE__SEND_RETRIEVED_AT=1.0 (always generate)")
     parser.add_argument("--out", type=Path, help="results file (default first_words.json, or first_words_<data>.json)")
     parser.add_argument("--no-save", action="store_true")
     args = parser.parse_args(argv)
     if args.data is not None and not args.data.is_file():
         raise SystemExit(f"{args.data}: no such file (the real sets live in ../shared/datasets/transcripts)")
-    results = run(args.models, args.limit, args.timeout, args.data)
+    settings = dict(item.split("=", 1) for item in args.set)
+    if any(not key.startswith("CHATBOT_") for key in settings):
+        raise SystemExit("--set takes CHATBOT_<KEY>=<value>")
+    results = run(args.models, args.limit, args.timeout, args.data, settings)
     print_results(results)
     if not args.no_save:
         out = args.out or (RESULTS if args.data is None else
