@@ -25,9 +25,10 @@ retrieved with or shown to a model, so the original is kept nowhere; the reply i
 redacted the same way before it is stored and sent (addresses that the company's own
 past answers or notices contain are allowed); a candidate that repeats the system
 prompt is never sent (nor streamed further as a draft); every candidate, cached,
-retrieved (in its slotted form) or drafted, has its slots filled from this conversation
-and one holding another customer's specifics is withheld, with why, in the candidates
-(`chatbot.dialogue.specifics`); only live, open conversations take new messages (`chatbot.store.conversations.add_message`). Message
+retrieved (in its slotted form) or drafted, has its slots filled from this conversation,
+and one holding another customer's specifics, or about another customer's case, is
+withheld, with why, in the candidates (`chatbot.dialogue.specifics`); only live, open
+conversations take new messages (`chatbot.store.conversations.add_message`). Message
 text is logged at DEBUG only.
 
 Where its job ends: it takes a `Retriever` and a reply-model source as given (building
