@@ -286,13 +286,3 @@ def test_unknown_words_that_are_only_the_object_of_a_known_question_are_explaine
     assert unexplained_terms("Do you ship to Canada?", vocabulary, ["Do you ship to Norway?"]) == ["Canada"]
     # The same words, with nothing of the question ever asked before: unexplained.
     assert unexplained_terms("Is my jacket warm enough?", vocabulary, nearest) == ["jacket", "warm", "enough"]
-
-
-def test_a_history_full_of_new_words_falls_back_to_names():
-    from chatbot.retrieval.scope import unexplained_terms
-
-    vocabulary = Vocabulary(words_of("Do you ship to Norway? Where is my parcel?"))
-    question = "My blender smokes when I press pulse, do you ship spare parts to Canada?"
-    assert unexplained_terms(question, vocabulary, ["Do you ship to Norway?"]) == ["Canada", "blender", "smokes",
-                                                                                    "press", "pulse", "spare", "parts"]
-    assert unexplained_terms(question, vocabulary, ["Do you ship to Norway?"], names_only=True) == ["Canada"]

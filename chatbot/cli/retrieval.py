@@ -96,8 +96,7 @@ def _echo_index(report: dict, no_calibrate: bool) -> None:
         if calibration.get("in_scope_accepted") is not None and calibration.get("out_of_scope_rejected") is not None:
             click.echo(f"  on them: {calibration['in_scope_accepted']:.0%} of validation questions answered, "
                        f"{calibration['out_of_scope_rejected']:.0%} of off-topic ones handed off"
-                       + ((f"; questions {'naming' if calibration.get('unknown_terms_kind') == 'names' else 'about'} what the history "
-                           "never mentions hand off too") if calibration.get("unknown_terms") else ""))
+                       + ("; questions about what the history never mentions hand off too" if calibration.get("unknown_terms") else ""))
     elif calibration:
         click.echo(f"out-of-scope threshold {calibration['raw_threshold']:.3f} (fused score), "
                    f"chosen on {calibration['n_in_scope'] + calibration['n_out_of_scope']} validation pairs")

@@ -499,26 +499,18 @@ def _calibrate(settings: Settings, database: Database, model, records: Sequence[
     neg, neg_tops = gate_scores(settings, retriever, [(p.message, p.history) for p in own_out] + [(q, []) for q in background])
     top_topics = _pair_topics(database, [t for t in [*pos_tops, *neg_tops] if t is not None])
     neg_by_topic = np.array([t is None or top_topics.get(t) in handing_off for t in neg_tops], dtype=bool)
-    # Words (or, failing that, names) the history never uses: used only where they spare the
-    # company's own questions.
-    kind, pos_named, names_rate, use_names = "words", np.zeros(len(inside), bool), 0.0, False
-    rates = {}
-    for kind in ("words", "names") if rs.gate_unknown_terms and len(inside) >= rs.min_calibration_pairs else ():
-        pos_named = np.array([retriever.terms_unknown(p.message, kind=kind) for p in inside], dtype=bool)
-        names_rate = rates[kind] = float(pos_named.mean())
-        if names_rate <= rs.gate_unknown_terms_max:
-            use_names = True
-            break
+    # Words the history never uses: used only where they spare the company's own questions.
+    pos_named = np.array([retriever.terms_unknown(p.message) for p in inside], dtype=bool)
+    names_rate = float(pos_named.mean()) if pos_named.size else 0.0
+    use_names = rs.gate_unknown_terms and pos_named.size >= rs.min_calibration_pairs and names_rate <= rs.gate_unknown_terms_max
     neg_questions = [p.message for p in own_out] + background
-    neg_named = np.array([retriever.terms_unknown(q, kind=kind) for q in neg_questions], dtype=bool) if use_names else \
+    neg_named = np.array([retriever.terms_unknown(q) for q in neg_questions], dtype=bool) if use_names else \
         np.zeros(len(neg_questions), bool)
-    if not use_names:
-        pos_named = np.zeros(len(inside), bool)
     calibration = calibrate_gate(
         pos[~pos_named] if use_names else pos, neg, negatives_handled=neg_by_topic | neg_named,
         prior_threshold=rs.gate_prior_threshold, prior_strength=rs.gate_prior_strength,
         min_positives=rs.min_calibration_pairs, resamples=rs.gate_resamples, feature=rs.gate_feature,
-        n_background=len(background), unknown_terms=use_names, unknown_terms_kind=kind,
+        n_background=len(background), unknown_terms=use_names,
     )
     result = calibration.to_dict()
     result["method"] = (f"top {'dense cosine' if rs.gate_feature == 'dense' else 'fused score'}; positives: in-domain "
@@ -529,6 +521,6 @@ def _calibrate(settings: Settings, database: Database, model, records: Sequence[
     result["own_out_of_scope"] = len(own_out)
     result["positives_handed_off_by_topic"] = int(sum(t is not None and top_topics.get(t) in handing_off for t in pos_tops))
     result["negatives_handed_off_by_topic"] = int(neg_by_topic.sum())
-    result["unknown_terms_validation_rate"] = {k: round(v, 4) for k, v in rates.items()}
+    result["unknown_terms_validation_rate"] = round(names_rate, 4)
     result["negatives_caught_by_unknown_terms"] = int((neg_named & ~neg_by_topic).sum())
     return result

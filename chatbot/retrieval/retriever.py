@@ -129,18 +129,15 @@ class PairRetriever:
             self._vocabulary = Vocabulary(words)
         return self._vocabulary
 
-    def terms_unknown(self, query: str, nearest_questions: Sequence[str] | None = None, *,
-                      kind: str | None = None) -> bool:
+    def terms_unknown(self, query: str, nearest_questions: Sequence[str] | None = None) -> bool:
         """The message is about something no indexed conversation mentions (see
-        `scope.unexplained_terms`); `nearest_questions` default to a search's, `kind`
-        ("words" or "names") to the calibration's."""
+        `scope.unexplained_terms`); `nearest_questions` default to a search's."""
         from chatbot.retrieval.scope import unexplained_terms
 
         if nearest_questions is None:
             nearest_questions = [self.records[self._row_of[h.pair_id]].message
                                  for h in self.search(query, k=NEAREST_QUESTIONS).hits]
-        return bool(unexplained_terms(query, self.vocabulary, list(nearest_questions),
-                                      names_only=(kind or self.calibration.unknown_terms_kind) == "names"))
+        return bool(unexplained_terms(query, self.vocabulary, list(nearest_questions)))
 
     def scope_score(self, top_fused: float, top_dense: float) -> float:
         """The raw score the out-of-scope gate reads: the feature the calibration was

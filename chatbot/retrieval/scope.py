@@ -71,7 +71,6 @@ class ScopeCalibration:
     in_scope_accepted: float | None = None  # at raw_threshold, on the calibration questions
     out_of_scope_rejected: float | None = None
     unknown_terms: bool = False  # a question about something the history never mentions is out of scope
-    unknown_terms_kind: str = "words"  # "words": names and content words; "names": names only
 
     def probability(self, raw: float | np.ndarray) -> float | np.ndarray:
         if not self.calibrated:
@@ -233,22 +232,17 @@ def unknown_terms(text: str, vocabulary: Vocabulary) -> list[str]:
     return found
 
 
-def unexplained_terms(text: str, vocabulary: Vocabulary, nearest_questions: list[str], *,
-                      names_only: bool = False) -> list[str]:
+def unexplained_terms(text: str, vocabulary: Vocabulary, nearest_questions: list[str]) -> list[str]:
     """The `unknown_terms` of `text` that make it a question about something else: every
     unknown name ("Canada"), and unknown words unless they are only the object of a
     question the company does answer, that is, unless every other content word of `text`
     is a word of its nearest past questions and the unknown words are at most one more
     than those ("How do I return a jacket that doesn't fit?" of a shop that answers
-    returns but never sold a jacket; not "How do I top up my card by bank transfer?").
-    `names_only`: the unknown names alone (for a history whose own questions keep
-    bringing new words)."""
+    returns but never sold a jacket; not "How do I top up my card by bank transfer?")."""
     unknown = unknown_terms(text, vocabulary)
     if not unknown:
         return []
     names = [w for w in unknown if w[0].isupper()]  # capitalised inside a sentence (see unknown_terms)
-    if names_only:
-        return names
     words = [w for w in unknown if w not in names]
     lowered = {w.lower() for w in unknown}
     known = [w for w in words_of(text) if len(w) >= 3 and "'" not in w and w not in vocabulary.ignored and w not in lowered]
@@ -308,7 +302,6 @@ def calibrate_gate(
     feature: str = "dense",
     n_background: int = 0,
     unknown_terms: bool = False,
-    unknown_terms_kind: str = "words",
 ) -> ScopeCalibration:
     """The hand-off gate's threshold (see the module docstring).
 
@@ -362,7 +355,6 @@ def calibrate_gate(
         prior_threshold=float(prior_threshold), prior_weight=round(1.0 - data_weight, 6), data_threshold=data_threshold,
         n_background=int(n_background), in_scope_accepted=accepted, out_of_scope_rejected=rejected,
         unknown_terms=bool(unknown_terms),
-        unknown_terms_kind=unknown_terms_kind,
     )
 
 

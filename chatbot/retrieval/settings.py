@@ -81,7 +81,7 @@ class RetrievalSettings(Section):
         default=True,
         description="A question about something (a content word, typos and endings allowed for) that no indexed "
                     "conversation mentions is out of scope; used only where it catches at most gate_unknown_terms_max "
-                    "of the validation questions, else with names alone where those do, else not at all.",
+                    "of the validation questions.",
     )
     gate_unknown_terms_max: float = Field(default=0.08, ge=0.0, le=1.0,
                                           description="See gate_unknown_terms.")
