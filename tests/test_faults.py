@@ -124,8 +124,9 @@ def test_serving_with_a_damaged_model_answers_from_past_answers(damaged, tmp_pat
     from chatbot.dialogue.sources import open_manager
     from chatbot.retrieval.indexer import update_index
 
+    # send_retrieved_at 1.0: the model is asked for a draft even where a retrieved answer is confident.
     settings = load_settings(home=tmp_path / "home", embedder_path=tiny_embedder_dir, reply_model_path=model_copy,
-                             database_url=sqlite_database.url)
+                             database_url=sqlite_database.url, dialogue={"send_retrieved_at": 1.0})
     seed_shop(sqlite_database)
     update_index(settings, sqlite_database, calibrate=False)
     if damaged == "promoted version":
