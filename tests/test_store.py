@@ -98,6 +98,20 @@ def test_unmigrated_database_is_reported(database_url):
     assert current_revision(database_url) is None
 
 
+def test_a_database_behind_this_version_is_told_to_upgrade(database_url):
+    """New code on an old database: one clear message, not a missing-column traceback;
+    after `chatbot db upgrade` it is accepted."""
+    upgrade(database_url, "0003_people")
+    engine = create_db_engine(database_url)
+    try:
+        with pytest.raises(StoreError, match=r"schema revision 0003_people.*needs 0004_slots.*run: chatbot db upgrade"):
+            require_schema(engine)
+        upgrade(database_url)
+        require_schema(engine)
+    finally:
+        engine.dispose()
+
+
 def test_server_that_is_down_gives_one_clear_error():
     engine = create_db_engine("postgresql+psycopg://user:secret@127.0.0.1:9/chatbot")
     with pytest.raises(StoreError) as info:

@@ -88,11 +88,24 @@ def check_connection(engine: Engine) -> None:
 
 
 def require_schema(engine: Engine) -> None:
-    """Raise StoreError when the database has not been migrated."""
+    """Raise StoreError when the database has not been migrated, or not to the revision
+    this version of the program needs (new code on an old database)."""
+    from alembic.runtime.migration import MigrationContext
+
+    from chatbot.store.migrations import head_revision
+
     check_connection(engine)
     if not inspect(engine).has_table("alembic_version"):
         raise StoreError(
             f"database {redact_url(str(engine.url))} has no schema yet; run: chatbot db upgrade"
+        )
+    with engine.connect() as connection:
+        current = MigrationContext.configure(connection).get_current_revision()
+    head = head_revision()
+    if current != head:
+        raise StoreError(
+            f"database {redact_url(str(engine.url))} is at schema revision {current or 'none'}, this version of "
+            f"chatbot needs {head}; run: chatbot db upgrade"
         )
 
 
