@@ -266,6 +266,10 @@ def test_demo_questions_never_get_another_customers_order_number_or_name(demo):
         assert not re.search(r"NW-\d{6}", reply.shown_text), (question, reply.shown_text)
         assert not _names_in(reply.shown_text, names), (question, reply.shown_text)
         assert not re.search(r"\{\w+\}", reply.shown_text)
+        # Nor do the sources shown under the reply.
+        for citation in reply.citations:
+            assert not re.search(r"NW-\d{6}|\{\w+\}", citation["snippet"]), citation["snippet"]
+            assert not _names_in(citation["snippet"], names), citation["snippet"]
         # Nor a report on another customer's order ("it is already on its way; I've asked the carrier").
         assert reply.decision != "answer" or not reports_on_a_case(reply.shown_text), (question, reply.shown_text)
         sent += reply.decision == "answer"

@@ -451,7 +451,14 @@ class DialogueManager:
         if (why := self._not_usable(checked)) is not None:
             withheld.append(self._withheld("cache", hit.pair_id, hit.reply_text, why))
             return None
-        return replace(hit, reply_text=checked.text), similarity
+        return self._filled_hit(hit, checked.text), similarity
+
+    @staticmethod
+    def _filled_hit(hit: Hit, text: str) -> Hit:
+        """The hit as this customer may see it: its reply, and the snippet its citation shows
+        under the reply (the widget's Sources), filled for them, never the past customer's."""
+        snippet = text if len(text) <= SNIPPET_CHARS else text[: SNIPPET_CHARS - 1] + "…"
+        return replace(hit, reply_text=text, citation=replace(hit.citation, snippet=snippet))
 
     def _own_hits(self, hits: list[Hit], infos: dict[int, repo.PairInfo], facts: ConversationFacts | None,
                   withheld: list[dict[str, Any]]) -> list[Hit]:
@@ -466,7 +473,7 @@ class DialogueManager:
             checked = self.specifics.prepare(
                 slotted if slotted is not None else self.specifics.slot(hit.reply_text, facts.known), facts)
             if (why := self._not_usable(checked)) is None:
-                kept.append(replace(hit, reply_text=checked.text))
+                kept.append(self._filled_hit(hit, checked.text))
             else:
                 withheld.append(self._withheld("retrieved", hit.pair_id, hit.reply_text, why, score=hit.score))
         # A reply to a customer who had named their order, reporting on it ("the parcel is
