@@ -280,6 +280,10 @@ def test_unknown_words_that_are_only_the_object_of_a_known_question_are_explaine
     nearest = ["How do I return an item?", "Can I pay by card?"]
     # A shop that answers returns, asked to take back something it never mentioned.
     assert unexplained_terms("How do I return a jacket that doesn't fit?", vocabulary, nearest) == []
+    # Details the history never had, in a question it does answer.
+    assert unexplained_terms("My parcel arrived damaged, the box was crushed, how do I return it?",
+                             Vocabulary(words_of("My parcel arrived damaged. How do I return an item?")),
+                             ["My parcel arrived damaged", "How do I return an item?"]) == []
     # Another domain's request that shares a word with the shop's questions is still another domain's.
     assert unexplained_terms("How do I top up my card by bank transfer?", vocabulary, nearest) == [
         "top", "bank", "transfer"]
