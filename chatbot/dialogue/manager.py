@@ -81,7 +81,7 @@ _WORD_RE = re.compile(r"\w+")
 HISTORY_READ = 20
 # Slots that tie a past reply to one customer's case (`_not_usable`). Names are not among them,
 # nor amounts and dates: in a small history a price or a deadline may look like one case's.
-CASE_SLOTS = frozenset({"order_number", "ticket_number", "tracking_number", "address"})
+CASE_SLOTS = repo.CASE_IDENTIFIERS | {"address"}
 
 
 def live_redactor(ingest: IngestSettings | None) -> Redactor:

@@ -108,13 +108,13 @@ class PairRetriever:
         cosine = self.dense.cosine(vector, rows)
         lex_norm = fusion.normalise_lexical(lexical)[rows]
         fused = fusion.weighted(cosine, lex_norm, weight)
-        order = np.argsort(-fused, kind="stable")[:k]
+        ranked = np.argsort(-fused, kind="stable")
+        order = ranked[:k]
         hits = [self._hit(int(rows[i]), float(fused[i]), float(cosine[i]), float(lexical[rows[i]]), float(lex_norm[i]))
                 for i in order]
         top = self.scope_score(float(fused[order[0]]), float(cosine.max()))
-        nearest = [self.records[int(rows[i])].message for i in np.argsort(-fused, kind="stable")[:NEAREST_QUESTIONS]]
-        out = bool(self.calibration.out_of_scope(top)) or (
-            self.calibration.unknown_terms and self.terms_unknown(query, nearest))
+        out = bool(self.calibration.out_of_scope(top)) or (self.calibration.unknown_terms and self.terms_unknown(
+            query, [self.records[int(rows[i])].message for i in ranked[:NEAREST_QUESTIONS]]))
         return SearchResult(hits, out, float(self.calibration.probability(top)), top)
 
     @property
