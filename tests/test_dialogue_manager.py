@@ -241,3 +241,33 @@ def test_int8_model_is_used_when_configured(shop):
     assert linear_weight_bytes(model) * 3 < linear_weight_bytes(original)
     reply = manager.respond(ORDER_Q)
     assert reply.model_version.endswith("+int8") and reply.trace[0].kind == "draft"
+
+
+def test_a_conversations_topic_label_speaks_for_its_opening_reply_only(shop):
+    """A later, in-scope question in a conversation opened off topic (and so labelled
+    out_of_scope as a whole) is answered from its reply, not handed off."""
+    from chatbot.store.schema import Message, TrainingPair
+    from tests.test_dialogue_support import build_retriever
+
+    settings, database, _, _ = shop
+    question, answer = "And how do I track the parcel of my kettle order?", "Use Orders > select the order > Track parcel."
+    with database.session() as session:
+        conversation = Conversation(source="test-shop", external_id="shop-mixed", channel="import", split="train")
+        session.add(conversation)
+        session.flush()
+        opening = [("customer", "Which stocks should I buy?"), ("agent", "Sorry, I can't help with that."),
+                   ("customer", question), ("agent", answer)]
+        session.add_all([Message(conversation_id=conversation.id, turn_index=i, role=role, text=text)
+                         for i, (role, text) in enumerate(opening)])
+        context = [{"role": role, "text": text} for role, text in opening[:3]]
+        session.add(TrainingPair(conversation_id=conversation.id, turn_index=3, source="test-shop", origin="imported",
+                                 split="train", context=context, target=answer, labels={"topic": "out_of_scope"},
+                                 content_hash="mixed-conversation-pair"))
+    retriever = build_retriever(settings, database)
+    manager = make_manager(settings, database, retriever, max_rounds=0, generate=False, handoff_threshold=0.0,
+                           answer_threshold=0.0, cache_enabled=False)
+    assert retriever.search(question, k=1).hits[0].reply_text == answer
+    reply = manager.respond(question)
+    assert reply.decision == "answer" and reply.text == answer, reply.reason
+    # The opening reply of an off-topic conversation still hands off.
+    assert manager.respond(SHOP[5][0]).reason.startswith("out_of_scope")

@@ -298,7 +298,11 @@ class DialogueManager:
                 cached = self._cache_lookup(message, history_text, hits, infos)
             if cached is not None and not self.reveals_prompt(cached[0].reply_text):
                 return cache_hit(*cached)
-        top_topic = infos[hits[0].pair_id].labels.get("topic") if hits and hits[0].pair_id in infos else None
+        # A conversation's topic label says what it was opened for: it speaks for the reply to
+        # its first message, not for a later in-scope question ("...then how do I track my
+        # order?" in a conversation opened about stock tips).
+        top = infos.get(hits[0].pair_id) if hits else None
+        top_topic = top.labels.get("topic") if top is not None and top.opening else None
         if s.handoff_on_out_of_scope and (result.out_of_scope or not hits or top_topic in s.out_of_scope_topics):
             why = "out_of_scope" if result.out_of_scope or not hits else f"out_of_scope: past answers are labelled {top_topic}"
             reply = self._handoff(base, why, previous_smoothed)

@@ -31,6 +31,7 @@ class PairInfo:
     question: str  # the last customer turn of the pair's context
     reply_slotted: str | None = None  # the reply with typed slots (None: not slotted yet)
     case_bound: bool = False  # its customer had named their order, parcel or ticket: the reply was about that case
+    opening: bool = True  # the reply to the conversation's first customer message (what its topic label is about)
 
 
 def get_conversation(*, session: Session, conversation_id: int) -> Conversation:
@@ -72,7 +73,8 @@ def pair_infos(*, session: Session, pair_ids: Sequence[int]) -> dict[int, PairIn
     for pair_id, origin, labels, context, reply_slotted in rows:
         customer = [t.get("text", "") for t in (context or []) if isinstance(t, dict) and t.get("role") == "customer"]
         bound = any(f.kind in CASE_IDENTIFIERS for text in customer for f in find_specifics(text))
-        infos[pair_id] = PairInfo(origin, labels or {}, customer[-1] if customer else "", reply_slotted, bound)
+        infos[pair_id] = PairInfo(origin, labels or {}, customer[-1] if customer else "", reply_slotted, bound,
+                                  opening=len(customer) <= 1)
     return infos
 
 
