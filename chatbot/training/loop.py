@@ -1,6 +1,7 @@
 """The optimisation loop of one run, on one process or many (DDP): AdamW with warm-up
 and cosine decay (following the step budget or the clock, whichever runs out first),
-gradient accumulation and clipping, noise augmentation, validation at intervals,
+gradient accumulation and clipping, noise augmentation and retrieve-and-refine examples
+(the true reply among the past answers, see `refine_examples`), validation at intervals,
 early stopping, and checkpoints plus resume state at every validation. What happens to
 the checkpoints afterwards (fusion, versions) is `run`'s job.
 """
@@ -22,6 +23,7 @@ from chatbot.training.distributed import DistInfo, all_reduce
 from chatbot.training.examples import Encoded, collate, encode_pair
 from chatbot.training.model import build_loss_module, evaluate, trainable_state, load_trainable_state
 from chatbot.training.prompt import PromptFormat
+from chatbot.training.refine_examples import shown_evidence
 from chatbot.training.settings import TrainingSettings
 
 log = logging.getLogger(__name__)
@@ -79,6 +81,28 @@ def epoch_batches(lengths: dict[int, int], pairs: list[PairRecord], epoch: int, 
 
 def _is_noised(pair: PairRecord, epoch: int, cfg: TrainingSettings) -> bool:
     return random.Random(f"noise?:{cfg.seed}:{epoch}:{pair.id}").random() < cfg.noise_probability
+
+
+def train_example(
+    tokenizer: Any,
+    pair: PairRecord,
+    evidence: list[str],
+    epoch: int,
+    cfg: TrainingSettings,
+    prompt: PromptFormat,
+    clean: Encoded | None,
+) -> tuple[Encoded | None, str | None]:
+    """The example a train pair gives in `epoch`, and whether its own reply is among the
+    past answers shown (None, "exact" or "near_copy"). Its `clean` encoding, unless this
+    epoch noises its customer text or shows it its reply (retrieve and refine); when
+    that encoding does not fit the length budget, the clean one."""
+    shown = shown_evidence(pair, evidence, cfg, evidence_k=prompt.evidence_k, epoch=epoch,
+                           visible_chars=prompt.evidence_max_chars)
+    noised = _is_noised(pair, epoch, cfg)
+    if not noised and shown.inserted is None:
+        return clean, None
+    e = encode_pair(tokenizer, pair, shown.texts, cfg, prompt, noise_seed=f"{cfg.seed}:{epoch}:{pair.id}" if noised else None)
+    return (e, shown.inserted) if e is not None else (clean, None)
 
 
 def train_loop(
@@ -167,6 +191,7 @@ def train_loop(
     last_eval_time = time.monotonic()
     batches = epoch_batches(lengths, train_pairs, epoch, cfg, info)
     stopped = "max_steps"
+    shown_reply: dict[str, int] = {"exact": 0, "near_copy": 0, "examples": 0}  # this process, this session
 
     def elapsed() -> float:
         return prior_seconds + (time.monotonic() - loop_start)
@@ -182,11 +207,11 @@ def train_loop(
             cursor += 1
             encoded = []
             for p in batch_pairs:
-                if _is_noised(p, epoch, cfg):
-                    e = encode_pair(tokenizer, p, evidence.get(p.id, []), cfg, prompt, noise_seed=f"{cfg.seed}:{epoch}:{p.id}")
-                    encoded.append(e or clean[p.id])
-                else:
-                    encoded.append(clean[p.id])
+                e, inserted = train_example(tokenizer, p, evidence.get(p.id, []), epoch, cfg, prompt, clean[p.id])
+                encoded.append(e)
+                shown_reply["examples"] += 1
+                if inserted:
+                    shown_reply[inserted] += 1
             t = {k: v.to(device) for k, v in collate(encoded, pad_id).items()}
             sync = micro == cfg.grad_accum - 1 or not info.distributed
             ctx = wrapped.no_sync() if not sync else _null()
@@ -251,6 +276,9 @@ def train_loop(
         if out_of_time:
             stopped = "time"
             break
+    if shown_reply["exact"] + shown_reply["near_copy"]:
+        log.info("retrieve and refine: %d of %d train examples showed their own reply (%d as a near copy)",
+                 shown_reply["exact"] + shown_reply["near_copy"], shown_reply["examples"], shown_reply["near_copy"])
     if info.distributed:
         # DDP keeps every replica identical; check it, since a silent divergence would
         # make the saved model (rank 0's) differ from what was validated.

@@ -27,6 +27,7 @@ from chatbot.training.evidence import EvidenceFn, compute_evidence
 from chatbot.training.examples import encode_pair
 from chatbot.training.loop import LoopResult, Progress, train_loop
 from chatbot.training.prompt import PromptFormat, PromptSettings
+from chatbot.training.refine_examples import refine_meta
 from chatbot.training.settings import MOVED_TO_PROMPT, TrainingSettings
 
 log = logging.getLogger(__name__)
@@ -152,6 +153,7 @@ def _run(settings, database, info, evidence_for, evidence_note, resume, progress
         "dtype": "bfloat16 autocast, float32 weights" if info.device.startswith("cuda") else "float32",
         "data_fingerprint": data.snapshot["fingerprint"], "evidence": evidence_note,
         "prompt": prompt_settings.model_dump(),
+        "retrieve_and_refine": refine_meta(cfg, prompt_settings.evidence_k, data.train, evidence),
     }
     prompt = PromptFormat.from_settings(prompt_settings)
     if info.is_main:

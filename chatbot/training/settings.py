@@ -71,6 +71,21 @@ class TrainingSettings(Section):
     # Robustness.
     noise_probability: float = Field(default=0.3, ge=0, le=1, description="Chance that an example's customer text is noised.")
 
+    # Retrieve and refine (Weston, Dinan & Miller 2018): a reply model trained only on other
+    # conversations' answers learns to ignore them; showing it its own reply now and then
+    # teaches it to copy the evidence when it fits and to edit it when it does not.
+    true_reply_in_evidence: float = Field(
+        default=0.3, ge=0, le=1,
+        description="Chance that a train example (per epoch) shows the agent's true reply among its past answers, "
+        "at a random position among the prompt.evidence_k shown (the least relevant one makes room). Only for pairs "
+        "that have retrieved evidence; validation examples never get it. 0: off.",
+    )
+    true_reply_noise: float = Field(
+        default=0.5, ge=0, le=1,
+        description="Chance that the inserted reply is a near copy (a few words dropped or swapped, maybe a sentence "
+        "dropped) rather than exact, so that the model learns to edit, not only to copy.",
+    )
+
     # Validation, early stopping, checkpoints, fusion.
     val_max_pairs: int = Field(default=16, ge=1, description="Validation pairs used (a fixed subset, the same for every comparison).")
     eval_every: int | None = Field(default=None, ge=1, description="Validate every N optimizer steps; default about 6 times a run.")
