@@ -23,6 +23,7 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 from chatbot.dialogue.settings import DialogueSettings
 from chatbot.errors import ConfigError
 from chatbot.ingest.settings import IngestSettings
+from chatbot.ranking.settings import RankerSettings
 from chatbot.retrieval.settings import RetrievalSettings
 from chatbot.settings_section import Section
 from chatbot.training.prompt import PromptSettings
@@ -74,6 +75,7 @@ class Settings(BaseSettings):
     dialogue: DialogueSettings = Field(default_factory=DialogueSettings, description="Answer cache, refinement, fusion, smoothing and hand-off.")
     training: TrainingSettings = Field(default_factory=TrainingSettings, description="Reply-model fine-tuning: budget, schedule, weights, fusion.")
     prompt: PromptSettings = Field(default_factory=PromptSettings, description="What the reply model is shown: the same in training, serving and evaluation.")
+    ranker: RankerSettings = Field(default_factory=RankerSettings, description="The learned ranker: what it reads, how it is trained and when it replaces the serving one.")
     web: WebSettings = Field(default_factory=WebSettings, description="Sessions, logins, live updates and uploads of the web app.")
     retention: RetentionSettings = Field(default_factory=RetentionSettings, description="How long live conversations are kept.")
 

@@ -215,7 +215,8 @@ def test_all_variants_side_by_side_record_the_promoted_versions_evaluation(tiny_
                  "--out", str(out), "--json")
     assert result.exit_code == 0, result.output
     report = json.loads(result.stdout)
-    assert list(report["variants"]) == ["retrieval", "base", "trained", "refined"] and report["skipped"] == {}
+    assert list(report["variants"]) == ["knn", "retrieval", "base", "trained", "refined"]
+    assert list(report["skipped"]) == ["ranker"] and "no ranker could be trained" in report["skipped"]["ranker"]
     assert report["data"]["turns_evaluated"] == 3 and report["data"]["turns_available"] == len(CONVERSATIONS) + 1
     for name, v in report["variants"].items():
         assert v["n"] == 3 and 0 <= v["answered_n"] <= 3
@@ -232,11 +233,12 @@ def test_all_variants_side_by_side_record_the_promoted_versions_evaluation(tiny_
     assert sum(report["variants"]["refined"]["decisions"].values()) == 3
     # every pair of variants compared, paired, with a verdict
     assert [(c["a"], c["b"]) for c in report["comparisons"]] == [
+        ("knn", "retrieval"), ("knn", "base"), ("knn", "trained"), ("knn", "refined"),
         ("retrieval", "base"), ("retrieval", "trained"), ("retrieval", "refined"), ("base", "trained"),
         ("base", "refined"), ("trained", "refined")]
     assert all(c["verdict"] for c in report["comparisons"])
     assert assert_sane_intervals(report) > 50
-    assert len(report["turns"]) == 3 and all(len(t["variants"]) == 4 for t in report["turns"])
+    assert len(report["turns"]) == 3 and all(len(t["variants"]) == 5 for t in report["turns"])
     assert report["recorded_version"] == "v1"
     for name in ("report.json", "report.md", "meta.json", "metrics.png", "latency.png"):
         assert (out / name).stat().st_size > 0
@@ -248,7 +250,7 @@ def test_all_variants_side_by_side_record_the_promoted_versions_evaluation(tiny_
     assert stored["val_loss"] == 2.5  # training's figures are kept
     assert stored["replies"]["variants"]["trained"]["answered"] == report["variants"]["trained"]["answered"]
     assert stored["replies"]["turns"] == 3 and "turns" not in stored["replies"]["variants"]["trained"]
-    assert len(stored["replies"]["comparisons"]) == 6
+    assert len(stored["replies"]["comparisons"]) == 10
     assert evaluation_line(stored).startswith("answered 100% [100, 100] · ROUGE-L ")
     assert "(3 of 7 turns of shop.jsonl" in evaluation_line(stored)
     listed = CliRunner().invoke(main, ["models", "list"], env=env_for(tiny_settings), catch_exceptions=False)
@@ -371,3 +373,25 @@ def test_self_retrieval_on_the_helpdesk_set_with_minilm(tmp_path, shared_dataset
     r = json.loads(result.stdout)["variants"]["retrieval"]
     assert r["coverage"]["value"] >= 0.95  # its own questions: in scope
     assert r["answered"]["rouge_l"]["value"] > 0.95 and r["answered"]["embedding_similarity"]["value"] > 0.95
+
+
+def test_knn_floor_and_refinement_round_variants(tiny_settings, tmp_path):
+    """`knn` finds each conversation by its customer messages (against its own train set
+    it sends the agent's very reply, the follow-up included); `refined@N` runs the dialogue
+    manager with N rounds and a draft on every turn; bad variant names are refused."""
+    data = write_transcripts(tmp_path / "shop.jsonl")
+    result = run(env_for(tiny_settings), "--train", str(data), "--test", str(data), "--variants",
+                 "refined@1,knn,retrieval,refined@0", "--val-fraction", "0", "--json")
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert list(report["variants"]) == ["knn", "retrieval", "refined@0", "refined@1"]
+    knn = report["variants"]["knn"]
+    assert knn["coverage"]["value"] == 1.0 and knn["answered"]["rouge_l"]["value"] == pytest.approx(1.0)
+    follow_up = next(t for t in report["turns"] if t["message"] == FOLLOW_UP[0])
+    assert follow_up["variants"]["knn"]["text"] == FOLLOW_UP[1]
+    for name in ("refined@0", "refined@1"):
+        assert sum(report["variants"][name]["decisions"].values()) == len(CONVERSATIONS) + 1
+    assert any("ranker: not trained" in note for note in report["notes"])  # too few pairs to learn a ranker from
+    for bad in ("knn@1", "refined@x", "refined@9", "magic"):
+        refused = run(env_for(tiny_settings), "--train", str(data), "--variants", bad)
+        assert refused.exit_code == 2 and bad in refused.output

@@ -275,3 +275,32 @@ def test_serving_follows_a_new_index_version_without_a_restart(index_settings, m
     (root / "v0003" / "pairs.jsonl").write_text("not json\n")
     assert serving.search(PAIRS[0][0], k=1).hits
     assert serving.version == "v0002"
+
+
+def test_bm25_weight_is_chosen_on_the_companys_validation_questions(tmp_path, tiny_embedder_dir, migrated_database):
+    """The tiny embedder's vectors carry next to no meaning, so the words the questions
+    share are what finds the right answer: the weight chosen must be above 0, be the one
+    searches use, and an explicitly configured weight must still win."""
+    from chatbot.retrieval.indexer import FUSION_WEIGHTS
+
+    topics = [(f"{noun} {verb}", f"Answer about the {noun}: please {verb} it in your account settings.")
+              for noun, verb in [("invoice", "download"), ("password", "reset"), ("parcel", "track"),
+                                 ("subscription", "cancel"), ("address", "change"), ("voucher", "redeem"),
+                                 ("refund", "request"), ("newsletter", "unsubscribe"), ("warranty", "register"),
+                                 ("payment", "retry")]]
+    for n, (words, reply) in enumerate(topics):
+        add_pairs(migrated_database, [(f"How do I {words}? {n}", reply)])
+        add_pairs(migrated_database, [(f"Hello, I want to {words} please, thanks", reply)], split="val")
+    settings = load_settings(home=tmp_path / "home", embedder_path=tiny_embedder_dir, database_url=migrated_database.url)
+    report = update_index(settings, migrated_database)
+    fusion = report.fusion
+    assert fusion["validation_questions"] == len(topics)
+    assert set(fusion["reply_similarity_by_weight"]) == {str(w) for w in sorted({*FUSION_WEIGHTS, 0.2})}
+    by_weight = {float(w): v for w, v in fusion["reply_similarity_by_weight"].items()}
+    assert by_weight[max(by_weight)] > by_weight[0.0]  # the shared words help
+    assert fusion["best_weight"] > 0 and fusion["lexical_weight"] in (fusion["best_weight"], 0.2)
+    assert read_meta(store_root(settings) / report.version)["fusion"] == fusion
+    assert open_retriever(settings, migrated_database).lexical_weight == fusion["lexical_weight"]
+    explicit = load_settings(home=tmp_path / "home", embedder_path=tiny_embedder_dir,
+                             database_url=migrated_database.url, retrieval={"lexical_weight": 0.0})
+    assert open_retriever(explicit, migrated_database).lexical_weight == 0.0

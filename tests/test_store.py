@@ -101,10 +101,10 @@ def test_unmigrated_database_is_reported(database_url):
 def test_a_database_behind_this_version_is_told_to_upgrade(database_url):
     """New code on an old database: one clear message, not a missing-column traceback;
     after `chatbot db upgrade` it is accepted."""
-    upgrade(database_url, "0003_people")
+    upgrade(database_url, "0004_slots")
     engine = create_db_engine(database_url)
     try:
-        with pytest.raises(StoreError, match=r"schema revision 0003_people.*needs 0004_slots.*run: chatbot db upgrade"):
+        with pytest.raises(StoreError, match=r"schema revision 0004_slots.*needs 0005_ranker_versions.*run: chatbot db upgrade"):
             require_schema(engine)
         upgrade(database_url)
         require_schema(engine)

@@ -85,7 +85,7 @@ def main(ctx: click.Context, config_file: Path | None, verbose: int) -> None:
 
 def _register() -> None:
     from chatbot.cli import (
-        config_cmd, db, dialogue, evaluate, ingest, jobs, models, retention, retrieval, serve, train, users,
+        config_cmd, db, dialogue, evaluate, ingest, jobs, models, ranker, retention, retrieval, serve, train, users,
     )
 
     for module in (config_cmd, db, models, serve, ingest, retrieval, evaluate, users, retention):
@@ -95,6 +95,7 @@ def _register() -> None:
     main.add_command(dialogue.chat)
     main.add_command(train.command)
     main.add_command(jobs.group)  # list and cancel; `jobs run` is the hidden background-job worker
+    main.add_command(ranker.group)
 
 
 _register()

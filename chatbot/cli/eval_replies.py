@@ -11,7 +11,7 @@ import click
 
 from chatbot.cli import AppContext, emit_json, json_option, pass_app
 
-VARIANT_NAMES = ("retrieval", "base", "trained", "refined")
+from chatbot.evaluation.variants import VARIANTS as VARIANT_NAMES, check_variant
 
 
 def _progress_factory(enabled: bool):
@@ -33,7 +33,9 @@ def _progress_factory(enabled: bool):
 @click.option("--test", "test_files", multiple=True, type=click.Path(dir_okay=False, exists=True, path_type=Path),
               help="Transcript file(s) to answer and score. Repeatable. Default: a held-out share of the train conversations.")
 @click.option("--variants", default=",".join(VARIANT_NAMES), show_default=True,
-              help="Comma-separated: retrieval, base, trained (the promoted version of the live store), refined.")
+              help="Comma-separated: knn (the plain nearest-neighbour floor), retrieval, ranker (retrieved answers "
+                   "reordered by a ranker trained on the train files), base, trained (the promoted version of the live "
+                   "store), refined (the dialogue manager); refined@N: N refinement rounds and a draft on every turn.")
 @click.option("--limit", type=click.IntRange(min=1),
               help="A quick run: evaluate at most N test turns, sampled deterministically. Default: every test turn.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the --limit sample and of the bootstrap.")
@@ -47,11 +49,14 @@ def _progress_factory(enabled: bool):
 @click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path),
               help="Write report.json, report.md, meta.json and PNG plots here.")
 @click.option("--no-record", is_flag=True, help="Do not store the figures as the promoted version's latest evaluation.")
+@click.option("--model-version", "model_version", metavar="NAME",
+              help="Evaluate this reply-model version of the live store as `trained` (and as refined's drafter) "
+                   "instead of the promoted one; its latest evaluation is recorded unless --no-record.")
 @json_option
 @pass_app
 def replies_command(app: AppContext, train_files: tuple[Path, ...], test_files: tuple[Path, ...], variants: str,
                     limit: int | None, seed: int, resamples: int, test_fraction: float | None, val_fraction: float | None,
-                    out_dir: Path | None, no_record: bool, as_json: bool) -> None:
+                    out_dir: Path | None, no_record: bool, model_version: str | None, as_json: bool) -> None:
     """Answer every held-out customer turn with each variant and score what the customer
     was sent against the agents' real replies. A hand-off or a reply held for an agent
     is not an answer and is never scored: each variant reports the share of turns
@@ -69,14 +74,15 @@ def replies_command(app: AppContext, train_files: tuple[Path, ...], test_files: 
     from chatbot.evaluation.replies import evaluate_replies
 
     chosen = [v.strip() for v in variants.split(",") if v.strip()]
-    bad = [v for v in chosen if v not in VARIANT_NAMES]
+    bad = [why for v in chosen if (why := check_variant(v)) is not None]
     if bad or not chosen:
-        raise click.BadParameter(f"unknown variant(s) {', '.join(bad) or '(none)'}; choose from {', '.join(VARIANT_NAMES)}",
-                                 param_hint="--variants")
+        raise click.BadParameter(f"{'; '.join(bad) or 'no variant given'}; choose from {', '.join(VARIANT_NAMES)} "
+                                 "(refined@N for N rounds)", param_hint="--variants")
     result = evaluate_replies(
         app.settings, train_files, test_files, variants=chosen, limit=limit, seed=seed, resamples=resamples,
         val_fraction=val_fraction,
         test_fraction=test_fraction, record=not no_record, progress=_progress_factory(not as_json),
+        trained_version_name=model_version,
     )
     files = []
     if out_dir is not None:

@@ -102,6 +102,14 @@ def _echo_index(report: dict, no_calibrate: bool) -> None:
                    f"chosen on {calibration['n_in_scope'] + calibration['n_out_of_scope']} validation pairs")
     elif not no_calibrate:
         click.echo("out-of-scope gate not calibrated (no validation pairs); using retrieval.oos_threshold")
+    fusion = report.get("fusion")
+    if fusion:
+        tried = ", ".join(f"{w}: {v:.3f}" for w, v in fusion["reply_similarity_by_weight"].items())
+        verdict = ("kept the configured weight" if fusion["lexical_weight"] == fusion["configured_lexical_weight"]
+                   else f"gains {fusion['gain_over_configured']:+.3f} (standard error {fusion['stderr']:.3f}) over the configured "
+                        f"{fusion['configured_lexical_weight']}")
+        click.echo(f"BM25 weight {fusion['lexical_weight']} ({verdict}); reply similarity on "
+                   f"{fusion['validation_questions']} validation questions by weight: {tried}")
 
 
 def _percent(value) -> str:

@@ -60,15 +60,20 @@ def _progress_printer(enabled: bool):
 @click.option("--lora/--full", "lora", default=None, help="LoRA adapters (default) or full fine-tuning.")
 @click.option("--resume", is_flag=True, help="Continue the most recent interrupted run from its last checkpoint.")
 @click.option("--no-promote", is_flag=True, help="Register the version but never promote it automatically.")
+@click.option("--no-ranker", is_flag=True,
+              help="Do not train the ranker after the reply model (by default it is trained beside it: chatbot ranker train).")
 @json_option
 @pass_app
 def command(app: AppContext, max_steps: int | None, max_minutes: float | None, lora: bool | None, resume: bool,
-            no_promote: bool, as_json: bool) -> None:
+            no_promote: bool, no_ranker: bool, as_json: bool) -> None:
     """Fine-tune the reply model on the stored training pairs.
 
     Each example is the chat prompt serving uses (instruction, retrieved past answers,
     recent conversation) with the agent's reply as the target. The result becomes a
     model version, promoted when it beats the promoted one on the same validation pairs.
+    Then the ranker that chooses among candidate replies is trained beside the new
+    version (`chatbot ranker train`; its own budget, ranker.max_minutes) unless
+    --no-ranker or ranker.enabled is off.
     Run under `torchrun --nproc_per_node=N -m chatbot train` for several processes.
     """
     from chatbot.config import ensure_home
@@ -88,6 +93,8 @@ def command(app: AppContext, max_steps: int | None, max_minutes: float | None, l
         updates["auto_promote"] = False
     if updates:
         settings = settings.model_copy(update={"training": settings.training.model_copy(update=updates)})
+    if no_promote:
+        settings = settings.model_copy(update={"ranker": settings.ranker.model_copy(update={"auto_promote": False})})
     main_process = int(os.environ.get("RANK", "0")) == 0
     ensure_home(settings)
     database = Database(settings.resolved_database_url)
@@ -103,6 +110,9 @@ def command(app: AppContext, max_steps: int | None, max_minutes: float | None, l
             if main_process:
                 click.echo("\ntraining interrupted; continue from the last checkpoint with: chatbot train --resume", err=True)
             raise
+        ranker, ranker_note = None, "not trained (--no-ranker)" if no_ranker else "not trained (ranker.enabled is off)"
+        if result is not None and not no_ranker and settings.ranker.enabled:
+            ranker, ranker_note = _train_ranker(settings, database, result.version_name, as_json)
     finally:
         database.dispose()
     if result is None:
@@ -110,7 +120,8 @@ def command(app: AppContext, max_steps: int | None, max_minutes: float | None, l
     m = result.metrics
     if as_json:
         emit_json({"version": result.version_name, "path": result.version_path, "promoted": result.promoted,
-                   "run_dir": result.run_dir, "evaluation": result.evaluation, "metrics": m})
+                   "run_dir": result.run_dir, "evaluation": result.evaluation, "metrics": m,
+                   "ranker": ranker.as_dict() if ranker is not None else {"note": ranker_note}})
         return
     fused = f"{m['val_loss_fused']:.4f}" if m["val_loss_fused"] is not None else "n/a (one checkpoint)"
     click.echo(f"version {result.version_name}: {result.version_path}")
@@ -122,4 +133,23 @@ def command(app: AppContext, max_steps: int | None, max_minutes: float | None, l
     verdict = "promoted" if e["promoted"] else ("not promoted (auto-promotion off)" if e["better"] else "not promoted")
     click.echo(f"  {verdict}: {e['val_loss']:.4f} vs {e['compared_with']} {e['compared_val_loss']:.4f} on {e['val_pairs']} validation pairs")
     click.echo(f"  loss curve and metrics: {result.run_dir}")
+    if ranker is not None:
+        verdict = "promoted" if ranker.promoted else ("kept, not promoted" if ranker.kept else f"not kept: {ranker.why}")
+        click.echo(f"ranker {ranker.name}: {verdict} (details: chatbot ranker list)")
+    else:
+        click.echo(f"ranker: {ranker_note}")
 
+
+def _train_ranker(settings, database, reply_version: str, quiet: bool):
+    """(the ranker trained beside the new reply version, None; or None and why not)."""
+    from chatbot.errors import ChatbotError
+    from chatbot.ranking.train import train_ranker
+    from chatbot.retrieval.retriever import open_retriever
+
+    if not quiet:
+        click.echo("training the ranker beside it (chatbot ranker train)", err=True)
+    try:
+        retriever = open_retriever(settings, database)
+        return train_ranker(settings, database, retriever, reply_version=reply_version), ""
+    except ChatbotError as exc:
+        return None, f"not trained ({exc})"

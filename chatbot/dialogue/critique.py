@@ -132,9 +132,14 @@ class Scorer:
             "length": round(length, 4), "fluency": round(fluency, 4),
             "invented": float(len(invented)), "personal_data": float(len(leaked)),
         }
-        score = sum(WEIGHTS[k] * components[k] for k in WEIGHTS)
-        score -= min(0.6, INVENTED_PENALTY * len(invented)) + PII_PENALTY * len(leaked)
+        score = sum(WEIGHTS[k] * components[k] for k in WEIGHTS) - penalties(components)
         return Critique(round(min(1.0, max(0.0, score)), 4), components, issues)
+
+
+def penalties(components: dict[str, float]) -> float:
+    """What facts found in no evidence (`invented`) and contact details that are not the
+    company's (`personal_data`) take off a score, whoever gave the score."""
+    return min(0.6, INVENTED_PENALTY * components.get("invented", 0.0)) + PII_PENALTY * components.get("personal_data", 0.0)
 
 
 def evidence_from_hits(query: str, history: Sequence[str], hits: Sequence, customer_texts: Sequence[str] = ()) -> Evidence:

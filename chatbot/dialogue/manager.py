@@ -9,8 +9,12 @@ evidence with the conversation history; hand off when the request is out of scop
 score the best retrieved past answers and, when the best is confident enough
 (`send_retrieved_at`), send it at once without generating; otherwise draft with the
 reply model (its words streamed to the customer as they come), refine over a few
-critique-and-revise rounds, let the drafts compete with the retrieved answers under one
-scoring function, smooth the winner's confidence across turns and decide. Every wait for
+retrieve-and-refine rounds (the best reply so far goes back in as a past answer) while
+the score rises, let the drafts compete with the retrieved answers under one judge,
+withhold anything degenerate (`chatbot.dialogue.degenerate`), smooth the winner's
+confidence across turns and decide. The judge is the learned ranker when one serves
+(`chatbot.ranking`: its probability that the reply fits, less the critique's penalties,
+with thresholds on its own scale from its validation picks), else the hand-set critique. Every wait for
 the reply model is bounded (`model_wait_s`, `first_token_s`, `next_token_s`,
 `generation_s`): a model that is still loading, raises or stalls ends in the retrieved
 answers or a hand-off, never a hung turn. The reply record
@@ -49,11 +53,12 @@ from typing import Any, Protocol
 
 from chatbot.dialogue import repository as repo
 from chatbot.dialogue.answer_cache import AnswerCatalogue
-from chatbot.dialogue.critique import Evidence, Scorer, evidence_from_hits
+from chatbot.dialogue.critique import Evidence, Scorer, evidence_from_hits, penalties
+from chatbot.dialogue.degenerate import degenerate_reason
 from chatbot.dialogue.handoff import asks_for_human, repeats
 from chatbot.dialogue.model_wait import BoundedModelSource
 from chatbot.dialogue.policy import decide, smooth
-from chatbot.dialogue.records import Candidate, Reply, RoundTrace
+from chatbot.dialogue.records import Candidate, Critique, Reply, RoundTrace
 from chatbot.dialogue.refine import refine
 from chatbot.dialogue.specifics import Checked, ConversationFacts, SpecificsGuard, reports_on_a_case
 from chatbot.dialogue.settings import DialogueSettings
@@ -142,7 +147,7 @@ class _Clock:
 class DialogueManager:
     def __init__(
         self, settings: DialogueSettings, database: Database, retriever: Retriever, reply_source: ReplyModelSource | None,
-        prompt: PromptFormat, ingest: IngestSettings | None = None,
+        prompt: PromptFormat, ingest: IngestSettings | None = None, ranker: Any = None,
     ):
         self.settings = settings
         # Live messages are redacted like imports (`ingest` settings; default: all kinds).
@@ -154,6 +159,9 @@ class DialogueManager:
         self.reply_source = reply_source
         self._bounded_source = BoundedModelSource(reply_source) if reply_source is not None else None
         self.scorer = Scorer(settings)
+        # The learned ranker (`chatbot.ranking`): a Ranker, or a source whose get() gives the
+        # promoted one (None until one is trained and kept); without it the hand-set critique scores.
+        self.ranker_source = ranker if ranker is None or hasattr(ranker, "get") else _FixedRanker(ranker)
         self._quantized: dict[str, Any] = {}
         self._lock = threading.Lock()
         self.answers = AnswerCatalogue(settings.cache_origins)
@@ -266,13 +274,19 @@ class DialogueManager:
             return finish(self._handoff(base, f"loop: asked {asked} times", previous_smoothed))
 
         def cache_hit(hit: Hit, similarity: float) -> Reply:
+            # An answer an agent approved for this very question is sent; the ranker, when one
+            # serves, still scores it, for the record (and the agents' review of the cache).
             confidence = round(similarity, 4)
             smoothed = round(smooth(previous_smoothed, confidence, s.smoothing), 4)
+            candidate = {"origin": "cache", "pair_id": hit.pair_id, "score": confidence, "text": hit.reply_text}
+            ranker = self._ranker()
+            if ranker is not None:
+                fit = ranker.score([{"role": "customer", "text": message}], [hit.reply_text])[0]
+                candidate["components"] = {"question_similarity": confidence, "ranker": round(float(fit), 4)}
             return finish(Reply(
                 **base, decision="answer", reason="cache_hit", text=hit.reply_text, shown_text=hit.reply_text,
                 sent=True, confidence=confidence, smoothed_confidence=smoothed,
-                citations=[self._citation(hit)],
-                candidates=[{"origin": "cache", "pair_id": hit.pair_id, "score": confidence, "text": hit.reply_text}],
+                citations=[self._citation(hit)], candidates=[candidate],
             ))
 
         # An answer an agent approved for this very question beats any guess about scope.
@@ -317,12 +331,14 @@ class DialogueManager:
         trace: list[RoundTrace] = []
         version = None
         generation_error = None
+        # One judge for every candidate: the learned ranker when one is serving, else the critique.
+        judge = _Judge(self.scorer, evidence, self._ranker(), [*(
+            {"role": t.role, "text": t.text} for t in turns if t.role in _ROLE), {"role": "customer", "text": message}])
+        s = judge.thresholds(s)
         with clock.stage("fuse"):
-            candidates = [
-                Candidate(hit.reply_text, "retrieved", self.scorer.score(hit.reply_text, evidence, own_pair_id=hit.pair_id),
-                          pair_id=hit.pair_id)
-                for hit in hits[: s.fuse_retrieved]
-            ]
+            fused = hits[: s.fuse_retrieved]
+            candidates = [Candidate(hit.reply_text, "retrieved", critique, pair_id=hit.pair_id) for hit, critique in
+                          zip(fused, judge.score_many([h.reply_text for h in fused], [h.pair_id for h in fused]))]
         # Decide before generating: a confident retrieved answer is sent at once.
         sendable = [c for c in candidates if not self.reveals_prompt(c.text)]
         best_retrieved = max((c.score for c in sendable), default=None)
@@ -334,7 +350,7 @@ class DialogueManager:
                 with clock.stage("load_model"):
                     model, tokenizer, version = self.reply_model()
                 writer = ReplyWriter(model, tokenizer, s, self.prompt)
-                drafts, trace = self._generate(writer, evidence, history_chat, clock, emit, live)
+                drafts, trace = self._generate(writer, evidence, history_chat, clock, emit, live, judge)
                 candidates = drafts + candidates
             except Exception as exc:  # noqa: BLE001 - any model failure falls back to retrieved answers
                 log.warning("reply generation failed for conversation %s: %s", conversation_id, exc,
@@ -346,6 +362,17 @@ class DialogueManager:
         if blocked:
             candidates = [c for c in candidates if not self.reveals_prompt(c.text)]
             log.info("conversation %s: %d candidate(s) repeating the system prompt withheld", conversation_id, len(blocked))
+        # Nothing degenerate is sent: empty, a sentence said twice, the customer's words echoed, cut off.
+        kept = []
+        for c in candidates:
+            why = degenerate_reason(c.text, customer_message=message, prompt_texts=[self.prompt.system_prompt],
+                                    cut_off=c.cut_off)
+            if why is None:
+                kept.append(c)
+            else:
+                blocked.append({"origin": c.origin, "round": c.round, "pair_id": c.pair_id, "text": c.text,
+                                "blocked": f"degenerate: {why}"})
+        candidates = kept
         candidates = self._own_candidates(candidates, facts, withheld)
         blocked += withheld
         if not candidates:
@@ -520,7 +547,7 @@ class DialogueManager:
         return self.redactor.redact(text)
 
     def _generate(self, writer: ReplyWriter, evidence: Evidence, history: list[dict[str, str]], clock: _Clock,
-                  emit: Listener, live: _LiveText) -> tuple[list[Candidate], list[RoundTrace]]:
+                  emit: Listener, live: _LiveText, judge: _Judge) -> tuple[list[Candidate], list[RoundTrace]]:
         s = self.settings
 
         def draft() -> str:
@@ -536,20 +563,36 @@ class DialogueManager:
                 return "".join(pieces)
 
         def revise(earlier: Sequence[Candidate]) -> str:
+            # Retrieve and refine: the best reply so far goes back in as the first past answer.
+            best = max(earlier, key=lambda c: c.score)
             with clock.stage("refine"):
-                return writer.write(writer.revision_messages(evidence, history, earlier))
+                return writer.write(writer.revision_messages(evidence, history, best))
 
         def on_round(trace: RoundTrace) -> None:
             emit(DialogueEvent("round", f"round {trace.round}: score {trace.score:.2f}", data=trace))
 
         def score(text: str):
             with clock.stage("critique"):
-                return self.scorer.score(text, evidence)
+                return judge.score_many([text])[0]
 
-        result = refine(draft, revise, score,
-                        max_rounds=s.max_rounds, min_improvement=s.min_improvement, on_round=on_round)
+        result = refine(draft, revise, score, max_rounds=s.max_rounds, min_improvement=s.min_improvement,
+                        on_round=on_round, degenerate=lambda text: degenerate_reason(
+                            text, customer_message=evidence.query, prompt_texts=[self.prompt.system_prompt],
+                            cut_off=writer.cut_off(text)))
+        for candidate in result.candidates:
+            candidate.cut_off = writer.cut_off(candidate.text)
         # Only the best draft competes: the others lost to it already.
         return [result.best], result.trace
+
+    def _ranker(self) -> Any:
+        """The ranker serving now, or None (none trained and kept, or it cannot be loaded)."""
+        if self.ranker_source is None:
+            return None
+        try:
+            return self.ranker_source.get()
+        except ChatbotError as exc:
+            log.warning("the ranker is not available (%s); scoring with the critique", exc)
+            return None
 
     def _stored_cache_lookup(self, message: str) -> tuple[Hit, float] | None:
         """The approved pair in the store whose question matches the message closely
@@ -613,6 +656,68 @@ class DialogueManager:
         reply.timings = dict(clock.timings, total=clock.total())
         emit(DialogueEvent("stage", "done"))
         return reply
+
+
+class _FixedRanker:
+    def __init__(self, ranker: Any):
+        self.ranker = ranker
+
+    def get(self) -> Any:
+        return self.ranker
+
+
+class _Judge:
+    """Scores candidates for one message. With a ranker, a candidate's score is the
+    ranker's probability that it fits the conversation, less the critique's penalties
+    for facts, links or contact details found in no evidence; the critique's parts and
+    problems are kept beside it. Without one, the critique's hand-set score."""
+
+    def __init__(self, scorer: Scorer, evidence: Evidence, ranker: Any, context: list[dict[str, str]]):
+        self.scorer = scorer
+        self.evidence = evidence
+        self.ranker = ranker
+        self.context = context
+
+    def score_many(self, texts: Sequence[str], own_pair_ids: Sequence[int | None] = ()) -> list[Critique]:
+        own = list(own_pair_ids) + [None] * (len(texts) - len(own_pair_ids))
+        critiques = [self.scorer.score(t, self.evidence, own_pair_id=o) for t, o in zip(texts, own)]
+        if self.ranker is None or not texts:
+            return critiques
+        probabilities = self.ranker.score(self.context, list(texts))
+        for critique, p, text in zip(critiques, probabilities, texts):
+            penalty = penalties(critique.components)
+            critique.components = {**critique.components, "critique": critique.score, "ranker": round(float(p), 4)}
+            critique.score = round(max(0.0, float(p) - penalty), 4) if text.strip() else 0.0
+        return critiques
+
+    def thresholds(self, settings: DialogueSettings) -> DialogueSettings:
+        """The decision thresholds on the ranker's scale (see `ranker_thresholds`), or the settings' own."""
+        if self.ranker is None:
+            return settings
+        found = ranker_thresholds(settings, getattr(self.ranker, "meta", {}) or {})
+        return settings if found is None else settings.model_copy(update=found)
+
+
+def ranker_thresholds(settings: DialogueSettings, meta: dict[str, Any]) -> dict[str, float] | None:
+    """Hand-off and answer thresholds for a ranker, from the probabilities its picks got
+    on the validation questions (its meta.json): hand off below the
+    `ranker_handoff_quantile` of them, send unreviewed from the `ranker_answer_quantile`.
+    None when the ranker recorded none."""
+    picks = meta.get("val_pick_probability") or {}
+
+    def quantile(q: float) -> float | None:
+        for key, value in picks.items():
+            try:
+                if abs(float(key) - q) < 1e-9:
+                    return float(value)
+            except (TypeError, ValueError):
+                continue
+        return None
+
+    handoff, answer = quantile(settings.ranker_handoff_quantile), quantile(settings.ranker_answer_quantile)
+    if handoff is None or answer is None:
+        return None
+    return {"handoff_threshold": round(min(handoff, answer), 4), "answer_threshold": round(answer, 4)}
 
 
 class _LiveText:

@@ -30,6 +30,7 @@ class Candidate:
     critique: Critique
     round: int | None = None
     pair_id: int | None = None
+    cut_off: bool = False  # the generator stopped at its token limit
 
     @property
     def score(self) -> float:

@@ -1,7 +1,9 @@
-"""Multi-round refinement: draft, critique, revise with that critique, keep the best,
-and stop when a revision no longer beats the best by `min_improvement`, when the best
-has nothing left to fix, or after `max_rounds` revisions. Knows nothing of models or
-prompts: drafting, revising and scoring come in as functions."""
+"""Multi-round refinement: draft, score, revise the best so far, keep the best, and stop
+when a revision no longer beats the best by `min_improvement` (its score fell, or rose
+too little: early stopping), when the best has nothing left to fix, when a revision is
+degenerate (`degenerate` names why: it never becomes the best), or after `max_rounds`
+revisions. Knows nothing of models or prompts: drafting, revising, scoring and the
+degeneracy check come in as functions."""
 
 from __future__ import annotations
 
@@ -17,7 +19,7 @@ class Refinement:
     best: Candidate
     candidates: list[Candidate]
     trace: list[RoundTrace] = field(default_factory=list)
-    stopped: str = ""  # why: "max_rounds", "no_improvement", "no_issues"
+    stopped: str = ""  # why: "max_rounds", "no_improvement", "no_issues", "degenerate"
 
 
 def refine(
@@ -28,6 +30,7 @@ def refine(
     max_rounds: int,
     min_improvement: float,
     on_round: Callable[[RoundTrace], None] | None = None,
+    degenerate: Callable[[str], str | None] | None = None,
 ) -> Refinement:
     def step(round_: int, kind: str, produce: Callable[[], str]) -> tuple[Candidate, RoundTrace]:
         started = time.perf_counter()
@@ -49,6 +52,14 @@ def refine(
             break
         candidate, trace = step(round_, "revision", lambda: revise(list(result.candidates)))
         result.candidates.append(candidate)
+        broken = degenerate(candidate.text) if degenerate is not None else None
+        if broken is not None:
+            trace.issues = [*trace.issues, f"degenerate: {broken}"]
+            result.trace.append(trace)
+            if on_round:
+                on_round(trace)
+            result.stopped = "degenerate"
+            break
         improved = candidate.score > result.best.score + min_improvement
         if candidate.score > result.best.score:
             result.best = candidate

@@ -44,7 +44,6 @@ class DialogueSettings(Section):
         description="Critique-and-revise rounds after the first draft; 0 = one pass (the default: see docs/dialogue.md).",
     )
     min_improvement: float = Field(default=0.01, ge=0.0, le=1.0, description="A revision must beat the best score by this much, or refinement stops.")
-    revision_memory: int = Field(default=2, ge=1, le=10, description="Earlier drafts shown to the model when revising.")
     max_new_tokens: int = Field(default=80, ge=8, le=1024)
     send_retrieved_at: float | None = Field(
         default=None, ge=0.0, le=1.0,
@@ -65,6 +64,17 @@ class DialogueSettings(Section):
     max_words: int = Field(default=90, ge=2)
 
     # Decision.
+    ranker_handoff_quantile: float = Field(
+        default=0.05, ge=0.0, le=1.0,
+        description="With a learned ranker serving (chatbot ranker train): hand off below the probability its picks "
+                    "reached on this share of the validation questions (0.05: 95% of in-domain questions clear it); "
+                    "replaces handoff_threshold, which is on the critique's scale.",
+    )
+    ranker_answer_quantile: float = Field(
+        default=0.25, ge=0.0, le=1.0,
+        description="With a ranker serving: send unreviewed from the probability its picks reached on all but this "
+                    "share of the validation questions; replaces answer_threshold (and so send_retrieved_at's default).",
+    )
     answer_threshold: float = Field(default=0.55, ge=0.0, le=1.0, description="At or above: sent without review.")
     handoff_threshold: float = Field(default=0.3, ge=0.0, le=1.0, description="Smoothed confidence below this hands off.")
     smoothing: float = Field(default=0.6, gt=0.0, le=1.0, description="EMA weight of the newest turn's confidence (1 = no smoothing).")
@@ -90,6 +100,9 @@ class DialogueSettings(Section):
         if isinstance(data, dict) and "evidence_k" in data:
             raise ValueError("evidence_k was renamed retrieve_k (past answers retrieved per message); "
                              "what the model is shown of them is prompt.evidence_k")
+        if isinstance(data, dict) and "revision_memory" in data:
+            raise ValueError("revision_memory was removed: a revision refines the best reply so far, shown to the "
+                             "model as its first past answer (retrieve and refine)")
         if isinstance(data, dict) and "history_turns" in data:
             raise ValueError("history_turns moved to the prompt section (prompt.history_turns)")
         return data

@@ -73,4 +73,16 @@ def open_manager(settings: Settings):
         database.dispose()
         raise
     prompt = PromptFormat.from_settings(settings.prompt)
-    return DialogueManager(settings.dialogue, database, retriever, source, prompt, ingest=settings.ingest), database
+    ranker = ranker_source(settings, database)
+    return DialogueManager(settings.dialogue, database, retriever, source, prompt, ingest=settings.ingest,
+                           ranker=ranker), database
+
+
+def ranker_source(settings: Settings, database: Database):
+    """The promoted learned ranker, reloaded on promotion (None while `ranker.enabled` is off);
+    until one is trained and kept, candidates are scored by the hand-set critique."""
+    if not settings.ranker.enabled:
+        return None
+    from chatbot.ranking.model import RankerSource
+
+    return RankerSource(settings, database)

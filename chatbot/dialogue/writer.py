@@ -1,5 +1,5 @@
 """Prompts and generation: turn the evidence, the conversation and (when revising) the
-earlier drafts with their critiques into chat messages, and run the reply model on
+best draft so far into chat messages, and run the reply model on
 them, whole or streamed, within the `dialogue` section's time bounds (a bound passed
 raises `chatbot.models.generate.GenerationTimeout`). The draft prompt is training's
 `PromptFormat`, so the model sees at serving time exactly what it was trained on. Which
@@ -31,21 +31,23 @@ class ReplyWriter:
         return self.prompt.messages(context, [item.answer for item in evidence.items])
 
     def revision_messages(
-        self, evidence: Evidence, history: Sequence[dict[str, str]], earlier: Sequence[Candidate]
+        self, evidence: Evidence, history: Sequence[dict[str, str]], best: Candidate
     ) -> list[dict[str, str]]:
-        """reply_{t+1} = f(reply_t, ..., reply_{t-k}, evidence): the last k drafts and
-        what was wrong with each, newest last."""
-        notes = []
-        for candidate in earlier[-self.settings.revision_memory :]:
-            problems = "; ".join(candidate.critique.issues) or "none found"
-            notes.append(f"Draft (score {candidate.score:.2f}): {candidate.text.strip()}\nProblems: {problems}")
-        messages = self.draft_messages(evidence, history)
-        messages[0] = {
-            "role": "system",
-            "content": f"{messages[0]['content']}\n\nYour earlier drafts of this reply:\n" + "\n\n".join(notes)
-            + "\n\nWrite one better reply that fixes these problems. Reply with the new text only.",
-        }
-        return messages
+        """Retrieve and refine, y_{t+1} = f(y_t, evidence, conversation): the draft prompt
+        with the best reply so far (y_t) as the first past answer, in the very form the
+        reply model was trained on (`chatbot.training.refine_examples` puts the agent's
+        true reply, or a near copy, among the past answers): it copies what fits and edits
+        what does not."""
+        context = [{"role": _STORE_ROLE[m["role"]], "text": m["content"]} for m in history if m["role"] in _STORE_ROLE]
+        context.append({"role": "customer", "text": evidence.query})
+        others = [item.answer for item in evidence.items if item.answer.strip() != best.text.strip()]
+        return self.prompt.messages(context, [best.text, *others])
+
+    def cut_off(self, text: str) -> bool:
+        """The text used up the whole token budget: the model was stopped, not finished."""
+        if not text:
+            return False
+        return len(self.tokenizer(text, add_special_tokens=False)["input_ids"]) >= self.settings.max_new_tokens - 1
 
     def limits(self):
         from chatbot.models.generate import Limits

@@ -28,7 +28,7 @@ from chatbot.evaluation import metrics as M
 from chatbot.evaluation.figures import TurnScores, summarise
 from chatbot.evaluation.intervals import LEVEL, Resampler
 from chatbot.evaluation.items import EvalItem, load_items, sample
-from chatbot.evaluation.variants import VARIANTS, Prediction
+from chatbot.evaluation.variants import VARIANTS, Prediction, check_variant, variant_base
 
 log = logging.getLogger(__name__)
 
@@ -75,9 +75,9 @@ def _null_progress(iterable=None, **_kwargs):
     return _Bar()
 
 
-def live_promoted_version(settings: Any) -> tuple[Any, str]:
-    """(the promoted reply version of the live store, or None; a note saying why not).
-    Never creates the live database: a missing SQLite file means no versions."""
+def live_promoted_version(settings: Any, name: str | None = None) -> tuple[Any, str]:
+    """(the promoted reply version of the live store, or the one called `name`, or None;
+    a note saying why not). Never creates the live database: a missing SQLite file means no versions."""
     from sqlalchemy.engine import make_url
 
     from chatbot.models.versions import promoted_version
@@ -91,16 +91,26 @@ def live_promoted_version(settings: Any) -> tuple[Any, str]:
     database = Database(url)
     try:
         require_schema(database.engine)
-        version = promoted_version(database, "reply")
+        if name is not None:
+            from chatbot.models.versions import get_version
+
+            version = get_version(database, name)
+            if version.kind != "reply":
+                return None, f"model version {name!r} is a {version.kind}, not a reply model"
+        else:
+            version = promoted_version(database, "reply")
     except ChatbotError as exc:
+        if name is not None:
+            return None, f"model version {name!r}: {exc}"
         return None, f"the live store cannot be read ({exc})"
     finally:
         database.dispose()
     if version is None:
         return None, "no model version is promoted in the live store (train one: chatbot train)"
+    what = "the promoted version" if name is None else "version"
     if not (Path(version.path) / "config.json").is_file():
-        return None, f"the promoted version {version.name!r} has no model files at {version.path}"
-    return version, f"promoted version {version.name}"
+        return None, f"{what} {version.name!r} has no model files at {version.path}"
+    return version, f"{what} {version.name}"
 
 
 def evaluate_replies(
@@ -117,6 +127,7 @@ def evaluate_replies(
     work_dir: Path | None = None,
     record: bool = True,
     progress: ProgressFactory | None = None,
+    trained_version_name: str | None = None,
 ) -> ReplyEvaluation:
     """Evaluate the variants on the test turns (see the module docstring).
 
@@ -126,12 +137,14 @@ def evaluate_replies(
     ingest.val_fraction) is held out of the index to calibrate out-of-scope; 0 indexes
     every train conversation (no calibration). Every test turn is evaluated unless
     `limit` caps their number (a quick run); `resamples` bootstrap resamples (seeded
-    with `seed`) give the 95% intervals. Raises InputError for bad arguments or files,
+    with `seed`) give the 95% intervals. `trained_version_name` evaluates that reply-model
+    version of the live store as `trained` (and `refined`'s drafter) instead of the promoted one. Raises InputError for bad arguments or files,
     ModelUnavailableError when a model is missing."""
-    unknown = [v for v in variants if v not in VARIANTS]
-    if unknown or not variants:
-        raise InputError(f"unknown variant(s) {', '.join(unknown) or '(none given)'}; expected some of {', '.join(VARIANTS)}")
-    variants = [v for v in VARIANTS if v in variants]
+    problems = [why for v in variants if (why := check_variant(v)) is not None]
+    if problems or not variants:
+        raise InputError(f"{'; '.join(problems) or 'no variant given'}; expected some of {', '.join(VARIANTS)} "
+                         "(refined@N: N refinement rounds)")
+    variants = sorted(dict.fromkeys(variants), key=lambda v: (VARIANTS.index(variant_base(v)), v))
     if limit is not None and limit < 1:
         raise InputError(f"--limit must be at least 1, got {limit}")
     if resamples < 100:
@@ -155,11 +168,13 @@ def evaluate_replies(
     skipped: dict[str, str] = {}
 
     trained_version = None
-    if "trained" in variants:
-        trained_version, why = live_promoted_version(settings)
+    if "trained" in variants or trained_version_name is not None:
+        trained_version, why = live_promoted_version(settings, trained_version_name)
         if trained_version is None:
+            if trained_version_name is not None:
+                raise InputError(why)
             skipped["trained"] = why
-            variants.remove("trained")
+            variants = [v for v in variants if v != "trained"]
     tmp = Path(tempfile.mkdtemp(prefix="chatbot-eval-", dir=str(work_dir) if work_dir else None))
     databases: list[Any] = []
     try:
@@ -272,8 +287,13 @@ def _run(settings, train, test, variants, limit, seed, resamples, val_fraction, 
                 loaded[name] = (model, tokenizer, f"base:{path.name}")
         return loaded[name]
 
+    ranker = None
+    if any(variant_base(v) in ("ranker", "refined") for v in variants):
+        ranker = _train_ranker(eval_settings, database, retriever, variants, notes, skipped, bar)
+        if ranker is None:
+            variants = [v for v in variants if v != "ranker"]
     for name in variants:
-        variant = _build_variant(name, settings, database, retriever, model_for, trained_version, notes)
+        variant = _build_variant(name, settings, database, retriever, model_for, trained_version, notes, ranker)
         results = []
         for item in bar(items, desc=name, unit="turn"):
             results.append(variant.predict(item))
@@ -302,16 +322,49 @@ def _run(settings, train, test, variants, limit, seed, resamples, val_fraction, 
                            comparisons=comparisons)
 
 
-def _build_variant(name, settings, database, retriever, model_for, trained_version, notes):
+def _train_ranker(settings, database, retriever, variants, notes, skipped, bar) -> Any:
+    """The ranker learned from the train files' pairs (`chatbot.ranking`), as `chatbot
+    ranker train` makes it: (the loaded ranker, whether its acceptance rule kept it), or
+    None when it cannot be trained here (the `ranker` variant is then skipped)."""
+    from chatbot.ranking.model import Ranker
+    from chatbot.ranking.train import train_ranker
+
+    if not settings.ranker.enabled:
+        if "ranker" in variants:
+            skipped["ranker"] = "ranker.enabled is false"
+        return None
+    try:
+        result = train_ranker(settings, database, retriever)
+    except ChatbotError as exc:
+        if "ranker" in variants:
+            skipped["ranker"] = f"no ranker could be trained: {exc}"
+        notes.append(f"ranker: not trained ({exc}); refined scores with the hand-set critique")
+        return None
+    verdict = "kept: it beat retrieval's own order on the validation pairs" if result.kept else \
+        f"NOT kept by its acceptance rule ({result.why}); the dialogue manager would not use it"
+    notes.append(f"ranker: trained on the train files' pairs, {verdict}")
+    return Ranker.load(Path(result.path)), bool(result.kept)
+
+
+def _build_variant(name, settings, database, retriever, model_for, trained_version, notes, ranker=None):
     from chatbot.evaluation import variants as V
 
+    fill = V.SlotFiller(database)
+    if name == "knn":
+        return V.KnnVariant(retriever, database, fill, batch_size=settings.retrieval.batch_size)
     if name == "retrieval":
-        return V.RetrievalVariant(retriever)
+        return V.RetrievalVariant(retriever, fill=fill)
+    if name == "ranker":
+        return V.RankerVariant(retriever, ranker[0], settings.ranker.retrieve_k, fill=fill)
     if name in ("base", "trained"):
         model, tokenizer, version = model_for(name)
         return V.OnePassVariant(name, model, tokenizer, version, retriever, settings)
     from chatbot.dialogue.manager import DialogueManager
 
+    if "@" in name:  # refined@N: N rounds, and a draft on every turn (nothing sent before generating)
+        rounds = int(name.split("@", 1)[1])
+        settings = settings.model_copy(update={"dialogue": settings.dialogue.model_copy(
+            update={"max_rounds": rounds, "send_retrieved_at": 1.0})})
     source = None
     if settings.dialogue.generate:
         model, tokenizer, version = model_for("trained" if trained_version is not None else "base")
@@ -322,7 +375,9 @@ def _build_variant(name, settings, database, retriever, model_for, trained_versi
     from chatbot.training.prompt import PromptFormat
 
     prompt = PromptFormat.from_settings(settings.prompt)
-    return V.RefinedVariant(DialogueManager(settings.dialogue, database, retriever, source, prompt), database)
+    manager = DialogueManager(settings.dialogue, database, retriever, source, prompt,
+                              ranker=ranker[0] if ranker is not None and ranker[1] else None)
+    return V.RefinedVariant(manager, database, name=name)
 
 
 def _doc_meta(database: Any) -> dict[int, dict[str, str | None]]:

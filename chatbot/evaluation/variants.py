@@ -1,13 +1,22 @@
 """How each evaluated variant answers one turn, timed:
 
+- `knn`: the floor every other variant must clear: the customer's messages of the
+  conversation so far, embedded as one text with the index's embedder, and the reply of
+  the indexed pair whose customer messages are closest; never hands off;
 - `retrieval`: the best retrieved past answer, sent unless the retriever calls the
   message out of scope (then the turn is handed off);
+- `ranker`: the retrieved past answers reordered by the learned ranker
+  (`chatbot.ranking`), its best sent; the same hand-offs as `retrieval`;
 - `base` / `trained`: one pass of a reply model (the untrained base, or the promoted
   version) on the prompt training uses (`chatbot.training.prompt`), with the retrieved
   past answers as evidence; never hands off;
 - `refined`: the full dialogue manager (retrieval, answer cache, drafting, critique and
   revision rounds, candidate fusion, smoothing, the hand-off decision), on a fresh
-  conversation holding the turns before the evaluated one.
+  conversation holding the turns before the evaluated one; `refined@N` the same with
+  N refinement rounds (`dialogue.max_rounds`) and a draft on every turn.
+
+A past answer is sent as the dialogue manager would send it: its slots
+(`{customer_name}`, `{order_number}`...) filled from this conversation or phrased out.
 
 Every variant sees the real conversation up to the evaluated turn, never its own
 earlier replies. A prediction's `text` is what the customer was sent as an answer, and
@@ -24,7 +33,26 @@ from typing import Any, Protocol
 from chatbot.evaluation.items import EvalItem
 from chatbot.training.prompt import PromptFormat
 
-VARIANTS = ("retrieval", "base", "trained", "refined")
+VARIANTS = ("knn", "retrieval", "ranker", "base", "trained", "refined")
+MAX_ROUNDS_VARIANT = 5  # refined@0 .. refined@5
+
+
+def variant_base(name: str) -> str:
+    """`refined@2` -> `refined`; other names as they are."""
+    return name.split("@", 1)[0]
+
+
+def check_variant(name: str) -> str | None:
+    """Why `name` is not a variant, or None."""
+    base, _, rounds = name.partition("@")
+    if base not in VARIANTS:
+        return f"unknown variant {name!r}"
+    if rounds or "@" in name:
+        if base != "refined":
+            return f"{name!r}: only refined takes @rounds"
+        if not rounds.isdigit() or int(rounds) > MAX_ROUNDS_VARIANT:
+            return f"{name!r}: rounds must be 0..{MAX_ROUNDS_VARIANT}"
+    return None
 
 
 ANSWERED_DECISIONS = ("answer", "answer_flagged")
@@ -66,23 +94,105 @@ def _citation(hit: Any) -> dict[str, Any]:
             "score": round(float(c.score), 4)}
 
 
+class SlotFiller:
+    """A past answer as the dialogue manager sends it: slots filled from the evaluated
+    conversation (the customer's own name or order number) or phrased out."""
+
+    def __init__(self, database: Any):
+        from chatbot.dialogue.specifics import SpecificsGuard
+
+        self.guard = SpecificsGuard(database) if database is not None else None
+
+    def __call__(self, text: str, item: EvalItem) -> str:
+        if self.guard is None or "{" not in text:
+            return text
+        customer = [t["text"] for t in item.context if t.get("role") == "customer"]
+        others = [t["text"] for t in item.context if t.get("role") != "customer"]
+        return self.guard.fill(text, self.guard.facts(customer, others))[0]
+
+
+def _no_fill(text: str, item: EvalItem) -> str:
+    return text
+
+
+def customer_text(context: list[dict[str, str]]) -> str:
+    """What `knn` embeds of a conversation: its customer messages, oldest first, as one text."""
+    return "\n".join(t["text"] for t in context if t.get("role") == "customer" and t.get("text", "").strip())
+
+
+class KnnVariant:
+    """The plain nearest neighbour (see the module docstring)."""
+
+    name = "knn"
+
+    def __init__(self, retriever: Any, database: Any, fill: Any = _no_fill, batch_size: int = 64):
+        from sqlalchemy import select
+
+        from chatbot.retrieval.embedding import embed_texts
+        from chatbot.store.schema import TrainingPair
+
+        self.retriever = retriever
+        self.fill = fill
+        indexed = {r.id: r for r in retriever.records}
+        with database.session() as session:
+            rows = session.execute(select(TrainingPair.id, TrainingPair.context)
+                                   .where(TrainingPair.id.in_(list(indexed)))).all()
+        texts = {pair_id: customer_text(list(context or [])) for pair_id, context in rows}
+        self.records = [indexed[i] for i in sorted(texts) if texts[i]]
+        self.vectors = embed_texts(retriever.model, [texts[r.id] for r in self.records], batch_size=batch_size)
+
+    def predict(self, item: EvalItem) -> Prediction:
+        from chatbot.retrieval.embedding import embed_texts
+
+        started = time.perf_counter()
+        if not self.records:
+            return Prediction("", time.perf_counter() - started, decision="handoff", reason="no_hits")
+        vector = embed_texts(self.retriever.model, [customer_text(item.context) or item.message])[0]
+        row = int((self.vectors @ vector).argmax())
+        record = self.records[row]
+        text = self.fill(record.reply, item)
+        seconds = time.perf_counter() - started
+        citation = {"pair_id": record.id, "conversation_id": record.conversation_id, "turn_index": record.turn_index,
+                    "source": record.source, "score": round(float(self.vectors[row] @ vector), 4)}
+        return Prediction(text, seconds, citations=[citation], shown_text=text)
+
+
 class RetrievalVariant:
     name = "retrieval"
 
-    def __init__(self, retriever: Any, k: int = 1):
+    def __init__(self, retriever: Any, k: int = 1, fill: Any = _no_fill):
         self.retriever = retriever
         self.k = max(1, k)
+        self.fill = fill
 
     def predict(self, item: EvalItem) -> Prediction:
         started = time.perf_counter()
         result = self.retriever.search(item.message, history=[t["text"] for t in item.history], k=self.k)
-        seconds = time.perf_counter() - started
         if not result.hits:
-            return Prediction("", seconds, decision="handoff", reason="no_hits")
-        top = result.hits[0]
+            return Prediction("", time.perf_counter() - started, decision="handoff", reason="no_hits")
+        top = self.choose(item, result.hits)
+        text = self.fill(top.reply_text, item)
+        seconds = time.perf_counter() - started
         if result.out_of_scope:
-            return Prediction("", seconds, decision="handoff", reason="out_of_scope", unsent=top.reply_text)
-        return Prediction(top.reply_text, seconds, citations=[_citation(top)], shown_text=top.reply_text)
+            return Prediction("", seconds, decision="handoff", reason="out_of_scope", unsent=text)
+        return Prediction(text, seconds, citations=[_citation(top)], shown_text=text)
+
+    def choose(self, item: EvalItem, hits: list[Any]) -> Any:
+        return hits[0]
+
+
+class RankerVariant(RetrievalVariant):
+    """`retrieval`'s candidates (the best `k`), the learned ranker's favourite sent."""
+
+    name = "ranker"
+
+    def __init__(self, retriever: Any, ranker: Any, k: int, fill: Any = _no_fill):
+        super().__init__(retriever, k, fill)
+        self.ranker = ranker
+
+    def choose(self, item: EvalItem, hits: list[Any]) -> Any:
+        probabilities = self.ranker.score(item.context, [self.fill(h.reply_text, item) for h in hits])
+        return hits[max(range(len(hits)), key=lambda i: probabilities[i])]
 
 
 class OnePassVariant:
@@ -126,9 +236,8 @@ class FixedReplySource:
 
 
 class RefinedVariant:
-    name = "refined"
-
-    def __init__(self, manager: Any, database: Any):
+    def __init__(self, manager: Any, database: Any, name: str = "refined"):
+        self.name = name
         self.manager = manager
         self.database = database
 

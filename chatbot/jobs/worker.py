@@ -169,9 +169,31 @@ def _train(settings: Any, database: Any, job: JobInfo, writer: ProgressWriter, i
     verdict = "promoted" if result.promoted else "not promoted"
     summary = (f"version {result.version_name}: validation loss {m['val_loss_before']:.4f} -> {m['val_loss']:.4f}; "
                f"{verdict} ({e['val_loss']:.4f} vs {e['compared_with']} {e['compared_val_loss']:.4f})")
+    ranker = _train_ranker(settings, database, result.version_name, progress)
+    if ranker is not None:
+        summary += f"; ranker {ranker['summary']}"
     return {"summary": summary, "version": result.version_name, "path": result.version_path, "promoted": result.promoted,
             "run_dir": result.run_dir, "evaluation": e,
-            "metrics": {k: v for k, v in m.items() if k not in ("validations",)}, "evidence": note}
+            "metrics": {k: v for k, v in m.items() if k not in ("validations",)}, "evidence": note, "ranker": ranker}
+
+
+def _train_ranker(settings: Any, database: Any, reply_version: str, progress: Any) -> dict[str, Any] | None:
+    """The ranker trained beside a new reply version (as `chatbot train` does), or None when
+    it is switched off; a ranker that cannot be trained is reported, never fails the job."""
+    from chatbot.errors import ChatbotError
+
+    if not settings.ranker.enabled:
+        return None
+    progress.set(message="training the ranker beside the new version")
+    try:
+        from chatbot.ranking.train import train_ranker
+        from chatbot.retrieval.retriever import open_retriever
+
+        result = train_ranker(settings, database, open_retriever(settings, database), reply_version=reply_version)
+    except ChatbotError as exc:
+        return {"summary": f"not trained ({exc})"}
+    verdict = "promoted" if result.promoted else ("kept" if result.kept else f"not kept: {result.why}")
+    return {"summary": f"{result.name} {verdict}", **result.as_dict()}
 
 
 def _index(settings: Any, database: Any, job: JobInfo, writer: ProgressWriter) -> dict[str, Any]:

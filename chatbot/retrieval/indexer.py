@@ -77,6 +77,7 @@ class IndexReport:
     recall_at_10: float | None = None
     calibration: dict | None = None
     pruned: list[str] = field(default_factory=list)
+    fusion: dict | None = None
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -404,10 +405,12 @@ def update_index(
             added = len(records)
             extra = {"parent_version": None, "added": added}
 
-        calibration = None
+        calibration = fusion_choice = None
         if calibrate:
             calibration = _calibrate(settings, database, model, records, vectors)
+            fusion_choice = _choose_fusion(settings, database, model, records, vectors)
         extra["calibration"] = calibration
+        extra["fusion"] = fusion_choice
         staged, meta = write_version(store, records, vectors, settings=settings, model_info=model_info,
                                      extra_meta=extra, staged=staged)
     except BaseException:
@@ -418,7 +421,7 @@ def update_index(
     log.info("index %s: %s (%s), %d pairs", name, action, reason, len(records))
     return IndexReport(action, reason, name, len(records), added=added, kind=meta["kind"],
                        seconds=time.monotonic() - started, recall_at_10=meta["recall_at_10_vs_exact"],
-                       calibration=calibration, pruned=pruned)
+                       calibration=calibration, pruned=pruned, fusion=fusion_choice)
 
 
 def _load(path: Path):
@@ -464,6 +467,70 @@ def gate_scores(settings: Settings, retriever, questions: Sequence[tuple[str, Se
     return np.asarray(scores, dtype=np.float64), tops
 
 
+# Lexical weights tried on the company's validation questions (`_choose_fusion`).
+FUSION_WEIGHTS = (0.0, 0.1, 0.2, 0.3, 0.5)
+FUSION_MIN_STDERRS = 1.0
+
+
+def _validation_sample(database: Database) -> list[PairRecord]:
+    val = load_pairs(database, ["val"])
+    if len(val) > CALIBRATION_PAIRS:
+        rng = np.random.default_rng(0)
+        val = [val[i] for i in sorted(rng.choice(len(val), CALIBRATION_PAIRS, replace=False))]
+    return val
+
+
+def _choose_fusion(settings: Settings, database: Database, model, records: Sequence[PairRecord],
+                   vectors: np.ndarray) -> dict | None:
+    """The weight of BM25 in the fused score for this company, chosen on its own
+    validation questions: for each weight in FUSION_WEIGHTS, how close (embedding
+    cosine) the top retrieved reply is to the agent's real reply. The best weight
+    replaces the configured `retrieval.lexical_weight` only where it beats it by more
+    than FUSION_MIN_STDERRS standard errors of the paired differences (a weight set
+    explicitly, in the config file or CHATBOT_RETRIEVAL__LEXICAL_WEIGHT, always wins at
+    search time). None without enough validation questions."""
+    from chatbot.retrieval.embedding import embed_contexts, embed_texts
+    from chatbot.retrieval.retriever import PairRetriever
+    from chatbot.retrieval.scope import ScopeCalibration
+
+    rs = settings.retrieval
+    if "val" in rs.index_splits or not records:
+        return None
+    val = [p for p in _validation_sample(database) if p.reply.strip()]
+    if len(val) < rs.min_calibration_pairs:
+        return None
+    retriever = PairRetriever.from_parts(settings, records, vectors, model,
+                                         calibration=ScopeCalibration.uncalibrated(rs.oos_threshold))
+    queries = embed_contexts(model, [(p.message, p.history) for p in val], rs)
+    weights = sorted({*FUSION_WEIGHTS, rs.lexical_weight})
+    row_of = {r.id: row for row, r in enumerate(records)}
+    tops: dict[float, list[int]] = {}
+    for weight in weights:
+        rows = []
+        for pair, vector in zip(val, queries):
+            hits = retriever.search_vector(vector, pair.message, history=pair.history, k=1, lexical_weight=weight).hits
+            rows.append(row_of[hits[0].pair_id] if hits else -1)
+        tops[weight] = rows
+    used = sorted({r for rows in tops.values() for r in rows if r >= 0})
+    reply_vectors = dict(zip(used, embed_texts(model, [records[r].reply for r in used], batch_size=rs.batch_size)))
+    truth = embed_texts(model, [p.reply for p in val], batch_size=rs.batch_size)
+    similarity = {w: np.array([float(reply_vectors[r] @ t) if r >= 0 else 0.0 for r, t in zip(rows, truth)])
+                  for w, rows in tops.items()}
+    best = max(weights, key=lambda w: (round(float(similarity[w].mean()), 6), -abs(w - rs.lexical_weight)))
+    diff = similarity[best] - similarity[rs.lexical_weight]
+    stderr = float(diff.std(ddof=1) / np.sqrt(len(diff))) if len(diff) > 1 else float("inf")
+    gain = float(diff.mean())
+    chosen = best if gain > 0 and gain > FUSION_MIN_STDERRS * stderr else rs.lexical_weight
+    return {
+        "lexical_weight": chosen, "configured_lexical_weight": rs.lexical_weight, "best_weight": best,
+        "gain_over_configured": round(gain, 4), "stderr": round(stderr, 4), "validation_questions": len(val),
+        "reply_similarity_by_weight": {str(w): round(float(similarity[w].mean()), 4) for w in weights},
+        "rule": f"embedding cosine of the top retrieved reply and the agent's real reply on validation questions; "
+                f"the best weight replaces the configured one when it gains more than {FUSION_MIN_STDERRS:g} standard "
+                "error(s) of the paired differences",
+    }
+
+
 def _calibrate(settings: Settings, database: Database, model, records: Sequence[PairRecord], vectors: np.ndarray) -> dict | None:
     """The out-of-scope gate (`chatbot.retrieval.scope.calibrate_gate`), chosen on
     validation questions (never test) as positives and the shipped generic off-topic
@@ -480,13 +547,10 @@ def _calibrate(settings: Settings, database: Database, model, records: Sequence[
     rs = settings.retrieval
     if "val" in rs.index_splits or not records:
         return None
-    val = load_pairs(database, ["val"])
+    val = _validation_sample(database)
     if not val:
         log.warning("out-of-scope gate not calibrated: no validation pairs; using retrieval.oos_threshold")
         return None
-    rng = np.random.default_rng(0)
-    if len(val) > CALIBRATION_PAIRS:
-        val = [val[i] for i in sorted(rng.choice(len(val), CALIBRATION_PAIRS, replace=False))]
     handing_off = set(settings.dialogue.out_of_scope_topics) | set(settings.dialogue.handoff_topics)
     val_topics = _pair_topics(database, [p.id for p in val])
     own_out = [p for p in val if val_topics.get(p.id) in settings.dialogue.out_of_scope_topics]

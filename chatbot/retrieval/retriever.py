@@ -1,5 +1,6 @@
 """The `Retriever` the dialogue manager and training use: history-aware dense + BM25
-search over one index version, with a citation on every hit and an out-of-scope
+search over one index version (BM25's weight as `chatbot index` chose it on the
+company's validation questions, unless set explicitly), with a citation on every hit and an out-of-scope
 verdict from the version's calibration (the hand-off gate of `scope.calibrate_gate`:
 the top dense cosine, or for older indexes the top fused score, against its threshold).
 
@@ -51,6 +52,7 @@ class PairRetriever:
         model: SentenceTransformer,
         calibration: ScopeCalibration | None,
         version: str | None = None,
+        fusion: dict | None = None,
     ):
         if dense.size != len(records) or lexical.size != len(records):
             raise IndexStaleError(
@@ -65,6 +67,11 @@ class PairRetriever:
         self.model = model
         self.calibration = calibration or ScopeCalibration.uncalibrated(self.rs.oos_threshold)
         self.version = version
+        # BM25's weight: set explicitly (config file, environment) it wins; otherwise the one
+        # `chatbot index` chose on this company's validation questions (meta.json "fusion").
+        chosen = (fusion or {}).get("lexical_weight")
+        explicit = "lexical_weight" in self.rs.model_fields_set
+        self.lexical_weight = float(chosen) if chosen is not None and not explicit else self.rs.lexical_weight
         self._row_of = {r.id: row for row, r in enumerate(self.records)}
         self._vocabulary: Vocabulary | None = None
 
@@ -94,7 +101,7 @@ class PairRetriever:
     def search_vector(self, vector: np.ndarray, query: str, *, history: Sequence[str] = (), k: int = 5,
                       exclude_pair_ids: Sequence[int] = (), lexical_weight: float | None = None) -> SearchResult:
         """Search with a query vector already computed (benchmarks, batch evaluation)."""
-        weight = self.rs.lexical_weight if lexical_weight is None else lexical_weight
+        weight = self.lexical_weight if lexical_weight is None else lexical_weight
         if not self.records or k <= 0:
             return SearchResult([], True, 0.0)
         excluded = {self._row_of[i] for i in exclude_pair_ids if i in self._row_of}
@@ -189,7 +196,9 @@ def load_version(settings: Settings, version_dir: Path, model: SentenceTransform
                 {k: v for k, v in meta["calibration"].items() if k in ScopeCalibration.__dataclass_fields__})
         except (AttributeError, TypeError, ValueError) as exc:
             raise IndexDamagedError(version_dir / "meta.json", f"calibration: {exc}") from None
-    return PairRetriever(settings, records, dense, lexical, model, calibration, version=version_dir.name)
+    fusion_choice = meta.get("fusion") if isinstance(meta.get("fusion"), dict) else None
+    return PairRetriever(settings, records, dense, lexical, model, calibration, version=version_dir.name,
+                         fusion=fusion_choice)
 
 
 QUERY_MODEL_MIN_COSINE = 0.999

@@ -184,7 +184,7 @@ class ModelVersion(Base):
     evaluation: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
 
     __table_args__ = (
-        CheckConstraint(_in("kind", ("reply", "embedder")), name="kind"),
+        CheckConstraint(_in("kind", ("reply", "embedder", "ranker")), name="kind"),
         CheckConstraint(_in("status", VERSION_STATES), name="status"),
     )
 
