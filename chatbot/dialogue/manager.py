@@ -378,6 +378,7 @@ class DialogueManager:
         if not candidates:
             reply = self._handoff(base, "assistant_failed" if generation_error else "no_candidate", previous_smoothed)
             reply.model_version = version
+            reply.trace = trace
             reply.candidates = ([{"error": generation_error}] if generation_error else []) + blocked
             return finish(reply)
         winner = max(candidates, key=lambda c: c.score)
