@@ -134,3 +134,18 @@ def test_a_degenerate_past_answer_is_never_sent(tiny_settings, migrated_database
     assert bad not in (reply.text, reply.shown_text)
     blocked = [c for c in reply.candidates if str(c.get("blocked", "")).startswith("degenerate: ")]
     assert [c["text"] for c in blocked] == [bad]
+
+
+def test_a_failing_ranker_falls_back_to_the_critique(shop):
+    settings, database, retriever = shop
+
+    class Broken:  # a ranker whose scoring raises (its files went missing under it, say)
+        meta = {"val_pick_probability": {"0.05": 0.99, "0.25": 0.999}}
+
+        def score(self, context, candidates):
+            raise RuntimeError("ranker weights are gone")
+
+    reply = manager(settings, database, retriever, Broken()).respond(ORDER_Q)
+    without = manager(settings, database, retriever, None).respond(ORDER_Q)
+    assert reply.decision == without.decision and reply.text == without.text  # critique scores and thresholds
+    assert all("ranker" not in c.get("components", {}) for c in reply.candidates)

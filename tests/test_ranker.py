@@ -222,3 +222,179 @@ def test_a_missing_or_damaged_ranker_is_a_clear_error(tmp_path, tiny_settings, d
                 weights.unlink()
     with pytest.raises(ModelUnavailableError, match="chatbot ranker train"):
         Ranker.load(path)
+
+
+def _reject(database, question: str, suggestion: str) -> None:
+    """A live conversation whose held suggestion an agent rejected in the console."""
+    from chatbot.store.conversations import add_message, start_conversation
+    from chatbot.store.dialogue_schema import DialogueReply
+    from chatbot.store.support_schema import User
+    from chatbot.support import review
+
+    with database.session() as session:
+        agent = User(username="alice", password_hash="not-a-real-hash", role="agent")
+        session.add(agent)
+        conversation = start_conversation(session=session)
+        asked = add_message(session=session, conversation_id=conversation.id, role="customer", text=question)
+        reply = DialogueReply(conversation_id=conversation.id, message_id=asked.id, decision="held", reason="held",
+                              text=suggestion, review_status="pending")
+        session.add(reply)
+        session.flush()
+        reply_id, actor = reply.id, type("Actor", (), {"id": agent.id, "username": agent.username})()
+    review.reject(database, reply_id, actor, "wrong answer")
+
+
+def test_rejected_suggestions_become_negatives_for_their_conversation(shop):
+    from chatbot.ranking.model import query_text
+    from chatbot.ranking.train import build_examples, load_pairs, near_copy, rejected_replies
+
+    settings, database, retriever = shop
+    question = "Hello, my Kettle is leaking again, what now? Thanks, Samir Virtanen"
+    _reject(database, question, "Hi Samir, the lamp bulb is loose: tighten the bulb.")
+    rejections = rejected_replies(database)
+    assert len(rejections) == 1
+    context, text = rejections[0]
+    assert context == [{"role": "customer", "text": question}]
+    assert "Samir" not in text and "{customer_name}" in text  # read in slotted form, like every other reply
+
+    data = load_pairs(settings, database)
+    examples, counts = build_examples(data.train, retriever, settings.ranker, rejections=rejections)
+    rejected = [e for e in examples if e.kind == "rejected"]
+    assert [(e.query, e.reply, e.label) for e in rejected] == [(query_text(context, 2), text, 0.0)]
+    assert counts["rejected_negatives"] == 1 and counts["positives"] == len(data.train)
+    assert counts["hard_negatives"] + counts["random_negatives"] == 3 * len(data.train)
+    true_reply = {query_text(p.context, 2): p.target for p in data.train}
+    for e in examples:  # a negative is never the true reply or a near-copy of it
+        if e.kind in ("hard", "random"):
+            assert not near_copy(e.reply, true_reply[e.query], settings.ranker.near_copy_f1)
+
+
+def _untrained_version(settings, name: str = "ranker-test") -> Path:
+    from chatbot.ranking.train import base_model, write_version
+
+    model, _ = base_model(settings, "cpu")
+    return write_version(model, {"kind": "ranker", "name": name, "query": {"history_turns": 1}}, settings.versions_dir, name)
+
+
+def test_serving_keeps_its_ranker_when_the_promoted_one_is_damaged(shop):
+    from chatbot.errors import ModelUnavailableError
+    from chatbot.models.versions import promote, register_version
+    from chatbot.ranking.model import Ranker, RankerSource, promoted_ranker
+
+    settings, database, _ = shop
+
+    def serve(name):
+        path = _untrained_version(settings, name)
+        register_version(database, name=name, path=path, settings={}, data_snapshot={}, metrics={}, kind="ranker")
+        promote(database, name)
+        return path
+
+    source = RankerSource(settings, database, check_interval=0)
+    assert source.get() is None and promoted_ranker(settings, database) is None  # nothing promoted yet
+    first = serve("ranker-a")
+    ranker = Ranker.load(first)
+    assert ranker.name == "ranker-a" and ranker.history_turns == 1
+    assert len(ranker.score([{"role": "customer", "text": "hi"}], ["a", "b", "c"])) == 3
+    assert source.get().name == "ranker-a"
+
+    path = serve("ranker-b")
+    weights = path / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:1000])  # a disk that filled up, a copy cut short
+    with pytest.raises(ModelUnavailableError, match=rf"cannot load the ranker from {path}.*chatbot ranker train"):
+        Ranker.load(path)
+    with pytest.raises(ModelUnavailableError, match="the promoted ranker 'ranker-b' cannot be loaded"):
+        promoted_ranker(settings, database)
+    # Serving keeps the ranker it has and says why; one that has none serves without.
+    assert source.get().name == "ranker-a" and "ranker-b" in source.error
+    fresh = RankerSource(settings, database, check_interval=0)
+    assert fresh.get() is None and "cannot load the ranker" in fresh.error
+
+    (path / "meta.json").write_text("{not json")
+    with pytest.raises(ModelUnavailableError, match="meta.json cannot be read"):
+        Ranker.load(path)
+    (path / "meta.json").unlink()
+    with pytest.raises(ModelUnavailableError, match="has no meta.json"):
+        Ranker.load(path)
+    shutil.rmtree(path)
+    with pytest.raises(ModelUnavailableError, match=r"does not exist; train one: chatbot ranker train"):
+        Ranker.load(path)
+
+
+def test_the_cli_trains_lists_promotes_and_rolls_back(shop):
+    from chatbot.cli import main
+
+    settings, database, _ = shop
+    env = {"CHATBOT_HOME": str(settings.home), "CHATBOT_EMBEDDER_PATH": str(settings.embedder_path),
+           "CHATBOT_RANKER__MIN_PAIRS": "20", "CHATBOT_RANKER__MAX_LENGTH": "64",
+           "CHATBOT_RANKER__MIN_GAIN_STDERRS": "1000"}  # never kept: promotion is by hand below
+
+    def run(*args):
+        return CliRunner().invoke(main, ["ranker", *args], env=env, catch_exceptions=False)
+
+    done = run("train", "--max-steps", "2", "--json")
+    assert done.exit_code == 0, done.output
+    out = json.loads(done.stdout)
+    assert out["kept"] is False and out["promoted"] is False and out["metrics"]["steps"] == 2
+    assert out["metrics"]["stopped_because"] == "max_steps" and "not kept" in out["why"]
+    assert (Path(out["path"]) / "meta.json").is_file()
+
+    listed = json.loads(run("list", "--json").stdout)
+    assert listed["serving"] is None and [v["name"] for v in listed["versions"]] == [out["name"]]
+    assert listed["versions"][0]["kind"] == "ranker" and listed["versions"][0]["status"] == "candidate"
+    assert out["name"] in run("list").stdout
+
+    refused = run("promote", out["name"])
+    assert refused.exit_code == 1 and "not promoted: not kept" in refused.output and "--force" in refused.output
+    assert run("promote", out["name"], "--force").exit_code == 0
+    assert json.loads(run("list", "--json").stdout)["serving"] == out["name"]
+    back = json.loads(run("rollback", "--json").stdout)
+    assert back == {"retired": out["name"], "serving": None}
+
+    text = run("train", "--max-steps", "1")
+    assert text.exit_code == 0 and "not kept" in text.stdout and "ROUGE-L of the pick" in text.stdout
+
+
+@pytest.mark.slow
+def test_a_ranker_from_the_real_minilm_prefers_true_replies_on_the_demo_shop(tmp_path):
+    """About a minute of training from all-MiniLM-L6-v2 on the demo shop's pairs."""
+    from chatbot.ingest.importer import import_paths
+    from chatbot.ranking.model import Ranker
+    from chatbot.ranking.train import base_model, load_pairs, near_copy, train_ranker
+    from chatbot.retrieval.indexer import update_index
+    from chatbot.retrieval.retriever import open_retriever
+    from chatbot.store.database import Database
+    from chatbot.store.migrations import upgrade
+    from tests.conftest import REPO
+
+    settings = load_settings(home=tmp_path / "home", ranker={"max_minutes": 1.0, "max_length": 128})
+    ensure_home(settings)
+    upgrade(settings.resolved_database_url)
+    database = Database(settings.resolved_database_url)
+    try:
+        import_paths(database, [REPO / "data" / "demo_shop.jsonl"], ingest=settings.ingest)
+        update_index(settings, database)
+        retriever = open_retriever(settings, database)
+        data = load_pairs(settings, database)
+        rng = random.Random(0)
+        replies = [p.target for p in data.train]
+
+        def rate(ranker, pairs):
+            wins = 0
+            for pair in pairs:
+                other = rng.choice([r for r in replies if not near_copy(r, pair.target, 0.6)])
+                true, wrong = ranker.score(pair.context, [pair.target, other])
+                wins += true > wrong
+            return wins / len(pairs)
+
+        before = rate(Ranker(base_model(settings, "cpu")[0], "untrained"), data.val)
+        started = time.monotonic()
+        result = train_ranker(settings, database, retriever)
+        print(f"MiniLM ranker: {time.monotonic() - started:.0f}s in all, {result.metrics['train_seconds']:.0f}s "
+              f"training, {result.metrics['steps']} steps on {result.metrics['examples']} examples; {result.why}; "
+              f"MRR {result.metrics['true_reply_mrr']:.3f}")
+        after = rate(Ranker.load(result.path), data.val)
+        print(f"held-out preference for the true reply: before {before:.2f}, after {after:.2f}")
+        assert after >= 0.8 and after > before
+        assert result.metrics["true_reply_mrr"] > 0.4
+    finally:
+        database.dispose()

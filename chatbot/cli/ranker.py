@@ -21,9 +21,11 @@ def _progress_printer(enabled: bool):
     def progress(event: dict) -> None:
         if not enabled:
             return
+        import sys
+
         from tqdm import tqdm
 
-        err = click.get_text_stream("stderr")
+        err = sys.stderr
         kind = event["event"]
         if kind == "start":
             click.echo(f"{event['train_pairs']} train pairs -> {event['examples']} examples ({event['positives']} true "

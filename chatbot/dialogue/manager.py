@@ -334,11 +334,11 @@ class DialogueManager:
         # One judge for every candidate: the learned ranker when one is serving, else the critique.
         judge = _Judge(self.scorer, evidence, self._ranker(), [*(
             {"role": t.role, "text": t.text} for t in turns if t.role in _ROLE), {"role": "customer", "text": message}])
-        s = judge.thresholds(s)
         with clock.stage("fuse"):
             fused = hits[: s.fuse_retrieved]
             candidates = [Candidate(hit.reply_text, "retrieved", critique, pair_id=hit.pair_id) for hit, critique in
                           zip(fused, judge.score_many([h.reply_text for h in fused], [h.pair_id for h in fused]))]
+        s = judge.thresholds(s)  # on the ranker's scale while it scores (not once it failed)
         # Decide before generating: a confident retrieved answer is sent at once.
         sendable = [c for c in candidates if not self.reveals_prompt(c.text)]
         best_retrieved = max((c.score for c in sendable), default=None)
@@ -684,7 +684,12 @@ class _Judge:
         critiques = [self.scorer.score(t, self.evidence, own_pair_id=o) for t, o in zip(texts, own)]
         if self.ranker is None or not texts:
             return critiques
-        probabilities = self.ranker.score(self.context, list(texts))
+        try:
+            probabilities = self.ranker.score(self.context, list(texts))
+        except Exception as exc:  # noqa: BLE001 - a failing ranker must not fail the turn: the critique scores
+            log.warning("the ranker failed (%s: %s); scoring with the critique for this message", type(exc).__name__, exc)
+            self.ranker = None
+            return critiques
         for critique, p, text in zip(critiques, probabilities, texts):
             penalty = penalties(critique.components)
             critique.components = {**critique.components, "critique": critique.score, "ranker": round(float(p), 4)}
