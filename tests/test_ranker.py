@@ -356,7 +356,8 @@ def test_the_cli_trains_lists_promotes_and_rolls_back(shop):
 
 @pytest.mark.slow
 def test_a_ranker_from_the_real_minilm_prefers_true_replies_on_the_demo_shop(tmp_path):
-    """About a minute of training from all-MiniLM-L6-v2 on the demo shop's pairs."""
+    """About a minute of training from all-MiniLM-L6-v2 on the demo shop's pairs (a step
+    budget rather than a clock one, so that a busy machine does not change the result)."""
     from chatbot.ingest.importer import import_paths
     from chatbot.ranking.model import Ranker
     from chatbot.ranking.train import base_model, load_pairs, near_copy, train_ranker
@@ -366,7 +367,7 @@ def test_a_ranker_from_the_real_minilm_prefers_true_replies_on_the_demo_shop(tmp
     from chatbot.store.migrations import upgrade
     from tests.conftest import REPO
 
-    settings = load_settings(home=tmp_path / "home", ranker={"max_minutes": 1.0, "max_length": 128})
+    settings = load_settings(home=tmp_path / "home", ranker={"max_minutes": None, "max_steps": 80, "max_length": 128})
     ensure_home(settings)
     upgrade(settings.resolved_database_url)
     database = Database(settings.resolved_database_url)
@@ -375,26 +376,28 @@ def test_a_ranker_from_the_real_minilm_prefers_true_replies_on_the_demo_shop(tmp
         update_index(settings, database)
         retriever = open_retriever(settings, database)
         data = load_pairs(settings, database)
-        rng = random.Random(0)
-        replies = [p.target for p in data.train]
+        replies = sorted({p.target for p in data.train})
 
         def rate(ranker, pairs):
-            wins = 0
+            """How often the true reply scores above another conversation's reply that
+            says something else: over every validation pair and 20 such replies each."""
+            rng, wins, total = random.Random(0), 0.0, 0
             for pair in pairs:
-                other = rng.choice([r for r in replies if not near_copy(r, pair.target, 0.6)])
-                true, wrong = ranker.score(pair.context, [pair.target, other])
-                wins += true > wrong
-            return wins / len(pairs)
+                others = rng.sample([r for r in replies if not near_copy(r, pair.target, 0.6)], 20)
+                true, *wrong = ranker.score(pair.context, [pair.target, *others])
+                wins += sum(1.0 if true > w else 0.5 if true == w else 0.0 for w in wrong)
+                total += len(wrong)
+            return wins / total
 
         before = rate(Ranker(base_model(settings, "cpu")[0], "untrained"), data.val)
         started = time.monotonic()
         result = train_ranker(settings, database, retriever)
-        print(f"MiniLM ranker: {time.monotonic() - started:.0f}s in all, {result.metrics['train_seconds']:.0f}s "
-              f"training, {result.metrics['steps']} steps on {result.metrics['examples']} examples; {result.why}; "
-              f"MRR {result.metrics['true_reply_mrr']:.3f}")
+        m = result.metrics
+        print(f"MiniLM ranker: {time.monotonic() - started:.0f}s in all, {m['train_seconds']:.0f}s training, "
+              f"{m['steps']} steps on {m['examples']} examples; {result.why}; MRR of the true reply "
+              f"{m['true_reply_mrr']:.3f} among {m['true_reply_candidates']:.1f}")
         after = rate(Ranker.load(result.path), data.val)
         print(f"held-out preference for the true reply: before {before:.2f}, after {after:.2f}")
-        assert after >= 0.8 and after > before
-        assert result.metrics["true_reply_mrr"] > 0.4
+        assert after >= 0.8 and after > before + 0.1
     finally:
         database.dispose()
