@@ -709,16 +709,11 @@ def ranker_thresholds(settings: DialogueSettings, meta: dict[str, Any]) -> dict[
     on the validation questions (its meta.json): hand off below the
     `ranker_handoff_quantile` of them, send unreviewed from the `ranker_answer_quantile`.
     None when the ranker recorded none."""
-    picks = meta.get("val_pick_probability") or {}
+    picks = meta.get("val_pick_probability") or {}  # keyed by str(quantile), as `chatbot.ranking.train` writes them
 
     def quantile(q: float) -> float | None:
-        for key, value in picks.items():
-            try:
-                if abs(float(key) - q) < 1e-9:
-                    return float(value)
-            except (TypeError, ValueError):
-                continue
-        return None
+        value = picks.get(str(q))
+        return float(value) if isinstance(value, (int, float)) else None
 
     handoff, answer = quantile(settings.ranker_handoff_quantile), quantile(settings.ranker_answer_quantile)
     if handoff is None or answer is None:
