@@ -25,8 +25,13 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from benchmarks.results_file import save_results  # noqa: E402
+
 SETS = {
-    "helpdesk": REPO.parent / "shared" / "datasets" / "transcripts" / "stc3_helpdesk_en.train.jsonl",
+    "helpdesk": REPO.parent
+    / "shared"
+    / "datasets"
+    / "transcripts"
+    / "stc3_helpdesk_en.train.jsonl",
     "demo": REPO / "data" / "demo_shop.jsonl",
 }
 
@@ -39,17 +44,31 @@ def _shown(path: Path) -> str:
 
 def _chatbot(env: dict, *args: str) -> tuple[dict | None, float, str]:
     started = time.perf_counter()
-    done = subprocess.run([sys.executable, "-m", "chatbot", *args], env=env, capture_output=True, text=True, cwd=REPO)
+    done = subprocess.run(
+        [sys.executable, "-m", "chatbot", *args], env=env, capture_output=True, text=True, cwd=REPO
+    )
     seconds = time.perf_counter() - started
     if done.returncode != 0:
-        return None, seconds, (done.stderr or done.stdout).strip().splitlines()[-1] if (done.stderr or done.stdout) else ""
+        return (
+            None,
+            seconds,
+            (done.stderr or done.stdout).strip().splitlines()[-1]
+            if (done.stderr or done.stdout)
+            else "",
+        )
     return (json.loads(done.stdout) if "--json" in args else None), seconds, ""
 
 
 def run_set(name: str, path: Path, threads: int, quick: bool) -> dict:
     with tempfile.TemporaryDirectory(prefix=f"bench-adapt-{name}-") as home:
-        env = {k: v for k, v in os.environ.items() if k not in ("CHATBOT_DATABASE_URL", "CHATBOT_CONFIG", "CHATBOT_HOME")}
-        env.update({"CHATBOT_HOME": home, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)})
+        env = {
+            k: v
+            for k, v in os.environ.items()
+            if k not in ("CHATBOT_DATABASE_URL", "CHATBOT_CONFIG", "CHATBOT_HOME")
+        }
+        env.update(
+            {"CHATBOT_HOME": home, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
+        )
         if quick:
             env.setdefault("CHATBOT_RETRIEVAL__ADAPT_MAX_STEPS", "10")
             env.setdefault("CHATBOT_RETRIEVAL__ADAPT_MAX_MINUTES", "1")
@@ -62,30 +81,48 @@ def run_set(name: str, path: Path, threads: int, quick: bool) -> dict:
         load_before = os.getloadavg()
         report, seconds, error = _chatbot(env, "index", "--adapt", "--json")
         result = {
-            "set": name, "file": _shown(path),
-            "pairs_imported": imported["pairs"], "import_seconds": round(import_seconds, 1),
-            "command": "chatbot index --adapt --json", "wall_seconds": round(seconds, 1),
+            "set": name,
+            "file": _shown(path),
+            "pairs_imported": imported["pairs"],
+            "import_seconds": round(import_seconds, 1),
+            "command": "chatbot index --adapt --json",
+            "wall_seconds": round(seconds, 1),
             "load_average": {"before": load_before, "after": os.getloadavg()},
         }
         if error:
             result["error"] = error
             return result
-        result.update({
-            "kept": report["kept"], "metric": report["metric"],
-            "base": report["base"], "adapted": report["adapted"],
-            "gain": report["gain"], "gain_stderr": report["gain_stderr"], "min_gain": report["min_gain"],
-            "counts": report["counts"], "training": report["training"], "adapt_seconds": report["seconds"],
-            "reason": report["reason"], "index": report["index"],
-        })
+        result.update(
+            {
+                "kept": report["kept"],
+                "metric": report["metric"],
+                "base": report["base"],
+                "adapted": report["adapted"],
+                "gain": report["gain"],
+                "gain_stderr": report["gain_stderr"],
+                "min_gain": report["min_gain"],
+                "counts": report["counts"],
+                "training": report["training"],
+                "adapt_seconds": report["seconds"],
+                "reason": report["reason"],
+                "index": report["index"],
+            }
+        )
         return result
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sets", nargs="+", choices=sorted(SETS), default=["helpdesk", "demo"])
-    parser.add_argument("--threads", type=int, default=1, help="torch threads of the chatbot processes")
-    parser.add_argument("--quick", action="store_true", help="a short adaptation (10 steps): a smoke run")
-    parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results" / "retrieval_adapt.json")
+    parser.add_argument(
+        "--threads", type=int, default=1, help="torch threads of the chatbot processes"
+    )
+    parser.add_argument(
+        "--quick", action="store_true", help="a short adaptation (10 steps): a smoke run"
+    )
+    parser.add_argument(
+        "--out", type=Path, default=REPO / "benchmarks" / "results" / "retrieval_adapt.json"
+    )
     args = parser.parse_args()
     from chatbot.retrieval.settings import RetrievalSettings
 
@@ -93,12 +130,19 @@ def main() -> int:
     results = {
         "benchmark": "bench_adapt",
         "judge": "reply_similarity = cosine, by the base MiniLM, between the top retrieved reply and the validation "
-                 "pair's real reply (mean over validation pairs); exact_reply_at_k = a retrieved reply equals it, "
-                 "over the validation pairs whose reply occurs among the train replies",
-        "settings": {**defaults, **{k: v for k, v in os.environ.items() if k.startswith("CHATBOT_RETRIEVAL__ADAPT")}},
+        "pair's real reply (mean over validation pairs); exact_reply_at_k = a retrieved reply equals it, "
+        "over the validation pairs whose reply occurs among the train replies",
+        "settings": {
+            **defaults,
+            **{k: v for k, v in os.environ.items() if k.startswith("CHATBOT_RETRIEVAL__ADAPT")},
+        },
         "quick": args.quick,
         "threads": args.threads,
-        "machine": {"python": platform.python_version(), "cpus": os.cpu_count(), "platform": platform.platform()},
+        "machine": {
+            "python": platform.python_version(),
+            "cpus": os.cpu_count(),
+            "platform": platform.platform(),
+        },
         "sets": [],
     }
     for name in args.sets:
@@ -112,11 +156,13 @@ def main() -> int:
         if "error" in result:
             print(f"{name}: failed: {result['error']}", file=sys.stderr)
             continue
-        print(f"{name}: {result['counts']['train']} train / {result['counts']['val_measured']} val pairs; "
-              f"reply similarity base {result['base']['reply_similarity']:.4f} -> adapted "
-              f"{result['adapted']['reply_similarity']:.4f} (gain {result['gain']:+.4f} ± {result['gain_stderr']:.4f}), "
-              f"kept {result['kept']}; {result['training']['steps']} steps in {result['training']['seconds']:.0f}s, "
-              f"wall {result['wall_seconds']:.0f}s")
+        print(
+            f"{name}: {result['counts']['train']} train / {result['counts']['val_measured']} val pairs; "
+            f"reply similarity base {result['base']['reply_similarity']:.4f} -> adapted "
+            f"{result['adapted']['reply_similarity']:.4f} (gain {result['gain']:+.4f} ± {result['gain_stderr']:.4f}), "
+            f"kept {result['kept']}; {result['training']['steps']} steps in {result['training']['seconds']:.0f}s, "
+            f"wall {result['wall_seconds']:.0f}s"
+        )
     save_results(args.out, results)
     print(f"saved {args.out}")
     return 1 if any("error" in s for s in results["sets"]) else 0

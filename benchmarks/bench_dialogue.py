@@ -38,7 +38,12 @@ def pct(values, q):
 
 
 def summary(values):
-    return {"n": len(values), "p50_s": pct(values, 50), "p95_s": pct(values, 95), "mean_s": round(statistics.mean(values), 4)}
+    return {
+        "n": len(values),
+        "p50_s": pct(values, 50),
+        "p95_s": pct(values, 95),
+        "mean_s": round(statistics.mean(values), 4),
+    }
 
 
 def log(*parts):
@@ -72,14 +77,17 @@ def validation_cases(database, limit):
     with database.session() as session:
         rows = session.execute(
             select(TrainingPair.id, TrainingPair.context, TrainingPair.target, TrainingPair.labels)
-            .where(TrainingPair.split == "val").order_by(TrainingPair.id)
+            .where(TrainingPair.split == "val")
+            .order_by(TrainingPair.id)
         ).all()
     cases = []
     for pair_id, context, target, labels in rows:
         if labels.get("topic") in ("out_of_scope", "handoff"):
             continue  # these are hand-offs, not replies to judge
         turns = [t["text"] for t in context]
-        cases.append({"pair_id": pair_id, "history": turns[:-1], "query": turns[-1], "target": target})
+        cases.append(
+            {"pair_id": pair_id, "history": turns[:-1], "query": turns[-1], "target": target}
+        )
     return cases[:limit]
 
 
@@ -90,7 +98,12 @@ def replay(manager, case):
     with manager.database.session() as session:
         cid = start_conversation(session=session, source="bench").id
         for i, text in enumerate(case["history"]):
-            add_message(session=session, conversation_id=cid, role="customer" if i % 2 == 0 else "agent", text=text)
+            add_message(
+                session=session,
+                conversation_id=cid,
+                role="customer" if i % 2 == 0 else "agent",
+                text=text,
+            )
     return manager.respond(case["query"], cid, source="bench")
 
 
@@ -99,13 +112,20 @@ def tokens_per_second(model, tokenizer, n_new=32, repeats=1):
 
     from chatbot.models.generate import chat_inputs
 
-    inputs = chat_inputs(tokenizer, [{"role": "user", "content": "How do I return a kettle I bought last week?"}])
+    inputs = chat_inputs(
+        tokenizer, [{"role": "user", "content": "How do I return a kettle I bought last week?"}]
+    )
     rates = []
     for _ in range(repeats):
         started = time.perf_counter()
         with torch.no_grad():
-            out = model.generate(**inputs, max_new_tokens=n_new, min_new_tokens=n_new, do_sample=False,
-                                 pad_token_id=tokenizer.eos_token_id)
+            out = model.generate(
+                **inputs,
+                max_new_tokens=n_new,
+                min_new_tokens=n_new,
+                do_sample=False,
+                pad_token_id=tokenizer.eos_token_id,
+            )
         produced = out.shape[1] - inputs["input_ids"].shape[1]
         rates.append(produced / (time.perf_counter() - started))
     return round(max(rates), 2)
@@ -114,12 +134,31 @@ def tokens_per_second(model, tokenizer, n_new=32, repeats=1):
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--home", type=Path, default=Path("/tmp/chatbot-bench-dialogue"))
-    parser.add_argument("--model-cache", type=Path, default=None, help="Where the converted reply model is (default <home>/models).")
+    parser.add_argument(
+        "--model-cache",
+        type=Path,
+        default=None,
+        help="Where the converted reply model is (default <home>/models).",
+    )
     parser.add_argument("--latency", type=int, default=8, help="Replies per latency scenario.")
-    parser.add_argument("--quality", type=int, default=16, help="Validation pairs for the quality comparison (float32).")
-    parser.add_argument("--quality-int8", type=int, default=8, help="Validation pairs for the int8 quality comparison.")
-    parser.add_argument("--only", choices=["all", "quality"], default="all", help="quality: skip the latency runs.")
-    parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results" / "dialogue.json")
+    parser.add_argument(
+        "--quality",
+        type=int,
+        default=16,
+        help="Validation pairs for the quality comparison (float32).",
+    )
+    parser.add_argument(
+        "--quality-int8",
+        type=int,
+        default=8,
+        help="Validation pairs for the int8 quality comparison.",
+    )
+    parser.add_argument(
+        "--only", choices=["all", "quality"], default="all", help="quality: skip the latency runs."
+    )
+    parser.add_argument(
+        "--out", type=Path, default=REPO / "benchmarks" / "results" / "dialogue.json"
+    )
     args = parser.parse_args()
 
     import numpy as np
@@ -128,11 +167,11 @@ def main() -> None:
 
     from chatbot.dialogue.compress import linear_weight_bytes, quantize_int8
     from chatbot.dialogue.manager import DialogueManager
-    from chatbot.training.prompt import PromptFormat
     from chatbot.dialogue.text import rouge_l
     from chatbot.models.embedder import load_embedder
     from chatbot.retrieval.retriever import open_retriever
     from chatbot.store.schema import TrainingPair
+    from chatbot.training.prompt import PromptFormat
 
     torch.set_num_threads(os.cpu_count() or 1)
     started = time.perf_counter()
@@ -154,21 +193,32 @@ def main() -> None:
 
     sources = {"fp32": Fixed(model, version), "int8": Fixed(int8_model, version + "+int8")}
     results: dict = {
-        "machine": {"cpus": os.cpu_count(), "torch_threads": torch.get_num_threads(), "python": platform.python_version(),
-                    "torch": torch.__version__, "load_average_at_start": os.getloadavg()},
+        "machine": {
+            "cpus": os.cpu_count(),
+            "torch_threads": torch.get_num_threads(),
+            "python": platform.python_version(),
+            "torch": torch.__version__,
+            "load_average_at_start": os.getloadavg(),
+        },
         "reply_model": version,
-        "linear_weight_mb": {"fp32": round(linear_weight_bytes(model) / 2**20, 1),
-                             "int8": round(linear_weight_bytes(int8_model) / 2**20, 1)},
+        "linear_weight_mb": {
+            "fp32": round(linear_weight_bytes(model) / 2**20, 1),
+            "int8": round(linear_weight_bytes(int8_model) / 2**20, 1),
+        },
     }
     log(f"setup {time.perf_counter() - started:.1f}s; load average {os.getloadavg()}")
 
-    results["tokens_per_s"] = {name: tokens_per_second(src.loaded[0], tokenizer) for name, src in sources.items()}
+    results["tokens_per_s"] = {
+        name: tokens_per_second(src.loaded[0], tokenizer) for name, src in sources.items()
+    }
     log("tokens/s", results["tokens_per_s"])
 
     cases = validation_cases(database, max(args.quality, args.latency))
     dialogue = settings.dialogue
-    results["settings"] = {k: getattr(dialogue, k) for k in ("max_rounds", "min_improvement", "max_new_tokens",
-                                                            "fuse_retrieved", "retrieve_k")}
+    results["settings"] = {
+        k: getattr(dialogue, k)
+        for k in ("max_rounds", "min_improvement", "max_new_tokens", "fuse_retrieved", "retrieve_k")
+    }
 
     def save():
         """Write what is measured so far (a long run cut short still leaves figures)."""
@@ -177,8 +227,13 @@ def main() -> None:
         save_results(args.out, results)
 
     def manager(source="fp32", **overrides):
-        return DialogueManager(dialogue.model_copy(update=overrides), database, retriever,
-                               sources[source] if source else None, PromptFormat.from_settings(settings.prompt))
+        return DialogueManager(
+            dialogue.model_copy(update=overrides),
+            database,
+            retriever,
+            sources[source] if source else None,
+            PromptFormat.from_settings(settings.prompt),
+        )
 
     # Warm up the retriever and both models once.
     # (tokens_per_second above already ran both models.)
@@ -191,12 +246,29 @@ def main() -> None:
 
     quality = {}
     for source in ("fp32", "int8"):
-        per = {k: {"rouge_l": [], "cosine": []} for k in
-               ("one_pass_draft", "refined_draft", "retrieved_top1", "fused_one_pass", "fused_refined")}
+        per = {
+            k: {"rouge_l": [], "cosine": []}
+            for k in (
+                "one_pass_draft",
+                "refined_draft",
+                "retrieved_top1",
+                "fused_one_pass",
+                "fused_refined",
+            )
+        }
         rounds = []
         for case in cases[: args.quality if source == "fp32" else args.quality_int8]:
-            reply = replay(manager(source, cache_enabled=False, max_rounds=dialogue.max_rounds or 2,
-                                   answer_threshold=0.0, handoff_threshold=0.0, handoff_on_out_of_scope=False), case)
+            reply = replay(
+                manager(
+                    source,
+                    cache_enabled=False,
+                    max_rounds=dialogue.max_rounds or 2,
+                    answer_threshold=0.0,
+                    handoff_threshold=0.0,
+                    handoff_on_out_of_scope=False,
+                ),
+                case,
+            )
             if not reply.trace:
                 continue
             draft0 = reply.trace[0]
@@ -204,10 +276,14 @@ def main() -> None:
             retrieved = [c for c in reply.candidates if c.get("origin") == "retrieved"]
             found = retriever.search(case["query"], history=case["history"], k=1).hits
             top1 = {"text": found[0].reply_text} if found else None
-            fused_one = max([{"text": draft0.text, "score": draft0.score}, *retrieved], key=lambda c: c["score"])
+            fused_one = max(
+                [{"text": draft0.text, "score": draft0.score}, *retrieved], key=lambda c: c["score"]
+            )
             texts = {
-                "one_pass_draft": draft0.text, "refined_draft": best_draft.text,
-                "retrieved_top1": top1["text"] if top1 else "", "fused_one_pass": fused_one["text"],
+                "one_pass_draft": draft0.text,
+                "refined_draft": best_draft.text,
+                "retrieved_top1": top1["text"] if top1 else "",
+                "fused_one_pass": fused_one["text"],
                 "fused_refined": reply.text,
             }
             for k, text in texts.items():
@@ -218,7 +294,9 @@ def main() -> None:
             k: {m: round(statistics.mean(v), 4) for m, v in d.items() if v} for k, d in per.items()
         }
         quality[source]["n"] = len(rounds)
-        quality[source]["mean_rounds_written"] = round(statistics.mean(rounds), 2) if rounds else None
+        quality[source]["mean_rounds_written"] = (
+            round(statistics.mean(rounds), 2) if rounds else None
+        )
         log("quality", source, json.dumps(quality[source]))
     results["quality"] = quality
     save()
@@ -230,11 +308,19 @@ def main() -> None:
     with database.session() as session:
         rows = session.execute(
             select(TrainingPair.id, TrainingPair.context, TrainingPair.labels)
-            .where(TrainingPair.split == "train").order_by(TrainingPair.id)
+            .where(TrainingPair.split == "train")
+            .order_by(TrainingPair.id)
         ).all()
-        firsts = [(i, c[-1]["text"]) for i, c, labels in rows
-                  if len(c) == 1 and labels.get("topic") not in ("out_of_scope", "handoff")][: args.latency]
-        session.execute(update(TrainingPair).where(TrainingPair.id.in_([i for i, _ in firsts])).values(origin="agent_approved"))
+        firsts = [
+            (i, c[-1]["text"])
+            for i, c, labels in rows
+            if len(c) == 1 and labels.get("topic") not in ("out_of_scope", "handoff")
+        ][: args.latency]
+        session.execute(
+            update(TrainingPair)
+            .where(TrainingPair.id.in_([i for i, _ in firsts]))
+            .values(origin="agent_approved")
+        )
     times, hits = [], 0
     for _, question in firsts:
         reply = manager("fp32").respond(question)
@@ -247,26 +333,46 @@ def main() -> None:
         times, stages = [], {}
         for case in cases[: args.latency]:
             # Every case takes the path measured: no early hand-off, no cache.
-            reply = replay(manager(source, cache_enabled=False, handoff_on_out_of_scope=False, answer_threshold=0.0,
-                                   handoff_threshold=0.0, **overrides), case)
+            reply = replay(
+                manager(
+                    source,
+                    cache_enabled=False,
+                    handoff_on_out_of_scope=False,
+                    answer_threshold=0.0,
+                    handoff_threshold=0.0,
+                    **overrides,
+                ),
+                case,
+            )
             times.append(reply.timings["total"])
             for k, v in reply.timings.items():
                 stages.setdefault(k, []).append(v)
-        latency[name] = {**summary(times), "stage_mean_s": {k: round(statistics.mean(v), 4) for k, v in stages.items()}}
+        latency[name] = {
+            **summary(times),
+            "stage_mean_s": {k: round(statistics.mean(v), 4) for k, v in stages.items()},
+        }
         log(name, latency[name]["p50_s"], latency[name]["p95_s"])
 
     scenario("retrieval_only", None, generate=False)
     for source in ("fp32", "int8"):
         scenario(f"one_pass_{source}", source, max_rounds=0)
-        scenario(f"refined_{source}", source, max_rounds=dialogue.max_rounds or 2)  # refinement on, whatever the default
+        scenario(
+            f"refined_{source}", source, max_rounds=dialogue.max_rounds or 2
+        )  # refinement on, whatever the default
 
     # Time to the first streamed piece (a draft piece while thinking, and the final text).
     first = {}
     for source in ("fp32", "int8"):
         draft_times, final_times = [], []
         for case in cases[: max(3, args.latency // 2)]:
-            m = manager(source, cache_enabled=False, max_rounds=0, handoff_on_out_of_scope=False, handoff_threshold=0.0,
-                        answer_threshold=0.0)
+            m = manager(
+                source,
+                cache_enabled=False,
+                max_rounds=0,
+                handoff_on_out_of_scope=False,
+                handoff_threshold=0.0,
+                answer_threshold=0.0,
+            )
             t0 = time.perf_counter()
             got_draft = got_final = None
             for event in m.respond_stream(case["query"]):
@@ -279,8 +385,10 @@ def main() -> None:
                 draft_times.append(got_draft)
             if got_final is not None:
                 final_times.append(got_final)
-        first[source] = {"first_draft_piece": summary(draft_times) if draft_times else None,
-                         "first_final_token": summary(final_times) if final_times else None}
+        first[source] = {
+            "first_draft_piece": summary(draft_times) if draft_times else None,
+            "first_final_token": summary(final_times) if final_times else None,
+        }
     latency["first_streamed"] = first
     log("first streamed", first)
     results["latency"] = latency

@@ -28,12 +28,16 @@ def main() -> int:
     from chatbot.store.migrations import upgrade
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--database-url", help="an empty, migratable database (default: fresh SQLite)")
+    parser.add_argument(
+        "--database-url", help="an empty, migratable database (default: fresh SQLite)"
+    )
     parser.add_argument("--datasets", type=Path, default=REPO.parent / "shared" / "datasets")
     args = parser.parse_args()
     files = sorted((args.datasets / "transcripts").glob("*.jsonl"))
     if not files:
-        print(f"skipped: no transcript files under {args.datasets / 'transcripts'}", file=sys.stderr)
+        print(
+            f"skipped: no transcript files under {args.datasets / 'transcripts'}", file=sys.stderr
+        )
         return 0
     with tempfile.TemporaryDirectory() as tmp:
         url = args.database_url or f"sqlite:///{tmp}/bench.db"
@@ -57,7 +61,11 @@ def main() -> int:
         "pairs_per_s": round(summary.pairs / seconds, 1),
         "per_file_seconds": {Path(f.path).name: round(f.seconds, 2) for f in summary.files},
         "ok": summary.ok,
-        "machine": {"python": platform.python_version(), "cpus": os.cpu_count(), "platform": platform.platform()},
+        "machine": {
+            "python": platform.python_version(),
+            "cpus": os.cpu_count(),
+            "platform": platform.platform(),
+        },
     }
     print(
         f"{result['conversations']:,} conversations, {result['messages']:,} messages, {result['pairs']:,} pairs "

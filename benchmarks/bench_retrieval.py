@@ -29,6 +29,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from benchmarks.results_file import save_results  # noqa: E402
+
 DATASETS = REPO.parent / "shared" / "datasets" / "intents"
 
 
@@ -39,18 +40,33 @@ def read(name):
 def records_for(rows, start_id=1):
     from chatbot.retrieval.indexer import PairRecord
 
-    return [PairRecord(id=start_id + n, content_hash=str(start_id + n), conversation_id=None, turn_index=None,
-                       source=r.get("source", "bench"), message=r["text"], history=[], reply=r["intent"])
-            for n, r in enumerate(rows)]
+    return [
+        PairRecord(
+            id=start_id + n,
+            content_hash=str(start_id + n),
+            conversation_id=None,
+            turn_index=None,
+            source=r.get("source", "bench"),
+            message=r["text"],
+            history=[],
+            reply=r["intent"],
+        )
+        for n, r in enumerate(rows)
+    ]
 
 
 def percentiles(values):
     values = np.asarray(values) * 1000
-    return {"p50_ms": round(float(np.percentile(values, 50)), 2), "p95_ms": round(float(np.percentile(values, 95)), 2),
-            "mean_ms": round(float(values.mean()), 2)}
+    return {
+        "p50_ms": round(float(np.percentile(values, 50)), 2),
+        "p95_ms": round(float(np.percentile(values, 95)), 2),
+        "mean_ms": round(float(values.mean()), 2),
+    }
 
 
-def filled_vectors(base_vectors: np.ndarray, size: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+def filled_vectors(
+    base_vectors: np.ndarray, size: int, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray]:
     """(picks, vectors): `size` unit vectors, the real `base_vectors` first and then noisy
     copies of them (Gaussian noise, std 0.02 per dimension); picks[i] is the base row of i."""
     picks = np.arange(size) % len(base_vectors)
@@ -72,18 +88,29 @@ def fusion_quality(settings, model, index_rows, query_rows, index_vectors, query
             hits = retriever.search_vector(vector, row["text"], k=10, lexical_weight=weight).hits
             labels = [h.reply_text for h in hits]
             p1.append(labels[:1] == [row["intent"]])
-            rr.append(next((1 / (i + 1) for i, lab in enumerate(labels) if lab == row["intent"]), 0.0))
-        out[str(weight)] = {"precision_at_1": round(float(np.mean(p1)), 4), "mrr_at_10": round(float(np.mean(rr)), 4)}
+            rr.append(
+                next((1 / (i + 1) for i, lab in enumerate(labels) if lab == row["intent"]), 0.0)
+            )
+        out[str(weight)] = {
+            "precision_at_1": round(float(np.mean(p1)), 4),
+            "mrr_at_10": round(float(np.mean(rr)), 4),
+        }
     return out
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000, 1_000_000])
     parser.add_argument("--queries", type=int, default=200)
     parser.add_argument("--weights", type=float, nargs="+", default=[0.0, 0.1, 0.2, 0.3, 0.5])
-    parser.add_argument("--threads", type=int, default=None, help="torch threads for query embedding")
-    parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results" / "retrieval.json")
+    parser.add_argument(
+        "--threads", type=int, default=None, help="torch threads for query embedding"
+    )
+    parser.add_argument(
+        "--out", type=Path, default=REPO / "benchmarks" / "results" / "retrieval.json"
+    )
     args = parser.parse_args()
     if not DATASETS.is_dir():
         sys.exit(f"the shared datasets are not at {DATASETS}")
@@ -101,17 +128,33 @@ def main() -> None:
         torch.set_num_threads(args.threads)
     settings = load_settings()
     model = load_embedder(settings)
-    results: dict = {"machine": {"cpus": os.cpu_count(), "torch_threads": torch.get_num_threads(),
-                                 "load_average_at_start": os.getloadavg(), "python": platform.python_version()}}
+    results: dict = {
+        "machine": {
+            "cpus": os.cpu_count(),
+            "torch_threads": torch.get_num_threads(),
+            "load_average_at_start": os.getloadavg(),
+            "python": platform.python_version(),
+        }
+    }
 
-    banking, clinc_train, clinc_val = read("banking77.train.jsonl"), read("clinc150.train.jsonl"), read("clinc150.val.jsonl")
+    banking, clinc_train, clinc_val = (
+        read("banking77.train.jsonl"),
+        read("clinc150.train.jsonl"),
+        read("clinc150.val.jsonl"),
+    )
     texts = [r["text"] for r in banking + clinc_train + clinc_val]
     started = time.perf_counter()
     vectors = embed_texts(model, texts, batch_size=settings.retrieval.batch_size, progress=True)
     embed_seconds = time.perf_counter() - started
-    results["embedding"] = {"texts": len(texts), "seconds": round(embed_seconds, 1),
-                            "texts_per_second": round(len(texts) / embed_seconds, 1)}
-    print(f"embedding: {len(texts)} texts in {embed_seconds:.1f}s ({len(texts) / embed_seconds:.0f}/s)", flush=True)
+    results["embedding"] = {
+        "texts": len(texts),
+        "seconds": round(embed_seconds, 1),
+        "texts_per_second": round(len(texts) / embed_seconds, 1),
+    }
+    print(
+        f"embedding: {len(texts)} texts in {embed_seconds:.1f}s ({len(texts) / embed_seconds:.0f}/s)",
+        flush=True,
+    )
     vec_of = dict(zip(texts, vectors))
 
     # Fusion gain (dense vs dense+BM25), on two sets.
@@ -122,12 +165,27 @@ def main() -> None:
     c_index = [r for r in clinc_train if r["intent"] != "oos"]
     c_query = [r for r in clinc_val if r["intent"] != "oos"]
     fusion = {}
-    for name, index_rows, query_rows in (("banking77", b_index, b_query), ("clinc150", c_index, c_query)):
-        fusion[name] = fusion_quality(settings, model, index_rows, query_rows,
-                                      np.stack([vec_of[r["text"]] for r in index_rows]),
-                                      np.stack([vec_of[r["text"]] for r in query_rows]), args.weights)
-        print(f"fusion {name}: " + ", ".join(f"w={w}: P@1 {v['precision_at_1']:.4f} MRR {v['mrr_at_10']:.4f}"
-                                             for w, v in fusion[name].items()), flush=True)
+    for name, index_rows, query_rows in (
+        ("banking77", b_index, b_query),
+        ("clinc150", c_index, c_query),
+    ):
+        fusion[name] = fusion_quality(
+            settings,
+            model,
+            index_rows,
+            query_rows,
+            np.stack([vec_of[r["text"]] for r in index_rows]),
+            np.stack([vec_of[r["text"]] for r in query_rows]),
+            args.weights,
+        )
+        print(
+            f"fusion {name}: "
+            + ", ".join(
+                f"w={w}: P@1 {v['precision_at_1']:.4f} MRR {v['mrr_at_10']:.4f}"
+                for w, v in fusion[name].items()
+            ),
+            flush=True,
+        )
     results["fusion"] = fusion
 
     # Speed at each size.
@@ -138,8 +196,13 @@ def main() -> None:
     speed = {}
     for size in args.sizes:
         picks, vecs = filled_vectors(base_vectors, size, rng)
-        rows = [{"text": base_rows[p]["text"] + ("" if n < len(base_rows) else f" #{n}"), "intent": base_rows[p]["intent"]}
-                for n, p in enumerate(picks)]
+        rows = [
+            {
+                "text": base_rows[p]["text"] + ("" if n < len(base_rows) else f" #{n}"),
+                "intent": base_rows[p]["intent"],
+            }
+            for n, p in enumerate(picks)
+        ]
         entry = {"estimated_embedding_seconds": round(size / (len(texts) / embed_seconds), 1)}
         for kind in ("exact", "hnsw"):
             t = time.perf_counter()
@@ -164,15 +227,28 @@ def main() -> None:
                 v = retriever.query_vector(q)
                 retriever.search_vector(v, q, k=5, lexical_weight=0.0)
                 dense_only.append(time.perf_counter() - t)
-            item = {"faiss_build_seconds": round(build_seconds, 2), "bm25_build_seconds": round(lexical_seconds, 2),
-                    "query_fused": percentiles(latencies), "query_dense_only": percentiles(dense_only)}
+            item = {
+                "faiss_build_seconds": round(build_seconds, 2),
+                "bm25_build_seconds": round(lexical_seconds, 2),
+                "query_fused": percentiles(latencies),
+                "query_dense_only": percentiles(dense_only),
+            }
             if kind == "hnsw":
                 sample = rng.choice(size, min(500, size), replace=False)
-                item["recall_at_10_vs_exact"] = round(faiss_index.recall_at_k(dense, vecs[sample], 10), 4)
+                item["recall_at_10_vs_exact"] = round(
+                    faiss_index.recall_at_k(dense, vecs[sample], 10), 4
+                )
             entry[kind] = item
-            print(f"{size} pairs, {kind}: build faiss {build_seconds:.2f}s + bm25 {lexical_seconds:.2f}s; "
-                  f"query (fused, embedding included) p50 {item['query_fused']['p50_ms']} ms, p95 {item['query_fused']['p95_ms']} ms"
-                  + (f"; recall@10 vs exact {item['recall_at_10_vs_exact']}" if kind == "hnsw" else ""), flush=True)
+            print(
+                f"{size} pairs, {kind}: build faiss {build_seconds:.2f}s + bm25 {lexical_seconds:.2f}s; "
+                f"query (fused, embedding included) p50 {item['query_fused']['p50_ms']} ms, p95 {item['query_fused']['p95_ms']} ms"
+                + (
+                    f"; recall@10 vs exact {item['recall_at_10_vs_exact']}"
+                    if kind == "hnsw"
+                    else ""
+                ),
+                flush=True,
+            )
         speed[str(size)] = entry
     results["speed"] = speed
     results["machine"]["load_average_at_end"] = os.getloadavg()

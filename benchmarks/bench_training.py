@@ -42,8 +42,16 @@ def helpdesk_pairs(limit: int | None = None) -> list[dict]:
         context = []
         for i, turn in enumerate(record["turns"]):
             if turn["role"] == "agent" and context and context[-1]["role"] == "customer":
-                pairs.append({"source": record["source"], "split": split, "context": list(context), "target": turn["text"],
-                              "quality": quality, "key": f"{record['id']}:{i}"})
+                pairs.append(
+                    {
+                        "source": record["source"],
+                        "split": split,
+                        "context": list(context),
+                        "target": turn["text"],
+                        "quality": quality,
+                        "key": f"{record['id']}:{i}",
+                    }
+                )
             context.append({"role": turn["role"], "text": turn["text"]})
     return pairs[:limit] if limit else pairs
 
@@ -52,9 +60,21 @@ def fill_store(database, pairs) -> None:
     from chatbot.store.schema import TrainingPair
 
     with database.session() as session:
-        session.add_all([TrainingPair(source=p["source"], origin="imported", split=p["split"], context=p["context"],
-                                      target=p["target"], quality=p["quality"], labels={},
-                                      content_hash=hashlib.sha256(p["key"].encode()).hexdigest()) for p in pairs])
+        session.add_all(
+            [
+                TrainingPair(
+                    source=p["source"],
+                    origin="imported",
+                    split=p["split"],
+                    context=p["context"],
+                    target=p["target"],
+                    quality=p["quality"],
+                    labels={},
+                    content_hash=hashlib.sha256(p["key"].encode()).hexdigest(),
+                )
+                for p in pairs
+            ]
+        )
 
 
 def throughput_worker(home: str, mode: str, steps: int) -> dict:
@@ -77,14 +97,21 @@ def throughput_worker(home: str, mode: str, steps: int) -> dict:
     module = build_loss_module(model)
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=cfg.peak_learning_rate)
-    records = [PairRecord(i, p["source"], "imported", "train", p["context"], p["target"])
-               for i, p in enumerate(helpdesk_pairs(limit=cfg.batch_size * (steps + 1)))]
+    records = [
+        PairRecord(i, p["source"], "imported", "train", p["context"], p["target"])
+        for i, p in enumerate(helpdesk_pairs(limit=cfg.batch_size * (steps + 1)))
+    ]
     batches = [records[i : i + cfg.batch_size] for i in range(0, len(records), cfg.batch_size)]
     tokens, seconds = 0, 0.0
     for n, batch in enumerate(batches[: steps + 1]):
-        t = collate([e for e in (encode_pair(tokenizer, p, [], cfg, prompt) for p in batch) if e], tokenizer.pad_token_id)
+        t = collate(
+            [e for e in (encode_pair(tokenizer, p, [], cfg, prompt) for p in batch) if e],
+            tokenizer.pad_token_id,
+        )
         started = time.perf_counter()
-        loss, _, _ = module(t["input_ids"], t["attention_mask"], t["labels"], t["weights"], cfg.label_smoothing)
+        loss, _, _ = module(
+            t["input_ids"], t["attention_mask"], t["labels"], t["weights"], cfg.label_smoothing
+        )
         loss.backward()
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
@@ -92,9 +119,14 @@ def throughput_worker(home: str, mode: str, steps: int) -> dict:
             seconds += time.perf_counter() - started
             tokens += int(t["attention_mask"].sum())
     return {
-        "mode": mode, "trainable_layers": cfg.layers_to_train(int(model.config.num_hidden_layers), False) or "all",
-        "trainable_parameters": sum(p.numel() for p in params), "steps_measured": steps, "batch_size": cfg.batch_size,
-        "tokens_per_second": round(tokens / seconds, 1), "seconds_per_step": round(seconds / steps, 2),
+        "mode": mode,
+        "trainable_layers": cfg.layers_to_train(int(model.config.num_hidden_layers), False)
+        or "all",
+        "trainable_parameters": sum(p.numel() for p in params),
+        "steps_measured": steps,
+        "batch_size": cfg.batch_size,
+        "tokens_per_second": round(tokens / seconds, 1),
+        "seconds_per_step": round(seconds / steps, 2),
         "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
         "rss_before_model_mb": round(base_rss / 1024, 1),
     }
@@ -109,8 +141,11 @@ def budget_run(home: str, minutes: float, mode: str) -> dict:
 
     base = reply_model_path(load_settings(home=home))
     with tempfile.TemporaryDirectory() as scratch:
-        settings = load_settings(home=Path(scratch) / "home", reply_model_path=base,
-                                 training={"max_minutes": minutes, "mode": mode, "auto_promote": False})
+        settings = load_settings(
+            home=Path(scratch) / "home",
+            reply_model_path=base,
+            training={"max_minutes": minutes, "mode": mode, "auto_promote": False},
+        )
         ensure_home(settings)
         upgrade(settings.resolved_database_url)
         database = Database(settings.resolved_database_url)
@@ -121,24 +156,42 @@ def budget_run(home: str, minutes: float, mode: str) -> dict:
         database.dispose()
         m = result.metrics
         return {
-            "dataset": "transcripts/stc3_helpdesk_en.train.jsonl", "pairs": len(pairs),
-            "train_pairs": sum(p["split"] == "train" for p in pairs), "val_pairs_used": result.evaluation["val_pairs"], "budget_minutes": minutes, "mode": mode,
-            "val_loss_before": round(m["val_loss_before"], 4), "val_loss_after": round(m["val_loss"], 4),
+            "dataset": "transcripts/stc3_helpdesk_en.train.jsonl",
+            "pairs": len(pairs),
+            "train_pairs": sum(p["split"] == "train" for p in pairs),
+            "val_pairs_used": result.evaluation["val_pairs"],
+            "budget_minutes": minutes,
+            "mode": mode,
+            "val_loss_before": round(m["val_loss_before"], 4),
+            "val_loss_after": round(m["val_loss"], 4),
             "val_loss_best_checkpoint": round(m["val_loss_best_checkpoint"], 4),
-            "val_loss_fused": None if m["val_loss_fused"] is None else round(m["val_loss_fused"], 4),
-            "kept": m["model"], "steps": m["steps"], "stopped_because": m["stopped_because"],
-            "train_tokens": m["train_tokens"], "tokens_per_second": m["tokens_per_second"],
-            "wall_seconds": round(time.perf_counter() - started, 1), "peak_memory_mb": m["peak_memory_mb"],
+            "val_loss_fused": None
+            if m["val_loss_fused"] is None
+            else round(m["val_loss_fused"], 4),
+            "kept": m["model"],
+            "steps": m["steps"],
+            "stopped_because": m["stopped_because"],
+            "train_tokens": m["train_tokens"],
+            "tokens_per_second": m["tokens_per_second"],
+            "wall_seconds": round(time.perf_counter() - started, 1),
+            "peak_memory_mb": m["peak_memory_mb"],
         }
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--home", default=os.environ.get("CHATBOT_HOME", str(Path.home() / ".local/share/chatbot")),
-                        help="data directory whose model cache holds the converted SmolLM2")
+    parser.add_argument(
+        "--home",
+        default=os.environ.get("CHATBOT_HOME", str(Path.home() / ".local/share/chatbot")),
+        help="data directory whose model cache holds the converted SmolLM2",
+    )
     parser.add_argument("--steps", type=int, default=4, help="measured optimizer steps per mode")
-    parser.add_argument("--budget-minutes", type=float, default=10.0, help="time budget of the helpdesk run")
-    parser.add_argument("--quick", action="store_true", help="2 steps per mode, a 3-minute helpdesk run")
+    parser.add_argument(
+        "--budget-minutes", type=float, default=10.0, help="time budget of the helpdesk run"
+    )
+    parser.add_argument(
+        "--quick", action="store_true", help="2 steps per mode, a 3-minute helpdesk run"
+    )
     parser.add_argument("--worker", choices=["lora", "full"], help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.quick:
@@ -149,24 +202,47 @@ def main() -> int:
     if not HELPDESK.is_file():
         print(f"skipped: the shared datasets are not at {HELPDESK.parent}", file=sys.stderr)
         return 0
-    results = {"machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version(),
-                           "load_average_at_start": os.getloadavg()}, "throughput": []}
+    results = {
+        "machine": {
+            "cpus": os.cpu_count(),
+            "platform": platform.platform(),
+            "python": platform.python_version(),
+            "load_average_at_start": os.getloadavg(),
+        },
+        "throughput": [],
+    }
     for mode in ("lora", "full"):
-        done = subprocess.run([sys.executable, __file__, "--home", args.home, "--steps", str(args.steps), "--worker", mode],
-                              capture_output=True, text=True)
+        done = subprocess.run(
+            [
+                sys.executable,
+                __file__,
+                "--home",
+                args.home,
+                "--steps",
+                str(args.steps),
+                "--worker",
+                mode,
+            ],
+            capture_output=True,
+            text=True,
+        )
         if done.returncode != 0:
             print(done.stderr[-2000:], file=sys.stderr)
             return 1
         row = json.loads(done.stdout.strip().splitlines()[-1])
         results["throughput"].append(row)
-        print(f"{mode:>4}: {row['tokens_per_second']:8.1f} training tokens/s, {row['seconds_per_step']:.1f} s/step "
-              f"(batch {row['batch_size']}), peak RSS {row['peak_rss_mb']:.0f} MB, "
-              f"{row['trainable_parameters'] / 1e6:.2f}M trainable parameters ({row['trainable_layers']} layers)")
+        print(
+            f"{mode:>4}: {row['tokens_per_second']:8.1f} training tokens/s, {row['seconds_per_step']:.1f} s/step "
+            f"(batch {row['batch_size']}), peak RSS {row['peak_rss_mb']:.0f} MB, "
+            f"{row['trainable_parameters'] / 1e6:.2f}M trainable parameters ({row['trainable_layers']} layers)"
+        )
     run = budget_run(args.home, args.budget_minutes, "lora")
     results["helpdesk_budget_run"] = run
     results["machine"]["load_average_at_end"] = os.getloadavg()
-    print(f"helpdesk, {args.budget_minutes:g} min LoRA: validation loss {run['val_loss_before']:.4f} -> {run['val_loss_after']:.4f} "
-          f"({run['steps']} steps, {run['train_tokens']} tokens, {run['wall_seconds']:.0f}s, kept {run['kept']})")
+    print(
+        f"helpdesk, {args.budget_minutes:g} min LoRA: validation loss {run['val_loss_before']:.4f} -> {run['val_loss_after']:.4f} "
+        f"({run['steps']} steps, {run['train_tokens']} tokens, {run['wall_seconds']:.0f}s, kept {run['kept']})"
+    )
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps(results, indent=2) + "\n")
     print(f"saved {RESULTS}")

@@ -54,9 +54,13 @@ def parse_runs(text: str) -> list[tuple[str, float]]:
 
 def chatbot(env: dict[str, str], *args: str, timeout: float | None = None) -> dict:
     """Run one chatbot command with --json; its parsed output."""
-    done = subprocess.run([CHATBOT, *args, "--json"], env=env, capture_output=True, text=True, timeout=timeout)
+    done = subprocess.run(
+        [CHATBOT, *args, "--json"], env=env, capture_output=True, text=True, timeout=timeout
+    )
     if done.returncode != 0:
-        raise SystemExit(f"chatbot {' '.join(args)} failed ({done.returncode}):\n{done.stderr[-3000:]}")
+        raise SystemExit(
+            f"chatbot {' '.join(args)} failed ({done.returncode}):\n{done.stderr[-3000:]}"
+        )
     return json.loads(done.stdout)
 
 
@@ -67,19 +71,29 @@ def figure(variant: dict, part: str, metric: str) -> dict:
 
 def quality(report: dict, name: str) -> dict:
     v = report["variants"][name]
-    return {"turns": v["n"], "answered_rouge_l": figure(v, "answered", "rouge_l"),
-            "answered_embedding_similarity": figure(v, "answered", "embedding_similarity"),
-            "coverage": {k: round(v["coverage"][k], 4) for k in ("value", "low", "high")}}
+    return {
+        "turns": v["n"],
+        "answered_rouge_l": figure(v, "answered", "rouge_l"),
+        "answered_embedding_similarity": figure(v, "answered", "embedding_similarity"),
+        "coverage": {k: round(v["coverage"][k], 4) for k in ("value", "low", "high")},
+    }
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
-    parser.add_argument("--runs", default="lora:5,lora:15,lora:45,full:5,full:15",
-                        help="Comma-separated mode:minutes (mode lora or full).")
+    parser.add_argument(
+        "--runs",
+        default="lora:5,lora:15,lora:45,full:5,full:15",
+        help="Comma-separated mode:minutes (mode lora or full).",
+    )
     parser.add_argument("--home", type=Path, help="Scratch home (default: a temporary directory).")
     parser.add_argument("--out", type=Path, default=RESULTS)
-    parser.add_argument("--model-cache", type=Path, help="Where the converted reply model is kept (default: the home's).")
+    parser.add_argument(
+        "--model-cache",
+        type=Path,
+        help="Where the converted reply model is kept (default: the home's).",
+    )
     args = parser.parse_args()
     if not args.data.is_file():
         raise SystemExit(f"{args.data} not found (the shared datasets live in ../shared/datasets)")
@@ -90,19 +104,30 @@ def main() -> None:
         env["CHATBOT_MODEL_CACHE"] = str(args.model_cache)
     results: dict = {
         "what": "reply quality against training minutes, LoRA and full fine-tuning (bench_training_minutes.py)",
-        "data": str(args.data.name), "home": str(home), "runs": [],
-        "machine": {"python": platform.python_version(), "cpus": os.cpu_count(), "platform": platform.platform()},
+        "data": str(args.data.name),
+        "home": str(home),
+        "runs": [],
+        "machine": {
+            "python": platform.python_version(),
+            "cpus": os.cpu_count(),
+            "platform": platform.platform(),
+        },
         "metrics": "what the customer was sent on every held-out turn of the set: ROUGE-L and embedding similarity "
-                   "of the answered turns, 95% bootstrap intervals (resampling conversations)",
+        "of the answered turns, 95% bootstrap intervals (resampling conversations)",
     }
     started = time.monotonic()
     print(f"importing {args.data.name} into {home}", flush=True)
-    for step in (["db", "upgrade"], ["models", "prepare"]):  # the store's schema; the reply model converted once
+    for step in (
+        ["db", "upgrade"],
+        ["models", "prepare"],
+    ):  # the store's schema; the reply model converted once
         done = subprocess.run([CHATBOT, *step], env=env, capture_output=True, text=True)
         if done.returncode != 0:
             raise SystemExit(f"chatbot {' '.join(step)} failed:\n{done.stderr[-2000:]}")
     results["import"] = chatbot(env, "import", str(args.data))
-    results["index"] = {k: v for k, v in chatbot(env, "index").items() if k in ("version", "pair_count", "fusion")}
+    results["index"] = {
+        k: v for k, v in chatbot(env, "index").items() if k in ("version", "pair_count", "fusion")
+    }
     eval_args = ["eval", "replies", "--train", str(args.data), "--no-record"]
     base = chatbot(env, *eval_args, "--variants", "retrieval,base")
     results["retrieval"] = quality(base, "retrieval")
@@ -112,21 +137,40 @@ def main() -> None:
     for mode, minutes in runs:
         print(f"training {mode} for {minutes:g} minutes", flush=True)
         t0 = time.monotonic()
-        trained = chatbot(env, "train", f"--{mode}", "--max-minutes", f"{minutes:g}", "--no-promote", "--no-ranker")
+        trained = chatbot(
+            env,
+            "train",
+            f"--{mode}",
+            "--max-minutes",
+            f"{minutes:g}",
+            "--no-promote",
+            "--no-ranker",
+        )
         wall = time.monotonic() - t0
         metrics = trained.get("metrics", {})
         name = trained["version"]
         report = chatbot(env, *eval_args, "--variants", "trained", "--model-version", name)
-        row = {"mode": mode, "minutes": minutes, "version": name, "wall_seconds": round(wall, 1),
-               "val_loss_before": metrics.get("val_loss_before"), "val_loss": metrics.get("val_loss"),
-               "steps": metrics.get("steps"), "train_tokens": metrics.get("train_tokens"),
-               "peak_memory_mb": metrics.get("peak_memory_mb"), "device": metrics.get("device"),
-               **quality(report, "trained")}
+        row = {
+            "mode": mode,
+            "minutes": minutes,
+            "version": name,
+            "wall_seconds": round(wall, 1),
+            "val_loss_before": metrics.get("val_loss_before"),
+            "val_loss": metrics.get("val_loss"),
+            "steps": metrics.get("steps"),
+            "train_tokens": metrics.get("train_tokens"),
+            "peak_memory_mb": metrics.get("peak_memory_mb"),
+            "device": metrics.get("device"),
+            **quality(report, "trained"),
+        }
         results["runs"].append(row)
         results["seconds"] = round(time.monotonic() - started, 1)
         save_results(args.out, results)
-        print(f"  {mode} {minutes:g} min: val loss {row['val_loss']}, ROUGE-L {row['answered_rouge_l']}, "
-              f"emb. sim. {row['answered_embedding_similarity']}", flush=True)
+        print(
+            f"  {mode} {minutes:g} min: val loss {row['val_loss']}, ROUGE-L {row['answered_rouge_l']}, "
+            f"emb. sim. {row['answered_embedding_similarity']}",
+            flush=True,
+        )
     print(f"saved {args.out}")
 
 

@@ -70,18 +70,32 @@ def _strings(value: Any) -> list[str]:
     return []
 
 
-async def timed_send(client: WidgetClient, token: str, text: str, session: str, timeout: float) -> dict[str, Any]:
+async def timed_send(
+    client: WidgetClient, token: str, text: str, session: str, timeout: float
+) -> dict[str, Any]:
     """Send one message as the page does; the seconds to the first word shown and to the end."""
     started = time.monotonic()
-    joined = await client.http.post(client.base_url + "/gradio_api/queue/join", json={
-        "data": [token, text], "fn_index": client.fn["send"], "session_hash": session,
-        "event_data": None, "trigger_id": None}, timeout=timeout)
+    joined = await client.http.post(
+        client.base_url + "/gradio_api/queue/join",
+        json={
+            "data": [token, text],
+            "fn_index": client.fn["send"],
+            "session_hash": session,
+            "event_data": None,
+            "trigger_id": None,
+        },
+        timeout=timeout,
+    )
     joined.raise_for_status()
     event_id = joined.json()["event_id"]
     first_word = None
     thinking_seen = False
-    async with client.http.stream("GET", client.base_url + "/gradio_api/queue/data",
-                                  params={"session_hash": session}, timeout=timeout) as stream:
+    async with client.http.stream(
+        "GET",
+        client.base_url + "/gradio_api/queue/data",
+        params={"session_hash": session},
+        timeout=timeout,
+    ) as stream:
         async for line in stream.aiter_lines():
             if not line.startswith("data:"):
                 continue
@@ -99,23 +113,31 @@ async def timed_send(client: WidgetClient, token: str, text: str, session: str, 
                     first_word = time.monotonic() - started
             elif kind == "process_completed":
                 total = time.monotonic() - started
-                return {"first_word_s": first_word if first_word is not None else total, "total_s": total,
-                        "ok": bool(message.get("success"))}
+                return {
+                    "first_word_s": first_word if first_word is not None else total,
+                    "total_s": total,
+                    "ok": bool(message.get("success")),
+                }
             elif kind in ("unexpected_error", "server_stopped"):
                 raise RuntimeError(f"{kind}: {message.get('message')}")
     raise RuntimeError("the event stream ended before the reply was complete")
 
 
-def held_out_questions(database_url: str, limit: int | None, first: tuple[str, ...] = FIRST_QUESTIONS) -> list[str]:
+def held_out_questions(
+    database_url: str, limit: int | None, first: tuple[str, ...] = FIRST_QUESTIONS
+) -> list[str]:
     """The first customer message of each held-out (test split) conversation, after `first`."""
     from sqlalchemy import create_engine, text
 
     engine = create_engine(database_url)
     try:
         with engine.connect() as connection:
-            rows = connection.execute(text(
-                "SELECT m.text FROM conversations c JOIN messages m ON m.conversation_id = c.id "
-                "WHERE c.split = 'test' AND m.turn_index = 0 AND m.role = 'customer' ORDER BY c.id")).all()
+            rows = connection.execute(
+                text(
+                    "SELECT m.text FROM conversations c JOIN messages m ON m.conversation_id = c.id "
+                    "WHERE c.split = 'test' AND m.turn_index = 0 AND m.role = 'customer' ORDER BY c.id"
+                )
+            ).all()
     finally:
         engine.dispose()
     questions = list(first) + [r[0] for r in rows]
@@ -132,10 +154,18 @@ def stored_paths(database_url: str, conversation_ids: list[int]) -> dict[int, di
     database = Database(database_url)
     try:
         with database.session() as session:
-            rows = session.scalars(select(DialogueReply).where(DialogueReply.conversation_id.in_(conversation_ids))).all()
-            return {r.conversation_id: {"path": reply_path(r.decision, r.reason, r.trace), "reason": r.reason,
-                                        "decision": r.decision, "server_total_s": (r.timings or {}).get("total")}
-                    for r in rows}
+            rows = session.scalars(
+                select(DialogueReply).where(DialogueReply.conversation_id.in_(conversation_ids))
+            ).all()
+            return {
+                r.conversation_id: {
+                    "path": reply_path(r.decision, r.reason, r.trace),
+                    "reason": r.reason,
+                    "decision": r.decision,
+                    "server_total_s": (r.timings or {}).get("total"),
+                }
+                for r in rows
+            }
     finally:
         database.dispose()
 
@@ -151,7 +181,9 @@ def conversation_of(database_url: str, token: str) -> int | None:
         database.dispose()
 
 
-def percentile_ci(values: list[float], q: float, resamples: int = 2000, seed: int = 0) -> dict[str, float | None]:
+def percentile_ci(
+    values: list[float], q: float, resamples: int = 2000, seed: int = 0
+) -> dict[str, float | None]:
     import numpy as np
 
     if not values:
@@ -159,8 +191,11 @@ def percentile_ci(values: list[float], q: float, resamples: int = 2000, seed: in
     data = np.asarray(values)
     rng = np.random.default_rng(seed)
     boots = np.percentile(rng.choice(data, size=(resamples, data.size), replace=True), q, axis=1)
-    return {"value": round(float(np.percentile(data, q)), 3), "low": round(float(np.percentile(boots, 2.5)), 3),
-            "high": round(float(np.percentile(boots, 97.5)), 3)}
+    return {
+        "value": round(float(np.percentile(data, q)), 3),
+        "low": round(float(np.percentile(boots, 2.5)), 3),
+        "high": round(float(np.percentile(boots, 97.5)), 3),
+    }
 
 
 def share_ci(hits: int, n: int, resamples: int = 2000, seed: int = 0) -> dict[str, float | None]:
@@ -170,8 +205,11 @@ def share_ci(hits: int, n: int, resamples: int = 2000, seed: int = 0) -> dict[st
         return {"value": None, "low": None, "high": None}
     rng = np.random.default_rng(seed)
     boots = rng.binomial(n, hits / n, size=resamples) / n
-    return {"value": round(hits / n, 3), "low": round(float(np.percentile(boots, 2.5)), 3),
-            "high": round(float(np.percentile(boots, 97.5)), 3)}
+    return {
+        "value": round(hits / n, 3),
+        "low": round(float(np.percentile(boots, 2.5)), 3),
+        "high": round(float(np.percentile(boots, 97.5)), 3),
+    }
 
 
 async def ask_all(url: str, questions: list[str], timeout: float, report) -> list[dict[str, Any]]:
@@ -188,7 +226,7 @@ async def ask_all(url: str, questions: list[str], timeout: float, report) -> lis
             turn = {"question": question, "token": token}
             try:
                 turn.update(await timed_send(client, token, question, session, timeout))
-            except Exception as exc:  # noqa: BLE001 - counted, the run goes on
+            except Exception as exc:
                 turn.update(ok=False, error=f"{type(exc).__name__}: {exc}"[:300])
             turns.append(turn)
             if (n + 1) % 10 == 0 or n + 1 == len(questions):
@@ -196,8 +234,14 @@ async def ask_all(url: str, questions: list[str], timeout: float, report) -> lis
     return turns
 
 
-def run(models: str, limit: int | None, timeout: float, data: Path | None = None, settings: dict[str, str] | None = None,
-        report=print) -> dict[str, Any]:
+def run(
+    models: str,
+    limit: int | None,
+    timeout: float,
+    data: Path | None = None,
+    settings: dict[str, str] | None = None,
+    report=print,
+) -> dict[str, Any]:
     with ExitStack() as cleanup:
         home = Path(tempfile.mkdtemp(prefix="chatbot-first-words-"))
         cleanup.callback(shutil.rmtree, home, ignore_errors=True)
@@ -206,7 +250,10 @@ def run(models: str, limit: int | None, timeout: float, data: Path | None = None
         if models == "tiny":
             from tests.tiny_models import build_tiny_embedder, build_tiny_reply_model
 
-            tiny_dirs = (build_tiny_embedder(home / "tiny-embedder"), build_tiny_reply_model(home / "tiny-reply"))
+            tiny_dirs = (
+                build_tiny_embedder(home / "tiny-embedder"),
+                build_tiny_reply_model(home / "tiny-reply"),
+            )
         DEFAULT_MODEL_CACHE.mkdir(parents=True, exist_ok=True)
         plan = Plan(customers=1, multi_tab_customers=0, workers=1, models=models)
         env = make_env(plan, home, database_url, DEFAULT_MODEL_CACHE, tiny_dirs)
@@ -239,24 +286,32 @@ def run(models: str, limit: int | None, timeout: float, data: Path | None = None
     for path in sorted({t["path"] for t in ok}):
         group = [t for t in ok if t["path"] == path]
         by_path[path] = {
-            "turns": len(group), "share": share_ci(len(group), len(ok)),
+            "turns": len(group),
+            "share": share_ci(len(group), len(ok)),
             "first_word_p50_s": percentile_ci([t["first_word_s"] for t in group], 50),
             "first_word_p95_s": percentile_ci([t["first_word_s"] for t in group], 95),
             "total_p50_s": percentile_ci([t["total_s"] for t in group], 50),
             "total_p95_s": percentile_ci([t["total_s"] for t in group], 95),
         }
     return {
-        "benchmark": "first_words", "models": models, "data": data.name if data else "bundled demo shop",
+        "benchmark": "first_words",
+        "models": models,
+        "data": data.name if data else "bundled demo shop",
         "settings": settings or {},
-        "questions": len(questions), "answered_ok": len(ok),
+        "questions": len(questions),
+        "answered_ok": len(ok),
         "errors": [t.get("error") for t in turns if not t.get("ok")][:5],
         "first_word_p50_s": percentile_ci([t["first_word_s"] for t in ok], 50),
         "first_word_p95_s": percentile_ci([t["first_word_s"] for t in ok], 95),
         "total_p50_s": percentile_ci([t["total_s"] for t in ok], 50),
         "total_p95_s": percentile_ci([t["total_s"] for t in ok], 95),
-        "by_path": by_path, "turns": turns,
-        "machine": {"python": platform.python_version(), "cpus": os.cpu_count(),
-                    "load_average": [round(x, 2) for x in os.getloadavg()]},
+        "by_path": by_path,
+        "turns": turns,
+        "machine": {
+            "python": platform.python_version(),
+            "cpus": os.cpu_count(),
+            "load_average": [round(x, 2) for x in os.getloadavg()],
+        },
         "run_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "command": "python benchmarks/first_words.py " + " ".join(sys.argv[1:]),
     }
@@ -266,38 +321,65 @@ def print_results(results: dict[str, Any], out=print) -> None:
     def ci(figure: dict[str, Any]) -> str:
         return f"{figure['value']} s [{figure['low']}, {figure['high']}]"
 
-    out(f"{results['data']}: {results['answered_ok']} of {results['questions']} questions answered through the "
-        f"widget's HTTP API ({results['models']} models); errors: {results['errors'] or 'none'}")
-    out(f"  first visible word: p50 {ci(results['first_word_p50_s'])}, p95 {ci(results['first_word_p95_s'])}")
+    out(
+        f"{results['data']}: {results['answered_ok']} of {results['questions']} questions answered through the "
+        f"widget's HTTP API ({results['models']} models); errors: {results['errors'] or 'none'}"
+    )
+    out(
+        f"  first visible word: p50 {ci(results['first_word_p50_s'])}, p95 {ci(results['first_word_p95_s'])}"
+    )
     out(f"  whole reply:        p50 {ci(results['total_p50_s'])}, p95 {ci(results['total_p95_s'])}")
     for path, f in results["by_path"].items():
         share = f["share"]
-        out(f"  {path:<10} {f['turns']:>4} turns ({share['value']:.0%} [{share['low']:.0%}, {share['high']:.0%}]): "
+        out(
+            f"  {path:<10} {f['turns']:>4} turns ({share['value']:.0%} [{share['low']:.0%}, {share['high']:.0%}]): "
             f"first word p50 {f['first_word_p50_s']['value']} s p95 {f['first_word_p95_s']['value']} s; "
-            f"total p50 {f['total_p50_s']['value']} s p95 {f['total_p95_s']['value']} s")
+            f"total p50 {f['total_p50_s']['value']} s p95 {f['total_p95_s']['value']} s"
+        )
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", choices=("real", "tiny"), default="real")
-    parser.add_argument("--limit", type=int, default=None, help="ask at most this many questions (default: all held-out)")
+    parser.add_argument(
+        "--limit",
+        type=int,
+        default=None,
+        help="ask at most this many questions (default: all held-out)",
+    )
     parser.add_argument("--timeout", type=float, default=120.0, help="seconds allowed per reply")
-    parser.add_argument("--data", type=Path, help="serve this transcript file instead of the demo shop")
-    parser.add_argument("--set", action="append", default=[], metavar="CHATBOT_KEY=VALUE",
-                        help="a setting for the served app, e.g. CHATBOT_DIALOGUE__SEND_RETRIEVED_AT=1.0 (always generate)")
-    parser.add_argument("--out", type=Path, help="results file (default first_words.json, or first_words_<data>.json)")
+    parser.add_argument(
+        "--data", type=Path, help="serve this transcript file instead of the demo shop"
+    )
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="CHATBOT_KEY=VALUE",
+        help="a setting for the served app, e.g. CHATBOT_DIALOGUE__SEND_RETRIEVED_AT=1.0 (always generate)",
+    )
+    parser.add_argument(
+        "--out",
+        type=Path,
+        help="results file (default first_words.json, or first_words_<data>.json)",
+    )
     parser.add_argument("--no-save", action="store_true")
     args = parser.parse_args(argv)
     if args.data is not None and not args.data.is_file():
-        raise SystemExit(f"{args.data}: no such file (the real sets live in ../shared/datasets/transcripts)")
+        raise SystemExit(
+            f"{args.data}: no such file (the real sets live in ../shared/datasets/transcripts)"
+        )
     settings = dict(item.split("=", 1) for item in args.set)
     if any(not key.startswith("CHATBOT_") for key in settings):
         raise SystemExit("--set takes CHATBOT_<KEY>=<value>")
     results = run(args.models, args.limit, args.timeout, args.data, settings)
     print_results(results)
     if not args.no_save:
-        out = args.out or (RESULTS if args.data is None else
-                           RESULTS.with_name(f"first_words_{args.data.name.split('.')[0]}.json"))
+        out = args.out or (
+            RESULTS
+            if args.data is None
+            else RESULTS.with_name(f"first_words_{args.data.name.split('.')[0]}.json")
+        )
         save_results(out, results)
         print(f"saved {out}")
     return 0 if results["answered_ok"] == results["questions"] else 1

@@ -56,12 +56,39 @@ SETS = {
 URL_RE = re.compile(r"(?:https?:\s?//|www\.)\S+", re.IGNORECASE)
 PLACEHOLDER_RE = re.compile(r"<[A-Z_]+>|\{\w+\}")
 NUMBER_RE = re.compile(r"[A-Za-z0-9#$€£¥][A-Za-z0-9#.,:/*\-]*")
-NOT_ID_RE = re.compile(r":|\d(?:am|pm)\b|^\d+(?:st|nd|rd|th)$|^\d+(?:\.\d+)?[a-z]{1,3}$", re.IGNORECASE)
+NOT_ID_RE = re.compile(
+    r":|\d(?:am|pm)\b|^\d+(?:st|nd|rd|th)$|^\d+(?:\.\d+)?[a-z]{1,3}$", re.IGNORECASE
+)
 GREETED_RE = re.compile(r"^(?:<[A-Z_]+>\s*)*(?:Hi|Hello|Hey|Dear),?\s+([A-Z][a-z]{1,20})\b")
 SIGNED_RE = re.compile(r"\n\s*([A-Z][a-z]{1,20})(?:\s+[A-Z][a-z]{1,20})?\s*(?:\n\s*<PHONE>\s*)?$")
-CALENDAR = {"monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday", "january", "february",
-            "march", "april", "may", "june", "july", "august", "september", "october", "november", "december",
-            "mr", "mrs", "ms", "miss", "dr", "sir", "madam"}
+CALENDAR = {
+    "monday",
+    "tuesday",
+    "wednesday",
+    "thursday",
+    "friday",
+    "saturday",
+    "sunday",
+    "january",
+    "february",
+    "march",
+    "april",
+    "may",
+    "june",
+    "july",
+    "august",
+    "september",
+    "october",
+    "november",
+    "december",
+    "mr",
+    "mrs",
+    "ms",
+    "miss",
+    "dr",
+    "sir",
+    "madam",
+}
 WORD_RE = re.compile(r"[A-Za-z][a-z'’]+")
 CAPITAL_RE = re.compile(r"\b[A-Z][a-z]{1,20}\b")
 RARE = 3
@@ -98,7 +125,14 @@ class Detector:
         agent_words: Counter = Counter()
         for turns in conversations:
             agent_numbers = set()
-            agent_words.update({w for role, text in turns if role == "agent" for w in CAPITAL_RE.findall(_plain(text))})
+            agent_words.update(
+                {
+                    w
+                    for role, text in turns
+                    if role == "agent"
+                    for w in CAPITAL_RE.findall(_plain(text))
+                }
+            )
             for role, text in turns:
                 lower.update(w for w in WORD_RE.findall(_plain(text)) if w.islower())
                 if role == "agent":
@@ -109,7 +143,11 @@ class Detector:
             self.agent_numbers.update(agent_numbers)
         # A word in the agents' turns of more than 1 conversation in 20 is the company's (a place, a brand).
         common = {w for w, n in agent_words.items() if n > max(RARE, len(conversations) / 20)}
-        self.names = {n for n in self.names if n.lower() not in lower and n.lower() not in CALENDAR and n not in common}
+        self.names = {
+            n
+            for n in self.names
+            if n.lower() not in lower and n.lower() not in CALENDAR and n not in common
+        }
 
     def foreign(self, reply: str, customer_texts: list[str]) -> list[str]:
         own = _squash(" ".join(customer_texts))
@@ -135,7 +173,9 @@ class RawRetriever:
         from dataclasses import replace
 
         result = self.retriever.search(query, **kwargs)
-        hits = [replace(h, reply_text=self.targets.get(h.pair_id, h.reply_text)) for h in result.hits]
+        hits = [
+            replace(h, reply_text=self.targets.get(h.pair_id, h.reply_text)) for h in result.hits
+        ]
         return replace(result, hits=hits)
 
 
@@ -155,8 +195,13 @@ def bootstrap(per_conversation: list[tuple[int, int]], boot: int, seed: int = 0)
     shares.sort()
     low = shares[int(0.025 * (len(shares) - 1))] if shares else value
     high = shares[int(0.975 * (len(shares) - 1))] if shares else value
-    return {"share": None if value is None else round(value, 4), "low": None if low is None else round(low, 4),
-            "high": None if high is None else round(high, 4), "flagged": flagged, "sent": sent}
+    return {
+        "share": None if value is None else round(value, 4),
+        "low": None if low is None else round(low, 4),
+        "high": None if high is None else round(high, 4),
+        "flagged": flagged,
+        "sent": sent,
+    }
 
 
 def run_set(name: str, path: Path, allow: list[str], home: Path, args) -> dict:
@@ -179,33 +224,65 @@ def run_set(name: str, path: Path, allow: list[str], home: Path, args) -> dict:
     ensure_home(settings)
     upgrade(settings.resolved_database_url)
     database = Database(settings.resolved_database_url)
-    ingest = settings.ingest.model_copy(update={"redact_allowlist": [*settings.ingest.redact_allowlist, *allow]})
+    ingest = settings.ingest.model_copy(
+        update={"redact_allowlist": [*settings.ingest.redact_allowlist, *allow]}
+    )
     import_paths(database, [path], ingest=ingest)
     model = load_embedder(settings)
     report = update_index(settings, database, model=model)
     retriever = open_retriever(settings, database, model=model)
-    log(f"{name}: imported and indexed in {time.perf_counter() - started:.0f}s ({report.pair_count} pairs)")
+    log(
+        f"{name}: imported and indexed in {time.perf_counter() - started:.0f}s ({report.pair_count} pairs)"
+    )
     with database.session() as session:
         train, test = [], []
-        for conversation in session.scalars(select(Conversation).where(Conversation.channel == "import").order_by(Conversation.id)):
-            turns = [(m.role, m.text) for m in conversation_messages(session=session, conversation_id=conversation.id)]
-            (test if conversation.split == "test" else train if conversation.split == "train" else []).append(turns)
+        for conversation in session.scalars(
+            select(Conversation).where(Conversation.channel == "import").order_by(Conversation.id)
+        ):
+            turns = [
+                (m.role, m.text)
+                for m in conversation_messages(session=session, conversation_id=conversation.id)
+            ]
+            (
+                test
+                if conversation.split == "test"
+                else train
+                if conversation.split == "train"
+                else []
+            ).append(turns)
         targets = dict(session.execute(select(TrainingPair.id, TrainingPair.target)).all())
     if args.max_conversations:
         test = test[: args.max_conversations]
     detector = Detector(train)
     prompt = PromptFormat.from_settings(settings.prompt)
-    gates = {"default": {}, "always": {"handoff_threshold": 0.0, "answer_threshold": 0.0, "handoff_on_out_of_scope": False}}
-    out = {"file": path.name, "held_out_conversations": len(test),
-           "held_out_customer_turns": sum(1 for t in test for r, _ in t if r == "customer"), "gates": {}}
+    gates = {
+        "default": {},
+        "always": {
+            "handoff_threshold": 0.0,
+            "answer_threshold": 0.0,
+            "handoff_on_out_of_scope": False,
+        },
+    }
+    out = {
+        "file": path.name,
+        "held_out_conversations": len(test),
+        "held_out_customer_turns": sum(1 for t in test for r, _ in t if r == "customer"),
+        "gates": {},
+    }
     for gate, overrides in gates.items():
         dialogue = settings.dialogue.model_copy(update={"generate": False, **overrides})
         out["gates"][gate] = {}
         for variant in ("check_off", "check_on"):
             t0 = time.perf_counter()
             raw = variant == "check_off"
-            manager = DialogueManager(dialogue, database, RawRetriever(retriever, targets) if raw else retriever, None,
-                                      prompt, ingest=ingest)
+            manager = DialogueManager(
+                dialogue,
+                database,
+                RawRetriever(retriever, targets) if raw else retriever,
+                None,
+                prompt,
+                ingest=ingest,
+            )
             if raw:
                 manager.specifics = None
             per_conversation, examples, withheld, turns = [], [], 0, 0
@@ -217,12 +294,16 @@ def run_set(name: str, path: Path, allow: list[str], home: Path, args) -> dict:
                     turns += 1
                     try:
                         reply = manager.respond(text, conversation_id, source="benchmark")
-                    except Exception as exc:  # noqa: BLE001 - a refused message (empty, too long) is no reply
+                    except Exception as exc:
                         log(f"  {name}: {type(exc).__name__}: {exc}")
                         continue
                     conversation_id = reply.conversation_id
                     customer_texts.append(text)
-                    withheld += sum(1 for c in reply.candidates if "another customer's" in str(c.get("blocked", "")))
+                    withheld += sum(
+                        1
+                        for c in reply.candidates
+                        if "another customer's" in str(c.get("blocked", ""))
+                    )
                     if reply.conversation_id and reply.decision == "handoff":
                         manager.hand_back(conversation_id)  # keep answering the held-out turns
                     if not (reply.sent and reply.decision in ("answer", "answer_flagged")):
@@ -233,15 +314,28 @@ def run_set(name: str, path: Path, allow: list[str], home: Path, args) -> dict:
                         flagged += 1
                         if len(examples) < 8:
                             # The shared sets' text is never committed: only what was flagged.
-                            examples.append({"customer": text[:160], "sent": reply.shown_text[:240], "foreign": foreign}
-                                            if name == "demo" else {"foreign": foreign})
+                            examples.append(
+                                {
+                                    "customer": text[:160],
+                                    "sent": reply.shown_text[:240],
+                                    "foreign": foreign,
+                                }
+                                if name == "demo"
+                                else {"foreign": foreign}
+                            )
                 per_conversation.append((sent, flagged))
             figures = bootstrap(per_conversation, args.boot)
-            figures.update(turns=turns, withheld_candidates=withheld, seconds=round(time.perf_counter() - t0, 1),
-                           examples=examples)
+            figures.update(
+                turns=turns,
+                withheld_candidates=withheld,
+                seconds=round(time.perf_counter() - t0, 1),
+                examples=examples,
+            )
             out["gates"][gate][variant] = figures
-            log(f"  {name} {gate:8s} {variant}: {figures['flagged']}/{figures['sent']} sent replies foreign "
-                f"= {figures['share']} [{figures['low']}, {figures['high']}] ({turns} turns, {figures['seconds']}s)")
+            log(
+                f"  {name} {gate:8s} {variant}: {figures['flagged']}/{figures['sent']} sent replies foreign "
+                f"= {figures['share']} [{figures['low']}, {figures['high']}] ({turns} turns, {figures['seconds']}s)"
+            )
     database.dispose()
     return out
 
@@ -249,21 +343,25 @@ def run_set(name: str, path: Path, allow: list[str], home: Path, args) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--sets", default="demo,stc3_helpdesk_en,ibm_twitter_care")
-    parser.add_argument("--max-conversations", type=int, default=0, help="held-out conversations per set (0 = all)")
+    parser.add_argument(
+        "--max-conversations", type=int, default=0, help="held-out conversations per set (0 = all)"
+    )
     parser.add_argument("--boot", type=int, default=1000)
     parser.add_argument("--home", type=Path, default=None)
-    parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results" / "foreign_specifics.json")
+    parser.add_argument(
+        "--out", type=Path, default=REPO / "benchmarks" / "results" / "foreign_specifics.json"
+    )
     args = parser.parse_args()
     home = args.home or Path(tempfile.mkdtemp(prefix="foreign-specifics-"))
     results = {
         "what": "share of sent replies carrying a number/ID or a name foreign to the conversation, held-out turns, "
-                "retrieval path (generate=false); 95% cluster-bootstrap intervals over conversations",
-        "command": "python benchmarks/foreign_specifics.py" + (f" --max-conversations {args.max_conversations}"
-                                                                if args.max_conversations else ""),
+        "retrieval path (generate=false); 95% cluster-bootstrap intervals over conversations",
+        "command": "python benchmarks/foreign_specifics.py"
+        + (f" --max-conversations {args.max_conversations}" if args.max_conversations else ""),
         "detector": f"numbers/IDs >= 4 chars with >= 3 digits (no times, ordinals, units) not in the customer's "
-                    f"messages and in agent turns of < {RARE} training conversations; people's names learned from the "
-                    "training conversations (greeted by agents, signed by customers; never lower-case) found anywhere "
-                    "in the reply and not in the customer's messages",
+        f"messages and in agent turns of < {RARE} training conversations; people's names learned from the "
+        "training conversations (greeted by agents, signed by customers; never lower-case) found anywhere "
+        "in the reply and not in the customer's messages",
         "machine": {"python": platform.python_version(), "platform": platform.platform()},
         "sets": {},
         "skipped": {},
@@ -271,14 +369,28 @@ def main() -> None:
     for name in [s.strip() for s in args.sets.split(",") if s.strip()]:
         path, allow = SETS[name]
         if not path.is_file():
-            results["skipped"][name] = f"{path} is absent (the shared datasets are not on this machine)"
+            results["skipped"][name] = (
+                f"{path} is absent (the shared datasets are not on this machine)"
+            )
             log(f"{name}: skipped: {results['skipped'][name]}")
             continue
         results["sets"][name] = run_set(name, path, allow, home, args)
     save_results(args.out, results)
-    print(json.dumps({name: {gate: {v: {k: f[k] for k in ("share", "low", "high", "flagged", "sent")}
-                                    for v, f in g.items()} for gate, g in s["gates"].items()}
-                      for name, s in results["sets"].items()}, indent=2))
+    print(
+        json.dumps(
+            {
+                name: {
+                    gate: {
+                        v: {k: f[k] for k in ("share", "low", "high", "flagged", "sent")}
+                        for v, f in g.items()
+                    }
+                    for gate, g in s["gates"].items()
+                }
+                for name, s in results["sets"].items()
+            },
+            indent=2,
+        )
+    )
 
 
 if __name__ == "__main__":

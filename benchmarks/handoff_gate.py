@@ -61,9 +61,18 @@ ISSUE_QUESTIONS = {  # question -> what a support lead expects of the demo shop
 # also address (a card declined at checkout, a charge seen twice, "delete my account"):
 # reported apart, since handing them off is not clearly right for a shop.
 SHOP_SHARED_B77 = {
-    "transaction_charged_twice", "terminate_account", "card_payment_not_recognised", "request_refund",
-    "refund_not_showing_up", "declined_card_payment", "reverted_card_payment?", "pending_card_payment",
-    "card_payment_fee_charged", "extra_charge_on_statement", "edit_personal_details", "direct_debit_payment_not_recognised",
+    "transaction_charged_twice",
+    "terminate_account",
+    "card_payment_not_recognised",
+    "request_refund",
+    "refund_not_showing_up",
+    "declined_card_payment",
+    "reverted_card_payment?",
+    "pending_card_payment",
+    "card_payment_fee_charged",
+    "extra_charge_on_statement",
+    "edit_personal_details",
+    "direct_debit_payment_not_recognised",
 }
 GOAL = {"in_domain_out_of_scope_max": 0.15, "out_of_domain_handed_off_min": 0.85}
 RESAMPLES = 2000
@@ -91,8 +100,12 @@ def share(flags, groups=None, *, resamples=RESAMPLES, seed=0) -> dict:
     draws = rng.integers(0, len(keys), size=(resamples, len(keys)))
     boot = sums[draws].sum(1) / counts[draws].sum(1)
     low, high = np.percentile(boot, [2.5, 97.5])
-    return {"n": int(flags.size), "share": round(float(flags.mean()), 4), "low": round(float(low), 4),
-            "high": round(float(high), 4)}
+    return {
+        "n": int(flags.size),
+        "share": round(float(flags.mean()), 4),
+        "low": round(float(low), 4),
+        "high": round(float(high), 4),
+    }
 
 
 def fmt(s: dict) -> str:
@@ -128,17 +141,34 @@ def held_out_turns(database, split: str = "test") -> list[dict]:
 
     with database.session() as session:
         rows = session.execute(
-            select(TrainingPair.id, TrainingPair.context, TrainingPair.labels, TrainingPair.conversation_id)
-            .where(TrainingPair.split == split).order_by(TrainingPair.id)
+            select(
+                TrainingPair.id,
+                TrainingPair.context,
+                TrainingPair.labels,
+                TrainingPair.conversation_id,
+            )
+            .where(TrainingPair.split == split)
+            .order_by(TrainingPair.id)
         ).all()
     items = []
     for pair_id, context, labels, conversation_id in rows:
-        turns = [(t.get("role", "customer"), t.get("text", "")) if isinstance(t, dict) else ("customer", str(t))
-                 for t in context or []]
+        turns = [
+            (t.get("role", "customer"), t.get("text", ""))
+            if isinstance(t, dict)
+            else ("customer", str(t))
+            for t in context or []
+        ]
         if not turns:
             continue
-        items.append({"pair_id": pair_id, "query": turns[-1][1], "history": turns[:-1],
-                      "topic": (labels or {}).get("topic"), "group": conversation_id})
+        items.append(
+            {
+                "pair_id": pair_id,
+                "query": turns[-1][1],
+                "history": turns[:-1],
+                "topic": (labels or {}).get("topic"),
+                "group": conversation_id,
+            }
+        )
     return items
 
 
@@ -154,7 +184,9 @@ def first_customer_turns(path: Path) -> list[str]:
     return out
 
 
-def intent_texts(name: str, *, intent: str | None = None, exclude: str | None = None, labelled: bool = False) -> list:
+def intent_texts(
+    name: str, *, intent: str | None = None, exclude: str | None = None, labelled: bool = False
+) -> list:
     """Texts of an intent set (`labelled`: (text, intent) pairs), each text once."""
     out = []
     for file in sorted((DATASETS / "intents").glob(f"{name}*.jsonl")):
@@ -177,7 +209,10 @@ def pair_topics(database) -> dict[int, str | None]:
     from chatbot.store.schema import TrainingPair
 
     with database.session() as session:
-        return {i: (labels or {}).get("topic") for i, labels in session.execute(select(TrainingPair.id, TrainingPair.labels))}
+        return {
+            i: (labels or {}).get("topic")
+            for i, labels in session.execute(select(TrainingPair.id, TrainingPair.labels))
+        }
 
 
 def gate(settings, retriever, topics, items: list[dict]) -> tuple[list[bool], list[float]]:
@@ -186,7 +221,9 @@ def gate(settings, retriever, topics, items: list[dict]) -> tuple[list[bool], li
     oos_topics = set(settings.dialogue.out_of_scope_topics)
     flags, scores = [], []
     for item in items:
-        result = retriever.search(item["query"], history=[t for _, t in item.get("history", [])], k=1)
+        result = retriever.search(
+            item["query"], history=[t for _, t in item.get("history", [])], k=1
+        )
         top_topic = topics.get(result.hits[0].pair_id) if result.hits else None
         flags.append(bool(result.out_of_scope or not result.hits or top_topic in oos_topics))
         scores.append(result.scope_score)
@@ -200,8 +237,14 @@ def through_manager(settings, database, retriever, items: list[dict]) -> list:
     from chatbot.store.conversations import add_message, start_conversation
     from chatbot.training.prompt import PromptFormat
 
-    manager = DialogueManager(settings.dialogue.model_copy(update={"generate": False}), database, retriever, None,
-                              PromptFormat.from_settings(settings.prompt), settings.ingest)
+    manager = DialogueManager(
+        settings.dialogue.model_copy(update={"generate": False}),
+        database,
+        retriever,
+        None,
+        PromptFormat.from_settings(settings.prompt),
+        settings.ingest,
+    )
     replies = []
     for item in items:
         cid = None
@@ -209,20 +252,35 @@ def through_manager(settings, database, retriever, items: list[dict]) -> list:
             with database.session() as session:
                 cid = start_conversation(session=session, source="bench").id
                 for role, text in item["history"]:
-                    add_message(session=session, conversation_id=cid, role="agent" if role == "agent" else "customer",
-                                text=text)
+                    add_message(
+                        session=session,
+                        conversation_id=cid,
+                        role="agent" if role == "agent" else "customer",
+                        text=text,
+                    )
         replies.append(manager.respond(item["query"], cid, source="bench"))
     return replies
 
 
-def evaluate(name, settings, database, report, inside: list[dict], outside: dict[str, list[str]],
-             extra_outside: list[dict] = (), issue: dict | None = None) -> dict:
+def evaluate(
+    name,
+    settings,
+    database,
+    report,
+    inside: list[dict],
+    outside: dict[str, list[str]],
+    extra_outside: list[dict] = (),
+    issue: dict | None = None,
+) -> dict:
     from chatbot.retrieval.retriever import open_retriever
 
     started = time.perf_counter()
     retriever = open_retriever(settings, database)
     topics = pair_topics(database)
-    result: dict = {"index": {"pairs": report.pair_count, "version": report.version}, "calibration": report.calibration}
+    result: dict = {
+        "index": {"pairs": report.pair_count, "version": report.version},
+        "calibration": report.calibration,
+    }
 
     in_flags, in_scores = gate(settings, retriever, topics, inside)
     groups = [i["group"] for i in inside]
@@ -230,51 +288,81 @@ def evaluate(name, settings, database, report, inside: list[dict], outside: dict
     replies = through_manager(settings, database, retriever, inside)
     decisions = Counter(r.decision for r in replies)
     reasons = Counter(r.reason.split(":")[0] for r in replies if r.decision == "handoff")
-    result["in_domain"]["handed_off_any_reason"] = share([r.decision == "handoff" for r in replies], groups)
+    result["in_domain"]["handed_off_any_reason"] = share(
+        [r.decision == "handoff" for r in replies], groups
+    )
     result["in_domain"]["held_for_review"] = share([r.decision == "held" for r in replies], groups)
     result["in_domain"]["decisions"] = dict(decisions)
     result["in_domain"]["handoff_reasons"] = dict(reasons)
-    log(f"[{name}] in-domain: out of scope {fmt(result['in_domain']['out_of_scope'])}; "
-        f"handed off (any reason, manager) {fmt(result['in_domain']['handed_off_any_reason'])}; reasons {dict(reasons)}")
+    log(
+        f"[{name}] in-domain: out of scope {fmt(result['in_domain']['out_of_scope'])}; "
+        f"handed off (any reason, manager) {fmt(result['in_domain']['handed_off_any_reason'])}; reasons {dict(reasons)}"
+    )
 
     result["out_of_domain"] = {}
     pooled = []
     for source, questions in outside.items():
         labels = [q[1] if isinstance(q, tuple) else None for q in questions]
-        flags, _ = gate(settings, retriever, topics, [{"query": q[0] if isinstance(q, tuple) else q} for q in questions])
+        flags, _ = gate(
+            settings,
+            retriever,
+            topics,
+            [{"query": q[0] if isinstance(q, tuple) else q} for q in questions],
+        )
         pooled += flags
         result["out_of_domain"][source] = share(flags)
         if source == "banking77":
             bank_only = [flag for label, flag in zip(labels, flags) if label not in SHOP_SHARED_B77]
             result["out_of_domain"]["banking77_bank_only_intents"] = share(bank_only)
-            log(f"[{name}] out-of-domain banking77 without shop-shared intents: {fmt(share(bank_only))}")
+            log(
+                f"[{name}] out-of-domain banking77 without shop-shared intents: {fmt(share(bank_only))}"
+            )
         if any(labels):  # which intents pass the gate most often
             passed = Counter(label for label, flag in zip(labels, flags) if not flag)
-            result.setdefault("out_of_domain_passed_intents", {})[source] = dict(passed.most_common(15))
-        log(f"[{name}] out-of-domain {source}: handed off as out of scope {fmt(result['out_of_domain'][source])}")
+            result.setdefault("out_of_domain_passed_intents", {})[source] = dict(
+                passed.most_common(15)
+            )
+        log(
+            f"[{name}] out-of-domain {source}: handed off as out of scope {fmt(result['out_of_domain'][source])}"
+        )
     if extra_outside:
         flags, _ = gate(settings, retriever, topics, list(extra_outside))
         pooled += flags
-        result["out_of_domain"]["own_labelled_out_of_scope"] = share(flags, [i["group"] for i in extra_outside])
-        log(f"[{name}] out-of-domain own labelled: {fmt(result['out_of_domain']['own_labelled_out_of_scope'])}")
+        result["out_of_domain"]["own_labelled_out_of_scope"] = share(
+            flags, [i["group"] for i in extra_outside]
+        )
+        log(
+            f"[{name}] out-of-domain own labelled: {fmt(result['out_of_domain']['own_labelled_out_of_scope'])}"
+        )
     result["out_of_domain_pooled"] = share(pooled)
-    result["goal_met"] = (result["in_domain"]["out_of_scope"]["share"] <= GOAL["in_domain_out_of_scope_max"]
-                          and all(v["share"] >= GOAL["out_of_domain_handed_off_min"]
-                                  for k, v in result["out_of_domain"].items()
-                                  if v["n"] and k != "banking77_bank_only_intents"))
+    result["goal_met"] = result["in_domain"]["out_of_scope"]["share"] <= GOAL[
+        "in_domain_out_of_scope_max"
+    ] and all(
+        v["share"] >= GOAL["out_of_domain_handed_off_min"]
+        for k, v in result["out_of_domain"].items()
+        if v["n"] and k != "banking77_bank_only_intents"
+    )
 
     if issue:
         asked = through_manager(settings, database, retriever, [{"query": q} for q in issue])
         result["issue_questions"] = []
         for (question, expected), reply in zip(issue.items(), asked):
             got = "handoff" if reply.decision == "handoff" else "answer"
-            row = {"question": question, "expected": expected, "decision": reply.decision, "reason": reply.reason,
-                   "ok": got == expected, "reply": reply.shown_text[:160],
-                   "scope_score": retriever.search(question, k=1).scope_score,
-                   "retrieval_s": reply.timings.get("total")}
+            row = {
+                "question": question,
+                "expected": expected,
+                "decision": reply.decision,
+                "reason": reply.reason,
+                "ok": got == expected,
+                "reply": reply.shown_text[:160],
+                "scope_score": retriever.search(question, k=1).scope_score,
+                "retrieval_s": reply.timings.get("total"),
+            }
             result["issue_questions"].append(row)
-            log(f"[{name}] {'ok ' if row['ok'] else 'BAD'} {question!r}: {reply.decision} ({reply.reason}) "
-                f"score {row['scope_score']:.3f}")
+            log(
+                f"[{name}] {'ok ' if row['ok'] else 'BAD'} {question!r}: {reply.decision} ({reply.reason}) "
+                f"score {row['scope_score']:.3f}"
+            )
     result["seconds"] = round(time.perf_counter() - started, 1)
     return result
 
@@ -282,10 +370,17 @@ def evaluate(name, settings, database, report, inside: list[dict], outside: dict
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--home", type=Path, default=Path("/tmp/chatbot-bench-handoff-gate"))
-    parser.add_argument("--limit", type=int, default=300, help="Questions per side and source at most (demo held-out turns: all).")
+    parser.add_argument(
+        "--limit",
+        type=int,
+        default=300,
+        help="Questions per side and source at most (demo held-out turns: all).",
+    )
     parser.add_argument("--only", default="", help="Comma-separated: demo and/or real set names.")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results" / "handoff_gate.json")
+    parser.add_argument(
+        "--out", type=Path, default=REPO / "benchmarks" / "results" / "handoff_gate.json"
+    )
     args = parser.parse_args()
     wanted = {w.strip() for w in args.only.split(",") if w.strip()}
 
@@ -302,25 +397,37 @@ def main() -> None:
     results: dict = {
         "command": "python benchmarks/handoff_gate.py " + " ".join(sys.argv[1:]),
         "goal": GOAL,
-        "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "load_average_at_start": os.getloadavg()},
-        "limit": args.limit, "seed": args.seed, "sets": {}, "skipped": {},
+        "machine": {
+            "cpus": os.cpu_count(),
+            "python": platform.python_version(),
+            "load_average_at_start": os.getloadavg(),
+        },
+        "limit": args.limit,
+        "seed": args.seed,
+        "sets": {},
+        "skipped": {},
     }
     have_data = DATASETS.is_dir()
     if not have_data:
-        log(f"shared datasets not found at {DATASETS}: out-of-domain intent sets and real sets skipped")
+        log(
+            f"shared datasets not found at {DATASETS}: out-of-domain intent sets and real sets skipped"
+        )
 
     if not wanted or "demo" in wanted:
         settings, database, report = build(args.home / "demo", [REPO / "data" / "demo_shop.jsonl"])
         turns = held_out_turns(database)
         oos_topics = set(settings.dialogue.out_of_scope_topics)
-        inside = [t for t in turns if t["topic"] not in oos_topics | set(settings.dialogue.handoff_topics)]
+        inside = [
+            t for t in turns if t["topic"] not in oos_topics | set(settings.dialogue.handoff_topics)
+        ]
         own_outside = [t for t in turns if t["topic"] in oos_topics]
         outside = {}
         if have_data:
             outside["banking77"] = cap(intent_texts("banking77", labelled=True))
             outside["clinc150_oos"] = cap(intent_texts("clinc150", intent="oos"))
-        results["sets"]["demo"] = evaluate("demo", settings, database, report, inside, outside, own_outside,
-                                           issue=ISSUE_QUESTIONS)
+        results["sets"]["demo"] = evaluate(
+            "demo", settings, database, report, inside, outside, own_outside, issue=ISSUE_QUESTIONS
+        )
         save_results(args.out, results)
 
     for name, rel in REAL_SETS.items():
@@ -331,8 +438,11 @@ def main() -> None:
             continue
         settings, database, report = build(args.home / name, [DATASETS / rel])
         inside = cap(held_out_turns(database))
-        outside = {other: cap(first_customer_turns(DATASETS / other_rel), args.limit // 2)
-                   for other, other_rel in REAL_SETS.items() if other != name}
+        outside = {
+            other: cap(first_customer_turns(DATASETS / other_rel), args.limit // 2)
+            for other, other_rel in REAL_SETS.items()
+            if other != name
+        }
         outside["clinc150_oos"] = cap(intent_texts("clinc150", intent="oos"), args.limit // 2)
         results["sets"][name] = evaluate(name, settings, database, report, inside, outside)
         save_results(args.out, results)
@@ -340,13 +450,24 @@ def main() -> None:
     results["seconds"] = round(time.perf_counter() - started, 1)
     results["load_average_at_end"] = os.getloadavg()
     save_results(args.out, results)
-    print(json.dumps({k: {"in_domain_out_of_scope": v["in_domain"]["out_of_scope"],
-                          "in_domain_handed_off_any_reason": v["in_domain"]["handed_off_any_reason"],
-                          "out_of_domain": v["out_of_domain"],
-                          "threshold": (v["calibration"] or {}).get("raw_threshold"),
-                          "interval": [(v["calibration"] or {}).get("raw_threshold_low"),
-                                       (v["calibration"] or {}).get("raw_threshold_high")]}
-                      for k, v in results["sets"].items()}, indent=2))
+    print(
+        json.dumps(
+            {
+                k: {
+                    "in_domain_out_of_scope": v["in_domain"]["out_of_scope"],
+                    "in_domain_handed_off_any_reason": v["in_domain"]["handed_off_any_reason"],
+                    "out_of_domain": v["out_of_domain"],
+                    "threshold": (v["calibration"] or {}).get("raw_threshold"),
+                    "interval": [
+                        (v["calibration"] or {}).get("raw_threshold_low"),
+                        (v["calibration"] or {}).get("raw_threshold_high"),
+                    ],
+                }
+                for k, v in results["sets"].items()
+            },
+            indent=2,
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -70,11 +70,21 @@ PROBE_ANSWER = "The secret word of the probe lighthouse is periwinkle marmalade.
 PROBE_MARK = "periwinkle marmalade"
 PROBE_SOURCE = "load-probe"
 # What the simulated customers ask (each message also carries its own marker, so no two are alike).
-QUESTIONS = ("where is my parcel, please?", "how do I return a kettle?", "my card was declined but I was charged",
-             "can I change the delivery address of my order?", "when will my refund arrive?",
-             "I forgot my password, what now?", "do you ship abroad?", "the item arrived broken")
-FAILED_MARKS = ("Sorry, I cannot answer right now", "the chat is unavailable right now",
-                "faster than we can answer")
+QUESTIONS = (
+    "where is my parcel, please?",
+    "how do I return a kettle?",
+    "my card was declined but I was charged",
+    "can I change the delivery address of my order?",
+    "when will my refund arrive?",
+    "I forgot my password, what now?",
+    "do you ship abroad?",
+    "the item arrived broken",
+)
+FAILED_MARKS = (
+    "Sorry, I cannot answer right now",
+    "the chat is unavailable right now",
+    "faster than we can answer",
+)
 
 
 # -- the plan and what was seen -------------------------------------------------------
@@ -142,14 +152,34 @@ class StoreCheck:
 
     @property
     def clean(self) -> bool:
-        return not (self.lost or self.duplicated or self.out_of_order or self.misplaced or self.turn_problems)
+        return not (
+            self.lost
+            or self.duplicated
+            or self.out_of_order
+            or self.misplaced
+            or self.turn_problems
+        )
 
     def summary(self) -> dict[str, Any]:
-        return {"conversations": self.conversations, "sent": self.sent, "stored": self.stored,
-                "lost": len(self.lost), "duplicated": len(self.duplicated), "out_of_order": len(self.out_of_order),
-                "misplaced": len(self.misplaced), "turn_problems": len(self.turn_problems), "clean": self.clean,
-                "reply_decisions": self.reply_decisions,
-                "examples": (self.lost + self.duplicated + self.out_of_order + self.misplaced + self.turn_problems)[:10]}
+        return {
+            "conversations": self.conversations,
+            "sent": self.sent,
+            "stored": self.stored,
+            "lost": len(self.lost),
+            "duplicated": len(self.duplicated),
+            "out_of_order": len(self.out_of_order),
+            "misplaced": len(self.misplaced),
+            "turn_problems": len(self.turn_problems),
+            "clean": self.clean,
+            "reply_decisions": self.reply_decisions,
+            "examples": (
+                self.lost
+                + self.duplicated
+                + self.out_of_order
+                + self.misplaced
+                + self.turn_problems
+            )[:10],
+        }
 
 
 # -- the widget's HTTP API, as its page speaks it ------------------------------------------
@@ -167,22 +197,38 @@ class WidgetClient:
     async def connect(self) -> None:
         response = await self.http.get(self.base_url + "/config")
         response.raise_for_status()
-        self.fn = {d["api_name"]: d["id"] for d in response.json()["dependencies"] if d.get("api_name")}
+        self.fn = {
+            d["api_name"]: d["id"] for d in response.json()["dependencies"] if d.get("api_name")
+        }
         for needed in ("load_page", "send"):
             if needed not in self.fn:
                 raise RuntimeError(f"the widget at {self.base_url} has no {needed!r} event")
 
-    async def call(self, api_name: str, data: list, session_hash: str, timeout: float) -> tuple[dict, list[str]]:
+    async def call(
+        self, api_name: str, data: list, session_hash: str, timeout: float
+    ) -> tuple[dict, list[str]]:
         """(the `process_completed` message, warnings shown on the way)."""
-        joined = await self.http.post(self.base_url + "/gradio_api/queue/join", json={
-            "data": data, "fn_index": self.fn[api_name], "session_hash": session_hash,
-            "event_data": None, "trigger_id": None}, timeout=timeout)
+        joined = await self.http.post(
+            self.base_url + "/gradio_api/queue/join",
+            json={
+                "data": data,
+                "fn_index": self.fn[api_name],
+                "session_hash": session_hash,
+                "event_data": None,
+                "trigger_id": None,
+            },
+            timeout=timeout,
+        )
         if joined.status_code != 200:
             raise RuntimeError(f"queue/join answered {joined.status_code}: {joined.text[:200]}")
         event_id = joined.json()["event_id"]
         warnings: list[str] = []
-        async with self.http.stream("GET", self.base_url + "/gradio_api/queue/data",
-                                    params={"session_hash": session_hash}, timeout=timeout) as stream:
+        async with self.http.stream(
+            "GET",
+            self.base_url + "/gradio_api/queue/data",
+            params={"session_hash": session_hash},
+            timeout=timeout,
+        ) as stream:
             if stream.status_code != 200:
                 raise RuntimeError(f"queue/data answered {stream.status_code}")
             async for line in stream.aiter_lines():
@@ -208,7 +254,9 @@ def chat_texts(completed: dict) -> list[str]:
     for entry in chat:
         content = entry.get("content") if isinstance(entry, dict) else None
         if isinstance(content, list):
-            texts.append("".join(part.get("text", "") for part in content if isinstance(part, dict)))
+            texts.append(
+                "".join(part.get("text", "") for part in content if isinstance(part, dict))
+            )
         elif content is not None:
             texts.append(str(content))
     return texts
@@ -227,16 +275,21 @@ def run_marker(run_id: str) -> str:
     return f"%(ref {run_id}-%"
 
 
-
-async def drive(plan: Plan, urls: list[str], run_id: str, mid_run=None) -> tuple[list[Sent], dict[str, Any]]:
+async def drive(
+    plan: Plan, urls: list[str], run_id: str, mid_run=None
+) -> tuple[list[Sent], dict[str, Any]]:
     """Run every customer to the end (or the time limit); returns what each tab sent."""
     import httpx
 
     rng = random.Random(plan.seed)
-    limits = httpx.Limits(max_connections=plan.customers * plan.tabs * 2 + 20, max_keepalive_connections=50)
+    limits = httpx.Limits(
+        max_connections=plan.customers * plan.tabs * 2 + 20, max_keepalive_connections=50
+    )
     sent: list[Sent] = []
     done_messages = 0
-    total_messages = plan.messages * (plan.customers - plan.multi_tab_customers + plan.multi_tab_customers * plan.tabs)
+    total_messages = plan.messages * (
+        plan.customers - plan.multi_tab_customers + plan.multi_tab_customers * plan.tabs
+    )
     half_done = asyncio.Event()
     async with httpx.AsyncClient(limits=limits, timeout=plan.message_timeout) as http:
         clients = [WidgetClient(http, url) for url in urls]
@@ -250,20 +303,30 @@ async def drive(plan: Plan, urls: list[str], run_id: str, mid_run=None) -> tuple
             workers = [(c + t) % len(clients) for t in range(tabs)]
             sessions = [uuid.uuid4().hex[:11] for _ in range(tabs)]
             await asyncio.sleep(rng.random() * plan.think_seconds)
-            first, _ = await clients[workers[0]].call("load_page", [None], sessions[0], plan.message_timeout)
+            first, _ = await clients[workers[0]].call(
+                "load_page", [None], sessions[0], plan.message_timeout
+            )
             token = first["output"]["data"][0]
-            for t in range(1, tabs):  # the other tabs open the page: same token from the browser's storage
-                await clients[workers[t]].call("load_page", [token], sessions[t], plan.message_timeout)
+            for t in range(
+                1, tabs
+            ):  # the other tabs open the page: same token from the browser's storage
+                await clients[workers[t]].call(
+                    "load_page", [token], sessions[t], plan.message_timeout
+                )
             for i in range(plan.messages):
-                async def one(t: int) -> None:
+
+                async def one(t: int, i: int = i) -> None:
                     nonlocal done_messages
                     text = message_text(run_id, c, t, i)
                     record = Sent(c, t, workers[t], i, text, token, time.monotonic())
                     sent.append(record)
                     try:
                         completed, warnings = await clients[workers[t]].call(
-                            "send", [token, text], sessions[t], plan.message_timeout)
-                        problem = next((w for w in warnings if any(m in w for m in FAILED_MARKS)), None)
+                            "send", [token, text], sessions[t], plan.message_timeout
+                        )
+                        problem = next(
+                            (w for w in warnings if any(m in w for m in FAILED_MARKS)), None
+                        )
                         shown = chat_texts(completed)
                         if not completed.get("success"):
                             record.error = "the event failed"
@@ -273,7 +336,7 @@ async def drive(plan: Plan, urls: list[str], run_id: str, mid_run=None) -> tuple
                             record.error = f"reply failed: {shown[-1][:100]}"
                         else:
                             record.ok = True
-                    except Exception as exc:  # noqa: BLE001 - every failure is counted, none stops the run
+                    except Exception as exc:
                         record.error = f"{type(exc).__name__}: {exc}"[:300]
                     record.seconds = time.monotonic() - record.started
                     done_messages += 1
@@ -290,14 +353,16 @@ async def drive(plan: Plan, urls: list[str], run_id: str, mid_run=None) -> tuple
 
         mid_task = asyncio.create_task(midway())
         try:
-            await asyncio.wait_for(asyncio.gather(*(customer(c) for c in range(plan.customers))), plan.time_limit)
+            await asyncio.wait_for(
+                asyncio.gather(*(customer(c) for c in range(plan.customers))), plan.time_limit
+            )
             timed_out = False
         except TimeoutError:
             timed_out = True
         half_done.set()
         try:
             mid = await asyncio.wait_for(mid_task, max(60.0, plan.message_timeout))
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:
             mid = {"error": f"{type(exc).__name__}: {exc}"}
     mid["timed_out"] = timed_out
     return sent, mid
@@ -321,21 +386,32 @@ def check_store(database_url: str, sent: list[Sent], run_id: str) -> StoreCheck:
     try:
         with database.session() as session:
             rows = session.execute(
-                select(Message.text, Message.conversation_id, Message.turn_index, Message.role)
-                .where(Message.text.like(run_marker(run_id)))).all()
-            conversations = dict(session.execute(select(Conversation.access_token_hash, Conversation.id)
-                                                  .where(Conversation.access_token_hash.in_(
-                                                      {token_hash(s.token) for s in sent}))).all())
+                select(
+                    Message.text, Message.conversation_id, Message.turn_index, Message.role
+                ).where(Message.text.like(run_marker(run_id)))
+            ).all()
+            conversations = dict(
+                session.execute(
+                    select(Conversation.access_token_hash, Conversation.id).where(
+                        Conversation.access_token_hash.in_({token_hash(s.token) for s in sent})
+                    )
+                ).all()
+            )
             decisions = session.execute(
                 select(DialogueReply.decision, DialogueReply.reason).where(
-                    DialogueReply.conversation_id.in_(set(conversations.values())))).all()
+                    DialogueReply.conversation_id.in_(set(conversations.values()))
+                )
+            ).all()
             for decision, reason in decisions:
                 key = f"{decision} ({reason})"
                 check.reply_decisions[key] = check.reply_decisions.get(key, 0) + 1
             turns_by_conversation: dict[int, list[int]] = {}
             for conversation_id in set(conversations.values()):
-                turns_by_conversation[conversation_id] = list(session.scalars(
-                    select(Message.turn_index).where(Message.conversation_id == conversation_id)))
+                turns_by_conversation[conversation_id] = list(
+                    session.scalars(
+                        select(Message.turn_index).where(Message.conversation_id == conversation_id)
+                    )
+                )
     finally:
         database.dispose()
     check.conversations = len(conversations)
@@ -357,9 +433,13 @@ def check_store(database_url: str, sent: list[Sent], run_id: str) -> StoreCheck:
             check.misplaced.append(f"in conversation {places[0][0]}, not {expected}: {record.text}")
         by_tab.setdefault((record.token, record.tab), []).append(record)
     for records in by_tab.values():
-        turns = [stored[r.text][0][1] for r in sorted(records, key=lambda r: r.index) if r.text in stored]
+        turns = [
+            stored[r.text][0][1] for r in sorted(records, key=lambda r: r.index) if r.text in stored
+        ]
         if turns != sorted(turns):
-            check.out_of_order.append(f"turns {turns} for customer {records[0].customer} tab {records[0].tab}")
+            check.out_of_order.append(
+                f"turns {turns} for customer {records[0].customer} tab {records[0].tab}"
+            )
     sent_texts = {r.text for r in sent}
     for text in stored:
         if text not in sent_texts:
@@ -434,8 +514,14 @@ class Stack:
         self.serve_args: list[str] = []  # more `chatbot serve` options (e.g. --no-demo)
 
     def cli(self, *args: str, timeout: float = 900) -> subprocess.CompletedProcess:
-        return subprocess.run([sys.executable, "-m", "chatbot", *args], env=self.env, text=True,
-                              capture_output=True, timeout=timeout, cwd=REPO)
+        return subprocess.run(
+            [sys.executable, "-m", "chatbot", *args],
+            env=self.env,
+            text=True,
+            capture_output=True,
+            timeout=timeout,
+            cwd=REPO,
+        )
 
     def start(self) -> None:
         upgraded = self.cli("db", "upgrade")
@@ -446,22 +532,41 @@ class Stack:
             port = _free_port()
             log = self.home / f"serve-{n}.log"
             with log.open("w") as out:
-                process = subprocess.Popen([sys.executable, "-m", "chatbot", "serve", "--host", "127.0.0.1",
-                                            "--port", str(port), *self.serve_args], env=self.env, stdout=out,
-                                           stderr=subprocess.STDOUT, cwd=REPO, start_new_session=True)
+                process = subprocess.Popen(
+                    [
+                        sys.executable,
+                        "-m",
+                        "chatbot",
+                        "serve",
+                        "--host",
+                        "127.0.0.1",
+                        "--port",
+                        str(port),
+                        *self.serve_args,
+                    ],
+                    env=self.env,
+                    stdout=out,
+                    stderr=subprocess.STDOUT,
+                    cwd=REPO,
+                    start_new_session=True,
+                )
             self.processes.append(process)
             self.logs.append(log)
             url = f"http://127.0.0.1:{port}"
             self._wait_healthy(process, url, log)
             self.urls.append(url)
 
-    def _wait_healthy(self, process: subprocess.Popen, url: str, log: Path, limit: float = 600) -> None:
+    def _wait_healthy(
+        self, process: subprocess.Popen, url: str, log: Path, limit: float = 600
+    ) -> None:
         import urllib.request
 
         deadline = time.monotonic() + limit
         while True:
             if process.poll() is not None:
-                raise RuntimeError(f"chatbot serve exited with {process.returncode}:\n{log.read_text()[-3000:]}")
+                raise RuntimeError(
+                    f"chatbot serve exited with {process.returncode}:\n{log.read_text()[-3000:]}"
+                )
             try:
                 with urllib.request.urlopen(url + "/healthz", timeout=5) as response:
                     if response.status == 200:
@@ -469,7 +574,9 @@ class Stack:
             except OSError:
                 pass
             if time.monotonic() > deadline:
-                raise RuntimeError(f"chatbot serve did not answer within {limit:.0f} s:\n{log.read_text()[-3000:]}")
+                raise RuntimeError(
+                    f"chatbot serve did not answer within {limit:.0f} s:\n{log.read_text()[-3000:]}"
+                )
             time.sleep(0.5)
 
     def stop(self) -> None:
@@ -484,28 +591,42 @@ class Stack:
                 process.wait(timeout=10)
 
 
-def make_env(plan: Plan, home: Path, database_url: str, model_cache: Path, tiny_dirs: tuple[Path, Path] | None) -> dict[str, str]:
+def make_env(
+    plan: Plan,
+    home: Path,
+    database_url: str,
+    model_cache: Path,
+    tiny_dirs: tuple[Path, Path] | None,
+) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("CHATBOT_")}
-    env.update({
-        "CHATBOT_HOME": str(home),
-        "CHATBOT_DATABASE_URL": database_url,
-        "CHATBOT_MODEL_CACHE": str(model_cache),
-        "HF_HUB_OFFLINE": "1",
-        # Every simulated customer comes from 127.0.0.1: the per-address limit would
-        # otherwise stop the run (the limit itself is tested in tests/test_web_security.py).
-        "CHATBOT_WEB__MESSAGE_LIMIT": "100000",
-        "CHATBOT_WEB__MESSAGE_WINDOW_SECONDS": "1",
-        "PYTHONUNBUFFERED": "1",
-    })
+    env.update(
+        {
+            "CHATBOT_HOME": str(home),
+            "CHATBOT_DATABASE_URL": database_url,
+            "CHATBOT_MODEL_CACHE": str(model_cache),
+            "HF_HUB_OFFLINE": "1",
+            # Every simulated customer comes from 127.0.0.1: the per-address limit would
+            # otherwise stop the run (the limit itself is tested in tests/test_web_security.py).
+            "CHATBOT_WEB__MESSAGE_LIMIT": "100000",
+            "CHATBOT_WEB__MESSAGE_WINDOW_SECONDS": "1",
+            "PYTHONUNBUFFERED": "1",
+        }
+    )
     if tiny_dirs is not None:
         embedder, reply = tiny_dirs
-        env.update({
-            "CHATBOT_EMBEDDER_PATH": str(embedder), "CHATBOT_REPLY_MODEL_PATH": str(reply),
-            # The tiny models' scores are noise: every in-scope reply is sent (as in tests/e2e).
-            "CHATBOT_DIALOGUE__ANSWER_THRESHOLD": "1.0", "CHATBOT_DIALOGUE__HANDOFF_THRESHOLD": "0.0",
-            "CHATBOT_DIALOGUE__HANDOFF_ON_OUT_OF_SCOPE": "false", "CHATBOT_DIALOGUE__HANDOFF_TOPICS": "[]",
-            "CHATBOT_DIALOGUE__OUT_OF_SCOPE_TOPICS": "[]", "CHATBOT_DIALOGUE__MAX_NEW_TOKENS": "16",
-        })
+        env.update(
+            {
+                "CHATBOT_EMBEDDER_PATH": str(embedder),
+                "CHATBOT_REPLY_MODEL_PATH": str(reply),
+                # The tiny models' scores are noise: every in-scope reply is sent (as in tests/e2e).
+                "CHATBOT_DIALOGUE__ANSWER_THRESHOLD": "1.0",
+                "CHATBOT_DIALOGUE__HANDOFF_THRESHOLD": "0.0",
+                "CHATBOT_DIALOGUE__HANDOFF_ON_OUT_OF_SCOPE": "false",
+                "CHATBOT_DIALOGUE__HANDOFF_TOPICS": "[]",
+                "CHATBOT_DIALOGUE__OUT_OF_SCOPE_TOPICS": "[]",
+                "CHATBOT_DIALOGUE__MAX_NEW_TOKENS": "16",
+            }
+        )
     return env
 
 
@@ -518,8 +639,19 @@ def make_rebuild(stack: Stack, run_id: str):
 
     async def rebuild(clients: list[WidgetClient]) -> dict[str, Any]:
         transcript = stack.home / f"probe-{run_id}.jsonl"
-        transcript.write_text(json.dumps({"id": train_split_id(run_id), "source": PROBE_SOURCE, "turns": [
-            {"role": "customer", "text": PROBE_QUESTION}, {"role": "agent", "text": PROBE_ANSWER}]}) + "\n")
+        transcript.write_text(
+            json.dumps(
+                {
+                    "id": train_split_id(run_id),
+                    "source": PROBE_SOURCE,
+                    "turns": [
+                        {"role": "customer", "text": PROBE_QUESTION},
+                        {"role": "agent", "text": PROBE_ANSWER},
+                    ],
+                }
+            )
+            + "\n"
+        )
         started = time.monotonic()
         imported = await asyncio.to_thread(stack.cli, "import", str(transcript))
         if imported.returncode:
@@ -527,7 +659,7 @@ def make_rebuild(stack: Stack, run_id: str):
         built = await asyncio.to_thread(stack.cli, "index", "--rebuild", "--json")
         if built.returncode:
             return {"error": f"chatbot index --rebuild failed: {built.stderr[-500:]}"}
-        result = json.loads(built.stdout[built.stdout.index("{"):])
+        result = json.loads(built.stdout[built.stdout.index("{") :])
         rebuild_seconds = time.monotonic() - started
         await asyncio.sleep(6.0)  # FollowingRetriever looks for a new version every 5 s
         probes = []
@@ -537,8 +669,18 @@ def make_rebuild(stack: Stack, run_id: str):
             token = loaded["output"]["data"][0]
             completed, _ = await client.call("send", [token, PROBE_QUESTION], session, 300)
             shown = chat_texts(completed)
-            probes.append({"worker": n, "token": token, "answer_shown": bool(shown) and PROBE_MARK in shown[-1]})
-        return {"index_version": result.get("version"), "rebuild_seconds": round(rebuild_seconds, 1), "probes": probes}
+            probes.append(
+                {
+                    "worker": n,
+                    "token": token,
+                    "answer_shown": bool(shown) and PROBE_MARK in shown[-1],
+                }
+            )
+        return {
+            "index_version": result.get("version"),
+            "rebuild_seconds": round(rebuild_seconds, 1),
+            "probes": probes,
+        }
 
     return rebuild
 
@@ -551,8 +693,15 @@ def train_split_id(run_id: str) -> str:
 
     ingest = IngestSettings()
     n = 0
-    while split_for(PROBE_SOURCE, f"probe-{run_id}-{n}", val_fraction=ingest.val_fraction,
-                    test_fraction=ingest.test_fraction) != "train":
+    while (
+        split_for(
+            PROBE_SOURCE,
+            f"probe-{run_id}-{n}",
+            val_fraction=ingest.val_fraction,
+            test_fraction=ingest.test_fraction,
+        )
+        != "train"
+    ):
         n += 1
     return f"probe-{run_id}-{n}"
 
@@ -572,11 +721,21 @@ def probes_used_new_pair(database_url: str, probes: list[dict[str, Any]]) -> lis
         with database.session() as session:
             found = []
             for probe in probes:
-                conversation_id = session.scalar(select(Conversation.id).where(
-                    Conversation.access_token_hash == token_hash(probe["token"])))
-                reply = session.scalars(select(DialogueReply).where(DialogueReply.conversation_id == conversation_id)
-                                        .order_by(DialogueReply.id.desc())).first()
-                blob = json.dumps([reply.shown_text, reply.text, reply.citations, reply.candidates]) if reply else ""
+                conversation_id = session.scalar(
+                    select(Conversation.id).where(
+                        Conversation.access_token_hash == token_hash(probe["token"])
+                    )
+                )
+                reply = session.scalars(
+                    select(DialogueReply)
+                    .where(DialogueReply.conversation_id == conversation_id)
+                    .order_by(DialogueReply.id.desc())
+                ).first()
+                blob = (
+                    json.dumps([reply.shown_text, reply.text, reply.citations, reply.candidates])
+                    if reply
+                    else ""
+                )
                 found.append(probe["answer_shown"] or PROBE_MARK in blob)
             return found
     finally:
@@ -602,12 +761,17 @@ def figures(sent: list[Sent], wall: float) -> dict[str, Any]:
         kind = (s.error or "not finished").split(":")[0]
         kinds[kind] = kinds.get(kind, 0) + 1
     return {
-        "messages_sent": len(sent), "replies_ok": len(latencies), "errors": len(errors),
-        "error_rate": round(len(errors) / len(sent), 4) if sent else None, "error_kinds": kinds,
+        "messages_sent": len(sent),
+        "replies_ok": len(latencies),
+        "errors": len(errors),
+        "error_rate": round(len(errors) / len(sent), 4) if sent else None,
+        "error_kinds": kinds,
         "error_examples": [s.error for s in errors[:5]],
         "throughput_messages_per_s": round(len(latencies) / wall, 3) if wall > 0 else None,
-        "latency_p50_s": _round(percentile(latencies, 50)), "latency_p95_s": _round(percentile(latencies, 95)),
-        "latency_max_s": _round(max(latencies) if latencies else None), "wall_s": round(wall, 1),
+        "latency_p50_s": _round(percentile(latencies, 50)),
+        "latency_p95_s": _round(percentile(latencies, 95)),
+        "latency_max_s": _round(max(latencies) if latencies else None),
+        "wall_s": round(wall, 1),
     }
 
 
@@ -615,8 +779,14 @@ def _round(value: float | None) -> float | None:
     return None if value is None else round(value, 3)
 
 
-def run(plan: Plan, *, tiny_dirs: tuple[Path, Path] | None = None, model_cache: Path = DEFAULT_MODEL_CACHE,
-        keep_home: bool = False, report=print) -> dict[str, Any]:
+def run(
+    plan: Plan,
+    *,
+    tiny_dirs: tuple[Path, Path] | None = None,
+    model_cache: Path = DEFAULT_MODEL_CACHE,
+    keep_home: bool = False,
+    report=print,
+) -> dict[str, Any]:
     """The whole run: set up, drive, check, tear down. Returns the results."""
     plan.check()
     run_id = secrets.token_hex(3)
@@ -633,12 +803,17 @@ def run(plan: Plan, *, tiny_dirs: tuple[Path, Path] | None = None, model_cache: 
         if plan.models == "tiny" and tiny_dirs is None:
             from tests.tiny_models import build_tiny_embedder, build_tiny_reply_model
 
-            tiny_dirs = (build_tiny_embedder(home / "tiny-embedder"), build_tiny_reply_model(home / "tiny-reply"))
+            tiny_dirs = (
+                build_tiny_embedder(home / "tiny-embedder"),
+                build_tiny_reply_model(home / "tiny-reply"),
+            )
         model_cache.mkdir(parents=True, exist_ok=True)
         env = make_env(plan, home, database_url, model_cache, tiny_dirs)
         stack = Stack(plan, home, env, database_url)
         cleanup.callback(stack.stop)
-        report(f"starting {plan.workers} worker(s) on {kind} with {plan.models} models (home {home})")
+        report(
+            f"starting {plan.workers} worker(s) on {kind} with {plan.models} models (home {home})"
+        )
         started = time.monotonic()
         stack.start()
         report(f"ready in {time.monotonic() - started:.0f} s: {', '.join(stack.urls)}")
@@ -648,69 +823,130 @@ def run(plan: Plan, *, tiny_dirs: tuple[Path, Path] | None = None, model_cache: 
         wall = time.monotonic() - began
         check = check_store(database_url, sent, run_id)
         if mid.get("probes"):
-            for probe, used in zip(mid["probes"], probes_used_new_pair(database_url, mid["probes"]), strict=True):
+            for probe, used in zip(
+                mid["probes"], probes_used_new_pair(database_url, mid["probes"]), strict=True
+            ):
                 probe["used_new_index"] = used
                 probe.pop("token", None)
         results = {
-            "benchmark": "load_widget", "database": kind, "workers": plan.workers, "models": plan.models,
-            "plan": asdict(plan) | {"database_url": None if not plan.database_url else "(server on loopback)"},
+            "benchmark": "load_widget",
+            "database": kind,
+            "workers": plan.workers,
+            "models": plan.models,
+            "plan": asdict(plan)
+            | {"database_url": None if not plan.database_url else "(server on loopback)"},
             "conversations_pinned_to_a_worker": False,
-            "figures": figures(sent, wall), "store_check": check.summary(), "index_rebuild": mid,
-            "machine": {"python": platform.python_version(), "cpus": os.cpu_count(),
-                        "load_average": [round(x, 2) for x in os.getloadavg()]},
+            "figures": figures(sent, wall),
+            "store_check": check.summary(),
+            "index_rebuild": mid,
+            "machine": {
+                "python": platform.python_version(),
+                "cpus": os.cpu_count(),
+                "load_average": [round(x, 2) for x in os.getloadavg()],
+            },
             "run_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         }
-        results["passed"] = check.clean and not mid.get("timed_out") and (
-            not plan.rebuilds or (bool(mid.get("probes")) and all(p.get("used_new_index") for p in mid["probes"])))
+        results["passed"] = (
+            check.clean
+            and not mid.get("timed_out")
+            and (
+                not plan.rebuilds
+                or (bool(mid.get("probes")) and all(p.get("used_new_index") for p in mid["probes"]))
+            )
+        )
         return results
 
 
 def print_results(results: dict[str, Any], out=print) -> None:
     f, c = results["figures"], results["store_check"]
-    out(f"{results['database']}, {results['workers']} worker(s), {results['models']} models: "
-        f"{f['messages_sent']} messages from {results['plan']['customers']} customers in {f['wall_s']} s")
-    out(f"  throughput {f['throughput_messages_per_s']} replies/s, error rate {f['error_rate']} "
+    out(
+        f"{results['database']}, {results['workers']} worker(s), {results['models']} models: "
+        f"{f['messages_sent']} messages from {results['plan']['customers']} customers in {f['wall_s']} s"
+    )
+    out(
+        f"  throughput {f['throughput_messages_per_s']} replies/s, error rate {f['error_rate']} "
         f"({f['errors']} errors {f['error_kinds']}), latency p50 {f['latency_p50_s']} s, p95 {f['latency_p95_s']} s, "
-        f"max {f['latency_max_s']} s")
-    out(f"  store: {c['stored']} of {c['sent']} stored in {c['conversations']} conversations; lost {c['lost']}, "
+        f"max {f['latency_max_s']} s"
+    )
+    out(
+        f"  store: {c['stored']} of {c['sent']} stored in {c['conversations']} conversations; lost {c['lost']}, "
         f"duplicated {c['duplicated']}, out of order {c['out_of_order']}, misplaced {c['misplaced']}, "
-        f"turn problems {c['turn_problems']}")
+        f"turn problems {c['turn_problems']}"
+    )
     out(f"  replies: {c.get('reply_decisions')}")
     for example in c["examples"]:
         out(f"    {example}")
     mid = results.get("index_rebuild") or {}
     if mid.get("probes") or mid.get("error"):
-        out(f"  index rebuilt mid-run: {mid.get('index_version')} in {mid.get('rebuild_seconds')} s; "
+        out(
+            f"  index rebuilt mid-run: {mid.get('index_version')} in {mid.get('rebuild_seconds')} s; "
             f"new version used by workers: {[p.get('used_new_index') for p in mid.get('probes', [])]}"
-            + (f"; error: {mid['error']}" if mid.get("error") else ""))
+            + (f"; error: {mid['error']}" if mid.get("error") else "")
+        )
     out("  PASSED" if results["passed"] else "  FAILED")
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--customers", type=int, default=50)
-    parser.add_argument("--multi-tab-customers", type=int, default=5,
-                        help="how many customers have several tabs open on one conversation")
+    parser.add_argument(
+        "--multi-tab-customers",
+        type=int,
+        default=5,
+        help="how many customers have several tabs open on one conversation",
+    )
     parser.add_argument("--tabs", type=int, default=3, help="tabs of each multi-tab customer")
     parser.add_argument("--messages", type=int, default=2, help="messages each tab sends")
-    parser.add_argument("--workers", type=int, default=1, help="chatbot serve processes sharing the store")
-    parser.add_argument("--database-url", help="a PostgreSQL server on loopback (its own database is made and dropped)")
+    parser.add_argument(
+        "--workers", type=int, default=1, help="chatbot serve processes sharing the store"
+    )
+    parser.add_argument(
+        "--database-url",
+        help="a PostgreSQL server on loopback (its own database is made and dropped)",
+    )
     parser.add_argument("--models", choices=("real", "tiny"), default="real")
-    parser.add_argument("--rebuild-index", action=argparse.BooleanOptionalAction, default=None,
-                        help="rebuild the index mid-run (default: with more than one worker)")
-    parser.add_argument("--think", type=float, default=0.5, help="most seconds a customer waits between messages")
+    parser.add_argument(
+        "--rebuild-index",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="rebuild the index mid-run (default: with more than one worker)",
+    )
+    parser.add_argument(
+        "--think", type=float, default=0.5, help="most seconds a customer waits between messages"
+    )
     parser.add_argument("--message-timeout", type=float, default=300.0)
-    parser.add_argument("--time-limit", type=float, default=900.0, help="seconds for the whole drive")
-    parser.add_argument("--model-cache", type=Path, default=DEFAULT_MODEL_CACHE,
-                        help="where the converted reply model is kept between runs")
-    parser.add_argument("--keep-home", action="store_true", help="keep the data directory (logs) for a look")
-    parser.add_argument("--no-save", action="store_true", help="print only; leave benchmarks/results alone")
-    parser.add_argument("--out", type=Path, help="results file (default: benchmarks/results/load_widget_<db>.json)")
+    parser.add_argument(
+        "--time-limit", type=float, default=900.0, help="seconds for the whole drive"
+    )
+    parser.add_argument(
+        "--model-cache",
+        type=Path,
+        default=DEFAULT_MODEL_CACHE,
+        help="where the converted reply model is kept between runs",
+    )
+    parser.add_argument(
+        "--keep-home", action="store_true", help="keep the data directory (logs) for a look"
+    )
+    parser.add_argument(
+        "--no-save", action="store_true", help="print only; leave benchmarks/results alone"
+    )
+    parser.add_argument(
+        "--out", type=Path, help="results file (default: benchmarks/results/load_widget_<db>.json)"
+    )
     args = parser.parse_args(argv)
-    plan = Plan(customers=args.customers, multi_tab_customers=args.multi_tab_customers, tabs=args.tabs,
-                messages=args.messages, workers=args.workers, models=args.models, database_url=args.database_url,
-                rebuild_index=args.rebuild_index, think_seconds=args.think, message_timeout=args.message_timeout,
-                time_limit=args.time_limit)
+    plan = Plan(
+        customers=args.customers,
+        multi_tab_customers=args.multi_tab_customers,
+        tabs=args.tabs,
+        messages=args.messages,
+        workers=args.workers,
+        models=args.models,
+        database_url=args.database_url,
+        rebuild_index=args.rebuild_index,
+        think_seconds=args.think,
+        message_timeout=args.message_timeout,
+        time_limit=args.time_limit,
+    )
     results = run(plan, model_cache=args.model_cache, keep_home=args.keep_home)
     print_results(results)
     if not args.no_save:

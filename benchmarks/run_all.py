@@ -25,7 +25,7 @@ import runpy
 import subprocess
 import sys
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
@@ -38,8 +38,17 @@ PEAK_ENV = "CHATBOT_BENCH_PEAK_FILE"
 # benchmark gets --quick when its --help mentions it, and its defaults otherwise.
 QUICK_ARGS = {
     "bench_retrieval": ["--sizes", "10000", "--queries", "50", "--weights", "0.0", "0.2"],
-    "bench_switch_point": ["--sizes", "5000", "10000", "--queries", "100", "--base-texts", "2000",
-                           "--out", str(RESULTS / "retrieval_switch_quick.json")],
+    "bench_switch_point": [
+        "--sizes",
+        "5000",
+        "10000",
+        "--queries",
+        "100",
+        "--base-texts",
+        "2000",
+        "--out",
+        str(RESULTS / "retrieval_switch_quick.json"),
+    ],
     "bench_dialogue": ["--latency", "2", "--quality", "4", "--quality-int8", "2"],
 }
 # (name, train files, --limit of a full run (None: every held-out turn), --limit of a
@@ -63,8 +72,13 @@ def _child(script: str, args: list[str]) -> None:
 
 def _help_text(script: Path) -> str:
     try:
-        return subprocess.run([sys.executable, str(script), "--help"], capture_output=True, text=True, timeout=60,
-                              cwd=REPO).stdout
+        return subprocess.run(
+            [sys.executable, str(script), "--help"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            cwd=REPO,
+        ).stdout
     except (subprocess.TimeoutExpired, OSError):
         return ""
 
@@ -85,7 +99,9 @@ def run_one(name: str, argv: list[str], timeout: float, log_dir: Path) -> dict:
     log_path = log_dir / f"{name}.log"
     with log_path.open("w") as log:
         try:
-            proc = subprocess.run(command, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT, timeout=timeout)
+            proc = subprocess.run(
+                command, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT, timeout=timeout
+            )
             status = "ok" if proc.returncode == 0 else f"failed (exit {proc.returncode})"
         except subprocess.TimeoutExpired:
             status = f"timed out after {timeout:.0f}s"
@@ -97,8 +113,15 @@ def run_one(name: str, argv: list[str], timeout: float, log_dir: Path) -> dict:
     written = sorted(str(p.relative_to(RESULTS)) for p, m in after.items() if before.get(p) != m)
     peak = int(peak_file.read_text()) / 1024 if peak_file.is_file() else None
     print(f"[run_all] {name}: {status} in {seconds:.0f}s", file=sys.stderr, flush=True)
-    return {"name": name, "command": " ".join(argv), "status": status, "seconds": round(seconds, 1),
-            "peak_rss_mb": round(peak, 1) if peak else None, "results": written, "log_tail": tail}
+    return {
+        "name": name,
+        "command": " ".join(argv),
+        "status": status,
+        "seconds": round(seconds, 1),
+        "peak_rss_mb": round(peak, 1) if peak else None,
+        "results": written,
+        "log_tail": tail,
+    }
 
 
 def benchmarks(quick: bool, only: set[str] | None) -> list[tuple[str, list[str]]]:
@@ -118,8 +141,17 @@ def benchmarks(quick: bool, only: set[str] | None) -> list[tuple[str, list[str]]
                 continue
             out = RESULTS / f"eval_replies_{set_name}{'_quick' if quick else ''}"
             turns = small if quick else full
-            argv = ["-m", "chatbot", "eval", "replies", *[x for p in paths for x in ("--train", p)],
-                    *(["--limit", str(turns)] if turns else []), "--no-record", "--out", str(out)]
+            argv = [
+                "-m",
+                "chatbot",
+                "eval",
+                "replies",
+                *[x for p in paths for x in ("--train", p)],
+                *(["--limit", str(turns)] if turns else []),
+                "--no-record",
+                "--out",
+                str(out),
+            ]
             if quick:
                 argv += ["--variants", "retrieval,base,refined"]
             plan.append((f"eval_replies_{set_name}", argv))
@@ -146,7 +178,9 @@ def strip_turn_texts(report_path: Path) -> None:
     os.replace(tmp, report_path)
 
 
-def _numbers(value, prefix: str = "", depth: int = 0, out: list | None = None) -> list[tuple[str, float]]:
+def _numbers(
+    value, prefix: str = "", depth: int = 0, out: list | None = None
+) -> list[tuple[str, float]]:
     """Numeric leaves of a JSON value (a few levels deep), for the generic summary."""
     out = [] if out is None else out
     if isinstance(value, bool):
@@ -165,7 +199,10 @@ def _eval_table(report: dict) -> list[str]:
     from chatbot.evaluation.replies import ReplyEvaluation
     from chatbot.evaluation.report import markdown_table
 
-    fields = {k: report[k] for k in ("meta", "data", "variants", "skipped", "turns", "recorded_version", "notes")}
+    fields = {
+        k: report[k]
+        for k in ("meta", "data", "variants", "skipped", "turns", "recorded_version", "notes")
+    }
     if "comparisons" not in report:  # written before coverage and intervals were reported
         return ["(made by the earlier scorer, without coverage or intervals: see its report.md)"]
     fields["comparisons"] = report["comparisons"]
@@ -174,20 +211,30 @@ def _eval_table(report: dict) -> list[str]:
 
 def _switch_table(data: dict) -> list[str]:
     """The exact-vs-HNSW switch-point sweep (bench_switch_point) as a table and its decision."""
-    lines = ["| pairs | exact p50 / p95 (ms) | exact, 1 FAISS thread | HNSW p50 / p95 (ms) | HNSW build (s) | recall@10 |",
-             "|---|---|---|---|---|---|"]
+    lines = [
+        "| pairs | exact p50 / p95 (ms) | exact, 1 FAISS thread | HNSW p50 / p95 (ms) | HNSW build (s) | recall@10 |",
+        "|---|---|---|---|---|---|",
+    ]
     for size, e in sorted(data["sizes"].items(), key=lambda kv: int(kv[0])):
         x, x1, h = e["exact"]["search"], e["exact_1_thread"]["search"], e["hnsw"]["search"]
-        lines.append(f"| {int(size):,} | {x['p50_ms']:.2f} / {x['p95_ms']:.2f} | {x1['p50_ms']:.2f} / {x1['p95_ms']:.2f} | "
-                     f"{h['p50_ms']:.2f} / {h['p95_ms']:.2f} | {e['hnsw']['build_seconds']:.1f} | "
-                     f"{e['hnsw']['recall_at_10_vs_exact']:.4f} |")
+        lines.append(
+            f"| {int(size):,} | {x['p50_ms']:.2f} / {x['p95_ms']:.2f} | {x1['p50_ms']:.2f} / {x1['p95_ms']:.2f} | "
+            f"{h['p50_ms']:.2f} / {h['p95_ms']:.2f} | {e['hnsw']['build_seconds']:.1f} | "
+            f"{e['hnsw']['recall_at_10_vs_exact']:.4f} |"
+        )
     emb = data["query_embedding"]
-    return lines + ["", f"Query embedding (MiniLM, one query): p50 {emb['p50_ms']} ms, p95 {emb['p95_ms']} ms. "
-                        f"Rule: {data['rule']['text']}. Decision: {data['decision']['note']} "
-                        f"(with one FAISS thread: {data['decision_exact_1_thread']['note']}).", ""]
+    return lines + [
+        "",
+        f"Query embedding (MiniLM, one query): p50 {emb['p50_ms']} ms, p95 {emb['p95_ms']} ms. "
+        f"Rule: {data['rule']['text']}. Decision: {data['decision']['note']} "
+        f"(with one FAISS thread: {data['decision_exact_1_thread']['note']}).",
+        "",
+    ]
 
 
-def summary_markdown(runs: list[dict], quick: bool, started_at: str, only: str | None = None) -> str:
+def summary_markdown(
+    runs: list[dict], quick: bool, started_at: str, only: str | None = None
+) -> str:
     lines = [
         "# Benchmark summary",
         "",
@@ -200,8 +247,10 @@ def summary_markdown(runs: list[dict], quick: bool, started_at: str, only: str |
     ]
     for run in runs:
         peak = f"{run['peak_rss_mb']:.0f}" if run["peak_rss_mb"] else "–"
-        lines.append(f"| {run['name']} | {run['status']} | {run['seconds']:.0f} | {peak} | "
-                     f"{', '.join(run['results']) or '–'} |")
+        lines.append(
+            f"| {run['name']} | {run['status']} | {run['seconds']:.0f} | {peak} | "
+            f"{', '.join(run['results']) or '–'} |"
+        )
     for run in runs:
         lines += ["", f"## {run['name']}", "", f"`{run['command']}`", ""]
         shown = False
@@ -222,8 +271,14 @@ def summary_markdown(runs: list[dict], quick: bool, started_at: str, only: str |
                 continue
             numbers = _numbers(data)[:25]
             if numbers:
-                lines += [f"`{rel}`:", ""] + [f"- {k}: {v:,.4g}" if isinstance(v, float) else f"- {k}: {v:,}"
-                                             for k, v in numbers] + [""]
+                lines += (
+                    [f"`{rel}`:", ""]
+                    + [
+                        f"- {k}: {v:,.4g}" if isinstance(v, float) else f"- {k}: {v:,}"
+                        for k, v in numbers
+                    ]
+                    + [""]
+                )
                 shown = True
         if not shown:
             lines += ["```", *run["log_tail"][-8:], "```"]
@@ -238,15 +293,25 @@ def main() -> int:
             try:
                 runpy.run_module(argv[1], run_name="__main__", alter_sys=True)
             finally:
-                Path(os.environ[PEAK_ENV]).write_text(str(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss))
+                Path(os.environ[PEAK_ENV]).write_text(
+                    str(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+                )
         else:
             _child(argv[0], argv[1:])
         return 0
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="Small sizes: every benchmark in a few minutes.")
-    parser.add_argument("--only", help="Comma-separated benchmark names (e.g. retrieval,eval_replies).")
-    parser.add_argument("--timeout", type=float, default=None,
-                        help="Seconds per benchmark (default 900 with --quick, 7200 otherwise).")
+    parser.add_argument(
+        "--quick", action="store_true", help="Small sizes: every benchmark in a few minutes."
+    )
+    parser.add_argument(
+        "--only", help="Comma-separated benchmark names (e.g. retrieval,eval_replies)."
+    )
+    parser.add_argument(
+        "--timeout",
+        type=float,
+        default=None,
+        help="Seconds per benchmark (default 900 with --quick, 7200 otherwise).",
+    )
     parser.add_argument("--list", action="store_true", help="Print the plan and exit.")
     args = parser.parse_args()
     only = {s.strip() for s in args.only.split(",")} if args.only else None
@@ -262,17 +327,28 @@ def main() -> int:
     RESULTS.mkdir(parents=True, exist_ok=True)
     log_dir = RESULTS / "logs"
     log_dir.mkdir(exist_ok=True)
-    started_at = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    started_at = datetime.now(UTC).isoformat(timespec="seconds")
     runs = [run_one(name, argv, timeout, log_dir) for name, argv in plan]
     for report in RESULTS.glob("eval_replies_*/report.json"):
         strip_turn_texts(report)
     for run in runs:
         (log_dir / f"{run['name']}.peak").unlink(missing_ok=True)
-    record = {"started_at": started_at, "quick": args.quick, "only": args.only, "machine": {
-        "cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version(),
-        "load_average_at_end": os.getloadavg()}, "runs": runs}
-    for name, text in (("run_all.json", json.dumps(record, indent=2) + "\n"),
-                       ("SUMMARY.md", summary_markdown(runs, args.quick, started_at, args.only))):
+    record = {
+        "started_at": started_at,
+        "quick": args.quick,
+        "only": args.only,
+        "machine": {
+            "cpus": os.cpu_count(),
+            "platform": platform.platform(),
+            "python": platform.python_version(),
+            "load_average_at_end": os.getloadavg(),
+        },
+        "runs": runs,
+    }
+    for name, text in (
+        ("run_all.json", json.dumps(record, indent=2) + "\n"),
+        ("SUMMARY.md", summary_markdown(runs, args.quick, started_at, args.only)),
+    ):
         tmp = RESULTS / f".{name}.tmp"
         tmp.write_text(text)
         os.replace(tmp, RESULTS / name)

@@ -48,7 +48,7 @@ import re
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import date, datetime, time, timedelta, timezone
+from datetime import UTC, date, datetime, time, timedelta
 
 from sqlalchemy import exists, func, select, union_all
 from sqlalchemy.orm import Session, aliased
@@ -75,8 +75,8 @@ def to_utc(value: datetime | None) -> datetime | None:
     if value is None:
         return None
     if value.tzinfo is None:
-        return value.replace(tzinfo=timezone.utc)
-    return value.astimezone(timezone.utc)
+        return value.replace(tzinfo=UTC)
+    return value.astimezone(UTC)
 
 
 # -- periods -----------------------------------------------------------------------
@@ -94,12 +94,16 @@ class Period:
         object.__setattr__(self, "start", to_utc(self.start))
         object.__setattr__(self, "end", to_utc(self.end))
         if self.start is not None and self.end is not None and self.end <= self.start:
-            raise InputError(f"period {self.label!r} ends ({self.end:%Y-%m-%d %H:%M}) before it starts "
-                             f"({self.start:%Y-%m-%d %H:%M})")
+            raise InputError(
+                f"period {self.label!r} ends ({self.end:%Y-%m-%d %H:%M}) before it starts "
+                f"({self.start:%Y-%m-%d %H:%M})"
+            )
 
     def contains(self, moment: datetime) -> bool:
         moment = to_utc(moment)
-        return (self.start is None or moment >= self.start) and (self.end is None or moment < self.end)
+        return (self.start is None or moment >= self.start) and (
+            self.end is None or moment < self.end
+        )
 
 
 def last(*, hours: float = 0, days: float = 0, now: datetime | None = None) -> Period:
@@ -107,7 +111,7 @@ def last(*, hours: float = 0, days: float = 0, now: datetime | None = None) -> P
     span = timedelta(hours=hours, days=days)
     if span <= timedelta(0):
         raise InputError(f"a period must be longer than zero (got {span})")
-    end = to_utc(now) if now is not None else datetime.now(timezone.utc)
+    end = to_utc(now) if now is not None else datetime.now(UTC)
     if days and not hours:
         label = f"last {days:g} day{'s' if days != 1 else ''}"
     else:
@@ -122,9 +126,11 @@ def all_time() -> Period:
 def between(first: date | None, final: date | None) -> Period:
     """Whole UTC days from `first` to `final`, both included; either may be open."""
     if first is not None and final is not None and final < first:
-        raise InputError(f"the end date {final.isoformat()} is before the start date {first.isoformat()}")
-    start = datetime.combine(first, time(), timezone.utc) if first is not None else None
-    end = datetime.combine(final + timedelta(days=1), time(), timezone.utc) if final is not None else None
+        raise InputError(
+            f"the end date {final.isoformat()} is before the start date {first.isoformat()}"
+        )
+    start = datetime.combine(first, time(), UTC) if first is not None else None
+    end = datetime.combine(final + timedelta(days=1), time(), UTC) if final is not None else None
     label = f"{first.isoformat() if first else 'the beginning'} to {final.isoformat() if final else 'now'}"
     return Period(start, end, label)
 
@@ -137,7 +143,9 @@ def parse_day(text: str | None, *, what: str) -> date | None:
     try:
         return datetime.fromisoformat(text).date()
     except ValueError:
-        raise InputError(f"the {what} date {text!r} is not a date; write it as YYYY-MM-DD") from None
+        raise InputError(
+            f"the {what} date {text!r} is not a date; write it as YYYY-MM-DD"
+        ) from None
 
 
 # -- records -------------------------------------------------------------------------
@@ -262,7 +270,9 @@ class _ConversationRow:
 
 def _conversation_rows(session: Session, period: Period) -> list[_ConversationRow]:
     c = Conversation
-    handoff_reply = exists().where(DialogueReply.conversation_id == c.id, DialogueReply.decision == "handoff")
+    handoff_reply = exists().where(
+        DialogueReply.conversation_id == c.id, DialogueReply.decision == "handoff"
+    )
     first_handoff_reason = (
         select(DialogueReply.reason)
         .where(DialogueReply.conversation_id == c.id, DialogueReply.decision == "handoff")
@@ -276,21 +286,41 @@ def _conversation_rows(session: Session, period: Period) -> list[_ConversationRo
         DialogueReply.sent.is_(True),
     )
     agent_message = exists().where(Message.conversation_id == c.id, Message.role == "agent")
-    agent_took_part = exists().where(AgentAction.conversation_id == c.id, AgentAction.action.in_(HUMAN_ACTIONS))
+    agent_took_part = exists().where(
+        AgentAction.conversation_id == c.id, AgentAction.action.in_(HUMAN_ACTIONS)
+    )
     query = select(
-        c.id, c.created_at, c.state, c.handoff_reason, c.handed_off_at, c.assigned_user_id,
-        handoff_reply.label("handoff_reply"), first_handoff_reason.label("first_reason"),
-        answered.label("answered"), agent_message.label("agent_message"), agent_took_part.label("agent_took_part"),
+        c.id,
+        c.created_at,
+        c.state,
+        c.handoff_reason,
+        c.handed_off_at,
+        c.assigned_user_id,
+        handoff_reply.label("handoff_reply"),
+        first_handoff_reason.label("first_reason"),
+        answered.label("answered"),
+        agent_message.label("agent_message"),
+        agent_took_part.label("agent_took_part"),
     ).where(c.channel == LIVE, *_within(c.created_at, period))
     rows = []
     for r in session.execute(query):
         handed_off = bool(r.handoff_reply) or r.handed_off_at is not None or r.state == "handed_off"
-        human = handed_off or r.assigned_user_id is not None or bool(r.agent_message) or bool(r.agent_took_part)
-        rows.append(_ConversationRow(
-            id=r.id, created_at=to_utc(r.created_at), handed_off=handed_off,
-            reason=reason_group(r.first_reason or r.handoff_reason) if handed_off else "",
-            answered=bool(r.answered), human=human,
-        ))
+        human = (
+            handed_off
+            or r.assigned_user_id is not None
+            or bool(r.agent_message)
+            or bool(r.agent_took_part)
+        )
+        rows.append(
+            _ConversationRow(
+                id=r.id,
+                created_at=to_utc(r.created_at),
+                handed_off=handed_off,
+                reason=reason_group(r.first_reason or r.handoff_reason) if handed_off else "",
+                answered=bool(r.answered),
+                human=human,
+            )
+        )
     return rows
 
 
@@ -298,8 +328,11 @@ def _agent_decisions(session: Session, period: Period) -> list[AgentDecisions]:
     query = (
         select(AgentAction.username, AgentAction.action, func.count())
         .join(Conversation, Conversation.id == AgentAction.conversation_id)
-        .where(Conversation.channel == LIVE, AgentAction.action.in_(DECISION_ACTIONS),
-               *_within(AgentAction.created_at, period))
+        .where(
+            Conversation.channel == LIVE,
+            AgentAction.action.in_(DECISION_ACTIONS),
+            *_within(AgentAction.created_at, period),
+        )
         .group_by(AgentAction.username, AgentAction.action)
     )
     counts: dict[str, Counter] = defaultdict(Counter)
@@ -333,7 +366,10 @@ def _assistant_seconds(session: Session, period: Period) -> list[float]:
         .join(Conversation, Conversation.id == DialogueReply.conversation_id)
         .where(Conversation.channel == LIVE, *_within(asked.created_at, period))
     )
-    return [max(0.0, (to_utc(sent) - to_utc(received)).total_seconds()) for received, sent in session.execute(query)]
+    return [
+        max(0.0, (to_utc(sent) - to_utc(received)).total_seconds())
+        for received, sent in session.execute(query)
+    ]
 
 
 def _human_waits(session: Session, period: Period) -> tuple[list[float], int]:
@@ -343,14 +379,16 @@ def _human_waits(session: Session, period: Period) -> tuple[list[float], int]:
     # When each hand-off began: the customer message behind a hand-off reply, or the
     # conversation's hand-off time (a hand-off no reply record marks, e.g. a button).
     reply_starts = (
-        select(DialogueReply.conversation_id.label("conversation_id"), Message.created_at.label("at"))
+        select(
+            DialogueReply.conversation_id.label("conversation_id"), Message.created_at.label("at")
+        )
         .join(Message, Message.id == DialogueReply.message_id)
         .join(Conversation, Conversation.id == DialogueReply.conversation_id)
         .where(live, DialogueReply.decision == "handoff")
     )
-    marked_starts = select(Conversation.id.label("conversation_id"), Conversation.handed_off_at.label("at")).where(
-        live, Conversation.handed_off_at.is_not(None)
-    )
+    marked_starts = select(
+        Conversation.id.label("conversation_id"), Conversation.handed_off_at.label("at")
+    ).where(live, Conversation.handed_off_at.is_not(None))
     starts = union_all(reply_starts, marked_starts).subquery()
     in_period = select(starts.c.conversation_id).where(*_within(starts.c.at, period)).distinct()
     conversation_ids = [row[0] for row in session.execute(in_period)]
@@ -416,7 +454,9 @@ def _daily(rows: Sequence[_ConversationRow], period: Period) -> list[DayCounts]:
     data_first = min(per_day) if per_day else None
     data_final = max(per_day) if per_day else None
     first = period.start.date() if period.start is not None else data_first
-    final = (period.end - timedelta(microseconds=1)).date() if period.end is not None else data_final
+    final = (
+        (period.end - timedelta(microseconds=1)).date() if period.end is not None else data_final
+    )
     if first is None or final is None:
         return []
     if (final - first).days > MAX_PADDED_DAYS and data_first is not None:

@@ -24,7 +24,10 @@ def prepare(settings: Settings, *, demo: bool, report: Callable[[str], None] = l
 
     ensure_home(settings)
     before, after = upgrade(settings.resolved_database_url)
-    report(f"database at revision {after}" + ("" if before == after else f" (migrated from {before or 'empty'})"))
+    report(
+        f"database at revision {after}"
+        + ("" if before == after else f" (migrated from {before or 'empty'})")
+    )
     if settings.reply_model_path is None:
         result = prepare_reply_model(settings)
         report(f"reply model {result.action}: {result.path} ({result.seconds:.1f}s)")
@@ -47,10 +50,14 @@ def index_pairs(settings: Settings, *, report: Callable[[str], None] = log.info)
     try:
         with database.session() as session:
             if not session.scalar(select(func.count()).select_from(TrainingPair)):
-                report("index: no training pairs yet; import transcripts with `chatbot import`, then `chatbot index`")
+                report(
+                    "index: no training pairs yet; import transcripts with `chatbot import`, then `chatbot index`"
+                )
                 return
         result = update_index(settings, database)
-        report(f"index {result.version}: {result.action} ({result.reason}), {result.pair_count} pairs")
+        report(
+            f"index {result.version}: {result.action} ({result.reason}), {result.pair_count} pairs"
+        )
     finally:
         database.dispose()
 
@@ -68,13 +75,21 @@ def load_demo_data(settings: Settings, *, report: Callable[[str], None] = log.in
     try:
         with database.session() as session:
             imported = session.scalar(
-                select(func.count()).select_from(Conversation).where(Conversation.channel == "import")
+                select(func.count())
+                .select_from(Conversation)
+                .where(Conversation.channel == "import")
             )
         if imported:
             report(f"demo data: skipped, the store already holds {imported} imported conversations")
             return
         allow = [*settings.ingest.redact_allowlist, DEMO_SUPPORT_DOMAIN]
-        summary = import_paths(database, [DEMO_DATA], ingest=settings.ingest.model_copy(update={"redact_allowlist": allow}))
-        report(f"demo data: imported {summary.conversations} conversations, {summary.pairs} training pairs")
+        summary = import_paths(
+            database,
+            [DEMO_DATA],
+            ingest=settings.ingest.model_copy(update={"redact_allowlist": allow}),
+        )
+        report(
+            f"demo data: imported {summary.conversations} conversations, {summary.pairs} training pairs"
+        )
     finally:
         database.dispose()

@@ -33,7 +33,9 @@ from chatbot.web.settings import WebSettings
 CONFIG_FILE_ENV = "CHATBOT_CONFIG"
 # The parsed file travels to the settings source through this variable, so that
 # building settings from two files at once (tests) never mixes them up.
-_FILE_VALUES: ContextVar[dict[str, Any]] = ContextVar("chatbot_config_file_values", default={})
+_FILE_VALUES: ContextVar[dict[str, Any] | None] = ContextVar(
+    "chatbot_config_file_values", default=None
+)
 
 
 class RetentionSettings(Section):
@@ -41,13 +43,17 @@ class RetentionSettings(Section):
     kept; `chatbot retention run` applies it (from cron, for instance)."""
 
     days: int | None = Field(
-        default=None, ge=1,
+        default=None,
+        ge=1,
         description="Live conversations with no activity for this many days are deleted or anonymised; None: kept for ever.",
     )
     mode: Literal["delete", "anonymise"] = Field(
-        default="delete", description="delete: remove them; anonymise: keep counts and decisions, blank every text."
+        default="delete",
+        description="delete: remove them; anonymise: keep counts and decisions, blank every text.",
     )
-    batch_size: int = Field(default=200, ge=1, le=10_000, description="Conversations per transaction.")
+    batch_size: int = Field(
+        default=200, ge=1, le=10_000, description="Conversations per transaction."
+    )
 
 
 def default_home() -> Path:
@@ -63,21 +69,56 @@ class Settings(BaseSettings):
         validate_default=True,
     )
 
-    home: Path = Field(default_factory=default_home, description="Data directory: database, indexes, model cache, versions.")
-    database_url: str | None = Field(default=None, description="SQLAlchemy URL; default SQLite in the data directory.")
-    model_cache: Path | None = Field(default=None, description="Where converted models live; default <home>/models.")
-    embedder_path: Path | None = Field(default=None, description="A sentence-transformers directory; default the packaged all-MiniLM-L6-v2.")
-    reply_model_path: Path | None = Field(default=None, description="A transformers causal-LM directory; default the converted SmolLM2-135M-Instruct.")
+    home: Path = Field(
+        default_factory=default_home,
+        description="Data directory: database, indexes, model cache, versions.",
+    )
+    database_url: str | None = Field(
+        default=None, description="SQLAlchemy URL; default SQLite in the data directory."
+    )
+    model_cache: Path | None = Field(
+        default=None, description="Where converted models live; default <home>/models."
+    )
+    embedder_path: Path | None = Field(
+        default=None,
+        description="A sentence-transformers directory; default the packaged all-MiniLM-L6-v2.",
+    )
+    reply_model_path: Path | None = Field(
+        default=None,
+        description="A transformers causal-LM directory; default the converted SmolLM2-135M-Instruct.",
+    )
     host: str = "127.0.0.1"
     port: int = Field(default=7860, ge=1, le=65535)
-    retrieval: RetrievalSettings = Field(default_factory=RetrievalSettings, description="Index, fusion and out-of-scope settings.")
-    ingest: IngestSettings = Field(default_factory=IngestSettings, description="Transcript import: redaction, pair building, splits.")
-    dialogue: DialogueSettings = Field(default_factory=DialogueSettings, description="Answer cache, refinement, fusion, smoothing and hand-off.")
-    training: TrainingSettings = Field(default_factory=TrainingSettings, description="Reply-model fine-tuning: budget, schedule, weights, fusion.")
-    prompt: PromptSettings = Field(default_factory=PromptSettings, description="What the reply model is shown: the same in training, serving and evaluation.")
-    ranker: RankerSettings = Field(default_factory=RankerSettings, description="The learned ranker: what it reads, how it is trained and when it replaces the serving one.")
-    web: WebSettings = Field(default_factory=WebSettings, description="Sessions, logins, live updates and uploads of the web app.")
-    retention: RetentionSettings = Field(default_factory=RetentionSettings, description="How long live conversations are kept.")
+    retrieval: RetrievalSettings = Field(
+        default_factory=RetrievalSettings, description="Index, fusion and out-of-scope settings."
+    )
+    ingest: IngestSettings = Field(
+        default_factory=IngestSettings,
+        description="Transcript import: redaction, pair building, splits.",
+    )
+    dialogue: DialogueSettings = Field(
+        default_factory=DialogueSettings,
+        description="Answer cache, refinement, fusion, smoothing and hand-off.",
+    )
+    training: TrainingSettings = Field(
+        default_factory=TrainingSettings,
+        description="Reply-model fine-tuning: budget, schedule, weights, fusion.",
+    )
+    prompt: PromptSettings = Field(
+        default_factory=PromptSettings,
+        description="What the reply model is shown: the same in training, serving and evaluation.",
+    )
+    ranker: RankerSettings = Field(
+        default_factory=RankerSettings,
+        description="The learned ranker: what it reads, how it is trained and when it replaces the serving one.",
+    )
+    web: WebSettings = Field(
+        default_factory=WebSettings,
+        description="Sessions, logins, live updates and uploads of the web app.",
+    )
+    retention: RetentionSettings = Field(
+        default_factory=RetentionSettings, description="How long live conversations are kept."
+    )
 
     @property
     def resolved_database_url(self) -> str:
@@ -104,7 +145,7 @@ class Settings(BaseSettings):
         dotenv_settings: PydanticBaseSettingsSource,
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
-        return (init_settings, env_settings, _FileSource(settings_cls, _FILE_VALUES.get()))
+        return (init_settings, env_settings, _FileSource(settings_cls, _FILE_VALUES.get() or {}))
 
 
 class _FileSource(PydanticBaseSettingsSource):
@@ -142,7 +183,8 @@ def load_settings(config_file: Path | str | None = None, **overrides: Any) -> Se
         return Settings(**overrides)
     except ValidationError as exc:
         problems = "; ".join(
-            f"{'.'.join(str(p) for p in err['loc']) or 'settings'}: {err['msg']}" for err in exc.errors()
+            f"{'.'.join(str(p) for p in err['loc']) or 'settings'}: {err['msg']}"
+            for err in exc.errors()
         )
         origin = f" (from {path} or CHATBOT_* variables)" if path else " (from CHATBOT_* variables)"
         raise ConfigError(f"invalid configuration{origin}: {problems}") from None

@@ -45,4 +45,3 @@ class LoginRefused(ChatbotError):
 class AccessDenied(ChatbotError):
     """A request for something that is not the caller's: another customer's
     conversation, a console page without the role, a conversation another agent owns."""
-

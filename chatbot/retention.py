@@ -61,15 +61,20 @@ class RetentionReport:
     conversation_ids: list[int] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
-        return {k: (v.isoformat() if isinstance(v, datetime) else v) for k, v in asdict(self).items()}
+        return {
+            k: (v.isoformat() if isinstance(v, datetime) else v) for k, v in asdict(self).items()
+        }
 
     def describe(self) -> str:
         verb = {"delete": "deleted", "anonymise": "anonymised"}[self.mode]
         if self.dry_run:
             verb = "would be " + verb
         kinds = "live and imported" if self.include_imported else "live"
-        pairs = (f"{self.pairs_deleted} training pairs deleted" if self.delete_pairs
-                 else f"{self.pairs_kept} training pairs made from them kept")
+        pairs = (
+            f"{self.pairs_deleted} training pairs deleted"
+            if self.delete_pairs
+            else f"{self.pairs_kept} training pairs made from them kept"
+        )
         if self.dry_run:
             pairs = pairs.replace("deleted", "would be deleted").replace(" kept", " would be kept")
         return (
@@ -80,7 +85,9 @@ class RetentionReport:
 
 
 def _expired(cutoff: datetime, channels: tuple[str, ...]):
-    newer_message = exists().where(Message.conversation_id == Conversation.id, Message.created_at >= cutoff)
+    newer_message = exists().where(
+        Message.conversation_id == Conversation.id, Message.created_at >= cutoff
+    )
     return (
         Conversation.channel.in_(channels),
         Conversation.created_at < cutoff,
@@ -90,7 +97,12 @@ def _expired(cutoff: datetime, channels: tuple[str, ...]):
 
 
 def _count(session: Session, model, ids: list[int]) -> int:
-    return session.scalar(select(func.count()).select_from(model).where(model.conversation_id.in_(ids))) or 0
+    return (
+        session.scalar(
+            select(func.count()).select_from(model).where(model.conversation_id.in_(ids))
+        )
+        or 0
+    )
 
 
 def _counts(session: Session, ids: list[int]) -> dict[str, int]:
@@ -128,16 +140,20 @@ def apply_retention(
     after_id = 0
     while True:
         with database.session() as session:
-            candidates = list(session.execute(
-                select(Conversation.id, Conversation.meta)
-                .where(Conversation.id > after_id, *_expired(cutoff, channels))
-                .order_by(Conversation.id)
-                .limit(batch_size)
-            ))
+            candidates = list(
+                session.execute(
+                    select(Conversation.id, Conversation.meta)
+                    .where(Conversation.id > after_id, *_expired(cutoff, channels))
+                    .order_by(Conversation.id)
+                    .limit(batch_size)
+                )
+            )
             if not candidates:
                 break
             after_id = candidates[-1].id
-            ids = [row.id for row in candidates if mode == "delete" or _MARK not in (row.meta or {})]
+            ids = [
+                row.id for row in candidates if mode == "delete" or _MARK not in (row.meta or {})
+            ]
             if not ids:
                 continue
             if not dry_run:
@@ -145,11 +161,17 @@ def apply_retention(
                 # check again: a message that arrived meanwhile keeps its conversation.
                 table = Conversation.__table__
                 session.execute(  # a write that changes nothing (updated_at named: no onupdate)
-                    update(table).where(table.c.id.in_(ids)).values(id=table.c.id, updated_at=table.c.updated_at)
+                    update(table)
+                    .where(table.c.id.in_(ids))
+                    .values(id=table.c.id, updated_at=table.c.updated_at)
                 )
-                ids = list(session.scalars(
-                    select(Conversation.id).where(Conversation.id.in_(ids), *_expired(cutoff, channels))
-                ))
+                ids = list(
+                    session.scalars(
+                        select(Conversation.id).where(
+                            Conversation.id.in_(ids), *_expired(cutoff, channels)
+                        )
+                    )
+                )
                 if not ids:
                     continue
             counts = _counts(session, ids)
@@ -175,7 +197,11 @@ def _delete(session: Session, ids: list[int], delete_pairs: bool) -> None:
     if delete_pairs:
         session.execute(delete(TrainingPair).where(TrainingPair.conversation_id.in_(ids)))
     else:
-        session.execute(update(TrainingPair).where(TrainingPair.conversation_id.in_(ids)).values(conversation_id=None))
+        session.execute(
+            update(TrainingPair)
+            .where(TrainingPair.conversation_id.in_(ids))
+            .values(conversation_id=None)
+        )
     for model in (AgentAction, Feedback, DialogueReply, Message):
         session.execute(delete(model).where(model.conversation_id.in_(ids)))
     session.execute(delete(Conversation).where(Conversation.id.in_(ids)))
@@ -186,18 +212,31 @@ def _anonymise(session: Session, ids: list[int], delete_pairs: bool) -> None:
     The conversation is closed and its customer's key no longer opens it."""
     if delete_pairs:
         session.execute(delete(TrainingPair).where(TrainingPair.conversation_id.in_(ids)))
-    session.execute(update(Message).where(Message.conversation_id.in_(ids)).values(text=REMOVED, original_text=None, meta={}))
     session.execute(
-        update(DialogueReply).where(DialogueReply.conversation_id.in_(ids)).values(text="", shown_text="", candidates=[], trace=[])
+        update(Message)
+        .where(Message.conversation_id.in_(ids))
+        .values(text=REMOVED, original_text=None, meta={})
+    )
+    session.execute(
+        update(DialogueReply)
+        .where(DialogueReply.conversation_id.in_(ids))
+        .values(text="", shown_text="", candidates=[], trace=[])
     )
     session.execute(update(Feedback).where(Feedback.conversation_id.in_(ids)).values(comment=None))
     session.execute(
-        update(AgentAction).where(AgentAction.conversation_id.in_(ids)).values(text=None, original_text=None, reason=None)
+        update(AgentAction)
+        .where(AgentAction.conversation_id.in_(ids))
+        .values(text=None, original_text=None, reason=None)
     )
     table = Conversation.__table__
     session.execute(  # updated_at kept: anonymising is no activity (a later delete run still finds it)
-        update(table).where(table.c.id.in_(ids)).values(
-            meta={_MARK: {"anonymised_at": utcnow().isoformat()}}, external_id=None, access_token_hash=None, state="closed",
+        update(table)
+        .where(table.c.id.in_(ids))
+        .values(
+            meta={_MARK: {"anonymised_at": utcnow().isoformat()}},
+            external_id=None,
+            access_token_hash=None,
+            state="closed",
             updated_at=table.c.updated_at,
         )
     )

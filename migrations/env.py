@@ -5,6 +5,7 @@ the plain `alembic` command builds the URL from the same settings (CHATBOT_* var
 """
 
 from alembic import context
+
 from chatbot.store.schema import Base
 
 config = context.config
@@ -18,7 +19,9 @@ def _url() -> str:
 
 
 def run_migrations_offline() -> None:
-    context.configure(url=_url(), target_metadata=target_metadata, literal_binds=True, render_as_batch=True)
+    context.configure(
+        url=_url(), target_metadata=target_metadata, literal_binds=True, render_as_batch=True
+    )
     with context.begin_transaction():
         context.run_migrations()
 

@@ -16,8 +16,16 @@ from pathlib import Path
 
 from playwright.sync_api import expect, sync_playwright
 
-FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-quic", "--no-first-run",
-         "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+FLAGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-dev-shm-usage",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 OUT = Path(__file__).resolve().parent.parent / "docs" / "screenshots"
 
 
@@ -34,7 +42,9 @@ def main() -> None:
         browser = playwright.chromium.launch(executable_path=args.chromium, args=FLAGS)
 
         def page(width=1100, height=760):
-            context = browser.new_context(viewport={"width": width, "height": height}, base_url=args.url)
+            context = browser.new_context(
+                viewport={"width": width, "height": height}, base_url=args.url
+            )
             context.set_default_timeout(120_000)
             return context.new_page()
 
@@ -51,14 +61,19 @@ def main() -> None:
         other = page(900, 700)
         other.goto("/")
         other.wait_for_selector("#message textarea")
-        other.fill("#message textarea", "My parcel arrived damaged, the box was crushed. What can I do?")
+        other.fill(
+            "#message textarea", "My parcel arrived damaged, the box was crushed. What can I do?"
+        )
         other.click("#send")
         expect(other.locator("#chat [data-testid='bot']").last).not_to_contain_text("\u2026")
         time.sleep(3)
         other.click("#talk-to-human")
         expect(other.locator("#status-banner")).to_be_visible()
 
-        for role, credentials, console in (("agent", args.agent, "/agent"), ("admin", args.admin, "/admin")):
+        for role, credentials, console in (
+            ("agent", args.agent, "/agent"),
+            ("admin", args.admin, "/admin"),
+        ):
             user, password = credentials.split(":", 1)
             view = page(1400, 1000)
             view.goto(f"/login?next={console}")
@@ -71,7 +86,10 @@ def main() -> None:
                 expect(view.locator("#conversation-view")).to_contain_text("box was crushed")
                 view.click("#take-over")
                 expect(view.locator("#owner-note")).to_contain_text("You are handling")
-                view.fill("#free-reply textarea", "So sorry! I've e-mailed you a free return label; the replacement ships today.")
+                view.fill(
+                    "#free-reply textarea",
+                    "So sorry! I've e-mailed you a free return label; the replacement ships today.",
+                )
                 view.click("#send-reply")
                 time.sleep(2)
             else:

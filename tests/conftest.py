@@ -47,15 +47,23 @@ def tiny_reply_model_dir(tmp_path_factory) -> Path:
 
 @pytest.fixture
 def tiny_settings(tmp_path, tiny_embedder_dir, tiny_reply_model_dir) -> Settings:
-    return load_settings(home=tmp_path / "home", embedder_path=tiny_embedder_dir, reply_model_path=tiny_reply_model_dir)
+    return load_settings(
+        home=tmp_path / "home",
+        embedder_path=tiny_embedder_dir,
+        reply_model_path=tiny_reply_model_dir,
+    )
 
 
 def _postgres_server_url() -> str | None:
     url = os.environ.get(POSTGRES_ENV)
     if not url:
         if os.environ.get("CHATBOT_REQUIRE_POSTGRES"):
-            pytest.fail(f"{POSTGRES_ENV} is not set but CHATBOT_REQUIRE_POSTGRES is: PostgreSQL did not start")
-        pytest.skip(f"no PostgreSQL server: set {POSTGRES_ENV} (scripts/test-postgres.sh start does)")
+            pytest.fail(
+                f"{POSTGRES_ENV} is not set but CHATBOT_REQUIRE_POSTGRES is: PostgreSQL did not start"
+            )
+        pytest.skip(
+            f"no PostgreSQL server: set {POSTGRES_ENV} (scripts/test-postgres.sh start does)"
+        )
     return url
 
 

@@ -8,7 +8,7 @@ import json
 import os
 import stat
 import threading
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from argon2 import PasswordHasher
@@ -44,7 +44,7 @@ from chatbot.errors import AccountError, ConfigError, InputError, LoginRefused
 from chatbot.store.support_schema import USER_ROLES, AgentAction, User
 
 PASSWORD = "correct horse battery"
-T0 = datetime(2026, 3, 1, 9, 0, tzinfo=timezone.utc)
+T0 = datetime(2026, 3, 1, 9, 0, tzinfo=UTC)
 
 
 class CountingHasher(PasswordHasher):
@@ -71,7 +71,9 @@ def fast_hashing(monkeypatch):
 
 
 def login(database, username, password, now=None, failures=3, minutes=15):
-    return authenticate(database, username, password, lockout_failures=failures, lockout_minutes=minutes, now=now)
+    return authenticate(
+        database, username, password, lockout_failures=failures, lockout_minutes=minutes, now=now
+    )
 
 
 def stored_row(database, username):
@@ -98,7 +100,10 @@ def test_default_hasher_uses_argon2_recommended_parameters(monkeypatch):
     hasher = passwords.password_hasher()
     reference = PasswordHasher()
     assert (hasher.time_cost, hasher.memory_cost, hasher.parallelism, hasher.type) == (
-        reference.time_cost, reference.memory_cost, reference.parallelism, reference.type,
+        reference.time_cost,
+        reference.memory_cost,
+        reference.parallelism,
+        reference.type,
     )
     assert hasher.type.name == "ID"
 
@@ -136,7 +141,13 @@ def test_password_policy_accepts_a_good_password():
 def test_add_get_list(migrated_database):
     info = add_user(migrated_database, "Alice", PASSWORD, "agent")
     assert isinstance(info, UserInfo)
-    assert (info.username, info.role, info.active, info.locked_until, info.last_login_at) == ("Alice", "agent", True, None, None)
+    assert (info.username, info.role, info.active, info.locked_until, info.last_login_at) == (
+        "Alice",
+        "agent",
+        True,
+        None,
+        None,
+    )
     assert info.created_at.tzinfo is not None
     add_user(migrated_database, "bob@example.com", PASSWORD + "!", "admin")
     assert [u.username for u in list_users(migrated_database)] == ["Alice", "bob@example.com"]
@@ -157,7 +168,9 @@ def test_duplicate_username_in_any_case(migrated_database):
     assert len(list_users(migrated_database)) == 1
 
 
-@pytest.mark.parametrize("username", ["ab", "a" * 81, "with space", "semi;colon", "<script>", "émile", ""])
+@pytest.mark.parametrize(
+    "username", ["ab", "a" * 81, "with space", "semi;colon", "<script>", "émile", ""]
+)
 def test_bad_usernames_are_refused(sqlite_database, username):
     with pytest.raises(InputError, match="3 to 80 letters, digits or"):
         add_user(sqlite_database, username, PASSWORD, "agent")
@@ -178,7 +191,15 @@ def test_remove_keeps_what_the_agent_did(migrated_database):
     agent = add_user(migrated_database, "alice", PASSWORD, "agent")
     with migrated_database.session() as session:
         conversation = start_conversation(session=session)
-        session.add(AgentAction(conversation_id=conversation.id, user_id=agent.id, username="alice", action="reply", text="hi"))
+        session.add(
+            AgentAction(
+                conversation_id=conversation.id,
+                user_id=agent.id,
+                username="alice",
+                action="reply",
+                text="hi",
+            )
+        )
     removed = remove_user(migrated_database, "ALICE")
     assert removed.username == "alice"
     assert find_user(migrated_database, "alice") is None
@@ -229,7 +250,12 @@ def test_login_success_records_it(migrated_database):
 def test_unknown_user_and_wrong_password_read_the_same(sqlite_database):
     add_user(sqlite_database, "alice", PASSWORD, "agent")
     messages = []
-    for name, password in (("alice", "wrong password!"), ("nobody", PASSWORD), ("x", PASSWORD), ("alice", "y" * 5000)):
+    for name, password in (
+        ("alice", "wrong password!"),
+        ("nobody", PASSWORD),
+        ("x", PASSWORD),
+        ("alice", "y" * 5000),
+    ):
         with pytest.raises(LoginRefused) as refused:
             login(sqlite_database, name, password)
         messages.append(str(refused.value))
@@ -246,11 +272,13 @@ def test_unknown_user_costs_a_password_check(sqlite_database):
 
 def test_lockout_then_unlock_when_time_passes(migrated_database):
     add_user(migrated_database, "alice", PASSWORD, "agent")
-    for attempt in range(2):
+    for _ in range(2):
         with pytest.raises(LoginRefused, match="wrong username or password"):
             login(migrated_database, "alice", "not the password", now=T0, failures=3, minutes=15)
     assert stored_row(migrated_database, "alice").failed_logins == 2
-    with pytest.raises(LoginRefused, match=r"^account locked until 09:15 UTC \(too many wrong passwords\)$"):
+    with pytest.raises(
+        LoginRefused, match=r"^account locked until 09:15 UTC \(too many wrong passwords\)$"
+    ):
         login(migrated_database, "alice", "not the password", now=T0, failures=3, minutes=15)
     # While locked even the right password is refused, without being checked.
     CountingHasher.verifications = 0
@@ -258,7 +286,9 @@ def test_lockout_then_unlock_when_time_passes(migrated_database):
         login(migrated_database, "alice", PASSWORD, now=T0 + timedelta(minutes=14), failures=3)
     assert CountingHasher.verifications == 0
     assert get_user(migrated_database, "alice").is_locked(T0 + timedelta(minutes=14))
-    user = login(migrated_database, "alice", PASSWORD, now=T0 + timedelta(minutes=15, seconds=1), failures=3)
+    user = login(
+        migrated_database, "alice", PASSWORD, now=T0 + timedelta(minutes=15, seconds=1), failures=3
+    )
     assert user.username == "alice"
     row = stored_row(migrated_database, "alice")
     assert (row.failed_logins, row.locked_until) == (0, None)
@@ -351,12 +381,21 @@ def test_session_user(sqlite_database):
     for _ in range(3):
         with pytest.raises(LoginRefused):
             login(sqlite_database, "alice", "not the password", now=T0, failures=3, minutes=10)
-    assert session_user(sqlite_database, alice.id, alice.session_epoch, now=T0 + timedelta(minutes=5)) is None
-    assert session_user(sqlite_database, alice.id, alice.session_epoch, now=T0 + timedelta(minutes=11)) is not None
+    assert (
+        session_user(sqlite_database, alice.id, alice.session_epoch, now=T0 + timedelta(minutes=5))
+        is None
+    )
+    assert (
+        session_user(sqlite_database, alice.id, alice.session_epoch, now=T0 + timedelta(minutes=11))
+        is not None
+    )
     # disabled
     with sqlite_database.session() as session:
         session.get(User, alice.id).active = False
-    assert session_user(sqlite_database, alice.id, alice.session_epoch, now=T0 + timedelta(minutes=11)) is None
+    assert (
+        session_user(sqlite_database, alice.id, alice.session_epoch, now=T0 + timedelta(minutes=11))
+        is None
+    )
     with pytest.raises(LoginRefused, match="wrong username or password"):
         login(sqlite_database, "alice", PASSWORD, now=T0 + timedelta(minutes=11))
 
@@ -454,7 +493,9 @@ def test_secret_from_configuration(tmp_path):
     settings = load_settings(home=tmp_path / "home", web={"session_secret": configured})
     assert session_secret(settings) == configured
     assert not (tmp_path / "home" / "session_secret").exists()
-    with pytest.raises(ConfigError, match="web.session_secret is 5 characters long; use at least 32"):
+    with pytest.raises(
+        ConfigError, match="web.session_secret is 5 characters long; use at least 32"
+    ):
         session_secret(load_settings(home=tmp_path / "home", web={"session_secret": "short"}))
 
 
@@ -501,7 +542,9 @@ def test_secret_readable_by_others_is_refused(settings):
     session_secret(settings)
     path = settings.home / "session_secret"
     path.chmod(0o644)
-    with pytest.raises(ConfigError, match=f"can be read by other users \\(mode 644\\); run: chmod 600 {path}"):
+    with pytest.raises(
+        ConfigError, match=f"can be read by other users \\(mode 644\\); run: chmod 600 {path}"
+    ):
         session_secret(settings)
     path.chmod(0o600)
     session_secret(settings)
@@ -562,14 +605,19 @@ def test_cli_roles_match_the_schema():
 
 
 def test_cli_first_admin_from_stdin_then_list(cli_env):
-    result = users(cli_env, "add", "admin", "--role", "admin", "--password-stdin", input=PASSWORD + "\n")
+    result = users(
+        cli_env, "add", "admin", "--role", "admin", "--password-stdin", input=PASSWORD + "\n"
+    )
     assert result.exit_code == 0, result.output
     assert result.output.strip() == "added admin (admin)"
     added = users(cli_env, "add", "alice", "--password-stdin", "--json", input=PASSWORD + "\r\n")
     assert json.loads(added.stdout)["role"] == "agent"
     listed = users(cli_env, "list", "--json")
     payload = json.loads(listed.stdout)
-    assert [(u["username"], u["role"], u["active"]) for u in payload["users"]] == [("admin", "admin", True), ("alice", "agent", True)]
+    assert [(u["username"], u["role"], u["active"]) for u in payload["users"]] == [
+        ("admin", "admin", True),
+        ("alice", "agent", True),
+    ]
     assert "session_epoch" not in payload["users"][0] and "password_hash" not in listed.stdout
     datetime.fromisoformat(payload["users"][0]["created_at"])
     table = users(cli_env, "list").output
@@ -586,7 +634,9 @@ def test_cli_password_prompt_hidden_with_confirmation(cli_env):
     typed = "\n".join(["abc123", PASSWORD, "something else entirely", PASSWORD, PASSWORD]) + "\n"
     result = users(cli_env, "add", "alice", input=typed)
     assert result.exit_code == 0, result.output
-    assert "password is too short: 6 characters" in result.output and "do not match" in result.output
+    assert (
+        "password is too short: 6 characters" in result.output and "do not match" in result.output
+    )
     assert PASSWORD not in result.output  # never echoed
     database = cli_database(cli_env)
     try:
@@ -601,7 +651,9 @@ def test_cli_never_takes_a_password_argument(cli_env):
 
 
 def test_cli_wrong_role_and_bad_name(cli_env):
-    result = users(cli_env, "add", "alice", "--role", "root", "--password-stdin", input=PASSWORD + "\n")
+    result = users(
+        cli_env, "add", "alice", "--role", "root", "--password-stdin", input=PASSWORD + "\n"
+    )
     assert result.exit_code == 2 and "'root' is not one of 'agent', 'admin'" in result.output
     line = one_line_error(users(cli_env, "add", "a b", "--password-stdin", input=PASSWORD + "\n"))
     assert "username 'a b' is not allowed" in line
@@ -615,8 +667,12 @@ def test_cli_duplicate_user_is_refused_before_the_prompt(cli_env):
 
 
 def test_cli_weak_or_missing_password_from_stdin(cli_env):
-    assert "too short" in one_line_error(users(cli_env, "add", "alice", "--password-stdin", input="short\n"))
-    assert "stdin gave no password" in one_line_error(users(cli_env, "add", "alice", "--password-stdin", input=""))
+    assert "too short" in one_line_error(
+        users(cli_env, "add", "alice", "--password-stdin", input="short\n")
+    )
+    assert "stdin gave no password" in one_line_error(
+        users(cli_env, "add", "alice", "--password-stdin", input="")
+    )
     assert json.loads(users(cli_env, "list", "--json").stdout)["users"] == []
 
 
@@ -638,14 +694,21 @@ def test_cli_set_password_set_role_unlock(cli_env):
     users(cli_env, "add", "alice", "--password-stdin", input=PASSWORD + "\n")
     result = users(cli_env, "set-password", "alice", "--password-stdin", input="another good one\n")
     assert result.exit_code == 0 and "password changed for alice" in result.output
-    assert one_line_error(users(cli_env, "set-password", "ghost", "--password-stdin", input=PASSWORD + "\n")) == "Error: no user 'ghost'"
+    assert (
+        one_line_error(
+            users(cli_env, "set-password", "ghost", "--password-stdin", input=PASSWORD + "\n")
+        )
+        == "Error: no user 'ghost'"
+    )
     assert users(cli_env, "set-role", "alice", "admin").output.strip() == "alice is now admin"
     assert users(cli_env, "set-role", "alice", "chief").exit_code == 2
     database = cli_database(cli_env)
     try:
         for _ in range(5):
             with pytest.raises(LoginRefused):
-                authenticate(database, "alice", "wrong one!!", lockout_failures=5, lockout_minutes=15)
+                authenticate(
+                    database, "alice", "wrong one!!", lockout_failures=5, lockout_minutes=15
+                )
         assert "locked until" in users(cli_env, "list").output
         assert users(cli_env, "unlock", "alice").output.strip() == "unlocked alice"
         assert login(database, "alice", "another good one").role == "admin"

@@ -21,9 +21,25 @@ from ui import agent as console
 ORDER_Q = SHOP[0][0]
 PAYLOAD = '<img src=x onerror="alert(1)"> <script>alert(2)</script> **not bold** $$x$$'
 ELEM_IDS = {
-    "queue", "queue-counts", "reason-filter", "refresh-queue", "conversation-view", "suggestion", "confidence",
-    "evidence", "trace", "owner-note", "take-over", "approve", "send-edit", "reject-reason", "reject", "free-reply",
-    "send-reply", "hand-back", "action-status",
+    "queue",
+    "queue-counts",
+    "reason-filter",
+    "refresh-queue",
+    "conversation-view",
+    "suggestion",
+    "confidence",
+    "evidence",
+    "trace",
+    "owner-note",
+    "take-over",
+    "approve",
+    "send-edit",
+    "reject-reason",
+    "reject",
+    "free-reply",
+    "send-reply",
+    "hand-back",
+    "action-status",
 }
 SKIP = {"__type__": "update"}
 
@@ -35,8 +51,15 @@ def services(tiny_settings, sqlite_database):
 
     seed_shop(sqlite_database)
     retriever = build_retriever(tiny_settings, sqlite_database)
-    manager = make_manager(tiny_settings, sqlite_database, retriever, max_rounds=1, answer_threshold=0.99,
-                           handoff_threshold=0.05, review_mode="hold")
+    manager = make_manager(
+        tiny_settings,
+        sqlite_database,
+        retriever,
+        max_rounds=1,
+        answer_threshold=0.99,
+        handoff_threshold=0.05,
+        review_mode="hold",
+    )
     for name in ("alice", "bob"):
         add_user(sqlite_database, name, "a long enough password 1", "agent")
     return Services(tiny_settings, sqlite_database, manager)
@@ -55,7 +78,9 @@ def request(username):
 def act(services, agent, action, conversation_id, reply_id, text=""):
     """The console's line for an action, checked against whether it says it was done."""
     outcome = console.run_action(services, agent, action, conversation_id, reply_id, text)
-    refusal = outcome.line.startswith(("Refused:", "Not done:", "Failed:", "Open a", "There is", "Unknown"))
+    refusal = outcome.line.startswith(
+        ("Refused:", "Not done:", "Failed:", "Open a", "There is", "Unknown")
+    )
     assert outcome.done is not refusal
     return outcome.line
 
@@ -72,10 +97,21 @@ def test_the_page_builds_with_its_element_ids(services):
     assert ELEM_IDS <= set(components)
     # Customer and model text is never read as Markdown or HTML in the conversation view.
     view = components["conversation-view"]
-    assert view.render_markdown is False and view.sanitize_html is True and view.latex_delimiters == []
+    assert (
+        view.render_markdown is False and view.sanitize_html is True and view.latex_delimiters == []
+    )
     assert components["queue"].interactive is False
-    assert {"on_load", "on_tick", "on_select", "do_take_over", "do_approve", "do_edit", "do_reject", "do_reply",
-            "do_hand_back"} <= set(functions)
+    assert {
+        "on_load",
+        "on_tick",
+        "on_select",
+        "do_take_over",
+        "do_approve",
+        "do_edit",
+        "do_reject",
+        "do_reply",
+        "do_hand_back",
+    } <= set(functions)
     timers = [b for b in page.blocks.values() if type(b).__name__ == "Timer"]
     assert [t.value for t in timers] == [services.settings.web.poll_seconds]
     # Every event is private: nothing of the console is offered as a public API.
@@ -88,14 +124,24 @@ def test_the_queue_shows_reasons_counts_and_filters(services):
     held = manager.respond(ORDER_Q)
     panel = console.queue_panel(services, "all")
     assert panel.ids == [asked.conversation_id, held.conversation_id]
-    assert panel.rows[0][:2] == [str(asked.conversation_id), "customer asked"] and panel.rows[0][3] == "—"
-    assert panel.rows[1][1] == "held for review" and panel.rows[1][4] == "1" and panel.rows[1][5] == ORDER_Q
+    assert (
+        panel.rows[0][:2] == [str(asked.conversation_id), "customer asked"]
+        and panel.rows[0][3] == "—"
+    )
+    assert (
+        panel.rows[1][1] == "held for review"
+        and panel.rows[1][4] == "1"
+        and panel.rows[1][5] == ORDER_Q
+    )
     assert "**2** in the queue" in panel.counts and "customer asked: **1**" in panel.counts
     assert "held for review: **1**" in panel.counts
     only_held = console.queue_panel(services, "held")
     assert only_held.ids == [held.conversation_id] and "**2** in the queue" in only_held.counts
     assert console.queue_panel(services, "flagged").rows == []
-    assert console.selected_conversation(panel.ids, [1, 3], [str(held.conversation_id), "x"]) == held.conversation_id
+    assert (
+        console.selected_conversation(panel.ids, [1, 3], [str(held.conversation_id), "x"])
+        == held.conversation_id
+    )
     assert console.selected_conversation(panel.ids, [0, 0]) == asked.conversation_id
     assert console.selected_conversation(panel.ids, [7, 0]) is None
 
@@ -104,19 +150,26 @@ def test_an_opened_conversation_shows_text_as_text_with_its_evidence_and_trace(s
     manager = services.manager
     first = manager.respond(ORDER_Q)
     with services.database.session() as session:  # what a customer typed, stored as typed
-        add_message(session=session, conversation_id=first.conversation_id, role="customer", text=PAYLOAD)
+        add_message(
+            session=session, conversation_id=first.conversation_id, role="customer", text=PAYLOAD
+        )
     held = manager.respond(SHOP[3][0], first.conversation_id)
     alice = login(services, "alice")
     panel = console.conversation_panel(services, held.conversation_id, alice)
     # Escaped: the payload reads as written and nothing of it is markup.
     customer_turns = [m["content"] for m in panel.chat if m["role"] == "user"]
     assert customer_turns[1] == console.chat_text(PAYLOAD)
-    assert "<img" not in customer_turns[1] and "&lt;img src=x onerror=&quot;alert(1)&quot;&gt;" in customer_turns[1]
+    assert (
+        "<img" not in customer_turns[1]
+        and "&lt;img src=x onerror=&quot;alert(1)&quot;&gt;" in customer_turns[1]
+    )
     assert "<script" not in "".join(m["content"] for m in panel.chat)
     # Two replies wait: the oldest is under review first.
     assert first.review_status == held.review_status == "pending"
     assert panel.reply_id == first.id and panel.suggestion == first.text
-    assert f"confidence **{first.confidence:.2f}**" in panel.confidence and "held" in panel.confidence
+    assert (
+        f"confidence **{first.confidence:.2f}**" in panel.confidence and "held" in panel.confidence
+    )
     assert "2 suggestions wait for review, oldest first" in panel.confidence
     assert panel.evidence_rows and panel.evidence_rows[0][1] == str(panel.evidence[0].pair_id)
     full = console.evidence_text(panel.evidence, panel.evidence_choices[0][1])
@@ -124,13 +177,20 @@ def test_an_opened_conversation_shows_text_as_text_with_its_evidence_and_trace(s
     assert cited.answer and cited.answer in full and f"Customer asked:\n{cited.question}" in full
     assert panel.trace_rows and panel.trace_rows[0][1] == "draft"
     assert panel.candidate_rows and panel.candidate_rows[0][1] == f"{first.confidence:.2f}"
-    assert panel.owner_note == "The assistant is answering this conversation; 2 suggested replies wait for review."
-    assert console.conversation_panel(services, None).owner_note == "Choose a conversation in the queue."
+    assert (
+        panel.owner_note
+        == "The assistant is answering this conversation; 2 suggested replies wait for review."
+    )
+    assert (
+        console.conversation_panel(services, None).owner_note
+        == "Choose a conversation in the queue."
+    )
 
 
 def test_markdown_lines_escape_what_they_quote():
     assert console.md_text("**bold** <b>x</b> [a](http://x) $$y$$") == (
-        r"\*\*bold\*\* \<b\>x\<\/b\> \[a\]\(http://x\) \$\$y\$\$".replace(r"\/", "/"))
+        r"\*\*bold\*\* \<b\>x\<\/b\> \[a\]\(http://x\) \$\$y\$\$".replace(r"\/", "/")
+    )
     assert console.chat_text("a\nb <i>") == "a<br>b &lt;i&gt;"
 
 
@@ -143,21 +203,32 @@ def test_actions_say_what_happened_and_who_has_it(services):
 
     assert act(services, alice, "take_over", cid, None) == f"You took conversation {cid}."
     assert act(services, bob, "take_over", cid, None) == (
-        f"Refused: conversation {cid} is being handled by alice.")
-    assert console.conversation_panel(services, cid, alice).owner_note.startswith("You are handling this conversation")
+        f"Refused: conversation {cid} is being handled by alice."
+    )
+    assert console.conversation_panel(services, cid, alice).owner_note.startswith(
+        "You are handling this conversation"
+    )
     assert console.conversation_panel(services, cid, bob).owner_note == (
-        "**alice** is handling this conversation; you can read it but not answer.")
+        "**alice** is handling this conversation; you can read it but not answer."
+    )
     assert act(services, bob, "reply", cid, None, "hi") == (
-        f"Refused: conversation {cid} is being handled by alice.")
+        f"Refused: conversation {cid} is being handled by alice."
+    )
     assert act(services, alice, "reply", cid, None, "   ") == "Not done: the reply is empty."
     assert act(services, alice, "reply", cid, None, PAYLOAD) == "Your reply was sent."
     panel = console.conversation_panel(services, cid, alice)
     assert panel.chat[-1]["content"] == "<b>alice (agent):</b> " + console.chat_text(PAYLOAD)
     assert act(services, alice, "approve", cid, panel.reply_id).startswith("Not done: reply")
-    assert act(services, alice, "approve", None, None) == "Open a conversation from the queue first."
+    assert (
+        act(services, alice, "approve", None, None) == "Open a conversation from the queue first."
+    )
     assert act(services, alice, "hand_back", cid, None) == (
-        f"Conversation {cid} is back with the assistant; it answers the next message.")
-    assert console.conversation_panel(services, cid, alice).owner_note == "The assistant is answering this conversation."
+        f"Conversation {cid} is back with the assistant; it answers the next message."
+    )
+    assert (
+        console.conversation_panel(services, cid, alice).owner_note
+        == "The assistant is answering this conversation."
+    )
 
 
 def test_approve_edit_and_reject_from_the_console(services):
@@ -167,15 +238,22 @@ def test_approve_edit_and_reject_from_the_console(services):
     two = manager.respond(SHOP[3][0])
     three = manager.respond(SHOP[4][0])
     assert act(services, alice, "approve", one.conversation_id, one.id) == (
-        f"Suggestion {one.id} approved and sent.")
+        f"Suggestion {one.id} approved and sent."
+    )
     assert act(services, alice, "edit", two.conversation_id, two.id, "Use 'Forgot password?'.") == (
-        f"Suggestion {two.id} edited and sent.")
+        f"Suggestion {two.id} edited and sent."
+    )
     assert act(services, alice, "reject", three.conversation_id, three.id, "") == (
-        "Not done: the reason for rejecting is empty.")
+        "Not done: the reason for rejecting is empty."
+    )
     assert act(services, alice, "reject", three.conversation_id, three.id, "wrong") == (
-        f"Suggestion {three.id} rejected; nothing was sent.")
+        f"Suggestion {three.id} rejected; nothing was sent."
+    )
     with services.database.session() as session:
-        sent = [(m.role, m.text) for m in conversation_messages(session=session, conversation_id=two.conversation_id)]
+        sent = [
+            (m.role, m.text)
+            for m in conversation_messages(session=session, conversation_id=two.conversation_id)
+        ]
     assert sent[-1] == ("agent", "Use 'Forgot password?'.")
     assert console.queue_panel(services).ids == []
 
@@ -194,10 +272,17 @@ def test_the_page_functions_as_gradio_calls_them(services):
     assert loaded[1] == [cid] and "Logged in as **alice**" in loaded[3]
 
     row = console.queue_panel(services).rows[0]
-    opened = functions["on_select"].fn([cid], SimpleNamespace(index=[0, 2], row_value=row), request("alice"))
+    opened = functions["on_select"].fn(
+        [cid], SimpleNamespace(index=[0, 2], row_value=row), request("alice")
+    )
     assert len(opened) == len(functions["on_select"].outputs)
     chat, suggestion, reply_id, *_, signature, opened_id, number_box, status = opened
-    assert opened_id == number_box == cid and reply_id == held.id and suggestion == held.text and status == ""
+    assert (
+        opened_id == number_box == cid
+        and reply_id == held.id
+        and suggestion == held.text
+        and status == ""
+    )
     assert chat[0]["content"] == console.chat_text(ORDER_Q)
 
     # Nothing new: the tick changes nothing of the conversation.
@@ -234,7 +319,9 @@ def test_the_gradio_components_accept_what_the_handlers_return(services):
     panel = console.conversation_panel(services, held.conversation_id, login(services, "alice"))
     shown = components["conversation-view"].postprocess(panel.chat)
     assert shown.root[0].content[0].text == console.chat_text(PAYLOAD)
-    table = components["queue"].postprocess({"data": console.queue_panel(services).rows, "headers": console.QUEUE_HEADERS})
+    table = components["queue"].postprocess(
+        {"data": console.queue_panel(services).rows, "headers": console.QUEUE_HEADERS}
+    )
     assert table.data[0][5] == " ".join(PAYLOAD.split())  # plain-text cells: shown as written
     empty = components["trace"].postprocess({"data": [], "headers": console.TRACE_HEADERS})
     assert empty.headers == console.TRACE_HEADERS

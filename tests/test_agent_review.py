@@ -55,23 +55,42 @@ def agents(shop):
 
 def held_manager(settings, database, retriever):
     """Every answer lands between the thresholds and is held for an agent."""
-    return make_manager(settings, database, retriever, max_rounds=0, answer_threshold=0.99, handoff_threshold=0.05,
-                        review_mode="hold")
+    return make_manager(
+        settings,
+        database,
+        retriever,
+        max_rounds=0,
+        answer_threshold=0.99,
+        handoff_threshold=0.05,
+        review_mode="hold",
+    )
 
 
 def flagging_manager(settings, database, retriever):
-    return make_manager(settings, database, retriever, max_rounds=0, answer_threshold=0.99, handoff_threshold=0.05,
-                        review_mode="flag")
+    return make_manager(
+        settings,
+        database,
+        retriever,
+        max_rounds=0,
+        answer_threshold=0.99,
+        handoff_threshold=0.05,
+        review_mode="flag",
+    )
 
 
 def unsure_manager(settings, database, retriever):
     """Every answer hands off for low confidence (the draft kept for the agent)."""
-    return make_manager(settings, database, retriever, max_rounds=0, answer_threshold=1.0, handoff_threshold=0.99)
+    return make_manager(
+        settings, database, retriever, max_rounds=0, answer_threshold=1.0, handoff_threshold=0.99
+    )
 
 
 def messages_of(database, conversation_id):
     with database.session() as session:
-        return [(m.role, m.text) for m in conversation_messages(session=session, conversation_id=conversation_id)]
+        return [
+            (m.role, m.text)
+            for m in conversation_messages(session=session, conversation_id=conversation_id)
+        ]
 
 
 def conversation(database, conversation_id) -> Conversation:
@@ -106,17 +125,36 @@ def test_a_handoff_waits_in_the_queue_with_its_reason(shop, agents):
     asked = manager.respond("can i talk to a real person please?")
     unsure = unsure_manager(settings, database, retriever).respond(ORDER_Q)
     row = conversation(database, asked.conversation_id)
-    assert (row.state, row.handoff_reason, row.assigned_user_id) == ("handed_off", "customer_asked_for_human", None)
+    assert (row.state, row.handoff_reason, row.assigned_user_id) == (
+        "handed_off",
+        "customer_asked_for_human",
+        None,
+    )
     assert row.handed_off_at is not None
     assert conversation(database, unsure.conversation_id).handoff_reason == "low_confidence"
 
     with database.session() as session:
         view = load_queue(session)
-    assert [i.conversation_id for i in view.items] == [asked.conversation_id, unsure.conversation_id]  # oldest first
+    assert [i.conversation_id for i in view.items] == [
+        asked.conversation_id,
+        unsure.conversation_id,
+    ]  # oldest first
     first = view.items[0]
-    assert (first.state, first.group, first.group_label, first.owner) == ("handed_off", "customer_asked", "customer asked", None)
-    assert first.preview == "can i talk to a real person please?" and first.waiting_since.tzinfo is not None
-    assert view.counts["customer_asked"] == 1 and view.counts["low_confidence"] == 1 and view.total == 2
+    assert (first.state, first.group, first.group_label, first.owner) == (
+        "handed_off",
+        "customer_asked",
+        "customer asked",
+        None,
+    )
+    assert (
+        first.preview == "can i talk to a real person please?"
+        and first.waiting_since.tzinfo is not None
+    )
+    assert (
+        view.counts["customer_asked"] == 1
+        and view.counts["low_confidence"] == 1
+        and view.total == 2
+    )
     assert queue_ids(database, "low_confidence") == [unsure.conversation_id]
     assert queue_ids(database, "all") == queue_ids(database)
     with pytest.raises(InputError):
@@ -146,11 +184,17 @@ def test_the_talk_to_a_person_button_hands_off_once(shop):
     first = manager.respond(PASSWORD_Q)
     assert first.decision in ("answer", "answer_flagged")
     assert manager.request_human(first.conversation_id) == manager.settings.handoff_message
-    assert manager.request_human(first.conversation_id) is None  # a human is in charge already: no second notice
+    assert (
+        manager.request_human(first.conversation_id) is None
+    )  # a human is in charge already: no second notice
     messages = messages_of(database, first.conversation_id)
     assert messages[-1] == ("bot", manager.settings.handoff_message) and messages[-2][0] == "bot"
     row = conversation(database, first.conversation_id)
-    assert (row.state, row.handoff_reason, row.assigned_user_id) == ("handed_off", "customer_asked_for_human", None)
+    assert (row.state, row.handoff_reason, row.assigned_user_id) == (
+        "handed_off",
+        "customer_asked_for_human",
+        None,
+    )
     # The assistant stays silent now.
     assert manager.respond("hello?", first.conversation_id).decision == "silent"
     with database.session() as session:
@@ -163,13 +207,17 @@ def test_the_talk_to_a_person_button_hands_off_once(shop):
 
 def test_two_agents_taking_one_conversation_at_once_exactly_one_wins(shop, agents):
     settings, database, retriever, _ = shop
-    cid = make_manager(settings, database, retriever).respond("i want to speak to a human").conversation_id
+    cid = (
+        make_manager(settings, database, retriever)
+        .respond("i want to speak to a human")
+        .conversation_id
+    )
     alice, bob = agents
     for _ in range(3):  # a few rounds, so the race really happens both ways
         barrier = threading.Barrier(2)
         outcomes: dict[str, object] = {}
 
-        def grab(agent):
+        def grab(agent, barrier=barrier, outcomes=outcomes):
             barrier.wait()
             try:
                 outcomes[agent.username] = review.take_over(database, cid, agent)
@@ -227,10 +275,17 @@ def test_taking_an_open_conversation_hands_it_to_the_human(shop, agents):
     assert conversation(database, held.conversation_id).state == "open"
     review.take_over(database, held.conversation_id, alice)
     row = conversation(database, held.conversation_id)
-    assert (row.state, row.handoff_reason, row.assigned_user_id) == ("handed_off", "taken_over_by_agent", alice.id)
+    assert (row.state, row.handoff_reason, row.assigned_user_id) == (
+        "handed_off",
+        "taken_over_by_agent",
+        alice.id,
+    )
     taken = actions(database, held.conversation_id)[0]
     assert (taken.action, taken.username, taken.user_id) == ("take_over", "alice", alice.id)
-    assert (taken.reply_id, taken.original_text) == (held.id, held.text)  # the suggestion waiting then
+    assert (taken.reply_id, taken.original_text) == (
+        held.id,
+        held.text,
+    )  # the suggestion waiting then
 
 
 def test_approving_in_a_handed_off_conversation_takes_it_first(shop, agents):
@@ -238,7 +293,10 @@ def test_approving_in_a_handed_off_conversation_takes_it_first(shop, agents):
     alice, bob = agents
     reply = unsure_manager(settings, database, retriever).respond(ORDER_Q)
     result = review.approve(database, reply.id, alice)
-    assert result.took_over and conversation(database, reply.conversation_id).assigned_user_id == alice.id
+    assert (
+        result.took_over
+        and conversation(database, reply.conversation_id).assigned_user_id == alice.id
+    )
     assert [a.action for a in actions(database, reply.conversation_id)] == ["take_over", "approve"]
     # The draft kept for the agent is now what the customer sees.
     assert messages_of(database, reply.conversation_id)[-1] == ("agent", reply.text)
@@ -258,8 +316,16 @@ def test_held_replies_are_queued_and_approving_sends_them(shop, agents):
     assert messages_of(database, held.conversation_id)[-1] == ("bot", manager.settings.hold_message)
     with database.session() as session:
         item = load_queue(session).items[0]
-    assert (item.conversation_id, item.state, item.group, item.pending_replies) == (held.conversation_id, "open", "held", 1)
-    assert queue_ids(database, "held") == [held.conversation_id] and queue_ids(database, "flagged") == []
+    assert (item.conversation_id, item.state, item.group, item.pending_replies) == (
+        held.conversation_id,
+        "open",
+        "held",
+        1,
+    )
+    assert (
+        queue_ids(database, "held") == [held.conversation_id]
+        and queue_ids(database, "flagged") == []
+    )
 
     result = review.approve(database, held.id, alice)
     assert not result.took_over  # a held reply in an open conversation stays with the assistant
@@ -269,16 +335,35 @@ def test_held_replies_are_queued_and_approving_sends_them(shop, agents):
     assert queue_ids(database) == []
 
     written = pair(database, result.pair_id)
-    assert (written.origin, written.source, written.split, written.target) == ("agent_approved", "agent-review", "train", held.text)
-    assert written.turn_index == len(messages) - 1 and written.conversation_id == held.conversation_id
-    assert written.context == [{"role": "customer", "text": ORDER_Q}]  # the hold notice is no part of it
+    assert (written.origin, written.source, written.split, written.target) == (
+        "agent_approved",
+        "agent-review",
+        "train",
+        held.text,
+    )
+    assert (
+        written.turn_index == len(messages) - 1 and written.conversation_id == held.conversation_id
+    )
+    assert written.context == [
+        {"role": "customer", "text": ORDER_Q}
+    ]  # the hold notice is no part of it
     labels = written.labels
-    assert (labels["agent"], labels["original_suggestion"], labels["reply_id"], labels["action"]) == (
-        "alice", held.text, held.id, "approve")
+    assert (
+        labels["agent"],
+        labels["original_suggestion"],
+        labels["reply_id"],
+        labels["action"],
+    ) == ("alice", held.text, held.id, "approve")
     assert labels["reviewed_at"]
     action = actions(database, held.conversation_id)[-1]
-    assert (action.action, action.user_id, action.username, action.text, action.original_text, action.pair_id) == (
-        "approve", alice.id, "alice", held.text, held.text, result.pair_id)
+    assert (
+        action.action,
+        action.user_id,
+        action.username,
+        action.text,
+        action.original_text,
+        action.pair_id,
+    ) == ("approve", alice.id, "alice", held.text, held.text, result.pair_id)
     assert action.message_id == result.message_id and action.created_at is not None
     with database.session() as session:
         assert session.get(DialogueReply, held.id).review_status == "approved"
@@ -316,12 +401,21 @@ def test_editing_sends_the_new_text_and_keeps_the_original(shop, agents):
     assert messages[-1] == ("agent", edited.strip())  # stored as typed, markup and all
     written = pair(database, result.pair_id)
     assert (written.origin, written.target) == ("agent_edited", edited.strip())
-    assert written.labels["original_suggestion"] == second.text and written.labels["action"] == "edit"
+    assert (
+        written.labels["original_suggestion"] == second.text and written.labels["action"] == "edit"
+    )
     # The turns before, oldest first, ending with the customer message it answers.
     assert [t["role"] for t in written.context] == ["customer", "bot", "customer"]
-    assert written.context[0]["text"] == PASSWORD_Q and written.context[-1] == {"role": "customer", "text": ORDER_Q}
+    assert written.context[0]["text"] == PASSWORD_Q and written.context[-1] == {
+        "role": "customer",
+        "text": ORDER_Q,
+    }
     action = actions(database, second.conversation_id)[-1]
-    assert (action.action, action.text, action.original_text) == ("edit", edited.strip(), second.text)
+    assert (action.action, action.text, action.original_text) == (
+        "edit",
+        edited.strip(),
+        second.text,
+    )
     with database.session() as session:
         assert session.get(DialogueReply, second.id).review_status == "edited"
 
@@ -345,10 +439,21 @@ def test_rejecting_keeps_a_negative_example_and_sends_nothing(shop, agents):
     assert messages_of(database, held.conversation_id) == before
     action = actions(database, held.conversation_id)[-1]
     assert (action.action, action.original_text, action.reason, action.pair_id) == (
-        "reject", held.text, "made up a delivery date", None)
+        "reject",
+        held.text,
+        "made up a delivery date",
+        None,
+    )
     with database.session() as session:
         assert session.get(DialogueReply, held.id).review_status == "rejected"
-        assert session.scalar(select(func.count()).select_from(TrainingPair).where(TrainingPair.source == "agent-review")) == 0
+        assert (
+            session.scalar(
+                select(func.count())
+                .select_from(TrainingPair)
+                .where(TrainingPair.source == "agent-review")
+            )
+            == 0
+        )
         examples = review.rejected_examples(session)
     assert len(examples) == 1
     context, text = examples[0]
@@ -360,13 +465,20 @@ def test_rejecting_keeps_a_negative_example_and_sends_nothing(shop, agents):
 def test_a_handoff_without_a_draft_is_answered_by_an_edit(shop, agents):
     settings, database, retriever, _ = shop
     alice, _ = agents
-    asked = make_manager(settings, database, retriever).respond("Can I speak to a human about my order?")
+    asked = make_manager(settings, database, retriever).respond(
+        "Can I speak to a human about my order?"
+    )
     assert (asked.decision, asked.text) == ("handoff", "")
-    result = review.edit(database, asked.id, alice, "Of course, I'm here. What is your order number?")
+    result = review.edit(
+        database, asked.id, alice, "Of course, I'm here. What is your order number?"
+    )
     assert result.action == "edit" and result.took_over
     written = pair(database, result.pair_id)
     assert written.labels["original_suggestion"] == "" and written.context[-1]["role"] == "customer"
-    assert messages_of(database, asked.conversation_id)[-1] == ("agent", "Of course, I'm here. What is your order number?")
+    assert messages_of(database, asked.conversation_id)[-1] == (
+        "agent",
+        "Of course, I'm here. What is your order number?",
+    )
 
 
 def test_bad_text_is_refused_and_nothing_is_written(shop, agents):
@@ -378,7 +490,10 @@ def test_bad_text_is_refused_and_nothing_is_written(shop, agents):
             review.edit(database, held.id, alice, text)
         with pytest.raises(InputError):
             review.reply(database, held.conversation_id, alice, text)
-    assert actions(database) == [] and conversation(database, held.conversation_id).assigned_user_id is None
+    assert (
+        actions(database) == []
+        and conversation(database, held.conversation_id).assigned_user_id is None
+    )
     with pytest.raises(StoreError):
         review.approve(database, 999999, alice)
     asked = make_manager(settings, database, retriever).respond("agent pls")
@@ -390,13 +505,21 @@ def test_a_free_reply_takes_the_conversation_and_reaches_the_customer(shop, agen
     settings, database, retriever, _ = shop
     alice, _ = agents
     cid = make_manager(settings, database, retriever).respond("agent pls").conversation_id
-    result = review.reply(database, cid, alice, "Hi, Alice here. <script>alert(1)</script> How can I help?")
+    result = review.reply(
+        database, cid, alice, "Hi, Alice here. <script>alert(1)</script> How can I help?"
+    )
     assert result.took_over
-    assert messages_of(database, cid)[-1] == ("agent", "Hi, Alice here. <script>alert(1)</script> How can I help?")
+    assert messages_of(database, cid)[-1] == (
+        "agent",
+        "Hi, Alice here. <script>alert(1)</script> How can I help?",
+    )
     with database.session() as session:
         detail = conversation_detail(session, cid)
     assert detail.owner == "alice" and detail.messages[-1].agent == "alice"
-    assert (detail.suggestion.decision, detail.suggestion.text) == ("handoff", "")  # nothing drafted
+    assert (detail.suggestion.decision, detail.suggestion.text) == (
+        "handoff",
+        "",
+    )  # nothing drafted
     assert [a.action for a in actions(database, cid)] == ["take_over", "reply"]
 
 
@@ -445,16 +568,30 @@ def test_an_edited_answer_is_served_from_the_cache_to_the_next_customer(shop, ag
     assert (served.decision, served.reason, served.sent) == ("answer", "cache_hit", True)
     assert served.text == served.shown_text == answer
     assert served.conversation_id != first.conversation_id
-    assert served.citations[0]["pair_id"] == result.pair_id and served.citations[0]["snippet"] == answer
-    assert served.candidates[0]["origin"] == "cache" and served.confidence >= settings.dialogue.cache_threshold
+    assert (
+        served.citations[0]["pair_id"] == result.pair_id
+        and served.citations[0]["snippet"] == answer
+    )
+    assert (
+        served.candidates[0]["origin"] == "cache"
+        and served.confidence >= settings.dialogue.cache_threshold
+    )
     assert "retrieve" not in served.timings  # answered before any search
-    assert messages_of(database, served.conversation_id) == [("customer", "do you ship to canada"), ("bot", answer)]
+    assert messages_of(database, served.conversation_id) == [
+        ("customer", "do you ship to canada"),
+        ("bot", answer),
+    ]
 
     # A follow-up question in a conversation with history is not answered from the cache.
     follow_up = manager.respond(question, manager.respond(PASSWORD_Q).conversation_id)
     assert follow_up.reason != "cache_hit"
     # The cache can be switched off.
-    assert make_manager(settings, database, retriever, max_rounds=0, cache_enabled=False).respond(question).reason != "cache_hit"
+    assert (
+        make_manager(settings, database, retriever, max_rounds=0, cache_enabled=False)
+        .respond(question)
+        .reason
+        != "cache_hit"
+    )
 
 
 def test_a_later_correction_wins_and_a_deleted_pair_is_no_longer_served(shop, agents):
@@ -481,10 +618,21 @@ def test_agents_pairs_feed_training_and_the_index(shop, agents):
     alice, _ = agents
     held = held_manager(settings, database, retriever).respond("Do you ship to Canada?")
     edited = review.edit(database, held.id, alice, "Yes, we ship to Canada in 5-8 working days.")
-    approved = review.approve(database, held_manager(settings, database, retriever).respond(ORDER_Q).id, alice)
+    approved = review.approve(
+        database, held_manager(settings, database, retriever).respond(ORDER_Q).id, alice
+    )
     with database.session() as session:
-        session.add(TrainingPair(source="test-shop", origin="imported", split="val", context=[{"role": "customer", "text": "hi"}],
-                                 target="Hello! How can I help?", labels={}, content_hash="val-pair"))
+        session.add(
+            TrainingPair(
+                source="test-shop",
+                origin="imported",
+                split="val",
+                context=[{"role": "customer", "text": "hi"}],
+                target="Hello! How can I help?",
+                labels={},
+                content_hash="val-pair",
+            )
+        )
 
     data = load_training_data(database, TrainingSettings(min_train_pairs=1, min_val_pairs=1))
     weights = {p.id: p.weight for p in data.train}
@@ -507,18 +655,33 @@ def test_agents_pairs_feed_training_and_the_index(shop, agents):
 
 def test_the_detail_shows_the_suggestion_its_evidence_and_trace(shop, agents):
     settings, database, retriever, ids = shop
-    manager = make_manager(settings, database, retriever, max_rounds=1, answer_threshold=0.99, handoff_threshold=0.05,
-                           review_mode="hold")
+    manager = make_manager(
+        settings,
+        database,
+        retriever,
+        max_rounds=1,
+        answer_threshold=0.99,
+        handoff_threshold=0.05,
+        review_mode="hold",
+    )
     held = manager.respond(ORDER_Q)
     with database.session() as session:
         detail = conversation_detail(session, held.conversation_id)
     assert [m.role for m in detail.messages] == ["customer", "bot"]
     suggestion = detail.suggestion
-    assert (suggestion.reply_id, suggestion.text, suggestion.decision) == (held.id, held.text, "held")
-    assert suggestion.confidence == pytest.approx(held.confidence) and suggestion.question == ORDER_Q
+    assert (suggestion.reply_id, suggestion.text, suggestion.decision) == (
+        held.id,
+        held.text,
+        "held",
+    )
+    assert (
+        suggestion.confidence == pytest.approx(held.confidence) and suggestion.question == ORDER_Q
+    )
     assert detail.pending_reply_ids == [held.id] and not suggestion.shown_to_customer
     assert suggestion.trace and suggestion.trace[0]["kind"] == "draft"
-    assert suggestion.candidates and suggestion.candidates[0]["score"] == pytest.approx(held.confidence)
+    assert suggestion.candidates and suggestion.candidates[0]["score"] == pytest.approx(
+        held.confidence
+    )
     cited = suggestion.citations
     assert cited and all(c.found for c in cited)
     answers = {question: answer for question, answer, *_ in SHOP}
@@ -532,11 +695,17 @@ def test_the_detail_shows_the_suggestion_its_evidence_and_trace(shop, agents):
 # -- the cache's arithmetic --------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("a,b", [
-    ("Where is my order?", "where is my order"), ("whre is my ordr", "Where is my order? It was late."),
-    ("Do you ship to Canada?", "How long does delivery take?"), ("", "anything"), ("!!!", "???"),
-    ("I would like to return a kettle", "return kettle how"),
-])
+@pytest.mark.parametrize(
+    "a,b",
+    [
+        ("Where is my order?", "where is my order"),
+        ("whre is my ordr", "Where is my order? It was late."),
+        ("Do you ship to Canada?", "How long does delivery take?"),
+        ("", "anything"),
+        ("!!!", "???"),
+        ("I would like to return a kettle", "return kettle how"),
+    ],
+)
 def test_the_catalogue_measures_similarity_exactly_as_the_dialogue_does(a, b):
     assert similarity(features(a), features(b)) == pytest.approx(question_similarity(a, b))
     # As the catalogue keeps them: the cached question's keys are a shared vocabulary's
@@ -544,7 +713,9 @@ def test_the_catalogue_measures_similarity_exactly_as_the_dialogue_does(a, b):
     vocabulary = Vocabulary()
     cached = compact(features(b, vocabulary))
     size = len(vocabulary)
-    assert similarity(features(a, vocabulary, grow=False), cached) == pytest.approx(question_similarity(a, b))
+    assert similarity(features(a, vocabulary, grow=False), cached) == pytest.approx(
+        question_similarity(a, b)
+    )
     assert len(vocabulary) == size
 
 
@@ -556,8 +727,14 @@ def test_the_catalogue_keeps_only_the_newest_pairs(shop):
         assert len(catalogue) == 3
         newest = sorted(ids.values())[-3:]
         match = catalogue.lookup(session, SHOP[6][0], 0.85)
-        assert match is not None and match.pair.id == newest[-1] and match.similarity == pytest.approx(1.0)
-        assert catalogue.lookup(session, ORDER_Q, 0.85) is None  # the oldest pair is beyond the bound
+        assert (
+            match is not None
+            and match.pair.id == newest[-1]
+            and match.similarity == pytest.approx(1.0)
+        )
+        assert (
+            catalogue.lookup(session, ORDER_Q, 0.85) is None
+        )  # the oldest pair is beyond the bound
 
 
 def test_agents_words_are_redacted_before_they_are_stored_or_cached(shop, agents):
@@ -574,6 +751,11 @@ def test_agents_words_are_redacted_before_they_are_stored_or_cached(shop, agents
     written = pair(database, result.pair_id)
     for text in (stored, written.target, actions(database, second.conversation_id)[-1].text):
         assert "jane.doe@example.com" not in text and "4111" not in text
-    reply_result = review.reply(database, second.conversation_id, alice, "Or call me on +44 20 7946 0958.",
-                                redactor=manager.redactor)
+    reply_result = review.reply(
+        database,
+        second.conversation_id,
+        alice,
+        "Or call me on +44 20 7946 0958.",
+        redactor=manager.redactor,
+    )
     assert "7946" not in messages_of(database, reply_result.conversation_id)[-1][1]

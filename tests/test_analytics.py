@@ -26,7 +26,7 @@ The shop (all times 2024-05, UTC; "period" = 10th to 12th May, both days include
 
 from __future__ import annotations
 
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta, timezone
 from types import SimpleNamespace
 
 import pytest
@@ -41,7 +41,7 @@ PERIOD = an.between(date(2024, 5, 10), date(2024, 5, 12))
 
 
 def at(day: int, hour: int, minute: int = 0, second: int = 0) -> datetime:
-    return datetime(2024, 5, day, hour, minute, second, tzinfo=timezone.utc)
+    return datetime(2024, 5, day, hour, minute, second, tzinfo=UTC)
 
 
 class ShopBuilder:
@@ -52,47 +52,92 @@ class ShopBuilder:
         self.turns: dict[int, int] = {}
 
     def conversation(self, created: datetime, *, channel: str = "live", **columns) -> Conversation:
-        row = Conversation(source="test", channel=channel, created_at=created, updated_at=created, **columns)
+        row = Conversation(
+            source="test", channel=channel, created_at=created, updated_at=created, **columns
+        )
         self.session.add(row)
         self.session.flush()
         return row
 
-    def message(self, conversation: Conversation, role: str, when: datetime, text: str = "hello") -> Message:
+    def message(
+        self, conversation: Conversation, role: str, when: datetime, text: str = "hello"
+    ) -> Message:
         turn = self.turns.get(conversation.id, 0)
         self.turns[conversation.id] = turn + 1
-        row = Message(conversation_id=conversation.id, turn_index=turn, role=role, text=text, created_at=when)
+        row = Message(
+            conversation_id=conversation.id, turn_index=turn, role=role, text=text, created_at=when
+        )
         self.session.add(row)
         self.session.flush()
         return row
 
-    def exchange(self, conversation: Conversation, asked: datetime, decision: str, reason: str,
-                 replied_after: float | None, *, review_status: str | None = None) -> tuple[Message, DialogueReply, Message | None]:
+    def exchange(
+        self,
+        conversation: Conversation,
+        asked: datetime,
+        decision: str,
+        reason: str,
+        replied_after: float | None,
+        *,
+        review_status: str | None = None,
+    ) -> tuple[Message, DialogueReply, Message | None]:
         """A customer message, the assistant's record of it and (after `replied_after`
         seconds) the bot message shown in reply."""
         customer = self.message(conversation, "customer", asked, "a question")
         bot = None
         if replied_after is not None:
-            bot = self.message(conversation, "bot", asked + timedelta(seconds=replied_after), "a reply")
+            bot = self.message(
+                conversation, "bot", asked + timedelta(seconds=replied_after), "a reply"
+            )
         record = DialogueReply(
-            conversation_id=conversation.id, message_id=customer.id, reply_message_id=bot.id if bot else None,
-            decision=decision, reason=reason, text="a reply", shown_text="a reply" if bot else "",
-            sent=bot is not None and decision != "held", review_status=review_status,
+            conversation_id=conversation.id,
+            message_id=customer.id,
+            reply_message_id=bot.id if bot else None,
+            decision=decision,
+            reason=reason,
+            text="a reply",
+            shown_text="a reply" if bot else "",
+            sent=bot is not None and decision != "held",
+            review_status=review_status,
             created_at=asked + timedelta(seconds=replied_after or 0),
         )
         self.session.add(record)
         self.session.flush()
         return customer, record, bot
 
-    def action(self, conversation: Conversation, action: str, when: datetime, username: str, *,
-               reply: DialogueReply | None = None, message: Message | None = None) -> None:
-        self.session.add(AgentAction(
-            conversation_id=conversation.id, reply_id=reply.id if reply else None, username=username, action=action,
-            message_id=message.id if message else None, created_at=when,
-        ))
+    def action(
+        self,
+        conversation: Conversation,
+        action: str,
+        when: datetime,
+        username: str,
+        *,
+        reply: DialogueReply | None = None,
+        message: Message | None = None,
+    ) -> None:
+        self.session.add(
+            AgentAction(
+                conversation_id=conversation.id,
+                reply_id=reply.id if reply else None,
+                username=username,
+                action=action,
+                message_id=message.id if message else None,
+                created_at=when,
+            )
+        )
         self.session.flush()
 
-    def feedback(self, conversation: Conversation, message: Message, rating: int, when: datetime) -> None:
-        self.session.add(Feedback(conversation_id=conversation.id, message_id=message.id, rating=rating, created_at=when))
+    def feedback(
+        self, conversation: Conversation, message: Message, rating: int, when: datetime
+    ) -> None:
+        self.session.add(
+            Feedback(
+                conversation_id=conversation.id,
+                message_id=message.id,
+                rating=rating,
+                created_at=when,
+            )
+        )
         self.session.flush()
 
 
@@ -102,13 +147,24 @@ def build_shop(database) -> None:
 
         c1 = b.conversation(at(10, 9))
         _, _, bot = b.exchange(c1, at(10, 9), "answer", "confident: retrieved won", 2)
-        _, flagged, shown = b.exchange(c1, at(10, 9, 1), "answer_flagged", "needs_review: draft won", 4,
-                                       review_status="approved")
+        _, flagged, shown = b.exchange(
+            c1,
+            at(10, 9, 1),
+            "answer_flagged",
+            "needs_review: draft won",
+            4,
+            review_status="approved",
+        )
         b.feedback(c1, bot, 1, at(10, 9, 2))
         # Approving what the customer already has sends nothing; the action points at the bot's message.
         b.action(c1, "approve", at(10, 10), "alice", reply=flagged, message=shown)
 
-        c2 = b.conversation(at(10, 11), state="open", handoff_reason="low_confidence", handed_off_at=at(10, 11, 20, 1))
+        c2 = b.conversation(
+            at(10, 11),
+            state="open",
+            handoff_reason="low_confidence",
+            handed_off_at=at(10, 11, 20, 1),
+        )
         _, _, bot = b.exchange(c2, at(10, 11), "answer", "confident: retrieved won", 1)
         b.exchange(c2, at(10, 11, 2), "handoff", "loop: asked 3 times", 3)
         b.action(c2, "take_over", at(10, 11, 5), "alice")
@@ -118,45 +174,77 @@ def build_shop(database) -> None:
         b.action(c2, "hand_back", at(10, 11, 30), "alice")
         b.feedback(c2, bot, -1, at(10, 11, 3))
 
-        c3 = b.conversation(at(11, 8), state="handed_off", handoff_reason="out_of_scope: past answers are labelled billing",
-                            handed_off_at=at(11, 8, 0, 6))
+        c3 = b.conversation(
+            at(11, 8),
+            state="handed_off",
+            handoff_reason="out_of_scope: past answers are labelled billing",
+            handed_off_at=at(11, 8, 0, 6),
+        )
         b.exchange(c3, at(11, 8), "handoff", "out_of_scope: past answers are labelled billing", 5)
         b.exchange(c3, at(11, 8, 3), "silent", "human_in_charge", None)
         agent_reply = b.message(c3, "agent", at(11, 8, 20))
         b.action(c3, "reply", at(11, 8, 20), "bob", message=agent_reply)
         b.feedback(c3, agent_reply, 1, at(11, 8, 25))
 
-        c4 = b.conversation(at(11, 9), state="handed_off", handoff_reason="out_of_scope", handed_off_at=at(11, 9, 0, 1))
+        c4 = b.conversation(
+            at(11, 9),
+            state="handed_off",
+            handoff_reason="out_of_scope",
+            handed_off_at=at(11, 9, 0, 1),
+        )
         b.exchange(c4, at(11, 9), "handoff", "out_of_scope", 1)
 
         c5 = b.conversation(at(12, 10))
-        _, held, _ = b.exchange(c5, at(12, 10), "held", "needs_review: draft won", 2, review_status="approved")
+        _, held, _ = b.exchange(
+            c5, at(12, 10), "held", "needs_review: draft won", 2, review_status="approved"
+        )
         sent = b.message(c5, "agent", at(12, 10, 4))
         b.action(c5, "approve", at(12, 10, 4), "bob", reply=held, message=sent)
-        _, flagged, _ = b.exchange(c5, at(12, 10, 5), "answer_flagged", "needs_review: draft won", 3,
-                                   review_status="rejected")
+        _, flagged, _ = b.exchange(
+            c5,
+            at(12, 10, 5),
+            "answer_flagged",
+            "needs_review: draft won",
+            3,
+            review_status="rejected",
+        )
         b.action(c5, "reject", at(12, 10, 6), "bob", reply=flagged)
 
         c6 = b.conversation(at(12, 12))
         b.message(c6, "customer", at(12, 12))
 
-        c7 = b.conversation(at(12, 13), state="handed_off", handoff_reason="customer_asked_for_human",
-                            handed_off_at=at(12, 13, 0, 30))
+        c7 = b.conversation(
+            at(12, 13),
+            state="handed_off",
+            handoff_reason="customer_asked_for_human",
+            handed_off_at=at(12, 13, 0, 30),
+        )
         b.message(c7, "customer", at(12, 13))
         b.message(c7, "agent", at(12, 13, 2, 30))
 
         c8 = b.conversation(at(9, 10))
-        _, flagged, bot = b.exchange(c8, at(9, 10), "answer_flagged", "needs_review: draft won", 10,
-                                     review_status="edited")
+        _, flagged, bot = b.exchange(
+            c8, at(9, 10), "answer_flagged", "needs_review: draft won", 10, review_status="edited"
+        )
         b.feedback(c8, bot, -1, at(9, 10, 1))
         correction = b.message(c8, "agent", at(9, 10, 2))
         b.action(c8, "edit", at(9, 10, 2), "alice", reply=flagged, message=correction)
 
-        c9 = b.conversation(at(13, 0), state="handed_off", handoff_reason="low_confidence", handed_off_at=at(13, 0, 0, 1))
+        c9 = b.conversation(
+            at(13, 0),
+            state="handed_off",
+            handoff_reason="low_confidence",
+            handed_off_at=at(13, 0, 0, 1),
+        )
         b.exchange(c9, at(13, 0), "handoff", "low_confidence", 1)
 
-        c10 = b.conversation(at(11, 10), channel="import", state="handed_off", handoff_reason="out_of_scope",
-                             handed_off_at=at(11, 10))
+        c10 = b.conversation(
+            at(11, 10),
+            channel="import",
+            state="handed_off",
+            handoff_reason="out_of_scope",
+            handed_off_at=at(11, 10),
+        )
         _, record, bot = b.exchange(c10, at(11, 10), "handoff", "out_of_scope", 1)
         b.message(c10, "agent", at(11, 10, 5))
         b.feedback(c10, bot, 1, at(11, 10, 6))
@@ -186,9 +274,16 @@ def test_every_figure_of_the_period(shop):
         ("loop", an.Rate(1, 7)),  # its first hand-off, not the later low_confidence one
     ]
 
-    assert (result.approved, result.edited, result.rejected) == (an.Rate(2, 3), an.Rate(0, 3), an.Rate(1, 3))
+    assert (result.approved, result.edited, result.rejected) == (
+        an.Rate(2, 3),
+        an.Rate(0, 3),
+        an.Rate(1, 3),
+    )
     assert result.decisions == 3
-    assert result.decisions_by_agent == [an.AgentDecisions("bob", 1, 0, 1), an.AgentDecisions("alice", 1, 0, 0)]
+    assert result.decisions_by_agent == [
+        an.AgentDecisions("bob", 1, 0, 1),
+        an.AgentDecisions("alice", 1, 0, 0),
+    ]
 
     assert result.thumbs_up == an.Rate(2, 3)
 
@@ -203,7 +298,9 @@ def test_every_figure_of_the_period(shop):
     assert human.n == 3
     assert human.median == pytest.approx(300.0)
     assert human.p95 == pytest.approx(1110.0)
-    assert result.human_unanswered == 2  # C4 still waiting; C2's second hand-off handed back unanswered
+    assert (
+        result.human_unanswered == 2
+    )  # C4 still waiting; C2's second hand-off handed back unanswered
 
     assert result.daily == [
         an.DayCounts(date(2024, 5, 10), 2, 1, 1),
@@ -215,10 +312,16 @@ def test_every_figure_of_the_period(shop):
 def test_all_time_counts_the_conversations_outside_the_period_and_never_imports(shop):
     result = compute(shop, an.all_time())
     assert result.conversations == 9  # C1-C9; the imported C10 never counts
-    assert result.automated == an.Rate(1, 9)  # C1; C8's edit sent the customer an agent's correction
+    assert result.automated == an.Rate(
+        1, 9
+    )  # C1; C8's edit sent the customer an agent's correction
     assert result.handed_off == an.Rate(5, 9)
     assert [(r.reason, r.handoffs.count) for r in result.handoff_reasons] == [
-        ("out_of_scope", 2), ("customer_asked_for_human", 1), ("loop", 1), ("low_confidence", 1)]
+        ("out_of_scope", 2),
+        ("customer_asked_for_human", 1),
+        ("loop", 1),
+        ("low_confidence", 1),
+    ]
     assert (result.approved.count, result.edited.count, result.rejected.count) == (2, 1, 1)
     assert result.thumbs_up == an.Rate(2, 4)
     assert result.assistant_first_reply.n == 11  # + C8's 10 s and C9's 1 s
@@ -260,8 +363,14 @@ def test_last_period_is_relative_to_now(shop):
 def test_empty_store_gives_zeros_and_no_data(migrated_database):
     result = compute(migrated_database, an.all_time())
     assert result.conversations == 0
-    for rate in (result.automated, result.handed_off, result.approved, result.edited, result.rejected,
-                 result.thumbs_up):
+    for rate in (
+        result.automated,
+        result.handed_off,
+        result.approved,
+        result.edited,
+        result.rejected,
+        result.thumbs_up,
+    ):
         assert rate.total == 0 and rate.value is None
     assert result.assistant_first_reply == an.Durations(0, None, None)
     assert result.human_first_reply == an.Durations(0, None, None)
@@ -271,15 +380,18 @@ def test_empty_store_gives_zeros_and_no_data(migrated_database):
     assert [(d.day.day, d.conversations) for d in padded] == [(10, 0), (11, 0), (12, 0)]
 
 
-@pytest.mark.parametrize("reason, group", [
-    ("loop: asked 3 times", "loop"),
-    ("out_of_scope: past answers are labelled billing", "out_of_scope"),
-    ("out_of_scope", "out_of_scope"),
-    ("past answers hand off (returns)", "past answers hand off"),
-    ("customer_asked_for_human", "customer_asked_for_human"),
-    ("", "unknown"),
-    (None, "unknown"),
-])
+@pytest.mark.parametrize(
+    "reason, group",
+    [
+        ("loop: asked 3 times", "loop"),
+        ("out_of_scope: past answers are labelled billing", "out_of_scope"),
+        ("out_of_scope", "out_of_scope"),
+        ("past answers hand off (returns)", "past answers hand off"),
+        ("customer_asked_for_human", "customer_asked_for_human"),
+        ("", "unknown"),
+        (None, "unknown"),
+    ],
+)
 def test_reason_groups(reason, group):
     assert an.reason_group(reason) == group
 
@@ -301,7 +413,9 @@ def test_bad_periods_are_refused():
     assert an.parse_day("", what="start") is None
     # An aware time in another zone is the same instant in UTC.
     berlin = timezone(timedelta(hours=2))
-    assert an.Period(datetime(2024, 5, 1, 2, tzinfo=berlin), None, "x").start == datetime(2024, 5, 1, tzinfo=timezone.utc)
+    assert an.Period(datetime(2024, 5, 1, 2, tzinfo=berlin), None, "x").start == datetime(
+        2024, 5, 1, tzinfo=UTC
+    )
 
 
 # -- the admin console's tab -------------------------------------------------------------
@@ -323,10 +437,20 @@ def test_tab_builds_and_its_refresh_returns_the_table_and_plots(settings, sqlite
     with gr.Blocks() as demo:
         with gr.Tab("Analytics"):
             tab = analytics_tab(_services(settings, sqlite_database))
-    elem_ids = {tab.period.elem_id, tab.refresh_button.elem_id, tab.numbers.elem_id, tab.daily.elem_id,
-                tab.reasons.elem_id}
-    assert elem_ids == {"analytics-period", "analytics-refresh", "analytics-numbers", "analytics-daily",
-                        "analytics-reasons"}
+    elem_ids = {
+        tab.period.elem_id,
+        tab.refresh_button.elem_id,
+        tab.numbers.elem_id,
+        tab.daily.elem_id,
+        tab.reasons.elem_id,
+    }
+    assert elem_ids == {
+        "analytics-period",
+        "analytics-refresh",
+        "analytics-numbers",
+        "analytics-daily",
+        "analytics-reasons",
+    }
     assert list(tab.period.choices) == [(c, c) for c in PERIOD_CHOICES]
     # Filled on page load, on Refresh and when the period changes.
     triggers = {(target[0], target[1]) for fn in demo.fns.values() for target in fn.targets}
@@ -339,14 +463,22 @@ def test_tab_builds_and_its_refresh_returns_the_table_and_plots(settings, sqlite
 
     from gradio.utils import get_type_hints
 
-    assert get_type_hints(tab.refresh)["request"] is gr.Request  # Gradio hands the handler the request
+    assert (
+        get_type_hints(tab.refresh)["request"] is gr.Request
+    )  # Gradio hands the handler the request
     add_user(sqlite_database, "ada", "a-long-password-1", "admin")
     add_user(sqlite_database, "bob", "a-long-password-2", "agent")
-    for caller in (SimpleNamespace(username=None), SimpleNamespace(username="bob"), SimpleNamespace(username="eve")):
+    for caller in (
+        SimpleNamespace(username=None),
+        SimpleNamespace(username="bob"),
+        SimpleNamespace(username="eve"),
+    ):
         refused, daily, reasons = tab.refresh(ALL_TIME, None, None, caller)
         assert refused.startswith("**Refused:**") and daily.empty and reasons.empty
 
-    numbers, daily, reasons = tab.refresh(BETWEEN_DATES, "2024-05-10", "2024-05-12", SimpleNamespace(username="ada"))
+    numbers, daily, reasons = tab.refresh(
+        BETWEEN_DATES, "2024-05-10", "2024-05-12", SimpleNamespace(username="ada")
+    )
     assert "| Conversations | 7 |" in numbers
     assert "| Automated resolution | 14.3% (1 of 7) |" in numbers
     assert "| Hand-off rate | 57.1% (4 of 7) |" in numbers
@@ -356,7 +488,9 @@ def test_tab_builds_and_its_refresh_returns_the_table_and_plots(settings, sqlite
     assert "| Assistant | 2.0 s | 4.6 s | 9 |" in numbers
     assert "| Humans | 5 min 0 s | 18 min 30 s | 3 (2 hand-offs unanswered) |" in numbers
     assert "| bob | 1 | 0 | 1 | 2 |" in numbers
-    assert "Automated resolution" in numbers.split("What the figures mean")[1]  # definitions under the numbers
+    assert (
+        "Automated resolution" in numbers.split("What the figures mean")[1]
+    )  # definitions under the numbers
 
     assert len(daily) == 9  # 3 days x 3 series
     assert daily[daily["series"] == "hand-offs"]["count"].tolist() == [1, 2, 1]
@@ -369,7 +503,10 @@ def test_tab_builds_and_its_refresh_returns_the_table_and_plots(settings, sqlite
     plotted = tab.daily.postprocess(daily)
     assert plotted.datatypes == {"day": "temporal", "series": "nominal", "count": "quantitative"}
     assert plotted.data[0][0] == int(at(10, 0).timestamp() * 1000)
-    assert tab.reasons.postprocess(reasons).datatypes == {"reason": "nominal", "hand-offs": "quantitative"}
+    assert tab.reasons.postprocess(reasons).datatypes == {
+        "reason": "nominal",
+        "hand-offs": "quantitative",
+    }
 
 
 def test_tab_on_an_empty_store_and_with_bad_dates(settings, sqlite_database):
@@ -404,11 +541,18 @@ def test_strings_from_the_store_are_shown_as_text():
     assert md_text("<script>alert(1)</script>") == "&lt;script&gt;alert\\(1\\)&lt;/script&gt;"
     assert md_text("a|b*c*\nd") == "a\\|b\\*c\\* d"
     result = an.Analytics(
-        period=an.all_time(), conversations=1, automated=an.Rate(0, 1), handed_off=an.Rate(1, 1),
+        period=an.all_time(),
+        conversations=1,
+        automated=an.Rate(0, 1),
+        handed_off=an.Rate(1, 1),
         handoff_reasons=[an.ReasonCount("<img src=x onerror=alert(1)>", an.Rate(1, 1))],
-        approved=an.Rate(1, 1), edited=an.Rate(0, 1), rejected=an.Rate(0, 1),
-        decisions_by_agent=[an.AgentDecisions("<b>eve</b>|", 1, 0, 0)], thumbs_up=an.Rate(0, 0),
-        assistant_first_reply=an.Durations(0, None, None), human_first_reply=an.Durations(0, None, None),
+        approved=an.Rate(1, 1),
+        edited=an.Rate(0, 1),
+        rejected=an.Rate(0, 1),
+        decisions_by_agent=[an.AgentDecisions("<b>eve</b>|", 1, 0, 0)],
+        thumbs_up=an.Rate(0, 0),
+        assistant_first_reply=an.Durations(0, None, None),
+        human_first_reply=an.Durations(0, None, None),
         human_unanswered=1,
     )
     text = numbers_markdown(result)

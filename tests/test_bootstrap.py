@@ -25,7 +25,9 @@ def test_prepare_migrates_and_loads_the_demo_once(tiny_settings):
     prepare(tiny_settings, demo=True, report=lines.append)
     demo_conversations = sum(1 for line in DEMO_DATA.read_text().splitlines() if line.strip())
     assert _count(tiny_settings, Conversation) == demo_conversations
-    assert _count(tiny_settings, TrainingPair) > demo_conversations  # several agent turns per conversation
+    assert (
+        _count(tiny_settings, TrainingPair) > demo_conversations
+    )  # several agent turns per conversation
     assert any(head_revision() in line for line in lines)
     # The shop's own support address survives redaction; customers' addresses do not.
     database = Database(tiny_settings.resolved_database_url)

@@ -12,7 +12,13 @@ import time
 import pytest
 
 from chatbot.dialogue.manager import DialogueEvent, _LiveText
-from chatbot.models.generate import GenerationFailed, GenerationTimeout, Limits, generate_text, stream_text
+from chatbot.models.generate import (
+    GenerationFailed,
+    GenerationTimeout,
+    Limits,
+    generate_text,
+    stream_text,
+)
 from chatbot.models.reply_model import load_reply_model, reply_model_path
 from tests.test_dialogue_support import SHOP, make_manager, shop  # noqa: F401
 
@@ -46,7 +52,15 @@ def test_a_model_that_raises_mid_generation_raises_in_the_callers_thread(tiny_mo
     handle, calls = faulty(model, after=3, fault="raise")
     try:
         with pytest.raises(GenerationFailed, match="injected"):
-            list(stream_text(model, tokenizer, MESSAGES, max_new_tokens=20, limits=Limits(first_token=5, next_token=5)))
+            list(
+                stream_text(
+                    model,
+                    tokenizer,
+                    MESSAGES,
+                    max_new_tokens=20,
+                    limits=Limits(first_token=5, next_token=5),
+                )
+            )
         assert calls["n"] == 3  # it did start, then failed part-way
     finally:
         handle.remove()
@@ -58,7 +72,13 @@ def test_a_stalled_model_times_out_within_its_bound_and_is_told_to_stop(tiny_mod
     try:
         started = time.monotonic()
         with pytest.raises(GenerationTimeout, match="no text for 0.3 s"):
-            generate_text(model, tokenizer, MESSAGES, max_new_tokens=50, limits=Limits(first_token=0.3, next_token=0.3))
+            generate_text(
+                model,
+                tokenizer,
+                MESSAGES,
+                max_new_tokens=50,
+                limits=Limits(first_token=0.3, next_token=0.3),
+            )
         assert time.monotonic() - started < 1.2  # the bound, not the stall, decided
         time.sleep(2.5)
         seen = calls["n"]
@@ -73,7 +93,13 @@ def test_the_whole_reply_has_a_bound_too(tiny_model):
     handle, _ = faulty(model, after=1, fault="stall", stall_s=0.15)
     try:
         with pytest.raises(GenerationTimeout, match="more than 0.5 s"):
-            generate_text(model, tokenizer, MESSAGES, max_new_tokens=60, limits=Limits(next_token=5, total=0.5))
+            generate_text(
+                model,
+                tokenizer,
+                MESSAGES,
+                max_new_tokens=60,
+                limits=Limits(next_token=5, total=0.5),
+            )
     finally:
         handle.remove()
 
@@ -89,8 +115,15 @@ def _answer_within(manager, message, seconds):
 @pytest.mark.parametrize("fault", ["raise", "stall"])
 def test_a_failing_model_ends_in_the_retrieved_answer_within_the_bound(shop, fault):
     settings, database, retriever, ids = shop
-    manager = make_manager(settings, database, retriever, max_rounds=0, first_token_s=0.5, next_token_s=0.5,
-                           handoff_threshold=0.0)
+    manager = make_manager(
+        settings,
+        database,
+        retriever,
+        max_rounds=0,
+        first_token_s=0.5,
+        next_token_s=0.5,
+        handoff_threshold=0.0,
+    )
     model, _, _ = manager.reply_model()
     handle, _ = faulty(model, after=2, fault=fault, stall_s=5.0)
     try:
@@ -99,7 +132,11 @@ def test_a_failing_model_ends_in_the_retrieved_answer_within_the_bound(shop, fau
         handle.remove()
     assert reply.sent and reply.reason.endswith("retrieved won") and reply.text == SHOP[0][1]
     error = next(c["error"] for c in reply.candidates if "error" in c)
-    assert ("GenerationFailed" in error and "injected" in error) if fault == "raise" else "GenerationTimeout" in error
+    assert (
+        ("GenerationFailed" in error and "injected" in error)
+        if fault == "raise"
+        else "GenerationTimeout" in error
+    )
 
 
 def test_a_model_still_loading_does_not_hold_up_the_turn(shop):
@@ -111,7 +148,9 @@ def test_a_model_still_loading_does_not_hold_up_the_turn(shop):
             release.wait(30)
             raise RuntimeError("never loaded")
 
-    manager = make_manager(settings, database, retriever, source=SlowSource(), model_wait_s=0.3, handoff_threshold=0.0)
+    manager = make_manager(
+        settings, database, retriever, source=SlowSource(), model_wait_s=0.3, handoff_threshold=0.0
+    )
     try:
         reply = _answer_within(manager, ORDER_Q, 3.0)
         assert reply.sent and reply.text == SHOP[0][1]
@@ -130,17 +169,30 @@ def test_a_confident_retrieved_answer_is_sent_without_generating(shop):
             raise AssertionError("the model must not be asked for")
 
     # The default: generate only below the answer threshold.
-    manager = make_manager(settings, database, retriever, source=CountingSource(), send_retrieved_at=None,
-                           cache_enabled=False)
+    manager = make_manager(
+        settings,
+        database,
+        retriever,
+        source=CountingSource(),
+        send_retrieved_at=None,
+        cache_enabled=False,
+    )
     reply = manager.respond(ORDER_Q)
     assert reply.decision == "answer" and reply.text == SHOP[0][1] and reply.confidence >= 0.55
-    assert calls == [] and reply.trace == [] and "draft" not in reply.timings and "load_model" not in reply.timings
+    assert (
+        calls == []
+        and reply.trace == []
+        and "draft" not in reply.timings
+        and "load_model" not in reply.timings
+    )
 
 
 def test_streamed_words_add_up_to_what_was_sent(shop):
     settings, database, retriever, _ = shop
     for overrides in ({"max_rounds": 1}, {"send_retrieved_at": None, "cache_enabled": False}):
-        events = list(make_manager(settings, database, retriever, **overrides).respond_stream(ORDER_Q))
+        events = list(
+            make_manager(settings, database, retriever, **overrides).respond_stream(ORDER_Q)
+        )
         assert events[-1].kind == "done"
         reply = events[-1].reply
         shown = ""
@@ -154,7 +206,10 @@ def test_streamed_words_add_up_to_what_was_sent(shop):
 
 def test_live_text_shows_whole_words_and_stops_at_the_first_unshowable_prefix():
     events: list[DialogueEvent] = []
-    live = _LiveText(events.append, lambda text: None if "SECRET" in text else text.replace("a@b.example", "<EMAIL>"))
+    live = _LiveText(
+        events.append,
+        lambda text: None if "SECRET" in text else text.replace("a@b.example", "<EMAIL>"),
+    )
     for piece in ["Hel", "lo ", "there, ", "mail a@b.example", " or ", "SECRET", " more words "]:
         live.add(piece)
     # Whole words only (the address is shown redacted once it is whole); nothing from the unshowable prefix on.
@@ -165,19 +220,31 @@ def test_live_text_shows_whole_words_and_stops_at_the_first_unshowable_prefix():
     live = _LiveText(rest.append, lambda text: text)
     live.add("Our returns ")
     live.settle("Our returns are free.")
-    assert "".join(e.text for e in rest) == "Our returns are free." and {e.kind for e in rest} == {"token"}
+    assert "".join(e.text for e in rest) == "Our returns are free." and {e.kind for e in rest} == {
+        "token"
+    }
 
 
 def test_a_reply_path_is_read_from_what_is_stored(shop):
     from chatbot.dialogue.records import reply_path
 
     settings, database, retriever, _ = shop
-    retrieved = make_manager(settings, database, retriever, send_retrieved_at=None, cache_enabled=False).respond(ORDER_Q)
+    retrieved = make_manager(
+        settings, database, retriever, send_retrieved_at=None, cache_enabled=False
+    ).respond(ORDER_Q)
     cached = make_manager(settings, database, retriever).respond(SHOP[1][0])
     # The tiny model's drafts run into the token limit mid-sentence, so they are withheld as cut off
     # (`degenerate`): a retrieved answer is what is sent, after the drafting work that the path names.
-    refined = make_manager(settings, database, retriever, max_rounds=1, answer_threshold=0.0, handoff_threshold=0.0,
-                           fuse_retrieved=1, cache_enabled=False).respond(ORDER_Q)
+    refined = make_manager(
+        settings,
+        database,
+        retriever,
+        max_rounds=1,
+        answer_threshold=0.0,
+        handoff_threshold=0.0,
+        fuse_retrieved=1,
+        cache_enabled=False,
+    ).respond(ORDER_Q)
     assert refined.trace and refined.decision == "answer"
     assert reply_path(retrieved.decision, retrieved.reason, retrieved.trace) == "retrieved"
     assert reply_path(cached.decision, cached.reason, cached.trace) == "cache"

@@ -24,13 +24,23 @@ def test_help_lists_the_command_groups():
 
 def test_help_imports_no_heavy_library():
     """`chatbot --help` must stay fast: none of the big libraries may load for it."""
-    heavy = ["torch", "transformers", "sentence_transformers", "faiss", "gradio", "sqlalchemy", "alembic"]
+    heavy = [
+        "torch",
+        "transformers",
+        "sentence_transformers",
+        "faiss",
+        "gradio",
+        "sqlalchemy",
+        "alembic",
+    ]
     code = (
         "import sys\nfrom chatbot.cli import main\n"
         "try:\n    main(['--help'])\nexcept SystemExit:\n    pass\n"
         f"print(sorted(m for m in {heavy!r} if m in sys.modules))"
     )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    ).stdout
     assert out.strip().splitlines()[-1] == "[]"
 
 
@@ -48,7 +58,12 @@ def test_db_upgrade_then_current(tmp_path):
 
 
 def test_db_upgrade_on_postgres(postgres_url, tmp_path):
-    result = run("db", "upgrade", "--json", env={"CHATBOT_HOME": str(tmp_path), "CHATBOT_DATABASE_URL": postgres_url})
+    result = run(
+        "db",
+        "upgrade",
+        "--json",
+        env={"CHATBOT_HOME": str(tmp_path), "CHATBOT_DATABASE_URL": postgres_url},
+    )
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout)["changed"] is True
 
@@ -62,27 +77,43 @@ def _one_line_error(result) -> str:
 
 
 def test_wrong_database_url_is_one_line(tmp_path):
-    env = {"CHATBOT_HOME": str(tmp_path), "CHATBOT_DATABASE_URL": "postgresql://bob:pw@127.0.0.1:9/nope"}
+    env = {
+        "CHATBOT_HOME": str(tmp_path),
+        "CHATBOT_DATABASE_URL": "postgresql://bob:pw@127.0.0.1:9/nope",
+    }
     line = _one_line_error(CliRunner().invoke(main, ["db", "upgrade"], env=env))
-    assert line.startswith("Error: cannot connect to database postgresql+psycopg://bob:***@127.0.0.1:9/nope")
+    assert line.startswith(
+        "Error: cannot connect to database postgresql+psycopg://bob:***@127.0.0.1:9/nope"
+    )
 
 
 def test_unwritable_data_directory_is_one_line(tmp_path):
     blocker = tmp_path / "file"
     blocker.write_text("x")
-    line = _one_line_error(CliRunner().invoke(main, ["db", "upgrade"], env={"CHATBOT_HOME": str(blocker / "h")}))
+    line = _one_line_error(
+        CliRunner().invoke(main, ["db", "upgrade"], env={"CHATBOT_HOME": str(blocker / "h")})
+    )
     assert "data directory" in line and "CHATBOT_HOME" in line
 
 
 def test_invalid_setting_is_one_line(tmp_path):
-    line = _one_line_error(CliRunner().invoke(main, ["config", "show"], env={"CHATBOT_PORT": "seventy"}))
+    line = _one_line_error(
+        CliRunner().invoke(main, ["config", "show"], env={"CHATBOT_PORT": "seventy"})
+    )
     assert "port: Input should be a valid integer" in line
 
 
 def test_config_show_reports_effective_values(tmp_path):
     config = tmp_path / "c.toml"
     config.write_text("port = 8123\n")
-    result = run("--config", str(config), "config", "show", "--json", env={"CHATBOT_HOME": str(tmp_path / "h")})
+    result = run(
+        "--config",
+        str(config),
+        "config",
+        "show",
+        "--json",
+        env={"CHATBOT_HOME": str(tmp_path / "h")},
+    )
     values = json.loads(result.stdout)
     assert values["port"] == 8123
     assert values["home"] == str(tmp_path / "h")

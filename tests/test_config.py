@@ -72,7 +72,12 @@ def test_missing_file_is_a_clear_error(tmp_path):
 def test_ensure_home_creates_the_tree(tmp_path):
     settings = load_settings(home=tmp_path / "new" / "home")
     ensure_home(settings)
-    for directory in (settings.home, settings.model_cache_dir, settings.index_dir, settings.versions_dir):
+    for directory in (
+        settings.home,
+        settings.model_cache_dir,
+        settings.index_dir,
+        settings.versions_dir,
+    ):
         assert directory.is_dir()
 
 

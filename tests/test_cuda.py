@@ -33,7 +33,9 @@ def test_training_a_reply_model_runs_on_the_gpu(tmp_path, tiny_reply_model_dir):
         database.dispose()
     assert result is not None and result.metrics["device"].startswith("cuda")
     assert result.metrics["val_loss"] < result.metrics["val_loss_before"]
-    model, _tokenizer = load_reply_model(Path(result.version_path))  # a GPU-trained version serves on the CPU
+    model, _tokenizer = load_reply_model(
+        Path(result.version_path)
+    )  # a GPU-trained version serves on the CPU
     assert next(model.parameters()).device.type == "cpu"
 
 
@@ -41,5 +43,7 @@ def test_the_ranker_scores_on_the_gpu(tiny_settings, tiny_embedder_dir):
     from chatbot.ranking.train import base_model
 
     model, _ = base_model(tiny_settings, "cuda")
-    scores = model.predict([["where is my parcel?", "track it under Orders"]], activation_fn=torch.nn.Sigmoid())
+    scores = model.predict(
+        [["where is my parcel?", "track it under Orders"]], activation_fn=torch.nn.Sigmoid()
+    )
     assert 0.0 <= float(scores[0]) <= 1.0

@@ -24,7 +24,13 @@ from chatbot.store.schema import Conversation
 from chatbot.store.support_schema import Feedback
 from chatbot.support import customer
 from chatbot.web.services import Services
-from tests.test_dialogue_support import SHOP, FailingReplySource, build_retriever, make_manager, seed_shop
+from tests.test_dialogue_support import (
+    SHOP,
+    FailingReplySource,
+    build_retriever,
+    make_manager,
+    seed_shop,
+)
 from ui import widget
 
 REPO = Path(__file__).resolve().parent.parent
@@ -37,12 +43,17 @@ RESET_Q = SHOP[3][0]
 
 def _messages(database, conversation_id):
     with database.session() as session:
-        return [(m.role, m.text) for m in conversation_messages(session=session, conversation_id=conversation_id)]
+        return [
+            (m.role, m.text)
+            for m in conversation_messages(session=session, conversation_id=conversation_id)
+        ]
 
 
 def _add(database, conversation_id, role, text):
     with database.session() as session:
-        return add_message(session=session, conversation_id=conversation_id, role=role, text=text).id
+        return add_message(
+            session=session, conversation_id=conversation_id, role=role, text=text
+        ).id
 
 
 def test_tokens_are_random_and_only_their_hash_is_stored(migrated_database):
@@ -50,17 +61,24 @@ def test_tokens_are_random_and_only_their_hash_is_stored(migrated_database):
     assert len(tokens) == 50 and all(customer.is_well_formed(t) for t in tokens)
     token = tokens.pop()
     conversation_id = customer.open_conversation(migrated_database, token)
-    assert customer.open_conversation(migrated_database, token) == conversation_id  # the same one again
+    assert (
+        customer.open_conversation(migrated_database, token) == conversation_id
+    )  # the same one again
     with migrated_database.session() as session:
         conversation = session.get(Conversation, conversation_id)
-        assert (conversation.channel, conversation.source, conversation.state) == ("live", "widget", "open")
+        assert (conversation.channel, conversation.source, conversation.state) == (
+            "live",
+            "widget",
+            "open",
+        )
         assert conversation.access_token_hash == customer.token_hash(token) != token
         assert re.fullmatch(r"[0-9a-f]{64}", conversation.access_token_hash)
         assert customer.conversation_of(session, token).id == conversation_id
 
 
-@pytest.mark.parametrize("token", [None, "", 42, "short", "x" * 42 + "!", "x" * 44, "x" * 42 + " ",
-                                   "x" * 42 + "\u00e9"])
+@pytest.mark.parametrize(
+    "token", [None, "", 42, "short", "x" * 42 + "!", "x" * 44, "x" * 42 + " ", "x" * 42 + "\u00e9"]
+)
 def test_malformed_tokens_are_refused_everywhere(migrated_database, token):
     with pytest.raises(AccessDenied):
         customer.open_conversation(migrated_database, token)
@@ -80,7 +98,9 @@ def test_an_unknown_token_reads_nothing(migrated_database):
         customer.messages_after(migrated_database, stranger, -1)
     with migrated_database.session() as session, pytest.raises(AccessDenied):
         customer.conversation_of(session, stranger)
-    assert customer.human_in_charge(migrated_database, stranger) is False  # no conversation, no person
+    assert (
+        customer.human_in_charge(migrated_database, stranger) is False
+    )  # no conversation, no person
 
 
 def test_one_customer_cannot_read_or_rate_anothers_conversation(migrated_database):
@@ -107,15 +127,23 @@ def test_one_customer_cannot_read_or_rate_anothers_conversation(migrated_databas
 def test_the_chat_is_rebuilt_from_the_store_and_polled_by_turn(migrated_database):
     token = customer.new_token()
     conversation_id = customer.open_conversation(migrated_database, token)
-    for role, text in [("customer", "Where is my parcel?"), ("bot", "Passing you to a colleague."),
-                       ("system", "internal note"), ("agent", "It left the depot today.")]:
+    for role, text in [
+        ("customer", "Where is my parcel?"),
+        ("bot", "Passing you to a colleague."),
+        ("system", "internal note"),
+        ("agent", "It left the depot today."),
+    ]:
         _add(migrated_database, conversation_id, role, text)
     shown = customer.messages_after(migrated_database, token, -1)
     assert [(m.turn_index, m.role, m.text) for m in shown] == [
-        (0, "customer", "Where is my parcel?"), (1, "bot", "Passing you to a colleague."),
-        (3, "agent", "It left the depot today.")]  # system notes are not the customer's to see
+        (0, "customer", "Where is my parcel?"),
+        (1, "bot", "Passing you to a colleague."),
+        (3, "agent", "It left the depot today."),
+    ]  # system notes are not the customer's to see
     assert all(m.sources == [] and m.message_id for m in shown)
-    assert [m.text for m in customer.messages_after(migrated_database, token, 1)] == ["It left the depot today."]
+    assert [m.text for m in customer.messages_after(migrated_database, token, 1)] == [
+        "It left the depot today."
+    ]
     assert customer.messages_after(migrated_database, token, 3) == []
 
 
@@ -131,10 +159,15 @@ def test_feedback_is_one_row_per_reply_and_the_last_click_wins(migrated_database
 
     def rows():
         with migrated_database.session() as session:
-            return [(f.conversation_id, f.message_id, f.rating, f.comment)
-                    for f in session.scalars(select(Feedback).order_by(Feedback.message_id))]
+            return [
+                (f.conversation_id, f.message_id, f.rating, f.comment)
+                for f in session.scalars(select(Feedback).order_by(Feedback.message_id))
+            ]
 
-    assert rows() == [(conversation_id, reply, -1, "Not what I asked."), (conversation_id, agent, 1, None)]
+    assert rows() == [
+        (conversation_id, reply, -1, "Not what I asked."),
+        (conversation_id, agent, 1, None),
+    ]
     with pytest.raises(InputError, match="2000"):
         customer.give_feedback(migrated_database, token, reply, -1, "x" * 2001)
     for rating in (0, 2, True, "1"):
@@ -149,14 +182,18 @@ def test_asking_for_a_person_hands_off_once(migrated_database, tiny_settings):
     manager = make_manager(tiny_settings, migrated_database, retriever=None)
     token = customer.new_token()
     assert customer.human_in_charge(migrated_database, token) is False
-    conversation_id = customer.ask_for_person(migrated_database, manager, token)  # starts the conversation
+    conversation_id = customer.ask_for_person(
+        migrated_database, manager, token
+    )  # starts the conversation
     customer.ask_for_person(migrated_database, manager, token)  # a second press adds nothing
     assert customer.human_in_charge(migrated_database, token) is True
     with migrated_database.session() as session:
         conversation = session.get(Conversation, conversation_id)
         assert conversation.state == "handed_off" and conversation.handoff_reason
         assert conversation.handed_off_at is not None and conversation.assigned_user_id is None
-    assert _messages(migrated_database, conversation_id) == [("bot", manager.settings.handoff_message)]
+    assert _messages(migrated_database, conversation_id) == [
+        ("bot", manager.settings.handoff_message)
+    ]
     manager.hand_back(conversation_id)
     assert customer.human_in_charge(migrated_database, token) is False
 
@@ -201,8 +238,10 @@ def test_a_reply_streams_and_ends_as_stored_with_its_sources(services, database)
     token = customer.new_token()
     views = list(widget.answer(services, token, f"  {RESET_Q}  "))
     assert all(not v.final for v in views[:-1]) and views[-1].final
-    assert views[0].chat[-2:] == [{"role": "user", "content": html.escape(RESET_Q)},
-                                  {"role": "assistant", "content": widget.THINKING}]
+    assert views[0].chat[-2:] == [
+        {"role": "user", "content": html.escape(RESET_Q)},
+        {"role": "assistant", "content": widget.THINKING},
+    ]
     last = views[-1]
     conversation_id = customer.open_conversation(database, token)
     stored = _messages(database, conversation_id)
@@ -210,11 +249,13 @@ def test_a_reply_streams_and_ends_as_stored_with_its_sources(services, database)
     sent = stored[-1][1]
     # The text to send arrives word by word before the stored reply replaces it.
     words = re.findall(r"\s*\S+", sent)
-    growing = [v.chat[-1]["content"] for v in views[-1 - len(words):-1]]
+    growing = [v.chat[-1]["content"] for v in views[-1 - len(words) : -1]]
     assert growing == [html.escape("".join(words[:n])) for n in range(1, len(words) + 1)]
     assert _shown_texts(last) == [("user", RESET_Q), ("assistant", sent)]
     with database.session() as session:
-        reply = session.scalar(select(DialogueReply).where(DialogueReply.conversation_id == conversation_id))
+        reply = session.scalar(
+            select(DialogueReply).where(DialogueReply.conversation_id == conversation_id)
+        )
     assert reply.decision in ("answer", "answer_flagged") and reply.citations
     folded = last.chat[-1]["content"].split(html.escape(sent), 1)[1]
     assert folded.startswith('<details class="sources"><summary>Sources</summary>')
@@ -249,11 +290,18 @@ class ScriptedManager:
 def test_the_draft_grows_then_the_final_text_replaces_it(tiny_settings, database):
     final = "It left our depot today."
     services = Services(tiny_settings, database, ScriptedManager(database, final))
-    shown = [v.chat[-1]["content"] for v in widget.answer(services, customer.new_token(), "Where is my parcel?")]
+    shown = [
+        v.chat[-1]["content"]
+        for v in widget.answer(services, customer.new_token(), "Where is my parcel?")
+    ]
     assert shown == [
-        widget.THINKING, "\nYour", "\nYour parcel", "\nYour parcel is &lt;b&gt;on",
+        widget.THINKING,
+        "\nYour",
+        "\nYour parcel",
+        "\nYour parcel is &lt;b&gt;on",
         "\nYour parcel is &lt;b&gt;on its way&lt;/b&gt;",
-        "It left our depot today.", "It left our depot today.",
+        "It left our depot today.",
+        "It left our depot today.",
     ]  # a draft piece that changes nothing on screen (a first line break) sends no update
 
 
@@ -268,7 +316,10 @@ def test_a_reload_rebuilds_the_chat_and_a_bad_token_gets_a_new_one(services, dat
     unused = customer.new_token()  # well formed, no conversation yet: kept, empty chat
     assert widget.on_load(database, unused) == (unused, widget.ChatView())
     with database.session() as session:
-        assert len(session.scalars(select(Conversation).where(Conversation.channel == "live")).all()) == 1
+        assert (
+            len(session.scalars(select(Conversation).where(Conversation.channel == "live")).all())
+            == 1
+        )
     assert widget.start_over()[0] != token
 
 
@@ -285,7 +336,9 @@ def test_bad_input_warns_and_keeps_the_text(services, database, message):
 
 
 def test_a_failing_model_still_stores_the_message(tiny_settings, database, retriever):
-    services = services_for(tiny_settings, database, retriever, source=FailingReplySource(), cache_enabled=False)
+    services = services_for(
+        tiny_settings, database, retriever, source=FailingReplySource(), cache_enabled=False
+    )
     token = customer.new_token()
     last = list(widget.answer(services, token, "Refund please"))[-1]
     assert last.final and last.warning is None
@@ -309,7 +362,9 @@ def test_a_failure_while_answering_ends_in_a_polite_notice(tiny_settings, databa
     assert _shown_texts(last) == [("user", "Where is my parcel?"), ("assistant", widget.FAILED)]
     assert last.message_ids == [None, None]  # the notice is not a stored reply: nothing to rate
     assert not last.keep_input  # the message is stored: the box is cleared
-    assert _messages(database, customer.open_conversation(database, token)) == [("customer", "Where is my parcel?")]
+    assert _messages(database, customer.open_conversation(database, token)) == [
+        ("customer", "Where is my parcel?")
+    ]
 
 
 def test_a_store_that_fails_keeps_the_message_in_the_box(tiny_settings, tmp_path):
@@ -317,7 +372,9 @@ def test_a_store_that_fails_keeps_the_message_in_the_box(tiny_settings, tmp_path
 
     unmigrated = Database(f"sqlite:///{tmp_path / 'no-schema.db'}")  # every query fails
     try:
-        services = Services(tiny_settings, unmigrated, make_manager(tiny_settings, unmigrated, BrokenRetriever()))
+        services = Services(
+            tiny_settings, unmigrated, make_manager(tiny_settings, unmigrated, BrokenRetriever())
+        )
         views = list(widget.answer(services, customer.new_token(), "Where is my parcel?"))
     finally:
         unmigrated.dispose()
@@ -325,7 +382,9 @@ def test_a_store_that_fails_keeps_the_message_in_the_box(tiny_settings, tmp_path
     assert views[0].warning == widget.UNAVAILABLE and "sqlite" not in views[0].warning
 
 
-def test_with_a_person_in_charge_the_assistant_is_silent_and_the_agent_arrives_by_polling(services, database):
+def test_with_a_person_in_charge_the_assistant_is_silent_and_the_agent_arrives_by_polling(
+    services, database
+):
     token = customer.new_token()
     handed = list(widget.answer(services, token, "I want to talk to a real person please"))[-1]
     assert handed.human is True
@@ -333,11 +392,16 @@ def test_with_a_person_in_charge_the_assistant_is_silent_and_the_agent_arrives_b
     assert widget.poll(database, token, handed.last_turn, handed.human) is None  # nothing new
 
     quiet = list(widget.answer(services, token, "Hello? Anyone there?"))
-    assert [t for t in _shown_texts(quiet[-1])][-1] == ("user", "Hello? Anyone there?")  # no reply shown
+    assert [t for t in _shown_texts(quiet[-1])][-1] == (
+        "user",
+        "Hello? Anyone there?",
+    )  # no reply shown
     assert widget.poll(database, token, quiet[-1].last_turn, True) is None
 
     conversation_id = customer.open_conversation(database, token)
-    agent_id = _add(database, conversation_id, "agent", "Hi, this is Sam from the team. Let me check.")
+    agent_id = _add(
+        database, conversation_id, "agent", "Hi, this is Sam from the team. Let me check."
+    )
     polled = widget.poll(database, token, quiet[-1].last_turn, True)
     assert polled is not None and polled.human is True
     assert _shown_texts(polled)[-1] == ("assistant", "Hi, this is Sam from the team. Let me check.")
@@ -365,7 +429,9 @@ def test_html_from_customers_agents_and_models_is_shown_as_text(services, databa
     view = widget.current_view(database, token)
     for v in views + [view]:
         for entry in v.chat:
-            assert not re.search("[<>]", OUR_MARKUP.sub("", entry["content"]))  # no markup but our own
+            assert not re.search(
+                "[<>]", OUR_MARKUP.sub("", entry["content"])
+            )  # no markup but our own
     texts = [text for _, text in _shown_texts(view)]
     assert texts[0] == PAYLOAD  # unescaped by the browser, it reads exactly as typed
     assert texts[-1] == "<b>bold?</b> <a href=javascript:alert(1)>click</a>"
@@ -393,7 +459,9 @@ def test_thumbs_and_comments_are_stored_for_the_rated_reply(services, database):
     with pytest.raises(InputError):
         widget.comment(database, token, None, "a comment with nothing rated")
     # A second click replaces the first.
-    assert widget.rate(database, token, last.message_ids, reply_index, True) == widget.Rating(reply_id, 1)
+    assert widget.rate(database, token, last.message_ids, reply_index, True) == widget.Rating(
+        reply_id, 1
+    )
     assert feedback() == [(reply_id, 1, None)]
     assert widget.rate(database, token, last.message_ids, reply_index, "") is None  # taken back
     assert feedback() == []
@@ -416,8 +484,16 @@ def test_the_page_builds_with_its_element_ids_and_no_upload(services):
     page = widget.build_widget(services)
     components = _config_components(page)
     ids = {c["props"].get("elem_id") for c in components}
-    assert {"chat", "message", "send", "talk-to-human", "status-banner", "feedback-comment", "send-feedback",
-            "new-conversation"} <= ids
+    assert {
+        "chat",
+        "message",
+        "send",
+        "talk-to-human",
+        "status-banner",
+        "feedback-comment",
+        "send-feedback",
+        "new-conversation",
+    } <= ids
     types = {c["type"] for c in components}
     assert not types & {"file", "uploadbutton", "multimodaltextbox", "image", "audio", "video"}
     chat = next(c for c in components if c["props"].get("elem_id") == "chat")
@@ -431,18 +507,27 @@ def test_the_browser_key_is_stable_and_not_the_session_secret(tiny_settings):
 
     assert widget.browser_secret(tiny_settings) == widget.browser_secret(tiny_settings)
     configured = tiny_settings.model_copy(
-        update={"web": tiny_settings.web.model_copy(update={"session_secret": SecretStr("s3cret-signing-key")})})
+        update={
+            "web": tiny_settings.web.model_copy(
+                update={"session_secret": SecretStr("s3cret-signing-key")}
+            )
+        }
+    )
     key = widget.browser_secret(configured)
     assert "s3cret" not in key and key != widget.browser_secret(tiny_settings)
 
 
 def test_the_page_is_served_and_may_be_framed(services):
     page = widget.build_widget(services)
-    page.queue().launch(server_name="127.0.0.1", server_port=None, prevent_thread_lock=True, quiet=True)
+    page.queue().launch(
+        server_name="127.0.0.1", server_port=None, prevent_thread_lock=True, quiet=True
+    )
     try:
         with urllib.request.urlopen(page.local_url, timeout=30) as response:
             assert response.status == 200
-            assert "x-frame-options" not in {k.lower() for k in response.headers}  # embeddable in an iframe
+            assert "x-frame-options" not in {
+                k.lower() for k in response.headers
+            }  # embeddable in an iframe
             assert "gradio" in response.read().decode("utf-8", "replace").lower()
     finally:
         page.close()

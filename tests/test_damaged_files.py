@@ -39,15 +39,30 @@ DAMAGE = {
     "index.faiss deleted": (lambda v, root: (v / "index.faiss").unlink(), "index.faiss"),
     "vectors.npy cut short": (lambda v, root: _cut(v / "vectors.npy"), "vectors.npy"),
     "meta.json garbage": (lambda v, root: _garbage(v / "meta.json"), "meta.json"),
-    "meta.json not an index's": (lambda v, root: (v / "meta.json").write_text('{"format": 1}\n'), "meta.json"),
+    "meta.json not an index's": (
+        lambda v, root: (v / "meta.json").write_text('{"format": 1}\n'),
+        "meta.json",
+    ),
     "pairs.jsonl deleted": (lambda v, root: (v / "pairs.jsonl").unlink(), "pairs.jsonl"),
     "pairs.jsonl garbage": (lambda v, root: _garbage(v / "pairs.jsonl"), "pairs.jsonl"),
     "pairs.jsonl cut short": (lambda v, root: _cut(v / "pairs.jsonl"), "pairs.jsonl"),
-    "CURRENT names a missing version": (lambda v, root: (root / "CURRENT").write_text("v0042\n"), "CURRENT"),
+    "CURRENT names a missing version": (
+        lambda v, root: (root / "CURRENT").write_text("v0042\n"),
+        "CURRENT",
+    ),
     "lexical size.txt garbage": (lambda v, root: _garbage(v / "lexical" / "size.txt"), "size.txt"),
-    "lexical vocabulary garbage": (lambda v, root: _garbage(v / "lexical" / "vocab.index.json"), "vocab.index.json"),
-    "lexical scores cut short": (lambda v, root: _cut(v / "lexical" / "data.csc.index.npy"), "data.csc.index.npy"),
-    "lexical params deleted": (lambda v, root: (v / "lexical" / "params.index.json").unlink(), "params.index.json"),
+    "lexical vocabulary garbage": (
+        lambda v, root: _garbage(v / "lexical" / "vocab.index.json"),
+        "vocab.index.json",
+    ),
+    "lexical scores cut short": (
+        lambda v, root: _cut(v / "lexical" / "data.csc.index.npy"),
+        "data.csc.index.npy",
+    ),
+    "lexical params deleted": (
+        lambda v, root: (v / "lexical" / "params.index.json").unlink(),
+        "params.index.json",
+    ),
 }
 
 
@@ -64,9 +79,13 @@ def env(tmp_path, tiny_embedder_dir, tiny_reply_model_dir, sqlite_database):
 
 
 def _settings(env: dict[str, str]):
-    return load_settings(home=Path(env["CHATBOT_HOME"]), embedder_path=Path(env["CHATBOT_EMBEDDER_PATH"]),
-                         reply_model_path=Path(env["CHATBOT_REPLY_MODEL_PATH"]),
-                         database_url=env["CHATBOT_DATABASE_URL"], dialogue={"generate": False})
+    return load_settings(
+        home=Path(env["CHATBOT_HOME"]),
+        embedder_path=Path(env["CHATBOT_EMBEDDER_PATH"]),
+        reply_model_path=Path(env["CHATBOT_REPLY_MODEL_PATH"]),
+        database_url=env["CHATBOT_DATABASE_URL"],
+        dialogue={"generate": False},
+    )
 
 
 def _cli(env, *args):
@@ -76,7 +95,9 @@ def _cli(env, *args):
 def _one_clear_error(result, file_name: str) -> str:
     """The command failed with exit 1 and one line naming the file and the repair."""
     assert result.exit_code == 1, (result.exit_code, result.output)
-    assert isinstance(result.exception, SystemExit), repr(result.exception)  # not an escaped exception
+    assert isinstance(result.exception, SystemExit), repr(
+        result.exception
+    )  # not an escaped exception
     assert "Traceback" not in result.output
     errors = [line for line in result.stderr.splitlines() if line.startswith("Error:")]
     assert len(errors) == 1, result.stderr
@@ -85,7 +106,9 @@ def _one_clear_error(result, file_name: str) -> str:
 
 
 @pytest.mark.parametrize("kind", list(DAMAGE))
-def test_damaged_index_is_one_clear_error_and_rebuild_repairs_it(kind, env, sqlite_database, monkeypatch):
+def test_damaged_index_is_one_clear_error_and_rebuild_repairs_it(
+    kind, env, sqlite_database, monkeypatch
+):
     from chatbot.dialogue.sources import open_manager
     from chatbot.retrieval.following import FollowingRetriever
 
@@ -93,7 +116,9 @@ def test_damaged_index_is_one_clear_error_and_rebuild_repairs_it(kind, env, sqli
     damage, file_name = DAMAGE[kind]
     root = store_root(settings)
     update_index(settings, sqlite_database, calibrate=False)
-    serving = FollowingRetriever(settings, open_retriever(settings, sqlite_database), check_interval=0)
+    serving = FollowingRetriever(
+        settings, open_retriever(settings, sqlite_database), check_interval=0
+    )
     assert serving.version == "v0001"
     update_index(settings, sqlite_database, rebuild=True, calibrate=False)
     damage(root / "v0002", root)
@@ -113,7 +138,9 @@ def test_damaged_index_is_one_clear_error_and_rebuild_repairs_it(kind, env, sqli
     _one_clear_error(_cli(env, "ask", "Where is my order?"), file_name)
     import uvicorn
 
-    monkeypatch.setattr(uvicorn, "run", lambda *a, **k: pytest.fail("serve started on a damaged index"))
+    monkeypatch.setattr(
+        uvicorn, "run", lambda *a, **k: pytest.fail("serve started on a damaged index")
+    )
     _one_clear_error(_cli(env, "serve", "--no-demo"), file_name)
     _one_clear_error(_cli(env, "index"), file_name)
 
@@ -190,4 +217,6 @@ def test_a_committed_version_carries_no_lock_file(env, sqlite_database):
     update_index(settings, sqlite_database, calibrate=False)
     version = store_root(settings) / "v0001"
     assert not (version / ".lock").exists()
-    assert not [p for p in store_root(settings).iterdir() if re.match(r"^\.(building-|CURRENT\.)", p.name)]
+    assert not [
+        p for p in store_root(settings).iterdir() if re.match(r"^\.(building-|CURRENT\.)", p.name)
+    ]

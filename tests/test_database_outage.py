@@ -24,7 +24,11 @@ from tests.test_dialogue_support import SHOP, seed_shop
 def _bin_dir() -> Path:
     found = sorted(glob.glob("/usr/lib/postgresql/*/bin"), key=lambda p: int(Path(p).parent.name))
     for candidate in [*reversed(found), os.path.dirname(shutil.which("pg_ctl") or "")]:
-        if candidate and (Path(candidate) / "initdb").is_file() and (Path(candidate) / "pg_ctl").is_file():
+        if (
+            candidate
+            and (Path(candidate) / "initdb").is_file()
+            and (Path(candidate) / "pg_ctl").is_file()
+        ):
             return Path(candidate)
     pytest.skip("no PostgreSQL server binaries (initdb, pg_ctl) to start a throwaway server with")
 
@@ -64,8 +68,19 @@ class ThrowawayPostgres:
             raise RuntimeError(f"{program} failed: {done.stderr or done.stdout}")
 
     def start(self) -> None:
-        self._run("pg_ctl", "-D", str(self.data), "-l", str(self.dir / "server.log"), "-w", "-t", "60", "-o",
-                  f"-p {self.port} -k {self.dir} -c listen_addresses=127.0.0.1 -c fsync=off", "start")
+        self._run(
+            "pg_ctl",
+            "-D",
+            str(self.data),
+            "-l",
+            str(self.dir / "server.log"),
+            "-w",
+            "-t",
+            "60",
+            "-o",
+            f"-p {self.port} -k {self.dir} -c listen_addresses=127.0.0.1 -c fsync=off",
+            "start",
+        )
 
     def stop(self) -> None:
         self._run("pg_ctl", "-D", str(self.data), "-m", "fast", "-w", "stop")
@@ -95,9 +110,13 @@ def _stored_customer_messages(database, conversation_id: int) -> list[str]:
     from chatbot.store.schema import Message
 
     with database.session() as session:
-        return list(session.scalars(select(Message.text).where(Message.conversation_id == conversation_id,
-                                                                Message.role == "customer")
-                                    .order_by(Message.turn_index)))
+        return list(
+            session.scalars(
+                select(Message.text)
+                .where(Message.conversation_id == conversation_id, Message.role == "customer")
+                .order_by(Message.turn_index)
+            )
+        )
 
 
 def test_database_down_then_back(server, tmp_path, tiny_embedder_dir, tiny_reply_model_dir):
@@ -113,8 +132,12 @@ def test_database_down_then_back(server, tmp_path, tiny_embedder_dir, tiny_reply
     from chatbot.web.services import Services
     from ui.widget import FAILED, UNAVAILABLE, answer
 
-    settings = load_settings(home=tmp_path / "home", embedder_path=tiny_embedder_dir,
-                             reply_model_path=tiny_reply_model_dir, database_url=server.url)
+    settings = load_settings(
+        home=tmp_path / "home",
+        embedder_path=tiny_embedder_dir,
+        reply_model_path=tiny_reply_model_dir,
+        database_url=server.url,
+    )
     upgrade(server.url)
     seeding = Database(server.url)
     seed_shop(seeding)
@@ -138,13 +161,17 @@ def test_database_down_then_back(server, tmp_path, tiny_embedder_dir, tiny_reply
             manager.respond("Is anyone there?", first.conversation_id, source="cli")
         assert time.monotonic() - started < 15, "the request hung instead of failing"
         started = time.monotonic()
-        views = list(answer(services, token, "Hello, is anyone there?"))  # nothing escapes: a notice
+        views = list(
+            answer(services, token, "Hello, is anyone there?")
+        )  # nothing escapes: a notice
         assert time.monotonic() - started < 30
         last = views[-1]
         notice = last.warning if last.warning else last.chat[-1]["content"]
         assert notice in (FAILED, UNAVAILABLE), notice
         assert last.keep_input  # the unsent message stays in the box
-        fresh = list(answer(services, new_token(), "A new customer writes"))  # a new conversation: polite too
+        fresh = list(
+            answer(services, new_token(), "A new customer writes")
+        )  # a new conversation: polite too
         assert (fresh[-1].warning or fresh[-1].chat[-1]["content"]) in (FAILED, UNAVAILABLE)
         down = client.get("/healthz")
         assert down.status_code == 503 and down.json() == {"ok": False}
@@ -152,8 +179,13 @@ def test_database_down_then_back(server, tmp_path, tiny_embedder_dir, tiny_reply
         server.start()
         back = manager.respond(SHOP[0][0], first.conversation_id, source="cli")
         assert back.text and back.conversation_id == first.conversation_id
-        assert _stored_customer_messages(database, first.conversation_id) == [SHOP[3][0], SHOP[0][0]]
-        views = list(answer(services, token, "Thanks, one more question: how do I reset my password?"))
+        assert _stored_customer_messages(database, first.conversation_id) == [
+            SHOP[3][0],
+            SHOP[0][0],
+        ]
+        views = list(
+            answer(services, token, "Thanks, one more question: how do I reset my password?")
+        )
         assert views[-1].chat[-1]["content"] not in (FAILED, UNAVAILABLE)
         assert client.get("/healthz").status_code == 200
     finally:
@@ -181,7 +213,7 @@ def test_a_server_that_never_answers_fails_within_the_connect_timeout():
             try:
                 check_connection(database.engine)
                 outcome.append(None)
-            except BaseException as exc:  # noqa: BLE001 - reported to the test thread
+            except BaseException as exc:
                 outcome.append(exc)
 
         started = time.monotonic()

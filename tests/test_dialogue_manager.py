@@ -21,7 +21,10 @@ ORDER_Q, ORDER_A = SHOP[0][0], SHOP[0][1]
 
 def stored(database, conversation_id):
     with database.session() as session:
-        messages = [(m.role, m.text) for m in conversation_messages(session=session, conversation_id=conversation_id)]
+        messages = [
+            (m.role, m.text)
+            for m in conversation_messages(session=session, conversation_id=conversation_id)
+        ]
         replies = repo.replies_of(session=session, conversation_id=conversation_id)
         state = session.get(Conversation, conversation_id).state
     return messages, replies, state
@@ -36,14 +39,24 @@ def test_cache_hit_sends_the_approved_answer(shop):
     assert reply.trace == [] and "draft" not in reply.timings  # no generation on a hit
     messages, replies, _ = stored(database, reply.conversation_id)
     assert messages == [("customer", RETURN_Q), ("bot", RETURN_A)]
-    assert replies[0].reason == "cache_hit" and replies[0].reply_message_id == reply.reply_message_id
+    assert (
+        replies[0].reason == "cache_hit" and replies[0].reply_message_id == reply.reply_message_id
+    )
 
 
 def test_cache_hit_needs_an_approved_origin_and_can_be_disabled(shop):
     settings, database, retriever, ids = shop
     # The same exact match on an imported (not approved) pair is no cache hit.
-    assert make_manager(settings, database, retriever, max_rounds=0).respond(ORDER_Q).reason != "cache_hit"
-    assert make_manager(settings, database, retriever, cache_enabled=False, max_rounds=0).respond(RETURN_Q).reason != "cache_hit"
+    assert (
+        make_manager(settings, database, retriever, max_rounds=0).respond(ORDER_Q).reason
+        != "cache_hit"
+    )
+    assert (
+        make_manager(settings, database, retriever, cache_enabled=False, max_rounds=0)
+        .respond(RETURN_Q)
+        .reason
+        != "cache_hit"
+    )
 
 
 def test_confident_answer_fuses_drafts_with_retrieved_answers(shop):
@@ -61,14 +74,25 @@ def test_confident_answer_fuses_drafts_with_retrieved_answers(shop):
     _, replies, state = stored(database, reply.conversation_id)
     row = replies[0]
     assert state == "open" and row.confidence == pytest.approx(reply.confidence)
-    assert row.trace[0]["kind"] == "draft" and row.timings["retrieve"] >= 0 and row.citations == reply.citations
+    assert (
+        row.trace[0]["kind"] == "draft"
+        and row.timings["retrieve"] >= 0
+        and row.citations == reply.citations
+    )
 
 
 @pytest.mark.parametrize("mode", ["flag", "hold"])
 def test_between_thresholds_the_reply_is_flagged_or_held(shop, mode):
     settings, database, retriever, _ = shop
-    manager = make_manager(settings, database, retriever, max_rounds=0, answer_threshold=0.99, handoff_threshold=0.05,
-                           review_mode=mode)
+    manager = make_manager(
+        settings,
+        database,
+        retriever,
+        max_rounds=0,
+        answer_threshold=0.99,
+        handoff_threshold=0.05,
+        review_mode=mode,
+    )
     reply = manager.respond(ORDER_Q)
     assert reply.review_status == "pending"
     messages, _, state = stored(database, reply.conversation_id)
@@ -84,10 +108,14 @@ def test_between_thresholds_the_reply_is_flagged_or_held(shop, mode):
 
 def test_low_confidence_hands_off_and_then_stays_silent_until_handed_back(shop):
     settings, database, retriever, _ = shop
-    manager = make_manager(settings, database, retriever, max_rounds=0, answer_threshold=1.0, handoff_threshold=0.99)
+    manager = make_manager(
+        settings, database, retriever, max_rounds=0, answer_threshold=1.0, handoff_threshold=0.99
+    )
     first = manager.respond(ORDER_Q)
     assert (first.decision, first.reason) == ("handoff", "low_confidence")
-    assert first.shown_text == manager.settings.handoff_message and first.text  # the draft is kept for the agent
+    assert (
+        first.shown_text == manager.settings.handoff_message and first.text
+    )  # the draft is kept for the agent
     cid = first.conversation_id
     assert stored(database, cid)[2] == "handed_off"
 
@@ -105,7 +133,9 @@ def test_low_confidence_hands_off_and_then_stays_silent_until_handed_back(shop):
         answering.hand_back(cid)  # not handed off any more
 
 
-@pytest.mark.parametrize("message", ["can i talk to a real person please?", "i'd rtaher speak to a human", "agent pls"])
+@pytest.mark.parametrize(
+    "message", ["can i talk to a real person please?", "i'd rtaher speak to a human", "agent pls"]
+)
 def test_asking_for_a_human_hands_off_before_retrieval(shop, message):
     settings, database, retriever, _ = shop
     calls = []
@@ -123,10 +153,14 @@ def test_asking_for_a_human_hands_off_before_retrieval(shop, message):
 
 def test_the_same_question_three_times_hands_off(shop):
     settings, database, retriever, _ = shop
-    manager = make_manager(settings, database, retriever, max_rounds=0, handoff_threshold=0.0, answer_threshold=0.0)
+    manager = make_manager(
+        settings, database, retriever, max_rounds=0, handoff_threshold=0.0, answer_threshold=0.0
+    )
     question = SHOP[2][0]
     first = manager.respond(question)
-    second = manager.respond(question.lower().rstrip("."), first.conversation_id)  # the same, typed differently
+    second = manager.respond(
+        question.lower().rstrip("."), first.conversation_id
+    )  # the same, typed differently
     third = manager.respond(question, first.conversation_id)
     assert first.decision == second.decision == "answer"
     assert third.decision == "handoff" and third.reason == "loop: asked 3 times"
@@ -134,7 +168,9 @@ def test_the_same_question_three_times_hands_off(shop):
 
 def test_a_different_question_is_no_loop(shop):
     settings, database, retriever, _ = shop
-    manager = make_manager(settings, database, retriever, max_rounds=0, handoff_threshold=0.0, answer_threshold=0.0)
+    manager = make_manager(
+        settings, database, retriever, max_rounds=0, handoff_threshold=0.0, answer_threshold=0.0
+    )
     cid = None
     for question in (SHOP[2][0], SHOP[3][0], SHOP[4][0]):
         reply = manager.respond(question, cid)
@@ -158,7 +194,9 @@ def test_out_of_scope_hands_off(shop):
 
     flagged = make_manager(settings, database, NothingFits(), max_rounds=0).respond(ORDER_Q)
     assert (flagged.decision, flagged.reason) == ("handoff", "out_of_scope")
-    off = make_manager(settings, database, NothingFits(), max_rounds=0, handoff_on_out_of_scope=False).respond(ORDER_Q)
+    off = make_manager(
+        settings, database, NothingFits(), max_rounds=0, handoff_on_out_of_scope=False
+    ).respond(ORDER_Q)
     assert off.decision != "handoff"
 
 
@@ -170,12 +208,16 @@ def test_past_answers_that_hand_off_hand_off(shop):
 
 def test_the_message_is_stored_when_generation_raises(shop):
     settings, database, retriever, _ = shop
-    reply = make_manager(settings, database, retriever, source=FailingReplySource()).respond(ORDER_Q)
+    reply = make_manager(settings, database, retriever, source=FailingReplySource()).respond(
+        ORDER_Q
+    )
     messages, replies, _ = stored(database, reply.conversation_id)
     assert messages[0] == ("customer", ORDER_Q)
     # Retrieved answers still compete; the failure is on record.
     assert reply.trace == [] and reply.candidates[-1]["error"].startswith("RuntimeError")
-    assert {c.get("origin") for c in reply.candidates[:-1]} == {"retrieved"} and replies[0].decision == reply.decision
+    assert {c.get("origin") for c in reply.candidates[:-1]} == {"retrieved"} and replies[
+        0
+    ].decision == reply.decision
 
 
 def test_the_message_is_stored_when_retrieval_raises(shop):
@@ -197,11 +239,15 @@ def test_the_message_is_stored_when_retrieval_raises(shop):
 
 def test_confidence_is_smoothed_across_turns(shop):
     settings, database, retriever, _ = shop
-    manager = make_manager(settings, database, retriever, max_rounds=0, smoothing=0.5, handoff_threshold=0.0)
+    manager = make_manager(
+        settings, database, retriever, max_rounds=0, smoothing=0.5, handoff_threshold=0.0
+    )
     first = manager.respond(ORDER_Q)
     second = manager.respond("thanks, and what about my card?", first.conversation_id)
     assert first.smoothed_confidence == pytest.approx(first.confidence)
-    assert second.smoothed_confidence == pytest.approx(0.5 * second.confidence + 0.5 * first.smoothed_confidence, abs=1e-3)
+    assert second.smoothed_confidence == pytest.approx(
+        0.5 * second.confidence + 0.5 * first.smoothed_confidence, abs=1e-3
+    )
 
 
 def test_empty_and_oversized_messages_are_refused(shop):
@@ -237,7 +283,9 @@ def test_int8_model_is_used_when_configured(shop):
     from chatbot.dialogue.compress import linear_weight_bytes
 
     original = manager.reply_source.get()[0]
-    assert any(type(m) is torch.nn.Linear for m in original.modules())  # the source's model is untouched
+    assert any(
+        type(m) is torch.nn.Linear for m in original.modules()
+    )  # the source's model is untouched
     assert linear_weight_bytes(model) * 3 < linear_weight_bytes(original)
     reply = manager.respond(ORDER_Q)
     assert reply.model_version.endswith("+int8") and reply.trace[0].kind == "draft"
@@ -250,22 +298,53 @@ def test_a_conversations_topic_label_speaks_for_its_opening_reply_only(shop):
     from tests.test_dialogue_support import build_retriever
 
     settings, database, _, _ = shop
-    question, answer = "And how do I track the parcel of my kettle order?", "Use Orders > select the order > Track parcel."
+    question, answer = (
+        "And how do I track the parcel of my kettle order?",
+        "Use Orders > select the order > Track parcel.",
+    )
     with database.session() as session:
-        conversation = Conversation(source="test-shop", external_id="shop-mixed", channel="import", split="train")
+        conversation = Conversation(
+            source="test-shop", external_id="shop-mixed", channel="import", split="train"
+        )
         session.add(conversation)
         session.flush()
-        opening = [("customer", "Which stocks should I buy?"), ("agent", "Sorry, I can't help with that."),
-                   ("customer", question), ("agent", answer)]
-        session.add_all([Message(conversation_id=conversation.id, turn_index=i, role=role, text=text)
-                         for i, (role, text) in enumerate(opening)])
+        opening = [
+            ("customer", "Which stocks should I buy?"),
+            ("agent", "Sorry, I can't help with that."),
+            ("customer", question),
+            ("agent", answer),
+        ]
+        session.add_all(
+            [
+                Message(conversation_id=conversation.id, turn_index=i, role=role, text=text)
+                for i, (role, text) in enumerate(opening)
+            ]
+        )
         context = [{"role": role, "text": text} for role, text in opening[:3]]
-        session.add(TrainingPair(conversation_id=conversation.id, turn_index=3, source="test-shop", origin="imported",
-                                 split="train", context=context, target=answer, labels={"topic": "out_of_scope"},
-                                 content_hash="mixed-conversation-pair"))
+        session.add(
+            TrainingPair(
+                conversation_id=conversation.id,
+                turn_index=3,
+                source="test-shop",
+                origin="imported",
+                split="train",
+                context=context,
+                target=answer,
+                labels={"topic": "out_of_scope"},
+                content_hash="mixed-conversation-pair",
+            )
+        )
     retriever = build_retriever(settings, database)
-    manager = make_manager(settings, database, retriever, max_rounds=0, generate=False, handoff_threshold=0.0,
-                           answer_threshold=0.0, cache_enabled=False)
+    manager = make_manager(
+        settings,
+        database,
+        retriever,
+        max_rounds=0,
+        generate=False,
+        handoff_threshold=0.0,
+        answer_threshold=0.0,
+        cache_enabled=False,
+    )
     assert retriever.search(question, k=1).hits[0].reply_text == answer
     reply = manager.respond(question)
     assert reply.decision == "answer" and reply.text == answer, reply.reason

@@ -16,20 +16,48 @@ from chatbot.training.prompt import PromptFormat
 
 # (customer question, agent answer, origin, topic)
 SHOP = [
-    ("Where is my order? It was supposed to arrive yesterday.",
-     "You can track your parcel with the link in your dispatch e-mail or under Orders > Track parcel.", "imported", "delivery"),
-    ("I would like to return a kettle, how do I do that?",
-     "Returns are free within 30 days; start one under Orders > select the order > Return items.", "agent_approved", "returns"),
-    ("My card was declined but the money left my account.",
-     "That is a pending authorisation; your bank releases it within 5 working days.", "imported", "payments"),
-    ("How do I reset my password?",
-     "Please use 'Forgot password?' on the sign-in page; the reset link is valid for 24 hours.", "imported", "account"),
-    ("How long does delivery take?",
-     "Standard delivery takes 3-5 working days and is free on orders over 40 EUR.", "imported", "delivery"),
-    ("Can you recommend a stock to invest in?",
-     "Sorry, that's not something I can help with. Ask me about orders, deliveries or returns.", "imported", "out_of_scope"),
-    ("I want to make a complaint about my delivery.",
-     "I'm sorry to hear that. I'm passing you to a colleague who will look into it.", "imported", "handoff"),
+    (
+        "Where is my order? It was supposed to arrive yesterday.",
+        "You can track your parcel with the link in your dispatch e-mail or under Orders > Track parcel.",
+        "imported",
+        "delivery",
+    ),
+    (
+        "I would like to return a kettle, how do I do that?",
+        "Returns are free within 30 days; start one under Orders > select the order > Return items.",
+        "agent_approved",
+        "returns",
+    ),
+    (
+        "My card was declined but the money left my account.",
+        "That is a pending authorisation; your bank releases it within 5 working days.",
+        "imported",
+        "payments",
+    ),
+    (
+        "How do I reset my password?",
+        "Please use 'Forgot password?' on the sign-in page; the reset link is valid for 24 hours.",
+        "imported",
+        "account",
+    ),
+    (
+        "How long does delivery take?",
+        "Standard delivery takes 3-5 working days and is free on orders over 40 EUR.",
+        "imported",
+        "delivery",
+    ),
+    (
+        "Can you recommend a stock to invest in?",
+        "Sorry, that's not something I can help with. Ask me about orders, deliveries or returns.",
+        "imported",
+        "out_of_scope",
+    ),
+    (
+        "I want to make a complaint about my delivery.",
+        "I'm sorry to hear that. I'm passing you to a colleague who will look into it.",
+        "imported",
+        "handoff",
+    ),
 ]
 
 
@@ -38,16 +66,33 @@ def seed_shop(database, rows=SHOP) -> dict[str, int]:
     ids = {}
     with database.session() as session:
         for i, (question, answer, origin, topic) in enumerate(rows):
-            conversation = Conversation(source="test-shop", external_id=f"shop-{i}", channel="import", split="train")
+            conversation = Conversation(
+                source="test-shop", external_id=f"shop-{i}", channel="import", split="train"
+            )
             session.add(conversation)
             session.flush()
-            session.add_all([
-                Message(conversation_id=conversation.id, turn_index=0, role="customer", text=question),
-                Message(conversation_id=conversation.id, turn_index=1, role="agent", text=answer),
-            ])
+            session.add_all(
+                [
+                    Message(
+                        conversation_id=conversation.id,
+                        turn_index=0,
+                        role="customer",
+                        text=question,
+                    ),
+                    Message(
+                        conversation_id=conversation.id, turn_index=1, role="agent", text=answer
+                    ),
+                ]
+            )
             pair = TrainingPair(
-                conversation_id=conversation.id, turn_index=1, source="test-shop", origin=origin, split="train",
-                context=[{"role": "customer", "text": question}], target=answer, labels={"topic": topic},
+                conversation_id=conversation.id,
+                turn_index=1,
+                source="test-shop",
+                origin=origin,
+                split="train",
+                context=[{"role": "customer", "text": question}],
+                target=answer,
+                labels={"topic": topic},
                 content_hash=hashlib.sha256(f"{question}|{answer}".encode()).hexdigest(),
             )
             session.add(pair)
@@ -83,7 +128,9 @@ def make_manager(settings, database, retriever, source="tiny", **overrides) -> D
     dialogue = settings.dialogue.model_copy(update=overrides)
     type(dialogue).model_validate(dialogue.model_dump())  # the overrides must be valid settings
     reply_source = TinyReplySource(settings) if source == "tiny" else source
-    return DialogueManager(dialogue, database, retriever, reply_source, PromptFormat.from_settings(settings.prompt))
+    return DialogueManager(
+        dialogue, database, retriever, reply_source, PromptFormat.from_settings(settings.prompt)
+    )
 
 
 @pytest.fixture

@@ -34,7 +34,12 @@ def scripted(scores):
         seen.append([c.text for c in earlier])
         return next(texts)
 
-    return (lambda: next(texts)), revise, (lambda t: Critique(table[t], {}, ["could be better"])), seen
+    return (
+        (lambda: next(texts)),
+        revise,
+        (lambda t: Critique(table[t], {}, ["could be better"])),
+        seen,
+    )
 
 
 def test_refinement_stops_when_the_score_stops_improving():
@@ -49,7 +54,9 @@ def test_refinement_stops_when_the_score_stops_improving():
 def test_refinement_needs_more_than_min_improvement_and_respects_max_rounds():
     draft, revise, score, _ = scripted([0.4, 0.405, 0.9])
     result = refine(draft, revise, score, max_rounds=5, min_improvement=0.01)
-    assert result.stopped == "no_improvement" and len(result.trace) == 2 and result.best.score == 0.405
+    assert (
+        result.stopped == "no_improvement" and len(result.trace) == 2 and result.best.score == 0.405
+    )
     draft, revise, score, _ = scripted([0.1, 0.2, 0.3, 0.4])
     result = refine(draft, revise, score, max_rounds=2, min_improvement=0.01)
     assert result.stopped == "max_rounds" and [t.round for t in result.trace] == [0, 1, 2]
@@ -58,8 +65,13 @@ def test_refinement_needs_more_than_min_improvement_and_respects_max_rounds():
 
 
 def test_refinement_stops_when_nothing_is_left_to_fix():
-    result = refine(lambda: "fine", lambda e: pytest.fail("no revision needed"), lambda t: Critique(0.8, {}, []),
-                    max_rounds=3, min_improvement=0.0)
+    result = refine(
+        lambda: "fine",
+        lambda e: pytest.fail("no revision needed"),
+        lambda t: Critique(0.8, {}, []),
+        max_rounds=3,
+        min_improvement=0.0,
+    )
     assert result.stopped == "no_issues" and len(result.trace) == 1
 
 
@@ -69,9 +81,24 @@ EVIDENCE = Evidence(
     query="How do I return a kettle?",
     history=[],
     items=[
-        EvidenceItem(1, "How can I return an item?", "Returns are free within 30 days; start one under Orders > Return items.", 0.9),
-        EvidenceItem(2, "I want to send a toaster back", "You can return it within 30 days under Orders > Return items, for free.", 0.8),
-        EvidenceItem(3, "Where is my parcel?", "Track your parcel with the link in your dispatch e-mail.", 0.3),
+        EvidenceItem(
+            1,
+            "How can I return an item?",
+            "Returns are free within 30 days; start one under Orders > Return items.",
+            0.9,
+        ),
+        EvidenceItem(
+            2,
+            "I want to send a toaster back",
+            "You can return it within 30 days under Orders > Return items, for free.",
+            0.8,
+        ),
+        EvidenceItem(
+            3,
+            "Where is my parcel?",
+            "Track your parcel with the link in your dispatch e-mail.",
+            0.3,
+        ),
     ],
     customer_texts=["my email is ann@example.org"],
 )
@@ -80,17 +107,25 @@ GOOD = "You can return the kettle for free within 30 days: start the return unde
 
 def test_a_grounded_relevant_reply_beats_an_off_topic_one():
     scorer = Scorer(DialogueSettings())
-    good, off = scorer.score(GOOD, EVIDENCE), scorer.score("Track your parcel with the link in your dispatch e-mail.", EVIDENCE)
-    assert good.score > off.score + 0.2 and good.components["relevance"] > off.components["relevance"]
+    good, off = (
+        scorer.score(GOOD, EVIDENCE),
+        scorer.score("Track your parcel with the link in your dispatch e-mail.", EVIDENCE),
+    )
+    assert (
+        good.score > off.score + 0.2 and good.components["relevance"] > off.components["relevance"]
+    )
 
 
-@pytest.mark.parametrize("addition, component", [
-    (" Visit https://kettle-returns.com for a label.", "invented"),
-    (" We will also give you a 20 EUR voucher.", "invented"),
-    (" It takes 45 days.", "invented"),
-    (" Or call +44 20 7946 0999.", "personal_data"),
-    (" Write to bob.smith@example.com for help.", "personal_data"),
-])
+@pytest.mark.parametrize(
+    "addition, component",
+    [
+        (" Visit https://kettle-returns.com for a label.", "invented"),
+        (" We will also give you a 20 EUR voucher.", "invented"),
+        (" It takes 45 days.", "invented"),
+        (" Or call +44 20 7946 0999.", "personal_data"),
+        (" Write to bob.smith@example.com for help.", "personal_data"),
+    ],
+)
 def test_invented_facts_and_personal_data_are_penalised(addition, component):
     scorer = Scorer(DialogueSettings())
     clean, dirty = scorer.score(GOOD, EVIDENCE), scorer.score(GOOD + addition, EVIDENCE)
@@ -121,10 +156,14 @@ def test_a_retrieved_answer_is_not_supported_by_itself():
 
 
 def test_extract_facts_normalises():
-    facts = extract_facts("See https://help.northwindgoods.example/returns. or call +44 20 7946 0123; it's 4.95 EUR.")
+    facts = extract_facts(
+        "See https://help.northwindgoods.example/returns. or call +44 20 7946 0123; it's 4.95 EUR."
+    )
     assert "help.northwindgoods.example/returns" in facts.urls
     assert "442079460123" in facts.phones and "4.95" in facts.prices
-    assert extract_facts("Steps:\n1. Sign in.\n2) Open Orders.").numbers == set()  # numbering is no fact
+    assert (
+        extract_facts("Steps:\n1. Sign in.\n2) Open Orders.").numbers == set()
+    )  # numbering is no fact
 
 
 def test_rouge_l():
@@ -136,19 +175,37 @@ def test_rouge_l():
 # -- hand-off signals, smoothing, decisions ------------------------------------------
 
 
-@pytest.mark.parametrize("text", [
-    "Can I talk to a real person please?", "i'd rtaher talk to a human about this", "I want to sepak to a manager",
-    "agent please", "no, I want a human, not a bot", "just get me someone from ur team", "HUMAN", "representative",
-    "could you connect me with a live agent", "I'd like a person to call me back", "transfer me to customer service staff",
-])
+@pytest.mark.parametrize(
+    "text",
+    [
+        "Can I talk to a real person please?",
+        "i'd rtaher talk to a human about this",
+        "I want to sepak to a manager",
+        "agent please",
+        "no, I want a human, not a bot",
+        "just get me someone from ur team",
+        "HUMAN",
+        "representative",
+        "could you connect me with a live agent",
+        "I'd like a person to call me back",
+        "transfer me to customer service staff",
+    ],
+)
 def test_requests_for_a_human_are_recognised(text):
     assert asks_for_human(text)
 
 
-@pytest.mark.parametrize("text", [
-    "Where is my order?", "My agent at the bank says the card is fine", "how do I return a kettle",
-    "the delivery person left it at the door", "can I change my email address?", "thanks, that helps",
-])
+@pytest.mark.parametrize(
+    "text",
+    [
+        "Where is my order?",
+        "My agent at the bank says the card is fine",
+        "how do I return a kettle",
+        "the delivery person left it at the door",
+        "can I change my email address?",
+        "thanks, that helps",
+    ],
+)
 def test_ordinary_questions_are_not_requests_for_a_human(text):
     assert not asks_for_human(text)
 
@@ -208,8 +265,11 @@ def test_ask_and_chat_print_the_reply_with_its_decision(shop, monkeypatch):
     settings, database, retriever, ids = shop
     from chatbot.cli import dialogue as cli_dialogue
 
-    monkeypatch.setattr(cli_dialogue, "build_manager",
-                        lambda _settings: (make_manager(settings, database, retriever, max_rounds=0), database))
+    monkeypatch.setattr(
+        cli_dialogue,
+        "build_manager",
+        lambda _settings: (make_manager(settings, database, retriever, max_rounds=0), database),
+    )
     runner = CliRunner()
     result = runner.invoke(main, ["ask", SHOP[1][0], "--json"])
     assert result.exit_code == 0, result.output
@@ -217,12 +277,23 @@ def test_ask_and_chat_print_the_reply_with_its_decision(shop, monkeypatch):
     assert payload["decision"] == "answer" and payload["text"] == SHOP[1][1]
     assert payload["citations"][0]["pair_id"] == ids[SHOP[1][0]] and payload["confidence"] > 0
 
-    result = runner.invoke(main, ["ask", "I want to talk to a human", "--conversation", str(payload["conversation_id"])])
-    assert result.exit_code == 0 and "human colleague" in result.output and "handed off" in result.output
+    result = runner.invoke(
+        main,
+        ["ask", "I want to talk to a human", "--conversation", str(payload["conversation_id"])],
+    )
+    assert (
+        result.exit_code == 0
+        and "human colleague" in result.output
+        and "handed off" in result.output
+    )
 
     result = runner.invoke(main, ["chat"], input=f"{SHOP[1][0]}\nagent please\nhello?\n\n")
     assert result.exit_code == 0, result.output
-    assert SHOP[1][1] in result.output and "human colleague" in result.output and "stays silent" in result.output
+    assert (
+        SHOP[1][1] in result.output
+        and "human colleague" in result.output
+        and "stays silent" in result.output
+    )
 
     result = runner.invoke(main, ["ask", "hi", "--conversation", "999999"])
     assert result.exit_code == 1 and "conversation 999999 does not exist" in result.output

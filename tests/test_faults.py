@@ -44,7 +44,9 @@ MODEL_DAMAGE = {
 def _check_lines(result) -> dict[str, str]:
     """`models check` output: check name -> (status word, detail) as one line each."""
     assert "Traceback" not in result.output
-    assert result.exception is None or isinstance(result.exception, SystemExit), repr(result.exception)
+    assert result.exception is None or isinstance(result.exception, SystemExit), repr(
+        result.exception
+    )
     lines = {}
     for line in result.stdout.splitlines():
         status, _, rest = line.partition(" ")
@@ -61,9 +63,14 @@ def model_copy(tmp_path, tiny_reply_model_dir) -> Path:
 
 
 @pytest.mark.parametrize("kind", list(MODEL_DAMAGE))
-def test_models_check_names_a_damaged_configured_model_and_the_repair(kind, tmp_path, tiny_embedder_dir, model_copy):
-    env = {"CHATBOT_HOME": str(tmp_path / "home"), "CHATBOT_EMBEDDER_PATH": str(tiny_embedder_dir),
-           "CHATBOT_REPLY_MODEL_PATH": str(model_copy)}
+def test_models_check_names_a_damaged_configured_model_and_the_repair(
+    kind, tmp_path, tiny_embedder_dir, model_copy
+):
+    env = {
+        "CHATBOT_HOME": str(tmp_path / "home"),
+        "CHATBOT_EMBEDDER_PATH": str(tiny_embedder_dir),
+        "CHATBOT_REPLY_MODEL_PATH": str(model_copy),
+    }
     healthy = CliRunner().invoke(main, ["models", "check"], env=env)
     assert healthy.exit_code == 0, healthy.output
     MODEL_DAMAGE[kind](model_copy)
@@ -72,11 +79,15 @@ def test_models_check_names_a_damaged_configured_model_and_the_repair(kind, tmp_
     lines = _check_lines(result)
     assert lines["embedder"].startswith("ok ")
     line = lines["reply model"]
-    assert line.startswith("FAIL ") and str(model_copy) in line and "CHATBOT_REPLY_MODEL_PATH" in line, line
+    assert (
+        line.startswith("FAIL ") and str(model_copy) in line and "CHATBOT_REPLY_MODEL_PATH" in line
+    ), line
 
 
 @pytest.mark.parametrize("kind", ["weights cut short", "config.json garbage", "directory missing"])
-def test_models_check_tells_to_prepare_a_damaged_cache_again(kind, tmp_path, tiny_embedder_dir, tiny_reply_model_dir):
+def test_models_check_tells_to_prepare_a_damaged_cache_again(
+    kind, tmp_path, tiny_embedder_dir, tiny_reply_model_dir
+):
     from chatbot.models.reply_model import converted_dir
 
     settings = load_settings(home=tmp_path / "home")
@@ -87,7 +98,9 @@ def test_models_check_tells_to_prepare_a_damaged_cache_again(kind, tmp_path, tin
     result = CliRunner().invoke(main, ["models", "check"], env=env)
     assert result.exit_code == 1, result.output
     line = _check_lines(result)["reply model"]
-    assert line.startswith("FAIL ") and str(cache) in line and "chatbot models prepare" in line, line
+    assert line.startswith("FAIL ") and str(cache) in line and "chatbot models prepare" in line, (
+        line
+    )
 
 
 def _promote_copy(database, source: Path, target: Path, name: str = "run-1"):
@@ -99,11 +112,18 @@ def _promote_copy(database, source: Path, target: Path, name: str = "run-1"):
     return target
 
 
-def test_models_check_names_a_damaged_promoted_version_and_the_rollback(tmp_path, tiny_embedder_dir,
-                                                                         tiny_reply_model_dir, sqlite_database):
-    version_dir = _promote_copy(sqlite_database, tiny_reply_model_dir, tmp_path / "versions" / "run-1")
-    env = {"CHATBOT_HOME": str(tmp_path / "home"), "CHATBOT_EMBEDDER_PATH": str(tiny_embedder_dir),
-           "CHATBOT_REPLY_MODEL_PATH": str(tiny_reply_model_dir), "CHATBOT_DATABASE_URL": sqlite_database.url}
+def test_models_check_names_a_damaged_promoted_version_and_the_rollback(
+    tmp_path, tiny_embedder_dir, tiny_reply_model_dir, sqlite_database
+):
+    version_dir = _promote_copy(
+        sqlite_database, tiny_reply_model_dir, tmp_path / "versions" / "run-1"
+    )
+    env = {
+        "CHATBOT_HOME": str(tmp_path / "home"),
+        "CHATBOT_EMBEDDER_PATH": str(tiny_embedder_dir),
+        "CHATBOT_REPLY_MODEL_PATH": str(tiny_reply_model_dir),
+        "CHATBOT_DATABASE_URL": sqlite_database.url,
+    }
     healthy = CliRunner().invoke(main, ["models", "check"], env=env)
     assert healthy.exit_code == 0, healthy.output
     assert _check_lines(healthy)["promoted reply model run-1"].startswith("ok ")
@@ -113,20 +133,28 @@ def test_models_check_names_a_damaged_promoted_version_and_the_rollback(tmp_path
     lines = _check_lines(result)
     assert lines["reply model"].startswith("ok ")
     line = lines["promoted reply model run-1"]
-    assert line.startswith("FAIL ") and str(version_dir) in line and "chatbot models rollback" in line, line
+    assert (
+        line.startswith("FAIL ") and str(version_dir) in line and "chatbot models rollback" in line
+    ), line
 
 
 @pytest.mark.parametrize("damaged", ["promoted version", "base model"])
-def test_serving_with_a_damaged_model_answers_from_past_answers(damaged, tmp_path, tiny_embedder_dir, model_copy,
-                                                                 sqlite_database):
+def test_serving_with_a_damaged_model_answers_from_past_answers(
+    damaged, tmp_path, tiny_embedder_dir, model_copy, sqlite_database
+):
     """open_manager as `chatbot serve` does, with the reply model it would load damaged:
     the customer still gets the retrieved past answer, and the failure is recorded."""
     from chatbot.dialogue.sources import open_manager
     from chatbot.retrieval.indexer import update_index
 
     # send_retrieved_at 1.0: the model is asked for a draft even where a retrieved answer is confident.
-    settings = load_settings(home=tmp_path / "home", embedder_path=tiny_embedder_dir, reply_model_path=model_copy,
-                             database_url=sqlite_database.url, dialogue={"send_retrieved_at": 1.0})
+    settings = load_settings(
+        home=tmp_path / "home",
+        embedder_path=tiny_embedder_dir,
+        reply_model_path=model_copy,
+        database_url=sqlite_database.url,
+        dialogue={"send_retrieved_at": 1.0},
+    )
     seed_shop(sqlite_database)
     update_index(settings, sqlite_database, calibrate=False)
     if damaged == "promoted version":
@@ -138,14 +166,18 @@ def test_serving_with_a_damaged_model_answers_from_past_answers(damaged, tmp_pat
     try:
         question, answer = SHOP[3][0], SHOP[3][1]
         reply = manager.respond(question, source="cli")
-        again = manager.respond("And how long is the reset link valid?", reply.conversation_id, source="cli")
+        again = manager.respond(
+            "And how long is the reset link valid?", reply.conversation_id, source="cli"
+        )
     finally:
         database.dispose()
     assert reply.decision in ("answer", "answer_flagged", "held"), reply.decision
     assert reply.text == answer
     errors = [c["error"] for c in reply.candidates if "error" in c]
     assert errors and "cannot load the reply model" in errors[0] and str(target) in errors[0]
-    assert again.conversation_id == reply.conversation_id and again.text  # the next message is answered too
+    assert (
+        again.conversation_id == reply.conversation_id and again.text
+    )  # the next message is answered too
 
 
 # -- SIGKILL, then restart ------------------------------------------------------------
@@ -181,34 +213,59 @@ def _many_pairs(database, n: int) -> None:
     from chatbot.store.schema import Conversation, TrainingPair
 
     with database.session() as session:
-        conversation = Conversation(source="bulk", external_id="bulk-1", channel="import", split="train")
+        conversation = Conversation(
+            source="bulk", external_id="bulk-1", channel="import", split="train"
+        )
         session.add(conversation)
         session.flush()
-        session.add_all([
-            TrainingPair(conversation_id=conversation.id, turn_index=2 * i + 1, source="bulk", split="train",
-                         context=[{"role": "customer", "text": f"Question {i}: where is order NW-{i:06d}?"}],
-                         target=f"Order NW-{i:06d} ships within {i % 7 + 1} days.",
-                         content_hash=hashlib.sha256(f"bulk-{i}".encode()).hexdigest())
-            for i in range(n)
-        ])
+        session.add_all(
+            [
+                TrainingPair(
+                    conversation_id=conversation.id,
+                    turn_index=2 * i + 1,
+                    source="bulk",
+                    split="train",
+                    context=[
+                        {"role": "customer", "text": f"Question {i}: where is order NW-{i:06d}?"}
+                    ],
+                    target=f"Order NW-{i:06d} ships within {i % 7 + 1} days.",
+                    content_hash=hashlib.sha256(f"bulk-{i}".encode()).hexdigest(),
+                )
+                for i in range(n)
+            ]
+        )
 
 
-def test_index_build_killed_midway_keeps_serving_and_the_next_build_cleans_up(tmp_path, tiny_embedder_dir,
-                                                                               sqlite_database):
+def test_index_build_killed_midway_keeps_serving_and_the_next_build_cleans_up(
+    tmp_path, tiny_embedder_dir, sqlite_database
+):
     import numpy as np
 
     from chatbot.retrieval.indexer import load_meta, store_root, update_index
     from chatbot.retrieval.retriever import open_retriever
     from chatbot.retrieval.versions import VersionStore
 
-    settings = load_settings(home=tmp_path / "home", embedder_path=tiny_embedder_dir, database_url=sqlite_database.url)
+    settings = load_settings(
+        home=tmp_path / "home", embedder_path=tiny_embedder_dir, database_url=sqlite_database.url
+    )
     _many_pairs(sqlite_database, 3000)
     update_index(settings, sqlite_database, calibrate=False)  # v0001, uninterrupted
     root = store_root(settings)
-    env = _subprocess_env({"CHATBOT_HOME": str(settings.home), "CHATBOT_EMBEDDER_PATH": str(tiny_embedder_dir),
-                           "CHATBOT_DATABASE_URL": sqlite_database.url})
-    process = subprocess.Popen([sys.executable, "-m", "chatbot", "-v", "index", "--rebuild", "--no-calibrate"],
-                               cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    env = _subprocess_env(
+        {
+            "CHATBOT_HOME": str(settings.home),
+            "CHATBOT_EMBEDDER_PATH": str(tiny_embedder_dir),
+            "CHATBOT_DATABASE_URL": sqlite_database.url,
+        }
+    )
+    process = subprocess.Popen(
+        [sys.executable, "-m", "chatbot", "-v", "index", "--rebuild", "--no-calibrate"],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     # Killed once the new version's folder exists and its pairs are being embedded.
     _kill_when(process, lambda line: "building index version in" in line)
 
@@ -219,18 +276,28 @@ def test_index_build_killed_midway_keeps_serving_and_the_next_build_cleans_up(tm
     serving = open_retriever(settings, sqlite_database)  # the old version is whole and serves
     assert serving.version == "v0001" and serving.search("where is order NW-000042?", k=1).hits
 
-    again = CliRunner().invoke(main, ["index", "--rebuild", "--no-calibrate", "--json"],
-                               env={k: v for k, v in env.items() if k.startswith("CHATBOT_")})
+    again = CliRunner().invoke(
+        main,
+        ["index", "--rebuild", "--no-calibrate", "--json"],
+        env={k: v for k, v in env.items() if k.startswith("CHATBOT_")},
+    )
     assert again.exit_code == 0, again.output
     assert json.loads(again.stdout)["version"] == "v0002"
     assert not [p.name for p in root.iterdir() if p.name.startswith((".building-", ".CURRENT."))]
     assert store.versions() == ["v0001", "v0002"] and store.current_name() == "v0002"
     assert not (root / "v0002" / ".lock").exists()
     first, second = load_meta(root / "v0001"), load_meta(root / "v0002")
-    assert (second["pair_count"], second["pair_set_hash"]) == (first["pair_count"], first["pair_set_hash"]) == (
-        3000, first["pair_set_hash"])
-    assert np.allclose(np.load(root / "v0001" / "vectors.npy"), np.load(root / "v0002" / "vectors.npy"), atol=1e-5)
-    assert (root / "v0001" / "pairs.jsonl").read_text() == (root / "v0002" / "pairs.jsonl").read_text()
+    assert (
+        (second["pair_count"], second["pair_set_hash"])
+        == (first["pair_count"], first["pair_set_hash"])
+        == (3000, first["pair_set_hash"])
+    )
+    assert np.allclose(
+        np.load(root / "v0001" / "vectors.npy"), np.load(root / "v0002" / "vectors.npy"), atol=1e-5
+    )
+    assert (root / "v0001" / "pairs.jsonl").read_text() == (
+        root / "v0002" / "pairs.jsonl"
+    ).read_text()
 
 
 def test_import_killed_midway_then_retried_equals_an_uninterrupted_import(tmp_path):
@@ -244,15 +311,27 @@ def test_import_killed_midway_then_retried_equals_an_uninterrupted_import(tmp_pa
     transcript = tmp_path / "history.jsonl"
     with transcript.open("w") as fh:
         for i in range(2000):
-            fh.write(record(f"h-{i}", ("customer", f"Question {i} about order NW-{i:06d}?"),
-                            ("agent", f"Answer {i}: it ships within {i % 7 + 1} days."),
-                            ("customer", f"Follow-up {i}"), ("agent", f"Reply {i} to the follow-up.")) + "\n")
+            fh.write(
+                record(
+                    f"h-{i}",
+                    ("customer", f"Question {i} about order NW-{i:06d}?"),
+                    ("agent", f"Answer {i}: it ships within {i % 7 + 1} days."),
+                    ("customer", f"Follow-up {i}"),
+                    ("agent", f"Reply {i} to the follow-up."),
+                )
+                + "\n"
+            )
 
     def store(name: str) -> tuple[str, dict[str, str]]:
         url = f"sqlite:///{tmp_path / name}"
         upgrade(url)
-        return url, _subprocess_env({"CHATBOT_DATABASE_URL": url, "CHATBOT_HOME": str(tmp_path / f"home-{name}"),
-                                     "CHATBOT_INGEST__BATCH_SIZE": "200"})
+        return url, _subprocess_env(
+            {
+                "CHATBOT_DATABASE_URL": url,
+                "CHATBOT_HOME": str(tmp_path / f"home-{name}"),
+                "CHATBOT_INGEST__BATCH_SIZE": "200",
+            }
+        )
 
     def counts(url: str) -> dict[str, int]:
         database = Database(url)
@@ -263,17 +342,31 @@ def test_import_killed_midway_then_retried_equals_an_uninterrupted_import(tmp_pa
             database.dispose()
 
     def run_import(env) -> dict:
-        done = subprocess.run([sys.executable, "-m", "chatbot", "import", "--json", str(transcript)], cwd=REPO, env=env,
-                              capture_output=True, text=True, timeout=300)
+        done = subprocess.run(
+            [sys.executable, "-m", "chatbot", "import", "--json", str(transcript)],
+            cwd=REPO,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
         assert done.returncode == 0, done.stderr[-2000:]
         return json.loads(done.stdout)
 
     killed_url, killed_env = store("killed.db")
     before = counts(killed_url)
-    process = subprocess.Popen([sys.executable, "-m", "chatbot", "-vv", "import", str(transcript)], cwd=REPO,
-                               env=killed_env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "chatbot", "-vv", "import", str(transcript)],
+        cwd=REPO,
+        env=killed_env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     batches = []
-    _kill_when(process, lambda line: "stored a batch" in line and len(batches.append(line) or batches) == 3)
+    _kill_when(
+        process, lambda line: "stored a batch" in line and len(batches.append(line) or batches) == 3
+    )
     assert counts(killed_url) == before  # all or nothing
 
     retried = run_import(killed_env)
@@ -314,8 +407,13 @@ def test_training_killed_midway_resumes_and_leaves_nothing_behind(tmp_path, tiny
     try:
         fill_pairs(database)
         env = _env(tmp_path, tiny_reply_model_dir, **run)
-        process = subprocess.Popen([sys.executable, "-m", "chatbot", "train", "--json"], cwd=REPO, env=env,
-                                   stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        process = subprocess.Popen(
+            [sys.executable, "-m", "chatbot", "train", "--json"],
+            cwd=REPO,
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )
         runs = settings.versions_dir / "runs"
         deadline = time.monotonic() + 180
         try:
@@ -329,18 +427,32 @@ def test_training_killed_midway_resumes_and_leaves_nothing_behind(tmp_path, tiny
             process.stderr.close()
         assert list_versions(database) == []  # nothing half-registered
 
-        done = subprocess.run([sys.executable, "-m", "chatbot", "train", "--resume", "--json"], cwd=REPO, env=env,
-                              capture_output=True, text=True, timeout=300)
+        done = subprocess.run(
+            [sys.executable, "-m", "chatbot", "train", "--resume", "--json"],
+            cwd=REPO,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
         assert done.returncode == 0, done.stderr[-2000:]
         result = json.loads(done.stdout)
         versions = list_versions(database)
         assert [v.name for v in versions] == [result["version"]]
         assert result["metrics"]["steps"] == 6 and 2 <= result["metrics"]["resumed_from_step"] < 6
         version_dir = Path(versions[0].path)
-        assert (version_dir / "config.json").is_file() and (version_dir / "model.safetensors").is_file()
-        leftovers = [str(p.relative_to(settings.versions_dir)) for p in settings.versions_dir.rglob("*")
-                     if p.name.endswith(".tmp") or p.name.startswith(".building-") or p.name == "checkpoints"]
+        assert (version_dir / "config.json").is_file() and (
+            version_dir / "model.safetensors"
+        ).is_file()
+        leftovers = [
+            str(p.relative_to(settings.versions_dir))
+            for p in settings.versions_dir.rglob("*")
+            if p.name.endswith(".tmp") or p.name.startswith(".building-") or p.name == "checkpoints"
+        ]
         assert leftovers == []
-        assert json.loads((runs / result["version"] / "state.json").read_text())["status"] == "finished"
+        assert (
+            json.loads((runs / result["version"] / "state.json").read_text())["status"]
+            == "finished"
+        )
     finally:
         database.dispose()

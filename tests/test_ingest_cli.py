@@ -31,15 +31,25 @@ def test_import_json_summary_and_pairs_commands(env, migrated_database, tmp_path
     assert result.exit_code == 0, result.output
     summary = json.loads(result.stdout)
     assert (summary["conversations"], summary["messages"], summary["pairs"]) == (3, 8, 4)
-    assert summary["skipped"] == {"bad_role": 1} and summary["redactions"] == {"email": 1, "card": 1}
+    assert summary["skipped"] == {"bad_role": 1} and summary["redactions"] == {
+        "email": 1,
+        "card": 1,
+    }
     assert summary["files"][0]["problems"][0]["line"] == 4
 
     again = runner.invoke(main, ["import", str(path)], env=env)
-    assert again.exit_code == 0 and "already imported" in again.stdout and "total: 0 conversations" in again.stdout
+    assert (
+        again.exit_code == 0
+        and "already imported" in again.stdout
+        and "total: 0 conversations" in again.stdout
+    )
 
     stats = runner.invoke(main, ["pairs", "stats", "--json"], env=env)
     assert stats.exit_code == 0
-    assert json.loads(stats.stdout)["pairs"] == 4 and json.loads(stats.stdout)["by_source"]["shop"]["total"] == 4
+    assert (
+        json.loads(stats.stdout)["pairs"] == 4
+        and json.loads(stats.stdout)["by_source"]["shop"]["total"] == 4
+    )
     text = runner.invoke(main, ["pairs", "stats"], env=env)
     assert "pairs: 4" in text.stdout and "shop" in text.stdout
 
@@ -48,7 +58,10 @@ def test_import_json_summary_and_pairs_commands(env, migrated_database, tmp_path
     assert exported.exit_code == 0, exported.output
     rows = [json.loads(line) for line in out.read_text().splitlines()]
     assert len(rows) == 4 and {r["external_id"] for r in rows} == {"c1", "c2", "c3"}
-    assert all(r["context"][-1]["role"] == "customer" and r["split"] in ("train", "val", "test") for r in rows)
+    assert all(
+        r["context"][-1]["role"] == "customer" and r["split"] in ("train", "val", "test")
+        for r in rows
+    )
     assert json.loads((tmp_path / "pairs.jsonl.meta.json").read_text())["pairs"] == 4
     stdout_rows = runner.invoke(main, ["pairs", "export", "--source", "nope"], env=env)
     assert stdout_rows.exit_code == 0 and stdout_rows.stdout == ""
@@ -66,7 +79,9 @@ def test_strict_and_unreadable_files_exit_with_an_error(env, migrated_database, 
     csv.write_text("text,reply\nq?,a.\n")
     missing_map = runner.invoke(main, ["import", str(csv)], env=env)
     assert missing_map.exit_code == 1 and "cannot tell the format" in missing_map.stdout
-    mapped = runner.invoke(main, ["import", str(csv), "--map", "question=text,answer=reply"], env=env)
+    mapped = runner.invoke(
+        main, ["import", str(csv), "--map", "question=text,answer=reply"], env=env
+    )
     assert mapped.exit_code == 0 and "1 conversations" in mapped.stdout
     bad_map = runner.invoke(main, ["import", str(csv), "--map", "question"], env=env)
     assert bad_map.exit_code == 2 and "FIELD=COLUMN" in bad_map.output
@@ -74,20 +89,35 @@ def test_strict_and_unreadable_files_exit_with_an_error(env, migrated_database, 
 
 def test_import_killed_midway_leaves_the_store_unchanged(env, migrated_database, tmp_path):
     write(tmp_path / "first.jsonl", GOOD)
-    subprocess.run([sys.executable, "-m", "chatbot", "import", str(tmp_path / "first.jsonl")],
-                   env={**os.environ, **env}, cwd=REPO, check=True, capture_output=True)
+    subprocess.run(
+        [sys.executable, "-m", "chatbot", "import", str(tmp_path / "first.jsonl")],
+        env={**os.environ, **env},
+        cwd=REPO,
+        check=True,
+        capture_output=True,
+    )
     with migrated_database.session() as session:
         before = table_counts(session=session)
     big = tmp_path / "big.jsonl"
     with big.open("w") as fh:
         for i in range(40_000):
-            fh.write(record(f"big-{i}", ("customer", f"Question {i} about order NW-{i:06d}?"),
-                            ("agent", f"Answer {i}: it ships within {i % 7 + 1} days."),
-                            ("customer", f"Follow-up {i}"), ("agent", f"Reply {i} to the follow-up.")) + "\n")
+            fh.write(
+                record(
+                    f"big-{i}",
+                    ("customer", f"Question {i} about order NW-{i:06d}?"),
+                    ("agent", f"Answer {i}: it ships within {i % 7 + 1} days."),
+                    ("customer", f"Follow-up {i}"),
+                    ("agent", f"Reply {i} to the follow-up."),
+                )
+                + "\n"
+            )
     process = subprocess.Popen(
         [sys.executable, "-m", "chatbot", "-vv", "import", str(big)],
-        env={**os.environ, **env, "CHATBOT_INGEST__BATCH_SIZE": "200"}, cwd=REPO,
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+        env={**os.environ, **env, "CHATBOT_INGEST__BATCH_SIZE": "200"},
+        cwd=REPO,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     batches = 0
     try:
@@ -105,8 +135,13 @@ def test_import_killed_midway_leaves_the_store_unchanged(env, migrated_database,
         assert table_counts(session=session) == before
     # The store still works and the file imports cleanly afterwards.
     small = write(tmp_path / "small.jsonl", big.read_text().splitlines()[:50])
-    done = subprocess.run([sys.executable, "-m", "chatbot", "import", "--json", str(small)],
-                          env={**os.environ, **env}, cwd=REPO, capture_output=True, text=True)
+    done = subprocess.run(
+        [sys.executable, "-m", "chatbot", "import", "--json", str(small)],
+        env={**os.environ, **env},
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+    )
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout)["conversations"] == 50
 
@@ -116,17 +151,29 @@ def test_import_a_folder_takes_every_transcript_file_under_it(env, migrated_data
     folder = tmp_path / "exports"
     (folder / "b-sub").mkdir(parents=True)
     (folder / ".cache").mkdir()
-    write(folder / "b-sub" / "more.jsonl", [record("c9", ("customer", "Do you ship to Canada?"), ("agent", "Yes, in 5 days."))])
+    write(
+        folder / "b-sub" / "more.jsonl",
+        [record("c9", ("customer", "Do you ship to Canada?"), ("agent", "Yes, in 5 days."))],
+    )
     write(folder / "a.jsonl", GOOD)
-    (folder / "faq.csv").write_text("question,answer\nOpen on Sunday?,\"No, Monday to Saturday.\"\n")
-    write(folder / ".hidden.jsonl", [record("h1", ("customer", "hidden?"), ("agent", "never imported"))])
-    write(folder / ".cache" / "x.jsonl", [record("h2", ("customer", "cached?"), ("agent", "never imported"))])
+    (folder / "faq.csv").write_text('question,answer\nOpen on Sunday?,"No, Monday to Saturday."\n')
+    write(
+        folder / ".hidden.jsonl",
+        [record("h1", ("customer", "hidden?"), ("agent", "never imported"))],
+    )
+    write(
+        folder / ".cache" / "x.jsonl",
+        [record("h2", ("customer", "cached?"), ("agent", "never imported"))],
+    )
     (folder / "README.md").write_text("# not a transcript\n")
     result = runner.invoke(main, ["import", str(folder), "--json"], env=env)
     assert result.exit_code == 0, result.output
     summary = json.loads(result.stdout)
-    assert [f["path"] for f in summary["files"]] == [str(folder / "a.jsonl"), str(folder / "b-sub" / "more.jsonl"),
-                                                      str(folder / "faq.csv")]
+    assert [f["path"] for f in summary["files"]] == [
+        str(folder / "a.jsonl"),
+        str(folder / "b-sub" / "more.jsonl"),
+        str(folder / "faq.csv"),
+    ]
     assert [f["format"] for f in summary["files"]] == ["jsonl", "jsonl", "csv"]
     assert summary["conversations"] == 5 and summary["left_out"] == [str(folder / "README.md")]
     text = runner.invoke(main, ["import", str(folder)], env=env)

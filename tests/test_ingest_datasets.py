@@ -51,7 +51,9 @@ def test_all_transcripts_import_and_reimport_adds_nothing(migrated_database, sha
     assert summary.conversations > 7000
     with migrated_database.session() as session:
         counts = table_counts(session=session)
-    assert counts["conversations"] == summary.conversations and counts["messages"] == summary.messages
+    assert (
+        counts["conversations"] == summary.conversations and counts["messages"] == summary.messages
+    )
     assert counts["training_pairs"] == summary.pairs and counts["imports"] == len(files)
     again = import_paths(migrated_database, files)
     assert [f.status for f in again.files] == ["already_imported"] * len(files)
@@ -69,10 +71,14 @@ def test_no_twitter_email_address_survives(migrated_database, shared_datasets):
     summary = import_paths(migrated_database, [path])
     assert summary.redactions["email"] >= len(addresses)
     with migrated_database.session() as session:
-        stored = [json.dumps(p.context) + "\n" + p.target for p in session.scalars(select(TrainingPair))]
+        stored = [
+            json.dumps(p.context) + "\n" + p.target for p in session.scalars(select(TrainingPair))
+        ]
         stored += [m.text for m in session.scalars(select(Message))]
     assert len(stored) > 1000
     blob = "\n".join(stored).lower()
     assert not [a for a in addresses if a in blob]
     assert not EMAIL.search("\n".join(stored))
-    assert "<EMAIL>" in "\n".join(stored) and "https://" in blob  # placeholders in, support URLs kept
+    assert (
+        "<EMAIL>" in "\n".join(stored) and "https://" in blob
+    )  # placeholders in, support URLs kept

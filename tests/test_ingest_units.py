@@ -16,9 +16,19 @@ from chatbot.ingest.records import Problem
 from chatbot.ingest.redact import Redactor
 
 RECORDS = [
-    {"id": "c1", "source": "shop", "turns": [{"role": "customer", "text": "Où est ma commande NW-123456 ?"},
-                                             {"role": "agent", "text": "Elle arrive demain."}]},
-    {"id": "c2", "source": "shop", "turns": [{"role": "customer", "text": "hi"}, {"role": "agent", "text": "Hello!"}]},
+    {
+        "id": "c1",
+        "source": "shop",
+        "turns": [
+            {"role": "customer", "text": "Où est ma commande NW-123456 ?"},
+            {"role": "agent", "text": "Elle arrive demain."},
+        ],
+    },
+    {
+        "id": "c2",
+        "source": "shop",
+        "turns": [{"role": "customer", "text": "hi"}, {"role": "agent", "text": "Hello!"}],
+    },
 ]
 JSONL = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in RECORDS)
 
@@ -39,7 +49,12 @@ def test_every_supported_encoding_reads_the_same_records(tmp_path, encoding):
 
 def test_undecodable_bytes_name_the_line(tmp_path):
     path = tmp_path / "latin1.jsonl"
-    path.write_bytes(JSONL.encode("utf-8") + json.dumps({"id": "c3", "turns": []}, ensure_ascii=False).replace("[]", '"café"').encode("latin-1"))
+    path.write_bytes(
+        JSONL.encode("utf-8")
+        + json.dumps({"id": "c3", "turns": []}, ensure_ascii=False)
+        .replace("[]", '"café"')
+        .encode("latin-1")
+    )
     with pytest.raises(InputError) as err:
         list(iter_lines(path))
     assert err.value.line == 3
@@ -65,9 +80,23 @@ def test_detection_uses_content_not_the_file_name(tmp_path):
     samples = {
         "jsonl": JSONL,
         "csv": "text;reply\nwhere is it?;on its way\n",
-        "zendesk": json.dumps({"tickets": [{"id": 1, "requester_id": 5, "comments": [{"author_id": 5, "body": "hi"}]}]}, indent=2),
-        "intercom": json.dumps({"type": "conversation", "id": "9", "source": {"body": "<p>x</p>", "author": {"type": "user"}},
-                                "conversation_parts": {"conversation_parts": []}}) + "\n",
+        "zendesk": json.dumps(
+            {
+                "tickets": [
+                    {"id": 1, "requester_id": 5, "comments": [{"author_id": 5, "body": "hi"}]}
+                ]
+            },
+            indent=2,
+        ),
+        "intercom": json.dumps(
+            {
+                "type": "conversation",
+                "id": "9",
+                "source": {"body": "<p>x</p>", "author": {"type": "user"}},
+                "conversation_parts": {"conversation_parts": []},
+            }
+        )
+        + "\n",
         "chatwoot": json.dumps([{"id": 3, "messages": [{"content": "x", "message_type": 0}]}]),
     }
     for expected, text in samples.items():
@@ -86,7 +115,9 @@ def test_truncated_json_line_is_a_problem_with_its_line(tmp_path):
     path.write_text(JSONL + JSONL.splitlines()[0][:40] + "\n")
     items = parse(path, "jsonl")
     assert isinstance(items[-1], Problem)
-    assert items[-1].line == 3 and items[-1].kind == "invalid_json" and "cut short" in items[-1].reason
+    assert (
+        items[-1].line == 3 and items[-1].kind == "invalid_json" and "cut short" in items[-1].reason
+    )
 
 
 def test_redaction_replaces_pii_but_keeps_urls_and_order_numbers():
@@ -103,15 +134,24 @@ def test_redaction_replaces_pii_but_keeps_urls_and_order_numbers():
         "id 3348917502, see https://help.example.com/a/185111?x=1 ip 192.168.1.10 on 2004-11-15 costs 4.95"
     )
     assert counts == Counter(email=1, phone=2, card=1, handle=1)
-    assert Redactor(allowlist=["shop.example"]).redact("write to help@shop.example or me@x.org") == "write to help@shop.example or <EMAIL>"
-    assert Redactor(kinds=["email"]).redact("@bob +44 7700 900123 a@b.co") == "@bob +44 7700 900123 <EMAIL>"
+    assert (
+        Redactor(allowlist=["shop.example"]).redact("write to help@shop.example or me@x.org")
+        == "write to help@shop.example or <EMAIL>"
+    )
+    assert (
+        Redactor(kinds=["email"]).redact("@bob +44 7700 900123 a@b.co")
+        == "@bob +44 7700 900123 <EMAIL>"
+    )
 
 
 def test_trivial_replies_are_recognised():
     assert trivial_reason("You're welcome! Have a great day :)") == "greeting_or_signoff"
     assert trivial_reason("Thanks @bob ^JM") == "greeting_or_signoff"
     assert trivial_reason("   ") == "empty_target"
-    assert trivial_reason("Sorry to hear that! Please DM us your order number and we'll look into it.") == "dm_request_without_content"
+    assert (
+        trivial_reason("Sorry to hear that! Please DM us your order number and we'll look into it.")
+        == "dm_request_without_content"
+    )
     assert trivial_reason("That feature isn't available yet; DM us if it keeps crashing.") is None
     assert trivial_reason("DM us, or reset it here: https://help.example.com/reset") is None
     assert trivial_reason("No") is None  # an answer, not a greeting
@@ -119,26 +159,46 @@ def test_trivial_replies_are_recognised():
 
 
 def test_pairs_use_a_window_and_skip_agent_openings():
-    turns = [("agent", "Hi! How can I help?"), ("customer", "q1"), ("agent", "a1 long enough"), ("customer", "q2"),
-             ("agent", "a2 also fine"), ("customer", "q3"), ("agent", "a3 fine too")]
+    turns = [
+        ("agent", "Hi! How can I help?"),
+        ("customer", "q1"),
+        ("agent", "a1 long enough"),
+        ("customer", "q2"),
+        ("agent", "a2 also fine"),
+        ("customer", "q3"),
+        ("agent", "a3 fine too"),
+    ]
     pairs, skipped = build_pairs(turns, window=3)
     assert skipped == {"no_customer_message": 1}
     assert [p.turn_index for p in pairs] == [2, 4, 6]
-    assert pairs[2].context == [{"role": "customer", "text": "q2"}, {"role": "agent", "text": "a2 also fine"},
-                                {"role": "customer", "text": "q3"}]
+    assert pairs[2].context == [
+        {"role": "customer", "text": "q2"},
+        {"role": "agent", "text": "a2 also fine"},
+        {"role": "customer", "text": "q3"},
+    ]
     assert pairs[0].context[-1] == {"role": "customer", "text": "q1"}
 
 
 def test_near_duplicates_share_a_key():
-    a, _ = build_pairs([("customer", "Where is order 123?"), ("agent", "@ann It's on its way! ^JM")], window=4)
-    b, _ = build_pairs([("customer", "where is order 456"), ("agent", "@bob it's on its way")], window=4)
-    c, _ = build_pairs([("customer", "where is order 456"), ("agent", "It was cancelled.")], window=4)
+    a, _ = build_pairs(
+        [("customer", "Where is order 123?"), ("agent", "@ann It's on its way! ^JM")], window=4
+    )
+    b, _ = build_pairs(
+        [("customer", "where is order 456"), ("agent", "@bob it's on its way")], window=4
+    )
+    c, _ = build_pairs(
+        [("customer", "where is order 456"), ("agent", "It was cancelled.")], window=4
+    )
     assert a[0].content_hash == b[0].content_hash != c[0].content_hash
 
 
 def test_split_is_deterministic_and_roughly_proportional():
-    splits = [split_for("src", f"conv-{i}", val_fraction=0.1, test_fraction=0.1) for i in range(5000)]
-    again = [split_for("src", f"conv-{i}", val_fraction=0.1, test_fraction=0.1) for i in range(5000)]
+    splits = [
+        split_for("src", f"conv-{i}", val_fraction=0.1, test_fraction=0.1) for i in range(5000)
+    ]
+    again = [
+        split_for("src", f"conv-{i}", val_fraction=0.1, test_fraction=0.1) for i in range(5000)
+    ]
     assert splits == again
     share = Counter(splits)
     assert 350 < share["test"] < 650 and 350 < share["val"] < 650
@@ -146,5 +206,7 @@ def test_split_is_deterministic_and_roughly_proportional():
 
 def test_quality_labels():
     assert labels_from_meta({"quality": {"A": 1.0, "S": -0.5, "E": 0.5}, "intent": "x"}) == (
-        pytest.approx(1 / 3), {"intent": "x", "quality": {"A": 1.0, "S": -0.5, "E": 0.5}})
+        pytest.approx(1 / 3),
+        {"intent": "x", "quality": {"A": 1.0, "S": -0.5, "E": 0.5}},
+    )
     assert labels_from_meta({"file": "a.txt"}) == (None, {})

@@ -23,8 +23,12 @@ from tests.test_training_support import fill_pairs
 @pytest.fixture
 def job_settings(tmp_path, tiny_embedder_dir, tiny_reply_model_dir, monkeypatch):
     monkeypatch.setenv("OMP_NUM_THREADS", "1")  # the worker inherits it: two cores are shared
-    settings = load_settings(home=tmp_path / "home", embedder_path=tiny_embedder_dir,
-                             reply_model_path=tiny_reply_model_dir, training=FAST)
+    settings = load_settings(
+        home=tmp_path / "home",
+        embedder_path=tiny_embedder_dir,
+        reply_model_path=tiny_reply_model_dir,
+        training=FAST,
+    )
     ensure_home(settings)
     return settings
 
@@ -56,8 +60,14 @@ def _wait(database, job_id, until, timeout=240.0, every=0.2):
         if until(job):
             return job, seen
         if time.monotonic() > deadline:
-            log = open(job.log_path).read()[-3000:] if job.log_path and os.path.exists(job.log_path) else ""
-            pytest.fail(f"job {job_id} is still {job.status} ({job.progress.get('message')}) after {timeout}s\n{log}")
+            log = (
+                open(job.log_path).read()[-3000:]
+                if job.log_path and os.path.exists(job.log_path)
+                else ""
+            )
+            pytest.fail(
+                f"job {job_id} is still {job.status} ({job.progress.get('message')}) after {timeout}s\n{log}"
+            )
         time.sleep(every)
 
 
@@ -72,7 +82,9 @@ def _assert_gone(pid, timeout=15.0):
 def test_a_training_job_runs_in_its_own_process_with_progress_and_result(job_settings, store):
     from chatbot.models.versions import get_version
 
-    job_id = start_job(job_settings, store, "train", {"mode": "lora", "max_steps": 6}, created_by="ada")
+    job_id = start_job(
+        job_settings, store, "train", {"mode": "lora", "max_steps": 6}, created_by="ada"
+    )
     job = get_job(store, job_id)
     assert job.kind == "train" and job.created_by == "ada" and job.pid and job.pid != os.getpid()
     assert job.log_path == str(job_settings.home / "jobs" / f"{job_id}.log")
@@ -99,12 +111,17 @@ def test_cancelling_a_training_job_stops_its_process_and_a_second_is_refused(job
     job_id = start_job(job_settings, store, "train", {"max_steps": 400}, created_by="ada")
     job, _ = _wait(store, job_id, lambda j: j.progress.get("step", 0) >= 2 or not j.active)
     assert job.status == "running", job.error
-    with pytest.raises(JobError, match=f"a training run is already running \\(job {job_id}, started by ada"):
+    with pytest.raises(
+        JobError, match=f"a training run is already running \\(job {job_id}, started by ada"
+    ):
         start_job(job_settings, store, "train", {}, created_by="bob")
     cancel_job(store, job_id, by="ada")
     done, _ = _wait(store, job_id, lambda j: not j.active, timeout=60)
     assert done.status == "cancelled"
-    assert "can be resumed: chatbot train --resume" in done.result["message"] and done.result["cancelled_by"] == "ada"
+    assert (
+        "can be resumed: chatbot train --resume" in done.result["message"]
+        and done.result["cancelled_by"] == "ada"
+    )
     assert done.progress["phase"] == "cancelled" and 2 <= done.progress["step"] < 400
     _assert_gone(done.pid)
     with pytest.raises(JobError, match="already been cancelled"):
@@ -114,8 +131,8 @@ def test_cancelling_a_training_job_stops_its_process_and_a_second_is_refused(job
 
 
 def test_an_index_job_rebuilds_the_index(job_settings, store):
-    from chatbot.retrieval.versions import VersionStore
     from chatbot.retrieval.indexer import store_root
+    from chatbot.retrieval.versions import VersionStore
 
     job_id = start_job(job_settings, store, "index", {}, created_by="ada")
     done, _ = _wait(store, job_id, lambda j: not j.active)
@@ -135,7 +152,10 @@ def test_a_worker_that_died_is_shown_as_failed(job_settings, store):
         row.status, row.pid, row.log_path = "running", dead.pid, "/tmp/x.log"
         job_id = row.id
     job = get_job(store, job_id)
-    assert job.status == "failed" and job.error == "the worker process ended unexpectedly; see the log: /tmp/x.log"
+    assert (
+        job.status == "failed"
+        and job.error == "the worker process ended unexpectedly; see the log: /tmp/x.log"
+    )
     assert job.finished_at is not None
     with pytest.raises(JobError, match="already ended: failed"):
         cancel_job(store, job_id)
@@ -147,7 +167,9 @@ def test_one_job_of_a_kind_at_a_time_and_bad_parameters(job_settings, migrated_d
     db = migrated_database
     # A running job whose worker is this very process (alive, same host).
     with db.session() as session:
-        row = repo.insert_job(session=session, kind="index", params={"worker": worker_identity()}, created_by="ada")
+        row = repo.insert_job(
+            session=session, kind="index", params={"worker": worker_identity()}, created_by="ada"
+        )
         row.status, row.pid = "running", os.getpid()
     with pytest.raises(JobError, match="an? index rebuild is already running"):
         start_job(job_settings, db, "index", {})
@@ -166,12 +188,24 @@ def test_one_job_of_a_kind_at_a_time_and_bad_parameters(job_settings, migrated_d
 
 
 def test_the_worker_gets_the_parents_settings_exactly(job_settings, monkeypatch):
-    settings = job_settings.model_copy(update={"port": 8123, "web": job_settings.web.model_copy(
-        update={"session_secret": __import__("pydantic").SecretStr("s3cret")})})
-    monkeypatch.setenv("CHATBOT_JOB_SETTINGS", settings_payload(settings, "sqlite:////elsewhere/x.db"))
-    monkeypatch.setenv("CHATBOT_PORT", "9999")  # the parent's values win over the worker's environment
+    settings = job_settings.model_copy(
+        update={
+            "port": 8123,
+            "web": job_settings.web.model_copy(
+                update={"session_secret": __import__("pydantic").SecretStr("s3cret")}
+            ),
+        }
+    )
+    monkeypatch.setenv(
+        "CHATBOT_JOB_SETTINGS", settings_payload(settings, "sqlite:////elsewhere/x.db")
+    )
+    monkeypatch.setenv(
+        "CHATBOT_PORT", "9999"
+    )  # the parent's values win over the worker's environment
     got = settings_from_environment()
     assert got.port == 8123 and got.database_url == "sqlite:////elsewhere/x.db"
     assert got.web.session_secret.get_secret_value() == "s3cret"
     assert got.training == settings.training and got.reply_model_path == settings.reply_model_path
-    assert got.training.max_minutes is None  # None survives, which an environment variable cannot say
+    assert (
+        got.training.max_minutes is None
+    )  # None survives, which an environment variable cannot say

@@ -23,18 +23,38 @@ def run_apart(*args, **kwargs):
 
 
 def test_small_run_loses_and_duplicates_nothing(tmp_path, tiny_embedder_dir, tiny_reply_model_dir):
-    plan = Plan(customers=8, multi_tab_customers=2, tabs=2, messages=2, models="tiny", think_seconds=0.2,
-                message_timeout=90, time_limit=180)
-    results = run_apart(plan, tiny_dirs=(tiny_embedder_dir, tiny_reply_model_dir), model_cache=tmp_path / "models",
-                        report=lambda line: None)
+    plan = Plan(
+        customers=8,
+        multi_tab_customers=2,
+        tabs=2,
+        messages=2,
+        models="tiny",
+        think_seconds=0.2,
+        message_timeout=90,
+        time_limit=180,
+    )
+    results = run_apart(
+        plan,
+        tiny_dirs=(tiny_embedder_dir, tiny_reply_model_dir),
+        model_cache=tmp_path / "models",
+        report=lambda line: None,
+    )
     check, figures = results["store_check"], results["figures"]
     assert figures["messages_sent"] == (8 - 2 + 2 * 2) * 2
     assert check["sent"] == check["stored"] == figures["messages_sent"], check
-    assert (check["lost"], check["duplicated"], check["out_of_order"], check["misplaced"], check["turn_problems"]) == (
-        0, 0, 0, 0, 0), check["examples"]
+    assert (
+        check["lost"],
+        check["duplicated"],
+        check["out_of_order"],
+        check["misplaced"],
+        check["turn_problems"],
+    ) == (0, 0, 0, 0, 0), check["examples"]
     assert check["conversations"] == 8  # two tabs, one conversation
     assert figures["errors"] == 0, figures["error_examples"]
-    assert figures["latency_p50_s"] is not None and figures["latency_p95_s"] >= figures["latency_p50_s"]
+    assert (
+        figures["latency_p50_s"] is not None
+        and figures["latency_p95_s"] >= figures["latency_p50_s"]
+    )
     assert results["passed"]
 
 
@@ -52,11 +72,18 @@ def test_the_store_check_finds_lost_duplicated_misordered_and_misplaced_messages
 
     sent = [Sent(c, 0, 0, i, text(c, i), tokens[c], 0.0) for c in (0, 1) for i in range(3)]
     with database.session() as session:
-        stored = [(0, text(0, 0)), (0, text(0, 0)),        # m0 twice
-                  (0, text(0, 2)), (0, text(0, 1)),        # m2 before m1
-                  (1, text(1, 0)), (0, text(1, 2))]        # c1 m1 lost, c1 m2 in c0's conversation
+        stored = [
+            (0, text(0, 0)),
+            (0, text(0, 0)),  # m0 twice
+            (0, text(0, 2)),
+            (0, text(0, 1)),  # m2 before m1
+            (1, text(1, 0)),
+            (0, text(1, 2)),
+        ]  # c1 m1 lost, c1 m2 in c0's conversation
         for c, body in stored:
-            add_message(session=session, conversation_id=conversations[c], role="customer", text=body)
+            add_message(
+                session=session, conversation_id=conversations[c], role="customer", text=body
+            )
     check = check_store(database.url, sent, run_id)
     assert not check.clean
     assert [m.split(":")[0] for m in check.lost] == ["lost"] and text(1, 1) in check.lost[0]
@@ -67,12 +94,27 @@ def test_the_store_check_finds_lost_duplicated_misordered_and_misplaced_messages
 
 @pytest.mark.slow
 @pytest.mark.postgres
-def test_two_workers_on_postgresql_pick_up_a_new_index_version(postgres_url, tmp_path, tiny_embedder_dir,
-                                                                 tiny_reply_model_dir):
-    plan = Plan(customers=10, multi_tab_customers=3, tabs=2, messages=2, workers=2, models="tiny",
-                database_url=postgres_url, think_seconds=0.2, message_timeout=120, time_limit=300)
-    results = run_apart(plan, tiny_dirs=(tiny_embedder_dir, tiny_reply_model_dir), model_cache=tmp_path / "models",
-                  report=lambda line: None)
+def test_two_workers_on_postgresql_pick_up_a_new_index_version(
+    postgres_url, tmp_path, tiny_embedder_dir, tiny_reply_model_dir
+):
+    plan = Plan(
+        customers=10,
+        multi_tab_customers=3,
+        tabs=2,
+        messages=2,
+        workers=2,
+        models="tiny",
+        database_url=postgres_url,
+        think_seconds=0.2,
+        message_timeout=120,
+        time_limit=300,
+    )
+    results = run_apart(
+        plan,
+        tiny_dirs=(tiny_embedder_dir, tiny_reply_model_dir),
+        model_cache=tmp_path / "models",
+        report=lambda line: None,
+    )
     check = results["store_check"]
     assert check["clean"] and check["stored"] == check["sent"], check
     assert results["figures"]["errors"] == 0, results["figures"]["error_examples"]

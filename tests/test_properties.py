@@ -20,30 +20,66 @@ from hypothesis import HealthCheck, assume, example, given, settings
 from hypothesis import strategies as st
 
 from chatbot.ingest.importer import import_paths
-from chatbot.ingest.redact import CARD_RE, EMAIL_RE, PHONE_RE, Redactor, _looks_like_phone, card_brand_ok, luhn_ok
+from chatbot.ingest.redact import (
+    CARD_RE,
+    EMAIL_RE,
+    PHONE_RE,
+    Redactor,
+    _looks_like_phone,
+    card_brand_ok,
+    luhn_ok,
+)
 from chatbot.ingest.sanitize import clean_text
 from chatbot.store.conversations import table_counts
 
-FAST = settings(max_examples=60, deadline=None, database=None, print_blob=True, suppress_health_check=[HealthCheck.function_scoped_fixture,
-                                                                       HealthCheck.too_slow])
+FAST = settings(
+    max_examples=60,
+    deadline=None,
+    database=None,
+    print_blob=True,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
 
 # -- the importer ------------------------------------------------------------------------
 
 any_text = st.text(alphabet=st.characters(codec=None, exclude_categories=()), max_size=80)
-json_scalars = st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False, allow_infinity=False) | any_text
-json_values = st.recursive(json_scalars, lambda inner: st.lists(inner, max_size=3) | st.dictionaries(any_text, inner, max_size=3),
-                           max_leaves=8)
+json_scalars = (
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | any_text
+)
+json_values = st.recursive(
+    json_scalars,
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(any_text, inner, max_size=3),
+    max_leaves=8,
+)
 roles = st.sampled_from(["customer", "agent", "bot", "user", "assistant", "Customer", "", "robot"])
-turns = st.fixed_dictionaries({"role": roles, "text": any_text}) | st.dictionaries(any_text, json_values, max_size=3)
+turns = st.fixed_dictionaries({"role": roles, "text": any_text}) | st.dictionaries(
+    any_text, json_values, max_size=3
+)
 records = st.fixed_dictionaries(
     {"turns": st.lists(turns, max_size=5)},
-    optional={"id": any_text | st.integers(), "source": any_text, "meta": json_values | st.dictionaries(any_text, json_values)},
+    optional={
+        "id": any_text | st.integers(),
+        "source": any_text,
+        "meta": json_values | st.dictionaries(any_text, json_values),
+    },
 )
-good_records = st.fixed_dictionaries({
-    "id": any_text,
-    "turns": st.lists(st.fixed_dictionaries({"role": st.sampled_from(["customer", "agent"]), "text": any_text}),
-                      min_size=1, max_size=5),
-}, optional={"meta": st.dictionaries(any_text, json_values, max_size=3)})
+good_records = st.fixed_dictionaries(
+    {
+        "id": any_text,
+        "turns": st.lists(
+            st.fixed_dictionaries(
+                {"role": st.sampled_from(["customer", "agent"]), "text": any_text}
+            ),
+            min_size=1,
+            max_size=5,
+        ),
+    },
+    optional={"meta": st.dictionaries(any_text, json_values, max_size=3)},
+)
 
 
 def as_line(value) -> str:
@@ -69,13 +105,23 @@ def import_dir(tmp_path):
 
 @FAST
 @given(file_lines=files)
-@example(file_lines=['{"turns": [{"role": "customer", "text": "a\\u0000b\\ud800\\u001b[2J"}, {"role": "agent", "text": "ok\\u202e"}]}'])
+@example(
+    file_lines=[
+        '{"turns": [{"role": "customer", "text": "a\\u0000b\\ud800\\u001b[2J"}, {"role": "agent", "text": "ok\\u202e"}]}'
+    ]
+)
 @example(file_lines=["", "   ", "{}"])
 @example(file_lines=["[true]"])
 @example(file_lines=["[" * 100_000 + "]" * 100_000])
-@example(file_lines=['{"id": "deep", "turns": [{"role": "customer", "text": "hi"}, {"role": "agent", "text": "hello"}], '
-                     '"meta": {"a": ' + "[" * 900 + "]" * 900 + "}}"])
-def test_any_json_lines_file_imports_or_says_where_it_is_wrong(migrated_database, import_dir, file_lines):
+@example(
+    file_lines=[
+        '{"id": "deep", "turns": [{"role": "customer", "text": "hi"}, {"role": "agent", "text": "hello"}], '
+        '"meta": {"a": ' + "[" * 900 + "]" * 900 + "}}"
+    ]
+)
+def test_any_json_lines_file_imports_or_says_where_it_is_wrong(
+    migrated_database, import_dir, file_lines
+):
     path = import_dir / f"f{len(list(import_dir.glob('*.jsonl')))}.jsonl"
     path.write_text("\n".join(file_lines) + "\n", encoding="utf-8", errors="surrogatepass")
     summary = import_paths(migrated_database, [path], format="jsonl")
@@ -88,7 +134,11 @@ def test_any_json_lines_file_imports_or_says_where_it_is_wrong(migrated_database
     for problem in result.problems:
         assert problem.path == str(path) and str(problem).startswith(f"{path}")
         # A record of JSON Lines is named by its line; one of a JSON document by its number.
-        assert problem.line is not None or problem.index is not None or problem.kind == "unreadable_file", problem
+        assert (
+            problem.line is not None
+            or problem.index is not None
+            or problem.kind == "unreadable_file"
+        ), problem
         if json_lines and problem.kind != "unreadable_file" and result.status != "failed":
             assert problem.line is not None, problem
     with migrated_database.session() as session:
@@ -119,8 +169,16 @@ def test_a_file_of_good_records_imports_them_all(migrated_database, tmp_path):
     """The property above also holds trivially for a file that always fails; this one
     checks the importer does import well-formed records with hostile text."""
     path = tmp_path / "good.jsonl"
-    rows = [{"id": f"c{i}", "turns": [{"role": "customer", "text": f"question {i} \x1b[1m\u202e"},
-                                      {"role": "agent", "text": f"answer {i}\x00"}]} for i in range(5)]
+    rows = [
+        {
+            "id": f"c{i}",
+            "turns": [
+                {"role": "customer", "text": f"question {i} \x1b[1m\u202e"},
+                {"role": "agent", "text": f"answer {i}\x00"},
+            ],
+        }
+        for i in range(5)
+    ]
     path.write_text("\n".join(json.dumps(r) for r in rows), encoding="utf-8")
     summary = import_paths(migrated_database, [path])
     assert (summary.conversations, summary.messages) == (5, 10) and not summary.files[0].problems

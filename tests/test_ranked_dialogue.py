@@ -30,7 +30,9 @@ def tiny_ranker_dir(tmp_path_factory, tiny_embedder_dir):
     model, _ = base_model(settings, "cpu")
     import torch
 
-    with torch.no_grad():  # a sharper head than the fresh one, so that candidates' probabilities differ clearly
+    with (
+        torch.no_grad()
+    ):  # a sharper head than the fresh one, so that candidates' probabilities differ clearly
         for name, parameter in model.model.named_parameters():
             if "classifier" in name and parameter.dim() == 2:
                 parameter.mul_(300.0)
@@ -56,8 +58,17 @@ def shop(tiny_settings, migrated_database):
 
 
 def manager(settings, database, retriever, ranker, **overrides):
-    dialogue = settings.dialogue.model_copy(update={"generate": False, "cache_enabled": False, **overrides})
-    return DialogueManager(dialogue, database, retriever, None, PromptFormat.from_settings(settings.prompt), ranker=ranker)
+    dialogue = settings.dialogue.model_copy(
+        update={"generate": False, "cache_enabled": False, **overrides}
+    )
+    return DialogueManager(
+        dialogue,
+        database,
+        retriever,
+        None,
+        PromptFormat.from_settings(settings.prompt),
+        ranker=ranker,
+    )
 
 
 def test_the_rankers_favourite_is_sent_with_its_probability_as_confidence(shop, tiny_ranker_dir):
@@ -66,37 +77,52 @@ def test_the_rankers_favourite_is_sent_with_its_probability_as_confidence(shop, 
     reply = manager(settings, database, retriever, ranker).respond(ORDER_Q)
     scored = [c for c in reply.candidates if "score" in c and "blocked" not in c]
     assert len(scored) >= 2
-    probabilities = ranker.score([{"role": "customer", "text": ORDER_Q}], [c["text"] for c in scored])
+    probabilities = ranker.score(
+        [{"role": "customer", "text": ORDER_Q}], [c["text"] for c in scored]
+    )
     for candidate, p in zip(scored, probabilities):
         assert candidate["components"]["ranker"] == pytest.approx(p, abs=1e-4)
         assert "critique" in candidate["components"]  # the hand-set score is kept beside it
     best = max(range(len(scored)), key=lambda i: probabilities[i])
-    assert reply.text == scored[best]["text"] and reply.confidence == pytest.approx(probabilities[best], abs=1e-4)
+    assert reply.text == scored[best]["text"] and reply.confidence == pytest.approx(
+        probabilities[best], abs=1e-4
+    )
     assert reply.decision == "answer"  # thresholds of 0 on the ranker's scale
 
 
 def test_thresholds_come_from_the_rankers_validation_picks(shop, tiny_ranker_dir):
     settings, database, retriever = shop
-    strict = ranker_with(tiny_ranker_dir, {"0.05": 0.999, "0.1": 0.999, "0.25": 0.9999, "0.5": 0.9999})
+    strict = ranker_with(
+        tiny_ranker_dir, {"0.05": 0.999, "0.1": 0.999, "0.25": 0.9999, "0.5": 0.9999}
+    )
     reply = manager(settings, database, retriever, strict).respond(ORDER_Q)
     assert (reply.decision, reply.reason) == ("handoff", "low_confidence")
     # the same candidates and scores with the critique's own thresholds when the ranker recorded none
     unknown = ranker_with(tiny_ranker_dir, None)
-    reply = manager(settings, database, retriever, unknown, handoff_threshold=0.0, answer_threshold=0.0).respond(ORDER_Q)
+    reply = manager(
+        settings, database, retriever, unknown, handoff_threshold=0.0, answer_threshold=0.0
+    ).respond(ORDER_Q)
     assert reply.decision == "answer"
 
 
 def test_a_round_that_lowers_the_rankers_score_stops_refinement(tiny_ranker_dir):
     ranker = ranker_with(tiny_ranker_dir, None)
     context = [{"role": "customer", "text": "Where is my parcel?"}]
-    texts = ["You can track your parcel under Orders.", "Sorry, no.", "Please wait.", "Thanks for asking about it."]
+    texts = [
+        "You can track your parcel under Orders.",
+        "Sorry, no.",
+        "Please wait.",
+        "Thanks for asking about it.",
+    ]
     probability = dict(zip(texts, ranker.score(context, texts)))
     ordered = sorted(texts, key=probability.get, reverse=True)
     draft_text, worse = ordered[0], ordered[-1]  # the revision scores below the draft
     asked = []
 
     def score(text: str) -> Critique:
-        return Critique(probability.get(text) or ranker.score(context, [text])[0], {}, ["could be better"])
+        return Critique(
+            probability.get(text) or ranker.score(context, [text])[0], {}, ["could be better"]
+        )
 
     def revise(earlier):
         asked.append(len(earlier))
@@ -112,25 +138,44 @@ def test_a_degenerate_revision_stops_refinement_and_never_wins(tiny_ranker_dir):
     def score(text: str) -> Critique:
         return Critique(0.9 if "sorry" in text.lower() else 0.2, {}, ["could be better"])
 
-    result = refine(lambda: "Your parcel is on its way.", lambda earlier: "We are sorry. We are sorry.", score,
-                    max_rounds=3, min_improvement=0.0,
-                    degenerate=lambda text: "a sentence is repeated" if text.count("sorry") > 1 else None)
+    result = refine(
+        lambda: "Your parcel is on its way.",
+        lambda earlier: "We are sorry. We are sorry.",
+        score,
+        max_rounds=3,
+        min_improvement=0.0,
+        degenerate=lambda text: "a sentence is repeated" if text.count("sorry") > 1 else None,
+    )
     assert result.stopped == "degenerate" and result.best.text == "Your parcel is on its way."
     assert "degenerate: a sentence is repeated" in result.trace[-1].issues
 
 
-@pytest.mark.parametrize("bad", [
-    "We are sorry for the trouble. We are sorry for the trouble.",
-    ORDER_Q,  # the customer's own words back
-])
+@pytest.mark.parametrize(
+    "bad",
+    [
+        "We are sorry for the trouble. We are sorry for the trouble.",
+        ORDER_Q,  # the customer's own words back
+    ],
+)
 def test_a_degenerate_past_answer_is_never_sent(tiny_settings, migrated_database, bad):
     rows = [(ORDER_Q, bad, "imported", "delivery"), *SHOP[1:5]]
     seed_shop(migrated_database, rows)
     retriever = build_retriever(tiny_settings, migrated_database)
-    dialogue = tiny_settings.dialogue.model_copy(update={
-        "generate": False, "cache_enabled": False, "handoff_threshold": 0.0, "answer_threshold": 0.0})
-    reply = DialogueManager(dialogue, migrated_database, retriever, None,
-                            PromptFormat.from_settings(tiny_settings.prompt)).respond(ORDER_Q)
+    dialogue = tiny_settings.dialogue.model_copy(
+        update={
+            "generate": False,
+            "cache_enabled": False,
+            "handoff_threshold": 0.0,
+            "answer_threshold": 0.0,
+        }
+    )
+    reply = DialogueManager(
+        dialogue,
+        migrated_database,
+        retriever,
+        None,
+        PromptFormat.from_settings(tiny_settings.prompt),
+    ).respond(ORDER_Q)
     assert bad not in (reply.text, reply.shown_text)
     blocked = [c for c in reply.candidates if str(c.get("blocked", "")).startswith("degenerate: ")]
     assert [c["text"] for c in blocked] == [bad]
@@ -147,5 +192,7 @@ def test_a_failing_ranker_falls_back_to_the_critique(shop):
 
     reply = manager(settings, database, retriever, Broken()).respond(ORDER_Q)
     without = manager(settings, database, retriever, None).respond(ORDER_Q)
-    assert reply.decision == without.decision and reply.text == without.text  # critique scores and thresholds
+    assert (
+        reply.decision == without.decision and reply.text == without.text
+    )  # critique scores and thresholds
     assert all("ranker" not in c.get("components", {}) for c in reply.candidates)

@@ -20,21 +20,81 @@ from chatbot.config import ensure_home, load_settings
 # Fifteen topics, each with its own answer; the agent's words echo the customer's, as
 # real answers do, so the ranker has something to learn in a few seconds.
 TOPICS = [
-    ("kettle", "leaks water", "A kettle that leaks water is covered by the warranty: we send a new kettle at once."),
-    ("password", "reset mail never arrives", "Password reset mails sometimes land in spam; ask for a new reset mail on the sign-in page."),
-    ("parcel", "shows delivered but is missing", "A parcel shown as delivered but missing is traced with the courier within two days."),
-    ("voucher", "code is rejected at checkout", "Voucher codes are rejected when the basket is under the minimum; add items and the voucher works."),
-    ("invoice", "has the wrong address", "We reissue the invoice with the right address; reply with the address for the invoice."),
-    ("blender", "blade is broken", "A broken blender blade is a spare part: we post a new blade free of charge."),
-    ("subscription", "renewed without asking", "Subscriptions renew each year; we cancel the renewal and refund the subscription fee."),
-    ("sofa", "arrived with a torn cushion", "A torn sofa cushion is replaced: our furniture team brings a new cushion for the sofa."),
-    ("newsletter", "keeps coming after unsubscribing", "Newsletter unsubscribes take two days; after that no newsletter reaches you."),
-    ("gift card", "balance is zero", "A gift card balance of zero means it was spent; send the gift card number and we check the balance."),
-    ("headphones", "only play on one side", "Headphones playing on one side need a firmware update; update the headphones in the app."),
-    ("bike", "is missing its pedals", "Bike pedals ship in a separate small box inside the bike carton; look for the pedals box."),
-    ("lamp", "flickers all the time", "A flickering lamp usually has a loose bulb; tighten the bulb or we swap the lamp."),
-    ("account", "was locked after login attempts", "Accounts lock after five wrong logins; the account unlocks itself after one hour."),
-    ("umbrella", "snapped in the wind", "An umbrella that snapped in the wind is covered for one year; we replace the umbrella."),
+    (
+        "kettle",
+        "leaks water",
+        "A kettle that leaks water is covered by the warranty: we send a new kettle at once.",
+    ),
+    (
+        "password",
+        "reset mail never arrives",
+        "Password reset mails sometimes land in spam; ask for a new reset mail on the sign-in page.",
+    ),
+    (
+        "parcel",
+        "shows delivered but is missing",
+        "A parcel shown as delivered but missing is traced with the courier within two days.",
+    ),
+    (
+        "voucher",
+        "code is rejected at checkout",
+        "Voucher codes are rejected when the basket is under the minimum; add items and the voucher works.",
+    ),
+    (
+        "invoice",
+        "has the wrong address",
+        "We reissue the invoice with the right address; reply with the address for the invoice.",
+    ),
+    (
+        "blender",
+        "blade is broken",
+        "A broken blender blade is a spare part: we post a new blade free of charge.",
+    ),
+    (
+        "subscription",
+        "renewed without asking",
+        "Subscriptions renew each year; we cancel the renewal and refund the subscription fee.",
+    ),
+    (
+        "sofa",
+        "arrived with a torn cushion",
+        "A torn sofa cushion is replaced: our furniture team brings a new cushion for the sofa.",
+    ),
+    (
+        "newsletter",
+        "keeps coming after unsubscribing",
+        "Newsletter unsubscribes take two days; after that no newsletter reaches you.",
+    ),
+    (
+        "gift card",
+        "balance is zero",
+        "A gift card balance of zero means it was spent; send the gift card number and we check the balance.",
+    ),
+    (
+        "headphones",
+        "only play on one side",
+        "Headphones playing on one side need a firmware update; update the headphones in the app.",
+    ),
+    (
+        "bike",
+        "is missing its pedals",
+        "Bike pedals ship in a separate small box inside the bike carton; look for the pedals box.",
+    ),
+    (
+        "lamp",
+        "flickers all the time",
+        "A flickering lamp usually has a loose bulb; tighten the bulb or we swap the lamp.",
+    ),
+    (
+        "account",
+        "was locked after login attempts",
+        "Accounts lock after five wrong logins; the account unlocks itself after one hour.",
+    ),
+    (
+        "umbrella",
+        "snapped in the wind",
+        "An umbrella that snapped in the wind is covered for one year; we replace the umbrella.",
+    ),
 ]
 QUESTIONS = [
     "Hi, my {thing} {problem}. What now?",
@@ -43,19 +103,31 @@ QUESTIONS = [
     "Good morning. Quick one: {thing} {problem} - please advise",
 ]
 OPENERS = ["", "Thanks for getting in touch. ", "Sorry about that! ", "Hello, thanks for writing. "]
-FOLLOW_UP = ("Thanks. And how long will the {thing} take?", "For the {thing} that usually takes {days} working days.")
+FOLLOW_UP = (
+    "Thanks. And how long will the {thing} take?",
+    "For the {thing} that usually takes {days} working days.",
+)
 
 
 def write_transcripts(path: Path, topics=TOPICS, per_topic: int = 4) -> Path:
     rows = []
     for t, (thing, problem, answer) in enumerate(topics):
         for v in range(per_topic):
-            turns = [{"role": "customer", "text": QUESTIONS[v % len(QUESTIONS)].format(thing=thing, problem=problem)},
-                     {"role": "agent", "text": OPENERS[v % len(OPENERS)] + answer}]
+            turns = [
+                {
+                    "role": "customer",
+                    "text": QUESTIONS[v % len(QUESTIONS)].format(thing=thing, problem=problem),
+                },
+                {"role": "agent", "text": OPENERS[v % len(OPENERS)] + answer},
+            ]
             if v == 1 and t < 3:  # a few conversations go on: the ranker reads the history too
-                turns += [{"role": "customer", "text": FOLLOW_UP[0].format(thing=thing)},
-                          {"role": "agent", "text": FOLLOW_UP[1].format(thing=thing, days=2 + t % 5)}]
-            rows.append({"id": f"conv-{t}-{v}", "source": "shop", "turns": turns, "meta": {"topic": thing}})
+                turns += [
+                    {"role": "customer", "text": FOLLOW_UP[0].format(thing=thing)},
+                    {"role": "agent", "text": FOLLOW_UP[1].format(thing=thing, days=2 + t % 5)},
+                ]
+            rows.append(
+                {"id": f"conv-{t}-{v}", "source": "shop", "turns": turns, "meta": {"topic": thing}}
+            )
     random.Random(0).shuffle(rows)
     path.write_text("".join(json.dumps(r) + "\n" for r in rows))
     return path
@@ -63,12 +135,24 @@ def write_transcripts(path: Path, topics=TOPICS, per_topic: int = 4) -> Path:
 
 # A tiny cross-encoder from random weights needs a high learning rate and many
 # small steps (measured: 675 steps, preference 0.49 -> 0.88); the clock is not the limit.
-TINY_RANKER = {"learning_rate": 3e-3, "epochs": 25, "batch_size": 8, "max_length": 96, "max_minutes": None,
-               "min_pairs": 20, "min_val_pairs": 2, "negatives": 3, "retrieve_k": 6, "warmup_fraction": 0.05}
+TINY_RANKER = {
+    "learning_rate": 3e-3,
+    "epochs": 25,
+    "batch_size": 8,
+    "max_length": 96,
+    "max_minutes": None,
+    "min_pairs": 20,
+    "min_val_pairs": 2,
+    "negatives": 3,
+    "retrieve_k": 6,
+    "warmup_fraction": 0.05,
+}
 
 
 def _settings(tiny_settings, **ranker):
-    return tiny_settings.model_copy(update={"ranker": tiny_settings.ranker.model_copy(update={**TINY_RANKER, **ranker})})
+    return tiny_settings.model_copy(
+        update={"ranker": tiny_settings.ranker.model_copy(update={**TINY_RANKER, **ranker})}
+    )
 
 
 @pytest.fixture
@@ -111,12 +195,17 @@ def preference_rate(ranker, pairs) -> float:
 def test_query_text_puts_the_message_first_and_tags_earlier_turns():
     from chatbot.ranking.model import query_text
 
-    context = [{"role": "customer", "text": "I ordered a kettle"}, {"role": "agent", "text": "Thanks, which one?"},
-               {"role": "customer", "text": "The red one. It leaks."}]
+    context = [
+        {"role": "customer", "text": "I ordered a kettle"},
+        {"role": "agent", "text": "Thanks, which one?"},
+        {"role": "customer", "text": "The red one. It leaks."},
+    ]
     assert query_text(context, 0) == "The red one. It leaks."
     assert query_text(context, 1) == "The red one. It leaks.\n\nearlier:\nagent: Thanks, which one?"
-    assert query_text(context, 5) == ("The red one. It leaks.\n\nearlier:\nagent: Thanks, which one?\n"
-                                      "customer: I ordered a kettle")
+    assert query_text(context, 5) == (
+        "The red one. It leaks.\n\nearlier:\nagent: Thanks, which one?\n"
+        "customer: I ordered a kettle"
+    )
     assert query_text([], 2) == ""
 
 
@@ -129,26 +218,41 @@ def test_training_learns_to_prefer_the_true_reply_and_records_the_version(shop):
     settings, database, retriever = shop
     data = load_pairs(settings, database)
     assert len(data.train) >= 30 and data.val
-    before = preference_rate(Ranker(base_model(settings, "cpu")[0], "untrained", history_turns=2), data.train)
+    before = preference_rate(
+        Ranker(base_model(settings, "cpu")[0], "untrained", history_turns=2), data.train
+    )
 
     events = []
     started = time.monotonic()
-    result = train_ranker(settings, database, retriever, progress=events.append, reply_version="base")
+    result = train_ranker(
+        settings, database, retriever, progress=events.append, reply_version="base"
+    )
     seconds = time.monotonic() - started
-    print(f"tiny ranker: {seconds:.1f}s in all, {result.metrics['train_seconds']:.1f}s training, "
-          f"{result.metrics['steps']} steps, preference before {before:.2f}")
+    print(
+        f"tiny ranker: {seconds:.1f}s in all, {result.metrics['train_seconds']:.1f}s training, "
+        f"{result.metrics['steps']} steps, preference before {before:.2f}"
+    )
 
     ranker = Ranker.load(result.path)
     after = preference_rate(ranker, data.train)
     print(f"preference after {after:.2f}; validation: {result.why}")
     assert after >= 0.8 and after > before + 0.15
     held_out = preference_rate(ranker, data.val)
-    assert held_out >= 0.6, held_out  # other conversations on the same topics, never seen in training
+    assert held_out >= 0.6, (
+        held_out
+    )  # other conversations on the same topics, never seen in training
 
     m = result.metrics
     assert m["positives"] == len(data.train) and m["hard_negatives"] > 0 and m["steps"] > 0
     assert m["stopped_because"] == "epochs" and m["val_pairs_scored"] > 0
-    for key in ("rouge_l_retrieval", "rouge_l_ranker", "gain", "gain_stderr", "true_reply_mrr", "train_seconds"):
+    for key in (
+        "rouge_l_retrieval",
+        "rouge_l_ranker",
+        "gain",
+        "gain_stderr",
+        "true_reply_mrr",
+        "train_seconds",
+    ):
         assert key in m, key
     assert 0 < m["true_reply_mrr"] <= 1
     assert result.kept == (m["gain"] > 0 and m["gain"] > 2.0 * m["gain_stderr"])
@@ -160,7 +264,9 @@ def test_training_learns_to_prefer_the_true_reply_and_records_the_version(shop):
     assert path.parent == settings.versions_dir and path.name.startswith("ranker-")
     assert not list(settings.versions_dir.glob(".*.tmp"))
     meta = json.loads((path / "meta.json").read_text())
-    assert meta["kind"] == "ranker" and meta["name"] == result.name and meta["reply_version"] == "base"
+    assert (
+        meta["kind"] == "ranker" and meta["name"] == result.name and meta["reply_version"] == "base"
+    )
     assert meta["base_embedder"] == str(settings.embedder_path)
     assert meta["data"]["train_pairs"] == len(data.train) and meta["settings"]["history_turns"] == 2
     assert set(meta["val_pick_probability"]) == {"0.05", "0.1", "0.25", "0.5"}
@@ -169,7 +275,10 @@ def test_training_learns_to_prefer_the_true_reply_and_records_the_version(shop):
     assert ranker.name == result.name and ranker.val_pick_probability == q
     version = get_version(database, result.name)
     assert version.kind == "ranker" and version.path == result.path
-    assert version.status == ("promoted" if result.kept else "candidate") and result.promoted == result.kept
+    assert (
+        version.status == ("promoted" if result.kept else "candidate")
+        and result.promoted == result.kept
+    )
     assert version.evaluation["kept"] == result.kept
     assert [v.name for v in list_versions(database, kind="ranker")] == [result.name]
     assert list_versions(database) == []  # no reply-model version was made
@@ -182,9 +291,13 @@ def test_training_learns_to_prefer_the_true_reply_and_records_the_version(shop):
     assert promoted_version(database, "ranker").name == result.name
     served = promoted_ranker(settings, database)
     assert served is not None and served.name == result.name
-    scores = served.score(data.train[0].context, [data.train[0].target, "Bike pedals ship in a separate box."])
+    scores = served.score(
+        data.train[0].context, [data.train[0].target, "Bike pedals ship in a separate box."]
+    )
     assert len(scores) == 2 and all(0 <= s <= 1 for s in scores)
-    off = settings.model_copy(update={"ranker": settings.ranker.model_copy(update={"enabled": False})})
+    off = settings.model_copy(
+        update={"ranker": settings.ranker.model_copy(update={"enabled": False})}
+    )
     assert promoted_ranker(off, database) is None
 
 
@@ -195,14 +308,21 @@ def test_too_few_pairs_is_a_clear_error_from_the_library_and_the_cli(shop):
 
     settings, database, retriever = shop
     strict = _settings(settings, min_pairs=10_000)
-    with pytest.raises(RankerError, match=r"too few pairs to train a ranker: \d+ train pairs \(need 10000\)"):
+    with pytest.raises(
+        RankerError, match=r"too few pairs to train a ranker: \d+ train pairs \(need 10000\)"
+    ):
         train_ranker(strict, database, retriever)
-    env = {"CHATBOT_HOME": str(settings.home), "CHATBOT_EMBEDDER_PATH": str(settings.embedder_path),
-           "CHATBOT_RANKER__MIN_PAIRS": "10000"}
+    env = {
+        "CHATBOT_HOME": str(settings.home),
+        "CHATBOT_EMBEDDER_PATH": str(settings.embedder_path),
+        "CHATBOT_RANKER__MIN_PAIRS": "10000",
+    }
     result = CliRunner().invoke(main, ["ranker", "train"], env=env)
     assert result.exit_code == 1 and "too few pairs to train a ranker" in result.output
     listed = CliRunner().invoke(main, ["ranker", "list", "--json"], env=env)
-    assert listed.exit_code == 0 and json.loads(listed.stdout)["versions"] == []  # nothing was written
+    assert (
+        listed.exit_code == 0 and json.loads(listed.stdout)["versions"] == []
+    )  # nothing was written
 
 
 @pytest.mark.parametrize("damage", ["missing", "no_meta", "not_a_ranker", "no_weights"])
@@ -236,12 +356,23 @@ def _reject(database, question: str, suggestion: str) -> None:
         agent = User(username="alice", password_hash="not-a-real-hash", role="agent")
         session.add(agent)
         conversation = start_conversation(session=session)
-        asked = add_message(session=session, conversation_id=conversation.id, role="customer", text=question)
-        reply = DialogueReply(conversation_id=conversation.id, message_id=asked.id, decision="held", reason="held",
-                              text=suggestion, review_status="pending")
+        asked = add_message(
+            session=session, conversation_id=conversation.id, role="customer", text=question
+        )
+        reply = DialogueReply(
+            conversation_id=conversation.id,
+            message_id=asked.id,
+            decision="held",
+            reason="held",
+            text=suggestion,
+            review_status="pending",
+        )
         session.add(reply)
         session.flush()
-        reply_id, actor = reply.id, type("Actor", (), {"id": agent.id, "username": agent.username})()
+        reply_id, actor = (
+            reply.id,
+            type("Actor", (), {"id": agent.id, "username": agent.username})(),
+        )
     review.reject(database, reply_id, actor, "wrong answer")
 
 
@@ -256,7 +387,9 @@ def test_rejected_suggestions_become_negatives_for_their_conversation(shop):
     assert len(rejections) == 1
     context, text = rejections[0]
     assert context == [{"role": "customer", "text": question}]
-    assert "Samir" not in text and "{customer_name}" in text  # read in slotted form, like every other reply
+    assert (
+        "Samir" not in text and "{customer_name}" in text
+    )  # read in slotted form, like every other reply
 
     data = load_pairs(settings, database)
     examples, counts = build_examples(data.train, retriever, settings.ranker, rejections=rejections)
@@ -274,7 +407,12 @@ def _untrained_version(settings, name: str = "ranker-test") -> Path:
     from chatbot.ranking.train import base_model, write_version
 
     model, _ = base_model(settings, "cpu")
-    return write_version(model, {"kind": "ranker", "name": name, "query": {"history_turns": 1}}, settings.versions_dir, name)
+    return write_version(
+        model,
+        {"kind": "ranker", "name": name, "query": {"history_turns": 1}},
+        settings.versions_dir,
+        name,
+    )
 
 
 def test_serving_keeps_its_ranker_when_the_promoted_one_is_damaged(shop):
@@ -286,12 +424,16 @@ def test_serving_keeps_its_ranker_when_the_promoted_one_is_damaged(shop):
 
     def serve(name):
         path = _untrained_version(settings, name)
-        register_version(database, name=name, path=path, settings={}, data_snapshot={}, metrics={}, kind="ranker")
+        register_version(
+            database, name=name, path=path, settings={}, data_snapshot={}, metrics={}, kind="ranker"
+        )
         promote(database, name)
         return path
 
     source = RankerSource(settings, database, check_interval=0)
-    assert source.get() is None and promoted_ranker(settings, database) is None  # nothing promoted yet
+    assert (
+        source.get() is None and promoted_ranker(settings, database) is None
+    )  # nothing promoted yet
     first = serve("ranker-a")
     ranker = Ranker.load(first)
     assert ranker.name == "ranker-a" and ranker.history_turns == 1
@@ -301,9 +443,13 @@ def test_serving_keeps_its_ranker_when_the_promoted_one_is_damaged(shop):
     path = serve("ranker-b")
     weights = path / "model.safetensors"
     weights.write_bytes(weights.read_bytes()[:1000])  # a disk that filled up, a copy cut short
-    with pytest.raises(ModelUnavailableError, match=rf"cannot load the ranker from {path}.*chatbot ranker train"):
+    with pytest.raises(
+        ModelUnavailableError, match=rf"cannot load the ranker from {path}.*chatbot ranker train"
+    ):
         Ranker.load(path)
-    with pytest.raises(ModelUnavailableError, match="the promoted ranker 'ranker-b' cannot be loaded"):
+    with pytest.raises(
+        ModelUnavailableError, match="the promoted ranker 'ranker-b' cannot be loaded"
+    ):
         promoted_ranker(settings, database)
     # Serving keeps the ranker it has and says why; one that has none serves without.
     assert source.get().name == "ranker-a" and "ranker-b" in source.error
@@ -317,7 +463,9 @@ def test_serving_keeps_its_ranker_when_the_promoted_one_is_damaged(shop):
     with pytest.raises(ModelUnavailableError, match="has no meta.json"):
         Ranker.load(path)
     shutil.rmtree(path)
-    with pytest.raises(ModelUnavailableError, match=r"does not exist; train one: chatbot ranker train"):
+    with pytest.raises(
+        ModelUnavailableError, match=r"does not exist; train one: chatbot ranker train"
+    ):
         Ranker.load(path)
 
 
@@ -325,9 +473,13 @@ def test_the_cli_trains_lists_promotes_and_rolls_back(shop):
     from chatbot.cli import main
 
     settings, database, _ = shop
-    env = {"CHATBOT_HOME": str(settings.home), "CHATBOT_EMBEDDER_PATH": str(settings.embedder_path),
-           "CHATBOT_RANKER__MIN_PAIRS": "20", "CHATBOT_RANKER__MAX_LENGTH": "64",
-           "CHATBOT_RANKER__MIN_GAIN_STDERRS": "1000"}  # never kept: promotion is by hand below
+    env = {
+        "CHATBOT_HOME": str(settings.home),
+        "CHATBOT_EMBEDDER_PATH": str(settings.embedder_path),
+        "CHATBOT_RANKER__MIN_PAIRS": "20",
+        "CHATBOT_RANKER__MAX_LENGTH": "64",
+        "CHATBOT_RANKER__MIN_GAIN_STDERRS": "1000",
+    }  # never kept: promotion is by hand below
 
     def run(*args):
         return CliRunner().invoke(main, ["ranker", *args], env=env, catch_exceptions=False)
@@ -341,18 +493,26 @@ def test_the_cli_trains_lists_promotes_and_rolls_back(shop):
 
     listed = json.loads(run("list", "--json").stdout)
     assert listed["serving"] is None and [v["name"] for v in listed["versions"]] == [out["name"]]
-    assert listed["versions"][0]["kind"] == "ranker" and listed["versions"][0]["status"] == "candidate"
+    assert (
+        listed["versions"][0]["kind"] == "ranker" and listed["versions"][0]["status"] == "candidate"
+    )
     assert out["name"] in run("list").stdout
 
     refused = run("promote", out["name"])
-    assert refused.exit_code == 1 and "not promoted: not kept" in refused.output and "--force" in refused.output
+    assert (
+        refused.exit_code == 1
+        and "not promoted: not kept" in refused.output
+        and "--force" in refused.output
+    )
     assert run("promote", out["name"], "--force").exit_code == 0
     assert json.loads(run("list", "--json").stdout)["serving"] == out["name"]
     back = json.loads(run("rollback", "--json").stdout)
     assert back == {"retired": out["name"], "serving": None}
 
     text = run("train", "--max-steps", "1")
-    assert text.exit_code == 0 and "not kept" in text.stdout and "ROUGE-L of the pick" in text.stdout
+    assert (
+        text.exit_code == 0 and "not kept" in text.stdout and "ROUGE-L of the pick" in text.stdout
+    )
 
 
 @pytest.mark.slow
@@ -368,7 +528,9 @@ def test_a_ranker_from_the_real_minilm_prefers_true_replies_on_the_demo_shop(tmp
     from chatbot.store.migrations import upgrade
     from tests.conftest import REPO
 
-    settings = load_settings(home=tmp_path / "home", ranker={"max_minutes": None, "max_steps": 100, "max_length": 128})
+    settings = load_settings(
+        home=tmp_path / "home", ranker={"max_minutes": None, "max_steps": 100, "max_length": 128}
+    )
     ensure_home(settings)
     upgrade(settings.resolved_database_url)
     database = Database(settings.resolved_database_url)
@@ -394,9 +556,11 @@ def test_a_ranker_from_the_real_minilm_prefers_true_replies_on_the_demo_shop(tmp
         started = time.monotonic()
         result = train_ranker(settings, database, retriever)
         m = result.metrics
-        print(f"MiniLM ranker: {time.monotonic() - started:.0f}s in all, {m['train_seconds']:.0f}s training, "
-              f"{m['steps']} steps on {m['examples']} examples; {result.why}; MRR of the true reply "
-              f"{m['true_reply_mrr']:.3f} among {m['true_reply_candidates']:.1f}")
+        print(
+            f"MiniLM ranker: {time.monotonic() - started:.0f}s in all, {m['train_seconds']:.0f}s training, "
+            f"{m['steps']} steps on {m['examples']} examples; {result.why}; MRR of the true reply "
+            f"{m['true_reply_mrr']:.3f} among {m['true_reply_candidates']:.1f}"
+        )
         after = rate(Ranker.load(result.path), data.val)
         print(f"held-out preference for the true reply: before {before:.2f}, after {after:.2f}")
         assert after >= 0.8 and after > before + 0.1

@@ -38,6 +38,8 @@ def test_smollm2_is_converted_once_then_reused(settings):
     assert second.seconds < first.seconds / 5  # a ratio within one run, not a wall-clock target
 
     model, tokenizer = load_reply_model(converted_dir(settings))
-    reply = generate_text(model, tokenizer, [{"role": "user", "content": "Say hello."}], max_new_tokens=10)
+    reply = generate_text(
+        model, tokenizer, [{"role": "user", "content": "Say hello."}], max_new_tokens=10
+    )
     assert reply.strip()
     assert all(check.ok for check in run_checks(settings)), run_checks(settings)

@@ -27,8 +27,17 @@ RETRIEVED = ["Past answer about shipping times.", "Past answer about returns."]
 
 
 def _pairs(n: int, split: str) -> list[PairRecord]:
-    return [PairRecord(i, "demo", "imported", split, [{"role": "customer", "text": f"Question {i}?"}],
-                       REPLIES[i % len(REPLIES)]) for i in range(n)]
+    return [
+        PairRecord(
+            i,
+            "demo",
+            "imported",
+            split,
+            [{"role": "customer", "text": f"Question {i}?"}],
+            REPLIES[i % len(REPLIES)],
+        )
+        for i in range(n)
+    ]
 
 
 def test_true_reply_in_the_configured_share_of_train_examples_and_never_in_validation():
@@ -71,19 +80,29 @@ def test_left_alone_without_retrieved_evidence_or_without_past_answers_in_the_pr
     shown = shown_evidence(pair, RETRIEVED[:1], always, evidence_k=3, epoch=0)
     assert len(shown.texts) == 2 and RETRIEVED[0] in shown.texts
     # A retrieved answer identical to the reply is not shown twice.
-    shown = shown_evidence(pair, [pair.target, *RETRIEVED], TrainingSettings(true_reply_in_evidence=1.0,
-                           true_reply_noise=0.0), evidence_k=3, epoch=0)
+    shown = shown_evidence(
+        pair,
+        [pair.target, *RETRIEVED],
+        TrainingSettings(true_reply_in_evidence=1.0, true_reply_noise=0.0),
+        evidence_k=3,
+        epoch=0,
+    )
     assert shown.texts.count(pair.target) == 1 and len(shown.texts) == 3
 
 
 def test_the_choice_is_deterministic_for_a_seed_and_varies_with_it():
     def choices(seed: int, epoch: int = 0):
         cfg = TrainingSettings(seed=seed, true_reply_in_evidence=0.3, true_reply_noise=0.5)
-        return [shown_evidence(p, RETRIEVED, cfg, evidence_k=2, epoch=epoch) for p in _pairs(200, "train")]
+        return [
+            shown_evidence(p, RETRIEVED, cfg, evidence_k=2, epoch=epoch)
+            for p in _pairs(200, "train")
+        ]
 
     assert choices(1) == choices(1)
     assert choices(1) != choices(2)
-    assert choices(1, epoch=0) != choices(1, epoch=1)  # a pair is not shown the same thing every epoch
+    assert choices(1, epoch=0) != choices(
+        1, epoch=1
+    )  # a pair is not shown the same thing every epoch
 
 
 @pytest.mark.parametrize("text", REPLIES + ["Thanks again", "no no", "Yes. Done."])
@@ -116,8 +135,11 @@ def _encodings(tokenizer, cfg, prompt, pairs, epochs=range(4)):
     from chatbot.training.examples import encode_pair
 
     clean = {p.id: encode_pair(tokenizer, p, RETRIEVED, cfg, prompt) for p in pairs}
-    return clean, [(train_example(tokenizer, p, list(RETRIEVED), epoch, cfg, prompt, clean[p.id]), p, epoch)
-                   for epoch in epochs for p in pairs]
+    return clean, [
+        (train_example(tokenizer, p, list(RETRIEVED), epoch, cfg, prompt, clean[p.id]), p, epoch)
+        for epoch in epochs
+        for p in pairs
+    ]
 
 
 def test_knob_at_zero_encodes_exactly_as_before(tokenizer):
@@ -129,11 +151,17 @@ def test_knob_at_zero_encodes_exactly_as_before(tokenizer):
     for (encoded, inserted), pair, epoch in got:
         # The loop before retrieve and refine: noised with its seed, else the clean encoding.
         if _is_noised(pair, epoch, cfg):
-            before = encode_pair(tokenizer, pair, RETRIEVED, cfg, prompt, noise_seed=f"{cfg.seed}:{epoch}:{pair.id}")
+            before = encode_pair(
+                tokenizer, pair, RETRIEVED, cfg, prompt, noise_seed=f"{cfg.seed}:{epoch}:{pair.id}"
+            )
         else:
             before = clean[pair.id]
         assert inserted is None
-        assert (encoded.input_ids, encoded.labels, encoded.weight) == (before.input_ids, before.labels, before.weight)
+        assert (encoded.input_ids, encoded.labels, encoded.weight) == (
+            before.input_ids,
+            before.labels,
+            before.weight,
+        )
 
 
 def test_the_inserted_reply_is_in_the_encoded_prompt(tokenizer):
@@ -144,9 +172,17 @@ def test_the_inserted_reply_is_in_the_encoded_prompt(tokenizer):
     _, got = _encodings(tokenizer, cfg, prompt, _pairs(24, "train"))
     seen = set()
     for (encoded, inserted), pair, epoch in got:
-        prompt_text = tokenizer.decode([t for t, label in zip(encoded.input_ids, encoded.labels) if label == IGNORE])
-        shown = shown_evidence(pair, RETRIEVED, cfg, evidence_k=prompt.evidence_k, epoch=epoch,
-                               visible_chars=prompt.evidence_max_chars)
+        prompt_text = tokenizer.decode(
+            [t for t, label in zip(encoded.input_ids, encoded.labels) if label == IGNORE]
+        )
+        shown = shown_evidence(
+            pair,
+            RETRIEVED,
+            cfg,
+            evidence_k=prompt.evidence_k,
+            epoch=epoch,
+            visible_chars=prompt.evidence_max_chars,
+        )
         assert inserted == shown.inserted
         if inserted is None:
             assert f"- {pair.target}" not in prompt_text
@@ -165,29 +201,59 @@ def test_a_run_with_retrieve_and_refine_completes_and_records_it(tmp_path, tiny_
     from chatbot.training.model import load_base
     from chatbot.training.run import run_training, validation_loss
 
-    training = {"max_steps": 4, "eval_every": 2, "eval_every_minutes": None, "max_minutes": None, "batch_size": 4,
-                "grad_accum": 1, "learning_rate": 3e-3, "trainable_layers": "all", "min_train_pairs": 8,
-                "fuse_top_k": 1, "true_reply_in_evidence": 0.5, "true_reply_noise": 0.5}
-    settings = load_settings(home=tmp_path / "home", reply_model_path=tiny_reply_model_dir, training=training)
+    training = {
+        "max_steps": 4,
+        "eval_every": 2,
+        "eval_every_minutes": None,
+        "max_minutes": None,
+        "batch_size": 4,
+        "grad_accum": 1,
+        "learning_rate": 3e-3,
+        "trainable_layers": "all",
+        "min_train_pairs": 8,
+        "fuse_top_k": 1,
+        "true_reply_in_evidence": 0.5,
+        "true_reply_noise": 0.5,
+    }
+    settings = load_settings(
+        home=tmp_path / "home", reply_model_path=tiny_reply_model_dir, training=training
+    )
     ensure_home(settings)
     upgrade(settings.resolved_database_url)
     database = Database(settings.resolved_database_url)
     try:
         fill_pairs(database)
-        result = run_training(settings, database, evidence_for=overlap_evidence(database), evidence_note="test overlap")
+        result = run_training(
+            settings,
+            database,
+            evidence_for=overlap_evidence(database),
+            evidence_note="test overlap",
+        )
         recorded = result.metrics["retrieve_and_refine"]
         assert recorded["true_reply_in_evidence"] == 0.5 and recorded["true_reply_noise"] == 0.5
-        assert recorded["active"] and recorded["eligible_train_pairs"] == recorded["train_pairs"] == 24
+        assert (
+            recorded["active"] and recorded["eligible_train_pairs"] == recorded["train_pairs"] == 24
+        )
         meta = json.loads((Path(result.version_path) / "meta.json").read_text())
         assert meta["retrieve_and_refine"] == recorded
-        assert json.loads((Path(result.run_dir) / "meta.json").read_text())["retrieve_and_refine"] == recorded
+        assert (
+            json.loads((Path(result.run_dir) / "meta.json").read_text())["retrieve_and_refine"]
+            == recorded
+        )
 
         # Validation saw the serving situation: the base model's loss on the plain evidence.
         data = load_training_data(database, settings.training)
         evidence = compute_evidence([*data.train, *data.val], overlap_evidence(database))
         model, tokenizer = load_base(tiny_reply_model_dir, "cpu")
-        plain = validation_loss(model, tokenizer, data, evidence, settings.training,
-                                PromptFormat.from_settings(settings.prompt), "cpu")
+        plain = validation_loss(
+            model,
+            tokenizer,
+            data,
+            evidence,
+            settings.training,
+            PromptFormat.from_settings(settings.prompt),
+            "cpu",
+        )
         assert result.metrics["val_loss_before"] == pytest.approx(plain, rel=1e-4)
     finally:
         database.dispose()

@@ -29,13 +29,24 @@ TOPICS = [
     ("change delivery address", "Until the parcel ships: Orders > Change address."),
     ("ship to Norway", "We ship to every EU and EEA country, Norway included."),
 ]
-TRAIN = [(f"{how} {topic}?", reply) for topic, reply in TOPICS for how in ("Hi, I want to", "Please help me")]
+TRAIN = [
+    (f"{how} {topic}?", reply)
+    for topic, reply in TOPICS
+    for how in ("Hi, I want to", "Please help me")
+]
 VAL = [(f"Could you tell me how to {topic}", reply) for topic, reply in TOPICS]
 
 # Small enough for a tiny model and a dozen pairs; a high learning rate so the adapted
 # model really differs from the base one.
-FAST = {"adapt_min_pairs": 8, "adapt_min_val_pairs": 4, "adapt_max_steps": 4, "adapt_batch_size": 4,
-        "adapt_learning_rate": 5e-3, "adapt_min_gain_stderrs": 0.0, "lexical_weight": 0.0}
+FAST = {
+    "adapt_min_pairs": 8,
+    "adapt_min_val_pairs": 4,
+    "adapt_max_steps": 4,
+    "adapt_batch_size": 4,
+    "adapt_learning_rate": 5e-3,
+    "adapt_min_gain_stderrs": 0.0,
+    "lexical_weight": 0.0,
+}
 
 
 @pytest.fixture
@@ -44,16 +55,24 @@ def database(sqlite_database):
 
 
 def make_settings(tmp_path, tiny_embedder_dir, database, **retrieval):
-    return load_settings(home=tmp_path / "home", embedder_path=tiny_embedder_dir, database_url=database.url,
-                         retrieval={**FAST, **retrieval})
+    return load_settings(
+        home=tmp_path / "home",
+        embedder_path=tiny_embedder_dir,
+        database_url=database.url,
+        retrieval={**FAST, **retrieval},
+    )
 
 
 def fill(database):
     return add_pairs(database, TRAIN, split="train"), add_pairs(database, VAL, split="val")
 
 
-def test_kept_above_the_margin_and_queries_use_the_adapted_embedder(tmp_path, tiny_embedder_dir, database):
-    settings = make_settings(tmp_path, tiny_embedder_dir, database, adapt_min_gain=-2.0)  # any gain is enough
+def test_kept_above_the_margin_and_queries_use_the_adapted_embedder(
+    tmp_path, tiny_embedder_dir, database
+):
+    settings = make_settings(
+        tmp_path, tiny_embedder_dir, database, adapt_min_gain=-2.0
+    )  # any gain is enough
     train_ids, _ = fill(database)
     update_index(settings, database)  # a base index first: the adapted one must replace it
 
@@ -61,9 +80,16 @@ def test_kept_above_the_margin_and_queries_use_the_adapted_embedder(tmp_path, ti
     assert report.kept and "above" in report.reason
     assert report.counts == {"train": len(TRAIN), "val": len(VAL), "val_measured": len(VAL)}
     assert report.training["steps"] == 4 and report.training["stopped_by"] == "steps"
-    assert set(report.base) >= {"reply_similarity", "fit_rate", "exact_reply_at_1", "exact_reply_at_5"}
+    assert set(report.base) >= {
+        "reply_similarity",
+        "fit_rate",
+        "exact_reply_at_1",
+        "exact_reply_at_5",
+    }
     assert report.base["n_with_duplicate_reply"] == len(VAL)  # every val reply also occurs in train
-    assert report.gain == pytest.approx(report.adapted["reply_similarity"] - report.base["reply_similarity"], abs=1e-6)
+    assert report.gain == pytest.approx(
+        report.adapted["reply_similarity"] - report.base["reply_similarity"], abs=1e-6
+    )
 
     directory = embedders_root(settings) / "v0001"
     assert report.embedder_path == str(directory) and (directory / "modules.json").is_file()
@@ -80,7 +106,9 @@ def test_kept_above_the_margin_and_queries_use_the_adapted_embedder(tmp_path, ti
     index_meta = read_meta(store_root(settings) / "v0002")
     assert index_meta["model"]["path"] == str(directory)
     assert index_meta["model"]["fingerprint"] == model_fingerprint(directory)
-    assert index_meta["model"]["adapted_from"]["fingerprint"] == model_fingerprint(tiny_embedder_dir)
+    assert index_meta["model"]["adapted_from"]["fingerprint"] == model_fingerprint(
+        tiny_embedder_dir
+    )
 
     # Queries are embedded with the adapted embedder, not the configured base one.
     retriever = open_retriever(settings, database)
@@ -102,11 +130,15 @@ def test_kept_above_the_margin_and_queries_use_the_adapted_embedder(tmp_path, ti
     assert open_retriever(settings, database, model=adapted).version == "v0002"
 
 
-def test_new_pairs_are_added_with_the_adapted_embedder_until_it_is_gone(tmp_path, tiny_embedder_dir, database):
+def test_new_pairs_are_added_with_the_adapted_embedder_until_it_is_gone(
+    tmp_path, tiny_embedder_dir, database
+):
     settings = make_settings(tmp_path, tiny_embedder_dir, database, adapt_min_gain=-2.0)
     fill(database)
     report = adapt_and_index(settings, database)
-    later = add_pairs(database, [("Do you sell gift cards?", "Yes, from 10 to 200 euros.")], split="train")
+    later = add_pairs(
+        database, [("Do you sell gift cards?", "Yes, from 10 to 200 euros.")], split="train"
+    )
 
     added = update_index(settings, database)  # plain `chatbot index`
     assert (added.action, added.added) == ("added", 1)
@@ -121,15 +153,22 @@ def test_new_pairs_are_added_with_the_adapted_embedder_until_it_is_gone(tmp_path
         open_retriever(settings, database)
     rebuilt = update_index(settings, database)
     assert rebuilt.action == "rebuilt" and "embedder changed" in rebuilt.reason
-    assert read_meta(store_root(settings) / rebuilt.version)["model"]["path"] == str(tiny_embedder_dir)
+    assert read_meta(store_root(settings) / rebuilt.version)["model"]["path"] == str(
+        tiny_embedder_dir
+    )
     assert open_retriever(settings, database).version == rebuilt.version
 
 
-@pytest.mark.parametrize(("margins", "why"), [
-    ({"adapt_min_gain": 2.0}, "not above retrieval.adapt_min_gain 2.0"),  # no gain can pass
-    ({"adapt_min_gain": -2.0, "adapt_min_gain_stderrs": 1000.0}, "within 1000 standard errors"),
-])
-def test_not_kept_below_the_margin_leaves_the_index_alone(tmp_path, tiny_embedder_dir, database, margins, why):
+@pytest.mark.parametrize(
+    ("margins", "why"),
+    [
+        ({"adapt_min_gain": 2.0}, "not above retrieval.adapt_min_gain 2.0"),  # no gain can pass
+        ({"adapt_min_gain": -2.0, "adapt_min_gain_stderrs": 1000.0}, "within 1000 standard errors"),
+    ],
+)
+def test_not_kept_below_the_margin_leaves_the_index_alone(
+    tmp_path, tiny_embedder_dir, database, margins, why
+):
     settings = make_settings(tmp_path, tiny_embedder_dir, database, **margins)
     fill(database)
     update_index(settings, database)
@@ -145,11 +184,16 @@ def test_not_kept_below_the_margin_leaves_the_index_alone(tmp_path, tiny_embedde
     assert (store_root(settings) / "v0001" / "meta.json").read_text() == before
 
 
-@pytest.mark.parametrize(("train", "val", "message"), [
-    (TRAIN[:5], VAL, "at least 8 training pairs"),
-    (TRAIN, VAL[:2], "at least 4 validation pairs"),
-])
-def test_too_few_pairs_is_a_clear_error_and_writes_nothing(tmp_path, tiny_embedder_dir, database, train, val, message):
+@pytest.mark.parametrize(
+    ("train", "val", "message"),
+    [
+        (TRAIN[:5], VAL, "at least 8 training pairs"),
+        (TRAIN, VAL[:2], "at least 4 validation pairs"),
+    ],
+)
+def test_too_few_pairs_is_a_clear_error_and_writes_nothing(
+    tmp_path, tiny_embedder_dir, database, train, val, message
+):
     settings = make_settings(tmp_path, tiny_embedder_dir, database)
     add_pairs(database, train, split="train")
     add_pairs(database, val, split="val")
@@ -160,8 +204,12 @@ def test_too_few_pairs_is_a_clear_error_and_writes_nothing(tmp_path, tiny_embedd
 
 
 def _cli_env(tmp_path, tiny_embedder_dir, database, min_gain):
-    env = {"CHATBOT_HOME": str(tmp_path / "home"), "CHATBOT_DATABASE_URL": database.url,
-           "CHATBOT_EMBEDDER_PATH": str(tiny_embedder_dir), "CHATBOT_RETRIEVAL__ADAPT_MIN_GAIN": str(min_gain)}
+    env = {
+        "CHATBOT_HOME": str(tmp_path / "home"),
+        "CHATBOT_DATABASE_URL": database.url,
+        "CHATBOT_EMBEDDER_PATH": str(tiny_embedder_dir),
+        "CHATBOT_RETRIEVAL__ADAPT_MIN_GAIN": str(min_gain),
+    }
     env.update({f"CHATBOT_RETRIEVAL__{k.upper()}": str(v) for k, v in FAST.items()})
     return env
 
@@ -169,11 +217,28 @@ def _cli_env(tmp_path, tiny_embedder_dir, database, min_gain):
 def test_cli_adapt_json_shape(tmp_path, tiny_embedder_dir, database):
     fill(database)
     env = _cli_env(tmp_path, tiny_embedder_dir, database, -2.0)
-    result = CliRunner().invoke(main, ["index", "--adapt", "--json"], env=env, catch_exceptions=False)
+    result = CliRunner().invoke(
+        main, ["index", "--adapt", "--json"], env=env, catch_exceptions=False
+    )
     assert result.exit_code == 0, result.output
     payload = json.loads(result.stdout)
-    assert {"kept", "reason", "metric", "base", "adapted", "gain", "gain_stderr", "min_gain", "counts", "training",
-            "base_model", "seconds", "embedder_version", "embedder_path", "index"} <= set(payload)
+    assert {
+        "kept",
+        "reason",
+        "metric",
+        "base",
+        "adapted",
+        "gain",
+        "gain_stderr",
+        "min_gain",
+        "counts",
+        "training",
+        "base_model",
+        "seconds",
+        "embedder_version",
+        "embedder_path",
+        "index",
+    } <= set(payload)
     assert payload["kept"] is True and payload["embedder_version"] == "v0001"
     assert payload["index"]["action"] == "built" and payload["index"]["pair_count"] == len(TRAIN)
     assert payload["metric"] == "reply_similarity" and payload["min_gain_stderrs"] == 0.0
@@ -184,7 +249,11 @@ def test_cli_adapt_text_and_errors(tmp_path, tiny_embedder_dir, database):
     env = _cli_env(tmp_path, tiny_embedder_dir, database, 2.0)
     result = CliRunner().invoke(main, ["index", "--adapt"], env=env, catch_exceptions=False)
     assert result.exit_code == 0, result.output
-    assert "base " in result.output and "not kept" in result.output and "index is unchanged" in result.output
+    assert (
+        "base " in result.output
+        and "not kept" in result.output
+        and "index is unchanged" in result.output
+    )
 
     env["CHATBOT_RETRIEVAL__ADAPT_MIN_PAIRS"] = "1000"
     failed = CliRunner().invoke(main, ["index", "--adapt", "--json"], env=env)

@@ -18,11 +18,23 @@ from chatbot.retrieval.versions import IndexNotFoundError, IndexStaleError, Vers
 from chatbot.store.schema import Conversation, TrainingPair
 
 PAIRS = [
-    ("Where is my order? It was supposed to arrive yesterday.", "Track your parcel with the link in your shipping e-mail."),
-    ("I would like to return a kettle, how do I do that?", "Returns are free within 30 days; start one under Orders."),
-    ("My card was declined but the money left my account.", "The hold is released within 3 working days."),
+    (
+        "Where is my order? It was supposed to arrive yesterday.",
+        "Track your parcel with the link in your shipping e-mail.",
+    ),
+    (
+        "I would like to return a kettle, how do I do that?",
+        "Returns are free within 30 days; start one under Orders.",
+    ),
+    (
+        "My card was declined but the money left my account.",
+        "The hold is released within 3 working days.",
+    ),
     ("How do I reset my password?", "Use the reset link on the sign-in page."),
-    ("Can I change the delivery address after ordering?", "Yes, until the parcel ships: Orders > Change address."),
+    (
+        "Can I change the delivery address after ordering?",
+        "Yes, until the parcel ships: Orders > Change address.",
+    ),
     ("Do you ship to Norway?", "We ship to every EU and EEA country, Norway included."),
 ]
 
@@ -31,15 +43,26 @@ def add_pairs(database, items, *, split="train", source="test", histories=None):
     """One conversation per call; a pair per (message, reply); returns the pair ids."""
     ids = []
     with database.session() as session:
-        conversation = Conversation(source=source, external_id=f"c{len(items)}-{split}-{hash(items[0][0]) % 10**6}")
+        conversation = Conversation(
+            source=source, external_id=f"c{len(items)}-{split}-{hash(items[0][0]) % 10**6}"
+        )
         session.add(conversation)
         session.flush()
         for turn, (message, reply) in enumerate(items):
             history = (histories or {}).get(turn, [])
-            context = [{"role": r, "text": t} for r, t in history] + [{"role": "customer", "text": message}]
+            context = [{"role": r, "text": t} for r, t in history] + [
+                {"role": "customer", "text": message}
+            ]
             digest = hashlib.sha256(json.dumps([context, reply, split]).encode()).hexdigest()
-            pair = TrainingPair(conversation_id=conversation.id, turn_index=2 * turn + 1, source=source, split=split,
-                                context=context, target=reply, content_hash=digest)
+            pair = TrainingPair(
+                conversation_id=conversation.id,
+                turn_index=2 * turn + 1,
+                source=source,
+                split=split,
+                context=context,
+                target=reply,
+                content_hash=digest,
+            )
             session.add(pair)
             session.flush()
             ids.append(pair.id)
@@ -48,8 +71,9 @@ def add_pairs(database, items, *, split="train", source="test", histories=None):
 
 @pytest.fixture
 def index_settings(tmp_path, tiny_embedder_dir, migrated_database):
-    return load_settings(home=tmp_path / "home", embedder_path=tiny_embedder_dir,
-                         database_url=migrated_database.url)
+    return load_settings(
+        home=tmp_path / "home", embedder_path=tiny_embedder_dir, database_url=migrated_database.url
+    )
 
 
 def test_no_index_is_a_clear_error(index_settings, migrated_database):
@@ -60,7 +84,12 @@ def test_no_index_is_a_clear_error(index_settings, migrated_database):
 def test_build_writes_a_version_with_meta_and_citations(index_settings, migrated_database):
     ids = add_pairs(migrated_database, PAIRS)
     report = update_index(index_settings, migrated_database)
-    assert (report.action, report.version, report.pair_count, report.kind) == ("built", "v0001", len(PAIRS), "exact")
+    assert (report.action, report.version, report.pair_count, report.kind) == (
+        "built",
+        "v0001",
+        len(PAIRS),
+        "exact",
+    )
 
     root = store_root(index_settings)
     meta = read_meta(root / "v0001")
@@ -81,7 +110,9 @@ def test_build_writes_a_version_with_meta_and_citations(index_settings, migrated
     assert top.citation.snippet == PAIRS[3][1]
     assert top.citation.score == pytest.approx(top.score)
     with migrated_database.session() as session:
-        conversation_id = session.scalar(select(TrainingPair.conversation_id).where(TrainingPair.id == ids[3]))
+        conversation_id = session.scalar(
+            select(TrainingPair.conversation_id).where(TrainingPair.id == ids[3])
+        )
     assert top.citation.conversation_id == conversation_id
     assert set(top.scores) >= {"dense", "lexical"}
     assert [h.score for h in result.hits] == sorted((h.score for h in result.hits), reverse=True)
@@ -105,7 +136,12 @@ def test_new_pairs_are_added_incrementally(index_settings, migrated_database):
 
     later = add_pairs(migrated_database, PAIRS[4:])
     report = update_index(index_settings, migrated_database)
-    assert (report.action, report.added, report.pair_count, report.version) == ("added", 2, 6, "v0002")
+    assert (report.action, report.added, report.pair_count, report.version) == (
+        "added",
+        2,
+        6,
+        "v0002",
+    )
     meta = read_meta(root / "v0002")
     assert meta["parent_version"] == "v0001" and meta["added"] == 2
     new_vectors = np.load(root / "v0002" / "vectors.npy")
@@ -120,7 +156,9 @@ def test_new_pairs_are_added_incrementally(index_settings, migrated_database):
     assert (again.action, again.version) == ("unchanged", "v0002")
 
 
-def test_rebuild_writes_beside_the_old_version_and_switches(index_settings, migrated_database, monkeypatch):
+def test_rebuild_writes_beside_the_old_version_and_switches(
+    index_settings, migrated_database, monkeypatch
+):
     add_pairs(migrated_database, PAIRS)
     update_index(index_settings, migrated_database)
     store = VersionStore(store_root(index_settings))
@@ -141,7 +179,10 @@ def test_rebuild_writes_beside_the_old_version_and_switches(index_settings, migr
     report = update_index(index_settings, migrated_database, rebuild=True)
     assert (report.action, report.version) == ("rebuilt", "v0002")
     assert store.versions() == ["v0001", "v0002"] and store.current_name() == "v0002"
-    assert read_meta(store.root / "v0002")["pair_set_hash"] == read_meta(store.root / "v0001")["pair_set_hash"]
+    assert (
+        read_meta(store.root / "v0002")["pair_set_hash"]
+        == read_meta(store.root / "v0001")["pair_set_hash"]
+    )
 
     update_index(index_settings, migrated_database, rebuild=True)  # keep_versions = 2
     assert store.versions() == ["v0002", "v0003"]
@@ -156,7 +197,9 @@ def test_deleted_or_changed_pairs_are_never_cited_silently(index_settings, migra
         changed.target = "Passwords are reset by our support team."
         changed.content_hash = "0" * 64
 
-    with pytest.raises(IndexStaleError, match="1 of its pairs were deleted and 1 changed.*chatbot index"):
+    with pytest.raises(
+        IndexStaleError, match="1 of its pairs were deleted and 1 changed.*chatbot index"
+    ):
         open_retriever(index_settings, migrated_database)
 
     report = update_index(index_settings, migrated_database)
@@ -164,7 +207,9 @@ def test_deleted_or_changed_pairs_are_never_cited_silently(index_settings, migra
     retriever = open_retriever(index_settings, migrated_database)
     hits = retriever.search(PAIRS[3][0], k=len(PAIRS)).hits
     assert ids[2] not in [h.pair_id for h in hits]
-    assert {h.pair_id: h.reply_text for h in hits}[ids[3]] == "Passwords are reset by our support team."
+    assert {h.pair_id: h.reply_text for h in hits}[
+        ids[3]
+    ] == "Passwords are reset by our support team."
 
 
 def test_another_embedder_forces_a_rebuild(index_settings, migrated_database, tmp_path):
@@ -184,54 +229,96 @@ def test_another_embedder_forces_a_rebuild(index_settings, migrated_database, tm
 def test_history_disambiguates_a_follow_up_question(index_settings, migrated_database):
     """Two pairs with the same follow-up message; only the history says which fits."""
     follow_up = "And how long does that take?"
-    password = add_pairs(migrated_database, [(follow_up, "The reset e-mail arrives within minutes.")],
-                         histories={0: [("customer", "How do I reset my password?"),
-                                        ("agent", "Use the reset link on the sign-in page.")]})
-    refund = add_pairs(migrated_database, [(follow_up, "Refunds reach your card within 5-7 working days.")],
-                       histories={0: [("customer", "I returned the kettle, when do I get my money back?"),
-                                      ("agent", "We refund as soon as the parcel reaches us.")]})
+    password = add_pairs(
+        migrated_database,
+        [(follow_up, "The reset e-mail arrives within minutes.")],
+        histories={
+            0: [
+                ("customer", "How do I reset my password?"),
+                ("agent", "Use the reset link on the sign-in page."),
+            ]
+        },
+    )
+    refund = add_pairs(
+        migrated_database,
+        [(follow_up, "Refunds reach your card within 5-7 working days.")],
+        histories={
+            0: [
+                ("customer", "I returned the kettle, when do I get my money back?"),
+                ("agent", "We refund as soon as the parcel reaches us."),
+            ]
+        },
+    )
     add_pairs(migrated_database, PAIRS)
     update_index(index_settings, migrated_database)
     retriever = open_retriever(index_settings, migrated_database)
 
     history = ["How do I reset my password?", "Use the reset link on the sign-in page."]
     assert retriever.search(follow_up, history=history, k=1).hits[0].pair_id == password[0]
-    history = ["I returned the kettle, when do I get my money back?", "We refund as soon as the parcel reaches us."]
+    history = [
+        "I returned the kettle, when do I get my money back?",
+        "We refund as soon as the parcel reaches us.",
+    ]
     assert retriever.search(follow_up, history=history, k=1).hits[0].pair_id == refund[0]
 
     # Without history fusion the message alone cannot tell the two apart.
-    no_history = index_settings.model_copy(update={"retrieval": index_settings.retrieval.model_copy(
-        update={"history_weight": 0.0, "lexical_weight": 0.0})})
+    no_history = index_settings.model_copy(
+        update={
+            "retrieval": index_settings.retrieval.model_copy(
+                update={"history_weight": 0.0, "lexical_weight": 0.0}
+            )
+        }
+    )
     update_index(no_history, migrated_database)
     plain = open_retriever(no_history, migrated_database)
     scores = {h.pair_id: h.score for h in plain.search(follow_up, history=history, k=3).hits}
     assert scores[password[0]] == pytest.approx(scores[refund[0]], abs=1e-5)
 
 
-def test_index_calibrates_out_of_scope_on_validation_pairs(tmp_path, tiny_embedder_dir, migrated_database):
-    settings = load_settings(home=tmp_path / "home", embedder_path=tiny_embedder_dir,
-                             database_url=migrated_database.url,
-                             retrieval={"min_calibration_pairs": 6, "gate_resamples": 100})
+def test_index_calibrates_out_of_scope_on_validation_pairs(
+    tmp_path, tiny_embedder_dir, migrated_database
+):
+    settings = load_settings(
+        home=tmp_path / "home",
+        embedder_path=tiny_embedder_dir,
+        database_url=migrated_database.url,
+        retrieval={"min_calibration_pairs": 6, "gate_resamples": 100},
+    )
     add_pairs(migrated_database, PAIRS)
     # Validation questions are the company's own, in its domain by construction (the
     # gate's positives), whatever their top answer; the negatives are the shipped
     # off-topic questions (tests/test_handoff_gate.py covers the gate in detail).
     served = [(q + " ", a) for q, a in PAIRS[:3]]
-    unserved = [(f"Question number {n} about astronomy and telescopes", f"Answer {n}: look at the moon.") for n in range(3)]
+    unserved = [
+        (f"Question number {n} about astronomy and telescopes", f"Answer {n}: look at the moon.")
+        for n in range(3)
+    ]
     add_pairs(migrated_database, served + unserved, split="val")
     report = update_index(settings, migrated_database)
     calibration = report.calibration
     assert calibration is not None
-    assert calibration["n_in_scope"] == 6 and calibration["n_out_of_scope"] == calibration["n_background"] > 250
-    assert calibration["raw_threshold_low"] <= calibration["raw_threshold"] <= calibration["raw_threshold_high"]
-    assert read_meta(store_root(settings) / report.version)["calibration"]["raw_threshold"] == calibration["raw_threshold"]
+    assert (
+        calibration["n_in_scope"] == 6
+        and calibration["n_out_of_scope"] == calibration["n_background"] > 250
+    )
+    assert (
+        calibration["raw_threshold_low"]
+        <= calibration["raw_threshold"]
+        <= calibration["raw_threshold_high"]
+    )
+    assert (
+        read_meta(store_root(settings) / report.version)["calibration"]["raw_threshold"]
+        == calibration["raw_threshold"]
+    )
 
     retriever = open_retriever(settings, migrated_database)
     inside = retriever.search(PAIRS[0][0], k=1)
     assert not inside.out_of_scope and inside.in_scope_score >= calibration["threshold"]
     below = calibration["raw_threshold"] - 0.01
     assert retriever.calibration.out_of_scope(below)
-    assert retriever.calibration.probability(below) < retriever.calibration.probability(inside.hits[0].score)
+    assert retriever.calibration.probability(below) < retriever.calibration.probability(
+        inside.hits[0].score
+    )
 
 
 def test_index_cli(index_settings, migrated_database, monkeypatch):
@@ -247,11 +334,18 @@ def test_index_cli(index_settings, migrated_database, monkeypatch):
     first = runner.invoke(main, ["index", "--json"])
     assert first.exit_code == 0, first.output
     payload = json.loads(first.stdout)
-    assert (payload["action"], payload["version"], payload["pair_count"]) == ("built", "v0001", len(PAIRS))
+    assert (payload["action"], payload["version"], payload["pair_count"]) == (
+        "built",
+        "v0001",
+        len(PAIRS),
+    )
     again = runner.invoke(main, ["index"])
     assert again.exit_code == 0 and "index v0001 is up to date: 6 pairs" in again.output
     rebuilt = runner.invoke(main, ["index", "--rebuild"])
-    assert rebuilt.exit_code == 0 and "index v0002: rebuilt (--rebuild asked for); 6 pairs, exact search" in rebuilt.output
+    assert (
+        rebuilt.exit_code == 0
+        and "index v0002: rebuilt (--rebuild asked for); 6 pairs, exact search" in rebuilt.output
+    )
 
 
 def test_serving_follows_a_new_index_version_without_a_restart(index_settings, migrated_database):
@@ -259,48 +353,78 @@ def test_serving_follows_a_new_index_version_without_a_restart(index_settings, m
 
     add_pairs(migrated_database, PAIRS[:4])
     update_index(index_settings, migrated_database)
-    serving = FollowingRetriever(index_settings, open_retriever(index_settings, migrated_database), check_interval=0)
+    serving = FollowingRetriever(
+        index_settings, open_retriever(index_settings, migrated_database), check_interval=0
+    )
     assert serving.version == "v0001"
     later = add_pairs(migrated_database, PAIRS[4:])
     assert later[1] not in [h.pair_id for h in serving.search(PAIRS[5][0], k=6).hits]
 
-    update_index(index_settings, migrated_database)  # what the admin console's rebuild runs, in another process
+    update_index(
+        index_settings, migrated_database
+    )  # what the admin console's rebuild runs, in another process
     assert serving.search(PAIRS[5][0], k=1).hits[0].pair_id == later[1]
     assert serving.version == "v0002"
 
     # A new version that cannot be loaded leaves the old one serving.
     root = store_root(index_settings)
-    add_pairs(migrated_database, [("Is there a shop in Oslo?", "Not yet; we only sell online.")], source="later")
+    add_pairs(
+        migrated_database,
+        [("Is there a shop in Oslo?", "Not yet; we only sell online.")],
+        source="later",
+    )
     update_index(index_settings, migrated_database)
     (root / "v0003" / "pairs.jsonl").write_text("not json\n")
     assert serving.search(PAIRS[0][0], k=1).hits
     assert serving.version == "v0002"
 
 
-def test_bm25_weight_is_chosen_on_the_companys_validation_questions(tmp_path, tiny_embedder_dir, migrated_database):
+def test_bm25_weight_is_chosen_on_the_companys_validation_questions(
+    tmp_path, tiny_embedder_dir, migrated_database
+):
     """The tiny embedder's vectors carry next to no meaning, so the words the questions
     share are what finds the right answer: the weight chosen must be above 0, be the one
     searches use, and an explicitly configured weight must still win."""
     from chatbot.retrieval.indexer import FUSION_WEIGHTS
 
-    topics = [(f"{noun} {verb}", f"Answer about the {noun}: please {verb} it in your account settings.")
-              for noun, verb in [("invoice", "download"), ("password", "reset"), ("parcel", "track"),
-                                 ("subscription", "cancel"), ("address", "change"), ("voucher", "redeem"),
-                                 ("refund", "request"), ("newsletter", "unsubscribe"), ("warranty", "register"),
-                                 ("payment", "retry")]]
+    topics = [
+        (f"{noun} {verb}", f"Answer about the {noun}: please {verb} it in your account settings.")
+        for noun, verb in [
+            ("invoice", "download"),
+            ("password", "reset"),
+            ("parcel", "track"),
+            ("subscription", "cancel"),
+            ("address", "change"),
+            ("voucher", "redeem"),
+            ("refund", "request"),
+            ("newsletter", "unsubscribe"),
+            ("warranty", "register"),
+            ("payment", "retry"),
+        ]
+    ]
     for n, (words, reply) in enumerate(topics):
         add_pairs(migrated_database, [(f"How do I {words}? {n}", reply)])
-        add_pairs(migrated_database, [(f"Hello, I want to {words} please, thanks", reply)], split="val")
-    settings = load_settings(home=tmp_path / "home", embedder_path=tiny_embedder_dir, database_url=migrated_database.url)
+        add_pairs(
+            migrated_database, [(f"Hello, I want to {words} please, thanks", reply)], split="val"
+        )
+    settings = load_settings(
+        home=tmp_path / "home", embedder_path=tiny_embedder_dir, database_url=migrated_database.url
+    )
     report = update_index(settings, migrated_database)
     fusion = report.fusion
     assert fusion["validation_questions"] == len(topics)
-    assert set(fusion["reply_similarity_by_weight"]) == {str(w) for w in sorted({*FUSION_WEIGHTS, 0.2})}
+    assert set(fusion["reply_similarity_by_weight"]) == {
+        str(w) for w in sorted({*FUSION_WEIGHTS, 0.2})
+    }
     by_weight = {float(w): v for w, v in fusion["reply_similarity_by_weight"].items()}
     assert by_weight[max(by_weight)] > by_weight[0.0]  # the shared words help
     assert fusion["best_weight"] > 0 and fusion["lexical_weight"] in (fusion["best_weight"], 0.2)
     assert read_meta(store_root(settings) / report.version)["fusion"] == fusion
     assert open_retriever(settings, migrated_database).lexical_weight == fusion["lexical_weight"]
-    explicit = load_settings(home=tmp_path / "home", embedder_path=tiny_embedder_dir,
-                             database_url=migrated_database.url, retrieval={"lexical_weight": 0.0})
+    explicit = load_settings(
+        home=tmp_path / "home",
+        embedder_path=tiny_embedder_dir,
+        database_url=migrated_database.url,
+        retrieval={"lexical_weight": 0.0},
+    )
     assert open_retriever(explicit, migrated_database).lexical_weight == 0.0

@@ -22,15 +22,39 @@ from chatbot.retrieval.intents import (
 from chatbot.retrieval.scope import ScopeCalibration, calibrate
 
 TOPICS = {
-    "card_arrival": ["when will my card arrive", "my card has not arrived yet", "card still not delivered",
-                     "how long for the card to come", "is my new card on its way", "card arrival time"],
-    "reset_password": ["how do i reset my password", "forgot my password", "cannot log in password reset",
-                       "change my password please", "password reset link", "lost password help"],
-    "refund": ["i want a refund", "refund my payment", "money back for my order",
-               "how do refunds work", "return money to my card", "refund status please"],
+    "card_arrival": [
+        "when will my card arrive",
+        "my card has not arrived yet",
+        "card still not delivered",
+        "how long for the card to come",
+        "is my new card on its way",
+        "card arrival time",
+    ],
+    "reset_password": [
+        "how do i reset my password",
+        "forgot my password",
+        "cannot log in password reset",
+        "change my password please",
+        "password reset link",
+        "lost password help",
+    ],
+    "refund": [
+        "i want a refund",
+        "refund my payment",
+        "money back for my order",
+        "how do refunds work",
+        "return money to my card",
+        "refund status please",
+    ],
 }
-OOS_TEXTS = ["what is the weather on mars", "tell me a joke about cats", "who won the football cup",
-             "recipe for banana bread", "how tall is mount everest", "play some jazz music"]
+OOS_TEXTS = [
+    "what is the weather on mars",
+    "tell me a joke about cats",
+    "who won the football cup",
+    "recipe for banana bread",
+    "how tall is mount everest",
+    "play some jazz music",
+]
 
 
 def write_jsonl(path, rows):
@@ -92,7 +116,9 @@ def test_threshold_separates_validation_scores():
     assert ScopeCalibration.from_dict(calibration.to_dict()) == calibration
     # In-scope items that are routed wrongly do not count as served: the cut moves up.
     wrong = np.r_[inside < 0.75, np.zeros(100, bool)]
-    stricter = calibrate(scores, np.r_[np.ones(200, bool), np.zeros(100, bool)], accepted_correct=~wrong)
+    stricter = calibrate(
+        scores, np.r_[np.ones(200, bool), np.zeros(100, bool)], accepted_correct=~wrong
+    )
     assert stricter.raw_threshold >= calibration.raw_threshold
     with pytest.raises(ValueError, match="both"):
         calibrate(inside, np.ones(200, bool))
@@ -108,7 +134,9 @@ def tiny_factory(tiny_embedder_dir):
 @pytest.mark.parametrize("method", ["fusion", "knn", "logreg", "finetune"])
 def test_evaluate_routes_seen_requests(method, tiny_factory):
     data = items()
-    result = evaluate(tiny_factory, data, data, method=method, epochs=1, max_train_seconds=30, noise="typo")
+    result = evaluate(
+        tiny_factory, data, data, method=method, epochs=1, max_train_seconds=30, noise="typo"
+    )
     # Requests seen in training: nearest neighbour is exact, and the classifiers fit them.
     assert result.clean["accuracy"] >= (1.0 if method == "knn" else 0.8)
     assert 0 <= result.clean["macro_f1"] <= 1
@@ -119,7 +147,10 @@ def test_evaluate_routes_seen_requests(method, tiny_factory):
 def test_evaluate_chooses_the_threshold_on_validation_never_test(tiny_factory):
     train = items(with_oos=True)
     val = [LabelledRequest(i.text, i.intent) for i in train]  # same requests: routing is exact
-    test = [LabelledRequest(TOPICS["refund"][0], "refund"), LabelledRequest("quantum chromodynamics lecture", "oos")]
+    test = [
+        LabelledRequest(TOPICS["refund"][0], "refund"),
+        LabelledRequest("quantum chromodynamics lecture", "oos"),
+    ]
     result = evaluate(tiny_factory, train, test, val, method="knn")
     assert result.validation.endswith("from --val")
     assert result.calibration["n_in_scope"] == 18 and result.calibration["n_out_of_scope"] == 6
@@ -131,9 +162,16 @@ def test_evaluate_chooses_the_threshold_on_validation_never_test(tiny_factory):
     assert folded.counts["train"] == len(train)
     assert folded.calibration["n_in_scope"] + folded.calibration["n_out_of_scope"] == len(train)
     other_test = test[:1] + [LabelledRequest("how many moons has jupiter", "oos")]
-    assert evaluate(tiny_factory, train, other_test, None, method="knn", calibration_folds=3).calibration == folded.calibration
+    assert (
+        evaluate(
+            tiny_factory, train, other_test, None, method="knn", calibration_folds=3
+        ).calibration
+        == folded.calibration
+    )
     # Fine-tuning is too dear to repeat per fold: it carves a slice instead.
-    carved = evaluate(tiny_factory, train, test, None, method="finetune", epochs=1, max_train_seconds=30)
+    carved = evaluate(
+        tiny_factory, train, test, None, method="finetune", epochs=1, max_train_seconds=30
+    )
     assert "carved from --train" in carved.validation
     assert carved.counts["train"] + carved.counts["val"] == len(train)
 
@@ -141,12 +179,15 @@ def test_evaluate_chooses_the_threshold_on_validation_never_test(tiny_factory):
 def test_min_oos_recall_serves_the_most_in_scope_items_at_that_recall():
     rng = np.random.default_rng(1)
     inside, outside = rng.normal(0.8, 0.1, 400), rng.normal(0.55, 0.1, 100)
-    scores, positive = np.concatenate([inside, outside]), np.r_[np.ones(400, bool), np.zeros(100, bool)]
+    scores, positive = (
+        np.concatenate([inside, outside]),
+        np.r_[np.ones(400, bool), np.zeros(100, bool)],
+    )
     balanced = calibrate(scores, positive)
     assert balanced.criterion == "balanced_accuracy"
     for target in (0.5, 0.95):
         chosen = calibrate(scores, positive, min_oos_recall=target)
-        rejected, served = outside < chosen.raw_threshold, inside >= chosen.raw_threshold
+        rejected = outside < chosen.raw_threshold
         assert rejected.mean() >= target
         # No lower cut keeps the recall: any cut serving more in-scope items rejects too few.
         lower = outside[outside < chosen.raw_threshold]
@@ -179,7 +220,9 @@ def test_fusion_confidence_is_lower_for_unseen_out_of_scope_requests(tiny_factor
     seen = router.route([t for ts in TOPICS.values() for t in ts])
     assert seen.labels == [intent for intent, ts in TOPICS.items() for _ in ts]
     unseen = router.route(["what is the weather on jupiter", "tell me a joke about dogs"])
-    assert "oos" not in unseen.labels  # the best in-scope intent is named; the score says it does not fit
+    assert (
+        "oos" not in unseen.labels
+    )  # the best in-scope intent is named; the score says it does not fit
     assert unseen.confidence.max() < seen.confidence.min()
 
 
@@ -189,31 +232,71 @@ def test_eval_intents_cli(tmp_path, tiny_embedder_dir, monkeypatch):
     rows = [{"text": i.text, "intent": i.intent} for i in items(with_oos=True)]
     train = write_jsonl(tmp_path / "train.jsonl", rows)
     runner = CliRunner()
-    result = runner.invoke(main, ["eval", "intents", "--train", str(train), "--test", str(train), "--val", str(train),
-                                  "--method", "knn", "--noise", "typo", "--json"])
+    result = runner.invoke(
+        main,
+        [
+            "eval",
+            "intents",
+            "--train",
+            str(train),
+            "--test",
+            str(train),
+            "--val",
+            str(train),
+            "--method",
+            "knn",
+            "--noise",
+            "typo",
+            "--json",
+        ],
+    )
     assert result.exit_code == 0, result.output
     payload = json.loads(result.stdout)
     assert payload["clean"]["accuracy"] == 1.0
     assert payload["noisy"]["n"] == len(rows)
     assert payload["calibration"]["n_out_of_scope"] == len(OOS_TEXTS)
 
-    default = runner.invoke(main, ["eval", "intents", "--train", str(train), "--test", str(train), "--val", str(train)])
+    default = runner.invoke(
+        main, ["eval", "intents", "--train", str(train), "--test", str(train), "--val", str(train)]
+    )
     assert default.exit_code == 0, default.output
     assert "fusion: trained on 24 requests (3 intents)" in default.stdout
     assert "max_served_at_oos_recall>=0.85): in-scope accuracy" in default.stdout
-    balanced = runner.invoke(main, ["eval", "intents", "--train", str(train), "--test", str(train), "--val", str(train),
-                                    "--min-oos-recall", "0", "--json"])
+    balanced = runner.invoke(
+        main,
+        [
+            "eval",
+            "intents",
+            "--train",
+            str(train),
+            "--test",
+            str(train),
+            "--val",
+            str(train),
+            "--min-oos-recall",
+            "0",
+            "--json",
+        ],
+    )
     assert json.loads(balanced.stdout)["calibration"]["criterion"] == "balanced_accuracy"
 
-    text = runner.invoke(main, ["eval", "intents", "--train", str(train), "--folds", "3", "--method", "logreg"])
+    text = runner.invoke(
+        main, ["eval", "intents", "--train", str(train), "--folds", "3", "--method", "logreg"]
+    )
     assert text.exit_code == 0, text.output
     assert "3-fold cross-validation" in text.output and "accuracy" in text.output
 
     missing = runner.invoke(main, ["eval", "intents", "--train", str(train)])
     assert missing.exit_code != 0 and "--test FILE or --folds N" in missing.output
     bad = write_jsonl(tmp_path / "bad.jsonl", [{"text": "hi"}])
-    single = write_jsonl(tmp_path / "single.jsonl", [{"text": t, "intent": "refund"} for t in TOPICS["refund"]])
+    single = write_jsonl(
+        tmp_path / "single.jsonl", [{"text": t, "intent": "refund"} for t in TOPICS["refund"]]
+    )
     lonely = runner.invoke(main, ["eval", "intents", "--train", str(single), "--test", str(single)])
-    assert lonely.exit_code == 1 and "at least two intents" in lonely.output and "Traceback" not in lonely.output
+    assert (
+        lonely.exit_code == 1
+        and "at least two intents" in lonely.output
+        and "Traceback" not in lonely.output
+    )
     failed = runner.invoke(main, ["eval", "intents", "--train", str(bad), "--test", str(train)])
     assert failed.exit_code == 1 and 'bad.jsonl:1: missing or empty "intent"' in failed.output

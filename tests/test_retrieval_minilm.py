@@ -14,16 +14,31 @@ pytestmark = pytest.mark.slow
 
 FOLLOW_UP = "and how long does that take?"
 TOPICS = {
-    "password": ("How do I reset my password?", "Use the reset link on the sign-in page.",
-                 "The reset e-mail arrives within a few minutes."),
-    "refund": ("I sent the kettle back, when will I get my money?", "We refund once the parcel reaches our warehouse.",
-               "Refunds reach your card within 5-7 working days."),
-    "delivery": ("I ordered a sofa, when does it come?", "Furniture is delivered by our own van.",
-                 "Delivery takes 2-3 weeks for furniture."),
+    "password": (
+        "How do I reset my password?",
+        "Use the reset link on the sign-in page.",
+        "The reset e-mail arrives within a few minutes.",
+    ),
+    "refund": (
+        "I sent the kettle back, when will I get my money?",
+        "We refund once the parcel reaches our warehouse.",
+        "Refunds reach your card within 5-7 working days.",
+    ),
+    "delivery": (
+        "I ordered a sofa, when does it come?",
+        "Furniture is delivered by our own van.",
+        "Delivery takes 2-3 weeks for furniture.",
+    ),
 }
 PARAPHRASED = {
-    "password": ["I forgot my login password, can I get a new one?", "Sure, click 'forgot password' when you sign in."],
-    "refund": ["I returned an item. When do I get reimbursed?", "As soon as the warehouse receives it."],
+    "password": [
+        "I forgot my login password, can I get a new one?",
+        "Sure, click 'forgot password' when you sign in.",
+    ],
+    "refund": [
+        "I returned an item. When do I get reimbursed?",
+        "As soon as the warehouse receives it.",
+    ],
     "delivery": ["When will my couch be delivered?", "Large items come with our delivery team."],
 }
 
@@ -32,8 +47,12 @@ def test_history_resolves_an_ambiguous_follow_up(tmp_path, migrated_database):
     settings = load_settings(home=tmp_path / "home", database_url=migrated_database.url)
     ids = {}
     for topic, (question, answer, follow_answer) in TOPICS.items():
-        ids[topic] = add_pairs(migrated_database, [(FOLLOW_UP, follow_answer)], source=topic,
-                               histories={0: [("customer", question), ("agent", answer)]})[0]
+        ids[topic] = add_pairs(
+            migrated_database,
+            [(FOLLOW_UP, follow_answer)],
+            source=topic,
+            histories={0: [("customer", question), ("agent", answer)]},
+        )[0]
     add_pairs(migrated_database, PAIRS)
     update_index(settings, migrated_database)
     retriever = open_retriever(settings, migrated_database)

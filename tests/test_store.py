@@ -8,7 +8,12 @@ from sqlalchemy import inspect, select
 from sqlalchemy.exc import IntegrityError
 
 from chatbot.errors import StoreError
-from chatbot.store.conversations import add_message, conversation_messages, start_conversation, table_counts
+from chatbot.store.conversations import (
+    add_message,
+    conversation_messages,
+    start_conversation,
+    table_counts,
+)
 from chatbot.store.database import Database, check_connection, create_db_engine, require_schema
 from chatbot.store.migrations import current_revision, head_revision, schema_differences, upgrade
 from chatbot.store.schema import Conversation, Message, TrainingPair
@@ -31,11 +36,19 @@ def test_migration_chain_matches_the_models(database_url):
 def test_messages_are_kept_in_turn_order(migrated_database):
     with migrated_database.session() as session:
         conversation = start_conversation(session=session)
-        for role, text in [("customer", "Where is my order?"), ("bot", "It ships today."), ("customer", "Thanks!")]:
+        for role, text in [
+            ("customer", "Where is my order?"),
+            ("bot", "It ships today."),
+            ("customer", "Thanks!"),
+        ]:
             add_message(session=session, conversation_id=conversation.id, role=role, text=text)
     with migrated_database.session() as session:
         messages = conversation_messages(session=session, conversation_id=conversation.id)
-        assert [(m.turn_index, m.role) for m in messages] == [(0, "customer"), (1, "bot"), (2, "customer")]
+        assert [(m.turn_index, m.role) for m in messages] == [
+            (0, "customer"),
+            (1, "bot"),
+            (2, "customer"),
+        ]
         assert table_counts(session=session)["messages"] == 3
 
 
@@ -44,7 +57,9 @@ def test_unknown_role_is_refused_by_the_database(migrated_database):
         conversation_id = start_conversation(session=session).id
     with pytest.raises(IntegrityError):
         with migrated_database.session() as session:
-            session.add(Message(conversation_id=conversation_id, turn_index=0, role="robot", text="hi"))
+            session.add(
+                Message(conversation_id=conversation_id, turn_index=0, role="robot", text="hi")
+            )
     with pytest.raises(StoreError, match="unknown message role"):
         with migrated_database.session() as session:
             add_message(session=session, conversation_id=conversation_id, role="robot", text="hi")
@@ -54,9 +69,13 @@ def test_failed_transaction_leaves_nothing_behind(migrated_database):
     with pytest.raises(IntegrityError):
         with migrated_database.session() as session:
             conversation = start_conversation(session=session)
-            add_message(session=session, conversation_id=conversation.id, role="customer", text="first")
+            add_message(
+                session=session, conversation_id=conversation.id, role="customer", text="first"
+            )
             # Same turn index twice violates the unique constraint: the whole unit fails.
-            session.add(Message(conversation_id=conversation.id, turn_index=0, role="customer", text="dup"))
+            session.add(
+                Message(conversation_id=conversation.id, turn_index=0, role="customer", text="dup")
+            )
             session.flush()
     with migrated_database.session() as session:
         assert session.scalars(select(Conversation)).all() == []
@@ -69,8 +88,13 @@ def test_deleting_a_conversation_deletes_its_messages_and_pairs(migrated_databas
         add_message(session=session, conversation_id=conversation.id, role="customer", text="hello")
         session.add(
             TrainingPair(
-                conversation_id=conversation.id, turn_index=1, source="t", split="train",
-                context=[{"role": "customer", "text": "hello"}], target="Hi!", content_hash="h1",
+                conversation_id=conversation.id,
+                turn_index=1,
+                source="t",
+                split="train",
+                context=[{"role": "customer", "text": "hello"}],
+                target="Hi!",
+                content_hash="h1",
             )
         )
     with migrated_database.session() as session:
@@ -81,10 +105,18 @@ def test_deleting_a_conversation_deletes_its_messages_and_pairs(migrated_databas
 
 
 def test_json_columns_round_trip(migrated_database):
-    context = [{"role": "customer", "text": "Ünïcode ✓ and \"quotes\""}]
+    context = [{"role": "customer", "text": 'Ünïcode ✓ and "quotes"'}]
     with migrated_database.session() as session:
-        session.add(TrainingPair(source="t", split="val", context=context, target="ok", content_hash="h2",
-                                 labels={"A": 0.5, "S": -1.0}))
+        session.add(
+            TrainingPair(
+                source="t",
+                split="val",
+                context=context,
+                target="ok",
+                content_hash="h2",
+                labels={"A": 0.5, "S": -1.0},
+            )
+        )
     with migrated_database.session() as session:
         pair = session.scalars(select(TrainingPair)).one()
         assert pair.context == context
@@ -104,7 +136,10 @@ def test_a_database_behind_this_version_is_told_to_upgrade(database_url):
     upgrade(database_url, "0004_slots")
     engine = create_db_engine(database_url)
     try:
-        with pytest.raises(StoreError, match=r"schema revision 0004_slots.*needs 0005_ranker_versions.*run: chatbot db upgrade"):
+        with pytest.raises(
+            StoreError,
+            match=r"schema revision 0004_slots.*needs 0005_ranker_versions.*run: chatbot db upgrade",
+        ):
             require_schema(engine)
         upgrade(database_url)
         require_schema(engine)
@@ -117,7 +152,9 @@ def test_server_that_is_down_gives_one_clear_error():
     with pytest.raises(StoreError) as info:
         check_connection(engine)
     message = str(info.value)
-    assert message.startswith("cannot connect to database postgresql+psycopg://user:***@127.0.0.1:9/chatbot")
+    assert message.startswith(
+        "cannot connect to database postgresql+psycopg://user:***@127.0.0.1:9/chatbot"
+    )
     assert "secret" not in message and "\n" not in message
 
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import threading
 
-
 from chatbot.store.conversations import add_message, conversation_messages, start_conversation
 from chatbot.store.database import Database
 from tests.test_dialogue_support import SHOP, make_manager, shop  # noqa: F401
@@ -26,7 +25,7 @@ def run_concurrently(target, count: int) -> list[BaseException]:
         try:
             barrier.wait()
             target(i)
-        except BaseException as exc:  # noqa: BLE001 - collected and asserted on
+        except BaseException as exc:
             errors.append(exc)
 
     threads = [threading.Thread(target=run, args=(i,)) for i in range(count)]
@@ -47,7 +46,12 @@ def test_concurrent_writers_into_one_conversation_lose_nothing(migrated_database
         try:
             for j in range(MESSAGES_EACH):
                 with database.session() as session:
-                    add_message(session=session, conversation_id=cid, role="customer", text=f"writer {i} message {j}")
+                    add_message(
+                        session=session,
+                        conversation_id=cid,
+                        role="customer",
+                        text=f"writer {i} message {j}",
+                    )
         finally:
             database.dispose()
 
@@ -57,7 +61,9 @@ def test_concurrent_writers_into_one_conversation_lose_nothing(migrated_database
         messages = conversation_messages(session=session, conversation_id=cid)
     assert [m.turn_index for m in messages] == list(range(WRITERS * MESSAGES_EACH))
     texts = [m.text for m in messages]
-    assert sorted(texts) == sorted(f"writer {i} message {j}" for i in range(WRITERS) for j in range(MESSAGES_EACH))
+    assert sorted(texts) == sorted(
+        f"writer {i} message {j}" for i in range(WRITERS) for j in range(MESSAGES_EACH)
+    )
     for i in range(WRITERS):  # each writer's own messages keep their order
         mine = [t for t in texts if t.startswith(f"writer {i} ")]
         assert mine == [f"writer {i} message {j}" for j in range(MESSAGES_EACH)]
@@ -73,19 +79,28 @@ def test_writers_in_different_conversations_number_them_independently(migrated_d
         try:
             for j in range(5):
                 with database.session() as session:
-                    add_message(session=session, conversation_id=cids[i % 3], role="customer", text=f"{i}-{j}")
+                    add_message(
+                        session=session,
+                        conversation_id=cids[i % 3],
+                        role="customer",
+                        text=f"{i}-{j}",
+                    )
         finally:
             database.dispose()
 
     assert run_concurrently(writer, 6) == []
     with migrated_database.session() as session:
         for cid in cids:
-            assert [m.turn_index for m in conversation_messages(session=session, conversation_id=cid)] == list(range(10))
+            assert [
+                m.turn_index for m in conversation_messages(session=session, conversation_id=cid)
+            ] == list(range(10))
 
 
 def test_concurrent_customer_messages_through_the_manager(shop):
     settings, database, retriever, _ = shop
-    manager = make_manager(settings, database, retriever, generate=False, handoff_threshold=0.0, answer_threshold=0.0)
+    manager = make_manager(
+        settings, database, retriever, generate=False, handoff_threshold=0.0, answer_threshold=0.0
+    )
     first = manager.respond(SHOP[4][0])
     cid = first.conversation_id
     questions = [SHOP[i % 5][0] + f" (tab {i})" for i in range(6)]

@@ -21,12 +21,23 @@ from tests.test_training_support import fill_pairs, overlap_evidence
 
 REPO = Path(__file__).resolve().parent.parent
 # Small, fast, deterministic runs: no clock budget, validation every 2 steps.
-FAST = {"max_steps": 6, "eval_every": 2, "eval_every_minutes": None, "max_minutes": None, "batch_size": 4,
-        "grad_accum": 2, "learning_rate": 3e-3, "trainable_layers": "all", "min_train_pairs": 8}
+FAST = {
+    "max_steps": 6,
+    "eval_every": 2,
+    "eval_every_minutes": None,
+    "max_minutes": None,
+    "batch_size": 4,
+    "grad_accum": 2,
+    "learning_rate": 3e-3,
+    "trainable_layers": "all",
+    "min_train_pairs": 8,
+}
 
 
 def _settings(tmp_path, reply_model_dir, **training):
-    return load_settings(home=tmp_path / "home", reply_model_path=reply_model_dir, training={**FAST, **training})
+    return load_settings(
+        home=tmp_path / "home", reply_model_path=reply_model_dir, training={**FAST, **training}
+    )
 
 
 @pytest.fixture
@@ -45,15 +56,23 @@ def store(tmp_path, tiny_reply_model_dir):
 
 def _env(tmp_path, reply_model_dir, **training) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("CHATBOT_")}
-    env.update({"CHATBOT_HOME": str(tmp_path / "home"), "CHATBOT_REPLY_MODEL_PATH": str(reply_model_dir),
-                "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"})
+    env.update(
+        {
+            "CHATBOT_HOME": str(tmp_path / "home"),
+            "CHATBOT_REPLY_MODEL_PATH": str(reply_model_dir),
+            "PYTHONPATH": str(REPO),
+            "OMP_NUM_THREADS": "1",
+        }
+    )
     for key, value in {**FAST, **training}.items():
         # The environment cannot say None: a budget far beyond the run means the same.
         env[f"CHATBOT_TRAINING__{key.upper()}"] = "1000000" if value is None else str(value)
     return env
 
 
-def test_run_becomes_a_promoted_version_that_reproduces_its_metrics(tmp_path, tiny_reply_model_dir, store):
+def test_run_becomes_a_promoted_version_that_reproduces_its_metrics(
+    tmp_path, tiny_reply_model_dir, store
+):
     from chatbot.models.versions import get_version, promoted_reply_model_path
     from chatbot.training.data import load_training_data
     from chatbot.training.evidence import compute_evidence
@@ -63,15 +82,24 @@ def test_run_becomes_a_promoted_version_that_reproduces_its_metrics(tmp_path, ti
 
     settings = _settings(tmp_path, tiny_reply_model_dir)
     events = []
-    result = run_training(settings, store, evidence_for=overlap_evidence(store), evidence_note="test overlap",
-                          progress=events.append)
+    result = run_training(
+        settings,
+        store,
+        evidence_for=overlap_evidence(store),
+        evidence_note="test overlap",
+        progress=events.append,
+    )
     m = result.metrics
     assert m["val_loss"] < m["val_loss_before"]
     assert m["steps"] == 6 and m["stopped_because"] == "max_steps"
     assert [v["step"] for v in m["validations"]] == [2, 4, 6]
     assert m["val_loss_fused"] is not None and m["fused_steps"] and len(m["fused_steps"]) == 3
-    assert m["model"] == ("fused" if m["val_loss_fused"] < m["val_loss_best_checkpoint"] else "best_checkpoint")
-    assert [e["event"] for e in events][:2] == ["baseline", "step"] and events[-1]["event"] == "finishing"
+    assert m["model"] == (
+        "fused" if m["val_loss_fused"] < m["val_loss_best_checkpoint"] else "best_checkpoint"
+    )
+    assert [e["event"] for e in events][:2] == ["baseline", "step"] and events[-1][
+        "event"
+    ] == "finishing"
 
     version_dir = Path(result.version_path)
     for name in ("config.json", "model.safetensors", "meta.json", "metrics.json", "loss_curve.png"):
@@ -92,7 +120,9 @@ def test_run_becomes_a_promoted_version_that_reproduces_its_metrics(tmp_path, ti
     evidence = compute_evidence([*data.train, *data.val], overlap_evidence(store))
     model, tokenizer = load_base(version_dir, "cpu")
     prompt = PromptFormat.from_settings(settings.prompt)
-    assert validation_loss(model, tokenizer, data, evidence, cfg, prompt, "cpu") == pytest.approx(m["val_loss"], rel=1e-4)
+    assert validation_loss(model, tokenizer, data, evidence, cfg, prompt, "cpu") == pytest.approx(
+        m["val_loss"], rel=1e-4
+    )
 
 
 def test_early_stopping_and_promotion_only_when_better(tmp_path, tiny_reply_model_dir, store):
@@ -102,8 +132,20 @@ def test_early_stopping_and_promotion_only_when_better(tmp_path, tiny_reply_mode
     good = run_training(_settings(tmp_path, tiny_reply_model_dir), store)
     assert good.promoted
     # A learning rate far too high makes validation worse at once: stop after `patience` validations.
-    bad = run_training(_settings(tmp_path, tiny_reply_model_dir, mode="full", learning_rate=0.5, warmup_fraction=0,
-                                 max_steps=40, eval_every=1, patience=2, fuse_top_k=1), store)
+    bad = run_training(
+        _settings(
+            tmp_path,
+            tiny_reply_model_dir,
+            mode="full",
+            learning_rate=0.5,
+            warmup_fraction=0,
+            max_steps=40,
+            eval_every=1,
+            patience=2,
+            fuse_top_k=1,
+        ),
+        store,
+    )
     m = bad.metrics
     assert m["stopped_because"] == "early_stop" and m["steps"] < 40
     losses = [m["val_loss_before"]] + [v["val_loss"] for v in m["validations"]]
@@ -115,10 +157,15 @@ def test_early_stopping_and_promotion_only_when_better(tmp_path, tiny_reply_mode
     assert bad.evaluation["compared_with"] == good.version_name
     assert bad.evaluation["compared_val_loss"] == pytest.approx(good.metrics["val_loss"], rel=1e-4)
     assert promoted_version(store).name == good.version_name
-    assert {v.name: v.status for v in list_versions(store)} == {good.version_name: "promoted", bad.version_name: "candidate"}
+    assert {v.name: v.status for v in list_versions(store)} == {
+        good.version_name: "promoted",
+        bad.version_name: "candidate",
+    }
 
 
-def test_too_few_pairs_stops_the_cli_with_a_clear_message(tmp_path, tiny_reply_model_dir, monkeypatch):
+def test_too_few_pairs_stops_the_cli_with_a_clear_message(
+    tmp_path, tiny_reply_model_dir, monkeypatch
+):
     from chatbot.cli import main
     from chatbot.store.database import Database
     from chatbot.store.migrations import upgrade
@@ -146,8 +193,13 @@ def test_resume_after_a_kill_matches_an_uninterrupted_run(tmp_path, tiny_reply_m
 
     slow = {"max_steps": 10, "eval_every": 2, "fuse_top_k": 1}
     env = _env(tmp_path, tiny_reply_model_dir, **slow)
-    process = subprocess.Popen([sys.executable, "-m", "chatbot", "train", "--json"], cwd=REPO, env=env,
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "chatbot", "train", "--json"],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
     runs = tmp_path / "home" / "versions" / "runs"
     deadline = time.monotonic() + 240
     try:
@@ -161,8 +213,14 @@ def test_resume_after_a_kill_matches_an_uninterrupted_run(tmp_path, tiny_reply_m
     run_dir = next(runs.iterdir())
     assert json.loads((run_dir / "state.json").read_text())["status"] == "running"
 
-    done = subprocess.run([sys.executable, "-m", "chatbot", "train", "--resume", "--json"], cwd=REPO, env=env,
-                          capture_output=True, text=True, timeout=300)
+    done = subprocess.run(
+        [sys.executable, "-m", "chatbot", "train", "--resume", "--json"],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert done.returncode == 0, done.stderr[-2000:]
     resumed = json.loads(done.stdout)
     assert resumed["version"] == run_dir.name
@@ -173,13 +231,16 @@ def test_resume_after_a_kill_matches_an_uninterrupted_run(tmp_path, tiny_reply_m
     assert [v["step"] for v in resumed["metrics"]["validations"]] == [2, 4, 6, 8, 10]
     assert json.loads((run_dir / "state.json").read_text())["status"] == "finished"
 
-    again = CliRunner().invoke(__import__("chatbot.cli", fromlist=["main"]).main, ["train", "--resume"], env=env)
+    again = CliRunner().invoke(
+        __import__("chatbot.cli", fromlist=["main"]).main, ["train", "--resume"], env=env
+    )
     assert again.exit_code == 1 and "no interrupted training run to resume" in again.output
 
     straight = run_training(_settings(tmp_path, tiny_reply_model_dir, **slow), store)
     assert straight.metrics["val_loss"] == pytest.approx(resumed["metrics"]["val_loss"], rel=1e-5)
     assert [v["val_loss"] for v in straight.metrics["validations"]] == pytest.approx(
-        [v["val_loss"] for v in resumed["metrics"]["validations"]], rel=1e-5)
+        [v["val_loss"] for v in resumed["metrics"]["validations"]], rel=1e-5
+    )
 
 
 def test_ddp_with_two_cpu_processes(tmp_path, tiny_reply_model_dir, store):
@@ -190,13 +251,30 @@ def test_ddp_with_two_cpu_processes(tmp_path, tiny_reply_model_dir, store):
         pytest.skip("torchrun is not installed next to this Python")
     env = _env(tmp_path, tiny_reply_model_dir, max_steps=4, batch_size=2)
     env["MASTER_PORT"] = str(29500 + os.getpid() % 1000)
-    done = subprocess.run([str(torchrun), "--nproc_per_node=2", "--master_port", env["MASTER_PORT"], "-m", "chatbot",
-                           "train", "--json"], cwd=REPO, env=env, capture_output=True, text=True, timeout=400)
+    done = subprocess.run(
+        [
+            str(torchrun),
+            "--nproc_per_node=2",
+            "--master_port",
+            env["MASTER_PORT"],
+            "-m",
+            "chatbot",
+            "train",
+            "--json",
+        ],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=400,
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     out = json.loads(done.stdout)  # only the first process prints
     m = out["metrics"]
     assert m["world_size"] == 2 and m["steps"] == 4
-    assert m["replicas_in_sync"] == 2  # both processes ended with identical weights (checked by the loop)
+    assert (
+        m["replicas_in_sync"] == 2
+    )  # both processes ended with identical weights (checked by the loop)
     assert m["val_loss"] < m["val_loss_before"]
     # 2 processes x batch 2 x accumulation 2 = 8 examples a step.
     assert get_version(store, out["version"]).settings["world_size"] == 2

@@ -39,7 +39,10 @@ def test_settings_come_from_the_environment_and_are_checked(monkeypatch, tmp_pat
 
 def test_too_few_pairs_is_a_clear_error(sqlite_database):
     fill_pairs(sqlite_database, n_train=5, n_val=1)
-    with pytest.raises(TrainingError, match=r"too few training pairs to train: 5 in the train split \(need 16\) and 1 in the val split \(need 2\)"):
+    with pytest.raises(
+        TrainingError,
+        match=r"too few training pairs to train: 5 in the train split \(need 16\) and 1 in the val split \(need 2\)",
+    ):
         load_training_data(sqlite_database, TrainingSettings())
 
 
@@ -52,7 +55,10 @@ def test_origin_and_quality_weight_or_filter_pairs(sqlite_database):
     assert data.snapshot["train_by_source"] == {"a": 20, "b": 20}
     assert data.snapshot["train_by_origin"] == {"imported": 20, "agent_edited": 20}
 
-    pairs = [PairRecord(i, "s", "imported", "train", [], "x", quality=q) for i, q in enumerate([-2.0, 0.0, 2.0, None])]
+    pairs = [
+        PairRecord(i, "s", "imported", "train", [], "x", quality=q)
+        for i, q in enumerate([-2.0, 0.0, 2.0, None])
+    ]
     m = quality_multipliers(pairs, 0.25)
     assert m[0] < m[1] < m[2] and m[3] == 1.0
     assert quality_multipliers(pairs, 0.0) == {0: 1.0, 1: 1.0, 2: 1.0, 3: 1.0}
@@ -86,13 +92,25 @@ def test_noise_is_deterministic_and_changes_the_text():
 
 
 def test_prompt_has_instruction_evidence_and_recent_history():
-    context = [{"role": "customer", "text": f"message {i}"} if i % 2 == 0 else {"role": "agent", "text": f"reply {i}"}
-               for i in range(7)]
-    messages = build_messages(context, ["Past answer one.", "Past answer two."], system_prompt="Be nice.", history_turns=3)
+    context = [
+        {"role": "customer", "text": f"message {i}"}
+        if i % 2 == 0
+        else {"role": "agent", "text": f"reply {i}"}
+        for i in range(7)
+    ]
+    messages = build_messages(
+        context, ["Past answer one.", "Past answer two."], system_prompt="Be nice.", history_turns=3
+    )
     assert messages[0]["role"] == "system"
-    assert messages[0]["content"].startswith("Be nice.") and "- Past answer two." in messages[0]["content"]
+    assert (
+        messages[0]["content"].startswith("Be nice.")
+        and "- Past answer two." in messages[0]["content"]
+    )
     assert [(m["role"], m["content"]) for m in messages[1:]] == [
-        ("user", "message 4"), ("assistant", "reply 5"), ("user", "message 6")]
+        ("user", "message 4"),
+        ("assistant", "reply 5"),
+        ("user", "message 6"),
+    ]
     assert "Past answers" not in build_messages(context, [], system_prompt="Be nice.")[0]["content"]
 
 
@@ -103,16 +121,26 @@ def test_loss_only_on_reply_tokens_and_prompt_matches_serving(tiny_reply_model_d
 
     tokenizer = AutoTokenizer.from_pretrained(tiny_reply_model_dir)
     cfg = TrainingSettings(max_length=512)
-    pair = PairRecord(1, "s", "imported", "train", [{"role": "customer", "text": "Where is my order?"}],
-                      "You can track your parcel.")
+    pair = PairRecord(
+        1,
+        "s",
+        "imported",
+        "train",
+        [{"role": "customer", "text": "Where is my order?"}],
+        "You can track your parcel.",
+    )
     prompt = PromptFormat.from_settings(PromptSettings())
     encoded = encode_pair(tokenizer, pair, ["Returns are free."], cfg, prompt)
-    reply = tokenizer("You can track your parcel.", add_special_tokens=False)["input_ids"] + [end_token_id(tokenizer)]
+    reply = tokenizer("You can track your parcel.", add_special_tokens=False)["input_ids"] + [
+        end_token_id(tokenizer)
+    ]
     assert [x for x in encoded.labels if x != IGNORE] == reply
     prompt_len = encoded.labels.index(reply[0])
     assert all(x == IGNORE for x in encoded.labels[:prompt_len])
     # The prompt part is exactly what serving feeds the model for the same evidence.
-    messages = build_messages(pair.context, ["Returns are free."], system_prompt=prompt.system_prompt)
+    messages = build_messages(
+        pair.context, ["Returns are free."], system_prompt=prompt.system_prompt
+    )
     serving = chat_inputs(tokenizer, messages)["input_ids"][0].tolist()
     assert encoded.input_ids[:prompt_len] == serving
 
@@ -121,19 +149,34 @@ def test_long_examples_drop_history_then_evidence(tiny_reply_model_dir):
     from transformers import AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(tiny_reply_model_dir)
-    context = [{"role": "customer", "text": "old message " * 30}, {"role": "agent", "text": "old reply " * 30},
-               {"role": "customer", "text": "Where is my order?"}]
+    context = [
+        {"role": "customer", "text": "old message " * 30},
+        {"role": "agent", "text": "old reply " * 30},
+        {"role": "customer", "text": "Where is my order?"},
+    ]
     pair = PairRecord(1, "s", "imported", "train", context, "Track it.")
     cfg = TrainingSettings(max_length=200, max_target_tokens=16)
-    brief = PromptFormat.from_settings(PromptSettings(evidence_max_chars=1000, system_prompt="Be brief."))
+    brief = PromptFormat.from_settings(
+        PromptSettings(evidence_max_chars=1000, system_prompt="Be brief.")
+    )
     full = encode_pair(tokenizer, pair, [], TrainingSettings(max_length=4096), brief)
     fitted = encode_pair(tokenizer, pair, ["evidence " * 5], cfg, brief)
     assert len(full.input_ids) > 200 >= len(fitted.input_ids)
     assert "old message" not in tokenizer.decode(fitted.input_ids)
     assert "evidence" in tokenizer.decode(fitted.input_ids)
-    long_prompt = PromptFormat.from_settings(PromptSettings(evidence_max_chars=10_000, system_prompt="x " * 100))
-    assert encode_pair(tokenizer, pair, ["evidence " * 500], TrainingSettings(max_length=40, max_target_tokens=8),
-                       long_prompt) is None
+    long_prompt = PromptFormat.from_settings(
+        PromptSettings(evidence_max_chars=10_000, system_prompt="x " * 100)
+    )
+    assert (
+        encode_pair(
+            tokenizer,
+            pair,
+            ["evidence " * 500],
+            TrainingSettings(max_length=40, max_target_tokens=8),
+            long_prompt,
+        )
+        is None
+    )
 
 
 def test_learning_rate_warms_up_then_decays():
@@ -153,24 +196,52 @@ def test_weighted_label_smoothed_loss_on_tiny_model(tiny_reply_model_dir):
 
     model, tokenizer = load_base(tiny_reply_model_dir, "cpu")
     cfg = TrainingSettings(max_length=512)
-    pairs = [PairRecord(i, "s", "imported", "train", [{"role": "customer", "text": q}], a, weight=w)
-             for i, (q, a, w) in enumerate([("Where is my order?", "Track it.", 1.0), ("Return a kettle", "Free within 30 days.", 3.0)])]
-    batch = collate([encode_pair(tokenizer, p, [], cfg, PromptFormat.from_settings(PromptSettings())) for p in pairs],
-                    tokenizer.pad_token_id)
+    pairs = [
+        PairRecord(i, "s", "imported", "train", [{"role": "customer", "text": q}], a, weight=w)
+        for i, (q, a, w) in enumerate(
+            [
+                ("Where is my order?", "Track it.", 1.0),
+                ("Return a kettle", "Free within 30 days.", 3.0),
+            ]
+        )
+    ]
+    batch = collate(
+        [
+            encode_pair(tokenizer, p, [], cfg, PromptFormat.from_settings(PromptSettings()))
+            for p in pairs
+        ],
+        tokenizer.pad_token_id,
+    )
     module = build_loss_module(model)
     with torch.no_grad():
-        loss, ce_sum, tokens = module(batch["input_ids"], batch["attention_mask"], batch["labels"], batch["weights"])
-        full_logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
-        smoothed, _, _ = module(batch["input_ids"], batch["attention_mask"], batch["labels"], batch["weights"], 0.1)
+        loss, ce_sum, tokens = module(
+            batch["input_ids"], batch["attention_mask"], batch["labels"], batch["weights"]
+        )
+        full_logits = model(
+            input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]
+        ).logits
+        smoothed, _, _ = module(
+            batch["input_ids"], batch["attention_mask"], batch["labels"], batch["weights"], 0.1
+        )
     # Plain CE equals the usual shifted CE of the full model on the reply tokens.
     labels = batch["labels"][:, 1:]
-    reference = torch.nn.functional.cross_entropy(full_logits[:, :-1].reshape(-1, full_logits.shape[-1]), labels.reshape(-1),
-                                                  ignore_index=IGNORE, reduction="sum")
+    reference = torch.nn.functional.cross_entropy(
+        full_logits[:, :-1].reshape(-1, full_logits.shape[-1]),
+        labels.reshape(-1),
+        ignore_index=IGNORE,
+        reduction="sum",
+    )
     assert ce_sum.item() == pytest.approx(reference.item(), rel=1e-4)
     assert tokens.item() == (labels != IGNORE).sum().item()
     # The weighted loss leans toward the heavier example; smoothing changes it.
-    per_example = [torch.nn.functional.cross_entropy(full_logits[i, :-1][labels[i] != IGNORE], labels[i][labels[i] != IGNORE],
-                                                     reduction="sum") for i in range(2)]
+    per_example = [
+        torch.nn.functional.cross_entropy(
+            full_logits[i, :-1][labels[i] != IGNORE],
+            labels[i][labels[i] != IGNORE],
+            reduction="sum",
+        )
+        for i in range(2)
+    ]
     n = [(labels[i] != IGNORE).sum() for i in range(2)]
     expected = (per_example[0] + 3 * per_example[1]) / (n[0] + 3 * n[1])
     assert loss.item() == pytest.approx(expected.item(), rel=1e-4)
@@ -201,7 +272,9 @@ def test_checkpoint_averaging_is_the_mean_of_merged_weights(tmp_path, tiny_reply
     from chatbot.training.checkpoints import load_checkpoint_tensors
 
     two = materialize(model, load_checkpoint_tensors(tmp_path / "checkpoints" / "step-000002"), cfg)
-    three = materialize(model, load_checkpoint_tensors(tmp_path / "checkpoints" / "step-000003"), cfg)
+    three = materialize(
+        model, load_checkpoint_tensors(tmp_path / "checkpoints" / "step-000003"), cfg
+    )
     assert best.keys() == fused.keys() == two.keys() and len(best) > 0
     for key in best:
         assert torch.equal(best[key], two[key])
@@ -212,7 +285,9 @@ def test_checkpoint_averaging_is_the_mean_of_merged_weights(tmp_path, tiny_reply
 
         from chatbot.training.model import load_trainable_state
 
-        load_trainable_state(model, load_checkpoint_tensors(tmp_path / "checkpoints" / "step-000002"))
+        load_trainable_state(
+            model, load_checkpoint_tensors(tmp_path / "checkpoints" / "step-000002")
+        )
         merged = copy.deepcopy(model).merge_and_unload().state_dict()
         for key, value in two.items():
             assert torch.allclose(merged[key], value, atol=1e-6)

@@ -29,11 +29,19 @@ from chatbot.models.versions import (
 def _version(database, root, source_dir, name):
     path = root / name
     shutil.copytree(source_dir, path)
-    return register_version(database, name=name, path=path, settings={"mode": "lora"},
-                            data_snapshot={"train_by_source": {"demo": 3}}, metrics={"val_loss": 1.0})
+    return register_version(
+        database,
+        name=name,
+        path=path,
+        settings={"mode": "lora"},
+        data_snapshot={"train_by_source": {"demo": 3}},
+        metrics={"val_loss": 1.0},
+    )
 
 
-def test_promote_and_rollback_walk_the_promotion_history(migrated_database, tmp_path, tiny_reply_model_dir):
+def test_promote_and_rollback_walk_the_promotion_history(
+    migrated_database, tmp_path, tiny_reply_model_dir
+):
     db = migrated_database
     for name in ("v1", "v2", "v3"):
         _version(db, tmp_path, tiny_reply_model_dir, name)
@@ -69,7 +77,9 @@ def test_only_one_version_is_ever_promoted(migrated_database, tmp_path, tiny_rep
     assert [v.name for v in list_versions(db) if v.status == "promoted"] == ["b"]
 
 
-def test_promote_refuses_unknown_names_and_missing_files(migrated_database, tmp_path, tiny_reply_model_dir):
+def test_promote_refuses_unknown_names_and_missing_files(
+    migrated_database, tmp_path, tiny_reply_model_dir
+):
     db = migrated_database
     with pytest.raises(VersionError, match="no model version named 'nope'"):
         promote(db, "nope")
@@ -81,7 +91,9 @@ def test_promote_refuses_unknown_names_and_missing_files(migrated_database, tmp_
         _version(db, tmp_path / "other", tiny_reply_model_dir, "gone")
 
 
-def test_serving_path_falls_back_to_the_base_model(migrated_database, tmp_path, tiny_settings, tiny_reply_model_dir):
+def test_serving_path_falls_back_to_the_base_model(
+    migrated_database, tmp_path, tiny_settings, tiny_reply_model_dir
+):
     db = migrated_database
     assert promoted_reply_model_path(tiny_settings, db) == (tiny_reply_model_dir, BASE_VERSION)
     version = _version(db, tmp_path, tiny_reply_model_dir, "v1")
@@ -92,7 +104,9 @@ def test_serving_path_falls_back_to_the_base_model(migrated_database, tmp_path, 
         promoted_reply_model_path(tiny_settings, db)
 
 
-def test_provider_picks_up_a_promotion_without_a_restart(migrated_database, tmp_path, tiny_settings, tiny_reply_model_dir):
+def test_provider_picks_up_a_promotion_without_a_restart(
+    migrated_database, tmp_path, tiny_settings, tiny_reply_model_dir
+):
     db = migrated_database
     _version(db, tmp_path, tiny_reply_model_dir, "v1")
     provider = ReplyModelProvider(tiny_settings, db, check_interval=0.0)
@@ -108,7 +122,9 @@ def test_provider_picks_up_a_promotion_without_a_restart(migrated_database, tmp_
     assert provider.get()[2] == "v1"
 
 
-def test_provider_checks_the_store_at_most_every_interval(migrated_database, tmp_path, tiny_settings, tiny_reply_model_dir):
+def test_provider_checks_the_store_at_most_every_interval(
+    migrated_database, tmp_path, tiny_settings, tiny_reply_model_dir
+):
     db = migrated_database
     _version(db, tmp_path, tiny_reply_model_dir, "v1")
     provider = ReplyModelProvider(tiny_settings, db, check_interval=3600.0)
@@ -140,7 +156,10 @@ def test_models_cli_list_promote_rollback(tmp_path, tiny_reply_model_dir, monkey
     result = runner.invoke(main, ["models", "promote", "reply-2", "--json"])
     assert json.loads(result.output)["previous"] == "reply-1"
     listing = json.loads(runner.invoke(main, ["models", "list", "--json"]).output)
-    assert [(v["name"], v["status"]) for v in listing["versions"]] == [("reply-2", "promoted"), ("reply-1", "retired")]
+    assert [(v["name"], v["status"]) for v in listing["versions"]] == [
+        ("reply-2", "promoted"),
+        ("reply-1", "retired"),
+    ]
     assert listing["serving"] == "reply-2"
     text = runner.invoke(main, ["models", "list"]).output
     assert "reply-2" in text and "promoted" in text
@@ -156,27 +175,46 @@ def test_models_cli_list_promote_rollback(tmp_path, tiny_reply_model_dir, monkey
     db.dispose()
 
 
-def test_promotion_refuses_a_version_that_evaluated_worse_unless_forced(migrated_database, tmp_path, tiny_reply_model_dir):
+def test_promotion_refuses_a_version_that_evaluated_worse_unless_forced(
+    migrated_database, tmp_path, tiny_reply_model_dir
+):
     from chatbot.models.versions import set_evaluation
 
     db = migrated_database
     for name in ("good", "worse", "unknown"):
         _version(db, tmp_path, tiny_reply_model_dir, name)
-    set_evaluation(db, "good", {"val_pairs": 6, "val_loss": 2.0, "compared_with": "base", "compared_val_loss": 3.0})
+    set_evaluation(
+        db,
+        "good",
+        {"val_pairs": 6, "val_loss": 2.0, "compared_with": "base", "compared_val_loss": 3.0},
+    )
     promote(db, "good")
-    set_evaluation(db, "worse", {"val_pairs": 6, "val_loss": 2.5, "compared_with": "good", "compared_val_loss": 2.0})
+    set_evaluation(
+        db,
+        "worse",
+        {"val_pairs": 6, "val_loss": 2.5, "compared_with": "good", "compared_val_loss": 2.0},
+    )
     with pytest.raises(VersionError) as refused:
         promote(db, "worse")
-    assert str(refused.value) == ("not promoted: worse evaluates worse than the serving good: validation loss 2.5000 "
-                                  "vs 2.0000 on the same 6 validation pairs; to serve it anyway, promote it with --force")
+    assert str(refused.value) == (
+        "not promoted: worse evaluates worse than the serving good: validation loss 2.5000 "
+        "vs 2.0000 on the same 6 validation pairs; to serve it anyway, promote it with --force"
+    )
     assert promoted_version(db).name == "good"
     # Never compared with the serving version on the same pairs: nothing to go by, so allowed.
     promote(db, "unknown")
     # The comparison counts whichever of the two recorded it: here the serving version
     # measured "good" on its validation pairs, after "good" was retired.
-    set_evaluation(db, "unknown", {"val_pairs": 5, "val_loss": 1.0, "compared_with": "good", "compared_val_loss": 2.0})
-    with pytest.raises(VersionError, match="good evaluates worse than the serving unknown: validation loss 2.0000 "
-                                           "vs 1.0000 on the same 5 validation pairs"):
+    set_evaluation(
+        db,
+        "unknown",
+        {"val_pairs": 5, "val_loss": 1.0, "compared_with": "good", "compared_val_loss": 2.0},
+    )
+    with pytest.raises(
+        VersionError,
+        match="good evaluates worse than the serving unknown: validation loss 2.0000 "
+        "vs 1.0000 on the same 5 validation pairs",
+    ):
         promote(db, "good")
     now, previous = promote(db, "good", force=True)
     assert (now.name, previous.name) == ("good", "unknown")
@@ -194,12 +232,22 @@ def test_models_cli_promote_force(tmp_path, tiny_reply_model_dir, monkeypatch):
     upgrade(settings.resolved_database_url)
     db = Database(settings.resolved_database_url)
     _version(db, tmp_path, tiny_reply_model_dir, "reply-1")
-    set_evaluation(db, "reply-1", {"val_pairs": 4, "val_loss": 3.5, "compared_with": "base", "compared_val_loss": 3.0})
+    set_evaluation(
+        db,
+        "reply-1",
+        {"val_pairs": 4, "val_loss": 3.5, "compared_with": "base", "compared_val_loss": 3.0},
+    )
     runner = CliRunner()
     result = runner.invoke(main, ["models", "promote", "reply-1"])
     assert result.exit_code == 1
-    assert "reply-1 evaluates worse than the serving base: validation loss 3.5000 vs 3.0000" in result.output
+    assert (
+        "reply-1 evaluates worse than the serving base: validation loss 3.5000 vs 3.0000"
+        in result.output
+    )
     assert "--force" in result.output
     result = runner.invoke(main, ["models", "promote", "reply-1", "--force", "--json"])
-    assert result.exit_code == 0 and json.loads(result.output) == {"promoted": "reply-1", "previous": None}
+    assert result.exit_code == 0 and json.loads(result.output) == {
+        "promoted": "reply-1",
+        "previous": None,
+    }
     db.dispose()

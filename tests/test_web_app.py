@@ -27,8 +27,12 @@ def web(tmp_path_factory, tiny_embedder_dir, tiny_reply_model_dir):
     from tests.test_dialogue_support import build_retriever, make_manager, seed_shop
 
     home = tmp_path_factory.mktemp("web-home")
-    settings = load_settings(home=home, embedder_path=tiny_embedder_dir, reply_model_path=tiny_reply_model_dir,
-                             web={"login_attempts": 4, "login_window_seconds": 60})
+    settings = load_settings(
+        home=home,
+        embedder_path=tiny_embedder_dir,
+        reply_model_path=tiny_reply_model_dir,
+        web={"login_attempts": 4, "login_window_seconds": 60},
+    )
     upgrade(settings.resolved_database_url)
     database = Database(settings.resolved_database_url)
     seed_shop(database)
@@ -47,13 +51,20 @@ def _client(app, address: str = "10.0.0.1"):
 
 
 def _login(client, username: str, password: str, next_path: str = ""):
-    return client.post("/login", data={"username": username, "password": password, "next": next_path})
+    return client.post(
+        "/login", data={"username": username, "password": password, "next": next_path}
+    )
 
 
 CONSOLE_API = [
-    ("get", "/agent/config"), ("get", "/agent/gradio_api/info"), ("post", "/agent/gradio_api/queue/join"),
-    ("post", "/agent/gradio_api/upload"), ("get", "/admin/config"), ("get", "/admin/gradio_api/info"),
-    ("post", "/admin/gradio_api/queue/join"), ("post", "/admin/gradio_api/upload"),
+    ("get", "/agent/config"),
+    ("get", "/agent/gradio_api/info"),
+    ("post", "/agent/gradio_api/queue/join"),
+    ("post", "/agent/gradio_api/upload"),
+    ("get", "/admin/config"),
+    ("get", "/admin/gradio_api/info"),
+    ("post", "/admin/gradio_api/queue/join"),
+    ("post", "/admin/gradio_api/upload"),
 ]
 
 
@@ -133,13 +144,19 @@ def test_a_tampered_session_cookie_is_refused(web):
     assert value
     assert client.get("/admin/config").status_code == 200
     client.cookies.clear()
-    client.cookies.set(SESSION_COOKIE, value[:-4] + ("AAAA" if not value.endswith("AAAA") else "BBBB"))
+    client.cookies.set(
+        SESSION_COOKIE, value[:-4] + ("AAAA" if not value.endswith("AAAA") else "BBBB")
+    )
     assert client.get("/admin/config").status_code == 401
     # A cookie signed with another key (say, a default from someone's repository) is refused too.
-    from itsdangerous import TimestampSigner
-    import base64, json
+    import base64
+    import json
 
-    forged = TimestampSigner("not-the-server-key").sign(base64.b64encode(json.dumps({"uid": 1, "epoch": 0}).encode()))
+    from itsdangerous import TimestampSigner
+
+    forged = TimestampSigner("not-the-server-key").sign(
+        base64.b64encode(json.dumps({"uid": 1, "epoch": 0}).encode())
+    )
     client.cookies.clear()
     client.cookies.set(SESSION_COOKIE, forged.decode())
     assert client.get("/admin/config").status_code == 401

@@ -37,10 +37,18 @@ def web(tmp_path_factory, tiny_embedder_dir, tiny_reply_model_dir):
     from tests.test_dialogue_support import build_retriever, make_manager, seed_shop
 
     home = tmp_path_factory.mktemp("web-security-home")
-    settings = load_settings(home=home, embedder_path=tiny_embedder_dir, reply_model_path=tiny_reply_model_dir,
-                             web={"max_upload_mb": 1, "message_limit": MESSAGE_LIMIT,
-                                  "message_window_seconds": 600, "login_attempts": 100},
-                             dialogue={"max_new_tokens": 8})
+    settings = load_settings(
+        home=home,
+        embedder_path=tiny_embedder_dir,
+        reply_model_path=tiny_reply_model_dir,
+        web={
+            "max_upload_mb": 1,
+            "message_limit": MESSAGE_LIMIT,
+            "message_window_seconds": 600,
+            "login_attempts": 100,
+        },
+        dialogue={"max_new_tokens": 8},
+    )
     upgrade(settings.resolved_database_url)
     database = Database(settings.resolved_database_url)
     seed_shop(database)
@@ -84,9 +92,16 @@ def _fn_index(client, api_name: str) -> int:
 def _call(client, api_name: str, data: list, session_hash: str) -> dict:
     """Join the queue with one widget event and read its event stream to the end: the
     `process_completed` message, with every warning shown on the way."""
-    joined = client.post("/gradio_api/queue/join", json={
-        "data": data, "fn_index": _fn_index(client, api_name), "session_hash": session_hash,
-        "event_data": None, "trigger_id": None})
+    joined = client.post(
+        "/gradio_api/queue/join",
+        json={
+            "data": data,
+            "fn_index": _fn_index(client, api_name),
+            "session_hash": session_hash,
+            "event_data": None,
+            "trigger_id": None,
+        },
+    )
     assert joined.status_code == 200, joined.text
     event_id = joined.json()["event_id"]
     stream = client.get("/gradio_api/queue/data", params={"session_hash": session_hash})
@@ -109,19 +124,45 @@ def _call(client, api_name: str, data: list, session_hash: str) -> dict:
 
 # Gradio's routes that the widget page never uses (recorded by driving it in Chromium).
 REFUSED = [
-    ("post", "/gradio_api/upload"), ("get", "/gradio_api/upload_progress"),
-    ("get", "/gradio_api/file=/etc/hostname"), ("get", "/gradio_api/file/etc/hostname"),
-    ("get", "/gradio_api/proxy=http://127.0.0.1:1/"), ("get", "/monitoring"), ("get", "/monitoring/summary"),
-    ("get", "/monitoring/some-key"), ("get", "/gradio_api/info"), ("get", "/gradio_api/openapi.json"),
-    ("get", "/gradio_api/runs"), ("post", "/gradio_api/run-history/connect"), ("get", "/gradio_api/mcp/sse"),
-    ("get", "/gradio_api/mcp/schema"), ("post", "/gradio_api/mcp/messages/"), ("post", "/gradio_api/process_recording"),
-    ("get", "/gradio_api/dev/reload"), ("post", "/gradio_api/run/send"), ("post", "/gradio_api/api/send"),
-    ("post", "/gradio_api/call/send"), ("get", "/gradio_api/startup-events"), ("get", "/gradio_api/deep_link"),
-    ("get", "/gradio_api/user"), ("get", "/gradio_api/token"), ("get", "/gradio_api/app_id"),
-    ("post", "/gradio_api/vibe-edit"), ("get", "/gradio_api/vibe-code"), ("get", "/gradio_api/profiling/summary"),
-    ("post", "/gradio_api/component_server"), ("post", "/gradio_api/stream/x"), ("get", "/manifest.json"),
-    ("get", "/pwa_icon"), ("get", "/svelte/x.js"), ("post", "/gradio_api/login"), ("get", "/gradio_api/logout"),
-    ("get", "/gradio_api/queue/status"), ("get", "/assets/../gradio_api/info"), ("post", "/"), ("put", "/config"),
+    ("post", "/gradio_api/upload"),
+    ("get", "/gradio_api/upload_progress"),
+    ("get", "/gradio_api/file=/etc/hostname"),
+    ("get", "/gradio_api/file/etc/hostname"),
+    ("get", "/gradio_api/proxy=http://127.0.0.1:1/"),
+    ("get", "/monitoring"),
+    ("get", "/monitoring/summary"),
+    ("get", "/monitoring/some-key"),
+    ("get", "/gradio_api/info"),
+    ("get", "/gradio_api/openapi.json"),
+    ("get", "/gradio_api/runs"),
+    ("post", "/gradio_api/run-history/connect"),
+    ("get", "/gradio_api/mcp/sse"),
+    ("get", "/gradio_api/mcp/schema"),
+    ("post", "/gradio_api/mcp/messages/"),
+    ("post", "/gradio_api/process_recording"),
+    ("get", "/gradio_api/dev/reload"),
+    ("post", "/gradio_api/run/send"),
+    ("post", "/gradio_api/api/send"),
+    ("post", "/gradio_api/call/send"),
+    ("get", "/gradio_api/startup-events"),
+    ("get", "/gradio_api/deep_link"),
+    ("get", "/gradio_api/user"),
+    ("get", "/gradio_api/token"),
+    ("get", "/gradio_api/app_id"),
+    ("post", "/gradio_api/vibe-edit"),
+    ("get", "/gradio_api/vibe-code"),
+    ("get", "/gradio_api/profiling/summary"),
+    ("post", "/gradio_api/component_server"),
+    ("post", "/gradio_api/stream/x"),
+    ("get", "/manifest.json"),
+    ("get", "/pwa_icon"),
+    ("get", "/svelte/x.js"),
+    ("post", "/gradio_api/login"),
+    ("get", "/gradio_api/logout"),
+    ("get", "/gradio_api/queue/status"),
+    ("get", "/assets/../gradio_api/info"),
+    ("post", "/"),
+    ("put", "/config"),
     ("get", "/anything-else"),
 ]
 
@@ -130,7 +171,12 @@ def test_anonymous_requests_reach_only_the_widgets_own_routes(live):
     client = _as(live, "10.20.0.2")
     for method, path in REFUSED:
         response = getattr(client, method)(path)
-        assert response.status_code == 404, (method, path, response.status_code, response.text[:200])
+        assert response.status_code == 404, (
+            method,
+            path,
+            response.status_code,
+            response.text[:200],
+        )
     # What the page itself needs still answers.
     page = client.get("/")
     assert page.status_code == 200
@@ -146,7 +192,9 @@ def test_anonymous_requests_reach_only_the_widgets_own_routes(live):
 
 def test_widget_takes_no_upload_and_serves_no_file(live):
     client = _as(live, "10.20.0.3")
-    response = client.post("/gradio_api/upload", files={"files": ("t.jsonl", b"{}\n", "application/json")})
+    response = client.post(
+        "/gradio_api/upload", files={"files": ("t.jsonl", b"{}\n", "application/json")}
+    )
     assert response.status_code == 404
     assert client.get("/gradio_api/upload_progress", params={"upload_id": "x"}).status_code == 404
 
@@ -158,7 +206,9 @@ def test_console_uploads_need_a_login(live):
     live.cookies.clear()
     client = _as(live, "10.20.0.4")
     for console in ("/agent", "/admin"):
-        response = client.post(f"{console}/gradio_api/upload", files={"files": ("t.jsonl", b"{}\n")})
+        response = client.post(
+            f"{console}/gradio_api/upload", files={"files": ("t.jsonl", b"{}\n")}
+        )
         assert response.status_code == 401, (console, response.status_code)
         assert client.get(f"{console}/gradio_api/file=/etc/hostname").status_code == 401
 
@@ -167,19 +217,34 @@ def test_admin_uploads_transcripts_only_within_the_size_limit(live):
     live.cookies.clear()
     client = _as(live, "10.20.0.5")
     _login(client, "root", ADMIN_PASSWORD)
-    good = client.post("/admin/gradio_api/upload", files=[
-        ("files", ("chats.jsonl", b'{"a": 1}\n', "application/json")), ("files", ("more.csv", b"a,b\n1,2\n", "text/csv"))])
+    good = client.post(
+        "/admin/gradio_api/upload",
+        files=[
+            ("files", ("chats.jsonl", b'{"a": 1}\n', "application/json")),
+            ("files", ("more.csv", b"a,b\n1,2\n", "text/csv")),
+        ],
+    )
     assert good.status_code == 200, good.text
     assert [p.rsplit("/", 1)[-1] for p in good.json()] == ["chats.jsonl", "more.csv"]
     for name in ("evil.html", "tool.exe", "notes.txt", "noext", "chats.jsonl.sh"):
-        bad = client.post("/admin/gradio_api/upload", files={"files": (name, b"<script>alert(1)</script>", "text/html")})
+        bad = client.post(
+            "/admin/gradio_api/upload",
+            files={"files": (name, b"<script>alert(1)</script>", "text/html")},
+        )
         assert bad.status_code == 415, (name, bad.status_code)
         assert name in bad.text and ".jsonl" in bad.text and "not a transcript file" in bad.text
     # One bad file refuses the whole request: nothing of it is kept.
-    mixed = client.post("/admin/gradio_api/upload", files=[
-        ("files", ("ok.json", b"[]", "application/json")), ("files", ("page.svg", b"<svg/>", "image/svg+xml"))])
+    mixed = client.post(
+        "/admin/gradio_api/upload",
+        files=[
+            ("files", ("ok.json", b"[]", "application/json")),
+            ("files", ("page.svg", b"<svg/>", "image/svg+xml")),
+        ],
+    )
     assert mixed.status_code == 415
-    big = client.post("/admin/gradio_api/upload", files={"files": ("big.jsonl", b"x" * (1024 * 1024 + 10))})
+    big = client.post(
+        "/admin/gradio_api/upload", files={"files": ("big.jsonl", b"x" * (1024 * 1024 + 10))}
+    )
     assert big.status_code == 413 and "upload limit" in big.text and "1 MB" in big.text
     client.post("/logout")
 
@@ -188,24 +253,37 @@ def test_an_admins_upload_is_never_served_to_anyone_else(live):
     live.cookies.clear()
     admin = _as(live, "10.20.0.6")
     _login(admin, "root", ADMIN_PASSWORD)
-    uploaded = admin.post("/admin/gradio_api/upload", files={"files": ("secret.jsonl", b'{"pii": "x"}\n')})
+    uploaded = admin.post(
+        "/admin/gradio_api/upload", files={"files": ("secret.jsonl", b'{"pii": "x"}\n')}
+    )
     assert uploaded.status_code == 200
     path = uploaded.json()[0]
     assert admin.get(f"/admin/gradio_api/file={path}").status_code == 200  # the admin's own upload
     admin.post("/logout")
     live.cookies.clear()
     # Anonymous: not on any page.
-    for url in (f"/gradio_api/file={path}", f"/admin/gradio_api/file={path}", f"/agent/gradio_api/file={path}",
-                f"/gradio_api/file/{path.lstrip('/')}"):
+    for url in (
+        f"/gradio_api/file={path}",
+        f"/admin/gradio_api/file={path}",
+        f"/agent/gradio_api/file={path}",
+        f"/gradio_api/file/{path.lstrip('/')}",
+    ):
         assert live.get(url).status_code in (401, 404), url
     # An agent: not through the admin console, nor through the agent console's own file route.
     _login(live, "alice", AGENT_PASSWORD)
     assert live.get(f"/admin/gradio_api/file={path}").status_code == 401
     assert live.get(f"/agent/gradio_api/file={path}").status_code == 404
-    assert live.post("/agent/gradio_api/upload", files={"files": ("x.jsonl", b"{}\n")}).status_code == 404
+    assert (
+        live.post("/agent/gradio_api/upload", files={"files": ("x.jsonl", b"{}\n")}).status_code
+        == 404
+    )
     # The consoles answer no monitoring or API description either, even logged in.
-    for url in ("/agent/monitoring/summary", "/agent/gradio_api/info", "/agent/gradio_api/openapi.json",
-                "/agent/gradio_api/runs"):
+    for url in (
+        "/agent/monitoring/summary",
+        "/agent/gradio_api/info",
+        "/agent/gradio_api/openapi.json",
+        "/agent/gradio_api/runs",
+    ):
         assert live.get(url).status_code == 404, url
     live.post("/logout")
     live.cookies.clear()
@@ -220,7 +298,9 @@ def _chat_texts(completed: dict) -> list[str]:
     for entry in chat if isinstance(chat, list) else []:
         content = entry.get("content")
         if isinstance(content, list):
-            texts.append("".join(part.get("text", "") for part in content if isinstance(part, dict)))
+            texts.append(
+                "".join(part.get("text", "") for part in content if isinstance(part, dict))
+            )
         else:
             texts.append(str(content))
     return texts
@@ -235,9 +315,13 @@ def test_widget_messages_are_rate_limited_per_client_address(web, live):
     token = _call(client, "load_page", [None], session)["output"]["data"][0]
     for i in range(MESSAGE_LIMIT):
         sent = _call(client, "send", [token, f"where is my parcel {i}"], session)
-        assert not any("faster than we can answer" in (w or "") for w in sent["warnings"]), sent["warnings"]
+        assert not any("faster than we can answer" in (w or "") for w in sent["warnings"]), sent[
+            "warnings"
+        ]
     refused = _call(client, "send", [token, "one message too many"], session)
-    assert any("faster than we can answer" in (w or "") for w in refused["warnings"]), refused["warnings"]
+    assert any("faster than we can answer" in (w or "") for w in refused["warnings"]), refused[
+        "warnings"
+    ]
     assert refused["output"]["data"][6] == "one message too many"  # left in the box to send again
     stored = [m.text for m in messages_after(services.database, token, -1) if m.role == "customer"]
     assert stored == [f"where is my parcel {i}" for i in range(MESSAGE_LIMIT)]

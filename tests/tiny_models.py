@@ -42,8 +42,12 @@ def build_tiny_embedder(directory: Path, *, hidden: int = 32, layers: int = 2) -
     for name in ("vocab.txt", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json"):
         shutil.copy(source / name, backbone / name)
     config = BertConfig(
-        vocab_size=30522, hidden_size=hidden, num_hidden_layers=layers, num_attention_heads=2,
-        intermediate_size=hidden * 2, max_position_embeddings=256,
+        vocab_size=30522,
+        hidden_size=hidden,
+        num_hidden_layers=layers,
+        num_attention_heads=2,
+        intermediate_size=hidden * 2,
+        max_position_embeddings=256,
     )
     BertModel(config).save_pretrained(backbone)
     transformer = models.Transformer(str(backbone), max_seq_length=128)
@@ -71,12 +75,18 @@ def build_tiny_tokenizer(corpus: list[str] | None = None, vocab_size: int = 400)
     )
     tokenizer.train_from_iterator(corpus or CORPUS, trainer)
     return PreTrainedTokenizerFast(
-        tokenizer_object=tokenizer, bos_token="<|im_start|>", eos_token="<|im_end|>",
-        pad_token="<|im_end|>", unk_token="<|endoftext|>", chat_template=SMOLLM2_CHAT_TEMPLATE,
+        tokenizer_object=tokenizer,
+        bos_token="<|im_start|>",
+        eos_token="<|im_end|>",
+        pad_token="<|im_end|>",
+        unk_token="<|endoftext|>",
+        chat_template=SMOLLM2_CHAT_TEMPLATE,
     )
 
 
-def build_tiny_reply_model(directory: Path, *, hidden: int = 64, layers: int = 2, seed: int = 0) -> Path:
+def build_tiny_reply_model(
+    directory: Path, *, hidden: int = 64, layers: int = 2, seed: int = 0
+) -> Path:
     """A transformers causal-LM directory shaped like the converted SmolLM2."""
     import torch
     from transformers import LlamaConfig, LlamaForCausalLM
@@ -84,10 +94,16 @@ def build_tiny_reply_model(directory: Path, *, hidden: int = 64, layers: int = 2
     torch.manual_seed(seed)
     tokenizer = build_tiny_tokenizer()
     config = LlamaConfig(
-        vocab_size=len(tokenizer), hidden_size=hidden, intermediate_size=hidden * 2,
-        num_hidden_layers=layers, num_attention_heads=4, num_key_value_heads=2,
-        max_position_embeddings=1024, tie_word_embeddings=True,
-        bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
+        vocab_size=len(tokenizer),
+        hidden_size=hidden,
+        intermediate_size=hidden * 2,
+        num_hidden_layers=layers,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=1024,
+        tie_word_embeddings=True,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
         pad_token_id=tokenizer.pad_token_id,
     )
     model = LlamaForCausalLM(config)

@@ -21,7 +21,7 @@ import logging
 import re
 import time
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -39,13 +39,39 @@ TITLE = "Support assistant — admin"
 SHOWN_PROBLEMS = 50
 MODE_CHOICES = [("LoRA adapters (faster)", "lora"), ("Full fine-tuning", "full")]
 AGENT_ORIGINS = ("agent_approved", "agent_edited")
-VERSION_COLUMNS = ["version", "status", "created (UTC)", "mode", "steps", "val loss before", "val loss",
-                   "compared with", "its val loss", "val pairs", "train pairs", "from agents", "reply evaluation"]
+VERSION_COLUMNS = [
+    "version",
+    "status",
+    "created (UTC)",
+    "mode",
+    "steps",
+    "val loss before",
+    "val loss",
+    "compared with",
+    "its val loss",
+    "val pairs",
+    "train pairs",
+    "from agents",
+    "reply evaluation",
+]
 
 # Both series named up front: the plot keeps the series it saw first otherwise.
 CURVE_COLORS = {"training": "#2563eb", "validation": "#ea580c"}
-VERSION_WIDTHS = ["190px", "110px", "140px", "70px", "70px", "90px", "90px", "170px", "90px", "70px", "70px", "80px",
-                  "360px"]
+VERSION_WIDTHS = [
+    "190px",
+    "110px",
+    "140px",
+    "70px",
+    "70px",
+    "90px",
+    "90px",
+    "170px",
+    "90px",
+    "70px",
+    "70px",
+    "80px",
+    "360px",
+]
 
 _MARKDOWN_SPECIALS = re.compile(r"([\\`*_{}\[\]()#+\-.!|~>])")
 
@@ -68,15 +94,18 @@ def _utc(value: datetime | None) -> str:
     if value is None:
         return ""
     if value.tzinfo is not None:
-        value = value.astimezone(timezone.utc)
+        value = value.astimezone(UTC)
     return value.strftime("%Y-%m-%d %H:%M:%S")
 
 
 def _loss(value: Any) -> str:
-    return f"{value:.4f}" if isinstance(value, (int, float)) and not isinstance(value, bool) else "-"
+    return (
+        f"{value:.4f}" if isinstance(value, (int, float)) and not isinstance(value, bool) else "-"
+    )
 
 
 # -- who is asking --------------------------------------------------------------------------
+
 
 def admin_name(services: Services, request: Any) -> str:
     """The logged-in admin's username, re-checked against the store (AccessDenied if not)."""
@@ -86,6 +115,7 @@ def admin_name(services: Services, request: Any) -> str:
 
 
 # -- Import tab -----------------------------------------------------------------------------
+
 
 @dataclass
 class Upload:
@@ -115,7 +145,9 @@ def _paths(value: Any) -> list[Path]:
     return out
 
 
-def collect_uploads(files: Any, folder: Any, max_bytes: int) -> tuple[list[Upload], list[str], list[str]]:
+def collect_uploads(
+    files: Any, folder: Any, max_bytes: int
+) -> tuple[list[Upload], list[str], list[str]]:
     """(files to import, refusals, files of the folder left out as not transcripts).
 
     Gradio keeps an upload's base name (in a temporary folder of its own), so that is
@@ -142,12 +174,16 @@ def collect_uploads(files: Any, folder: Any, max_bytes: int) -> tuple[list[Uploa
             refused.append(f"{name}: the upload cannot be read ({exc.strerror})")
             continue
         if size > max_bytes:
-            refused.append(f"{name}: {size / 2**20:.1f} MB is larger than the upload limit of "
-                           f"{max_bytes / 2**20:g} MB (setting web.max_upload_mb)")
+            refused.append(
+                f"{name}: {size / 2**20:.1f} MB is larger than the upload limit of "
+                f"{max_bytes / 2**20:g} MB (setting web.max_upload_mb)"
+            )
             continue
         uploads.append(Upload(path, name, size))
     if folder and not uploads and not refused and not files:
-        refused.append(f"the folder holds no transcript file (expected names ending in {', '.join(IMPORTABLE_SUFFIXES)})")
+        refused.append(
+            f"the folder holds no transcript file (expected names ending in {', '.join(IMPORTABLE_SUFFIXES)})"
+        )
     return uploads, refused, left_out
 
 
@@ -174,7 +210,9 @@ class _BytesProgress:
                 now = time.monotonic()
                 if now - outer.shown_at >= 0.25:
                     outer.shown_at = now
-                    outer.report(min(1.0, (start + self.read) / outer.total), desc=f"importing {name}")
+                    outer.report(
+                        min(1.0, (start + self.read) / outer.total), desc=f"importing {name}"
+                    )
 
             def close(self) -> None:
                 outer.done = start + total
@@ -183,36 +221,52 @@ class _BytesProgress:
         return Bar()
 
 
-def _summary_markdown(summary: Any, uploads: list[Upload], refused: list[str], left_out: list[str]) -> str:
+def _summary_markdown(
+    summary: Any, uploads: list[Upload], refused: list[str], left_out: list[str]
+) -> str:
     names = {str(u.path): u.name for u in uploads}
     lines: list[str] = []
     files = summary.files if summary is not None else []
     imported = [f for f in files if f.status == "imported"]
     if files:
-        lines.append(f"**{len(imported)} of {len(files)} file(s) imported: {summary.conversations:,} conversations, "
-                     f"{summary.messages:,} messages, {summary.pairs:,} training pairs.**")
+        lines.append(
+            f"**{len(imported)} of {len(files)} file(s) imported: {summary.conversations:,} conversations, "
+            f"{summary.messages:,} messages, {summary.pairs:,} training pairs.**"
+        )
         lines.append("")
-        lines.append("| file | format | result | conversations | messages | pairs | duplicates | problems |")
+        lines.append(
+            "| file | format | result | conversations | messages | pairs | duplicates | problems |"
+        )
         lines.append("|---|---|---|---:|---:|---:|---:|---:|")
         for f in files:
             name = names.get(f.path, Path(f.path).name)
-            duplicates = (f.skipped.get("duplicate_in_file", 0) + f.skipped.get("already_stored", 0)
-                          + f.pairs_skipped.get("near_duplicate", 0))
+            duplicates = (
+                f.skipped.get("duplicate_in_file", 0)
+                + f.skipped.get("already_stored", 0)
+                + f.pairs_skipped.get("near_duplicate", 0)
+            )
             result = f.status.replace("_", " ")
             if f.status in ("failed", "rejected") and f.error:
                 result += ": " + f.error.replace(f.path, name)
-            lines.append(f"| {md_text(name)} | {md_text(f.format or '-')} | {md_text(result)} | {f.conversations:,} | "
-                         f"{f.messages:,} | {f.pairs:,} | {duplicates:,} | {len(f.problems):,} |")
+            lines.append(
+                f"| {md_text(name)} | {md_text(f.format or '-')} | {md_text(result)} | {f.conversations:,} | "
+                f"{f.messages:,} | {f.pairs:,} | {duplicates:,} | {len(f.problems):,} |"
+            )
         problems = [(names.get(f.path, Path(f.path).name), f) for f in files if f.problems]
         if problems:
             lines += ["", "**Problems found** (these records were skipped):", ""]
             for name, f in problems:
                 for p in f.problems[:SHOWN_PROBLEMS]:
-                    where = f"{name}, line {p.line}" if p.line is not None else (
-                        f"{name}, record {p.index}" if p.index is not None else name)
+                    where = (
+                        f"{name}, line {p.line}"
+                        if p.line is not None
+                        else (f"{name}, record {p.index}" if p.index is not None else name)
+                    )
                     lines.append(f"- {md_text(where)}: {md_text(p.reason)}")
                 if len(f.problems) > SHOWN_PROBLEMS:
-                    lines.append(f"- {md_text(name)}: … and {len(f.problems) - SHOWN_PROBLEMS:,} more")
+                    lines.append(
+                        f"- {md_text(name)}: … and {len(f.problems) - SHOWN_PROBLEMS:,} more"
+                    )
         if summary.redactions:
             shown = ", ".join(f"{md_text(k)} {v:,}" for k, v in sorted(summary.redactions.items()))
             lines += ["", f"Personal data replaced by placeholders before storing: {shown}."]
@@ -222,11 +276,16 @@ def _summary_markdown(summary: Any, uploads: list[Upload], refused: list[str], l
         shown = ", ".join(md_text(n) for n in left_out[:10]) + (" …" if len(left_out) > 10 else "")
         lines += ["", f"Left out of the folder, not transcript files: {len(left_out)} ({shown})."]
     if imported:
-        lines += ["", "New pairs are in the store: **Rebuild index** so that the assistant can use them."]
+        lines += [
+            "",
+            "New pairs are in the store: **Rebuild index** so that the assistant can use them.",
+        ]
     return "\n".join(lines).strip() or "Nothing was imported."
 
 
-def import_uploads(services: Services, files: Any, folder: Any, progress: Any = None) -> ImportOutcome:
+def import_uploads(
+    services: Services, files: Any, folder: Any, progress: Any = None
+) -> ImportOutcome:
     """Import the uploaded files (and the transcript files of an uploaded folder)."""
     from chatbot.ingest.importer import import_paths
 
@@ -238,18 +297,31 @@ def import_uploads(services: Services, files: Any, folder: Any, progress: Any = 
         return ImportOutcome(_summary_markdown(None, [], refused, left_out), rejected=refused)
     factory = _BytesProgress(progress, uploads) if progress is not None else None
     try:
-        summary = import_paths(services.database, [u.path for u in uploads], ingest=services.settings.ingest,
-                               progress=factory)
+        summary = import_paths(
+            services.database,
+            [u.path for u in uploads],
+            ingest=services.settings.ingest,
+            progress=factory,
+        )
     except ChatbotError as exc:
         return ImportOutcome(f"**The import failed:** {md_text(exc)}", rejected=refused)
     if progress is not None:
         progress(1.0, desc="done")
-    log.info("admin import: %d file(s), %d conversations, %d pairs", len(uploads), summary.conversations, summary.pairs)
-    return ImportOutcome(_summary_markdown(summary, uploads, refused, left_out),
-                         imported=any(f.status == "imported" for f in summary.files), rejected=refused)
+    log.info(
+        "admin import: %d file(s), %d conversations, %d pairs",
+        len(uploads),
+        summary.conversations,
+        summary.pairs,
+    )
+    return ImportOutcome(
+        _summary_markdown(summary, uploads, refused, left_out),
+        imported=any(f.status == "imported" for f in summary.files),
+        rejected=refused,
+    )
 
 
 # -- jobs, as the page shows them -------------------------------------------------------------
+
 
 def _job_head(job: JobInfo) -> str:
     who = f" by {md_text(job.created_by)}" if job.created_by else ""
@@ -269,8 +341,11 @@ def index_markdown(job: JobInfo | None) -> str:
         lines.append(md_text(job.result.get("message", "cancelled")))
     else:
         started = job.started_at or job.created_at
-        elapsed = (datetime.now(timezone.utc) - started.replace(tzinfo=started.tzinfo or timezone.utc)).total_seconds() \
-            if started else None
+        elapsed = (
+            (datetime.now(UTC) - started.replace(tzinfo=started.tzinfo or UTC)).total_seconds()
+            if started
+            else None
+        )
         lines.append(f"{md_text(p.get('message', 'starting'))} · elapsed {_clock(elapsed)}")
     return "  \n".join(lines)
 
@@ -287,7 +362,9 @@ def start_index_rebuild(services: Services, username: str) -> tuple[str, bool]:
     from chatbot.jobs import start_job
 
     try:
-        start_job(services.settings, services.database, "index", {"rebuild": True}, created_by=username)
+        start_job(
+            services.settings, services.database, "index", {"rebuild": True}, created_by=username
+        )
     except ChatbotError as exc:
         shown, active = index_status(services)
         return f"**Not started:** {md_text(exc)}  \n{shown}", active
@@ -313,10 +390,14 @@ def training_markdown(job: JobInfo | None) -> str:
         phase = p.get("phase", "starting")
         if phase == "training" and total:
             eta = p.get("eta_s")
-            lines.append(f"Step {step:,} of {total:,} ({100 * step / total:.0f}%) · elapsed {_clock(p.get('elapsed_s'))}"
-                         + (f" · about {_clock(eta)} left" if eta is not None else ""))
+            lines.append(
+                f"Step {step:,} of {total:,} ({100 * step / total:.0f}%) · elapsed {_clock(p.get('elapsed_s'))}"
+                + (f" · about {_clock(eta)} left" if eta is not None else "")
+            )
         else:
-            lines.append(f"{md_text(p.get('message', 'starting'))} · elapsed {_clock(p.get('elapsed_s'))}")
+            lines.append(
+                f"{md_text(p.get('message', 'starting'))} · elapsed {_clock(p.get('elapsed_s'))}"
+            )
     elif job.status == "succeeded":
         lines.append(md_text(job.result.get("summary", "finished")))
     elif job.status == "failed":
@@ -356,7 +437,11 @@ def loss_frame(job: JobInfo | None) -> pd.DataFrame | None:
     # by an empty point (NaN loss, drawn as nothing).
     present = {row["series"] for row in rows}
     first_step = min(row["step"] for row in rows)
-    rows += [{"step": first_step, "loss": float("nan"), "series": s} for s in CURVE_COLORS if s not in present]
+    rows += [
+        {"step": first_step, "loss": float("nan"), "series": s}
+        for s in CURVE_COLORS
+        if s not in present
+    ]
     frame = pd.DataFrame(rows, columns=["step", "loss", "series"])
     return frame.astype({"step": "int64", "loss": "float64", "series": "object"})
 
@@ -412,6 +497,7 @@ def cancel_training(services: Services, username: str) -> TrainingView:
 
 # -- Versions tab ---------------------------------------------------------------------------
 
+
 def agent_pairs(snapshot: dict[str, Any]) -> int | None:
     """How many of a version's training pairs came from agents' approvals and edits."""
     by_origin = snapshot.get("train_by_origin")
@@ -436,14 +522,23 @@ def versions_frame(services: Services) -> pd.DataFrame:
     for v in list_versions(services.database):
         m, e, snap = v.metrics, v.evaluation, v.data_snapshot
         agents = agent_pairs(snap)
-        rows.append([
-            v.name, "serving" if v.status == "promoted" else v.status, _utc(v.created_at)[:16],
-            str(v.settings.get("mode") or m.get("mode") or "-"), str(m.get("steps", "-")),
-            _loss(m.get("val_loss_before")), _loss(e.get("val_loss", m.get("val_loss"))),
-            str(e.get("compared_with") or "-"), _loss(e.get("compared_val_loss")), str(e.get("val_pairs", "-")),
-            str(snap.get("train_pairs", "-")), "-" if agents is None else str(agents),
-            evaluation_line(e) or "-",
-        ])
+        rows.append(
+            [
+                v.name,
+                "serving" if v.status == "promoted" else v.status,
+                _utc(v.created_at)[:16],
+                str(v.settings.get("mode") or m.get("mode") or "-"),
+                str(m.get("steps", "-")),
+                _loss(m.get("val_loss_before")),
+                _loss(e.get("val_loss", m.get("val_loss"))),
+                str(e.get("compared_with") or "-"),
+                _loss(e.get("compared_val_loss")),
+                str(e.get("val_pairs", "-")),
+                str(snap.get("train_pairs", "-")),
+                "-" if agents is None else str(agents),
+                evaluation_line(e) or "-",
+            ]
+        )
     return pd.DataFrame(rows, columns=VERSION_COLUMNS)
 
 
@@ -451,7 +546,11 @@ def serving_line(services: Services) -> str:
     from chatbot.models.versions import promoted_version
 
     current = promoted_version(services.database)
-    return f"Serving: **{md_text(current.name)}**" if current else "Serving: **the base model** (no version promoted)"
+    return (
+        f"Serving: **{md_text(current.name)}**"
+        if current
+        else "Serving: **the base model** (no version promoted)"
+    )
 
 
 def promote_by_name(services: Services, name: str, force: bool, username: str) -> str:
@@ -463,7 +562,9 @@ def promote_by_name(services: Services, name: str, force: bool, username: str) -
     try:
         version, previous = promote(services.database, name, force=bool(force))
     except ChatbotError as exc:
-        text = str(exc).replace("promote it with --force", "tick “Promote even if it evaluated worse” (--force)")
+        text = str(exc).replace(
+            "promote it with --force", "tick “Promote even if it evaluated worse” (--force)"
+        )
         return f"**Refused:** {md_text(text)}  \n{serving_line(services)}"
     log.info("admin %s promoted %s%s", username, version.name, " (forced)" if force else "")
     was = f" (was {md_text(previous.name)})" if previous else ""
@@ -479,10 +580,13 @@ def rollback_serving(services: Services, username: str) -> str:
         return f"**Refused:** {md_text(exc)}  \n{serving_line(services)}"
     log.info("admin %s rolled back %s", username, retired.name)
     now = md_text(restored.name) if restored else "the base model"
-    return f"Rolled back **{md_text(retired.name)}**; now serving {now}.  \n{serving_line(services)}"
+    return (
+        f"Rolled back **{md_text(retired.name)}**; now serving {now}.  \n{serving_line(services)}"
+    )
 
 
 # -- the page -------------------------------------------------------------------------------
+
 
 def _analytics_tab():
     try:
@@ -513,36 +617,72 @@ def build_admin_console(services: Services):
                 "Upload transcript files: JSON Lines, JSON or CSV, and exports of Zendesk, Intercom and Chatwoot "
                 f"(told apart by content), up to {settings.web.max_upload_mb} MB each. A folder must hold only "
                 ".jsonl, .ndjson, .json, .csv and .tsv files: a folder with any other file is refused whole "
-                "(move the other files out first; `chatbot import DIR` on the server leaves them out instead).")
+                "(move the other files out first; `chatbot import DIR` on the server leaves them out instead)."
+            )
             with gr.Row():
                 upload = gr.File(file_count="multiple", label="Transcript files", elem_id="upload")
-                upload_folder = gr.File(file_count="directory", label="Or a folder", elem_id="upload-folder")
+                upload_folder = gr.File(
+                    file_count="directory", label="Or a folder", elem_id="upload-folder"
+                )
             import_button = gr.Button("Import", variant="primary", elem_id="import")
             import_summary = gr.Markdown(elem_id="import-summary")
             rebuild_button = gr.Button("Rebuild index", elem_id="rebuild-index")
             index_progress = gr.Markdown(elem_id="index-progress")
         with gr.Tab("Training", id="training-tab"):
             with gr.Row():
-                minutes = gr.Number(value=settings.training.max_minutes or 13, minimum=1, maximum=7 * 24 * 60,
-                                    label="Minutes (the whole run, at most)", elem_id="train-minutes")
-                mode = gr.Radio(MODE_CHOICES, value=settings.training.mode, label="Training",
-                                elem_id="train-mode")
+                minutes = gr.Number(
+                    value=settings.training.max_minutes or 13,
+                    minimum=1,
+                    maximum=7 * 24 * 60,
+                    label="Minutes (the whole run, at most)",
+                    elem_id="train-minutes",
+                )
+                mode = gr.Radio(
+                    MODE_CHOICES,
+                    value=settings.training.mode,
+                    label="Training",
+                    elem_id="train-mode",
+                )
             with gr.Row():
-                start_button = gr.Button("Start training", variant="primary", elem_id="start-training")
+                start_button = gr.Button(
+                    "Start training", variant="primary", elem_id="start-training"
+                )
                 cancel_button = gr.Button("Cancel", variant="stop", elem_id="cancel-training")
             training_progress = gr.Markdown(elem_id="training-progress")
-            loss_curve = gr.LinePlot(None, x="step", y="loss", color="series", title="Loss", color_map=CURVE_COLORS,
-                                     x_title="step", y_title="loss (per reply token)", elem_id="loss-curve")
+            loss_curve = gr.LinePlot(
+                None,
+                x="step",
+                y="loss",
+                color="series",
+                title="Loss",
+                color_map=CURVE_COLORS,
+                x_title="step",
+                y_title="loss (per reply token)",
+                elem_id="loss-curve",
+            )
         with gr.Tab("Versions", id="versions-tab") as versions_tab:
-            gr.Markdown("Reply-model versions, newest first. Validation losses are on each run's own validation "
-                        "pairs, beside the version serving when it was trained (\"compared with\"); \"from agents\" "
-                        "counts the training pairs that came from agents' approvals and edits.")
-            versions = gr.Dataframe(_empty_versions(), interactive=False, wrap=True, elem_id="versions",
-                                    column_widths=VERSION_WIDTHS)
+            gr.Markdown(
+                "Reply-model versions, newest first. Validation losses are on each run's own validation "
+                'pairs, beside the version serving when it was trained ("compared with"); "from agents" '
+                "counts the training pairs that came from agents' approvals and edits."
+            )
+            versions = gr.Dataframe(
+                _empty_versions(),
+                interactive=False,
+                wrap=True,
+                elem_id="versions",
+                column_widths=VERSION_WIDTHS,
+            )
             with gr.Row():
-                promote_name = gr.Textbox(label="Version to promote", placeholder="reply-20260101-120000",
-                                          elem_id="promote-name", scale=3)
-                force = gr.Checkbox(label="Promote even if it evaluated worse", elem_id="force-promote", scale=1)
+                promote_name = gr.Textbox(
+                    label="Version to promote",
+                    placeholder="reply-20260101-120000",
+                    elem_id="promote-name",
+                    scale=3,
+                )
+                force = gr.Checkbox(
+                    label="Promote even if it evaluated worse", elem_id="force-promote", scale=1
+                )
             with gr.Row():
                 promote_button = gr.Button("Promote", variant="primary", elem_id="promote")
                 rollback_button = gr.Button("Roll back", elem_id="rollback")
@@ -555,7 +695,7 @@ def build_admin_console(services: Services):
                 tab(services)
 
         # -- handlers: thin wrappers over the functions above --------------------------
-        def do_import(files, folder, request, progress=gr.Progress()):
+        def do_import(files, folder, request, progress=gr.Progress()):  # noqa: B008 (Gradio's way to ask for a progress bar)
             try:
                 who(request)
             except AccessDenied as exc:
@@ -614,14 +754,20 @@ def build_admin_console(services: Services):
             handler.__annotations__["request"] = gr.Request
 
         private = {"api_visibility": "private"}
-        import_button.click(do_import, [upload, upload_folder], [import_summary], concurrency_limit=1, **private)
+        import_button.click(
+            do_import, [upload, upload_folder], [import_summary], concurrency_limit=1, **private
+        )
         rebuild_button.click(do_rebuild, None, [index_progress, timer], **private)
-        start_button.click(do_start, [minutes, mode], [training_progress, loss_curve, timer], **private)
+        start_button.click(
+            do_start, [minutes, mode], [training_progress, loss_curve, timer], **private
+        )
         cancel_button.click(do_cancel, None, [training_progress, loss_curve], **private)
         jobs_outputs = [training_progress, loss_curve, index_progress, timer]
         timer.tick(refresh_jobs, None, jobs_outputs, show_progress="hidden", **private)
         console.load(refresh_jobs, None, jobs_outputs, **private)
-        promote_button.click(do_promote, [promote_name, force], [versions_status, versions], **private)
+        promote_button.click(
+            do_promote, [promote_name, force], [versions_status, versions], **private
+        )
         rollback_button.click(do_rollback, None, [versions_status, versions], **private)
         versions_tab.select(refresh_versions, None, [versions, versions_status], **private)
         console.load(refresh_versions, None, [versions, versions_status], **private)

@@ -13,7 +13,7 @@ import html
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from chatbot import analytics as an
@@ -61,10 +61,15 @@ def md_text(value: Any) -> str:
     return _MARKDOWN_SPECIALS.sub(r"\\\1", text)
 
 
-def choose_period(choice: str | None, first: str | None = None, final: str | None = None,
-                  *, now: datetime | None = None) -> an.Period:
+def choose_period(
+    choice: str | None,
+    first: str | None = None,
+    final: str | None = None,
+    *,
+    now: datetime | None = None,
+) -> an.Period:
     """The period the chooser names; dates are YYYY-MM-DD (UTC days, both included)."""
-    now = now or datetime.now(timezone.utc)
+    now = now or datetime.now(UTC)
     if choice == LAST_24_HOURS:
         return an.last(hours=24, now=now)
     if choice == LAST_7_DAYS:
@@ -122,7 +127,9 @@ def numbers_markdown(result: an.Analytics) -> str:
         f"| Hand-off rate | {format_rate(r.handed_off)} | handed to a human |",
     ]
     for reason in r.handoff_reasons:
-        lines.append(f"| · {md_text(reason.reason)} | {format_rate(reason.handoffs)} | hand-off reason |")
+        lines.append(
+            f"| · {md_text(reason.reason)} | {format_rate(reason.handoffs)} | hand-off reason |"
+        )
     lines += [
         f"| Agents approved | {format_rate(r.approved)} | of {r.decisions} decisions on suggestions |",
         f"| Agents edited | {format_rate(r.edited)} | of {r.decisions} decisions on suggestions |",
@@ -132,12 +139,20 @@ def numbers_markdown(result: an.Analytics) -> str:
         "| first reply | median | p95 | n |",
         "|---|---|---|---|",
         _durations_row("Assistant", r.assistant_first_reply),
-        _durations_row("Humans", r.human_first_reply, f" ({r.human_unanswered} hand-offs unanswered)"),
+        _durations_row(
+            "Humans", r.human_first_reply, f" ({r.human_unanswered} hand-offs unanswered)"
+        ),
     ]
     if r.decisions_by_agent:
-        lines += ["", "| agent | approved | edited | rejected | decisions |", "|---|---|---|---|---|"]
+        lines += [
+            "",
+            "| agent | approved | edited | rejected | decisions |",
+            "|---|---|---|---|---|",
+        ]
         for a in r.decisions_by_agent:
-            lines.append(f"| {md_text(a.username)} | {a.approve} | {a.edit} | {a.reject} | {a.total} |")
+            lines.append(
+                f"| {md_text(a.username)} | {a.approve} | {a.edit} | {a.reject} | {a.total} |"
+            )
     lines += ["", DEFINITIONS]
     return "\n".join(lines)
 
@@ -149,29 +164,43 @@ def daily_frame(days: list[an.DayCounts]) -> pd.DataFrame:
     rows = [
         (day.day, name, value)
         for day in days
-        for name, value in zip(an.DAILY_SERIES, (day.conversations, day.handoffs, day.automated), strict=True)
+        for name, value in zip(
+            an.DAILY_SERIES, (day.conversations, day.handoffs, day.automated), strict=True
+        )
     ]
-    return pd.DataFrame({
-        "day": pd.to_datetime(pd.Series([r[0] for r in rows], dtype="object")).astype("datetime64[ms]"),
-        "series": pd.Series([r[1] for r in rows], dtype="str"),
-        "count": pd.Series([r[2] for r in rows], dtype="int64"),
-    })
+    return pd.DataFrame(
+        {
+            "day": pd.to_datetime(pd.Series([r[0] for r in rows], dtype="object")).astype(
+                "datetime64[ms]"
+            ),
+            "series": pd.Series([r[1] for r in rows], dtype="str"),
+            "count": pd.Series([r[2] for r in rows], dtype="int64"),
+        }
+    )
 
 
 def reasons_frame(reasons: list[an.ReasonCount]) -> pd.DataFrame:
     import pandas as pd
 
-    return pd.DataFrame({
-        "reason": pd.Series([r.reason for r in reasons], dtype="str"),
-        "hand-offs": pd.Series([r.handoffs.count for r in reasons], dtype="int64"),
-    })
+    return pd.DataFrame(
+        {
+            "reason": pd.Series([r.reason for r in reasons], dtype="str"),
+            "hand-offs": pd.Series([r.handoffs.count for r in reasons], dtype="int64"),
+        }
+    )
 
 
 # -- the tab ---------------------------------------------------------------------------
 
 
-def refresh_analytics(services: Services, choice: str | None, first: str | None = None, final: str | None = None,
-                      *, now: datetime | None = None) -> tuple[str, pd.DataFrame, pd.DataFrame]:
+def refresh_analytics(
+    services: Services,
+    choice: str | None,
+    first: str | None = None,
+    final: str | None = None,
+    *,
+    now: datetime | None = None,
+) -> tuple[str, pd.DataFrame, pd.DataFrame]:
     """(numbers Markdown, per-day frame, reasons frame) for the chosen period; a bad
     period or a failing store becomes a message in place of the numbers."""
     try:
@@ -180,7 +209,11 @@ def refresh_analytics(services: Services, choice: str | None, first: str | None 
             result = an.compute_analytics(session=session, period=period)
     except ChatbotError as exc:
         return f"**Cannot show analytics:** {md_text(exc)}", daily_frame([]), reasons_frame([])
-    return numbers_markdown(result), daily_frame(result.daily), reasons_frame(result.handoff_reasons)
+    return (
+        numbers_markdown(result),
+        daily_frame(result.daily),
+        reasons_frame(result.handoff_reasons),
+    )
 
 
 @dataclass
@@ -211,24 +244,56 @@ def analytics_tab(services: Services) -> AnalyticsTab:
         raise RuntimeError("analytics_tab must be called inside a gr.Blocks context")
 
     with gr.Row():
-        period = gr.Radio(list(PERIOD_CHOICES), value=DEFAULT_PERIOD, label="Period", elem_id="analytics-period",
-                          scale=3)
-        first = gr.DateTime(include_time=False, type="string", label="From (UTC day)", elem_id="analytics-from",
-                            scale=1)
-        final = gr.DateTime(include_time=False, type="string", label="To (UTC day, included)",
-                            elem_id="analytics-to", scale=1)
+        period = gr.Radio(
+            list(PERIOD_CHOICES),
+            value=DEFAULT_PERIOD,
+            label="Period",
+            elem_id="analytics-period",
+            scale=3,
+        )
+        first = gr.DateTime(
+            include_time=False,
+            type="string",
+            label="From (UTC day)",
+            elem_id="analytics-from",
+            scale=1,
+        )
+        final = gr.DateTime(
+            include_time=False,
+            type="string",
+            label="To (UTC day, included)",
+            elem_id="analytics-to",
+            scale=1,
+        )
         refresh_button = gr.Button("Refresh", elem_id="analytics-refresh", scale=0, min_width=100)
     numbers = gr.Markdown("_Loading…_", elem_id="analytics-numbers")
     with gr.Row():
         # The browser fixes a plot's colour domain from its first value and later only
         # swaps the data: start with every series present, or later lines are not drawn.
-        placeholder = [an.DayCounts(datetime.now(timezone.utc).date(), 0, 0, 0)]
-        daily = gr.LinePlot(daily_frame(placeholder), x="day", y="count", color="series",
-                            color_map=SERIES_COLORS, title="Per day (UTC)", x_title="day", y_title="conversations",
-                            y_lim=[0, None], elem_id="analytics-daily")
-        reasons = gr.BarPlot(reasons_frame([]), x="reason", y="hand-offs", title="Hand-offs by reason",
-                             x_title="reason", y_title="conversations", y_lim=[0, None], sort="-y",
-                             elem_id="analytics-reasons")
+        placeholder = [an.DayCounts(datetime.now(UTC).date(), 0, 0, 0)]
+        daily = gr.LinePlot(
+            daily_frame(placeholder),
+            x="day",
+            y="count",
+            color="series",
+            color_map=SERIES_COLORS,
+            title="Per day (UTC)",
+            x_title="day",
+            y_title="conversations",
+            y_lim=[0, None],
+            elem_id="analytics-daily",
+        )
+        reasons = gr.BarPlot(
+            reasons_frame([]),
+            x="reason",
+            y="hand-offs",
+            title="Hand-offs by reason",
+            x_title="reason",
+            y_title="conversations",
+            y_lim=[0, None],
+            sort="-y",
+            elem_id="analytics-reasons",
+        )
 
     def refresh(choice: str | None, start: str | None, end: str | None, request: gr.Request):
         try:

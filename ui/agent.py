@@ -22,12 +22,18 @@ import html
 import logging
 import re
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from chatbot.errors import AccessDenied, ChatbotError, InputError
 from chatbot.support import review
-from chatbot.support.queue import REASON_GROUPS, CitedAnswer, ConversationDetail, conversation_detail, load_queue
+from chatbot.support.queue import (
+    REASON_GROUPS,
+    CitedAnswer,
+    ConversationDetail,
+    conversation_detail,
+    load_queue,
+)
 
 if TYPE_CHECKING:
     from chatbot.web.services import Services
@@ -63,7 +69,7 @@ def md_text(text: str) -> str:
 def _ago(moment: datetime | None, now: datetime | None = None) -> str:
     if moment is None:
         return "-"
-    seconds = max(0, int(((now or datetime.now(timezone.utc)) - moment).total_seconds()))
+    seconds = max(0, int(((now or datetime.now(UTC)) - moment).total_seconds()))
     if seconds < 60:
         return f"{seconds}s"
     if seconds < 3600:
@@ -74,7 +80,9 @@ def _ago(moment: datetime | None, now: datetime | None = None) -> str:
 
 
 def _score(value: Any) -> str:
-    return f"{value:.2f}" if isinstance(value, (int, float)) and not isinstance(value, bool) else "-"
+    return (
+        f"{value:.2f}" if isinstance(value, (int, float)) and not isinstance(value, bool) else "-"
+    )
 
 
 def _flat(text: Any, limit: int = 400) -> str:
@@ -95,18 +103,28 @@ class QueuePanel:
 def queue_panel(services: Services, reason: str | None = "all") -> QueuePanel:
     with services.database.session() as session:
         view = load_queue(session, reason=reason)
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     rows = [
-        [str(i.conversation_id), i.group_label, _ago(i.waiting_since, now), i.owner or "—", str(i.pending_replies),
-         i.preview]
+        [
+            str(i.conversation_id),
+            i.group_label,
+            _ago(i.waiting_since, now),
+            i.owner or "—",
+            str(i.pending_replies),
+            i.preview,
+        ]
         for i in view.items
     ]
     waiting = sum(1 for i in view.items if i.owner is None)
     parts = [f"**{view.total}** in the queue"]
     parts += [f"{md_text(REASON_GROUPS[key])}: **{n}**" for key, n in view.counts.items() if n]
     if reason not in (None, "", "all"):
-        parts.append(f"showing {md_text(REASON_GROUPS.get(reason, reason))}: **{len(view.items)}**, {waiting} not taken")
-    return QueuePanel(rows=rows, ids=[i.conversation_id for i in view.items], counts=" · ".join(parts))
+        parts.append(
+            f"showing {md_text(REASON_GROUPS.get(reason, reason))}: **{len(view.items)}**, {waiting} not taken"
+        )
+    return QueuePanel(
+        rows=rows, ids=[i.conversation_id for i in view.items], counts=" · ".join(parts)
+    )
 
 
 def selected_conversation(ids: list[int], index: Any, row_value: Any = None) -> int | None:
@@ -141,8 +159,10 @@ class ConversationPanel:
 
     @property
     def evidence_choices(self) -> list[tuple[str, int]]:
-        return [(f"{n}. past answer {c.pair_id} (score {_score(c.score)})", c.pair_id)
-                for n, c in enumerate(self.evidence, 1)]
+        return [
+            (f"{n}. past answer {c.pair_id} (score {_score(c.score)})", c.pair_id)
+            for n, c in enumerate(self.evidence, 1)
+        ]
 
 
 def _chat(detail: ConversationDetail) -> list[dict[str, str]]:
@@ -151,8 +171,14 @@ def _chat(detail: ConversationDetail) -> list[dict[str, str]]:
         if m.role == "customer":
             shown.append({"role": "user", "content": chat_text(m.text)})
             continue
-        who = f"{m.agent} (agent)" if m.role == "agent" and m.agent else _ROLE_LABEL.get(m.role, m.role)
-        shown.append({"role": "assistant", "content": f"<b>{html.escape(who)}:</b> {chat_text(m.text)}"})
+        who = (
+            f"{m.agent} (agent)"
+            if m.role == "agent" and m.agent
+            else _ROLE_LABEL.get(m.role, m.role)
+        )
+        shown.append(
+            {"role": "assistant", "content": f"<b>{html.escape(who)}:</b> {chat_text(m.text)}"}
+        )
     return shown
 
 
@@ -161,8 +187,10 @@ def _owner_note(detail: ConversationDetail, viewer: Any) -> str:
     if detail.state != "handed_off":
         pending = len(detail.pending_reply_ids)
         if pending:
-            return (f"The assistant is answering this conversation; {pending} suggested "
-                    f"repl{'y waits' if pending == 1 else 'ies wait'} for review.")
+            return (
+                f"The assistant is answering this conversation; {pending} suggested "
+                f"repl{'y waits' if pending == 1 else 'ies wait'} for review."
+            )
         return "The assistant is answering this conversation."
     reason = md_text(detail.handoff_reason or "handed off")
     if detail.owner_id is None:
@@ -176,8 +204,11 @@ def _confidence(detail: ConversationDetail) -> str:
     s = detail.suggestion
     if s is None:
         return "No suggestion yet."
-    parts = [f"confidence **{_score(s.confidence)}**", f"smoothed {_score(s.smoothed_confidence)}",
-             md_text(f"{s.decision.replace('_', ' ')} ({s.reason})")]
+    parts = [
+        f"confidence **{_score(s.confidence)}**",
+        f"smoothed {_score(s.smoothed_confidence)}",
+        md_text(f"{s.decision.replace('_', ' ')} ({s.reason})"),
+    ]
     status = s.review_status or ("not reviewed" if s.text.strip() else "no draft: write the answer")
     parts.append(md_text(status))
     if len(detail.pending_reply_ids) > 1:
@@ -185,37 +216,72 @@ def _confidence(detail: ConversationDetail) -> str:
     return " · ".join(parts)
 
 
-def conversation_panel(services: Services, conversation_id: int | None, viewer: Any = None) -> ConversationPanel:
+def conversation_panel(
+    services: Services, conversation_id: int | None, viewer: Any = None
+) -> ConversationPanel:
     """What the console shows of one conversation (an empty panel for None)."""
     if conversation_id is None:
-        return ConversationPanel(None, owner_note="Choose a conversation in the queue.", signature="none")
+        return ConversationPanel(
+            None, owner_note="Choose a conversation in the queue.", signature="none"
+        )
     with services.database.session() as session:
         detail = conversation_detail(session, conversation_id)
     s = detail.suggestion
-    panel = ConversationPanel(conversation_id, chat=_chat(detail), owner_note=_owner_note(detail, viewer),
-                              confidence=_confidence(detail))
+    panel = ConversationPanel(
+        conversation_id,
+        chat=_chat(detail),
+        owner_note=_owner_note(detail, viewer),
+        confidence=_confidence(detail),
+    )
     if s is not None:
         panel.suggestion, panel.reply_id, panel.evidence = s.text, s.reply_id, list(s.citations)
         panel.evidence_rows = [
-            [str(n), str(c.pair_id), _score(c.score),
-             f"conversation {c.conversation_id}, turn {c.turn_index} ({c.source})", _flat(c.snippet)]
+            [
+                str(n),
+                str(c.pair_id),
+                _score(c.score),
+                f"conversation {c.conversation_id}, turn {c.turn_index} ({c.source})",
+                _flat(c.snippet),
+            ]
             for n, c in enumerate(s.citations, 1)
         ]
         panel.trace_rows = [
-            [str(t.get("round", "")), str(t.get("kind", "")), _score(t.get("score")), "yes" if t.get("kept") else "",
-             _flat("; ".join(t.get("issues") or []), 200), _flat(t.get("text"))]
-            for t in s.trace if isinstance(t, dict)
+            [
+                str(t.get("round", "")),
+                str(t.get("kind", "")),
+                _score(t.get("score")),
+                "yes" if t.get("kept") else "",
+                _flat("; ".join(t.get("issues") or []), 200),
+                _flat(t.get("text")),
+            ]
+            for t in s.trace
+            if isinstance(t, dict)
         ]
         panel.candidate_rows = [
-            [str(c.get("origin", "")), _score(c.get("score")), str(c.get("round") if c.get("round") is not None else ""),
-             str(c.get("pair_id") or ""), _flat(c.get("text") or c.get("error"))]
-            for c in s.candidates if isinstance(c, dict)
+            [
+                str(c.get("origin", "")),
+                _score(c.get("score")),
+                str(c.get("round") if c.get("round") is not None else ""),
+                str(c.get("pair_id") or ""),
+                _flat(c.get("text") or c.get("error")),
+            ]
+            for c in s.candidates
+            if isinstance(c, dict)
         ]
     last = detail.messages[-1].id if detail.messages else 0
-    panel.signature = "|".join(str(x) for x in (
-        conversation_id, last, len(detail.messages), detail.state, detail.owner_id, s.reply_id if s else None,
-        s.review_status if s else None, ",".join(map(str, detail.pending_reply_ids)),
-    ))
+    panel.signature = "|".join(
+        str(x)
+        for x in (
+            conversation_id,
+            last,
+            len(detail.messages),
+            detail.state,
+            detail.owner_id,
+            s.reply_id if s else None,
+            s.review_status if s else None,
+            ",".join(map(str, detail.pending_reply_ids)),
+        )
+    )
     return panel
 
 
@@ -224,10 +290,14 @@ def evidence_text(evidence: list[CitedAnswer], pair_id: Any) -> str:
     for c in evidence:
         if str(c.pair_id) == str(pair_id):
             if not c.found:
-                return f"Past answer {c.pair_id} is no longer stored. What was cited:\n\n{c.snippet}"
-            return (f"Customer asked:\n{c.question}\n\nAgent answered:\n{c.answer}\n\n"
-                    f"— past answer {c.pair_id}, conversation {c.conversation_id} turn {c.turn_index}, "
-                    f"{c.source}, {c.origin}, score {_score(c.score)}")
+                return (
+                    f"Past answer {c.pair_id} is no longer stored. What was cited:\n\n{c.snippet}"
+                )
+            return (
+                f"Customer asked:\n{c.question}\n\nAgent answered:\n{c.answer}\n\n"
+                f"— past answer {c.pair_id}, conversation {c.conversation_id} turn {c.turn_index}, "
+                f"{c.source}, {c.origin}, score {_score(c.score)}"
+            )
     return ""
 
 
@@ -240,8 +310,14 @@ class Outcome:
     line: str  # what happened, or why it was not done
 
 
-def run_action(services: Services, agent: Any, action: str, conversation_id: int | None, reply_id: int | None,
-               text: str = "") -> Outcome:
+def run_action(
+    services: Services,
+    agent: Any,
+    action: str,
+    conversation_id: int | None,
+    reply_id: int | None,
+    text: str = "",
+) -> Outcome:
     """Do `action` as `agent`; whether it was done, and the line to show."""
     if action not in ACTIONS:
         return Outcome(False, f"Unknown action {action!r}.")
@@ -260,7 +336,9 @@ def run_action(services: Services, agent: Any, action: str, conversation_id: int
         elif action == "take_over":
             result = review.take_over(db, conversation_id, agent)
         elif action == "reply":
-            result = review.reply(db, conversation_id, agent, text, redactor=services.manager.redactor)
+            result = review.reply(
+                db, conversation_id, agent, text, redactor=services.manager.redactor
+            )
         elif action == "hand_back":
             result = review.hand_back(db, conversation_id, agent)
         else:
@@ -291,7 +369,7 @@ def agent_of(services: Services, request: Any) -> Any:
 def build_agent_console(services: Services):
     import gradio as gr
 
-    PANEL = 14  # noqa: N806 - the number of conversation outputs
+    PANEL = 14
     private = {"api_visibility": "private"}
     quiet = {"api_visibility": "private", "show_progress": "hidden"}
 
@@ -305,8 +383,15 @@ def build_agent_console(services: Services):
             return gr.skip(), [], f"The queue cannot be read now: {md_text(str(exc))}"
         return frame(panel.rows, QUEUE_HEADERS), panel.ids, panel.counts
 
-    def conversation_outputs(conversation_id, viewer, shown_reply, shown_signature, *, redraw: bool = False,
-                             fresh: bool = False):
+    def conversation_outputs(
+        conversation_id,
+        viewer,
+        shown_reply,
+        shown_signature,
+        *,
+        redraw: bool = False,
+        fresh: bool = False,
+    ):
         """(chat, suggestion, reply id, confidence, evidence table, evidence choice,
         evidence text, evidence state, trace, candidates, owner note, signature, opened
         id, the number box showing it): PANEL values. Nothing changes unless the
@@ -315,7 +400,9 @@ def build_agent_console(services: Services):
         try:
             panel = conversation_panel(services, conversation_id, viewer)
         except ChatbotError as exc:
-            panel = ConversationPanel(None, owner_note=f"Cannot open it: {md_text(str(exc))}", signature="error")
+            panel = ConversationPanel(
+                None, owner_note=f"Cannot open it: {md_text(str(exc))}", signature="error"
+            )
         if not redraw and not fresh and panel.signature == shown_signature:
             return (gr.skip(),) * PANEL
         new_suggestion = fresh or panel.reply_id != shown_reply
@@ -352,18 +439,26 @@ def build_agent_console(services: Services):
 
     def on_tick(reason, conversation_id, shown_reply, shown_signature, request):
         viewer = viewer_of(request)
-        outputs = conversation_outputs(conversation_id, viewer, shown_reply, shown_signature) \
-            if conversation_id is not None else (gr.skip(),) * PANEL
+        outputs = (
+            conversation_outputs(conversation_id, viewer, shown_reply, shown_signature)
+            if conversation_id is not None
+            else (gr.skip(),) * PANEL
+        )
         return (*queue_outputs(reason), *outputs)
 
     def on_filter(reason):
         return queue_outputs(reason)
 
     def on_select(ids, evt, request):
-        conversation_id = selected_conversation(ids, getattr(evt, "index", None), getattr(evt, "row_value", None))
+        conversation_id = selected_conversation(
+            ids, getattr(evt, "index", None), getattr(evt, "row_value", None)
+        )
         if conversation_id is None:
             return (gr.skip(),) * PANEL + ("",)
-        return (*conversation_outputs(conversation_id, viewer_of(request), None, None, fresh=True), "")
+        return (
+            *conversation_outputs(conversation_id, viewer_of(request), None, None, fresh=True),
+            "",
+        )
 
     def on_open(number, request):
         try:
@@ -372,13 +467,18 @@ def build_agent_console(services: Services):
             conversation_id = None
         if conversation_id is None:
             return (gr.skip(),) * PANEL + ("Type a conversation number to open it.",)
-        return (*conversation_outputs(conversation_id, viewer_of(request), None, None, fresh=True), "")
+        return (
+            *conversation_outputs(conversation_id, viewer_of(request), None, None, fresh=True),
+            "",
+        )
 
     def on_reload(conversation_id, shown_reply, request):
         """The chat's own clear button empties only the browser's copy: draw it again."""
         if conversation_id is None:
             return (gr.skip(),) * PANEL
-        return conversation_outputs(conversation_id, viewer_of(request), shown_reply, None, redraw=True)
+        return conversation_outputs(
+            conversation_id, viewer_of(request), shown_reply, None, redraw=True
+        )
 
     def on_evidence(evidence, pair_id):
         return evidence_text(evidence or [], pair_id)
@@ -388,11 +488,19 @@ def build_agent_console(services: Services):
             try:
                 agent = agent_of(services, request)
             except ChatbotError as exc:
-                return (md_text(f"Refused: {exc}."), gr.skip(), *(gr.skip(),) * 3, *(gr.skip(),) * PANEL)
+                return (
+                    md_text(f"Refused: {exc}."),
+                    gr.skip(),
+                    *(gr.skip(),) * 3,
+                    *(gr.skip(),) * PANEL,
+                )
             outcome = run_action(services, agent, action, conversation_id, reply_id, text)
             # The suggestion box keeps what the agent typed unless another suggestion is up now.
-            outputs = conversation_outputs(conversation_id, agent, reply_id, None, redraw=True) \
-                if conversation_id is not None else (gr.skip(),) * PANEL
+            outputs = (
+                conversation_outputs(conversation_id, agent, reply_id, None, redraw=True)
+                if conversation_id is not None
+                else (gr.skip(),) * PANEL
+            )
             cleared = "" if (clears and outcome.done) else gr.skip()
             return (md_text(outcome.line), cleared, *queue_outputs(reason), *outputs)
 
@@ -415,26 +523,51 @@ def build_agent_console(services: Services):
                 gr.Markdown("### Queue")
                 counts = gr.Markdown(elem_id="queue-counts", latex_delimiters=[])
                 with gr.Row():
-                    reason_filter = gr.Dropdown(FILTER_CHOICES, value="all", label="Reason", elem_id="reason-filter",
-                                                scale=3, filterable=False)
+                    reason_filter = gr.Dropdown(
+                        FILTER_CHOICES,
+                        value="all",
+                        label="Reason",
+                        elem_id="reason-filter",
+                        scale=3,
+                        filterable=False,
+                    )
                     refresh = gr.Button("Refresh", elem_id="refresh-queue", size="sm", scale=1)
                 queue = gr.Dataframe(
-                    headers=QUEUE_HEADERS, datatype=["str"] * len(QUEUE_HEADERS), interactive=False, wrap=True,
-                    elem_id="queue", label="Conversations that need a human (oldest first; click one to open it)",
-                    max_height=520, column_widths=["12%", "16%", "11%", "11%", "10%", "40%"],
+                    headers=QUEUE_HEADERS,
+                    datatype=["str"] * len(QUEUE_HEADERS),
+                    interactive=False,
+                    wrap=True,
+                    elem_id="queue",
+                    label="Conversations that need a human (oldest first; click one to open it)",
+                    max_height=520,
+                    column_widths=["12%", "16%", "11%", "11%", "10%", "40%"],
                 )
                 with gr.Row():
-                    open_number = gr.Number(None, label="Open conversation number", precision=0, elem_id="open-id",
-                                            scale=3)
+                    open_number = gr.Number(
+                        None,
+                        label="Open conversation number",
+                        precision=0,
+                        elem_id="open-id",
+                        scale=3,
+                    )
                     open_button = gr.Button("Open", elem_id="open-conversation", size="sm", scale=1)
             with gr.Column(scale=3, min_width=480):
                 gr.Markdown("### Conversation")
-                owner_note = gr.Markdown("Choose a conversation in the queue.", elem_id="owner-note",
-                                         latex_delimiters=[])
+                owner_note = gr.Markdown(
+                    "Choose a conversation in the queue.", elem_id="owner-note", latex_delimiters=[]
+                )
                 conversation_view = gr.Chatbot(
-                    elem_id="conversation-view", label="Conversation", show_label=False, height=380,
-                    render_markdown=False, sanitize_html=True, allow_tags=False, latex_delimiters=[], buttons=[],
-                    feedback_options=None, group_consecutive_messages=False,
+                    elem_id="conversation-view",
+                    label="Conversation",
+                    show_label=False,
+                    height=380,
+                    render_markdown=False,
+                    sanitize_html=True,
+                    allow_tags=False,
+                    latex_delimiters=[],
+                    buttons=[],
+                    feedback_options=None,
+                    group_consecutive_messages=False,
                 )
                 with gr.Row():
                     take = gr.Button("Take over", elem_id="take-over", variant="primary", size="sm")
@@ -442,53 +575,107 @@ def build_agent_console(services: Services):
                     back = gr.Button("Hand back to the assistant", elem_id="hand-back", size="sm")
                 action_status = gr.Markdown(elem_id="action-status", latex_delimiters=[])
                 confidence = gr.Markdown(elem_id="confidence", latex_delimiters=[])
-                suggestion = gr.Textbox(label="Suggested reply (edit it, or write the answer, then send)",
-                                        elem_id="suggestion", lines=4, max_lines=12, interactive=True)
+                suggestion = gr.Textbox(
+                    label="Suggested reply (edit it, or write the answer, then send)",
+                    elem_id="suggestion",
+                    lines=4,
+                    max_lines=12,
+                    interactive=True,
+                )
                 with gr.Row():
-                    approve = gr.Button("Approve and send", elem_id="approve", variant="primary", size="sm")
+                    approve = gr.Button(
+                        "Approve and send", elem_id="approve", variant="primary", size="sm"
+                    )
                     send_edit = gr.Button("Send my edit", elem_id="send-edit", size="sm")
                 with gr.Row():
-                    reject_reason = gr.Textbox(label="Why reject it?", elem_id="reject-reason", lines=1, scale=4)
-                    reject = gr.Button("Reject", elem_id="reject", variant="stop", size="sm", scale=1)
+                    reject_reason = gr.Textbox(
+                        label="Why reject it?", elem_id="reject-reason", lines=1, scale=4
+                    )
+                    reject = gr.Button(
+                        "Reject", elem_id="reject", variant="stop", size="sm", scale=1
+                    )
                 with gr.Row():
-                    free_reply = gr.Textbox(label="Reply freely", elem_id="free-reply", lines=2, max_lines=8, scale=4)
+                    free_reply = gr.Textbox(
+                        label="Reply freely", elem_id="free-reply", lines=2, max_lines=8, scale=4
+                    )
                     send_reply = gr.Button("Send reply", elem_id="send-reply", size="sm", scale=1)
                 with gr.Column(elem_id="evidence"):
                     gr.Markdown("#### Evidence: the past answers the suggestion cites")
                     evidence_table = gr.Dataframe(
-                        headers=EVIDENCE_HEADERS, datatype=["str"] * len(EVIDENCE_HEADERS), interactive=False,
-                        wrap=True, elem_id="evidence-table", show_label=False, max_height=260,
+                        headers=EVIDENCE_HEADERS,
+                        datatype=["str"] * len(EVIDENCE_HEADERS),
+                        interactive=False,
+                        wrap=True,
+                        elem_id="evidence-table",
+                        show_label=False,
+                        max_height=260,
                     )
-                    evidence_choice = gr.Dropdown([], label="Open a past answer", elem_id="evidence-choice",
-                                                  filterable=False)
-                    evidence_full = gr.Textbox(label="The past answer in full", elem_id="evidence-text", lines=5,
-                                               max_lines=14, interactive=False)
-                with gr.Accordion("How the suggestion was made", open=True, elem_id="trace-section"):
+                    evidence_choice = gr.Dropdown(
+                        [], label="Open a past answer", elem_id="evidence-choice", filterable=False
+                    )
+                    evidence_full = gr.Textbox(
+                        label="The past answer in full",
+                        elem_id="evidence-text",
+                        lines=5,
+                        max_lines=14,
+                        interactive=False,
+                    )
+                with gr.Accordion(
+                    "How the suggestion was made", open=True, elem_id="trace-section"
+                ):
                     trace = gr.Dataframe(
-                        headers=TRACE_HEADERS, datatype=["str"] * len(TRACE_HEADERS), interactive=False, wrap=True,
-                        elem_id="trace", label="Refinement trace (draft, critique, revisions)", max_height=260,
+                        headers=TRACE_HEADERS,
+                        datatype=["str"] * len(TRACE_HEADERS),
+                        interactive=False,
+                        wrap=True,
+                        elem_id="trace",
+                        label="Refinement trace (draft, critique, revisions)",
+                        max_height=260,
                     )
                     candidates = gr.Dataframe(
-                        headers=CANDIDATE_HEADERS, datatype=["str"] * len(CANDIDATE_HEADERS), interactive=False,
-                        wrap=True, elem_id="candidates", label="Candidates, best first", max_height=260,
+                        headers=CANDIDATE_HEADERS,
+                        datatype=["str"] * len(CANDIDATE_HEADERS),
+                        interactive=False,
+                        wrap=True,
+                        elem_id="candidates",
+                        label="Candidates, best first",
+                        max_height=260,
                     )
 
         queue_out = [queue, queue_ids, counts]
-        panel_out = [conversation_view, suggestion, reply_id, confidence, evidence_table, evidence_choice,
-                     evidence_full, evidence_state, trace, candidates, owner_note, signature, opened, open_number]
+        panel_out = [
+            conversation_view,
+            suggestion,
+            reply_id,
+            confidence,
+            evidence_table,
+            evidence_choice,
+            evidence_full,
+            evidence_state,
+            trace,
+            candidates,
+            owner_note,
+            signature,
+            opened,
+            open_number,
+        ]
 
         for handler in (on_load, on_tick, on_open, on_reload):
             handler.__annotations__ = {"request": gr.Request}
         on_select.__annotations__ = {"evt": gr.SelectData, "request": gr.Request}
 
         console.load(on_load, [reason_filter], [*queue_out, whoami], **private)
-        timer.tick(on_tick, [reason_filter, opened, reply_id, signature], [*queue_out, *panel_out], **quiet)
+        timer.tick(
+            on_tick, [reason_filter, opened, reply_id, signature], [*queue_out, *panel_out], **quiet
+        )
         reason_filter.change(on_filter, [reason_filter], queue_out, **private)
         refresh.click(on_filter, [reason_filter], queue_out, **private)
         queue.select(on_select, [queue_ids], [*panel_out, action_status], **private)
         open_button.click(on_open, [open_number], [*panel_out, action_status], **private)
         conversation_view.clear(on_reload, [opened, reply_id], panel_out, **private)
-        evidence_choice.change(on_evidence, [evidence_state, evidence_choice], [evidence_full], **quiet)
+        evidence_choice.change(
+            on_evidence, [evidence_state, evidence_choice], [evidence_full], **quiet
+        )
 
         wiring = [
             (take, "take_over", None, None),
@@ -504,6 +691,11 @@ def build_agent_console(services: Services):
             handler.__annotations__ = {"request": gr.Request}
             cleared_box = cleared if cleared is not None else gr.State(None)
             text_in = source if source is not None else gr.State("")
-            button.click(handler, [opened, reply_id, text_in, reason_filter],
-                         [action_status, cleared_box, *queue_out, *panel_out], trigger_mode="once", **private)
+            button.click(
+                handler,
+                [opened, reply_id, text_in, reason_filter],
+                [action_status, cleared_box, *queue_out, *panel_out],
+                trigger_mode="once",
+                **private,
+            )
     return console

@@ -160,7 +160,10 @@ def answer(services: Services, token: Any, message: str) -> Iterator[ChatView]:
         log.warning("the widget cannot open a conversation: %s", exc)
         yield ChatView(warning=UNAVAILABLE, keep_input=True, **_unchanged(database, token))
         return
-    chat = before.chat + [{"role": "user", "content": as_text(text)}, {"role": "assistant", "content": THINKING}]
+    chat = before.chat + [
+        {"role": "user", "content": as_text(text)},
+        {"role": "assistant", "content": THINKING},
+    ]
     ids = before.message_ids + [None, None]
 
     def writing(shown: str) -> ChatView:
@@ -192,7 +195,7 @@ def answer(services: Services, token: Any, message: str) -> Iterator[ChatView]:
         before.warning, before.keep_input = exc.reason, True
         yield before
         return
-    except Exception as exc:  # noqa: BLE001 - the customer gets a notice, never a traceback
+    except Exception as exc:
         if isinstance(exc, ChatbotError):
             log.warning("reply failed for conversation %s: %s", conversation_id, exc)
         else:
@@ -201,6 +204,7 @@ def answer(services: Services, token: Any, message: str) -> Iterator[ChatView]:
         view = current_view(database, token)
     except ChatbotError:
         view = ChatView(before.chat, before.message_ids, before.last_turn, before.human)
+
     # Stored text is redacted and cleaned, so count the customer's messages rather than
     # compare texts: one more than before means the store took it.
     def customer_turns(chat: list[dict[str, Any]]) -> int:
@@ -219,7 +223,12 @@ def _unchanged(database: Database, token: Any) -> dict[str, Any]:
         view = current_view(database, token)
     except ChatbotError:
         view = ChatView()
-    return {"chat": view.chat, "message_ids": view.message_ids, "last_turn": view.last_turn, "human": view.human}
+    return {
+        "chat": view.chat,
+        "message_ids": view.message_ids,
+        "last_turn": view.last_turn,
+        "human": view.human,
+    }
 
 
 def talk_to_person(services: Services, token: Any) -> ChatView:
@@ -239,12 +248,18 @@ class Rating:
     rating: int
 
 
-def rate(database: Database, token: Any, message_ids: list[int | None], index: Any, liked: Any) -> Rating | None:
+def rate(
+    database: Database, token: Any, message_ids: list[int | None], index: Any, liked: Any
+) -> Rating | None:
     """A thumbs up (liked True), down (False) or taken back ("") on the chat entry at
     `index`; returns what was rated, or None when a rating was taken back."""
     if isinstance(index, (list, tuple)):
         index = index[0] if index else None
-    message_id = message_ids[index] if isinstance(index, int) and 0 <= index < len(message_ids or []) else None
+    message_id = (
+        message_ids[index]
+        if isinstance(index, int) and 0 <= index < len(message_ids or [])
+        else None
+    )
     if message_id is None:
         raise AccessDenied("only the replies in your own conversation can be rated")
     if liked is True or liked is False:
@@ -271,7 +286,9 @@ def browser_secret(settings: Any) -> str:
     storage."""
     configured = getattr(getattr(settings, "web", None), "session_secret", None)
     seed = configured.get_secret_value() if configured is not None else "chatbot-widget"
-    return hmac.new(seed.encode(), b"customer widget browser state", hashlib.sha256).hexdigest()[:32]
+    return hmac.new(seed.encode(), b"customer widget browser state", hashlib.sha256).hexdigest()[
+        :32
+    ]
 
 
 def client_address(request: Any) -> str:
@@ -319,7 +336,7 @@ def build_widget(services: Services):
     def load_page(token):
         try:
             token, view = on_load(database, token)
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:
             trouble(exc)
             return (gr.skip(),) * 6
         return (token, *drawn(view))
@@ -331,7 +348,7 @@ def build_widget(services: Services):
     def refresh(token, last_turn, human):
         try:
             view = poll(database, token, last_turn, human)
-        except Exception as exc:  # noqa: BLE001 - polled every few seconds: logged, not shown
+        except Exception as exc:
             log.warning("customer widget: polling failed: %s", exc)
             view = None
         return (gr.skip(),) * 5 if view is None else drawn(view)
@@ -343,20 +360,31 @@ def build_widget(services: Services):
             token = customer.new_token()
         if (message or "").strip():
             client = client_address(request)
-            if not limiter.hit(client):  # too many messages from this address: the text stays in the box
+            if not limiter.hit(
+                client
+            ):  # too many messages from this address: the text stays in the box
                 seconds = max(1, round(limiter.retry_after(client)))
-                view = ChatView(warning=TOO_FAST.format(seconds=seconds), keep_input=True, **_unchanged(database, token))
+                view = ChatView(
+                    warning=TOO_FAST.format(seconds=seconds),
+                    keep_input=True,
+                    **_unchanged(database, token),
+                )
                 warn(view)
                 yield (token, *drawn(view), message, gr.Timer(active=True))
                 return
         for view in answer(services, token, message):
             warn(view)
-            yield (token, *drawn(view), message if view.keep_input else "", gr.Timer(active=view.final))
+            yield (
+                token,
+                *drawn(view),
+                message if view.keep_input else "",
+                gr.Timer(active=view.final),
+            )
 
     def person(token):
         try:
             view = talk_to_person(services, token)
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:
             trouble(exc)
             return (gr.skip(),) * 5
         warn(view)
@@ -365,7 +393,7 @@ def build_widget(services: Services):
     def liked(token, message_ids, data):
         try:
             rated = rate(database, token, message_ids, data.index, data.liked)
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:
             trouble(exc)
             return None, gr.Row(visible=False)
         if rated is None:
@@ -381,7 +409,7 @@ def build_widget(services: Services):
     def send_comment(token, rated, text):
         try:
             comment(database, token, rated, text)
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:
             trouble(exc)
             return text, gr.Row(visible=True)
         gr.Info("Thank you, your comment is saved.")
@@ -389,7 +417,9 @@ def build_widget(services: Services):
 
     light = dict(concurrency_limit=None, api_visibility="private")
     with gr.Blocks(title=TITLE, analytics_enabled=False) as page:
-        token = gr.BrowserState(None, storage_key=STORAGE_KEY, secret=browser_secret(services.settings))
+        token = gr.BrowserState(
+            None, storage_key=STORAGE_KEY, secret=browser_secret(services.settings)
+        )
         message_ids = gr.State([])
         last_turn = gr.State(-1)
         human = gr.State(False)
@@ -399,32 +429,74 @@ def build_widget(services: Services):
         gr.Markdown(f"## {TITLE}")
         status = gr.Markdown(BANNER, elem_id="status-banner", visible=False)
         chat = gr.Chatbot(
-            elem_id="chat", label="Conversation", show_label=False, height=460, render_markdown=False,
-            sanitize_html=True, allow_tags=False, buttons=[], feedback_options=("Like", "Dislike"),
-            placeholder="Ask about an order, a delivery, a return or a refund.", group_consecutive_messages=False,
+            elem_id="chat",
+            label="Conversation",
+            show_label=False,
+            height=460,
+            render_markdown=False,
+            sanitize_html=True,
+            allow_tags=False,
+            buttons=[],
+            feedback_options=("Like", "Dislike"),
+            placeholder="Ask about an order, a delivery, a return or a refund.",
+            group_consecutive_messages=False,
         )
         with gr.Row():
-            box = gr.Textbox(elem_id="message", show_label=False, placeholder="Type your message\u2026",
-                             lines=1, max_lines=6, scale=5, autofocus=True)
-            send_button = gr.Button("Send", elem_id="send", variant="primary", scale=1, min_width=80)
+            box = gr.Textbox(
+                elem_id="message",
+                show_label=False,
+                placeholder="Type your message\u2026",
+                lines=1,
+                max_lines=6,
+                scale=5,
+                autofocus=True,
+            )
+            send_button = gr.Button(
+                "Send", elem_id="send", variant="primary", scale=1, min_width=80
+            )
         with gr.Row(visible=False) as feedback_row:
-            feedback = gr.Textbox(elem_id="feedback-comment", label="Tell us more (optional)", lines=2, scale=5)
-            feedback_button = gr.Button("Send feedback", elem_id="send-feedback", scale=1, min_width=80)
+            feedback = gr.Textbox(
+                elem_id="feedback-comment", label="Tell us more (optional)", lines=2, scale=5
+            )
+            feedback_button = gr.Button(
+                "Send feedback", elem_id="send-feedback", scale=1, min_width=80
+            )
         with gr.Row():
             human_button = gr.Button("Talk to a person", elem_id="talk-to-human", size="sm")
-            new_button = gr.Button("New conversation", elem_id="new-conversation", size="sm", variant="secondary")
+            new_button = gr.Button(
+                "New conversation", elem_id="new-conversation", size="sm", variant="secondary"
+            )
 
         view_outputs = [chat, message_ids, last_turn, human, status]
         page.load(load_page, [token], [token, *view_outputs], **light)
-        timer.tick(refresh, [token, last_turn, human], view_outputs, show_progress="hidden", **light)
-        gr.on([box.submit, send_button.click], send, [token, box], [token, *view_outputs, box, timer],
-              concurrency_limit=REPLY_CONCURRENCY, api_visibility="private", trigger_mode="once",
-              show_progress="hidden")
+        timer.tick(
+            refresh, [token, last_turn, human], view_outputs, show_progress="hidden", **light
+        )
+        gr.on(
+            [box.submit, send_button.click],
+            send,
+            [token, box],
+            [token, *view_outputs, box, timer],
+            concurrency_limit=REPLY_CONCURRENCY,
+            api_visibility="private",
+            trigger_mode="once",
+            show_progress="hidden",
+        )
         human_button.click(person, [token], view_outputs, **light)
         # The chat's own "clear" (bin) button starts over as well: the chat is the store's.
         for trigger in (new_button.click, chat.clear):
-            trigger(new_conversation, None, [token, *view_outputs, rated, feedback_row, feedback], **light)
+            trigger(
+                new_conversation,
+                None,
+                [token, *view_outputs, rated, feedback_row, feedback],
+                **light,
+            )
         chat.like(liked, [token, message_ids], [rated, feedback_row], **light)
-        gr.on([feedback_button.click, feedback.submit], send_comment, [token, rated, feedback],
-              [feedback, feedback_row], **light)
+        gr.on(
+            [feedback_button.click, feedback.submit],
+            send_comment,
+            [token, rated, feedback],
+            [feedback, feedback_row],
+            **light,
+        )
     return page

@@ -41,9 +41,13 @@ def check_password_policy(password: str, *, username: str | None = None) -> None
     if not isinstance(password, str):
         raise InputError("password must be text")
     if len(password) < MIN_PASSWORD_LENGTH:
-        raise InputError(f"password is too short: {len(password)} characters, at least {MIN_PASSWORD_LENGTH} needed")
+        raise InputError(
+            f"password is too short: {len(password)} characters, at least {MIN_PASSWORD_LENGTH} needed"
+        )
     if len(password) > MAX_PASSWORD_LENGTH:
-        raise InputError(f"password is too long: {len(password)} characters, at most {MAX_PASSWORD_LENGTH} allowed")
+        raise InputError(
+            f"password is too long: {len(password)} characters, at most {MAX_PASSWORD_LENGTH} allowed"
+        )
     if len(set(password)) == 1:
         raise InputError("password must not be one character repeated")
     if username and password.strip().lower() == username.strip().lower():
@@ -83,7 +87,14 @@ def dummy_verify(password: str) -> None:
     """Spend the time a real check would, against a hash no password matches: used for
     unknown usernames, so that the time a login takes does not tell which names exist."""
     hasher = password_hasher()
-    key = (hasher.time_cost, hasher.memory_cost, hasher.parallelism, hasher.hash_len, hasher.salt_len, hasher.type)
+    key = (
+        hasher.time_cost,
+        hasher.memory_cost,
+        hasher.parallelism,
+        hasher.hash_len,
+        hasher.salt_len,
+        hasher.type,
+    )
     with _dummy_lock:
         dummy = _dummy_hashes.get(key)
         if dummy is None:

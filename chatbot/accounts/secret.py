@@ -96,7 +96,9 @@ def _create(path: Path) -> str:
             if not path.exists():
                 os.replace(tmp, path)
     except OSError as exc:
-        raise ConfigError(f"session secret file {path} cannot be written ({exc.strerror})") from None
+        raise ConfigError(
+            f"session secret file {path} cannot be written ({exc.strerror})"
+        ) from None
     finally:
         try:
             tmp.unlink(missing_ok=True)

@@ -13,7 +13,7 @@ from __future__ import annotations
 import re
 import secrets
 from dataclasses import asdict, dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import delete, func, or_, select, update
@@ -64,8 +64,8 @@ def _utc(value: datetime | None) -> datetime:
     if value is None:
         return utcnow()
     if value.tzinfo is None:
-        return value.replace(tzinfo=timezone.utc)
-    return value.astimezone(timezone.utc)
+        return value.replace(tzinfo=UTC)
+    return value.astimezone(UTC)
 
 
 def _utc_or_none(value: datetime | None) -> datetime | None:
@@ -176,7 +176,11 @@ def get_user(database, username: str) -> UserInfo:
 def count_admins(database) -> int:
     """How many active admins there are."""
     with database.session() as session:
-        query = select(func.count()).select_from(User).where(User.role == "admin", User.active.is_(True))
+        query = (
+            select(func.count())
+            .select_from(User)
+            .where(User.role == "admin", User.active.is_(True))
+        )
         return int(session.scalar(query) or 0)
 
 
@@ -256,12 +260,18 @@ def authenticate(
         raise ValueError("lockout_failures must be at least 1")
     now = _utc(now)
     name = username.strip() if isinstance(username, str) else ""
-    if not isinstance(password, str) or len(password) > MAX_PASSWORD_LENGTH or not USERNAME_PATTERN.fullmatch(name):
+    if (
+        not isinstance(password, str)
+        or len(password) > MAX_PASSWORD_LENGTH
+        or not USERNAME_PATTERN.fullmatch(name)
+    ):
         raise LoginRefused(WRONG_LOGIN)
 
     with database.session() as session:
         user = session.scalars(select(User).where(_same_name(name))).first()
-        found = None if user is None else (user.id, bool(user.active), _utc_or_none(user.locked_until))
+        found = (
+            None if user is None else (user.id, bool(user.active), _utc_or_none(user.locked_until))
+        )
     if found is None or not found[1]:
         dummy_verify(password)
         raise LoginRefused(WRONG_LOGIN)
@@ -289,21 +299,29 @@ def authenticate(
         if attempt > lockout_failures:
             # Other attempts in flight used the last slots: lock without checking.
             until = now + timedelta(minutes=lockout_minutes)
-            session.execute(update(User).where(User.id == user_id).values(locked_until=until, failed_logins=0))
+            session.execute(
+                update(User).where(User.id == user_id).values(locked_until=until, failed_logins=0)
+            )
             raise LoginRefused(_locked_message(until))
 
     if not verify_password(stored_hash, password):
         if attempt >= lockout_failures:
             until = now + timedelta(minutes=lockout_minutes)
             with database.session() as session:
-                session.execute(update(User).where(User.id == user_id).values(locked_until=until, failed_logins=0))
+                session.execute(
+                    update(User)
+                    .where(User.id == user_id)
+                    .values(locked_until=until, failed_logins=0)
+                )
             raise LoginRefused(_locked_message(until))
         raise LoginRefused(WRONG_LOGIN)
 
     new_hash = hash_password(password) if needs_rehash(stored_hash) else None
     with database.session() as session:
         session.execute(
-            update(User).where(User.id == user_id).values(failed_logins=0, locked_until=None, last_login_at=now)
+            update(User)
+            .where(User.id == user_id)
+            .values(failed_logins=0, locked_until=None, last_login_at=now)
         )
         if new_hash is not None:
             # Only if the password was not changed meanwhile.
@@ -318,7 +336,9 @@ def authenticate(
         return _info(user)
 
 
-def session_user(database, user_id: int, epoch: int, *, now: datetime | None = None) -> UserInfo | None:
+def session_user(
+    database, user_id: int, epoch: int, *, now: datetime | None = None
+) -> UserInfo | None:
     """The user a session cookie (user id, session epoch) stands for, or None when the
     account is gone, disabled, locked, or its password or role changed since the
     session began. One primary-key read: cheap enough for every request."""

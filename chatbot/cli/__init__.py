@@ -55,7 +55,9 @@ pass_app = click.make_pass_decorator(AppContext)
 
 
 def json_option(func: Callable) -> Callable:
-    return click.option("--json", "as_json", is_flag=True, help="Print one JSON object on stdout.")(func)
+    return click.option("--json", "as_json", is_flag=True, help="Print one JSON object on stdout.")(
+        func
+    )
 
 
 def emit_json(payload: Any) -> None:
@@ -85,7 +87,19 @@ def main(ctx: click.Context, config_file: Path | None, verbose: int) -> None:
 
 def _register() -> None:
     from chatbot.cli import (
-        config_cmd, db, dialogue, evaluate, ingest, jobs, models, ranker, retention, retrieval, serve, train, users,
+        config_cmd,
+        db,
+        dialogue,
+        evaluate,
+        ingest,
+        jobs,
+        models,
+        ranker,
+        retention,
+        retrieval,
+        serve,
+        train,
+        users,
     )
 
     for module in (config_cmd, db, models, serve, ingest, retrieval, evaluate, users, retention):

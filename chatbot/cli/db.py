@@ -45,7 +45,9 @@ def current(app: AppContext, as_json: bool) -> None:
     url = app.settings.resolved_database_url
     now, head = current_revision(url), head_revision()
     if as_json:
-        emit_json({"database": redact_url(url), "current": now, "head": head, "up_to_date": now == head})
+        emit_json(
+            {"database": redact_url(url), "current": now, "head": head, "up_to_date": now == head}
+        )
     else:
         state = "up to date" if now == head else "needs: chatbot db upgrade"
         click.echo(f"{redact_url(url)}: revision {now or 'none'} (head {head}, {state})")

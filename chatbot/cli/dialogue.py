@@ -38,13 +38,21 @@ def _footer(reply) -> str:
     ]
     for c in reply.citations:
         snippet = " ".join(clean_text(c["snippet"]).split())
-        lines.append(f"  source: conversation {c['conversation_id']} turn {c['turn_index']} ({c['source']}): {snippet[:120]}")
+        lines.append(
+            f"  source: conversation {c['conversation_id']} turn {c['turn_index']} ({c['source']}): {snippet[:120]}"
+        )
     return clean_text("\n".join(lines))
 
 
 @click.command("ask")
 @click.argument("message")
-@click.option("--conversation", "conversation_id", type=int, default=None, help="Continue this conversation (id).")
+@click.option(
+    "--conversation",
+    "conversation_id",
+    type=int,
+    default=None,
+    help="Continue this conversation (id).",
+)
 @json_option
 @pass_app
 def ask(app: AppContext, message: str, conversation_id: int | None, as_json: bool) -> None:
@@ -63,8 +71,19 @@ def ask(app: AppContext, message: str, conversation_id: int | None, as_json: boo
 
 
 @click.command("chat")
-@click.option("--conversation", "conversation_id", type=int, default=None, help="Continue this conversation (id).")
-@click.option("--details/--no-details", default=True, show_default=True, help="Show decision, confidence and sources.")
+@click.option(
+    "--conversation",
+    "conversation_id",
+    type=int,
+    default=None,
+    help="Continue this conversation (id).",
+)
+@click.option(
+    "--details/--no-details",
+    default=True,
+    show_default=True,
+    help="Show decision, confidence and sources.",
+)
 @pass_app
 def chat(app: AppContext, conversation_id: int | None, details: bool) -> None:
     """An interactive session in the terminal (empty line or Ctrl-D to quit)."""
@@ -94,8 +113,12 @@ def chat(app: AppContext, conversation_id: int | None, details: bool) -> None:
                             click.echo("bot> ", nl=False)
                             started = True
                         click.echo(clean_text(event.text), nl=False)
-                    elif event.kind == "replace":  # the words so far were a draft; this is the answer
-                        click.echo(("\n" if started else "") + "bot> " + clean_text(event.text), nl=False)
+                    elif (
+                        event.kind == "replace"
+                    ):  # the words so far were a draft; this is the answer
+                        click.echo(
+                            ("\n" if started else "") + "bot> " + clean_text(event.text), nl=False
+                        )
                         started = True
                     elif event.kind == "done":
                         reply = event.reply

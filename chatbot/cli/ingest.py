@@ -6,6 +6,7 @@ results into text, JSON and exit codes."""
 from __future__ import annotations
 
 import sys
+from datetime import UTC
 from pathlib import Path
 
 import click
@@ -25,7 +26,10 @@ def _parse_map(value: str | None) -> dict[str, str]:
             continue
         field, sep, column = item.partition("=")
         if not sep or not field.strip() or not column.strip():
-            raise click.BadParameter(f"{item!r} is not FIELD=COLUMN (e.g. question=text,answer=reply)", param_hint="--map")
+            raise click.BadParameter(
+                f"{item!r} is not FIELD=COLUMN (e.g. question=text,answer=reply)",
+                param_hint="--map",
+            )
         mapping[field.strip().lower()] = column.strip()
     return mapping
 
@@ -34,7 +38,15 @@ def _progress_factory():
     from tqdm import tqdm
 
     def make(path: str, total: int):
-        return tqdm(total=total, unit="B", unit_scale=True, desc=Path(path).name, file=sys.stderr, disable=None, leave=False)
+        return tqdm(
+            total=total,
+            unit="B",
+            unit_scale=True,
+            desc=Path(path).name,
+            file=sys.stderr,
+            disable=None,
+            leave=False,
+        )
 
     return make
 
@@ -45,16 +57,38 @@ def _counts(counter) -> str:
 
 @click.command("import")
 @click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
-@click.option("--format", "fmt", type=click.Choice(FORMAT_CHOICES), default="auto", show_default=True,
-              help="File format; auto tells them apart by content.")
-@click.option("--source", default=None, help="Source name for every record (default: the record's own, or the format).")
-@click.option("--map", "column_map", default=None, metavar="FIELD=COLUMN,...",
-              help="CSV columns, e.g. question=text,answer=reply,intent=label (fields: question, answer, intent, id, source).")
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(FORMAT_CHOICES),
+    default="auto",
+    show_default=True,
+    help="File format; auto tells them apart by content.",
+)
+@click.option(
+    "--source",
+    default=None,
+    help="Source name for every record (default: the record's own, or the format).",
+)
+@click.option(
+    "--map",
+    "column_map",
+    default=None,
+    metavar="FIELD=COLUMN,...",
+    help="CSV columns, e.g. question=text,answer=reply,intent=label (fields: question, answer, intent, id, source).",
+)
 @click.option("--strict", is_flag=True, help="Import nothing from a file that has any bad record.")
 @json_option
 @pass_app
-def import_command(app: AppContext, paths: tuple[Path, ...], fmt: str, source: str | None, column_map: str | None,
-                   strict: bool, as_json: bool) -> None:
+def import_command(
+    app: AppContext,
+    paths: tuple[Path, ...],
+    fmt: str,
+    source: str | None,
+    column_map: str | None,
+    strict: bool,
+    as_json: bool,
+) -> None:
     """Import support conversations from PATHS (files or folders) into the store.
 
     A folder stands for every .jsonl, .ndjson, .json, .csv and .tsv file under it
@@ -72,7 +106,9 @@ def import_command(app: AppContext, paths: tuple[Path, ...], fmt: str, source: s
     if settings.database_url is None:
         ensure_home(settings)
     if expanded.ignored and not as_json:
-        shown = ", ".join(str(p) for p in expanded.ignored[:5]) + (" ..." if len(expanded.ignored) > 5 else "")
+        shown = ", ".join(str(p) for p in expanded.ignored[:5]) + (
+            " ..." if len(expanded.ignored) > 5 else ""
+        )
         click.echo(f"not transcript files, left out: {len(expanded.ignored)} ({shown})", err=True)
     summary = import_paths(
         settings,
@@ -101,7 +137,9 @@ def import_command(app: AppContext, paths: tuple[Path, ...], fmt: str, source: s
             for problem in item.problems[:SHOWN_PROBLEMS]:
                 click.echo(f"  {problem}", err=True)
             if len(item.problems) > SHOWN_PROBLEMS:
-                click.echo(f"  ... and {len(item.problems) - SHOWN_PROBLEMS} more bad records", err=True)
+                click.echo(
+                    f"  ... and {len(item.problems) - SHOWN_PROBLEMS} more bad records", err=True
+                )
         click.echo(
             f"total: {summary.conversations:,} conversations, {summary.messages:,} messages, {summary.pairs:,} pairs"
         )
@@ -126,7 +164,9 @@ def _database(app: AppContext):
 
 
 @group.command("stats")
-@click.option("--split", type=click.Choice(("train", "val", "test")), default=None, help="Only this split.")
+@click.option(
+    "--split", type=click.Choice(("train", "val", "test")), default=None, help="Only this split."
+)
 @click.option("--source", default=None, help="Only this source.")
 @json_option
 @pass_app
@@ -145,27 +185,44 @@ def stats(app: AppContext, split: str | None, source: str | None, as_json: bool)
         return
     click.echo(f"pairs: {result['pairs']:,} ({_counts(result['by_split'])})")
     click.echo(f"origin: {_counts(result['by_origin'])}")
-    click.echo(f"average reply length: {result['avg_target_chars'] or 0} characters; with a quality score: {result['with_quality']:,}")
-    click.echo(f"imported conversations by split: {_counts(result['imported_conversations_by_split'])}")
+    click.echo(
+        f"average reply length: {result['avg_target_chars'] or 0} characters; with a quality score: {result['with_quality']:,}"
+    )
+    click.echo(
+        f"imported conversations by split: {_counts(result['imported_conversations_by_split'])}"
+    )
     if result["by_source"]:
         width = max(len(name) for name in result["by_source"])
         click.echo(f"{'source':<{width}}  {'train':>7} {'val':>7} {'test':>7} {'total':>8}")
         for name, row in result["by_source"].items():
-            click.echo(f"{name:<{width}}  {row['train']:>7,} {row['val']:>7,} {row['test']:>7,} {row['total']:>8,}")
+            click.echo(
+                f"{name:<{width}}  {row['train']:>7,} {row['val']:>7,} {row['test']:>7,} {row['total']:>8,}"
+            )
 
 
 @group.command("export")
-@click.option("--split", type=click.Choice(("train", "val", "test")), default=None, help="Only this split.")
+@click.option(
+    "--split", type=click.Choice(("train", "val", "test")), default=None, help="Only this split."
+)
 @click.option("--source", default=None, help="Only this source.")
-@click.option("--origin", type=click.Choice(("imported", "agent_approved", "agent_edited")), default=None)
-@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), default=None,
-              help="Write to this file (with OUTPUT.meta.json beside it) instead of stdout.")
+@click.option(
+    "--origin", type=click.Choice(("imported", "agent_approved", "agent_edited")), default=None
+)
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Write to this file (with OUTPUT.meta.json beside it) instead of stdout.",
+)
 @pass_app
-def export(app: AppContext, split: str | None, source: str | None, origin: str | None, output: Path | None) -> None:
+def export(
+    app: AppContext, split: str | None, source: str | None, origin: str | None, output: Path | None
+) -> None:
     """Write the pairs as JSON Lines, one pair a line, with provenance."""
     import json
     import os
-    from datetime import datetime, timezone
+    from datetime import datetime
 
     from chatbot import __version__
     from chatbot.errors import ChatbotError
@@ -190,7 +247,7 @@ def export(app: AppContext, split: str | None, source: str | None, origin: str |
                         count += 1
                 meta = {
                     "made_by": f"chatbot {__version__} pairs export",
-                    "created_at": datetime.now(timezone.utc).isoformat(),
+                    "created_at": datetime.now(UTC).isoformat(),
                     "database": redact_url(app.settings.resolved_database_url),
                     "filters": {"split": split, "source": source, "origin": origin},
                     "pairs": count,

@@ -60,7 +60,9 @@ def list_command(app: AppContext, kind: str | None, limit: int, as_json: bool) -
     for job in jobs:
         created = job.created_at.strftime("%Y-%m-%d %H:%M") if job.created_at else ""
         detail = job.error or job.result.get("summary") or job.progress.get("message") or ""
-        click.echo(f"{job.id:>5} {job.kind:<6} {job.status:<10} {created}  {job.created_by or '-'}  {detail}")
+        click.echo(
+            f"{job.id:>5} {job.kind:<6} {job.status:<10} {created}  {job.created_by or '-'}  {detail}"
+        )
 
 
 @group.command("cancel")
@@ -75,4 +77,6 @@ def cancel(app: AppContext, job_id: int) -> None:
         job = cancel_job(database, job_id, by="cli")
     finally:
         database.dispose()
-    click.echo(f"job {job.id}: {'cancelled' if job.status == 'cancelled' else 'asked to stop (status: ' + job.status + ')'}")
+    click.echo(
+        f"job {job.id}: {'cancelled' if job.status == 'cancelled' else 'asked to stop (status: ' + job.status + ')'}"
+    )

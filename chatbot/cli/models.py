@@ -42,7 +42,9 @@ def prepare(app: AppContext, force: bool, as_json: bool) -> None:
             f"({result.parameters / 1e6:.0f}M parameters) in {result.seconds:.1f}s"
         )
     else:
-        click.echo(f"reply model: cache {result.path} is up to date (checked in {result.seconds:.2f}s)")
+        click.echo(
+            f"reply model: cache {result.path} is up to date (checked in {result.seconds:.2f}s)"
+        )
 
 
 @group.command("check")
@@ -83,16 +85,21 @@ def list_command(app: AppContext, as_json: bool) -> None:
         emit_json({"serving": serving, "versions": [v.as_dict() for v in versions]})
         return
     if not versions:
-        click.echo("no trained versions yet; serving uses the base model (train one: chatbot train)")
+        click.echo(
+            "no trained versions yet; serving uses the base model (train one: chatbot train)"
+        )
         return
     click.echo(f"{'name':<26} {'status':<10} {'val loss':>9} {'before':>9} {'pairs':>6}  created")
+
     def number(value) -> str:
         return f"{value:.4f}" if isinstance(value, (int, float)) else "-"
 
     for v in versions:
         created = v.created_at.strftime("%Y-%m-%d %H:%M") if v.created_at else ""
-        click.echo(f"{v.name:<26} {v.status:<10} {number(v.metrics.get('val_loss')):>9} "
-                   f"{number(v.metrics.get('val_loss_before')):>9} {v.data_snapshot.get('train_pairs', '-'):>6}  {created}")
+        click.echo(
+            f"{v.name:<26} {v.status:<10} {number(v.metrics.get('val_loss')):>9} "
+            f"{number(v.metrics.get('val_loss_before')):>9} {v.data_snapshot.get('train_pairs', '-'):>6}  {created}"
+        )
         evaluated = evaluation_line(v.evaluation)
         if evaluated:
             click.echo(f"    latest eval: {evaluated}")
@@ -101,7 +108,11 @@ def list_command(app: AppContext, as_json: bool) -> None:
 
 @group.command("promote")
 @click.argument("name")
-@click.option("--force", is_flag=True, help="Promote even a version that evaluated worse than the serving one.")
+@click.option(
+    "--force",
+    is_flag=True,
+    help="Promote even a version that evaluated worse than the serving one.",
+)
 @json_option
 @pass_app
 def promote_command(app: AppContext, name: str, force: bool, as_json: bool) -> None:

@@ -28,11 +28,20 @@ def _progress_printer(enabled: bool):
         err = sys.stderr
         kind = event["event"]
         if kind == "start":
-            click.echo(f"{event['train_pairs']} train pairs -> {event['examples']} examples ({event['positives']} true "
-                       f"replies, {event['hard_negatives']} retrieved, {event['random_negatives']} random and "
-                       f"{event['rejected_negatives']} rejected negatives); {event['val_pairs']} validation pairs; "
-                       f"device {event['device']}", err=True)
-            state["bar"] = tqdm(total=event["total_steps"], desc="training", unit="step", file=err, dynamic_ncols=True)
+            click.echo(
+                f"{event['train_pairs']} train pairs -> {event['examples']} examples ({event['positives']} true "
+                f"replies, {event['hard_negatives']} retrieved, {event['random_negatives']} random and "
+                f"{event['rejected_negatives']} rejected negatives); {event['val_pairs']} validation pairs; "
+                f"device {event['device']}",
+                err=True,
+            )
+            state["bar"] = tqdm(
+                total=event["total_steps"],
+                desc="training",
+                unit="step",
+                file=err,
+                dynamic_ncols=True,
+            )
         elif kind == "step" and state["bar"] is not None:
             bar = state["bar"]
             if event["total_steps"] and bar.total != event["total_steps"]:
@@ -53,12 +62,28 @@ def _progress_printer(enabled: bool):
 
 
 @group.command("train")
-@click.option("--max-minutes", type=click.FloatRange(min=0, min_open=True), help="Wall-clock budget of the training (default 5).")
-@click.option("--max-steps", type=click.IntRange(min=1), help="Optimizer steps (default: one pass over the examples).")
-@click.option("--no-promote", is_flag=True, help="Register the version but never promote it automatically.")
+@click.option(
+    "--max-minutes",
+    type=click.FloatRange(min=0, min_open=True),
+    help="Wall-clock budget of the training (default 5).",
+)
+@click.option(
+    "--max-steps",
+    type=click.IntRange(min=1),
+    help="Optimizer steps (default: one pass over the examples).",
+)
+@click.option(
+    "--no-promote", is_flag=True, help="Register the version but never promote it automatically."
+)
 @json_option
 @pass_app
-def train_command(app: AppContext, max_minutes: float | None, max_steps: int | None, no_promote: bool, as_json: bool) -> None:
+def train_command(
+    app: AppContext,
+    max_minutes: float | None,
+    max_steps: int | None,
+    no_promote: bool,
+    as_json: bool,
+) -> None:
     """Train a ranker on the stored pairs and keep it if it picks better replies.
 
     Each train pair gives the agent's real reply as a positive and replies retrieved
@@ -83,33 +108,52 @@ def train_command(app: AppContext, max_minutes: float | None, max_steps: int | N
     if no_promote:
         updates["auto_promote"] = False
     if updates:
-        settings = settings.model_copy(update={"ranker": settings.ranker.model_copy(update=updates)})
+        settings = settings.model_copy(
+            update={"ranker": settings.ranker.model_copy(update=updates)}
+        )
     ensure_home(settings)
     database = Database(settings.resolved_database_url)
     try:
         require_schema(database.engine)
         retriever = open_retriever(settings, database)
         reply = promoted_version(database, "reply")
-        result = train_ranker(settings, database, retriever, progress=_progress_printer(True),
-                              reply_version=reply.name if reply is not None else "base")
+        result = train_ranker(
+            settings,
+            database,
+            retriever,
+            progress=_progress_printer(True),
+            reply_version=reply.name if reply is not None else "base",
+        )
     finally:
         database.dispose()
     m = result.metrics
     if as_json:
         emit_json(result.as_dict())
         return
-    verdict = "promoted" if result.promoted else ("kept, not promoted" if result.kept else "not kept")
+    verdict = (
+        "promoted" if result.promoted else ("kept, not promoted" if result.kept else "not kept")
+    )
     click.echo(f"ranker {result.name}: {verdict}")
     click.echo(f"  {result.path}")
     if "rouge_l_ranker" in m:
-        promoted = f", promoted {m['promoted']} {m['rouge_l_promoted']:.4f}" if "rouge_l_promoted" in m else ""
-        click.echo(f"  ROUGE-L of the pick on {m['val_pairs_scored']} validation pairs: ranker {m['rouge_l_ranker']:.4f}, "
-                   f"retrieval {m['rouge_l_retrieval']:.4f}{promoted} (best candidate {m['rouge_l_oracle']:.4f})")
-        click.echo(f"  gain over {m['compared_with']}: {m['gain']:+.4f} (standard error {m['gain_stderr']:.4f}); "
-                   f"true reply among the candidates: MRR {m['true_reply_mrr']:.3f}, "
-                   f"first {100 * m['true_reply_accuracy_at_1']:.0f}%")
-    click.echo(f"  {m['steps']} steps ({m['stopped_because']}) on {m['examples']} examples in {m['train_seconds']:.0f}s, "
-               f"{m['total_seconds']:.0f}s in all")
+        promoted = (
+            f", promoted {m['promoted']} {m['rouge_l_promoted']:.4f}"
+            if "rouge_l_promoted" in m
+            else ""
+        )
+        click.echo(
+            f"  ROUGE-L of the pick on {m['val_pairs_scored']} validation pairs: ranker {m['rouge_l_ranker']:.4f}, "
+            f"retrieval {m['rouge_l_retrieval']:.4f}{promoted} (best candidate {m['rouge_l_oracle']:.4f})"
+        )
+        click.echo(
+            f"  gain over {m['compared_with']}: {m['gain']:+.4f} (standard error {m['gain_stderr']:.4f}); "
+            f"true reply among the candidates: MRR {m['true_reply_mrr']:.3f}, "
+            f"first {100 * m['true_reply_accuracy_at_1']:.0f}%"
+        )
+    click.echo(
+        f"  {m['steps']} steps ({m['stopped_because']}) on {m['examples']} examples in {m['train_seconds']:.0f}s, "
+        f"{m['total_seconds']:.0f}s in all"
+    )
     click.echo(f"  {result.why}")
 
 
@@ -129,29 +173,51 @@ def list_command(app: AppContext, as_json: bool) -> None:
         database.dispose()
     serving = next((v.name for v in versions if v.status == "promoted"), None)
     if as_json:
-        emit_json({"serving": serving, "enabled": app.settings.ranker.enabled, "versions": [v.as_dict() for v in versions]})
+        emit_json(
+            {
+                "serving": serving,
+                "enabled": app.settings.ranker.enabled,
+                "versions": [v.as_dict() for v in versions],
+            }
+        )
         return
     if not versions:
-        click.echo("no ranker versions yet; serving ranks by retrieval alone (train one: chatbot ranker train)")
+        click.echo(
+            "no ranker versions yet; serving ranks by retrieval alone (train one: chatbot ranker train)"
+        )
         return
 
     def number(value, fmt: str = ".4f") -> str:
-        return format(value, fmt) if isinstance(value, (int, float)) and not isinstance(value, bool) else "-"
+        return (
+            format(value, fmt)
+            if isinstance(value, (int, float)) and not isinstance(value, bool)
+            else "-"
+        )
 
-    click.echo(f"{'name':<26} {'status':<10} {'ranker':>7} {'retriev.':>8} {'gain':>8} {'MRR':>6} {'pairs':>6}  created")
+    click.echo(
+        f"{'name':<26} {'status':<10} {'ranker':>7} {'retriev.':>8} {'gain':>8} {'MRR':>6} {'pairs':>6}  created"
+    )
     for v in versions:
         m = v.metrics
         created = v.created_at.strftime("%Y-%m-%d %H:%M") if v.created_at else ""
-        click.echo(f"{v.name:<26} {v.status:<10} {number(m.get('rouge_l_ranker')):>7} {number(m.get('rouge_l_retrieval')):>8} "
-                   f"{number(m.get('gain'), '+.4f'):>8} {number(m.get('true_reply_mrr'), '.3f'):>6} "
-                   f"{v.data_snapshot.get('train_pairs', '-'):>6}  {created}")
-    state = "" if app.settings.ranker.enabled else " (but ranker.enabled is false: serving does not use it)"
+        click.echo(
+            f"{v.name:<26} {v.status:<10} {number(m.get('rouge_l_ranker')):>7} {number(m.get('rouge_l_retrieval')):>8} "
+            f"{number(m.get('gain'), '+.4f'):>8} {number(m.get('true_reply_mrr'), '.3f'):>6} "
+            f"{v.data_snapshot.get('train_pairs', '-'):>6}  {created}"
+        )
+    state = (
+        ""
+        if app.settings.ranker.enabled
+        else " (but ranker.enabled is false: serving does not use it)"
+    )
     click.echo(f"serving: {serving or 'none (retrieval alone)'}{state}")
 
 
 @group.command("promote")
 @click.argument("name")
-@click.option("--force", is_flag=True, help="Promote even a version that did not win on validation.")
+@click.option(
+    "--force", is_flag=True, help="Promote even a version that did not win on validation."
+)
 @json_option
 @pass_app
 def promote_command(app: AppContext, name: str, force: bool, as_json: bool) -> None:
@@ -165,10 +231,14 @@ def promote_command(app: AppContext, name: str, force: bool, as_json: bool) -> N
         require_schema(database.engine)
         version = get_version(database, name)
         if version.kind != "ranker":
-            raise VersionError(f"{name!r} is a {version.kind} version, not a ranker; see: chatbot ranker list")
+            raise VersionError(
+                f"{name!r} is a {version.kind} version, not a ranker; see: chatbot ranker list"
+            )
         if not force and not version.evaluation.get("kept", False):
             why = version.evaluation.get("why") or "it did not win on validation"
-            raise VersionError(f"not promoted: {why}; to serve it anyway: chatbot ranker promote {name} --force")
+            raise VersionError(
+                f"not promoted: {why}; to serve it anyway: chatbot ranker promote {name} --force"
+            )
         version, previous = promote(database, name, force=force)
     finally:
         database.dispose()

@@ -15,19 +15,46 @@ def group() -> None:
 
 
 @group.command("run")
-@click.option("--days", type=click.IntRange(min=1), default=None,
-              help="Conversations with no activity for this many days (default: retention.days).")
-@click.option("--anonymise", "--anonymize", "mode", flag_value="anonymise", default=None,
-              help="Blank every text, keep the counts, decisions and ratings.")
-@click.option("--delete", "mode", flag_value="delete", help="Delete them with everything they hold (default: retention.mode).")
-@click.option("--include-imported", is_flag=True, help="Imported support history too (left alone by default).")
-@click.option("--delete-pairs", is_flag=True,
-              help="Also delete the training pairs made from them (agents' approvals; kept by default).")
+@click.option(
+    "--days",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Conversations with no activity for this many days (default: retention.days).",
+)
+@click.option(
+    "--anonymise",
+    "--anonymize",
+    "mode",
+    flag_value="anonymise",
+    default=None,
+    help="Blank every text, keep the counts, decisions and ratings.",
+)
+@click.option(
+    "--delete",
+    "mode",
+    flag_value="delete",
+    help="Delete them with everything they hold (default: retention.mode).",
+)
+@click.option(
+    "--include-imported", is_flag=True, help="Imported support history too (left alone by default)."
+)
+@click.option(
+    "--delete-pairs",
+    is_flag=True,
+    help="Also delete the training pairs made from them (agents' approvals; kept by default).",
+)
 @click.option("--dry-run", is_flag=True, help="Count what would go; change nothing.")
 @json_option
 @pass_app
-def run(app: AppContext, days: int | None, mode: str | None, include_imported: bool, delete_pairs: bool,
-        dry_run: bool, as_json: bool) -> None:
+def run(
+    app: AppContext,
+    days: int | None,
+    mode: str | None,
+    include_imported: bool,
+    delete_pairs: bool,
+    dry_run: bool,
+    as_json: bool,
+) -> None:
     """Delete or anonymise conversations older than the retention period."""
     from chatbot.errors import ConfigError
     from chatbot.retention import apply_retention
@@ -43,8 +70,13 @@ def run(app: AppContext, days: int | None, mode: str | None, include_imported: b
     try:
         require_schema(database.engine)
         report = apply_retention(
-            database, days=days, mode=mode or settings.retention.mode, include_imported=include_imported,
-            delete_pairs=delete_pairs, dry_run=dry_run, batch_size=settings.retention.batch_size,
+            database,
+            days=days,
+            mode=mode or settings.retention.mode,
+            include_imported=include_imported,
+            delete_pairs=delete_pairs,
+            dry_run=dry_run,
+            batch_size=settings.retention.batch_size,
         )
     finally:
         database.dispose()

@@ -9,9 +9,16 @@ from chatbot.cli import AppContext, pass_app
 
 
 @click.group("serve", invoke_without_command=True)
-@click.option("--host", default=None, help="Interface to listen on (default from settings: 127.0.0.1).")
+@click.option(
+    "--host", default=None, help="Interface to listen on (default from settings: 127.0.0.1)."
+)
 @click.option("--port", type=int, default=None, help="Port (default from settings: 7860).")
-@click.option("--demo/--no-demo", default=True, show_default=True, help="Load the bundled demo shop data if the store has none.")
+@click.option(
+    "--demo/--no-demo",
+    default=True,
+    show_default=True,
+    help="Load the bundled demo shop data if the store has none.",
+)
 @pass_app
 def group(app: AppContext, host: str | None, port: int | None, demo: bool) -> None:
     """Start the web app on http://HOST:PORT: the chat widget at /, the agent console
@@ -33,7 +40,10 @@ def group(app: AppContext, host: str | None, port: int | None, demo: bool) -> No
         host = host or settings.host
         port = port or settings.port
         if not count_admins(database):
-            click.echo("no admin account yet: create the first one with `chatbot users add NAME --role admin`", err=True)
+            click.echo(
+                "no admin account yet: create the first one with `chatbot users add NAME --role admin`",
+                err=True,
+            )
         click.echo(f"serving on http://{host}:{port} (agents: /agent, admins: /admin)", err=True)
         uvicorn.run(web, host=host, port=port, log_level="warning")
     finally:

@@ -29,23 +29,38 @@ def _progress_printer(enabled: bool):
         kind = event["event"]
         if kind == "baseline":
             click.echo(f"validation loss before training: {event['val_loss']:.4f}", err=True)
-            state["bar"] = tqdm(total=event["total_steps"], desc="training", unit="step", file=click.get_text_stream("stderr"),
-                                dynamic_ncols=True)
+            state["bar"] = tqdm(
+                total=event["total_steps"],
+                desc="training",
+                unit="step",
+                file=click.get_text_stream("stderr"),
+                dynamic_ncols=True,
+            )
         elif kind == "step":
             bar = state["bar"]
             if bar is None:  # resumed: no baseline event
-                bar = state["bar"] = tqdm(total=event["total_steps"], initial=event["step"] - 1, desc="training",
-                                          unit="step", file=click.get_text_stream("stderr"), dynamic_ncols=True)
+                bar = state["bar"] = tqdm(
+                    total=event["total_steps"],
+                    initial=event["step"] - 1,
+                    desc="training",
+                    unit="step",
+                    file=click.get_text_stream("stderr"),
+                    dynamic_ncols=True,
+                )
             per_step = event["elapsed_s"] / max(1, event["step"] - bar.initial)
             eta = (event["total_steps"] - event["step"]) * per_step
             if event.get("budget_s"):
                 eta = min(eta, event["budget_s"] - event["elapsed_s"])
-            bar.set_postfix_str(f"loss={event['train_loss']:.3f} lr={event['lr']:.1e} eta={fmt(eta)}", refresh=False)
+            bar.set_postfix_str(
+                f"loss={event['train_loss']:.3f} lr={event['lr']:.1e} eta={fmt(eta)}", refresh=False
+            )
             bar.update(1)
         elif kind == "validation":
             bar = state["bar"]
             text = f"step {event['step']}: validation loss {event['val_loss']:.4f} (best {event['best_val_loss']:.4f})"
-            (bar.write if bar else click.echo)(text, **({"file": click.get_text_stream("stderr")} if bar else {"err": True}))
+            (bar.write if bar else click.echo)(
+                text, **({"file": click.get_text_stream("stderr")} if bar else {"err": True})
+            )
         elif kind == "finishing":
             if state["bar"] is not None:
                 state["bar"].close()
@@ -55,17 +70,44 @@ def _progress_printer(enabled: bool):
 
 
 @click.command("train")
-@click.option("--max-steps", type=click.IntRange(min=1), help="Optimizer steps (default: one pass over the pairs).")
-@click.option("--max-minutes", type=click.FloatRange(min=0, min_open=True), help="Wall-clock budget of the whole run, finishing included (default 13).")
-@click.option("--lora/--full", "lora", default=None, help="LoRA adapters (default) or full fine-tuning.")
-@click.option("--resume", is_flag=True, help="Continue the most recent interrupted run from its last checkpoint.")
-@click.option("--no-promote", is_flag=True, help="Register the version but never promote it automatically.")
-@click.option("--no-ranker", is_flag=True,
-              help="Do not train the ranker after the reply model (by default it is trained beside it: chatbot ranker train).")
+@click.option(
+    "--max-steps",
+    type=click.IntRange(min=1),
+    help="Optimizer steps (default: one pass over the pairs).",
+)
+@click.option(
+    "--max-minutes",
+    type=click.FloatRange(min=0, min_open=True),
+    help="Wall-clock budget of the whole run, finishing included (default 13).",
+)
+@click.option(
+    "--lora/--full", "lora", default=None, help="LoRA adapters (default) or full fine-tuning."
+)
+@click.option(
+    "--resume",
+    is_flag=True,
+    help="Continue the most recent interrupted run from its last checkpoint.",
+)
+@click.option(
+    "--no-promote", is_flag=True, help="Register the version but never promote it automatically."
+)
+@click.option(
+    "--no-ranker",
+    is_flag=True,
+    help="Do not train the ranker after the reply model (by default it is trained beside it: chatbot ranker train).",
+)
 @json_option
 @pass_app
-def command(app: AppContext, max_steps: int | None, max_minutes: float | None, lora: bool | None, resume: bool,
-            no_promote: bool, no_ranker: bool, as_json: bool) -> None:
+def command(
+    app: AppContext,
+    max_steps: int | None,
+    max_minutes: float | None,
+    lora: bool | None,
+    resume: bool,
+    no_promote: bool,
+    no_ranker: bool,
+    as_json: bool,
+) -> None:
     """Fine-tune the reply model on the stored training pairs.
 
     Each example is the chat prompt serving uses (instruction, retrieved past answers,
@@ -92,9 +134,13 @@ def command(app: AppContext, max_steps: int | None, max_minutes: float | None, l
     if no_promote:
         updates["auto_promote"] = False
     if updates:
-        settings = settings.model_copy(update={"training": settings.training.model_copy(update=updates)})
+        settings = settings.model_copy(
+            update={"training": settings.training.model_copy(update=updates)}
+        )
     if no_promote:
-        settings = settings.model_copy(update={"ranker": settings.ranker.model_copy(update={"auto_promote": False})})
+        settings = settings.model_copy(
+            update={"ranker": settings.ranker.model_copy(update={"auto_promote": False})}
+        )
     main_process = int(os.environ.get("RANK", "0")) == 0
     ensure_home(settings)
     database = Database(settings.resolved_database_url)
@@ -104,13 +150,25 @@ def command(app: AppContext, max_steps: int | None, max_minutes: float | None, l
         if main_process and not as_json:
             click.echo(f"evidence: {note}", err=True)
         try:
-            result = run_training(settings, database, evidence_for=evidence_for, evidence_note=note, resume=resume,
-                                  progress=_progress_printer(main_process))
+            result = run_training(
+                settings,
+                database,
+                evidence_for=evidence_for,
+                evidence_note=note,
+                resume=resume,
+                progress=_progress_printer(main_process),
+            )
         except KeyboardInterrupt:
             if main_process:
-                click.echo("\ntraining interrupted; continue from the last checkpoint with: chatbot train --resume", err=True)
+                click.echo(
+                    "\ntraining interrupted; continue from the last checkpoint with: chatbot train --resume",
+                    err=True,
+                )
             raise
-        ranker, ranker_note = None, "not trained (--no-ranker)" if no_ranker else "not trained (ranker.enabled is off)"
+        ranker, ranker_note = (
+            None,
+            "not trained (--no-ranker)" if no_ranker else "not trained (ranker.enabled is off)",
+        )
         if result is not None and not no_ranker and settings.ranker.enabled:
             ranker, ranker_note = _train_ranker(settings, database, result.version_name, as_json)
     finally:
@@ -119,22 +177,46 @@ def command(app: AppContext, max_steps: int | None, max_minutes: float | None, l
         return
     m = result.metrics
     if as_json:
-        emit_json({"version": result.version_name, "path": result.version_path, "promoted": result.promoted,
-                   "run_dir": result.run_dir, "evaluation": result.evaluation, "metrics": m,
-                   "ranker": ranker.as_dict() if ranker is not None else {"note": ranker_note}})
+        emit_json(
+            {
+                "version": result.version_name,
+                "path": result.version_path,
+                "promoted": result.promoted,
+                "run_dir": result.run_dir,
+                "evaluation": result.evaluation,
+                "metrics": m,
+                "ranker": ranker.as_dict() if ranker is not None else {"note": ranker_note},
+            }
+        )
         return
-    fused = f"{m['val_loss_fused']:.4f}" if m["val_loss_fused"] is not None else "n/a (one checkpoint)"
+    fused = (
+        f"{m['val_loss_fused']:.4f}" if m["val_loss_fused"] is not None else "n/a (one checkpoint)"
+    )
     click.echo(f"version {result.version_name}: {result.version_path}")
-    click.echo(f"  validation loss: before {m['val_loss_before']:.4f}, best checkpoint {m['val_loss_best_checkpoint']:.4f} "
-               f"(step {m['best_step']}), fused {fused} -> kept {m['model']} ({m['val_loss']:.4f})")
-    click.echo(f"  {m['steps']} steps ({m['stopped_because']}), {m['train_tokens']} tokens, "
-               f"{m['tokens_per_second']:.0f} tokens/s, {m['wall_seconds']:.0f}s in all, peak memory {m['peak_memory_mb']:.0f} MB")
+    click.echo(
+        f"  validation loss: before {m['val_loss_before']:.4f}, best checkpoint {m['val_loss_best_checkpoint']:.4f} "
+        f"(step {m['best_step']}), fused {fused} -> kept {m['model']} ({m['val_loss']:.4f})"
+    )
+    click.echo(
+        f"  {m['steps']} steps ({m['stopped_because']}), {m['train_tokens']} tokens, "
+        f"{m['tokens_per_second']:.0f} tokens/s, {m['wall_seconds']:.0f}s in all, peak memory {m['peak_memory_mb']:.0f} MB"
+    )
     e = result.evaluation
-    verdict = "promoted" if e["promoted"] else ("not promoted (auto-promotion off)" if e["better"] else "not promoted")
-    click.echo(f"  {verdict}: {e['val_loss']:.4f} vs {e['compared_with']} {e['compared_val_loss']:.4f} on {e['val_pairs']} validation pairs")
+    verdict = (
+        "promoted"
+        if e["promoted"]
+        else ("not promoted (auto-promotion off)" if e["better"] else "not promoted")
+    )
+    click.echo(
+        f"  {verdict}: {e['val_loss']:.4f} vs {e['compared_with']} {e['compared_val_loss']:.4f} on {e['val_pairs']} validation pairs"
+    )
     click.echo(f"  loss curve and metrics: {result.run_dir}")
     if ranker is not None:
-        verdict = "promoted" if ranker.promoted else ("kept, not promoted" if ranker.kept else f"not kept: {ranker.why}")
+        verdict = (
+            "promoted"
+            if ranker.promoted
+            else ("kept, not promoted" if ranker.kept else f"not kept: {ranker.why}")
+        )
         click.echo(f"ranker {ranker.name}: {verdict} (details: chatbot ranker list)")
     else:
         click.echo(f"ranker: {ranker_note}")

@@ -51,7 +51,9 @@ def _read_password(from_stdin: bool, username: str) -> str:
         line = sys.stdin.readline()
         password = line.removesuffix("\n").removesuffix("\r")
         if not password:
-            raise click.ClickException("--password-stdin: stdin gave no password (expected one line)")
+            raise click.ClickException(
+                "--password-stdin: stdin gave no password (expected one line)"
+            )
         return password
 
     def check(value: str) -> str:
@@ -62,7 +64,11 @@ def _read_password(from_stdin: bool, username: str) -> str:
         return value
 
     return click.prompt(
-        f"Password for {username}", hide_input=True, confirmation_prompt=True, value_proc=check, err=True
+        f"Password for {username}",
+        hide_input=True,
+        confirmation_prompt=True,
+        value_proc=check,
+        err=True,
     )
 
 
@@ -73,16 +79,27 @@ def _line(user) -> str:
 def _public(user) -> dict:
     payload = user.as_dict()
     payload.pop("session_epoch", None)  # part of the session cookies; of no use here
-    return {key: value.isoformat() if hasattr(value, "isoformat") else value for key, value in payload.items()}
+    return {
+        key: value.isoformat() if hasattr(value, "isoformat") else value
+        for key, value in payload.items()
+    }
 
 
 @group.command("add")
 @click.argument("username")
-@click.option("--role", type=click.Choice(ROLES), default="agent", show_default=True, help="What the account may open.")
+@click.option(
+    "--role",
+    type=click.Choice(ROLES),
+    default="agent",
+    show_default=True,
+    help="What the account may open.",
+)
 @_password_stdin
 @json_option
 @pass_app
-def add_command(app: AppContext, username: str, role: str, password_stdin: bool, as_json: bool) -> None:
+def add_command(
+    app: AppContext, username: str, role: str, password_stdin: bool, as_json: bool
+) -> None:
     """Create the account USERNAME (agents open /agent; admins /agent and /admin)."""
     from chatbot.accounts.users import add_user, check_username, find_user
     from chatbot.errors import AccountError
@@ -126,7 +143,9 @@ def list_command(app: AppContext, as_json: bool) -> None:
             state = f"locked until {u.locked_until:%H:%M} UTC"
         else:
             state = "active"
-        click.echo(f"{u.username:<24} {u.role:<6} {state:<24} {when(u.last_login_at):<17} {when(u.created_at)}")
+        click.echo(
+            f"{u.username:<24} {u.role:<6} {state:<24} {when(u.last_login_at):<17} {when(u.created_at)}"
+        )
 
 
 @group.command("remove")
@@ -151,7 +170,9 @@ def remove_command(app: AppContext, username: str, force: bool, as_json: bool) -
 @_password_stdin
 @json_option
 @pass_app
-def set_password_command(app: AppContext, username: str, password_stdin: bool, as_json: bool) -> None:
+def set_password_command(
+    app: AppContext, username: str, password_stdin: bool, as_json: bool
+) -> None:
     """Give USERNAME a new password (ends their sessions, lifts a lockout)."""
     from chatbot.accounts.users import get_user, set_password
 

@@ -32,7 +32,9 @@ from chatbot.dialogue.text import content_words, normalise, question_similarity
 
 DEFAULT_MAX_PAIRS = 3000
 _LOAD_CHUNK = 500
-_VOCABULARY_CAP = 300_000  # distinct tokens before the catalogue starts afresh (old questions' tokens pile up)
+_VOCABULARY_CAP = (
+    300_000  # distinct tokens before the catalogue starts afresh (old questions' tokens pile up)
+)
 
 
 @dataclass(frozen=True)
@@ -64,7 +66,9 @@ class Vocabulary:
         return len(self.ids)
 
 
-def _bag(tokens, kind: str, vocabulary: Vocabulary | None, grow: bool, unknown: list[int]) -> frozenset:
+def _bag(
+    tokens, kind: str, vocabulary: Vocabulary | None, grow: bool, unknown: list[int]
+) -> frozenset:
     keys = []
     for token, count in Counter(tokens).items():
         for i in range(count):
@@ -75,7 +79,9 @@ def _bag(tokens, kind: str, vocabulary: Vocabulary | None, grow: bool, unknown: 
                 keys.append(vocabulary.ids.setdefault(key, len(vocabulary.ids)))
             else:
                 known = vocabulary.ids.get(key)
-                if known is None:  # never in any cached question: counts for the size, matches nothing
+                if (
+                    known is None
+                ):  # never in any cached question: counts for the size, matches nothing
                     unknown[0] -= 1
                     known = unknown[0]
                 keys.append(known)
@@ -89,8 +95,10 @@ def features(text: str, vocabulary: Vocabulary | None = None, *, grow: bool = Tr
     padded = f" {normalise(text)} "
     unknown = [0]
     grams = (padded[i : i + 3] for i in range(max(len(padded) - 2, 0)))
-    return _Features(_bag(content_words(text), "w", vocabulary, grow, unknown),
-                     _bag(grams, "g", vocabulary, grow, unknown))
+    return _Features(
+        _bag(content_words(text), "w", vocabulary, grow, unknown),
+        _bag(grams, "g", vocabulary, grow, unknown),
+    )
 
 
 def _dice(a: frozenset, b: frozenset | tuple) -> float:
@@ -143,11 +151,16 @@ class AnswerCatalogue:
             missing = [i for i in ids if i not in self._pairs]
         loaded = []
         for start in range(0, len(missing), _LOAD_CHUNK):
-            loaded += repo.approved_pairs(session=session, pair_ids=missing[start : start + _LOAD_CHUNK])
+            loaded += repo.approved_pairs(
+                session=session, pair_ids=missing[start : start + _LOAD_CHUNK]
+            )
         with self._lock:
             for pair in loaded:
                 if pair.question and pair.answer.strip():
-                    self._pairs[pair.id] = (pair, compact(features(pair.question, self._vocabulary)))
+                    self._pairs[pair.id] = (
+                        pair,
+                        compact(features(pair.question, self._vocabulary)),
+                    )
 
     def lookup(self, session: Session, message: str, threshold: float) -> CacheMatch | None:
         """The approved pair whose question is most like `message`, at or above
@@ -158,7 +171,10 @@ class AnswerCatalogue:
             query = features(message, self._vocabulary, grow=False)
             entries = list(self._pairs.items())
         for pair_id, (_, f) in entries:
-            if _bound(query.n_words, f.n_words) < threshold and _bound(query.n_grams, f.n_grams) < threshold:
+            if (
+                _bound(query.n_words, f.n_words) < threshold
+                and _bound(query.n_grams, f.n_grams) < threshold
+            ):
                 continue
             score = similarity(query, f)
             if score >= threshold and (best is None or (score, pair_id) > best):

@@ -15,6 +15,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+from chatbot.dialogue.records import Critique
 from chatbot.dialogue.settings import DialogueSettings
 from chatbot.dialogue.text import (
     Facts,
@@ -25,7 +26,6 @@ from chatbot.dialogue.text import (
     token_f1,
     words,
 )
-from chatbot.dialogue.records import Critique
 
 WEIGHTS = {"relevance": 0.35, "support": 0.2, "grounding": 0.25, "length": 0.1, "fluency": 0.1}
 INVENTED_PENALTY = 0.15
@@ -58,10 +58,19 @@ class Evidence:
             # How well the past question fits ours: lexical overlap with the message
             # (and, for follow-ups, with the last turns) blended with the retriever's score.
             lexical = max(
-                [question_similarity(self.query, line) for line in item.question.splitlines() if line.strip()]
-                + [question_similarity(" ".join(self.history[-2:] + [self.query]), item.question), 0.0]
+                [
+                    question_similarity(self.query, line)
+                    for line in item.question.splitlines()
+                    if line.strip()
+                ]
+                + [
+                    question_similarity(" ".join(self.history[-2:] + [self.query]), item.question),
+                    0.0,
+                ]
             )
-            self.question_fit[item.pair_id] = 0.5 * lexical + 0.5 * min(max(item.retrieval_score, 0.0), 1.0)
+            self.question_fit[item.pair_id] = 0.5 * lexical + 0.5 * min(
+                max(item.retrieval_score, 0.0), 1.0
+            )
         self._facts = Facts()
         for item in self.items:
             self._facts = self._facts | extract_facts(item.answer)
@@ -69,7 +78,12 @@ class Evidence:
         for text in [self.query, *self.customer_texts]:
             self._customer_facts = self._customer_facts | extract_facts(text)
         vocabulary = set()
-        for text in [self.query, *self.history, *(i.answer for i in self.items), *(i.question for i in self.items)]:
+        for text in [
+            self.query,
+            *self.history,
+            *(i.answer for i in self.items),
+            *(i.question for i in self.items),
+        ]:
             vocabulary.update(content_words(text))
         self._vocabulary = vocabulary
 
@@ -92,13 +106,17 @@ class Scorer:
                 relevance = max(relevance, fit * agreement)
                 support = max(support, fit * agreement)
         if relevance < 0.3:
-            issues.append("It does not answer the customer's question the way our past answers do; say what they say.")
+            issues.append(
+                "It does not answer the customer's question the way our past answers do; say what they say."
+            )
 
         own = content_words(text)
         grounding = sum(w in evidence._vocabulary for w in own) / len(own) if own else 0.0
         if grounding < 0.7:
             strange = sorted({w for w in own if w not in evidence._vocabulary})[:8]
-            issues.append(f"It uses words found in no past answer ({', '.join(strange)}); stick to the facts in the past answers.")
+            issues.append(
+                f"It uses words found in no past answer ({', '.join(strange)}); stick to the facts in the past answers."
+            )
 
         n = len(words(text))
         s = self.settings
@@ -121,16 +139,26 @@ class Scorer:
         for kind in ("urls", "prices", "numbers", "promises"):
             for fact in getattr(facts, kind) - getattr(known, kind) - getattr(customer, kind):
                 invented.append(fact)
-        leaked = [f for kind in ("emails", "phones") for f in getattr(facts, kind) - getattr(known, kind) - getattr(customer, kind)]
+        leaked = [
+            f
+            for kind in ("emails", "phones")
+            for f in getattr(facts, kind) - getattr(known, kind) - getattr(customer, kind)
+        ]
         if invented:
-            issues.append(f"It states things no past answer says ({', '.join(sorted(invented)[:6])}); remove them.")
+            issues.append(
+                f"It states things no past answer says ({', '.join(sorted(invented)[:6])}); remove them."
+            )
         if leaked:
             issues.append("It contains contact details that are not the shop's; remove them.")
 
         components = {
-            "relevance": round(relevance, 4), "support": round(support, 4), "grounding": round(grounding, 4),
-            "length": round(length, 4), "fluency": round(fluency, 4),
-            "invented": float(len(invented)), "personal_data": float(len(leaked)),
+            "relevance": round(relevance, 4),
+            "support": round(support, 4),
+            "grounding": round(grounding, 4),
+            "length": round(length, 4),
+            "fluency": round(fluency, 4),
+            "invented": float(len(invented)),
+            "personal_data": float(len(leaked)),
         }
         score = sum(WEIGHTS[k] * components[k] for k in WEIGHTS) - penalties(components)
         return Critique(round(min(1.0, max(0.0, score)), 4), components, issues)
@@ -139,10 +167,16 @@ class Scorer:
 def penalties(components: dict[str, float]) -> float:
     """What facts found in no evidence (`invented`) and contact details that are not the
     company's (`personal_data`) take off a score, whoever gave the score."""
-    return min(0.6, INVENTED_PENALTY * components.get("invented", 0.0)) + PII_PENALTY * components.get("personal_data", 0.0)
+    return min(
+        0.6, INVENTED_PENALTY * components.get("invented", 0.0)
+    ) + PII_PENALTY * components.get("personal_data", 0.0)
 
 
-def evidence_from_hits(query: str, history: Sequence[str], hits: Sequence, customer_texts: Sequence[str] = ()) -> Evidence:
+def evidence_from_hits(
+    query: str, history: Sequence[str], hits: Sequence, customer_texts: Sequence[str] = ()
+) -> Evidence:
     """Evidence built from `chatbot.retrieval.types.Hit`s."""
     items = [EvidenceItem(h.pair_id, h.context_text, h.reply_text, float(h.score)) for h in hits]
-    return Evidence(query=query, history=list(history), items=items, customer_texts=list(customer_texts))
+    return Evidence(
+        query=query, history=list(history), items=items, customer_texts=list(customer_texts)
+    )

@@ -93,7 +93,9 @@ def _echoes_customer(tokens: list[str], message: str) -> str | None:
     need = max(ECHO_MIN_RUN, math.ceil(ECHO_SHARE * len(tokens)))
     for i in range(len(tokens) - need + 1):
         run = tokens[i : i + need]
-        if f" {' '.join(run)} " in haystack and any(w not in _COURTESY for w in content_words(" ".join(run))):
+        if f" {' '.join(run)} " in haystack and any(
+            w not in _COURTESY for w in content_words(" ".join(run))
+        ):
             return "mostly repeats the customer's own message"
     return None
 
@@ -104,8 +106,12 @@ def _echoes_prompt(tokens: list[str], prompt_texts: Sequence[str]) -> str | None
     mine = {tuple(tokens[i : i + PROMPT_RUN]) for i in range(len(tokens) - PROMPT_RUN + 1)}
     for text in prompt_texts:
         theirs = words(text)
-        if any(tuple(theirs[i : i + PROMPT_RUN]) in mine for i in range(len(theirs) - PROMPT_RUN + 1)):
-            return f"repeats the prompt ({PROMPT_RUN} or more consecutive words of the instructions)"
+        if any(
+            tuple(theirs[i : i + PROMPT_RUN]) in mine for i in range(len(theirs) - PROMPT_RUN + 1)
+        ):
+            return (
+                f"repeats the prompt ({PROMPT_RUN} or more consecutive words of the instructions)"
+            )
     return None
 
 

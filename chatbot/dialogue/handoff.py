@@ -13,15 +13,39 @@ from chatbot.dialogue.text import question_similarity, words
 
 # Words that matter for the request, so "sepak" or "rtaher" are read as meant.
 _KEYWORDS = (
-    "speak", "talk", "human", "person", "people", "agent", "manager", "supervisor", "someone", "somebody",
-    "representative", "operator", "staff", "colleague", "rather", "real", "live", "call", "bot", "robot",
-    "machine", "team", "connect", "transfer", "escalate", "phone", "actual",
+    "speak",
+    "talk",
+    "human",
+    "person",
+    "people",
+    "agent",
+    "manager",
+    "supervisor",
+    "someone",
+    "somebody",
+    "representative",
+    "operator",
+    "staff",
+    "colleague",
+    "rather",
+    "real",
+    "live",
+    "call",
+    "bot",
+    "robot",
+    "machine",
+    "team",
+    "connect",
+    "transfer",
+    "escalate",
+    "phone",
+    "actual",
 )
 _PERSON = r"(?:human|person|people|agent|manager|supervisor|someone|somebody|representative|rep|operator|staff|colleague|employee|team|real one)"
 _PATTERNS = [
     rf"\b(?:speak|talk|chat|get|want|need|connect|transfer|put|pass|give)\b(?:\s+\w+){{0,5}}\s+{_PERSON}\b",
     rf"\b(?:real|actual|live)\s+{_PERSON}\b",
-    rf"^\W*(?:an?\s+)?(?:human|agent|person|operator|representative)(?:\s+(?:please|pls|now))?\W*$",
+    r"^\W*(?:an?\s+)?(?:human|agent|person|operator|representative)(?:\s+(?:please|pls|now))?\W*$",
     rf"\b{_PERSON}\s+(?:please|pls|now)\b",
     r"\bnot\s+(?:a|the|this|your)\s+(?:bot|robot|machine|chatbot|ai)\b",
     r"\bare\s+you\s+(?:a\s+)?(?:bot|robot|machine|human)\b.*\b(?:speak|talk|agent|human|person)\b",
@@ -51,4 +75,6 @@ def asks_for_human(text: str) -> bool:
 
 def repeats(message: str, earlier_customer_messages: Sequence[str], *, similarity: float) -> int:
     """How many times this question has now been asked, this message included."""
-    return 1 + sum(question_similarity(message, earlier) >= similarity for earlier in earlier_customer_messages)
+    return 1 + sum(
+        question_similarity(message, earlier) >= similarity for earlier in earlier_customer_messages
+    )

@@ -60,11 +60,10 @@ from chatbot.dialogue.model_wait import BoundedModelSource
 from chatbot.dialogue.policy import decide, smooth
 from chatbot.dialogue.records import Candidate, Critique, Reply, RoundTrace
 from chatbot.dialogue.refine import refine
-from chatbot.dialogue.specifics import Checked, ConversationFacts, SpecificsGuard, reports_on_a_case
 from chatbot.dialogue.settings import DialogueSettings
+from chatbot.dialogue.specifics import Checked, ConversationFacts, SpecificsGuard, reports_on_a_case
 from chatbot.dialogue.text import question_similarity, token_f1
 from chatbot.dialogue.writer import ReplyWriter
-from chatbot.training.prompt import PromptFormat
 from chatbot.errors import ChatbotError, InputError
 from chatbot.ingest.redact import EMAIL_RE, Redactor
 from chatbot.ingest.sanitize import clean_text
@@ -72,6 +71,7 @@ from chatbot.ingest.settings import IngestSettings
 from chatbot.retrieval.types import Citation, Hit, Retriever, SearchResult
 from chatbot.store.conversations import add_message, start_conversation
 from chatbot.store.database import Database
+from chatbot.training.prompt import PromptFormat
 
 log = logging.getLogger(__name__)
 
@@ -136,7 +136,9 @@ class _Clock:
                 self.t = time.perf_counter()
 
             def __exit__(self, *exc):
-                clock.timings[name] = round(clock.timings.get(name, 0.0) + time.perf_counter() - self.t, 5)
+                clock.timings[name] = round(
+                    clock.timings.get(name, 0.0) + time.perf_counter() - self.t, 5
+                )
 
         return _Stage()
 
@@ -146,8 +148,14 @@ class _Clock:
 
 class DialogueManager:
     def __init__(
-        self, settings: DialogueSettings, database: Database, retriever: Retriever, reply_source: ReplyModelSource | None,
-        prompt: PromptFormat, ingest: IngestSettings | None = None, ranker: Any = None,
+        self,
+        settings: DialogueSettings,
+        database: Database,
+        retriever: Retriever,
+        reply_source: ReplyModelSource | None,
+        prompt: PromptFormat,
+        ingest: IngestSettings | None = None,
+        ranker: Any = None,
     ):
         self.settings = settings
         # Live messages are redacted like imports (`ingest` settings; default: all kinds).
@@ -157,11 +165,15 @@ class DialogueManager:
         self.database = database
         self.retriever = retriever
         self.reply_source = reply_source
-        self._bounded_source = BoundedModelSource(reply_source) if reply_source is not None else None
+        self._bounded_source = (
+            BoundedModelSource(reply_source) if reply_source is not None else None
+        )
         self.scorer = Scorer(settings)
         # The learned ranker (`chatbot.ranking`): a Ranker, or a source whose get() gives the
         # promoted one (None until one is trained and kept); without it the hand-set critique scores.
-        self.ranker_source = ranker if ranker is None or hasattr(ranker, "get") else _FixedRanker(ranker)
+        self.ranker_source = (
+            ranker if ranker is None or hasattr(ranker, "get") else _FixedRanker(ranker)
+        )
         self._quantized: dict[str, Any] = {}
         self._lock = threading.Lock()
         self.answers = AnswerCatalogue(settings.cache_origins)
@@ -183,14 +195,21 @@ class DialogueManager:
     def _reply_redactor(self, trusted: Sequence[str]) -> Redactor:
         """The live redactor, also allowing the exact addresses in `trusted` texts (the
         company's past answers, already redacted when imported, and its own notices)."""
-        addresses = {re.sub(r"\s", "", m.group(0)).lower() for t in trusted if t and "@" in t for m in EMAIL_RE.finditer(t)}
+        addresses = {
+            re.sub(r"\s", "", m.group(0)).lower()
+            for t in trusted
+            if t and "@" in t
+            for m in EMAIL_RE.finditer(t)
+        }
         if not addresses or not self.redactor.kinds:
             return self.redactor
         return Redactor(self.redactor.kinds, [*self.redactor.allow, *sorted(addresses)])
 
     def _redact_reply(self, reply: Reply, trusted: Sequence[str]) -> Reply:
         """Every text of the reply record redacted: what is sent, stored and reviewed."""
-        redactor = self._reply_redactor([*trusted, self.settings.handoff_message, self.settings.hold_message])
+        redactor = self._reply_redactor(
+            [*trusted, self.settings.handoff_message, self.settings.hold_message]
+        )
         reply.text = redactor.redact(reply.text)
         reply.shown_text = redactor.redact(reply.shown_text)
         for candidate in reply.candidates:
@@ -220,7 +239,12 @@ class DialogueManager:
     # -- answering ---------------------------------------------------------------------
 
     def respond(
-        self, message: str, conversation_id: int | None = None, *, source: str = "widget", listener: Listener | None = None
+        self,
+        message: str,
+        conversation_id: int | None = None,
+        *,
+        source: str = "widget",
+        listener: Listener | None = None,
     ) -> Reply:
         """Answer one customer message; see the module docstring for the steps."""
         emit = listener or (lambda event: None)
@@ -228,7 +252,9 @@ class DialogueManager:
         if not message:
             raise InputError("the message is empty")
         if len(message) > MAX_MESSAGE_CHARS:
-            raise InputError(f"the message is {len(message)} characters long; the limit is {MAX_MESSAGE_CHARS}")
+            raise InputError(
+                f"the message is {len(message)} characters long; the limit is {MAX_MESSAGE_CHARS}"
+            )
         clock = _Clock()
         s = self.settings
         # From here on only the redacted message exists: stored, retrieved with, prompted.
@@ -239,25 +265,40 @@ class DialogueManager:
                 if conversation_id is None:
                     conversation_id = start_conversation(session=session, source=source).id
                 # Refused (InputError) for imported or closed conversations.
-                stored = add_message(session=session, conversation_id=conversation_id, role="customer", text=message)
-                conversation = repo.get_conversation(session=session, conversation_id=conversation_id)
+                stored = add_message(
+                    session=session, conversation_id=conversation_id, role="customer", text=message
+                )
+                conversation = repo.get_conversation(
+                    session=session, conversation_id=conversation_id
+                )
                 session.refresh(conversation)  # as it is now that this turn holds its lock
                 state = conversation.state
                 turns = repo.earlier_turns(
-                    session=session, conversation_id=conversation_id, before_turn=stored.turn_index, limit=HISTORY_READ
+                    session=session,
+                    conversation_id=conversation_id,
+                    before_turn=stored.turn_index,
+                    limit=HISTORY_READ,
                 )
                 earlier_customer = repo.earlier_customer_texts(
                     session=session, conversation_id=conversation_id, before_turn=stored.turn_index
                 )
-                previous_smoothed = repo.last_smoothed_confidence(session=session, conversation_id=conversation_id)
+                previous_smoothed = repo.last_smoothed_confidence(
+                    session=session, conversation_id=conversation_id
+                )
         history_text = [t.text for t in turns]
-        history_chat = [{"role": _ROLE[t.role], "content": t.text} for t in turns if t.role in _ROLE]
+        history_chat = [
+            {"role": _ROLE[t.role], "content": t.text} for t in turns if t.role in _ROLE
+        ]
         base = dict(conversation_id=conversation_id, message_id=stored.id)
         log.debug("conversation %s, message %s: %r", conversation_id, stored.id, message)
         trusted: list[str] = []  # texts whose e-mail addresses a reply may repeat
 
         # What this conversation holds: slots are filled from it; nothing foreign to it is sent.
-        facts = self.specifics.facts([*earlier_customer, message], history_text) if self.specifics else None
+        facts = (
+            self.specifics.facts([*earlier_customer, message], history_text)
+            if self.specifics
+            else None
+        )
         withheld: list[dict[str, Any]] = []  # candidates holding another customer's specifics
         live = _LiveText(emit, lambda text: self._own_showable(text, facts))
 
@@ -265,8 +306,18 @@ class DialogueManager:
             return self._persist(self._redact_reply(reply, trusted), clock, emit, live)
 
         if state == "handed_off":
-            return finish(Reply(**base, decision="silent", reason="human_in_charge", text="", shown_text="",
-                                sent=False, confidence=None, smoothed_confidence=previous_smoothed))
+            return finish(
+                Reply(
+                    **base,
+                    decision="silent",
+                    reason="human_in_charge",
+                    text="",
+                    shown_text="",
+                    sent=False,
+                    confidence=None,
+                    smoothed_confidence=previous_smoothed,
+                )
+            )
         if asks_for_human(message):
             return finish(self._handoff(base, "customer_asked_for_human", previous_smoothed))
         asked = repeats(message, earlier_customer, similarity=s.loop_similarity)
@@ -278,16 +329,33 @@ class DialogueManager:
             # serves, still scores it, for the record (and the agents' review of the cache).
             confidence = round(similarity, 4)
             smoothed = round(smooth(previous_smoothed, confidence, s.smoothing), 4)
-            candidate = {"origin": "cache", "pair_id": hit.pair_id, "score": confidence, "text": hit.reply_text}
+            candidate = {
+                "origin": "cache",
+                "pair_id": hit.pair_id,
+                "score": confidence,
+                "text": hit.reply_text,
+            }
             ranker = self._ranker()
             if ranker is not None:
                 fit = ranker.score([{"role": "customer", "text": message}], [hit.reply_text])[0]
-                candidate["components"] = {"question_similarity": confidence, "ranker": round(float(fit), 4)}
-            return finish(Reply(
-                **base, decision="answer", reason="cache_hit", text=hit.reply_text, shown_text=hit.reply_text,
-                sent=True, confidence=confidence, smoothed_confidence=smoothed,
-                citations=[self._citation(hit)], candidates=[candidate],
-            ))
+                candidate["components"] = {
+                    "question_similarity": confidence,
+                    "ranker": round(float(fit), 4),
+                }
+            return finish(
+                Reply(
+                    **base,
+                    decision="answer",
+                    reason="cache_hit",
+                    text=hit.reply_text,
+                    shown_text=hit.reply_text,
+                    sent=True,
+                    confidence=confidence,
+                    smoothed_confidence=smoothed,
+                    citations=[self._citation(hit)],
+                    candidates=[candidate],
+                )
+            )
 
         # An answer an agent approved for this very question beats any guess about scope.
         if s.cache_enabled and not history_text:
@@ -299,13 +367,17 @@ class DialogueManager:
 
         emit(DialogueEvent("stage", "retrieving"))
         with clock.stage("retrieve"):
-            result: SearchResult = self.retriever.search(message, history=history_text, k=s.retrieve_k)
+            result: SearchResult = self.retriever.search(
+                message, history=history_text, k=s.retrieve_k
+            )
         hits = list(result.hits)
         trusted.extend(h.reply_text for h in hits)
         with clock.stage("pairs"):
             with self.database.session() as session:
                 infos = repo.pair_infos(session=session, pair_ids=[h.pair_id for h in hits])
-        hits = self._own_hits(hits, infos, facts, withheld)  # past replies in slotted form, filled for this customer
+        hits = self._own_hits(
+            hits, infos, facts, withheld
+        )  # past replies in slotted form, filled for this customer
         if s.cache_enabled:
             # Approved pairs older than the catalogue keeps are still found through the index.
             with clock.stage("cache"):
@@ -317,8 +389,14 @@ class DialogueManager:
         # order?" in a conversation opened about stock tips).
         top = infos.get(hits[0].pair_id) if hits else None
         top_topic = top.labels.get("topic") if top is not None and top.opening else None
-        if s.handoff_on_out_of_scope and (result.out_of_scope or not hits or top_topic in s.out_of_scope_topics):
-            why = "out_of_scope" if result.out_of_scope or not hits else f"out_of_scope: past answers are labelled {top_topic}"
+        if s.handoff_on_out_of_scope and (
+            result.out_of_scope or not hits or top_topic in s.out_of_scope_topics
+        ):
+            why = (
+                "out_of_scope"
+                if result.out_of_scope or not hits
+                else f"out_of_scope: past answers are labelled {top_topic}"
+            )
             reply = self._handoff(base, why, previous_smoothed)
             reply.citations = [self._citation(h) for h in hits[:1]]
             return finish(reply)
@@ -332,51 +410,96 @@ class DialogueManager:
         version = None
         generation_error = None
         # One judge for every candidate: the learned ranker when one is serving, else the critique.
-        judge = _Judge(self.scorer, evidence, self._ranker(), [*(
-            {"role": t.role, "text": t.text} for t in turns if t.role in _ROLE), {"role": "customer", "text": message}])
+        judge = _Judge(
+            self.scorer,
+            evidence,
+            self._ranker(),
+            [
+                *({"role": t.role, "text": t.text} for t in turns if t.role in _ROLE),
+                {"role": "customer", "text": message},
+            ],
+        )
         with clock.stage("fuse"):
             fused = hits[: s.fuse_retrieved]
-            candidates = [Candidate(hit.reply_text, "retrieved", critique, pair_id=hit.pair_id) for hit, critique in
-                          zip(fused, judge.score_many([h.reply_text for h in fused], [h.pair_id for h in fused]))]
+            candidates = [
+                Candidate(hit.reply_text, "retrieved", critique, pair_id=hit.pair_id)
+                for hit, critique in zip(
+                    fused,
+                    judge.score_many([h.reply_text for h in fused], [h.pair_id for h in fused]),
+                )
+            ]
         s = judge.thresholds(s)  # on the ranker's scale while it scores (not once it failed)
         # Decide before generating: a confident retrieved answer is sent at once.
         sendable = [c for c in candidates if not self.reveals_prompt(c.text)]
         best_retrieved = max((c.score for c in sendable), default=None)
-        if s.generate and self.reply_source is not None and (
-            best_retrieved is None or best_retrieved < s.retrieved_first_threshold
+        if (
+            s.generate
+            and self.reply_source is not None
+            and (best_retrieved is None or best_retrieved < s.retrieved_first_threshold)
         ):
             emit(DialogueEvent("stage", "drafting"))
             try:
                 with clock.stage("load_model"):
                     model, tokenizer, version = self.reply_model()
                 writer = ReplyWriter(model, tokenizer, s, self.prompt)
-                drafts, trace = self._generate(writer, evidence, history_chat, clock, emit, live, judge)
+                drafts, trace = self._generate(
+                    writer, evidence, history_chat, clock, emit, live, judge
+                )
                 candidates = drafts + candidates
-            except Exception as exc:  # noqa: BLE001 - any model failure falls back to retrieved answers
-                log.warning("reply generation failed for conversation %s: %s", conversation_id, exc,
-                            exc_info=not isinstance(exc, ChatbotError))
+            except Exception as exc:
+                log.warning(
+                    "reply generation failed for conversation %s: %s",
+                    conversation_id,
+                    exc,
+                    exc_info=not isinstance(exc, ChatbotError),
+                )
                 generation_error = f"{type(exc).__name__}: {exc}"
         # The output guard: nothing that repeats the system prompt is sent, whatever asked for it.
-        blocked = [{"origin": c.origin, "round": c.round, "pair_id": c.pair_id, "blocked": "repeats the system prompt"}
-                   for c in candidates if self.reveals_prompt(c.text)]
+        blocked = [
+            {
+                "origin": c.origin,
+                "round": c.round,
+                "pair_id": c.pair_id,
+                "blocked": "repeats the system prompt",
+            }
+            for c in candidates
+            if self.reveals_prompt(c.text)
+        ]
         if blocked:
             candidates = [c for c in candidates if not self.reveals_prompt(c.text)]
-            log.info("conversation %s: %d candidate(s) repeating the system prompt withheld", conversation_id, len(blocked))
+            log.info(
+                "conversation %s: %d candidate(s) repeating the system prompt withheld",
+                conversation_id,
+                len(blocked),
+            )
         # Nothing degenerate is sent: empty, a sentence said twice, the customer's words echoed, cut off.
         kept = []
         for c in candidates:
-            why = degenerate_reason(c.text, customer_message=message, prompt_texts=[self.prompt.system_prompt],
-                                    cut_off=c.cut_off)
+            why = degenerate_reason(
+                c.text,
+                customer_message=message,
+                prompt_texts=[self.prompt.system_prompt],
+                cut_off=c.cut_off,
+            )
             if why is None:
                 kept.append(c)
             else:
-                blocked.append({"origin": c.origin, "round": c.round, "pair_id": c.pair_id, "text": c.text,
-                                "blocked": f"degenerate: {why}"})
+                blocked.append(
+                    {
+                        "origin": c.origin,
+                        "round": c.round,
+                        "pair_id": c.pair_id,
+                        "text": c.text,
+                        "blocked": f"degenerate: {why}",
+                    }
+                )
         candidates = kept
         candidates = self._own_candidates(candidates, facts, withheld)
         blocked += withheld
         if not candidates:
-            reply = self._handoff(base, "assistant_failed" if generation_error else "no_candidate", previous_smoothed)
+            reply = self._handoff(
+                base, "assistant_failed" if generation_error else "no_candidate", previous_smoothed
+            )
             reply.model_version = version
             reply.trace = trace
             reply.candidates = ([{"error": generation_error}] if generation_error else []) + blocked
@@ -387,23 +510,47 @@ class DialogueManager:
         decision, reason = decide(s, confidence=confidence, smoothed=smoothed)
         if decision == "handoff":
             reply = self._handoff(base, reason, previous_smoothed)
-            reply.text, reply.confidence, reply.smoothed_confidence = winner.text, confidence, smoothed
+            reply.text, reply.confidence, reply.smoothed_confidence = (
+                winner.text,
+                confidence,
+                smoothed,
+            )
         else:
             shown = winner.text if decision != "held" else s.hold_message
-            reply = Reply(**base, decision=decision, reason=f"{reason}: {winner.origin} won", text=winner.text,
-                          shown_text=shown, sent=decision != "held", confidence=confidence, smoothed_confidence=smoothed,
-                          review_status=None if decision == "answer" else "pending")
+            reply = Reply(
+                **base,
+                decision=decision,
+                reason=f"{reason}: {winner.origin} won",
+                text=winner.text,
+                shown_text=shown,
+                sent=decision != "held",
+                confidence=confidence,
+                smoothed_confidence=smoothed,
+                review_status=None if decision == "answer" else "pending",
+            )
         reply.citations = self._citations_for(winner, hits, evidence)
         reply.trace = trace
         reply.model_version = version
-        reply.candidates = [
-            {"origin": c.origin, "round": c.round, "pair_id": c.pair_id, "score": c.score, "text": c.text,
-             "components": c.critique.components}
-            for c in sorted(candidates, key=lambda c: -c.score)
-        ] + ([{"error": generation_error}] if generation_error else []) + blocked
+        reply.candidates = (
+            [
+                {
+                    "origin": c.origin,
+                    "round": c.round,
+                    "pair_id": c.pair_id,
+                    "score": c.score,
+                    "text": c.text,
+                    "components": c.critique.components,
+                }
+                for c in sorted(candidates, key=lambda c: -c.score)
+            ]
+            + ([{"error": generation_error}] if generation_error else [])
+            + blocked
+        )
         return finish(reply)
 
-    def respond_stream(self, message: str, conversation_id: int | None = None, *, source: str = "widget") -> Iterator[DialogueEvent]:
+    def respond_stream(
+        self, message: str, conversation_id: int | None = None, *, source: str = "widget"
+    ) -> Iterator[DialogueEvent]:
         """`respond`, as events: stages and refinement rounds while it thinks (and the
         first draft piece by piece), then the text shown to the customer word by word,
         then `done` with the stored reply. Errors are raised from the iterator."""
@@ -412,8 +559,10 @@ class DialogueManager:
 
         def run() -> None:
             try:
-                outcome["reply"] = self.respond(message, conversation_id, source=source, listener=events.put)
-            except BaseException as exc:  # noqa: BLE001 - handed to the caller's thread
+                outcome["reply"] = self.respond(
+                    message, conversation_id, source=source, listener=events.put
+                )
+            except BaseException as exc:
                 outcome["error"] = exc
             finally:
                 events.put(None)
@@ -438,8 +587,11 @@ class DialogueManager:
         """The customer asked for a person with the widget's button: hand off and show
         the hand-off notice, which is returned (None when a human is already in charge)."""
         with self.database.session() as session:
-            message = repo.request_human(session=session, conversation_id=conversation_id,
-                                         message=self.settings.handoff_message)
+            message = repo.request_human(
+                session=session,
+                conversation_id=conversation_id,
+                message=self.settings.handoff_message,
+            )
         return message.text if message is not None else None
 
     # -- never another customer's specifics (chatbot.dialogue.specifics) ---------------
@@ -454,10 +606,22 @@ class DialogueManager:
         return self._showable(text)
 
     @staticmethod
-    def _withheld(origin: str, pair_id: int | None, text: str, why: str, round: int | None = None,
-                  score: float | None = None) -> dict[str, Any]:
-        return {"origin": origin, "round": round, "pair_id": pair_id, "score": score, "text": text,
-                "blocked": f"another customer's specifics: {why}"}
+    def _withheld(
+        origin: str,
+        pair_id: int | None,
+        text: str,
+        why: str,
+        round: int | None = None,
+        score: float | None = None,
+    ) -> dict[str, Any]:
+        return {
+            "origin": origin,
+            "round": round,
+            "pair_id": pair_id,
+            "score": score,
+            "text": text,
+            "blocked": f"another customer's specifics: {why}",
+        }
 
     @staticmethod
     def _not_usable(checked: Checked) -> str | None:
@@ -470,11 +634,17 @@ class DialogueManager:
             return checked.why
         case = sorted({slot for slot in checked.unfilled if slot in CASE_SLOTS})
         if case:
-            return f"about another customer's case ({', '.join(case)} not given in this conversation)"
+            return (
+                f"about another customer's case ({', '.join(case)} not given in this conversation)"
+            )
         return None
 
-    def _own_hit(self, cached: tuple[Hit, float] | None, facts: ConversationFacts | None,
-                 withheld: list[dict[str, Any]]) -> tuple[Hit, float] | None:
+    def _own_hit(
+        self,
+        cached: tuple[Hit, float] | None,
+        facts: ConversationFacts | None,
+        withheld: list[dict[str, Any]],
+    ) -> tuple[Hit, float] | None:
         """An approved answer from the cache, slotted and filled for this customer, or None when it cannot be."""
         if cached is None or self.specifics is None or facts is None:
             return cached
@@ -492,8 +662,13 @@ class DialogueManager:
         snippet = text if len(text) <= SNIPPET_CHARS else text[: SNIPPET_CHARS - 1] + "…"
         return replace(hit, reply_text=text, citation=replace(hit.citation, snippet=snippet))
 
-    def _own_hits(self, hits: list[Hit], infos: dict[int, repo.PairInfo], facts: ConversationFacts | None,
-                  withheld: list[dict[str, Any]]) -> list[Hit]:
+    def _own_hits(
+        self,
+        hits: list[Hit],
+        infos: dict[int, repo.PairInfo],
+        facts: ConversationFacts | None,
+        withheld: list[dict[str, Any]],
+    ) -> list[Hit]:
         """Retrieved past answers as their slotted form (the store's; slotted now when it has
         none yet) filled for this customer; those still holding someone else's specifics are withheld."""
         if self.specifics is None or facts is None:
@@ -501,28 +676,51 @@ class DialogueManager:
         kept = []
         for hit in hits:
             info = infos.get(hit.pair_id)
-            slotted = info.reply_slotted if info is not None and info.reply_slotted is not None else None
+            slotted = (
+                info.reply_slotted if info is not None and info.reply_slotted is not None else None
+            )
             checked = self.specifics.prepare(
-                slotted if slotted is not None else self.specifics.slot(hit.reply_text, facts.known), facts)
+                slotted
+                if slotted is not None
+                else self.specifics.slot(hit.reply_text, facts.known),
+                facts,
+            )
             if (why := self._not_usable(checked)) is None:
                 kept.append(self._filled_hit(hit, checked.text))
             else:
-                withheld.append(self._withheld("retrieved", hit.pair_id, hit.reply_text, why, score=hit.score))
+                withheld.append(
+                    self._withheld("retrieved", hit.pair_id, hit.reply_text, why, score=hit.score)
+                )
         # A reply to a customer who had named their order, reporting on it ("the parcel is
         # already on its way; I've asked the carrier..."), is about that order: never told
         # to a customer who named none.
         if not any(kind in facts.values for kind in repo.CASE_IDENTIFIERS):
-            about_a_case = [h for h in kept if h.pair_id in infos and infos[h.pair_id].case_bound
-                            and reports_on_a_case(h.reply_text)]
+            about_a_case = [
+                h
+                for h in kept
+                if h.pair_id in infos
+                and infos[h.pair_id].case_bound
+                and reports_on_a_case(h.reply_text)
+            ]
             for hit in about_a_case:
-                withheld.append(self._withheld("retrieved", hit.pair_id, hit.reply_text,
-                                               "about another customer's case (it reports on the order they named)",
-                                               score=hit.score))
+                withheld.append(
+                    self._withheld(
+                        "retrieved",
+                        hit.pair_id,
+                        hit.reply_text,
+                        "about another customer's case (it reports on the order they named)",
+                        score=hit.score,
+                    )
+                )
             kept = [h for h in kept if h not in about_a_case]
         return kept
 
-    def _own_candidates(self, candidates: list[Candidate], facts: ConversationFacts | None,
-                        withheld: list[dict[str, Any]]) -> list[Candidate]:
+    def _own_candidates(
+        self,
+        candidates: list[Candidate],
+        facts: ConversationFacts | None,
+        withheld: list[dict[str, Any]],
+    ) -> list[Candidate]:
         """The last check before anything is chosen, whatever wrote the candidate: slots
         filled, and any candidate holding another customer's specifics withheld."""
         if self.specifics is None or facts is None:
@@ -534,8 +732,16 @@ class DialogueManager:
                 candidate.text = checked.text
                 kept.append(candidate)
             else:
-                withheld.append(self._withheld(candidate.origin, candidate.pair_id, candidate.text, why,
-                                               candidate.round, candidate.score))
+                withheld.append(
+                    self._withheld(
+                        candidate.origin,
+                        candidate.pair_id,
+                        candidate.text,
+                        why,
+                        candidate.round,
+                        candidate.score,
+                    )
+                )
         return kept
 
     # -- steps -----------------------------------------------------------------------
@@ -547,8 +753,16 @@ class DialogueManager:
             return None
         return self.redactor.redact(text)
 
-    def _generate(self, writer: ReplyWriter, evidence: Evidence, history: list[dict[str, str]], clock: _Clock,
-                  emit: Listener, live: _LiveText, judge: _Judge) -> tuple[list[Candidate], list[RoundTrace]]:
+    def _generate(
+        self,
+        writer: ReplyWriter,
+        evidence: Evidence,
+        history: list[dict[str, str]],
+        clock: _Clock,
+        emit: Listener,
+        live: _LiveText,
+        judge: _Judge,
+    ) -> tuple[list[Candidate], list[RoundTrace]]:
         s = self.settings
 
         def draft() -> str:
@@ -570,16 +784,28 @@ class DialogueManager:
                 return writer.write(writer.revision_messages(evidence, history, best))
 
         def on_round(trace: RoundTrace) -> None:
-            emit(DialogueEvent("round", f"round {trace.round}: score {trace.score:.2f}", data=trace))
+            emit(
+                DialogueEvent("round", f"round {trace.round}: score {trace.score:.2f}", data=trace)
+            )
 
         def score(text: str):
             with clock.stage("critique"):
                 return judge.score_many([text])[0]
 
-        result = refine(draft, revise, score, max_rounds=s.max_rounds, min_improvement=s.min_improvement,
-                        on_round=on_round, degenerate=lambda text: degenerate_reason(
-                            text, customer_message=evidence.query, prompt_texts=[self.prompt.system_prompt],
-                            cut_off=writer.cut_off(text)))
+        result = refine(
+            draft,
+            revise,
+            score,
+            max_rounds=s.max_rounds,
+            min_improvement=s.min_improvement,
+            on_round=on_round,
+            degenerate=lambda text: degenerate_reason(
+                text,
+                customer_message=evidence.query,
+                prompt_texts=[self.prompt.system_prompt],
+                cut_off=writer.cut_off(text),
+            ),
+        )
         for candidate in result.candidates:
             candidate.cut_off = writer.cut_off(candidate.text)
         # Only the best draft competes: the others lost to it already.
@@ -603,14 +829,36 @@ class DialogueManager:
         if match is None:
             return None
         pair = match.pair
-        snippet = pair.answer if len(pair.answer) <= SNIPPET_CHARS else pair.answer[: SNIPPET_CHARS - 1] + "…"
-        citation = Citation(pair.id, pair.conversation_id, pair.turn_index, pair.source, round(match.similarity, 4), snippet)
-        hit = Hit(pair_id=pair.id, score=match.similarity, context_text=pair.question, reply_text=pair.answer,
-                  citation=citation, scores={"question_similarity": match.similarity})
+        snippet = (
+            pair.answer
+            if len(pair.answer) <= SNIPPET_CHARS
+            else pair.answer[: SNIPPET_CHARS - 1] + "…"
+        )
+        citation = Citation(
+            pair.id,
+            pair.conversation_id,
+            pair.turn_index,
+            pair.source,
+            round(match.similarity, 4),
+            snippet,
+        )
+        hit = Hit(
+            pair_id=pair.id,
+            score=match.similarity,
+            context_text=pair.question,
+            reply_text=pair.answer,
+            citation=citation,
+            scores={"question_similarity": match.similarity},
+        )
         return hit, match.similarity
 
-    def _cache_lookup(self, message: str, history: Sequence[str], hits: Sequence[Hit],
-                      infos: dict[int, repo.PairInfo]) -> tuple[Hit, float] | None:
+    def _cache_lookup(
+        self,
+        message: str,
+        history: Sequence[str],
+        hits: Sequence[Hit],
+        infos: dict[int, repo.PairInfo],
+    ) -> tuple[Hit, float] | None:
         """The closest agent-approved answer whose question matches the message closely
         enough. Only standalone questions are cached: a follow-up ("and how long does
         that take?") depends on the turns before it."""
@@ -622,19 +870,31 @@ class DialogueManager:
             if info is None or info.origin not in self.settings.cache_origins or not info.question:
                 continue
             similarity = question_similarity(message, info.question)
-            if similarity >= self.settings.cache_threshold and (best is None or similarity > best[1]):
+            if similarity >= self.settings.cache_threshold and (
+                best is None or similarity > best[1]
+            ):
                 best = (hit, similarity)
         return best
 
     def _handoff(self, base: dict[str, Any], reason: str, previous_smoothed: float | None) -> Reply:
-        return Reply(**base, decision="handoff", reason=reason, text="", shown_text=self.settings.handoff_message,
-                     sent=True, confidence=None, smoothed_confidence=previous_smoothed)
+        return Reply(
+            **base,
+            decision="handoff",
+            reason=reason,
+            text="",
+            shown_text=self.settings.handoff_message,
+            sent=True,
+            confidence=None,
+            smoothed_confidence=previous_smoothed,
+        )
 
     @staticmethod
     def _citation(hit: Hit) -> dict[str, Any]:
         return asdict(hit.citation)
 
-    def _citations_for(self, winner: Candidate, hits: Sequence[Hit], evidence: Evidence) -> list[dict[str, Any]]:
+    def _citations_for(
+        self, winner: Candidate, hits: Sequence[Hit], evidence: Evidence
+    ) -> list[dict[str, Any]]:
         """A retrieved winner cites itself; a draft cites the past answers it agrees with
         (or, failing that, those it was shown)."""
         if winner.pair_id is not None:
@@ -645,11 +905,17 @@ class DialogueManager:
 
     def _persist(self, reply: Reply, clock: _Clock, emit: Listener, live: _LiveText) -> Reply:
         with clock.stage("persist"):
-            record = {k: v for k, v in reply.to_dict().items() if k not in ("id", "reply_message_id")}
+            record = {
+                k: v for k, v in reply.to_dict().items() if k not in ("id", "reply_message_id")
+            }
             with self.database.session() as session:
                 if reply.decision == "handoff":
-                    repo.hand_off(session=session, conversation_id=reply.conversation_id, reason=reply.reason)
-                row = repo.save_reply(session=session, record=record, bot_text=reply.shown_text or None)
+                    repo.hand_off(
+                        session=session, conversation_id=reply.conversation_id, reason=reply.reason
+                    )
+                row = repo.save_reply(
+                    session=session, record=record, bot_text=reply.shown_text or None
+                )
                 reply.id, reply.reply_message_id = row.id, row.reply_message_id
                 # Stored with every stage but the final commit.
                 row.timings = reply.timings = dict(clock.timings, total=clock.total())
@@ -673,26 +939,38 @@ class _Judge:
     for facts, links or contact details found in no evidence; the critique's parts and
     problems are kept beside it. Without one, the critique's hand-set score."""
 
-    def __init__(self, scorer: Scorer, evidence: Evidence, ranker: Any, context: list[dict[str, str]]):
+    def __init__(
+        self, scorer: Scorer, evidence: Evidence, ranker: Any, context: list[dict[str, str]]
+    ):
         self.scorer = scorer
         self.evidence = evidence
         self.ranker = ranker
         self.context = context
 
-    def score_many(self, texts: Sequence[str], own_pair_ids: Sequence[int | None] = ()) -> list[Critique]:
+    def score_many(
+        self, texts: Sequence[str], own_pair_ids: Sequence[int | None] = ()
+    ) -> list[Critique]:
         own = list(own_pair_ids) + [None] * (len(texts) - len(own_pair_ids))
         critiques = [self.scorer.score(t, self.evidence, own_pair_id=o) for t, o in zip(texts, own)]
         if self.ranker is None or not texts:
             return critiques
         try:
             probabilities = self.ranker.score(self.context, list(texts))
-        except Exception as exc:  # noqa: BLE001 - a failing ranker must not fail the turn: the critique scores
-            log.warning("the ranker failed (%s: %s); scoring with the critique for this message", type(exc).__name__, exc)
+        except Exception as exc:
+            log.warning(
+                "the ranker failed (%s: %s); scoring with the critique for this message",
+                type(exc).__name__,
+                exc,
+            )
             self.ranker = None
             return critiques
         for critique, p, text in zip(critiques, probabilities, texts):
             penalty = penalties(critique.components)
-            critique.components = {**critique.components, "critique": critique.score, "ranker": round(float(p), 4)}
+            critique.components = {
+                **critique.components,
+                "critique": critique.score,
+                "ranker": round(float(p), 4),
+            }
             critique.score = round(max(0.0, float(p) - penalty), 4) if text.strip() else 0.0
         return critiques
 
@@ -709,16 +987,24 @@ def ranker_thresholds(settings: DialogueSettings, meta: dict[str, Any]) -> dict[
     on the validation questions (its meta.json): hand off below the
     `ranker_handoff_quantile` of them, send unreviewed from the `ranker_answer_quantile`.
     None when the ranker recorded none."""
-    picks = meta.get("val_pick_probability") or {}  # keyed by str(quantile), as `chatbot.ranking.train` writes them
+    picks = (
+        meta.get("val_pick_probability") or {}
+    )  # keyed by str(quantile), as `chatbot.ranking.train` writes them
 
     def quantile(q: float) -> float | None:
         value = picks.get(str(q))
         return float(value) if isinstance(value, (int, float)) else None
 
-    handoff, answer = quantile(settings.ranker_handoff_quantile), quantile(settings.ranker_answer_quantile)
+    handoff, answer = (
+        quantile(settings.ranker_handoff_quantile),
+        quantile(settings.ranker_answer_quantile),
+    )
     if handoff is None or answer is None:
         return None
-    return {"handoff_threshold": round(min(handoff, answer), 4), "answer_threshold": round(answer, 4)}
+    return {
+        "handoff_threshold": round(min(handoff, answer), 4),
+        "answer_threshold": round(answer, 4),
+    }
 
 
 class _LiveText:
@@ -747,7 +1033,7 @@ class _LiveText:
             self.stopped = True
             return
         if len(text) > len(self.shown):
-            self.emit(DialogueEvent("token", text[len(self.shown):]))
+            self.emit(DialogueEvent("token", text[len(self.shown) :]))
             self.shown = text
 
     def settle(self, final: str) -> None:
@@ -755,9 +1041,11 @@ class _LiveText:
         if self.shown and not final.startswith(self.shown):
             self.emit(DialogueEvent("replace", final))
             return
-        rest = final[len(self.shown):]
+        rest = final[len(self.shown) :]
         pieces = re.findall(r"\s*\S+", rest)
-        trailing = rest[len("".join(pieces)):]
-        for piece in pieces[:-1] + [pieces[-1] + trailing] if pieces else ([trailing] if trailing else []):
+        trailing = rest[len("".join(pieces)) :]
+        for piece in (
+            pieces[:-1] + [pieces[-1] + trailing] if pieces else ([trailing] if trailing else [])
+        ):
             self.emit(DialogueEvent("token", piece))
         self.shown = final

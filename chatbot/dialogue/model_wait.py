@@ -30,7 +30,7 @@ class BoundedModelSource:
         def run() -> None:
             try:
                 future.set_result(self.source.get())
-            except BaseException as exc:  # noqa: BLE001 - handed to whoever waits
+            except BaseException as exc:
                 future.set_exception(exc)
 
         # A daemon thread: a load that never ends must not keep the process alive.
@@ -46,4 +46,6 @@ class BoundedModelSource:
         try:
             return pending.result(timeout=timeout)
         except FutureTimeout:
-            raise ModelNotReady(f"the reply model was not ready within {timeout:g} s (still loading)") from None
+            raise ModelNotReady(
+                f"the reply model was not ready within {timeout:g} s (still loading)"
+            ) from None

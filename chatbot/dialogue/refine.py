@@ -36,9 +36,18 @@ def refine(
         started = time.perf_counter()
         text = produce().strip()
         critique = score(text)
-        candidate = Candidate(text, "draft" if kind == "draft" else "revision", critique, round=round_)
-        trace = RoundTrace(round_, kind, text, critique.score, critique.components, critique.issues,
-                           round(time.perf_counter() - started, 4))
+        candidate = Candidate(
+            text, "draft" if kind == "draft" else "revision", critique, round=round_
+        )
+        trace = RoundTrace(
+            round_,
+            kind,
+            text,
+            critique.score,
+            critique.components,
+            critique.issues,
+            round(time.perf_counter() - started, 4),
+        )
         return candidate, trace
 
     first, trace = step(0, "draft", draft)

@@ -30,7 +30,9 @@ class PairInfo:
     labels: dict[str, Any]
     question: str  # the last customer turn of the pair's context
     reply_slotted: str | None = None  # the reply with typed slots (None: not slotted yet)
-    case_bound: bool = False  # its customer had named their order, parcel or ticket: the reply was about that case
+    case_bound: bool = (
+        False  # its customer had named their order, parcel or ticket: the reply was about that case
+    )
     opening: bool = True  # the reply to the conversation's first customer message (what its topic label is about)
 
 
@@ -41,7 +43,9 @@ def get_conversation(*, session: Session, conversation_id: int) -> Conversation:
     return conversation
 
 
-def earlier_turns(*, session: Session, conversation_id: int, before_turn: int, limit: int) -> list[Message]:
+def earlier_turns(
+    *, session: Session, conversation_id: int, before_turn: int, limit: int
+) -> list[Message]:
     """The last `limit` messages before `before_turn`, oldest first."""
     rows = session.scalars(
         select(Message)
@@ -52,11 +56,17 @@ def earlier_turns(*, session: Session, conversation_id: int, before_turn: int, l
     return list(reversed(list(rows)))
 
 
-def earlier_customer_texts(*, session: Session, conversation_id: int, before_turn: int) -> list[str]:
+def earlier_customer_texts(
+    *, session: Session, conversation_id: int, before_turn: int
+) -> list[str]:
     return list(
         session.scalars(
             select(Message.text)
-            .where(Message.conversation_id == conversation_id, Message.turn_index < before_turn, Message.role == "customer")
+            .where(
+                Message.conversation_id == conversation_id,
+                Message.turn_index < before_turn,
+                Message.role == "customer",
+            )
             .order_by(Message.turn_index)
         )
     )
@@ -66,22 +76,40 @@ def pair_infos(*, session: Session, pair_ids: Sequence[int]) -> dict[int, PairIn
     if not pair_ids:
         return {}
     rows = session.execute(
-        select(TrainingPair.id, TrainingPair.origin, TrainingPair.labels, TrainingPair.context,
-               TrainingPair.target_slotted).where(TrainingPair.id.in_(list(pair_ids)))
+        select(
+            TrainingPair.id,
+            TrainingPair.origin,
+            TrainingPair.labels,
+            TrainingPair.context,
+            TrainingPair.target_slotted,
+        ).where(TrainingPair.id.in_(list(pair_ids)))
     )
     infos = {}
     for pair_id, origin, labels, context, reply_slotted in rows:
-        customer = [t.get("text", "") for t in (context or []) if isinstance(t, dict) and t.get("role") == "customer"]
+        customer = [
+            t.get("text", "")
+            for t in (context or [])
+            if isinstance(t, dict) and t.get("role") == "customer"
+        ]
         bound = any(f.kind in CASE_IDENTIFIERS for text in customer for f in find_specifics(text))
-        infos[pair_id] = PairInfo(origin, labels or {}, customer[-1] if customer else "", reply_slotted, bound,
-                                  opening=len(customer) <= 1)
+        infos[pair_id] = PairInfo(
+            origin,
+            labels or {},
+            customer[-1] if customer else "",
+            reply_slotted,
+            bound,
+            opening=len(customer) <= 1,
+        )
     return infos
 
 
 def last_smoothed_confidence(*, session: Session, conversation_id: int) -> float | None:
     return session.scalar(
         select(DialogueReply.smoothed_confidence)
-        .where(DialogueReply.conversation_id == conversation_id, DialogueReply.smoothed_confidence.is_not(None))
+        .where(
+            DialogueReply.conversation_id == conversation_id,
+            DialogueReply.smoothed_confidence.is_not(None),
+        )
         .order_by(DialogueReply.id.desc())
         .limit(1)
     )
@@ -92,7 +120,10 @@ def save_reply(*, session: Session, record: dict[str, Any], bot_text: str | None
     reply_message_id = None
     if bot_text:
         message = add_message(
-            session=session, conversation_id=record["conversation_id"], role="bot", text=bot_text,
+            session=session,
+            conversation_id=record["conversation_id"],
+            role="bot",
+            text=bot_text,
             meta={"decision": record["decision"], "confidence": record.get("confidence")},
         )
         reply_message_id = message.id
@@ -129,8 +160,13 @@ def request_human(*, session: Session, conversation_id: int, message: str) -> Me
     if conversation.state == "handed_off":
         return None
     hand_off(session=session, conversation_id=conversation_id, reason="customer_asked_for_human")
-    return add_message(session=session, conversation_id=conversation_id, role="bot", text=message,
-                       meta={"decision": "handoff", "reason": "customer_asked_for_human", "button": True})
+    return add_message(
+        session=session,
+        conversation_id=conversation_id,
+        role="bot",
+        text=message,
+        meta={"decision": "handoff", "reason": "customer_asked_for_human", "button": True},
+    )
 
 
 def hand_back(*, session: Session, conversation_id: int) -> None:
@@ -146,7 +182,9 @@ def hand_back(*, session: Session, conversation_id: int) -> None:
 def replies_of(*, session: Session, conversation_id: int) -> list[DialogueReply]:
     return list(
         session.scalars(
-            select(DialogueReply).where(DialogueReply.conversation_id == conversation_id).order_by(DialogueReply.id)
+            select(DialogueReply)
+            .where(DialogueReply.conversation_id == conversation_id)
+            .order_by(DialogueReply.id)
         )
     )
 
@@ -168,21 +206,46 @@ def recent_pair_ids(*, session: Session, origins: Sequence[str], limit: int) -> 
     """Ids of the newest `limit` pairs of `origins`, newest first (ids only: cheap to ask every message)."""
     if not origins or limit <= 0:
         return []
-    return list(session.scalars(
-        select(TrainingPair.id).where(TrainingPair.origin.in_(list(origins))).order_by(TrainingPair.id.desc()).limit(limit)
-    ))
+    return list(
+        session.scalars(
+            select(TrainingPair.id)
+            .where(TrainingPair.origin.in_(list(origins)))
+            .order_by(TrainingPair.id.desc())
+            .limit(limit)
+        )
+    )
 
 
 def approved_pairs(*, session: Session, pair_ids: Sequence[int]) -> list[ApprovedPair]:
     if not pair_ids:
         return []
     rows = session.execute(
-        select(TrainingPair.id, TrainingPair.conversation_id, TrainingPair.turn_index, TrainingPair.source,
-               TrainingPair.origin, TrainingPair.context, TrainingPair.target).where(TrainingPair.id.in_(list(pair_ids)))
+        select(
+            TrainingPair.id,
+            TrainingPair.conversation_id,
+            TrainingPair.turn_index,
+            TrainingPair.source,
+            TrainingPair.origin,
+            TrainingPair.context,
+            TrainingPair.target,
+        ).where(TrainingPair.id.in_(list(pair_ids)))
     )
     out = []
     for pair_id, conversation_id, turn_index, source, origin, context, target in rows:
-        customer = [t.get("text", "") for t in (context or []) if isinstance(t, dict) and t.get("role") == "customer"]
-        out.append(ApprovedPair(pair_id, conversation_id, turn_index, source, origin, customer[-1] if customer else "",
-                                target or ""))
+        customer = [
+            t.get("text", "")
+            for t in (context or [])
+            if isinstance(t, dict) and t.get("role") == "customer"
+        ]
+        out.append(
+            ApprovedPair(
+                pair_id,
+                conversation_id,
+                turn_index,
+                source,
+                origin,
+                customer[-1] if customer else "",
+                target or "",
+            )
+        )
     return out

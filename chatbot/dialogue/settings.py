@@ -22,14 +22,20 @@ DEFAULT_HOLD_MESSAGE = "Thanks! A colleague is checking my answer and will get b
 
 
 class DialogueSettings(Section):
-
     # Evidence (what the reply model is shown of it is the `prompt` section's: prompt.evidence_k, prompt.history_turns).
-    retrieve_k: int = Field(default=5, ge=1, le=50, description="Past answers retrieved per message (candidates and evidence).")
+    retrieve_k: int = Field(
+        default=5,
+        ge=1,
+        le=50,
+        description="Past answers retrieved per message (candidates and evidence).",
+    )
 
     # Answer cache: agent-approved answers sent at once when the question matches closely.
     cache_enabled: bool = True
     cache_threshold: float = Field(
-        default=0.85, ge=0.0, le=1.0,
+        default=0.85,
+        ge=0.0,
+        le=1.0,
         description="Similarity (0-1) between the message and an approved pair's question needed for a cache hit.",
     )
     cache_origins: list[Literal["imported", "agent_approved", "agent_edited"]] = Field(
@@ -38,49 +44,101 @@ class DialogueSettings(Section):
     )
 
     # Generation and refinement.
-    generate: bool = Field(default=True, description="Draft replies with the reply model; false = retrieved answers only.")
+    generate: bool = Field(
+        default=True,
+        description="Draft replies with the reply model; false = retrieved answers only.",
+    )
     max_rounds: int = Field(
-        default=0, ge=0, le=10,
+        default=0,
+        ge=0,
+        le=10,
         description="Critique-and-revise rounds after the first draft; 0 = one pass (the default: see docs/dialogue.md).",
     )
-    min_improvement: float = Field(default=0.01, ge=0.0, le=1.0, description="A revision must beat the best score by this much, or refinement stops.")
+    min_improvement: float = Field(
+        default=0.01,
+        ge=0.0,
+        le=1.0,
+        description="A revision must beat the best score by this much, or refinement stops.",
+    )
     max_new_tokens: int = Field(default=80, ge=8, le=1024)
     send_retrieved_at: float | None = Field(
-        default=None, ge=0.0, le=1.0,
+        default=None,
+        ge=0.0,
+        le=1.0,
         description="A best retrieved answer scoring at least this is sent at once, without generating; "
         "None: answer_threshold (generate only where retrieval alone would not be sent unreviewed).",
     )
 
     # Bounds on every wait for the reply model; a bound passed falls back to the retrieved answers.
-    model_wait_s: float = Field(default=20.0, gt=0, description="Longest wait for the reply model to load; meanwhile turns are answered without it.")
-    first_token_s: float = Field(default=10.0, gt=0, description="Longest wait for the first words of a draft.")
-    next_token_s: float = Field(default=5.0, gt=0, description="Longest wait between two pieces of a draft.")
-    generation_s: float = Field(default=30.0, gt=0, description="Longest time for one whole draft or revision.")
-    quantize: Literal["none", "int8"] = Field(default="none", description="int8: dynamic int8 quantisation of the reply model's Linear layers (CPU).")
+    model_wait_s: float = Field(
+        default=20.0,
+        gt=0,
+        description="Longest wait for the reply model to load; meanwhile turns are answered without it.",
+    )
+    first_token_s: float = Field(
+        default=10.0, gt=0, description="Longest wait for the first words of a draft."
+    )
+    next_token_s: float = Field(
+        default=5.0, gt=0, description="Longest wait between two pieces of a draft."
+    )
+    generation_s: float = Field(
+        default=30.0, gt=0, description="Longest time for one whole draft or revision."
+    )
+    quantize: Literal["none", "int8"] = Field(
+        default="none",
+        description="int8: dynamic int8 quantisation of the reply model's Linear layers (CPU).",
+    )
 
     # Candidate fusion and scoring.
-    fuse_retrieved: int = Field(default=3, ge=0, le=20, description="Best retrieved past answers that compete with the drafts.")
+    fuse_retrieved: int = Field(
+        default=3,
+        ge=0,
+        le=20,
+        description="Best retrieved past answers that compete with the drafts.",
+    )
     min_words: int = Field(default=6, ge=1)
     max_words: int = Field(default=90, ge=2)
 
     # Decision.
     ranker_handoff_quantile: float = Field(
-        default=0.05, ge=0.0, le=1.0,
+        default=0.05,
+        ge=0.0,
+        le=1.0,
         description="With a learned ranker serving (chatbot ranker train): hand off below the probability its picks "
-                    "reached on this share of the validation questions (0.05: 95% of in-domain questions clear it); "
-                    "replaces handoff_threshold, which is on the critique's scale.",
+        "reached on this share of the validation questions (0.05: 95% of in-domain questions clear it); "
+        "replaces handoff_threshold, which is on the critique's scale.",
     )
     ranker_answer_quantile: float = Field(
-        default=0.25, ge=0.0, le=1.0,
+        default=0.25,
+        ge=0.0,
+        le=1.0,
         description="With a ranker serving: send unreviewed from the probability its picks reached on all but this "
-                    "share of the validation questions; replaces answer_threshold (and so send_retrieved_at's default).",
+        "share of the validation questions; replaces answer_threshold (and so send_retrieved_at's default).",
     )
-    answer_threshold: float = Field(default=0.55, ge=0.0, le=1.0, description="At or above: sent without review.")
-    handoff_threshold: float = Field(default=0.3, ge=0.0, le=1.0, description="Smoothed confidence below this hands off.")
-    smoothing: float = Field(default=0.6, gt=0.0, le=1.0, description="EMA weight of the newest turn's confidence (1 = no smoothing).")
-    review_mode: Literal["flag", "hold"] = Field(default="flag", description="Between the thresholds: send and flag, or hold for an agent.")
-    loop_repeats: int = Field(default=3, ge=2, le=20, description="The same question this many times hands off.")
-    loop_similarity: float = Field(default=0.8, ge=0.0, le=1.0, description="How alike two messages must be to count as the same question.")
+    answer_threshold: float = Field(
+        default=0.55, ge=0.0, le=1.0, description="At or above: sent without review."
+    )
+    handoff_threshold: float = Field(
+        default=0.3, ge=0.0, le=1.0, description="Smoothed confidence below this hands off."
+    )
+    smoothing: float = Field(
+        default=0.6,
+        gt=0.0,
+        le=1.0,
+        description="EMA weight of the newest turn's confidence (1 = no smoothing).",
+    )
+    review_mode: Literal["flag", "hold"] = Field(
+        default="flag", description="Between the thresholds: send and flag, or hold for an agent."
+    )
+    loop_repeats: int = Field(
+        default=3, ge=2, le=20, description="The same question this many times hands off."
+    )
+    loop_similarity: float = Field(
+        default=0.8,
+        ge=0.0,
+        le=1.0,
+        description="How alike two messages must be to count as the same question.",
+    )
     handoff_on_out_of_scope: bool = True
     out_of_scope_topics: list[str] = Field(
         default_factory=lambda: ["out_of_scope"],
@@ -98,11 +156,15 @@ class DialogueSettings(Section):
     @classmethod
     def _renamed(cls, data):
         if isinstance(data, dict) and "evidence_k" in data:
-            raise ValueError("evidence_k was renamed retrieve_k (past answers retrieved per message); "
-                             "what the model is shown of them is prompt.evidence_k")
+            raise ValueError(
+                "evidence_k was renamed retrieve_k (past answers retrieved per message); "
+                "what the model is shown of them is prompt.evidence_k"
+            )
         if isinstance(data, dict) and "revision_memory" in data:
-            raise ValueError("revision_memory was removed: a revision refines the best reply so far, shown to the "
-                             "model as its first past answer (retrieve and refine)")
+            raise ValueError(
+                "revision_memory was removed: a revision refines the best reply so far, shown to the "
+                "model as its first past answer (retrieve and refine)"
+            )
         if isinstance(data, dict) and "history_turns" in data:
             raise ValueError("history_turns moved to the prompt section (prompt.history_turns)")
         return data
@@ -118,5 +180,7 @@ class DialogueSettings(Section):
                 f"handoff_threshold ({self.handoff_threshold}) must not exceed answer_threshold ({self.answer_threshold})"
             )
         if self.min_words >= self.max_words:
-            raise ValueError(f"min_words ({self.min_words}) must be below max_words ({self.max_words})")
+            raise ValueError(
+                f"min_words ({self.min_words}) must be below max_words ({self.max_words})"
+            )
         return self

@@ -30,7 +30,11 @@ class BaseReplyModelSource:
     def get(self) -> tuple[Any, Any, str]:
         with self._lock:
             if self._loaded is None:
-                from chatbot.models.reply_model import load_reply_model, repair_hint, reply_model_path
+                from chatbot.models.reply_model import (
+                    load_reply_model,
+                    repair_hint,
+                    reply_model_path,
+                )
 
                 path = reply_model_path(self.settings)
                 model, tokenizer = load_reply_model(path, repair=repair_hint(self.settings, path))
@@ -74,8 +78,15 @@ def open_manager(settings: Settings):
         raise
     prompt = PromptFormat.from_settings(settings.prompt)
     ranker = ranker_source(settings, database)
-    return DialogueManager(settings.dialogue, database, retriever, source, prompt, ingest=settings.ingest,
-                           ranker=ranker), database
+    return DialogueManager(
+        settings.dialogue,
+        database,
+        retriever,
+        source,
+        prompt,
+        ingest=settings.ingest,
+        ranker=ranker,
+    ), database
 
 
 def ranker_source(settings: Settings, database: Database):

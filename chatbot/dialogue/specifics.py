@@ -47,7 +47,16 @@ from chatbot.ingest.specifics import (
 # E-mail addresses and phone numbers on the way out are redaction's (`chatbot.ingest.redact`, which
 # keeps only the addresses of the company's own past answers): the check leaves them to it.
 LEFT_TO_REDACTION = frozenset({"email", "phone"})
-FILLABLE = ("order_number", "ticket_number", "tracking_number", "amount", "date", "address", "email", "phone")
+FILLABLE = (
+    "order_number",
+    "ticket_number",
+    "tracking_number",
+    "amount",
+    "date",
+    "address",
+    "email",
+    "phone",
+)
 _SENTENCE_END = re.compile(r"(?:^|[.!?\n]\s*)$")
 
 # How a reply is phrased without a slot the conversation cannot fill, in this order.
@@ -56,17 +65,32 @@ _WITHOUT: tuple[tuple[re.Pattern, str], ...] = tuple(
     for pattern, replacement in (
         # names
         (r"\b(Dear)[ \t]+\{customer_name\}", r"\1 customer"),
-        (r"\b(Hi|Hello|Hey|Hiya|Howdy|Morning|Good (?:morning|afternoon|evening)|Welcome back)(?: there)?,?[ \t]+\{customer_name\}", r"\1"),
+        (
+            r"\b(Hi|Hello|Hey|Hiya|Howdy|Morning|Good (?:morning|afternoon|evening)|Welcome back)(?: there)?,?[ \t]+\{customer_name\}",
+            r"\1",
+        ),
         (r",[ \t]*\{customer_name\}(?=[ \t]*[.!?,:;]|[ \t]*$)", ""),
         (r"\{customer_name\},?[ \t]*", ""),
         (r"[ \t]*[\^*/~–—-][ \t]?\{agent_name\}", ""),
-        (r"\b(?:I'm|I am|[Mm]y name is|[Tt]his is)[ \t]+\{agent_name\}[ \t]*(?:,[ \t]*)?(?=from|with|of|at)", "This is "),
+        (
+            r"\b(?:I'm|I am|[Mm]y name is|[Tt]his is)[ \t]+\{agent_name\}[ \t]*(?:,[ \t]*)?(?=from|with|of|at)",
+            "This is ",
+        ),
         (r"\b(?:I'm|I am|[Mm]y name is|[Tt]his is)[ \t]+\{agent_name\}[ \t]*[,.!]?[ \t]*", ""),
         (r"[ \t]*\{agent_name\}[ \t]*,?[ \t]*", ""),
         # identifiers
-        (r"\b(?:(?:your|the|my)[ \t]+)?[Oo]rder(?:[ \t]+(?:number|no\.?|#))?[ \t]*#?[ \t]*\{order_number\}", "your order"),
-        (r"\b(?:(?:your|the)[ \t]+)?tracking(?:[ \t]+(?:number|no\.?|code|ID))?[ \t]*#?[ \t]*\{tracking_number\}", "your tracking number"),
-        (r"\b(?:(?:your|the)[ \t]+)?(ticket|case|reference|complaint|request)(?:[ \t]+(?:number|no\.?|ID))?[ \t]*#?[ \t]*\{ticket_number\}", r"your \1"),
+        (
+            r"\b(?:(?:your|the|my)[ \t]+)?[Oo]rder(?:[ \t]+(?:number|no\.?|#))?[ \t]*#?[ \t]*\{order_number\}",
+            "your order",
+        ),
+        (
+            r"\b(?:(?:your|the)[ \t]+)?tracking(?:[ \t]+(?:number|no\.?|code|ID))?[ \t]*#?[ \t]*\{tracking_number\}",
+            "your tracking number",
+        ),
+        (
+            r"\b(?:(?:your|the)[ \t]+)?(ticket|case|reference|complaint|request)(?:[ \t]+(?:number|no\.?|ID))?[ \t]*#?[ \t]*\{ticket_number\}",
+            r"your \1",
+        ),
         (r"\{order_number\}", "your order"),
         (r"\{tracking_number\}", "your tracking number"),
         (r"\{ticket_number\}", "your case"),
@@ -119,14 +143,19 @@ class ConversationFacts:
     names: frozenset[str]  # lower case
     values: dict[str, str]
     known: KnownValues
-    squashed: str = ""  # the texts lower-cased without spaces, dashes, '#', '.', ',': for finding identifiers
+    squashed: str = (
+        ""  # the texts lower-cased without spaces, dashes, '#', '.', ',': for finding identifiers
+    )
 
     def holds(self, kind: str, value: str) -> bool:
         if kind in NAME_KINDS:
             return value.lower() in self.names or any(
-                re.search(rf"(?<!\w){re.escape(value)}(?!\w)", t, re.IGNORECASE) for t in self.texts)
+                re.search(rf"(?<!\w){re.escape(value)}(?!\w)", t, re.IGNORECASE) for t in self.texts
+            )
         key = value_key(kind, value)
-        return bool(key) and (key in self.squashed or re.sub(r"[\s\-#.,]", "", key) in self.squashed)
+        return bool(key) and (
+            key in self.squashed or re.sub(r"[\s\-#.,]", "", key) in self.squashed
+        )
 
 
 @dataclass(frozen=True)
@@ -166,20 +195,30 @@ class SpecificsGuard:
         from chatbot.store.schema import KnownValue
 
         with self.database.session() as session:
-            stamp = tuple(session.execute(select(func.count(KnownValue.id), func.max(KnownValue.id))).one())
+            stamp = tuple(
+                session.execute(select(func.count(KnownValue.id), func.max(KnownValue.id))).one()
+            )
             with self._lock:
                 if self._cache is not None and self._cache[0] == stamp:
                     return self._cache[1]
-            rows = session.execute(select(KnownValue.kind, KnownValue.value, KnownValue.constant)).all()
+            rows = session.execute(
+                select(KnownValue.kind, KnownValue.value, KnownValue.constant)
+            ).all()
         known = KnownValues(
             constants=frozenset((kind, value) for kind, value, constant in rows if constant),
-            names=frozenset(value.lower() for kind, value, constant in rows if kind in NAME_KINDS and not constant),
+            names=frozenset(
+                value.lower()
+                for kind, value, constant in rows
+                if kind in NAME_KINDS and not constant
+            ),
         )
         with self._lock:
             self._cache = (stamp, known)
         return known
 
-    def facts(self, customer_texts: Sequence[str], other_texts: Iterable[str] = ()) -> ConversationFacts:
+    def facts(
+        self, customer_texts: Sequence[str], other_texts: Iterable[str] = ()
+    ) -> ConversationFacts:
         """What this conversation holds: `customer_texts` are the customer's messages
         (oldest first, the current one last), `other_texts` its other turns."""
         customer_texts = [t for t in customer_texts if t]
@@ -194,7 +233,9 @@ class SpecificsGuard:
                 if f.kind in FILLABLE:
                     values[f.kind] = f.value
         squashed = re.sub(r"[\s\-#.,]", "", " ".join(texts).lower())
-        return ConversationFacts(texts, frozenset(n.lower() for n in names), values, self.known(), squashed)
+        return ConversationFacts(
+            texts, frozenset(n.lower() for n in names), values, self.known(), squashed
+        )
 
     # -- one candidate -------------------------------------------------------------------
 
@@ -245,7 +286,10 @@ class SpecificsGuard:
         for f in find_specifics(text, facts.texts):
             if f.kind in LEFT_TO_REDACTION:
                 continue
-            if f.kind not in NAME_KINDS and (f.kind, value_key(f.kind, f.value)) in facts.known.constants:
+            if (
+                f.kind not in NAME_KINDS
+                and (f.kind, value_key(f.kind, f.value)) in facts.known.constants
+            ):
                 continue
             if not facts.holds(f.kind, f.value):
                 foreign.append(f)

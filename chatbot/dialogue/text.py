@@ -18,17 +18,33 @@ STOPWORDS = frozenset(
     hey dear regards kind""".split()
 )
 
-URL = re.compile(r"\b(?:https?://|www\.)[^\s<>()\"']+|\b[a-z0-9-]+(?:\.[a-z0-9-]+)*\.(?:com|org|net|io|example|shop|co\.uk)(?:/[^\s<>()\"']*)?", re.I)
+URL = re.compile(
+    r"\b(?:https?://|www\.)[^\s<>()\"']+|\b[a-z0-9-]+(?:\.[a-z0-9-]+)*\.(?:com|org|net|io|example|shop|co\.uk)(?:/[^\s<>()\"']*)?",
+    re.I,
+)
 EMAIL = re.compile(r"\b[\w.+-]+@[\w-]+(?:\.[\w-]+)+\b")
 PHONE = re.compile(r"(?<![\w-])\+?\d[\d ()-]{7,}\d\b")
 PRICE = re.compile(
-    r"(?:[$€£]\s?\d+(?:[.,]\d+)?|\b\d+(?:[.,]\d+)?\s?(?:eur|euros?|usd|dollars?|gbp|pounds?)\b)", re.I
+    r"(?:[$€£]\s?\d+(?:[.,]\d+)?|\b\d+(?:[.,]\d+)?\s?(?:eur|euros?|usd|dollars?|gbp|pounds?)\b)",
+    re.I,
 )
 NUMBER = re.compile(r"\b\d+(?:[.,:]\d+)?\b")
 LIST_MARKER = re.compile(r"^\s*\d{1,2}[.)]\s", re.M)  # "1. ", "2) ": numbering, not a fact
 PROMISE_WORDS = (
-    "guarantee", "guaranteed", "promise", "compensation", "compensate", "discount", "voucher", "coupon",
-    "free of charge", "store credit", "cashback", "bonus", "upgrade you", "waive",
+    "guarantee",
+    "guaranteed",
+    "promise",
+    "compensation",
+    "compensate",
+    "discount",
+    "voucher",
+    "coupon",
+    "free of charge",
+    "store credit",
+    "cashback",
+    "bonus",
+    "upgrade you",
+    "waive",
 )
 
 
@@ -122,8 +138,15 @@ def extract_facts(text: str) -> Facts:
     lower = text.lower()
     emails = {e.lower() for e in EMAIL.findall(text)}
     without_emails = EMAIL.sub(" ", text)
-    urls = {u.lower().rstrip(".,;:!?").removeprefix("https://").removeprefix("http://").removeprefix("www.").rstrip("/")
-            for u in URL.findall(without_emails)}
+    urls = {
+        u.lower()
+        .rstrip(".,;:!?")
+        .removeprefix("https://")
+        .removeprefix("http://")
+        .removeprefix("www.")
+        .rstrip("/")
+        for u in URL.findall(without_emails)
+    }
     phones = {_digits(p) for p in PHONE.findall(without_emails) if len(_digits(p)) >= 8}
     prices = {re.sub(r"[^\d.,]", "", p).replace(",", ".") for p in PRICE.findall(text)}
     plain = LIST_MARKER.sub(" ", EMAIL.sub(" ", URL.sub(" ", PHONE.sub(" ", text))))

@@ -19,14 +19,22 @@ _STORE_ROLE = {"user": "customer", "assistant": "agent"}
 
 
 class ReplyWriter:
-    def __init__(self, model: Any, tokenizer: Any, settings: DialogueSettings, prompt: PromptFormat):
+    def __init__(
+        self, model: Any, tokenizer: Any, settings: DialogueSettings, prompt: PromptFormat
+    ):
         self.model = model
         self.tokenizer = tokenizer
         self.settings = settings
         self.prompt = prompt
 
-    def draft_messages(self, evidence: Evidence, history: Sequence[dict[str, str]]) -> list[dict[str, str]]:
-        context = [{"role": _STORE_ROLE[m["role"]], "text": m["content"]} for m in history if m["role"] in _STORE_ROLE]
+    def draft_messages(
+        self, evidence: Evidence, history: Sequence[dict[str, str]]
+    ) -> list[dict[str, str]]:
+        context = [
+            {"role": _STORE_ROLE[m["role"]], "text": m["content"]}
+            for m in history
+            if m["role"] in _STORE_ROLE
+        ]
         context.append({"role": "customer", "text": evidence.query})
         return self.prompt.messages(context, [item.answer for item in evidence.items])
 
@@ -38,16 +46,25 @@ class ReplyWriter:
         reply model was trained on (`chatbot.training.refine_examples` puts the agent's
         true reply, or a near copy, among the past answers): it copies what fits and edits
         what does not."""
-        context = [{"role": _STORE_ROLE[m["role"]], "text": m["content"]} for m in history if m["role"] in _STORE_ROLE]
+        context = [
+            {"role": _STORE_ROLE[m["role"]], "text": m["content"]}
+            for m in history
+            if m["role"] in _STORE_ROLE
+        ]
         context.append({"role": "customer", "text": evidence.query})
-        others = [item.answer for item in evidence.items if item.answer.strip() != best.text.strip()]
+        others = [
+            item.answer for item in evidence.items if item.answer.strip() != best.text.strip()
+        ]
         return self.prompt.messages(context, [best.text, *others])
 
     def cut_off(self, text: str) -> bool:
         """The text used up the whole token budget: the model was stopped, not finished."""
         if not text:
             return False
-        return len(self.tokenizer(text, add_special_tokens=False)["input_ids"]) >= self.settings.max_new_tokens - 1
+        return (
+            len(self.tokenizer(text, add_special_tokens=False)["input_ids"])
+            >= self.settings.max_new_tokens - 1
+        )
 
     def limits(self):
         from chatbot.models.generate import Limits
@@ -58,11 +75,21 @@ class ReplyWriter:
     def write(self, messages: list[dict[str, str]]) -> str:
         from chatbot.models.generate import generate_text
 
-        return generate_text(self.model, self.tokenizer, messages, max_new_tokens=self.settings.max_new_tokens,
-                             limits=self.limits())
+        return generate_text(
+            self.model,
+            self.tokenizer,
+            messages,
+            max_new_tokens=self.settings.max_new_tokens,
+            limits=self.limits(),
+        )
 
     def stream(self, messages: list[dict[str, str]]) -> Iterator[str]:
         from chatbot.models.generate import stream_text
 
-        yield from stream_text(self.model, self.tokenizer, messages, max_new_tokens=self.settings.max_new_tokens,
-                               limits=self.limits())
+        yield from stream_text(
+            self.model,
+            self.tokenizer,
+            messages,
+            max_new_tokens=self.settings.max_new_tokens,
+            limits=self.limits(),
+        )

@@ -80,8 +80,11 @@ def variant_figures(rs: Resampler, s: TurnScores) -> dict[str, Any]:
             "rouge_l": rs.mean(np.where(answered, s.rouge_l, 0.0)),
             "embedding_similarity": rs.mean(np.where(answered, s.embedding_similarity, 0.0)),
         },
-        "latency_s": {"p50": rs.quantile(s.seconds, 0.5), "p95": rs.quantile(s.seconds, 0.95),
-                      "mean": rs.mean(s.seconds)},
+        "latency_s": {
+            "p50": rs.quantile(s.seconds, 0.5),
+            "p95": rs.quantile(s.seconds, 0.95),
+            "mean": rs.mean(s.seconds),
+        },
         "decisions": _count(s.decisions),
         "model_version": s.model_version,
     }
@@ -89,29 +92,52 @@ def variant_figures(rs: Resampler, s: TurnScores) -> dict[str, Any]:
     if docs.any():
         both = docs & answered
         out["answered"]["document"] = {
-            "n": int(both.sum()), "match_rate": rs.mean(s.doc_any, both),
-            "in_text_rate": rs.mean(s.doc_in_text, both), "cited_rate": rs.mean(s.doc_cited, both)}
-        out["all_turns"]["document"] = {"n": int(docs.sum()), "match_rate": rs.mean(s.doc_any & answered, docs)}
+            "n": int(both.sum()),
+            "match_rate": rs.mean(s.doc_any, both),
+            "in_text_rate": rs.mean(s.doc_in_text, both),
+            "cited_rate": rs.mean(s.doc_cited, both),
+        }
+        out["all_turns"]["document"] = {
+            "n": int(docs.sum()),
+            "match_rate": rs.mean(s.doc_any & answered, docs),
+        }
     return out
 
 
-def _diff(rs: Resampler, a: np.ndarray, b: np.ndarray, mask: np.ndarray | None, names: tuple[str, str]) -> dict[str, Any]:
-    value, samples = rs.mean_samples(np.asarray(a, dtype=np.float64) - np.asarray(b, dtype=np.float64), mask)
+def _diff(
+    rs: Resampler, a: np.ndarray, b: np.ndarray, mask: np.ndarray | None, names: tuple[str, str]
+) -> dict[str, Any]:
+    value, samples = rs.mean_samples(
+        np.asarray(a, dtype=np.float64) - np.asarray(b, dtype=np.float64), mask
+    )
     return difference(value, samples, a=names[0], b=names[1])
 
 
-def compare(rs: Resampler, name_a: str, a: TurnScores, name_b: str, b: TurnScores) -> dict[str, Any]:
+def compare(
+    rs: Resampler, name_a: str, a: TurnScores, name_b: str, b: TurnScores
+) -> dict[str, Any]:
     """Paired differences a - b (see the module docstring) and a one-line verdict."""
     names = (name_a, name_b)
     ans_a, ans_b = a.answered.astype(bool), b.answered.astype(bool)
     both = ans_a & ans_b
     out: dict[str, Any] = {
-        "a": name_a, "b": name_b,
+        "a": name_a,
+        "b": name_b,
         "coverage": _diff(rs, ans_a, ans_b, None, names),
-        "all_turns": {key: _diff(rs, np.where(ans_a, getattr(a, key), 0.0), np.where(ans_b, getattr(b, key), 0.0),
-                                 None, names) for key, _ in QUALITY},
-        "both_answered": {"n": int(both.sum()),
-                          **{key: _diff(rs, getattr(a, key), getattr(b, key), both, names) for key, _ in QUALITY}},
+        "all_turns": {
+            key: _diff(
+                rs,
+                np.where(ans_a, getattr(a, key), 0.0),
+                np.where(ans_b, getattr(b, key), 0.0),
+                None,
+                names,
+            )
+            for key, _ in QUALITY
+        },
+        "both_answered": {
+            "n": int(both.sum()),
+            **{key: _diff(rs, getattr(a, key), getattr(b, key), both, names) for key, _ in QUALITY},
+        },
     }
     out["verdict"] = verdict(out)
     return out
@@ -133,7 +159,9 @@ def verdict(comparison: dict[str, Any]) -> str:
     merged: dict[tuple[str, str], list[str]] = {}  # (winner, scopes) -> metrics
     for (w, name), scopes in found.items():
         merged.setdefault((w, " and ".join(scopes)), []).append(name)
-    parts += [f"{w} higher on {' and '.join(names)} ({scopes})" for (w, scopes), names in merged.items()]
+    parts += [
+        f"{w} higher on {' and '.join(names)} ({scopes})" for (w, scopes), names in merged.items()
+    ]
     return "; ".join(parts) or "no difference shown"
 
 

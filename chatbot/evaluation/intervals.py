@@ -18,8 +18,13 @@ import numpy as np
 LEVEL = 0.95
 
 
-def interval(value: float | None, samples: np.ndarray | Sequence[float], *, digits: int = 4,
-             level: float = LEVEL) -> dict[str, float | None]:
+def interval(
+    value: float | None,
+    samples: np.ndarray | Sequence[float],
+    *,
+    digits: int = 4,
+    level: float = LEVEL,
+) -> dict[str, float | None]:
     """{"value", "low", "high"}: the percentile interval of the bootstrap `samples`.
 
     Resamples where the figure is undefined (nan: no turn of the kind drawn) are left
@@ -35,10 +40,16 @@ def interval(value: float | None, samples: np.ndarray | Sequence[float], *, digi
         tail = (1.0 - level) / 2 * 100
         low, high = (float(x) for x in np.percentile(kept, [tail, 100 - tail]))
         low, high = min(low, float(value)), max(high, float(value))
-    return {"value": round(float(value), digits), "low": round(low, digits), "high": round(high, digits)}
+    return {
+        "value": round(float(value), digits),
+        "low": round(low, digits),
+        "high": round(high, digits),
+    }
 
 
-def difference(value: float | None, samples: np.ndarray, *, a: str, b: str, digits: int = 4) -> dict[str, Any]:
+def difference(
+    value: float | None, samples: np.ndarray, *, a: str, b: str, digits: int = 4
+) -> dict[str, Any]:
     """An interval of a difference a - b, with `better`: the name whose figure is higher
     where the interval excludes 0, else None (no difference shown)."""
     out: dict[str, Any] = interval(value, samples, digits=digits)
@@ -60,7 +71,9 @@ class Resampler:
     groups: int
 
     @classmethod
-    def by_group(cls, groups: Sequence[Hashable], *, resamples: int = 1000, seed: int = 0) -> Resampler:
+    def by_group(
+        cls, groups: Sequence[Hashable], *, resamples: int = 1000, seed: int = 0
+    ) -> Resampler:
         """Resample the distinct `groups` (one per turn: its conversation) with replacement."""
         if resamples < 1:
             raise ValueError(f"resamples must be at least 1, got {resamples}")
@@ -77,8 +90,13 @@ class Resampler:
     def resamples(self) -> int:
         return int(self.weights.shape[0])
 
-    def mean(self, values: Sequence[float] | np.ndarray, mask: Sequence[bool] | np.ndarray | None = None,
-             *, digits: int = 4) -> dict[str, float | None]:
+    def mean(
+        self,
+        values: Sequence[float] | np.ndarray,
+        mask: Sequence[bool] | np.ndarray | None = None,
+        *,
+        digits: int = 4,
+    ) -> dict[str, float | None]:
         """Mean of `values` over the turns where `mask` holds (default: all), with its interval."""
         value, samples = self.mean_samples(values, mask)
         return interval(value, samples, digits=digits)
@@ -93,7 +111,9 @@ class Resampler:
             samples = (self.weights @ v) / (self.weights @ m.astype(np.float64))
         return float(v[m].mean()), samples
 
-    def quantile(self, values: Sequence[float] | np.ndarray, q: float, *, digits: int = 4) -> dict[str, float | None]:
+    def quantile(
+        self, values: Sequence[float] | np.ndarray, q: float, *, digits: int = 4
+    ) -> dict[str, float | None]:
         """The q-quantile (0-1) of `values` (numpy's linear interpolation), with its interval
         (each resample's quantile taken from its weighted empirical distribution)."""
         v = np.asarray(values, dtype=np.float64)
@@ -106,8 +126,14 @@ class Resampler:
         samples = np.where(totals[:, 0] > 0, v[order][position], np.nan)
         return interval(float(np.percentile(v, q * 100)), samples, digits=digits)
 
-    def summed(self, rows: np.ndarray, statistic: Callable[[np.ndarray], float],
-               mask: Sequence[bool] | np.ndarray | None = None, *, digits: int = 4) -> dict[str, float | None]:
+    def summed(
+        self,
+        rows: np.ndarray,
+        statistic: Callable[[np.ndarray], float],
+        mask: Sequence[bool] | np.ndarray | None = None,
+        *,
+        digits: int = 4,
+    ) -> dict[str, float | None]:
         """A statistic of the column sums of per-turn `rows` (e.g. corpus BLEU from
         per-turn n-gram counts) over the turns where `mask` holds, with its interval."""
         rows = np.asarray(rows, dtype=np.float64)
@@ -117,5 +143,7 @@ class Resampler:
         value = statistic(rows[m].sum(axis=0))
         sums = (self.weights * m) @ rows
         drawn = (self.weights @ m.astype(np.float64)) > 0
-        samples = np.asarray([statistic(s) if d else np.nan for s, d in zip(sums, drawn, strict=True)])
+        samples = np.asarray(
+            [statistic(s) if d else np.nan for s, d in zip(sums, drawn, strict=True)]
+        )
         return interval(value, samples, digits=digits)

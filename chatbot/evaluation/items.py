@@ -37,9 +37,17 @@ class EvalItem:
         return self.context[:-1]
 
     def to_dict(self) -> dict[str, Any]:
-        return {"key": self.key, "source": self.source, "conversation": self.conversation, "turn_index": self.turn_index,
-                "message": self.message, "history_turns": len(self.history), "reference": self.reference,
-                "doc_id": self.doc_id, "doc_url": self.doc_url}
+        return {
+            "key": self.key,
+            "source": self.source,
+            "conversation": self.conversation,
+            "turn_index": self.turn_index,
+            "message": self.message,
+            "history_turns": len(self.history),
+            "reference": self.reference,
+            "doc_id": self.doc_id,
+            "doc_url": self.doc_url,
+        }
 
 
 def doc_of(meta: dict[str, Any] | None) -> tuple[str | None, str | None]:
@@ -55,22 +63,38 @@ def load_items(database: Any, splits: Sequence[str]) -> list[EvalItem]:
 
     from chatbot.store.schema import Conversation, TrainingPair
 
-    query = (select(TrainingPair, Conversation).join(Conversation, TrainingPair.conversation_id == Conversation.id)
-             .where(TrainingPair.split.in_(list(splits))).order_by(TrainingPair.id))
+    query = (
+        select(TrainingPair, Conversation)
+        .join(Conversation, TrainingPair.conversation_id == Conversation.id)
+        .where(TrainingPair.split.in_(list(splits)))
+        .order_by(TrainingPair.id)
+    )
     items = []
     with database.session() as session:
         for pair, conversation in session.execute(query):
-            context = [{"role": str(t.get("role")), "text": str(t.get("text", ""))} for t in pair.context or []
-                       if isinstance(t, dict)]
+            context = [
+                {"role": str(t.get("role")), "text": str(t.get("text", ""))}
+                for t in pair.context or []
+                if isinstance(t, dict)
+            ]
             if not context or context[-1]["role"] != "customer":
                 continue
-            ident = conversation.external_id or (conversation.content_hash or str(conversation.id))[:16]
+            ident = (
+                conversation.external_id or (conversation.content_hash or str(conversation.id))[:16]
+            )
             doc_id, doc_url = doc_of(conversation.meta)
-            items.append(EvalItem(
-                key=f"{conversation.source}/{ident}#{pair.turn_index}", source=conversation.source, conversation=ident,
-                turn_index=int(pair.turn_index or 0), context=context, reference=pair.target, doc_id=doc_id,
-                doc_url=doc_url,
-            ))
+            items.append(
+                EvalItem(
+                    key=f"{conversation.source}/{ident}#{pair.turn_index}",
+                    source=conversation.source,
+                    conversation=ident,
+                    turn_index=int(pair.turn_index or 0),
+                    context=context,
+                    reference=pair.target,
+                    doc_id=doc_id,
+                    doc_url=doc_url,
+                )
+            )
     items.sort(key=lambda item: (item.source, item.conversation, item.turn_index))
     return items
 

@@ -16,8 +16,6 @@ from typing import Any
 
 import numpy as np
 
-from chatbot.dialogue.text import rouge_l  # the project's one ROUGE-L (rouge-score, stemmed)
-
 _ARCHIVE_PREFIX = re.compile(r"^https?://web\.archive\.org/web/\d+/", re.IGNORECASE)
 _SCHEME = re.compile(r"^https?:\s?//(www\.)?", re.IGNORECASE)
 
@@ -106,14 +104,20 @@ def text_points_to(text: str, doc_url: str | None) -> bool:
     return any(url_key(u.replace(": //", "://")) == key for u in found)
 
 
-def doc_match(doc_id: str | None, doc_url: str | None, text: str, cited_docs: Sequence[dict[str, Any]]) -> dict[str, bool]:
+def doc_match(
+    doc_id: str | None, doc_url: str | None, text: str, cited_docs: Sequence[dict[str, Any]]
+) -> dict[str, bool]:
     """Whether the reply text (`in_text`) or one of its citations (`cited`: the cited
     past conversation was answered with the same document, by id or URL) points to the
     document the real agent sent; `any` = either."""
     in_text = text_points_to(text, doc_url)
     cited = False
     for doc in cited_docs:
-        if doc_id is not None and doc.get("doc_id") is not None and str(doc["doc_id"]) == str(doc_id):
+        if (
+            doc_id is not None
+            and doc.get("doc_id") is not None
+            and str(doc["doc_id"]) == str(doc_id)
+        ):
             cited = True
         elif doc_url and doc.get("doc_url") and url_key(str(doc["doc_url"])) == url_key(doc_url):
             cited = True

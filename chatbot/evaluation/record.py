@@ -23,11 +23,13 @@ def _fmt(value: Any, spec: str, scale: float = 1.0) -> str:
 
 
 def _ci(figure: Any, spec: str, scale: float = 1.0, unit: str = "") -> str:
-    """"0.182 [0.150, 0.214]" from {value, low, high}."""
+    """ "0.182 [0.150, 0.214]" from {value, low, high}."""
     if not isinstance(figure, dict) or figure.get("value") is None:
         return "-"
-    return (f"{_fmt(figure['value'], spec, scale)}{unit} [{_fmt(figure.get('low'), spec, scale)}, "
-            f"{_fmt(figure.get('high'), spec, scale)}]")
+    return (
+        f"{_fmt(figure['value'], spec, scale)}{unit} [{_fmt(figure.get('low'), spec, scale)}, "
+        f"{_fmt(figure.get('high'), spec, scale)}]"
+    )
 
 
 def evaluation_line(evaluation: dict[str, Any] | None, variant: str = "trained") -> str | None:
@@ -46,12 +48,16 @@ def evaluation_line(evaluation: dict[str, Any] | None, variant: str = "trained")
     when = str(replies.get("evaluated_at", ""))[:10]
     if "coverage" not in figures:  # stored by the earlier scorer
         latency = (figures.get("latency_s") or {}).get("p50")
-        return (f"ROUGE-L {_fmt(figures.get('rouge_l'), '.3f')} · BLEU {_fmt(figures.get('bleu'), '.1f')} · "
-                f"sim {_fmt(figures.get('embedding_similarity'), '.3f')} · hand-off {_fmt(figures.get('handoff_rate'), '.0f', 100)}% · "
-                f"p50 {_fmt(latency, '.2f')}s ({figures.get('n', '?')} turns of {test}, {when}; earlier scorer)")
+        return (
+            f"ROUGE-L {_fmt(figures.get('rouge_l'), '.3f')} · BLEU {_fmt(figures.get('bleu'), '.1f')} · "
+            f"sim {_fmt(figures.get('embedding_similarity'), '.3f')} · hand-off {_fmt(figures.get('handoff_rate'), '.0f', 100)}% · "
+            f"p50 {_fmt(latency, '.2f')}s ({figures.get('n', '?')} turns of {test}, {when}; earlier scorer)"
+        )
     answered = figures.get("answered") or {}
     available = replies.get("turns_available")
     turns = f"{figures.get('n', '?')} of {available}" if available else str(figures.get("n", "?"))
-    return (f"answered {_ci(figures.get('coverage'), '.0f', 100, '%')} · ROUGE-L {_ci(answered.get('rouge_l'), '.3f')} · "
-            f"sim {_ci(answered.get('embedding_similarity'), '.3f')} · "
-            f"p50 {_ci((figures.get('latency_s') or {}).get('p50'), '.2f', unit='s')} ({turns} turns of {test}, {when})")
+    return (
+        f"answered {_ci(figures.get('coverage'), '.0f', 100, '%')} · ROUGE-L {_ci(answered.get('rouge_l'), '.3f')} · "
+        f"sim {_ci(answered.get('embedding_similarity'), '.3f')} · "
+        f"p50 {_ci((figures.get('latency_s') or {}).get('p50'), '.2f', unit='s')} ({turns} turns of {test}, {when})"
+    )

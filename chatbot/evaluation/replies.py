@@ -19,7 +19,7 @@ import tempfile
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -44,7 +44,9 @@ class ReplyEvaluation:
     turns: list[dict[str, Any]]
     recorded_version: str | None = None
     notes: list[str] = field(default_factory=list)
-    comparisons: list[dict[str, Any]] = field(default_factory=list)  # paired differences of every two variants
+    comparisons: list[dict[str, Any]] = field(
+        default_factory=list
+    )  # paired differences of every two variants
 
     def to_dict(self, *, turns: bool = True) -> dict[str, Any]:
         out = asdict(self)
@@ -85,9 +87,15 @@ def live_promoted_version(settings: Any, name: str | None = None) -> tuple[Any, 
 
     url = settings.resolved_database_url
     parsed = make_url(url)
-    if parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:") \
-            and not Path(parsed.database).expanduser().is_file():
-        return None, f"the live store {redact_url(url)} does not exist yet, so there is no trained version"
+    if (
+        parsed.get_backend_name() == "sqlite"
+        and parsed.database not in (None, "", ":memory:")
+        and not Path(parsed.database).expanduser().is_file()
+    ):
+        return (
+            None,
+            f"the live store {redact_url(url)} does not exist yet, so there is no trained version",
+        )
     database = Database(url)
     try:
         require_schema(database.engine)
@@ -142,8 +150,10 @@ def evaluate_replies(
     ModelUnavailableError when a model is missing."""
     problems = [why for v in variants if (why := check_variant(v)) is not None]
     if problems or not variants:
-        raise InputError(f"{'; '.join(problems) or 'no variant given'}; expected some of {', '.join(VARIANTS)} "
-                         "(refined@N: N refinement rounds)")
+        raise InputError(
+            f"{'; '.join(problems) or 'no variant given'}; expected some of {', '.join(VARIANTS)} "
+            "(refined@N: N refinement rounds)"
+        )
     variants = sorted(dict.fromkeys(variants), key=lambda v: (VARIANTS.index(variant_base(v)), v))
     if limit is not None and limit < 1:
         raise InputError(f"--limit must be at least 1, got {limit}")
@@ -155,13 +165,21 @@ def evaluate_replies(
         raise InputError("give at least one --train file")
     ingest = settings.ingest
     val_fraction = ingest.val_fraction if val_fraction is None else val_fraction
-    test_fraction = (0.0 if test else ingest.test_fraction) if test_fraction is None else test_fraction
+    test_fraction = (
+        (0.0 if test else ingest.test_fraction) if test_fraction is None else test_fraction
+    )
     if test and test_fraction:
-        raise InputError("--test-fraction holds test turns out of the train files; it cannot be combined with --test")
+        raise InputError(
+            "--test-fraction holds test turns out of the train files; it cannot be combined with --test"
+        )
     if not test and test_fraction <= 0:
-        raise InputError("without --test files, a --test-fraction above 0 is needed to hold test turns out of the train files")
+        raise InputError(
+            "without --test files, a --test-fraction above 0 is needed to hold test turns out of the train files"
+        )
     if not (0 <= val_fraction < 1 and 0 <= test_fraction < 1 and val_fraction + test_fraction < 1):
-        raise InputError(f"val fraction {val_fraction} and test fraction {test_fraction} must be in [0, 1) and sum below 1")
+        raise InputError(
+            f"val fraction {val_fraction} and test fraction {test_fraction} must be in [0, 1) and sum below 1"
+        )
     bar = progress or _null_progress
     started = time.perf_counter()
     notes: list[str] = []
@@ -178,8 +196,23 @@ def evaluate_replies(
     tmp = Path(tempfile.mkdtemp(prefix="chatbot-eval-", dir=str(work_dir) if work_dir else None))
     databases: list[Any] = []
     try:
-        result = _run(settings, train, test, variants, limit, seed, resamples, val_fraction, test_fraction,
-                      trained_version, tmp, databases, bar, notes, skipped)
+        result = _run(
+            settings,
+            train,
+            test,
+            variants,
+            limit,
+            seed,
+            resamples,
+            val_fraction,
+            test_fraction,
+            trained_version,
+            tmp,
+            databases,
+            bar,
+            notes,
+            skipped,
+        )
     finally:
         for database in databases:
             database.dispose()
@@ -203,8 +236,11 @@ def stored_summary(result: ReplyEvaluation) -> dict[str, Any]:
     return {
         "evaluated_at": result.meta["evaluated_at"],
         "train": [Path(p).name for p in result.data["train_files"]],
-        "test": [Path(p).name for p in result.data["test_files"]] or
-                [f"held-out {result.data['test_fraction']:.0%} of " + ", ".join(Path(p).name for p in result.data["train_files"])],
+        "test": [Path(p).name for p in result.data["test_files"]]
+        or [
+            f"held-out {result.data['test_fraction']:.0%} of "
+            + ", ".join(Path(p).name for p in result.data["train_files"])
+        ],
         "turns": result.data["turns_evaluated"],
         "turns_available": result.data["turns_available"],
         "limit": result.data["limit"],
@@ -216,7 +252,9 @@ def stored_summary(result: ReplyEvaluation) -> dict[str, Any]:
     }
 
 
-def _import(database: Any, files: Sequence[Path], ingest: Any, bar: ProgressFactory, what: str) -> dict[str, Any]:
+def _import(
+    database: Any, files: Sequence[Path], ingest: Any, bar: ProgressFactory, what: str
+) -> dict[str, Any]:
     from chatbot.ingest.importer import import_paths
 
     def factory(name: str, total: int):
@@ -226,12 +264,31 @@ def _import(database: Any, files: Sequence[Path], ingest: Any, bar: ProgressFact
     for f in summary.files:
         if f.status == "failed":
             raise InputError(f"cannot be imported: {f.error}", path=f.path)
-    return {"conversations": summary.conversations, "pairs": summary.pairs,
-            "problems": len(summary.problems), "pairs_skipped": dict(summary.pairs_skipped)}
+    return {
+        "conversations": summary.conversations,
+        "pairs": summary.pairs,
+        "problems": len(summary.problems),
+        "pairs_skipped": dict(summary.pairs_skipped),
+    }
 
 
-def _run(settings, train, test, variants, limit, seed, resamples, val_fraction, test_fraction, trained_version, tmp: Path,
-         databases: list, bar: ProgressFactory, notes: list[str], skipped: dict[str, str]) -> ReplyEvaluation:
+def _run(
+    settings,
+    train,
+    test,
+    variants,
+    limit,
+    seed,
+    resamples,
+    val_fraction,
+    test_fraction,
+    trained_version,
+    tmp: Path,
+    databases: list,
+    bar: ProgressFactory,
+    notes: list[str],
+    skipped: dict[str, str],
+) -> ReplyEvaluation:
     from chatbot.config import ensure_home
     from chatbot.retrieval.indexer import update_index
     from chatbot.retrieval.retriever import open_retriever
@@ -239,10 +296,17 @@ def _run(settings, train, test, variants, limit, seed, resamples, val_fraction, 
     from chatbot.store.migrations import upgrade
     from chatbot.store.schema import SPLITS
 
-    ingest = settings.ingest.model_copy(update={"val_fraction": val_fraction, "test_fraction": test_fraction})
-    eval_settings = settings.model_copy(update={
-        "home": tmp / "home", "database_url": None, "model_cache": settings.model_cache_dir, "ingest": ingest,
-    })
+    ingest = settings.ingest.model_copy(
+        update={"val_fraction": val_fraction, "test_fraction": test_fraction}
+    )
+    eval_settings = settings.model_copy(
+        update={
+            "home": tmp / "home",
+            "database_url": None,
+            "model_cache": settings.model_cache_dir,
+            "ingest": ingest,
+        }
+    )
     ensure_home(eval_settings)
     url = eval_settings.resolved_database_url
     upgrade(url)
@@ -250,7 +314,9 @@ def _run(settings, train, test, variants, limit, seed, resamples, val_fraction, 
     databases.append(database)
     imported = _import(database, train, ingest, bar, "train")
     if imported["pairs"] == 0:
-        raise InputError("the train files hold no usable conversation turns (no training pairs were built)")
+        raise InputError(
+            "the train files hold no usable conversation turns (no training pairs were built)"
+        )
     index = update_index(eval_settings, database, progress=bar is not _null_progress)
 
     if test:
@@ -265,8 +331,11 @@ def _run(settings, train, test, variants, limit, seed, resamples, val_fraction, 
         test_imported = None
         candidates = load_items(database, ["test"])
     if not candidates:
-        raise InputError("no test turns to evaluate: no customer turn of the test conversations has an agent reply"
-                         if test else "the held-out test split of the train files is empty; raise --test-fraction")
+        raise InputError(
+            "no test turns to evaluate: no customer turn of the test conversations has an agent reply"
+            if test
+            else "the held-out test split of the train files is empty; raise --test-fraction"
+        )
     items = sample(candidates, limit, seed=seed)
 
     retriever = open_retriever(eval_settings, database)
@@ -293,7 +362,9 @@ def _run(settings, train, test, variants, limit, seed, resamples, val_fraction, 
         if ranker is None:
             variants = [v for v in variants if v != "ranker"]
     for name in variants:
-        variant = _build_variant(name, settings, database, retriever, model_for, trained_version, notes, ranker)
+        variant = _build_variant(
+            name, settings, database, retriever, model_for, trained_version, notes, ranker
+        )
         results = []
         for item in bar(items, desc=name, unit="turn"):
             results.append(variant.predict(item))
@@ -301,27 +372,52 @@ def _run(settings, train, test, variants, limit, seed, resamples, val_fraction, 
         if name == "base" and "refined" in variants and trained_version is not None:
             loaded.pop("base", None)  # refined uses the trained model: free the base one
 
-    resampler = Resampler.by_group([(i.source, i.conversation) for i in items], resamples=resamples, seed=seed)
-    summaries, comparisons, turns = _score(items, predictions, retriever, doc_meta, settings, resampler)
+    resampler = Resampler.by_group(
+        [(i.source, i.conversation) for i in items], resamples=resamples, seed=seed
+    )
+    summaries, comparisons, turns = _score(
+        items, predictions, retriever, doc_meta, settings, resampler
+    )
     data = {
-        "train_files": [str(p) for p in train], "test_files": [str(p) for p in test],
+        "train_files": [str(p) for p in train],
+        "test_files": [str(p) for p in test],
         "test_from": "files" if test else "held-out split of the train files",
-        "val_fraction": val_fraction, "test_fraction": test_fraction,
-        "imported": imported, "test_imported": test_imported,
-        "index": {"version": index.version, "pairs": index.pair_count, "kind": index.kind,
-                  "calibrated": bool(index.calibration),
-                  "oos_raw_threshold": (index.calibration or {}).get("raw_threshold"),
-                  "lexical_weight": (index.fusion or {}).get("lexical_weight"),
-                  "lexical_weight_by_validation": (index.fusion or {}).get("reply_similarity_by_weight")},
-        "turns_available": len(candidates), "turns_evaluated": len(items), "limit": limit, "seed": seed,
+        "val_fraction": val_fraction,
+        "test_fraction": test_fraction,
+        "imported": imported,
+        "test_imported": test_imported,
+        "index": {
+            "version": index.version,
+            "pairs": index.pair_count,
+            "kind": index.kind,
+            "calibrated": bool(index.calibration),
+            "oos_raw_threshold": (index.calibration or {}).get("raw_threshold"),
+            "lexical_weight": (index.fusion or {}).get("lexical_weight"),
+            "lexical_weight_by_validation": (index.fusion or {}).get("reply_similarity_by_weight"),
+        },
+        "turns_available": len(candidates),
+        "turns_evaluated": len(items),
+        "limit": limit,
+        "seed": seed,
         "conversations_evaluated": resampler.groups,
         "turns_with_document": sum(1 for i in items if _doc_applies(i)),
-        "intervals": {"level": LEVEL, "method": "percentile bootstrap, resampling conversations", "resamples": resamples,
-                      "seed": seed},
+        "intervals": {
+            "level": LEVEL,
+            "method": "percentile bootstrap, resampling conversations",
+            "resamples": resamples,
+            "seed": seed,
+        },
     }
     meta = _meta(settings, variants, trained_version, loaded)
-    return ReplyEvaluation(meta=meta, data=data, variants=summaries, skipped=skipped, turns=turns, notes=notes,
-                           comparisons=comparisons)
+    return ReplyEvaluation(
+        meta=meta,
+        data=data,
+        variants=summaries,
+        skipped=skipped,
+        turns=turns,
+        notes=notes,
+        comparisons=comparisons,
+    )
 
 
 def _train_ranker(settings, database, retriever, variants, notes, skipped, bar) -> Any:
@@ -342,13 +438,18 @@ def _train_ranker(settings, database, retriever, variants, notes, skipped, bar) 
             skipped["ranker"] = f"no ranker could be trained: {exc}"
         notes.append(f"ranker: not trained ({exc}); refined scores with the hand-set critique")
         return None
-    verdict = "kept: it beat retrieval's own order on the validation pairs" if result.kept else \
-        f"NOT kept by its acceptance rule ({result.why}); the dialogue manager would not use it"
+    verdict = (
+        "kept: it beat retrieval's own order on the validation pairs"
+        if result.kept
+        else f"NOT kept by its acceptance rule ({result.why}); the dialogue manager would not use it"
+    )
     notes.append(f"ranker: trained on the train files' pairs, {verdict}")
     return Ranker.load(Path(result.path)), bool(result.kept)
 
 
-def _build_variant(name, settings, database, retriever, model_for, trained_version, notes, ranker=None):
+def _build_variant(
+    name, settings, database, retriever, model_for, trained_version, notes, ranker=None
+):
     from chatbot.evaluation import variants as V
 
     fill = V.SlotFiller(database)
@@ -363,22 +464,37 @@ def _build_variant(name, settings, database, retriever, model_for, trained_versi
         return V.OnePassVariant(name, model, tokenizer, version, retriever, settings)
     from chatbot.dialogue.manager import DialogueManager
 
-    if "@" in name:  # refined@N: N rounds, and a draft on every turn (nothing sent before generating)
+    if (
+        "@" in name
+    ):  # refined@N: N rounds, and a draft on every turn (nothing sent before generating)
         rounds = int(name.split("@", 1)[1])
-        settings = settings.model_copy(update={"dialogue": settings.dialogue.model_copy(
-            update={"max_rounds": rounds, "send_retrieved_at": 1.0})})
+        settings = settings.model_copy(
+            update={
+                "dialogue": settings.dialogue.model_copy(
+                    update={"max_rounds": rounds, "send_retrieved_at": 1.0}
+                )
+            }
+        )
     source = None
     if settings.dialogue.generate:
         model, tokenizer, version = model_for("trained" if trained_version is not None else "base")
         source = V.FixedReplySource(model, tokenizer, version)
         notes.append(f"refined: the dialogue manager drafts with {version}")
     else:
-        notes.append("refined: dialogue.generate is off, so the manager answers from retrieved past answers only")
+        notes.append(
+            "refined: dialogue.generate is off, so the manager answers from retrieved past answers only"
+        )
     from chatbot.training.prompt import PromptFormat
 
     prompt = PromptFormat.from_settings(settings.prompt)
-    manager = DialogueManager(settings.dialogue, database, retriever, source, prompt,
-                              ranker=ranker[0] if ranker is not None and ranker[1] else None)
+    manager = DialogueManager(
+        settings.dialogue,
+        database,
+        retriever,
+        source,
+        prompt,
+        ranker=ranker[0] if ranker is not None and ranker[1] else None,
+    )
     return V.RefinedVariant(manager, database, name=name)
 
 
@@ -405,8 +521,14 @@ def _doc_applies(item: EvalItem) -> bool:
     return item.doc_id is not None
 
 
-def _score(items: list[EvalItem], predictions: dict[str, list[Prediction]], retriever: Any,
-           doc_meta: dict[int, dict], settings: Any, resampler: Resampler) -> tuple[dict[str, dict], list[dict], list[dict]]:
+def _score(
+    items: list[EvalItem],
+    predictions: dict[str, list[Prediction]],
+    retriever: Any,
+    doc_meta: dict[int, dict],
+    settings: Any,
+    resampler: Resampler,
+) -> tuple[dict[str, dict], list[dict], list[dict]]:
     """Score what each variant sent (answered turns only), then sum up (`figures`)."""
     import numpy as np
 
@@ -435,22 +557,37 @@ def _score(items: list[EvalItem], predictions: dict[str, list[Prediction]], retr
             if pred.answered:
                 rouge[i] = M.rouge_l(pred.text, item.reference)
                 bleu[i] = M.sentence_bleu(pred.text, item.reference)
-                row.update(rouge_l=round(float(rouge[i]), 4), bleu=round(float(bleu[i]), 2),
-                           embedding_similarity=round(float(sims[i]), 4))
+                row.update(
+                    rouge_l=round(float(rouge[i]), 4),
+                    bleu=round(float(bleu[i]), 2),
+                    embedding_similarity=round(float(sims[i]), 4),
+                )
             else:  # nothing was sent as an answer: nothing to score
                 row.update(rouge_l=None, bleu=None, embedding_similarity=None)
             if applies[i]:
                 cited = [{**doc_meta.get(c.get("conversation_id"), {})} for c in pred.citations]
-                match = M.doc_match(item.doc_id, item.doc_url, pred.text, cited) if pred.answered else \
-                    {"in_text": False, "cited": False, "any": False}
+                match = (
+                    M.doc_match(item.doc_id, item.doc_url, pred.text, cited)
+                    if pred.answered
+                    else {"in_text": False, "cited": False, "any": False}
+                )
                 doc[:, i] = (match["any"], match["in_text"], match["cited"])
                 row["document"] = match
             turn["variants"][name] = {**pred.to_dict(), "seconds": round(pred.seconds, 4), **row}
         scores[name] = TurnScores(
-            answered=answered, rouge_l=rouge, embedding_similarity=sims, sentence_bleu=bleu, bleu_stats=stats,
-            seconds=np.asarray([p.seconds for p in preds], dtype=np.float64), doc_applies=applies,
-            doc_any=doc[0], doc_in_text=doc[1], doc_cited=doc[2], decisions=[p.decision for p in preds],
-            model_version=next((p.model_version for p in preds if p.model_version), None))
+            answered=answered,
+            rouge_l=rouge,
+            embedding_similarity=sims,
+            sentence_bleu=bleu,
+            bleu_stats=stats,
+            seconds=np.asarray([p.seconds for p in preds], dtype=np.float64),
+            doc_applies=applies,
+            doc_any=doc[0],
+            doc_in_text=doc[1],
+            doc_cited=doc[2],
+            decisions=[p.decision for p in preds],
+            model_version=next((p.model_version for p in preds if p.model_version), None),
+        )
     figures, comparisons = summarise(resampler, scores)
     return figures, comparisons, turns
 
@@ -462,35 +599,47 @@ def _meta(settings: Any, variants: list[str], trained_version: Any, loaded: dict
     return {
         "what": "chatbot eval replies",
         "chatbot": __version__,
-        "evaluated_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "evaluated_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "variants_run": variants,
         "trained_version": trained_version.name if trained_version is not None else None,
         "models": {name: version for name, (_m, _t, version) in loaded.items()},
         "embedder": str(embedder_path(settings)),
         "metrics": {
             "answered_turn": "the customer was sent a reply (decision answer or answer_flagged); a hand-off, a "
-                             "held draft or silence is not an answer, and its text is never scored",
+            "held draft or silence is not an answer, and its text is never scored",
             "coverage": "share of turns answered (refined: its decision; retrieval: answered unless the "
-                        "out-of-scope check hands off; one-pass variants always answer)",
+            "out-of-scope check hands off; one-pass variants always answer)",
             "answered": "quality of the answered turns only: rouge_l (ROUGE-L F-measure, rouge-score, stemmed, "
-                        "mean), embedding_similarity (mean cosine of sent reply and agent reply embeddings, the "
-                        "configured embedder), sentence_bleu (mean sacrebleu sentence BLEU, 0-100), bleu "
-                        "(sacrebleu corpus BLEU, 0-100), document (turns where the real agent sent a help "
-                        "document: the sent reply or its citations point to it)",
+            "mean), embedding_similarity (mean cosine of sent reply and agent reply embeddings, the "
+            "configured embedder), sentence_bleu (mean sacrebleu sentence BLEU, 0-100), bleu "
+            "(sacrebleu corpus BLEU, 0-100), document (turns where the real agent sent a help "
+            "document: the sent reply or its citations point to it)",
             "all_turns": "the same quality over every turn, an unanswered turn scoring 0: the figure at equal "
-                         "footing across variants that answer different turns",
+            "footing across variants that answer different turns",
             "latency_s": "p50, p95 and mean seconds per turn (retrieval included)",
             "comparisons": "every two variants a, b: paired differences a - b (coverage, all-turns quality, "
-                           "quality on the turns both answered); better = the higher one where the interval "
-                           "excludes 0",
+            "quality on the turns both answered); better = the higher one where the interval "
+            "excludes 0",
             "intervals": "every figure is {value, low, high}: a 95% percentile bootstrap interval, resampling "
-                         "conversations with replacement (data.intervals)",
+            "conversations with replacement (data.intervals)",
         },
-        "settings": {"retrieval": settings.retrieval.model_dump(mode="json"),
-                     "dialogue": {k: v for k, v in settings.dialogue.model_dump(mode="json").items()
-                                  if k not in ("system_prompt", "handoff_message", "hold_message")},
-                     "prompt": {k: getattr(settings.prompt, k) for k in
-                                ("evidence_k", "evidence_max_chars", "history_turns")}},
-        "machine": {"python": platform.python_version(), "platform": platform.platform(), "cpus": os.cpu_count(),
-                    "load_average_at_end": [round(x, 2) for x in os.getloadavg()], "argv": sys.argv[1:]},
+        "settings": {
+            "retrieval": settings.retrieval.model_dump(mode="json"),
+            "dialogue": {
+                k: v
+                for k, v in settings.dialogue.model_dump(mode="json").items()
+                if k not in ("system_prompt", "handoff_message", "hold_message")
+            },
+            "prompt": {
+                k: getattr(settings.prompt, k)
+                for k in ("evidence_k", "evidence_max_chars", "history_turns")
+            },
+        },
+        "machine": {
+            "python": platform.python_version(),
+            "platform": platform.platform(),
+            "cpus": os.cpu_count(),
+            "load_average_at_end": [round(x, 2) for x in os.getloadavg()],
+            "argv": sys.argv[1:],
+        },
     }

@@ -15,14 +15,18 @@ from typing import Any
 
 from chatbot.evaluation.replies import ReplyEvaluation
 
-PANELS = (("coverage", "answered (share of turns)"), ("answered.rouge_l", "ROUGE-L, answered turns"),
-          ("answered.embedding_similarity", "emb. sim., answered turns"), ("all_turns.rouge_l", "ROUGE-L, all turns (0 if not answered)"),
-          ("all_turns.embedding_similarity", "emb. sim., all turns (0 if not answered)"))
+PANELS = (
+    ("coverage", "answered (share of turns)"),
+    ("answered.rouge_l", "ROUGE-L, answered turns"),
+    ("answered.embedding_similarity", "emb. sim., answered turns"),
+    ("all_turns.rouge_l", "ROUGE-L, all turns (0 if not answered)"),
+    ("all_turns.embedding_similarity", "emb. sim., all turns (0 if not answered)"),
+)
 QUALITY_NOTE = (
     "A turn is answered when the customer was sent a reply; a hand-off, a reply held for an agent or silence is not "
     "an answer and nothing of it is scored. Quality (ROUGE-L F-measure and embedding similarity, means 0-1; BLEU: "
     "sacrebleu corpus BLEU 0-100; doc match: turns where the real agent sent a help document, answered with a reply or "
-    "citation that points to it) is over the answered turns; \"all turns\" scores an unanswered turn 0, the figure at "
+    'citation that points to it) is over the answered turns; "all turns" scores an unanswered turn 0, the figure at '
     "equal footing when variants answer different turns. Every figure is followed by its 95% bootstrap interval "
     "[low, high] (resampling conversations). Comparisons are paired differences (first minus second variant); a "
     "variant is called better only where the interval of the difference excludes 0."
@@ -58,12 +62,20 @@ def _diff(figure: dict[str, Any] | None) -> str:
 def quality_table(result: ReplyEvaluation) -> list[str]:
     """One row per variant: turns, the share answered, quality of the answered turns."""
     has_doc = any("document" in v.get("answered", {}) for v in result.variants.values())
-    head = ["variant", "turns", "answered", "ROUGE-L", "emb. sim.", "BLEU"] + (["doc match"] if has_doc else [])
+    head = ["variant", "turns", "answered", "ROUGE-L", "emb. sim.", "BLEU"] + (
+        ["doc match"] if has_doc else []
+    )
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for name, v in result.variants.items():
         a = v["answered"]
-        row = [name, str(v["n"]), f"{v['answered_n']} = {ci_pct(v['coverage'])}", ci(a["rouge_l"]),
-               ci(a["embedding_similarity"]), ci(a["bleu"], ".2f")]
+        row = [
+            name,
+            str(v["n"]),
+            f"{v['answered_n']} = {ci_pct(v['coverage'])}",
+            ci(a["rouge_l"]),
+            ci(a["embedding_similarity"]),
+            ci(a["bleu"], ".2f"),
+        ]
         if has_doc:
             doc = a.get("document")
             row.append(f"{ci_pct(doc['match_rate'])} of {doc['n']}" if doc and doc["n"] else "–")
@@ -76,8 +88,11 @@ def quality_table(result: ReplyEvaluation) -> list[str]:
 def footing_table(result: ReplyEvaluation) -> list[str]:
     """One row per variant: quality over all turns (an unanswered turn scores 0) and latency."""
     has_doc = any("document" in v.get("all_turns", {}) for v in result.variants.values())
-    head = ["variant", "ROUGE-L, all turns", "emb. sim., all turns"] + (["doc match, all"] if has_doc else []) \
+    head = (
+        ["variant", "ROUGE-L, all turns", "emb. sim., all turns"]
+        + (["doc match, all"] if has_doc else [])
         + ["latency p50 (s)", "latency p95 (s)"]
+    )
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for name, v in result.variants.items():
         t, lat = v["all_turns"], v["latency_s"]
@@ -91,24 +106,52 @@ def footing_table(result: ReplyEvaluation) -> list[str]:
 
 def comparison_table(result: ReplyEvaluation) -> list[str]:
     """One row per pair of variants: paired differences and the verdict."""
-    head = ["first − second", "answered", "ROUGE-L, all turns", "emb. sim., all turns", "both answered",
-            "ROUGE-L, both answered", "emb. sim., both answered", "verdict"]
+    head = [
+        "first − second",
+        "answered",
+        "ROUGE-L, all turns",
+        "emb. sim., all turns",
+        "both answered",
+        "ROUGE-L, both answered",
+        "emb. sim., both answered",
+        "verdict",
+    ]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for c in result.comparisons:
-        lines.append("| " + " | ".join([
-            f"{c['a']} − {c['b']}", ci_pct(c["coverage"], signed=True), _diff(c["all_turns"]["rouge_l"]),
-            _diff(c["all_turns"]["embedding_similarity"]), str(c["both_answered"]["n"]),
-            _diff(c["both_answered"]["rouge_l"]), _diff(c["both_answered"]["embedding_similarity"]), c["verdict"],
-        ]) + " |")
+        lines.append(
+            "| "
+            + " | ".join(
+                [
+                    f"{c['a']} − {c['b']}",
+                    ci_pct(c["coverage"], signed=True),
+                    _diff(c["all_turns"]["rouge_l"]),
+                    _diff(c["all_turns"]["embedding_similarity"]),
+                    str(c["both_answered"]["n"]),
+                    _diff(c["both_answered"]["rouge_l"]),
+                    _diff(c["both_answered"]["embedding_similarity"]),
+                    c["verdict"],
+                ]
+            )
+            + " |"
+        )
     return lines
 
 
 def markdown_table(result: ReplyEvaluation) -> str:
     """The results tables: what was answered and how well; at equal footing with latency;
     and, with two or more variants, their paired comparisons."""
-    parts = ["Answered turns and their quality (95% intervals in brackets):", "", *quality_table(result)]
+    parts = [
+        "Answered turns and their quality (95% intervals in brackets):",
+        "",
+        *quality_table(result),
+    ]
     if result.variants:
-        parts += ["", "Every turn, an unanswered one scoring 0, and latency:", "", *footing_table(result)]
+        parts += [
+            "",
+            "Every turn, an unanswered one scoring 0, and latency:",
+            "",
+            *footing_table(result),
+        ]
     if result.comparisons:
         parts += ["", "Paired differences (first minus second):", "", *comparison_table(result)]
     return "\n".join(parts)
@@ -122,13 +165,18 @@ def turns_line(result: ReplyEvaluation) -> str:
     where = f" from {conversations} conversations" if conversations else ""
     if d["turns_evaluated"] >= d["turns_available"]:
         return f"all {d['turns_evaluated']} {held} turns{where}"
-    return (f"{d['turns_evaluated']} of {d['turns_available']} {held} turns{where} "
-            f"(--limit {d['limit']}, seed {d['seed']}: a quick run, not a measurement)")
+    return (
+        f"{d['turns_evaluated']} of {d['turns_available']} {held} turns{where} "
+        f"(--limit {d['limit']}, seed {d['seed']}: a quick run, not a measurement)"
+    )
 
 
 def markdown(result: ReplyEvaluation) -> str:
     d = result.data
-    test = ", ".join(Path(p).name for p in d["test_files"]) or f"held-out {d['test_fraction']:.0%} of the train conversations"
+    test = (
+        ", ".join(Path(p).name for p in d["test_files"])
+        or f"held-out {d['test_fraction']:.0%} of the train conversations"
+    )
     boot = d.get("intervals") or {}
     parts = [
         "# Reply evaluation",
@@ -148,7 +196,10 @@ def markdown(result: ReplyEvaluation) -> str:
     if result.notes:
         parts += ["", *(f"- {n}" for n in result.notes)]
     if result.recorded_version:
-        parts += ["", f"Recorded as the latest evaluation of model version `{result.recorded_version}`."]
+        parts += [
+            "",
+            f"Recorded as the latest evaluation of model version `{result.recorded_version}`.",
+        ]
     return "\n".join(parts) + "\n"
 
 
@@ -171,14 +222,33 @@ def plot_metrics(result: ReplyEvaluation, path: Path) -> None:
     for ax, (key, label) in zip(axes, PANELS, strict=True):
         figures = [_get(result.variants[n], key) or {} for n in names]
         values = [f.get("value") or 0.0 for f in figures]
-        low = [v - (f.get("low") if f.get("low") is not None else v) for v, f in zip(values, figures, strict=True)]
-        high = [(f.get("high") if f.get("high") is not None else v) - v for v, f in zip(values, figures, strict=True)]
-        ax.bar(names, values, yerr=[low, high], capsize=4,
-               color=["#4c72b0", "#dd8452", "#55a868", "#c44e52"][: len(names)])
+        low = [
+            v - (f.get("low") if f.get("low") is not None else v)
+            for v, f in zip(values, figures, strict=True)
+        ]
+        high = [
+            (f.get("high") if f.get("high") is not None else v) - v
+            for v, f in zip(values, figures, strict=True)
+        ]
+        ax.bar(
+            names,
+            values,
+            yerr=[low, high],
+            capsize=4,
+            color=["#4c72b0", "#dd8452", "#55a868", "#c44e52"][: len(names)],
+        )
         ax.set_title(label, fontsize=9)
         ax.tick_params(axis="x", rotation=30)
         for i, v in enumerate(values):
-            ax.annotate(f"{v:.2f}", (i, v), ha="left", va="bottom", fontsize=7, xytext=(3, 0), textcoords="offset points")
+            ax.annotate(
+                f"{v:.2f}",
+                (i, v),
+                ha="left",
+                va="bottom",
+                fontsize=7,
+                xytext=(3, 0),
+                textcoords="offset points",
+            )
     fig.suptitle(f"{turns_line(result)}; bars: 95% bootstrap intervals", fontsize=9)
     fig.tight_layout()
     tmp = path.with_name(f".{path.name}.tmp.png")
@@ -194,7 +264,9 @@ def plot_latency(result: ReplyEvaluation, path: Path) -> None:
     import matplotlib.pyplot as plt
 
     names = list(result.variants)
-    data = [[t["variants"][n]["seconds"] for t in result.turns if n in t["variants"]] for n in names]
+    data = [
+        [t["variants"][n]["seconds"] for t in result.turns if n in t["variants"]] for n in names
+    ]
     fig, ax = plt.subplots(figsize=(1.8 * len(names) + 2, 3.6))
     ax.boxplot(data, showfliers=True)
     ax.set_xticks(range(1, len(names) + 1), names)
@@ -211,8 +283,13 @@ def plot_latency(result: ReplyEvaluation, path: Path) -> None:
 def write_report(result: ReplyEvaluation, out: Path) -> list[Path]:
     """Write the report files into `out` (created if needed); returns their paths."""
     out.mkdir(parents=True, exist_ok=True)
-    files = {name: out / name for name in ("report.json", "report.md", "meta.json", "metrics.png", "latency.png")}
-    _atomic_write(files["report.json"], (json.dumps(result.to_dict(), indent=2, default=str) + "\n").encode())
+    files = {
+        name: out / name
+        for name in ("report.json", "report.md", "meta.json", "metrics.png", "latency.png")
+    }
+    _atomic_write(
+        files["report.json"], (json.dumps(result.to_dict(), indent=2, default=str) + "\n").encode()
+    )
     _atomic_write(files["report.md"], markdown(result).encode())
     meta = {**result.meta, "data": {k: v for k, v in result.data.items()}, "files": sorted(files)}
     _atomic_write(files["meta.json"], (json.dumps(meta, indent=2, default=str) + "\n").encode())

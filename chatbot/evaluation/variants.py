@@ -70,7 +70,9 @@ class Prediction:
     seconds: float
     decision: str = "answer"
     reason: str = ""
-    citations: list[dict[str, Any]] = field(default_factory=list)  # pair_id, conversation_id, source
+    citations: list[dict[str, Any]] = field(
+        default_factory=list
+    )  # pair_id, conversation_id, source
     model_version: str | None = None
     shown_text: str = ""
     unsent: str = ""
@@ -82,6 +84,7 @@ class Prediction:
     def to_dict(self) -> dict[str, Any]:
         return {**asdict(self), "answered": self.answered}
 
+
 class Variant(Protocol):
     name: str
 
@@ -90,8 +93,13 @@ class Variant(Protocol):
 
 def _citation(hit: Any) -> dict[str, Any]:
     c = hit.citation
-    return {"pair_id": c.pair_id, "conversation_id": c.conversation_id, "turn_index": c.turn_index, "source": c.source,
-            "score": round(float(c.score), 4)}
+    return {
+        "pair_id": c.pair_id,
+        "conversation_id": c.conversation_id,
+        "turn_index": c.turn_index,
+        "source": c.source,
+        "score": round(float(c.score), 4),
+    }
 
 
 class SlotFiller:
@@ -117,7 +125,9 @@ def _no_fill(text: str, item: EvalItem) -> str:
 
 def customer_text(context: list[dict[str, str]]) -> str:
     """What `knn` embeds of a conversation: its customer messages, oldest first, as one text."""
-    return "\n".join(t["text"] for t in context if t.get("role") == "customer" and t.get("text", "").strip())
+    return "\n".join(
+        t["text"] for t in context if t.get("role") == "customer" and t.get("text", "").strip()
+    )
 
 
 class KnnVariant:
@@ -135,25 +145,37 @@ class KnnVariant:
         self.fill = fill
         indexed = {r.id: r for r in retriever.records}
         with database.session() as session:
-            rows = session.execute(select(TrainingPair.id, TrainingPair.context)
-                                   .where(TrainingPair.id.in_(list(indexed)))).all()
+            rows = session.execute(
+                select(TrainingPair.id, TrainingPair.context).where(
+                    TrainingPair.id.in_(list(indexed))
+                )
+            ).all()
         texts = {pair_id: customer_text(list(context or [])) for pair_id, context in rows}
         self.records = [indexed[i] for i in sorted(texts) if texts[i]]
-        self.vectors = embed_texts(retriever.model, [texts[r.id] for r in self.records], batch_size=batch_size)
+        self.vectors = embed_texts(
+            retriever.model, [texts[r.id] for r in self.records], batch_size=batch_size
+        )
 
     def predict(self, item: EvalItem) -> Prediction:
         from chatbot.retrieval.embedding import embed_texts
 
         started = time.perf_counter()
         if not self.records:
-            return Prediction("", time.perf_counter() - started, decision="handoff", reason="no_hits")
+            return Prediction(
+                "", time.perf_counter() - started, decision="handoff", reason="no_hits"
+            )
         vector = embed_texts(self.retriever.model, [customer_text(item.context) or item.message])[0]
         row = int((self.vectors @ vector).argmax())
         record = self.records[row]
         text = self.fill(record.reply, item)
         seconds = time.perf_counter() - started
-        citation = {"pair_id": record.id, "conversation_id": record.conversation_id, "turn_index": record.turn_index,
-                    "source": record.source, "score": round(float(self.vectors[row] @ vector), 4)}
+        citation = {
+            "pair_id": record.id,
+            "conversation_id": record.conversation_id,
+            "turn_index": record.turn_index,
+            "source": record.source,
+            "score": round(float(self.vectors[row] @ vector), 4),
+        }
         return Prediction(text, seconds, citations=[citation], shown_text=text)
 
 
@@ -167,9 +189,13 @@ class RetrievalVariant:
 
     def predict(self, item: EvalItem) -> Prediction:
         started = time.perf_counter()
-        result = self.retriever.search(item.message, history=[t["text"] for t in item.history], k=self.k)
+        result = self.retriever.search(
+            item.message, history=[t["text"] for t in item.history], k=self.k
+        )
         if not result.hits:
-            return Prediction("", time.perf_counter() - started, decision="handoff", reason="no_hits")
+            return Prediction(
+                "", time.perf_counter() - started, decision="handoff", reason="no_hits"
+            )
         top = self.choose(item, result.hits)
         text = self.fill(top.reply_text, item)
         seconds = time.perf_counter() - started
@@ -191,38 +217,53 @@ class RankerVariant(RetrievalVariant):
         self.ranker = ranker
 
     def choose(self, item: EvalItem, hits: list[Any]) -> Any:
-        probabilities = self.ranker.score(item.context, [self.fill(h.reply_text, item) for h in hits])
+        probabilities = self.ranker.score(
+            item.context, [self.fill(h.reply_text, item) for h in hits]
+        )
         return hits[max(range(len(hits)), key=lambda i: probabilities[i])]
 
 
 class OnePassVariant:
     """One generation, no critique and no decision: what the model alone writes."""
 
-    def __init__(self, name: str, model: Any, tokenizer: Any, version: str, retriever: Any, settings: Any):
+    def __init__(
+        self, name: str, model: Any, tokenizer: Any, version: str, retriever: Any, settings: Any
+    ):
         self.name = name
         self.model = model
         self.tokenizer = tokenizer
         self.version = version
         self.retriever = retriever
-        self.prompt = PromptFormat.from_settings(settings.prompt)  # the prompt training and serving use
+        self.prompt = PromptFormat.from_settings(
+            settings.prompt
+        )  # the prompt training and serving use
         self.max_new_tokens = settings.dialogue.max_new_tokens
 
     def predict(self, item: EvalItem) -> Prediction:
         from chatbot.dialogue.text import token_f1
         from chatbot.models.generate import generate_text
+
         started = time.perf_counter()
         hits = []
         if self.prompt.evidence_k > 0:
-            hits = self.retriever.search(item.message, history=[t["text"] for t in item.history],
-                                         k=self.prompt.evidence_k).hits
+            hits = self.retriever.search(
+                item.message, history=[t["text"] for t in item.history], k=self.prompt.evidence_k
+            ).hits
         messages = self.prompt.messages(item.context, [h.reply_text for h in hits])
-        text = generate_text(self.model, self.tokenizer, messages, max_new_tokens=self.max_new_tokens)
+        text = generate_text(
+            self.model, self.tokenizer, messages, max_new_tokens=self.max_new_tokens
+        )
         seconds = time.perf_counter() - started
         # Cited like the dialogue manager cites a draft: the past answers it agrees with,
         # or failing that those it was shown.
         agreeing = [h for h in hits if token_f1(text, h.reply_text) >= 0.2]
-        return Prediction(text, seconds, citations=[_citation(h) for h in (agreeing or hits)], model_version=self.version,
-                          shown_text=text)
+        return Prediction(
+            text,
+            seconds,
+            citations=[_citation(h) for h in (agreeing or hits)],
+            model_version=self.version,
+            shown_text=text,
+        )
 
 
 class FixedReplySource:
@@ -245,10 +286,17 @@ class RefinedVariant:
         from chatbot.store.conversations import add_message, start_conversation
 
         with self.database.session() as session:
-            conversation_id = start_conversation(session=session, source="evaluation", meta={"item": item.key}).id
+            conversation_id = start_conversation(
+                session=session, source="evaluation", meta={"item": item.key}
+            ).id
             for turn in item.history:
                 if turn["text"].strip():
-                    add_message(session=session, conversation_id=conversation_id, role=turn["role"], text=turn["text"])
+                    add_message(
+                        session=session,
+                        conversation_id=conversation_id,
+                        role=turn["role"],
+                        text=turn["text"],
+                    )
         started = time.perf_counter()
         reply = self.manager.respond(item.message, conversation_id, source="evaluation")
         seconds = time.perf_counter() - started
@@ -256,8 +304,24 @@ class RefinedVariant:
         # redaction and guards); nothing for a hand-off, a held draft or silence.
         answered = reply.decision in ANSWERED_DECISIONS and reply.sent
         shown = (reply.shown_text or "") if reply.sent else ""
-        citations = [{k: c.get(k) for k in ("pair_id", "conversation_id", "turn_index", "source", "score")}
-                     for c in reply.citations] if answered else []
-        return Prediction(shown if answered else "", seconds, decision=reply.decision, reason=reply.reason,
-                          citations=citations, model_version=reply.model_version, shown_text=shown,
-                          unsent="" if answered else (reply.text or ""))
+        citations = (
+            [
+                {
+                    k: c.get(k)
+                    for k in ("pair_id", "conversation_id", "turn_index", "source", "score")
+                }
+                for c in reply.citations
+            ]
+            if answered
+            else []
+        )
+        return Prediction(
+            shown if answered else "",
+            seconds,
+            decision=reply.decision,
+            reason=reply.reason,
+            citations=citations,
+            model_version=reply.model_version,
+            shown_text=shown,
+            unsent="" if answered else (reply.text or ""),
+        )

@@ -20,7 +20,14 @@ import logging
 from collections import defaultdict
 from dataclasses import dataclass
 
-from chatbot.ingest.specifics import NAME_KINDS, Found, find_specifics, slot_summary, slotted, value_key
+from chatbot.ingest.specifics import (
+    NAME_KINDS,
+    Found,
+    find_specifics,
+    slot_summary,
+    slotted,
+    value_key,
+)
 
 log = logging.getLogger(__name__)
 
@@ -48,8 +55,14 @@ def recompute(database, *, min_conversations: int = 3) -> ConstantsReport:
     report = ConstantsReport()
     with database.session() as session:
         rows = session.execute(
-            select(TrainingPair.id, TrainingPair.conversation_id, TrainingPair.target, TrainingPair.context,
-                   TrainingPair.slots, TrainingPair.target_slotted).order_by(TrainingPair.id)
+            select(
+                TrainingPair.id,
+                TrainingPair.conversation_id,
+                TrainingPair.target,
+                TrainingPair.context,
+                TrainingPair.slots,
+                TrainingPair.target_slotted,
+            ).order_by(TrainingPair.id)
         ).all()
         found_by_pair: dict[int, list[Found]] = {}
         seen: dict[tuple[str, str], set] = defaultdict(set)
@@ -66,7 +79,11 @@ def recompute(database, *, min_conversations: int = 3) -> ConstantsReport:
                 key = (f.kind, value_key(f.kind, f.value))
                 seen[key].add(where)
                 shown.setdefault(key, f.value)
-        constants = {key for key, where in seen.items() if key[0] not in NAME_KINDS and len(where) >= min_conversations}
+        constants = {
+            key
+            for key, where in seen.items()
+            if key[0] not in NAME_KINDS and len(where) >= min_conversations
+        }
         changes = []
         for pair_id, _, target, _, slots, old_slotted in rows:
             found = found_by_pair[pair_id]
@@ -81,19 +98,38 @@ def recompute(database, *, min_conversations: int = 3) -> ConstantsReport:
         session.execute(delete(KnownValue))
         now = utcnow()
         known = [
-            {"kind": kind, "value": key[:300], "conversations": len(seen[(kind, key)]), "constant": True, "updated_at": now}
+            {
+                "kind": kind,
+                "value": key[:300],
+                "conversations": len(seen[(kind, key)]),
+                "constant": True,
+                "updated_at": now,
+            }
             for kind, key in sorted(constants)
         ] + [
-            {"kind": kind, "value": key[:300], "conversations": len(where), "constant": False, "updated_at": now}
-            for (kind, key), where in sorted(seen.items()) if kind in NAME_KINDS
+            {
+                "kind": kind,
+                "value": key[:300],
+                "conversations": len(where),
+                "constant": False,
+                "updated_at": now,
+            }
+            for (kind, key), where in sorted(seen.items())
+            if kind in NAME_KINDS
         ]
         for start in range(0, len(known), 500):
             session.execute(insert(KnownValue), known[start : start + 500])
         report.pairs, report.updated = len(rows), len(changes)
         report.constants = len(constants)
         report.names = sum(1 for k in seen if k[0] in NAME_KINDS)
-    log.info("constants: %d pairs (%d newly scanned, %d updated), %d constants, %d names",
-             report.pairs, report.newly_scanned, report.updated, report.constants, report.names)
+    log.info(
+        "constants: %d pairs (%d newly scanned, %d updated), %d constants, %d names",
+        report.pairs,
+        report.newly_scanned,
+        report.updated,
+        report.constants,
+        report.names,
+    )
     return report
 
 
@@ -104,4 +140,7 @@ def needs_recompute(database) -> bool:
     from chatbot.store.schema import TrainingPair
 
     with database.session() as session:
-        return session.scalar(select(TrainingPair.id).where(TrainingPair.slots.is_(None)).limit(1)) is not None
+        return (
+            session.scalar(select(TrainingPair.id).where(TrainingPair.slots.is_(None)).limit(1))
+            is not None
+        )

@@ -25,7 +25,9 @@ def is_importable(path: Path) -> bool:
 @dataclass
 class Expanded:
     files: list[Path] = field(default_factory=list)  # what to import, in order
-    ignored: list[Path] = field(default_factory=list)  # files in the folders that are not transcripts
+    ignored: list[Path] = field(
+        default_factory=list
+    )  # files in the folders that are not transcripts
 
 
 def folder_files(folder: Path) -> tuple[list[Path], list[Path]]:

@@ -18,7 +18,7 @@ import logging
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -39,7 +39,12 @@ from chatbot.ingest.validate import CleanConversation, clean
 
 log = logging.getLogger(__name__)
 
-DEFAULT_SOURCES = {"csv": "csv", "zendesk": "zendesk", "intercom": "intercom", "chatwoot": "chatwoot"}
+DEFAULT_SOURCES = {
+    "csv": "csv",
+    "zendesk": "zendesk",
+    "intercom": "intercom",
+    "chatwoot": "chatwoot",
+}
 
 
 class ProgressBar(Protocol):
@@ -89,7 +94,9 @@ def import_paths(
     from chatbot.store.database import Database, require_schema
 
     if format != "auto" and format not in FORMAT_NAMES:
-        raise InputError(f"unknown format {format!r}; expected auto or one of {', '.join(FORMAT_NAMES)}")
+        raise InputError(
+            f"unknown format {format!r}; expected auto or one of {', '.join(FORMAT_NAMES)}"
+        )
     column_map = dict(column_map or {})
     check_column_map(column_map)
     owned = False
@@ -107,7 +114,9 @@ def import_paths(
         summary = ImportSummary()
         for path in paths:
             summary.files.append(
-                _FileImport(database, Path(path), format, source, strict, column_map, ingest, progress).run()
+                _FileImport(
+                    database, Path(path), format, source, strict, column_map, ingest, progress
+                ).run()
             )
         if summary.pairs or needs_recompute(database):
             # Constants vs one customer's specifics, recounted over the whole store (one transaction).
@@ -119,8 +128,17 @@ def import_paths(
 
 
 class _FileImport:
-    def __init__(self, database, path: Path, format: str, source: str | None, strict: bool,
-                 column_map: dict[str, str], ingest: IngestSettings, progress: ProgressFactory | None):
+    def __init__(
+        self,
+        database,
+        path: Path,
+        format: str,
+        source: str | None,
+        strict: bool,
+        column_map: dict[str, str],
+        ingest: IngestSettings,
+        progress: ProgressFactory | None,
+    ):
         self.database = database
         self.path = path
         self.name = str(path)
@@ -131,7 +149,9 @@ class _FileImport:
         self.cfg = ingest
         self.progress = progress
         self.summary = FileSummary(path=self.name)
-        self.redactor = Redactor(ingest.redact_kinds if ingest.redact else (), ingest.redact_allowlist)
+        self.redactor = Redactor(
+            ingest.redact_kinds if ingest.redact else (), ingest.redact_allowlist
+        )
         self.seen_conversations: set[str] = set()
         self.seen_pairs: set[str] = set()
         self.sources: set[str] = set()
@@ -143,11 +163,17 @@ class _FileImport:
         summary = self.summary
         try:
             sha = file_sha256(self.path)
-            fmt = detect_format(self.path, self.column_map) if self.format == "auto" else self.format
+            fmt = (
+                detect_format(self.path, self.column_map) if self.format == "auto" else self.format
+            )
         except InputError as exc:
             return self._failed(exc, started)
         summary.format = fmt
-        key = {"source": self.source_override, "format": fmt, "column_map": self.column_map if fmt == "csv" else {}}
+        key = {
+            "source": self.source_override,
+            "format": fmt,
+            "column_map": self.column_map if fmt == "csv" else {},
+        }
         with self.database.session() as session:
             previous = repository.done_import(session=session, file_sha256=sha, key=key)
             if previous is not None:
@@ -163,7 +189,9 @@ class _FileImport:
         except _Rejected:
             self._forget_counts()
             summary.status = "rejected"
-            summary.error = f"{len(summary.problems)} bad record(s); --strict imports nothing from this file"
+            summary.error = (
+                f"{len(summary.problems)} bad record(s); --strict imports nothing from this file"
+            )
         except InputError as exc:
             self._forget_counts()
             return self._failed(exc, started)
@@ -180,7 +208,9 @@ class _FileImport:
     def _failed(self, exc: InputError, started: float) -> FileSummary:
         self.summary.status = "failed"
         self.summary.error = str(exc)
-        self.summary.problems.append(Problem(self.name, exc.reason, "unreadable_file", line=exc.line))
+        self.summary.problems.append(
+            Problem(self.name, exc.reason, "unreadable_file", line=exc.line)
+        )
         self.summary.seconds = time.perf_counter() - started
         return self.summary
 
@@ -200,7 +230,11 @@ class _FileImport:
             file_sha256=sha,
             format=fmt,
             status="running",
-            settings={"key": key, "strict": self.strict, "ingest": self.cfg.model_dump(mode="json")},
+            settings={
+                "key": key,
+                "strict": self.strict,
+                "ingest": self.cfg.model_dump(mode="json"),
+            },
         )
         session.add(record)
         session.flush()
@@ -223,7 +257,7 @@ class _FileImport:
         record.source = (self.source_override or ",".join(sorted(self.sources)) or fmt)[:200]
         record.status = "done"
         self.summary.status = "imported"
-        record.finished_at = datetime.now(timezone.utc)
+        record.finished_at = datetime.now(UTC)
         record.stats = self.summary.to_dict(max_problems=100)
 
     def _lines(self, bar) -> Iterator[Line]:
@@ -240,7 +274,9 @@ class _FileImport:
             self._problem(item)
             return None
         source = self.source_override or item.source or DEFAULT_SOURCES.get(fmt) or self.path.stem
-        result = clean(item, path=self.name, source=source[:200], max_chars=self.cfg.max_message_chars)
+        result = clean(
+            item, path=self.name, source=source[:200], max_chars=self.cfg.max_message_chars
+        )
         if isinstance(result, Problem):
             self._problem(result)
             return None
@@ -262,7 +298,9 @@ class _FileImport:
         if not batch or (self.strict and self.summary.problems):
             return  # strict: nothing will be kept, so write nothing more
         summary, cfg = self.summary, self.cfg
-        existing = repository.existing_conversation_hashes(session=session, hashes=[c.content_hash for c in batch])
+        existing = repository.existing_conversation_hashes(
+            session=session, hashes=[c.content_hash for c in batch]
+        )
         new = [c for c in batch if c.content_hash not in existing]
         if len(new) < len(batch):
             summary.skipped["already_stored"] += len(batch) - len(new)
@@ -274,14 +312,23 @@ class _FileImport:
                 turn.text = self.redactor.redact(turn.original, summary.redactions)
             ident = conversation.external_id or conversation.content_hash[:16]
             conversation.split = split_for(
-                conversation.source, ident, val_fraction=cfg.val_fraction, test_fraction=cfg.test_fraction
+                conversation.source,
+                ident,
+                val_fraction=cfg.val_fraction,
+                test_fraction=cfg.test_fraction,
             )
             self.sources.add(conversation.source)
             meta = self._redact_value(dict(conversation.meta))
-            meta["import"] = {"file": self.path.name, "line": conversation.line, "record": conversation.index}
+            meta["import"] = {
+                "file": self.path.name,
+                "line": conversation.line,
+                "record": conversation.index,
+            }
             conversation_rows.append(
                 {
-                    "external_id": conversation.external_id[:300] if conversation.external_id else None,
+                    "external_id": conversation.external_id[:300]
+                    if conversation.external_id
+                    else None,
                     "source": conversation.source,
                     "channel": "import",
                     "import_id": self.import_id,
@@ -319,7 +366,9 @@ class _FileImport:
                     continue
                 self.seen_pairs.add(pair.content_hash)
                 candidates.append((conversation_id, conversation, pair, quality, labels))
-        existing_pairs = repository.existing_pair_hashes(session=session, hashes=[c[2].content_hash for c in candidates])
+        existing_pairs = repository.existing_pair_hashes(
+            session=session, hashes=[c[2].content_hash for c in candidates]
+        )
         for conversation_id, conversation, pair, quality, labels in candidates:
             if pair.content_hash in existing_pairs:
                 summary.pairs_skipped["near_duplicate"] += 1
@@ -344,7 +393,12 @@ class _FileImport:
         summary.conversations += len(new)
         summary.messages += len(message_rows)
         summary.pairs += len(pair_rows)
-        log.debug("%s: stored a batch of %d conversations (%d so far)", self.name, len(new), summary.conversations)
+        log.debug(
+            "%s: stored a batch of %d conversations (%d so far)",
+            self.name,
+            len(new),
+            summary.conversations,
+        )
 
     def _redact_value(self, value):
         if isinstance(value, str):
@@ -358,4 +412,6 @@ class _FileImport:
 
 def counts(summary: ImportSummary) -> Counter:
     """Totals as a Counter (handy in tests and logs)."""
-    return Counter(conversations=summary.conversations, messages=summary.messages, pairs=summary.pairs)
+    return Counter(
+        conversations=summary.conversations, messages=summary.messages, pairs=summary.pairs
+    )

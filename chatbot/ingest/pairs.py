@@ -36,7 +36,9 @@ TOKEN_RE = re.compile(r"[a-z0-9'’]+(?:\.[a-z]\.)?")
 PLACEHOLDER_RE = re.compile(r"<[A-Z_]+>|__[a-z_]+__")
 URL_RE = re.compile(r"(?:https?:\s?//|www\.)\S+", re.IGNORECASE)
 HANDLE_RE = re.compile(r"@\w+")
-SIGNATURE_RE = re.compile(r"(?:^|\s)[\^*\-~]\s?[a-z]{1,4}\s*$", re.IGNORECASE)  # "^jm", "-AB", "*KM" tweet initials
+SIGNATURE_RE = re.compile(
+    r"(?:^|\s)[\^*\-~]\s?[a-z]{1,4}\s*$", re.IGNORECASE
+)  # "^jm", "-AB", "*KM" tweet initials
 
 
 @dataclass
@@ -114,7 +116,7 @@ def build_pairs(
 def split_for(source: str, external_id: str, *, val_fraction: float, test_fraction: float) -> str:
     """train / val / test from a hash of source and conversation id: the same
     conversation always lands in the same split, whatever else is imported."""
-    digest = hashlib.sha256(f"{source}\x1f{external_id}".encode("utf-8")).digest()
+    digest = hashlib.sha256(f"{source}\x1f{external_id}".encode()).digest()
     position = int.from_bytes(digest[:8], "big") / 2**64
     if position < test_fraction:
         return "test"
@@ -130,7 +132,9 @@ def labels_from_meta(meta: dict[str, Any]) -> tuple[float | None, dict[str, Any]
     """(quality, labels) for a conversation's pairs. `quality` is the mean of the
     source's numeric quality scores, on the source's own scale (STC-3: -2..2); the raw
     scores go to labels["quality"] next to label-like fields (intent, topic, flow...)."""
-    labels: dict[str, Any] = {k: meta[k] for k in LABEL_KEYS if isinstance(meta.get(k), (str, int, float))}
+    labels: dict[str, Any] = {
+        k: meta[k] for k in LABEL_KEYS if isinstance(meta.get(k), (str, int, float))
+    }
     quality = None
     raw = meta.get("quality")
     if isinstance(raw, bool):
@@ -139,7 +143,11 @@ def labels_from_meta(meta: dict[str, Any]) -> tuple[float | None, dict[str, Any]
         quality = float(raw)
         labels["quality"] = raw
     elif isinstance(raw, dict):
-        scores = [float(v) for v in raw.values() if isinstance(v, (int, float)) and not isinstance(v, bool)]
+        scores = [
+            float(v)
+            for v in raw.values()
+            if isinstance(v, (int, float)) and not isinstance(v, bool)
+        ]
         if scores:
             quality = sum(scores) / len(scores)
             labels["quality"] = raw

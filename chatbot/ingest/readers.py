@@ -43,16 +43,26 @@ def detect_encoding(head: bytes, path: str) -> str:
             controls = sum(1 for ch in text if ord(ch) < 32 and ch not in "\t\n\r\f")
             if controls <= 0.02 * max(1, len(text)):
                 return guess
-        raise InputError("is a binary file, not text (it contains NUL bytes); expected JSON Lines, JSON or CSV", path=path)
+        raise InputError(
+            "is a binary file, not text (it contains NUL bytes); expected JSON Lines, JSON or CSV",
+            path=path,
+        )
     controls = sum(1 for b in head if b < 32 and b not in (9, 10, 12, 13, 27))
     if head and controls > 0.1 * len(head):
-        raise InputError("is a binary file, not text (control bytes); expected JSON Lines, JSON or CSV", path=path)
+        raise InputError(
+            "is a binary file, not text (control bytes); expected JSON Lines, JSON or CSV",
+            path=path,
+        )
     return "utf-8"
 
 
 def _decode_error(exc: UnicodeDecodeError, encoding: str, path: str, line: int) -> InputError:
     bad = exc.object[exc.start : exc.start + 1]
-    hint = " (is it Latin-1 or Windows-1252? convert it first, e.g. iconv -f cp1252 -t utf-8)" if encoding.startswith("utf-8") else ""
+    hint = (
+        " (is it Latin-1 or Windows-1252? convert it first, e.g. iconv -f cp1252 -t utf-8)"
+        if encoding.startswith("utf-8")
+        else ""
+    )
     return InputError(
         f"cannot decode byte 0x{bad.hex()} at byte {exc.start + 1} of the line as {encoding.upper().replace('-SIG', '')}{hint}",
         path=path,
@@ -114,7 +124,7 @@ def _utf16_lines(fh, encoding: str, name: str) -> Iterator[Line]:
             pending += decoder.decode(chunk, final=not chunk)
         except UnicodeDecodeError as exc:
             raise InputError(
-                f"cannot decode as {encoding.upper()} (byte 0x{exc.object[exc.start:exc.start + 1].hex()}); "
+                f"cannot decode as {encoding.upper()} (byte 0x{exc.object[exc.start : exc.start + 1].hex()}); "
                 "the file is damaged or not UTF-16",
                 path=name,
                 # pending holds no newline; count those in the bytes before the bad one.

@@ -49,21 +49,31 @@ class Problem:
         return f"{self.where()}: {self.reason}"
 
     def to_dict(self) -> dict[str, Any]:
-        return {"path": self.path, "line": self.line, "record": self.index, "kind": self.kind, "reason": self.reason}
+        return {
+            "path": self.path,
+            "line": self.line,
+            "record": self.index,
+            "kind": self.kind,
+            "reason": self.reason,
+        }
 
 
 @dataclass
 class FileSummary:
     path: str
     format: str | None = None
-    status: str = "pending"  # imported | already_imported | rejected (strict) | failed (unreadable file)
+    status: str = (
+        "pending"  # imported | already_imported | rejected (strict) | failed (unreadable file)
+    )
     import_id: int | None = None
     records: int = 0
     conversations: int = 0
     messages: int = 0
     pairs: int = 0
     skipped: Counter = field(default_factory=Counter)  # records not stored, by reason
-    pairs_skipped: Counter = field(default_factory=Counter)  # agent turns that gave no pair, by reason
+    pairs_skipped: Counter = field(
+        default_factory=Counter
+    )  # agent turns that gave no pair, by reason
     redactions: Counter = field(default_factory=Counter)
     problems: list[Problem] = field(default_factory=list)
     error: str | None = None

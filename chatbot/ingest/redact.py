@@ -22,7 +22,10 @@ URL_RE = re.compile(r"(?:\bhttps?:\s?//|\bwww\.)[^\s<>\"']+", re.IGNORECASE)
 CARD_RE = re.compile(r"(?<![\d\w])(?:\d[ -]?){12,18}\d(?![\d\w])")
 PHONE_RE = re.compile(r"(?<![\w+.\-/])(?:\+\s?)?\(?\d[\d ().\-]{5,22}\d(?![\w\-/]|\.\d)")
 HANDLE_RE = re.compile(r"(?<![\w@./<])@[A-Za-z0-9_]{1,30}(?![\w@.]*\.[A-Za-z]{2,}\b)(?!\w)")
-PHONE_WORDS_RE = re.compile(r"(?:phone|tel|telephone|mobile|cell|call|text me|whatsapp|fax|ring)\W{0,3}(?:\w+\W{1,3}){0,3}$", re.IGNORECASE)
+PHONE_WORDS_RE = re.compile(
+    r"(?:phone|tel|telephone|mobile|cell|call|text me|whatsapp|fax|ring)\W{0,3}(?:\w+\W{1,3}){0,3}$",
+    re.IGNORECASE,
+)
 DATE_RE = re.compile(r"^\d{4}[-./]\d{1,2}[-./]\d{1,2}$|^\d{1,2}[-./]\d{1,2}[-./]\d{2,4}$")
 
 
@@ -76,7 +79,11 @@ def _looks_like_phone(candidate: str, before: str) -> bool:
     if not separated:
         # A bare run of digits is an order or ticket number unless the text says phone.
         return len(digits) >= 9 and bool(PHONE_WORDS_RE.search(before[-40:]))
-    if "." in body and not re.search(r"[ ()\-]", body) and (len(groups) == 2 or all(len(g) <= 3 for g in groups)):
+    if (
+        "." in body
+        and not re.search(r"[ ()\-]", body)
+        and (len(groups) == 2 or all(len(g) <= 3 for g in groups))
+    ):
         return False  # a decimal number, an IP address or a version number
     if re.search(r"\d{4}-\d{2}-\d{2}", body):
         return False  # a date and time
@@ -92,7 +99,9 @@ class Redactor:
         self.kinds = frozenset(kinds)
         unknown = self.kinds - set(ALL_KINDS)
         if unknown:
-            raise ValueError(f"unknown redaction kinds {sorted(unknown)}; expected some of {list(ALL_KINDS)}")
+            raise ValueError(
+                f"unknown redaction kinds {sorted(unknown)}; expected some of {list(ALL_KINDS)}"
+            )
         self.allow = tuple(a.lower().lstrip("@") for a in allowlist)
 
     def _allowed(self, email: str) -> bool:

@@ -24,7 +24,9 @@ def _chunks(items: list, size: int = CHUNK) -> Iterator[list]:
 def done_import(*, session: Session, file_sha256: str, key: dict[str, Any]) -> Import | None:
     """A finished import of the same bytes with the same source/column options."""
     for item in session.scalars(
-        select(Import).where(Import.file_sha256 == file_sha256, Import.status == "done").order_by(Import.id)
+        select(Import)
+        .where(Import.file_sha256 == file_sha256, Import.status == "done")
+        .order_by(Import.id)
     ):
         if (item.settings or {}).get("key") == key:
             return item
@@ -34,14 +36,22 @@ def done_import(*, session: Session, file_sha256: str, key: dict[str, Any]) -> I
 def existing_conversation_hashes(*, session: Session, hashes: Iterable[str]) -> set[str]:
     found: set[str] = set()
     for chunk in _chunks(list(hashes)):
-        found.update(session.scalars(select(Conversation.content_hash).where(Conversation.content_hash.in_(chunk))))
+        found.update(
+            session.scalars(
+                select(Conversation.content_hash).where(Conversation.content_hash.in_(chunk))
+            )
+        )
     return found
 
 
 def existing_pair_hashes(*, session: Session, hashes: Iterable[str]) -> set[str]:
     found: set[str] = set()
     for chunk in _chunks(list(hashes)):
-        found.update(session.scalars(select(TrainingPair.content_hash).where(TrainingPair.content_hash.in_(chunk))))
+        found.update(
+            session.scalars(
+                select(TrainingPair.content_hash).where(TrainingPair.content_hash.in_(chunk))
+            )
+        )
     return found
 
 
@@ -73,7 +83,9 @@ def _pair_filter(statement, split: str | None, source: str | None, origin: str |
     return statement
 
 
-def pair_stats(*, session: Session, split: str | None = None, source: str | None = None) -> dict[str, Any]:
+def pair_stats(
+    *, session: Session, split: str | None = None, source: str | None = None
+) -> dict[str, Any]:
     """Counts of pairs by split, source and origin, sizes, and quality coverage."""
     base = _pair_filter(select(TrainingPair), split, source, None).subquery()
     total = session.scalar(select(func.count()).select_from(base)) or 0
@@ -86,15 +98,22 @@ def pair_stats(*, session: Session, split: str | None = None, source: str | None
     by_origin = grouped(base.c.origin)
     by_source: dict[str, dict[str, int]] = {}
     for src, spl, count in session.execute(
-        select(base.c.source, base.c.split, func.count()).group_by(base.c.source, base.c.split).order_by(base.c.source)
+        select(base.c.source, base.c.split, func.count())
+        .group_by(base.c.source, base.c.split)
+        .order_by(base.c.source)
     ):
         by_source.setdefault(src, {"train": 0, "val": 0, "test": 0, "total": 0})
         by_source[src][spl] = count
         by_source[src]["total"] += count
     avg_target = session.scalar(select(func.avg(func.length(base.c.target))))
-    with_quality = session.scalar(select(func.count()).select_from(base).where(base.c.quality.is_not(None))) or 0
+    with_quality = (
+        session.scalar(select(func.count()).select_from(base).where(base.c.quality.is_not(None)))
+        or 0
+    )
     conversations = session.execute(
-        select(Conversation.split, func.count()).where(Conversation.channel == "import").group_by(Conversation.split)
+        select(Conversation.split, func.count())
+        .where(Conversation.channel == "import")
+        .group_by(Conversation.split)
     )
     return {
         "pairs": total,
@@ -108,11 +127,18 @@ def pair_stats(*, session: Session, split: str | None = None, source: str | None
 
 
 def iter_pairs(
-    *, session: Session, split: str | None = None, source: str | None = None, origin: str | None = None, batch: int = 1000
+    *,
+    session: Session,
+    split: str | None = None,
+    source: str | None = None,
+    origin: str | None = None,
+    batch: int = 1000,
 ) -> Iterator[dict[str, Any]]:
     """Pairs with their provenance, oldest first, as plain dicts."""
     statement = _pair_filter(
-        select(TrainingPair, Conversation.external_id).outerjoin(Conversation, TrainingPair.conversation_id == Conversation.id),
+        select(TrainingPair, Conversation.external_id).outerjoin(
+            Conversation, TrainingPair.conversation_id == Conversation.id
+        ),
         split,
         source,
         origin,

@@ -13,7 +13,9 @@ from __future__ import annotations
 import re
 from typing import Any
 
-_UNSAFE_RE = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+_UNSAFE_RE = re.compile(
+    "[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]"
+)
 _SURROGATE_RE = re.compile("[\ud800-\udfff]")
 
 
@@ -40,7 +42,10 @@ def clean_value(value: Any, _depth: int = 0) -> Any:
     if isinstance(value, (dict, list)) and _depth >= MAX_DEPTH:
         raise ValueError(f"nested more than {MAX_DEPTH} levels deep")
     if isinstance(value, dict):
-        return {clean_value(k) if isinstance(k, str) else k: clean_value(v, _depth + 1) for k, v in value.items()}
+        return {
+            clean_value(k) if isinstance(k, str) else k: clean_value(v, _depth + 1)
+            for k, v in value.items()
+        }
     if isinstance(value, list):
         return [clean_value(v, _depth + 1) for v in value]
     return value

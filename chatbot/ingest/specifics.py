@@ -29,8 +29,16 @@ from dataclasses import asdict, dataclass
 from chatbot.ingest.redact import EMAIL_RE, PHONE_RE, URL_RE, _looks_like_phone
 
 SLOT_KINDS = (
-    "order_number", "ticket_number", "tracking_number", "customer_name", "agent_name",
-    "amount", "date", "email", "phone", "address",
+    "order_number",
+    "ticket_number",
+    "tracking_number",
+    "customer_name",
+    "agent_name",
+    "amount",
+    "date",
+    "email",
+    "phone",
+    "address",
 )
 NAME_KINDS = frozenset({"customer_name", "agent_name"})
 SLOT_RE = re.compile(r"\{(" + "|".join(SLOT_KINDS) + r")\}")
@@ -50,8 +58,10 @@ NOT_NAMES = frozenset(
     done fine note update info information amazon apple google microsoft twitter facebook""".split()
 )
 NAME = r"[A-Z][a-z][a-zA-Z'’\-]{0,20}"
-MONTHS = (r"(?:Jan(?:uary)?|Feb(?:ruary)?|Mar(?:ch)?|Apr(?:il)?|May|June?|July?|Aug(?:ust)?|"
-          r"Sep(?:t(?:ember)?)?|Oct(?:ober)?|Nov(?:ember)?|Dec(?:ember)?)")
+MONTHS = (
+    r"(?:Jan(?:uary)?|Feb(?:ruary)?|Mar(?:ch)?|Apr(?:il)?|May|June?|July?|Aug(?:ust)?|"
+    r"Sep(?:t(?:ember)?)?|Oct(?:ober)?|Nov(?:ember)?|Dec(?:ember)?)"
+)
 DATE_RES = (
     re.compile(r"(?<![\w.-])\d{4}[-/.]\d{1,2}[-/.]\d{1,2}(?![\w-])"),
     re.compile(r"(?<![\w.:/-])\d{1,2}[/.]\d{1,2}[/.]\d{2,4}(?![\w/.-])"),
@@ -75,9 +85,26 @@ UNIT_RE = re.compile(
     re.IGNORECASE,
 )
 KIND_WORDS = (
-    ("tracking_number", re.compile(r"(?:tracking|track|parcel|consignment|shipment|waybill|awb)\W+(?:\w+\W+){0,3}$", re.I)),
-    ("ticket_number", re.compile(r"(?:ticket|case|reference|ref|complaint|incident|request|claim)\W+(?:\w+\W+){0,3}$", re.I)),
-    ("phone", re.compile(r"(?:call|dial|phone|hotline|tel|telephone|mobile|number is|ring|text)\W+(?:\w+\W+){0,2}$", re.I)),
+    (
+        "tracking_number",
+        re.compile(
+            r"(?:tracking|track|parcel|consignment|shipment|waybill|awb)\W+(?:\w+\W+){0,3}$", re.I
+        ),
+    ),
+    (
+        "ticket_number",
+        re.compile(
+            r"(?:ticket|case|reference|ref|complaint|incident|request|claim)\W+(?:\w+\W+){0,3}$",
+            re.I,
+        ),
+    ),
+    (
+        "phone",
+        re.compile(
+            r"(?:call|dial|phone|hotline|tel|telephone|mobile|number is|ring|text)\W+(?:\w+\W+){0,2}$",
+            re.I,
+        ),
+    ),
 )
 
 GREETING_RE = re.compile(
@@ -100,12 +127,15 @@ AGENT_INTRO_RE = re.compile(
 )
 COMPANY_WORDS = re.compile(
     r"\b(?:team|care|support|service|services|customer|customers|desk|help|helpdesk|department|store|shop|goods|"
-    r"inc|ltd|gmbh|llc|company|official|bank|airlines?|center|centre)\b", re.IGNORECASE,
+    r"inc|ltd|gmbh|llc|company|official|bank|airlines?|center|centre)\b",
+    re.IGNORECASE,
 )
 # Where a customer gives their name.
 SELF_NAME_RES = (
     re.compile(rf"\b[Mm]y name(?:'s| is)[ \t]+(?P<name>[A-Za-z][a-z'’\-]+(?:[ \t]{NAME})?)"),
-    re.compile(rf"\b(?:[Ii]t'?s|[Ii]t is|[Tt]his is|I'm|I am|[Ii]m)[ \t]+(?P<name>{NAME}(?:[ \t]{NAME})?)(?=[ \t]*(?:[.,!\n]|$|here\b))"),
+    re.compile(
+        rf"\b(?:[Ii]t'?s|[Ii]t is|[Tt]his is|I'm|I am|[Ii]m)[ \t]+(?P<name>{NAME}(?:[ \t]{NAME})?)(?=[ \t]*(?:[.,!\n]|$|here\b))"
+    ),
     re.compile(rf"(?:^|(?<=[,.!] )|(?<=\n))(?P<name>{NAME}(?:[ \t]{NAME})?)[ \t]+here\b"),
 )
 CUSTOMER_SIGN_OFF_RE = re.compile(
@@ -165,7 +195,9 @@ def customer_names(texts: Iterable[str]) -> set[str]:
     return names
 
 
-def _claim(spans: list[Found], taken: list[tuple[int, int]], kind: str, value: str, start: int, end: int) -> None:
+def _claim(
+    spans: list[Found], taken: list[tuple[int, int]], kind: str, value: str, start: int, end: int
+) -> None:
     if any(start < b and a < end for a, b in taken):
         return
     taken.append((start, end))
@@ -215,7 +247,14 @@ def find_specifics(reply: str, context: Sequence[str] = ()) -> list[Found]:
     for m in AMOUNT_RE.finditer(reply):
         _claim(spans, taken, "amount", m.group(0), m.start(), m.end())
     for m in ADDRESS_RE.finditer(reply):
-        _claim(spans, taken, "address", m.group(0).rstrip("."), m.start(), m.start() + len(m.group(0).rstrip(".")))
+        _claim(
+            spans,
+            taken,
+            "address",
+            m.group(0).rstrip("."),
+            m.start(),
+            m.start() + len(m.group(0).rstrip(".")),
+        )
     for m in TOKEN_RE.finditer(reply):
         if _is_identifier(m.group(0)):
             _claim(spans, taken, _kind_for_id(reply[: m.start()]), m.group(0), m.start(), m.end())
@@ -223,14 +262,20 @@ def find_specifics(reply: str, context: Sequence[str] = ()) -> list[Found]:
     return sorted(spans, key=lambda f: f.start)
 
 
-def _find_names(reply: str, context: Sequence[str], spans: list[Found], taken: list[tuple[int, int]]) -> None:
+def _find_names(
+    reply: str, context: Sequence[str], spans: list[Found], taken: list[tuple[int, int]]
+) -> None:
     names: dict[str, str] = {}  # lower-case name -> kind
     stripped = reply.rstrip()
     m = SIGN_OFF_RE.search(stripped)
     if m:
         signature = m.group("sig")
         person = signature.split(",")[0].strip()
-        if not COMPANY_WORDS.search(person) and re.fullmatch(rf"{NAME}(?: {NAME}){{0,2}}", person) and _name_ok(person):
+        if (
+            not COMPANY_WORDS.search(person)
+            and re.fullmatch(rf"{NAME}(?: {NAME}){{0,2}}", person)
+            and _name_ok(person)
+        ):
             start = m.start("sig")
             _claim(spans, taken, "agent_name", person, start, start + len(person))
             names[person.lower()] = "agent_name"
@@ -249,7 +294,9 @@ def _find_names(reply: str, context: Sequence[str], spans: list[Found], taken: l
                 if not _name_ok(first):
                     continue
                 name = first
-            _claim(spans, taken, "customer_name", name, m.start("name"), m.start("name") + len(name))
+            _claim(
+                spans, taken, "customer_name", name, m.start("name"), m.start("name") + len(name)
+            )
             names.setdefault(name.lower(), "customer_name")
             names.setdefault(name.split()[0].lower(), "customer_name")
     for name in customer_names(context):
@@ -261,7 +308,9 @@ def _find_names(reply: str, context: Sequence[str], spans: list[Found], taken: l
                 _claim(spans, taken, kind, m.group(0), m.start(), m.end())
 
 
-def slotted(text: str, found: Sequence[Found], constants: set[tuple[str, str]] | frozenset = frozenset()) -> str:
+def slotted(
+    text: str, found: Sequence[Found], constants: set[tuple[str, str]] | frozenset = frozenset()
+) -> str:
     """`text` with each found piece replaced by its `{kind}` slot, except company
     constants ((kind, value_key) pairs; names never are)."""
     pieces: list[str] = []
@@ -277,11 +326,15 @@ def slotted(text: str, found: Sequence[Found], constants: set[tuple[str, str]] |
     return "".join(pieces)
 
 
-def slot_summary(found: Sequence[Found], constants: set[tuple[str, str]] | frozenset = frozenset()) -> list[dict]:
+def slot_summary(
+    found: Sequence[Found], constants: set[tuple[str, str]] | frozenset = frozenset()
+) -> list[dict]:
     """The pair's `slots` column: every piece found, marked constant or not."""
     out = []
     for f in found:
         item = f.to_dict()
-        item["constant"] = f.kind not in NAME_KINDS and (f.kind, value_key(f.kind, f.value)) in constants
+        item["constant"] = (
+            f.kind not in NAME_KINDS and (f.kind, value_key(f.kind, f.value)) in constants
+        )
         out.append(item)
     return out

@@ -41,7 +41,9 @@ def content_hash(source: str, turns: list[tuple[str, str]]) -> str:
     return hashlib.sha256(payload.encode("utf-8")).hexdigest()
 
 
-def clean(raw: RawConversation, *, path: str, source: str, max_chars: int) -> CleanConversation | Problem:
+def clean(
+    raw: RawConversation, *, path: str, source: str, max_chars: int
+) -> CleanConversation | Problem:
     def problem(reason: str, kind: str) -> Problem:
         return Problem(path, reason, kind, line=raw.line, index=raw.index)
 

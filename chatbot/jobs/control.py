@@ -24,7 +24,7 @@ import socket
 import subprocess
 import sys
 import threading
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -49,16 +49,17 @@ def jobs_dir(settings: Any) -> Path:
 
 
 def _now() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 def _aware(value: datetime | None) -> datetime | None:
     if value is None:
         return None
-    return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
 # -- parameters ----------------------------------------------------------------------------
+
 
 def check_params(kind: str, params: dict[str, Any] | None) -> dict[str, Any]:
     """The job's parameters, checked and normalised; JobError names a bad one."""
@@ -68,7 +69,9 @@ def check_params(kind: str, params: dict[str, Any] | None) -> dict[str, Any]:
     allowed = {"train": {"minutes", "mode", "max_steps", "resume"}, "index": {"rebuild"}}[kind]
     unknown = sorted(set(params) - allowed)
     if unknown:
-        raise JobError(f"unknown parameter(s) for a {WHAT[kind]}: {', '.join(unknown)} (expected {', '.join(sorted(allowed))})")
+        raise JobError(
+            f"unknown parameter(s) for a {WHAT[kind]}: {', '.join(unknown)} (expected {', '.join(sorted(allowed))})"
+        )
     out: dict[str, Any] = {}
     if kind == "train":
         minutes = params.get("minutes")
@@ -78,7 +81,9 @@ def check_params(kind: str, params: dict[str, Any] | None) -> dict[str, Any]:
             except (TypeError, ValueError):
                 raise JobError(f"minutes must be a number, got {minutes!r}") from None
             if not 0 < minutes <= 7 * 24 * 60:
-                raise JobError(f"minutes must be above 0 and at most a week (10080), got {minutes:g}")
+                raise JobError(
+                    f"minutes must be above 0 and at most a week (10080), got {minutes:g}"
+                )
             out["minutes"] = minutes
         mode = params.get("mode")
         if mode is not None:
@@ -88,7 +93,12 @@ def check_params(kind: str, params: dict[str, Any] | None) -> dict[str, Any]:
             out["mode"] = mode
         steps = params.get("max_steps")
         if steps is not None:
-            if isinstance(steps, bool) or not isinstance(steps, (int, float)) or int(steps) != steps or steps < 1:
+            if (
+                isinstance(steps, bool)
+                or not isinstance(steps, (int, float))
+                or int(steps) != steps
+                or steps < 1
+            ):
                 raise JobError(f"max_steps must be a whole number of at least 1, got {steps!r}")
             out["max_steps"] = int(steps)
         if params.get("resume"):
@@ -99,6 +109,7 @@ def check_params(kind: str, params: dict[str, Any] | None) -> dict[str, Any]:
 
 
 # -- the settings the worker gets ----------------------------------------------------------
+
 
 def _plain(value: Any) -> Any:
     from pydantic import SecretStr
@@ -141,6 +152,7 @@ def settings_from_environment() -> Any | None:
 
 # -- whether a worker lives ------------------------------------------------------------------
 
+
 def worker_identity() -> dict[str, Any]:
     """What the worker records about itself, so that readers can tell its process
     from a later one that reuses the pid (and jobs on another machine from theirs)."""
@@ -161,7 +173,11 @@ def _gone_reason(job: JobInfo) -> str | None:
         return None  # its machine's readers can tell; this one cannot
     if job.pid is None:
         created = _aware(job.created_at)
-        if job.status == "queued" and created and (_now() - created).total_seconds() > NEVER_STARTED_SECONDS:
+        if (
+            job.status == "queued"
+            and created
+            and (_now() - created).total_seconds() > NEVER_STARTED_SECONDS
+        ):
             return "the worker process never started; see the log"
         return None
     try:
@@ -187,7 +203,9 @@ def _reconcile(database: Any, jobs: list[JobInfo]) -> list[JobInfo]:
     for job, reason in dead:
         message = f"{reason}: {job.log_path}" if job.log_path else reason
         with database.session() as session:
-            if repo.update_if(session=session, job_id=job.id, status="failed", error=message, finished_at=_now()):
+            if repo.update_if(
+                session=session, job_id=job.id, status="failed", error=message, finished_at=_now()
+            ):
                 log.warning("job %d (%s): %s", job.id, job.kind, message)
             row = repo.job_row(session=session, job_id=job.id)
             changed[job.id] = job_info(row)
@@ -195,6 +213,7 @@ def _reconcile(database: Any, jobs: list[JobInfo]) -> list[JobInfo]:
 
 
 # -- reading -------------------------------------------------------------------------------
+
 
 def get_job(database: Any, job_id: int) -> JobInfo:
     with database.session() as session:
@@ -219,6 +238,7 @@ def latest_job(database: Any, kind: str) -> JobInfo | None:
 
 # -- starting ------------------------------------------------------------------------------
 
+
 def _describe(job: Any) -> str:
     who = f" by {job.created_by}" if job.created_by else ""
     when = _aware(job.created_at)
@@ -226,8 +246,13 @@ def _describe(job: Any) -> str:
     return f"job {job.id}, started{who}{at}"
 
 
-def start_job(settings: Any, database: Any, kind: str, params: dict[str, Any] | None = None,
-              created_by: str | None = None) -> int:
+def start_job(
+    settings: Any,
+    database: Any,
+    kind: str,
+    params: dict[str, Any] | None = None,
+    created_by: str | None = None,
+) -> int:
     """Record a job and start its worker process; returns the job id. JobError when
     the parameters are bad or a job of the same kind is still queued or running."""
     from sqlalchemy import text
@@ -248,8 +273,10 @@ def start_job(settings: Any, database: Any, kind: str, params: dict[str, Any] | 
         row = repo.insert_job(session=session, kind=kind, params=params, created_by=created_by)
         others = [r for r in repo.active_rows(session=session, kind=kind) if r.id != row.id]
         if others:
-            raise JobError(f"a {WHAT[kind]} is already {others[0].status} ({_describe(others[0])}); "
-                           "wait for it to finish or cancel it first")
+            raise JobError(
+                f"a {WHAT[kind]} is already {others[0].status} ({_describe(others[0])}); "
+                "wait for it to finish or cancel it first"
+            )
         job_id = row.id
         log_path = folder / f"{job_id}.log"
         row.log_path = str(log_path)
@@ -257,12 +284,26 @@ def start_job(settings: Any, database: Any, kind: str, params: dict[str, Any] | 
         process = _spawn(settings, database, job_id, log_path)
     except OSError as exc:
         with database.session() as session:
-            repo.update_if(session=session, job_id=job_id, status="failed", finished_at=_now(),
-                           error=f"the worker process could not be started: {exc}")
-        raise JobError(f"cannot start the {WHAT[kind]}: the worker process could not be started ({exc})") from None
+            repo.update_if(
+                session=session,
+                job_id=job_id,
+                status="failed",
+                finished_at=_now(),
+                error=f"the worker process could not be started: {exc}",
+            )
+        raise JobError(
+            f"cannot start the {WHAT[kind]}: the worker process could not be started ({exc})"
+        ) from None
     with database.session() as session:
         repo.update_if(session=session, job_id=job_id, states=("queued",), pid=process.pid)
-    log.info("job %d (%s) started by %s: pid %d, log %s", job_id, kind, created_by or "?", process.pid, log_path)
+    log.info(
+        "job %d (%s) started by %s: pid %d, log %s",
+        job_id,
+        kind,
+        created_by or "?",
+        process.pid,
+        log_path,
+    )
     return job_id
 
 
@@ -277,8 +318,13 @@ def _spawn(settings: Any, database: Any, job_id: int, log_path: Path) -> subproc
     with log_path.open("ab") as out:
         process = subprocess.Popen(
             [sys.executable, "-m", "chatbot", "-v", "jobs", "run", str(job_id)],
-            stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, env=env, cwd=str(settings.home),
-            start_new_session=True, close_fds=True,
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env=env,
+            cwd=str(settings.home),
+            start_new_session=True,
+            close_fds=True,
         )
     # Reap the worker when it ends, so it never lingers as a zombie of the web server.
     threading.Thread(target=process.wait, name=f"job-{job_id}-reaper", daemon=True).start()
@@ -287,20 +333,29 @@ def _spawn(settings: Any, database: Any, job_id: int, log_path: Path) -> subproc
 
 # -- cancelling ----------------------------------------------------------------------------
 
+
 def cancel_job(database: Any, job_id: int, *, by: str | None = None) -> JobInfo:
     """Ask the job's worker to stop (SIGTERM to its process group); a job whose worker
     has not started yet is marked cancelled at once. Returns the job as it is now: a
     running job becomes "cancelled" when its worker has stopped, within seconds."""
     job = get_job(database, job_id)
     if not job.active:
-        raise JobError(f"job {job.id} has already {'ended: ' + job.status if job.status != 'cancelled' else 'been cancelled'}")
+        raise JobError(
+            f"job {job.id} has already {'ended: ' + job.status if job.status != 'cancelled' else 'been cancelled'}"
+        )
     host = (job.params.get("worker") or {}).get("host")
     if host and host != socket.gethostname():
         raise JobError(f"job {job.id} runs on {host}; cancel it from a server on that machine")
     note = {"cancelled_by": by, "cancel_requested_at": _now().isoformat()}
     with database.session() as session:
-        if repo.update_if(session=session, job_id=job.id, states=("queued",), status="cancelled", finished_at=_now(),
-                          result=note):
+        if repo.update_if(
+            session=session,
+            job_id=job.id,
+            states=("queued",),
+            status="cancelled",
+            finished_at=_now(),
+            result=note,
+        ):
             log.info("job %d cancelled before its worker started", job.id)
         else:
             repo.update_if(session=session, job_id=job.id, states=("running",), result=note)

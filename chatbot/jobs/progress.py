@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import logging
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from chatbot.jobs import repository as repo
@@ -36,9 +36,11 @@ class ProgressWriter:
     def flush(self) -> None:
         if self._pending is None:
             return
-        record = {**self._pending, "updated_at": datetime.now(timezone.utc).isoformat()}
+        record = {**self._pending, "updated_at": datetime.now(UTC).isoformat()}
         with self.database.session() as session:
-            repo.update_if(session=session, job_id=self.job_id, states=("running",), progress=record)
+            repo.update_if(
+                session=session, job_id=self.job_id, states=("running",), progress=record
+            )
         self._last = time.monotonic()
         self._pending = None
 
@@ -58,10 +60,17 @@ class TrainingProgress:
         self.write = write
         self.started = time.monotonic()
         self.state: dict[str, Any] = {
-            "phase": "starting", "message": "loading the model and the training pairs",
-            "step": 0, "total_steps": None, "elapsed_s": 0.0, "eta_s": None,
-            "train_loss": None, "best_val_loss": None, "baseline_val_loss": None,
-            "train_curve": [], "val_curve": [],
+            "phase": "starting",
+            "message": "loading the model and the training pairs",
+            "step": 0,
+            "total_steps": None,
+            "elapsed_s": 0.0,
+            "eta_s": None,
+            "train_loss": None,
+            "best_val_loss": None,
+            "baseline_val_loss": None,
+            "train_curve": [],
+            "val_curve": [],
         }
         self._first: tuple[int, float] | None = None  # (step, loop seconds) of the first step seen
 
@@ -75,24 +84,50 @@ class TrainingProgress:
         s = self.state
         if kind == "baseline":
             s["val_curve"] = [{"step": 0, "val_loss": event["val_loss"]}]
-            self.set(phase="training", message="training", total_steps=event["total_steps"],
-                     baseline_val_loss=event["val_loss"], best_val_loss=event["val_loss"])
+            self.set(
+                phase="training",
+                message="training",
+                total_steps=event["total_steps"],
+                baseline_val_loss=event["val_loss"],
+                best_val_loss=event["val_loss"],
+            )
         elif kind == "step":
             step, loop_s = event["step"], float(event["elapsed_s"])
             if self._first is None:
                 self._first = (step, loop_s)  # a resumed run's first step is not step 1
             first_step, first_s = self._first
-            per_step = (loop_s - first_s) / (step - first_step) if step > first_step else loop_s / max(step, 1)
+            per_step = (
+                (loop_s - first_s) / (step - first_step)
+                if step > first_step
+                else loop_s / max(step, 1)
+            )
             eta = (event["total_steps"] - step) * per_step
             if event.get("budget_s"):
                 eta = min(eta, max(0.0, event["budget_s"] - loop_s))
-            s["train_curve"] = _thin([*s["train_curve"], {"step": step, "train_loss": event["train_loss"]}])
-            self.set(force=False, phase="training", message="training", step=step, total_steps=event["total_steps"],
-                     train_loss=event["train_loss"], lr=event.get("lr"), eta_s=round(max(eta, 0.0), 1))
+            s["train_curve"] = _thin(
+                [*s["train_curve"], {"step": step, "train_loss": event["train_loss"]}]
+            )
+            self.set(
+                force=False,
+                phase="training",
+                message="training",
+                step=step,
+                total_steps=event["total_steps"],
+                train_loss=event["train_loss"],
+                lr=event.get("lr"),
+                eta_s=round(max(eta, 0.0), 1),
+            )
         elif kind == "validation":
-            s["val_curve"] = [*s["val_curve"], {"step": event["step"], "val_loss": event["val_loss"]}]
+            s["val_curve"] = [
+                *s["val_curve"],
+                {"step": event["step"], "val_loss": event["val_loss"]},
+            ]
             self.set(best_val_loss=event["best_val_loss"])
         elif kind == "finishing":
-            self.set(phase="finishing", message=event.get("message", "writing the model version"), eta_s=None)
+            self.set(
+                phase="finishing",
+                message=event.get("message", "writing the model version"),
+                eta_s=None,
+            )
         else:
             log.debug("training event %r not shown", kind)

@@ -40,7 +40,17 @@ class JobInfo:
 
 def job_info(row: Any) -> JobInfo:
     return JobInfo(
-        id=row.id, kind=row.kind, status=row.status, params=dict(row.params or {}), progress=dict(row.progress or {}),
-        result=dict(row.result or {}), error=row.error, pid=row.pid, log_path=row.log_path, created_by=row.created_by,
-        created_at=row.created_at, started_at=row.started_at, finished_at=row.finished_at,
+        id=row.id,
+        kind=row.kind,
+        status=row.status,
+        params=dict(row.params or {}),
+        progress=dict(row.progress or {}),
+        result=dict(row.result or {}),
+        error=row.error,
+        pid=row.pid,
+        log_path=row.log_path,
+        created_by=row.created_by,
+        created_at=row.created_at,
+        started_at=row.started_at,
+        finished_at=row.finished_at,
     )

@@ -13,7 +13,14 @@ from chatbot.store.support_schema import Job
 
 
 def insert_job(*, session: Any, kind: str, params: dict[str, Any], created_by: str | None) -> Job:
-    row = Job(kind=kind, status="queued", params=dict(params), progress={}, result={}, created_by=created_by)
+    row = Job(
+        kind=kind,
+        status="queued",
+        params=dict(params),
+        progress={},
+        result={},
+        created_by=created_by,
+    )
     session.add(row)
     session.flush()
     return row
@@ -23,7 +30,9 @@ def job_row(*, session: Any, job_id: int) -> Job | None:
     return session.get(Job, job_id)
 
 
-def job_rows(*, session: Any, kind: str | None = None, status: str | None = None, limit: int | None = 50) -> list[Job]:
+def job_rows(
+    *, session: Any, kind: str | None = None, status: str | None = None, limit: int | None = 50
+) -> list[Job]:
     """Jobs, newest first."""
     query = select(Job).order_by(Job.created_at.desc(), Job.id.desc())
     if kind is not None:
@@ -42,10 +51,16 @@ def active_rows(*, session: Any, kind: str | None = None) -> list[Job]:
     return list(session.scalars(query).all())
 
 
-def update_if(*, session: Any, job_id: int, states: tuple[str, ...] = ACTIVE_STATES, **values: Any) -> bool:
+def update_if(
+    *, session: Any, job_id: int, states: tuple[str, ...] = ACTIVE_STATES, **values: Any
+) -> bool:
     """Set `values` on the job only while its status is one of `states`; True when it
     was. A conditional UPDATE, so a job that a worker finished meanwhile is not
     overwritten by a stale reader."""
-    result = session.execute(update(Job).where(Job.id == job_id, Job.status.in_(states)).values(**values)
-                             .execution_options(synchronize_session=False))
+    result = session.execute(
+        update(Job)
+        .where(Job.id == job_id, Job.status.in_(states))
+        .values(**values)
+        .execution_options(synchronize_session=False)
+    )
     return bool(result.rowcount)

@@ -16,7 +16,7 @@ import logging
 import os
 import signal
 import traceback
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from chatbot.errors import ChatbotError
@@ -29,7 +29,7 @@ log = logging.getLogger(__name__)
 
 
 def _now() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 class _Interrupts:
@@ -46,7 +46,9 @@ class _Interrupts:
     def _handler(self, signum, frame) -> None:
         self.requested = True
         if self.held:
-            log.warning("cancel asked for while the model version is being written; finishing it first")
+            log.warning(
+                "cancel asked for while the model version is being written; finishing it first"
+            )
             return
         raise KeyboardInterrupt
 
@@ -60,21 +62,43 @@ def _mark_running(database: Any, job_id: int) -> JobInfo | None:
         if row is None or row.status != "queued":
             return None
         params = {**(row.params or {}), "worker": worker_identity()}
-        if not repo.update_if(session=session, job_id=job_id, states=("queued",), status="running", pid=os.getpid(),
-                              started_at=_now(), params=params):
+        if not repo.update_if(
+            session=session,
+            job_id=job_id,
+            states=("queued",),
+            status="running",
+            pid=os.getpid(),
+            started_at=_now(),
+            params=params,
+        ):
             return None
     with database.session() as session:
         return job_info(repo.job_row(session=session, job_id=job_id))
 
 
-def _finish(database: Any, job_id: int, status: str, *, result: dict[str, Any] | None = None,
-            error: str | None = None, progress: dict[str, Any] | None = None) -> None:
+def _finish(
+    database: Any,
+    job_id: int,
+    status: str,
+    *,
+    result: dict[str, Any] | None = None,
+    error: str | None = None,
+    progress: dict[str, Any] | None = None,
+) -> None:
     with database.session() as session:
         row = repo.job_row(session=session, job_id=job_id)
-        values: dict[str, Any] = {"status": status, "finished_at": _now(), "error": error,
-                                  "result": {**(row.result or {}), **(result or {})}}
+        values: dict[str, Any] = {
+            "status": status,
+            "finished_at": _now(),
+            "error": error,
+            "result": {**(row.result or {}), **(result or {})},
+        }
         if progress is not None:
-            values["progress"] = {**(row.progress or {}), **progress, "updated_at": _now().isoformat()}
+            values["progress"] = {
+                **(row.progress or {}),
+                **progress,
+                "updated_at": _now().isoformat(),
+            }
         repo.update_if(session=session, job_id=job_id, states=("running",), **values)
 
 
@@ -93,9 +117,13 @@ def run_job(settings: Any, job_id: int) -> int:
         except KeyboardInterrupt:
             job = None
         if job is None:
-            log.info("job %d is not waiting to run (cancelled or already taken); nothing to do", job_id)
+            log.info(
+                "job %d is not waiting to run (cancelled or already taken); nothing to do", job_id
+            )
             return 0
-        log.info("job %d (%s) running in process %d with %s", job.id, job.kind, os.getpid(), job.params)
+        log.info(
+            "job %d (%s) running in process %d with %s", job.id, job.kind, os.getpid(), job.params
+        )
         writer = ProgressWriter(database, job.id)
         try:
             ensure_home(settings)
@@ -108,34 +136,64 @@ def run_job(settings: Any, job_id: int) -> int:
         except KeyboardInterrupt:
             interrupts.hold()
             log.warning("job %d cancelled", job.id)
-            message = ("Cancelled. The run kept its checkpoints and can be resumed: chatbot train --resume"
-                       if job.kind == "train" else "Cancelled. The current index is unchanged.")
-            _finish(database, job.id, "cancelled", result={"message": message},
-                    progress={"phase": "cancelled", "message": message, "eta_s": None})
+            message = (
+                "Cancelled. The run kept its checkpoints and can be resumed: chatbot train --resume"
+                if job.kind == "train"
+                else "Cancelled. The current index is unchanged."
+            )
+            _finish(
+                database,
+                job.id,
+                "cancelled",
+                result={"message": message},
+                progress={"phase": "cancelled", "message": message, "eta_s": None},
+            )
             return 0
         except ChatbotError as exc:
             interrupts.hold()
             log.error("job %d failed: %s", job.id, exc)
-            _finish(database, job.id, "failed", error=str(exc), progress={"phase": "failed", "message": str(exc), "eta_s": None})
+            _finish(
+                database,
+                job.id,
+                "failed",
+                error=str(exc),
+                progress={"phase": "failed", "message": str(exc), "eta_s": None},
+            )
             return 1
         except Exception as exc:  # anything else: record it, keep the traceback in the log
             interrupts.hold()
             traceback.print_exc()
             error = f"unexpected error: {type(exc).__name__}: {exc}; see the log: {job.log_path}"
-            _finish(database, job.id, "failed", error=error, progress={"phase": "failed", "message": error, "eta_s": None})
+            _finish(
+                database,
+                job.id,
+                "failed",
+                error=error,
+                progress={"phase": "failed", "message": error, "eta_s": None},
+            )
             return 1
         interrupts.hold()
         writer.flush()
         if interrupts.requested:
-            result["cancel_came_too_late"] = "the cancel came while the model version was being written; it was completed"
-        _finish(database, job.id, "succeeded", result=result, progress={"phase": "done", "message": result.get("summary", "done"), "eta_s": 0})
+            result["cancel_came_too_late"] = (
+                "the cancel came while the model version was being written; it was completed"
+            )
+        _finish(
+            database,
+            job.id,
+            "succeeded",
+            result=result,
+            progress={"phase": "done", "message": result.get("summary", "done"), "eta_s": 0},
+        )
         log.info("job %d succeeded: %s", job.id, result.get("summary", ""))
         return 0
     finally:
         database.dispose()
 
 
-def _train(settings: Any, database: Any, job: JobInfo, writer: ProgressWriter, interrupts: _Interrupts) -> dict[str, Any]:
+def _train(
+    settings: Any, database: Any, job: JobInfo, writer: ProgressWriter, interrupts: _Interrupts
+) -> dict[str, Any]:
     from chatbot.training.evidence import open_evidence
     from chatbot.training.run import run_training
     from chatbot.training.settings import TrainingSettings
@@ -161,23 +219,41 @@ def _train(settings: Any, database: Any, job: JobInfo, writer: ProgressWriter, i
             interrupts.hold()  # from here on the version is written; a cancel waits for it
         progress(event)
 
-    result = run_training(settings, database, evidence_for=evidence_for, evidence_note=note,
-                          resume=bool(params.get("resume")), progress=on_event)
+    result = run_training(
+        settings,
+        database,
+        evidence_for=evidence_for,
+        evidence_note=note,
+        resume=bool(params.get("resume")),
+        progress=on_event,
+    )
     if result is None:  # not the main process (cannot happen here: one process)
         return {"summary": "finished"}
     e, m = result.evaluation, result.metrics
     verdict = "promoted" if result.promoted else "not promoted"
-    summary = (f"version {result.version_name}: validation loss {m['val_loss_before']:.4f} -> {m['val_loss']:.4f}; "
-               f"{verdict} ({e['val_loss']:.4f} vs {e['compared_with']} {e['compared_val_loss']:.4f})")
+    summary = (
+        f"version {result.version_name}: validation loss {m['val_loss_before']:.4f} -> {m['val_loss']:.4f}; "
+        f"{verdict} ({e['val_loss']:.4f} vs {e['compared_with']} {e['compared_val_loss']:.4f})"
+    )
     ranker = _train_ranker(settings, database, result.version_name, progress)
     if ranker is not None:
         summary += f"; ranker {ranker['summary']}"
-    return {"summary": summary, "version": result.version_name, "path": result.version_path, "promoted": result.promoted,
-            "run_dir": result.run_dir, "evaluation": e,
-            "metrics": {k: v for k, v in m.items() if k not in ("validations",)}, "evidence": note, "ranker": ranker}
+    return {
+        "summary": summary,
+        "version": result.version_name,
+        "path": result.version_path,
+        "promoted": result.promoted,
+        "run_dir": result.run_dir,
+        "evaluation": e,
+        "metrics": {k: v for k, v in m.items() if k not in ("validations",)},
+        "evidence": note,
+        "ranker": ranker,
+    }
 
 
-def _train_ranker(settings: Any, database: Any, reply_version: str, progress: Any) -> dict[str, Any] | None:
+def _train_ranker(
+    settings: Any, database: Any, reply_version: str, progress: Any
+) -> dict[str, Any] | None:
     """The ranker trained beside a new reply version (as `chatbot train` does), or None when
     it is switched off; a ranker that cannot be trained is reported, never fails the job."""
     from chatbot.errors import ChatbotError
@@ -189,10 +265,14 @@ def _train_ranker(settings: Any, database: Any, reply_version: str, progress: An
         from chatbot.ranking.train import train_ranker
         from chatbot.retrieval.retriever import open_retriever
 
-        result = train_ranker(settings, database, open_retriever(settings, database), reply_version=reply_version)
+        result = train_ranker(
+            settings, database, open_retriever(settings, database), reply_version=reply_version
+        )
     except ChatbotError as exc:
         return {"summary": f"not trained ({exc})"}
-    verdict = "promoted" if result.promoted else ("kept" if result.kept else f"not kept: {result.why}")
+    verdict = (
+        "promoted" if result.promoted else ("kept" if result.kept else f"not kept: {result.why}")
+    )
     return {"summary": f"{result.name} {verdict}", **result.as_dict()}
 
 
@@ -205,10 +285,20 @@ def _index(settings: Any, database: Any, job: JobInfo, writer: ProgressWriter) -
     rebuild = bool(job.params.get("rebuild", True))
     pairs = len(load_pair_hashes(database, settings.retrieval.index_splits))
     what = "rebuilding the index" if rebuild else "bringing the index up to date"
-    writer({"phase": "indexing", "message": f"{what}: embedding {pairs:,} training pairs", "pairs": pairs,
-            "elapsed_s": 0.0}, force=True)
+    writer(
+        {
+            "phase": "indexing",
+            "message": f"{what}: embedding {pairs:,} training pairs",
+            "pairs": pairs,
+            "elapsed_s": 0.0,
+        },
+        force=True,
+    )
     report = update_index(settings, database, rebuild=rebuild)
     seconds = round(time.monotonic() - started, 1)
     summary = f"index {report.version}: {report.action} ({report.reason}), {report.pair_count:,} pairs in {seconds:g}s"
-    writer({"phase": "done", "message": summary, "pairs": report.pair_count, "elapsed_s": seconds}, force=True)
+    writer(
+        {"phase": "done", "message": summary, "pairs": report.pair_count, "elapsed_s": seconds},
+        force=True,
+    )
     return {"summary": summary, **report.to_dict()}

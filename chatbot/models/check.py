@@ -7,8 +7,8 @@ Reports; never converts or repairs (that is `prepare_reply_model`'s job)."""
 
 from __future__ import annotations
 
-import time
 import logging
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,6 +16,7 @@ from chatbot.config import Settings
 from chatbot.errors import ChatbotError
 
 log = logging.getLogger(__name__)
+
 
 @dataclass
 class CheckResult:
@@ -32,7 +33,7 @@ def _timed(name: str, probe) -> CheckResult:
         ok = True
     except ChatbotError as exc:
         detail, ok = " ".join(str(exc).split()), False
-    except Exception as exc:  # noqa: BLE001 - a check reports what failed; it never crashes
+    except Exception as exc:
         log.debug("check %s failed", name, exc_info=True)
         detail, ok = f"{type(exc).__name__}: {' '.join(str(exc).split())[:300]}", False
     return CheckResult(name, ok, detail, round(time.perf_counter() - started, 3))
@@ -64,8 +65,10 @@ def _load_and_run(path: Path, repair: str) -> str:
         ids = tokenizer("Hello", return_tensors="pt")
         with torch.no_grad():
             logits = model(**ids).logits
-    except Exception as exc:  # noqa: BLE001 - weights that load but do not run are damaged too
-        raise ModelUnavailableError(f"the reply model at {path} loads but does not run: {exc}; {repair}") from None
+    except Exception as exc:
+        raise ModelUnavailableError(
+            f"the reply model at {path} loads but does not run: {exc}; {repair}"
+        ) from None
     meta = read_meta(path) or {}
     params = meta.get("parameters") or sum(p.numel() for p in model.parameters())
     return f"{path}: {params / 1e6:.0f}M parameters, vocabulary {logits.shape[-1]}"
@@ -89,10 +92,12 @@ def promoted_version_or_none(settings: Settings):
     url = settings.resolved_database_url
     try:
         parsed = make_url(url)
-        if parsed.get_backend_name() == "sqlite" and not (parsed.database and Path(parsed.database).is_file()):
+        if parsed.get_backend_name() == "sqlite" and not (
+            parsed.database and Path(parsed.database).is_file()
+        ):
             return None  # no store yet (and checking must not create an empty one)
         database = Database(url)
-    except Exception:  # noqa: BLE001 - an unusable URL: `db` commands report it, not this check
+    except Exception:
         return None
     try:
         require_schema(database.engine)
@@ -105,8 +110,11 @@ def promoted_version_or_none(settings: Settings):
 
 
 def _served_version(version) -> str:
-    return _load_and_run(Path(version.path), f"roll back to the version served before it: chatbot models rollback "
-                                             f"(or promote another: chatbot models list)")
+    return _load_and_run(
+        Path(version.path),
+        "roll back to the version served before it: chatbot models rollback "
+        "(or promote another: chatbot models list)",
+    )
 
 
 def run_checks(settings: Settings) -> list[CheckResult]:
@@ -116,5 +124,7 @@ def run_checks(settings: Settings) -> list[CheckResult]:
     checks.append(_timed("reply model", lambda: _reply_model(settings)))
     version = promoted_version_or_none(settings)
     if version is not None:
-        checks.append(_timed(f"promoted reply model {version.name}", lambda: _served_version(version)))
+        checks.append(
+            _timed(f"promoted reply model {version.name}", lambda: _served_version(version))
+        )
     return checks

@@ -48,10 +48,18 @@ def chat_inputs(tokenizer: Any, messages: list[dict[str, str]]) -> dict[str, Any
     )
 
 
-def generate_text(model: Any, tokenizer: Any, messages: list[dict[str, str]], *, max_new_tokens: int = 120,
-                  limits: Limits = NO_LIMITS) -> str:
+def generate_text(
+    model: Any,
+    tokenizer: Any,
+    messages: list[dict[str, str]],
+    *,
+    max_new_tokens: int = 120,
+    limits: Limits = NO_LIMITS,
+) -> str:
     """The whole reply (the same bounded path as `stream_text`)."""
-    return "".join(stream_text(model, tokenizer, messages, max_new_tokens=max_new_tokens, limits=limits)).strip()
+    return "".join(
+        stream_text(model, tokenizer, messages, max_new_tokens=max_new_tokens, limits=limits)
+    ).strip()
 
 
 def _stop_when(flag: threading.Event):
@@ -61,13 +69,21 @@ def _stop_when(flag: threading.Event):
 
     class _Stop(StoppingCriteria):
         def __call__(self, input_ids, scores, **kwargs):
-            return torch.full((input_ids.shape[0],), flag.is_set(), dtype=torch.bool, device=input_ids.device)
+            return torch.full(
+                (input_ids.shape[0],), flag.is_set(), dtype=torch.bool, device=input_ids.device
+            )
 
     return StoppingCriteriaList([_Stop()])
 
 
-def stream_text(model: Any, tokenizer: Any, messages: list[dict[str, str]], *, max_new_tokens: int = 120,
-                limits: Limits = NO_LIMITS) -> Iterator[str]:
+def stream_text(
+    model: Any,
+    tokenizer: Any,
+    messages: list[dict[str, str]],
+    *,
+    max_new_tokens: int = 120,
+    limits: Limits = NO_LIMITS,
+) -> Iterator[str]:
     """Yield the reply piece by piece as the model produces it, within `limits`."""
     import torch
     from transformers import TextIteratorStreamer
@@ -77,15 +93,19 @@ def stream_text(model: Any, tokenizer: Any, messages: list[dict[str, str]], *, m
     stop = threading.Event()
     failure: list[BaseException] = []
     kwargs = dict(
-        **inputs, max_new_tokens=max_new_tokens, do_sample=False, pad_token_id=tokenizer.eos_token_id,
-        streamer=streamer, stopping_criteria=_stop_when(stop),
+        **inputs,
+        max_new_tokens=max_new_tokens,
+        do_sample=False,
+        pad_token_id=tokenizer.eos_token_id,
+        streamer=streamer,
+        stopping_criteria=_stop_when(stop),
     )
 
     def run() -> None:
         try:
             with torch.no_grad():
                 model.generate(**kwargs)
-        except BaseException as exc:  # noqa: BLE001 - raised again in the caller's thread
+        except BaseException as exc:
             failure.append(exc)
             streamer.text_queue.put(streamer.stop_signal)
 
@@ -105,9 +125,13 @@ def stream_text(model: Any, tokenizer: Any, messages: list[dict[str, str]], *, m
                 piece = streamer.text_queue.get(timeout=wait)
             except queue.Empty:
                 if total_bound:
-                    raise GenerationTimeout(f"the reply model took more than {limits.total:g} s for one reply") from None
+                    raise GenerationTimeout(
+                        f"the reply model took more than {limits.total:g} s for one reply"
+                    ) from None
                 what = "its first words" if first else "its next words"
-                raise GenerationTimeout(f"the reply model produced no text for {wait:.3g} s (waiting for {what})") from None
+                raise GenerationTimeout(
+                    f"the reply model produced no text for {wait:.3g} s (waiting for {what})"
+                ) from None
             if piece == streamer.stop_signal:
                 break
             if piece:

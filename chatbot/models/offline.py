@@ -28,5 +28,7 @@ def package_dir(module: str, distribution: str, install_hint: str) -> Path:
     """
     spec = importlib.util.find_spec(module)
     if spec is None or not spec.submodule_search_locations:
-        raise ModelUnavailableError(f"the model package {distribution!r} is not installed; install it with: {install_hint}")
+        raise ModelUnavailableError(
+            f"the model package {distribution!r} is not installed; install it with: {install_hint}"
+        )
     return Path(next(iter(spec.submodule_search_locations)))

@@ -11,7 +11,7 @@ import logging
 import shutil
 import time
 from dataclasses import asdict, dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -94,7 +94,13 @@ def prepare_reply_model(settings: Settings, *, force: bool = False) -> PrepareRe
     target = converted_dir(settings)
     if not force and _cache_is_valid(target, gguf_sha256):
         meta = read_meta(target) or {}
-        return PrepareResult("reused", str(target), time.perf_counter() - started, meta.get("parameters", 0), str(gguf))
+        return PrepareResult(
+            "reused",
+            str(target),
+            time.perf_counter() - started,
+            meta.get("parameters", 0),
+            str(gguf),
+        )
 
     force_offline()
     import torch
@@ -102,7 +108,9 @@ def prepare_reply_model(settings: Settings, *, force: bool = False) -> PrepareRe
     from transformers import __version__ as transformers_version
 
     log.info("converting %s (dequantising; about a minute on 2 cores)", gguf)
-    tokenizer = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name, local_files_only=True)
+    tokenizer = AutoTokenizer.from_pretrained(
+        str(gguf.parent), gguf_file=gguf.name, local_files_only=True
+    )
     gguf_model = AutoModelForCausalLM.from_pretrained(
         str(gguf.parent), gguf_file=gguf.name, local_files_only=True, dtype=torch.float32
     )
@@ -133,13 +141,15 @@ def prepare_reply_model(settings: Settings, *, force: bool = False) -> PrepareRe
         "transformers": transformers_version,
         "torch": torch.__version__,
         "conversion_format": CONVERSION_FORMAT,
-        "created_at": datetime.now(timezone.utc).isoformat(),
+        "created_at": datetime.now(UTC).isoformat(),
     }
     (staging / META_FILE).write_text(json.dumps(meta, indent=2) + "\n")
     if target.exists():
         shutil.rmtree(target)
     staging.rename(target)
-    return PrepareResult("converted", str(target), time.perf_counter() - started, parameters, str(gguf))
+    return PrepareResult(
+        "converted", str(target), time.perf_counter() - started, parameters, str(gguf)
+    )
 
 
 def repair_hint(settings: Settings, path: Path) -> str:
@@ -162,7 +172,9 @@ def reply_model_path(settings: Settings) -> Path:
                 + (" --force" if path.exists() else "")
             )
         missing = " (the directory is missing)" if not path.exists() else ""
-        raise ModelUnavailableError(f"reply model directory {path} has no config.json{missing}; {repair_hint(settings, path)}")
+        raise ModelUnavailableError(
+            f"reply model directory {path} has no config.json{missing}; {repair_hint(settings, path)}"
+        )
     return path
 
 
@@ -185,15 +197,18 @@ def load_reply_model(
 
     hf_logging.disable_progress_bar()  # loading takes about a second: no bar needed
     if not Path(path).is_dir():
-        raise ModelUnavailableError(f"the reply model directory {path} is missing" + (f"; {repair}" if repair else ""))
+        raise ModelUnavailableError(
+            f"the reply model directory {path} is missing" + (f"; {repair}" if repair else "")
+        )
     try:
         tokenizer = AutoTokenizer.from_pretrained(str(path), local_files_only=True)
         model = AutoModelForCausalLM.from_pretrained(
             str(path), local_files_only=True, dtype=dtype or torch.float32
         )
-    except Exception as exc:  # noqa: BLE001 - OSError, ValueError, SafetensorError, RuntimeError: a damaged file
+    except Exception as exc:
         raise ModelUnavailableError(
-            f"cannot load the reply model from {path}: {_one_line(exc)}" + (f"; {repair}" if repair else "")
+            f"cannot load the reply model from {path}: {_one_line(exc)}"
+            + (f"; {repair}" if repair else "")
         ) from None
     model.to(device)
     model.eval()

@@ -56,16 +56,33 @@ class VersionInfo:
 
 def _info(row: Any) -> VersionInfo:
     return VersionInfo(
-        id=row.id, name=row.name, kind=row.kind, path=row.path, status=row.status, created_at=row.created_at,
-        promoted_at=row.promoted_at, parent_id=row.parent_id, metrics=dict(row.metrics or {}),
-        data_snapshot=dict(row.data_snapshot or {}), settings=dict(row.settings or {}),
+        id=row.id,
+        name=row.name,
+        kind=row.kind,
+        path=row.path,
+        status=row.status,
+        created_at=row.created_at,
+        promoted_at=row.promoted_at,
+        parent_id=row.parent_id,
+        metrics=dict(row.metrics or {}),
+        data_snapshot=dict(row.data_snapshot or {}),
+        settings=dict(row.settings or {}),
         evaluation=dict(row.evaluation or {}),
     )
 
 
-def register_version(database: Any, *, name: str, path: Path | str, settings: dict[str, Any], data_snapshot: dict[str, Any],
-                     metrics: dict[str, Any], evaluation: dict[str, Any] | None = None, parent_id: int | None = None,
-                     kind: str = "reply") -> VersionInfo:
+def register_version(
+    database: Any,
+    *,
+    name: str,
+    path: Path | str,
+    settings: dict[str, Any],
+    data_snapshot: dict[str, Any],
+    metrics: dict[str, Any],
+    evaluation: dict[str, Any] | None = None,
+    parent_id: int | None = None,
+    kind: str = "reply",
+) -> VersionInfo:
     """Record a finished model directory as a candidate version."""
     from sqlalchemy import select
 
@@ -74,8 +91,17 @@ def register_version(database: Any, *, name: str, path: Path | str, settings: di
     with database.session() as session:
         if session.scalar(select(ModelVersion.id).where(ModelVersion.name == name)) is not None:
             raise VersionError(f"a model version named {name!r} already exists")
-        row = ModelVersion(name=name, kind=kind, path=str(path), status="candidate", settings=settings,
-                           data_snapshot=data_snapshot, metrics=metrics, evaluation=evaluation or {}, parent_id=parent_id)
+        row = ModelVersion(
+            name=name,
+            kind=kind,
+            path=str(path),
+            status="candidate",
+            settings=settings,
+            data_snapshot=data_snapshot,
+            metrics=metrics,
+            evaluation=evaluation or {},
+            parent_id=parent_id,
+        )
         session.add(row)
         session.flush()
         return _info(row)
@@ -100,8 +126,11 @@ def list_versions(database: Any, kind: str = "reply") -> list[VersionInfo]:
     from chatbot.store.schema import ModelVersion
 
     with database.session() as session:
-        rows = session.scalars(select(ModelVersion).where(ModelVersion.kind == kind)
-                               .order_by(ModelVersion.created_at.desc(), ModelVersion.id.desc())).all()
+        rows = session.scalars(
+            select(ModelVersion)
+            .where(ModelVersion.kind == kind)
+            .order_by(ModelVersion.created_at.desc(), ModelVersion.id.desc())
+        ).all()
         return [_info(r) for r in rows]
 
 
@@ -123,8 +152,11 @@ def promoted_version(database: Any, kind: str = "reply") -> VersionInfo | None:
     from chatbot.store.schema import ModelVersion
 
     with database.session() as session:
-        row = session.scalar(select(ModelVersion).where(ModelVersion.kind == kind, ModelVersion.status == "promoted")
-                             .order_by(ModelVersion.promoted_at.desc(), ModelVersion.id.desc()))
+        row = session.scalar(
+            select(ModelVersion)
+            .where(ModelVersion.kind == kind, ModelVersion.status == "promoted")
+            .order_by(ModelVersion.promoted_at.desc(), ModelVersion.id.desc())
+        )
         return _info(row) if row is not None else None
 
 
@@ -135,8 +167,14 @@ def _locked_versions(session: Any, kind: str) -> list[Any]:
 
     from chatbot.store.schema import ModelVersion
 
-    return list(session.scalars(select(ModelVersion).where(ModelVersion.kind == kind)
-                                .order_by(ModelVersion.id).with_for_update()).all())
+    return list(
+        session.scalars(
+            select(ModelVersion)
+            .where(ModelVersion.kind == kind)
+            .order_by(ModelVersion.id)
+            .with_for_update()
+        ).all()
+    )
 
 
 def _number(value: Any) -> float | None:
@@ -158,7 +196,11 @@ def worse_than_serving(candidate: VersionInfo, serving: VersionInfo | None) -> s
         comparison = (mine.get("val_loss"), mine.get("compared_val_loss"), mine.get("val_pairs"))
     elif serving is not None and serving.evaluation.get("compared_with") == candidate.name:
         theirs = serving.evaluation
-        comparison = (theirs.get("compared_val_loss"), theirs.get("val_loss"), theirs.get("val_pairs"))
+        comparison = (
+            theirs.get("compared_val_loss"),
+            theirs.get("val_loss"),
+            theirs.get("val_pairs"),
+        )
     if comparison is None:
         return None
     loss, other, pairs = _number(comparison[0]), _number(comparison[1]), comparison[2]
@@ -168,7 +210,9 @@ def worse_than_serving(candidate: VersionInfo, serving: VersionInfo | None) -> s
     return f"{candidate.name} evaluates worse than the serving {serving_name}: validation loss {loss:.4f} vs {other:.4f} on {on}"
 
 
-def promote(database: Any, name: str, force: bool = False) -> tuple[VersionInfo, VersionInfo | None]:
+def promote(
+    database: Any, name: str, force: bool = False
+) -> tuple[VersionInfo, VersionInfo | None]:
     """Make `name` the served version; returns (it, the version it replaced or None).
 
     Refuses (VersionError) a version that evaluates worse than the serving one on the
@@ -184,14 +228,20 @@ def promote(database: Any, name: str, force: bool = False) -> tuple[VersionInfo,
         rows = _locked_versions(session, kind)
         target = next(r for r in rows if r.name == name)
         if kind == "reply" and not (Path(target.path) / "config.json").is_file():
-            raise VersionError(f"model version {name!r} has no model files at {target.path}; it cannot be served")
+            raise VersionError(
+                f"model version {name!r} has no model files at {target.path}; it cannot be served"
+            )
         previous = next((r for r in rows if r.status == "promoted" and r.id != target.id), None)
         if target.status == "promoted":
             return _info(target), None
         if not force:
-            why = worse_than_serving(_info(target), _info(previous) if previous is not None else None)
+            why = worse_than_serving(
+                _info(target), _info(previous) if previous is not None else None
+            )
             if why:
-                raise VersionError(f"not promoted: {why}; to serve it anyway, promote it with --force")
+                raise VersionError(
+                    f"not promoted: {why}; to serve it anyway, promote it with --force"
+                )
         for r in rows:
             if r.status == "promoted" and r.id != target.id:
                 r.status = "retired"
@@ -212,15 +262,25 @@ def rollback(database: Any, kind: str = "reply") -> tuple[VersionInfo, VersionIn
         rows = _locked_versions(session, kind)
         current = next((r for r in rows if r.status == "promoted"), None)
         if current is None:
-            raise VersionError("no version is promoted, so there is nothing to roll back (serving uses the base model)")
-        earlier = [r for r in rows if r.id != current.id and r.promoted_at is not None
-                   and _naive(r.promoted_at) < _naive(current.promoted_at)]
+            raise VersionError(
+                "no version is promoted, so there is nothing to roll back (serving uses the base model)"
+            )
+        earlier = [
+            r
+            for r in rows
+            if r.id != current.id
+            and r.promoted_at is not None
+            and _naive(r.promoted_at) < _naive(current.promoted_at)
+        ]
         earlier.sort(key=lambda r: (_naive(r.promoted_at), r.id))
         current.status = "retired"
         # A rolled-back version leaves the promotion stack (its stamp moves into
         # `evaluation`), so a later rollback never returns to it.
-        current.evaluation = {**(current.evaluation or {}), "rolled_back_at": utcnow().isoformat(),
-                              "was_promoted_at": current.promoted_at.isoformat() if current.promoted_at else None}
+        current.evaluation = {
+            **(current.evaluation or {}),
+            "rolled_back_at": utcnow().isoformat(),
+            "was_promoted_at": current.promoted_at.isoformat() if current.promoted_at else None,
+        }
         current.promoted_at = None
         restored = earlier[-1] if earlier else None
         if restored is not None:
@@ -257,8 +317,15 @@ class ReplyModelProvider:
     fails to load is logged and the model already loaded keeps serving. Thread-safe.
     """
 
-    def __init__(self, settings: Any, database: Any, *, check_interval: float = 5.0, device: str = "cpu",
-                 loader: Any = None):
+    def __init__(
+        self,
+        settings: Any,
+        database: Any,
+        *,
+        check_interval: float = 5.0,
+        device: str = "cpu",
+        loader: Any = None,
+    ):
         self.settings = settings
         self.database = database
         self.check_interval = check_interval
@@ -274,8 +341,11 @@ class ReplyModelProvider:
             return self._loader(path)
         from chatbot.models.reply_model import load_reply_model, repair_hint
 
-        repair = repair_hint(self.settings, path) if name == BASE_VERSION else (
-            f"model version {name!r} is damaged; roll back: chatbot models rollback")
+        repair = (
+            repair_hint(self.settings, path)
+            if name == BASE_VERSION
+            else (f"model version {name!r} is damaged; roll back: chatbot models rollback")
+        )
         return load_reply_model(path, device=self.device, repair=repair)
 
     def get(self) -> tuple[Any, Any, str]:
@@ -296,5 +366,8 @@ class ReplyModelProvider:
             except ChatbotError:
                 if self._loaded is None:
                     raise
-                log.exception("reply model: keeping %s, the promoted version cannot be loaded", self._loaded[2])
+                log.exception(
+                    "reply model: keeping %s, the promoted version cannot be loaded",
+                    self._loaded[2],
+                )
             return self._loaded

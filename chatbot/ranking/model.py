@@ -55,11 +55,17 @@ def _meta(path: Path) -> dict[str, Any]:
     try:
         meta = json.loads(meta_file.read_text(encoding="utf-8"))
     except FileNotFoundError:
-        raise ModelUnavailableError(f"ranker directory {path} has no {META_FILE} (an unfinished or damaged version); {TRAIN_HINT}") from None
+        raise ModelUnavailableError(
+            f"ranker directory {path} has no {META_FILE} (an unfinished or damaged version); {TRAIN_HINT}"
+        ) from None
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ModelUnavailableError(f"ranker {meta_file} cannot be read ({exc}); {TRAIN_HINT}") from None
+        raise ModelUnavailableError(
+            f"ranker {meta_file} cannot be read ({exc}); {TRAIN_HINT}"
+        ) from None
     if not isinstance(meta, dict) or meta.get("kind") != KIND:
-        raise ModelUnavailableError(f"{meta_file} does not describe a ranker (kind {meta.get('kind') if isinstance(meta, dict) else None!r}); {TRAIN_HINT}")
+        raise ModelUnavailableError(
+            f"{meta_file} does not describe a ranker (kind {meta.get('kind') if isinstance(meta, dict) else None!r}); {TRAIN_HINT}"
+        )
     for name in ("config.json", "model.safetensors"):
         if not (path / name).is_file():
             raise ModelUnavailableError(f"ranker directory {path} has no {name}; {TRAIN_HINT}")
@@ -94,13 +100,23 @@ class Ranker:
         try:
             model = CrossEncoder(str(path), device=device, local_files_only=True)
         except Exception as exc:  # any failure to read the files means the version cannot serve
-            raise ModelUnavailableError(f"cannot load the ranker from {path} ({type(exc).__name__}: {exc}); {TRAIN_HINT}") from None
+            raise ModelUnavailableError(
+                f"cannot load the ranker from {path} ({type(exc).__name__}: {exc}); {TRAIN_HINT}"
+            ) from None
         if model.num_labels != 1:
-            raise ModelUnavailableError(f"the model at {path} gives {model.num_labels} scores, not one; {TRAIN_HINT}")
+            raise ModelUnavailableError(
+                f"the model at {path} gives {model.num_labels} scores, not one; {TRAIN_HINT}"
+            )
         model.eval()
         history = meta.get("query", {}).get("history_turns", DEFAULT_HISTORY_TURNS)
-        return cls(model=model, name=str(meta.get("name") or path.name), path=path,
-                   history_turns=int(history), meta=meta, batch_size=batch_size)
+        return cls(
+            model=model,
+            name=str(meta.get("name") or path.name),
+            path=path,
+            history_turns=int(history),
+            meta=meta,
+            batch_size=batch_size,
+        )
 
     @property
     def val_pick_probability(self) -> dict[str, float]:
@@ -118,7 +134,9 @@ class Ranker:
 
     def score_pairs(self, pairs: Sequence[tuple[Context, str]]) -> list[float]:
         """`score` for many (conversation, candidate) pairs at once, batched together."""
-        return self.score_texts([(self.query(context), str(candidate)) for context, candidate in pairs])
+        return self.score_texts(
+            [(self.query(context), str(candidate)) for context, candidate in pairs]
+        )
 
     def score_texts(self, pairs: Sequence[tuple[str, str]]) -> list[float]:
         """Probabilities for (query text, reply) pairs already built with `query_text`."""
@@ -128,8 +146,11 @@ class Ranker:
 
         with torch.inference_mode():
             scores = self.model.predict(
-                [list(p) for p in pairs], batch_size=self.batch_size, show_progress_bar=False,
-                activation_fn=torch.nn.Sigmoid(), convert_to_numpy=True,
+                [list(p) for p in pairs],
+                batch_size=self.batch_size,
+                show_progress_bar=False,
+                activation_fn=torch.nn.Sigmoid(),
+                convert_to_numpy=True,
             )
         return [float(s) for s in scores.reshape(-1)]
 
@@ -164,7 +185,9 @@ class RankerSource:
     Thread-safe.
     """
 
-    def __init__(self, settings: Any, database: Any, *, check_interval: float = 5.0, device: str = "cpu"):
+    def __init__(
+        self, settings: Any, database: Any, *, check_interval: float = 5.0, device: str = "cpu"
+    ):
         import threading
 
         self.settings = settings
@@ -195,8 +218,10 @@ class RankerSource:
             try:
                 version = promoted_version(self.database, KIND)
             except ChatbotError:
-                log.exception("ranker: cannot read the promoted version; keeping %s",
-                              self._ranker.name if self._ranker else "none")
+                log.exception(
+                    "ranker: cannot read the promoted version; keeping %s",
+                    self._ranker.name if self._ranker else "none",
+                )
                 return self._ranker
             if version is None:
                 if self._ranker is not None:
@@ -207,10 +232,21 @@ class RankerSource:
             if key == self._key or key == self._failed:
                 return self._ranker
             try:
-                ranker = Ranker.load(version.path, device=self.device, batch_size=self.settings.ranker.score_batch_size)
+                ranker = Ranker.load(
+                    version.path,
+                    device=self.device,
+                    batch_size=self.settings.ranker.score_batch_size,
+                )
             except ModelUnavailableError as exc:
-                self._failed, self.error = key, f"the promoted ranker {version.name!r} cannot be loaded: {exc}"
-                log.error("ranker: %s; keeping %s", self.error, self._ranker.name if self._ranker else "none")
+                self._failed, self.error = (
+                    key,
+                    f"the promoted ranker {version.name!r} cannot be loaded: {exc}",
+                )
+                log.error(
+                    "ranker: %s; keeping %s",
+                    self.error,
+                    self._ranker.name if self._ranker else "none",
+                )
                 return self._ranker
             if self._ranker is not None:
                 log.info("ranker: switched from %s to %s", self._ranker.name, ranker.name)

@@ -67,8 +67,14 @@ class RankerResult:
     metrics: dict[str, Any] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
-        return {"name": self.name, "path": self.path, "kept": self.kept, "promoted": self.promoted,
-                "why": self.why, "metrics": self.metrics}
+        return {
+            "name": self.name,
+            "path": self.path,
+            "kept": self.kept,
+            "promoted": self.promoted,
+            "why": self.why,
+            "metrics": self.metrics,
+        }
 
 
 @dataclass(frozen=True)
@@ -90,16 +96,25 @@ def load_pairs(settings: Any, database: Any):
     from chatbot.training.data import load_training_data
 
     rs = settings.ranker
-    cfg = settings.training.model_copy(update={"min_train_pairs": 1, "min_val_pairs": 1,
-                                               "val_max_pairs": rs.val_max_pairs, "seed": rs.seed})
+    cfg = settings.training.model_copy(
+        update={
+            "min_train_pairs": 1,
+            "min_val_pairs": 1,
+            "val_max_pairs": rs.val_max_pairs,
+            "seed": rs.seed,
+        }
+    )
     try:
         data = load_training_data(database, cfg)
     except TrainingError:
         data = None
     train, val = (len(data.train), len(data.val)) if data is not None else (None, None)
     if data is None or train < rs.min_pairs or val < rs.min_val_pairs:
-        counts = (f"{train} train pairs (need {rs.min_pairs}) and {val} validation pairs (need {rs.min_val_pairs})"
-                  if data is not None else "no train or no validation pairs")
+        counts = (
+            f"{train} train pairs (need {rs.min_pairs}) and {val} validation pairs (need {rs.min_val_pairs})"
+            if data is not None
+            else "no train or no validation pairs"
+        )
         raise RankerError(
             f"too few pairs to train a ranker: {counts}; import more transcripts first (chatbot import FILE) "
             "or lower CHATBOT_RANKER__MIN_PAIRS / MIN_VAL_PAIRS"
@@ -115,7 +130,9 @@ def near_copy(candidate: str, target: str, threshold: float) -> bool:
     return normalise(candidate) == normalise(target) or token_f1(candidate, target) >= threshold
 
 
-def candidates_for(retriever: Any, context: Sequence[dict[str, str]], k: int, exclude: Sequence[int] = ()) -> list[Any]:
+def candidates_for(
+    retriever: Any, context: Sequence[dict[str, str]], k: int, exclude: Sequence[int] = ()
+) -> list[Any]:
     """The retriever's hits for a conversation: its last message as the query, the
     earlier turns as history."""
     if not context or k <= 0:
@@ -137,11 +154,19 @@ def rejected_replies(database: Any) -> list[tuple[list[dict[str, str]], str]]:
         return []
     guard = SpecificsGuard(database)
     known = guard.known()
-    return [(list(r.context), guard.slot(r.text, known)) for r in rows if r.context and r.text.strip()]
+    return [
+        (list(r.context), guard.slot(r.text, known)) for r in rows if r.context and r.text.strip()
+    ]
 
 
-def build_examples(train: Sequence[Any], retriever: Any, rs: Any, *, rejections: Sequence[tuple[list, str]] = (),
-                   seed: int = 0) -> tuple[list[Example], dict[str, Any]]:
+def build_examples(
+    train: Sequence[Any],
+    retriever: Any,
+    rs: Any,
+    *,
+    rejections: Sequence[tuple[list, str]] = (),
+    seed: int = 0,
+) -> tuple[list[Example], dict[str, Any]]:
     """The labelled examples of a run (see the module docstring) and their counts."""
     rng = random.Random(seed)
     replies = [p.target for p in train]
@@ -155,25 +180,39 @@ def build_examples(train: Sequence[Any], retriever: Any, rs: Any, *, rejections:
             if len(chosen) >= rs.negatives:
                 break
             text = hit.reply_text
-            if hit.pair_id == pair.id or text in chosen or near_copy(text, pair.target, rs.near_copy_f1):
+            if (
+                hit.pair_id == pair.id
+                or text in chosen
+                or near_copy(text, pair.target, rs.near_copy_f1)
+            ):
                 continue
             chosen.append(text)
         hard = len(chosen)
         if hard < rs.negatives:
             short += 1
-            for _ in range(4 * rs.negatives):  # top up with random replies; give up on a tiny, repetitive set
+            for _ in range(
+                4 * rs.negatives
+            ):  # top up with random replies; give up on a tiny, repetitive set
                 if len(chosen) >= rs.negatives:
                     break
                 text = rng.choice(replies)
                 if text not in chosen and not near_copy(text, pair.target, rs.near_copy_f1):
                     chosen.append(text)
-        examples += [Example(query, text, 0.0, "hard" if i < hard else "random") for i, text in enumerate(chosen)]
+        examples += [
+            Example(query, text, 0.0, "hard" if i < hard else "random")
+            for i, text in enumerate(chosen)
+        ]
     for context, text in rejections:
         examples.append(Example(query_text(context, rs.history_turns), text, 0.0, "rejected"))
     counts = Counter(e.kind for e in examples)
-    stats = {"examples": len(examples), "positives": counts["positive"], "hard_negatives": counts["hard"],
-             "random_negatives": counts["random"], "rejected_negatives": counts["rejected"],
-             "pairs_short_of_hard_negatives": short}
+    stats = {
+        "examples": len(examples),
+        "positives": counts["positive"],
+        "hard_negatives": counts["hard"],
+        "random_negatives": counts["random"],
+        "rejected_negatives": counts["rejected"],
+        "pairs_short_of_hard_negatives": short,
+    }
     return examples, stats
 
 
@@ -213,12 +252,19 @@ def base_model(settings: Any, device: str):
     set_seed(settings.ranker.seed)  # the new head's initial weights
     try:
         with _quiet_loading():
-            model = CrossEncoder(str(path), num_labels=1, max_length=settings.ranker.max_length, device=device,
-                                 local_files_only=True)
+            model = CrossEncoder(
+                str(path),
+                num_labels=1,
+                max_length=settings.ranker.max_length,
+                device=device,
+                local_files_only=True,
+            )
     except (OSError, ValueError) as exc:
         from chatbot.errors import ModelUnavailableError
 
-        raise ModelUnavailableError(f"cannot build a ranker from the embedder at {path}: {exc}") from None
+        raise ModelUnavailableError(
+            f"cannot build a ranker from the embedder at {path}: {exc}"
+        ) from None
     return model, path
 
 
@@ -242,43 +288,81 @@ def _budget_callback(started: float, deadline: float | None, progress: Progress 
                 control.should_training_stop = True
                 self.stopped_by_clock = True
             if progress is not None:
-                progress({"event": "step", "step": state.global_step, "total_steps": state.max_steps,
-                          "loss": self.loss, "elapsed_s": now - started,
-                          "budget_s": None if deadline is None else deadline - started})
+                progress(
+                    {
+                        "event": "step",
+                        "step": state.global_step,
+                        "total_steps": state.max_steps,
+                        "loss": self.loss,
+                        "elapsed_s": now - started,
+                        "budget_s": None if deadline is None else deadline - started,
+                    }
+                )
 
     return Budget()
 
 
-def fit(model: Any, examples: Sequence[Example], rs: Any, *, device: str, started: float,
-        progress: Progress | None = None) -> dict[str, Any]:
+def fit(
+    model: Any,
+    examples: Sequence[Example],
+    rs: Any,
+    *,
+    device: str,
+    started: float,
+    progress: Progress | None = None,
+) -> dict[str, Any]:
     """Train `model` in place with `CrossEncoderTrainer`; returns what happened."""
     import datasets
     import torch
-    from sentence_transformers.cross_encoder import CrossEncoderTrainer, CrossEncoderTrainingArguments
+    from sentence_transformers.cross_encoder import (
+        CrossEncoderTrainer,
+        CrossEncoderTrainingArguments,
+    )
     from sentence_transformers.cross_encoder.losses import BinaryCrossEntropyLoss
     from transformers import PrinterCallback, ProgressCallback
 
     datasets.disable_progress_bars()
     positives = sum(1 for e in examples if e.label > 0.5)
     negatives = len(examples) - positives
-    pos_weight = rs.pos_weight if rs.pos_weight is not None else max(1.0, negatives / max(1, positives))
-    dataset = datasets.Dataset.from_dict({
-        "query": [e.query for e in examples], "reply": [e.reply for e in examples],
-        "label": [float(e.label) for e in examples],
-    })
+    pos_weight = (
+        rs.pos_weight if rs.pos_weight is not None else max(1.0, negatives / max(1, positives))
+    )
+    dataset = datasets.Dataset.from_dict(
+        {
+            "query": [e.query for e in examples],
+            "reply": [e.reply for e in examples],
+            "label": [float(e.label) for e in examples],
+        }
+    )
     deadline = started + rs.max_minutes * 60 if rs.max_minutes is not None else None
     budget = _budget_callback(started, deadline, progress)
     t0 = time.monotonic()
-    with tempfile.TemporaryDirectory(prefix="chatbot-ranker-") as scratch:  # nothing is saved there (save_strategy "no")
+    with tempfile.TemporaryDirectory(
+        prefix="chatbot-ranker-"
+    ) as scratch:  # nothing is saved there (save_strategy "no")
         args = CrossEncoderTrainingArguments(
-            output_dir=scratch, num_train_epochs=rs.epochs, max_steps=rs.max_steps or -1,
-            per_device_train_batch_size=rs.batch_size, learning_rate=rs.learning_rate,
-            warmup_steps=rs.warmup_fraction, weight_decay=rs.weight_decay, seed=rs.seed, data_seed=rs.seed,
-            save_strategy="no", eval_strategy="no", logging_strategy="steps", logging_steps=1, report_to="none",
-            use_cpu=device == "cpu", disable_tqdm=True, dataloader_num_workers=0,
+            output_dir=scratch,
+            num_train_epochs=rs.epochs,
+            max_steps=rs.max_steps or -1,
+            per_device_train_batch_size=rs.batch_size,
+            learning_rate=rs.learning_rate,
+            warmup_steps=rs.warmup_fraction,
+            weight_decay=rs.weight_decay,
+            seed=rs.seed,
+            data_seed=rs.seed,
+            save_strategy="no",
+            eval_strategy="no",
+            logging_strategy="steps",
+            logging_steps=1,
+            report_to="none",
+            use_cpu=device == "cpu",
+            disable_tqdm=True,
+            dataloader_num_workers=0,
         )
         loss = BinaryCrossEntropyLoss(model, pos_weight=torch.tensor(float(pos_weight)))
-        trainer = CrossEncoderTrainer(model=model, args=args, train_dataset=dataset, loss=loss, callbacks=[budget])
+        trainer = CrossEncoderTrainer(
+            model=model, args=args, train_dataset=dataset, loss=loss, callbacks=[budget]
+        )
         trainer.remove_callback(PrinterCallback)  # it prints every log line on stdout
         trainer.remove_callback(ProgressCallback)
         output = trainer.train()
@@ -290,8 +374,15 @@ def fit(model: Any, examples: Sequence[Example], rs: Any, *, device: str, starte
         why = "max_steps"
     else:
         why = "epochs"
-    return {"steps": steps, "train_seconds": round(time.monotonic() - t0, 2), "train_loss": float(output.training_loss),
-            "last_loss": budget.loss, "stopped_because": why, "pos_weight": float(pos_weight), "device": device}
+    return {
+        "steps": steps,
+        "train_seconds": round(time.monotonic() - t0, 2),
+        "train_loss": float(output.training_loss),
+        "last_loss": budget.loss,
+        "stopped_because": why,
+        "pos_weight": float(pos_weight),
+        "device": device,
+    }
 
 
 # -- validation and the acceptance rule --------------------------------------------------
@@ -305,7 +396,9 @@ def _quantiles(values: Sequence[float]) -> dict[str, float]:
     return {str(q): float(np.quantile(np.asarray(values, dtype=float), q)) for q in PICK_QUANTILES}
 
 
-def validate(ranker: Ranker, val: Sequence[Any], retriever: Any, rs: Any, *, promoted: Ranker | None = None) -> dict[str, Any]:
+def validate(
+    ranker: Ranker, val: Sequence[Any], retriever: Any, rs: Any, *, promoted: Ranker | None = None
+) -> dict[str, Any]:
     """The figures of `ranker` on the validation pairs (see the module docstring) and
     whether it is kept: {"kept", "why", "figures", "val_pick_probability", ...}."""
     import numpy as np
@@ -319,11 +412,20 @@ def validate(ranker: Ranker, val: Sequence[Any], retriever: Any, rs: Any, *, pro
         if texts:
             items.append((pair, texts))
     n = len(items)
-    figures: dict[str, Any] = {"val_pairs": len(val), "val_pairs_scored": n, "candidates": rs.retrieve_k,
-                               "val_pairs_without_candidates": len(val) - n}
+    figures: dict[str, Any] = {
+        "val_pairs": len(val),
+        "val_pairs_scored": n,
+        "candidates": rs.retrieve_k,
+        "val_pairs_without_candidates": len(val) - n,
+    }
     if n == 0:
-        return {"kept": False, "why": "no validation pair has retrieved candidates to choose among", "figures": figures,
-                "val_pick_probability": {}, "val_true_probability": {}}
+        return {
+            "kept": False,
+            "why": "no validation pair has retrieved candidates to choose among",
+            "figures": figures,
+            "val_pick_probability": {},
+            "val_true_probability": {},
+        }
 
     def scores_of(model: Ranker) -> list[list[float]]:
         flat = []
@@ -332,7 +434,7 @@ def validate(ranker: Ranker, val: Sequence[Any], retriever: Any, rs: Any, *, pro
             flat += [(q, t) for t in [*texts, pair.target]]
         scores, out, at = model.score_texts(flat), [], 0
         for _, texts in items:
-            out.append(scores[at: at + len(texts) + 1])
+            out.append(scores[at : at + len(texts) + 1])
             at += len(texts) + 1
         return out
 
@@ -345,16 +447,22 @@ def validate(ranker: Ranker, val: Sequence[Any], retriever: Any, rs: Any, *, pro
     true_probability = [s[-1] for s in new_scores]
     ranks = []
     for (pair, texts), s in zip(items, new_scores):
-        others = [p for t, p in zip(texts, s[:-1]) if not near_copy(t, pair.target, rs.near_copy_f1)]
+        others = [
+            p for t, p in zip(texts, s[:-1]) if not near_copy(t, pair.target, rs.near_copy_f1)
+        ]
         ranks.append(1 + sum(1 for p in others if p >= s[-1]))  # ties count against the true reply
     ranks_a = np.array(ranks)
-    figures.update({
-        "rouge_l_retrieval": float(retrieval.mean()), "rouge_l_ranker": float(new.mean()),
-        "rouge_l_oracle": float(np.mean([max(r) for r in rouge])),
-        "ranker_agrees_with_retrieval": float(np.mean([i == 0 for i in picks])),
-        "true_reply_mrr": float(np.mean(1.0 / ranks_a)), "true_reply_accuracy_at_1": float(np.mean(ranks_a == 1)),
-        "true_reply_candidates": float(np.mean([len(t) for _, t in items])) + 1,
-    })
+    figures.update(
+        {
+            "rouge_l_retrieval": float(retrieval.mean()),
+            "rouge_l_ranker": float(new.mean()),
+            "rouge_l_oracle": float(np.mean([max(r) for r in rouge])),
+            "ranker_agrees_with_retrieval": float(np.mean([i == 0 for i in picks])),
+            "true_reply_mrr": float(np.mean(1.0 / ranks_a)),
+            "true_reply_accuracy_at_1": float(np.mean(ranks_a == 1)),
+            "true_reply_candidates": float(np.mean([len(t) for _, t in items])) + 1,
+        }
+    )
     baseline_name, baseline = RETRIEVAL, retrieval
     if promoted is not None:
         promoted_scores = scores_of(promoted)
@@ -367,19 +475,33 @@ def validate(ranker: Ranker, val: Sequence[Any], retriever: Any, rs: Any, *, pro
     gain = float(diffs.mean())
     stderr = float(diffs.std(ddof=1) / math.sqrt(n)) if n > 1 else float("nan")
     kept = n > 1 and gain > 0 and gain > rs.min_gain_stderrs * stderr
-    figures.update({"compared_with": baseline_name, "rouge_l_baseline": float(baseline.mean()), "gain": gain,
-                    "gain_stderr": stderr, "gain_stderrs": (gain / stderr) if stderr and stderr > 0 else None,
-                    "min_gain_stderrs": rs.min_gain_stderrs})
-    said = (f"ROUGE-L of its pick {new.mean():.4f} vs {baseline_name} {baseline.mean():.4f} on {n} validation pairs: "
-            f"gain {gain:+.4f}, standard error {stderr:.4f}")
+    figures.update(
+        {
+            "compared_with": baseline_name,
+            "rouge_l_baseline": float(baseline.mean()),
+            "gain": gain,
+            "gain_stderr": stderr,
+            "gain_stderrs": (gain / stderr) if stderr and stderr > 0 else None,
+            "min_gain_stderrs": rs.min_gain_stderrs,
+        }
+    )
+    said = (
+        f"ROUGE-L of its pick {new.mean():.4f} vs {baseline_name} {baseline.mean():.4f} on {n} validation pairs: "
+        f"gain {gain:+.4f}, standard error {stderr:.4f}"
+    )
     if kept:
         why = f"kept: {said} (more than {rs.min_gain_stderrs:g} standard errors)"
     elif n < 2:
         why = f"not kept: {said}; one validation pair cannot show a gain"
     else:
         why = f"not kept: {said} (needs a positive gain above {rs.min_gain_stderrs:g} standard errors)"
-    return {"kept": kept, "why": why, "figures": figures,
-            "val_pick_probability": _quantiles(pick_probability), "val_true_probability": _quantiles(true_probability)}
+    return {
+        "kept": kept,
+        "why": why,
+        "figures": figures,
+        "val_pick_probability": _quantiles(pick_probability),
+        "val_true_probability": _quantiles(true_probability),
+    }
 
 
 # -- the version -------------------------------------------------------------------------
@@ -428,14 +550,26 @@ def _promoted(settings: Any, database: Any, device: str) -> tuple[Ranker | None,
     if version is None:
         return None, None
     try:
-        return Ranker.load(version.path, device=device, batch_size=settings.ranker.score_batch_size), None
+        return Ranker.load(
+            version.path, device=device, batch_size=settings.ranker.score_batch_size
+        ), None
     except ModelUnavailableError as exc:
-        log.warning("ranker: the promoted %s cannot be loaded, comparing with retrieval only: %s", version.name, exc)
+        log.warning(
+            "ranker: the promoted %s cannot be loaded, comparing with retrieval only: %s",
+            version.name,
+            exc,
+        )
         return None, f"the promoted {version.name} cannot be loaded: {exc}"
 
 
-def train_ranker(settings: Any, database: Any, retriever: Any, *, progress: Progress | None = None,
-                 reply_version: str | None = None) -> RankerResult:
+def train_ranker(
+    settings: Any,
+    database: Any,
+    retriever: Any,
+    *,
+    progress: Progress | None = None,
+    reply_version: str | None = None,
+) -> RankerResult:
     """Train, validate, write and register one ranker version (see the module docstring)."""
     import torch
 
@@ -447,48 +581,97 @@ def train_ranker(settings: Any, database: Any, retriever: Any, *, progress: Prog
     device = "cuda" if torch.cuda.is_available() else "cpu"
     data = load_pairs(settings, database)
     rejections = rejected_replies(database) if rs.use_rejections else []
-    examples, counts = build_examples(data.train, retriever, rs, rejections=rejections, seed=rs.seed)
+    examples, counts = build_examples(
+        data.train, retriever, rs, rejections=rejections, seed=rs.seed
+    )
     model, embedder_dir = base_model(settings, device)
     planned = rs.max_steps or math.ceil(math.ceil(len(examples) / rs.batch_size) * rs.epochs)
     if progress is not None:
-        progress({"event": "start", "train_pairs": len(data.train), "val_pairs": len(data.val), **counts,
-                  "total_steps": planned, "device": device, "budget_s": rs.max_minutes * 60 if rs.max_minutes else None})
+        progress(
+            {
+                "event": "start",
+                "train_pairs": len(data.train),
+                "val_pairs": len(data.val),
+                **counts,
+                "total_steps": planned,
+                "device": device,
+                "budget_s": rs.max_minutes * 60 if rs.max_minutes else None,
+            }
+        )
     trained = fit(model, examples, rs, device=device, started=started, progress=progress)
 
     name = _version_name(settings.versions_dir, database)
-    ranker = Ranker(model=model, name=name, history_turns=rs.history_turns, batch_size=rs.score_batch_size)
+    ranker = Ranker(
+        model=model, name=name, history_turns=rs.history_turns, batch_size=rs.score_batch_size
+    )
     promoted, promoted_problem = _promoted(settings, database, device)
     t0 = time.monotonic()
     verdict = validate(ranker, data.val, retriever, rs, promoted=promoted)
     figures = verdict["figures"]
     if promoted_problem:
         figures["promoted_not_compared"] = promoted_problem
-    metrics = {**figures, **trained, **counts, "validation_seconds": round(time.monotonic() - t0, 2),
-               "kept": verdict["kept"]}
+    metrics = {
+        **figures,
+        **trained,
+        **counts,
+        "validation_seconds": round(time.monotonic() - t0, 2),
+        "kept": verdict["kept"],
+    }
     if progress is not None:
         progress({"event": "validation", **figures, "kept": verdict["kept"], "why": verdict["why"]})
 
-    snapshot = {**data.snapshot, "rejections": len(rejections), "retrieval_index": getattr(retriever, "version", None)}
+    snapshot = {
+        **data.snapshot,
+        "rejections": len(rejections),
+        "retrieval_index": getattr(retriever, "version", None),
+    }
     settings_dump = rs.model_dump(mode="json")
     meta = {
-        "kind": KIND, "name": name, "created_at": datetime.now().astimezone().isoformat(),
+        "kind": KIND,
+        "name": name,
+        "created_at": datetime.now().astimezone().isoformat(),
         "made_by": f"chatbot {__version__} (chatbot.ranking.train.train_ranker, sentence-transformers CrossEncoderTrainer)",
-        "base_embedder": str(embedder_dir), "reply_version": reply_version,
-        "query": {"history_turns": rs.history_turns, "max_length": rs.max_length, "reply_form": "slotted"},
-        "data": snapshot, "settings": settings_dump, "metrics": metrics, "kept": verdict["kept"], "why": verdict["why"],
+        "base_embedder": str(embedder_dir),
+        "reply_version": reply_version,
+        "query": {
+            "history_turns": rs.history_turns,
+            "max_length": rs.max_length,
+            "reply_form": "slotted",
+        },
+        "data": snapshot,
+        "settings": settings_dump,
+        "metrics": metrics,
+        "kept": verdict["kept"],
+        "why": verdict["why"],
         "val_pick_probability": verdict["val_pick_probability"],
         "val_true_probability": verdict["val_true_probability"],
     }
     ranker.meta = meta
     path = write_version(model, meta, settings.versions_dir, name)
-    evaluation = {"kept": verdict["kept"], "why": verdict["why"], "compared_with": figures.get("compared_with"),
-                  "gain": figures.get("gain"), "gain_stderr": figures.get("gain_stderr"),
-                  "val_pairs": figures.get("val_pairs_scored"), "reply_version": reply_version}
+    evaluation = {
+        "kept": verdict["kept"],
+        "why": verdict["why"],
+        "compared_with": figures.get("compared_with"),
+        "gain": figures.get("gain"),
+        "gain_stderr": figures.get("gain_stderr"),
+        "val_pairs": figures.get("val_pairs_scored"),
+        "reply_version": reply_version,
+    }
     try:
-        register_version(database, name=name, path=path, settings=settings_dump, data_snapshot=snapshot,
-                         metrics=metrics, evaluation=evaluation, kind=KIND)
+        register_version(
+            database,
+            name=name,
+            path=path,
+            settings=settings_dump,
+            data_snapshot=snapshot,
+            metrics=metrics,
+            evaluation=evaluation,
+            kind=KIND,
+        )
     except BaseException:
-        shutil.rmtree(path, ignore_errors=True)  # a directory no version points at would only confuse
+        shutil.rmtree(
+            path, ignore_errors=True
+        )  # a directory no version points at would only confuse
         raise
     promoted_now = False
     why = verdict["why"]
@@ -498,8 +681,23 @@ def train_ranker(settings: Any, database: Any, retriever: Any, *, progress: Prog
     elif verdict["kept"]:
         why += "; registered as a candidate (auto-promotion is off): chatbot ranker promote " + name
     metrics["total_seconds"] = round(time.monotonic() - started, 2)
-    result = RankerResult(name=name, path=str(path), kept=verdict["kept"], promoted=promoted_now, why=why, metrics=metrics)
+    result = RankerResult(
+        name=name,
+        path=str(path),
+        kept=verdict["kept"],
+        promoted=promoted_now,
+        why=why,
+        metrics=metrics,
+    )
     if progress is not None:
-        progress({"event": "finished", "name": name, "path": str(path), "kept": result.kept, "promoted": promoted_now,
-                  "why": why})
+        progress(
+            {
+                "event": "finished",
+                "name": name,
+                "path": str(path),
+                "kept": result.kept,
+                "promoted": promoted_now,
+                "why": why,
+            }
+        )
     return result

@@ -36,7 +36,7 @@ import shutil
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -160,7 +160,9 @@ def train_contrastive(
     contexts = [(r.message, recent_turns(r.history, rs)) for r in records]
 
     def encode(texts: list[str]) -> torch.Tensor:
-        features = model.preprocess(texts) if hasattr(model, "preprocess") else model.tokenize(texts)
+        features = (
+            model.preprocess(texts) if hasattr(model, "preprocess") else model.tokenize(texts)
+        )
         return F.normalize(model(dict(features))["sentence_embedding"], dim=-1)
 
     def anchors(batch: list[int]) -> torch.Tensor:
@@ -195,7 +197,9 @@ def train_contrastive(
     saved_length = getattr(first, "max_seq_length", None)
     if saved_length is not None:
         first.max_seq_length = min(saved_length, rs.adapt_max_seq_length)
-    word_embeddings = getattr(getattr(getattr(first, "auto_model", None), "embeddings", None), "word_embeddings", None)
+    word_embeddings = getattr(
+        getattr(getattr(first, "auto_model", None), "embeddings", None), "word_embeddings", None
+    )
     frozen = list(word_embeddings.parameters()) if word_embeddings is not None else []
     for p in frozen:  # half of MiniLM's weights, little to gain from them in a few hundred steps
         p.requires_grad_(False)
@@ -204,7 +208,13 @@ def train_contrastive(
     model.train()
     started = time.monotonic()
     step, losses, stopped_by = 0, [], "steps"
-    bar = tqdm(total=max_steps, desc="adapting the embedder", unit="step", disable=not progress, leave=False)
+    bar = tqdm(
+        total=max_steps,
+        desc="adapting the embedder",
+        unit="step",
+        disable=not progress,
+        leave=False,
+    )
     try:
         while step < max_steps and stopped_by == "steps":
             epoch = _batches(records, rs.adapt_batch_size, rng)
@@ -219,7 +229,9 @@ def train_contrastive(
                     break
                 for group in optimizer.param_groups:
                     group["lr"] = learning_rate(step, elapsed)
-                loss = loss_fn.compute_loss_from_embeddings([anchors(batch), encode([records[i].reply for i in batch])], None)
+                loss = loss_fn.compute_loss_from_embeddings(
+                    [anchors(batch), encode([records[i].reply for i in batch])], None
+                )
                 loss.backward()
                 torch.nn.utils.clip_grad_norm_(params, 1.0)
                 optimizer.step()
@@ -238,10 +250,17 @@ def train_contrastive(
     head = losses[: max(1, len(losses) // 10)]
     tail = losses[-max(1, len(losses) // 10) :]
     return {
-        "steps": step, "max_steps": max_steps, "max_minutes": rs.adapt_max_minutes, "stopped_by": stopped_by,
-        "seconds": round(time.monotonic() - started, 2), "batch_size": rs.adapt_batch_size,
-        "learning_rate": rs.adapt_learning_rate, "max_seq_length": rs.adapt_max_seq_length, "loss": "MultipleNegativesRankingLoss (in-batch negatives)",
-        "loss_first": float(np.mean(head)) if losses else None, "loss_last": float(np.mean(tail)) if losses else None,
+        "steps": step,
+        "max_steps": max_steps,
+        "max_minutes": rs.adapt_max_minutes,
+        "stopped_by": stopped_by,
+        "seconds": round(time.monotonic() - started, 2),
+        "batch_size": rs.adapt_batch_size,
+        "learning_rate": rs.adapt_learning_rate,
+        "max_seq_length": rs.adapt_max_seq_length,
+        "loss": "MultipleNegativesRankingLoss (in-batch negatives)",
+        "loss_first": float(np.mean(head)) if losses else None,
+        "loss_last": float(np.mean(tail)) if losses else None,
         "epochs": round(step * rs.adapt_batch_size / max(1, len(records)), 2),
     }
 
@@ -270,11 +289,15 @@ def measure(
 
     rs = settings.retrieval
     if train_vectors is None:
-        train_vectors = embed_contexts(model, [(r.message, r.history) for r in train], rs, progress=progress)
+        train_vectors = embed_contexts(
+            model, [(r.message, r.history) for r in train], rs, progress=progress
+        )
     val_vectors = embed_contexts(model, [(r.message, r.history) for r in val], rs)
     if lexical is None:
         lexical = LexicalIndex.build([r.message for r in train])
-    retriever = PairRetriever(settings, train, faiss_index.build(train_vectors, rs), lexical, model, None)
+    retriever = PairRetriever(
+        settings, train, faiss_index.build(train_vectors, rs), lexical, model, None
+    )
     row_of = {r.id: row for row, r in enumerate(train)}
     train_replies = [_normalise(r.reply) for r in train]
     tops, exact_1, exact_k, with_duplicate = [], 0, 0, 0
@@ -288,7 +311,9 @@ def measure(
             with_duplicate += 1
             exact_1 += bool(rows) and train_replies[rows[0]] == want
             exact_k += any(train_replies[r] == want for r in rows)
-    got = embed_texts(judge, [train[r].reply if r is not None else "" for r in tops], batch_size=rs.batch_size)
+    got = embed_texts(
+        judge, [train[r].reply if r is not None else "" for r in tops], batch_size=rs.batch_size
+    )
     want_vectors = embed_texts(judge, [p.reply for p in val], batch_size=rs.batch_size)
     similarity = (got * want_vectors).sum(1)
     figures = {
@@ -313,7 +338,9 @@ def _sample(records: list[PairRecord], n: int) -> list[PairRecord]:
     return [records[i] for i in sorted(rng.choice(len(records), n, replace=False))]
 
 
-def _current_vectors(settings: Settings, base_model_info: dict, train: Sequence[PairRecord]) -> np.ndarray | None:
+def _current_vectors(
+    settings: Settings, base_model_info: dict, train: Sequence[PairRecord]
+) -> np.ndarray | None:
     """The current index's vectors when they are exactly what the base embedder would
     give the train pairs (same embedder, settings and pairs): saves embedding them again."""
     from chatbot.retrieval.indexer import read_pairs, vectors_incompatible
@@ -323,14 +350,19 @@ def _current_vectors(settings: Settings, base_model_info: dict, train: Sequence[
         return None
     try:
         meta = read_meta(current)
-        same = (vectors_incompatible(meta, base_model_info["fingerprint"], settings.retrieval) is None
-                and [(r.id, r.content_hash) for r in read_pairs(current)] == [(r.id, r.content_hash) for r in train])
+        same = vectors_incompatible(
+            meta, base_model_info["fingerprint"], settings.retrieval
+        ) is None and [(r.id, r.content_hash) for r in read_pairs(current)] == [
+            (r.id, r.content_hash) for r in train
+        ]
         return np.load(current / "vectors.npy") if same else None
     except (OSError, ValueError, KeyError):
         return None
 
 
-def _adapt(settings: Settings, database: Database, *, progress: bool) -> tuple[AdaptReport, tuple | None]:
+def _adapt(
+    settings: Settings, database: Database, *, progress: bool
+) -> tuple[AdaptReport, tuple | None]:
     from chatbot.models.embedder import embedder_path, load_embedder
     from chatbot.retrieval.lexical import LexicalIndex
 
@@ -355,35 +387,58 @@ def _adapt(settings: Settings, database: Database, *, progress: bool) -> tuple[A
     base = load_embedder(settings)
     lexical = LexicalIndex.build([r.message for r in train])
     log.info("measuring the base embedder on %d validation pairs", len(measured))
-    base_figures, base_similarity, _ = measure(settings, base, base, train, measured, lexical=lexical,
-                                               train_vectors=_current_vectors(settings, base_model_info, train),
-                                               progress=progress)
+    base_figures, base_similarity, _ = measure(
+        settings,
+        base,
+        base,
+        train,
+        measured,
+        lexical=lexical,
+        train_vectors=_current_vectors(settings, base_model_info, train),
+        progress=progress,
+    )
 
     adapted = _load(base_path)
     training = train_contrastive(adapted, train, settings, progress=progress)
     log.info("measuring the adapted embedder on %d validation pairs", len(measured))
-    adapted_figures, adapted_similarity, adapted_vectors = measure(settings, adapted, base, train, measured,
-                                                                   lexical=lexical, progress=progress)
+    adapted_figures, adapted_similarity, adapted_vectors = measure(
+        settings, adapted, base, train, measured, lexical=lexical, progress=progress
+    )
     difference = adapted_similarity - base_similarity
     gain = float(difference.mean())
-    stderr = float(difference.std(ddof=1) / math.sqrt(len(difference))) if len(difference) > 1 else 0.0
+    stderr = (
+        float(difference.std(ddof=1) / math.sqrt(len(difference))) if len(difference) > 1 else 0.0
+    )
     above_margin = gain > rs.adapt_min_gain
     significant = rs.adapt_min_gain_stderrs == 0 or gain > rs.adapt_min_gain_stderrs * stderr
     kept = above_margin and significant
     change = f"{METRIC} {base_figures[METRIC]:.4f} -> {adapted_figures[METRIC]:.4f} (gain {gain:+.4f} ± {stderr:.4f})"
     if kept:
-        reason = (f"{change} is above retrieval.adapt_min_gain {rs.adapt_min_gain} and "
-                  f"{rs.adapt_min_gain_stderrs:g} standard errors")
+        reason = (
+            f"{change} is above retrieval.adapt_min_gain {rs.adapt_min_gain} and "
+            f"{rs.adapt_min_gain_stderrs:g} standard errors"
+        )
     elif not above_margin:
         reason = f"{change} is not above retrieval.adapt_min_gain {rs.adapt_min_gain}; the adapted embedder was discarded"
     else:
-        reason = (f"{change} is within {rs.adapt_min_gain_stderrs:g} standard errors of no gain "
-                  "(retrieval.adapt_min_gain_stderrs); the adapted embedder was discarded")
+        reason = (
+            f"{change} is within {rs.adapt_min_gain_stderrs:g} standard errors of no gain "
+            "(retrieval.adapt_min_gain_stderrs); the adapted embedder was discarded"
+        )
     report = AdaptReport(
-        kept=kept, reason=reason, metric=METRIC, base=base_figures, adapted=adapted_figures, gain=gain,
-        gain_stderr=stderr, min_gain=rs.adapt_min_gain, min_gain_stderrs=rs.adapt_min_gain_stderrs,
+        kept=kept,
+        reason=reason,
+        metric=METRIC,
+        base=base_figures,
+        adapted=adapted_figures,
+        gain=gain,
+        gain_stderr=stderr,
+        min_gain=rs.adapt_min_gain,
+        min_gain_stderrs=rs.adapt_min_gain_stderrs,
         counts={"train": len(train), "val": len(val), "val_measured": len(measured)},
-        training=training, base_model=base_model_info, seconds=0.0,
+        training=training,
+        base_model=base_model_info,
+        seconds=0.0,
     )
     report.seconds = round(time.monotonic() - started, 2)
     if kept:
@@ -392,7 +447,9 @@ def _adapt(settings: Settings, database: Database, *, progress: bool) -> tuple[A
     return report, (adapted, ([r.id for r in train], adapted_vectors)) if kept else None
 
 
-def _save(settings: Settings, model: SentenceTransformer, report: AdaptReport, train, measured) -> Path:
+def _save(
+    settings: Settings, model: SentenceTransformer, report: AdaptReport, train, measured
+) -> Path:
     """Write the adapted embedder and its meta.json to a temporary directory, then rename
     it to the next `<home>/embedders/vNNNN`."""
     rs = settings.retrieval
@@ -400,26 +457,31 @@ def _save(settings: Settings, model: SentenceTransformer, report: AdaptReport, t
     staged = store.staging()
     try:
         model.save(str(staged))
-        write_json_atomic(staged / "meta.json", {
-            "made_by": ADAPTED_MADE_BY,
-            "created_at": datetime.now(timezone.utc).isoformat(),
-            "base_model": report.base_model,
-            "pair_set_hash": pair_set_hash((r.id, r.content_hash) for r in train),
-            "val_pair_set_hash": pair_set_hash((r.id, r.content_hash) for r in measured),
-            "counts": report.counts,
-            "settings": {
-                **{k: v for k, v in rs.model_dump().items() if k.startswith("adapt_")},
-                **rs.index_defining(), "lexical_weight": rs.lexical_weight, "fit_similarity": rs.fit_similarity,
+        write_json_atomic(
+            staged / "meta.json",
+            {
+                "made_by": ADAPTED_MADE_BY,
+                "created_at": datetime.now(UTC).isoformat(),
+                "base_model": report.base_model,
+                "pair_set_hash": pair_set_hash((r.id, r.content_hash) for r in train),
+                "val_pair_set_hash": pair_set_hash((r.id, r.content_hash) for r in measured),
+                "counts": report.counts,
+                "settings": {
+                    **{k: v for k, v in rs.model_dump().items() if k.startswith("adapt_")},
+                    **rs.index_defining(),
+                    "lexical_weight": rs.lexical_weight,
+                    "fit_similarity": rs.fit_similarity,
+                },
+                "training": report.training,
+                "metric": report.metric,
+                "base": report.base,
+                "adapted": report.adapted,
+                "gain": report.gain,
+                "gain_stderr": report.gain_stderr,
+                "kept": True,
+                "wall_seconds": report.seconds,
             },
-            "training": report.training,
-            "metric": report.metric,
-            "base": report.base,
-            "adapted": report.adapted,
-            "gain": report.gain,
-            "gain_stderr": report.gain_stderr,
-            "kept": True,
-            "wall_seconds": report.seconds,
-        })
+        )
         name = store.commit(staged)
     except BaseException:
         store.discard(staged)
@@ -427,7 +489,9 @@ def _save(settings: Settings, model: SentenceTransformer, report: AdaptReport, t
     return store.root / name
 
 
-def adapt_embedder(settings: Settings, database: Database, *, progress: bool = False) -> AdaptReport:
+def adapt_embedder(
+    settings: Settings, database: Database, *, progress: bool = False
+) -> AdaptReport:
     """Adapt, measure, and keep the adapted embedder only when it helps (see the module
     docstring); the index is not touched."""
     return _adapt(settings, database, progress=progress)[0]
@@ -442,24 +506,40 @@ def prune_embedders(settings: Settings, keep: Sequence[str] = ()) -> list[str]:
     used = set()
     for name in index_store.versions():
         try:
-            used.add(Path(read_meta(index_store.root / name).get("model", {}).get("path", "")).resolve())
+            used.add(
+                Path(read_meta(index_store.root / name).get("model", {}).get("path", "")).resolve()
+            )
         except (OSError, ValueError):
             continue
-    doomed = [name for name in VersionStore(root).versions() if name not in keep and (root / name).resolve() not in used]
+    doomed = [
+        name
+        for name in VersionStore(root).versions()
+        if name not in keep and (root / name).resolve() not in used
+    ]
     for name in doomed:
         shutil.rmtree(root / name, ignore_errors=True)
     return doomed
 
 
-def adapt_and_index(settings: Settings, database: Database, *, progress: bool = False, calibrate: bool = True) -> AdaptReport:
+def adapt_and_index(
+    settings: Settings, database: Database, *, progress: bool = False, calibrate: bool = True
+) -> AdaptReport:
     """`chatbot index --adapt`: adapt; when kept, rebuild the index with the adapted
     embedder (the index's meta.json then names it); when not, leave the index alone."""
     report, kept = _adapt(settings, database, progress=progress)
     if kept is not None:
         model, precomputed = kept
         path = Path(report.embedder_path)
-        index = update_index(settings, database, rebuild=True, model=model, model_path=path, progress=progress,
-                             calibrate=calibrate, precomputed=precomputed)
+        index = update_index(
+            settings,
+            database,
+            rebuild=True,
+            model=model,
+            model_path=path,
+            progress=progress,
+            calibrate=calibrate,
+            precomputed=precomputed,
+        )
         index.reason = f"adapted embedder {path.name}"
         report.index = index.to_dict()
         report.pruned_embedders = prune_embedders(settings, keep=[path.name])

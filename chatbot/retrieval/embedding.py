@@ -22,14 +22,27 @@ if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer
 
 
-def embed_texts(model: SentenceTransformer, texts: Sequence[str], *, batch_size: int = 64, progress: bool = False) -> np.ndarray:
+def embed_texts(
+    model: SentenceTransformer,
+    texts: Sequence[str],
+    *,
+    batch_size: int = 64,
+    progress: bool = False,
+) -> np.ndarray:
     """Unit-length float32 vectors, one row per text (duplicates embedded once)."""
-    dim = model.get_embedding_dimension() if hasattr(model, "get_embedding_dimension") else model.get_sentence_embedding_dimension()
+    dim = (
+        model.get_embedding_dimension()
+        if hasattr(model, "get_embedding_dimension")
+        else model.get_sentence_embedding_dimension()
+    )
     if not texts:
         return np.zeros((0, dim), dtype=np.float32)
     unique = list(dict.fromkeys(texts))
     vectors = model.encode(
-        unique, batch_size=batch_size, normalize_embeddings=True, convert_to_numpy=True,
+        unique,
+        batch_size=batch_size,
+        normalize_embeddings=True,
+        convert_to_numpy=True,
         show_progress_bar=progress,
     ).astype(np.float32, copy=False)
     if len(unique) == len(texts):
@@ -47,7 +60,9 @@ def history_weights(n_history: int, settings: RetrievalSettings) -> tuple[float,
     return 1.0 - settings.history_weight, settings.history_weight * decay / decay.sum()
 
 
-def fuse(message_vector: np.ndarray, history_vectors: np.ndarray, settings: RetrievalSettings) -> np.ndarray:
+def fuse(
+    message_vector: np.ndarray, history_vectors: np.ndarray, settings: RetrievalSettings
+) -> np.ndarray:
     """One unit vector from the message's and the earlier turns' vectors (oldest first)."""
     own, weights = history_weights(len(history_vectors), settings)
     vector = own * message_vector
@@ -90,6 +105,8 @@ def embed_contexts(
     return out
 
 
-def embed_query(model: SentenceTransformer, message: str, history: Sequence[str], settings: RetrievalSettings) -> np.ndarray:
+def embed_query(
+    model: SentenceTransformer, message: str, history: Sequence[str], settings: RetrievalSettings
+) -> np.ndarray:
     """The fused vector of one live query."""
     return embed_contexts(model, [(message, history)], settings)[0]

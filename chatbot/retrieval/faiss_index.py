@@ -36,7 +36,9 @@ class DenseIndex:
         k = max(1, min(k, self.size)) if self.size else 1
         if self.size == 0:
             return np.zeros(0, dtype=np.float32), np.zeros(0, dtype=np.int64)
-        scores, rows = self.index.search(np.ascontiguousarray(query.reshape(1, -1), dtype=np.float32), k)
+        scores, rows = self.index.search(
+            np.ascontiguousarray(query.reshape(1, -1), dtype=np.float32), k
+        )
         keep = rows[0] >= 0
         return scores[0][keep], rows[0][keep]
 
@@ -107,18 +109,23 @@ def load(directory: Path, kind: str, settings: RetrievalSettings) -> DenseIndex:
     try:
         vectors = np.load(vectors_file, mmap_mode="r", allow_pickle=False)
         if vectors.ndim != 2 or vectors.dtype != np.float32:
-            raise ValueError(f"holds a {vectors.dtype} array of shape {vectors.shape}, not float32 rows")
+            raise ValueError(
+                f"holds a {vectors.dtype} array of shape {vectors.shape}, not float32 rows"
+            )
     except (OSError, ValueError, EOFError) as exc:
         raise IndexDamagedError(vectors_file, describe_problem(exc)) from None
     if not index_file.is_file():
         raise IndexDamagedError(index_file, "missing")
     try:
         index = faiss.read_index(str(index_file))
-    except Exception as exc:  # noqa: BLE001 - faiss raises RuntimeError with its C++ message
+    except Exception as exc:
         raise IndexDamagedError(index_file, f"cannot be read ({describe_problem(exc)})") from None
     if index.ntotal != vectors.shape[0] or (index.ntotal and index.d != vectors.shape[1]):
-        raise IndexDamagedError(index_file, f"holds {index.ntotal} vectors of dimension {index.d}, "
-                                            f"vectors.npy {vectors.shape[0]} of dimension {vectors.shape[1]}")
+        raise IndexDamagedError(
+            index_file,
+            f"holds {index.ntotal} vectors of dimension {index.d}, "
+            f"vectors.npy {vectors.shape[0]} of dimension {vectors.shape[1]}",
+        )
     if kind == "hnsw":
         index.hnsw.efSearch = settings.hnsw_ef_search
     return DenseIndex(kind, vectors, index)

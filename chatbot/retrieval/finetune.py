@@ -79,15 +79,21 @@ def fine_tune_classifier(
     n_labels = int(labels_t.max()) + 1
 
     def embed(batch_texts: list[str]) -> torch.Tensor:
-        enc = tokenizer(batch_texts, padding=True, truncation=True, max_length=max_length, return_tensors="pt")
-        out = transformer(input_ids=enc["input_ids"], attention_mask=enc["attention_mask"]).last_hidden_state
+        enc = tokenizer(
+            batch_texts, padding=True, truncation=True, max_length=max_length, return_tensors="pt"
+        )
+        out = transformer(
+            input_ids=enc["input_ids"], attention_mask=enc["attention_mask"]
+        ).last_hidden_state
         mask = enc["attention_mask"].unsqueeze(-1).to(out.dtype)
         pooled = (out * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
         return F.normalize(pooled, dim=-1)
 
     # Head initialised at the label centroids of the current embedder.
     with torch.inference_mode():
-        start_vectors = torch.cat([embed(list(texts[i : i + 128])) for i in range(0, len(texts), 128)])
+        start_vectors = torch.cat(
+            [embed(list(texts[i : i + 128])) for i in range(0, len(texts), 128)]
+        )
     centroids = torch.zeros(n_labels, start_vectors.shape[1])
     centroids.index_add_(0, labels_t, start_vectors)
     head = torch.nn.Parameter(F.normalize(centroids, dim=-1).clone())
@@ -95,14 +101,18 @@ def fine_tune_classifier(
     for p in transformer.embeddings.word_embeddings.parameters():
         p.requires_grad_(False)
     body = [p for p in transformer.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW([{"params": body, "lr": lr}, {"params": [head], "lr": head_lr, "weight_decay": 0.0}], weight_decay=0.01)
+    optimizer = torch.optim.AdamW(
+        [{"params": body, "lr": lr}, {"params": [head], "lr": head_lr, "weight_decay": 0.0}],
+        weight_decay=0.01,
+    )
 
     lengths = [len(t) for t in texts]
     steps_per_epoch = math.ceil(len(texts) / batch_size)
     total = max(1, int(steps_per_epoch * epochs))
     warmup = max(1, total // 20)
     scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda s: min(1.0, (s + 1) / warmup) * max(0.0, (total - s) / max(1, total - warmup))
+        optimizer,
+        lambda s: min(1.0, (s + 1) / warmup) * max(0.0, (total - s) / max(1, total - warmup)),
     )
     transformer.train()
     started = time.monotonic()
@@ -139,6 +149,10 @@ def fine_tune_classifier(
     return FineTuneReport(step / steps_per_epoch, step, seconds, stopped, loss_value)
 
 
-def head_free_vectors(model: SentenceTransformer, texts: Sequence[str], batch_size: int = 128) -> np.ndarray:
+def head_free_vectors(
+    model: SentenceTransformer, texts: Sequence[str], batch_size: int = 128
+) -> np.ndarray:
     """Unit vectors of `texts` from the (fine-tuned) model, float32."""
-    return model.encode(list(texts), batch_size=batch_size, normalize_embeddings=True, convert_to_numpy=True).astype(np.float32)
+    return model.encode(
+        list(texts), batch_size=batch_size, normalize_embeddings=True, convert_to_numpy=True
+    ).astype(np.float32)

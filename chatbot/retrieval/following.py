@@ -44,8 +44,14 @@ class FollowingRetriever:
     def version(self) -> str | None:
         return self.current.version
 
-    def search(self, query: str, *, history: Sequence[str] = (), k: int = 5,
-               exclude_pair_ids: Sequence[int] = ()) -> SearchResult:
+    def search(
+        self,
+        query: str,
+        *,
+        history: Sequence[str] = (),
+        k: int = 5,
+        exclude_pair_ids: Sequence[int] = (),
+    ) -> SearchResult:
         self.refresh()
         return self.current.search(query, history=history, k=k, exclude_pair_ids=exclude_pair_ids)
 
@@ -66,9 +72,14 @@ class FollowingRetriever:
                 return False
             try:
                 loaded = load_version(self.settings, store.root / name, model=self.current.model)
-            except Exception as exc:  # noqa: BLE001 - a damaged new version must never stop serving
-                log.warning("index version %s cannot be loaded; still serving %s: %s", name, self.current.version,
-                            exc, exc_info=not isinstance(exc, ChatbotError))
+            except Exception as exc:
+                log.warning(
+                    "index version %s cannot be loaded; still serving %s: %s",
+                    name,
+                    self.current.version,
+                    exc,
+                    exc_info=not isinstance(exc, ChatbotError),
+                )
                 return False
             log.info("serving index version %s (was %s)", loaded.version, self.current.version)
             self.current = loaded

@@ -17,7 +17,9 @@ def normalise_lexical(scores: np.ndarray) -> np.ndarray:
     return scores / top if top > 0 else np.zeros_like(scores)
 
 
-def weighted(dense: np.ndarray, lexical_normalised: np.ndarray, lexical_weight: float) -> np.ndarray:
+def weighted(
+    dense: np.ndarray, lexical_normalised: np.ndarray, lexical_weight: float
+) -> np.ndarray:
     return (1.0 - lexical_weight) * dense + lexical_weight * lexical_normalised
 
 
@@ -30,7 +32,9 @@ def rrf(rank_lists: list[np.ndarray], n: int, k: int = 60) -> np.ndarray:
     return out
 
 
-def candidate_rows(dense_rows: np.ndarray, lexical_scores: np.ndarray, n_lexical: int) -> np.ndarray:
+def candidate_rows(
+    dense_rows: np.ndarray, lexical_scores: np.ndarray, n_lexical: int
+) -> np.ndarray:
     """Union of the dense candidates and the best `n_lexical` BM25 rows with a score > 0."""
     rows = [dense_rows]
     if lexical_scores.size and n_lexical > 0:

@@ -23,7 +23,7 @@ import logging
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -34,7 +34,13 @@ from chatbot.retrieval import faiss_index
 from chatbot.retrieval.embedding import embed_contexts
 from chatbot.retrieval.lexical import LexicalIndex
 from chatbot.retrieval.settings import RetrievalSettings
-from chatbot.retrieval.versions import IndexDamagedError, IndexNotFoundError, VersionStore, describe_problem, write_json_atomic
+from chatbot.retrieval.versions import (
+    IndexDamagedError,
+    IndexNotFoundError,
+    VersionStore,
+    describe_problem,
+    write_json_atomic,
+)
 
 if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer
@@ -136,7 +142,9 @@ def adapted_embedder_dir(settings: Settings, model_meta: dict) -> Path | None:
     if not base:
         return None
     path = Path(model_meta.get("path", ""))
-    if not (path / "modules.json").is_file() or model_fingerprint(path) != model_meta.get("fingerprint"):
+    if not (path / "modules.json").is_file() or model_fingerprint(path) != model_meta.get(
+        "fingerprint"
+    ):
         return None
     if model_fingerprint(embedder_path(settings)) != base.get("fingerprint"):
         return None
@@ -160,20 +168,29 @@ def _record(row) -> PairRecord:
     texts = [str(item.get("text", "")) if isinstance(item, dict) else str(item) for item in context]
     message = texts[-1] if texts else ""
     return PairRecord(
-        id=row.id, content_hash=row.content_hash, conversation_id=row.conversation_id,
-        turn_index=row.turn_index, source=row.source, message=message, history=texts[:-1],
+        id=row.id,
+        content_hash=row.content_hash,
+        conversation_id=row.conversation_id,
+        turn_index=row.turn_index,
+        source=row.source,
+        message=message,
+        history=texts[:-1],
         # The slotted reply (no other customer's name or order number), once the importer made one.
         reply=row.target_slotted if row.target_slotted is not None else row.target,
     )
 
 
-def load_pairs(database: Database, splits: Sequence[str], *, only_ids: Iterable[int] | None = None) -> list[PairRecord]:
+def load_pairs(
+    database: Database, splits: Sequence[str], *, only_ids: Iterable[int] | None = None
+) -> list[PairRecord]:
     """The pairs of `splits`, ordered by id."""
     from sqlalchemy import select
 
     from chatbot.store.schema import TrainingPair
 
-    query = select(TrainingPair).where(TrainingPair.split.in_(list(splits))).order_by(TrainingPair.id)
+    query = (
+        select(TrainingPair).where(TrainingPair.split.in_(list(splits))).order_by(TrainingPair.id)
+    )
     with database.session() as session:
         rows = session.scalars(query).all()
         wanted = set(only_ids) if only_ids is not None else None
@@ -185,7 +202,9 @@ def load_pair_hashes(database: Database, splits: Sequence[str]) -> dict[int, str
 
     from chatbot.store.schema import TrainingPair
 
-    query = select(TrainingPair.id, TrainingPair.content_hash).where(TrainingPair.split.in_(list(splits)))
+    query = select(TrainingPair.id, TrainingPair.content_hash).where(
+        TrainingPair.split.in_(list(splits))
+    )
     with database.session() as session:
         return {pair_id: content_hash for pair_id, content_hash in session.execute(query)}
 
@@ -236,33 +255,47 @@ def load_records(version_dir: Path) -> list[PairRecord]:
                         raise ValueError("not a JSON object")
                     records.append(PairRecord(**item))
                 except (ValueError, TypeError) as exc:
-                    raise IndexDamagedError(path, f"line {number}: {describe_problem(exc)}") from None
+                    raise IndexDamagedError(
+                        path, f"line {number}: {describe_problem(exc)}"
+                    ) from None
     except (OSError, UnicodeDecodeError) as exc:
         raise IndexDamagedError(path, describe_problem(exc)) from None
     return records
 
 
-def check_version(version_dir: Path, settings: Settings, meta: dict | None = None,
-                  records: Sequence[PairRecord] | None = None):
+def check_version(
+    version_dir: Path,
+    settings: Settings,
+    meta: dict | None = None,
+    records: Sequence[PairRecord] | None = None,
+):
     """Read every file of a version and check they agree (meta, pairs, vectors, FAISS,
     BM25); returns (meta, records, dense index, lexical index). IndexDamagedError names
     the first bad file."""
     meta = load_meta(version_dir) if meta is None else meta
     records = load_records(version_dir) if records is None else list(records)
     if meta.get("pair_count") != len(records):
-        raise IndexDamagedError(version_dir / "pairs.jsonl",
-                                f"holds {len(records)} pairs, meta.json says {meta.get('pair_count')}")
+        raise IndexDamagedError(
+            version_dir / "pairs.jsonl",
+            f"holds {len(records)} pairs, meta.json says {meta.get('pair_count')}",
+        )
     dense = faiss_index.load(version_dir, meta["kind"], settings.retrieval)
     if dense.size != len(records):
-        raise IndexDamagedError(version_dir / "vectors.npy", f"holds {dense.size} vectors for {len(records)} pairs")
+        raise IndexDamagedError(
+            version_dir / "vectors.npy", f"holds {dense.size} vectors for {len(records)} pairs"
+        )
     lexical = LexicalIndex.load(version_dir / "lexical")
     if lexical.size != len(records):
-        raise IndexDamagedError(version_dir / "lexical" / "size.txt",
-                                f"says {lexical.size} documents for {len(records)} pairs")
+        raise IndexDamagedError(
+            version_dir / "lexical" / "size.txt",
+            f"says {lexical.size} documents for {len(records)} pairs",
+        )
     return meta, records, dense, lexical
 
 
-def compare_pair_sets(indexed: dict[int, str], stored: dict[int, str]) -> tuple[list[int], list[int], list[int]]:
+def compare_pair_sets(
+    indexed: dict[int, str], stored: dict[int, str]
+) -> tuple[list[int], list[int], list[int]]:
     """(new ids, deleted ids, changed ids) of the store relative to the index."""
     new = sorted(set(stored) - set(indexed))
     deleted = sorted(set(indexed) - set(stored))
@@ -270,7 +303,9 @@ def compare_pair_sets(indexed: dict[int, str], stored: dict[int, str]) -> tuple[
     return new, deleted, changed
 
 
-def _embed_records(model, records: Sequence[PairRecord], rs: RetrievalSettings, progress: bool) -> np.ndarray:
+def _embed_records(
+    model, records: Sequence[PairRecord], rs: RetrievalSettings, progress: bool
+) -> np.ndarray:
     return embed_contexts(model, [(r.message, r.history) for r in records], rs, progress=progress)
 
 
@@ -303,15 +338,20 @@ def write_version(
         meta = {
             "format": FORMAT,
             "made_by": "chatbot index",
-            "created_at": datetime.now(timezone.utc).isoformat(),
+            "created_at": datetime.now(UTC).isoformat(),
             "model": model_info,
             "dim": int(vectors.shape[1]) if vectors.ndim == 2 else None,
             "pair_count": len(records),
             "pair_set_hash": pair_set_hash((r.id, r.content_hash) for r in records),
             "kind": dense.kind,
             "recall_at_10_vs_exact": recall,
-            "settings": {**rs.index_defining(), "exact_max_pairs": rs.exact_max_pairs, "hnsw_m": rs.hnsw_m,
-                         "hnsw_ef_construction": rs.hnsw_ef_construction, "lexical": "bm25s"},
+            "settings": {
+                **rs.index_defining(),
+                "exact_max_pairs": rs.exact_max_pairs,
+                "hnsw_m": rs.hnsw_m,
+                "hnsw_ef_construction": rs.hnsw_ef_construction,
+                "lexical": "bm25s",
+            },
             **extra_meta,
         }
         write_json_atomic(staged / "meta.json", meta)
@@ -355,7 +395,10 @@ def update_index(
         if not rebuild:
             raise
         current = None
-        action, reason = "rebuilt", f"the current version was damaged ({exc.path.name}: {exc.problem})"
+        action, reason = (
+            "rebuilt",
+            f"the current version was damaged ({exc.path.name}: {exc.problem})",
+        )
     configured = embedder_path(settings)
     if model_path is None and current is not None:
         # An index built with an adapted embedder keeps it (new pairs must be embedded
@@ -373,11 +416,21 @@ def update_index(
         elif why := vectors_incompatible(meta, model_info["fingerprint"], rs):
             action, reason = "rebuilt", why
         elif deleted or changed:
-            action, reason = "rebuilt", f"{len(deleted)} indexed pairs were deleted and {len(changed)} changed in the store"
+            action, reason = (
+                "rebuilt",
+                f"{len(deleted)} indexed pairs were deleted and {len(changed)} changed in the store",
+            )
         elif not new:
-            return IndexReport("unchanged", "the index already holds every pair", store.current_name(), len(indexed),
-                               kind=meta.get("kind"), seconds=time.monotonic() - started,
-                               recall_at_10=meta.get("recall_at_10_vs_exact"), calibration=meta.get("calibration"))
+            return IndexReport(
+                "unchanged",
+                "the index already holds every pair",
+                store.current_name(),
+                len(indexed),
+                kind=meta.get("kind"),
+                seconds=time.monotonic() - started,
+                recall_at_10=meta.get("recall_at_10_vs_exact"),
+                calibration=meta.get("calibration"),
+            )
         else:
             action, reason, base = "added", f"{len(new)} new pairs", (current, indexed_records, new)
 
@@ -392,7 +445,9 @@ def update_index(
             current_dir, indexed_records, new = base
             new_records = load_pairs(database, rs.index_splits, only_ids=new)
             old_vectors = np.load(current_dir / "vectors.npy")
-            vectors = np.concatenate([old_vectors, _embed_records(model, new_records, rs, progress)])
+            vectors = np.concatenate(
+                [old_vectors, _embed_records(model, new_records, rs, progress)]
+            )
             records = [*indexed_records, *new_records]
             added = len(new_records)
             extra = {"parent_version": current_dir.name, "added": added}
@@ -411,17 +466,34 @@ def update_index(
             fusion_choice = _choose_fusion(settings, database, model, records, vectors)
         extra["calibration"] = calibration
         extra["fusion"] = fusion_choice
-        staged, meta = write_version(store, records, vectors, settings=settings, model_info=model_info,
-                                     extra_meta=extra, staged=staged)
+        staged, meta = write_version(
+            store,
+            records,
+            vectors,
+            settings=settings,
+            model_info=model_info,
+            extra_meta=extra,
+            staged=staged,
+        )
     except BaseException:
         store.discard(staged)
         raise
     name = store.commit(staged)
     pruned = store.prune(rs.keep_versions)
     log.info("index %s: %s (%s), %d pairs", name, action, reason, len(records))
-    return IndexReport(action, reason, name, len(records), added=added, kind=meta["kind"],
-                       seconds=time.monotonic() - started, recall_at_10=meta["recall_at_10_vs_exact"],
-                       calibration=calibration, pruned=pruned, fusion=fusion_choice)
+    return IndexReport(
+        action,
+        reason,
+        name,
+        len(records),
+        added=added,
+        kind=meta["kind"],
+        seconds=time.monotonic() - started,
+        recall_at_10=meta["recall_at_10_vs_exact"],
+        calibration=calibration,
+        pruned=pruned,
+        fusion=fusion_choice,
+    )
 
 
 def _load(path: Path):
@@ -443,14 +515,17 @@ def _pair_topics(database: Database, pair_ids: Iterable[int]) -> dict[int, str |
     topics: dict[int, str | None] = {}
     with database.session() as session:
         for start in range(0, len(ids), 500):
-            chunk = ids[start:start + 500]
+            chunk = ids[start : start + 500]
             for pair_id, labels in session.execute(
-                    select(TrainingPair.id, TrainingPair.labels).where(TrainingPair.id.in_(chunk))):
+                select(TrainingPair.id, TrainingPair.labels).where(TrainingPair.id.in_(chunk))
+            ):
                 topics[pair_id] = (labels or {}).get("topic") if isinstance(labels, dict) else None
     return topics
 
 
-def gate_scores(settings: Settings, retriever, questions: Sequence[tuple[str, Sequence[str]]]) -> tuple[np.ndarray, list[int | None]]:
+def gate_scores(
+    settings: Settings, retriever, questions: Sequence[tuple[str, Sequence[str]]]
+) -> tuple[np.ndarray, list[int | None]]:
     """The gate's raw score (`retrieval.gate_feature`) of each (message, history) and
     the pair id of its top hit (None when nothing was found)."""
     from chatbot.retrieval.embedding import embed_contexts
@@ -480,8 +555,13 @@ def _validation_sample(database: Database) -> list[PairRecord]:
     return val
 
 
-def _choose_fusion(settings: Settings, database: Database, model, records: Sequence[PairRecord],
-                   vectors: np.ndarray) -> dict | None:
+def _choose_fusion(
+    settings: Settings,
+    database: Database,
+    model,
+    records: Sequence[PairRecord],
+    vectors: np.ndarray,
+) -> dict | None:
     """The weight of BM25 in the fused score for this company, chosen on its own
     validation questions: for each weight in FUSION_WEIGHTS, how close (embedding
     cosine) the top retrieved reply is to the agent's real reply. The best weight
@@ -499,8 +579,13 @@ def _choose_fusion(settings: Settings, database: Database, model, records: Seque
     val = [p for p in _validation_sample(database) if p.reply.strip()]
     if len(val) < rs.min_calibration_pairs:
         return None
-    retriever = PairRetriever.from_parts(settings, records, vectors, model,
-                                         calibration=ScopeCalibration.uncalibrated(rs.oos_threshold))
+    retriever = PairRetriever.from_parts(
+        settings,
+        records,
+        vectors,
+        model,
+        calibration=ScopeCalibration.uncalibrated(rs.oos_threshold),
+    )
     queries = embed_contexts(model, [(p.message, p.history) for p in val], rs)
     weights = sorted({*FUSION_WEIGHTS, rs.lexical_weight})
     row_of = {r.id: row for row, r in enumerate(records)}
@@ -508,30 +593,50 @@ def _choose_fusion(settings: Settings, database: Database, model, records: Seque
     for weight in weights:
         rows = []
         for pair, vector in zip(val, queries):
-            hits = retriever.search_vector(vector, pair.message, history=pair.history, k=1, lexical_weight=weight).hits
+            hits = retriever.search_vector(
+                vector, pair.message, history=pair.history, k=1, lexical_weight=weight
+            ).hits
             rows.append(row_of[hits[0].pair_id] if hits else -1)
         tops[weight] = rows
     used = sorted({r for rows in tops.values() for r in rows if r >= 0})
-    reply_vectors = dict(zip(used, embed_texts(model, [records[r].reply for r in used], batch_size=rs.batch_size)))
+    reply_vectors = dict(
+        zip(used, embed_texts(model, [records[r].reply for r in used], batch_size=rs.batch_size))
+    )
     truth = embed_texts(model, [p.reply for p in val], batch_size=rs.batch_size)
-    similarity = {w: np.array([float(reply_vectors[r] @ t) if r >= 0 else 0.0 for r, t in zip(rows, truth)])
-                  for w, rows in tops.items()}
-    best = max(weights, key=lambda w: (round(float(similarity[w].mean()), 6), -abs(w - rs.lexical_weight)))
+    similarity = {
+        w: np.array([float(reply_vectors[r] @ t) if r >= 0 else 0.0 for r, t in zip(rows, truth)])
+        for w, rows in tops.items()
+    }
+    best = max(
+        weights, key=lambda w: (round(float(similarity[w].mean()), 6), -abs(w - rs.lexical_weight))
+    )
     diff = similarity[best] - similarity[rs.lexical_weight]
     stderr = float(diff.std(ddof=1) / np.sqrt(len(diff))) if len(diff) > 1 else float("inf")
     gain = float(diff.mean())
     chosen = best if gain > 0 and gain > FUSION_MIN_STDERRS * stderr else rs.lexical_weight
     return {
-        "lexical_weight": chosen, "configured_lexical_weight": rs.lexical_weight, "best_weight": best,
-        "gain_over_configured": round(gain, 4), "stderr": round(stderr, 4), "validation_questions": len(val),
-        "reply_similarity_by_weight": {str(w): round(float(similarity[w].mean()), 4) for w in weights},
+        "lexical_weight": chosen,
+        "configured_lexical_weight": rs.lexical_weight,
+        "best_weight": best,
+        "gain_over_configured": round(gain, 4),
+        "stderr": round(stderr, 4),
+        "validation_questions": len(val),
+        "reply_similarity_by_weight": {
+            str(w): round(float(similarity[w].mean()), 4) for w in weights
+        },
         "rule": f"embedding cosine of the top retrieved reply and the agent's real reply on validation questions; "
-                f"the best weight replaces the configured one when it gains more than {FUSION_MIN_STDERRS:g} standard "
-                "error(s) of the paired differences",
+        f"the best weight replaces the configured one when it gains more than {FUSION_MIN_STDERRS:g} standard "
+        "error(s) of the paired differences",
     }
 
 
-def _calibrate(settings: Settings, database: Database, model, records: Sequence[PairRecord], vectors: np.ndarray) -> dict | None:
+def _calibrate(
+    settings: Settings,
+    database: Database,
+    model,
+    records: Sequence[PairRecord],
+    vectors: np.ndarray,
+) -> dict | None:
     """The out-of-scope gate (`chatbot.retrieval.scope.calibrate_gate`), chosen on
     validation questions (never test) as positives and the shipped generic off-topic
     questions (plus validation questions the company labelled out of scope) as
@@ -549,7 +654,9 @@ def _calibrate(settings: Settings, database: Database, model, records: Sequence[
         return None
     val = _validation_sample(database)
     if not val:
-        log.warning("out-of-scope gate not calibrated: no validation pairs; using retrieval.oos_threshold")
+        log.warning(
+            "out-of-scope gate not calibrated: no validation pairs; using retrieval.oos_threshold"
+        )
         return None
     handing_off = set(settings.dialogue.out_of_scope_topics) | set(settings.dialogue.handoff_topics)
     val_topics = _pair_topics(database, [p.id for p in val])
@@ -560,30 +667,53 @@ def _calibrate(settings: Settings, database: Database, model, records: Sequence[
     probe = replace(ScopeCalibration.uncalibrated(rs.oos_threshold), feature=rs.gate_feature)
     retriever = PairRetriever.from_parts(settings, records, vectors, model, calibration=probe)
     pos, pos_tops = gate_scores(settings, retriever, [(p.message, p.history) for p in inside])
-    neg, neg_tops = gate_scores(settings, retriever, [(p.message, p.history) for p in own_out] + [(q, []) for q in background])
+    neg, neg_tops = gate_scores(
+        settings,
+        retriever,
+        [(p.message, p.history) for p in own_out] + [(q, []) for q in background],
+    )
     top_topics = _pair_topics(database, [t for t in [*pos_tops, *neg_tops] if t is not None])
-    neg_by_topic = np.array([t is None or top_topics.get(t) in handing_off for t in neg_tops], dtype=bool)
+    neg_by_topic = np.array(
+        [t is None or top_topics.get(t) in handing_off for t in neg_tops], dtype=bool
+    )
     # Words the history never uses: used only where they spare the company's own questions.
     pos_named = np.array([retriever.terms_unknown(p.message) for p in inside], dtype=bool)
     names_rate = float(pos_named.mean()) if pos_named.size else 0.0
-    use_names = rs.gate_unknown_terms and pos_named.size >= rs.min_calibration_pairs and names_rate <= rs.gate_unknown_terms_max
+    use_names = (
+        rs.gate_unknown_terms
+        and pos_named.size >= rs.min_calibration_pairs
+        and names_rate <= rs.gate_unknown_terms_max
+    )
     neg_questions = [p.message for p in own_out] + background
-    neg_named = np.array([retriever.terms_unknown(q) for q in neg_questions], dtype=bool) if use_names else \
-        np.zeros(len(neg_questions), bool)
+    neg_named = (
+        np.array([retriever.terms_unknown(q) for q in neg_questions], dtype=bool)
+        if use_names
+        else np.zeros(len(neg_questions), bool)
+    )
     calibration = calibrate_gate(
-        pos[~pos_named] if use_names else pos, neg, negatives_handled=neg_by_topic | neg_named,
-        prior_threshold=rs.gate_prior_threshold, prior_strength=rs.gate_prior_strength,
-        min_positives=rs.min_calibration_pairs, resamples=rs.gate_resamples, feature=rs.gate_feature,
-        n_background=len(background), unknown_terms=use_names,
+        pos[~pos_named] if use_names else pos,
+        neg,
+        negatives_handled=neg_by_topic | neg_named,
+        prior_threshold=rs.gate_prior_threshold,
+        prior_strength=rs.gate_prior_strength,
+        min_positives=rs.min_calibration_pairs,
+        resamples=rs.gate_resamples,
+        feature=rs.gate_feature,
+        n_background=len(background),
+        unknown_terms=use_names,
     )
     result = calibration.to_dict()
-    result["method"] = (f"top {'dense cosine' if rs.gate_feature == 'dense' else 'fused score'}; positives: in-domain "
-                        "validation questions; negatives: shipped off-topic questions and validation questions labelled "
-                        "out of scope; Youden's J cut pulled towards the prior threshold; 95% percentile-bootstrap interval")
+    result["method"] = (
+        f"top {'dense cosine' if rs.gate_feature == 'dense' else 'fused score'}; positives: in-domain "
+        "validation questions; negatives: shipped off-topic questions and validation questions labelled "
+        "out of scope; Youden's J cut pulled towards the prior threshold; 95% percentile-bootstrap interval"
+    )
     result["prior_strength"] = rs.gate_prior_strength
     result["validation_questions"] = len(val)
     result["own_out_of_scope"] = len(own_out)
-    result["positives_handed_off_by_topic"] = int(sum(t is not None and top_topics.get(t) in handing_off for t in pos_tops))
+    result["positives_handed_off_by_topic"] = int(
+        sum(t is not None and top_topics.get(t) in handing_off for t in pos_tops)
+    )
     result["negatives_handed_off_by_topic"] = int(neg_by_topic.sum())
     result["unknown_terms_validation_rate"] = round(names_rate, 4)
     result["negatives_caught_by_unknown_terms"] = int((neg_named & ~neg_by_topic).sum())

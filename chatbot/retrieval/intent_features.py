@@ -27,7 +27,9 @@ class LexicalDenseFeatures:
         min_df = self.min_df if len(texts) >= 50 * self.min_df else 1
         self._vectorisers = [
             TfidfVectorizer(ngram_range=(1, 2), min_df=min_df, sublinear_tf=True),
-            TfidfVectorizer(analyzer="char_wb", ngram_range=(2, 5), min_df=min_df, sublinear_tf=True),
+            TfidfVectorizer(
+                analyzer="char_wb", ngram_range=(2, 5), min_df=min_df, sublinear_tf=True
+            ),
         ]
         for vectoriser in self._vectorisers:
             vectoriser.fit(texts)

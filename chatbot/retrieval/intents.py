@@ -76,7 +76,9 @@ def read_intents(path: Path | str) -> list[LabelledRequest]:
             try:
                 record = json.loads(line)
             except json.JSONDecodeError as exc:
-                raise InputError(f"not valid JSON ({exc.msg})", path=str(path), line=number) from None
+                raise InputError(
+                    f"not valid JSON ({exc.msg})", path=str(path), line=number
+                ) from None
             if not isinstance(record, dict):
                 raise InputError("expected a JSON object", path=str(path), line=number)
             text, intent = record.get("text"), record.get("intent")
@@ -97,7 +99,9 @@ _NEIGHBOURS: dict[str, str] = {}
 for _r, _row in enumerate(_KEYBOARD):
     for _c, _ch in enumerate(_row):
         near = [_row[j] for j in (_c - 1, _c + 1) if 0 <= j < len(_row)]
-        near += [_KEYBOARD[rr][_c] for rr in (_r - 1, _r + 1) if 0 <= rr < 3 and _c < len(_KEYBOARD[rr])]
+        near += [
+            _KEYBOARD[rr][_c] for rr in (_r - 1, _r + 1) if 0 <= rr < 3 and _c < len(_KEYBOARD[rr])
+        ]
         _NEIGHBOURS[_ch] = "".join(near)
 
 
@@ -138,10 +142,21 @@ class Routing:
 class IntentRouter:
     """Routes requests to the intents of a training set."""
 
-    def __init__(self, model: SentenceTransformer, method: str = DEFAULT_METHOD, *, max_train_seconds: float = 480.0,
-                 epochs: float = 3.0, batch_size: int = 64, seed: int = 0, progress: bool = False,
-                 cache: dict[str, np.ndarray] | None = None, svm_c: float = 0.3, embedding_weight: float = 2.0,
-                 similarity_weight: float = 3.0):
+    def __init__(
+        self,
+        model: SentenceTransformer,
+        method: str = DEFAULT_METHOD,
+        *,
+        max_train_seconds: float = 480.0,
+        epochs: float = 3.0,
+        batch_size: int = 64,
+        seed: int = 0,
+        progress: bool = False,
+        cache: dict[str, np.ndarray] | None = None,
+        svm_c: float = 0.3,
+        embedding_weight: float = 2.0,
+        similarity_weight: float = 3.0,
+    ):
         if method not in METHODS:
             raise ValueError(f"method {method!r} is not one of {', '.join(METHODS)}")
         self.model = model
@@ -167,7 +182,9 @@ class IntentRouter:
             return embed_texts(self.model, list(texts), batch_size=128, progress=self.progress)
         missing = list(dict.fromkeys(t for t in texts if t not in self.cache))
         if missing:
-            for text, vector in zip(missing, embed_texts(self.model, missing, batch_size=128, progress=self.progress)):
+            for text, vector in zip(
+                missing, embed_texts(self.model, missing, batch_size=128, progress=self.progress)
+            ):
                 self.cache[text] = vector
         return np.stack([self.cache[t] for t in texts]) if texts else np.zeros((0, 0), np.float32)
 
@@ -182,8 +199,14 @@ class IntentRouter:
             from chatbot.retrieval.finetune import fine_tune_classifier
 
             report = fine_tune_classifier(
-                self.model, texts, y.tolist(), epochs=self.epochs, batch_size=self.batch_size,
-                max_seconds=self.max_train_seconds, seed=self.seed, progress=self.progress,
+                self.model,
+                texts,
+                y.tolist(),
+                epochs=self.epochs,
+                batch_size=self.batch_size,
+                max_seconds=self.max_train_seconds,
+                seed=self.seed,
+                progress=self.progress,
             )
             self.train_report["fine_tune"] = report.__dict__
         vectors = self._embed(texts)
@@ -195,7 +218,9 @@ class IntentRouter:
         if self.method == "finetune":
             centroids = np.zeros((len(self.classes), vectors.shape[1]), dtype=np.float32)
             np.add.at(centroids, y, vectors)
-            self._centroids = centroids / np.linalg.norm(centroids, axis=1, keepdims=True).clip(1e-9)
+            self._centroids = centroids / np.linalg.norm(centroids, axis=1, keepdims=True).clip(
+                1e-9
+            )
         if self.method == "fusion":
             from sklearn.svm import LinearSVC
 
@@ -207,7 +232,9 @@ class IntentRouter:
             import faiss
 
             self._faiss = faiss.IndexFlatIP(vectors.shape[1])
-            self._faiss.add(np.ascontiguousarray(vectors if self.method == "knn" else vectors[self.in_scope[y]]))
+            self._faiss.add(
+                np.ascontiguousarray(vectors if self.method == "knn" else vectors[self.in_scope[y]])
+            )
         self.train_report["seconds"] = time.monotonic() - started
         return self
 
@@ -246,8 +273,13 @@ class IntentRouter:
         sims, rows = self._faiss.search(np.ascontiguousarray(vectors), k)
         labels, confidence = [], np.zeros(len(vectors))
         for n in range(len(vectors)):
-            in_rows = [(s, r) for s, r in zip(sims[n], rows[n]) if r >= 0 and self.in_scope[self._y[r]]]
-            out_top = max((s for s, r in zip(sims[n], rows[n]) if r >= 0 and not self.in_scope[self._y[r]]), default=-1.0)
+            in_rows = [
+                (s, r) for s, r in zip(sims[n], rows[n]) if r >= 0 and self.in_scope[self._y[r]]
+            ]
+            out_top = max(
+                (s for s, r in zip(sims[n], rows[n]) if r >= 0 and not self.in_scope[self._y[r]]),
+                default=-1.0,
+            )
             if in_rows:
                 s, r = in_rows[0]
                 labels.append(self.classes[self._y[r]])
@@ -261,7 +293,9 @@ class IntentRouter:
 # ---------------------------------------------------------------- evaluation
 
 
-def stratified_split(items: Sequence[LabelledRequest], fraction: float, seed: int = 0) -> tuple[list, list]:
+def stratified_split(
+    items: Sequence[LabelledRequest], fraction: float, seed: int = 0
+) -> tuple[list, list]:
     """(kept, held out): `fraction` of every intent held out, deterministically."""
     by_intent: dict[str, list[int]] = {}
     for n, item in enumerate(items):
@@ -272,10 +306,14 @@ def stratified_split(items: Sequence[LabelledRequest], fraction: float, seed: in
         rows = by_intent[intent][:]
         rng.shuffle(rows)
         held.update(rows[: max(1, round(len(rows) * fraction))] if len(rows) > 1 else [])
-    return [it for n, it in enumerate(items) if n not in held], [it for n, it in enumerate(items) if n in held]
+    return [it for n, it in enumerate(items) if n not in held], [
+        it for n, it in enumerate(items) if n in held
+    ]
 
 
-def stratified_folds(items: Sequence[LabelledRequest], folds: int, seed: int = 0) -> list[list[int]]:
+def stratified_folds(
+    items: Sequence[LabelledRequest], folds: int, seed: int = 0
+) -> list[list[int]]:
     by_intent: dict[str, list[int]] = {}
     for n, item in enumerate(items):
         by_intent.setdefault(item.intent, []).append(n)
@@ -291,7 +329,9 @@ def stratified_folds(items: Sequence[LabelledRequest], folds: int, seed: int = 0
     return [sorted(f) for f in out]
 
 
-def score(routing: Routing, items: Sequence[LabelledRequest], calibration: ScopeCalibration | None) -> dict:
+def score(
+    routing: Routing, items: Sequence[LabelledRequest], calibration: ScopeCalibration | None
+) -> dict:
     from sklearn.metrics import f1_score
 
     truth = np.array([i.intent for i in items])
@@ -303,7 +343,9 @@ def score(routing: Routing, items: Sequence[LabelledRequest], calibration: Scope
         result["macro_f1"] = float(f1_score(truth[inside], pred[inside], average="macro"))
     if calibration is not None and (~inside).any():
         rejected = np.asarray(calibration.out_of_scope(routing.confidence))
-        result["in_scope_accuracy"] = float(((pred == truth) & ~rejected)[inside].mean()) if inside.any() else None
+        result["in_scope_accuracy"] = (
+            float(((pred == truth) & ~rejected)[inside].mean()) if inside.any() else None
+        )
         result["oos_recall"] = float(rejected[~inside].mean())
         final = np.where(rejected, OOS, pred)
         result["accuracy_with_oos"] = float((final == truth).mean())
@@ -349,27 +391,39 @@ def evaluate(
     if not any(i.intent != OOS for i in train):
         raise InputError("the training file has no in-scope requests")
     if len({i.intent for i in train}) < 2:
-        raise InputError("the training file needs at least two intents to route between ('oos' counts as one)")
+        raise InputError(
+            "the training file needs at least two intents to route between ('oos' counts as one)"
+        )
     validation = "none needed (the test has no oos items)"
     routed, val_truth = None, None
     if val is not None:
         validation = f"{len(val)} requests from --val"
     elif needs_threshold and method == "finetune":
         train, val = stratified_split(train, val_fraction)
-        validation = f"{len(val)} requests carved from --train ({val_fraction:.0%} of every intent, seed 0)"
+        validation = (
+            f"{len(val)} requests carved from --train ({val_fraction:.0%} of every intent, seed 0)"
+        )
     elif needs_threshold:
         model_factory, router_options = _sharing_one_embedder(model_factory, router_options)
-        routed, val_truth = _out_of_fold_routings(model_factory, train, calibration_folds, method, router_options)
+        routed, val_truth = _out_of_fold_routings(
+            model_factory, train, calibration_folds, method, router_options
+        )
         validation = f"out-of-fold routings of the {len(train)} --train requests ({calibration_folds}-fold, seed 0)"
     router = IntentRouter(model_factory(), method, **router_options).fit(train)
     if val is not None:
         routed, val_truth = router.route([i.text for i in val]), np.array([i.intent for i in val])
     calibration = None
     if routed is not None and (val_truth == OOS).any() and (val_truth != OOS).any():
-        calibration = calibrate(routed.confidence, val_truth != OOS, accepted_correct=np.array(routed.labels) == val_truth,
-                                min_oos_recall=min_oos_recall)
+        calibration = calibrate(
+            routed.confidence,
+            val_truth != OOS,
+            accepted_correct=np.array(routed.labels) == val_truth,
+            min_oos_recall=min_oos_recall,
+        )
     elif needs_threshold:
-        raise InputError("the test has oos items but the validation requests have none to choose a threshold on")
+        raise InputError(
+            "the test has oos items but the validation requests have none to choose a threshold on"
+        )
     clean = score(router.route([i.text for i in test]), test, calibration)
     noisy = None
     if noise == "typo":
@@ -378,10 +432,19 @@ def evaluate(
     elif noise is not None:
         raise ValueError(f"unknown noise {noise!r}")
     return IntentEvaluation(
-        method, clean, noisy, calibration.to_dict() if calibration else None, validation,
-        router.train_report.get("seconds", 0.0), router.train_report,
-        {"train": len(train), "val": len(val) if val is not None else 0, "test": len(test),
-         "intents": len({i.intent for i in train} - {OOS})},
+        method,
+        clean,
+        noisy,
+        calibration.to_dict() if calibration else None,
+        validation,
+        router.train_report.get("seconds", 0.0),
+        router.train_report,
+        {
+            "train": len(train),
+            "val": len(val) if val is not None else 0,
+            "test": len(test),
+            "intents": len({i.intent for i in train} - {OOS}),
+        },
     )
 
 
@@ -392,23 +455,32 @@ def _sharing_one_embedder(model_factory, router_options: dict) -> tuple:
     return (lambda: shared), {"cache": {}, **router_options}
 
 
-def _out_of_fold_routings(model_factory, items: Sequence[LabelledRequest], folds: int, method: str,
-                          router_options: dict) -> tuple[Routing, np.ndarray]:
+def _out_of_fold_routings(
+    model_factory, items: Sequence[LabelledRequest], folds: int, method: str, router_options: dict
+) -> tuple[Routing, np.ndarray]:
     """Each item routed by a router trained on the other folds."""
     labels: list[str] = [""] * len(items)
     confidence = np.zeros(len(items))
     for rows in stratified_folds(items, folds):
         held = set(rows)
         router = IntentRouter(model_factory(), method, **router_options).fit(
-            [it for n, it in enumerate(items) if n not in held])
+            [it for n, it in enumerate(items) if n not in held]
+        )
         routed = router.route([items[n].text for n in rows])
         for n, label, conf in zip(rows, routed.labels, routed.confidence):
             labels[n], confidence[n] = label, conf
     return Routing(labels, confidence), np.array([i.intent for i in items])
 
 
-def cross_validate(model_factory, items: Sequence[LabelledRequest], folds: int, *, method: str = DEFAULT_METHOD,
-                   noise: str | None = None, **router_options) -> dict:
+def cross_validate(
+    model_factory,
+    items: Sequence[LabelledRequest],
+    folds: int,
+    *,
+    method: str = DEFAULT_METHOD,
+    noise: str | None = None,
+    **router_options,
+) -> dict:
     """`folds`-fold stratified cross-validation on one labelled file. With a frozen
     embedder (every method but finetune) every text is embedded once for all folds."""
     per_fold = []
@@ -418,7 +490,9 @@ def cross_validate(model_factory, items: Sequence[LabelledRequest], folds: int, 
         held = set(rows)
         test = [items[i] for i in rows]
         train = [it for i, it in enumerate(items) if i not in held]
-        result = evaluate(model_factory, train, test, None, method=method, noise=noise, **router_options)
+        result = evaluate(
+            model_factory, train, test, None, method=method, noise=noise, **router_options
+        )
         log.info("fold %d/%d: %s", n + 1, folds, result.clean)
         per_fold.append(result.to_dict())
     summary: dict = {}
@@ -427,5 +501,11 @@ def cross_validate(model_factory, items: Sequence[LabelledRequest], folds: int, 
         if not rows:
             continue
         keys = [k for k in rows[0] if isinstance(rows[0][k], float)]
-        summary[part] = {k: {"mean": float(np.mean([r[k] for r in rows])), "std": float(np.std([r[k] for r in rows]))} for k in keys}
+        summary[part] = {
+            k: {
+                "mean": float(np.mean([r[k] for r in rows])),
+                "std": float(np.std([r[k] for r in rows])),
+            }
+            for k in keys
+        }
     return {"method": method, "folds": folds, "summary": summary, "per_fold": per_fold}

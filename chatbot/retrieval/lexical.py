@@ -22,8 +22,13 @@ PARAMS_FILE = "params.index.json"
 # Written instead of the BM25 files when no document has a word to index, so that a
 # missing BM25 file is told apart from an index that never had one.
 NO_VOCABULARY_FILE = "no-vocabulary"
-BM25_FILES = ("params.index.json", "vocab.index.json", "data.csc.index.npy", "indices.csc.index.npy",
-              "indptr.csc.index.npy")
+BM25_FILES = (
+    "params.index.json",
+    "vocab.index.json",
+    "data.csc.index.npy",
+    "indices.csc.index.npy",
+    "indptr.csc.index.npy",
+)
 
 
 def _bm25s():
@@ -77,7 +82,9 @@ class LexicalIndex:
                 raise ValueError(f"negative size {size}")
         except (OSError, ValueError) as exc:
             raise IndexDamagedError(size_file, describe_problem(exc)) from None
-        if not (directory / PARAMS_FILE).exists() and (size == 0 or (directory / NO_VOCABULARY_FILE).exists()):
+        if not (directory / PARAMS_FILE).exists() and (
+            size == 0 or (directory / NO_VOCABULARY_FILE).exists()
+        ):
             return cls(None, size)
         for name in BM25_FILES:  # each file readable on its own, so that the message names it
             path = directory / name
@@ -92,10 +99,14 @@ class LexicalIndex:
             bm25 = _bm25s().BM25.load(str(directory), mmap=False)
             vocabulary = len(bm25.vocab_dict)
             scores = bm25.get_scores([next(iter(bm25.vocab_dict))]) if vocabulary else None
-        except Exception as exc:  # noqa: BLE001 - whatever bm25s raises on a damaged file
-            raise IndexDamagedError(directory, f"the BM25 files cannot be read ({describe_problem(exc)})") from None
+        except Exception as exc:
+            raise IndexDamagedError(
+                directory, f"the BM25 files cannot be read ({describe_problem(exc)})"
+            ) from None
         if scores is not None and len(scores) != size:
-            raise IndexDamagedError(directory, f"the BM25 index scores {len(scores)} documents, {SIZE_FILE} says {size}")
+            raise IndexDamagedError(
+                directory, f"the BM25 index scores {len(scores)} documents, {SIZE_FILE} says {size}"
+            )
         return cls(bm25, size)
 
     def scores(self, query: str) -> np.ndarray:

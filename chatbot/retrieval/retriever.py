@@ -71,15 +71,25 @@ class PairRetriever:
         # `chatbot index` chose on this company's validation questions (meta.json "fusion").
         chosen = (fusion or {}).get("lexical_weight")
         explicit = "lexical_weight" in self.rs.model_fields_set
-        self.lexical_weight = float(chosen) if chosen is not None and not explicit else self.rs.lexical_weight
+        self.lexical_weight = (
+            float(chosen) if chosen is not None and not explicit else self.rs.lexical_weight
+        )
         self._row_of = {r.id: row for row, r in enumerate(self.records)}
         self._vocabulary: Vocabulary | None = None
 
     @classmethod
-    def from_parts(cls, settings: Settings, records, vectors: np.ndarray, model, calibration=None) -> PairRetriever:
+    def from_parts(
+        cls, settings: Settings, records, vectors: np.ndarray, model, calibration=None
+    ) -> PairRetriever:
         """An in-memory retriever (used to calibrate a version before it is written)."""
-        return cls(settings, records, faiss_index.build(vectors, settings.retrieval),
-                   LexicalIndex.build([r.message for r in records]), model, calibration)
+        return cls(
+            settings,
+            records,
+            faiss_index.build(vectors, settings.retrieval),
+            LexicalIndex.build([r.message for r in records]),
+            model,
+            calibration,
+        )
 
     def __len__(self) -> int:
         return len(self.records)
@@ -94,19 +104,43 @@ class PairRetriever:
             scores = scores + self.rs.history_weight * self.lexical.scores(" ".join(turns))
         return scores
 
-    def search(self, query: str, *, history: Sequence[str] = (), k: int = 5, exclude_pair_ids: Sequence[int] = ()) -> SearchResult:
-        return self.search_vector(self.query_vector(query, history), query, history=history, k=k,
-                                  exclude_pair_ids=exclude_pair_ids)
+    def search(
+        self,
+        query: str,
+        *,
+        history: Sequence[str] = (),
+        k: int = 5,
+        exclude_pair_ids: Sequence[int] = (),
+    ) -> SearchResult:
+        return self.search_vector(
+            self.query_vector(query, history),
+            query,
+            history=history,
+            k=k,
+            exclude_pair_ids=exclude_pair_ids,
+        )
 
-    def search_vector(self, vector: np.ndarray, query: str, *, history: Sequence[str] = (), k: int = 5,
-                      exclude_pair_ids: Sequence[int] = (), lexical_weight: float | None = None) -> SearchResult:
+    def search_vector(
+        self,
+        vector: np.ndarray,
+        query: str,
+        *,
+        history: Sequence[str] = (),
+        k: int = 5,
+        exclude_pair_ids: Sequence[int] = (),
+        lexical_weight: float | None = None,
+    ) -> SearchResult:
         """Search with a query vector already computed (benchmarks, batch evaluation)."""
         weight = self.lexical_weight if lexical_weight is None else lexical_weight
         if not self.records or k <= 0:
             return SearchResult([], True, 0.0)
         excluded = {self._row_of[i] for i in exclude_pair_ids if i in self._row_of}
         _, dense_rows = self.dense.search(vector, self.rs.candidates + len(excluded))
-        lexical = self.lexical_scores(query, history) if weight > 0 else np.zeros(len(self.records), np.float32)
+        lexical = (
+            self.lexical_scores(query, history)
+            if weight > 0
+            else np.zeros(len(self.records), np.float32)
+        )
         rows = fusion.candidate_rows(dense_rows, lexical, self.rs.candidates if weight > 0 else 0)
         if excluded:
             rows = rows[~np.isin(rows, list(excluded))]
@@ -117,11 +151,23 @@ class PairRetriever:
         fused = fusion.weighted(cosine, lex_norm, weight)
         ranked = np.argsort(-fused, kind="stable")
         order = ranked[:k]
-        hits = [self._hit(int(rows[i]), float(fused[i]), float(cosine[i]), float(lexical[rows[i]]), float(lex_norm[i]))
-                for i in order]
+        hits = [
+            self._hit(
+                int(rows[i]),
+                float(fused[i]),
+                float(cosine[i]),
+                float(lexical[rows[i]]),
+                float(lex_norm[i]),
+            )
+            for i in order
+        ]
         top = self.scope_score(float(fused[order[0]]), float(cosine.max()))
-        out = bool(self.calibration.out_of_scope(top)) or (self.calibration.unknown_terms and self.terms_unknown(
-            query, [self.records[int(rows[i])].message for i in ranked[:NEAREST_QUESTIONS]]))
+        out = bool(self.calibration.out_of_scope(top)) or (
+            self.calibration.unknown_terms
+            and self.terms_unknown(
+                query, [self.records[int(rows[i])].message for i in ranked[:NEAREST_QUESTIONS]]
+            )
+        )
         return SearchResult(hits, out, float(self.calibration.probability(top)), top)
 
     @property
@@ -142,8 +188,10 @@ class PairRetriever:
         from chatbot.retrieval.scope import unexplained_terms
 
         if nearest_questions is None:
-            nearest_questions = [self.records[self._row_of[h.pair_id]].message
-                                 for h in self.search(query, k=NEAREST_QUESTIONS).hits]
+            nearest_questions = [
+                self.records[self._row_of[h.pair_id]].message
+                for h in self.search(query, k=NEAREST_QUESTIONS).hits
+            ]
         return bool(unexplained_terms(query, self.vocabulary, list(nearest_questions)))
 
     def scope_score(self, top_fused: float, top_dense: float) -> float:
@@ -151,27 +199,45 @@ class PairRetriever:
         chosen on (older and uncalibrated indexes: the top fused score)."""
         return top_dense if self.calibration.feature == "dense" else top_fused
 
-    def _hit(self, row: int, score: float, dense: float, lexical: float, lexical_normalised: float) -> Hit:
+    def _hit(
+        self, row: int, score: float, dense: float, lexical: float, lexical_normalised: float
+    ) -> Hit:
         r = self.records[row]
-        snippet = r.reply if len(r.reply) <= self.rs.snippet_chars else r.reply[: self.rs.snippet_chars - 1] + "…"
+        snippet = (
+            r.reply
+            if len(r.reply) <= self.rs.snippet_chars
+            else r.reply[: self.rs.snippet_chars - 1] + "…"
+        )
         citation = Citation(r.id, r.conversation_id, r.turn_index, r.source, score, snippet)
-        return Hit(r.id, score, r.context_text, r.reply, citation,
-                   {"dense": dense, "lexical": lexical, "lexical_normalised": lexical_normalised})
+        return Hit(
+            r.id,
+            score,
+            r.context_text,
+            r.reply,
+            citation,
+            {"dense": dense, "lexical": lexical, "lexical_normalised": lexical_normalised},
+        )
 
 
-def load_version(settings: Settings, version_dir: Path, model: SentenceTransformer | None = None) -> PairRetriever:
+def load_version(
+    settings: Settings, version_dir: Path, model: SentenceTransformer | None = None
+) -> PairRetriever:
     """A retriever over one version directory (no check against the store).
     IndexDamagedError names a missing or damaged file and the repair."""
     from chatbot.models.embedder import embedder_path, load_embedder
     from chatbot.retrieval.indexer import check_version, load_meta, load_records, model_fingerprint
 
     # Every file is read and checked before a model is loaded for it.
-    meta, records, dense, lexical = check_version(version_dir, settings, load_meta(version_dir), load_records(version_dir))
+    meta, records, dense, lexical = check_version(
+        version_dir, settings, load_meta(version_dir), load_records(version_dir)
+    )
     if model is not None:
         _check_query_model(version_dir, meta, records, model, settings)
     else:
         model_dir = Path(meta["model"]["path"])
-        if meta["model"].get("adapted_from"):  # built with `chatbot index --adapt`: queries need that model
+        if meta["model"].get(
+            "adapted_from"
+        ):  # built with `chatbot index --adapt`: queries need that model
             from chatbot.retrieval.indexer import _load, adapted_embedder_dir
 
             if adapted_embedder_dir(settings, meta["model"]) is None:
@@ -193,18 +259,33 @@ def load_version(settings: Settings, version_dir: Path, model: SentenceTransform
     if meta.get("calibration"):
         try:
             calibration = ScopeCalibration.from_dict(
-                {k: v for k, v in meta["calibration"].items() if k in ScopeCalibration.__dataclass_fields__})
+                {
+                    k: v
+                    for k, v in meta["calibration"].items()
+                    if k in ScopeCalibration.__dataclass_fields__
+                }
+            )
         except (AttributeError, TypeError, ValueError) as exc:
             raise IndexDamagedError(version_dir / "meta.json", f"calibration: {exc}") from None
     fusion_choice = meta.get("fusion") if isinstance(meta.get("fusion"), dict) else None
-    return PairRetriever(settings, records, dense, lexical, model, calibration, version=version_dir.name,
-                         fusion=fusion_choice)
+    return PairRetriever(
+        settings,
+        records,
+        dense,
+        lexical,
+        model,
+        calibration,
+        version=version_dir.name,
+        fusion=fusion_choice,
+    )
 
 
 QUERY_MODEL_MIN_COSINE = 0.999
 
 
-def _check_query_model(version_dir: Path, meta: dict, records: Sequence[PairRecord], model, settings: Settings) -> None:
+def _check_query_model(
+    version_dir: Path, meta: dict, records: Sequence[PairRecord], model, settings: Settings
+) -> None:
     """A caller-supplied embedder must be the one the index was built with (an index
     built with an adapted embedder and searched with the base one would cite the wrong
     pairs): the first indexed pair, embedded again, must land on its stored vector."""
@@ -216,11 +297,18 @@ def _check_query_model(version_dir: Path, meta: dict, records: Sequence[PairReco
     stored = np.load(vectors_file, mmap_mode="r")
     if len(stored) == 0:
         return
-    as_indexed = settings.retrieval.model_copy(update={  # the history fusion the stored vector was made with
-        k: v for k, v in meta.get("settings", {}).items() if k in ("history_turns", "history_weight", "history_decay")
-    })
+    as_indexed = settings.retrieval.model_copy(
+        update={  # the history fusion the stored vector was made with
+            k: v
+            for k, v in meta.get("settings", {}).items()
+            if k in ("history_turns", "history_weight", "history_decay")
+        }
+    )
     again = embed_contexts(model, [(records[0].message, records[0].history)], as_indexed)[0]
-    if again.shape != stored[0].shape or float(again @ np.asarray(stored[0])) < QUERY_MODEL_MIN_COSINE:
+    if (
+        again.shape != stored[0].shape
+        or float(again @ np.asarray(stored[0])) < QUERY_MODEL_MIN_COSINE
+    ):
         raise IndexStaleError(
             f"index version {version_dir.name} was built with another embedder "
             f"({meta.get('model', {}).get('path')}) than the one given to search it; "
@@ -228,7 +316,9 @@ def _check_query_model(version_dir: Path, meta: dict, records: Sequence[PairReco
         )
 
 
-def check_against_store(version_dir: Path, records: Sequence[PairRecord], database: Database, splits: Sequence[str]) -> int:
+def check_against_store(
+    version_dir: Path, records: Sequence[PairRecord], database: Database, splits: Sequence[str]
+) -> int:
     """Raise IndexStaleError when indexed pairs were deleted or changed in the store;
     returns how many stored pairs the index does not hold yet."""
     from chatbot.retrieval.indexer import compare_pair_sets, load_pair_hashes
@@ -242,11 +332,18 @@ def check_against_store(version_dir: Path, records: Sequence[PairRecord], databa
             f"and {len(changed)} changed, so its citations would be wrong; run: chatbot index"
         )
     if new:
-        log.warning("index version %s lacks %d new pairs; run: chatbot index", version_dir.name, len(new))
+        log.warning(
+            "index version %s lacks %d new pairs; run: chatbot index", version_dir.name, len(new)
+        )
     return len(new)
 
 
-def open_retriever(settings: Settings, database: Database | None = None, *, model: SentenceTransformer | None = None) -> PairRetriever:
+def open_retriever(
+    settings: Settings,
+    database: Database | None = None,
+    *,
+    model: SentenceTransformer | None = None,
+) -> PairRetriever:
     """The retriever over the current index version. With `database`, the version is
     checked against the store first (IndexStaleError when its citations would be wrong).
     Raises IndexNotFoundError, telling the user to run `chatbot index`, when there is none,

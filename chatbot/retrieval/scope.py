@@ -61,7 +61,9 @@ class ScopeCalibration:
     calibrated: bool = True
     criterion: str = "balanced_accuracy"
     # The gate (`calibrate_gate`); defaults keep older meta.json files readable.
-    feature: str = "fused"  # which raw score: "fused" (top fused score) or "dense" (top dense cosine)
+    feature: str = (
+        "fused"  # which raw score: "fused" (top fused score) or "dense" (top dense cosine)
+    )
     raw_threshold_low: float | None = None  # 95% bootstrap interval of raw_threshold
     raw_threshold_high: float | None = None
     prior_threshold: float | None = None
@@ -70,7 +72,9 @@ class ScopeCalibration:
     n_background: int = 0  # shipped off-topic questions among the negatives
     in_scope_accepted: float | None = None  # at raw_threshold, on the calibration questions
     out_of_scope_rejected: float | None = None
-    unknown_terms: bool = False  # a question about something the history never mentions is out of scope
+    unknown_terms: bool = (
+        False  # a question about something the history never mentions is out of scope
+    )
 
     def probability(self, raw: float | np.ndarray) -> float | np.ndarray:
         if not self.calibrated:
@@ -97,7 +101,9 @@ class ScopeCalibration:
         return cls(1.0, 0.0, threshold, threshold, 0, 0, float("nan"), calibrated=False)
 
 
-def calibrate(raw_scores, in_scope, *, accepted_correct=None, min_oos_recall: float | None = None) -> ScopeCalibration:
+def calibrate(
+    raw_scores, in_scope, *, accepted_correct=None, min_oos_recall: float | None = None
+) -> ScopeCalibration:
     """Fit the calibration on validation items.
 
     `in_scope[i]` says whether item i has a right answer among what is indexed;
@@ -110,7 +116,11 @@ def calibrate(raw_scores, in_scope, *, accepted_correct=None, min_oos_recall: fl
 
     raw = np.asarray(raw_scores, dtype=np.float64)
     positive = np.asarray(in_scope, dtype=bool)
-    correct = positive if accepted_correct is None else (np.asarray(accepted_correct, dtype=bool) & positive)
+    correct = (
+        positive
+        if accepted_correct is None
+        else (np.asarray(accepted_correct, dtype=bool) & positive)
+    )
     n_in, n_out = int(positive.sum()), int((~positive).sum())
     if n_in == 0 or n_out == 0:
         raise ValueError("calibration needs both in-scope and out-of-scope validation items")
@@ -137,15 +147,51 @@ def calibrate(raw_scores, in_scope, *, accepted_correct=None, min_oos_recall: fl
     raw_threshold = float((best_cut + lower.max()) / 2) if lower.size else float(best_cut)
     z = slope * raw_threshold + intercept
     threshold = 1.0 / (1.0 + math.exp(-max(-50.0, min(50.0, z))))
-    criterion = "balanced_accuracy" if min_oos_recall is None else f"max_served_at_oos_recall>={min_oos_recall:g}"
-    return ScopeCalibration(slope, intercept, threshold, raw_threshold, n_in, n_out, float(best_balanced),
-                            criterion=criterion)
+    criterion = (
+        "balanced_accuracy"
+        if min_oos_recall is None
+        else f"max_served_at_oos_recall>={min_oos_recall:g}"
+    )
+    return ScopeCalibration(
+        slope,
+        intercept,
+        threshold,
+        raw_threshold,
+        n_in,
+        n_out,
+        float(best_balanced),
+        criterion=criterion,
+    )
 
 
 _WORD_RE = re.compile(r"[A-Za-z][A-Za-z'-]*")
 _SENTENCE_RE = re.compile(r"(?<=[.!?,;:])\s+")
-_BEFORE_NAME = {"dear", "hi", "hello", "hey", "thanks", "thank", "regards", "cheers", "am", "i'm", "im", "is", "name",
-                "this", "best", "sincerely", "from", "mr", "mrs", "ms", "dr", "kind", "warm", "yours"}
+_BEFORE_NAME = {
+    "dear",
+    "hi",
+    "hello",
+    "hey",
+    "thanks",
+    "thank",
+    "regards",
+    "cheers",
+    "am",
+    "i'm",
+    "im",
+    "is",
+    "name",
+    "this",
+    "best",
+    "sincerely",
+    "from",
+    "mr",
+    "mrs",
+    "ms",
+    "dr",
+    "kind",
+    "warm",
+    "yours",
+}
 
 
 def words_of(text: str) -> set[str]:
@@ -155,7 +201,8 @@ def words_of(text: str) -> set[str]:
 
 # Words that say nothing about what a question is about: English function words and chat
 # courtesies (not a general stop-word list: those hold content words such as "bill" or "top").
-_FUNCTION_WORDS = frozenset('''
+_FUNCTION_WORDS = frozenset(
+    """
 a about above after again against all also am an and any are as at be because been before being below between
 both but by can could did do does doing down during each either else even ever every few for from further get
 gets getting got had has have having he her here hers herself him himself his how however i if in into is it its
@@ -166,7 +213,8 @@ where whether which while who whom whose why will with within without would yet 
 yourselves one two still already really actually maybe something anything nothing someone anyone thing things
 hi hello hey thanks thank please pls plz ok okay yes yeah yep no nope sorry dear regards cheers guys team im ive
 id dont doesnt didnt cant wont isnt wasnt arent havent hasnt couldnt wouldnt shouldnt youre theyre whats lol
-'''.split())
+""".split()
+)
 
 
 def _stem(word: str) -> str:
@@ -200,7 +248,12 @@ class Vocabulary:
         if len(word) < 4:
             return False
         cutoff = 1 if len(word) <= 6 else 2
-        return process.extractOne(word, self._sorted, scorer=DamerauLevenshtein.distance, score_cutoff=cutoff) is not None
+        return (
+            process.extractOne(
+                word, self._sorted, scorer=DamerauLevenshtein.distance, score_cutoff=cutoff
+            )
+            is not None
+        )
 
 
 def unknown_terms(text: str, vocabulary: Vocabulary) -> list[str]:
@@ -225,10 +278,14 @@ def unknown_terms(text: str, vocabulary: Vocabulary) -> list[str]:
                     before = tokens[i - 1]
                     if before.lower() in _BEFORE_NAME or before[0].isupper():
                         continue
-                    if i + 1 < len(tokens) and (tokens[i + 1][0].isupper() or tokens[i + 1].lower() == "here"):
+                    if i + 1 < len(tokens) and (
+                        tokens[i + 1][0].isupper() or tokens[i + 1].lower() == "here"
+                    ):
                         continue  # "Anna Berg", "Felix here": a person introducing themselves
                 if not vocabulary.knows(lower):
-                    found.append(word if i > 0 else lower)  # a sentence's first word is no name for its capital
+                    found.append(
+                        word if i > 0 else lower
+                    )  # a sentence's first word is no name for its capital
     return found
 
 
@@ -243,10 +300,16 @@ def unexplained_terms(text: str, vocabulary: Vocabulary, nearest_questions: list
     unknown = unknown_terms(text, vocabulary)
     if not unknown:
         return []
-    names = [w for w in unknown if w[0].isupper()]  # capitalised inside a sentence (see unknown_terms)
+    names = [
+        w for w in unknown if w[0].isupper()
+    ]  # capitalised inside a sentence (see unknown_terms)
     words = [w for w in unknown if w not in names]
     lowered = {w.lower() for w in unknown}
-    known = [w for w in words_of(text) if len(w) >= 3 and "'" not in w and w not in vocabulary.ignored and w not in lowered]
+    known = [
+        w
+        for w in words_of(text)
+        if len(w) >= 3 and "'" not in w and w not in vocabulary.ignored and w not in lowered
+    ]
     asked_before = {_stem(w) for q in nearest_questions for w in words_of(q)}
     found = sum(_stem(w) in asked_before for w in known)
     if words and known and 3 * found >= 2 * len(known) and len(words) <= len(known) + 1:
@@ -255,22 +318,33 @@ def unexplained_terms(text: str, vocabulary: Vocabulary, nearest_questions: list
 
 
 def _questions(text: str) -> list[str]:
-    return [line.strip() for line in text.splitlines() if line.strip() and not line.lstrip().startswith("#")]
+    return [
+        line.strip()
+        for line in text.splitlines()
+        if line.strip() and not line.lstrip().startswith("#")
+    ]
 
 
-def background_questions(extra_file: Path | str | None = None, *, shipped: bool = True) -> list[str]:
+def background_questions(
+    extra_file: Path | str | None = None, *, shipped: bool = True
+) -> list[str]:
     """The shipped generic off-topic questions (package data, written for this project)
     unless `shipped` is false, plus the lines of `extra_file` when given (a company's
     own: one question a line, '#' lines ignored); each question once."""
     questions: list[str] = []
     if shipped:
-        questions += _questions(resources.files("chatbot.retrieval").joinpath("data", BACKGROUND_FILE)
-                                .read_text(encoding="utf-8"))
+        questions += _questions(
+            resources.files("chatbot.retrieval")
+            .joinpath("data", BACKGROUND_FILE)
+            .read_text(encoding="utf-8")
+        )
     if extra_file is not None:
         try:
             questions += _questions(Path(extra_file).read_text(encoding="utf-8"))
         except (OSError, UnicodeDecodeError) as exc:
-            raise ConfigError(f"retrieval.gate_background_file {extra_file} cannot be read: {exc}") from None
+            raise ConfigError(
+                f"retrieval.gate_background_file {extra_file} cannot be read: {exc}"
+            ) from None
     return list(dict.fromkeys(questions))
 
 
@@ -316,13 +390,19 @@ def calibrate_gate(
     """
     pos = np.asarray(positives, dtype=np.float64).ravel()
     neg_all = np.asarray(negatives, dtype=np.float64).ravel()
-    handled = np.zeros(neg_all.size, bool) if negatives_handled is None else np.asarray(negatives_handled, bool).ravel()
+    handled = (
+        np.zeros(neg_all.size, bool)
+        if negatives_handled is None
+        else np.asarray(negatives_handled, bool).ravel()
+    )
     if handled.size != neg_all.size:
         raise ValueError("negatives_handled must have one flag per negative")
     if prior_strength < 0:
         raise ValueError(f"prior_strength must be >= 0, got {prior_strength}")
 
-    def threshold(p: np.ndarray, n: np.ndarray, n_handled: int) -> tuple[float, float | None, float]:
+    def threshold(
+        p: np.ndarray, n: np.ndarray, n_handled: int
+    ) -> tuple[float, float | None, float]:
         data = _best_cut(p, n, n_handled) if p.size >= min_positives else None
         if data is None:
             return float(prior_threshold), None, 0.0
@@ -349,13 +429,27 @@ def calibrate_gate(
     n_neg = neg_all.size
     accepted = float((pos >= raw_threshold).mean()) if pos.size else None
     rejected = float(((neg < raw_threshold).sum() + handled.sum()) / n_neg) if n_neg else None
-    balanced = (accepted + rejected) / 2 if accepted is not None and rejected is not None else float("nan")
+    balanced = (
+        (accepted + rejected) / 2 if accepted is not None and rejected is not None else float("nan")
+    )
     return ScopeCalibration(
-        slope=slope, intercept=intercept, threshold=0.5, raw_threshold=raw_threshold,
-        n_in_scope=int(pos.size), n_out_of_scope=int(n_neg), validation_balanced_accuracy=float(balanced),
-        criterion="youden_j_with_prior", feature=feature, raw_threshold_low=low, raw_threshold_high=high,
-        prior_threshold=float(prior_threshold), prior_weight=round(1.0 - data_weight, 6), data_threshold=data_threshold,
-        n_background=int(n_background), in_scope_accepted=accepted, out_of_scope_rejected=rejected,
+        slope=slope,
+        intercept=intercept,
+        threshold=0.5,
+        raw_threshold=raw_threshold,
+        n_in_scope=int(pos.size),
+        n_out_of_scope=int(n_neg),
+        validation_balanced_accuracy=float(balanced),
+        criterion="youden_j_with_prior",
+        feature=feature,
+        raw_threshold_low=low,
+        raw_threshold_high=high,
+        prior_threshold=float(prior_threshold),
+        prior_weight=round(1.0 - data_weight, 6),
+        data_threshold=data_threshold,
+        n_background=int(n_background),
+        in_scope_accepted=accepted,
+        out_of_scope_rejected=rejected,
         unknown_terms=bool(unknown_terms),
     )
 
@@ -372,5 +466,7 @@ def _slope(pos: np.ndarray, neg: np.ndarray) -> float:
 
     x = np.concatenate([pos, neg]).reshape(-1, 1)
     y = np.concatenate([np.ones(pos.size, int), np.zeros(neg.size, int)])
-    slope = float(LogisticRegression(C=1e4, class_weight="balanced", max_iter=1000).fit(x, y).coef_[0, 0])
+    slope = float(
+        LogisticRegression(C=1e4, class_weight="balanced", max_iter=1000).fit(x, y).coef_[0, 0]
+    )
     return slope if math.isfinite(slope) and slope > 0 else DEFAULT_SLOPE

@@ -43,7 +43,14 @@ class SearchResult:
 
 
 class Retriever(Protocol):
-    def search(self, query: str, *, history: Sequence[str] = (), k: int = 5, exclude_pair_ids: Sequence[int] = ()) -> SearchResult:
+    def search(
+        self,
+        query: str,
+        *,
+        history: Sequence[str] = (),
+        k: int = 5,
+        exclude_pair_ids: Sequence[int] = (),
+    ) -> SearchResult:
         """Best past answers for `query`, the customer's latest message; `history` holds
         the earlier turns of the conversation, oldest first, as plain text."""
         ...

@@ -130,7 +130,9 @@ class VersionStore:
         name = self._pointer()
         pointer = self.root / "CURRENT"
         if name is None:
-            raise IndexNotFoundError(f"there is no retrieval index in {self.root}; run: chatbot index")
+            raise IndexNotFoundError(
+                f"there is no retrieval index in {self.root}; run: chatbot index"
+            )
         if not name or not _VERSION.match(name):
             raise IndexDamagedError(pointer, "does not name an index version")
         if not (self.root / name).is_dir():

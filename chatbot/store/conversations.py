@@ -31,7 +31,9 @@ from chatbot.store.schema import (
 )
 
 
-def start_conversation(*, session: Session, source: str = "widget", meta: dict | None = None) -> Conversation:
+def start_conversation(
+    *, session: Session, source: str = "widget", meta: dict | None = None
+) -> Conversation:
     conversation = Conversation(source=source, channel="live", meta=meta or {})
     session.add(conversation)
     session.flush()
@@ -68,20 +70,30 @@ def check_writable(conversation_id: int, channel: str, state: str) -> None:
         )
 
 
-def add_message(*, session: Session, conversation_id: int, role: str, text: str, meta: dict | None = None) -> Message:
+def add_message(
+    *, session: Session, conversation_id: int, role: str, text: str, meta: dict | None = None
+) -> Message:
     """Append a message at the next turn index of a live, open conversation (see the
     module docstring for why two writers never collide). Control and bidirectional
     characters are removed from the text; InputError for imported or closed
     conversations, StoreError for unknown ones."""
     if role not in MESSAGE_ROLES:
-        raise StoreError(f"unknown message role {role!r}; expected one of {', '.join(MESSAGE_ROLES)}")
+        raise StoreError(
+            f"unknown message role {role!r}; expected one of {', '.join(MESSAGE_ROLES)}"
+        )
     channel, state = lock_conversation(session=session, conversation_id=conversation_id)
     check_writable(conversation_id, channel, state)
     next_turn = session.scalar(
-        select(func.coalesce(func.max(Message.turn_index) + 1, 0)).where(Message.conversation_id == conversation_id)
+        select(func.coalesce(func.max(Message.turn_index) + 1, 0)).where(
+            Message.conversation_id == conversation_id
+        )
     )
     message = Message(
-        conversation_id=conversation_id, turn_index=next_turn, role=role, text=clean_text(text), meta=meta or {}
+        conversation_id=conversation_id,
+        turn_index=next_turn,
+        role=role,
+        text=clean_text(text),
+        meta=meta or {},
     )
     session.add(message)
     session.flush()
@@ -91,7 +103,9 @@ def add_message(*, session: Session, conversation_id: int, role: str, text: str,
 def conversation_messages(*, session: Session, conversation_id: int) -> list[Message]:
     return list(
         session.scalars(
-            select(Message).where(Message.conversation_id == conversation_id).order_by(Message.turn_index)
+            select(Message)
+            .where(Message.conversation_id == conversation_id)
+            .order_by(Message.turn_index)
         )
     )
 

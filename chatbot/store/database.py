@@ -82,7 +82,9 @@ def check_connection(engine: Engine) -> None:
             connection.execute(text("SELECT 1"))
     except OperationalError as exc:
         reason = str(exc.orig).strip().splitlines()[0] if exc.orig else str(exc)
-        raise StoreError(f"cannot connect to database {redact_url(str(engine.url))}: {reason}") from None
+        raise StoreError(
+            f"cannot connect to database {redact_url(str(engine.url))}: {reason}"
+        ) from None
     except SQLAlchemyError as exc:
         raise StoreError(f"database {redact_url(str(engine.url))} failed: {exc}") from None
 

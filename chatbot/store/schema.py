@@ -7,7 +7,7 @@ queries live in the repository modules that use them.
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import (
@@ -43,7 +43,7 @@ NAMING_CONVENTION = {
 
 
 def utcnow() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 def _in(column: str, values: tuple[str, ...]) -> str:
@@ -83,18 +83,24 @@ class Conversation(Base):
     external_id: Mapped[str | None] = mapped_column(String(300))
     source: Mapped[str] = mapped_column(String(200))
     channel: Mapped[str] = mapped_column(String(20), default="import")
-    import_id: Mapped[int | None] = mapped_column(ForeignKey("imports.id", ondelete="SET NULL"), index=True)
+    import_id: Mapped[int | None] = mapped_column(
+        ForeignKey("imports.id", ondelete="SET NULL"), index=True
+    )
     content_hash: Mapped[str | None] = mapped_column(String(64), unique=True)
     split: Mapped[str | None] = mapped_column(String(10))
     state: Mapped[str] = mapped_column(String(20), default="open")
     meta: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
-    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, onupdate=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), default=utcnow, onupdate=utcnow
+    )
     # A live chat's customer proves it is theirs with a random token kept in their
     # browser; only its SHA-256 is stored.
     access_token_hash: Mapped[str | None] = mapped_column(String(64), unique=True)
     # While a human is in charge: who took it (None = waiting in the queue), why and since when.
-    assigned_user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    assigned_user_id: Mapped[int | None] = mapped_column(
+        ForeignKey("users.id", ondelete="SET NULL")
+    )
     handoff_reason: Mapped[str | None] = mapped_column(String(200))
     handed_off_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
@@ -139,9 +145,13 @@ class TrainingPair(Base):
     __tablename__ = "training_pairs"
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    conversation_id: Mapped[int | None] = mapped_column(ForeignKey("conversations.id", ondelete="CASCADE"), index=True)
+    conversation_id: Mapped[int | None] = mapped_column(
+        ForeignKey("conversations.id", ondelete="CASCADE"), index=True
+    )
     turn_index: Mapped[int | None] = mapped_column(Integer)
-    import_id: Mapped[int | None] = mapped_column(ForeignKey("imports.id", ondelete="SET NULL"), index=True)
+    import_id: Mapped[int | None] = mapped_column(
+        ForeignKey("imports.id", ondelete="SET NULL"), index=True
+    )
     source: Mapped[str] = mapped_column(String(200), index=True)
     origin: Mapped[str] = mapped_column(String(20), default="imported")
     split: Mapped[str] = mapped_column(String(10), index=True)
@@ -161,7 +171,9 @@ class TrainingPair(Base):
     __table_args__ = (
         CheckConstraint(_in("origin", PAIR_ORIGINS), name="origin"),
         CheckConstraint(_in("split", SPLITS), name="split"),
-        Index("ix_training_pairs_origin_id", "origin", "id"),  # the answer cache reads agents' pairs, newest first
+        Index(
+            "ix_training_pairs_origin_id", "origin", "id"
+        ),  # the answer cache reads agents' pairs, newest first
     )
 
 
@@ -175,7 +187,9 @@ class ModelVersion(Base):
     kind: Mapped[str] = mapped_column(String(20), default="reply")
     path: Mapped[str] = mapped_column(String(1000))
     status: Mapped[str] = mapped_column(String(20), default="candidate")
-    parent_id: Mapped[int | None] = mapped_column(ForeignKey("model_versions.id", ondelete="SET NULL"))
+    parent_id: Mapped[int | None] = mapped_column(
+        ForeignKey("model_versions.id", ondelete="SET NULL")
+    )
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     promoted_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     settings: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)

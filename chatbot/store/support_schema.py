@@ -63,17 +63,25 @@ class AgentAction(Base):
     __tablename__ = "agent_actions"
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    conversation_id: Mapped[int] = mapped_column(ForeignKey("conversations.id", ondelete="CASCADE"), index=True)
-    reply_id: Mapped[int | None] = mapped_column(ForeignKey("dialogue_replies.id", ondelete="SET NULL"), index=True)
+    conversation_id: Mapped[int] = mapped_column(
+        ForeignKey("conversations.id", ondelete="CASCADE"), index=True
+    )
+    reply_id: Mapped[int | None] = mapped_column(
+        ForeignKey("dialogue_replies.id", ondelete="SET NULL"), index=True
+    )
     user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
     username: Mapped[str] = mapped_column(String(80))  # kept when the account is removed
     action: Mapped[str] = mapped_column(String(20))
     text: Mapped[str | None] = mapped_column(Text)  # what was sent (approve, edit, reply)
     original_text: Mapped[str | None] = mapped_column(Text)  # the assistant's suggestion
     reason: Mapped[str | None] = mapped_column(Text)  # why it was rejected
-    pair_id: Mapped[int | None] = mapped_column(ForeignKey("training_pairs.id", ondelete="SET NULL"))
+    pair_id: Mapped[int | None] = mapped_column(
+        ForeignKey("training_pairs.id", ondelete="SET NULL")
+    )
     message_id: Mapped[int | None] = mapped_column(ForeignKey("messages.id", ondelete="SET NULL"))
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, index=True)
+    created_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), default=utcnow, index=True
+    )
 
     __table_args__ = (CheckConstraint(_in("action", AGENT_ACTIONS), name="action"),)
 
@@ -85,11 +93,15 @@ class Feedback(Base):
     __tablename__ = "feedback"
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    conversation_id: Mapped[int] = mapped_column(ForeignKey("conversations.id", ondelete="CASCADE"), index=True)
+    conversation_id: Mapped[int] = mapped_column(
+        ForeignKey("conversations.id", ondelete="CASCADE"), index=True
+    )
     message_id: Mapped[int] = mapped_column(ForeignKey("messages.id", ondelete="CASCADE"))
     rating: Mapped[int] = mapped_column(Integer)
     comment: Mapped[str | None] = mapped_column(Text)
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, index=True)
+    created_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), default=utcnow, index=True
+    )
 
     __table_args__ = (
         UniqueConstraint("message_id", name="uq_feedback_message_id"),

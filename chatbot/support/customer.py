@@ -101,7 +101,9 @@ def open_conversation(database: Database, token: Any) -> int:
             found = _find(session, token)
             if found is not None:
                 return found.id
-            conversation = Conversation(source="widget", channel="live", meta={}, access_token_hash=digest)
+            conversation = Conversation(
+                source="widget", channel="live", meta={}, access_token_hash=digest
+            )
             session.add(conversation)
             session.flush()
             return conversation.id
@@ -129,7 +131,9 @@ def messages_after(database: Database, token: Any, after_turn: int) -> list[Show
         shown = []
         for message, decision, citations in rows:
             sources = _sources(citations) if message.role == "bot" and decision in _ANSWERS else []
-            shown.append(ShownMessage(message.turn_index, message.role, message.text, message.id, sources))
+            shown.append(
+                ShownMessage(message.turn_index, message.role, message.text, message.id, sources)
+            )
         return shown
 
 
@@ -149,22 +153,32 @@ def human_in_charge(database: Database, token: Any) -> bool:
         return conversation is not None and conversation.state == "handed_off"
 
 
-def give_feedback(database: Database, token: Any, message_id: int, rating: int, comment: str | None = None) -> None:
+def give_feedback(
+    database: Database, token: Any, message_id: int, rating: int, comment: str | None = None
+) -> None:
     """Store the customer's thumbs up (+1) or down (-1), with an optional comment, on a
     reply of their own conversation; a second rating of the same reply replaces the first."""
     if rating not in (1, -1) or isinstance(rating, bool):
         raise InputError(f"a rating is +1 or -1, not {rating!r}")
     comment = (comment or "").strip() or None
     if comment is not None and len(comment) > MAX_COMMENT_CHARS:
-        raise InputError(f"the comment is {len(comment)} characters long; the limit is {MAX_COMMENT_CHARS}")
+        raise InputError(
+            f"the comment is {len(comment)} characters long; the limit is {MAX_COMMENT_CHARS}"
+        )
     for attempt in (1, 2):
         try:
             with database.session() as session:
                 conversation_id = _rated_message(session, token, message_id)
                 row = session.scalar(select(Feedback).where(Feedback.message_id == message_id))
                 if row is None:
-                    session.add(Feedback(conversation_id=conversation_id, message_id=message_id,
-                                         rating=rating, comment=comment))
+                    session.add(
+                        Feedback(
+                            conversation_id=conversation_id,
+                            message_id=message_id,
+                            rating=rating,
+                            comment=comment,
+                        )
+                    )
                 else:
                     row.rating, row.comment, row.created_at = rating, comment, utcnow()
             return
@@ -185,7 +199,11 @@ def _rated_message(session: Session, token: Any, message_id: Any) -> int:
     conversation = conversation_of(session, token)
     valid_id = isinstance(message_id, int) and not isinstance(message_id, bool)
     message = session.get(Message, message_id) if valid_id else None
-    if message is None or message.conversation_id != conversation.id or message.role not in RATED_ROLES:
+    if (
+        message is None
+        or message.conversation_id != conversation.id
+        or message.role not in RATED_ROLES
+    ):
         raise AccessDenied("only the replies in your own conversation can be rated")
     return conversation.id
 

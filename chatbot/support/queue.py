@@ -16,7 +16,7 @@ or by position).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import and_, func, select
@@ -68,7 +68,7 @@ def reason_group(reason: str | None) -> str:
 def aware(moment: datetime | None) -> datetime | None:
     """SQLite hands back naive datetimes; everything here is UTC."""
     if moment is not None and moment.tzinfo is None:
-        return moment.replace(tzinfo=timezone.utc)
+        return moment.replace(tzinfo=UTC)
     return moment
 
 
@@ -104,20 +104,45 @@ def load_queue(session: Session, reason: str | None = None, limit: int = 500) ->
     if reason in ("", "all"):
         reason = None
     if reason is not None and reason not in REASON_GROUPS:
-        raise InputError(f"unknown reason filter {reason!r}; expected one of {', '.join(REASON_GROUPS)}")
+        raise InputError(
+            f"unknown reason filter {reason!r}; expected one of {', '.join(REASON_GROUPS)}"
+        )
     items: dict[int, QueueItem] = {}
     handed = session.execute(
-        select(Conversation.id, Conversation.handoff_reason, Conversation.handed_off_at, Conversation.updated_at,
-               Conversation.assigned_user_id, User.username, Conversation.source)
+        select(
+            Conversation.id,
+            Conversation.handoff_reason,
+            Conversation.handed_off_at,
+            Conversation.updated_at,
+            Conversation.assigned_user_id,
+            User.username,
+            Conversation.source,
+        )
         .outerjoin(User, User.id == Conversation.assigned_user_id)
         .where(Conversation.state == "handed_off")
     )
     for cid, why, at, updated, owner_id, owner, source in handed:
-        items[cid] = QueueItem(cid, "handed_off", why or "", reason_group(why), aware(at or updated), owner, owner_id,
-                               0, "", None, source)
+        items[cid] = QueueItem(
+            cid,
+            "handed_off",
+            why or "",
+            reason_group(why),
+            aware(at or updated),
+            owner,
+            owner_id,
+            0,
+            "",
+            None,
+            source,
+        )
     pending = session.execute(
-        select(DialogueReply.conversation_id, DialogueReply.decision, func.count(), func.min(DialogueReply.created_at),
-               Conversation.source)
+        select(
+            DialogueReply.conversation_id,
+            DialogueReply.decision,
+            func.count(),
+            func.min(DialogueReply.created_at),
+            Conversation.source,
+        )
         .join(Conversation, Conversation.id == DialogueReply.conversation_id)
         .where(DialogueReply.review_status == "pending", Conversation.state != "closed")
         .group_by(DialogueReply.conversation_id, DialogueReply.decision, Conversation.source)
@@ -127,7 +152,9 @@ def load_queue(session: Session, reason: str | None = None, limit: int = 500) ->
         item = items.get(cid)
         if item is None:
             group = "held" if decision == "held" else "flagged"
-            items[cid] = QueueItem(cid, "open", decision, group, since, None, None, count, "", None, source)
+            items[cid] = QueueItem(
+                cid, "open", decision, group, since, None, None, count, "", None, source
+            )
             continue
         if item.state == "open" and decision == "held":  # a held reply outranks a flagged one
             item.reason, item.group = decision, "held"
@@ -136,8 +163,10 @@ def load_queue(session: Session, reason: str | None = None, limit: int = 500) ->
     counts = {key: 0 for key in REASON_GROUPS}
     for item in items.values():
         counts[item.group] += 1
-    chosen = sorted((i for i in items.values() if reason is None or i.group == reason),
-                    key=lambda i: (i.waiting_since, i.conversation_id))[:limit]
+    chosen = sorted(
+        (i for i in items.values() if reason is None or i.group == reason),
+        key=lambda i: (i.waiting_since, i.conversation_id),
+    )[:limit]
     _add_previews(session, chosen)
     return QueueView(items=chosen, counts=counts, total=len(items))
 
@@ -155,15 +184,19 @@ def _add_previews(session: Session, items: list[QueueItem]) -> None:
     )
     for cid, text in session.execute(
         select(Message.conversation_id, Message.text).join(
-            last_customer, and_(Message.conversation_id == last_customer.c.conversation_id,
-                                Message.turn_index == last_customer.c.turn)
+            last_customer,
+            and_(
+                Message.conversation_id == last_customer.c.conversation_id,
+                Message.turn_index == last_customer.c.turn,
+            ),
         )
     ):
         flat = " ".join(text.split())
         by_id[cid].preview = flat if len(flat) <= PREVIEW_CHARS else flat[: PREVIEW_CHARS - 1] + "…"
     for cid, at in session.execute(
         select(Message.conversation_id, func.max(Message.created_at))
-        .where(Message.conversation_id.in_(ids)).group_by(Message.conversation_id)
+        .where(Message.conversation_id.in_(ids))
+        .group_by(Message.conversation_id)
     ):
         by_id[cid].last_message_at = aware(at)
 
@@ -244,23 +277,43 @@ def conversation_detail(session: Session, conversation_id: int) -> ConversationD
     conversation = session.get(Conversation, conversation_id)
     if conversation is None:
         raise StoreError(f"conversation {conversation_id} does not exist")
-    owner = session.get(User, conversation.assigned_user_id) if conversation.assigned_user_id else None
-    messages = list(session.scalars(
-        select(Message).where(Message.conversation_id == conversation_id).order_by(Message.turn_index)
-    ))
-    views = [MessageView(m.id, m.turn_index, m.role, m.text, aware(m.created_at), (m.meta or {}).get("agent"))
-             for m in messages]
-    replies = list(session.scalars(
-        select(DialogueReply).where(DialogueReply.conversation_id == conversation_id).order_by(DialogueReply.id)
-    ))
+    owner = (
+        session.get(User, conversation.assigned_user_id) if conversation.assigned_user_id else None
+    )
+    messages = list(
+        session.scalars(
+            select(Message)
+            .where(Message.conversation_id == conversation_id)
+            .order_by(Message.turn_index)
+        )
+    )
+    views = [
+        MessageView(
+            m.id, m.turn_index, m.role, m.text, aware(m.created_at), (m.meta or {}).get("agent")
+        )
+        for m in messages
+    ]
+    replies = list(
+        session.scalars(
+            select(DialogueReply)
+            .where(DialogueReply.conversation_id == conversation_id)
+            .order_by(DialogueReply.id)
+        )
+    )
     pending = [r for r in replies if r.review_status == "pending"]
     chosen = pending[0] if pending else (replies[-1] if replies else None)
     return ConversationDetail(
-        conversation_id=conversation.id, state=conversation.state, source=conversation.source,
-        channel=conversation.channel, created_at=aware(conversation.created_at),
-        handoff_reason=conversation.handoff_reason, handed_off_at=aware(conversation.handed_off_at),
-        owner=owner.username if owner else None, owner_id=conversation.assigned_user_id,
-        messages=views, suggestion=_suggestion(session, chosen, messages) if chosen else None,
+        conversation_id=conversation.id,
+        state=conversation.state,
+        source=conversation.source,
+        channel=conversation.channel,
+        created_at=aware(conversation.created_at),
+        handoff_reason=conversation.handoff_reason,
+        handed_off_at=aware(conversation.handed_off_at),
+        owner=owner.username if owner else None,
+        owner_id=conversation.assigned_user_id,
+        messages=views,
+        suggestion=_suggestion(session, chosen, messages) if chosen else None,
         pending_reply_ids=[r.id for r in pending],
     )
 
@@ -268,35 +321,59 @@ def conversation_detail(session: Session, conversation_id: int) -> ConversationD
 def _suggestion(session: Session, reply: DialogueReply, messages: list[Message]) -> Suggestion:
     question = next((m.text for m in messages if m.id == reply.message_id), "")
     return Suggestion(
-        reply_id=reply.id, message_id=reply.message_id, question=question, decision=reply.decision,
-        reason=reply.reason, text=reply.text or "", confidence=reply.confidence,
-        smoothed_confidence=reply.smoothed_confidence, review_status=reply.review_status, sent=reply.sent,
-        model_version=reply.model_version, created_at=aware(reply.created_at),
+        reply_id=reply.id,
+        message_id=reply.message_id,
+        question=question,
+        decision=reply.decision,
+        reason=reply.reason,
+        text=reply.text or "",
+        confidence=reply.confidence,
+        smoothed_confidence=reply.smoothed_confidence,
+        review_status=reply.review_status,
+        sent=reply.sent,
+        model_version=reply.model_version,
+        created_at=aware(reply.created_at),
         citations=cited_answers(session=session, citations=reply.citations or []),
-        trace=list(reply.trace or []), candidates=list(reply.candidates or []),
+        trace=list(reply.trace or []),
+        candidates=list(reply.candidates or []),
     )
 
 
 def cited_answers(*, session: Session, citations: list[dict[str, Any]]) -> list[CitedAnswer]:
     """The stored citations with the full pair each one points at."""
-    ids = [c["pair_id"] for c in citations if isinstance(c, dict) and isinstance(c.get("pair_id"), int)]
+    ids = [
+        c["pair_id"] for c in citations if isinstance(c, dict) and isinstance(c.get("pair_id"), int)
+    ]
     pairs = {}
     if ids:
         for pair_id, origin, context, target in session.execute(
-            select(TrainingPair.id, TrainingPair.origin, TrainingPair.context, TrainingPair.target)
-            .where(TrainingPair.id.in_(ids))
+            select(
+                TrainingPair.id, TrainingPair.origin, TrainingPair.context, TrainingPair.target
+            ).where(TrainingPair.id.in_(ids))
         ):
-            customer = [t.get("text", "") for t in (context or []) if isinstance(t, dict) and t.get("role") == "customer"]
+            customer = [
+                t.get("text", "")
+                for t in (context or [])
+                if isinstance(t, dict) and t.get("role") == "customer"
+            ]
             pairs[pair_id] = (origin, customer[-1] if customer else "", target or "")
     out = []
     for c in citations:
         if not isinstance(c, dict) or not isinstance(c.get("pair_id"), int):
             continue
         found = pairs.get(c["pair_id"])
-        out.append(CitedAnswer(
-            pair_id=c["pair_id"], conversation_id=c.get("conversation_id"), turn_index=c.get("turn_index"),
-            source=str(c.get("source") or ""), score=c.get("score"), snippet=str(c.get("snippet") or ""),
-            question=found[1] if found else "", answer=found[2] if found else "",
-            origin=found[0] if found else None, found=found is not None,
-        ))
+        out.append(
+            CitedAnswer(
+                pair_id=c["pair_id"],
+                conversation_id=c.get("conversation_id"),
+                turn_index=c.get("turn_index"),
+                source=str(c.get("source") or ""),
+                score=c.get("score"),
+                snippet=str(c.get("snippet") or ""),
+                question=found[1] if found else "",
+                answer=found[2] if found else "",
+                origin=found[0] if found else None,
+                found=found is not None,
+            )
+        )
     return out

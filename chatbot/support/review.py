@@ -27,8 +27,8 @@ from sqlalchemy import case, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from chatbot.dialogue import repository as dialogue_repo
-from chatbot.ingest.redact import Redactor
 from chatbot.errors import AccessDenied, InputError, StoreError
+from chatbot.ingest.redact import Redactor
 from chatbot.store.conversations import add_message
 from chatbot.store.database import Database
 from chatbot.store.dialogue_schema import DialogueReply
@@ -64,7 +64,9 @@ class ActionResult:
 
 
 class RejectedExample(NamedTuple):
-    context: list[dict[str, str]]  # the turns before, oldest first; the last is the customer message
+    context: list[
+        dict[str, str]
+    ]  # the turns before, oldest first; the last is the customer message
     text: str  # the suggestion the agent rejected
 
 
@@ -81,13 +83,21 @@ def _text(text: str | None, what: str, limit: int = MAX_TEXT_CHARS) -> str:
 
 
 def _agent(user: Agent | None) -> Agent:
-    if user is None or not isinstance(getattr(user, "id", None), int) or not getattr(user, "username", None):
+    if (
+        user is None
+        or not isinstance(getattr(user, "id", None), int)
+        or not getattr(user, "username", None)
+    ):
         raise AccessDenied("no agent is logged in")
     return user
 
 
 def _owner_name(session: Session, user_id: int | None) -> str:
-    name = session.scalar(select(User.username).where(User.id == user_id)) if user_id is not None else None
+    name = (
+        session.scalar(select(User.username).where(User.id == user_id))
+        if user_id is not None
+        else None
+    )
     return name or "another agent"
 
 
@@ -95,7 +105,9 @@ def _lock(session: Session, conversation_id: int) -> Conversation:
     """Lock the conversation's row for the rest of the transaction (an UPDATE: a row lock
     on PostgreSQL, the write lock on SQLite) and read it fresh."""
     result = session.execute(
-        update(Conversation).where(Conversation.id == conversation_id).values(updated_at=utcnow())
+        update(Conversation)
+        .where(Conversation.id == conversation_id)
+        .values(updated_at=utcnow())
         .execution_options(synchronize_session=False)
     )
     if result.rowcount == 0:
@@ -106,7 +118,9 @@ def _lock(session: Session, conversation_id: int) -> Conversation:
 def _refuse_if_owned_by_another(session: Session, conversation: Conversation, user: Agent) -> None:
     owner = conversation.assigned_user_id
     if owner is not None and owner != user.id:
-        raise AccessDenied(f"conversation {conversation.id} is being handled by {_owner_name(session, owner)}")
+        raise AccessDenied(
+            f"conversation {conversation.id} is being handled by {_owner_name(session, owner)}"
+        )
 
 
 def _take(session: Session, conversation_id: int, user: Agent) -> bool:
@@ -121,9 +135,13 @@ def _take(session: Session, conversation_id: int, user: Agent) -> bool:
         .where(Conversation.id == conversation_id, Conversation.assigned_user_id.is_(None))
         .values(
             assigned_user_id=user.id,
-            handoff_reason=case((handed_off, func.coalesce(Conversation.handoff_reason, TAKEN_OVER_REASON)),
-                                else_=TAKEN_OVER_REASON),
-            handed_off_at=case((handed_off, func.coalesce(Conversation.handed_off_at, now)), else_=now),
+            handoff_reason=case(
+                (handed_off, func.coalesce(Conversation.handoff_reason, TAKEN_OVER_REASON)),
+                else_=TAKEN_OVER_REASON,
+            ),
+            handed_off_at=case(
+                (handed_off, func.coalesce(Conversation.handed_off_at, now)), else_=now
+            ),
             state="handed_off",
             updated_at=now,
         )
@@ -139,14 +157,26 @@ def _take(session: Session, conversation_id: int, user: Agent) -> bool:
 def _pending_suggestion(session: Session, conversation_id: int) -> DialogueReply | None:
     return session.scalar(
         select(DialogueReply)
-        .where(DialogueReply.conversation_id == conversation_id, DialogueReply.review_status == "pending")
-        .order_by(DialogueReply.id).limit(1)
+        .where(
+            DialogueReply.conversation_id == conversation_id,
+            DialogueReply.review_status == "pending",
+        )
+        .order_by(DialogueReply.id)
+        .limit(1)
     )
 
 
-def _record(session: Session, user: Agent, action: str, conversation_id: int, **fields: Any) -> AgentAction:
-    row = AgentAction(conversation_id=conversation_id, user_id=user.id, username=user.username, action=action,
-                      created_at=utcnow(), **fields)
+def _record(
+    session: Session, user: Agent, action: str, conversation_id: int, **fields: Any
+) -> AgentAction:
+    row = AgentAction(
+        conversation_id=conversation_id,
+        user_id=user.id,
+        username=user.username,
+        action=action,
+        created_at=utcnow(),
+        **fields,
+    )
     session.add(row)
     session.flush()
     return row
@@ -154,8 +184,14 @@ def _record(session: Session, user: Agent, action: str, conversation_id: int, **
 
 def _record_take_over(session: Session, user: Agent, conversation_id: int) -> None:
     pending = _pending_suggestion(session, conversation_id)
-    _record(session, user, "take_over", conversation_id, reply_id=pending.id if pending else None,
-            original_text=pending.text if pending else None)
+    _record(
+        session,
+        user,
+        "take_over",
+        conversation_id,
+        reply_id=pending.id if pending else None,
+        original_text=pending.text if pending else None,
+    )
 
 
 # -- taking and giving back ------------------------------------------------------------
@@ -169,7 +205,11 @@ def take_over(database: Database, conversation_id: int, user: Agent) -> ActionRe
         took = _take(session, conversation_id, user)
         if took:
             _record_take_over(session, user, conversation_id)
-    message = f"you took conversation {conversation_id}" if took else f"conversation {conversation_id} is already yours"
+    message = (
+        f"you took conversation {conversation_id}"
+        if took
+        else f"conversation {conversation_id} is already yours"
+    )
     return ActionResult("take_over", conversation_id, message, took_over=took)
 
 
@@ -180,13 +220,24 @@ def hand_back(database: Database, conversation_id: int, user: Agent) -> ActionRe
         conversation = _lock(session, conversation_id)
         _refuse_if_owned_by_another(session, conversation, user)
         if conversation.state != "handed_off":
-            raise InputError(f"conversation {conversation_id} is not with a human; the assistant is answering it")
+            raise InputError(
+                f"conversation {conversation_id} is not with a human; the assistant is answering it"
+            )
         dialogue_repo.hand_back(session=session, conversation_id=conversation_id)
         pending = _pending_suggestion(session, conversation_id)
-        _record(session, user, "hand_back", conversation_id, reply_id=pending.id if pending else None,
-                original_text=pending.text if pending else None)
-    return ActionResult("hand_back", conversation_id,
-                        f"conversation {conversation_id} is back with the assistant; it answers the next message")
+        _record(
+            session,
+            user,
+            "hand_back",
+            conversation_id,
+            reply_id=pending.id if pending else None,
+            original_text=pending.text if pending else None,
+        )
+    return ActionResult(
+        "hand_back",
+        conversation_id,
+        f"conversation {conversation_id} is back with the assistant; it answers the next message",
+    )
 
 
 def release(database: Database, conversation_id: int, user: Agent) -> ActionResult:
@@ -199,14 +250,22 @@ def release(database: Database, conversation_id: int, user: Agent) -> ActionResu
             raise InputError(f"conversation {conversation_id} is not assigned to you")
         conversation.assigned_user_id = None
         _record(session, user, "release", conversation_id)
-    return ActionResult("release", conversation_id, f"conversation {conversation_id} is back in the queue")
+    return ActionResult(
+        "release", conversation_id, f"conversation {conversation_id} is back in the queue"
+    )
 
 
 # -- messages --------------------------------------------------------------------------
 
 
-def reply(database: Database, conversation_id: int, user: Agent, text: str, *,
-          redactor: Redactor | None = None) -> ActionResult:
+def reply(
+    database: Database,
+    conversation_id: int,
+    user: Agent,
+    text: str,
+    *,
+    redactor: Redactor | None = None,
+) -> ActionResult:
     """A message the agent writes; the agent takes the conversation if nobody has.
     With `redactor` (serving passes the dialogue manager's), personal data is redacted
     before it is stored, as in customers' messages."""
@@ -218,10 +277,17 @@ def reply(database: Database, conversation_id: int, user: Agent, text: str, *,
         took = _take(session, conversation_id, user)
         if took:
             _record_take_over(session, user, conversation_id)
-        message = add_message(session=session, conversation_id=conversation_id, role="agent", text=text,
-                              meta={"action": "reply", "agent": user.username})
+        message = add_message(
+            session=session,
+            conversation_id=conversation_id,
+            role="agent",
+            text=text,
+            meta={"action": "reply", "agent": user.username},
+        )
         _record(session, user, "reply", conversation_id, text=text, message_id=message.id)
-    return ActionResult("reply", conversation_id, "your reply was sent", message_id=message.id, took_over=took)
+    return ActionResult(
+        "reply", conversation_id, "your reply was sent", message_id=message.id, took_over=took
+    )
 
 
 def approve(database: Database, reply_id: int, user: Agent) -> ActionResult:
@@ -230,15 +296,18 @@ def approve(database: Database, reply_id: int, user: Agent) -> ActionResult:
     return _decide(database, reply_id, _agent(user), edited_text=None)
 
 
-def edit(database: Database, reply_id: int, user: Agent, text: str, *,
-         redactor: Redactor | None = None) -> ActionResult:
+def edit(
+    database: Database, reply_id: int, user: Agent, text: str, *, redactor: Redactor | None = None
+) -> ActionResult:
     """Send the agent's version of the suggestion and keep it as an `agent_edited`
     pair with the original in its labels. An "edit" that changes nothing is an approval;
     a reply without a draft (a hand-off) can be "edited" too: the agent writes the
     answer to the customer message it belongs to."""
     text = _text(text, "edited reply")
     # Redacted before it is stored: an edit becomes a cached answer other customers get.
-    return _decide(database, reply_id, _agent(user), edited_text=redactor.redact(text) if redactor else text)
+    return _decide(
+        database, reply_id, _agent(user), edited_text=redactor.redact(text) if redactor else text
+    )
 
 
 def reject(database: Database, reply_id: int, user: Agent, reason: str) -> ActionResult:
@@ -251,9 +320,21 @@ def reject(database: Database, reply_id: int, user: Agent, reason: str) -> Actio
         conversation = _lock(session, row.conversation_id)
         _refuse_if_owned_by_another(session, conversation, user)
         _mark(session, row, "rejected")
-        _record(session, user, "reject", row.conversation_id, reply_id=row.id, original_text=row.text, reason=reason)
-    return ActionResult("reject", row.conversation_id, f"suggestion {reply_id} rejected; nothing was sent",
-                        reply_id=reply_id)
+        _record(
+            session,
+            user,
+            "reject",
+            row.conversation_id,
+            reply_id=row.id,
+            original_text=row.text,
+            reason=reason,
+        )
+    return ActionResult(
+        "reject",
+        row.conversation_id,
+        f"suggestion {reply_id} rejected; nothing was sent",
+        reply_id=reply_id,
+    )
 
 
 def _reply(session: Session, reply_id: int, *, need_text: bool = True) -> DialogueReply:
@@ -261,8 +342,10 @@ def _reply(session: Session, reply_id: int, *, need_text: bool = True) -> Dialog
     if row is None:
         raise StoreError(f"suggested reply {reply_id} does not exist")
     if need_text and not (row.text or "").strip():
-        raise InputError(f"reply {reply_id} has no suggested text to review ({row.decision}: {row.reason}); "
-                         "write the answer instead")
+        raise InputError(
+            f"reply {reply_id} has no suggested text to review ({row.decision}: {row.reason}); "
+            "write the answer instead"
+        )
     if row.review_status not in (None, "pending"):
         raise InputError(f"suggestion {reply_id} was already {row.review_status}")
     return row
@@ -273,8 +356,10 @@ def _mark(session: Session, row: DialogueReply, status: str) -> None:
     another worker a moment ago) is not taken again."""
     result = session.execute(
         update(DialogueReply)
-        .where(DialogueReply.id == row.id,
-               or_(DialogueReply.review_status.is_(None), DialogueReply.review_status == "pending"))
+        .where(
+            DialogueReply.id == row.id,
+            or_(DialogueReply.review_status.is_(None), DialogueReply.review_status == "pending"),
+        )
         .values(review_status=status)
         .execution_options(synchronize_session=False)
     )
@@ -283,13 +368,17 @@ def _mark(session: Session, row: DialogueReply, status: str) -> None:
         raise InputError(f"suggestion {row.id} was already {now}")
 
 
-def _decide(database: Database, reply_id: int, user: Agent, *, edited_text: str | None) -> ActionResult:
+def _decide(
+    database: Database, reply_id: int, user: Agent, *, edited_text: str | None
+) -> ActionResult:
     with database.session() as session:
         # A hand-off without a draft (out of scope, asked for a person) has nothing to
         # approve, but the agent's answer to that message is an edit all the same.
         row = _reply(session, reply_id, need_text=edited_text is None)
         original = row.text or ""
-        action = "edit" if edited_text is not None and edited_text != original.strip() else "approve"
+        action = (
+            "edit" if edited_text is not None and edited_text != original.strip() else "approve"
+        )
         text = edited_text if action == "edit" else original
         conversation = _lock(session, row.conversation_id)
         _refuse_if_owned_by_another(session, conversation, user)
@@ -299,28 +388,60 @@ def _decide(database: Database, reply_id: int, user: Agent, *, edited_text: str 
             if took:
                 _record_take_over(session, user, conversation.id)
         _mark(session, row, "approved" if action == "approve" else "edited")
-        if action == "approve" and row.decision in _SHOWN_DECISIONS and row.reply_message_id is not None:
+        if (
+            action == "approve"
+            and row.decision in _SHOWN_DECISIONS
+            and row.reply_message_id is not None
+        ):
             # The customer already has this text: don't send it twice.
             sent = session.get(Message, row.reply_message_id)
             sent_now = False
         else:
-            sent = add_message(session=session, conversation_id=row.conversation_id, role="agent", text=text,
-                               meta={"reply_id": row.id, "action": action, "agent": user.username})
+            sent = add_message(
+                session=session,
+                conversation_id=row.conversation_id,
+                role="agent",
+                text=text,
+                meta={"reply_id": row.id, "action": action, "agent": user.username},
+            )
             sent_now = True
-        pair = _training_pair(session, row, user, action=action, text=text, turn_index=sent.turn_index)
-        _record(session, user, action, row.conversation_id, reply_id=row.id, text=text, original_text=original,
-                pair_id=pair.id, message_id=sent.id)
+        pair = _training_pair(
+            session, row, user, action=action, text=text, turn_index=sent.turn_index
+        )
+        _record(
+            session,
+            user,
+            action,
+            row.conversation_id,
+            reply_id=row.id,
+            text=text,
+            original_text=original,
+            pair_id=pair.id,
+            message_id=sent.id,
+        )
     verb = "approved" if action == "approve" else "edited"
-    message = f"suggestion {reply_id} {verb} and sent" if sent_now else f"suggestion {reply_id} approved (the customer already had it)"
-    return ActionResult(action, row.conversation_id, message, reply_id=row.id, message_id=sent.id, pair_id=pair.id,
-                        took_over=took)
+    message = (
+        f"suggestion {reply_id} {verb} and sent"
+        if sent_now
+        else f"suggestion {reply_id} approved (the customer already had it)"
+    )
+    return ActionResult(
+        action,
+        row.conversation_id,
+        message,
+        reply_id=row.id,
+        message_id=sent.id,
+        pair_id=pair.id,
+        took_over=took,
+    )
 
 
 # -- training pairs and negative examples --------------------------------------------------
 
 
-def context_before(session: Session, conversation_id: int, customer_message_id: int,
-                   turns: int = CONTEXT_TURNS) -> list[dict[str, str]]:
+def context_before(
+    session: Session, conversation_id: int, customer_message_id: int, turns: int = CONTEXT_TURNS
+) -> list[dict[str, str]]:
     """The turns up to and including the customer message a reply answers, oldest
     first, without the assistant's hold and hand-off notices."""
     answered = session.get(Message, customer_message_id)
@@ -328,11 +449,14 @@ def context_before(session: Session, conversation_id: int, customer_message_id: 
         raise StoreError(f"message {customer_message_id} does not exist")
     rows = session.scalars(
         select(Message)
-        .where(Message.conversation_id == conversation_id, Message.turn_index <= answered.turn_index)
+        .where(
+            Message.conversation_id == conversation_id, Message.turn_index <= answered.turn_index
+        )
         .order_by(Message.turn_index)
     )
     context = [
-        {"role": m.role, "text": m.text} for m in rows
+        {"role": m.role, "text": m.text}
+        for m in rows
         if m.role in ("customer", "agent", "bot")
         and not (m.role == "bot" and (m.meta or {}).get("decision") in _NOTICE_DECISIONS)
     ]
@@ -340,18 +464,32 @@ def context_before(session: Session, conversation_id: int, customer_message_id: 
 
 
 def pair_hash(conversation_id: int, turn_index: int, text: str) -> str:
-    return hashlib.sha256(f"{PAIR_SOURCE}\x00{conversation_id}\x00{turn_index}\x00{text}".encode()).hexdigest()
+    return hashlib.sha256(
+        f"{PAIR_SOURCE}\x00{conversation_id}\x00{turn_index}\x00{text}".encode()
+    ).hexdigest()
 
 
-def _training_pair(session: Session, row: DialogueReply, user: Agent, *, action: str, text: str,
-                   turn_index: int) -> TrainingPair:
+def _training_pair(
+    session: Session, row: DialogueReply, user: Agent, *, action: str, text: str, turn_index: int
+) -> TrainingPair:
     pair = TrainingPair(
-        conversation_id=row.conversation_id, turn_index=turn_index, source=PAIR_SOURCE,
-        origin="agent_approved" if action == "approve" else "agent_edited", split="train",
-        context=context_before(session, row.conversation_id, row.message_id), target=text,
-        labels={"agent": user.username, "reviewed_at": utcnow().isoformat(), "original_suggestion": row.text,
-                "reply_id": row.id, "action": action, "decision": row.decision, "reason": row.reason,
-                "confidence": row.confidence},
+        conversation_id=row.conversation_id,
+        turn_index=turn_index,
+        source=PAIR_SOURCE,
+        origin="agent_approved" if action == "approve" else "agent_edited",
+        split="train",
+        context=context_before(session, row.conversation_id, row.message_id),
+        target=text,
+        labels={
+            "agent": user.username,
+            "reviewed_at": utcnow().isoformat(),
+            "original_suggestion": row.text,
+            "reply_id": row.id,
+            "action": action,
+            "decision": row.decision,
+            "reason": row.reason,
+            "confidence": row.confidence,
+        },
         content_hash=pair_hash(row.conversation_id, turn_index, text),
     )
     session.add(pair)

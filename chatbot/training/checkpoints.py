@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +19,7 @@ STATE_FILE = "state.json"
 
 
 def now_iso() -> str:
-    return datetime.now(timezone.utc).isoformat()
+    return datetime.now(UTC).isoformat()
 
 
 def write_json(path: Path, payload: Any) -> None:
@@ -39,7 +39,9 @@ def checkpoint_dir(run_dir: Path, step: int) -> Path:
     return run_dir / "checkpoints" / f"step-{step:06d}"
 
 
-def save_checkpoint(run_dir: Path, step: int, tensors: dict[str, Any], meta: dict[str, Any]) -> Path:
+def save_checkpoint(
+    run_dir: Path, step: int, tensors: dict[str, Any], meta: dict[str, Any]
+) -> Path:
     """Trainable weights (safetensors) and meta.json for one validation point."""
     from safetensors.torch import save_file
 
@@ -47,9 +49,19 @@ def save_checkpoint(run_dir: Path, step: int, tensors: dict[str, Any], meta: dic
     tmp = target.with_name(f".{target.name}.tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
-    save_file({k: v.detach().to("cpu").contiguous().clone() for k, v in tensors.items()}, str(tmp / "trainable.safetensors"))
-    write_json(tmp / "meta.json", {"what": "training checkpoint (trainable weights only)", "step": step,
-                                   "created_at": now_iso(), **meta})
+    save_file(
+        {k: v.detach().to("cpu").contiguous().clone() for k, v in tensors.items()},
+        str(tmp / "trainable.safetensors"),
+    )
+    write_json(
+        tmp / "meta.json",
+        {
+            "what": "training checkpoint (trainable weights only)",
+            "step": step,
+            "created_at": now_iso(),
+            **meta,
+        },
+    )
     shutil.rmtree(target, ignore_errors=True)
     os.replace(tmp, target)
     return target
@@ -78,10 +90,14 @@ def load_resume_state(run_dir: Path) -> dict[str, Any] | None:
     return torch.load(path, map_location="cpu", weights_only=False)
 
 
-def prune_checkpoints(run_dir: Path, validations: list[dict[str, Any]], keep_best: int, keep_steps: set[int]) -> None:
+def prune_checkpoints(
+    run_dir: Path, validations: list[dict[str, Any]], keep_best: int, keep_steps: set[int]
+) -> None:
     """Delete checkpoints that are neither among the `keep_best` lowest validation
     losses nor in `keep_steps` (the one the resume state points to)."""
-    ranked = sorted((v for v in validations if v.get("checkpoint")), key=lambda v: (v["val_loss"], v["step"]))
+    ranked = sorted(
+        (v for v in validations if v.get("checkpoint")), key=lambda v: (v["val_loss"], v["step"])
+    )
     keep = {v["step"] for v in ranked[:keep_best]} | keep_steps
     for v in validations:
         if v.get("checkpoint") and v["step"] not in keep:
@@ -94,6 +110,10 @@ def latest_unfinished_run(runs_dir: Path) -> Path | None:
     candidates = []
     for state_path in runs_dir.glob(f"*/{STATE_FILE}"):
         state = read_json(state_path)
-        if state and state.get("status") == "running" and (state_path.parent / RESUME_FILE).is_file():
+        if (
+            state
+            and state.get("status") == "running"
+            and (state_path.parent / RESUME_FILE).is_file()
+        ):
             candidates.append((state.get("started_at", ""), state_path.parent))
     return max(candidates)[1] if candidates else None

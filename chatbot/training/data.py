@@ -67,15 +67,30 @@ def load_training_data(database: Any, cfg: TrainingSettings) -> TrainingData:
     with database.session() as session:
         rows = session.execute(
             select(
-                TrainingPair.id, TrainingPair.source, TrainingPair.origin, TrainingPair.split,
-                TrainingPair.context, TrainingPair.target, TrainingPair.target_slotted, TrainingPair.quality,
-            ).where(TrainingPair.split.in_(("train", "val"))).order_by(TrainingPair.id)
+                TrainingPair.id,
+                TrainingPair.source,
+                TrainingPair.origin,
+                TrainingPair.split,
+                TrainingPair.context,
+                TrainingPair.target,
+                TrainingPair.target_slotted,
+                TrainingPair.quality,
+            )
+            .where(TrainingPair.split.in_(("train", "val")))
+            .order_by(TrainingPair.id)
         ).all()
     # The model learns the slotted reply ("Hi {customer_name}, {order_number} is…"): it writes
     # slots that serving fills from the conversation, never another customer's name or number.
     pairs = [
-        PairRecord(id=r.id, source=r.source, origin=r.origin, split=r.split, context=list(r.context or []),
-                   target=r.target_slotted if r.target_slotted is not None else r.target, quality=r.quality)
+        PairRecord(
+            id=r.id,
+            source=r.source,
+            origin=r.origin,
+            split=r.split,
+            context=list(r.context or []),
+            target=r.target_slotted if r.target_slotted is not None else r.target,
+            quality=r.quality,
+        )
         for r in rows
         if r.context and (r.target or "").strip()
     ]

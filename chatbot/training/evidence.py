@@ -43,15 +43,23 @@ def open_evidence(settings: Any, database: Any) -> tuple[EvidenceFn | None, str]
     try:
         from chatbot.retrieval.retriever import open_retriever
     except ImportError:
-        return None, "no retriever is installed (chatbot.retrieval.retriever): training without retrieved context"
+        return (
+            None,
+            "no retriever is installed (chatbot.retrieval.retriever): training without retrieved context",
+        )
     try:
         retriever = open_retriever(settings, database)
     except ChatbotError as exc:
-        return None, f"no retrieval index ({exc}): training without retrieved context; run `chatbot index` first to train with it"
+        return (
+            None,
+            f"no retrieval index ({exc}): training without retrieved context; run `chatbot index` first to train with it",
+        )
     return retriever_evidence(retriever, k), "retrieved context from the current index"
 
 
-def compute_evidence(pairs: Iterable[PairRecord], evidence_for: EvidenceFn | None) -> dict[int, list[str]]:
+def compute_evidence(
+    pairs: Iterable[PairRecord], evidence_for: EvidenceFn | None
+) -> dict[int, list[str]]:
     """Evidence for every pair, computed once (it does not change between epochs)."""
     if evidence_for is None:
         return {p.id: [] for p in pairs}

@@ -38,7 +38,9 @@ def end_token_id(tokenizer: Any) -> int:
 
 
 def _prompt_ids(tokenizer: Any, messages: list[dict[str, str]]) -> list[int]:
-    out = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=True, return_dict=True)
+    out = tokenizer.apply_chat_template(
+        messages, add_generation_prompt=True, tokenize=True, return_dict=True
+    )
     return list(out["input_ids"])
 
 
@@ -61,14 +63,19 @@ def encode_pair(
         for i, turn in enumerate(context):
             if turn.get("role") == "customer":
                 turn["text"] = add_noise(turn["text"], f"{noise_seed}:{i}")
-    target = tokenizer(pair.target.strip(), add_special_tokens=False)["input_ids"][: cfg.max_target_tokens - 1]
+    target = tokenizer(pair.target.strip(), add_special_tokens=False)["input_ids"][
+        : cfg.max_target_tokens - 1
+    ]
     target = list(target) + [end_token_id(tokenizer)]
     budget = cfg.max_length - len(target)
     history = prompt.history_turns
     evidence = list(evidence)[: prompt.evidence_k]
     while True:
         messages = build_messages(
-            context, evidence, system_prompt=prompt.system_prompt, history_turns=history,
+            context,
+            evidence,
+            system_prompt=prompt.system_prompt,
+            history_turns=history,
             evidence_max_chars=prompt.evidence_max_chars,
         )
         prompt_ids = _prompt_ids(tokenizer, messages)

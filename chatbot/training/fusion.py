@@ -20,7 +20,9 @@ def ranked_checkpoints(validations: list[dict[str, Any]]) -> list[dict[str, Any]
     return sorted(kept, key=lambda v: (v["val_loss"], v["step"]))
 
 
-def best_and_fused(model: Any, validations: list[dict[str, Any]], cfg: TrainingSettings) -> tuple[dict[str, Any], dict[str, Any] | None, list[int]]:
+def best_and_fused(
+    model: Any, validations: list[dict[str, Any]], cfg: TrainingSettings
+) -> tuple[dict[str, Any], dict[str, Any] | None, list[int]]:
     """(best single checkpoint's weights, averaged weights or None, steps averaged)."""
     ranked = ranked_checkpoints(validations)
     if not ranked:

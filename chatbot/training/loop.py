@@ -21,7 +21,12 @@ from chatbot.training import checkpoints as ck
 from chatbot.training.data import PairRecord, TrainingData
 from chatbot.training.distributed import DistInfo, all_reduce
 from chatbot.training.examples import Encoded, collate, encode_pair
-from chatbot.training.model import build_loss_module, evaluate, trainable_state, load_trainable_state
+from chatbot.training.model import (
+    build_loss_module,
+    evaluate,
+    load_trainable_state,
+    trainable_state,
+)
 from chatbot.training.prompt import PromptFormat
 from chatbot.training.refine_examples import shown_evidence
 from chatbot.training.settings import TrainingSettings
@@ -61,7 +66,13 @@ def lr_at(progress: float, cfg: TrainingSettings) -> float:
     return floor + (peak - floor) * 0.5 * (1 + math.cos(math.pi * rest))
 
 
-def epoch_batches(lengths: dict[int, int], pairs: list[PairRecord], epoch: int, cfg: TrainingSettings, info: DistInfo) -> list[list[PairRecord]]:
+def epoch_batches(
+    lengths: dict[int, int],
+    pairs: list[PairRecord],
+    epoch: int,
+    cfg: TrainingSettings,
+    info: DistInfo,
+) -> list[list[PairRecord]]:
     """This process's micro-batches for one epoch: shuffled with (seed, epoch), grouped
     by length within windows to waste less padding, the same count on every process."""
     rng = random.Random(f"order:{cfg.seed}:{epoch}")
@@ -96,12 +107,25 @@ def train_example(
     past answers shown (None, "exact" or "near_copy"). Its `clean` encoding, unless this
     epoch noises its customer text or shows it its reply (retrieve and refine); when
     that encoding does not fit the length budget, the clean one."""
-    shown = shown_evidence(pair, evidence, cfg, evidence_k=prompt.evidence_k, epoch=epoch,
-                           visible_chars=prompt.evidence_max_chars)
+    shown = shown_evidence(
+        pair,
+        evidence,
+        cfg,
+        evidence_k=prompt.evidence_k,
+        epoch=epoch,
+        visible_chars=prompt.evidence_max_chars,
+    )
     noised = _is_noised(pair, epoch, cfg)
     if not noised and shown.inserted is None:
         return clean, None
-    e = encode_pair(tokenizer, pair, shown.texts, cfg, prompt, noise_seed=f"{cfg.seed}:{epoch}:{pair.id}" if noised else None)
+    e = encode_pair(
+        tokenizer,
+        pair,
+        shown.texts,
+        cfg,
+        prompt,
+        noise_seed=f"{cfg.seed}:{epoch}:{pair.id}" if noised else None,
+    )
     return (e, shown.inserted) if e is not None else (clean, None)
 
 
@@ -128,27 +152,42 @@ def train_loop(
     pad_id = tokenizer.pad_token_id
     loop_start = time.monotonic()  # the clock budget counts encoding and the first validation too
     # Clean encodings: validation examples, and the lengths used to group batches.
-    clean: dict[int, Encoded | None] = {p.id: encode_pair(tokenizer, p, evidence.get(p.id, []), cfg, prompt) for p in data.train}
+    clean: dict[int, Encoded | None] = {
+        p.id: encode_pair(tokenizer, p, evidence.get(p.id, []), cfg, prompt) for p in data.train
+    }
     train_pairs = [p for p in data.train if clean[p.id] is not None]
     skipped = len(data.train) - len(train_pairs)
     lengths = {pid: len(e.input_ids) for pid, e in clean.items() if e is not None}
-    val_encoded = [e for e in (encode_pair(tokenizer, p, evidence.get(p.id, []), cfg, prompt) for p in data.val) if e is not None]
+    val_encoded = [
+        e
+        for e in (encode_pair(tokenizer, p, evidence.get(p.id, []), cfg, prompt) for p in data.val)
+        if e is not None
+    ]
 
     loss_module = build_loss_module(model).to(device)
     wrapped: Any = loss_module
     if info.distributed:
         from torch.nn.parallel import DistributedDataParallel
 
-        wrapped = DistributedDataParallel(loss_module, device_ids=[info.local_rank] if device.startswith("cuda") else None)
+        wrapped = DistributedDataParallel(
+            loss_module, device_ids=[info.local_rank] if device.startswith("cuda") else None
+        )
 
     params = [p for p in model.parameters() if p.requires_grad]
     decay = [p for p in params if p.ndim >= 2]
     no_decay = [p for p in params if p.ndim < 2]
     optimizer = torch.optim.AdamW(
-        [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
-        lr=cfg.peak_learning_rate, betas=(0.9, 0.95), eps=1e-8,
+        [
+            {"params": decay, "weight_decay": cfg.weight_decay},
+            {"params": no_decay, "weight_decay": 0.0},
+        ],
+        lr=cfg.peak_learning_rate,
+        betas=(0.9, 0.95),
+        eps=1e-8,
     )
-    steps_per_epoch = max(1, len(train_pairs) // (cfg.batch_size * cfg.grad_accum * info.world_size))
+    steps_per_epoch = max(
+        1, len(train_pairs) // (cfg.batch_size * cfg.grad_accum * info.world_size)
+    )
     total_steps = cfg.max_steps or max(1, math.ceil(cfg.epochs * steps_per_epoch))
     eval_every = cfg.eval_every or max(1, total_steps // 6)
     # The clock budget covers the finishing work too: training stops early enough to leave
@@ -158,8 +197,15 @@ def train_loop(
     def validate() -> float:
         nonlocal val_seconds
         t0 = time.monotonic()
-        total, tokens = evaluate(wrapped, val_encoded, batch_size=cfg.batch_size * 2, device=device, pad_id=pad_id,
-                                 rank=info.rank, world_size=info.world_size)
+        total, tokens = evaluate(
+            wrapped,
+            val_encoded,
+            batch_size=cfg.batch_size * 2,
+            device=device,
+            pad_id=pad_id,
+            rank=info.rank,
+            world_size=info.world_size,
+        )
         total, tokens = all_reduce([total, tokens], info)
         loss = total / max(tokens, 1.0)
         val_seconds = max(val_seconds, time.monotonic() - t0)
@@ -191,7 +237,11 @@ def train_loop(
     last_eval_time = time.monotonic()
     batches = epoch_batches(lengths, train_pairs, epoch, cfg, info)
     stopped = "max_steps"
-    shown_reply: dict[str, int] = {"exact": 0, "near_copy": 0, "examples": 0}  # this process, this session
+    shown_reply: dict[str, int] = {
+        "exact": 0,
+        "near_copy": 0,
+        "examples": 0,
+    }  # this process, this session
 
     def elapsed() -> float:
         return prior_seconds + (time.monotonic() - loop_start)
@@ -207,7 +257,9 @@ def train_loop(
             cursor += 1
             encoded = []
             for p in batch_pairs:
-                e, inserted = train_example(tokenizer, p, evidence.get(p.id, []), epoch, cfg, prompt, clean[p.id])
+                e, inserted = train_example(
+                    tokenizer, p, evidence.get(p.id, []), epoch, cfg, prompt, clean[p.id]
+                )
                 encoded.append(e)
                 shown_reply["examples"] += 1
                 if inserted:
@@ -219,7 +271,13 @@ def train_loop(
                 from chatbot.training.model import autocast_context
 
                 with autocast_context(device):
-                    loss, _, _ = wrapped(t["input_ids"], t["attention_mask"], t["labels"], t["weights"], cfg.label_smoothing)
+                    loss, _, _ = wrapped(
+                        t["input_ids"],
+                        t["attention_mask"],
+                        t["labels"],
+                        t["weights"],
+                        cfg.label_smoothing,
+                    )
                 (loss / cfg.grad_accum).backward()
             step_loss += float(loss.detach()) / cfg.grad_accum
             step_tokens += int(t["attention_mask"].sum())
@@ -238,38 +296,91 @@ def train_loop(
         compute_seconds += time.monotonic() - step_started
         mean_loss, tokens_all = all_reduce([step_loss / info.world_size, float(step_tokens)], info)
         train_tokens += int(tokens_all)
-        history.append({"step": step, "train_loss": mean_loss, "lr": lr, "elapsed_s": round(now, 2), "tokens": train_tokens})
+        history.append(
+            {
+                "step": step,
+                "train_loss": mean_loss,
+                "lr": lr,
+                "elapsed_s": round(now, 2),
+                "tokens": train_tokens,
+            }
+        )
         out_of_time = bool(budget_s and now + reserve >= budget_s)
-        since_eval, = all_reduce([time.monotonic() - last_eval_time], info, op="max")
-        due = (step % eval_every == 0 or step == total_steps or out_of_time
-               or (cfg.eval_every_minutes is not None and since_eval >= cfg.eval_every_minutes * 60))
+        (since_eval,) = all_reduce([time.monotonic() - last_eval_time], info, op="max")
+        due = (
+            step % eval_every == 0
+            or step == total_steps
+            or out_of_time
+            or (cfg.eval_every_minutes is not None and since_eval >= cfg.eval_every_minutes * 60)
+        )
         if progress:
-            progress({"event": "step", "step": step, "total_steps": total_steps, "train_loss": mean_loss, "lr": lr,
-                      "elapsed_s": now, "budget_s": budget_s - reserve if budget_s else None, "tokens": train_tokens})
+            progress(
+                {
+                    "event": "step",
+                    "step": step,
+                    "total_steps": total_steps,
+                    "train_loss": mean_loss,
+                    "lr": lr,
+                    "elapsed_s": now,
+                    "budget_s": budget_s - reserve if budget_s else None,
+                    "tokens": train_tokens,
+                }
+            )
         if due:
             val_loss = validate()
             last_eval_time = time.monotonic()
             improved = val_loss < best_loss - cfg.min_delta
             best_loss = min(best_loss, val_loss)
             bad_evals = 0 if improved else bad_evals + 1
-            record = {"step": step, "val_loss": val_loss, "train_loss": mean_loss, "elapsed_s": round(elapsed(), 2), "checkpoint": None}
+            record = {
+                "step": step,
+                "val_loss": val_loss,
+                "train_loss": mean_loss,
+                "elapsed_s": round(elapsed(), 2),
+                "checkpoint": None,
+            }
             validations.append(record)
             if info.is_main:
-                path = ck.save_checkpoint(run_dir, step, trainable_state(model), {
-                    "val_loss": val_loss, "train_loss": mean_loss, **(checkpoint_meta or {})})
+                path = ck.save_checkpoint(
+                    run_dir,
+                    step,
+                    trainable_state(model),
+                    {"val_loss": val_loss, "train_loss": mean_loss, **(checkpoint_meta or {})},
+                )
                 record["checkpoint"] = str(path)
-                ck.save_resume_state(run_dir, {
-                    "checkpoint": str(path), "optimizer": optimizer.state_dict(), "step": step, "epoch": epoch,
-                    "cursor": cursor, "history": history, "validations": validations, "baseline_val_loss": baseline,
-                    "bad_evals": bad_evals, "train_seconds": elapsed(), "train_tokens": train_tokens,
-                    "total_steps": total_steps, "torch_rng": torch.get_rng_state(),
-                    "budget_s": budget_s, "val_seconds": val_seconds, "compute_seconds": compute_seconds,
-                    "fingerprint": data.snapshot.get("fingerprint"),
-                })
+                ck.save_resume_state(
+                    run_dir,
+                    {
+                        "checkpoint": str(path),
+                        "optimizer": optimizer.state_dict(),
+                        "step": step,
+                        "epoch": epoch,
+                        "cursor": cursor,
+                        "history": history,
+                        "validations": validations,
+                        "baseline_val_loss": baseline,
+                        "bad_evals": bad_evals,
+                        "train_seconds": elapsed(),
+                        "train_tokens": train_tokens,
+                        "total_steps": total_steps,
+                        "torch_rng": torch.get_rng_state(),
+                        "budget_s": budget_s,
+                        "val_seconds": val_seconds,
+                        "compute_seconds": compute_seconds,
+                        "fingerprint": data.snapshot.get("fingerprint"),
+                    },
+                )
                 ck.prune_checkpoints(run_dir, validations, cfg.fuse_top_k, {step})
             if progress:
-                progress({"event": "validation", "step": step, "val_loss": val_loss, "best_val_loss": best_loss,
-                          "bad_evals": bad_evals})
+                progress(
+                    {
+                        "event": "validation",
+                        "step": step,
+                        "val_loss": val_loss,
+                        "best_val_loss": best_loss,
+                        "bad_evals": bad_evals,
+                    }
+                )
             if bad_evals >= cfg.patience:
                 stopped = "early_stop"
                 break
@@ -277,22 +388,37 @@ def train_loop(
             stopped = "time"
             break
     if shown_reply["exact"] + shown_reply["near_copy"]:
-        log.info("retrieve and refine: %d of %d train examples showed their own reply (%d as a near copy)",
-                 shown_reply["exact"] + shown_reply["near_copy"], shown_reply["examples"], shown_reply["near_copy"])
+        log.info(
+            "retrieve and refine: %d of %d train examples showed their own reply (%d as a near copy)",
+            shown_reply["exact"] + shown_reply["near_copy"],
+            shown_reply["examples"],
+            shown_reply["near_copy"],
+        )
     if info.distributed:
         # DDP keeps every replica identical; check it, since a silent divergence would
         # make the saved model (rank 0's) differ from what was validated.
         checksum = float(sum(p.detach().double().sum() for p in params))
-        high, = all_reduce([checksum], info, op="max")
-        low, = all_reduce([-checksum], info, op="max")
+        (high,) = all_reduce([checksum], info, op="max")
+        (low,) = all_reduce([-checksum], info, op="max")
         if abs(high + low) > 1e-6 * max(1.0, abs(high)):
             from chatbot.training import TrainingError
 
-            raise TrainingError(f"the {info.world_size} training processes ended with different weights")
+            raise TrainingError(
+                f"the {info.world_size} training processes ended with different weights"
+            )
     return LoopResult(
-        steps=step, total_steps=total_steps, stopped_because=stopped, baseline_val_loss=baseline, history=history,
-        validations=validations, train_tokens=train_tokens, train_seconds=elapsed(), compute_seconds=compute_seconds, skipped_examples=skipped,
-        resumed_from_step=resumed_from, replicas_checked=info.world_size,
+        steps=step,
+        total_steps=total_steps,
+        stopped_because=stopped,
+        baseline_val_loss=baseline,
+        history=history,
+        validations=validations,
+        train_tokens=train_tokens,
+        train_seconds=elapsed(),
+        compute_seconds=compute_seconds,
+        skipped_examples=skipped,
+        resumed_from_step=resumed_from,
+        replicas_checked=info.world_size,
     )
 
 

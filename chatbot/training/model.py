@@ -40,8 +40,12 @@ def prepare_trainable(model: Any, cfg: TrainingSettings, *, on_gpu: bool = False
         from peft import LoraConfig, get_peft_model
 
         config = LoraConfig(
-            r=cfg.lora_r, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout,
-            target_modules=list(cfg.lora_target_modules), layers_to_transform=top, task_type="CAUSAL_LM",
+            r=cfg.lora_r,
+            lora_alpha=cfg.lora_alpha,
+            lora_dropout=cfg.lora_dropout,
+            target_modules=list(cfg.lora_target_modules),
+            layers_to_transform=top,
+            task_type="CAUSAL_LM",
         )
         model = get_peft_model(model, config)
     else:
@@ -49,7 +53,9 @@ def prepare_trainable(model: Any, cfg: TrainingSettings, *, on_gpu: bool = False
             if top is None:
                 param.requires_grad_(True)
             else:
-                param.requires_grad_(any(f".layers.{i}." in name for i in top) or name.endswith("model.norm.weight"))
+                param.requires_grad_(
+                    any(f".layers.{i}." in name for i in top) or name.endswith("model.norm.weight")
+                )
     model.train()
     return model
 
@@ -89,13 +95,19 @@ def build_loss_module(model: Any):
 
         def forward(self, input_ids, attention_mask, labels, weights, label_smoothing: float = 0.0):
             lm = causal_lm(self.inner)
-            hidden = lm.get_decoder()(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+            hidden = lm.get_decoder()(
+                input_ids=input_ids, attention_mask=attention_mask
+            ).last_hidden_state
             targets = labels[:, 1:]
             selected = targets != IGNORE
             logits = lm.get_output_embeddings()(hidden[:, :-1][selected]).float()
             tgt = targets[selected]
             plain = F.cross_entropy(logits, tgt, reduction="none")
-            smooth = F.cross_entropy(logits, tgt, reduction="none", label_smoothing=label_smoothing) if label_smoothing else plain
+            smooth = (
+                F.cross_entropy(logits, tgt, reduction="none", label_smoothing=label_smoothing)
+                if label_smoothing
+                else plain
+            )
             w = weights[:, None].expand_as(targets)[selected].to(smooth.dtype)
             loss = (smooth * w).sum() / w.sum().clamp_min(1e-8)
             return loss, plain.detach().sum(), selected.sum()
@@ -118,8 +130,16 @@ def batches_by_length(encoded: list[Encoded], batch_size: int) -> list[list[Enco
     return [ordered[i : i + batch_size] for i in range(0, len(ordered), batch_size)]
 
 
-def evaluate(loss_module: Any, encoded: list[Encoded], *, batch_size: int, device: str, pad_id: int,
-             rank: int = 0, world_size: int = 1) -> tuple[float, float]:
+def evaluate(
+    loss_module: Any,
+    encoded: list[Encoded],
+    *,
+    batch_size: int,
+    device: str,
+    pad_id: int,
+    rank: int = 0,
+    world_size: int = 1,
+) -> tuple[float, float]:
     """(summed cross-entropy, target tokens) of this process's share of the validation
     examples: plain CE, no smoothing, no weights, no noise, dropout off."""
     import torch
@@ -154,12 +174,14 @@ def materialize(model: Any, tensors: dict[str, Any], cfg: TrainingSettings) -> d
             if isinstance(module, LoraLayer) and "default" in getattr(module, "lora_A", {}):
                 base = module.get_base_layer().weight
                 merged = base.detach().float() + module.get_delta_weight("default").float()
-                plain = name[len(PEFT_PREFIX):] if name.startswith(PEFT_PREFIX) else name
+                plain = name[len(PEFT_PREFIX) :] if name.startswith(PEFT_PREFIX) else name
                 out[f"{plain}.weight"] = merged.to("cpu").clone()
     return out
 
 
-def plain_model_with(model_dir: Path, weights: dict[str, Any] | None, device: str) -> tuple[Any, Any]:
+def plain_model_with(
+    model_dir: Path, weights: dict[str, Any] | None, device: str
+) -> tuple[Any, Any]:
     """A fresh base model with `weights` loaded over it (the merged/fused result)."""
     model, tokenizer = load_base(model_dir, device)
     if weights:

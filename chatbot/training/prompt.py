@@ -54,9 +54,18 @@ class PromptSettings(Section):
     serving and evaluation (one place, one default for each knob)."""
 
     system_prompt: str = DEFAULT_SYSTEM_PROMPT
-    evidence_k: int = Field(default=2, ge=0, le=20, description="Retrieved past answers shown in each prompt.")
-    evidence_max_chars: int = Field(default=300, ge=20, description="Each past answer is cut to this many characters.")
-    history_turns: int = Field(default=4, ge=1, le=50, description="Conversation turns kept in the prompt, the customer's last included.")
+    evidence_k: int = Field(
+        default=2, ge=0, le=20, description="Retrieved past answers shown in each prompt."
+    )
+    evidence_max_chars: int = Field(
+        default=300, ge=20, description="Each past answer is cut to this many characters."
+    )
+    history_turns: int = Field(
+        default=4,
+        ge=1,
+        le=50,
+        description="Conversation turns kept in the prompt, the customer's last included.",
+    )
 
     @model_validator(mode="after")
     def _check(self) -> PromptSettings:
@@ -78,10 +87,17 @@ class PromptFormat:
 
     @classmethod
     def from_settings(cls, prompt: PromptSettings) -> PromptFormat:
-        return cls(prompt.system_prompt, prompt.evidence_k, prompt.evidence_max_chars, prompt.history_turns)
+        return cls(
+            prompt.system_prompt, prompt.evidence_k, prompt.evidence_max_chars, prompt.history_turns
+        )
 
-    def messages(self, context: Sequence[dict[str, str]], evidence: Sequence[str]) -> list[dict[str, str]]:
+    def messages(
+        self, context: Sequence[dict[str, str]], evidence: Sequence[str]
+    ) -> list[dict[str, str]]:
         return build_messages(
-            context, list(evidence)[: self.evidence_k], system_prompt=self.system_prompt,
-            history_turns=self.history_turns, evidence_max_chars=self.evidence_max_chars,
+            context,
+            list(evidence)[: self.evidence_k],
+            system_prompt=self.system_prompt,
+            history_turns=self.history_turns,
+            evidence_max_chars=self.evidence_max_chars,
         )

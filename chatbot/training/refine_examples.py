@@ -44,7 +44,9 @@ def eligible(pair: PairRecord, retrieved: Sequence[str], evidence_k: int) -> boo
     prompts show past answers (evidence_k > 0) and that has retrieved ones. A pair
     without retrieved answers is left alone: were the reply its only past answer, the
     model would learn that the evidence always is the answer."""
-    return pair.split == "train" and evidence_k > 0 and bool(retrieved) and bool(pair.target.strip())
+    return (
+        pair.split == "train" and evidence_k > 0 and bool(retrieved) and bool(pair.target.strip())
+    )
 
 
 def _same(a: str, b: str) -> bool:
@@ -129,14 +131,20 @@ def shown_evidence(
     return ShownEvidence(texts, kind, position)
 
 
-def refine_meta(cfg: TrainingSettings, evidence_k: int, train: Sequence[PairRecord],
-                evidence: Mapping[int, Sequence[str]]) -> dict[str, Any]:
+def refine_meta(
+    cfg: TrainingSettings,
+    evidence_k: int,
+    train: Sequence[PairRecord],
+    evidence: Mapping[int, Sequence[str]],
+) -> dict[str, Any]:
     """What a run records about retrieve and refine: the knobs, and how many train
     pairs could be shown their own reply (none without retrieved evidence)."""
     n = sum(eligible(p, evidence.get(p.id, ()), evidence_k) for p in train)
     return {
-        "true_reply_in_evidence": cfg.true_reply_in_evidence, "true_reply_noise": cfg.true_reply_noise,
-        "eligible_train_pairs": n, "train_pairs": len(train),
+        "true_reply_in_evidence": cfg.true_reply_in_evidence,
+        "true_reply_noise": cfg.true_reply_noise,
+        "eligible_train_pairs": n,
+        "train_pairs": len(train),
         "active": cfg.true_reply_in_evidence > 0 and n > 0,
         "applies_to": "train examples only; validation examples never show the true reply",
     }

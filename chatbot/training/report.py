@@ -15,8 +15,13 @@ def write_metrics(directory: Path, metrics: dict[str, Any]) -> Path:
     return path
 
 
-def plot_loss_curve(directory: Path, history: list[dict[str, Any]], validations: list[dict[str, Any]],
-                    baseline: float | None, title: str) -> Path:
+def plot_loss_curve(
+    directory: Path,
+    history: list[dict[str, Any]],
+    validations: list[dict[str, Any]],
+    baseline: float | None,
+    title: str,
+) -> Path:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -24,7 +29,12 @@ def plot_loss_curve(directory: Path, history: list[dict[str, Any]], validations:
 
     fig, ax = plt.subplots(figsize=(7, 4), dpi=100)
     if history:
-        ax.plot([h["step"] for h in history], [h["train_loss"] for h in history], label="train (label-smoothed, with noise)", alpha=0.7)
+        ax.plot(
+            [h["step"] for h in history],
+            [h["train_loss"] for h in history],
+            label="train (label-smoothed, with noise)",
+            alpha=0.7,
+        )
     points = [(0, baseline)] if baseline is not None else []
     points += [(v["step"], v["val_loss"]) for v in validations]
     if points:

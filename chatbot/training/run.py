@@ -15,14 +15,21 @@ import shutil
 import sys
 import time
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from chatbot.training import TrainingError
 from chatbot.training import checkpoints as ck
 from chatbot.training.data import TrainingData, load_training_data
-from chatbot.training.distributed import DistInfo, all_reduce, barrier, broadcast_object, init_distributed, shutdown
+from chatbot.training.distributed import (
+    DistInfo,
+    all_reduce,
+    barrier,
+    broadcast_object,
+    init_distributed,
+    shutdown,
+)
 from chatbot.training.evidence import EvidenceFn, compute_evidence
 from chatbot.training.examples import encode_pair
 from chatbot.training.loop import LoopResult, Progress, train_loop
@@ -50,8 +57,10 @@ def runs_dir(settings: Any) -> Path:
 def _new_name(settings: Any, database: Any) -> str:
     from chatbot.models.versions import list_versions
 
-    taken = {v.name for v in list_versions(database)} | {p.name for p in runs_dir(settings).glob("*")}
-    base = "reply-" + datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
+    taken = {v.name for v in list_versions(database)} | {
+        p.name for p in runs_dir(settings).glob("*")
+    }
+    base = "reply-" + datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
     name, n = base, 1
     while name in taken:
         n += 1
@@ -68,14 +77,30 @@ def _peak_memory_mb(device: str) -> float:
     return kb / 1024 if sys.platform != "darwin" else kb / 2**20
 
 
-def validation_loss(model: Any, tokenizer: Any, data: TrainingData, evidence: dict[int, list[str]],
-                    cfg: TrainingSettings, prompt: PromptFormat, device: str) -> float:
+def validation_loss(
+    model: Any,
+    tokenizer: Any,
+    data: TrainingData,
+    evidence: dict[int, list[str]],
+    cfg: TrainingSettings,
+    prompt: PromptFormat,
+    device: str,
+) -> float:
     """Mean cross-entropy per reply token of `model` on the run's validation pairs."""
     from chatbot.training.model import build_loss_module, evaluate
 
-    encoded = [e for e in (encode_pair(tokenizer, p, evidence.get(p.id, []), cfg, prompt) for p in data.val) if e is not None]
-    total, tokens = evaluate(build_loss_module(model).to(device), encoded, batch_size=cfg.batch_size * 2,
-                             device=device, pad_id=tokenizer.pad_token_id)
+    encoded = [
+        e
+        for e in (encode_pair(tokenizer, p, evidence.get(p.id, []), cfg, prompt) for p in data.val)
+        if e is not None
+    ]
+    total, tokens = evaluate(
+        build_loss_module(model).to(device),
+        encoded,
+        batch_size=cfg.batch_size * 2,
+        device=device,
+        pad_id=tokenizer.pad_token_id,
+    )
     return total / max(tokens, 1.0)
 
 
@@ -87,7 +112,11 @@ def _choose_run(settings: Any, database: Any, resume: bool, info: DistInfo) -> P
         runs.mkdir(parents=True, exist_ok=True)
         if resume:
             found = ck.latest_unfinished_run(runs)
-            choice = (str(found), None) if found else (None, f"there is no interrupted training run to resume in {runs}")
+            choice = (
+                (str(found), None)
+                if found
+                else (None, f"there is no interrupted training run to resume in {runs}")
+            )
         else:
             choice = (str(runs / _new_name(settings, database)), None)
     path, error = broadcast_object(choice, info)
@@ -113,12 +142,16 @@ def run_training(
     started = time.monotonic()
     info = init_distributed()
     try:
-        return _run(settings, database, info, evidence_for, evidence_note, resume, progress, started)
+        return _run(
+            settings, database, info, evidence_for, evidence_note, resume, progress, started
+        )
     finally:
         shutdown(info)
 
 
-def _run(settings, database, info, evidence_for, evidence_note, resume, progress, started) -> TrainResult | None:
+def _run(
+    settings, database, info, evidence_for, evidence_note, resume, progress, started
+) -> TrainResult | None:
     import torch
 
     from chatbot.models.reply_model import reply_model_path
@@ -147,11 +180,20 @@ def _run(settings, database, info, evidence_for, evidence_note, resume, progress
     model, tokenizer = load_base(base_dir, info.device)
     model = prepare_trainable(model, cfg, on_gpu=info.device.startswith("cuda"))
     meta = {
-        "run": run_dir.name, "base_model": str(base_dir), "mode": cfg.mode,
-        "world_size": info.world_size, "device": info.device,
-        "trainable_layers": cfg.layers_to_train(int(model.config.num_hidden_layers), info.device.startswith("cuda")) or "all",
-        "dtype": "bfloat16 autocast, float32 weights" if info.device.startswith("cuda") else "float32",
-        "data_fingerprint": data.snapshot["fingerprint"], "evidence": evidence_note,
+        "run": run_dir.name,
+        "base_model": str(base_dir),
+        "mode": cfg.mode,
+        "world_size": info.world_size,
+        "device": info.device,
+        "trainable_layers": cfg.layers_to_train(
+            int(model.config.num_hidden_layers), info.device.startswith("cuda")
+        )
+        or "all",
+        "dtype": "bfloat16 autocast, float32 weights"
+        if info.device.startswith("cuda")
+        else "float32",
+        "data_fingerprint": data.snapshot["fingerprint"],
+        "evidence": evidence_note,
         "prompt": prompt_settings.model_dump(),
         "retrieve_and_refine": refine_meta(cfg, prompt_settings.evidence_k, data.train, evidence),
     }
@@ -159,33 +201,92 @@ def _run(settings, database, info, evidence_for, evidence_note, resume, progress
     if info.is_main:
         run_dir.mkdir(parents=True, exist_ok=True)
         previous = ck.read_json(run_dir / ck.STATE_FILE) or {}
-        ck.write_json(run_dir / ck.STATE_FILE, {
-            "status": "running", "started_at": previous.get("started_at", ck.now_iso()),
-            "resumed_at": ck.now_iso() if resume else None, "training_settings": cfg.model_dump(), **meta,
-        })
-        ck.write_json(run_dir / "meta.json", {"what": "reply-model training run", "created_at": ck.now_iso(),
-                                               "data_snapshot": data.snapshot, "training_settings": cfg.model_dump(), **meta})
+        ck.write_json(
+            run_dir / ck.STATE_FILE,
+            {
+                "status": "running",
+                "started_at": previous.get("started_at", ck.now_iso()),
+                "resumed_at": ck.now_iso() if resume else None,
+                "training_settings": cfg.model_dump(),
+                **meta,
+            },
+        )
+        ck.write_json(
+            run_dir / "meta.json",
+            {
+                "what": "reply-model training run",
+                "created_at": ck.now_iso(),
+                "data_snapshot": data.snapshot,
+                "training_settings": cfg.model_dump(),
+                **meta,
+            },
+        )
     barrier(info)
     # max_minutes bounds the whole run: what was spent before the loop (loading, evidence)
     # comes off the loop's budget; the loop keeps back time for the finishing validations.
     budget_s = None
-    spent, = all_reduce([time.monotonic() - started], info, op="max")
+    (spent,) = all_reduce([time.monotonic() - started], info, op="max")
     meta["seconds_before_training"] = round(spent, 1)  # loading, evidence, encoding
     if cfg.max_minutes:
         budget_s = max(60.0, cfg.max_minutes * 60 - spent - 15.0)
-    result = train_loop(model, tokenizer, data, evidence, cfg, prompt, run_dir=run_dir, info=info, resume_state=resume_state,
-                        checkpoint_meta={"run": run_dir.name, "mode": cfg.mode, "base_model": str(base_dir),
-                                         "data_fingerprint": data.snapshot["fingerprint"]},
-                        progress=progress if info.is_main else None, budget_s=budget_s)
+    result = train_loop(
+        model,
+        tokenizer,
+        data,
+        evidence,
+        cfg,
+        prompt,
+        run_dir=run_dir,
+        info=info,
+        resume_state=resume_state,
+        checkpoint_meta={
+            "run": run_dir.name,
+            "mode": cfg.mode,
+            "base_model": str(base_dir),
+            "data_fingerprint": data.snapshot["fingerprint"],
+        },
+        progress=progress if info.is_main else None,
+        budget_s=budget_s,
+    )
     barrier(info)
     if not info.is_main:
         return None
     if progress:
-        progress({"event": "finishing", "message": "fusing checkpoints and writing the model version"})
-    return _finish(settings, database, cfg, prompt, info, run_dir, base_dir, model, data, evidence, result, meta, started)
+        progress(
+            {"event": "finishing", "message": "fusing checkpoints and writing the model version"}
+        )
+    return _finish(
+        settings,
+        database,
+        cfg,
+        prompt,
+        info,
+        run_dir,
+        base_dir,
+        model,
+        data,
+        evidence,
+        result,
+        meta,
+        started,
+    )
 
 
-def _finish(settings, database, cfg, prompt, info, run_dir, base_dir, model, data, evidence, result: LoopResult, meta, started) -> TrainResult:
+def _finish(
+    settings,
+    database,
+    cfg,
+    prompt,
+    info,
+    run_dir,
+    base_dir,
+    model,
+    data,
+    evidence,
+    result: LoopResult,
+    meta,
+    started,
+) -> TrainResult:
     from chatbot.models.versions import promote, promoted_version, register_version, set_evaluation
     from chatbot.training.fusion import best_and_fused
     from chatbot.training.model import load_base, plain_model_with
@@ -202,7 +303,9 @@ def _finish(settings, database, cfg, prompt, info, run_dir, base_dir, model, dat
         del fused_model
     use_fused = fused_loss is not None and fused_loss < best["val_loss"]
     final_loss = fused_loss if use_fused else best["val_loss"]
-    final_model, tokenizer = plain_model_with(base_dir, fused_weights if use_fused else best_weights, device)
+    final_model, tokenizer = plain_model_with(
+        base_dir, fused_weights if use_fused else best_weights, device
+    )
     del best_weights, fused_weights
 
     name = run_dir.name
@@ -216,7 +319,9 @@ def _finish(settings, database, cfg, prompt, info, run_dir, base_dir, model, dat
     current = promoted_version(database)
     if current is not None:
         current_model, current_tok = load_base(Path(current.path), device)
-        current_loss = validation_loss(current_model, current_tok, data, evidence, cfg, prompt, device)
+        current_loss = validation_loss(
+            current_model, current_tok, data, evidence, cfg, prompt, device
+        )
         compared_with = current.name
         del current_model
     else:
@@ -225,24 +330,52 @@ def _finish(settings, database, cfg, prompt, info, run_dir, base_dir, model, dat
     wall = time.monotonic() - started
     metrics = {
         "val_loss_before": result.baseline_val_loss,
-        "val_loss_best_checkpoint": best["val_loss"], "best_step": best["step"],
-        "val_loss_fused": fused_loss, "fused_steps": fused_steps, "model": "fused" if use_fused else "best_checkpoint",
-        "val_loss": final_loss, "steps": result.steps, "total_steps": result.total_steps,
-        "stopped_because": result.stopped_because, "resumed_from_step": result.resumed_from_step,
-        "train_tokens": result.train_tokens, "train_seconds": round(result.train_seconds, 1),
+        "val_loss_best_checkpoint": best["val_loss"],
+        "best_step": best["step"],
+        "val_loss_fused": fused_loss,
+        "fused_steps": fused_steps,
+        "model": "fused" if use_fused else "best_checkpoint",
+        "val_loss": final_loss,
+        "steps": result.steps,
+        "total_steps": result.total_steps,
+        "stopped_because": result.stopped_because,
+        "resumed_from_step": result.resumed_from_step,
+        "train_tokens": result.train_tokens,
+        "train_seconds": round(result.train_seconds, 1),
         "compute_seconds": round(result.compute_seconds, 1),
         "tokens_per_second": round(result.train_tokens / max(result.compute_seconds, 1e-9), 1),
-        "wall_seconds": round(wall, 1), "peak_memory_mb": round(_peak_memory_mb(device), 1),
-        "skipped_examples": result.skipped_examples, "replicas_in_sync": result.replicas_checked, "validations": result.validations, "history": result.history,
+        "wall_seconds": round(wall, 1),
+        "peak_memory_mb": round(_peak_memory_mb(device), 1),
+        "skipped_examples": result.skipped_examples,
+        "replicas_in_sync": result.replicas_checked,
+        "validations": result.validations,
+        "history": result.history,
         **meta,
     }
-    evaluation = {"val_pairs": len(data.val), "val_loss": final_loss, "compared_with": compared_with,
-                  "compared_val_loss": current_loss, "better": better,
-                  "promoted": bool(better and cfg.auto_promote)}
-    (staging / "meta.json").write_text(__import__("json").dumps({
-        "what": f"reply model fine-tuned from {base_dir} ({cfg.mode}{', checkpoint soup' if use_fused else ''})",
-        "created_at": ck.now_iso(), "data_snapshot": data.snapshot, "training_settings": cfg.model_dump(),
-        "val_loss": final_loss, "val_loss_before": result.baseline_val_loss, **meta}, indent=2, default=str) + "\n")
+    evaluation = {
+        "val_pairs": len(data.val),
+        "val_loss": final_loss,
+        "compared_with": compared_with,
+        "compared_val_loss": current_loss,
+        "better": better,
+        "promoted": bool(better and cfg.auto_promote),
+    }
+    (staging / "meta.json").write_text(
+        __import__("json").dumps(
+            {
+                "what": f"reply model fine-tuned from {base_dir} ({cfg.mode}{', checkpoint soup' if use_fused else ''})",
+                "created_at": ck.now_iso(),
+                "data_snapshot": data.snapshot,
+                "training_settings": cfg.model_dump(),
+                "val_loss": final_loss,
+                "val_loss_before": result.baseline_val_loss,
+                **meta,
+            },
+            indent=2,
+            default=str,
+        )
+        + "\n"
+    )
     summary = {k: v for k, v in metrics.items() if k != "history"}
     write_metrics(staging, summary)
     title = f"{name}: val {result.baseline_val_loss:.3f} → {final_loss:.3f}"
@@ -253,19 +386,38 @@ def _finish(settings, database, cfg, prompt, info, run_dir, base_dir, model, dat
     plot_loss_curve(run_dir, result.history, result.validations, result.baseline_val_loss, title)
 
     version = register_version(
-        database, name=name, path=version_dir, settings={**cfg.model_dump(), **meta},
-        data_snapshot=data.snapshot, metrics=summary, evaluation=evaluation,
+        database,
+        name=name,
+        path=version_dir,
+        settings={**cfg.model_dump(), **meta},
+        data_snapshot=data.snapshot,
+        metrics=summary,
+        evaluation=evaluation,
         parent_id=current.id if current is not None else None,
     )
     if evaluation["promoted"]:
         promote(database, version.name)
     elif not better:
-        log.info("not promoted: %.4f is not better than %s's %.4f", final_loss, compared_with, current_loss)
+        log.info(
+            "not promoted: %.4f is not better than %s's %.4f",
+            final_loss,
+            compared_with,
+            current_loss,
+        )
     set_evaluation(database, version.name, evaluation)
     # The version holds the model now; the run keeps its metrics, curve and meta.
     shutil.rmtree(run_dir / "checkpoints", ignore_errors=True)
     (run_dir / ck.RESUME_FILE).unlink(missing_ok=True)
     state = ck.read_json(run_dir / ck.STATE_FILE) or {}
-    ck.write_json(run_dir / ck.STATE_FILE, {**state, "status": "finished", "finished_at": ck.now_iso(), "version": name})
-    return TrainResult(run_dir=str(run_dir), version_name=name, version_path=str(version_dir),
-                       promoted=evaluation["promoted"], metrics=summary, evaluation=evaluation)
+    ck.write_json(
+        run_dir / ck.STATE_FILE,
+        {**state, "status": "finished", "finished_at": ck.now_iso(), "version": name},
+    )
+    return TrainResult(
+        run_dir=str(run_dir),
+        version_name=name,
+        version_path=str(version_dir),
+        promoted=evaluation["promoted"],
+        metrics=summary,
+        evaluation=evaluation,
+    )

@@ -45,7 +45,7 @@ def create_app(services: Services) -> FastAPI:
         try:
             with services.database.session() as session:
                 session.execute(text("SELECT 1"))
-        except Exception:  # noqa: BLE001 - any failure means "not healthy", with no detail for strangers
+        except Exception:
             return JSONResponse({"ok": False}, status_code=503)
         return JSONResponse({"ok": True})
 
@@ -54,10 +54,22 @@ def create_app(services: Services) -> FastAPI:
     # monitoring pages (per-endpoint timings). Which routes answer at all is the guard's
     # allowlist (chatbot.web.guard): these settings are a second line.
     common = dict(run_history=False, footer_links=[], enable_monitoring=False, mcp_server=False)
-    gr.mount_gradio_app(app, build_agent_console(services), path="/agent", **common,
-                        auth_dependency=role_dependency(services, AGENT_ROLES), max_file_size="1kb")
-    gr.mount_gradio_app(app, build_admin_console(services), path="/admin", **common,
-                        auth_dependency=role_dependency(services, ADMIN_ROLES), max_file_size=upload_limit)
+    gr.mount_gradio_app(
+        app,
+        build_agent_console(services),
+        path="/agent",
+        **common,
+        auth_dependency=role_dependency(services, AGENT_ROLES),
+        max_file_size="1kb",
+    )
+    gr.mount_gradio_app(
+        app,
+        build_admin_console(services),
+        path="/admin",
+        **common,
+        auth_dependency=role_dependency(services, ADMIN_ROLES),
+        max_file_size=upload_limit,
+    )
     # The widget takes no files (the guard refuses its upload route; a tiny limit as well).
     gr.mount_gradio_app(app, build_widget(services), path="/", **common, max_file_size="1kb")
     return app

@@ -114,10 +114,15 @@ def install_auth(app: FastAPI, services: Services) -> None:
             if user is None:
                 return RedirectResponse(f"/login?next={quote(path)}", status_code=303)
             if user.role not in CONSOLES[path]:
-                return HTMLResponse(_page("Not allowed", f"<p>Your account ({html.escape(user.username)}, "
-                                          f"{html.escape(user.role)}) cannot open {html.escape(path)}.</p>"
-                                          '<p><a href="/agent">Agent console</a> · <a href="/logout">Log out</a></p>'),
-                                    status_code=403)
+                return HTMLResponse(
+                    _page(
+                        "Not allowed",
+                        f"<p>Your account ({html.escape(user.username)}, "
+                        f"{html.escape(user.role)}) cannot open {html.escape(path)}.</p>"
+                        '<p><a href="/agent">Agent console</a> · <a href="/logout">Log out</a></p>',
+                    ),
+                    status_code=403,
+                )
             if not request.url.path.endswith("/"):
                 # The console is mounted at "/agent/": without the slash the widget's mount at "/" would answer.
                 return RedirectResponse(path + "/", status_code=307)
@@ -125,8 +130,12 @@ def install_auth(app: FastAPI, services: Services) -> None:
 
     # Added after the door check so that it runs first and the door sees the session.
     app.add_middleware(
-        SessionMiddleware, secret_key=session_secret(services.settings), session_cookie=SESSION_COOKIE,
-        max_age=int(web.session_hours * 3600), same_site="lax", https_only=web.cookie_secure,
+        SessionMiddleware,
+        secret_key=session_secret(services.settings),
+        session_cookie=SESSION_COOKIE,
+        max_age=int(web.session_hours * 3600),
+        same_site="lax",
+        https_only=web.cookie_secure,
     )
 
     @app.get("/login", response_class=HTMLResponse)
@@ -146,23 +155,48 @@ def install_auth(app: FastAPI, services: Services) -> None:
         client = request.client.host if request.client else "unknown"
         if not limiter.hit(client):
             wait = max(1, round(limiter.retry_after(client)))
-            return HTMLResponse(_login_page(next_path=next_path, username=username,
-                                            error=f"Too many login attempts; try again in {wait} seconds."),
-                                status_code=429, headers={"Retry-After": str(wait)})
+            return HTMLResponse(
+                _login_page(
+                    next_path=next_path,
+                    username=username,
+                    error=f"Too many login attempts; try again in {wait} seconds.",
+                ),
+                status_code=429,
+                headers={"Retry-After": str(wait)},
+            )
         if not username or not password:
-            return HTMLResponse(_login_page(next_path=next_path, username=username,
-                                            error="Enter your username and password."), status_code=400)
+            return HTMLResponse(
+                _login_page(
+                    next_path=next_path,
+                    username=username,
+                    error="Enter your username and password.",
+                ),
+                status_code=400,
+            )
         try:
             # argon2 takes tens of milliseconds on purpose: keep it off the event loop.
-            user = await run_in_threadpool(authenticate, services.database, username, password,
-                                           lockout_failures=web.lockout_failures, lockout_minutes=web.lockout_minutes)
+            user = await run_in_threadpool(
+                authenticate,
+                services.database,
+                username,
+                password,
+                lockout_failures=web.lockout_failures,
+                lockout_minutes=web.lockout_minutes,
+            )
         except LoginRefused as exc:
-            return HTMLResponse(_login_page(next_path=next_path, username=username, error=str(exc)), status_code=401)
+            return HTMLResponse(
+                _login_page(next_path=next_path, username=username, error=str(exc)), status_code=401
+            )
         except ChatbotError as exc:
             log.warning("login failed: %s", exc)
-            return HTMLResponse(_login_page(next_path=next_path, username=username,
-                                            error="The service cannot check logins right now; try again shortly."),
-                                status_code=503)
+            return HTMLResponse(
+                _login_page(
+                    next_path=next_path,
+                    username=username,
+                    error="The service cannot check logins right now; try again shortly.",
+                ),
+                status_code=503,
+            )
         request.session.clear()
         request.session.update({"uid": user.id, "epoch": user.session_epoch})
         log.info("login: %s (%s) from %s", user.username, user.role, client)
@@ -187,14 +221,20 @@ p.hint{font-size:.8rem;color:#57606a;margin-top:1rem}
 
 
 def _page(title: str, body: str) -> str:
-    return (f'<!doctype html><html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>'
-            f'<meta name="viewport" content="width=device-width, initial-scale=1"><style>{_STYLE}</style></head>'
-            f"<body><main>{body}</main></body></html>")
+    return (
+        f'<!doctype html><html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>'
+        f'<meta name="viewport" content="width=device-width, initial-scale=1"><style>{_STYLE}</style></head>'
+        f"<body><main>{body}</main></body></html>"
+    )
 
 
 def _login_page(*, next_path: str = "", username: str = "", error: str = "") -> str:
-    error_html = f'<p class="error" id="login-error" role="alert">{html.escape(error)}</p>' if error else ""
-    return _page("Log in · Support assistant", f"""
+    error_html = (
+        f'<p class="error" id="login-error" role="alert">{html.escape(error)}</p>' if error else ""
+    )
+    return _page(
+        "Log in · Support assistant",
+        f"""
 <h1>Support team login</h1>
 {error_html}
 <form method="post" action="/login">
@@ -205,4 +245,5 @@ def _login_page(*, next_path: str = "", username: str = "", error: str = "") -> 
   <input id="password" name="password" type="password" autocomplete="current-password" required>
   <button id="login" type="submit">Log in</button>
 </form>
-<p class="hint">Agents and admins only. Customers chat on the <a href="/">support page</a>.</p>""")
+<p class="hint">Agents and admins only. Customers chat on the <a href="/">support page</a>.</p>""",
+    )

@@ -37,7 +37,8 @@ TRANSCRIPT_SUFFIXES = (".jsonl", ".ndjson", ".json", ".csv", ".tsv")
 
 # What any mounted Gradio page needs, relative to its mount: (methods, path pattern).
 PAGE_ROUTES: tuple[tuple[frozenset[str], re.Pattern[str]], ...] = tuple(
-    (frozenset(methods), re.compile(pattern)) for methods, pattern in (
+    (frozenset(methods), re.compile(pattern))
+    for methods, pattern in (
         (("GET", "HEAD"), r"/"),
         (("GET", "HEAD"), r"/assets/[^?]+"),
         (("GET", "HEAD"), r"/static/[^?]+"),
@@ -79,16 +80,25 @@ class Mount:
     may_enter: Callable[[Scope], bool] | None = field(default=None, compare=False)
 
     def allows(self, method: str, path: str) -> bool:
-        return any(method in methods and pattern.fullmatch(path) for methods, pattern in self.routes)
+        return any(
+            method in methods and pattern.fullmatch(path) for methods, pattern in self.routes
+        )
 
 
 def widget_mount() -> Mount:
     return Mount("", PAGE_ROUTES)
 
 
-def console_mount(prefix: str, *, uploads: bool = False, may_upload: Callable[[Scope], bool] | None = None,
-                  may_enter: Callable[[Scope], bool] | None = None) -> Mount:
-    return Mount(prefix, PAGE_ROUTES + (UPLOAD_ROUTES if uploads else ()), uploads, may_upload, may_enter)
+def console_mount(
+    prefix: str,
+    *,
+    uploads: bool = False,
+    may_upload: Callable[[Scope], bool] | None = None,
+    may_enter: Callable[[Scope], bool] | None = None,
+) -> Mount:
+    return Mount(
+        prefix, PAGE_ROUTES + (UPLOAD_ROUTES if uploads else ()), uploads, may_upload, may_enter
+    )
 
 
 class RouteGuard:
@@ -98,8 +108,15 @@ class RouteGuard:
     file first (memory, then disk), refused when a file is too large (413) or not a
     transcript (415), and otherwise handed on unchanged."""
 
-    def __init__(self, app: ASGIApp, *, mounts: Iterable[Mount], own_paths: Iterable[str],
-                 max_upload_bytes: int, allowed_suffixes: tuple[str, ...] = TRANSCRIPT_SUFFIXES):
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        mounts: Iterable[Mount],
+        own_paths: Iterable[str],
+        max_upload_bytes: int,
+        allowed_suffixes: tuple[str, ...] = TRANSCRIPT_SUFFIXES,
+    ):
         self.app = app
         # Longest prefix first, so "/admin" wins over the widget's "".
         self.mounts = sorted(mounts, key=lambda m: len(m.prefix), reverse=True)
@@ -137,7 +154,7 @@ class RouteGuard:
             if not mount.prefix:
                 return mount, _strip(path)
             if path == mount.prefix or path.startswith(mount.prefix + "/"):
-                return mount, _strip(path[len(mount.prefix):] or "/")
+                return mount, _strip(path[len(mount.prefix) :] or "/")
         return None, path
 
     async def _upload(self, mount: Mount, scope: Scope, receive: Receive, send: Send) -> None:
@@ -145,7 +162,9 @@ class RouteGuard:
             # Gradio's own login check answers (401) without the body being read here.
             await self.app(scope, receive, send)
             return
-        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", [])}
+        headers = {
+            k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", [])
+        }
         boundary = _boundary(headers.get("content-type", ""))
         if boundary is None:
             await self.app(scope, receive, send)  # Gradio refuses it (400)
@@ -193,27 +212,30 @@ class UploadCheck:
         self._header_value = b""
         self._filename: str | None = None
         self._part_bytes = 0
-        self._parser = MultipartParser(boundary, {
-            "on_part_begin": self._part_begin,
-            "on_header_field": self._header_field_data,
-            "on_header_value": self._header_value_data,
-            "on_header_end": self._header_end,
-            "on_part_data": self._part_data,
-        })
+        self._parser = MultipartParser(
+            boundary,
+            {
+                "on_part_begin": self._part_begin,
+                "on_header_field": self._header_field_data,
+                "on_header_value": self._header_value_data,
+                "on_header_end": self._header_end,
+                "on_part_data": self._part_data,
+            },
+        )
 
     def feed(self, chunk: bytes) -> None:
         if self.refusal is not None:
             return
         try:
             self._parser.write(chunk)
-        except Exception as exc:  # noqa: BLE001 - a malformed body is refused, whatever the parser's complaint
+        except Exception as exc:
             self.refusal = (400, f"The upload is not a well-formed form: {exc}")
 
     def finish(self) -> None:
         if self.refusal is None:
             try:
                 self._parser.finalize()
-            except Exception as exc:  # noqa: BLE001
+            except Exception as exc:
                 self.refusal = (400, f"The upload is not a well-formed form: {exc}")
 
     def _part_begin(self) -> None:
@@ -227,7 +249,10 @@ class UploadCheck:
         self._header_value += data[start:end]
 
     def _header_end(self) -> None:
-        name, value = self._header_field.strip().lower(), self._header_value.decode("utf-8", "replace")
+        name, value = (
+            self._header_field.strip().lower(),
+            self._header_value.decode("utf-8", "replace"),
+        )
         self._header_field, self._header_value = b"", b""
         if name != b"content-disposition":
             return
@@ -238,8 +263,11 @@ class UploadCheck:
         self.files += 1
         shown = PurePosixPath(filename.replace("\\", "/")).name or filename
         if not shown.lower().endswith(self.suffixes):
-            self.refusal = (415, f"{shown} is not a transcript file: only {', '.join(self.suffixes)} files can be "
-                                 "uploaded. Leave other files out and try again.")
+            self.refusal = (
+                415,
+                f"{shown} is not a transcript file: only {', '.join(self.suffixes)} files can be "
+                "uploaded. Leave other files out and try again.",
+            )
 
     def _part_data(self, data: bytes, start: int, end: int) -> None:
         if self._filename is None:
@@ -247,8 +275,11 @@ class UploadCheck:
         self._part_bytes += end - start
         if self._part_bytes > self.max_bytes and self.refusal is None:
             limit_mb = self.max_bytes / (1 << 20)
-            self.refusal = (413, f"{PurePosixPath(self._filename).name} is larger than the upload limit "
-                                 f"({limit_mb:g} MB).")
+            self.refusal = (
+                413,
+                f"{PurePosixPath(self._filename).name} is larger than the upload limit "
+                f"({limit_mb:g} MB).",
+            )
 
 
 def _disposition_filename(value: str) -> str | None:
@@ -313,10 +344,18 @@ def _suspicious(path: str) -> bool:
 
 async def _plain(send: Send, status: int, text: str) -> None:
     body = text.encode()
-    await send({"type": "http.response.start", "status": status, "headers": [
-        (b"content-type", b"text/plain; charset=utf-8"), (b"content-length", str(len(body)).encode()),
-        (b"x-content-type-options", b"nosniff"), (b"cache-control", b"no-store"),
-    ]})
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [
+                (b"content-type", b"text/plain; charset=utf-8"),
+                (b"content-length", str(len(body)).encode()),
+                (b"x-content-type-options", b"nosniff"),
+                (b"cache-control", b"no-store"),
+            ],
+        }
+    )
     await send({"type": "http.response.body", "body": body})
 
 
@@ -339,8 +378,11 @@ def install_guard(app, services) -> None:
     admins = role_check(ADMIN_ROLES)
     app.add_middleware(
         RouteGuard,
-        mounts=[widget_mount(), console_mount("/agent", may_enter=role_check(AGENT_ROLES)),
-                console_mount("/admin", uploads=True, may_upload=admins, may_enter=admins)],
+        mounts=[
+            widget_mount(),
+            console_mount("/agent", may_enter=role_check(AGENT_ROLES)),
+            console_mount("/admin", uploads=True, may_upload=admins, may_enter=admins),
+        ],
         own_paths=OWN_PATHS,
         max_upload_bytes=services.settings.web.max_upload_mb * (1 << 20),
     )

@@ -17,14 +17,45 @@ class WebSettings(Section):
         default=None,
         description="Key that signs session cookies; default: generated once into <home>/session_secret (mode 0600).",
     )
-    session_hours: float = Field(default=12.0, gt=0, le=24 * 30, description="How long an agent's or admin's login lasts.")
-    cookie_secure: bool = Field(default=False, description="Send session cookies over HTTPS only (set behind a TLS proxy).")
-    login_attempts: int = Field(default=10, ge=1, le=1000, description="Login attempts allowed per client per login_window_seconds.")
-    login_window_seconds: float = Field(default=60.0, gt=0, description="The window of the per-client login rate limit.")
-    lockout_failures: int = Field(default=5, ge=1, le=100, description="Wrong passwords in a row that lock an account.")
-    lockout_minutes: float = Field(default=15.0, gt=0, description="How long a locked account stays locked.")
-    poll_seconds: float = Field(default=2.0, gt=0.2, le=60, description="How often open pages look for new messages and queue changes.")
-    message_limit: int = Field(default=20, ge=1, le=100_000,
-                               description="Messages one client address may send in the widget per message_window_seconds.")
-    message_window_seconds: float = Field(default=60.0, gt=0, description="The window of the per-client message rate limit.")
-    max_upload_mb: int = Field(default=200, ge=1, le=10_000, description="Largest transcript file the admin console accepts.")
+    session_hours: float = Field(
+        default=12.0, gt=0, le=24 * 30, description="How long an agent's or admin's login lasts."
+    )
+    cookie_secure: bool = Field(
+        default=False, description="Send session cookies over HTTPS only (set behind a TLS proxy)."
+    )
+    login_attempts: int = Field(
+        default=10,
+        ge=1,
+        le=1000,
+        description="Login attempts allowed per client per login_window_seconds.",
+    )
+    login_window_seconds: float = Field(
+        default=60.0, gt=0, description="The window of the per-client login rate limit."
+    )
+    lockout_failures: int = Field(
+        default=5, ge=1, le=100, description="Wrong passwords in a row that lock an account."
+    )
+    lockout_minutes: float = Field(
+        default=15.0, gt=0, description="How long a locked account stays locked."
+    )
+    poll_seconds: float = Field(
+        default=2.0,
+        gt=0.2,
+        le=60,
+        description="How often open pages look for new messages and queue changes.",
+    )
+    message_limit: int = Field(
+        default=20,
+        ge=1,
+        le=100_000,
+        description="Messages one client address may send in the widget per message_window_seconds.",
+    )
+    message_window_seconds: float = Field(
+        default=60.0, gt=0, description="The window of the per-client message rate limit."
+    )
+    max_upload_mb: int = Field(
+        default=200,
+        ge=1,
+        le=10_000,
+        description="Largest transcript file the admin console accepts.",
+    )

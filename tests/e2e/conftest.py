@@ -26,8 +26,14 @@ import pytest
 REPO = Path(__file__).resolve().parents[2]
 CHROMIUM_CANDIDATES = ("/usr/bin/chromium", "/usr/bin/chromium-browser")
 CHROMIUM_FLAGS = [
-    "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-dev-shm-usage",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
 ]
 AGENT = ("alice", "alice-password-1")
 SECOND_AGENT = ("bruno", "bruno-password-1")
@@ -62,8 +68,15 @@ class Server:
     log: Path
 
     def cli(self, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess:
-        return subprocess.run([sys.executable, "-m", "chatbot", *args], env=self.env, input=stdin, text=True,
-                              capture_output=True, timeout=300, cwd=REPO)
+        return subprocess.run(
+            [sys.executable, "-m", "chatbot", *args],
+            env=self.env,
+            input=stdin,
+            text=True,
+            capture_output=True,
+            timeout=300,
+            cwd=REPO,
+        )
 
     def database(self):
         from chatbot.store.database import Database
@@ -76,40 +89,52 @@ def server(tmp_path_factory, tiny_embedder_dir, tiny_reply_model_dir):
     """`chatbot serve` on a free loopback port, with the demo shop and two accounts."""
     home = tmp_path_factory.mktemp("e2e-home")
     env = {k: v for k, v in os.environ.items() if not k.startswith("CHATBOT_")}
-    env.update({
-        "CHATBOT_HOME": str(home),
-        "CHATBOT_EMBEDDER_PATH": str(tiny_embedder_dir),
-        "CHATBOT_REPLY_MODEL_PATH": str(tiny_reply_model_dir),
-        "CHATBOT_WEB__POLL_SECONDS": "1",
-        "CHATBOT_WEB__LOGIN_ATTEMPTS": "1000",  # every browser test logs in from 127.0.0.1
-        # The tiny models' scores are noise: fix the policy so that every in-scope reply is
-        # sent and flagged for an agent's review (the queue always has suggestions to act on).
-        "CHATBOT_DIALOGUE__ANSWER_THRESHOLD": "1.0",
-        "CHATBOT_DIALOGUE__HANDOFF_THRESHOLD": "0.0",
-        "CHATBOT_DIALOGUE__HANDOFF_ON_OUT_OF_SCOPE": "false",
-        "CHATBOT_DIALOGUE__HANDOFF_TOPICS": "[]",
-        "CHATBOT_DIALOGUE__OUT_OF_SCOPE_TOPICS": "[]",
-        "CHATBOT_DIALOGUE__MAX_NEW_TOKENS": "24",
-        # Short training runs from the admin console, so that one can be seen and cancelled.
-        "CHATBOT_TRAINING__MAX_STEPS": "400",
-        "HF_HUB_OFFLINE": "1",
-    })
+    env.update(
+        {
+            "CHATBOT_HOME": str(home),
+            "CHATBOT_EMBEDDER_PATH": str(tiny_embedder_dir),
+            "CHATBOT_REPLY_MODEL_PATH": str(tiny_reply_model_dir),
+            "CHATBOT_WEB__POLL_SECONDS": "1",
+            "CHATBOT_WEB__LOGIN_ATTEMPTS": "1000",  # every browser test logs in from 127.0.0.1
+            # The tiny models' scores are noise: fix the policy so that every in-scope reply is
+            # sent and flagged for an agent's review (the queue always has suggestions to act on).
+            "CHATBOT_DIALOGUE__ANSWER_THRESHOLD": "1.0",
+            "CHATBOT_DIALOGUE__HANDOFF_THRESHOLD": "0.0",
+            "CHATBOT_DIALOGUE__HANDOFF_ON_OUT_OF_SCOPE": "false",
+            "CHATBOT_DIALOGUE__HANDOFF_TOPICS": "[]",
+            "CHATBOT_DIALOGUE__OUT_OF_SCOPE_TOPICS": "[]",
+            "CHATBOT_DIALOGUE__MAX_NEW_TOKENS": "24",
+            # Short training runs from the admin console, so that one can be seen and cancelled.
+            "CHATBOT_TRAINING__MAX_STEPS": "400",
+            "HF_HUB_OFFLINE": "1",
+        }
+    )
     port = _free_port()
     log = home / "serve.log"
     srv = Server(url=f"http://127.0.0.1:{port}", home=home, env=env, log=log)
     upgraded = srv.cli("db", "upgrade")
     assert upgraded.returncode == 0, upgraded.stderr
     for (name, password), role in ((AGENT, "agent"), (SECOND_AGENT, "agent"), (ADMIN, "admin")):
-        made = srv.cli("users", "add", name, "--role", role, "--password-stdin", stdin=password + "\n")
+        made = srv.cli(
+            "users", "add", name, "--role", role, "--password-stdin", stdin=password + "\n"
+        )
         assert made.returncode == 0, made.stderr
     with log.open("w") as out:
-        process = subprocess.Popen([sys.executable, "-m", "chatbot", "serve", "--port", str(port)], env=env,
-                                   stdout=out, stderr=subprocess.STDOUT, cwd=REPO, start_new_session=True)
+        process = subprocess.Popen(
+            [sys.executable, "-m", "chatbot", "serve", "--port", str(port)],
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            cwd=REPO,
+            start_new_session=True,
+        )
     try:
         deadline = time.monotonic() + 240
         while True:
             if process.poll() is not None:
-                pytest.fail(f"chatbot serve exited with {process.returncode}:\n{log.read_text()[-3000:]}")
+                pytest.fail(
+                    f"chatbot serve exited with {process.returncode}:\n{log.read_text()[-3000:]}"
+                )
             try:
                 with urllib.request.urlopen(srv.url + "/healthz", timeout=5) as response:
                     if response.status == 200:
@@ -117,7 +142,9 @@ def server(tmp_path_factory, tiny_embedder_dir, tiny_reply_model_dir):
             except OSError:
                 pass
             if time.monotonic() > deadline:
-                pytest.fail(f"chatbot serve did not answer within 240 s:\n{log.read_text()[-3000:]}")
+                pytest.fail(
+                    f"chatbot serve did not answer within 240 s:\n{log.read_text()[-3000:]}"
+                )
             time.sleep(0.5)
         yield srv
     finally:
@@ -139,7 +166,9 @@ def browser():
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as playwright:
-        instance = playwright.chromium.launch(executable_path=executable, args=CHROMIUM_FLAGS, headless=True)
+        instance = playwright.chromium.launch(
+            executable_path=executable, args=CHROMIUM_FLAGS, headless=True
+        )
         yield instance
         instance.close()
 
@@ -158,19 +187,25 @@ def new_page(browser, server, screenshots, request):
     contexts = []
 
     def make(viewport=(1280, 900)):
-        context = browser.new_context(viewport={"width": viewport[0], "height": viewport[1]}, base_url=server.url)
+        context = browser.new_context(
+            viewport={"width": viewport[0], "height": viewport[1]}, base_url=server.url
+        )
         context.set_default_timeout(30_000)
         contexts.append(context)
         page = context.new_page()
-        page.on("dialog", lambda dialog: dialog.dismiss())  # an alert() would mean a script ran: tests look for it
+        page.on(
+            "dialog", lambda dialog: dialog.dismiss()
+        )  # an alert() would mean a script ran: tests look for it
         return page
 
     yield make
     for i, context in enumerate(contexts):
         for j, page in enumerate(context.pages):
             try:
-                page.screenshot(path=str(screenshots / f"{request.node.name}-{i}{j}.png"), full_page=True)
-            except Exception:  # noqa: BLE001 - a screenshot must not hide the test's own result
+                page.screenshot(
+                    path=str(screenshots / f"{request.node.name}-{i}{j}.png"), full_page=True
+                )
+            except Exception:
                 pass
         context.close()
 

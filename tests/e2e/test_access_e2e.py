@@ -16,8 +16,18 @@ from tests.e2e.conftest import AGENT, login
 # GET and POST routes of the mounted Gradio apps that must not answer a stranger.
 AGENT_API_GETS = ("/agent/config", "/agent/gradio_api/info")
 ADMIN_API_GETS = ("/admin/config", "/admin/gradio_api/info")
-API_POSTS = ("/agent/gradio_api/queue/join", "/admin/gradio_api/queue/join", "/admin/gradio_api/upload")
-JOIN = {"data": [], "fn_index": 0, "session_hash": "e2eprobe01", "event_data": None, "trigger_id": None}
+API_POSTS = (
+    "/agent/gradio_api/queue/join",
+    "/admin/gradio_api/queue/join",
+    "/admin/gradio_api/upload",
+)
+JOIN = {
+    "data": [],
+    "fn_index": 0,
+    "session_hash": "e2eprobe01",
+    "event_data": None,
+    "trigger_id": None,
+}
 
 
 def _on_login_page(page, console: str) -> None:
@@ -29,8 +39,16 @@ def _on_login_page(page, console: str) -> None:
 
 def _post(page, path: str):
     if path.endswith("/upload"):
-        return page.request.post(path, multipart={"files": {"name": "probe.jsonl", "mimeType": "application/json",
-                                                            "buffer": b'{"id": "p", "turns": []}\n'}})
+        return page.request.post(
+            path,
+            multipart={
+                "files": {
+                    "name": "probe.jsonl",
+                    "mimeType": "application/json",
+                    "buffer": b'{"id": "p", "turns": []}\n',
+                }
+            },
+        )
     return page.request.post(path, data=JOIN)
 
 
@@ -69,7 +87,9 @@ def test_an_agent_gets_their_console_and_is_refused_the_admin_one(new_page):
 
     response = page.goto("/admin")
     assert response is not None and response.status == 403
-    expect(page.locator("main")).to_contain_text(f"Your account ({AGENT[0]}, agent) cannot open /admin")
+    expect(page.locator("main")).to_contain_text(
+        f"Your account ({AGENT[0]}, agent) cannot open /admin"
+    )
     expect(page.locator("#start-training")).to_have_count(0)
     for path in ADMIN_API_GETS:
         _refused(page.request.get(path), path)
@@ -86,7 +106,9 @@ def test_a_wrong_password_is_refused_on_the_login_page(new_page, screenshots):
     error = page.locator("#login-error")
     expect(error).to_be_visible()
     expect(error).to_contain_text("wrong username or password", ignore_case=True)
-    expect(page.locator("#username")).to_have_value(AGENT[0])  # kept, so only the password is typed again
+    expect(page.locator("#username")).to_have_value(
+        AGENT[0]
+    )  # kept, so only the password is typed again
     assert page.locator("#password").input_value() == ""
     page.screenshot(path=str(screenshots / "login-refused.png"))
     # Still nobody: the console and its API refuse this browser.

@@ -33,8 +33,13 @@ def open_tab(page, name: str) -> None:
 
 
 def conversation(cid: str, *turns: tuple[str, str]) -> str:
-    return json.dumps({"id": cid, "source": "e2e-upload",
-                       "turns": [{"role": role, "text": text} for role, text in turns]})
+    return json.dumps(
+        {
+            "id": cid,
+            "source": "e2e-upload",
+            "turns": [{"role": role, "text": text} for role, text in turns],
+        }
+    )
 
 
 def summary_row(page, name: str) -> list[str]:
@@ -46,20 +51,48 @@ def summary_row(page, name: str) -> list[str]:
 def test_an_admin_uploads_transcripts_sees_the_summary_and_rebuilds_the_index(new_page, tmp_path):
     tag = uuid.uuid4().hex[:6]
     good = tmp_path / "e2e-shop.jsonl"
-    good.write_text("\n".join([
-        conversation(f"e2e-{tag}-1", ("customer", "Do you sell umbrellas?"),
-                     ("agent", "Yes: folding and golf umbrellas, in the Accessories section.")),
-        conversation(f"e2e-{tag}-2", ("customer", "Can I change the delivery address?"),
-                     ("agent", "Yes, until the parcel ships: open the order and choose Change address.")),
-        conversation(f"e2e-{tag}-3", ("customer", "Is there a student discount?"),
-                     ("agent", "Students get 10% off with a verified student e-mail address.")),
-    ]) + "\n", encoding="utf-8")
+    good.write_text(
+        "\n".join(
+            [
+                conversation(
+                    f"e2e-{tag}-1",
+                    ("customer", "Do you sell umbrellas?"),
+                    ("agent", "Yes: folding and golf umbrellas, in the Accessories section."),
+                ),
+                conversation(
+                    f"e2e-{tag}-2",
+                    ("customer", "Can I change the delivery address?"),
+                    (
+                        "agent",
+                        "Yes, until the parcel ships: open the order and choose Change address.",
+                    ),
+                ),
+                conversation(
+                    f"e2e-{tag}-3",
+                    ("customer", "Is there a student discount?"),
+                    ("agent", "Students get 10% off with a verified student e-mail address."),
+                ),
+            ]
+        )
+        + "\n",
+        encoding="utf-8",
+    )
     broken = tmp_path / "e2e-broken.jsonl"
-    broken.write_text("\n".join([
-        conversation(f"e2e-{tag}-4", ("customer", "Do you gift-wrap?"), ("agent", "Yes, for 3 euros at checkout.")),
-        '{"id": "cut-off", "turns": [{"role": "customer", "te',
-        conversation(f"e2e-{tag}-5", ("customer", "Hello?"), ("robot", "beep")),
-    ]) + "\n", encoding="utf-8")
+    broken.write_text(
+        "\n".join(
+            [
+                conversation(
+                    f"e2e-{tag}-4",
+                    ("customer", "Do you gift-wrap?"),
+                    ("agent", "Yes, for 3 euros at checkout."),
+                ),
+                '{"id": "cut-off", "turns": [{"role": "customer", "te',
+                conversation(f"e2e-{tag}-5", ("customer", "Hello?"), ("robot", "beep")),
+            ]
+        )
+        + "\n",
+        encoding="utf-8",
+    )
 
     page = new_page()
     login_admin(page)
@@ -81,12 +114,16 @@ def test_an_admin_uploads_transcripts_sees_the_summary_and_rebuilds_the_index(ne
     expect(summary).to_contain_text("Problems found")
     expect(summary).to_contain_text(re.compile(r"e2e-broken\.jsonl, line 2: not valid JSON"))
     expect(summary).to_contain_text(re.compile(r"e2e-broken\.jsonl, line 3: .*robot"))
-    assert "gradio" not in summary.inner_text().lower()  # the names the admin knows, not temporary paths
+    assert (
+        "gradio" not in summary.inner_text().lower()
+    )  # the names the admin knows, not temporary paths
     expect(summary).to_contain_text("Rebuild index")
 
     page.click("#rebuild-index")
     progress = page.locator("#index-progress")
-    expect(progress).to_contain_text(re.compile(r"Job \d+ · (queued|running|succeeded) · started by " + ADMIN[0]))
+    expect(progress).to_contain_text(
+        re.compile(r"Job \d+ · (queued|running|succeeded) · started by " + ADMIN[0])
+    )
     # The page polls the job: no reload, no click.
     expect(progress).to_contain_text("succeeded", timeout=120_000)
     expect(progress).to_contain_text(re.compile(r"index \S+: .*\d+ pairs in [\d.]+s"))
@@ -109,7 +146,9 @@ def stop_training(server):
         database.dispose()
 
 
-def test_a_training_run_shows_progress_and_is_cancelled(new_page, server, screenshots, stop_training):
+def test_a_training_run_shows_progress_and_is_cancelled(
+    new_page, server, screenshots, stop_training
+):
     import psutil
 
     from chatbot.jobs.control import latest_job
@@ -122,7 +161,9 @@ def test_a_training_run_shows_progress_and_is_cancelled(new_page, server, screen
     page.fill("#train-minutes input", "5")
     page.locator("#train-mode").get_by_text("LoRA adapters (faster)").click()
     page.click("#start-training")
-    expect(progress).to_contain_text(re.compile(r"Job \d+ · (queued|running) · started by " + ADMIN[0]))
+    expect(progress).to_contain_text(
+        re.compile(r"Job \d+ · (queued|running) · started by " + ADMIN[0])
+    )
     expect(progress).to_contain_text("LoRA · at most 5 minutes")
 
     # The progress moves by itself while the run trains in its own process.
@@ -147,8 +188,18 @@ def test_a_training_run_shows_progress_and_is_cancelled(new_page, server, screen
     expect(legend).to_have_count(2, timeout=30_000)
     assert sorted(legend.all_text_contents()) == ["training", "validation"]
     deadline = time.monotonic() + 30
-    while max([(d or "").count("L") for d in page.locator("#loss-curve .mark-line path").evaluate_all(
-            "paths => paths.map(p => p.getAttribute('d'))")] or [0]) < 2:
+    while (
+        max(
+            [
+                (d or "").count("L")
+                for d in page.locator("#loss-curve .mark-line path").evaluate_all(
+                    "paths => paths.map(p => p.getAttribute('d'))"
+                )
+            ]
+            or [0]
+        )
+        < 2
+    ):
         assert time.monotonic() < deadline, "the loss curve draws no line"
         time.sleep(0.3)
     page.screenshot(path=str(screenshots / "admin.png"), full_page=True)
@@ -179,7 +230,9 @@ def test_a_training_run_shows_progress_and_is_cancelled(new_page, server, screen
     assert not os.path.exists(f"/proc/{job.pid}")
 
 
-def test_versions_are_listed_and_a_worse_one_is_not_promoted(new_page, server, tmp_path, tiny_reply_model_dir):
+def test_versions_are_listed_and_a_worse_one_is_not_promoted(
+    new_page, server, tmp_path, tiny_reply_model_dir
+):
     from chatbot.models.versions import list_versions, promoted_version, register_version
 
     # A finished run's version, recorded as training records one (its files are a real,
@@ -188,11 +241,23 @@ def test_versions_are_listed_and_a_worse_one_is_not_promoted(new_page, server, t
     shutil.copytree(tiny_reply_model_dir, tmp_path / name)
     database = server.database()
     try:
-        register_version(database, name=name, path=tmp_path / name, settings={"mode": "lora"},
-                         data_snapshot={"train_pairs": 40, "train_by_origin": {"imported": 36, "agent_edited": 4}},
-                         metrics={"val_loss": 3.5, "val_loss_before": 2.5, "steps": 40},
-                         evaluation={"val_pairs": 12, "val_loss": 3.5, "compared_with": "base",
-                                     "compared_val_loss": 2.5})
+        register_version(
+            database,
+            name=name,
+            path=tmp_path / name,
+            settings={"mode": "lora"},
+            data_snapshot={
+                "train_pairs": 40,
+                "train_by_origin": {"imported": 36, "agent_edited": 4},
+            },
+            metrics={"val_loss": 3.5, "val_loss_before": 2.5, "steps": 40},
+            evaluation={
+                "val_pairs": 12,
+                "val_loss": 3.5,
+                "compared_with": "base",
+                "compared_val_loss": 2.5,
+            },
+        )
     finally:
         database.dispose()
 
@@ -204,13 +269,23 @@ def test_versions_are_listed_and_a_worse_one_is_not_promoted(new_page, server, t
     row = table.locator("tr", has_text=name)
     expect(row).to_have_count(1)
     cells = dict(zip(VERSION_COLUMNS, (c.strip() for c in row.locator("td").all_text_contents())))
-    assert (cells["version"], cells["status"], cells["val loss"], cells["compared with"], cells["its val loss"],
-            cells["from agents"]) == (name, "candidate", "3.5000", "base", "2.5000", "4"), cells
+    assert (
+        cells["version"],
+        cells["status"],
+        cells["val loss"],
+        cells["compared with"],
+        cells["its val loss"],
+        cells["from agents"],
+    ) == (name, "candidate", "3.5000", "base", "2.5000", "4"), cells
     page.fill("#promote-name input, #promote-name textarea", name)
     page.click("#promote")
     status = page.locator("#versions-status")
-    expect(status).to_contain_text(f"Refused: not promoted: {name} evaluates worse than the serving base")
-    expect(status).to_contain_text("validation loss 3.5000 vs 2.5000 on the same 12 validation pairs")
+    expect(status).to_contain_text(
+        f"Refused: not promoted: {name} evaluates worse than the serving base"
+    )
+    expect(status).to_contain_text(
+        "validation loss 3.5000 vs 2.5000 on the same 12 validation pairs"
+    )
     expect(status).to_contain_text("Promote even if it evaluated worse")
     expect(status).to_contain_text("Serving: the base model")
 

@@ -80,7 +80,9 @@ def test_customer_gets_a_streamed_reply_with_its_sources(new_page, screenshots):
     page.screenshot(path=str(screenshots / "widget.png"))
 
     # The browser keeps the conversation's token, never its text (no Gradio run history).
-    stored = page.evaluate("Object.values(localStorage).join(' ') + Object.values(sessionStorage).join(' ')")
+    stored = page.evaluate(
+        "Object.values(localStorage).join(' ') + Object.values(sessionStorage).join(' ')"
+    )
     assert "refund" not in stored.lower()
 
     # The conversation survives a reload (its token is in the browser, not in the URL).
@@ -92,7 +94,9 @@ def test_customer_gets_a_streamed_reply_with_its_sources(new_page, screenshots):
 
 
 def test_an_html_payload_is_shown_as_text_in_the_widget_and_the_console(new_page, server):
-    payload = unique('<img src=x onerror="window.__xss=1"><script>window.__xss=2</script><b>bold</b>')
+    payload = unique(
+        '<img src=x onerror="window.__xss=1"><script>window.__xss=2</script><b>bold</b>'
+    )
     customer = new_page()
     open_widget(customer)
     send(customer, payload)
@@ -105,11 +109,18 @@ def test_an_html_payload_is_shown_as_text_in_the_widget_and_the_console(new_page
     login(agent, *AGENT, "/agent")
     open_in_console(agent, "<script>window.__xss=2</script>")
     expect(agent.locator("#conversation-view")).to_contain_text("<b>bold</b>")
-    assert agent.locator("#conversation-view img[src='x'], #conversation-view script, #queue b").count() == 0
+    assert (
+        agent.locator(
+            "#conversation-view img[src='x'], #conversation-view script, #queue b"
+        ).count()
+        == 0
+    )
     assert agent.evaluate("window.__xss") is None
 
 
-def test_customer_asks_for_a_person_and_sees_the_agents_reply_without_reloading(new_page, screenshots):
+def test_customer_asks_for_a_person_and_sees_the_agents_reply_without_reloading(
+    new_page, screenshots
+):
     question = unique("My parcel arrived damaged, what now?")
     customer = new_page()
     open_widget(customer)
@@ -132,7 +143,9 @@ def test_customer_asks_for_a_person_and_sees_the_agents_reply_without_reloading(
     expect(other.locator("#owner-note")).to_contain_text(AGENT[0])
     other.fill("#free-reply textarea", "I'll take this one!")
     other.click("#send-reply")
-    expect(other.locator("#action-status")).to_contain_text(re.compile(f"handled by {AGENT[0]}|{AGENT[0]}"))
+    expect(other.locator("#action-status")).to_contain_text(
+        re.compile(f"handled by {AGENT[0]}|{AGENT[0]}")
+    )
 
     answer = "So sorry about that! I have sent you a return label by e-mail; the replacement ships today."
     agent.fill("#free-reply textarea", answer)

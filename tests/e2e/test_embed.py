@@ -30,8 +30,12 @@ def test_the_embed_example_page_chats_through_its_iframe(new_page, server, tmp_p
         widget = page.frame_locator("iframe[title='Customer support chat']")
         widget.locator("#message textarea").fill("How do I reset my password?")
         widget.locator("#send").click()
-        expect(widget.locator("#chat [data-testid='user']").last).to_contain_text("reset my password")
-        expect(widget.locator("#chat [data-testid='bot']").last).not_to_contain_text("\u2026", timeout=60_000)
+        expect(widget.locator("#chat [data-testid='user']").last).to_contain_text(
+            "reset my password"
+        )
+        expect(widget.locator("#chat [data-testid='bot']").last).not_to_contain_text(
+            "\u2026", timeout=60_000
+        )
         reply = widget.locator("#chat [data-testid='bot']").last
         last, stable_since = None, time.monotonic()
         while time.monotonic() - stable_since < 1.5:  # the reply is complete once it stops changing

@@ -13,11 +13,20 @@ from chatbot.ingest.formats.jsonsource import JsonRecord, external_id, json_reco
 from chatbot.ingest.readers import Line
 from chatbot.ingest.records import Problem, RawConversation, Turn
 
-ROLE_BY_TYPE = {0: "customer", "incoming": "customer", 1: "agent", "outgoing": "agent", 3: "agent", "template": "agent"}
+ROLE_BY_TYPE = {
+    0: "customer",
+    "incoming": "customer",
+    1: "agent",
+    "outgoing": "agent",
+    3: "agent",
+    "template": "agent",
+}
 SKIPPED_TYPES = {2, "activity"}
 
 
-def parse(lines: Iterator[Line], path: str, options: FormatOptions) -> Iterator[RawConversation | Problem]:
+def parse(
+    lines: Iterator[Line], path: str, options: FormatOptions
+) -> Iterator[RawConversation | Problem]:
     for item in json_records(lines, path, wrapper_keys=("payload", "conversations", "data")):
         yield item if isinstance(item, Problem) else _conversation(item, path)
 
@@ -49,7 +58,13 @@ def _conversation(record: JsonRecord, path: str) -> RawConversation | Problem:
         if content is None:
             continue  # attachments only
         if not isinstance(content, str):
-            return problem(f"conversation {ident}: message {number} content must be a string", "bad_field")
+            return problem(
+                f"conversation {ident}: message {number} content must be a string", "bad_field"
+            )
         turns.append(Turn(ROLE_BY_TYPE[kind], content))
-    meta = {key: value[key] for key in ("status", "inbox_id", "labels") if value.get(key) not in (None, "", [])}
+    meta = {
+        key: value[key]
+        for key in ("status", "inbox_id", "labels")
+        if value.get(key) not in (None, "", [])
+    }
     return RawConversation(ident, None, turns, meta, line=line, index=index)

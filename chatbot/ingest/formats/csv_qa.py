@@ -27,7 +27,9 @@ DELIMITERS = (",", ";", "\t", "|")
 def check_column_map(column_map: dict[str, str]) -> None:
     unknown = sorted(set(column_map) - set(FIELDS))
     if unknown:
-        raise InputError(f"--map: unknown field(s) {', '.join(unknown)}; expected some of {', '.join(FIELDS)}")
+        raise InputError(
+            f"--map: unknown field(s) {', '.join(unknown)}; expected some of {', '.join(FIELDS)}"
+        )
 
 
 def sniff_delimiter(header: str) -> str:
@@ -49,7 +51,9 @@ def resolve_columns(header: list[str], column_map: dict[str, str]) -> dict[str, 
     return found
 
 
-def parse(lines: Iterator[Line], path: str, options: FormatOptions) -> Iterator[RawConversation | Problem]:
+def parse(
+    lines: Iterator[Line], path: str, options: FormatOptions
+) -> Iterator[RawConversation | Problem]:
     check_column_map(options.column_map)
     lines = iter(lines)
     header_line = next((line for line in lines if line.text.strip()), None)
@@ -83,19 +87,37 @@ def parse(lines: Iterator[Line], path: str, options: FormatOptions) -> Iterator[
             return
         except csv.Error as exc:
             index += 1
-            yield Problem(path, f"bad CSV: {exc}", "invalid_csv", line=numbers[-1] if numbers else None, index=index)
+            yield Problem(
+                path,
+                f"bad CSV: {exc}",
+                "invalid_csv",
+                line=numbers[-1] if numbers else None,
+                index=index,
+            )
             continue
         if not any(cell.strip() for cell in row):
             continue
         index += 1
         line = numbers[start] if len(numbers) > start else None  # first line of the row
         if len(row) != len(header):
-            yield Problem(path, f"row has {len(row)} fields, the header has {len(header)}", "bad_row", line=line, index=index)
+            yield Problem(
+                path,
+                f"row has {len(row)} fields, the header has {len(header)}",
+                "bad_row",
+                line=line,
+                index=index,
+            )
             continue
         cell = {name: row[col].strip() for name, col in columns.items()}
         empty = [name for name in REQUIRED if not cell[name]]
         if empty:
-            yield Problem(path, f"empty {' and '.join(empty)} (column {header[columns[empty[0]]]!r})", "missing_field", line=line, index=index)
+            yield Problem(
+                path,
+                f"empty {' and '.join(empty)} (column {header[columns[empty[0]]]!r})",
+                "missing_field",
+                line=line,
+                index=index,
+            )
             continue
         meta = {"intent": cell["intent"]} if cell.get("intent") else {}
         yield RawConversation(

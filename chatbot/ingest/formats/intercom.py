@@ -19,7 +19,9 @@ AGENT = {"admin", "bot", "team", "operator"}
 SKIPPED_PARTS = {"note", "note_and_reopen"}
 
 
-def parse(lines: Iterator[Line], path: str, options: FormatOptions) -> Iterator[RawConversation | Problem]:
+def parse(
+    lines: Iterator[Line], path: str, options: FormatOptions
+) -> Iterator[RawConversation | Problem]:
     for item in json_records(lines, path, wrapper_keys=("conversations",)):
         yield item if isinstance(item, Problem) else _conversation(item, path)
 
@@ -43,16 +45,24 @@ def _conversation(record: JsonRecord, path: str) -> RawConversation | Problem:
         return problem("conversation has no 'id'", "missing_field")
     source = value.get("source")
     if not isinstance(source, dict):
-        return problem(f"conversation {ident}: missing field 'source' (the opening message)", "missing_field")
+        return problem(
+            f"conversation {ident}: missing field 'source' (the opening message)", "missing_field"
+        )
     parts_field = value.get("conversation_parts", {})
-    parts = parts_field.get("conversation_parts", []) if isinstance(parts_field, dict) else parts_field
+    parts = (
+        parts_field.get("conversation_parts", []) if isinstance(parts_field, dict) else parts_field
+    )
     if not isinstance(parts, list):
         return problem(f"conversation {ident}: 'conversation_parts' must be a list", "bad_field")
     turns: list[Turn] = []
     for number, part in enumerate([source, *parts]):
         if not isinstance(part, dict):
             return problem(f"conversation {ident}: part {number} is not an object", "bad_field")
-        if part.get("part_type") in SKIPPED_PARTS or not isinstance(part.get("body"), str) or not part["body"].strip():
+        if (
+            part.get("part_type") in SKIPPED_PARTS
+            or not isinstance(part.get("body"), str)
+            or not part["body"].strip()
+        ):
             continue
         role = _role(part.get("author"))
         if role is None:

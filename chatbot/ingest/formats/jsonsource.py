@@ -38,7 +38,9 @@ def _parses_as_object(text: str) -> bool:
         return False
 
 
-def json_records(lines: Iterable[Line], path: str, wrapper_keys: tuple[str, ...] = ()) -> Iterator[JsonRecord | Problem]:
+def json_records(
+    lines: Iterable[Line], path: str, wrapper_keys: tuple[str, ...] = ()
+) -> Iterator[JsonRecord | Problem]:
     lines = iter(lines)
     head: list[Line] = []
     for line in lines:
@@ -61,7 +63,9 @@ def _chain(head: list[Line], rest: Iterator[Line]) -> Iterator[Line]:
     yield from rest
 
 
-def _ndjson(lines: Iterator[Line], path: str, wrapper_keys: tuple[str, ...]) -> Iterator[JsonRecord | Problem]:
+def _ndjson(
+    lines: Iterator[Line], path: str, wrapper_keys: tuple[str, ...]
+) -> Iterator[JsonRecord | Problem]:
     index = 0
     for line in lines:
         text = line.text.strip()
@@ -71,13 +75,27 @@ def _ndjson(lines: Iterator[Line], path: str, wrapper_keys: tuple[str, ...]) -> 
         try:
             value = json.loads(text)
         except json.JSONDecodeError as exc:
-            yield Problem(path, _json_reason(exc, text), "invalid_json", line=line.number, index=index)
+            yield Problem(
+                path, _json_reason(exc, text), "invalid_json", line=line.number, index=index
+            )
             continue
         except RecursionError:
-            yield Problem(path, "not valid JSON: nested too deeply", "invalid_json", line=line.number, index=index)
+            yield Problem(
+                path,
+                "not valid JSON: nested too deeply",
+                "invalid_json",
+                line=line.number,
+                index=index,
+            )
             continue
         if not isinstance(value, dict):
-            yield Problem(path, f"expected a JSON object, got {type(value).__name__}", "not_an_object", line=line.number, index=index)
+            yield Problem(
+                path,
+                f"expected a JSON object, got {type(value).__name__}",
+                "not_an_object",
+                line=line.number,
+                index=index,
+            )
             continue
         wrapped = next((value[k] for k in wrapper_keys if isinstance(value.get(k), list)), None)
         if wrapped is None:
@@ -90,16 +108,26 @@ def _ndjson(lines: Iterator[Line], path: str, wrapper_keys: tuple[str, ...]) -> 
             if isinstance(item, dict):
                 yield JsonRecord(item, line.number, index)
             else:
-                yield Problem(path, f"expected a JSON object, got {type(item).__name__}", "not_an_object", line=line.number, index=index)
+                yield Problem(
+                    path,
+                    f"expected a JSON object, got {type(item).__name__}",
+                    "not_an_object",
+                    line=line.number,
+                    index=index,
+                )
 
 
-def _document(lines: Iterator[Line], path: str, wrapper_keys: tuple[str, ...]) -> Iterator[JsonRecord | Problem]:
+def _document(
+    lines: Iterator[Line], path: str, wrapper_keys: tuple[str, ...]
+) -> Iterator[JsonRecord | Problem]:
     text = "\n".join(line.text for line in lines)
     try:
         document = json.loads(text)
     except json.JSONDecodeError as exc:
         cut = " (the file is cut short)" if exc.pos >= len(text.rstrip()) else ""
-        raise InputError(f"not valid JSON: {exc.msg} at column {exc.colno}{cut}", path=path, line=exc.lineno) from None
+        raise InputError(
+            f"not valid JSON: {exc.msg} at column {exc.colno}{cut}", path=path, line=exc.lineno
+        ) from None
     except RecursionError:
         raise InputError("not valid JSON here: nested too deeply", path=path) from None
     if isinstance(document, dict):
@@ -110,10 +138,17 @@ def _document(lines: Iterator[Line], path: str, wrapper_keys: tuple[str, ...]) -
         else:
             document = [document]
     if not isinstance(document, list):
-        raise InputError(f"expected a JSON array or object of records, got {type(document).__name__}", path=path)
+        raise InputError(
+            f"expected a JSON array or object of records, got {type(document).__name__}", path=path
+        )
     for index, value in enumerate(document, start=1):
         if not isinstance(value, dict):
-            yield Problem(path, f"expected a JSON object, got {type(value).__name__}", "not_an_object", index=index)
+            yield Problem(
+                path,
+                f"expected a JSON object, got {type(value).__name__}",
+                "not_an_object",
+                index=index,
+            )
             continue
         yield JsonRecord(value, None, index)
 

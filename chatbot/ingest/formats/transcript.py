@@ -16,7 +16,9 @@ from chatbot.ingest.records import Problem, RawConversation, Turn
 ROLES = ("customer", "agent")
 
 
-def parse(lines: Iterator[Line], path: str, options: FormatOptions) -> Iterator[RawConversation | Problem]:
+def parse(
+    lines: Iterator[Line], path: str, options: FormatOptions
+) -> Iterator[RawConversation | Problem]:
     for item in json_records(lines, path, wrapper_keys=("conversations", "transcripts")):
         if isinstance(item, Problem):
             yield item
@@ -33,12 +35,16 @@ def _conversation(record: JsonRecord, path: str) -> RawConversation | Problem:
         return problem("missing field 'id'", "missing_field")
     ident = external_id(value["id"])
     if ident is None:
-        return problem(f"field 'id' must be a non-empty string or number, got {value['id']!r}", "bad_field")
+        return problem(
+            f"field 'id' must be a non-empty string or number, got {value['id']!r}", "bad_field"
+        )
     if "turns" not in value:
         return problem(f"conversation {ident}: missing field 'turns'", "missing_field")
     turns = value["turns"]
     if not isinstance(turns, list):
-        return problem(f"conversation {ident}: 'turns' must be a list, got {type(turns).__name__}", "bad_field")
+        return problem(
+            f"conversation {ident}: 'turns' must be a list, got {type(turns).__name__}", "bad_field"
+        )
     source = value.get("source")
     if source is not None and not (isinstance(source, str) and source.strip()):
         return problem(f"conversation {ident}: 'source' must be a non-empty string", "bad_field")
@@ -51,13 +57,21 @@ def _conversation(record: JsonRecord, path: str) -> RawConversation | Problem:
             return problem(f"conversation {ident}: turn {number} is not an object", "bad_field")
         for key in ("role", "text"):
             if key not in turn:
-                return problem(f"conversation {ident}: turn {number} has no '{key}'", "missing_field")
+                return problem(
+                    f"conversation {ident}: turn {number} has no '{key}'", "missing_field"
+                )
         role, text = turn["role"], turn["text"]
         if role not in ROLES:
             return problem(
-                f"conversation {ident}: turn {number} has role {role!r}; expected 'customer' or 'agent'", "bad_role"
+                f"conversation {ident}: turn {number} has role {role!r}; expected 'customer' or 'agent'",
+                "bad_role",
             )
         if not isinstance(text, str):
-            return problem(f"conversation {ident}: turn {number} text must be a string, got {type(text).__name__}", "bad_field")
+            return problem(
+                f"conversation {ident}: turn {number} text must be a string, got {type(text).__name__}",
+                "bad_field",
+            )
         parsed.append(Turn(role, text))
-    return RawConversation(ident, source.strip() if source else None, parsed, meta, line=line, index=index)
+    return RawConversation(
+        ident, source.strip() if source else None, parsed, meta, line=line, index=index
+    )

@@ -14,7 +14,9 @@ from chatbot.ingest.readers import Line
 from chatbot.ingest.records import Problem, RawConversation, Turn
 
 
-def parse(lines: Iterator[Line], path: str, options: FormatOptions) -> Iterator[RawConversation | Problem]:
+def parse(
+    lines: Iterator[Line], path: str, options: FormatOptions
+) -> Iterator[RawConversation | Problem]:
     for item in json_records(lines, path, wrapper_keys=("tickets", "results")):
         yield item if isinstance(item, Problem) else _ticket(item, path)
 
@@ -38,7 +40,10 @@ def _ticket(record: JsonRecord, path: str) -> RawConversation | Problem:
         return problem("ticket has no 'id'", "missing_field")
     comments = value.get("comments")
     if comments is None:
-        return problem(f"ticket {ident}: missing field 'comments' (export tickets with their comments)", "missing_field")
+        return problem(
+            f"ticket {ident}: missing field 'comments' (export tickets with their comments)",
+            "missing_field",
+        )
     if not isinstance(comments, list):
         return problem(f"ticket {ident}: 'comments' must be a list", "bad_field")
     requester = value.get("requester_id")
@@ -58,8 +63,18 @@ def _ticket(record: JsonRecord, path: str) -> RawConversation | Problem:
         if requester is None:
             requester = comment["author_id"]  # the first public comment opens the ticket
         role = "customer" if comment["author_id"] == requester else "agent"
-        turns.append(Turn(role, body, {"created_at": comment.get("created_at")} if comment.get("created_at") else {}))
-    meta = {key: value[key] for key in ("subject", "status", "tags", "created_at") if value.get(key) not in (None, "", [])}
+        turns.append(
+            Turn(
+                role,
+                body,
+                {"created_at": comment.get("created_at")} if comment.get("created_at") else {},
+            )
+        )
+    meta = {
+        key: value[key]
+        for key in ("subject", "status", "tags", "created_at")
+        if value.get(key) not in (None, "", [])
+    }
     via = value.get("via")
     if isinstance(via, dict) and via.get("channel"):
         meta["channel"] = via["channel"]
