@@ -273,7 +273,7 @@ def main() -> None:
                 continue
             draft0 = reply.trace[0]
             best_draft = max(reply.trace, key=lambda t: t.score)
-            retrieved = [c for c in reply.candidates if c.get("origin") == "retrieved"]
+            retrieved = [c for c in reply.to_dict()["candidates"] if c.get("origin") == "retrieved"]
             found = retriever.search(case["query"], history=case["history"], k=1).hits
             top1 = {"text": found[0].reply_text} if found else None
             fused_one = max(

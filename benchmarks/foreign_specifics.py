@@ -301,7 +301,7 @@ def run_set(name: str, path: Path, allow: list[str], home: Path, args) -> dict:
                     customer_texts.append(text)
                     withheld += sum(
                         1
-                        for c in reply.candidates
+                        for c in reply.to_dict()["candidates"]
                         if "another customer's" in str(c.get("blocked", ""))
                     )
                     if reply.conversation_id and reply.decision == "handoff":

@@ -568,12 +568,9 @@ def test_an_edited_answer_is_served_from_the_cache_to_the_next_customer(shop, ag
     assert (served.decision, served.reason, served.sent) == ("answer", "cache_hit", True)
     assert served.text == served.shown_text == answer
     assert served.conversation_id != first.conversation_id
+    assert served.citations[0].pair_id == result.pair_id and served.citations[0].snippet == answer
     assert (
-        served.citations[0]["pair_id"] == result.pair_id
-        and served.citations[0]["snippet"] == answer
-    )
-    assert (
-        served.candidates[0]["origin"] == "cache"
+        served.candidates[0].origin == "cache"
         and served.confidence >= settings.dialogue.cache_threshold
     )
     assert "retrieve" not in served.timings  # answered before any search

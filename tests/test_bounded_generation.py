@@ -131,7 +131,7 @@ def test_a_failing_model_ends_in_the_retrieved_answer_within_the_bound(shop, fau
     finally:
         handle.remove()
     assert reply.sent and reply.reason.endswith("retrieved won") and reply.text == SHOP[0][1]
-    error = next(c["error"] for c in reply.candidates if "error" in c)
+    error = next(c["error"] for c in reply.to_dict()["candidates"] if "error" in c)
     assert (
         ("GenerationFailed" in error and "injected" in error)
         if fault == "raise"
@@ -154,7 +154,7 @@ def test_a_model_still_loading_does_not_hold_up_the_turn(shop):
     try:
         reply = _answer_within(manager, ORDER_Q, 3.0)
         assert reply.sent and reply.text == SHOP[0][1]
-        assert any("ModelNotReady" in c.get("error", "") for c in reply.candidates)
+        assert any("ModelNotReady" in c.get("error", "") for c in reply.to_dict()["candidates"])
     finally:
         release.set()
 

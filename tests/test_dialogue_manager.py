@@ -35,7 +35,7 @@ def test_cache_hit_sends_the_approved_answer(shop):
     reply = make_manager(settings, database, retriever).respond(RETURN_Q)
     assert (reply.decision, reply.reason, reply.sent) == ("answer", "cache_hit", True)
     assert reply.text == reply.shown_text == RETURN_A
-    assert reply.citations[0]["pair_id"] == ids[RETURN_Q] and reply.citations[0]["snippet"]
+    assert reply.citations[0].pair_id == ids[RETURN_Q] and reply.citations[0].snippet
     assert reply.trace == [] and "draft" not in reply.timings  # no generation on a hit
     messages, replies, _ = stored(database, reply.conversation_id)
     assert messages == [("customer", RETURN_Q), ("bot", RETURN_A)]
@@ -63,12 +63,12 @@ def test_confident_answer_fuses_drafts_with_retrieved_answers(shop):
     settings, database, retriever, ids = shop
     reply = make_manager(settings, database, retriever, max_rounds=1).respond(ORDER_Q)
     assert reply.decision == "answer" and reply.review_status is None
-    origins = {c["origin"] for c in reply.candidates}
+    origins = {c["origin"] for c in reply.to_dict()["candidates"]}
     assert "retrieved" in origins and origins & {"draft", "revision"}  # both kinds competed
-    best = reply.candidates[0]
+    best = reply.to_dict()["candidates"][0]
     assert reply.confidence == pytest.approx(best["score"]) and reply.text == best["text"]
     assert reply.trace[0].kind == "draft" and len(reply.trace) <= 2
-    assert reply.citations and all(c["pair_id"] in ids.values() for c in reply.citations)
+    assert reply.citations and all(c.pair_id in ids.values() for c in reply.citations)
     for stage in ("store", "retrieve", "draft", "critique", "fuse", "persist", "total"):
         assert stage in reply.timings
     _, replies, state = stored(database, reply.conversation_id)
@@ -77,7 +77,7 @@ def test_confident_answer_fuses_drafts_with_retrieved_answers(shop):
     assert (
         row.trace[0]["kind"] == "draft"
         and row.timings["retrieve"] >= 0
-        and row.citations == reply.citations
+        and row.citations == reply.to_dict()["citations"]
     )
 
 
@@ -184,7 +184,7 @@ def test_out_of_scope_hands_off(shop):
     # The best past answer is labelled out of scope.
     labelled = manager.respond(SHOP[5][0])
     assert labelled.decision == "handoff" and labelled.reason.startswith("out_of_scope")
-    assert labelled.citations[0]["pair_id"] == ids[SHOP[5][0]]
+    assert labelled.citations[0].pair_id == ids[SHOP[5][0]]
 
     # The retriever itself says nothing fits.
     class NothingFits:
@@ -214,10 +214,12 @@ def test_the_message_is_stored_when_generation_raises(shop):
     messages, replies, _ = stored(database, reply.conversation_id)
     assert messages[0] == ("customer", ORDER_Q)
     # Retrieved answers still compete; the failure is on record.
-    assert reply.trace == [] and reply.candidates[-1]["error"].startswith("RuntimeError")
-    assert {c.get("origin") for c in reply.candidates[:-1]} == {"retrieved"} and replies[
-        0
-    ].decision == reply.decision
+    assert reply.trace == [] and reply.to_dict()["candidates"][-1]["error"].startswith(
+        "RuntimeError"
+    )
+    assert {c.get("origin") for c in reply.to_dict()["candidates"][:-1]} == {
+        "retrieved"
+    } and replies[0].decision == reply.decision
 
 
 def test_the_message_is_stored_when_retrieval_raises(shop):

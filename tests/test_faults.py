@@ -173,7 +173,7 @@ def test_serving_with_a_damaged_model_answers_from_past_answers(
         database.dispose()
     assert reply.decision in ("answer", "answer_flagged", "held"), reply.decision
     assert reply.text == answer
-    errors = [c["error"] for c in reply.candidates if "error" in c]
+    errors = [c["error"] for c in reply.to_dict()["candidates"] if "error" in c]
     assert errors and "cannot load the reply model" in errors[0] and str(target) in errors[0]
     assert (
         again.conversation_id == reply.conversation_id and again.text

@@ -143,7 +143,7 @@ def test_bot_replies_are_redacted_but_the_companys_own_addresses_stay(shop):
         and CARD not in reply.shown_text
         and "<PHONE>" in reply.shown_text
     )
-    assert all(PHONE not in str(c.get("text", "")) for c in reply.candidates)
+    assert all(PHONE not in str(c.get("text", "")) for c in reply.to_dict()["candidates"])
     assert PHONE not in "".join(
         text for _, text, _ in stored_texts(database, reply.conversation_id)
     )
@@ -229,7 +229,7 @@ def test_prompt_injection_reveals_neither_the_prompt_nor_another_customers_email
     for text in [
         reply.text,
         reply.shown_text,
-        *(c.get("text", "") for c in reply.candidates),
+        *(c.get("text", "") for c in reply.to_dict()["candidates"]),
         *(t.text for t in reply.trace),
     ]:
         assert not repeats(text, manager.prompt.system_prompt)
@@ -261,7 +261,7 @@ def test_a_reply_that_repeats_the_system_prompt_is_not_sent(shop, origin):
         reply.text, DEFAULT_SYSTEM_PROMPT
     )
     assert reply.reason != "cache_hit"
-    assert any(c.get("blocked") for c in reply.candidates)
+    assert any(c.get("blocked") for c in reply.to_dict()["candidates"])
     with database.session() as session:
         bot = session.scalars(
             select(Message.text).where(

@@ -75,7 +75,7 @@ def test_the_rankers_favourite_is_sent_with_its_probability_as_confidence(shop, 
     settings, database, retriever = shop
     ranker = ranker_with(tiny_ranker_dir, {"0.05": 0.0, "0.1": 0.0, "0.25": 0.0, "0.5": 0.0})
     reply = manager(settings, database, retriever, ranker).respond(ORDER_Q)
-    scored = [c for c in reply.candidates if "score" in c and "blocked" not in c]
+    scored = [c for c in reply.to_dict()["candidates"] if "score" in c and "blocked" not in c]
     assert len(scored) >= 2
     probabilities = ranker.score(
         [{"role": "customer", "text": ORDER_Q}], [c["text"] for c in scored]
@@ -177,7 +177,11 @@ def test_a_degenerate_past_answer_is_never_sent(tiny_settings, migrated_database
         PromptFormat.from_settings(tiny_settings.prompt),
     ).respond(ORDER_Q)
     assert bad not in (reply.text, reply.shown_text)
-    blocked = [c for c in reply.candidates if str(c.get("blocked", "")).startswith("degenerate: ")]
+    blocked = [
+        c
+        for c in reply.to_dict()["candidates"]
+        if str(c.get("blocked", "")).startswith("degenerate: ")
+    ]
     assert [c["text"] for c in blocked] == [bad]
 
 
@@ -195,4 +199,4 @@ def test_a_failing_ranker_falls_back_to_the_critique(shop):
     assert (
         reply.decision == without.decision and reply.text == without.text
     )  # critique scores and thresholds
-    assert all("ranker" not in c.get("components", {}) for c in reply.candidates)
+    assert all("ranker" not in c.get("components", {}) for c in reply.to_dict()["candidates"])

@@ -443,15 +443,15 @@ def test_demo_questions_never_get_another_customers_order_number_or_name(demo):
         assert not re.search(r"\{\w+\}", reply.shown_text)
         # Nor do the sources shown under the reply.
         for citation in reply.citations:
-            assert not re.search(r"NW-\d{6}|\{\w+\}", citation["snippet"]), citation["snippet"]
-            assert not _names_in(citation["snippet"], names), citation["snippet"]
+            assert not re.search(r"NW-\d{6}|\{\w+\}", citation.snippet), citation.snippet
+            assert not _names_in(citation.snippet, names), citation.snippet
         # Nor a report on another customer's order ("it is already on its way; I've asked the carrier").
         assert reply.decision != "answer" or not reports_on_a_case(reply.shown_text), (
             question,
             reply.shown_text,
         )
         sent += reply.decision == "answer"
-        withheld = [c for c in reply.candidates if "blocked" in c]
+        withheld = [c for c in reply.to_dict()["candidates"] if "blocked" in c]
         assert all(
             c["blocked"].startswith(("another customer's specifics", "repeats")) for c in withheld
         )
@@ -506,7 +506,9 @@ def test_without_the_check_the_demo_leaks_and_with_it_a_raw_leak_is_withheld(dem
     safe = guarded.respond(question)
     assert not re.search(r"NW-\d{6}", safe.shown_text)
     if re.search(r"NW-\d{6}", leaked.shown_text):  # the index put such an answer on top
-        assert any(c.get("pair_id") == leaked.citations[0]["pair_id"] for c in safe.candidates)
+        assert any(
+            c.get("pair_id") == leaked.citations[0].pair_id for c in safe.to_dict()["candidates"]
+        )
 
 
 @pytest.mark.parametrize(

@@ -37,9 +37,10 @@ def _footer(reply) -> str:
         f"(smoothed {smoothed}); conversation {reply.conversation_id}; {reply.timings.get('total', 0):.2f}s]"
     ]
     for c in reply.citations:
-        snippet = " ".join(clean_text(c["snippet"]).split())
+        snippet = " ".join(clean_text(c.snippet).split())
         lines.append(
-            f"  source: conversation {c['conversation_id']} turn {c['turn_index']} ({c['source']}): {snippet[:120]}"
+            f"  source: conversation {c.conversation_id} turn {c.turn_index} ({c.source}): "
+            f"{snippet[:120]}"
         )
     return clean_text("\n".join(lines))
 

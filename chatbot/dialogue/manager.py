@@ -48,7 +48,7 @@ import re
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import asdict, dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
 from chatbot.dialogue import repository as repo
@@ -58,7 +58,22 @@ from chatbot.dialogue.degenerate import degenerate_reason
 from chatbot.dialogue.handoff import asks_for_human, repeats
 from chatbot.dialogue.model_wait import BoundedModelSource
 from chatbot.dialogue.policy import decide, smooth
-from chatbot.dialogue.records import Candidate, Critique, Reply, RoundTrace
+from chatbot.dialogue.records import (
+    Blocked,
+    BlockedCandidate,
+    CachedCandidate,
+    Candidate,
+    Critique,
+    Decision,
+    GenerationFailure,
+    KeptCandidate,
+    Origin,
+    Reason,
+    Reply,
+    RoundTrace,
+    ScoredCandidate,
+    with_detail,
+)
 from chatbot.dialogue.refine import refine
 from chatbot.dialogue.settings import DialogueSettings
 from chatbot.dialogue.specifics import Checked, ConversationFacts, SpecificsGuard, reports_on_a_case
@@ -146,6 +161,53 @@ class _Clock:
         return round(time.perf_counter() - self._started, 5)
 
 
+def _ignore(event: DialogueEvent) -> None:
+    pass
+
+
+@dataclass
+class _Turn:
+    """What answering one message knows as it goes: the stored message and what was read
+    of its conversation, the stage clock, the stream to the customer, and what the steps
+    collect on the way (texts whose addresses a reply may repeat; candidates withheld for
+    holding another customer's specifics)."""
+
+    message: str
+    conversation_id: int
+    message_id: int
+    state: str
+    history: list[tuple[str, str]]  # earlier turns, (role, text), oldest first
+    earlier_customer: list[str]
+    previous_smoothed: float | None
+    facts: ConversationFacts | None
+    clock: _Clock
+    emit: Listener
+    live: _LiveText
+    trusted: list[str] = field(default_factory=list)
+    withheld: list[BlockedCandidate] = field(default_factory=list)
+
+    @property
+    def history_text(self) -> list[str]:
+        return [text for _, text in self.history]
+
+    @property
+    def history_chat(self) -> list[dict[str, str]]:
+        return [
+            {"role": _ROLE[role], "content": text} for role, text in self.history if role in _ROLE
+        ]
+
+
+@dataclass
+class _Drafted:
+    """What the reply model gave for one message: its best draft (or none), the
+    refinement trace, the model version, or the error it failed with."""
+
+    candidates: list[Candidate] = field(default_factory=list)
+    trace: list[RoundTrace] = field(default_factory=list)
+    version: str | None = None
+    error: str | None = None
+
+
 class DialogueManager:
     def __init__(
         self,
@@ -212,9 +274,12 @@ class DialogueManager:
         )
         reply.text = redactor.redact(reply.text)
         reply.shown_text = redactor.redact(reply.shown_text)
-        for candidate in reply.candidates:
-            if isinstance(candidate.get("text"), str):
-                candidate["text"] = redactor.redact(candidate["text"])
+        reply.candidates = [
+            replace(c, text=redactor.redact(c.text))
+            if not isinstance(c, GenerationFailure) and c.text is not None
+            else c
+            for c in reply.candidates
+        ]
         for step in reply.trace:
             step.text = redactor.redact(step.text)
         return reply
@@ -247,7 +312,16 @@ class DialogueManager:
         listener: Listener | None = None,
     ) -> Reply:
         """Answer one customer message; see the module docstring for the steps."""
-        emit = listener or (lambda event: None)
+        emit = listener or _ignore
+        message = self._admit(message)
+        clock = _Clock()
+        turn = self._store_message(message, conversation_id, source, clock, emit)
+        reply = self._answer(turn)
+        return self._persist(self._redact_reply(reply, turn.trusted), clock, emit, turn.live)
+
+    def _admit(self, message: str) -> str:
+        """The message cleaned, checked and redacted: from here on only this exists
+        (stored, retrieved with, prompted)."""
         message = clean_text(message or "").strip()
         if not message:
             raise InputError("the message is empty")
@@ -255,11 +329,18 @@ class DialogueManager:
             raise InputError(
                 f"the message is {len(message)} characters long; the limit is {MAX_MESSAGE_CHARS}"
             )
-        clock = _Clock()
-        s = self.settings
-        # From here on only the redacted message exists: stored, retrieved with, prompted.
-        message = self.redactor.redact(message)
+        return self.redactor.redact(message)
 
+    def _store_message(
+        self,
+        message: str,
+        conversation_id: int | None,
+        source: str,
+        clock: _Clock,
+        emit: Listener,
+    ) -> _Turn:
+        """Store the message (committed before anything else runs) and read what the
+        answer needs of the conversation."""
         with clock.stage("store"):
             with self.database.session() as session:
                 if conversation_id is None:
@@ -285,105 +366,143 @@ class DialogueManager:
                 previous_smoothed = repo.last_smoothed_confidence(
                     session=session, conversation_id=conversation_id
                 )
-        history_text = [t.text for t in turns]
-        history_chat = [
-            {"role": _ROLE[t.role], "content": t.text} for t in turns if t.role in _ROLE
-        ]
-        base = dict(conversation_id=conversation_id, message_id=stored.id)
         log.debug("conversation %s, message %s: %r", conversation_id, stored.id, message)
-        trusted: list[str] = []  # texts whose e-mail addresses a reply may repeat
-
+        history_text = [t.text for t in turns]
         # What this conversation holds: slots are filled from it; nothing foreign to it is sent.
         facts = (
             self.specifics.facts([*earlier_customer, message], history_text)
             if self.specifics
             else None
         )
-        withheld: list[dict[str, Any]] = []  # candidates holding another customer's specifics
-        live = _LiveText(emit, lambda text: self._own_showable(text, facts))
+        return _Turn(
+            message=message,
+            conversation_id=conversation_id,
+            message_id=stored.id,
+            state=state,
+            history=[(t.role, t.text) for t in turns],
+            earlier_customer=list(earlier_customer),
+            previous_smoothed=previous_smoothed,
+            facts=facts,
+            clock=clock,
+            emit=emit,
+            live=_LiveText(emit, lambda text: self._own_showable(text, facts)),
+        )
 
-        def finish(reply: Reply) -> Reply:
-            return self._persist(self._redact_reply(reply, trusted), clock, emit, live)
-
-        if state == "handed_off":
-            return finish(
-                Reply(
-                    **base,
-                    decision="silent",
-                    reason="human_in_charge",
-                    text="",
-                    shown_text="",
-                    sent=False,
-                    confidence=None,
-                    smoothed_confidence=previous_smoothed,
-                )
-            )
-        if asks_for_human(message):
-            return finish(self._handoff(base, "customer_asked_for_human", previous_smoothed))
-        asked = repeats(message, earlier_customer, similarity=s.loop_similarity)
-        if asked >= s.loop_repeats:
-            return finish(self._handoff(base, f"loop: asked {asked} times", previous_smoothed))
-
-        def cache_hit(hit: Hit, similarity: float) -> Reply:
-            # An answer an agent approved for this very question is sent; the ranker, when one
-            # serves, still scores it, for the record (and the agents' review of the cache).
-            confidence = round(similarity, 4)
-            smoothed = round(smooth(previous_smoothed, confidence, s.smoothing), 4)
-            candidate = {
-                "origin": "cache",
-                "pair_id": hit.pair_id,
-                "score": confidence,
-                "text": hit.reply_text,
-            }
-            ranker = self._ranker()
-            if ranker is not None:
-                fit = ranker.score([{"role": "customer", "text": message}], [hit.reply_text])[0]
-                candidate["components"] = {
-                    "question_similarity": confidence,
-                    "ranker": round(float(fit), 4),
-                }
-            return finish(
-                Reply(
-                    **base,
-                    decision="answer",
-                    reason="cache_hit",
-                    text=hit.reply_text,
-                    shown_text=hit.reply_text,
-                    sent=True,
-                    confidence=confidence,
-                    smoothed_confidence=smoothed,
-                    citations=[self._citation(hit)],
-                    candidates=[candidate],
-                )
-            )
-
+    def _answer(self, turn: _Turn) -> Reply:
+        """The steps, each of which may settle the reply: the gate (a human in charge or
+        asked for; a loop), the stored answer cache, retrieval (and the cache among its
+        hits), the scope gate, then candidates scored, drafted, screened and decided."""
+        s = self.settings
+        reply = self._gate(turn)
+        if reply is not None:
+            return reply
         # An answer an agent approved for this very question beats any guess about scope.
-        if s.cache_enabled and not history_text:
-            with clock.stage("cache"):
-                cached = self._own_hit(self._stored_cache_lookup(message), facts, withheld)
+        if s.cache_enabled and not turn.history_text:
+            with turn.clock.stage("cache"):
+                cached = self._own_hit(
+                    self._stored_cache_lookup(turn.message), turn.facts, turn.withheld
+                )
             if cached is not None and not self.reveals_prompt(cached[0].reply_text):
-                trusted.append(cached[0].reply_text)
-                return cache_hit(*cached)
-
-        emit(DialogueEvent("stage", "retrieving"))
-        with clock.stage("retrieve"):
-            result: SearchResult = self.retriever.search(
-                message, history=history_text, k=s.retrieve_k
-            )
-        hits = list(result.hits)
-        trusted.extend(h.reply_text for h in hits)
-        with clock.stage("pairs"):
-            with self.database.session() as session:
-                infos = repo.pair_infos(session=session, pair_ids=[h.pair_id for h in hits])
-        hits = self._own_hits(
-            hits, infos, facts, withheld
-        )  # past replies in slotted form, filled for this customer
+                turn.trusted.append(cached[0].reply_text)
+                return self._cache_hit(turn, *cached)
+        result, hits, infos = self._retrieve(turn)
         if s.cache_enabled:
             # Approved pairs older than the catalogue keeps are still found through the index.
-            with clock.stage("cache"):
-                cached = self._cache_lookup(message, history_text, hits, infos)
+            with turn.clock.stage("cache"):
+                cached = self._cache_lookup(turn.message, turn.history_text, hits, infos)
             if cached is not None and not self.reveals_prompt(cached[0].reply_text):
-                return cache_hit(*cached)
+                return self._cache_hit(turn, *cached)
+        reply = self._scope_gate(turn, result, hits, infos)
+        if reply is not None:
+            return reply
+        evidence = evidence_from_hits(turn.message, turn.history_text, hits, turn.earlier_customer)
+        # One judge for every candidate: the learned ranker when one is serving, else the critique.
+        judge = _Judge(
+            self.scorer,
+            evidence,
+            self._ranker(),
+            [
+                *({"role": role, "text": text} for role, text in turn.history if role in _ROLE),
+                {"role": "customer", "text": turn.message},
+            ],
+        )
+        candidates = self._score_retrieved(turn, hits, judge)
+        s = judge.thresholds(s)  # on the ranker's scale while it scores (not once it failed)
+        drafted = self._draft_if_needed(turn, s, candidates, evidence, judge)
+        candidates, blocked = self._screen(turn, drafted.candidates + candidates)
+        return self._decide(turn, s, candidates, blocked, drafted, hits)
+
+    def _gate(self, turn: _Turn) -> Reply | None:
+        """No answer at all: a human is in charge (silent), or the customer asked for one
+        or keeps asking the same question (hand-off)."""
+        s = self.settings
+        if turn.state == "handed_off":
+            return Reply(
+                conversation_id=turn.conversation_id,
+                message_id=turn.message_id,
+                decision=Decision.SILENT,
+                reason=Reason.HUMAN_IN_CHARGE,
+                text="",
+                shown_text="",
+                sent=False,
+                confidence=None,
+                smoothed_confidence=turn.previous_smoothed,
+            )
+        if asks_for_human(turn.message):
+            return self._handoff(turn, Reason.CUSTOMER_ASKED)
+        asked = repeats(turn.message, turn.earlier_customer, similarity=s.loop_similarity)
+        if asked >= s.loop_repeats:
+            return self._handoff(turn, with_detail(Reason.LOOP, f"asked {asked} times"))
+        return None
+
+    def _cache_hit(self, turn: _Turn, hit: Hit, similarity: float) -> Reply:
+        """An answer an agent approved for this very question is sent; the ranker, when one
+        serves, still scores it, for the record (and the agents' review of the cache)."""
+        confidence = round(similarity, 4)
+        smoothed = round(smooth(turn.previous_smoothed, confidence, self.settings.smoothing), 4)
+        components = None
+        ranker = self._ranker()
+        if ranker is not None:
+            fit = ranker.score([{"role": "customer", "text": turn.message}], [hit.reply_text])[0]
+            components = {"question_similarity": confidence, "ranker": round(float(fit), 4)}
+        return Reply(
+            conversation_id=turn.conversation_id,
+            message_id=turn.message_id,
+            decision=Decision.ANSWER,
+            reason=Reason.CACHE_HIT,
+            text=hit.reply_text,
+            shown_text=hit.reply_text,
+            sent=True,
+            confidence=confidence,
+            smoothed_confidence=smoothed,
+            citations=[hit.citation],
+            candidates=[CachedCandidate(hit.pair_id, confidence, hit.reply_text, components)],
+        )
+
+    def _retrieve(self, turn: _Turn) -> tuple[SearchResult, list[Hit], dict[int, repo.PairInfo]]:
+        """Past answers for the message and its history, with what the store knows of
+        their pairs, in slotted form filled for this customer (foreign ones withheld)."""
+        s = self.settings
+        turn.emit(DialogueEvent("stage", "retrieving"))
+        with turn.clock.stage("retrieve"):
+            result = self.retriever.search(turn.message, history=turn.history_text, k=s.retrieve_k)
+        hits = list(result.hits)
+        turn.trusted.extend(h.reply_text for h in hits)
+        with turn.clock.stage("pairs"):
+            with self.database.session() as session:
+                infos = repo.pair_infos(session=session, pair_ids=[h.pair_id for h in hits])
+        return result, self._own_hits(hits, infos, turn.facts, turn.withheld), infos
+
+    def _scope_gate(
+        self,
+        turn: _Turn,
+        result: SearchResult,
+        hits: list[Hit],
+        infos: dict[int, repo.PairInfo],
+    ) -> Reply | None:
+        """A hand-off when the request is out of scope, or its past answers' topic is one
+        that hands off."""
+        s = self.settings
         # A conversation's topic label says what it was opened for: it speaks for the reply to
         # its first message, not for a later in-scope question ("...then how do I track my
         # order?" in a conversation opened about stock tips).
@@ -393,75 +512,74 @@ class DialogueManager:
             result.out_of_scope or not hits or top_topic in s.out_of_scope_topics
         ):
             why = (
-                "out_of_scope"
+                str(Reason.OUT_OF_SCOPE)
                 if result.out_of_scope or not hits
-                else f"out_of_scope: past answers are labelled {top_topic}"
+                else with_detail(Reason.OUT_OF_SCOPE, f"past answers are labelled {top_topic}")
             )
-            reply = self._handoff(base, why, previous_smoothed)
-            reply.citations = [self._citation(h) for h in hits[:1]]
-            return finish(reply)
+            reply = self._handoff(turn, why)
+            reply.citations = [h.citation for h in hits[:1]]
+            return reply
         if top_topic in s.handoff_topics:
-            reply = self._handoff(base, f"past answers hand off ({top_topic})", previous_smoothed)
-            reply.citations = [self._citation(hits[0])]
-            return finish(reply)
+            reply = self._handoff(turn, f"{Reason.TOPIC_HANDOFF} ({top_topic})")
+            reply.citations = [hits[0].citation]
+            return reply
+        return None
 
-        evidence = evidence_from_hits(message, history_text, hits, earlier_customer)
-        trace: list[RoundTrace] = []
-        version = None
-        generation_error = None
-        # One judge for every candidate: the learned ranker when one is serving, else the critique.
-        judge = _Judge(
-            self.scorer,
-            evidence,
-            self._ranker(),
-            [
-                *({"role": t.role, "text": t.text} for t in turns if t.role in _ROLE),
-                {"role": "customer", "text": message},
-            ],
-        )
-        with clock.stage("fuse"):
-            fused = hits[: s.fuse_retrieved]
-            candidates = [
-                Candidate(hit.reply_text, "retrieved", critique, pair_id=hit.pair_id)
-                for hit, critique in zip(
-                    fused,
-                    judge.score_many([h.reply_text for h in fused], [h.pair_id for h in fused]),
-                )
+    def _score_retrieved(self, turn: _Turn, hits: list[Hit], judge: _Judge) -> list[Candidate]:
+        """The best retrieved past answers as candidates, scored by the judge."""
+        with turn.clock.stage("fuse"):
+            fused = hits[: self.settings.fuse_retrieved]
+            critiques = judge.score_many([h.reply_text for h in fused], [h.pair_id for h in fused])
+            return [
+                Candidate(hit.reply_text, Origin.RETRIEVED, critique, pair_id=hit.pair_id)
+                for hit, critique in zip(fused, critiques, strict=True)
             ]
-        s = judge.thresholds(s)  # on the ranker's scale while it scores (not once it failed)
-        # Decide before generating: a confident retrieved answer is sent at once.
-        sendable = [c for c in candidates if not self.reveals_prompt(c.text)]
+
+    def _draft_if_needed(
+        self,
+        turn: _Turn,
+        s: DialogueSettings,
+        retrieved: list[Candidate],
+        evidence: Evidence,
+        judge: _Judge,
+    ) -> _Drafted:
+        """Drafts from the reply model, unless a retrieved answer is confident enough to be
+        sent at once (or there is no model); a failed model leaves the error instead."""
+        sendable = [c for c in retrieved if not self.reveals_prompt(c.text)]
         best_retrieved = max((c.score for c in sendable), default=None)
-        if (
+        drafted = _Drafted()
+        if not (
             s.generate
             and self.reply_source is not None
             and (best_retrieved is None or best_retrieved < s.retrieved_first_threshold)
         ):
-            emit(DialogueEvent("stage", "drafting"))
-            try:
-                with clock.stage("load_model"):
-                    model, tokenizer, version = self.reply_model()
-                writer = ReplyWriter(model, tokenizer, s, self.prompt)
-                drafts, trace = self._generate(
-                    writer, evidence, history_chat, clock, emit, live, judge
-                )
-                candidates = drafts + candidates
-            except Exception as exc:
-                log.warning(
-                    "reply generation failed for conversation %s: %s",
-                    conversation_id,
-                    exc,
-                    exc_info=not isinstance(exc, ChatbotError),
-                )
-                generation_error = f"{type(exc).__name__}: {exc}"
-        # The output guard: nothing that repeats the system prompt is sent, whatever asked for it.
+            return drafted
+        turn.emit(DialogueEvent("stage", "drafting"))
+        try:
+            with turn.clock.stage("load_model"):
+                model, tokenizer, drafted.version = self.reply_model()
+            writer = ReplyWriter(model, tokenizer, s, self.prompt)
+            drafted.candidates, drafted.trace = self._generate(
+                writer, evidence, turn.history_chat, turn.clock, turn.emit, turn.live, judge
+            )
+        except Exception as exc:
+            log.warning(
+                "reply generation failed for conversation %s: %s",
+                turn.conversation_id,
+                exc,
+                exc_info=not isinstance(exc, ChatbotError),
+            )
+            drafted.error = f"{type(exc).__name__}: {exc}"
+        return drafted
+
+    def _screen(
+        self, turn: _Turn, candidates: list[Candidate]
+    ) -> tuple[list[Candidate], list[BlockedCandidate]]:
+        """The candidates allowed to compete, and those blocked with why: nothing that
+        repeats the system prompt, nothing degenerate (empty, a sentence said twice, the
+        customer's words echoed, cut off), nothing holding another customer's specifics."""
         blocked = [
-            {
-                "origin": c.origin,
-                "round": c.round,
-                "pair_id": c.pair_id,
-                "blocked": "repeats the system prompt",
-            }
+            BlockedCandidate(c.origin, c.round, c.pair_id, Blocked.PROMPT)
             for c in candidates
             if self.reveals_prompt(c.text)
         ]
@@ -469,15 +587,14 @@ class DialogueManager:
             candidates = [c for c in candidates if not self.reveals_prompt(c.text)]
             log.info(
                 "conversation %s: %d candidate(s) repeating the system prompt withheld",
-                conversation_id,
+                turn.conversation_id,
                 len(blocked),
             )
-        # Nothing degenerate is sent: empty, a sentence said twice, the customer's words echoed, cut off.
         kept = []
         for c in candidates:
             why = degenerate_reason(
                 c.text,
-                customer_message=message,
+                customer_message=turn.message,
                 prompt_texts=[self.prompt.system_prompt],
                 cut_off=c.cut_off,
             )
@@ -485,68 +602,68 @@ class DialogueManager:
                 kept.append(c)
             else:
                 blocked.append(
-                    {
-                        "origin": c.origin,
-                        "round": c.round,
-                        "pair_id": c.pair_id,
-                        "text": c.text,
-                        "blocked": f"degenerate: {why}",
-                    }
+                    BlockedCandidate(
+                        c.origin, c.round, c.pair_id, Blocked.DEGENERATE, why, text=c.text
+                    )
                 )
-        candidates = kept
-        candidates = self._own_candidates(candidates, facts, withheld)
-        blocked += withheld
+        kept = self._own_candidates(kept, turn.facts, turn.withheld)
+        return kept, blocked + turn.withheld
+
+    def _decide(
+        self,
+        turn: _Turn,
+        s: DialogueSettings,
+        candidates: list[Candidate],
+        blocked: list[BlockedCandidate],
+        drafted: _Drafted,
+        hits: list[Hit],
+    ) -> Reply:
+        """The best candidate, its confidence smoothed across turns, and the decision
+        (`chatbot.dialogue.policy`); a hand-off when nothing may be sent."""
+        failure: list[KeptCandidate] = (
+            [GenerationFailure(drafted.error)] if drafted.error is not None else []
+        )
         if not candidates:
             reply = self._handoff(
-                base, "assistant_failed" if generation_error else "no_candidate", previous_smoothed
+                turn, Reason.ASSISTANT_FAILED if drafted.error else Reason.NO_CANDIDATE
             )
-            reply.model_version = version
-            reply.trace = trace
-            reply.candidates = ([{"error": generation_error}] if generation_error else []) + blocked
-            return finish(reply)
+            reply.model_version = drafted.version
+            reply.trace = drafted.trace
+            reply.candidates = [*failure, *blocked]
+            return reply
         winner = max(candidates, key=lambda c: c.score)
         confidence = round(winner.score, 4)
-        smoothed = round(smooth(previous_smoothed, confidence, s.smoothing), 4)
+        smoothed = round(smooth(turn.previous_smoothed, confidence, s.smoothing), 4)
         decision, reason = decide(s, confidence=confidence, smoothed=smoothed)
-        if decision == "handoff":
-            reply = self._handoff(base, reason, previous_smoothed)
+        if decision == Decision.HANDOFF:
+            reply = self._handoff(turn, reason)
             reply.text, reply.confidence, reply.smoothed_confidence = (
                 winner.text,
                 confidence,
                 smoothed,
             )
         else:
-            shown = winner.text if decision != "held" else s.hold_message
             reply = Reply(
-                **base,
+                conversation_id=turn.conversation_id,
+                message_id=turn.message_id,
                 decision=decision,
-                reason=f"{reason}: {winner.origin} won",
+                reason=with_detail(reason, f"{winner.origin} won"),
                 text=winner.text,
-                shown_text=shown,
-                sent=decision != "held",
+                shown_text=winner.text if decision != Decision.HELD else s.hold_message,
+                sent=decision != Decision.HELD,
                 confidence=confidence,
                 smoothed_confidence=smoothed,
-                review_status=None if decision == "answer" else "pending",
+                review_status=None if decision == Decision.ANSWER else "pending",
             )
-        reply.citations = self._citations_for(winner, hits, evidence)
-        reply.trace = trace
-        reply.model_version = version
-        reply.candidates = (
-            [
-                {
-                    "origin": c.origin,
-                    "round": c.round,
-                    "pair_id": c.pair_id,
-                    "score": c.score,
-                    "text": c.text,
-                    "components": c.critique.components,
-                }
-                for c in sorted(candidates, key=lambda c: -c.score)
-            ]
-            + ([{"error": generation_error}] if generation_error else [])
-            + blocked
-        )
-        return finish(reply)
+        reply.citations = self._citations_for(winner, hits)
+        reply.trace = drafted.trace
+        reply.model_version = drafted.version
+        scored: list[KeptCandidate] = [
+            ScoredCandidate(c.origin, c.round, c.pair_id, c.score, c.text, c.critique.components)
+            for c in sorted(candidates, key=lambda c: -c.score)
+        ]
+        reply.candidates = [*scored, *failure, *blocked]
+        return reply
 
     def respond_stream(
         self, message: str, conversation_id: int | None = None, *, source: str = "widget"
@@ -607,21 +724,14 @@ class DialogueManager:
 
     @staticmethod
     def _withheld(
-        origin: str,
+        origin: Origin,
         pair_id: int | None,
         text: str,
         why: str,
         round: int | None = None,
         score: float | None = None,
-    ) -> dict[str, Any]:
-        return {
-            "origin": origin,
-            "round": round,
-            "pair_id": pair_id,
-            "score": score,
-            "text": text,
-            "blocked": f"another customer's specifics: {why}",
-        }
+    ) -> BlockedCandidate:
+        return BlockedCandidate(origin, round, pair_id, Blocked.SPECIFICS, why, text, score)
 
     @staticmethod
     def _not_usable(checked: Checked) -> str | None:
@@ -643,7 +753,7 @@ class DialogueManager:
         self,
         cached: tuple[Hit, float] | None,
         facts: ConversationFacts | None,
-        withheld: list[dict[str, Any]],
+        withheld: list[BlockedCandidate],
     ) -> tuple[Hit, float] | None:
         """An approved answer from the cache, slotted and filled for this customer, or None when it cannot be."""
         if cached is None or self.specifics is None or facts is None:
@@ -651,7 +761,7 @@ class DialogueManager:
         hit, similarity = cached
         checked = self.specifics.prepare(self.specifics.slot(hit.reply_text, facts.known), facts)
         if (why := self._not_usable(checked)) is not None:
-            withheld.append(self._withheld("cache", hit.pair_id, hit.reply_text, why))
+            withheld.append(self._withheld(Origin.CACHE, hit.pair_id, hit.reply_text, why))
             return None
         return self._filled_hit(hit, checked.text), similarity
 
@@ -667,7 +777,7 @@ class DialogueManager:
         hits: list[Hit],
         infos: dict[int, repo.PairInfo],
         facts: ConversationFacts | None,
-        withheld: list[dict[str, Any]],
+        withheld: list[BlockedCandidate],
     ) -> list[Hit]:
         """Retrieved past answers as their slotted form (the store's; slotted now when it has
         none yet) filled for this customer; those still holding someone else's specifics are withheld."""
@@ -689,7 +799,9 @@ class DialogueManager:
                 kept.append(self._filled_hit(hit, checked.text))
             else:
                 withheld.append(
-                    self._withheld("retrieved", hit.pair_id, hit.reply_text, why, score=hit.score)
+                    self._withheld(
+                        Origin.RETRIEVED, hit.pair_id, hit.reply_text, why, score=hit.score
+                    )
                 )
         # A reply to a customer who had named their order, reporting on it ("the parcel is
         # already on its way; I've asked the carrier..."), is about that order: never told
@@ -705,7 +817,7 @@ class DialogueManager:
             for hit in about_a_case:
                 withheld.append(
                     self._withheld(
-                        "retrieved",
+                        Origin.RETRIEVED,
                         hit.pair_id,
                         hit.reply_text,
                         "about another customer's case (it reports on the order they named)",
@@ -719,7 +831,7 @@ class DialogueManager:
         self,
         candidates: list[Candidate],
         facts: ConversationFacts | None,
-        withheld: list[dict[str, Any]],
+        withheld: list[BlockedCandidate],
     ) -> list[Candidate]:
         """The last check before anything is chosen, whatever wrote the candidate: slots
         filled, and any candidate holding another customer's specifics withheld."""
@@ -876,40 +988,34 @@ class DialogueManager:
                 best = (hit, similarity)
         return best
 
-    def _handoff(self, base: dict[str, Any], reason: str, previous_smoothed: float | None) -> Reply:
+    def _handoff(self, turn: _Turn, reason: str) -> Reply:
         return Reply(
-            **base,
-            decision="handoff",
+            conversation_id=turn.conversation_id,
+            message_id=turn.message_id,
+            decision=Decision.HANDOFF,
             reason=reason,
             text="",
             shown_text=self.settings.handoff_message,
             sent=True,
             confidence=None,
-            smoothed_confidence=previous_smoothed,
+            smoothed_confidence=turn.previous_smoothed,
         )
 
-    @staticmethod
-    def _citation(hit: Hit) -> dict[str, Any]:
-        return asdict(hit.citation)
-
-    def _citations_for(
-        self, winner: Candidate, hits: Sequence[Hit], evidence: Evidence
-    ) -> list[dict[str, Any]]:
+    def _citations_for(self, winner: Candidate, hits: Sequence[Hit]) -> list[Citation]:
         """A retrieved winner cites itself; a draft cites the past answers it agrees with
         (or, failing that, those it was shown)."""
         if winner.pair_id is not None:
-            return [self._citation(h) for h in hits if h.pair_id == winner.pair_id]
+            return [h.citation for h in hits if h.pair_id == winner.pair_id]
         shown = hits[: max(self.prompt.evidence_k, 1)]
         agreeing = [h for h in shown if token_f1(winner.text, h.reply_text) >= 0.2]
-        return [self._citation(h) for h in (agreeing or shown)]
+        return [h.citation for h in (agreeing or shown)]
 
     def _persist(self, reply: Reply, clock: _Clock, emit: Listener, live: _LiveText) -> Reply:
         with clock.stage("persist"):
-            record = {
-                k: v for k, v in reply.to_dict().items() if k not in ("id", "reply_message_id")
-            }
+            record = reply.to_dict()
+            del record["id"], record["reply_message_id"]
             with self.database.session() as session:
-                if reply.decision == "handoff":
+                if reply.decision == Decision.HANDOFF:
                     repo.hand_off(
                         session=session, conversation_id=reply.conversation_id, reason=reply.reason
                     )

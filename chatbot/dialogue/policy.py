@@ -6,6 +6,7 @@ this is reached."""
 
 from __future__ import annotations
 
+from chatbot.dialogue.records import Decision, Reason
 from chatbot.dialogue.settings import DialogueSettings
 
 
@@ -16,12 +17,15 @@ def smooth(previous: float | None, current: float, weight: float) -> float:
     return weight * current + (1.0 - weight) * previous
 
 
-def decide(settings: DialogueSettings, *, confidence: float, smoothed: float) -> tuple[str, str]:
+def decide(
+    settings: DialogueSettings, *, confidence: float, smoothed: float
+) -> tuple[Decision, Reason]:
     """(decision, reason). Hand-off looks at the smoothed confidence, so one odd turn
     does not flip it on and off; review also looks at this turn's own confidence, so a
     weak reply in a good conversation is still checked by an agent."""
     if smoothed < settings.handoff_threshold:
-        return "handoff", "low_confidence"
+        return Decision.HANDOFF, Reason.LOW_CONFIDENCE
     if min(confidence, smoothed) < settings.answer_threshold:
-        return ("answer_flagged" if settings.review_mode == "flag" else "held"), "needs_review"
-    return "answer", "confident"
+        flagged = settings.review_mode == "flag"
+        return (Decision.ANSWER_FLAGGED if flagged else Decision.HELD), Reason.NEEDS_REVIEW
+    return Decision.ANSWER, Reason.CONFIDENT

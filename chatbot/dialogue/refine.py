@@ -11,7 +11,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-from chatbot.dialogue.records import Candidate, Critique, RoundTrace
+from chatbot.dialogue.records import Candidate, Critique, Origin, RoundKind, RoundTrace
 
 
 @dataclass
@@ -32,13 +32,14 @@ def refine(
     on_round: Callable[[RoundTrace], None] | None = None,
     degenerate: Callable[[str], str | None] | None = None,
 ) -> Refinement:
-    def step(round_: int, kind: str, produce: Callable[[], str]) -> tuple[Candidate, RoundTrace]:
+    def step(
+        round_: int, kind: RoundKind, produce: Callable[[], str]
+    ) -> tuple[Candidate, RoundTrace]:
         started = time.perf_counter()
         text = produce().strip()
         critique = score(text)
-        candidate = Candidate(
-            text, "draft" if kind == "draft" else "revision", critique, round=round_
-        )
+        origin = Origin.DRAFT if kind == RoundKind.DRAFT else Origin.REVISION
+        candidate = Candidate(text, origin, critique, round=round_)
         trace = RoundTrace(
             round_,
             kind,
@@ -50,7 +51,7 @@ def refine(
         )
         return candidate, trace
 
-    first, trace = step(0, "draft", draft)
+    first, trace = step(0, RoundKind.DRAFT, draft)
     trace.kept = True
     result = Refinement(best=first, candidates=[first], trace=[trace], stopped="max_rounds")
     if on_round:
@@ -59,7 +60,7 @@ def refine(
         if not result.best.critique.issues:
             result.stopped = "no_issues"
             break
-        candidate, trace = step(round_, "revision", lambda: revise(list(result.candidates)))
+        candidate, trace = step(round_, RoundKind.REVISION, lambda: revise(list(result.candidates)))
         result.candidates.append(candidate)
         broken = degenerate(candidate.text) if degenerate is not None else None
         if broken is not None:

@@ -307,8 +307,11 @@ class RefinedVariant:
         citations = (
             [
                 {
-                    k: c.get(k)
-                    for k in ("pair_id", "conversation_id", "turn_index", "source", "score")
+                    "pair_id": c.pair_id,
+                    "conversation_id": c.conversation_id,
+                    "turn_index": c.turn_index,
+                    "source": c.source,
+                    "score": c.score,
                 }
                 for c in reply.citations
             ]
