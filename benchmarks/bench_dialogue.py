@@ -167,7 +167,7 @@ def main() -> None:
 
     from chatbot.dialogue.compress import linear_weight_bytes, quantize_int8
     from chatbot.dialogue.manager import DialogueManager
-    from chatbot.dialogue.text import rouge_l
+    from chatbot.evaluation.metrics import rouge_l
     from chatbot.models.embedder import load_embedder
     from chatbot.retrieval.retriever import open_retriever
     from chatbot.store.schema import TrainingPair

@@ -17,8 +17,9 @@ from chatbot.dialogue.policy import decide, smooth
 from chatbot.dialogue.records import Critique
 from chatbot.dialogue.refine import refine
 from chatbot.dialogue.settings import DialogueSettings
-from chatbot.dialogue.text import extract_facts, rouge_l
+from chatbot.dialogue.text import extract_facts
 from chatbot.errors import ConfigError
+from chatbot.evaluation.metrics import rouge_l
 from tests.test_dialogue_support import SHOP, make_manager, shop  # noqa: F401
 
 # -- refinement ----------------------------------------------------------------------

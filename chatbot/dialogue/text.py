@@ -1,5 +1,5 @@
 """Cheap text measures shared by the dialogue stages: normalising, word tokens, lexical
-similarity, ROUGE-L (the project's only implementation), and pulling checkable facts
+similarity, and pulling checkable facts
 (links, e-mail addresses, phone numbers, prices, numbers, promises) out of a text. No
 models; no decisions."""
 
@@ -8,7 +8,6 @@ from __future__ import annotations
 import re
 from collections import Counter
 from dataclasses import dataclass, field
-from functools import lru_cache
 
 _WORD = re.compile(r"[a-z0-9]+(?:'[a-z]+)?")
 STOPWORDS = frozenset(
@@ -86,24 +85,6 @@ def question_similarity(a: str, b: str) -> float:
     """How alike two customer messages are (0-1): the better of word F1 and character
     trigram overlap, so "whre is my order" still matches "where is my order"."""
     return max(token_f1(a, b), char_similarity(a, b))
-
-
-@lru_cache(maxsize=1)
-def _rouge_l_scorer():
-    from rouge_score import rouge_scorer  # imported on first use: it pulls in nltk (about 1.5 s)
-
-    return rouge_scorer.RougeScorer(["rougeL"], use_stemmer=True)
-
-
-def rouge_l(candidate: str, reference: str) -> float:
-    """ROUGE-L F-measure (0-1) of `candidate` against `reference`; 0 when either is empty.
-
-    The project's one ROUGE-L: `rouge-score` with its own tokeniser (lower case, runs of
-    ASCII letters and digits) and Porter stemming. Evaluation (`chatbot eval replies`),
-    the benchmarks and any dialogue stage all call this, so their figures compare."""
-    if not candidate.strip() or not reference.strip():
-        return 0.0
-    return float(_rouge_l_scorer().score(reference, candidate)["rougeL"].fmeasure)
 
 
 def repetition_ratio(text: str, n: int = 3) -> float:
