@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import threading
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from sqlalchemy.orm import Session
@@ -37,14 +37,19 @@ _VOCABULARY_CAP = (
 )
 
 
+# A bag's keys: (token, occurrence) strings, or their ids in a `Vocabulary`.
+Key = str | int
+Bag = frozenset[Key] | tuple[Key, ...]
+
+
 @dataclass(frozen=True)
 class _Features:
     # Bags as collections of distinct (token, occurrence) keys: the size of the
     # intersection of two is the size of the multiset intersection, and intersecting in
     # C is fast. A query's are frozensets; a cached question's are tuples (a fifth of
     # the memory), intersected with the query's set.
-    words: frozenset | tuple
-    grams: frozenset | tuple
+    words: Bag
+    grams: Bag
 
     @property
     def n_words(self) -> int:
@@ -67,9 +72,9 @@ class Vocabulary:
 
 
 def _bag(
-    tokens, kind: str, vocabulary: Vocabulary | None, grow: bool, unknown: list[int]
-) -> frozenset:
-    keys = []
+    tokens: Iterable[str], kind: str, vocabulary: Vocabulary | None, grow: bool, unknown: list[int]
+) -> frozenset[Key]:
+    keys: list[Key] = []
     for token, count in Counter(tokens).items():
         for i in range(count):
             key = f"{kind}{token}\x00{i}"
@@ -101,9 +106,11 @@ def features(text: str, vocabulary: Vocabulary | None = None, *, grow: bool = Tr
     )
 
 
-def _dice(a: frozenset, b: frozenset | tuple) -> float:
+def _dice(a: Bag, b: Bag) -> float:
     total = len(a) + len(b)
-    return 2 * len(a.intersection(b)) / total if total else 0.0
+    # `a` is a query's (a frozenset) whenever a cached question's tuple is `b`.
+    shared = a.intersection(b) if isinstance(a, frozenset) else frozenset(a).intersection(b)
+    return 2 * len(shared) / total if total else 0.0
 
 
 def compact(f: _Features) -> _Features:

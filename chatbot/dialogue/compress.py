@@ -7,10 +7,13 @@ from __future__ import annotations
 
 import copy
 import warnings
-from typing import Any
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from torch.nn import Module
 
 
-def quantize_int8(model: Any) -> Any:
+def quantize_int8(model: Module) -> Module:
     import torch
 
     with warnings.catch_warnings():
@@ -19,12 +22,14 @@ def quantize_int8(model: Any) -> Any:
         warnings.simplefilter("ignore")
         from torch.ao.quantization import quantize_dynamic
 
-        quantized = quantize_dynamic(copy.deepcopy(model), {torch.nn.Linear}, dtype=torch.qint8)
+        quantized: Module = quantize_dynamic(  # type: ignore[no-untyped-call]  # torch leaves it unannotated
+            copy.deepcopy(model), {torch.nn.Linear}, dtype=torch.qint8
+        )
     quantized.eval()
     return quantized
 
 
-def linear_weight_bytes(model: Any) -> int:
+def linear_weight_bytes(model: Module) -> int:
     """Bytes held by the weights of Linear layers (float or int8-packed), for reports."""
     import torch
 
@@ -32,7 +37,9 @@ def linear_weight_bytes(model: Any) -> int:
     for module in model.modules():
         if isinstance(module, torch.nn.Linear):
             total += module.weight.numel() * module.weight.element_size()
-        elif hasattr(module, "_packed_params") and callable(getattr(module, "weight", None)):
-            weight = module.weight()  # the int8 weight of a dynamically quantised Linear
+        elif hasattr(module, "_packed_params") and callable(
+            packed := getattr(module, "weight", None)
+        ):
+            weight = packed()  # the int8 weight of a dynamically quantised Linear
             total += weight.numel() * weight.element_size()
     return total

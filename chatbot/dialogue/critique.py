@@ -26,6 +26,7 @@ from chatbot.dialogue.text import (
     token_f1,
     words,
 )
+from chatbot.retrieval.types import Hit
 
 WEIGHTS = {"relevance": 0.35, "support": 0.2, "grounding": 0.25, "length": 0.1, "fluency": 0.1}
 INVENTED_PENALTY = 0.15
@@ -51,7 +52,8 @@ class Evidence:
     question_fit: dict[int, float] = field(default_factory=dict)
     _facts: Facts | None = None
     _customer_facts: Facts | None = None
-    _vocabulary: set[str] | None = None
+    # The content words of the message, the history and the past answers and questions.
+    vocabulary: set[str] = field(default_factory=set, init=False, repr=False)
 
     def __post_init__(self) -> None:
         for item in self.items:
@@ -77,7 +79,7 @@ class Evidence:
         self._customer_facts = Facts()
         for text in [self.query, *self.customer_texts]:
             self._customer_facts = self._customer_facts | extract_facts(text)
-        vocabulary = set()
+        vocabulary: set[str] = set()
         for text in [
             self.query,
             *self.history,
@@ -85,7 +87,7 @@ class Evidence:
             *(i.question for i in self.items),
         ]:
             vocabulary.update(content_words(text))
-        self._vocabulary = vocabulary
+        self.vocabulary = vocabulary
 
 
 class Scorer:
@@ -111,9 +113,10 @@ class Scorer:
             )
 
         own = content_words(text)
-        grounding = sum(w in evidence._vocabulary for w in own) / len(own) if own else 0.0
+        vocabulary = evidence.vocabulary
+        grounding = sum(w in vocabulary for w in own) / len(own) if own else 0.0
         if grounding < 0.7:
-            strange = sorted({w for w in own if w not in evidence._vocabulary})[:8]
+            strange = sorted({w for w in own if w not in vocabulary})[:8]
             issues.append(
                 f"It uses words found in no past answer ({', '.join(strange)}); stick to the facts in the past answers."
             )
@@ -173,7 +176,7 @@ def penalties(components: dict[str, float]) -> float:
 
 
 def evidence_from_hits(
-    query: str, history: Sequence[str], hits: Sequence, customer_texts: Sequence[str] = ()
+    query: str, history: Sequence[str], hits: Sequence[Hit], customer_texts: Sequence[str] = ()
 ) -> Evidence:
     """Evidence built from `chatbot.retrieval.types.Hit`s."""
     items = [EvidenceItem(h.pair_id, h.context_text, h.reply_text, float(h.score)) for h in hits]

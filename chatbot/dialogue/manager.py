@@ -48,15 +48,16 @@ import re
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from chatbot.dialogue import repository as repo
 from chatbot.dialogue.answer_cache import AnswerCatalogue
 from chatbot.dialogue.critique import Evidence, Scorer, evidence_from_hits, penalties
 from chatbot.dialogue.degenerate import degenerate_reason
 from chatbot.dialogue.handoff import asks_for_human, repeats
-from chatbot.dialogue.model_wait import BoundedModelSource
+from chatbot.dialogue.model_wait import BoundedModelSource, ReplyModelSource
 from chatbot.dialogue.policy import decide, smooth
 from chatbot.dialogue.records import (
     Blocked,
@@ -88,6 +89,11 @@ from chatbot.store.conversations import add_message, start_conversation
 from chatbot.store.database import Database
 from chatbot.training.prompt import PromptFormat
 
+if TYPE_CHECKING:
+    from torch.nn import Module
+
+    from chatbot.dialogue.model_wait import LoadedModel
+
 log = logging.getLogger(__name__)
 
 MAX_MESSAGE_CHARS = 4000
@@ -114,9 +120,22 @@ def _shingles(words: Sequence[str], n: int) -> set[tuple[str, ...]]:
     return {tuple(words[i : i + n]) for i in range(len(words) - n + 1)}
 
 
-class ReplyModelSource(Protocol):
-    def get(self) -> tuple[Any, Any, str]:
-        """(model, tokenizer, version name) of the reply model to use now."""
+@runtime_checkable
+class FitScorer(Protocol):
+    """A learned ranker (`chatbot.ranking.model.Ranker`): the probability that each
+    candidate fits the conversation. It may also carry the `meta` its version recorded."""
+
+    def score(self, context: Sequence[dict[str, str]], candidates: Sequence[str]) -> list[float]:
+        """One probability per candidate."""
+        ...
+
+
+@runtime_checkable
+class FitScorerSource(Protocol):
+    """Gives the ranker serving now (`chatbot.ranking.model.RankerSource`), or None."""
+
+    def get(self) -> FitScorer | None:
+        """The ranker to use for this message, or None."""
         ...
 
 
@@ -143,19 +162,16 @@ class _Clock:
         self.timings: dict[str, float] = {}
         self._started = time.perf_counter()
 
-    def stage(self, name: str):
-        clock = self
-
-        class _Stage:
-            def __enter__(self):
-                self.t = time.perf_counter()
-
-            def __exit__(self, *exc):
-                clock.timings[name] = round(
-                    clock.timings.get(name, 0.0) + time.perf_counter() - self.t, 5
-                )
-
-        return _Stage()
+    @contextmanager
+    def stage(self, name: str) -> Iterator[None]:
+        """Adds the time spent inside to the stage's total (also when it raises)."""
+        started = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.timings[name] = round(
+                self.timings.get(name, 0.0) + time.perf_counter() - started, 5
+            )
 
     def total(self) -> float:
         return round(time.perf_counter() - self._started, 5)
@@ -217,7 +233,7 @@ class DialogueManager:
         reply_source: ReplyModelSource | None,
         prompt: PromptFormat,
         ingest: IngestSettings | None = None,
-        ranker: Any = None,
+        ranker: FitScorer | FitScorerSource | None = None,
     ):
         self.settings = settings
         # Live messages are redacted like imports (`ingest` settings; default: all kinds).
@@ -233,10 +249,12 @@ class DialogueManager:
         self.scorer = Scorer(settings)
         # The learned ranker (`chatbot.ranking`): a Ranker, or a source whose get() gives the
         # promoted one (None until one is trained and kept); without it the hand-set critique scores.
-        self.ranker_source = (
-            ranker if ranker is None or hasattr(ranker, "get") else _FixedRanker(ranker)
+        self.ranker_source: FitScorerSource | None = (
+            ranker
+            if ranker is None or isinstance(ranker, FitScorerSource)
+            else _FixedRanker(ranker)
         )
-        self._quantized: dict[str, Any] = {}
+        self._quantized: dict[str, Module] = {}
         self._lock = threading.Lock()
         self.answers = AnswerCatalogue(settings.cache_origins)
         # Fills slots and withholds other customers' specifics (None: no check, for before/after benchmarks).
@@ -286,7 +304,7 @@ class DialogueManager:
 
     # -- the reply model -------------------------------------------------------------
 
-    def reply_model(self) -> tuple[Any, Any, str]:
+    def reply_model(self) -> LoadedModel:
         """The model to generate with: the source's, or its int8 copy when configured
         (made once per version and kept). ModelNotReady after `model_wait_s` seconds."""
         if self._bounded_source is None:
@@ -671,7 +689,7 @@ class DialogueManager:
         """`respond`, as events: stages and refinement rounds while it thinks (and the
         first draft piece by piece), then the text shown to the customer word by word,
         then `done` with the stored reply. Errors are raised from the iterator."""
-        events: queue.Queue = queue.Queue()
+        events: queue.Queue[DialogueEvent | None] = queue.Queue()
         outcome: dict[str, Any] = {}
 
         def run() -> None:
@@ -879,7 +897,7 @@ class DialogueManager:
 
         def draft() -> str:
             with clock.stage("draft"):
-                pieces = []
+                pieces: list[str] = []
                 # The draft's words reach the customer as the model writes them, each
                 # checked on the way (`_LiveText`); a refined or retrieved winner replaces them.
                 for piece in writer.stream(writer.draft_messages(evidence, history)):
@@ -900,7 +918,7 @@ class DialogueManager:
                 DialogueEvent("round", f"round {trace.round}: score {trace.score:.2f}", data=trace)
             )
 
-        def score(text: str):
+        def score(text: str) -> Critique:
             with clock.stage("critique"):
                 return judge.score_many([text])[0]
 
@@ -923,7 +941,7 @@ class DialogueManager:
         # Only the best draft competes: the others lost to it already.
         return [result.best], result.trace
 
-    def _ranker(self) -> Any:
+    def _ranker(self) -> FitScorer | None:
         """The ranker serving now, or None (none trained and kept, or it cannot be loaded)."""
         if self.ranker_source is None:
             return None
@@ -1032,10 +1050,10 @@ class DialogueManager:
 
 
 class _FixedRanker:
-    def __init__(self, ranker: Any):
+    def __init__(self, ranker: FitScorer):
         self.ranker = ranker
 
-    def get(self) -> Any:
+    def get(self) -> FitScorer:
         return self.ranker
 
 
@@ -1046,7 +1064,11 @@ class _Judge:
     problems are kept beside it. Without one, the critique's hand-set score."""
 
     def __init__(
-        self, scorer: Scorer, evidence: Evidence, ranker: Any, context: list[dict[str, str]]
+        self,
+        scorer: Scorer,
+        evidence: Evidence,
+        ranker: FitScorer | None,
+        context: list[dict[str, str]],
     ):
         self.scorer = scorer
         self.evidence = evidence

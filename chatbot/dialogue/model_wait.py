@@ -9,9 +9,22 @@ from __future__ import annotations
 import threading
 from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
-from typing import Any
+from typing import TYPE_CHECKING, Protocol, TypeAlias
 
 from chatbot.errors import ChatbotError
+
+if TYPE_CHECKING:
+    from torch.nn import Module
+    from transformers import PreTrainedTokenizerBase
+
+    # (model, tokenizer, version name): the model may be an int8 copy, a plain Module.
+    LoadedModel: TypeAlias = tuple[Module, PreTrainedTokenizerBase, str]
+
+
+class ReplyModelSource(Protocol):
+    def get(self) -> LoadedModel:
+        """(model, tokenizer, version name) of the reply model to use now."""
+        ...
 
 
 class ModelNotReady(ChatbotError):
@@ -19,13 +32,13 @@ class ModelNotReady(ChatbotError):
 
 
 class BoundedModelSource:
-    def __init__(self, source: Any):
+    def __init__(self, source: ReplyModelSource):
         self.source = source
         self._lock = threading.Lock()
-        self._pending: Future | None = None
+        self._pending: Future[LoadedModel] | None = None
 
-    def _start(self) -> Future:
-        future: Future = Future()
+    def _start(self) -> Future[LoadedModel]:
+        future: Future[LoadedModel] = Future()
 
         def run() -> None:
             try:
@@ -37,7 +50,7 @@ class BoundedModelSource:
         threading.Thread(target=run, name="reply-model-load", daemon=True).start()
         return future
 
-    def get(self, timeout: float) -> tuple[Any, Any, str]:
+    def get(self, timeout: float) -> LoadedModel:
         with self._lock:
             # A finished load is asked again each turn: the source may have a newly promoted version.
             if self._pending is None or self._pending.done():

@@ -45,6 +45,7 @@ class Reason(StrEnum):
     LOW_CONFIDENCE = "low_confidence"
     NEEDS_REVIEW = "needs_review"  # "needs_review: retrieved won"
     CONFIDENT = "confident"  # "confident: draft won"
+    NO_HITS = "no_hits"  # evaluation's retrieval variants: nothing was found
 
 
 def with_detail(reason: Reason, detail: str) -> str:

@@ -20,6 +20,12 @@ DEFAULT_HANDOFF_MESSAGE = (
 )
 DEFAULT_HOLD_MESSAGE = "Thanks! A colleague is checking my answer and will get back to you shortly."
 
+CacheOrigin = Literal["imported", "agent_approved", "agent_edited"]
+
+
+def _approved_origins() -> list[CacheOrigin]:
+    return ["agent_approved", "agent_edited"]
+
 
 class DialogueSettings(Section):
     # Evidence (what the reply model is shown of it is the `prompt` section's: prompt.evidence_k, prompt.history_turns).
@@ -38,8 +44,8 @@ class DialogueSettings(Section):
         le=1.0,
         description="Similarity (0-1) between the message and an approved pair's question needed for a cache hit.",
     )
-    cache_origins: list[Literal["imported", "agent_approved", "agent_edited"]] = Field(
-        default_factory=lambda: ["agent_approved", "agent_edited"],
+    cache_origins: list[CacheOrigin] = Field(
+        default_factory=_approved_origins,
         description="Training-pair origins that count as approved answers.",
     )
 
@@ -154,7 +160,7 @@ class DialogueSettings(Section):
 
     @model_validator(mode="before")
     @classmethod
-    def _renamed(cls, data):
+    def _renamed(cls, data: object) -> object:
         if isinstance(data, dict) and "evidence_k" in data:
             raise ValueError(
                 "evidence_k was renamed retrieve_k (past answers retrieved per message); "

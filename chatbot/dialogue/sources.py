@@ -7,11 +7,18 @@ tests). The manager itself takes them as given."""
 from __future__ import annotations
 
 import threading
-from typing import Any
+from typing import TYPE_CHECKING
 
 from chatbot.config import Settings
 from chatbot.errors import ConfigError
 from chatbot.store.database import Database
+
+if TYPE_CHECKING:
+    from chatbot.dialogue.manager import DialogueManager
+    from chatbot.dialogue.model_wait import LoadedModel
+    from chatbot.models.versions import ReplyModelProvider
+    from chatbot.ranking.model import RankerSource
+    from chatbot.retrieval.following import FollowingRetriever
 
 NO_INDEX_HINT = (
     "there is no index to answer from yet; import support history and build the index first: "
@@ -24,10 +31,10 @@ class BaseReplyModelSource:
 
     def __init__(self, settings: Settings):
         self.settings = settings
-        self._loaded: tuple[Any, Any, str] | None = None
+        self._loaded: LoadedModel | None = None
         self._lock = threading.Lock()
 
-    def get(self) -> tuple[Any, Any, str]:
+    def get(self) -> LoadedModel:
         with self._lock:
             if self._loaded is None:
                 from chatbot.models.reply_model import (
@@ -42,14 +49,14 @@ class BaseReplyModelSource:
             return self._loaded
 
 
-def reply_model_source(settings: Settings, database: Database):
+def reply_model_source(settings: Settings, database: Database) -> ReplyModelProvider:
     """The promoted reply model, reloaded on promotion; the base model until one exists."""
     from chatbot.models.versions import ReplyModelProvider
 
     return ReplyModelProvider(settings, database)
 
 
-def open_retriever_or_explain(settings: Settings, database: Database):
+def open_retriever_or_explain(settings: Settings, database: Database) -> FollowingRetriever:
     """The retriever over the current index version, following later versions (a
     rebuild from the admin console is served without a restart)."""
     from chatbot.retrieval.following import FollowingRetriever
@@ -62,7 +69,7 @@ def open_retriever_or_explain(settings: Settings, database: Database):
         raise ConfigError(NO_INDEX_HINT) from None
 
 
-def open_manager(settings: Settings):
+def open_manager(settings: Settings) -> tuple[DialogueManager, Database]:
     """(manager, database) for the settings; the caller disposes of the database."""
     from chatbot.dialogue.manager import DialogueManager
     from chatbot.store.database import require_schema
@@ -89,7 +96,7 @@ def open_manager(settings: Settings):
     ), database
 
 
-def ranker_source(settings: Settings, database: Database):
+def ranker_source(settings: Settings, database: Database) -> RankerSource | None:
     """The promoted learned ranker, reloaded on promotion (None while `ranker.enabled` is off);
     until one is trained and kept, candidates are scored by the hand-set critique."""
     if not settings.ranker.enabled:

@@ -30,8 +30,9 @@ from __future__ import annotations
 
 import re
 import threading
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from chatbot.ingest.specifics import (
     NAME_KINDS,
@@ -42,6 +43,9 @@ from chatbot.ingest.specifics import (
     slotted,
     value_key,
 )
+
+if TYPE_CHECKING:
+    from chatbot.store.database import Database
 
 # Values a customer's own messages can fill a slot with.
 # E-mail addresses and phone numbers on the way out are redaction's (`chatbot.ingest.redact`, which
@@ -60,7 +64,7 @@ FILLABLE = (
 _SENTENCE_END = re.compile(r"(?:^|[.!?\n]\s*)$")
 
 # How a reply is phrased without a slot the conversation cannot fill, in this order.
-_WITHOUT: tuple[tuple[re.Pattern, str], ...] = tuple(
+_WITHOUT: tuple[tuple[re.Pattern[str], str], ...] = tuple(
     (re.compile(pattern), replacement)
     for pattern, replacement in (
         # names
@@ -181,9 +185,9 @@ class SpecificsGuard:
     """The outgoing check and slot filler; see the module docstring. One per dialogue
     manager; thread-safe."""
 
-    database: object
+    database: Database
     company_name: str = ""
-    _cache: tuple[tuple, KnownValues] | None = field(default=None, repr=False)
+    _cache: tuple[tuple[object, ...], KnownValues] | None = field(default=None, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     # -- what the store knows ------------------------------------------------------------
@@ -252,12 +256,15 @@ class SpecificsGuard:
         filled: list[str] = []
         unfilled: list[str] = []
 
-        def put(m: re.Match) -> str:
+        def put(m: re.Match[str]) -> str:
             kind = m.group(1)
             if kind != "agent_name" and kind in facts.values:
                 filled.append(kind)
                 return facts.values[kind]
             return m.group(0)
+
+        def phrase(replacement: str) -> Callable[[re.Match[str]], str]:
+            return lambda m: self._phrase(m, replacement, unfilled)
 
         text = SLOT_RE.sub(put, text)
         if self.company_name:
@@ -265,7 +272,7 @@ class SpecificsGuard:
         for pattern, replacement in _WITHOUT:
             if "{" not in text:
                 break
-            text = pattern.sub(lambda m, r=replacement: self._phrase(m, r, unfilled), text)
+            text = pattern.sub(phrase(replacement), text)
         text = re.sub(r"[ \t]+([,.!?])", r"\1", text)
         text = re.sub(r"([,.!?])[ \t]*,", r"\1", text)
         text = re.sub(r"[ \t]{2,}", " ", text)
@@ -273,7 +280,7 @@ class SpecificsGuard:
         return text, filled, unfilled
 
     @staticmethod
-    def _phrase(m: re.Match, replacement: str, unfilled: list[str]) -> str:
+    def _phrase(m: re.Match[str], replacement: str, unfilled: list[str]) -> str:
         unfilled.extend(SLOT_RE.findall(m.group(0)))
         out = m.expand(replacement)
         if out and out[0].islower() and _SENTENCE_END.search(m.string[: m.start()]):

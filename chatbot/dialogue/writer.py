@@ -8,19 +8,29 @@ text wins is decided elsewhere."""
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
-from typing import Any
+from typing import TYPE_CHECKING
 
 from chatbot.dialogue.critique import Evidence
 from chatbot.dialogue.records import Candidate
 from chatbot.dialogue.settings import DialogueSettings
 from chatbot.training.prompt import PromptFormat
 
+if TYPE_CHECKING:
+    from torch.nn import Module
+    from transformers import PreTrainedTokenizerBase
+
+    from chatbot.models.generate import Limits
+
 _STORE_ROLE = {"user": "customer", "assistant": "agent"}
 
 
 class ReplyWriter:
     def __init__(
-        self, model: Any, tokenizer: Any, settings: DialogueSettings, prompt: PromptFormat
+        self,
+        model: Module,
+        tokenizer: PreTrainedTokenizerBase,
+        settings: DialogueSettings,
+        prompt: PromptFormat,
     ):
         self.model = model
         self.tokenizer = tokenizer
@@ -66,7 +76,7 @@ class ReplyWriter:
             >= self.settings.max_new_tokens - 1
         )
 
-    def limits(self):
+    def limits(self) -> Limits:
         from chatbot.models.generate import Limits
 
         s = self.settings

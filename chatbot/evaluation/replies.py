@@ -17,18 +17,33 @@ import shutil
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from chatbot.errors import ChatbotError, InputError
 from chatbot.evaluation import metrics as M
 from chatbot.evaluation.figures import TurnScores, summarise
 from chatbot.evaluation.intervals import LEVEL, Resampler
 from chatbot.evaluation.items import EvalItem, load_items, sample
-from chatbot.evaluation.variants import VARIANTS, Prediction, check_variant, variant_base
+from chatbot.evaluation.variants import (
+    VARIANTS,
+    Prediction,
+    Variant,
+    check_variant,
+    variant_base,
+)
+
+if TYPE_CHECKING:
+    from chatbot.config import Settings
+    from chatbot.dialogue.model_wait import LoadedModel
+    from chatbot.ingest.settings import IngestSettings
+    from chatbot.models.versions import VersionInfo
+    from chatbot.ranking.model import Ranker
+    from chatbot.retrieval.retriever import PairRetriever
+    from chatbot.store.database import Database
 
 log = logging.getLogger(__name__)
 
@@ -55,7 +70,7 @@ class ReplyEvaluation:
         return out
 
 
-def _check_files(paths: Sequence[Path], what: str) -> list[Path]:
+def _check_files(paths: Sequence[Path | str], what: str) -> list[Path]:
     files = [Path(p) for p in paths]
     for path in files:
         if not path.is_file():
@@ -63,21 +78,28 @@ def _check_files(paths: Sequence[Path], what: str) -> list[Path]:
     return files
 
 
-def _null_progress(iterable=None, **_kwargs):
-    class _Bar:
-        def __iter__(self):
-            return iter(iterable)
+class _NullBar:
+    """A progress bar that shows nothing (tqdm's interface, as far as it is used here)."""
 
-        def update(self, n=1):
-            pass
+    def __init__(self, iterable: Iterable[object] = (), **_kwargs: object):
+        self.iterable = iterable
 
-        def close(self):
-            pass
+    def __iter__(self) -> Iterator[object]:
+        return iter(self.iterable)
 
-    return _Bar()
+    def update(self, n: int = 1) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
 
 
-def live_promoted_version(settings: Any, name: str | None = None) -> tuple[Any, str]:
+_null_progress: ProgressFactory = _NullBar
+
+
+def live_promoted_version(
+    settings: Settings, name: str | None = None
+) -> tuple[VersionInfo | None, str]:
     """(the promoted reply version of the live store, or the one called `name`, or None;
     a note saying why not). Never creates the live database: a missing SQLite file means no versions."""
     from sqlalchemy.engine import make_url
@@ -97,6 +119,7 @@ def live_promoted_version(settings: Any, name: str | None = None) -> tuple[Any, 
             f"the live store {redact_url(url)} does not exist yet, so there is no trained version",
         )
     database = Database(url)
+    version: VersionInfo | None
     try:
         require_schema(database.engine)
         if name is not None:
@@ -122,7 +145,7 @@ def live_promoted_version(settings: Any, name: str | None = None) -> tuple[Any, 
 
 
 def evaluate_replies(
-    settings: Any,
+    settings: Settings,
     train_files: Sequence[Path | str],
     test_files: Sequence[Path | str] = (),
     *,
@@ -180,7 +203,7 @@ def evaluate_replies(
         raise InputError(
             f"val fraction {val_fraction} and test fraction {test_fraction} must be in [0, 1) and sum below 1"
         )
-    bar = progress or _null_progress
+    bar: ProgressFactory = progress or _null_progress
     started = time.perf_counter()
     notes: list[str] = []
     skipped: dict[str, str] = {}
@@ -194,7 +217,7 @@ def evaluate_replies(
             skipped["trained"] = why
             variants = [v for v in variants if v != "trained"]
     tmp = Path(tempfile.mkdtemp(prefix="chatbot-eval-", dir=str(work_dir) if work_dir else None))
-    databases: list[Any] = []
+    databases: list[Database] = []
     try:
         result = _run(
             settings,
@@ -253,12 +276,19 @@ def stored_summary(result: ReplyEvaluation) -> dict[str, Any]:
 
 
 def _import(
-    database: Any, files: Sequence[Path], ingest: Any, bar: ProgressFactory, what: str
+    database: Database,
+    files: Sequence[Path],
+    ingest: IngestSettings,
+    bar: ProgressFactory,
+    what: str,
 ) -> dict[str, Any]:
-    from chatbot.ingest.importer import import_paths
+    from chatbot.ingest.importer import ProgressBar, import_paths
 
-    def factory(name: str, total: int):
-        return bar(total=total, desc=f"import {what} {Path(name).name}", unit="B", unit_scale=True)
+    def factory(name: str, total: int) -> ProgressBar:
+        shown: ProgressBar = bar(
+            total=total, desc=f"import {what} {Path(name).name}", unit="B", unit_scale=True
+        )
+        return shown
 
     summary = import_paths(database, files, ingest=ingest, progress=factory)
     for f in summary.files:
@@ -273,18 +303,18 @@ def _import(
 
 
 def _run(
-    settings,
-    train,
-    test,
-    variants,
-    limit,
-    seed,
-    resamples,
-    val_fraction,
-    test_fraction,
-    trained_version,
+    settings: Settings,
+    train: list[Path],
+    test: list[Path],
+    variants: list[str],
+    limit: int | None,
+    seed: int,
+    resamples: int,
+    val_fraction: float,
+    test_fraction: float,
+    trained_version: VersionInfo | None,
     tmp: Path,
-    databases: list,
+    databases: list[Database],
     bar: ProgressFactory,
     notes: list[str],
     skipped: dict[str, str],
@@ -341,13 +371,13 @@ def _run(
     retriever = open_retriever(eval_settings, database)
     doc_meta = _doc_meta(database) if any(i.doc_id or i.doc_url for i in items) else {}
     predictions: dict[str, list[Prediction]] = {}
-    loaded: dict[str, tuple[Any, Any, str]] = {}
+    loaded: dict[str, LoadedModel] = {}
 
-    def model_for(name: str) -> tuple[Any, Any, str]:
+    def model_for(name: str) -> LoadedModel:
         if name not in loaded:
             from chatbot.models.reply_model import load_reply_model, reply_model_path
 
-            if name == "trained":
+            if name == "trained" and trained_version is not None:
                 model, tokenizer = load_reply_model(Path(trained_version.path))
                 loaded[name] = (model, tokenizer, trained_version.name)
             else:
@@ -365,7 +395,7 @@ def _run(
         variant = _build_variant(
             name, settings, database, retriever, model_for, trained_version, notes, ranker
         )
-        results = []
+        results: list[Prediction] = []
         for item in bar(items, desc=name, unit="turn"):
             results.append(variant.predict(item))
         predictions[name] = results
@@ -420,7 +450,15 @@ def _run(
     )
 
 
-def _train_ranker(settings, database, retriever, variants, notes, skipped, bar) -> Any:
+def _train_ranker(
+    settings: Settings,
+    database: Database,
+    retriever: PairRetriever,
+    variants: list[str],
+    notes: list[str],
+    skipped: dict[str, str],
+    bar: ProgressFactory,
+) -> tuple[Ranker, bool] | None:
     """The ranker learned from the train files' pairs (`chatbot.ranking`), as `chatbot
     ranker train` makes it: (the loaded ranker, whether its acceptance rule kept it), or
     None when it cannot be trained here (the `ranker` variant is then skipped)."""
@@ -448,8 +486,15 @@ def _train_ranker(settings, database, retriever, variants, notes, skipped, bar) 
 
 
 def _build_variant(
-    name, settings, database, retriever, model_for, trained_version, notes, ranker=None
-):
+    name: str,
+    settings: Settings,
+    database: Database,
+    retriever: PairRetriever,
+    model_for: Callable[[str], LoadedModel],
+    trained_version: VersionInfo | None,
+    notes: list[str],
+    ranker: tuple[Ranker, bool] | None = None,
+) -> Variant:
     from chatbot.evaluation import variants as V
 
     fill = V.SlotFiller(database)
@@ -457,7 +502,7 @@ def _build_variant(
         return V.KnnVariant(retriever, database, fill, batch_size=settings.retrieval.batch_size)
     if name == "retrieval":
         return V.RetrievalVariant(retriever, fill=fill)
-    if name == "ranker":
+    if name == "ranker" and ranker is not None:
         return V.RankerVariant(retriever, ranker[0], settings.ranker.retrieve_k, fill=fill)
     if name in ("base", "trained"):
         model, tokenizer, version = model_for(name)
@@ -498,14 +543,14 @@ def _build_variant(
     return V.RefinedVariant(manager, database, name=name)
 
 
-def _doc_meta(database: Any) -> dict[int, dict[str, str | None]]:
+def _doc_meta(database: Database) -> dict[int, dict[str, str | None]]:
     """conversation id -> the document its agent sent, for the train conversations that record one."""
     from sqlalchemy import select
 
     from chatbot.evaluation.items import doc_of
     from chatbot.store.schema import Conversation
 
-    out = {}
+    out: dict[int, dict[str, str | None]] = {}
     with database.session() as session:
         for cid, meta in session.execute(select(Conversation.id, Conversation.meta)):
             doc_id, doc_url = doc_of(meta)
@@ -524,11 +569,11 @@ def _doc_applies(item: EvalItem) -> bool:
 def _score(
     items: list[EvalItem],
     predictions: dict[str, list[Prediction]],
-    retriever: Any,
-    doc_meta: dict[int, dict],
-    settings: Any,
+    retriever: PairRetriever,
+    doc_meta: dict[int, dict[str, str | None]],
+    settings: Settings,
     resampler: Resampler,
-) -> tuple[dict[str, dict], list[dict], list[dict]]:
+) -> tuple[dict[str, dict[str, Any]], list[dict[str, Any]], list[dict[str, Any]]]:
     """Score what each variant sent (answered turns only), then sum up (`figures`)."""
     import numpy as np
 
@@ -565,7 +610,7 @@ def _score(
             else:  # nothing was sent as an answer: nothing to score
                 row.update(rouge_l=None, bleu=None, embedding_similarity=None)
             if applies[i]:
-                cited = [{**doc_meta.get(c.get("conversation_id"), {})} for c in pred.citations]
+                cited = [_cited_doc(doc_meta, c["conversation_id"]) for c in pred.citations]
                 match = (
                     M.doc_match(item.doc_id, item.doc_url, pred.text, cited)
                     if pred.answered
@@ -592,7 +637,19 @@ def _score(
     return figures, comparisons, turns
 
 
-def _meta(settings: Any, variants: list[str], trained_version: Any, loaded: dict) -> dict[str, Any]:
+def _cited_doc(
+    doc_meta: dict[int, dict[str, str | None]], conversation_id: int | None
+) -> dict[str, str | None]:
+    """The document the cited past conversation's agent sent ({} when none)."""
+    return dict(doc_meta.get(conversation_id, {})) if conversation_id is not None else {}
+
+
+def _meta(
+    settings: Settings,
+    variants: list[str],
+    trained_version: VersionInfo | None,
+    loaded: dict[str, LoadedModel],
+) -> dict[str, Any]:
     from chatbot import __version__
     from chatbot.models.embedder import embedder_path
 

@@ -27,11 +27,24 @@ scoring the replies is `metrics`'."""
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, TypedDict
 
+from chatbot.dialogue.records import ANSWERED, Decision, Reason
 from chatbot.evaluation.items import EvalItem
 from chatbot.training.prompt import PromptFormat
+
+if TYPE_CHECKING:
+    from torch.nn import Module
+    from transformers import PreTrainedTokenizerBase
+
+    from chatbot.config import Settings
+    from chatbot.dialogue.manager import DialogueManager, FitScorer
+    from chatbot.dialogue.model_wait import LoadedModel
+    from chatbot.retrieval.retriever import PairRetriever
+    from chatbot.retrieval.types import Hit
+    from chatbot.store.database import Database
 
 VARIANTS = ("knn", "retrieval", "ranker", "base", "trained", "refined")
 MAX_ROUNDS_VARIANT = 5  # refined@0 .. refined@5
@@ -55,7 +68,21 @@ def check_variant(name: str) -> str | None:
     return None
 
 
-ANSWERED_DECISIONS = ("answer", "answer_flagged")
+ANSWERED_DECISIONS = ANSWERED
+
+
+class PredictionCitation(TypedDict):
+    """A cited past answer as the evaluation report keeps it (no snippet)."""
+
+    pair_id: int
+    conversation_id: int | None
+    turn_index: int | None
+    source: str
+    score: float
+
+
+# Fills a past answer's slots for the evaluated conversation (`SlotFiller`), or not.
+Fill = Callable[[str, EvalItem], str]
 
 
 @dataclass
@@ -68,11 +95,9 @@ class Prediction:
 
     text: str
     seconds: float
-    decision: str = "answer"
+    decision: Decision = Decision.ANSWER
     reason: str = ""
-    citations: list[dict[str, Any]] = field(
-        default_factory=list
-    )  # pair_id, conversation_id, source
+    citations: list[PredictionCitation] = field(default_factory=list)
     model_version: str | None = None
     shown_text: str = ""
     unsent: str = ""
@@ -82,7 +107,7 @@ class Prediction:
         return self.decision in ANSWERED_DECISIONS
 
     def to_dict(self) -> dict[str, Any]:
-        return {**asdict(self), "answered": self.answered}
+        return {**asdict(self), "decision": str(self.decision), "answered": self.answered}
 
 
 class Variant(Protocol):
@@ -91,7 +116,7 @@ class Variant(Protocol):
     def predict(self, item: EvalItem) -> Prediction: ...
 
 
-def _citation(hit: Any) -> dict[str, Any]:
+def _citation(hit: Hit) -> PredictionCitation:
     c = hit.citation
     return {
         "pair_id": c.pair_id,
@@ -106,7 +131,7 @@ class SlotFiller:
     """A past answer as the dialogue manager sends it: slots filled from the evaluated
     conversation (the customer's own name or order number) or phrased out."""
 
-    def __init__(self, database: Any):
+    def __init__(self, database: Database | None):
         from chatbot.dialogue.specifics import SpecificsGuard
 
         self.guard = SpecificsGuard(database) if database is not None else None
@@ -135,7 +160,13 @@ class KnnVariant:
 
     name = "knn"
 
-    def __init__(self, retriever: Any, database: Any, fill: Any = _no_fill, batch_size: int = 64):
+    def __init__(
+        self,
+        retriever: PairRetriever,
+        database: Database,
+        fill: Fill = _no_fill,
+        batch_size: int = 64,
+    ):
         from sqlalchemy import select
 
         from chatbot.retrieval.embedding import embed_texts
@@ -162,14 +193,14 @@ class KnnVariant:
         started = time.perf_counter()
         if not self.records:
             return Prediction(
-                "", time.perf_counter() - started, decision="handoff", reason="no_hits"
+                "", time.perf_counter() - started, decision=Decision.HANDOFF, reason=Reason.NO_HITS
             )
         vector = embed_texts(self.retriever.model, [customer_text(item.context) or item.message])[0]
         row = int((self.vectors @ vector).argmax())
         record = self.records[row]
         text = self.fill(record.reply, item)
         seconds = time.perf_counter() - started
-        citation = {
+        citation: PredictionCitation = {
             "pair_id": record.id,
             "conversation_id": record.conversation_id,
             "turn_index": record.turn_index,
@@ -182,7 +213,7 @@ class KnnVariant:
 class RetrievalVariant:
     name = "retrieval"
 
-    def __init__(self, retriever: Any, k: int = 1, fill: Any = _no_fill):
+    def __init__(self, retriever: PairRetriever, k: int = 1, fill: Fill = _no_fill):
         self.retriever = retriever
         self.k = max(1, k)
         self.fill = fill
@@ -194,16 +225,18 @@ class RetrievalVariant:
         )
         if not result.hits:
             return Prediction(
-                "", time.perf_counter() - started, decision="handoff", reason="no_hits"
+                "", time.perf_counter() - started, decision=Decision.HANDOFF, reason=Reason.NO_HITS
             )
         top = self.choose(item, result.hits)
         text = self.fill(top.reply_text, item)
         seconds = time.perf_counter() - started
         if result.out_of_scope:
-            return Prediction("", seconds, decision="handoff", reason="out_of_scope", unsent=text)
+            return Prediction(
+                "", seconds, decision=Decision.HANDOFF, reason=Reason.OUT_OF_SCOPE, unsent=text
+            )
         return Prediction(text, seconds, citations=[_citation(top)], shown_text=text)
 
-    def choose(self, item: EvalItem, hits: list[Any]) -> Any:
+    def choose(self, item: EvalItem, hits: list[Hit]) -> Hit:
         return hits[0]
 
 
@@ -212,11 +245,11 @@ class RankerVariant(RetrievalVariant):
 
     name = "ranker"
 
-    def __init__(self, retriever: Any, ranker: Any, k: int, fill: Any = _no_fill):
+    def __init__(self, retriever: PairRetriever, ranker: FitScorer, k: int, fill: Fill = _no_fill):
         super().__init__(retriever, k, fill)
         self.ranker = ranker
 
-    def choose(self, item: EvalItem, hits: list[Any]) -> Any:
+    def choose(self, item: EvalItem, hits: list[Hit]) -> Hit:
         probabilities = self.ranker.score(
             item.context, [self.fill(h.reply_text, item) for h in hits]
         )
@@ -227,7 +260,13 @@ class OnePassVariant:
     """One generation, no critique and no decision: what the model alone writes."""
 
     def __init__(
-        self, name: str, model: Any, tokenizer: Any, version: str, retriever: Any, settings: Any
+        self,
+        name: str,
+        model: Module,
+        tokenizer: PreTrainedTokenizerBase,
+        version: str,
+        retriever: PairRetriever,
+        settings: Settings,
     ):
         self.name = name
         self.model = model
@@ -244,7 +283,7 @@ class OnePassVariant:
         from chatbot.models.generate import generate_text
 
         started = time.perf_counter()
-        hits = []
+        hits: list[Hit] = []
         if self.prompt.evidence_k > 0:
             hits = self.retriever.search(
                 item.message, history=[t["text"] for t in item.history], k=self.prompt.evidence_k
@@ -269,15 +308,15 @@ class OnePassVariant:
 class FixedReplySource:
     """A reply-model source for the dialogue manager that serves one loaded model."""
 
-    def __init__(self, model: Any, tokenizer: Any, version: str):
-        self._loaded = (model, tokenizer, version)
+    def __init__(self, model: Module, tokenizer: PreTrainedTokenizerBase, version: str):
+        self._loaded: LoadedModel = (model, tokenizer, version)
 
-    def get(self) -> tuple[Any, Any, str]:
+    def get(self) -> LoadedModel:
         return self._loaded
 
 
 class RefinedVariant:
-    def __init__(self, manager: Any, database: Any, name: str = "refined"):
+    def __init__(self, manager: DialogueManager, database: Database, name: str = "refined"):
         self.name = name
         self.manager = manager
         self.database = database
@@ -306,13 +345,13 @@ class RefinedVariant:
         shown = (reply.shown_text or "") if reply.sent else ""
         citations = (
             [
-                {
-                    "pair_id": c.pair_id,
-                    "conversation_id": c.conversation_id,
-                    "turn_index": c.turn_index,
-                    "source": c.source,
-                    "score": c.score,
-                }
+                PredictionCitation(
+                    pair_id=c.pair_id,
+                    conversation_id=c.conversation_id,
+                    turn_index=c.turn_index,
+                    source=c.source,
+                    score=c.score,
+                )
                 for c in reply.citations
             ]
             if answered
