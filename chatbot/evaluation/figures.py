@@ -165,7 +165,9 @@ def verdict(comparison: dict[str, Any]) -> str:
     return "; ".join(parts) or "no difference shown"
 
 
-def summarise(rs: Resampler, scores: dict[str, TurnScores]) -> tuple[dict[str, dict], list[dict]]:
+def summarise(
+    rs: Resampler, scores: dict[str, TurnScores]
+) -> tuple[dict[str, dict[str, Any]], list[dict[str, Any]]]:
     """(figures per variant, comparisons of every pair in the given order)."""
     figures = {name: variant_figures(rs, s) for name, s in scores.items()}
     pairs = [compare(rs, a, scores[a], b, scores[b]) for a, b in combinations(list(scores), 2)]

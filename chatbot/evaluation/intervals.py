@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 LEVEL = 0.95
 
@@ -101,7 +102,9 @@ class Resampler:
         value, samples = self.mean_samples(values, mask)
         return interval(value, samples, digits=digits)
 
-    def mean_samples(self, values, mask=None) -> tuple[float | None, np.ndarray]:
+    def mean_samples(
+        self, values: ArrayLike, mask: ArrayLike | None = None
+    ) -> tuple[float | None, np.ndarray]:
         v = np.asarray(values, dtype=np.float64)
         m = np.ones(v.shape, dtype=bool) if mask is None else np.asarray(mask, dtype=bool)
         if not m.any():

@@ -10,7 +10,10 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from chatbot.store.database import Database
 
 
 @dataclass(frozen=True)
@@ -57,7 +60,7 @@ def doc_of(meta: dict[str, Any] | None) -> tuple[str | None, str | None]:
     return (str(doc_id) if doc_id not in (None, "") else None, str(doc_url) if doc_url else None)
 
 
-def load_items(database: Any, splits: Sequence[str]) -> list[EvalItem]:
+def load_items(database: Database, splits: Sequence[str]) -> list[EvalItem]:
     """The training pairs of `splits` in `database` as evaluation items, ordered by key."""
     from sqlalchemy import select
 

@@ -1,6 +1,7 @@
 """Figures for one reply against the agent's real reply, and summaries over many:
-ROUGE-L (F-measure, `rouge-score` with stemming: the project's only implementation), BLEU (`sacrebleu`: sentence BLEU per
-turn, corpus BLEU per variant, and the per-turn statistics corpus BLEU is summed from),
+ROUGE-L (F-measure, `rouge-score` with stemming: the project's only implementation),
+BLEU (`sacrebleu`: sentence BLEU per turn, corpus BLEU per variant, and the per-turn
+statistics corpus BLEU is summed from),
 cosine similarity of sentence embeddings, latency percentiles, and whether a reply or
 its citations point to the help document the real agent sent. Pure functions on texts
 and numbers: producing the replies, loading the embedder and the intervals
@@ -63,7 +64,7 @@ def bleu_statistics(predictions: Sequence[str], references: Sequence[str]) -> np
     """Per-turn sacrebleu statistics (n-gram matches and totals, hypothesis and reference
     lengths), one row per turn: corpus BLEU of any multiset of turns is `bleu_from_statistics`
     of the sum of their rows, which is how its bootstrap interval is computed."""
-    from sacrebleu.metrics import BLEU
+    from sacrebleu.metrics.bleu import BLEU
 
     if not predictions:
         return np.zeros((0, 2 + 2 * BLEU().max_ngram_order), dtype=np.int64)
@@ -71,9 +72,9 @@ def bleu_statistics(predictions: Sequence[str], references: Sequence[str]) -> np
     return np.asarray(stats, dtype=np.int64)
 
 
-def bleu_from_statistics(summed: Sequence[float]) -> float:
+def bleu_from_statistics(summed: Sequence[float] | np.ndarray) -> float:
     """Corpus BLEU (0-100) from summed per-turn statistics (see `bleu_statistics`)."""
-    from sacrebleu.metrics import BLEU
+    from sacrebleu.metrics.bleu import BLEU
 
     return float(BLEU()._compute_score_from_stats([int(round(x)) for x in summed]).score)
 

@@ -5,12 +5,15 @@ made by the earlier scorer, are still read). Running the evaluation is `replies`
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from chatbot.store.database import Database
 
 KEY = "replies"
 
 
-def record_evaluation(database: Any, version_name: str, summary: dict[str, Any]) -> None:
+def record_evaluation(database: Database, version_name: str, summary: dict[str, Any]) -> None:
     """Replace the version's previous reply evaluation with `summary`, keeping the rest."""
     from chatbot.models.versions import get_version, set_evaluation
 
@@ -18,11 +21,11 @@ def record_evaluation(database: Any, version_name: str, summary: dict[str, Any])
     set_evaluation(database, version_name, {**current, KEY: summary})
 
 
-def _fmt(value: Any, spec: str, scale: float = 1.0) -> str:
+def _fmt(value: float | None, spec: str, scale: float = 1.0) -> str:
     return "-" if value is None else format(value * scale, spec)
 
 
-def _ci(figure: Any, spec: str, scale: float = 1.0, unit: str = "") -> str:
+def _ci(figure: object, spec: str, scale: float = 1.0, unit: str = "") -> str:
     """ "0.182 [0.150, 0.214]" from {value, low, high}."""
     if not isinstance(figure, dict) or figure.get("value") is None:
         return "-"

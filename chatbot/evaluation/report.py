@@ -33,10 +33,16 @@ QUALITY_NOTE = (
 )
 
 
-def _get(figures: dict[str, Any], dotted: str) -> Any:
+def _or(value: float | None, default: float) -> float:
+    return default if value is None else value
+
+
+def _get(figures: dict[str, Any], dotted: str) -> dict[str, Any] | None:
+    """The figure at a dotted path ("answered.rouge_l"): {value, low, high}, or None."""
+    found: object = figures
     for part in dotted.split("."):
-        figures = (figures or {}).get(part)
-    return figures
+        found = found.get(part) if isinstance(found, dict) else None
+    return found if isinstance(found, dict) else None
 
 
 def ci(figure: dict[str, Any] | None, spec: str = ".3f") -> str:
@@ -222,14 +228,8 @@ def plot_metrics(result: ReplyEvaluation, path: Path) -> None:
     for ax, (key, label) in zip(axes, PANELS, strict=True):
         figures = [_get(result.variants[n], key) or {} for n in names]
         values = [f.get("value") or 0.0 for f in figures]
-        low = [
-            v - (f.get("low") if f.get("low") is not None else v)
-            for v, f in zip(values, figures, strict=True)
-        ]
-        high = [
-            (f.get("high") if f.get("high") is not None else v) - v
-            for v, f in zip(values, figures, strict=True)
-        ]
+        low = [v - _or(f.get("low"), v) for v, f in zip(values, figures, strict=True)]
+        high = [_or(f.get("high"), v) - v for v, f in zip(values, figures, strict=True)]
         ax.bar(
             names,
             values,
