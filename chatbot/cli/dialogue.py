@@ -7,33 +7,40 @@ messages were cleaned may still hold terminal escape sequences)."""
 from __future__ import annotations
 
 import sys
+from typing import TYPE_CHECKING
 
 import click
 
 from chatbot.cli import AppContext, emit_json, json_option, pass_app
+from chatbot.dialogue.records import Decision, Reply
 from chatbot.ingest.sanitize import clean_text
 
+if TYPE_CHECKING:
+    from chatbot.config import Settings
+    from chatbot.dialogue.manager import DialogueManager
+    from chatbot.store.database import Database
+
 _LABEL = {
-    "answer": "answered",
-    "answer_flagged": "answered, flagged for agent review",
-    "held": "held for agent review (not sent)",
-    "handoff": "handed off to a human",
-    "silent": "a human agent is in charge; the assistant stays silent",
+    Decision.ANSWER: "answered",
+    Decision.ANSWER_FLAGGED: "answered, flagged for agent review",
+    Decision.HELD: "held for agent review (not sent)",
+    Decision.HANDOFF: "handed off to a human",
+    Decision.SILENT: "a human agent is in charge; the assistant stays silent",
 }
 
 
-def build_manager(settings):
+def build_manager(settings: Settings) -> tuple[DialogueManager, Database]:
     """(manager, database); a separate function so tests can build it their way."""
     from chatbot.dialogue.sources import open_manager
 
     return open_manager(settings)
 
 
-def _footer(reply) -> str:
+def _footer(reply: Reply) -> str:
     confidence = "n/a" if reply.confidence is None else f"{reply.confidence:.2f}"
     smoothed = "n/a" if reply.smoothed_confidence is None else f"{reply.smoothed_confidence:.2f}"
     lines = [
-        f"[{_LABEL.get(reply.decision, reply.decision)}; reason: {reply.reason}; confidence {confidence} "
+        f"[{_LABEL[reply.decision]}; reason: {reply.reason}; confidence {confidence} "
         f"(smoothed {smoothed}); conversation {reply.conversation_id}; {reply.timings.get('total', 0):.2f}s]"
     ]
     for c in reply.citations:
@@ -123,6 +130,7 @@ def chat(app: AppContext, conversation_id: int | None, details: bool) -> None:
                         started = True
                     elif event.kind == "done":
                         reply = event.reply
+                        assert reply is not None  # `done` always carries the reply
                         conversation_id = reply.conversation_id
                         if started:
                             click.echo()

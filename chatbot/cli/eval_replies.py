@@ -5,7 +5,9 @@ Options, progress bars and the printed table only; the run is
 from __future__ import annotations
 
 import sys
+from collections.abc import Iterable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
@@ -13,12 +15,17 @@ from chatbot.cli import AppContext, emit_json, json_option, pass_app
 from chatbot.evaluation.variants import VARIANTS as VARIANT_NAMES
 from chatbot.evaluation.variants import check_variant
 
+if TYPE_CHECKING:
+    from tqdm import tqdm
 
-def _progress_factory(enabled: bool):
+    from chatbot.evaluation.replies import ProgressFactory
+
+
+def _progress_factory(enabled: bool) -> ProgressFactory | None:
     if not enabled:
         return None
 
-    def factory(iterable=None, **kwargs):
+    def factory(iterable: Iterable[object] | None = None, **kwargs: object) -> tqdm[object]:
         from tqdm import tqdm
 
         return tqdm(iterable, file=sys.stderr, dynamic_ncols=True, leave=False, **kwargs)
@@ -184,7 +191,7 @@ def replies_command(
         click.echo(f"note: {note}")
     if result.recorded_version:
         click.echo(f"recorded as the latest evaluation of model version {result.recorded_version}")
-    if files:
+    if files and out_dir is not None:
         click.echo(
             f"report: {out_dir / 'report.md'} (+ report.json, meta.json, metrics.png, latency.png)"
         )
