@@ -49,10 +49,12 @@ from collections import Counter, defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
+from typing import overload
 
-from sqlalchemy import exists, func, select, union_all
-from sqlalchemy.orm import Session, aliased
+from sqlalchemy import ColumnElement, exists, func, select, union_all
+from sqlalchemy.orm import InstrumentedAttribute, Session, aliased
 
+from chatbot.dialogue.records import ANSWERED
 from chatbot.errors import InputError
 from chatbot.store.dialogue_schema import DialogueReply
 from chatbot.store.schema import Conversation, Message
@@ -60,7 +62,7 @@ from chatbot.store.support_schema import AgentAction, Feedback
 
 LIVE = "live"
 DECISION_ACTIONS = ("approve", "edit", "reject")
-ANSWER_DECISIONS = ("answer", "answer_flagged")
+ANSWER_DECISIONS = ANSWERED
 # Actions that put a human in the conversation (whatever an agent sends is also an
 # "agent" message; approving an answer already sent is a review, not involvement).
 HUMAN_ACTIONS = ("reply", "take_over")
@@ -70,6 +72,10 @@ DAILY_SERIES = ("conversations", "hand-offs", "automated")
 MAX_PADDED_DAYS = 1000
 
 
+@overload
+def to_utc(value: datetime) -> datetime: ...
+@overload
+def to_utc(value: None) -> None: ...
 def to_utc(value: datetime | None) -> datetime | None:
     """An aware UTC datetime; SQLite hands back naive ones, which are UTC here."""
     if value is None:
@@ -249,8 +255,10 @@ def reason_group(reason: str | None) -> str:
 # -- queries -------------------------------------------------------------------------
 
 
-def _within(column, period: Period) -> list:
-    conditions = []
+def _within(
+    column: InstrumentedAttribute[datetime] | ColumnElement[datetime], period: Period
+) -> list[ColumnElement[bool]]:
+    conditions: list[ColumnElement[bool]] = []
     if period.start is not None:
         conditions.append(column >= period.start)
     if period.end is not None:
@@ -335,7 +343,7 @@ def _agent_decisions(session: Session, period: Period) -> list[AgentDecisions]:
         )
         .group_by(AgentAction.username, AgentAction.action)
     )
-    counts: dict[str, Counter] = defaultdict(Counter)
+    counts: dict[str, Counter[str]] = defaultdict(Counter)
     for username, action, count in session.execute(query):
         counts[username][action] += count
     return sorted(
@@ -459,7 +467,7 @@ def _daily(rows: Sequence[_ConversationRow], period: Period) -> list[DayCounts]:
     )
     if first is None or final is None:
         return []
-    if (final - first).days > MAX_PADDED_DAYS and data_first is not None:
+    if (final - first).days > MAX_PADDED_DAYS and data_first is not None and data_final is not None:
         first, final = max(first, data_first), min(final, data_final)
     days = (final - first).days + 1
     return [
