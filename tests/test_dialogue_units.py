@@ -19,7 +19,6 @@ from chatbot.dialogue.refine import refine
 from chatbot.dialogue.settings import DialogueSettings
 from chatbot.dialogue.text import extract_facts
 from chatbot.errors import ConfigError
-from chatbot.evaluation.metrics import rouge_l
 from tests.test_dialogue_support import SHOP, make_manager, shop  # noqa: F401
 
 # -- refinement ----------------------------------------------------------------------
@@ -167,12 +166,6 @@ def test_extract_facts_normalises():
     )  # numbering is no fact
 
 
-def test_rouge_l():
-    assert rouge_l("the cat sat", "the cat sat") == 1.0
-    assert rouge_l("a b c d", "a x c y") == pytest.approx(0.5)
-    assert rouge_l("", "x") == 0.0
-
-
 # -- hand-off signals, smoothing, decisions ------------------------------------------
 
 
@@ -298,3 +291,76 @@ def test_ask_and_chat_print_the_reply_with_its_decision(shop, monkeypatch):
 
     result = runner.invoke(main, ["ask", "hi", "--conversation", "999999"])
     assert result.exit_code == 1 and "conversation 999999 does not exist" in result.output
+
+
+# -- the reply's records and their stored form ----------------------------------------
+
+
+def test_reply_records_keep_the_stored_json_form():
+    """Each kind of kept candidate serialises to exactly the object the store's
+    `candidates` column has always held (keys, order and values)."""
+    from chatbot.dialogue.records import (
+        Blocked,
+        BlockedCandidate,
+        CachedCandidate,
+        GenerationFailure,
+        Origin,
+        ScoredCandidate,
+    )
+
+    def as_stored(record):
+        return list(record.to_json().items())
+
+    assert as_stored(CachedCandidate(3, 0.91, "Yes.")) == [
+        ("origin", "cache"),
+        ("pair_id", 3),
+        ("score", 0.91),
+        ("text", "Yes."),
+    ]
+    assert as_stored(CachedCandidate(3, 0.91, "Yes.", {"ranker": 0.8}))[-1] == (
+        "components",
+        {"ranker": 0.8},
+    )
+    assert as_stored(ScoredCandidate(Origin.DRAFT, 0, None, 0.7, "Hi", {"relevance": 1.0})) == [
+        ("origin", "draft"),
+        ("round", 0),
+        ("pair_id", None),
+        ("score", 0.7),
+        ("text", "Hi"),
+        ("components", {"relevance": 1.0}),
+    ]
+    # A candidate repeating the system prompt keeps no text.
+    assert as_stored(BlockedCandidate(Origin.REVISION, 1, None, Blocked.PROMPT)) == [
+        ("origin", "revision"),
+        ("round", 1),
+        ("pair_id", None),
+        ("blocked", "repeats the system prompt"),
+    ]
+    degenerate = BlockedCandidate(Origin.DRAFT, 0, None, Blocked.DEGENERATE, "empty", text="")
+    assert as_stored(degenerate) == [
+        ("origin", "draft"),
+        ("round", 0),
+        ("pair_id", None),
+        ("text", ""),
+        ("blocked", "degenerate: empty"),
+    ]
+    foreign = BlockedCandidate(Origin.CACHE, None, 4, Blocked.SPECIFICS, "NW-1", "x", None)
+    assert as_stored(foreign) == [
+        ("origin", "cache"),
+        ("round", None),
+        ("pair_id", 4),
+        ("score", None),
+        ("text", "x"),
+        ("blocked", "another customer's specifics: NW-1"),
+    ]
+    assert GenerationFailure("RuntimeError: boom").to_json() == {"error": "RuntimeError: boom"}
+
+
+def test_decisions_are_the_stored_ones():
+    from chatbot.dialogue.records import Decision, ReplyPath, reply_path
+    from chatbot.store.dialogue_schema import REPLY_DECISIONS
+
+    assert tuple(Decision) == REPLY_DECISIONS
+    with pytest.raises(ValueError):
+        Decision("answered")  # a typo is an error, not a new state
+    assert reply_path(Decision.HELD, "needs_review: draft won", []) is ReplyPath.HELD

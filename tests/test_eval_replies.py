@@ -160,6 +160,9 @@ def test_one_rouge_l_for_the_whole_project():
     for candidate, reference in pairs:
         expected = scorer.score(reference, candidate)["rougeL"].fmeasure
         assert M.rouge_l(candidate, reference) == pytest.approx(expected)
+    assert M.rouge_l("the cat sat", "the cat sat") == 1.0
+    assert M.rouge_l("a b c d", "a x c y") == pytest.approx(0.5)
+    assert M.rouge_l("", "x") == 0.0
 
 
 def test_bleu_statistics_sum_to_corpus_bleu():

@@ -95,6 +95,7 @@ def ask(app: AppContext, message: str, conversation_id: int | None, as_json: boo
 @pass_app
 def chat(app: AppContext, conversation_id: int | None, details: bool) -> None:
     """An interactive session in the terminal (empty line or Ctrl-D to quit)."""
+    from chatbot.dialogue.manager import EventKind
     from chatbot.errors import InputError
 
     manager, database = build_manager(app.settings)
@@ -112,23 +113,23 @@ def chat(app: AppContext, conversation_id: int | None, details: bool) -> None:
                 stream = manager.respond_stream(message, conversation_id, source="cli")
                 started = False
                 for event in stream:
-                    if event.kind == "stage" and details and event.text not in ("done",):
+                    if event.kind == EventKind.STAGE and details and event.text not in ("done",):
                         click.echo(f"  ({event.text}…)", err=True)
-                    elif event.kind == "round" and details:
+                    elif event.kind == EventKind.ROUND and details:
                         click.echo(f"  ({clean_text(event.text)})", err=True)
-                    elif event.kind == "token":
+                    elif event.kind == EventKind.TOKEN:
                         if not started:
                             click.echo("bot> ", nl=False)
                             started = True
                         click.echo(clean_text(event.text), nl=False)
                     elif (
-                        event.kind == "replace"
+                        event.kind == EventKind.REPLACE
                     ):  # the words so far were a draft; this is the answer
                         click.echo(
                             ("\n" if started else "") + "bot> " + clean_text(event.text), nl=False
                         )
                         started = True
-                    elif event.kind == "done":
+                    elif event.kind == EventKind.DONE:
                         reply = event.reply
                         assert reply is not None  # `done` always carries the reply
                         conversation_id = reply.conversation_id

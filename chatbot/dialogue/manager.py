@@ -50,6 +50,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
+from enum import StrEnum
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from chatbot.dialogue import repository as repo
@@ -139,6 +140,16 @@ class FitScorerSource(Protocol):
         ...
 
 
+class EventKind(StrEnum):
+    """What a `DialogueEvent` says (see there)."""
+
+    STAGE = "stage"
+    ROUND = "round"
+    TOKEN = "token"
+    REPLACE = "replace"
+    DONE = "done"
+
+
 @dataclass
 class DialogueEvent:
     """One step of answering, for streaming UIs: `stage` (a stage started), `round` (a
@@ -148,9 +159,9 @@ class DialogueEvent:
     `text`, the final one: a retrieved answer beat the draft, or the draft was withheld),
     `done` (`reply`). The tokens, with any replace applied, add up to `reply.shown_text`."""
 
-    kind: str
+    kind: EventKind
     text: str = ""
-    data: Any = None
+    data: RoundTrace | None = None
     reply: Reply | None = None
 
 
@@ -501,7 +512,7 @@ class DialogueManager:
         """Past answers for the message and its history, with what the store knows of
         their pairs, in slotted form filled for this customer (foreign ones withheld)."""
         s = self.settings
-        turn.emit(DialogueEvent("stage", "retrieving"))
+        turn.emit(DialogueEvent(EventKind.STAGE, "retrieving"))
         with turn.clock.stage("retrieve"):
             result = self.retriever.search(turn.message, history=turn.history_text, k=s.retrieve_k)
         hits = list(result.hits)
@@ -572,7 +583,7 @@ class DialogueManager:
             and (best_retrieved is None or best_retrieved < s.retrieved_first_threshold)
         ):
             return drafted
-        turn.emit(DialogueEvent("stage", "drafting"))
+        turn.emit(DialogueEvent(EventKind.STAGE, "drafting"))
         try:
             with turn.clock.stage("load_model"):
                 model, tokenizer, drafted.version = self.reply_model()
@@ -710,7 +721,7 @@ class DialogueManager:
         worker.join()
         if "error" in outcome:
             raise outcome["error"]
-        yield DialogueEvent("done", reply=outcome["reply"])
+        yield DialogueEvent(EventKind.DONE, reply=outcome["reply"])
 
     def hand_back(self, conversation_id: int) -> None:
         """An agent gives a handed-off conversation back to the assistant (checking who
@@ -915,7 +926,9 @@ class DialogueManager:
 
         def on_round(trace: RoundTrace) -> None:
             emit(
-                DialogueEvent("round", f"round {trace.round}: score {trace.score:.2f}", data=trace)
+                DialogueEvent(
+                    EventKind.ROUND, f"round {trace.round}: score {trace.score:.2f}", data=trace
+                )
             )
 
         def score(text: str) -> Critique:
@@ -1045,7 +1058,7 @@ class DialogueManager:
                 row.timings = reply.timings = dict(clock.timings, total=clock.total())
         live.settle(reply.shown_text)
         reply.timings = dict(clock.timings, total=clock.total())
-        emit(DialogueEvent("stage", "done"))
+        emit(DialogueEvent(EventKind.STAGE, "done"))
         return reply
 
 
@@ -1161,13 +1174,13 @@ class _LiveText:
             self.stopped = True
             return
         if len(text) > len(self.shown):
-            self.emit(DialogueEvent("token", text[len(self.shown) :]))
+            self.emit(DialogueEvent(EventKind.TOKEN, text[len(self.shown) :]))
             self.shown = text
 
     def settle(self, final: str) -> None:
         """Bring what was shown to the final text: its remaining words, or a replace."""
         if self.shown and not final.startswith(self.shown):
-            self.emit(DialogueEvent("replace", final))
+            self.emit(DialogueEvent(EventKind.REPLACE, final))
             return
         rest = final[len(self.shown) :]
         pieces = re.findall(r"\s*\S+", rest)
@@ -1175,5 +1188,5 @@ class _LiveText:
         for piece in (
             pieces[:-1] + [pieces[-1] + trailing] if pieces else ([trailing] if trailing else [])
         ):
-            self.emit(DialogueEvent("token", piece))
+            self.emit(DialogueEvent(EventKind.TOKEN, piece))
         self.shown = final
