@@ -16,6 +16,8 @@ from typing import Any
 
 import numpy as np
 
+from chatbot.dialogue.text import rouge_l as rouge_l  # the project's one ROUGE-L, re-exported
+
 _ARCHIVE_PREFIX = re.compile(r"^https?://web\.archive\.org/web/\d+/", re.IGNORECASE)
 _SCHEME = re.compile(r"^https?:\s?//(www\.)?", re.IGNORECASE)
 
