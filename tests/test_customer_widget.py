@@ -259,8 +259,8 @@ def test_a_reply_streams_and_ends_as_stored_with_its_sources(services, database)
     assert reply.decision in ("answer", "answer_flagged") and reply.citations
     folded = last.chat[-1]["content"].split(html.escape(sent), 1)[1]
     assert folded.startswith('<details class="sources"><summary>Sources</summary>')
-    assert html.escape(reply.citations[0].snippet[:40]) in folded
-    assert f"Past conversation {reply.citations[0].conversation_id}" in folded
+    assert html.escape(reply.citations[0]["snippet"][:40]) in folded
+    assert f"Past conversation {reply.citations[0]['conversation_id']}" in folded
     assert last.message_ids == [None, reply.reply_message_id]  # each entry's stored message
     assert last.last_turn == 1 and last.human is False and last.warning is None
 
