@@ -6,12 +6,19 @@ results into text, JSON and exit codes."""
 from __future__ import annotations
 
 import sys
+from collections.abc import Mapping
 from datetime import UTC
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from chatbot.cli import AppContext, emit_json, json_option, pass_app
+from chatbot.store.enums import PairOrigin, values
+
+if TYPE_CHECKING:  # imported by the commands themselves: `chatbot --help` stays fast
+    from chatbot.ingest.importer import ProgressBar, ProgressFactory
+    from chatbot.store.database import Database
 
 FORMAT_CHOICES = ("auto", "jsonl", "csv", "zendesk", "intercom", "chatwoot")
 SHOWN_PROBLEMS = 20
@@ -34,11 +41,11 @@ def _parse_map(value: str | None) -> dict[str, str]:
     return mapping
 
 
-def _progress_factory():
+def _progress_factory() -> ProgressFactory:
     from tqdm import tqdm
 
-    def make(path: str, total: int):
-        return tqdm(
+    def make(path: str, total: int) -> ProgressBar:
+        bar: ProgressBar = tqdm(
             total=total,
             unit="B",
             unit_scale=True,
@@ -47,11 +54,12 @@ def _progress_factory():
             disable=None,
             leave=False,
         )
+        return bar
 
     return make
 
 
-def _counts(counter) -> str:
+def _counts(counter: Mapping[str, int]) -> str:
     return ", ".join(f"{key} {value:,}" for key, value in sorted(counter.items())) or "none"
 
 
@@ -155,7 +163,7 @@ def group() -> None:
     """Inspect and export the training pairs."""
 
 
-def _database(app: AppContext):
+def _database(app: AppContext) -> Database:
     from chatbot.store.database import Database, require_schema
 
     database = Database(app.settings.resolved_database_url)
@@ -205,9 +213,7 @@ def stats(app: AppContext, split: str | None, source: str | None, as_json: bool)
     "--split", type=click.Choice(("train", "val", "test")), default=None, help="Only this split."
 )
 @click.option("--source", default=None, help="Only this source.")
-@click.option(
-    "--origin", type=click.Choice(("imported", "agent_approved", "agent_edited")), default=None
-)
+@click.option("--origin", type=click.Choice(values(PairOrigin)), default=None)
 @click.option(
     "-o",
     "--output",
@@ -233,7 +239,12 @@ def export(
     count = 0
     try:
         with database.session() as session:
-            rows = iter_pairs(session=session, split=split, source=source, origin=origin)
+            rows = iter_pairs(
+                session=session,
+                split=split,
+                source=source,
+                origin=PairOrigin(origin) if origin else None,
+            )
             if output is None:
                 for row in rows:
                     click.echo(json.dumps(row, ensure_ascii=False))

@@ -20,9 +20,10 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar, cast
 
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
 
 from chatbot.errors import InputError, StoreError
 from chatbot.ingest import repository
@@ -36,6 +37,11 @@ from chatbot.ingest.records import FileSummary, ImportSummary, Problem, RawConve
 from chatbot.ingest.redact import Redactor
 from chatbot.ingest.settings import IngestSettings
 from chatbot.ingest.validate import CleanConversation, clean
+from chatbot.store.enums import PairOrigin
+
+if TYPE_CHECKING:  # built lazily: importing them here would load every settings section
+    from chatbot.config import Settings
+    from chatbot.store.database import Database
 
 log = logging.getLogger(__name__)
 
@@ -48,11 +54,12 @@ DEFAULT_SOURCES = {
 
 
 class ProgressBar(Protocol):
-    def update(self, n: int) -> Any: ...
-    def close(self) -> Any: ...
+    def update(self, n: int) -> object: ...
+    def close(self) -> object: ...
 
 
 ProgressFactory = Callable[[str, int], ProgressBar]
+J = TypeVar("J")
 
 
 class _Rejected(Exception):
@@ -75,7 +82,7 @@ def file_sha256(path: Path) -> str:
 
 
 def import_paths(
-    target,
+    target: Settings | Database,
     paths: Iterable[Path | str],
     *,
     format: str = "auto",
@@ -130,7 +137,7 @@ def import_paths(
 class _FileImport:
     def __init__(
         self,
-        database,
+        database: Database,
         path: Path,
         format: str,
         source: str | None,
@@ -138,7 +145,7 @@ class _FileImport:
         column_map: dict[str, str],
         ingest: IngestSettings,
         progress: ProgressFactory | None,
-    ):
+    ) -> None:
         self.database = database
         self.path = path
         self.name = str(path)
@@ -221,7 +228,9 @@ class _FileImport:
         s.redactions.clear()
         s.pairs_skipped.clear()
 
-    def _import(self, session, fmt: str, sha: str, key: dict[str, Any], bar) -> None:
+    def _import(
+        self, session: Session, fmt: str, sha: str, key: dict[str, Any], bar: ProgressBar | None
+    ) -> None:
         from chatbot.store.schema import Import
 
         record = Import(
@@ -260,7 +269,7 @@ class _FileImport:
         record.finished_at = datetime.now(UTC)
         record.stats = self.summary.to_dict(max_problems=100)
 
-    def _lines(self, bar) -> Iterator[Line]:
+    def _lines(self, bar: ProgressBar | None) -> Iterator[Line]:
         for line in iter_lines(self.path):
             if bar is not None:
                 bar.update(line.nbytes)
@@ -294,7 +303,7 @@ class _FileImport:
         log.debug("%s", problem)
 
     # -- a batch of clean conversations ------------------------------------------------
-    def _store(self, session, batch: list[CleanConversation]) -> None:
+    def _store(self, session: Session, batch: list[CleanConversation]) -> None:
         if not batch or (self.strict and self.summary.problems):
             return  # strict: nothing will be kept, so write nothing more
         summary, cfg = self.summary, self.cfg
@@ -379,7 +388,7 @@ class _FileImport:
                     "turn_index": pair.turn_index,
                     "import_id": self.import_id,
                     "source": conversation.source,
-                    "origin": "imported",
+                    "origin": PairOrigin.IMPORTED,
                     "split": conversation.split,
                     "context": pair.context,
                     "target": pair.target,
@@ -400,17 +409,21 @@ class _FileImport:
             summary.conversations,
         )
 
-    def _redact_value(self, value):
+    def _redact_value(self, value: J) -> J:
+        """`value` (a JSON value) with every string in it redacted: the same shape."""
+        return cast(J, self._redacted(value))
+
+    def _redacted(self, value: object) -> object:
         if isinstance(value, str):
             return self.redactor.redact(value, self.summary.redactions)
         if isinstance(value, dict):
-            return {k: self._redact_value(v) for k, v in value.items()}
+            return {k: self._redacted(v) for k, v in value.items()}
         if isinstance(value, list):
-            return [self._redact_value(v) for v in value]
+            return [self._redacted(v) for v in value]
         return value
 
 
-def counts(summary: ImportSummary) -> Counter:
+def counts(summary: ImportSummary) -> Counter[str]:
     """Totals as a Counter (handy in tests and logs)."""
     return Counter(
         conversations=summary.conversations, messages=summary.messages, pairs=summary.pairs

@@ -70,11 +70,11 @@ class FileSummary:
     conversations: int = 0
     messages: int = 0
     pairs: int = 0
-    skipped: Counter = field(default_factory=Counter)  # records not stored, by reason
-    pairs_skipped: Counter = field(
+    skipped: Counter[str] = field(default_factory=Counter)  # records not stored, by reason
+    pairs_skipped: Counter[str] = field(
         default_factory=Counter
     )  # agent turns that gave no pair, by reason
-    redactions: Counter = field(default_factory=Counter)
+    redactions: Counter[str] = field(default_factory=Counter)
     problems: list[Problem] = field(default_factory=list)
     error: str | None = None
     seconds: float = 0.0
@@ -107,8 +107,8 @@ class ImportSummary:
     def _sum(self, name: str) -> int:
         return sum(getattr(f, name) for f in self.files)
 
-    def _counter(self, name: str) -> Counter:
-        total: Counter = Counter()
+    def _counter(self, name: str) -> Counter[str]:
+        total: Counter[str] = Counter()
         for f in self.files:
             total.update(getattr(f, name))
         return total
@@ -126,15 +126,15 @@ class ImportSummary:
         return self._sum("pairs")
 
     @property
-    def skipped(self) -> Counter:
+    def skipped(self) -> Counter[str]:
         return self._counter("skipped")
 
     @property
-    def pairs_skipped(self) -> Counter:
+    def pairs_skipped(self) -> Counter[str]:
         return self._counter("pairs_skipped")
 
     @property
-    def redactions(self) -> Counter:
+    def redactions(self) -> Counter[str]:
         return self._counter("redactions")
 
     @property

@@ -6,17 +6,21 @@ Never touches live conversations (channel "live"): imports only add rows."""
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
-from typing import Any
+from typing import Any, TypeVar
 
-from sqlalchemy import func, insert, select
+from sqlalchemy import ColumnElement, Select, func, insert, select
 from sqlalchemy.orm import Session
 
+from chatbot.store.enums import PairOrigin
 from chatbot.store.schema import Conversation, Import, Message, TrainingPair
+
+T = TypeVar("T")
+S = TypeVar("S", bound=Select[*tuple[Any, ...]])
 
 CHUNK = 500  # bound parameter lists well under every backend's limit
 
 
-def _chunks(items: list, size: int = CHUNK) -> Iterator[list]:
+def _chunks(items: list[T], size: int = CHUNK) -> Iterator[list[T]]:
     for start in range(0, len(items), size):
         yield items[start : start + size]
 
@@ -73,7 +77,9 @@ def insert_pairs(*, session: Session, rows: list[dict[str, Any]]) -> None:
         session.execute(insert(TrainingPair), rows)
 
 
-def _pair_filter(statement, split: str | None, source: str | None, origin: str | None):
+def _pair_filter(
+    statement: S, split: str | None, source: str | None, origin: PairOrigin | None
+) -> S:
     if split:
         statement = statement.where(TrainingPair.split == split)
     if source:
@@ -90,7 +96,7 @@ def pair_stats(
     base = _pair_filter(select(TrainingPair), split, source, None).subquery()
     total = session.scalar(select(func.count()).select_from(base)) or 0
 
-    def grouped(column) -> dict[str, int]:
+    def grouped(column: ColumnElement[Any]) -> dict[str, int]:
         rows = session.execute(select(column, func.count()).group_by(column).order_by(column))
         return {str(key): count for key, count in rows}
 
@@ -131,7 +137,7 @@ def iter_pairs(
     session: Session,
     split: str | None = None,
     source: str | None = None,
-    origin: str | None = None,
+    origin: PairOrigin | None = None,
     batch: int = 1000,
 ) -> Iterator[dict[str, Any]]:
     """Pairs with their provenance, oldest first, as plain dicts."""
