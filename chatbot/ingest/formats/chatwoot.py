@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 from chatbot.ingest.formats import FormatOptions
-from chatbot.ingest.formats.jsonsource import JsonRecord, json_records, open_record
+from chatbot.ingest.formats.jsonsource import OpenRecord, conversations
 from chatbot.ingest.readers import Line
 from chatbot.ingest.records import Problem, RawConversation, Turn
 
@@ -26,15 +26,13 @@ SKIPPED_TYPES: set[int | str] = {2, "activity"}
 def parse(
     lines: Iterator[Line], path: str, options: FormatOptions
 ) -> Iterator[RawConversation | Problem]:
-    for item in json_records(lines, path, wrapper_keys=("payload", "conversations", "data")):
-        yield item if isinstance(item, Problem) else _conversation(item, path)
+    return conversations(
+        lines, path, _conversation, wrapper_keys=("payload", "conversations", "data")
+    )
 
 
-def _conversation(record: JsonRecord, path: str) -> RawConversation | Problem:
-    opened = open_record(record, path)
-    if isinstance(opened, Problem):
-        return opened
-    value, ident, problem = opened.value, opened.ident, opened.problem
+def _conversation(record: OpenRecord) -> RawConversation | Problem:
+    value, ident, problem = record.value, record.ident, record.problem
     messages = value.get("messages")
     if not isinstance(messages, list):
         return problem(f"conversation {ident}: missing field 'messages' (a list)", "missing_field")
@@ -63,4 +61,4 @@ def _conversation(record: JsonRecord, path: str) -> RawConversation | Problem:
         for key in ("status", "inbox_id", "labels")
         if value.get(key) not in (None, "", [])
     }
-    return opened.conversation(turns, meta)
+    return record.conversation(turns, meta)

@@ -9,7 +9,7 @@ from collections.abc import Iterator
 
 from chatbot.ingest.formats import FormatOptions
 from chatbot.ingest.formats.html_text import html_to_text
-from chatbot.ingest.formats.jsonsource import JsonRecord, json_records, open_record
+from chatbot.ingest.formats.jsonsource import OpenRecord, conversations
 from chatbot.ingest.readers import Line
 from chatbot.ingest.records import Problem, RawConversation, Turn
 
@@ -21,8 +21,7 @@ SKIPPED_PARTS = {"note", "note_and_reopen"}
 def parse(
     lines: Iterator[Line], path: str, options: FormatOptions
 ) -> Iterator[RawConversation | Problem]:
-    for item in json_records(lines, path, wrapper_keys=("conversations",)):
-        yield item if isinstance(item, Problem) else _conversation(item, path)
+    return conversations(lines, path, _conversation, wrapper_keys=("conversations",))
 
 
 def _role(author: object) -> str | None:
@@ -34,11 +33,8 @@ def _role(author: object) -> str | None:
     return None
 
 
-def _conversation(record: JsonRecord, path: str) -> RawConversation | Problem:
-    opened = open_record(record, path)
-    if isinstance(opened, Problem):
-        return opened
-    value, ident, problem = opened.value, opened.ident, opened.problem
+def _conversation(record: OpenRecord) -> RawConversation | Problem:
+    value, ident, problem = record.value, record.ident, record.problem
     source = value.get("source")
     if not isinstance(source, dict):
         return problem(
@@ -77,4 +73,4 @@ def _conversation(record: JsonRecord, path: str) -> RawConversation | Problem:
     for key in ("state", "created_at"):
         if value.get(key) is not None:
             meta[key] = value[key]
-    return opened.conversation(turns, meta)
+    return record.conversation(turns, meta)

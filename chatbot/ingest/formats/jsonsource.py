@@ -1,13 +1,13 @@
 """JSON records out of a file: JSON Lines (one object a line, bad lines reported one
 by one) or one JSON document (an array, a wrapper object such as {"tickets": [...]},
 or a single record). Says where each record is, and reads the id every export format
-opens a conversation with (`open_record`); what the rest of a record means is the
-format's job."""
+opens a conversation with (`open_record`, `conversations`); what the rest of a record
+means is the format's job."""
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 
 from chatbot.errors import InputError
@@ -71,6 +71,25 @@ def open_record(
             )
         return record.problem(path, no_id, "missing_field")
     return OpenRecord(value, ident, path, record.line, record.index)
+
+
+def conversations(
+    lines: Iterable[Line],
+    path: str,
+    read: Callable[[OpenRecord], RawConversation | Problem],
+    *,
+    wrapper_keys: tuple[str, ...] = (),
+    no_id: str = "conversation has no 'id'",
+    tell_bad_id: bool = False,
+) -> Iterator[RawConversation | Problem]:
+    """A JSON export's conversations, record by record: each record is opened (its id
+    read, see `open_record`) and handed to the format's `read`; bad records are problems."""
+    for item in json_records(lines, path, wrapper_keys):
+        if isinstance(item, Problem):
+            yield item
+            continue
+        opened = open_record(item, path, no_id=no_id, tell_bad_id=tell_bad_id)
+        yield opened if isinstance(opened, Problem) else read(opened)
 
 
 def _json_reason(exc: json.JSONDecodeError, text: str) -> str:

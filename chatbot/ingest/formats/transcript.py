@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 from chatbot.ingest.formats import FormatOptions
-from chatbot.ingest.formats.jsonsource import JsonRecord, json_records, open_record
+from chatbot.ingest.formats.jsonsource import OpenRecord, conversations
 from chatbot.ingest.readers import Line
 from chatbot.ingest.records import Problem, RawConversation, Turn
 
@@ -18,18 +18,18 @@ ROLES = ("customer", "agent")
 def parse(
     lines: Iterator[Line], path: str, options: FormatOptions
 ) -> Iterator[RawConversation | Problem]:
-    for item in json_records(lines, path, wrapper_keys=("conversations", "transcripts")):
-        if isinstance(item, Problem):
-            yield item
-        else:
-            yield _conversation(item, path)
+    return conversations(
+        lines,
+        path,
+        _conversation,
+        wrapper_keys=("conversations", "transcripts"),
+        no_id="missing field 'id'",
+        tell_bad_id=True,
+    )
 
 
-def _conversation(record: JsonRecord, path: str) -> RawConversation | Problem:
-    opened = open_record(record, path, no_id="missing field 'id'", tell_bad_id=True)
-    if isinstance(opened, Problem):
-        return opened
-    value, ident, problem = opened.value, opened.ident, opened.problem
+def _conversation(record: OpenRecord) -> RawConversation | Problem:
+    value, ident, problem = record.value, record.ident, record.problem
     if "turns" not in value:
         return problem(f"conversation {ident}: missing field 'turns'", "missing_field")
     turns = value["turns"]
@@ -65,4 +65,4 @@ def _conversation(record: JsonRecord, path: str) -> RawConversation | Problem:
                 "bad_field",
             )
         parsed.append(Turn(role, text))
-    return opened.conversation(parsed, meta, source_name)
+    return record.conversation(parsed, meta, source_name)

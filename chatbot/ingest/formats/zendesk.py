@@ -8,7 +8,7 @@ from collections.abc import Iterator
 
 from chatbot.ingest.formats import FormatOptions
 from chatbot.ingest.formats.html_text import html_to_text
-from chatbot.ingest.formats.jsonsource import JsonObject, JsonRecord, json_records, open_record
+from chatbot.ingest.formats.jsonsource import JsonObject, OpenRecord, conversations
 from chatbot.ingest.readers import Line
 from chatbot.ingest.records import Problem, RawConversation, Turn
 
@@ -16,8 +16,9 @@ from chatbot.ingest.records import Problem, RawConversation, Turn
 def parse(
     lines: Iterator[Line], path: str, options: FormatOptions
 ) -> Iterator[RawConversation | Problem]:
-    for item in json_records(lines, path, wrapper_keys=("tickets", "results")):
-        yield item if isinstance(item, Problem) else _ticket(item, path)
+    return conversations(
+        lines, path, _ticket, wrapper_keys=("tickets", "results"), no_id="ticket has no 'id'"
+    )
 
 
 def _body(comment: JsonObject) -> str | None:
@@ -31,11 +32,8 @@ def _body(comment: JsonObject) -> str | None:
     return None
 
 
-def _ticket(record: JsonRecord, path: str) -> RawConversation | Problem:
-    opened = open_record(record, path, no_id="ticket has no 'id'")
-    if isinstance(opened, Problem):
-        return opened
-    value, ident, problem = opened.value, opened.ident, opened.problem
+def _ticket(record: OpenRecord) -> RawConversation | Problem:
+    value, ident, problem = record.value, record.ident, record.problem
     comments = value.get("comments")
     if comments is None:
         return problem(
@@ -78,4 +76,4 @@ def _ticket(record: JsonRecord, path: str) -> RawConversation | Problem:
         meta["channel"] = via["channel"]
     if internal:
         meta["internal_notes_left_out"] = internal
-    return opened.conversation(turns, meta)
+    return record.conversation(turns, meta)
