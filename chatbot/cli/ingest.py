@@ -108,6 +108,7 @@ def import_command(
     from chatbot.config import ensure_home
     from chatbot.ingest.folders import expand_paths
     from chatbot.ingest.importer import import_paths
+    from chatbot.ingest.records import FileStatus
 
     expanded = expand_paths(list(paths))
     settings = app.settings
@@ -131,13 +132,13 @@ def import_command(
         emit_json({**summary.to_dict(), "left_out": [str(p) for p in expanded.ignored]})
     else:
         for item in summary.files:
-            if item.status == "failed":
+            if item.status == FileStatus.FAILED:
                 click.echo(f"failed: {item.error}")
                 continue
             head = f"{item.path}: {item.status.replace('_', ' ')}"
             if item.format:
                 head += f" ({item.format})"
-            if item.status == "imported":
+            if item.status == FileStatus.IMPORTED:
                 head += f": {item.conversations:,} conversations, {item.messages:,} messages, {item.pairs:,} pairs"
             elif item.error:
                 head += f": {item.error}"

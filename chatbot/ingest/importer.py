@@ -33,7 +33,13 @@ from chatbot.ingest.formats import FORMAT_NAMES, FormatOptions, parser_for
 from chatbot.ingest.formats.csv_qa import check_column_map
 from chatbot.ingest.pairs import build_pairs, labels_from_meta, split_for
 from chatbot.ingest.readers import Line, iter_lines
-from chatbot.ingest.records import FileSummary, ImportSummary, Problem, RawConversation
+from chatbot.ingest.records import (
+    FileStatus,
+    FileSummary,
+    ImportSummary,
+    Problem,
+    RawConversation,
+)
 from chatbot.ingest.redact import Redactor
 from chatbot.ingest.settings import IngestSettings
 from chatbot.ingest.validate import CleanConversation, clean
@@ -184,7 +190,7 @@ class _FileImport:
         with self.database.session() as session:
             previous = repository.done_import(session=session, file_sha256=sha, key=key)
             if previous is not None:
-                summary.status = "already_imported"
+                summary.status = FileStatus.ALREADY_IMPORTED
                 summary.import_id = previous.id
                 summary.seconds = time.perf_counter() - started
                 log.info("%s: already imported (import %d); nothing to do", self.name, previous.id)
@@ -195,7 +201,7 @@ class _FileImport:
                 self._import(session, fmt, sha, key, bar)
         except _Rejected:
             self._forget_counts()
-            summary.status = "rejected"
+            summary.status = FileStatus.REJECTED
             summary.error = (
                 f"{len(summary.problems)} bad record(s); --strict imports nothing from this file"
             )
@@ -213,7 +219,7 @@ class _FileImport:
         return summary
 
     def _failed(self, exc: InputError, started: float) -> FileSummary:
-        self.summary.status = "failed"
+        self.summary.status = FileStatus.FAILED
         self.summary.error = str(exc)
         self.summary.problems.append(
             Problem(self.name, exc.reason, "unreadable_file", line=exc.line)
@@ -265,7 +271,7 @@ class _FileImport:
             raise _Rejected()
         record.source = (self.source_override or ",".join(sorted(self.sources)) or fmt)[:200]
         record.status = "done"
-        self.summary.status = "imported"
+        self.summary.status = FileStatus.IMPORTED
         record.finished_at = datetime.now(UTC)
         record.stats = self.summary.to_dict(max_problems=100)
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import asdict, dataclass, field
+from enum import StrEnum
 from typing import Any
 
 
@@ -58,13 +59,21 @@ class Problem:
         }
 
 
+class FileStatus(StrEnum):
+    """What became of one file of an import."""
+
+    PENDING = "pending"  # not finished yet
+    IMPORTED = "imported"
+    ALREADY_IMPORTED = "already_imported"  # the same bytes with the same options, before
+    REJECTED = "rejected"  # --strict, and bad records in it: nothing kept
+    FAILED = "failed"  # the file could not be read
+
+
 @dataclass
 class FileSummary:
     path: str
     format: str | None = None
-    status: str = (
-        "pending"  # imported | already_imported | rejected (strict) | failed (unreadable file)
-    )
+    status: FileStatus = FileStatus.PENDING
     import_id: int | None = None
     records: int = 0
     conversations: int = 0
@@ -145,7 +154,9 @@ class ImportSummary:
     def ok(self) -> bool:
         """True when every file was imported (or already was); bad records skipped in
         lenient mode do not make an import fail."""
-        return all(f.status in ("imported", "already_imported") for f in self.files)
+        return all(
+            f.status in (FileStatus.IMPORTED, FileStatus.ALREADY_IMPORTED) for f in self.files
+        )
 
     def to_dict(self, max_problems: int | None = None) -> dict[str, Any]:
         return {
@@ -160,4 +171,12 @@ class ImportSummary:
         }
 
 
-__all__ = ["Turn", "RawConversation", "Problem", "FileSummary", "ImportSummary", "asdict"]
+__all__ = [
+    "Turn",
+    "RawConversation",
+    "Problem",
+    "FileStatus",
+    "FileSummary",
+    "ImportSummary",
+    "asdict",
+]
