@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import Field, ValidationError
+from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from chatbot.dialogue.settings import DialogueSettings
@@ -151,11 +152,13 @@ class Settings(BaseSettings):
 class _FileSource(PydanticBaseSettingsSource):
     """Values read from the TOML configuration file (already parsed)."""
 
-    def __init__(self, settings_cls: type[BaseSettings], values: dict[str, Any]):
+    def __init__(self, settings_cls: type[BaseSettings], values: dict[str, Any]) -> None:
         super().__init__(settings_cls)
         self._values = values
 
-    def get_field_value(self, field, field_name):  # pragma: no cover - __call__ is used
+    def get_field_value(  # pragma: no cover - __call__ is used
+        self, field: FieldInfo, field_name: str
+    ) -> tuple[Any, str, bool]:
         return self._values.get(field_name), field_name, False
 
     def __call__(self) -> dict[str, Any]:
@@ -174,13 +177,15 @@ def read_config_file(path: Path) -> dict[str, Any]:
         raise ConfigError(f"configuration file {path} cannot be read: {exc}") from None
 
 
-def load_settings(config_file: Path | str | None = None, **overrides: Any) -> Settings:
+def load_settings(config_file: Path | str | None = None, **overrides: object) -> Settings:
     """Build the settings from overrides, environment, an optional file and defaults."""
     path = config_file or os.environ.get(CONFIG_FILE_ENV)
     file_values = read_config_file(Path(path)) if path else {}
     token = _FILE_VALUES.set(file_values)
     try:
-        return Settings(**overrides)
+        # pydantic validates and coerces each value (a section may come as a dict); its
+        # generated signature declares only the final types.
+        return Settings(**overrides)  # type: ignore[arg-type]
     except ValidationError as exc:
         problems = "; ".join(
             f"{'.'.join(str(p) for p in err['loc']) or 'settings'}: {err['msg']}"

@@ -22,13 +22,13 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Literal
 
-from sqlalchemy import delete, exists, func, select, update
+from sqlalchemy import ColumnElement, delete, exists, func, select, update
 from sqlalchemy.orm import Session
 
 from chatbot.errors import InputError
 from chatbot.store.database import Database
 from chatbot.store.dialogue_schema import DialogueReply
-from chatbot.store.schema import Conversation, Message, TrainingPair, utcnow
+from chatbot.store.schema import Conversation, Message, TrainingPair, core_table, utcnow
 from chatbot.store.support_schema import AgentAction, Feedback
 
 log = logging.getLogger(__name__)
@@ -38,13 +38,17 @@ MODES = ("delete", "anonymise")
 # What an anonymised message says instead of its text.
 REMOVED = "[removed]"
 _MARK = "retention"  # conversations.meta key of an anonymised conversation
+# The tables whose rows belong to a conversation.
+_Child = (
+    type[Message] | type[DialogueReply] | type[Feedback] | type[AgentAction] | type[TrainingPair]
+)
 
 
 @dataclass
 class RetentionReport:
     """What a run did (or, with dry_run, would do)."""
 
-    mode: str
+    mode: Mode
     days: int
     cutoff: datetime
     dry_run: bool
@@ -84,7 +88,7 @@ class RetentionReport:
         )
 
 
-def _expired(cutoff: datetime, channels: tuple[str, ...]):
+def _expired(cutoff: datetime, channels: tuple[str, ...]) -> tuple[ColumnElement[bool], ...]:
     newer_message = exists().where(
         Message.conversation_id == Conversation.id, Message.created_at >= cutoff
     )
@@ -96,7 +100,7 @@ def _expired(cutoff: datetime, channels: tuple[str, ...]):
     )
 
 
-def _count(session: Session, model, ids: list[int]) -> int:
+def _count(session: Session, model: _Child, ids: list[int]) -> int:
     return (
         session.scalar(
             select(func.count()).select_from(model).where(model.conversation_id.in_(ids))
@@ -159,7 +163,7 @@ def apply_retention(
             if not dry_run:
                 # Lock them (a row lock on PostgreSQL, the write lock on SQLite), then
                 # check again: a message that arrived meanwhile keeps its conversation.
-                table = Conversation.__table__
+                table = core_table(Conversation)
                 session.execute(  # a write that changes nothing (updated_at named: no onupdate)
                     update(table)
                     .where(table.c.id.in_(ids))
@@ -228,7 +232,7 @@ def _anonymise(session: Session, ids: list[int], delete_pairs: bool) -> None:
         .where(AgentAction.conversation_id.in_(ids))
         .values(text=None, original_text=None, reason=None)
     )
-    table = Conversation.__table__
+    table = core_table(Conversation)
     session.execute(  # updated_at kept: anonymising is no activity (a later delete run still finds it)
         update(table)
         .where(table.c.id.in_(ids))

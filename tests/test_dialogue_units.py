@@ -1,6 +1,6 @@
 """The dialogue stages on their own: refinement's stopping rule, the scoring function,
-hand-off phrasings, smoothing and the decision bands, the settings' checks, the
-migration chain, and the `ask` / `chat` commands."""
+hand-off phrasings, smoothing and the decision bands, the settings' checks, and the
+`ask` / `chat` commands. (The migration chain is tested in test_store.py.)"""
 
 from __future__ import annotations
 
@@ -230,16 +230,6 @@ def test_settings_are_checked(monkeypatch):
     assert settings.dialogue.max_rounds == 0 and settings.dialogue.quantize == "int8"
     with pytest.raises(ConfigError, match="dialogue"):
         load_settings(dialogue={"no_such_key": 1})
-
-
-# -- the store -------------------------------------------------------------------------
-
-
-def test_the_migration_chain_matches_the_models(database_url):
-    from chatbot.store.migrations import schema_differences, upgrade
-
-    upgrade(database_url)
-    assert schema_differences(database_url) == []
 
 
 # -- the commands ----------------------------------------------------------------------

@@ -120,6 +120,48 @@ def test_truncated_json_line_is_a_problem_with_its_line(tmp_path):
     )
 
 
+@pytest.mark.parametrize(
+    "fmt, good, missing, bad",
+    [
+        (
+            "jsonl",
+            {"id": 7, "turns": []},
+            ("missing field 'id'", "missing_field"),
+            ("field 'id' must be a non-empty string or number, got ''", "bad_field"),
+        ),
+        (
+            "zendesk",
+            {"id": 7, "comments": []},
+            ("ticket has no 'id'", "missing_field"),
+            ("ticket has no 'id'", "missing_field"),
+        ),
+        (
+            "intercom",
+            {"id": 7, "source": {"body": "hi", "author": {"type": "user"}}},
+            ("conversation has no 'id'", "missing_field"),
+            ("conversation has no 'id'", "missing_field"),
+        ),
+        (
+            "chatwoot",
+            {"id": 7, "messages": []},
+            ("conversation has no 'id'", "missing_field"),
+            ("conversation has no 'id'", "missing_field"),
+        ),
+    ],
+)
+def test_a_record_without_a_usable_id_is_a_problem_at_its_line(tmp_path, fmt, good, missing, bad):
+    """Every export format opens a record the same way: its id, or a problem naming
+    the file and the line."""
+    without = {k: v for k, v in good.items() if k != "id"}
+    path = tmp_path / "export.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in [good, without, {**good, "id": ""}]))
+    first, second, third = parse(path, fmt)
+    assert not isinstance(first, Problem) and first.external_id == "7" and first.line == 1
+    assert isinstance(second, Problem) and isinstance(third, Problem)
+    assert (second.reason, second.kind, second.where()) == (*missing, f"{path}:2")
+    assert (third.reason, third.kind, third.where()) == (*bad, f"{path}:3")
+
+
 def test_redaction_replaces_pii_but_keeps_urls_and_order_numbers():
     redactor = Redactor()
     counts: Counter = Counter()

@@ -4,8 +4,8 @@ transactions, and errors when the database is not there."""
 from __future__ import annotations
 
 import pytest
-from sqlalchemy import inspect, select
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import inspect, select, text
+from sqlalchemy.exc import IntegrityError, StatementError
 
 from chatbot.errors import StoreError
 from chatbot.store.conversations import (
@@ -15,6 +15,7 @@ from chatbot.store.conversations import (
     table_counts,
 )
 from chatbot.store.database import Database, check_connection, create_db_engine, require_schema
+from chatbot.store.enums import AgentActionKind, PairOrigin, ReviewState, values
 from chatbot.store.migrations import current_revision, head_revision, schema_differences, upgrade
 from chatbot.store.schema import Conversation, Message, TrainingPair
 
@@ -63,6 +64,53 @@ def test_unknown_role_is_refused_by_the_database(migrated_database):
     with pytest.raises(StoreError, match="unknown message role"):
         with migrated_database.session() as session:
             add_message(session=session, conversation_id=conversation_id, role="robot", text="hi")
+
+
+def test_enum_columns_store_their_strings_and_refuse_a_misspelt_value(migrated_database):
+    """Origins, review states and agent actions are StrEnums: the rows hold the plain
+    strings the CHECK constraints name, reading gives the member back, and a value that is
+    no member never reaches the database."""
+    with migrated_database.session() as session:
+        session.add(
+            TrainingPair(
+                source="t",
+                origin=PairOrigin.AGENT_EDITED,
+                split="train",
+                context=[],
+                target="ok",
+                content_hash="e1",
+            )
+        )
+    with migrated_database.session() as session:
+        stored = session.execute(text("SELECT origin FROM training_pairs")).scalar_one()
+        assert type(stored) is str and stored == "agent_edited"
+        origin = session.scalars(select(TrainingPair.origin)).one()
+        assert origin is PairOrigin.AGENT_EDITED
+        assert session.scalars(
+            select(TrainingPair.id).where(TrainingPair.origin == "agent_edited")
+        ).all()
+    with pytest.raises(StatementError, match="'agent_aproved' is not a valid PairOrigin"):
+        with migrated_database.session() as session:
+            session.add(
+                TrainingPair(
+                    source="t",
+                    origin="agent_aproved",
+                    split="train",
+                    context=[],
+                    target="no",
+                    content_hash="e2",
+                )
+            )
+    assert values(ReviewState) == ("pending", "approved", "edited", "rejected")
+    assert values(AgentActionKind) == (
+        "approve",
+        "edit",
+        "reject",
+        "reply",
+        "take_over",
+        "hand_back",
+        "release",
+    )
 
 
 def test_failed_transaction_leaves_nothing_behind(migrated_database):

@@ -59,7 +59,7 @@ def hash_password(password: str) -> str:
     return password_hasher().hash(password)
 
 
-def verify_password(stored_hash: str, password: str) -> bool:
+def verify_password(stored_hash: object, password: object) -> bool:
     """True when `password` matches `stored_hash`; False on a mismatch, a malformed or
     foreign hash, or a password that is not text. Never raises for a wrong password."""
     if not isinstance(stored_hash, str) or not isinstance(password, str):
@@ -80,7 +80,7 @@ def needs_rehash(stored_hash: str) -> bool:
 
 
 _dummy_lock = threading.Lock()
-_dummy_hashes: dict[tuple, str] = {}
+_dummy_hashes: dict[tuple[object, ...], str] = {}
 
 
 def dummy_verify(password: str) -> None:

@@ -30,7 +30,7 @@ class LoginRateLimiter:
         *,
         max_keys: int = 10_000,
         clock: Callable[[], float] = time.monotonic,
-    ):
+    ) -> None:
         if max_attempts < 1:
             raise ValueError(f"max_attempts must be at least 1, got {max_attempts}")
         if window_seconds <= 0:

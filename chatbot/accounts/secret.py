@@ -12,15 +12,19 @@ import os
 import secrets
 import stat
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from chatbot.errors import ConfigError
+
+if TYPE_CHECKING:  # chatbot.config (every settings section) is imported only when needed
+    from chatbot.config import Settings
 
 SECRET_FILE = "session_secret"
 MIN_SECRET_LENGTH = 32
 _GENERATE = "python -c 'import secrets; print(secrets.token_urlsafe(48))'"
 
 
-def session_secret(settings) -> str:
+def session_secret(settings: Settings) -> str:
     """The session signing key for these settings (see the module docstring)."""
     configured = settings.web.session_secret
     if configured is not None:

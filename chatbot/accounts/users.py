@@ -16,7 +16,8 @@ from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import delete, func, or_, select, update
+from sqlalchemy import ColumnElement, delete, func, or_, select, update
+from sqlalchemy.orm import Session
 
 from chatbot.accounts.passwords import (
     MAX_PASSWORD_LENGTH,
@@ -27,6 +28,7 @@ from chatbot.accounts.passwords import (
     verify_password,
 )
 from chatbot.errors import AccountError, InputError, LoginRefused
+from chatbot.store.database import Database
 from chatbot.store.schema import utcnow
 from chatbot.store.support_schema import USER_ROLES, User
 
@@ -99,25 +101,25 @@ def _check_role(role: str) -> str:
     return role
 
 
-def _same_name(username: str):
+def _same_name(username: str) -> ColumnElement[bool]:
     return func.lower(User.username) == username.strip().lower()
 
 
-def _find(session, username: str) -> User:
+def _find(session: Session, username: str) -> User:
     user = session.scalars(select(User).where(_same_name(username))).first()
     if user is None:
         raise AccountError(f"no user {username!r}")
     return user
 
 
-def _active_admin_ids(session) -> list[int]:
+def _active_admin_ids(session: Session) -> list[int]:
     """The active admins' ids, their rows locked until the transaction ends (PostgreSQL),
     so that two sessions cannot each remove or demote one of the last two admins."""
     query = select(User.id).where(User.role == "admin", User.active.is_(True)).with_for_update()
     return list(session.scalars(query))
 
 
-def _refuse_last_admin(session, user: User, what: str, force: bool) -> None:
+def _refuse_last_admin(session: Session, user: User, what: str, force: bool) -> None:
     if force or user.role != "admin" or not user.active:
         return
     if _active_admin_ids(session) == [user.id]:
@@ -127,7 +129,7 @@ def _refuse_last_admin(session, user: User, what: str, force: bool) -> None:
         )
 
 
-def add_user(database, username: str, password: str, role: str) -> UserInfo:
+def add_user(database: Database, username: str, password: str, role: str) -> UserInfo:
     """Create an account; InputError for a bad name, role or password, AccountError when
     the name (in any case) is taken."""
     check_username(username)
@@ -153,19 +155,19 @@ def add_user(database, username: str, password: str, role: str) -> UserInfo:
         return _info(user)
 
 
-def list_users(database) -> list[UserInfo]:
+def list_users(database: Database) -> list[UserInfo]:
     with database.session() as session:
         return [_info(u) for u in session.scalars(select(User).order_by(func.lower(User.username)))]
 
 
-def find_user(database, username: str) -> UserInfo | None:
+def find_user(database: Database, username: str) -> UserInfo | None:
     """The account named `username` (in any case), or None."""
     with database.session() as session:
         user = session.scalars(select(User).where(_same_name(username))).first()
         return None if user is None else _info(user)
 
 
-def get_user(database, username: str) -> UserInfo:
+def get_user(database: Database, username: str) -> UserInfo:
     """The account named `username` (in any case); AccountError when there is none."""
     user = find_user(database, username)
     if user is None:
@@ -173,7 +175,7 @@ def get_user(database, username: str) -> UserInfo:
     return user
 
 
-def count_admins(database) -> int:
+def count_admins(database: Database) -> int:
     """How many active admins there are."""
     with database.session() as session:
         query = (
@@ -184,7 +186,7 @@ def count_admins(database) -> int:
         return int(session.scalar(query) or 0)
 
 
-def remove_user(database, username: str, *, force: bool = False) -> UserInfo:
+def remove_user(database: Database, username: str, *, force: bool = False) -> UserInfo:
     """Delete the account (what the user did stays, under their username); their
     sessions end with it. Refuses to remove the last active admin unless `force`."""
     with database.session() as session:
@@ -195,7 +197,7 @@ def remove_user(database, username: str, *, force: bool = False) -> UserInfo:
         return info
 
 
-def set_password(database, username: str, password: str) -> UserInfo:
+def set_password(database: Database, username: str, password: str) -> UserInfo:
     """Give the account a new password: ends its sessions and lifts a lockout."""
     with database.session() as session:
         name = _find(session, username).username
@@ -211,7 +213,7 @@ def set_password(database, username: str, password: str) -> UserInfo:
         return _info(user)
 
 
-def set_role(database, username: str, role: str, *, force: bool = False) -> UserInfo:
+def set_role(database: Database, username: str, role: str, *, force: bool = False) -> UserInfo:
     """Change the account's role (its sessions end, so the new role applies at once).
     Refuses to demote the last active admin unless `force`."""
     _check_role(role)
@@ -226,7 +228,7 @@ def set_role(database, username: str, role: str, *, force: bool = False) -> User
         return _info(user)
 
 
-def unlock_user(database, username: str) -> UserInfo:
+def unlock_user(database: Database, username: str) -> UserInfo:
     """Lift a lockout and forget the wrong passwords counted so far."""
     with database.session() as session:
         user = _find(session, username)
@@ -241,7 +243,7 @@ def _locked_message(locked_until: datetime) -> str:
 
 
 def authenticate(
-    database,
+    database: Database,
     username: str,
     password: str,
     *,
@@ -337,7 +339,7 @@ def authenticate(
 
 
 def session_user(
-    database, user_id: int, epoch: int, *, now: datetime | None = None
+    database: Database, user_id: object, epoch: object, *, now: datetime | None = None
 ) -> UserInfo | None:
     """The user a session cookie (user id, session epoch) stands for, or None when the
     account is gone, disabled, locked, or its password or role changed since the

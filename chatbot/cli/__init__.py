@@ -12,24 +12,29 @@ import logging
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, TypeVar
 
 import click
 
 from chatbot import __version__
 from chatbot.errors import ChatbotError
 
+if TYPE_CHECKING:  # the settings import every section: only when a command needs them
+    from chatbot.config import Settings
+
+F = TypeVar("F", bound=Callable[..., object])
+
 
 class AppContext:
     """What every command gets: the configuration file named on the command line and
     the settings built from it on first use."""
 
-    def __init__(self, config_file: Path | None):
+    def __init__(self, config_file: Path | None) -> None:
         self.config_file = config_file
-        self._settings = None
+        self._settings: Settings | None = None
 
     @property
-    def settings(self):
+    def settings(self) -> Settings:
         if self._settings is None:
             from chatbot.config import load_settings
 
@@ -38,7 +43,7 @@ class AppContext:
 
 
 class ChatbotGroup(click.Group):
-    def invoke(self, ctx: click.Context) -> Any:
+    def invoke(self, ctx: click.Context) -> object:
         try:
             return super().invoke(ctx)
         except ChatbotError as exc:
@@ -54,13 +59,13 @@ class ChatbotGroup(click.Group):
 pass_app = click.make_pass_decorator(AppContext)
 
 
-def json_option(func: Callable) -> Callable:
+def json_option(func: F) -> F:
     return click.option("--json", "as_json", is_flag=True, help="Print one JSON object on stdout.")(
         func
     )
 
 
-def emit_json(payload: Any) -> None:
+def emit_json(payload: object) -> None:
     click.echo(json.dumps(payload, indent=2, default=str))
 
 

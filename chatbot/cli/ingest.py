@@ -6,12 +6,19 @@ results into text, JSON and exit codes."""
 from __future__ import annotations
 
 import sys
+from collections.abc import Mapping
 from datetime import UTC
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from chatbot.cli import AppContext, emit_json, json_option, pass_app
+from chatbot.store.enums import PairOrigin, values
+
+if TYPE_CHECKING:  # imported by the commands themselves: `chatbot --help` stays fast
+    from chatbot.ingest.importer import ProgressBar, ProgressFactory
+    from chatbot.store.database import Database
 
 FORMAT_CHOICES = ("auto", "jsonl", "csv", "zendesk", "intercom", "chatwoot")
 SHOWN_PROBLEMS = 20
@@ -34,11 +41,11 @@ def _parse_map(value: str | None) -> dict[str, str]:
     return mapping
 
 
-def _progress_factory():
+def _progress_factory() -> ProgressFactory:
     from tqdm import tqdm
 
-    def make(path: str, total: int):
-        return tqdm(
+    def make(path: str, total: int) -> ProgressBar:
+        bar: ProgressBar = tqdm(
             total=total,
             unit="B",
             unit_scale=True,
@@ -47,11 +54,12 @@ def _progress_factory():
             disable=None,
             leave=False,
         )
+        return bar
 
     return make
 
 
-def _counts(counter) -> str:
+def _counts(counter: Mapping[str, int]) -> str:
     return ", ".join(f"{key} {value:,}" for key, value in sorted(counter.items())) or "none"
 
 
@@ -100,6 +108,7 @@ def import_command(
     from chatbot.config import ensure_home
     from chatbot.ingest.folders import expand_paths
     from chatbot.ingest.importer import import_paths
+    from chatbot.ingest.records import FileStatus
 
     expanded = expand_paths(list(paths))
     settings = app.settings
@@ -123,13 +132,13 @@ def import_command(
         emit_json({**summary.to_dict(), "left_out": [str(p) for p in expanded.ignored]})
     else:
         for item in summary.files:
-            if item.status == "failed":
+            if item.status == FileStatus.FAILED:
                 click.echo(f"failed: {item.error}")
                 continue
             head = f"{item.path}: {item.status.replace('_', ' ')}"
             if item.format:
                 head += f" ({item.format})"
-            if item.status == "imported":
+            if item.status == FileStatus.IMPORTED:
                 head += f": {item.conversations:,} conversations, {item.messages:,} messages, {item.pairs:,} pairs"
             elif item.error:
                 head += f": {item.error}"
@@ -155,7 +164,7 @@ def group() -> None:
     """Inspect and export the training pairs."""
 
 
-def _database(app: AppContext):
+def _database(app: AppContext) -> Database:
     from chatbot.store.database import Database, require_schema
 
     database = Database(app.settings.resolved_database_url)
@@ -205,9 +214,7 @@ def stats(app: AppContext, split: str | None, source: str | None, as_json: bool)
     "--split", type=click.Choice(("train", "val", "test")), default=None, help="Only this split."
 )
 @click.option("--source", default=None, help="Only this source.")
-@click.option(
-    "--origin", type=click.Choice(("imported", "agent_approved", "agent_edited")), default=None
-)
+@click.option("--origin", type=click.Choice(values(PairOrigin)), default=None)
 @click.option(
     "-o",
     "--output",
@@ -233,7 +240,12 @@ def export(
     count = 0
     try:
         with database.session() as session:
-            rows = iter_pairs(session=session, split=split, source=source, origin=origin)
+            rows = iter_pairs(
+                session=session,
+                split=split,
+                source=source,
+                origin=PairOrigin(origin) if origin else None,
+            )
             if output is None:
                 for row in rows:
                     click.echo(json.dumps(row, ensure_ascii=False))

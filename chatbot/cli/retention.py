@@ -4,9 +4,14 @@ N days (the `retention` settings, or the flags). Printing only; the work is
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import click
 
 from chatbot.cli import AppContext, emit_json, json_option, pass_app
+
+if TYPE_CHECKING:
+    from chatbot.retention import Mode
 
 
 @click.group("retention")
@@ -49,7 +54,7 @@ def group() -> None:
 def run(
     app: AppContext,
     days: int | None,
-    mode: str | None,
+    mode: Mode | None,
     include_imported: bool,
     delete_pairs: bool,
     dry_run: bool,

@@ -6,12 +6,18 @@ The account logic is `chatbot.accounts.users`'s."""
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
 
 import click
 
-from chatbot.cli import AppContext, emit_json, json_option, pass_app
+from chatbot.cli import AppContext, F, emit_json, json_option, pass_app
+
+if TYPE_CHECKING:  # imported by the commands themselves: `chatbot --help` stays fast
+    from chatbot.accounts.users import UserInfo
+    from chatbot.store.database import Database
 
 # The same as chatbot.store.support_schema.USER_ROLES (a test keeps them equal); spelled
 # out here so that `chatbot --help` does not import SQLAlchemy.
@@ -24,7 +30,7 @@ def group() -> None:
 
 
 @contextmanager
-def _database(app: AppContext) -> Iterator:
+def _database(app: AppContext) -> Iterator[Database]:
     from chatbot.store.database import Database, require_schema
 
     database = Database(app.settings.resolved_database_url)
@@ -35,7 +41,7 @@ def _database(app: AppContext) -> Iterator:
         database.dispose()
 
 
-def _password_stdin(func: Callable) -> Callable:
+def _password_stdin(func: F) -> F:
     return click.option(
         "--password-stdin",
         is_flag=True,
@@ -72,11 +78,11 @@ def _read_password(from_stdin: bool, username: str) -> str:
     )
 
 
-def _line(user) -> str:
+def _line(user: UserInfo) -> str:
     return f"{user.username} ({user.role})"
 
 
-def _public(user) -> dict:
+def _public(user: UserInfo) -> dict[str, Any]:
     payload = user.as_dict()
     payload.pop("session_epoch", None)  # part of the session cookies; of no use here
     return {
@@ -132,7 +138,7 @@ def list_command(app: AppContext, as_json: bool) -> None:
         click.echo("no accounts yet; create the first admin: chatbot users add NAME --role admin")
         return
 
-    def when(value) -> str:
+    def when(value: datetime | None) -> str:
         return value.strftime("%Y-%m-%d %H:%M") if value else "never"
 
     click.echo(f"{'username':<24} {'role':<6} {'state':<24} {'last login':<17} created")

@@ -19,6 +19,7 @@ from __future__ import annotations
 import logging
 from collections import defaultdict
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from chatbot.ingest.specifics import (
     NAME_KINDS,
@@ -28,6 +29,9 @@ from chatbot.ingest.specifics import (
     slotted,
     value_key,
 )
+
+if TYPE_CHECKING:
+    from chatbot.store.database import Database
 
 log = logging.getLogger(__name__)
 
@@ -42,11 +46,11 @@ class ConstantsReport:
     slotted_pairs: int = 0
 
 
-def _context_texts(context) -> list[str]:
+def _context_texts(context: list[object] | None) -> list[str]:
     return [str(t.get("text", "")) for t in (context or []) if isinstance(t, dict)]
 
 
-def recompute(database, *, min_conversations: int = 3) -> ConstantsReport:
+def recompute(database: Database, *, min_conversations: int = 3) -> ConstantsReport:
     """Recount constants and re-slot every pair, in one transaction (see the module docstring)."""
     from sqlalchemy import delete, insert, select, update
 
@@ -65,7 +69,7 @@ def recompute(database, *, min_conversations: int = 3) -> ConstantsReport:
             ).order_by(TrainingPair.id)
         ).all()
         found_by_pair: dict[int, list[Found]] = {}
-        seen: dict[tuple[str, str], set] = defaultdict(set)
+        seen: dict[tuple[str, str], set[int | str]] = defaultdict(set)
         shown: dict[tuple[str, str], str] = {}
         for pair_id, conversation_id, target, context, slots, _ in rows:
             if slots is None:
@@ -133,7 +137,7 @@ def recompute(database, *, min_conversations: int = 3) -> ConstantsReport:
     return report
 
 
-def needs_recompute(database) -> bool:
+def needs_recompute(database: Database) -> bool:
     """Some pair has not been looked at yet (imported before this existed, or added by an agent)."""
     from sqlalchemy import select
 

@@ -17,7 +17,7 @@ from chatbot.ingest.readers import iter_lines
 HEAD_LINES = 200
 
 
-def _key(name: str) -> re.Pattern:
+def _key(name: str) -> re.Pattern[str]:
     return re.compile(r'(?<!\\)"' + name + r'"\s*:')
 
 
@@ -37,7 +37,7 @@ def _by_keys(keys: set[str]) -> str | None:
     return None
 
 
-def _record_keys(value) -> set[str]:
+def _record_keys(value: object) -> set[str]:
     """Keys of a record and of the objects one or two levels inside it."""
     keys: set[str] = set()
     stack = [(value, 0)]

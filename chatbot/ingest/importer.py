@@ -20,9 +20,10 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar, cast
 
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
 
 from chatbot.errors import InputError, StoreError
 from chatbot.ingest import repository
@@ -32,10 +33,21 @@ from chatbot.ingest.formats import FORMAT_NAMES, FormatOptions, parser_for
 from chatbot.ingest.formats.csv_qa import check_column_map
 from chatbot.ingest.pairs import build_pairs, labels_from_meta, split_for
 from chatbot.ingest.readers import Line, iter_lines
-from chatbot.ingest.records import FileSummary, ImportSummary, Problem, RawConversation
+from chatbot.ingest.records import (
+    FileStatus,
+    FileSummary,
+    ImportSummary,
+    Problem,
+    RawConversation,
+)
 from chatbot.ingest.redact import Redactor
 from chatbot.ingest.settings import IngestSettings
 from chatbot.ingest.validate import CleanConversation, clean
+from chatbot.store.enums import PairOrigin
+
+if TYPE_CHECKING:  # built lazily: importing them here would load every settings section
+    from chatbot.config import Settings
+    from chatbot.store.database import Database
 
 log = logging.getLogger(__name__)
 
@@ -48,11 +60,12 @@ DEFAULT_SOURCES = {
 
 
 class ProgressBar(Protocol):
-    def update(self, n: int) -> Any: ...
-    def close(self) -> Any: ...
+    def update(self, n: int) -> object: ...
+    def close(self) -> object: ...
 
 
 ProgressFactory = Callable[[str, int], ProgressBar]
+J = TypeVar("J")
 
 
 class _Rejected(Exception):
@@ -75,7 +88,7 @@ def file_sha256(path: Path) -> str:
 
 
 def import_paths(
-    target,
+    target: Settings | Database,
     paths: Iterable[Path | str],
     *,
     format: str = "auto",
@@ -130,7 +143,7 @@ def import_paths(
 class _FileImport:
     def __init__(
         self,
-        database,
+        database: Database,
         path: Path,
         format: str,
         source: str | None,
@@ -138,7 +151,7 @@ class _FileImport:
         column_map: dict[str, str],
         ingest: IngestSettings,
         progress: ProgressFactory | None,
-    ):
+    ) -> None:
         self.database = database
         self.path = path
         self.name = str(path)
@@ -177,7 +190,7 @@ class _FileImport:
         with self.database.session() as session:
             previous = repository.done_import(session=session, file_sha256=sha, key=key)
             if previous is not None:
-                summary.status = "already_imported"
+                summary.status = FileStatus.ALREADY_IMPORTED
                 summary.import_id = previous.id
                 summary.seconds = time.perf_counter() - started
                 log.info("%s: already imported (import %d); nothing to do", self.name, previous.id)
@@ -188,7 +201,7 @@ class _FileImport:
                 self._import(session, fmt, sha, key, bar)
         except _Rejected:
             self._forget_counts()
-            summary.status = "rejected"
+            summary.status = FileStatus.REJECTED
             summary.error = (
                 f"{len(summary.problems)} bad record(s); --strict imports nothing from this file"
             )
@@ -206,7 +219,7 @@ class _FileImport:
         return summary
 
     def _failed(self, exc: InputError, started: float) -> FileSummary:
-        self.summary.status = "failed"
+        self.summary.status = FileStatus.FAILED
         self.summary.error = str(exc)
         self.summary.problems.append(
             Problem(self.name, exc.reason, "unreadable_file", line=exc.line)
@@ -221,7 +234,9 @@ class _FileImport:
         s.redactions.clear()
         s.pairs_skipped.clear()
 
-    def _import(self, session, fmt: str, sha: str, key: dict[str, Any], bar) -> None:
+    def _import(
+        self, session: Session, fmt: str, sha: str, key: dict[str, Any], bar: ProgressBar | None
+    ) -> None:
         from chatbot.store.schema import Import
 
         record = Import(
@@ -256,11 +271,11 @@ class _FileImport:
             raise _Rejected()
         record.source = (self.source_override or ",".join(sorted(self.sources)) or fmt)[:200]
         record.status = "done"
-        self.summary.status = "imported"
+        self.summary.status = FileStatus.IMPORTED
         record.finished_at = datetime.now(UTC)
         record.stats = self.summary.to_dict(max_problems=100)
 
-    def _lines(self, bar) -> Iterator[Line]:
+    def _lines(self, bar: ProgressBar | None) -> Iterator[Line]:
         for line in iter_lines(self.path):
             if bar is not None:
                 bar.update(line.nbytes)
@@ -294,7 +309,7 @@ class _FileImport:
         log.debug("%s", problem)
 
     # -- a batch of clean conversations ------------------------------------------------
-    def _store(self, session, batch: list[CleanConversation]) -> None:
+    def _store(self, session: Session, batch: list[CleanConversation]) -> None:
         if not batch or (self.strict and self.summary.problems):
             return  # strict: nothing will be kept, so write nothing more
         summary, cfg = self.summary, self.cfg
@@ -379,7 +394,7 @@ class _FileImport:
                     "turn_index": pair.turn_index,
                     "import_id": self.import_id,
                     "source": conversation.source,
-                    "origin": "imported",
+                    "origin": PairOrigin.IMPORTED,
                     "split": conversation.split,
                     "context": pair.context,
                     "target": pair.target,
@@ -400,17 +415,21 @@ class _FileImport:
             summary.conversations,
         )
 
-    def _redact_value(self, value):
+    def _redact_value(self, value: J) -> J:
+        """`value` (a JSON value) with every string in it redacted: the same shape."""
+        return cast(J, self._redacted(value))
+
+    def _redacted(self, value: object) -> object:
         if isinstance(value, str):
             return self.redactor.redact(value, self.summary.redactions)
         if isinstance(value, dict):
-            return {k: self._redact_value(v) for k, v in value.items()}
+            return {k: self._redacted(v) for k, v in value.items()}
         if isinstance(value, list):
-            return [self._redact_value(v) for v in value]
+            return [self._redacted(v) for v in value]
         return value
 
 
-def counts(summary: ImportSummary) -> Counter:
+def counts(summary: ImportSummary) -> Counter[str]:
     """Totals as a Counter (handy in tests and logs)."""
     return Counter(
         conversations=summary.conversations, messages=summary.messages, pairs=summary.pairs

@@ -8,6 +8,7 @@ import codecs
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 from chatbot.errors import InputError
 
@@ -95,7 +96,7 @@ def iter_lines(path: Path | str) -> Iterator[Line]:
             yield from _utf16_lines(fh, encoding, name)
 
 
-def _utf8_lines(fh, encoding: str, name: str) -> Iterator[Line]:
+def _utf8_lines(fh: BinaryIO, encoding: str, name: str) -> Iterator[Line]:
     number = 0
     for raw in fh:
         number += 1
@@ -113,7 +114,7 @@ def _utf8_lines(fh, encoding: str, name: str) -> Iterator[Line]:
         yield Line(number, text.rstrip("\r\n"), nbytes)
 
 
-def _utf16_lines(fh, encoding: str, name: str) -> Iterator[Line]:
+def _utf16_lines(fh: BinaryIO, encoding: str, name: str) -> Iterator[Line]:
     # Decode incrementally; on an error, find the line by counting decoded newlines.
     decoder = codecs.getincrementaldecoder(encoding)("strict")
     number = 0

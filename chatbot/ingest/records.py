@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import asdict, dataclass, field
+from enum import StrEnum
 from typing import Any
 
 
@@ -58,23 +59,31 @@ class Problem:
         }
 
 
+class FileStatus(StrEnum):
+    """What became of one file of an import."""
+
+    PENDING = "pending"  # not finished yet
+    IMPORTED = "imported"
+    ALREADY_IMPORTED = "already_imported"  # the same bytes with the same options, before
+    REJECTED = "rejected"  # --strict, and bad records in it: nothing kept
+    FAILED = "failed"  # the file could not be read
+
+
 @dataclass
 class FileSummary:
     path: str
     format: str | None = None
-    status: str = (
-        "pending"  # imported | already_imported | rejected (strict) | failed (unreadable file)
-    )
+    status: FileStatus = FileStatus.PENDING
     import_id: int | None = None
     records: int = 0
     conversations: int = 0
     messages: int = 0
     pairs: int = 0
-    skipped: Counter = field(default_factory=Counter)  # records not stored, by reason
-    pairs_skipped: Counter = field(
+    skipped: Counter[str] = field(default_factory=Counter)  # records not stored, by reason
+    pairs_skipped: Counter[str] = field(
         default_factory=Counter
     )  # agent turns that gave no pair, by reason
-    redactions: Counter = field(default_factory=Counter)
+    redactions: Counter[str] = field(default_factory=Counter)
     problems: list[Problem] = field(default_factory=list)
     error: str | None = None
     seconds: float = 0.0
@@ -107,8 +116,8 @@ class ImportSummary:
     def _sum(self, name: str) -> int:
         return sum(getattr(f, name) for f in self.files)
 
-    def _counter(self, name: str) -> Counter:
-        total: Counter = Counter()
+    def _counter(self, name: str) -> Counter[str]:
+        total: Counter[str] = Counter()
         for f in self.files:
             total.update(getattr(f, name))
         return total
@@ -126,15 +135,15 @@ class ImportSummary:
         return self._sum("pairs")
 
     @property
-    def skipped(self) -> Counter:
+    def skipped(self) -> Counter[str]:
         return self._counter("skipped")
 
     @property
-    def pairs_skipped(self) -> Counter:
+    def pairs_skipped(self) -> Counter[str]:
         return self._counter("pairs_skipped")
 
     @property
-    def redactions(self) -> Counter:
+    def redactions(self) -> Counter[str]:
         return self._counter("redactions")
 
     @property
@@ -145,7 +154,9 @@ class ImportSummary:
     def ok(self) -> bool:
         """True when every file was imported (or already was); bad records skipped in
         lenient mode do not make an import fail."""
-        return all(f.status in ("imported", "already_imported") for f in self.files)
+        return all(
+            f.status in (FileStatus.IMPORTED, FileStatus.ALREADY_IMPORTED) for f in self.files
+        )
 
     def to_dict(self, max_problems: int | None = None) -> dict[str, Any]:
         return {
@@ -160,4 +171,12 @@ class ImportSummary:
         }
 
 
-__all__ = ["Turn", "RawConversation", "Problem", "FileSummary", "ImportSummary", "asdict"]
+__all__ = [
+    "Turn",
+    "RawConversation",
+    "Problem",
+    "FileStatus",
+    "FileSummary",
+    "ImportSummary",
+    "asdict",
+]

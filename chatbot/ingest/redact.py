@@ -95,7 +95,7 @@ def _looks_like_phone(candidate: str, before: str) -> bool:
 class Redactor:
     """Replaces PII in text and counts what it replaced, by kind."""
 
-    def __init__(self, kinds: Iterable[str] = ALL_KINDS, allowlist: Iterable[str] = ()):
+    def __init__(self, kinds: Iterable[str] = ALL_KINDS, allowlist: Iterable[str] = ()) -> None:
         self.kinds = frozenset(kinds)
         unknown = self.kinds - set(ALL_KINDS)
         if unknown:
@@ -109,7 +109,7 @@ class Redactor:
         domain = address.rsplit("@", 1)[-1]
         return any(address == a or domain == a or domain.endswith("." + a) for a in self.allow)
 
-    def redact(self, text: str, counts: Counter | None = None) -> str:
+    def redact(self, text: str, counts: Counter[str] | None = None) -> str:
         if not text or not self.kinds:
             return text
         has_at = "@" in text
@@ -128,13 +128,13 @@ class Redactor:
         pieces.append(self._redact_plain(text[last:], counts))
         return "".join(pieces)
 
-    def _sub_email(self, match: re.Match, counts: Counter) -> str:
+    def _sub_email(self, match: re.Match[str], counts: Counter[str]) -> str:
         if self.allow and self._allowed(match.group(0)):
             return match.group(0)
         counts["email"] += 1
         return PLACEHOLDERS["email"]
 
-    def _redact_plain(self, text: str, counts: Counter) -> str:
+    def _redact_plain(self, text: str, counts: Counter[str]) -> str:
         if not text:
             return text
         if "card" in self.kinds and any(c.isdigit() for c in text):
@@ -146,11 +146,11 @@ class Redactor:
         return text
 
     @staticmethod
-    def _count(counts: Counter, kind: str) -> str:
+    def _count(counts: Counter[str], kind: str) -> str:
         counts[kind] += 1
         return PLACEHOLDERS[kind]
 
-    def _sub_card(self, match: re.Match, counts: Counter) -> str:
+    def _sub_card(self, match: re.Match[str], counts: Counter[str]) -> str:
         """The card numbers in a run of digit groups: the whole run, or (longest first)
         groups within it, so that "4111 1111 1111 1111 05 27" (a card and its expiry
         date) still loses the card although the run as a whole is no card number."""
@@ -171,7 +171,7 @@ class Redactor:
         pieces.append(text[done:])
         return "".join(pieces)
 
-    def _sub_phone(self, match: re.Match, counts: Counter) -> str:
+    def _sub_phone(self, match: re.Match[str], counts: Counter[str]) -> str:
         candidate = match.group(0)
         # The pattern may swallow a trailing ")" or "." that belongs to the sentence.
         trail = ""

@@ -6,17 +6,51 @@ Never touches live conversations (channel "live"): imports only add rows."""
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
-from typing import Any
+from typing import Any, TypedDict, TypeVar
 
-from sqlalchemy import func, insert, select
+from sqlalchemy import ColumnElement, Select, func, insert, select
 from sqlalchemy.orm import Session
 
+from chatbot.store.enums import PairOrigin
 from chatbot.store.schema import Conversation, Import, Message, TrainingPair
+
+T = TypeVar("T")
+S = TypeVar("S", bound=Select[*tuple[Any, ...]])
+
+
+class PairStats(TypedDict):
+    """`pair_stats`: the counts behind `chatbot pairs stats`."""
+
+    pairs: int
+    by_split: dict[str, int]
+    by_origin: dict[str, int]
+    by_source: dict[str, dict[str, int]]  # source -> train, val, test, total
+    avg_target_chars: float | None
+    with_quality: int
+    imported_conversations_by_split: dict[str, int]
+
+
+class ExportedPair(TypedDict):
+    """One pair as `chatbot pairs export` writes it, with its provenance."""
+
+    id: int
+    source: str
+    split: str
+    origin: PairOrigin
+    conversation_id: int | None
+    external_id: str | None
+    turn_index: int | None
+    import_id: int | None
+    context: list[Any]
+    target: str
+    quality: float | None
+    labels: dict[str, Any]
+
 
 CHUNK = 500  # bound parameter lists well under every backend's limit
 
 
-def _chunks(items: list, size: int = CHUNK) -> Iterator[list]:
+def _chunks(items: list[T], size: int = CHUNK) -> Iterator[list[T]]:
     for start in range(0, len(items), size):
         yield items[start : start + size]
 
@@ -73,7 +107,9 @@ def insert_pairs(*, session: Session, rows: list[dict[str, Any]]) -> None:
         session.execute(insert(TrainingPair), rows)
 
 
-def _pair_filter(statement, split: str | None, source: str | None, origin: str | None):
+def _pair_filter(
+    statement: S, split: str | None, source: str | None, origin: PairOrigin | None
+) -> S:
     if split:
         statement = statement.where(TrainingPair.split == split)
     if source:
@@ -85,12 +121,12 @@ def _pair_filter(statement, split: str | None, source: str | None, origin: str |
 
 def pair_stats(
     *, session: Session, split: str | None = None, source: str | None = None
-) -> dict[str, Any]:
+) -> PairStats:
     """Counts of pairs by split, source and origin, sizes, and quality coverage."""
     base = _pair_filter(select(TrainingPair), split, source, None).subquery()
     total = session.scalar(select(func.count()).select_from(base)) or 0
 
-    def grouped(column) -> dict[str, int]:
+    def grouped(column: ColumnElement[Any]) -> dict[str, int]:
         rows = session.execute(select(column, func.count()).group_by(column).order_by(column))
         return {str(key): count for key, count in rows}
 
@@ -115,15 +151,15 @@ def pair_stats(
         .where(Conversation.channel == "import")
         .group_by(Conversation.split)
     )
-    return {
-        "pairs": total,
-        "by_split": by_split,
-        "by_origin": by_origin,
-        "by_source": by_source,
-        "avg_target_chars": round(float(avg_target), 1) if avg_target is not None else None,
-        "with_quality": with_quality,
-        "imported_conversations_by_split": {str(k): v for k, v in conversations},
-    }
+    return PairStats(
+        pairs=total,
+        by_split=by_split,
+        by_origin=by_origin,
+        by_source=by_source,
+        avg_target_chars=round(float(avg_target), 1) if avg_target is not None else None,
+        with_quality=with_quality,
+        imported_conversations_by_split={str(k): v for k, v in conversations},
+    )
 
 
 def iter_pairs(
@@ -131,9 +167,9 @@ def iter_pairs(
     session: Session,
     split: str | None = None,
     source: str | None = None,
-    origin: str | None = None,
+    origin: PairOrigin | None = None,
     batch: int = 1000,
-) -> Iterator[dict[str, Any]]:
+) -> Iterator[ExportedPair]:
     """Pairs with their provenance, oldest first, as plain dicts."""
     statement = _pair_filter(
         select(TrainingPair, Conversation.external_id).outerjoin(
@@ -144,17 +180,17 @@ def iter_pairs(
         origin,
     ).order_by(TrainingPair.id)
     for pair, external in session.execute(statement.execution_options(yield_per=batch)):
-        yield {
-            "id": pair.id,
-            "source": pair.source,
-            "split": pair.split,
-            "origin": pair.origin,
-            "conversation_id": pair.conversation_id,
-            "external_id": external,
-            "turn_index": pair.turn_index,
-            "import_id": pair.import_id,
-            "context": pair.context,
-            "target": pair.target,
-            "quality": pair.quality,
-            "labels": pair.labels,
-        }
+        yield ExportedPair(
+            id=pair.id,
+            source=pair.source,
+            split=pair.split,
+            origin=pair.origin,
+            conversation_id=pair.conversation_id,
+            external_id=external,
+            turn_index=pair.turn_index,
+            import_id=pair.import_id,
+            context=pair.context,
+            target=pair.target,
+            quality=pair.quality,
+            labels=pair.labels,
+        )

@@ -11,7 +11,7 @@ HTML (the pages escape what they show) or of what a message means."""
 from __future__ import annotations
 
 import re
-from typing import Any
+from typing import TypeVar, cast
 
 _UNSAFE_RE = re.compile(
     "[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]"
@@ -34,18 +34,25 @@ def clean_text(text: str) -> str:
 MAX_DEPTH = 32
 
 
-def clean_value(value: Any, _depth: int = 0) -> Any:
-    """A JSON value with `clean_text` applied to every string in it, keys included;
-    ValueError when it is nested more than MAX_DEPTH levels deep."""
+J = TypeVar("J")
+
+
+def clean_value(value: J) -> J:
+    """A JSON value with `clean_text` applied to every string in it, keys included (the
+    same shape); ValueError when it is nested more than MAX_DEPTH levels deep."""
+    return cast(J, _clean(value, 0))
+
+
+def _clean(value: object, depth: int) -> object:
     if isinstance(value, str):
         return clean_text(value)
-    if isinstance(value, (dict, list)) and _depth >= MAX_DEPTH:
+    if isinstance(value, (dict, list)) and depth >= MAX_DEPTH:
         raise ValueError(f"nested more than {MAX_DEPTH} levels deep")
     if isinstance(value, dict):
         return {
-            clean_value(k) if isinstance(k, str) else k: clean_value(v, _depth + 1)
+            clean_text(k) if isinstance(k, str) else k: _clean(v, depth + 1)
             for k, v in value.items()
         }
     if isinstance(value, list):
-        return [clean_value(v, _depth + 1) for v in value]
+        return [_clean(v, depth + 1) for v in value]
     return value

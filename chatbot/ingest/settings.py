@@ -12,12 +12,16 @@ from chatbot.settings_section import Section
 RedactionKind = Literal["email", "phone", "card", "handle"]
 
 
+def _every_kind() -> list[RedactionKind]:
+    return ["email", "phone", "card", "handle"]
+
+
 class IngestSettings(Section):
     redact: bool = Field(
         default=True, description="Replace PII with typed placeholders before storing."
     )
     redact_kinds: list[RedactionKind] = Field(
-        default_factory=lambda: ["email", "phone", "card", "handle"],
+        default_factory=_every_kind,
         description="Which kinds of PII to replace.",
     )
     redact_allowlist: list[str] = Field(

@@ -23,8 +23,10 @@ outgoing replies is `chatbot.dialogue.specifics`'s job.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Sequence
-from dataclasses import asdict, dataclass
+from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Set as AbstractSet
+from dataclasses import dataclass
+from typing import Any, TypedDict
 
 from chatbot.ingest.redact import EMAIL_RE, PHONE_RE, URL_RE, _looks_like_phone
 
@@ -143,6 +145,22 @@ CUSTOMER_SIGN_OFF_RE = re.compile(
 )
 
 
+class FoundDict(TypedDict):
+    """A `Found` as a JSON object (in a pair's `slots` column)."""
+
+    kind: str
+    value: str
+    start: int
+    end: int
+
+
+class SlotDict(FoundDict):
+    """One item of a pair's `slots` column: a piece found, and whether it is a company
+    constant (kept as it is) or the conversation's own (a slot)."""
+
+    constant: bool
+
+
 @dataclass(frozen=True)
 class Found:
     """One piece of a reply that belongs to one conversation: its kind, the text and where it is."""
@@ -152,11 +170,12 @@ class Found:
     start: int
     end: int
 
-    def to_dict(self) -> dict:
-        return asdict(self)
+    def to_dict(self) -> FoundDict:
+        return FoundDict(kind=self.kind, value=self.value, start=self.start, end=self.end)
 
     @classmethod
-    def from_dict(cls, data: dict) -> Found:
+    def from_dict(cls, data: Mapping[str, Any]) -> Found:
+        """From `to_dict`'s form, as read back from a JSON column."""
         return cls(str(data["kind"]), str(data["value"]), int(data["start"]), int(data["end"]))
 
 
@@ -187,9 +206,9 @@ def customer_names(texts: Iterable[str]) -> set[str]:
                 if _name_ok(name):
                     names.add(name.title() if name.islower() else name)
         if "\n" in text.strip():
-            m = CUSTOMER_SIGN_OFF_RE.search(text.strip())
-            if m and _name_ok(m.group("name")):
-                names.add(m.group("name"))
+            sign_off = CUSTOMER_SIGN_OFF_RE.search(text.strip())
+            if sign_off and _name_ok(sign_off.group("name")):
+                names.add(sign_off.group("name"))
     for name in list(names):
         names.add(name.split()[0])
     return names
@@ -309,7 +328,7 @@ def _find_names(
 
 
 def slotted(
-    text: str, found: Sequence[Found], constants: set[tuple[str, str]] | frozenset = frozenset()
+    text: str, found: Sequence[Found], constants: AbstractSet[tuple[str, str]] = frozenset()
 ) -> str:
     """`text` with each found piece replaced by its `{kind}` slot, except company
     constants ((kind, value_key) pairs; names never are)."""
@@ -327,14 +346,16 @@ def slotted(
 
 
 def slot_summary(
-    found: Sequence[Found], constants: set[tuple[str, str]] | frozenset = frozenset()
-) -> list[dict]:
+    found: Sequence[Found], constants: AbstractSet[tuple[str, str]] = frozenset()
+) -> list[SlotDict]:
     """The pair's `slots` column: every piece found, marked constant or not."""
-    out = []
-    for f in found:
-        item = f.to_dict()
-        item["constant"] = (
-            f.kind not in NAME_KINDS and (f.kind, value_key(f.kind, f.value)) in constants
+    return [
+        SlotDict(
+            kind=f.kind,
+            value=f.value,
+            start=f.start,
+            end=f.end,
+            constant=f.kind not in NAME_KINDS and (f.kind, value_key(f.kind, f.value)) in constants,
         )
-        out.append(item)
-    return out
+        for f in found
+    ]

@@ -15,11 +15,14 @@ after the other, never the same.
 
 from __future__ import annotations
 
+from typing import Any
+
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from chatbot.errors import InputError, StoreError
 from chatbot.ingest.sanitize import clean_text
+from chatbot.store.database import matched_rows
 from chatbot.store.schema import (
     MESSAGE_ROLES,
     Conversation,
@@ -27,12 +30,13 @@ from chatbot.store.schema import (
     Message,
     ModelVersion,
     TrainingPair,
+    core_table,
     utcnow,
 )
 
 
 def start_conversation(
-    *, session: Session, source: str = "widget", meta: dict | None = None
+    *, session: Session, source: str = "widget", meta: dict[str, Any] | None = None
 ) -> Conversation:
     conversation = Conversation(source=source, channel="live", meta=meta or {})
     session.add(conversation)
@@ -43,12 +47,13 @@ def start_conversation(
 def lock_conversation(*, session: Session, conversation_id: int) -> tuple[str, str]:
     """Take the conversation's write lock for the rest of the transaction (marking it
     active now) and return its (channel, state); StoreError when it does not exist."""
+    conversations = core_table(Conversation)
     locked = session.execute(
-        update(Conversation.__table__)
-        .where(Conversation.__table__.c.id == conversation_id)
+        update(conversations)
+        .where(conversations.c.id == conversation_id)
         .values(updated_at=utcnow())
     )
-    if not locked.rowcount:
+    if not matched_rows(locked):
         raise StoreError(f"conversation {conversation_id} does not exist")
     row = session.execute(
         select(Conversation.channel, Conversation.state).where(Conversation.id == conversation_id)
@@ -71,7 +76,12 @@ def check_writable(conversation_id: int, channel: str, state: str) -> None:
 
 
 def add_message(
-    *, session: Session, conversation_id: int, role: str, text: str, meta: dict | None = None
+    *,
+    session: Session,
+    conversation_id: int,
+    role: str,
+    text: str,
+    meta: dict[str, Any] | None = None,
 ) -> Message:
     """Append a message at the next turn index of a live, open conversation (see the
     module docstring for why two writers never collide). Control and bidirectional

@@ -12,9 +12,11 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from sqlalchemy import Engine, create_engine, event, inspect, text
-from sqlalchemy.engine import make_url
+from sqlalchemy.engine import CursorResult, make_url
+from sqlalchemy.engine.interfaces import DBAPIConnection
 from sqlalchemy.exc import ArgumentError, NoSuchModuleError, OperationalError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.pool import ConnectionPoolEntry
 
 from chatbot.errors import StoreError
 
@@ -29,7 +31,9 @@ def redact_url(url: str) -> str:
         return "<unparseable URL>"
 
 
-def _enable_sqlite_foreign_keys(dbapi_connection, _record) -> None:
+def _enable_sqlite_foreign_keys(
+    dbapi_connection: DBAPIConnection, _record: ConnectionPoolEntry
+) -> None:
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA foreign_keys=ON")
     # WAL lets the app read while an import writes; busy_timeout waits instead of failing.
@@ -54,7 +58,7 @@ def create_db_engine(url: str) -> Engine:
     if parsed.drivername == "postgresql":
         # psycopg 3 is the driver we ship; plain "postgresql://" would ask for psycopg2.
         parsed = parsed.set(drivername="postgresql+psycopg")
-    connect_args = {}
+    connect_args: dict[str, int] = {}
     if parsed.get_backend_name() == "postgresql" and "connect_timeout" not in parsed.query:
         # A server that is down or unreachable fails a request within seconds, not after
         # the operating system's TCP timeout (minutes): customers get a notice instead.
@@ -111,10 +115,18 @@ def require_schema(engine: Engine) -> None:
         )
 
 
+def matched_rows(result: object) -> int:
+    """The number of rows an UPDATE or DELETE matched. `Session.execute` declares a plain
+    `Result`; for these statements it is a `CursorResult`, which counts them."""
+    if not isinstance(result, CursorResult):
+        raise TypeError(f"expected the result of an UPDATE or DELETE, got {type(result).__name__}")
+    return result.rowcount
+
+
 class Database:
     """An engine plus a session factory for one database URL."""
 
-    def __init__(self, url: str):
+    def __init__(self, url: str) -> None:
         self.url = url
         self.engine = create_db_engine(url)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)

@@ -21,10 +21,10 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
-from chatbot.store.schema import Base, _in, utcnow
+from chatbot.store.enums import ReviewState, values
+from chatbot.store.schema import Base, EnumString, one_of, utcnow
 
 REPLY_DECISIONS = ("answer", "answer_flagged", "held", "handoff", "silent")
-REPLY_REVIEW_STATES = ("pending", "approved", "edited", "rejected")
 
 
 class DialogueReply(Base):
@@ -54,10 +54,12 @@ class DialogueReply(Base):
     candidates: Mapped[list[Any]] = mapped_column(JSON, default=list)
     timings: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     model_version: Mapped[str | None] = mapped_column(String(200))
-    review_status: Mapped[str | None] = mapped_column(String(20), index=True)
+    review_status: Mapped[ReviewState | None] = mapped_column(
+        EnumString(ReviewState, 20), index=True
+    )
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
     __table_args__ = (
-        CheckConstraint(_in("decision", REPLY_DECISIONS), name="decision"),
-        CheckConstraint(_in("review_status", REPLY_REVIEW_STATES), name="review_status"),
+        CheckConstraint(one_of("decision", REPLY_DECISIONS), name="decision"),
+        CheckConstraint(one_of("review_status", values(ReviewState)), name="review_status"),
     )

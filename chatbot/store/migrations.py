@@ -6,10 +6,14 @@ and compare the migrated schema with the SQLAlchemy models. Defining the schema 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from chatbot.errors import StoreError
 from chatbot.store.database import check_connection, create_db_engine, redact_url
+
+if TYPE_CHECKING:  # alembic is imported by the functions that run it
+    from alembic.config import Config
+    from sqlalchemy import Connection
 
 
 def migrations_dir() -> Path:
@@ -18,7 +22,7 @@ def migrations_dir() -> Path:
     return Path(migrations.__file__).resolve().parent
 
 
-def alembic_config(connection=None):
+def alembic_config(connection: Connection | None = None) -> Config:
     from alembic.config import Config
 
     config = Config()
@@ -31,7 +35,10 @@ def alembic_config(connection=None):
 def head_revision() -> str:
     from alembic.script import ScriptDirectory
 
-    return ScriptDirectory.from_config(alembic_config()).get_current_head()
+    head = ScriptDirectory.from_config(alembic_config()).get_current_head()
+    if head is None:
+        raise StoreError(f"no migration scripts in {migrations_dir()}")
+    return head
 
 
 def current_revision(url: str) -> str | None:

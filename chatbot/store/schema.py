@@ -8,7 +8,8 @@ queries live in the repository modules that use them.
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any
+from enum import StrEnum
+from typing import Any, TypeVar
 
 from sqlalchemy import (
     JSON,
@@ -21,14 +22,18 @@ from sqlalchemy import (
     Integer,
     MetaData,
     String,
+    Table,
     Text,
     UniqueConstraint,
 )
+from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+from sqlalchemy.types import TypeDecorator
+
+from chatbot.store.enums import PairOrigin, values
 
 MESSAGE_ROLES = ("customer", "agent", "bot", "system")
 SPLITS = ("train", "val", "test")
-PAIR_ORIGINS = ("imported", "agent_approved", "agent_edited")
 CONVERSATION_STATES = ("open", "handed_off", "closed")
 VERSION_STATES = ("candidate", "promoted", "retired")
 
@@ -46,13 +51,45 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
-def _in(column: str, values: tuple[str, ...]) -> str:
-    return f"{column} IN ({', '.join(repr(v) for v in values)})"
+def one_of(column: str, allowed: tuple[str, ...]) -> str:
+    """A CHECK constraint's text: `column` holds one of `allowed` (the SQL the migrations hold)."""
+    return f"{column} IN ({', '.join(repr(v) for v in allowed)})"
+
+
+E = TypeVar("E", bound=StrEnum)
+
+
+class EnumString(TypeDecorator[E]):
+    """A `StrEnum` in a VARCHAR column: written as its value (rows hold the strings they
+    always did), read back as the member. A string that is no member is refused before
+    it reaches the database; the column's CHECK constraint still guards other writers."""
+
+    impl = String
+    cache_ok = True
+
+    def __init__(self, enum: type[E], length: int) -> None:
+        super().__init__(length)
+        self.enum = enum
+
+    def process_bind_param(self, value: E | str | None, dialect: Dialect) -> str | None:
+        return None if value is None else self.enum(value).value
+
+    def process_result_value(self, value: object, dialect: Dialect) -> E | None:
+        return None if value is None else self.enum(str(value))
 
 
 class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING_CONVENTION)
     type_annotation_map = {dict[str, Any]: JSON, list[Any]: JSON}
+
+
+def core_table(model: type[Base]) -> Table:
+    """A model's Core table, for statements that bypass the ORM (SQLAlchemy declares
+    `__table__` as any FromClause)."""
+    table = model.__table__
+    if not isinstance(table, Table):
+        raise TypeError(f"{model.__name__} is not mapped to a table")
+    return table
 
 
 class Import(Base):
@@ -71,7 +108,9 @@ class Import(Base):
     stats: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     settings: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
 
-    __table_args__ = (CheckConstraint(_in("status", ("running", "done", "failed")), name="status"),)
+    __table_args__ = (
+        CheckConstraint(one_of("status", ("running", "done", "failed")), name="status"),
+    )
 
 
 class Conversation(Base):
@@ -109,9 +148,9 @@ class Conversation(Base):
     )
 
     __table_args__ = (
-        CheckConstraint(_in("channel", ("import", "live")), name="channel"),
-        CheckConstraint(_in("split", SPLITS), name="split"),
-        CheckConstraint(_in("state", CONVERSATION_STATES), name="state"),
+        CheckConstraint(one_of("channel", ("import", "live")), name="channel"),
+        CheckConstraint(one_of("split", SPLITS), name="split"),
+        CheckConstraint(one_of("state", CONVERSATION_STATES), name="state"),
         Index("ix_conversations_source_external_id", "source", "external_id"),
         Index("ix_conversations_state", "state"),  # the agents' queue, polled by every open console
     )
@@ -135,7 +174,7 @@ class Message(Base):
 
     __table_args__ = (
         UniqueConstraint("conversation_id", "turn_index", name="uq_messages_conversation_turn"),
-        CheckConstraint(_in("role", MESSAGE_ROLES), name="role"),
+        CheckConstraint(one_of("role", MESSAGE_ROLES), name="role"),
     )
 
 
@@ -153,7 +192,9 @@ class TrainingPair(Base):
         ForeignKey("imports.id", ondelete="SET NULL"), index=True
     )
     source: Mapped[str] = mapped_column(String(200), index=True)
-    origin: Mapped[str] = mapped_column(String(20), default="imported")
+    origin: Mapped[PairOrigin] = mapped_column(
+        EnumString(PairOrigin, 20), default=PairOrigin.IMPORTED
+    )
     split: Mapped[str] = mapped_column(String(10), index=True)
     # [{"role": "customer", "text": "..."}, ...] oldest first; the last item is the
     # customer message the target answers.
@@ -169,8 +210,8 @@ class TrainingPair(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
     __table_args__ = (
-        CheckConstraint(_in("origin", PAIR_ORIGINS), name="origin"),
-        CheckConstraint(_in("split", SPLITS), name="split"),
+        CheckConstraint(one_of("origin", values(PairOrigin)), name="origin"),
+        CheckConstraint(one_of("split", SPLITS), name="split"),
         Index(
             "ix_training_pairs_origin_id", "origin", "id"
         ),  # the answer cache reads agents' pairs, newest first
@@ -198,8 +239,8 @@ class ModelVersion(Base):
     evaluation: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
 
     __table_args__ = (
-        CheckConstraint(_in("kind", ("reply", "embedder", "ranker")), name="kind"),
-        CheckConstraint(_in("status", VERSION_STATES), name="status"),
+        CheckConstraint(one_of("kind", ("reply", "embedder", "ranker")), name="kind"),
+        CheckConstraint(one_of("status", VERSION_STATES), name="status"),
     )
 
 

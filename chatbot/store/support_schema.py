@@ -24,12 +24,10 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
-from chatbot.store.schema import Base, _in, utcnow
+from chatbot.store.enums import AgentActionKind, values
+from chatbot.store.schema import Base, EnumString, one_of, utcnow
 
 USER_ROLES = ("agent", "admin")
-# approve / edit / reject: a decision on a suggested reply; reply: an agent's own
-# message; take_over / hand_back / release: who is in charge of the conversation.
-AGENT_ACTIONS = ("approve", "edit", "reject", "reply", "take_over", "hand_back", "release")
 JOB_KINDS = ("train", "index")
 JOB_STATES = ("queued", "running", "succeeded", "failed", "cancelled")
 
@@ -52,7 +50,7 @@ class User(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     last_login_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
-    __table_args__ = (CheckConstraint(_in("role", USER_ROLES), name="role"),)
+    __table_args__ = (CheckConstraint(one_of("role", USER_ROLES), name="role"),)
 
 
 class AgentAction(Base):
@@ -71,7 +69,7 @@ class AgentAction(Base):
     )
     user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
     username: Mapped[str] = mapped_column(String(80))  # kept when the account is removed
-    action: Mapped[str] = mapped_column(String(20))
+    action: Mapped[AgentActionKind] = mapped_column(EnumString(AgentActionKind, 20))
     text: Mapped[str | None] = mapped_column(Text)  # what was sent (approve, edit, reply)
     original_text: Mapped[str | None] = mapped_column(Text)  # the assistant's suggestion
     reason: Mapped[str | None] = mapped_column(Text)  # why it was rejected
@@ -83,7 +81,7 @@ class AgentAction(Base):
         DateTime(timezone=True), default=utcnow, index=True
     )
 
-    __table_args__ = (CheckConstraint(_in("action", AGENT_ACTIONS), name="action"),)
+    __table_args__ = (CheckConstraint(one_of("action", values(AgentActionKind)), name="action"),)
 
 
 class Feedback(Base):
@@ -131,6 +129,6 @@ class Job(Base):
     finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
     __table_args__ = (
-        CheckConstraint(_in("kind", JOB_KINDS), name="kind"),
-        CheckConstraint(_in("status", JOB_STATES), name="status"),
+        CheckConstraint(one_of("kind", JOB_KINDS), name="kind"),
+        CheckConstraint(one_of("status", JOB_STATES), name="status"),
     )

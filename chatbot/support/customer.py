@@ -15,7 +15,7 @@ import hashlib
 import re
 import secrets
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from sqlalchemy import delete, select
 from sqlalchemy.exc import IntegrityError
@@ -69,23 +69,23 @@ def token_hash(token: str) -> str:
     return hashlib.sha256(token.encode("ascii")).hexdigest()
 
 
-def is_well_formed(token: Any) -> bool:
+def is_well_formed(token: object) -> bool:
     """The token has the shape `new_token` gives (it may still belong to no conversation)."""
     return isinstance(token, str) and _TOKEN_SHAPE.fullmatch(token) is not None
 
 
-def _checked_hash(token: Any) -> str:
-    if not is_well_formed(token):
-        raise AccessDenied("this conversation's key is not valid; start a new conversation")
-    return token_hash(token)
+def _checked_hash(token: object) -> str:
+    if isinstance(token, str) and is_well_formed(token):
+        return token_hash(token)
+    raise AccessDenied("this conversation's key is not valid; start a new conversation")
 
 
-def _find(session: Session, token: Any) -> Conversation | None:
+def _find(session: Session, token: object) -> Conversation | None:
     digest = _checked_hash(token)
     return session.scalar(select(Conversation).where(Conversation.access_token_hash == digest))
 
 
-def conversation_of(session: Session, token: Any) -> Conversation:
+def conversation_of(session: Session, token: object) -> Conversation:
     """The token's conversation, or AccessDenied (malformed or unknown token)."""
     conversation = _find(session, token)
     if conversation is None:
@@ -93,7 +93,7 @@ def conversation_of(session: Session, token: Any) -> Conversation:
     return conversation
 
 
-def open_conversation(database: Database, token: Any) -> int:
+def open_conversation(database: Database, token: object) -> int:
     """The id of the token's conversation, started (live, from the widget) on first use."""
     digest = _checked_hash(token)
     try:
@@ -113,7 +113,7 @@ def open_conversation(database: Database, token: Any) -> int:
             return conversation_of(session, token).id
 
 
-def messages_after(database: Database, token: Any, after_turn: int) -> list[ShownMessage]:
+def messages_after(database: Database, token: object, after_turn: int) -> list[ShownMessage]:
     """The customer's, the assistant's and the agents' messages after `after_turn`
     (-1: the whole chat), oldest first; the assistant's answers with their sources."""
     with database.session() as session:
@@ -137,15 +137,15 @@ def messages_after(database: Database, token: Any, after_turn: int) -> list[Show
         return shown
 
 
-def _sources(citations: Any) -> list[Source]:
+def _sources(citations: object) -> list[Source]:
     sources = []
-    for c in citations or []:
+    for c in citations if isinstance(citations, list) else []:
         if isinstance(c, dict) and c.get("snippet"):
             sources.append(Source(c.get("conversation_id"), c.get("turn_index"), str(c["snippet"])))
     return sources
 
 
-def human_in_charge(database: Database, token: Any) -> bool:
+def human_in_charge(database: Database, token: object) -> bool:
     """True while a person (waiting in the queue or already answering) has the
     conversation; a token with no conversation yet has none."""
     with database.session() as session:
@@ -154,7 +154,7 @@ def human_in_charge(database: Database, token: Any) -> bool:
 
 
 def give_feedback(
-    database: Database, token: Any, message_id: int, rating: int, comment: str | None = None
+    database: Database, token: object, message_id: int, rating: int, comment: str | None = None
 ) -> None:
     """Store the customer's thumbs up (+1) or down (-1), with an optional comment, on a
     reply of their own conversation; a second rating of the same reply replaces the first."""
@@ -188,14 +188,14 @@ def give_feedback(
             # Another click on the same reply got there first: replace it.
 
 
-def withdraw_feedback(database: Database, token: Any, message_id: int) -> None:
+def withdraw_feedback(database: Database, token: object, message_id: int) -> None:
     """The customer took their thumbs back."""
     with database.session() as session:
         _rated_message(session, token, message_id)
         session.execute(delete(Feedback).where(Feedback.message_id == message_id))
 
 
-def _rated_message(session: Session, token: Any, message_id: Any) -> int:
+def _rated_message(session: Session, token: object, message_id: object) -> int:
     conversation = conversation_of(session, token)
     valid_id = isinstance(message_id, int) and not isinstance(message_id, bool)
     message = session.get(Message, message_id) if valid_id else None
@@ -208,7 +208,7 @@ def _rated_message(session: Session, token: Any, message_id: Any) -> int:
     return conversation.id
 
 
-def ask_for_person(database: Database, manager: DialogueManager, token: Any) -> int:
+def ask_for_person(database: Database, manager: DialogueManager, token: object) -> int:
     """The customer pressed "talk to a person": the conversation (started if need be)
     goes to the agents' queue with the hand-off notice in the chat (once: a second press
     while a person is in charge changes nothing). Returns its id."""

@@ -17,13 +17,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, overload
 
 from sqlalchemy import and_, func, select
 from sqlalchemy.orm import Session
 
 from chatbot.errors import InputError, StoreError
 from chatbot.store.dialogue_schema import DialogueReply
+from chatbot.store.enums import PairOrigin, ReviewState
 from chatbot.store.schema import Conversation, Message, TrainingPair
 from chatbot.store.support_schema import User
 
@@ -65,6 +66,10 @@ def reason_group(reason: str | None) -> str:
     return "other"
 
 
+@overload
+def aware(moment: datetime) -> datetime: ...
+@overload
+def aware(moment: None) -> None: ...
 def aware(moment: datetime | None) -> datetime | None:
     """SQLite hands back naive datetimes; everything here is UTC."""
     if moment is not None and moment.tzinfo is None:
@@ -144,7 +149,7 @@ def load_queue(session: Session, reason: str | None = None, limit: int = 500) ->
             Conversation.source,
         )
         .join(Conversation, Conversation.id == DialogueReply.conversation_id)
-        .where(DialogueReply.review_status == "pending", Conversation.state != "closed")
+        .where(DialogueReply.review_status == ReviewState.PENDING, Conversation.state != "closed")
         .group_by(DialogueReply.conversation_id, DialogueReply.decision, Conversation.source)
     )
     for cid, decision, count, since, source in pending:
@@ -226,7 +231,7 @@ class CitedAnswer:
     snippet: str
     question: str = ""  # the customer message the past answer replied to
     answer: str = ""  # the full past answer ("" when the pair is gone)
-    origin: str | None = None
+    origin: PairOrigin | None = None
     found: bool = False
 
 
@@ -240,7 +245,7 @@ class Suggestion:
     text: str
     confidence: float | None
     smoothed_confidence: float | None
-    review_status: str | None
+    review_status: ReviewState | None
     sent: bool
     model_version: str | None
     created_at: datetime | None
@@ -300,7 +305,7 @@ def conversation_detail(session: Session, conversation_id: int) -> ConversationD
             .order_by(DialogueReply.id)
         )
     )
-    pending = [r for r in replies if r.review_status == "pending"]
+    pending = [r for r in replies if r.review_status == ReviewState.PENDING]
     chosen = pending[0] if pending else (replies[-1] if replies else None)
     return ConversationDetail(
         conversation_id=conversation.id,
@@ -344,7 +349,7 @@ def cited_answers(*, session: Session, citations: list[dict[str, Any]]) -> list[
     ids = [
         c["pair_id"] for c in citations if isinstance(c, dict) and isinstance(c.get("pair_id"), int)
     ]
-    pairs = {}
+    pairs: dict[int, tuple[PairOrigin, str, str]] = {}
     if ids:
         for pair_id, origin, context, target in session.execute(
             select(

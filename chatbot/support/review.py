@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
-from typing import Any, NamedTuple, Protocol
+from typing import NamedTuple, Protocol, TypedDict, Unpack
 
 from sqlalchemy import case, func, or_, select, update
 from sqlalchemy.orm import Session
@@ -30,8 +30,9 @@ from chatbot.dialogue import repository as dialogue_repo
 from chatbot.errors import AccessDenied, InputError, StoreError
 from chatbot.ingest.redact import Redactor
 from chatbot.store.conversations import add_message
-from chatbot.store.database import Database
+from chatbot.store.database import Database, matched_rows
 from chatbot.store.dialogue_schema import DialogueReply
+from chatbot.store.enums import AgentActionKind, PairOrigin, ReviewState
 from chatbot.store.schema import Conversation, Message, TrainingPair, utcnow
 from chatbot.store.support_schema import AgentAction, User
 from chatbot.support.queue import TAKEN_OVER_REASON
@@ -54,7 +55,7 @@ class Agent(Protocol):
 
 @dataclass
 class ActionResult:
-    action: str
+    action: AgentActionKind
     conversation_id: int
     message: str  # what happened, in words an agent reads
     reply_id: int | None = None
@@ -110,9 +111,14 @@ def _lock(session: Session, conversation_id: int) -> Conversation:
         .values(updated_at=utcnow())
         .execution_options(synchronize_session=False)
     )
-    if result.rowcount == 0:
+    conversation = (
+        session.get(Conversation, conversation_id, populate_existing=True)
+        if matched_rows(result)
+        else None
+    )
+    if conversation is None:
         raise StoreError(f"conversation {conversation_id} does not exist")
-    return session.get(Conversation, conversation_id, populate_existing=True)
+    return conversation
 
 
 def _refuse_if_owned_by_another(session: Session, conversation: Conversation, user: Agent) -> None:
@@ -147,7 +153,7 @@ def _take(session: Session, conversation_id: int, user: Agent) -> bool:
         )
         .execution_options(synchronize_session=False)
     )
-    if result.rowcount == 1:
+    if matched_rows(result) == 1:
         return True
     conversation = _lock(session, conversation_id)
     _refuse_if_owned_by_another(session, conversation, user)
@@ -159,15 +165,30 @@ def _pending_suggestion(session: Session, conversation_id: int) -> DialogueReply
         select(DialogueReply)
         .where(
             DialogueReply.conversation_id == conversation_id,
-            DialogueReply.review_status == "pending",
+            DialogueReply.review_status == ReviewState.PENDING,
         )
         .order_by(DialogueReply.id)
         .limit(1)
     )
 
 
+class _ActionFields(TypedDict, total=False):
+    """What an `AgentAction` row may say besides who did what to which conversation."""
+
+    reply_id: int | None
+    text: str | None
+    original_text: str | None
+    reason: str | None
+    pair_id: int | None
+    message_id: int | None
+
+
 def _record(
-    session: Session, user: Agent, action: str, conversation_id: int, **fields: Any
+    session: Session,
+    user: Agent,
+    action: AgentActionKind,
+    conversation_id: int,
+    **fields: Unpack[_ActionFields],
 ) -> AgentAction:
     row = AgentAction(
         conversation_id=conversation_id,
@@ -187,7 +208,7 @@ def _record_take_over(session: Session, user: Agent, conversation_id: int) -> No
     _record(
         session,
         user,
-        "take_over",
+        AgentActionKind.TAKE_OVER,
         conversation_id,
         reply_id=pending.id if pending else None,
         original_text=pending.text if pending else None,
@@ -210,7 +231,7 @@ def take_over(database: Database, conversation_id: int, user: Agent) -> ActionRe
         if took
         else f"conversation {conversation_id} is already yours"
     )
-    return ActionResult("take_over", conversation_id, message, took_over=took)
+    return ActionResult(AgentActionKind.TAKE_OVER, conversation_id, message, took_over=took)
 
 
 def hand_back(database: Database, conversation_id: int, user: Agent) -> ActionResult:
@@ -228,13 +249,13 @@ def hand_back(database: Database, conversation_id: int, user: Agent) -> ActionRe
         _record(
             session,
             user,
-            "hand_back",
+            AgentActionKind.HAND_BACK,
             conversation_id,
             reply_id=pending.id if pending else None,
             original_text=pending.text if pending else None,
         )
     return ActionResult(
-        "hand_back",
+        AgentActionKind.HAND_BACK,
         conversation_id,
         f"conversation {conversation_id} is back with the assistant; it answers the next message",
     )
@@ -249,9 +270,11 @@ def release(database: Database, conversation_id: int, user: Agent) -> ActionResu
         if conversation.assigned_user_id is None:
             raise InputError(f"conversation {conversation_id} is not assigned to you")
         conversation.assigned_user_id = None
-        _record(session, user, "release", conversation_id)
+        _record(session, user, AgentActionKind.RELEASE, conversation_id)
     return ActionResult(
-        "release", conversation_id, f"conversation {conversation_id} is back in the queue"
+        AgentActionKind.RELEASE,
+        conversation_id,
+        f"conversation {conversation_id} is back in the queue",
     )
 
 
@@ -282,11 +305,17 @@ def reply(
             conversation_id=conversation_id,
             role="agent",
             text=text,
-            meta={"action": "reply", "agent": user.username},
+            meta={"action": AgentActionKind.REPLY, "agent": user.username},
         )
-        _record(session, user, "reply", conversation_id, text=text, message_id=message.id)
+        _record(
+            session, user, AgentActionKind.REPLY, conversation_id, text=text, message_id=message.id
+        )
     return ActionResult(
-        "reply", conversation_id, "your reply was sent", message_id=message.id, took_over=took
+        AgentActionKind.REPLY,
+        conversation_id,
+        "your reply was sent",
+        message_id=message.id,
+        took_over=took,
     )
 
 
@@ -319,18 +348,18 @@ def reject(database: Database, reply_id: int, user: Agent, reason: str) -> Actio
         row = _reply(session, reply_id)
         conversation = _lock(session, row.conversation_id)
         _refuse_if_owned_by_another(session, conversation, user)
-        _mark(session, row, "rejected")
+        _mark(session, row, ReviewState.REJECTED)
         _record(
             session,
             user,
-            "reject",
+            AgentActionKind.REJECT,
             row.conversation_id,
             reply_id=row.id,
             original_text=row.text,
             reason=reason,
         )
     return ActionResult(
-        "reject",
+        AgentActionKind.REJECT,
         row.conversation_id,
         f"suggestion {reply_id} rejected; nothing was sent",
         reply_id=reply_id,
@@ -346,24 +375,27 @@ def _reply(session: Session, reply_id: int, *, need_text: bool = True) -> Dialog
             f"reply {reply_id} has no suggested text to review ({row.decision}: {row.reason}); "
             "write the answer instead"
         )
-    if row.review_status not in (None, "pending"):
+    if row.review_status not in (None, ReviewState.PENDING):
         raise InputError(f"suggestion {reply_id} was already {row.review_status}")
     return row
 
 
-def _mark(session: Session, row: DialogueReply, status: str) -> None:
+def _mark(session: Session, row: DialogueReply, status: ReviewState) -> None:
     """Set the review status once: a decision already taken (by a double click, or in
     another worker a moment ago) is not taken again."""
     result = session.execute(
         update(DialogueReply)
         .where(
             DialogueReply.id == row.id,
-            or_(DialogueReply.review_status.is_(None), DialogueReply.review_status == "pending"),
+            or_(
+                DialogueReply.review_status.is_(None),
+                DialogueReply.review_status == ReviewState.PENDING,
+            ),
         )
         .values(review_status=status)
         .execution_options(synchronize_session=False)
     )
-    if result.rowcount != 1:
+    if matched_rows(result) != 1:
         now = session.scalar(select(DialogueReply.review_status).where(DialogueReply.id == row.id))
         raise InputError(f"suggestion {row.id} was already {now}")
 
@@ -376,10 +408,10 @@ def _decide(
         # approve, but the agent's answer to that message is an edit all the same.
         row = _reply(session, reply_id, need_text=edited_text is None)
         original = row.text or ""
-        action = (
-            "edit" if edited_text is not None and edited_text != original.strip() else "approve"
-        )
-        text = edited_text if action == "edit" else original
+        if edited_text is not None and edited_text != original.strip():
+            action, text = AgentActionKind.EDIT, edited_text
+        else:
+            action, text = AgentActionKind.APPROVE, original
         conversation = _lock(session, row.conversation_id)
         _refuse_if_owned_by_another(session, conversation, user)
         took = False
@@ -387,14 +419,18 @@ def _decide(
             took = _take(session, conversation.id, user)
             if took:
                 _record_take_over(session, user, conversation.id)
-        _mark(session, row, "approved" if action == "approve" else "edited")
+        _mark(
+            session,
+            row,
+            ReviewState.APPROVED if action == AgentActionKind.APPROVE else ReviewState.EDITED,
+        )
         if (
-            action == "approve"
+            action == AgentActionKind.APPROVE
             and row.decision in _SHOWN_DECISIONS
             and row.reply_message_id is not None
         ):
             # The customer already has this text: don't send it twice.
-            sent = session.get(Message, row.reply_message_id)
+            sent: Message | None = session.get(Message, row.reply_message_id)
             sent_now = False
         else:
             sent = add_message(
@@ -405,6 +441,8 @@ def _decide(
                 meta={"reply_id": row.id, "action": action, "agent": user.username},
             )
             sent_now = True
+        if sent is None:  # deleted a moment ago (retention): nothing to keep a pair of
+            raise StoreError(f"the message suggestion {reply_id} was sent as no longer exists")
         pair = _training_pair(
             session, row, user, action=action, text=text, turn_index=sent.turn_index
         )
@@ -419,7 +457,7 @@ def _decide(
             pair_id=pair.id,
             message_id=sent.id,
         )
-    verb = "approved" if action == "approve" else "edited"
+    verb = "approved" if action == AgentActionKind.APPROVE else "edited"
     message = (
         f"suggestion {reply_id} {verb} and sent"
         if sent_now
@@ -470,13 +508,23 @@ def pair_hash(conversation_id: int, turn_index: int, text: str) -> str:
 
 
 def _training_pair(
-    session: Session, row: DialogueReply, user: Agent, *, action: str, text: str, turn_index: int
+    session: Session,
+    row: DialogueReply,
+    user: Agent,
+    *,
+    action: AgentActionKind,
+    text: str,
+    turn_index: int,
 ) -> TrainingPair:
     pair = TrainingPair(
         conversation_id=row.conversation_id,
         turn_index=turn_index,
         source=PAIR_SOURCE,
-        origin="agent_approved" if action == "approve" else "agent_edited",
+        origin=(
+            PairOrigin.AGENT_APPROVED
+            if action == AgentActionKind.APPROVE
+            else PairOrigin.AGENT_EDITED
+        ),
         split="train",
         context=context_before(session, row.conversation_id, row.message_id),
         target=text,
@@ -503,7 +551,7 @@ def rejected_examples(session: Session, *, limit: int | None = None) -> list[Rej
     query = (
         select(AgentAction.conversation_id, AgentAction.original_text, DialogueReply.message_id)
         .join(DialogueReply, DialogueReply.id == AgentAction.reply_id)
-        .where(AgentAction.action == "reject", AgentAction.original_text.is_not(None))
+        .where(AgentAction.action == AgentActionKind.REJECT, AgentAction.original_text.is_not(None))
         .order_by(AgentAction.id)
     )
     if limit is not None:

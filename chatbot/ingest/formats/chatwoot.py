@@ -6,14 +6,13 @@ line, an array, or {"payload": [...]}."""
 from __future__ import annotations
 
 from collections.abc import Iterator
-from functools import partial
 
 from chatbot.ingest.formats import FormatOptions
-from chatbot.ingest.formats.jsonsource import JsonRecord, external_id, json_records
+from chatbot.ingest.formats.jsonsource import OpenRecord, conversations
 from chatbot.ingest.readers import Line
 from chatbot.ingest.records import Problem, RawConversation, Turn
 
-ROLE_BY_TYPE = {
+ROLE_BY_TYPE: dict[int | str, str] = {
     0: "customer",
     "incoming": "customer",
     1: "agent",
@@ -21,24 +20,19 @@ ROLE_BY_TYPE = {
     3: "agent",
     "template": "agent",
 }
-SKIPPED_TYPES = {2, "activity"}
+SKIPPED_TYPES: set[int | str] = {2, "activity"}
 
 
 def parse(
     lines: Iterator[Line], path: str, options: FormatOptions
 ) -> Iterator[RawConversation | Problem]:
-    for item in json_records(lines, path, wrapper_keys=("payload", "conversations", "data")):
-        yield item if isinstance(item, Problem) else _conversation(item, path)
+    return conversations(
+        lines, path, _conversation, wrapper_keys=("payload", "conversations", "data")
+    )
 
 
-def _conversation(record: JsonRecord, path: str) -> RawConversation | Problem:
-    value, line, index = record.value, record.line, record.index
-
-    problem = partial(record.problem, path)
-
-    ident = external_id(value.get("id"))
-    if ident is None:
-        return problem("conversation has no 'id'", "missing_field")
+def _conversation(record: OpenRecord) -> RawConversation | Problem:
+    value, ident, problem = record.value, record.ident, record.problem
     messages = value.get("messages")
     if not isinstance(messages, list):
         return problem(f"conversation {ident}: missing field 'messages' (a list)", "missing_field")
@@ -67,4 +61,4 @@ def _conversation(record: JsonRecord, path: str) -> RawConversation | Problem:
         for key in ("status", "inbox_id", "labels")
         if value.get(key) not in (None, "", [])
     }
-    return RawConversation(ident, None, turns, meta, line=line, index=index)
+    return record.conversation(turns, meta)

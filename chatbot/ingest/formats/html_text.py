@@ -16,14 +16,14 @@ class _Text(HTMLParser):
         self.href: list[str | None] = []
         self.link_text: list[str] = []
 
-    def handle_starttag(self, tag, attrs):
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
         if tag in BLOCKS:
             self.parts.append("\n")
         if tag == "a":
             self.href.append(dict(attrs).get("href"))
             self.link_text.append("")
 
-    def handle_endtag(self, tag):
+    def handle_endtag(self, tag: str) -> None:
         if tag == "a" and self.href:
             href, text = self.href.pop(), self.link_text.pop()
             if href and href.startswith(("http://", "https://")) and href not in text:
@@ -31,7 +31,7 @@ class _Text(HTMLParser):
         elif tag in BLOCKS:
             self.parts.append("\n")
 
-    def handle_data(self, data):
+    def handle_data(self, data: str) -> None:
         self.parts.append(data)
         if self.link_text:
             self.link_text[-1] += data

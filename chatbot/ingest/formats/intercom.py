@@ -6,11 +6,10 @@ customer; admins, bots and teams are the agent. Notes and parts without a body
 from __future__ import annotations
 
 from collections.abc import Iterator
-from functools import partial
 
 from chatbot.ingest.formats import FormatOptions
 from chatbot.ingest.formats.html_text import html_to_text
-from chatbot.ingest.formats.jsonsource import JsonRecord, external_id, json_records
+from chatbot.ingest.formats.jsonsource import OpenRecord, conversations
 from chatbot.ingest.readers import Line
 from chatbot.ingest.records import Problem, RawConversation, Turn
 
@@ -22,11 +21,10 @@ SKIPPED_PARTS = {"note", "note_and_reopen"}
 def parse(
     lines: Iterator[Line], path: str, options: FormatOptions
 ) -> Iterator[RawConversation | Problem]:
-    for item in json_records(lines, path, wrapper_keys=("conversations",)):
-        yield item if isinstance(item, Problem) else _conversation(item, path)
+    return conversations(lines, path, _conversation, wrapper_keys=("conversations",))
 
 
-def _role(author) -> str | None:
+def _role(author: object) -> str | None:
     kind = author.get("type") if isinstance(author, dict) else None
     if kind in CUSTOMER:
         return "customer"
@@ -35,14 +33,8 @@ def _role(author) -> str | None:
     return None
 
 
-def _conversation(record: JsonRecord, path: str) -> RawConversation | Problem:
-    value, line, index = record.value, record.line, record.index
-
-    problem = partial(record.problem, path)
-
-    ident = external_id(value.get("id"))
-    if ident is None:
-        return problem("conversation has no 'id'", "missing_field")
+def _conversation(record: OpenRecord) -> RawConversation | Problem:
+    value, ident, problem = record.value, record.ident, record.problem
     source = value.get("source")
     if not isinstance(source, dict):
         return problem(
@@ -75,10 +67,10 @@ def _conversation(record: JsonRecord, path: str) -> RawConversation | Problem:
                 "bad_role",
             )
         turns.append(Turn(role, html_to_text(part["body"])))
-    meta = {}
+    meta: dict[str, object] = {}
     if source.get("subject"):
         meta["subject"] = html_to_text(source["subject"])
     for key in ("state", "created_at"):
         if value.get(key) is not None:
             meta[key] = value[key]
-    return RawConversation(ident, None, turns, meta, line=line, index=index)
+    return record.conversation(turns, meta)

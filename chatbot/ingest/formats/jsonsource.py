@@ -1,28 +1,95 @@
 """JSON records out of a file: JSON Lines (one object a line, bad lines reported one
 by one) or one JSON document (an array, a wrapper object such as {"tickets": [...]},
-or a single record). Says where each record is; what a record means is the format's job."""
+or a single record). Says where each record is, and reads the id every export format
+opens a conversation with (`open_record`, `conversations`); what the rest of a record
+means is the format's job."""
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
-from typing import Any
 
 from chatbot.errors import InputError
 from chatbot.ingest.readers import Line
-from chatbot.ingest.records import Problem
+from chatbot.ingest.records import Problem, RawConversation, Turn
+
+# A decoded JSON object: its values are whatever JSON holds, to be checked before use.
+JsonObject = dict[str, object]
 
 
 @dataclass
 class JsonRecord:
-    value: Any
+    value: JsonObject
     line: int | None
     index: int
 
     def problem(self, path: str, reason: str, kind: str) -> Problem:
         """A problem with this record, placed at its line (or record index)."""
         return Problem(path, reason, kind, line=self.line, index=self.index)
+
+
+@dataclass(frozen=True)
+class OpenRecord:
+    """A record whose id has been read: what a format's parser goes on with."""
+
+    value: JsonObject
+    ident: str
+    path: str
+    line: int | None
+    index: int
+
+    def problem(self, reason: str, kind: str) -> Problem:
+        """A problem with this record, placed at its line (or record index)."""
+        return Problem(self.path, reason, kind, line=self.line, index=self.index)
+
+    def conversation(
+        self, turns: list[Turn], meta: dict[str, object], source: str | None = None
+    ) -> RawConversation:
+        """The record read as a conversation, placed where the record is."""
+        return RawConversation(self.ident, source, turns, meta, line=self.line, index=self.index)
+
+
+def open_record(
+    record: JsonRecord,
+    path: str,
+    *,
+    no_id: str = "conversation has no 'id'",
+    tell_bad_id: bool = False,
+) -> OpenRecord | Problem:
+    """The record with its id, or the problem that it has none (`no_id`, a missing_field).
+    With `tell_bad_id`, an id that is there but neither a non-empty string nor a number
+    is a bad_field of its own instead."""
+    value = record.value
+    ident = external_id(value.get("id"))
+    if ident is None:
+        if tell_bad_id and "id" in value:
+            return record.problem(
+                path,
+                f"field 'id' must be a non-empty string or number, got {value['id']!r}",
+                "bad_field",
+            )
+        return record.problem(path, no_id, "missing_field")
+    return OpenRecord(value, ident, path, record.line, record.index)
+
+
+def conversations(
+    lines: Iterable[Line],
+    path: str,
+    read: Callable[[OpenRecord], RawConversation | Problem],
+    *,
+    wrapper_keys: tuple[str, ...] = (),
+    no_id: str = "conversation has no 'id'",
+    tell_bad_id: bool = False,
+) -> Iterator[RawConversation | Problem]:
+    """A JSON export's conversations, record by record: each record is opened (its id
+    read, see `open_record`) and handed to the format's `read`; bad records are problems."""
+    for item in json_records(lines, path, wrapper_keys):
+        if isinstance(item, Problem):
+            yield item
+            continue
+        opened = open_record(item, path, no_id=no_id, tell_bad_id=tell_bad_id)
+        yield opened if isinstance(opened, Problem) else read(opened)
 
 
 def _json_reason(exc: json.JSONDecodeError, text: str) -> str:
@@ -153,12 +220,8 @@ def _document(
         yield JsonRecord(value, None, index)
 
 
-def text_of(value: Any) -> str | None:
-    """A text field's value, or None when it is not a string."""
-    return value if isinstance(value, str) else None
-
-
-def external_id(value: Any) -> str | None:
+def external_id(value: object) -> str | None:
+    """An id as text: a non-empty string or a number (not a boolean); None otherwise."""
     if isinstance(value, bool) or value is None:
         return None
     if isinstance(value, (str, int)):

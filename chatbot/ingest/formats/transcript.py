@@ -6,10 +6,9 @@ Checks the record's shape and roles; merging turns and length limits are
 from __future__ import annotations
 
 from collections.abc import Iterator
-from functools import partial
 
 from chatbot.ingest.formats import FormatOptions
-from chatbot.ingest.formats.jsonsource import JsonRecord, external_id, json_records
+from chatbot.ingest.formats.jsonsource import OpenRecord, conversations
 from chatbot.ingest.readers import Line
 from chatbot.ingest.records import Problem, RawConversation, Turn
 
@@ -19,25 +18,18 @@ ROLES = ("customer", "agent")
 def parse(
     lines: Iterator[Line], path: str, options: FormatOptions
 ) -> Iterator[RawConversation | Problem]:
-    for item in json_records(lines, path, wrapper_keys=("conversations", "transcripts")):
-        if isinstance(item, Problem):
-            yield item
-        else:
-            yield _conversation(item, path)
+    return conversations(
+        lines,
+        path,
+        _conversation,
+        wrapper_keys=("conversations", "transcripts"),
+        no_id="missing field 'id'",
+        tell_bad_id=True,
+    )
 
 
-def _conversation(record: JsonRecord, path: str) -> RawConversation | Problem:
-    value, line, index = record.value, record.line, record.index
-
-    problem = partial(record.problem, path)
-
-    if "id" not in value:
-        return problem("missing field 'id'", "missing_field")
-    ident = external_id(value["id"])
-    if ident is None:
-        return problem(
-            f"field 'id' must be a non-empty string or number, got {value['id']!r}", "bad_field"
-        )
+def _conversation(record: OpenRecord) -> RawConversation | Problem:
+    value, ident, problem = record.value, record.ident, record.problem
     if "turns" not in value:
         return problem(f"conversation {ident}: missing field 'turns'", "missing_field")
     turns = value["turns"]
@@ -48,6 +40,7 @@ def _conversation(record: JsonRecord, path: str) -> RawConversation | Problem:
     source = value.get("source")
     if source is not None and not (isinstance(source, str) and source.strip()):
         return problem(f"conversation {ident}: 'source' must be a non-empty string", "bad_field")
+    source_name = source.strip() if isinstance(source, str) else None
     meta = value.get("meta") or {}
     if not isinstance(meta, dict):
         return problem(f"conversation {ident}: 'meta' must be an object", "bad_field")
@@ -72,6 +65,4 @@ def _conversation(record: JsonRecord, path: str) -> RawConversation | Problem:
                 "bad_field",
             )
         parsed.append(Turn(role, text))
-    return RawConversation(
-        ident, source.strip() if source else None, parsed, meta, line=line, index=index
-    )
+    return record.conversation(parsed, meta, source_name)

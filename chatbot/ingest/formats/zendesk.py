@@ -5,11 +5,10 @@ agent turns; private comments (internal notes) are left out."""
 from __future__ import annotations
 
 from collections.abc import Iterator
-from functools import partial
 
 from chatbot.ingest.formats import FormatOptions
 from chatbot.ingest.formats.html_text import html_to_text
-from chatbot.ingest.formats.jsonsource import JsonRecord, external_id, json_records
+from chatbot.ingest.formats.jsonsource import JsonObject, OpenRecord, conversations
 from chatbot.ingest.readers import Line
 from chatbot.ingest.records import Problem, RawConversation, Turn
 
@@ -17,27 +16,24 @@ from chatbot.ingest.records import Problem, RawConversation, Turn
 def parse(
     lines: Iterator[Line], path: str, options: FormatOptions
 ) -> Iterator[RawConversation | Problem]:
-    for item in json_records(lines, path, wrapper_keys=("tickets", "results")):
-        yield item if isinstance(item, Problem) else _ticket(item, path)
+    return conversations(
+        lines, path, _ticket, wrapper_keys=("tickets", "results"), no_id="ticket has no 'id'"
+    )
 
 
-def _body(comment: dict) -> str | None:
+def _body(comment: JsonObject) -> str | None:
     for key in ("plain_body", "body"):
-        if isinstance(comment.get(key), str):
-            return comment[key]
-    if isinstance(comment.get("html_body"), str):
-        return html_to_text(comment["html_body"])
+        body = comment.get(key)
+        if isinstance(body, str):
+            return body
+    html = comment.get("html_body")
+    if isinstance(html, str):
+        return html_to_text(html)
     return None
 
 
-def _ticket(record: JsonRecord, path: str) -> RawConversation | Problem:
-    value, line, index = record.value, record.line, record.index
-
-    problem = partial(record.problem, path)
-
-    ident = external_id(value.get("id"))
-    if ident is None:
-        return problem("ticket has no 'id'", "missing_field")
+def _ticket(record: OpenRecord) -> RawConversation | Problem:
+    value, ident, problem = record.value, record.ident, record.problem
     comments = value.get("comments")
     if comments is None:
         return problem(
@@ -80,4 +76,4 @@ def _ticket(record: JsonRecord, path: str) -> RawConversation | Problem:
         meta["channel"] = via["channel"]
     if internal:
         meta["internal_notes_left_out"] = internal
-    return RawConversation(ident, None, turns, meta, line=line, index=index)
+    return record.conversation(turns, meta)
