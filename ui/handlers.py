@@ -25,17 +25,23 @@ class ChatMessage(TypedDict):
     content: str
 
 
-class EventOptions(TypedDict, total=False):
-    """Keyword options shared by several event listeners of a page."""
+class EventOptions(TypedDict):
+    """Keyword options that several event listeners of a page share (a listener passes
+    the rest of its options itself; a key is never given twice)."""
 
     api_visibility: Literal["public", "private", "undocumented"]
-    concurrency_limit: int | None | Literal["default"]
 
 
-class QuietEventOptions(EventOptions, total=False):
+class QuietEventOptions(EventOptions):
     """The same, for events that show no progress while they run (polling)."""
 
     show_progress: Literal["full", "minimal", "hidden"]
+
+
+class UnlimitedEventOptions(EventOptions):
+    """The same, for quick events that any number of visitors may run at once."""
+
+    concurrency_limit: int | None | Literal["default"]
 
 
 def fills(**special: type) -> Callable[[Handler], Handler]:

@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, TypeAlias, TypedDict
 
 from chatbot.errors import AccessDenied, ChatbotError, InputError
 from chatbot.support import customer
-from ui.handlers import ChatMessage, EventOptions, Update, fills
+from ui.handlers import ChatMessage, UnlimitedEventOptions, Update, fills
 
 if TYPE_CHECKING:
     import gradio as gr
@@ -437,7 +437,7 @@ def build_widget(services: Services) -> gr.Blocks:
         gr.Info("Thank you, your comment is saved.")
         return "", gr.Row(visible=False)
 
-    light: EventOptions = {"concurrency_limit": None, "api_visibility": "private"}
+    light: UnlimitedEventOptions = {"concurrency_limit": None, "api_visibility": "private"}
     page = gr.Blocks(title=TITLE, analytics_enabled=False)
     with page:
         token = gr.BrowserState(
