@@ -185,3 +185,41 @@ def test_health_endpoint_says_nothing_but_ok(web):
     _, app = web
     response = _client(app).get("/healthz")
     assert response.status_code == 200 and response.json() == {"ok": True}
+
+
+def test_gradio_hands_every_handler_exactly_its_inputs_and_the_request(web):
+    """Gradio reads a handler's annotations at run time to find the arguments it fills
+    itself (`gr.Request`, event data); the pages' annotations are strings for the type
+    checker, so a handler whose marks Gradio could not read would get its request as an
+    input, or too few arguments."""
+    import inspect
+
+    import gradio as gr
+    from gradio.utils import get_positional_input_parameters, get_type_hints
+
+    from ui.admin import build_admin_console
+    from ui.agent import build_agent_console
+    from ui.widget import build_widget
+
+    services, _ = web
+    requests = events = 0
+    for build in (build_widget, build_agent_console, build_admin_console):
+        page = build(services)
+        for dependency in page.fns.values():
+            fn = dependency.fn
+            hints = get_type_hints(fn)
+            for name in inspect.signature(fn).parameters:
+                if name == "request":
+                    assert hints.get(name) is gr.Request, (build.__name__, dependency.name)
+                    requests += 1
+                elif name in ("evt", "data"):
+                    assert issubclass(hints[name], gr.EventData), (build.__name__, dependency.name)
+                    events += 1
+            assert len(get_positional_input_parameters(fn)) == len(dependency.inputs), (
+                build.__name__,
+                dependency.name,
+            )
+    # The widget's send; the agent console's load, tick, select, open, reload and seven
+    # actions; the admin console's six actions and its analytics tab's refresh. The
+    # events: the widget's like and the queue's select.
+    assert requests >= 20 and events == 2

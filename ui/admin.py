@@ -20,18 +20,25 @@ import html
 import logging
 import re
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from chatbot.errors import AccessDenied, ChatbotError
+from ui.handlers import EventOptions, Update, fills
 
 if TYPE_CHECKING:
+    import gradio as gr
     import pandas as pd
 
+    from chatbot.ingest.importer import ProgressBar
+    from chatbot.ingest.records import ImportSummary
     from chatbot.jobs.records import JobInfo
+    from chatbot.web.auth import SignedRequest
     from chatbot.web.services import Services
+    from ui.admin_analytics import AnalyticsTab
 
 log = logging.getLogger(__name__)
 
@@ -57,7 +64,7 @@ VERSION_COLUMNS = [
 
 # Both series named up front: the plot keeps the series it saw first otherwise.
 CURVE_COLORS = {"training": "#2563eb", "validation": "#ea580c"}
-VERSION_WIDTHS = [
+VERSION_WIDTHS: list[str | int] = [
     "190px",
     "110px",
     "140px",
@@ -76,7 +83,7 @@ VERSION_WIDTHS = [
 _MARKDOWN_SPECIALS = re.compile(r"([\\`*_{}\[\]()#+\-.!|~>])")
 
 
-def md_text(value: Any) -> str:
+def md_text(value: object) -> str:
     """`value` as inert Markdown text: no HTML, no formatting, no table breaks."""
     text = html.escape(str(value), quote=False).replace("\r", " ").replace("\n", " ")
     return _MARKDOWN_SPECIALS.sub(r"\\\1", text)
@@ -98,7 +105,7 @@ def _utc(value: datetime | None) -> str:
     return value.strftime("%Y-%m-%d %H:%M:%S")
 
 
-def _loss(value: Any) -> str:
+def _loss(value: object) -> str:
     return (
         f"{value:.4f}" if isinstance(value, (int, float)) and not isinstance(value, bool) else "-"
     )
@@ -107,7 +114,7 @@ def _loss(value: Any) -> str:
 # -- who is asking --------------------------------------------------------------------------
 
 
-def admin_name(services: Services, request: Any) -> str:
+def admin_name(services: Services, request: SignedRequest | None) -> str:
     """The logged-in admin's username, re-checked against the store (AccessDenied if not)."""
     from chatbot.web.auth import ADMIN_ROLES, current_user
 
@@ -133,7 +140,7 @@ class ImportOutcome:
     rejected: list[str] = field(default_factory=list)
 
 
-def _paths(value: Any) -> list[Path]:
+def _paths(value: object) -> list[Path]:
     if not value:
         return []
     items = value if isinstance(value, (list, tuple)) else [value]
@@ -146,7 +153,7 @@ def _paths(value: Any) -> list[Path]:
 
 
 def collect_uploads(
-    files: Any, folder: Any, max_bytes: int
+    files: Sequence[str | Path] | None, folder: Sequence[str | Path] | None, max_bytes: int
 ) -> tuple[list[Upload], list[str], list[str]]:
     """(files to import, refusals, files of the folder left out as not transcripts).
 
@@ -187,17 +194,23 @@ def collect_uploads(
     return uploads, refused, left_out
 
 
+class ProgressReport(Protocol):
+    """Where an import reports how far it is: `gr.Progress`, or a callable like it."""
+
+    def __call__(self, share: float, /, *, desc: str) -> object: ...
+
+
 class _BytesProgress:
     """`import_paths`' progress factory, reporting the share of all uploaded bytes read."""
 
-    def __init__(self, report: Any, uploads: list[Upload]):
+    def __init__(self, report: ProgressReport, uploads: list[Upload]):
         self.report = report
         self.total = max(1, sum(u.size for u in uploads))
         self.names = {str(u.path): u.name for u in uploads}
         self.done = 0
         self.shown_at = 0.0
 
-    def __call__(self, path: str, total: int):
+    def __call__(self, path: str, total: int) -> ProgressBar:
         outer = self
         name = self.names.get(str(path), Path(path).name)
         start = self.done
@@ -222,13 +235,13 @@ class _BytesProgress:
 
 
 def _summary_markdown(
-    summary: Any, uploads: list[Upload], refused: list[str], left_out: list[str]
+    summary: ImportSummary | None, uploads: list[Upload], refused: list[str], left_out: list[str]
 ) -> str:
     names = {str(u.path): u.name for u in uploads}
     lines: list[str] = []
     files = summary.files if summary is not None else []
     imported = [f for f in files if f.status == "imported"]
-    if files:
+    if summary is not None and files:
         lines.append(
             f"**{len(imported)} of {len(files)} file(s) imported: {summary.conversations:,} conversations, "
             f"{summary.messages:,} messages, {summary.pairs:,} training pairs.**"
@@ -284,7 +297,10 @@ def _summary_markdown(
 
 
 def import_uploads(
-    services: Services, files: Any, folder: Any, progress: Any = None
+    services: Services,
+    files: Sequence[str | Path] | None,
+    folder: Sequence[str | Path] | None,
+    progress: ProgressReport | None = None,
 ) -> ImportOutcome:
     """Import the uploaded files (and the transcript files of an uploaded folder)."""
     from chatbot.ingest.importer import import_paths
@@ -449,7 +465,7 @@ def loss_frame(job: JobInfo | None) -> pd.DataFrame | None:
 @dataclass
 class TrainingView:
     markdown: str
-    curve: Any
+    curve: pd.DataFrame | None
     running: bool
     job_id: int | None = None
 
@@ -464,11 +480,13 @@ def training_view(services: Services, note: str | None = None) -> TrainingView:
     return TrainingView(text, loss_frame(job), bool(job and job.active), job.id if job else None)
 
 
-def start_training(services: Services, minutes: Any, mode: Any, username: str) -> TrainingView:
+def start_training(
+    services: Services, minutes: float | None, mode: str | None, username: str
+) -> TrainingView:
     from chatbot.jobs import start_job
 
-    params: dict[str, Any] = {"mode": mode or services.settings.training.mode}
-    if minutes not in (None, ""):
+    params: dict[str, object] = {"mode": mode or services.settings.training.mode}
+    if minutes is not None:
         params["minutes"] = minutes
     try:
         start_job(services.settings, services.database, "train", params, created_by=username)
@@ -588,7 +606,7 @@ def rollback_serving(services: Services, username: str) -> str:
 # -- the page -------------------------------------------------------------------------------
 
 
-def _analytics_tab():
+def _analytics_tab() -> Callable[[Services], AnalyticsTab] | None:
     try:
         from ui.admin_analytics import analytics_tab
     except ImportError as exc:  # the tab is optional: the rest of the console works without it
@@ -597,19 +615,20 @@ def _analytics_tab():
     return analytics_tab
 
 
-def build_admin_console(services: Services):
+def build_admin_console(services: Services) -> gr.Blocks:
     import gradio as gr
 
     settings = services.settings
     poll = settings.web.poll_seconds
 
-    def who(request) -> str:
+    def who(request: gr.Request) -> str:
         return admin_name(services, request)
 
     def refused(exc: Exception) -> str:
         return f"**Refused:** {md_text(exc)}"
 
-    with gr.Blocks(title=TITLE, analytics_enabled=False) as console:
+    console = gr.Blocks(title=TITLE, analytics_enabled=False)
+    with console:
         gr.Markdown("## Admin console")
         timer = gr.Timer(poll, active=False)
         with gr.Tab("Import", id="import-tab"):
@@ -695,65 +714,75 @@ def build_admin_console(services: Services):
                 tab(services)
 
         # -- handlers: thin wrappers over the functions above --------------------------
-        def do_import(files, folder, request, progress=gr.Progress()):  # noqa: B008 (Gradio's way to ask for a progress bar)
+        @fills(request=gr.Request)
+        def do_import(
+            files: list[str] | None,
+            folder: list[str] | None,
+            request: gr.Request,
+            progress: gr.Progress = gr.Progress(),  # noqa: B008 (Gradio's way to ask for a progress bar)
+        ) -> str:
             try:
                 who(request)
             except AccessDenied as exc:
                 return refused(exc)
             return import_uploads(services, files, folder, progress).markdown
 
-        def do_rebuild(request):
+        @fills(request=gr.Request)
+        def do_rebuild(request: gr.Request) -> tuple[str, gr.Timer | Update]:
             try:
                 text, active = start_index_rebuild(services, who(request))
             except AccessDenied as exc:
                 return refused(exc), gr.skip()
             return text, gr.Timer(active=True) if active else gr.skip()
 
-        def shown(view: TrainingView):
+        def shown(view: TrainingView) -> tuple[str, pd.DataFrame | None]:
             return view.markdown, view.curve
 
-        def do_start(minutes_value, mode_value, request):
+        @fills(request=gr.Request)
+        def do_start(
+            minutes_value: float | None, mode_value: str | None, request: gr.Request
+        ) -> tuple[str, pd.DataFrame | None | Update, gr.Timer | Update]:
             try:
                 view = start_training(services, minutes_value, mode_value, who(request))
             except AccessDenied as exc:
                 return refused(exc), gr.skip(), gr.skip()
             return (*shown(view), gr.Timer(active=True) if view.running else gr.skip())
 
-        def do_cancel(request):
+        @fills(request=gr.Request)
+        def do_cancel(request: gr.Request) -> tuple[str, pd.DataFrame | None | Update]:
             try:
                 view = cancel_training(services, who(request))
             except AccessDenied as exc:
                 return refused(exc), gr.skip()
             return shown(view)
 
-        def refresh_jobs():
+        def refresh_jobs() -> tuple[str, pd.DataFrame | None, str, gr.Timer]:
             view = training_view(services)
             index_text, index_active = index_status(services)
             return (*shown(view), index_text, gr.Timer(active=view.running or index_active))
 
-        def do_promote(name, force_value, request):
+        @fills(request=gr.Request)
+        def do_promote(
+            name: str, force_value: bool, request: gr.Request
+        ) -> tuple[str, pd.DataFrame | Update]:
             try:
                 text = promote_by_name(services, name, force_value, who(request))
             except AccessDenied as exc:
                 return refused(exc), gr.skip()
             return text, versions_frame(services)
 
-        def do_rollback(request):
+        @fills(request=gr.Request)
+        def do_rollback(request: gr.Request) -> tuple[str, pd.DataFrame | Update]:
             try:
                 text = rollback_serving(services, who(request))
             except AccessDenied as exc:
                 return refused(exc), gr.skip()
             return text, versions_frame(services)
 
-        def refresh_versions():
+        def refresh_versions() -> tuple[pd.DataFrame, str]:
             return versions_frame(services), serving_line(services)
 
-        # Gradio finds the request by the parameter's type; this module's string
-        # annotations would not resolve to `gr`, so the types are set here.
-        for handler in (do_import, do_rebuild, do_start, do_cancel, do_promote, do_rollback):
-            handler.__annotations__["request"] = gr.Request
-
-        private = {"api_visibility": "private"}
+        private: EventOptions = {"api_visibility": "private"}
         import_button.click(
             do_import, [upload, upload_folder], [import_summary], concurrency_limit=1, **private
         )

@@ -14,10 +14,11 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from chatbot import analytics as an
 from chatbot.errors import AccessDenied, ChatbotError, InputError
+from ui.handlers import fills
 
 if TYPE_CHECKING:
     import gradio as gr
@@ -54,7 +55,7 @@ the other figures about what **happened** in it (decisions, ratings, messages, h
 _MARKDOWN_SPECIALS = re.compile(r"([\\`*_{}\[\]()#+\-.!|~>])")
 
 
-def md_text(value: Any) -> str:
+def md_text(value: object) -> str:
     """`value` as inert Markdown text: no HTML, no formatting, no table breaks."""
     text = html.escape(str(value), quote=False).replace("\r", " ").replace("\n", " ")
     # '&' and ';' stay as they are so that the entities just made still work.
@@ -227,7 +228,9 @@ class AnalyticsTab:
     numbers: gr.Markdown
     daily: gr.LinePlot
     reasons: gr.BarPlot
-    refresh: Callable[..., tuple[str, Any, Any]]
+    refresh: Callable[
+        [str | None, str | None, str | None, gr.Request], tuple[str, pd.DataFrame, pd.DataFrame]
+    ]
 
 
 def analytics_tab(services: Services) -> AnalyticsTab:
@@ -295,16 +298,15 @@ def analytics_tab(services: Services) -> AnalyticsTab:
             elem_id="analytics-reasons",
         )
 
-    def refresh(choice: str | None, start: str | None, end: str | None, request: gr.Request):
+    @fills(request=gr.Request)
+    def refresh(
+        choice: str | None, start: str | None, end: str | None, request: gr.Request
+    ) -> tuple[str, pd.DataFrame, pd.DataFrame]:
         try:
             current_user(services, request, ADMIN_ROLES)  # a removed or demoted admin sees nothing
         except AccessDenied as exc:
             return f"**Refused:** {md_text(exc)}", daily_frame([]), reasons_frame([])
         return refresh_analytics(services, choice, start, end)
-
-    # Gradio passes the request to a parameter annotated with the class itself (the
-    # string this module's annotations become would not resolve).
-    refresh.__annotations__["request"] = gr.Request
 
     # Typing a date means "between dates"; the change of period then refreshes.
     for field in (first, final):

@@ -21,9 +21,10 @@ from __future__ import annotations
 import html
 import logging
 import re
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, TypeAlias
 
 from chatbot.errors import AccessDenied, ChatbotError, InputError
 from chatbot.support import review
@@ -34,9 +35,44 @@ from chatbot.support.queue import (
     conversation_detail,
     load_queue,
 )
+from ui.handlers import ChatMessage, EventOptions, QuietEventOptions, Update, fills
 
 if TYPE_CHECKING:
+    import gradio as gr
+
+    from chatbot.accounts.users import UserInfo
+    from chatbot.web.auth import SignedRequest
     from chatbot.web.services import Services
+
+    # What the handlers send to the queue's outputs: the table, its conversation ids
+    # and the counts line.
+    QueueOutputs: TypeAlias = tuple[Update, list[int], str]
+    # What they send to an opened conversation's outputs (see `conversation_outputs`).
+    PanelOutputs: TypeAlias = tuple[
+        list[ChatMessage],
+        str | Update,
+        int | None,
+        str,
+        Update,
+        Update,
+        str | Update,
+        list[CitedAnswer],
+        Update,
+        Update,
+        str,
+        str,
+        int | None,
+        int | None,
+    ]
+    # As many skips as there are outputs: nothing changes.
+    Skipped: TypeAlias = tuple[Update, ...]
+    # What an action button sends: the status line, the box it clears (or a skip), the
+    # queue and the panel; only the status line when the agent is not let in.
+    ActionOutputs: TypeAlias = (
+        tuple[str, str | Update, *QueueOutputs, *PanelOutputs]
+        | tuple[str, str | Update, *QueueOutputs, *Skipped]
+        | tuple[str, *Skipped]
+    )
 
 log = logging.getLogger(__name__)
 
@@ -79,13 +115,13 @@ def _ago(moment: datetime | None, now: datetime | None = None) -> str:
     return f"{seconds // 86400}d {seconds % 86400 // 3600}h"
 
 
-def _score(value: Any) -> str:
+def _score(value: object) -> str:
     return (
         f"{value:.2f}" if isinstance(value, (int, float)) and not isinstance(value, bool) else "-"
     )
 
 
-def _flat(text: Any, limit: int = 400) -> str:
+def _flat(text: object, limit: int = 400) -> str:
     flat = " ".join(str(text or "").split())
     return flat if len(flat) <= limit else flat[: limit - 1] + "…"
 
@@ -127,7 +163,9 @@ def queue_panel(services: Services, reason: str | None = "all") -> QueuePanel:
     )
 
 
-def selected_conversation(ids: list[int], index: Any, row_value: Any = None) -> int | None:
+def selected_conversation(
+    ids: list[int], index: int | Sequence[int] | None, row_value: Sequence[object] | None = None
+) -> int | None:
     """The conversation of a clicked queue row: the row's first cell, else its index."""
     if isinstance(row_value, (list, tuple)) and row_value:
         try:
@@ -146,7 +184,7 @@ def selected_conversation(ids: list[int], index: Any, row_value: Any = None) -> 
 @dataclass
 class ConversationPanel:
     conversation_id: int | None
-    chat: list[dict[str, str]] = field(default_factory=list)
+    chat: list[ChatMessage] = field(default_factory=list)
     suggestion: str = ""
     reply_id: int | None = None
     confidence: str = ""
@@ -165,8 +203,8 @@ class ConversationPanel:
         ]
 
 
-def _chat(detail: ConversationDetail) -> list[dict[str, str]]:
-    shown = []
+def _chat(detail: ConversationDetail) -> list[ChatMessage]:
+    shown: list[ChatMessage] = []
     for m in detail.messages:
         if m.role == "customer":
             shown.append({"role": "user", "content": chat_text(m.text)})
@@ -182,8 +220,8 @@ def _chat(detail: ConversationDetail) -> list[dict[str, str]]:
     return shown
 
 
-def _owner_note(detail: ConversationDetail, viewer: Any) -> str:
-    viewer_id = getattr(viewer, "id", None)
+def _owner_note(detail: ConversationDetail, viewer: UserInfo | None) -> str:
+    viewer_id = viewer.id if viewer is not None else None
     if detail.state != "handed_off":
         pending = len(detail.pending_reply_ids)
         if pending:
@@ -217,7 +255,7 @@ def _confidence(detail: ConversationDetail) -> str:
 
 
 def conversation_panel(
-    services: Services, conversation_id: int | None, viewer: Any = None
+    services: Services, conversation_id: int | None, viewer: UserInfo | None = None
 ) -> ConversationPanel:
     """What the console shows of one conversation (an empty panel for None)."""
     if conversation_id is None:
@@ -285,7 +323,7 @@ def conversation_panel(
     return panel
 
 
-def evidence_text(evidence: list[CitedAnswer], pair_id: Any) -> str:
+def evidence_text(evidence: list[CitedAnswer], pair_id: object) -> str:
     """One cited past answer in full, as plain text."""
     for c in evidence:
         if str(c.pair_id) == str(pair_id):
@@ -312,7 +350,7 @@ class Outcome:
 
 def run_action(
     services: Services,
-    agent: Any,
+    agent: review.Agent,
     action: str,
     conversation_id: int | None,
     reply_id: int | None,
@@ -323,16 +361,17 @@ def run_action(
         return Outcome(False, f"Unknown action {action!r}.")
     if conversation_id is None:
         return Outcome(False, "Open a conversation from the queue first.")
-    if action in ("approve", "edit", "reject") and reply_id is None:
-        return Outcome(False, "There is no suggestion to review in this conversation.")
     db = services.database
     try:
-        if action == "approve":
-            result = review.approve(db, reply_id, agent)
-        elif action == "edit":
-            result = review.edit(db, reply_id, agent, text, redactor=services.manager.redactor)
-        elif action == "reject":
-            result = review.reject(db, reply_id, agent, text)
+        if action in ("approve", "edit", "reject"):
+            if reply_id is None:
+                return Outcome(False, "There is no suggestion to review in this conversation.")
+            if action == "approve":
+                result = review.approve(db, reply_id, agent)
+            elif action == "edit":
+                result = review.edit(db, reply_id, agent, text, redactor=services.manager.redactor)
+            else:
+                result = review.reject(db, reply_id, agent, text)
         elif action == "take_over":
             result = review.take_over(db, conversation_id, agent)
         elif action == "reply":
@@ -356,7 +395,7 @@ def run_action(
     return Outcome(True, line + ".")
 
 
-def agent_of(services: Services, request: Any) -> Any:
+def agent_of(services: Services, request: SignedRequest | None) -> UserInfo:
     """The logged-in agent behind a console event (AccessDenied if there is none)."""
     from chatbot.web.auth import current_user
 
@@ -366,17 +405,17 @@ def agent_of(services: Services, request: Any) -> Any:
 # -- the page --------------------------------------------------------------------------------
 
 
-def build_agent_console(services: Services):
+def build_agent_console(services: Services) -> gr.Blocks:
     import gradio as gr
 
     PANEL = 14
-    private = {"api_visibility": "private"}
-    quiet = {"api_visibility": "private", "show_progress": "hidden"}
+    private: EventOptions = {"api_visibility": "private"}
+    quiet: QuietEventOptions = {"api_visibility": "private", "show_progress": "hidden"}
 
-    def frame(rows: list[list[str]], headers: list[str]):
+    def frame(rows: list[list[str]], headers: list[str]) -> Update:
         return gr.update(value={"data": rows or [], "headers": headers})
 
-    def queue_outputs(reason):
+    def queue_outputs(reason: str | None) -> QueueOutputs:
         try:
             panel = queue_panel(services, reason)
         except ChatbotError as exc:
@@ -384,14 +423,14 @@ def build_agent_console(services: Services):
         return frame(panel.rows, QUEUE_HEADERS), panel.ids, panel.counts
 
     def conversation_outputs(
-        conversation_id,
-        viewer,
-        shown_reply,
-        shown_signature,
+        conversation_id: int,
+        viewer: UserInfo | None,
+        shown_reply: int | None,
+        shown_signature: str | None,
         *,
         redraw: bool = False,
         fresh: bool = False,
-    ):
+    ) -> PanelOutputs | Skipped:
         """(chat, suggestion, reply id, confidence, evidence table, evidence choice,
         evidence text, evidence state, trace, candidates, owner note, signature, opened
         id, the number box showing it): PANEL values. Nothing changes unless the
@@ -424,20 +463,28 @@ def build_agent_console(services: Services):
             panel.conversation_id,
         )
 
-    def viewer_of(request):
+    def viewer_of(request: gr.Request) -> UserInfo | None:
         try:
             return agent_of(services, request)
         except ChatbotError:
             return None
 
-    # -- handlers (Gradio finds `request` by its annotation, set below) --
+    # -- handlers --
 
-    def on_load(reason, request):
+    @fills(request=gr.Request)
+    def on_load(reason: str | None, request: gr.Request) -> tuple[*QueueOutputs, str]:
         who = viewer_of(request)
         name = md_text(who.username) if who else "nobody"
         return (*queue_outputs(reason), f"Logged in as **{name}** · [log out](/logout)")
 
-    def on_tick(reason, conversation_id, shown_reply, shown_signature, request):
+    @fills(request=gr.Request)
+    def on_tick(
+        reason: str | None,
+        conversation_id: int | None,
+        shown_reply: int | None,
+        shown_signature: str,
+        request: gr.Request,
+    ) -> tuple[*QueueOutputs, *PanelOutputs] | tuple[*QueueOutputs, *Skipped]:
         viewer = viewer_of(request)
         outputs = (
             conversation_outputs(conversation_id, viewer, shown_reply, shown_signature)
@@ -446,13 +493,14 @@ def build_agent_console(services: Services):
         )
         return (*queue_outputs(reason), *outputs)
 
-    def on_filter(reason):
+    def on_filter(reason: str | None) -> QueueOutputs:
         return queue_outputs(reason)
 
-    def on_select(ids, evt, request):
-        conversation_id = selected_conversation(
-            ids, getattr(evt, "index", None), getattr(evt, "row_value", None)
-        )
+    @fills(evt=gr.SelectData, request=gr.Request)
+    def on_select(
+        ids: list[int], evt: gr.SelectData, request: gr.Request
+    ) -> tuple[*PanelOutputs, str] | tuple[*Skipped, str]:
+        conversation_id = selected_conversation(ids, evt.index, evt.row_value)
         if conversation_id is None:
             return (gr.skip(),) * PANEL + ("",)
         return (
@@ -460,9 +508,12 @@ def build_agent_console(services: Services):
             "",
         )
 
-    def on_open(number, request):
+    @fills(request=gr.Request)
+    def on_open(
+        number: float | None, request: gr.Request
+    ) -> tuple[*PanelOutputs, str] | tuple[*Skipped, str]:
         try:
-            conversation_id = int(number) if number not in (None, "") else None
+            conversation_id = int(number) if number is not None else None
         except (TypeError, ValueError):
             conversation_id = None
         if conversation_id is None:
@@ -472,7 +523,10 @@ def build_agent_console(services: Services):
             "",
         )
 
-    def on_reload(conversation_id, shown_reply, request):
+    @fills(request=gr.Request)
+    def on_reload(
+        conversation_id: int | None, shown_reply: int | None, request: gr.Request
+    ) -> PanelOutputs | Skipped:
         """The chat's own clear button empties only the browser's copy: draw it again."""
         if conversation_id is None:
             return (gr.skip(),) * PANEL
@@ -480,11 +534,20 @@ def build_agent_console(services: Services):
             conversation_id, viewer_of(request), shown_reply, None, redraw=True
         )
 
-    def on_evidence(evidence, pair_id):
+    def on_evidence(evidence: list[CitedAnswer] | None, pair_id: int | None) -> str:
         return evidence_text(evidence or [], pair_id)
 
-    def acting(action: str, clears: bool):
-        def handler(conversation_id, reply_id, text, reason, request):
+    def acting(
+        action: str, clears: bool
+    ) -> Callable[[int | None, int | None, str, str | None, gr.Request], ActionOutputs]:
+        @fills(request=gr.Request)
+        def handler(
+            conversation_id: int | None,
+            reply_id: int | None,
+            text: str,
+            reason: str | None,
+            request: gr.Request,
+        ) -> ActionOutputs:
             try:
                 agent = agent_of(services, request)
             except ChatbotError as exc:
@@ -507,7 +570,8 @@ def build_agent_console(services: Services):
         handler.__name__ = handler.__qualname__ = f"do_{action}"
         return handler
 
-    with gr.Blocks(title=TITLE, analytics_enabled=False, fill_width=True) as console:
+    console = gr.Blocks(title=TITLE, analytics_enabled=False, fill_width=True)
+    with console:
         opened = gr.State(None)
         reply_id = gr.State(None)
         signature = gr.State("")
@@ -660,10 +724,6 @@ def build_agent_console(services: Services):
             open_number,
         ]
 
-        for handler in (on_load, on_tick, on_open, on_reload):
-            handler.__annotations__ = {"request": gr.Request}
-        on_select.__annotations__ = {"evt": gr.SelectData, "request": gr.Request}
-
         console.load(on_load, [reason_filter], [*queue_out, whoami], **private)
         timer.tick(
             on_tick, [reason_filter, opened, reply_id, signature], [*queue_out, *panel_out], **quiet
@@ -688,7 +748,6 @@ def build_agent_console(services: Services):
         ]
         for button, action, source, cleared in wiring:
             handler = acting(action, clears=cleared is not None)
-            handler.__annotations__ = {"request": gr.Request}
             cleared_box = cleared if cleared is not None else gr.State(None)
             text_in = source if source is not None else gr.State("")
             button.click(

@@ -22,17 +22,24 @@ import hashlib
 import hmac
 import html
 import logging
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from itertools import chain
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, TypeAlias, TypedDict
 
 from chatbot.errors import AccessDenied, ChatbotError, InputError
 from chatbot.support import customer
+from ui.handlers import ChatMessage, UnlimitedEventOptions, Update, fills
 
 if TYPE_CHECKING:
+    import gradio as gr
+
+    from chatbot.config import Settings
     from chatbot.store.database import Database
     from chatbot.web.services import Services
+
+    # What a drawn chat sends to its outputs: chat, message ids, last turn, human, banner.
+    Drawn: TypeAlias = tuple[list[ChatMessage], list[int | None], int, bool, gr.Markdown]
 
 log = logging.getLogger(__name__)
 
@@ -76,7 +83,7 @@ class ChatView:
     message id behind each chat entry (None for the customer's own and unsaved ones),
     the last turn shown, whether a person is in charge, and what to tell the customer."""
 
-    chat: list[dict[str, Any]] = field(default_factory=list)
+    chat: list[ChatMessage] = field(default_factory=list)
     message_ids: list[int | None] = field(default_factory=list)
     last_turn: int = -1
     human: bool = False
@@ -85,10 +92,10 @@ class ChatView:
     final: bool = True  # False while a reply is still being written
 
 
-def render(messages: list[customer.ShownMessage]) -> tuple[list[dict[str, Any]], list[int | None]]:
+def render(messages: list[customer.ShownMessage]) -> tuple[list[ChatMessage], list[int | None]]:
     """Chat entries (Gradio message dicts) and the stored message id behind each (None
     for the customer's own messages: only replies are rated)."""
-    chat: list[dict[str, Any]] = []
+    chat: list[ChatMessage] = []
     ids: list[int | None] = []
     for m in messages:
         if m.role == "customer":
@@ -101,7 +108,7 @@ def render(messages: list[customer.ShownMessage]) -> tuple[list[dict[str, Any]],
     return chat, ids
 
 
-def current_view(database: Database, token: Any) -> ChatView:
+def current_view(database: Database, token: object) -> ChatView:
     """The whole chat of the token's conversation, rebuilt from the store; an empty one
     while the token has no conversation yet. A malformed token raises AccessDenied."""
     try:
@@ -115,11 +122,17 @@ def current_view(database: Database, token: Any) -> ChatView:
     return ChatView(chat, ids, last_turn, customer.human_in_charge(database, token))
 
 
-def on_load(database: Database, token: Any) -> tuple[str, ChatView]:
+def token_or_new(token: object) -> str:
+    """The browser's token when it is well formed, else a new one."""
+    if isinstance(token, str) and customer.is_well_formed(token):
+        return token
+    return customer.new_token()
+
+
+def on_load(database: Database, token: object) -> tuple[str, ChatView]:
     """The page opened (or reloaded): keep the browser's token if it is well formed
     (its conversation, if any, comes back), else give it a new one."""
-    if not customer.is_well_formed(token):
-        token = customer.new_token()
+    token = token_or_new(token)
     return token, current_view(database, token)
 
 
@@ -128,7 +141,7 @@ def start_over() -> tuple[str, ChatView]:
     return customer.new_token(), ChatView()
 
 
-def poll(database: Database, token: Any, last_turn: int, human: bool) -> ChatView | None:
+def poll(database: Database, token: object, last_turn: int, human: bool) -> ChatView | None:
     """What changed since the chat was last drawn (an agent's message, a hand-off or a
     hand-back), or None when nothing did."""
     try:
@@ -140,7 +153,7 @@ def poll(database: Database, token: Any, last_turn: int, human: bool) -> ChatVie
     return current_view(database, token)
 
 
-def answer(services: Services, token: Any, message: str) -> Iterator[ChatView]:
+def answer(services: Services, token: object, message: str) -> Iterator[ChatView]:
     """Send the customer's message to the dialogue manager and stream its reply.
 
     The manager stores the message before anything else; a bad message (empty, too long)
@@ -160,7 +173,8 @@ def answer(services: Services, token: Any, message: str) -> Iterator[ChatView]:
         log.warning("the widget cannot open a conversation: %s", exc)
         yield ChatView(warning=UNAVAILABLE, keep_input=True, **_unchanged(database, token))
         return
-    chat = before.chat + [
+    chat: list[ChatMessage] = [
+        *before.chat,
         {"role": "user", "content": as_text(text)},
         {"role": "assistant", "content": THINKING},
     ]
@@ -207,7 +221,7 @@ def answer(services: Services, token: Any, message: str) -> Iterator[ChatView]:
 
     # Stored text is redacted and cleaned, so count the customer's messages rather than
     # compare texts: one more than before means the store took it.
-    def customer_turns(chat: list[dict[str, Any]]) -> int:
+    def customer_turns(chat: list[ChatMessage]) -> int:
         return sum(1 for entry in chat if entry.get("role") == "user")
 
     stored = customer_turns(view.chat) > customer_turns(before.chat)
@@ -217,7 +231,14 @@ def answer(services: Services, token: Any, message: str) -> Iterator[ChatView]:
     yield view
 
 
-def _unchanged(database: Database, token: Any) -> dict[str, Any]:
+class _Shown(TypedDict):
+    chat: list[ChatMessage]
+    message_ids: list[int | None]
+    last_turn: int
+    human: bool
+
+
+def _unchanged(database: Database, token: object) -> _Shown:
     """The chat as it stands (or an empty one when it cannot be read)."""
     try:
         view = current_view(database, token)
@@ -231,7 +252,7 @@ def _unchanged(database: Database, token: Any) -> dict[str, Any]:
     }
 
 
-def talk_to_person(services: Services, token: Any) -> ChatView:
+def talk_to_person(services: Services, token: object) -> ChatView:
     """The customer asked for a person: hand off, and show the notice and the banner."""
     try:
         customer.ask_for_person(services.database, services.manager, token)
@@ -249,16 +270,17 @@ class Rating:
 
 
 def rate(
-    database: Database, token: Any, message_ids: list[int | None], index: Any, liked: Any
+    database: Database,
+    token: object,
+    message_ids: list[int | None],
+    index: int | Sequence[int] | None,
+    liked: bool | str,
 ) -> Rating | None:
     """A thumbs up (liked True), down (False) or taken back ("") on the chat entry at
     `index`; returns what was rated, or None when a rating was taken back."""
-    if isinstance(index, (list, tuple)):
-        index = index[0] if index else None
+    row = (index[0] if index else None) if isinstance(index, (list, tuple)) else index
     message_id = (
-        message_ids[index]
-        if isinstance(index, int) and 0 <= index < len(message_ids or [])
-        else None
+        message_ids[row] if isinstance(row, int) and 0 <= row < len(message_ids or []) else None
     )
     if message_id is None:
         raise AccessDenied("only the replies in your own conversation can be rated")
@@ -270,7 +292,7 @@ def rate(
     return None
 
 
-def comment(database: Database, token: Any, rated: Rating | None, text: str) -> None:
+def comment(database: Database, token: object, rated: Rating | None, text: str) -> None:
     """The optional comment on the reply last rated (stored with that rating)."""
     if rated is None:
         raise InputError("rate a reply with a thumb first, then add your comment")
@@ -279,19 +301,19 @@ def comment(database: Database, token: Any, rated: Rating | None, text: str) -> 
     customer.give_feedback(database, token, rated.message_id, rated.rating, text)
 
 
-def browser_secret(settings: Any) -> str:
+def browser_secret(settings: Settings) -> str:
     """The key the browser's copy of the token is encrypted with. Gradio sends it to the
     page, so it is derived (one-way) from the session secret when one is configured,
     never the secret itself; what keeps the token private is the browser's per-site
     storage."""
-    configured = getattr(getattr(settings, "web", None), "session_secret", None)
+    configured = settings.web.session_secret
     seed = configured.get_secret_value() if configured is not None else "chatbot-widget"
     return hmac.new(seed.encode(), b"customer widget browser state", hashlib.sha256).hexdigest()[
         :32
     ]
 
 
-def client_address(request: Any) -> str:
+def client_address(request: gr.Request | None) -> str:
     """The key of the per-client message limit: the address the request came from (no
     proxy header is trusted; behind a proxy, every customer shares the proxy's)."""
     client = getattr(request, "client", None)
@@ -301,7 +323,7 @@ def client_address(request: Any) -> str:
 # -- the page --------------------------------------------------------------------------
 
 
-def build_widget(services: Services):
+def build_widget(services: Services) -> gr.Blocks:
     import gradio as gr
 
     from chatbot.accounts.ratelimit import LoginRateLimiter
@@ -311,10 +333,10 @@ def build_widget(services: Services):
     # Messages per client address (in this process), before any reaches the reply model.
     limiter = LoginRateLimiter(web.message_limit, web.message_window_seconds)
 
-    def banner(view: ChatView):
+    def banner(view: ChatView) -> gr.Markdown:
         return gr.Markdown(visible=view.human)
 
-    def drawn(view: ChatView) -> tuple:
+    def drawn(view: ChatView) -> Drawn:
         """chat, message ids, last turn, human, banner."""
         return view.chat, view.message_ids, view.last_turn, view.human, banner(view)
 
@@ -333,7 +355,7 @@ def build_widget(services: Services):
             log.error("customer widget: %s", exc, exc_info=not isinstance(exc, ChatbotError))
             gr.Warning(UNAVAILABLE)
 
-    def load_page(token):
+    def load_page(token: object) -> tuple[str, *Drawn] | tuple[Update, ...]:
         try:
             token, view = on_load(database, token)
         except Exception as exc:
@@ -341,11 +363,11 @@ def build_widget(services: Services):
             return (gr.skip(),) * 6
         return (token, *drawn(view))
 
-    def new_conversation():
+    def new_conversation() -> tuple[str, *Drawn, None, gr.Row, str]:
         token, view = start_over()
         return (token, *drawn(view), None, gr.Row(visible=False), "")
 
-    def refresh(token, last_turn, human):
+    def refresh(token: object, last_turn: int, human: bool) -> Drawn | tuple[Update, ...]:
         try:
             view = poll(database, token, last_turn, human)
         except Exception as exc:
@@ -353,11 +375,13 @@ def build_widget(services: Services):
             view = None
         return (gr.skip(),) * 5 if view is None else drawn(view)
 
-    def send(token, message, request):
+    @fills(request=gr.Request)
+    def send(
+        token: object, message: str, request: gr.Request
+    ) -> Iterator[tuple[str, *Drawn, str, gr.Timer]]:
         # A message sent before the page's load event gave the browser its token (a
         # quick typist, a slow start) still gets a conversation, not a refusal.
-        if not customer.is_well_formed(token):
-            token = customer.new_token()
+        token = token_or_new(token)
         if (message or "").strip():
             client = client_address(request)
             if not limiter.hit(
@@ -381,7 +405,7 @@ def build_widget(services: Services):
                 gr.Timer(active=view.final),
             )
 
-    def person(token):
+    def person(token: object) -> Drawn | tuple[Update, ...]:
         try:
             view = talk_to_person(services, token)
         except Exception as exc:
@@ -390,7 +414,10 @@ def build_widget(services: Services):
         warn(view)
         return (gr.skip(),) * 5 if view.warning else drawn(view)
 
-    def liked(token, message_ids, data):
+    @fills(data=gr.LikeData)
+    def liked(
+        token: object, message_ids: list[int | None], data: gr.LikeData
+    ) -> tuple[Rating | None, gr.Row]:
         try:
             rated = rate(database, token, message_ids, data.index, data.liked)
         except Exception as exc:
@@ -401,12 +428,7 @@ def build_widget(services: Services):
         gr.Info("Thank you for your feedback. You can tell us more below.")
         return rated, gr.Row(visible=True)
 
-    # Gradio finds the event data by the parameter's type; a string annotation (this
-    # module's `from __future__ import annotations`) would not resolve to the local `gr`.
-    liked.__annotations__["data"] = gr.LikeData
-    send.__annotations__["request"] = gr.Request
-
-    def send_comment(token, rated, text):
+    def send_comment(token: object, rated: Rating | None, text: str) -> tuple[str, gr.Row]:
         try:
             comment(database, token, rated, text)
         except Exception as exc:
@@ -415,8 +437,9 @@ def build_widget(services: Services):
         gr.Info("Thank you, your comment is saved.")
         return "", gr.Row(visible=False)
 
-    light = dict(concurrency_limit=None, api_visibility="private")
-    with gr.Blocks(title=TITLE, analytics_enabled=False) as page:
+    light: UnlimitedEventOptions = {"concurrency_limit": None, "api_visibility": "private"}
+    page = gr.Blocks(title=TITLE, analytics_enabled=False)
+    with page:
         token = gr.BrowserState(
             None, storage_key=STORAGE_KEY, secret=browser_secret(services.settings)
         )

@@ -13,7 +13,7 @@ from __future__ import annotations
 import html
 import logging
 from collections.abc import Callable, Iterable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Protocol
 from urllib.parse import quote
 
 from fastapi import FastAPI, Request
@@ -22,6 +22,8 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from chatbot.errors import AccessDenied, ChatbotError, LoginRefused
 
 if TYPE_CHECKING:
+    from starlette.middleware.base import RequestResponseEndpoint
+
     from chatbot.accounts.users import UserInfo
     from chatbot.web.services import Services
 
@@ -62,13 +64,23 @@ def role_dependency(services: Services, roles: Iterable[str]) -> Callable[[Reque
     return dependency
 
 
-def current_user(services: Services, request: Any, roles: Iterable[str] = AGENT_ROLES) -> UserInfo:
+class SignedRequest(Protocol):
+    """What a console event handler's `gr.Request` tells of its user: the username
+    Gradio's login check (`role_dependency`) let in, or None."""
+
+    @property
+    def username(self) -> str | None: ...
+
+
+def current_user(
+    services: Services, request: SignedRequest | None, roles: Iterable[str] = AGENT_ROLES
+) -> UserInfo:
     """The logged-in account inside a console event handler (`request` is the handler's
     `gr.Request`), re-checked against the store; AccessDenied when it is gone, locked
     or lacks the role."""
     from chatbot.accounts.users import get_user
 
-    username = getattr(request, "username", None)
+    username = request.username if request is not None else None
     if not username:
         raise AccessDenied("you are not logged in")
     try:
@@ -105,7 +117,7 @@ def install_auth(app: FastAPI, services: Services) -> None:
     limiter = LoginRateLimiter(web.login_attempts, web.login_window_seconds)
 
     @app.middleware("http")
-    async def console_door(request: Request, call_next):
+    async def console_door(request: Request, call_next: RequestResponseEndpoint) -> Response:
         """A browser opening a console page without a fitting login goes to the login
         page (or is told it lacks the role) instead of Gradio's bare 401."""
         path = request.url.path.rstrip("/") or "/"

@@ -19,18 +19,19 @@ from __future__ import annotations
 import logging
 import re
 import tempfile
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import PurePosixPath
-from typing import Any
+from typing import IO, TYPE_CHECKING
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+if TYPE_CHECKING:
+    from fastapi import FastAPI
+
+    from chatbot.web.services import Services
 
 log = logging.getLogger(__name__)
-
-Scope = dict[str, Any]
-Message = dict[str, Any]
-Receive = Callable[[], Awaitable[Message]]
-Send = Callable[[Message], Awaitable[None]]
-ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 # The files the admin console imports (chatbot.ingest reads these).
 TRANSCRIPT_SUFFIXES = (".jsonl", ".ndjson", ".json", ".csv", ".tsv")
@@ -307,7 +308,7 @@ def _boundary(content_type: str) -> bytes | None:
     return options.get(b"boundary") or None
 
 
-def _replay(spool) -> Receive:
+def _replay(spool: IO[bytes]) -> Receive:
     """A `receive` that hands the spooled body on in chunks, then waits for a disconnect."""
     done = False
 
@@ -324,7 +325,7 @@ def _replay(spool) -> Receive:
     return receive
 
 
-def _size(spool) -> int:
+def _size(spool: IO[bytes]) -> int:
     here = spool.tell()
     spool.seek(0, 2)
     end = spool.tell()
@@ -359,7 +360,7 @@ async def _plain(send: Send, status: int, text: str) -> None:
     await send({"type": "http.response.body", "body": body})
 
 
-def install_guard(app, services) -> None:
+def install_guard(app: FastAPI, services: Services) -> None:
     """Put the route guard in front of `app`'s pages: the widget at "/", the agent
     console at /agent (no uploads) and the admin console at /admin (transcript uploads by
     admins). Call before `chatbot.web.auth.install_auth`, so that the guard runs inside
