@@ -47,10 +47,13 @@ _SHOWN_DECISIONS = ("answer", "answer_flagged")
 
 
 class Agent(Protocol):
-    """Who acts: `chatbot.accounts.users.UserInfo` (or anything with these two)."""
+    """Who acts: `chatbot.accounts.users.UserInfo` (or anything with these two, read-only)."""
 
-    id: int
-    username: str
+    @property
+    def id(self) -> int: ...
+
+    @property
+    def username(self) -> str: ...
 
 
 @dataclass
