@@ -57,15 +57,16 @@ from sqlalchemy.orm import InstrumentedAttribute, Session, aliased
 from chatbot.dialogue.records import ANSWERED
 from chatbot.errors import InputError
 from chatbot.store.dialogue_schema import DialogueReply
+from chatbot.store.enums import AgentActionKind
 from chatbot.store.schema import Conversation, Message
 from chatbot.store.support_schema import AgentAction, Feedback
 
 LIVE = "live"
-DECISION_ACTIONS = ("approve", "edit", "reject")
+DECISION_ACTIONS = (AgentActionKind.APPROVE, AgentActionKind.EDIT, AgentActionKind.REJECT)
 ANSWER_DECISIONS = ANSWERED
 # Actions that put a human in the conversation (whatever an agent sends is also an
 # "agent" message; approving an answer already sent is a review, not involvement).
-HUMAN_ACTIONS = ("reply", "take_over")
+HUMAN_ACTIONS = (AgentActionKind.REPLY, AgentActionKind.TAKE_OVER)
 # Series of the per-day figures, in the order they are plotted.
 DAILY_SERIES = ("conversations", "hand-offs", "automated")
 # A period longer than this is not padded with empty days beyond the data.

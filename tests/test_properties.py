@@ -25,8 +25,8 @@ from chatbot.ingest.redact import (
     EMAIL_RE,
     PHONE_RE,
     Redactor,
-    _looks_like_phone,
     card_brand_ok,
+    looks_like_phone,
     luhn_ok,
 )
 from chatbot.ingest.sanitize import clean_text
@@ -223,7 +223,7 @@ def leftovers(text: str) -> list[str]:
             found.append(m.group(0))
     for m in PHONE_RE.finditer(text):
         candidate = m.group(0).rstrip(").- ")
-        if _looks_like_phone(candidate, text[: m.start()]):
+        if looks_like_phone(candidate, text[: m.start()]):
             found.append(m.group(0))
     return found
 

@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 from chatbot.errors import AccessDenied, ChatbotError
+from chatbot.store.enums import PairOrigin
 from ui.handlers import EventOptions, Update, fills
 
 if TYPE_CHECKING:
@@ -45,7 +46,7 @@ log = logging.getLogger(__name__)
 TITLE = "Support assistant — admin"
 SHOWN_PROBLEMS = 50
 MODE_CHOICES = [("LoRA adapters (faster)", "lora"), ("Full fine-tuning", "full")]
-AGENT_ORIGINS = ("agent_approved", "agent_edited")
+AGENT_ORIGINS = (PairOrigin.AGENT_APPROVED, PairOrigin.AGENT_EDITED)
 VERSION_COLUMNS = [
     "version",
     "status",

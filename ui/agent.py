@@ -27,6 +27,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, TypeAlias
 
 from chatbot.errors import AccessDenied, ChatbotError, InputError
+from chatbot.store.enums import AgentActionKind
 from chatbot.support import review
 from chatbot.support.queue import (
     REASON_GROUPS,
@@ -82,7 +83,7 @@ EVIDENCE_HEADERS = ["#", "pair", "score", "from", "past answer"]
 TRACE_HEADERS = ["round", "kind", "score", "kept", "issues", "text"]
 CANDIDATE_HEADERS = ["origin", "score", "round", "pair", "text"]
 FILTER_CHOICES = [("all reasons", "all")] + [(label, key) for key, label in REASON_GROUPS.items()]
-ACTIONS = ("take_over", "approve", "edit", "reject", "reply", "hand_back", "release")
+ACTIONS = tuple(AgentActionKind)
 _MARKDOWN_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|~<>&$])")
 _ROLE_LABEL = {"customer": "customer", "bot": "assistant", "system": "system"}
 

@@ -88,6 +88,7 @@ from chatbot.ingest.settings import IngestSettings
 from chatbot.retrieval.types import Citation, Hit, Retriever, SearchResult
 from chatbot.store.conversations import add_message, start_conversation
 from chatbot.store.database import Database
+from chatbot.store.enums import ReviewState
 from chatbot.training.prompt import PromptFormat
 
 if TYPE_CHECKING:
@@ -682,7 +683,7 @@ class DialogueManager:
                 sent=decision != Decision.HELD,
                 confidence=confidence,
                 smoothed_confidence=smoothed,
-                review_status=None if decision == Decision.ANSWER else "pending",
+                review_status=None if decision == Decision.ANSWER else ReviewState.PENDING,
             )
         reply.citations = self._citations_for(winner, hits)
         reply.trace = drafted.trace

@@ -63,7 +63,7 @@ def card_brand_ok(digits: str) -> bool:
     return False
 
 
-def _looks_like_phone(candidate: str, before: str) -> bool:
+def looks_like_phone(candidate: str, before: str) -> bool:
     digits = re.sub(r"\D", "", candidate)
     if not 7 <= len(digits) <= 15:
         return False
@@ -178,6 +178,6 @@ class Redactor:
         while candidate and candidate[-1] in ").- " and not candidate[-1].isdigit():
             trail = candidate[-1] + trail
             candidate = candidate[:-1]
-        if _looks_like_phone(candidate, match.string[: match.start()]):
+        if looks_like_phone(candidate, match.string[: match.start()]):
             return self._count(counts, "phone") + trail
         return match.group(0)

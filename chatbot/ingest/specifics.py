@@ -28,7 +28,7 @@ from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 from typing import Any, TypedDict
 
-from chatbot.ingest.redact import EMAIL_RE, PHONE_RE, URL_RE, _looks_like_phone
+from chatbot.ingest.redact import EMAIL_RE, PHONE_RE, URL_RE, looks_like_phone
 
 SLOT_KINDS = (
     "order_number",
@@ -261,7 +261,7 @@ def find_specifics(reply: str, context: Sequence[str] = ()) -> list[Found]:
             _claim(spans, taken, "date", m.group(0), m.start(), m.end())
     for m in PHONE_RE.finditer(reply):
         candidate = m.group(0).rstrip(").- ")
-        if _looks_like_phone(candidate, reply[: m.start()]):
+        if looks_like_phone(candidate, reply[: m.start()]):
             _claim(spans, taken, "phone", candidate, m.start(), m.start() + len(candidate))
     for m in AMOUNT_RE.finditer(reply):
         _claim(spans, taken, "amount", m.group(0), m.start(), m.end())
