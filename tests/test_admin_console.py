@@ -12,11 +12,11 @@ from types import SimpleNamespace
 import pytest
 
 from chatbot.errors import AccessDenied
+from chatbot.ui import admin
 from chatbot.web.services import Services
 from tests.test_ingest_import import GOOD, record, write
 from tests.test_jobs import job_settings, stop_jobs  # noqa: F401 - job_settings is a fixture
 from tests.test_training_support import fill_pairs
-from ui import admin
 
 
 @pytest.fixture

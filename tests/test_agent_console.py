@@ -14,9 +14,9 @@ import pytest
 
 from chatbot.errors import AccessDenied
 from chatbot.store.conversations import add_message, conversation_messages
+from chatbot.ui import agent as console
 from chatbot.web.services import Services
 from tests.test_dialogue_support import SHOP, build_retriever, make_manager, seed_shop
-from ui import agent as console
 
 ORDER_Q = SHOP[0][0]
 PAYLOAD = '<img src=x onerror="alert(1)"> <script>alert(2)</script> **not bold** $$x$$'

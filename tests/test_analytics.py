@@ -431,7 +431,7 @@ def test_tab_builds_and_its_refresh_returns_the_table_and_plots(settings, sqlite
     import gradio as gr
 
     from chatbot.accounts.users import add_user
-    from ui.admin_analytics import ALL_TIME, BETWEEN_DATES, PERIOD_CHOICES, analytics_tab
+    from chatbot.ui.admin_analytics import ALL_TIME, BETWEEN_DATES, PERIOD_CHOICES, analytics_tab
 
     build_shop(sqlite_database)
     with gr.Blocks() as demo:
@@ -510,7 +510,7 @@ def test_tab_builds_and_its_refresh_returns_the_table_and_plots(settings, sqlite
 
 
 def test_tab_on_an_empty_store_and_with_bad_dates(settings, sqlite_database):
-    from ui.admin_analytics import ALL_TIME, BETWEEN_DATES, LAST_7_DAYS, refresh_analytics
+    from chatbot.ui.admin_analytics import ALL_TIME, BETWEEN_DATES, LAST_7_DAYS, refresh_analytics
 
     services = _services(settings, sqlite_database)
     numbers, daily, reasons = refresh_analytics(services, ALL_TIME)
@@ -536,7 +536,7 @@ def test_tab_on_an_empty_store_and_with_bad_dates(settings, sqlite_database):
 
 
 def test_strings_from_the_store_are_shown_as_text():
-    from ui.admin_analytics import md_text, numbers_markdown
+    from chatbot.ui.admin_analytics import md_text, numbers_markdown
 
     assert md_text("<script>alert(1)</script>") == "&lt;script&gt;alert\\(1\\)&lt;/script&gt;"
     assert md_text("a|b*c*\nd") == "a\\|b\\*c\\* d"

@@ -23,6 +23,7 @@ from chatbot.store.dialogue_schema import DialogueReply
 from chatbot.store.schema import Conversation
 from chatbot.store.support_schema import Feedback
 from chatbot.support import customer
+from chatbot.ui import widget
 from chatbot.web.services import Services
 from tests.test_dialogue_support import (
     SHOP,
@@ -31,7 +32,6 @@ from tests.test_dialogue_support import (
     make_manager,
     seed_shop,
 )
-from ui import widget
 
 REPO = Path(__file__).resolve().parent.parent
 PAYLOAD = '<img src=x onerror=alert(1)> <script>alert("x")</script> & "quotes"'

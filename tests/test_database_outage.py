@@ -128,9 +128,9 @@ def test_database_down_then_back(server, tmp_path, tiny_embedder_dir, tiny_reply
     from chatbot.store.database import Database
     from chatbot.store.migrations import upgrade
     from chatbot.support.customer import new_token
+    from chatbot.ui.widget import FAILED, UNAVAILABLE, answer
     from chatbot.web.app import create_app
     from chatbot.web.services import Services
-    from ui.widget import FAILED, UNAVAILABLE, answer
 
     settings = load_settings(
         home=tmp_path / "home",

@@ -197,9 +197,9 @@ def test_gradio_hands_every_handler_exactly_its_inputs_and_the_request(web):
     import gradio as gr
     from gradio.utils import get_positional_input_parameters, get_type_hints
 
-    from ui.admin import build_admin_console
-    from ui.agent import build_agent_console
-    from ui.widget import build_widget
+    from chatbot.ui.admin import build_admin_console
+    from chatbot.ui.agent import build_agent_console
+    from chatbot.ui.widget import build_widget
 
     services, _ = web
     requests = events = 0

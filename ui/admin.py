@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from chatbot.errors import AccessDenied, ChatbotError
 from chatbot.store.enums import PairOrigin
-from ui.handlers import EventOptions, Update, fills
+from chatbot.ui.handlers import EventOptions, Update, fills
 
 if TYPE_CHECKING:
     import gradio as gr
@@ -37,9 +37,9 @@ if TYPE_CHECKING:
     from chatbot.ingest.importer import ProgressBar
     from chatbot.ingest.records import ImportSummary
     from chatbot.jobs.records import JobInfo
+    from chatbot.ui.admin_analytics import AnalyticsTab
     from chatbot.web.auth import SignedRequest
     from chatbot.web.services import Services
-    from ui.admin_analytics import AnalyticsTab
 
 log = logging.getLogger(__name__)
 
@@ -609,7 +609,7 @@ def rollback_serving(services: Services, username: str) -> str:
 
 def _analytics_tab() -> Callable[[Services], AnalyticsTab] | None:
     try:
-        from ui.admin_analytics import analytics_tab
+        from chatbot.ui.admin_analytics import analytics_tab
     except ImportError as exc:  # the tab is optional: the rest of the console works without it
         log.warning("admin console: no Analytics tab (%s)", exc)
         return None

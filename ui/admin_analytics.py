@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 
 from chatbot import analytics as an
 from chatbot.errors import AccessDenied, ChatbotError, InputError
-from ui.handlers import fills
+from chatbot.ui.handlers import fills
 
 if TYPE_CHECKING:
     import gradio as gr

@@ -36,7 +36,7 @@ from chatbot.support.queue import (
     conversation_detail,
     load_queue,
 )
-from ui.handlers import ChatMessage, EventOptions, QuietEventOptions, Update, fills
+from chatbot.ui.handlers import ChatMessage, EventOptions, QuietEventOptions, Update, fills
 
 if TYPE_CHECKING:
     import gradio as gr

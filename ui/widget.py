@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, TypeAlias, TypedDict
 
 from chatbot.errors import AccessDenied, ChatbotError, InputError
 from chatbot.support import customer
-from ui.handlers import ChatMessage, UnlimitedEventOptions, Update, fills
+from chatbot.ui.handlers import ChatMessage, UnlimitedEventOptions, Update, fills
 
 if TYPE_CHECKING:
     import gradio as gr

@@ -17,9 +17,9 @@ if TYPE_CHECKING:  # alembic is imported by the functions that run it
 
 
 def migrations_dir() -> Path:
-    import migrations
+    import chatbot.migrations as scripts
 
-    return Path(migrations.__file__).resolve().parent
+    return Path(scripts.__file__).resolve().parent
 
 
 def alembic_config(connection: Connection | None = None) -> Config:

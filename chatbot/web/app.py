@@ -26,11 +26,11 @@ def create_app(services: Services) -> FastAPI:
     from fastapi import FastAPI
     from fastapi.responses import JSONResponse
 
+    from chatbot.ui.admin import build_admin_console
+    from chatbot.ui.agent import build_agent_console
+    from chatbot.ui.widget import build_widget
     from chatbot.web.auth import ADMIN_ROLES, AGENT_ROLES, install_auth, role_dependency
     from chatbot.web.guard import install_guard
-    from ui.admin import build_admin_console
-    from ui.agent import build_agent_console
-    from ui.widget import build_widget
 
     app = FastAPI(title=TITLE, docs_url=None, redoc_url=None, openapi_url=None)
     # Added first so that it runs inside the session middleware (it asks who uploads).

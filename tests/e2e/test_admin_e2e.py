@@ -17,8 +17,8 @@ import uuid
 import pytest
 from playwright.sync_api import expect
 
+from chatbot.ui.admin import VERSION_COLUMNS
 from tests.e2e.conftest import ADMIN, login
-from ui.admin import VERSION_COLUMNS
 
 STEP = re.compile(r"Step ([\d,]+) of ([\d,]+)")
 
