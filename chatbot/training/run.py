@@ -128,8 +128,8 @@ def _choose_run(settings: Settings, database: Database, resume: bool, info: Dist
         else:
             choice = (str(runs / _new_name(settings, database)), None)
     path, error = broadcast_object(choice, info)
-    if error:
-        raise TrainingError(error)
+    if error or path is None:
+        raise TrainingError(error or "no run directory was chosen")
     return Path(path)
 
 
