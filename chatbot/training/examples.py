@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 from chatbot.training.data import PairRecord
 from chatbot.training.noise import add_noise
@@ -16,7 +16,7 @@ from chatbot.training.settings import TrainingSettings
 
 if TYPE_CHECKING:
     import torch
-    from transformers import PreTrainedTokenizerBase
+    from transformers import BatchEncoding, PreTrainedTokenizerBase
 
 IGNORE = -100
 EvidenceFn = Callable[[PairRecord], list[str]]
@@ -45,7 +45,7 @@ def _prompt_ids(tokenizer: PreTrainedTokenizerBase, messages: list[dict[str, str
     out = tokenizer.apply_chat_template(
         messages, add_generation_prompt=True, tokenize=True, return_dict=True
     )
-    return list(out["input_ids"])
+    return list(cast("BatchEncoding", out)["input_ids"])
 
 
 def encode_pair(

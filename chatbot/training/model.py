@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import contextlib
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 from chatbot.training.examples import IGNORE, Encoded, collate
 from chatbot.training.settings import TrainingSettings
@@ -31,7 +31,7 @@ def load_base(model_dir: Path, device: str) -> tuple[PreTrainedModel, PreTrained
     return model, tokenizer
 
 
-def _layer_count(model: torch.nn.Module) -> int:
+def _layer_count(model: PreTrainedModel) -> int:
     return int(model.config.num_hidden_layers)
 
 
@@ -54,8 +54,9 @@ def prepare_trainable(
             layers_to_transform=top,
             task_type="CAUSAL_LM",
         )
-        model = get_peft_model(model, config)
+        trainable: torch.nn.Module = get_peft_model(model, config)
     else:
+        trainable = model
         for name, param in model.named_parameters():
             if top is None:
                 param.requires_grad_(True)
@@ -63,13 +64,14 @@ def prepare_trainable(
                 param.requires_grad_(
                     any(f".layers.{i}." in name for i in top) or name.endswith("model.norm.weight")
                 )
-    model.train()
-    return model
+    trainable.train()
+    return trainable
 
 
 def causal_lm(model: torch.nn.Module) -> PreTrainedModel:
     """The transformers causal LM inside a peft wrapper (or the model itself)."""
-    return model.get_base_model() if hasattr(model, "get_base_model") else model
+    get_base_model = getattr(model, "get_base_model", None)
+    return cast("PreTrainedModel", get_base_model() if get_base_model is not None else model)
 
 
 def trainable_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
@@ -109,12 +111,13 @@ def build_loss_module(model: torch.nn.Module) -> torch.nn.Module:
             label_smoothing: float = 0.0,
         ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
             lm = causal_lm(self.inner)
-            hidden = lm.get_decoder()(
-                input_ids=input_ids, attention_mask=attention_mask
-            ).last_hidden_state
+            # transformers leaves get_decoder and get_output_embeddings unannotated
+            decoder = lm.get_decoder()  # type: ignore[no-untyped-call]
+            head = lm.get_output_embeddings()  # type: ignore[no-untyped-call]
+            hidden = decoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
             targets = labels[:, 1:]
             selected = targets != IGNORE
-            logits = lm.get_output_embeddings()(hidden[:, :-1][selected]).float()
+            logits = head(hidden[:, :-1][selected]).float()
             tgt = targets[selected]
             plain = F.cross_entropy(logits, tgt, reduction="none")
             smooth = (
@@ -156,7 +159,7 @@ def evaluate(
     examples: plain CE, no smoothing, no weights, no noise, dropout off."""
     import torch
 
-    module = loss_module.module if hasattr(loss_module, "module") else loss_module
+    module = cast("torch.nn.Module", getattr(loss_module, "module", loss_module))  # DDP's inner one
     was_training = module.training
     module.eval()
     total, tokens = 0.0, 0.0
@@ -186,8 +189,9 @@ def materialize(
     with torch.no_grad():
         for name, module in model.named_modules():
             if isinstance(module, LoraLayer) and "default" in getattr(module, "lora_A", {}):
-                base = module.get_base_layer().weight
-                merged = base.detach().float() + module.get_delta_weight("default").float()
+                base = cast("torch.Tensor", module.get_base_layer().weight)
+                delta = module.get_delta_weight("default")  # type: ignore[attr-defined]  # peft defines it on each LoRA layer kind, not on LoraLayer
+                merged = base.detach().float() + delta.float()
                 plain = name[len(PEFT_PREFIX) :] if name.startswith(PEFT_PREFIX) else name
                 out[f"{plain}.weight"] = merged.to("cpu").clone()
     return out

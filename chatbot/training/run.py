@@ -203,18 +203,16 @@ def _run(
     evidence = compute_evidence([*data.train, *data.val], evidence_for)
     base_dir = reply_model_path(settings)
     torch.manual_seed(cfg.seed)
-    model, tokenizer = load_base(base_dir, info.device)
-    model = prepare_trainable(model, cfg, on_gpu=info.device.startswith("cuda"))
+    base, tokenizer = load_base(base_dir, info.device)
+    n_layers = int(base.config.num_hidden_layers)
+    model = prepare_trainable(base, cfg, on_gpu=info.device.startswith("cuda"))
     meta = {
         "run": run_dir.name,
         "base_model": str(base_dir),
         "mode": cfg.mode,
         "world_size": info.world_size,
         "device": info.device,
-        "trainable_layers": cfg.layers_to_train(
-            int(model.config.num_hidden_layers), info.device.startswith("cuda")
-        )
-        or "all",
+        "trainable_layers": cfg.layers_to_train(n_layers, info.device.startswith("cuda")) or "all",
         "dtype": "bfloat16 autocast, float32 weights"
         if info.device.startswith("cuda")
         else "float32",
