@@ -19,9 +19,15 @@ import time
 from dataclasses import asdict, dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from chatbot.errors import ChatbotError, ModelUnavailableError
+
+if TYPE_CHECKING:
+    from sqlalchemy.orm import Session
+
+    from chatbot.config import Settings
+    from chatbot.store.database import Database
 
 log = logging.getLogger(__name__)
 
@@ -72,7 +78,7 @@ def _info(row: Any) -> VersionInfo:
 
 
 def register_version(
-    database: Any,
+    database: Database,
     *,
     name: str,
     path: Path | str,
@@ -107,7 +113,7 @@ def register_version(
         return _info(row)
 
 
-def set_evaluation(database: Any, name: str, evaluation: dict[str, Any]) -> None:
+def set_evaluation(database: Database, name: str, evaluation: dict[str, Any]) -> None:
     from sqlalchemy import select
 
     from chatbot.store.schema import ModelVersion
@@ -119,7 +125,7 @@ def set_evaluation(database: Any, name: str, evaluation: dict[str, Any]) -> None
         row.evaluation = dict(evaluation)
 
 
-def list_versions(database: Any, kind: str = "reply") -> list[VersionInfo]:
+def list_versions(database: Database, kind: str = "reply") -> list[VersionInfo]:
     """Every version of `kind`, newest first."""
     from sqlalchemy import select
 
@@ -134,7 +140,7 @@ def list_versions(database: Any, kind: str = "reply") -> list[VersionInfo]:
         return [_info(r) for r in rows]
 
 
-def get_version(database: Any, name: str) -> VersionInfo:
+def get_version(database: Database, name: str) -> VersionInfo:
     from sqlalchemy import select
 
     from chatbot.store.schema import ModelVersion
@@ -146,7 +152,7 @@ def get_version(database: Any, name: str) -> VersionInfo:
         return _info(row)
 
 
-def promoted_version(database: Any, kind: str = "reply") -> VersionInfo | None:
+def promoted_version(database: Database, kind: str = "reply") -> VersionInfo | None:
     from sqlalchemy import select
 
     from chatbot.store.schema import ModelVersion
@@ -160,7 +166,7 @@ def promoted_version(database: Any, kind: str = "reply") -> VersionInfo | None:
         return _info(row) if row is not None else None
 
 
-def _locked_versions(session: Any, kind: str) -> list[Any]:
+def _locked_versions(session: Session, kind: str) -> list[Any]:
     """All versions of `kind`, locked for this transaction where the database can
     (PostgreSQL), so two admins promoting at once cannot leave two promoted versions."""
     from sqlalchemy import select
@@ -211,7 +217,7 @@ def worse_than_serving(candidate: VersionInfo, serving: VersionInfo | None) -> s
 
 
 def promote(
-    database: Any, name: str, force: bool = False
+    database: Database, name: str, force: bool = False
 ) -> tuple[VersionInfo, VersionInfo | None]:
     """Make `name` the served version; returns (it, the version it replaced or None).
 
@@ -251,7 +257,7 @@ def promote(
         return _info(target), (_info(previous) if previous is not None else None)
 
 
-def rollback(database: Any, kind: str = "reply") -> tuple[VersionInfo, VersionInfo | None]:
+def rollback(database: Database, kind: str = "reply") -> tuple[VersionInfo, VersionInfo | None]:
     """Retire the promoted version and re-promote the one promoted before it.
 
     Returns (the retired version, the version now served or None for the base model).
@@ -293,7 +299,7 @@ def _naive(value: datetime) -> datetime:
     return value.replace(tzinfo=None) if value.tzinfo else value
 
 
-def promoted_reply_model_path(settings: Any, database: Any) -> tuple[Path, str]:
+def promoted_reply_model_path(settings: Settings, database: Database) -> tuple[Path, str]:
     """(directory, version name) of what serving should load: the promoted reply
     version, or the base model (name "base") when none is promoted."""
     from chatbot.models.reply_model import reply_model_path
@@ -319,8 +325,8 @@ class ReplyModelProvider:
 
     def __init__(
         self,
-        settings: Any,
-        database: Any,
+        settings: Settings,
+        database: Database,
         *,
         check_interval: float = 5.0,
         device: str = "cpu",

@@ -18,9 +18,13 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from chatbot.errors import ModelUnavailableError
+
+if TYPE_CHECKING:
+    from chatbot.config import Settings
+    from chatbot.store.database import Database
 
 log = logging.getLogger(__name__)
 
@@ -158,7 +162,7 @@ class Ranker:
 # -- what serving uses -------------------------------------------------------------------
 
 
-def promoted_ranker(settings: Any, database: Any, device: str = "cpu") -> Ranker | None:
+def promoted_ranker(settings: Settings, database: Database, device: str = "cpu") -> Ranker | None:
     """The promoted ranker version, loaded; None when none is promoted or when
     `settings.ranker.enabled` is false. A damaged one raises ModelUnavailableError."""
     if not settings.ranker.enabled:
@@ -186,7 +190,12 @@ class RankerSource:
     """
 
     def __init__(
-        self, settings: Any, database: Any, *, check_interval: float = 5.0, device: str = "cpu"
+        self,
+        settings: Settings,
+        database: Database,
+        *,
+        check_interval: float = 5.0,
+        device: str = "cpu",
     ):
         import threading
 

@@ -45,10 +45,14 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from chatbot.ranking import RankerError
 from chatbot.ranking.model import KIND, META_FILE, Ranker, query_text
+
+if TYPE_CHECKING:
+    from chatbot.config import Settings
+    from chatbot.store.database import Database
 
 log = logging.getLogger(__name__)
 
@@ -90,7 +94,7 @@ class Example:
 # -- pairs and examples ------------------------------------------------------------------
 
 
-def load_pairs(settings: Any, database: Any):
+def load_pairs(settings: Settings, database: Database):
     """The train pairs and the validation subset (`TrainingData`), or RankerError."""
     from chatbot.training import TrainingError
     from chatbot.training.data import load_training_data
@@ -142,7 +146,7 @@ def candidates_for(
     return list(retriever.search(query, history=history, k=k, exclude_pair_ids=list(exclude)).hits)
 
 
-def rejected_replies(database: Any) -> list[tuple[list[dict[str, str]], str]]:
+def rejected_replies(database: Database) -> list[tuple[list[dict[str, str]], str]]:
     """(conversation, rejected suggestion in slotted form) for every suggestion an agent
     rejected in the console (`chatbot.support.review.rejected_examples`)."""
     from chatbot.dialogue.specifics import SpecificsGuard
@@ -236,7 +240,7 @@ def _quiet_loading():
         hf_logging.set_verbosity(verbosity)
 
 
-def base_model(settings: Any, device: str):
+def base_model(settings: Settings, device: str):
     """A fresh cross-encoder from the configured sentence embedder's weights: its BERT
     with a new one-logit classification head (sigmoid at prediction time)."""
     from chatbot.models.embedder import embedder_path
@@ -507,7 +511,7 @@ def validate(
 # -- the version -------------------------------------------------------------------------
 
 
-def _version_name(versions_dir: Path, database: Any) -> str:
+def _version_name(versions_dir: Path, database: Database) -> str:
     from chatbot.models.versions import VersionError, get_version
 
     stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
@@ -540,7 +544,9 @@ def write_version(model: Any, meta: dict[str, Any], versions_dir: Path, name: st
     return final
 
 
-def _promoted(settings: Any, database: Any, device: str) -> tuple[Ranker | None, str | None]:
+def _promoted(
+    settings: Settings, database: Database, device: str
+) -> tuple[Ranker | None, str | None]:
     """The promoted ranker to compare against (None when none), and why it was left out
     when it cannot be loaded."""
     from chatbot.errors import ModelUnavailableError
@@ -563,8 +569,8 @@ def _promoted(settings: Any, database: Any, device: str) -> tuple[Ranker | None,
 
 
 def train_ranker(
-    settings: Any,
-    database: Any,
+    settings: Settings,
+    database: Database,
     retriever: Any,
     *,
     progress: Progress | None = None,
