@@ -24,10 +24,16 @@ from typing import TYPE_CHECKING, Any
 from chatbot.errors import ChatbotError, ModelUnavailableError
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from sqlalchemy.orm import Session
+    from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
     from chatbot.config import Settings
     from chatbot.store.database import Database
+    from chatbot.store.schema import ModelVersion
+
+    ModelLoader = Callable[[Path], tuple[PreTrainedModel, PreTrainedTokenizerBase]]
 
 log = logging.getLogger(__name__)
 
@@ -60,7 +66,7 @@ class VersionInfo:
         return out
 
 
-def _info(row: Any) -> VersionInfo:
+def _info(row: ModelVersion) -> VersionInfo:
     return VersionInfo(
         id=row.id,
         name=row.name,
@@ -166,7 +172,7 @@ def promoted_version(database: Database, kind: str = "reply") -> VersionInfo | N
         return _info(row) if row is not None else None
 
 
-def _locked_versions(session: Session, kind: str) -> list[Any]:
+def _locked_versions(session: Session, kind: str) -> list[ModelVersion]:
     """All versions of `kind`, locked for this transaction where the database can
     (PostgreSQL), so two admins promoting at once cannot leave two promoted versions."""
     from sqlalchemy import select
@@ -183,7 +189,7 @@ def _locked_versions(session: Session, kind: str) -> list[Any]:
     )
 
 
-def _number(value: Any) -> float | None:
+def _number(value: object) -> float | None:
     return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
 
 
@@ -295,7 +301,10 @@ def rollback(database: Database, kind: str = "reply") -> tuple[VersionInfo, Vers
         return _info(current), (_info(restored) if restored is not None else None)
 
 
-def _naive(value: datetime) -> datetime:
+def _naive(value: datetime | None) -> datetime:
+    """Comparable promotion times (SQLite drops the zone); no time sorts first."""
+    if value is None:
+        return datetime.min
     return value.replace(tzinfo=None) if value.tzinfo else value
 
 
@@ -330,19 +339,21 @@ class ReplyModelProvider:
         *,
         check_interval: float = 5.0,
         device: str = "cpu",
-        loader: Any = None,
-    ):
+        loader: ModelLoader | None = None,
+    ) -> None:
         self.settings = settings
         self.database = database
         self.check_interval = check_interval
         self.device = device
         self._loader = loader
         self._lock = threading.Lock()
-        self._loaded: tuple[Any, Any, str] | None = None
+        self._loaded: tuple[PreTrainedModel, PreTrainedTokenizerBase, str] | None = None
         self._key: tuple[str, str] | None = None
         self._checked_at = float("-inf")
 
-    def _load(self, path: Path, name: str = BASE_VERSION) -> tuple[Any, Any]:
+    def _load(
+        self, path: Path, name: str = BASE_VERSION
+    ) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
         if self._loader is not None:
             return self._loader(path)
         from chatbot.models.reply_model import load_reply_model, repair_hint
@@ -354,7 +365,7 @@ class ReplyModelProvider:
         )
         return load_reply_model(path, device=self.device, repair=repair)
 
-    def get(self) -> tuple[Any, Any, str]:
+    def get(self) -> tuple[PreTrainedModel, PreTrainedTokenizerBase, str]:
         """(model, tokenizer, version name) — "base" when no version is promoted."""
         with self._lock:
             now = time.monotonic()
@@ -376,4 +387,6 @@ class ReplyModelProvider:
                     "reply model: keeping %s, the promoted version cannot be loaded",
                     self._loaded[2],
                 )
+            if self._loaded is None:  # not reached: the key is set only with a loaded model
+                raise ModelUnavailableError("no reply model is loaded")
             return self._loaded
