@@ -18,11 +18,14 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from chatbot.errors import ModelUnavailableError
 
 if TYPE_CHECKING:
+    import numpy as np
+    from sentence_transformers.cross_encoder import CrossEncoder
+
     from chatbot.config import Settings
     from chatbot.store.database import Database
 
@@ -81,7 +84,7 @@ class Ranker:
     """A cross-encoder (sentence-transformers `CrossEncoder`, one logit) and what its
     version recorded. Build with `load`; `score` is thread-safe for inference."""
 
-    model: Any
+    model: CrossEncoder
     name: str
     path: Path | None = None
     history_turns: int = DEFAULT_HISTORY_TURNS
@@ -100,7 +103,7 @@ class Ranker:
         from sentence_transformers.cross_encoder import CrossEncoder
         from transformers.utils import logging as hf_logging
 
-        hf_logging.disable_progress_bar()
+        hf_logging.disable_progress_bar()  # type: ignore[no-untyped-call]  # unannotated in transformers
         try:
             model = CrossEncoder(str(path), device=device, local_files_only=True)
         except Exception as exc:  # any failure to read the files means the version cannot serve
@@ -150,13 +153,13 @@ class Ranker:
 
         with torch.inference_mode():
             scores = self.model.predict(
-                [list(p) for p in pairs],
+                [list(p) for p in pairs],  # type: ignore[arg-type]  # typed as tuples; lists are what it always got here
                 batch_size=self.batch_size,
                 show_progress_bar=False,
                 activation_fn=torch.nn.Sigmoid(),
                 convert_to_numpy=True,
             )
-        return [float(s) for s in scores.reshape(-1)]
+        return [float(s) for s in cast("np.ndarray", scores).reshape(-1)]  # convert_to_numpy
 
 
 # -- what serving uses -------------------------------------------------------------------
