@@ -243,8 +243,7 @@ def test_tensors_of_the_wrong_shape_are_refused_before_anything_is_copied(tmp_pa
         with pytest.raises(ResumeStateError, match="shape") as refused:
             check_fits(state, run_dir / RESUME_JSON, named, groups)
         assert str(run_dir / RESUME_JSON) in str(refused.value)
-        _saved_again = _state(model, optimizer, step=2)
-        save_resume_state(run_dir, _saved_again)
+        save_resume_state(run_dir, _state(model, optimizer, step=2))  # a good one again
 
 
 def test_another_format_version_or_a_broken_record_is_refused(tmp_path):

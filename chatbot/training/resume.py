@@ -34,6 +34,8 @@ RESUME_JSON = "resume.json"
 LEGACY_RESUME_FILE = "resume.pt"  # pickled, written before format version 1; never loaded
 RESUME_FORMAT = "chatbot training resume state"
 RESUME_FORMAT_VERSION = 1
+_TMP_TENSORS = ".resume.safetensors.tmp"
+_TMP_JSON = f".{RESUME_JSON}.tmp"
 
 # A JSON value as json.loads returns it (the history and validation records hold these).
 JsonValue: TypeAlias = "None | bool | int | float | str | list[JsonValue] | dict[str, JsonValue]"
@@ -77,7 +79,11 @@ def remove_resume_state(run_dir: Path) -> None:
     """Delete the resume state (current and legacy files) of a finished run."""
     (run_dir / RESUME_JSON).unlink(missing_ok=True)
     (run_dir / LEGACY_RESUME_FILE).unlink(missing_ok=True)
-    for path in run_dir.glob("resume-*.safetensors"):
+    for path in [
+        *run_dir.glob("resume-*.safetensors"),
+        run_dir / _TMP_TENSORS,
+        run_dir / _TMP_JSON,
+    ]:
         path.unlink(missing_ok=True)
 
 
@@ -94,7 +100,7 @@ def save_resume_state(run_dir: Path, state: ResumeState) -> None:
     optimizer = _encode(state.optimizer, "optimizer", tensors)
     tensors["rng/torch"] = state.torch_rng
     tensors_name = f"resume-{state.step:06d}.safetensors"
-    tmp_tensors = run_dir / f".{tensors_name}.tmp"
+    tmp_tensors = run_dir / _TMP_TENSORS  # one name, so a kill's leftover is overwritten
     save_file(
         {k: v.detach().to("cpu").contiguous().clone() for k, v in tensors.items()},
         str(tmp_tensors),
@@ -111,7 +117,7 @@ def save_resume_state(run_dir: Path, state: ResumeState) -> None:
         "history": state.history,
         "validations": state.validations,
     }
-    tmp_json = run_dir / f".{RESUME_JSON}.tmp"
+    tmp_json = run_dir / _TMP_JSON
     tmp_json.write_text(json.dumps(payload, indent=1) + "\n")
     os.replace(tmp_json, run_dir / RESUME_JSON)
     for old in run_dir.glob("resume-*.safetensors"):
