@@ -2,8 +2,11 @@
 and cosine decay (following the step budget or the clock, whichever runs out first),
 gradient accumulation and clipping, noise augmentation and retrieve-and-refine examples
 (the true reply among the past answers, see `refine_examples`), validation at intervals,
-early stopping, and checkpoints plus resume state at every validation. What happens to
-the checkpoints afterwards (fusion, versions) is `run`'s job.
+early stopping, and checkpoints plus resume state at every validation. `train_loop`
+drives a `_Trainer` through named steps (set-up, one optimizer step, whether to
+validate, validation with checkpoint and early stop, the replica check). The resume
+state's file format is `resume`'s job; what happens to the checkpoints afterwards
+(fusion, versions) is `run`'s.
 """
 
 from __future__ import annotations
