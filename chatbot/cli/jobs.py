@@ -5,10 +5,14 @@
 from __future__ import annotations
 
 import sys
+from typing import TYPE_CHECKING
 
 import click
 
 from chatbot.cli import AppContext, emit_json, json_option, pass_app
+
+if TYPE_CHECKING:
+    from chatbot.store.database import Database
 
 
 @click.group("jobs", hidden=True)
@@ -16,7 +20,7 @@ def group() -> None:
     """Background jobs started from the admin console (training, index rebuilds)."""
 
 
-def _database(app: AppContext):
+def _database(app: AppContext) -> Database:
     from chatbot.store.database import Database, require_schema
 
     database = Database(app.settings.resolved_database_url)

@@ -4,11 +4,16 @@ list / promote / roll back the trained reply-model versions (`chatbot.models.ver
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 from dataclasses import asdict
+from typing import TYPE_CHECKING
 
 import click
 
 from chatbot.cli import AppContext, emit_json, json_option, pass_app
+
+if TYPE_CHECKING:
+    from chatbot.models.versions import VersionInfo
 
 
 @click.group("models")
@@ -91,7 +96,7 @@ def list_command(app: AppContext, as_json: bool) -> None:
         return
     click.echo(f"{'name':<26} {'status':<10} {'val loss':>9} {'before':>9} {'pairs':>6}  created")
 
-    def number(value) -> str:
+    def number(value: object) -> str:
         return f"{value:.4f}" if isinstance(value, (int, float)) else "-"
 
     for v in versions:
@@ -120,12 +125,40 @@ def promote_command(app: AppContext, name: str, force: bool, as_json: bool) -> N
 
     A version whose validation loss was worse than the serving version's on the same
     validation pairs is refused unless --force is given."""
-    from chatbot.models.versions import promote
+    promote_and_report(app, name, force=force, as_json=as_json)
+
+
+@group.command("rollback")
+@json_option
+@pass_app
+def rollback_command(app: AppContext, as_json: bool) -> None:
+    """Retire the promoted version and serve the one promoted before it (or the base model)."""
+    rollback_and_report(
+        app, kind="reply", as_json=as_json, fallback_json="base", fallback_text="the base model"
+    )
+
+
+# -- shared with `chatbot ranker promote / rollback` -----------------------------------------
+
+
+def promote_and_report(
+    app: AppContext,
+    name: str,
+    *,
+    force: bool,
+    as_json: bool,
+    check: Callable[[VersionInfo], None] | None = None,
+) -> None:
+    """Promote version NAME (after `check`, which raises VersionError to refuse it) and
+    print what serves now and what served before."""
+    from chatbot.models.versions import get_version, promote
     from chatbot.store.database import Database, require_schema
 
     database = Database(app.settings.resolved_database_url)
     try:
         require_schema(database.engine)
+        if check is not None:
+            check(get_version(database, name))
         version, previous = promote(database, name, force=force)
     finally:
         database.dispose()
@@ -136,22 +169,24 @@ def promote_command(app: AppContext, name: str, force: bool, as_json: bool) -> N
         click.echo(f"promoted {version.name}{was}")
 
 
-@group.command("rollback")
-@json_option
-@pass_app
-def rollback_command(app: AppContext, as_json: bool) -> None:
-    """Retire the promoted version and serve the one promoted before it (or the base model)."""
+def rollback_and_report(
+    app: AppContext, *, kind: str, as_json: bool, fallback_json: str | None, fallback_text: str
+) -> None:
+    """Retire the promoted version of `kind` and print what serves now (`fallback_*`
+    when no earlier version is left)."""
     from chatbot.models.versions import rollback
     from chatbot.store.database import Database, require_schema
 
     database = Database(app.settings.resolved_database_url)
     try:
         require_schema(database.engine)
-        retired, restored = rollback(database)
+        retired, restored = rollback(database, kind=kind)
     finally:
         database.dispose()
     if as_json:
-        emit_json({"retired": retired.name, "serving": restored.name if restored else "base"})
+        emit_json(
+            {"retired": retired.name, "serving": restored.name if restored else fallback_json}
+        )
     else:
-        now = restored.name if restored else "the base model"
+        now = restored.name if restored else fallback_text
         click.echo(f"rolled back {retired.name}; now serving {now}")

@@ -4,9 +4,17 @@ progress; the work is `chatbot.ranking.train.train_ranker` and `chatbot.models.v
 
 from __future__ import annotations
 
+import sys
+from typing import TYPE_CHECKING, Any, NoReturn
+
 import click
 
 from chatbot.cli import AppContext, emit_json, json_option, pass_app
+
+if TYPE_CHECKING:
+    from tqdm import tqdm
+
+    from chatbot.models.versions import VersionInfo
 
 
 @click.group("ranker")
@@ -14,15 +22,16 @@ def group() -> None:
     """The learned ranker: the probability that a candidate reply fits a conversation."""
 
 
-def _progress_printer(enabled: bool):
+class _ProgressPrinter:
     """A progress callback: a tqdm bar on stderr with the loss and the time left."""
-    state: dict = {"bar": None}
 
-    def progress(event: dict) -> None:
-        if not enabled:
+    def __init__(self, enabled: bool) -> None:
+        self.enabled = enabled
+        self.bar: tqdm[NoReturn] | None = None
+
+    def __call__(self, event: dict[str, Any]) -> None:
+        if not self.enabled:
             return
-        import sys
-
         from tqdm import tqdm
 
         err = sys.stderr
@@ -35,15 +44,15 @@ def _progress_printer(enabled: bool):
                 f"device {event['device']}",
                 err=True,
             )
-            state["bar"] = tqdm(
+            self.bar = tqdm(
                 total=event["total_steps"],
                 desc="training",
                 unit="step",
                 file=err,
                 dynamic_ncols=True,
             )
-        elif kind == "step" and state["bar"] is not None:
-            bar = state["bar"]
+        elif kind == "step" and self.bar is not None:
+            bar = self.bar
             if event["total_steps"] and bar.total != event["total_steps"]:
                 bar.total = event["total_steps"]
             left = ""
@@ -53,12 +62,10 @@ def _progress_printer(enabled: bool):
             bar.set_postfix_str(loss + left, refresh=False)
             bar.update(event["step"] - bar.n)
         elif kind == "validation":
-            if state["bar"] is not None:
-                state["bar"].close()
-                state["bar"] = None
+            if self.bar is not None:
+                self.bar.close()
+                self.bar = None
             click.echo(f"validated on {event['val_pairs_scored']} pairs", err=True)
-
-    return progress
 
 
 @group.command("train")
@@ -100,7 +107,7 @@ def train_command(
     from chatbot.store.database import Database, require_schema
 
     settings = app.settings
-    updates = {}
+    updates: dict[str, object] = {}
     if max_minutes is not None:
         updates["max_minutes"] = max_minutes
     if max_steps is not None:
@@ -121,7 +128,7 @@ def train_command(
             settings,
             database,
             retriever,
-            progress=_progress_printer(True),
+            progress=_ProgressPrinter(True),
             reply_version=reply.name if reply is not None else "base",
         )
     finally:
@@ -187,7 +194,7 @@ def list_command(app: AppContext, as_json: bool) -> None:
         )
         return
 
-    def number(value, fmt: str = ".4f") -> str:
+    def number(value: object, fmt: str = ".4f") -> str:
         return (
             format(value, fmt)
             if isinstance(value, (int, float)) and not isinstance(value, bool)
@@ -223,13 +230,11 @@ def list_command(app: AppContext, as_json: bool) -> None:
 def promote_command(app: AppContext, name: str, force: bool, as_json: bool) -> None:
     """Serve ranker version NAME from now on (running servers pick it up within seconds).
     A version that did not win on validation is refused unless --force is given."""
-    from chatbot.models.versions import VersionError, get_version, promote
-    from chatbot.store.database import Database, require_schema
+    from chatbot.cli.models import promote_and_report
 
-    database = Database(app.settings.resolved_database_url)
-    try:
-        require_schema(database.engine)
-        version = get_version(database, name)
+    def check(version: VersionInfo) -> None:
+        from chatbot.models.versions import VersionError
+
         if version.kind != "ranker":
             raise VersionError(
                 f"{name!r} is a {version.kind} version, not a ranker; see: chatbot ranker list"
@@ -239,14 +244,8 @@ def promote_command(app: AppContext, name: str, force: bool, as_json: bool) -> N
             raise VersionError(
                 f"not promoted: {why}; to serve it anyway: chatbot ranker promote {name} --force"
             )
-        version, previous = promote(database, name, force=force)
-    finally:
-        database.dispose()
-    if as_json:
-        emit_json({"promoted": version.name, "previous": previous.name if previous else None})
-    else:
-        was = f" (was {previous.name})" if previous else ""
-        click.echo(f"promoted {version.name}{was}")
+
+    promote_and_report(app, name, force=force, as_json=as_json, check=check)
 
 
 @group.command("rollback")
@@ -254,17 +253,12 @@ def promote_command(app: AppContext, name: str, force: bool, as_json: bool) -> N
 @pass_app
 def rollback_command(app: AppContext, as_json: bool) -> None:
     """Retire the promoted ranker and serve the one promoted before it (or none)."""
-    from chatbot.models.versions import rollback
-    from chatbot.store.database import Database, require_schema
+    from chatbot.cli.models import rollback_and_report
 
-    database = Database(app.settings.resolved_database_url)
-    try:
-        require_schema(database.engine)
-        retired, restored = rollback(database, kind="ranker")
-    finally:
-        database.dispose()
-    if as_json:
-        emit_json({"retired": retired.name, "serving": restored.name if restored else None})
-    else:
-        now = restored.name if restored else "no ranker (retrieval alone)"
-        click.echo(f"rolled back {retired.name}; now serving {now}")
+    rollback_and_report(
+        app,
+        kind="ranker",
+        as_json=as_json,
+        fallback_json=None,
+        fallback_text="no ranker (retrieval alone)",
+    )

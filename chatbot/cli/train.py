@@ -7,66 +7,75 @@ retriever when there is one, shows progress; the run itself is
 from __future__ import annotations
 
 import os
+import sys
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import click
 
 from chatbot.cli import AppContext, emit_json, json_option, pass_app
 
+if TYPE_CHECKING:
+    from tqdm import tqdm
 
-def _progress_printer(enabled: bool):
+    from chatbot.config import Settings
+    from chatbot.ranking.train import RankerResult
+    from chatbot.store.database import Database
+
+
+def _fmt(seconds: float) -> str:
+    whole = max(0, int(seconds))
+    return f"{whole // 60}:{whole % 60:02d}"
+
+
+class _ProgressPrinter:
     """A progress callback drawing a tqdm bar on stderr with loss and ETA."""
-    state: dict = {"bar": None}
 
-    def fmt(seconds: float) -> str:
-        seconds = max(0, int(seconds))
-        return f"{seconds // 60}:{seconds % 60:02d}"
+    def __init__(self, enabled: bool) -> None:
+        self.enabled = enabled
+        self.bar: tqdm[NoReturn] | None = None
 
-    def progress(event: dict) -> None:
-        if not enabled:
-            return
+    def _new_bar(self, total: int, initial: int = 0) -> tqdm[NoReturn]:
         from tqdm import tqdm
 
+        return tqdm(
+            total=total,
+            initial=initial,
+            desc="training",
+            unit="step",
+            file=sys.stderr,
+            dynamic_ncols=True,
+        )
+
+    def __call__(self, event: dict[str, Any]) -> None:
+        if not self.enabled:
+            return
         kind = event["event"]
         if kind == "baseline":
             click.echo(f"validation loss before training: {event['val_loss']:.4f}", err=True)
-            state["bar"] = tqdm(
-                total=event["total_steps"],
-                desc="training",
-                unit="step",
-                file=click.get_text_stream("stderr"),
-                dynamic_ncols=True,
-            )
+            self.bar = self._new_bar(event["total_steps"])
         elif kind == "step":
-            bar = state["bar"]
-            if bar is None:  # resumed: no baseline event
-                bar = state["bar"] = tqdm(
-                    total=event["total_steps"],
-                    initial=event["step"] - 1,
-                    desc="training",
-                    unit="step",
-                    file=click.get_text_stream("stderr"),
-                    dynamic_ncols=True,
-                )
+            if self.bar is None:  # resumed: no baseline event
+                self.bar = self._new_bar(event["total_steps"], initial=event["step"] - 1)
+            bar = self.bar
             per_step = event["elapsed_s"] / max(1, event["step"] - bar.initial)
             eta = (event["total_steps"] - event["step"]) * per_step
             if event.get("budget_s"):
                 eta = min(eta, event["budget_s"] - event["elapsed_s"])
             bar.set_postfix_str(
-                f"loss={event['train_loss']:.3f} lr={event['lr']:.1e} eta={fmt(eta)}", refresh=False
+                f"loss={event['train_loss']:.3f} lr={event['lr']:.1e} eta={_fmt(eta)}",
+                refresh=False,
             )
             bar.update(1)
         elif kind == "validation":
-            bar = state["bar"]
             text = f"step {event['step']}: validation loss {event['val_loss']:.4f} (best {event['best_val_loss']:.4f})"
-            (bar.write if bar else click.echo)(
-                text, **({"file": click.get_text_stream("stderr")} if bar else {"err": True})
-            )
+            if self.bar is not None:
+                self.bar.write(text, file=sys.stderr)
+            else:
+                click.echo(text, err=True)
         elif kind == "finishing":
-            if state["bar"] is not None:
-                state["bar"].close()
+            if self.bar is not None:
+                self.bar.close()
             click.echo(event["message"], err=True)
-
-    return progress
 
 
 @click.command("train")
@@ -124,7 +133,7 @@ def command(
     from chatbot.training.run import run_training
 
     settings = app.settings
-    updates = {}
+    updates: dict[str, object] = {}
     if max_steps is not None:
         updates["max_steps"] = max_steps
     if max_minutes is not None:
@@ -156,7 +165,7 @@ def command(
                 evidence_for=evidence_for,
                 evidence_note=note,
                 resume=resume,
-                progress=_progress_printer(main_process),
+                progress=_ProgressPrinter(main_process),
             )
         except KeyboardInterrupt:
             if main_process:
@@ -222,7 +231,9 @@ def command(
         click.echo(f"ranker: {ranker_note}")
 
 
-def _train_ranker(settings, database, reply_version: str, quiet: bool):
+def _train_ranker(
+    settings: Settings, database: Database, reply_version: str, quiet: bool
+) -> tuple[RankerResult | None, str]:
     """(the ranker trained beside the new reply version, None; or None and why not)."""
     from chatbot.errors import ChatbotError
     from chatbot.ranking.train import train_ranker

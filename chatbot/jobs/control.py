@@ -26,12 +26,17 @@ import sys
 import threading
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from chatbot.jobs import JobError
 from chatbot.jobs import repository as repo
 from chatbot.jobs.records import ACTIVE_STATES, JobInfo, job_info
 from chatbot.store.support_schema import JOB_KINDS
+
+if TYPE_CHECKING:
+    from chatbot.config import Settings
+    from chatbot.store.database import Database
+    from chatbot.store.support_schema import Job
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +49,7 @@ WHAT = {"train": "training run", "index": "index rebuild"}
 _START_LOCK = 0x6A6F6273  # "jobs"
 
 
-def jobs_dir(settings: Any) -> Path:
+def jobs_dir(settings: Settings) -> Path:
     return settings.home / "jobs"
 
 
@@ -111,7 +116,7 @@ def check_params(kind: str, params: dict[str, Any] | None) -> dict[str, Any]:
 # -- the settings the worker gets ----------------------------------------------------------
 
 
-def _plain(value: Any) -> Any:
+def _plain(value: object) -> object:
     from pydantic import SecretStr
 
     if isinstance(value, dict):
@@ -125,16 +130,16 @@ def _plain(value: Any) -> Any:
     return value
 
 
-def settings_payload(settings: Any, database_url: str | None = None) -> str:
+def settings_payload(settings: Settings, database_url: str | None = None) -> str:
     """The settings as JSON for the worker's environment (secrets in clear: the
     environment of a process is readable only by its own user)."""
-    values = _plain(settings.model_dump(mode="python"))
+    values = {k: _plain(v) for k, v in settings.model_dump(mode="python").items()}
     if database_url:
         values["database_url"] = database_url
     return json.dumps(values)
 
 
-def settings_from_environment() -> Any | None:
+def settings_from_environment() -> Settings | None:
     """The settings a parent serialised for this worker, or None when there are none."""
     from chatbot.config import Settings
     from chatbot.errors import ConfigError
@@ -194,7 +199,7 @@ def _gone_reason(job: JobInfo) -> str | None:
     return None
 
 
-def _reconcile(database: Any, jobs: list[JobInfo]) -> list[JobInfo]:
+def _reconcile(database: Database, jobs: list[JobInfo]) -> list[JobInfo]:
     """Mark active jobs whose worker is dead as failed; returns the jobs as they are now."""
     dead = [(job, reason) for job in jobs if (reason := _gone_reason(job))]
     if not dead:
@@ -208,14 +213,15 @@ def _reconcile(database: Any, jobs: list[JobInfo]) -> list[JobInfo]:
             ):
                 log.warning("job %d (%s): %s", job.id, job.kind, message)
             row = repo.job_row(session=session, job_id=job.id)
-            changed[job.id] = job_info(row)
+            if row is not None:
+                changed[job.id] = job_info(row)
     return [changed.get(job.id, job) for job in jobs]
 
 
 # -- reading -------------------------------------------------------------------------------
 
 
-def get_job(database: Any, job_id: int) -> JobInfo:
+def get_job(database: Database, job_id: int) -> JobInfo:
     with database.session() as session:
         row = repo.job_row(session=session, job_id=int(job_id))
         if row is None:
@@ -224,14 +230,16 @@ def get_job(database: Any, job_id: int) -> JobInfo:
     return _reconcile(database, [job])[0]
 
 
-def list_jobs(database: Any, *, kind: str | None = None, limit: int | None = 20) -> list[JobInfo]:
+def list_jobs(
+    database: Database, *, kind: str | None = None, limit: int | None = 20
+) -> list[JobInfo]:
     """Jobs, newest first (of one kind when `kind` is given)."""
     with database.session() as session:
         jobs = [job_info(r) for r in repo.job_rows(session=session, kind=kind, limit=limit)]
     return _reconcile(database, jobs)
 
 
-def latest_job(database: Any, kind: str) -> JobInfo | None:
+def latest_job(database: Database, kind: str) -> JobInfo | None:
     jobs = list_jobs(database, kind=kind, limit=1)
     return jobs[0] if jobs else None
 
@@ -239,7 +247,7 @@ def latest_job(database: Any, kind: str) -> JobInfo | None:
 # -- starting ------------------------------------------------------------------------------
 
 
-def _describe(job: Any) -> str:
+def _describe(job: Job) -> str:
     who = f" by {job.created_by}" if job.created_by else ""
     when = _aware(job.created_at)
     at = f" at {when.astimezone().strftime('%H:%M:%S')}" if when else ""
@@ -247,8 +255,8 @@ def _describe(job: Any) -> str:
 
 
 def start_job(
-    settings: Any,
-    database: Any,
+    settings: Settings,
+    database: Database,
     kind: str,
     params: dict[str, Any] | None = None,
     created_by: str | None = None,
@@ -307,7 +315,9 @@ def start_job(
     return job_id
 
 
-def _spawn(settings: Any, database: Any, job_id: int, log_path: Path) -> subprocess.Popen:
+def _spawn(
+    settings: Settings, database: Database, job_id: int, log_path: Path
+) -> subprocess.Popen[bytes]:
     import chatbot
 
     env = dict(os.environ)
@@ -334,7 +344,7 @@ def _spawn(settings: Any, database: Any, job_id: int, log_path: Path) -> subproc
 # -- cancelling ----------------------------------------------------------------------------
 
 
-def cancel_job(database: Any, job_id: int, *, by: str | None = None) -> JobInfo:
+def cancel_job(database: Database, job_id: int, *, by: str | None = None) -> JobInfo:
     """Ask the job's worker to stop (SIGTERM to its process group); a job whose worker
     has not started yet is marked cancelled at once. Returns the job as it is now: a
     running job becomes "cancelled" when its worker has stopped, within seconds."""

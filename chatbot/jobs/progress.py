@@ -8,9 +8,12 @@ from __future__ import annotations
 import logging
 import time
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from chatbot.jobs import repository as repo
+
+if TYPE_CHECKING:
+    from chatbot.store.database import Database
 
 log = logging.getLogger(__name__)
 
@@ -20,7 +23,7 @@ MAX_CURVE_POINTS = 1000
 class ProgressWriter:
     """Writes a job's progress at most every `interval` seconds (or at once when forced)."""
 
-    def __init__(self, database: Any, job_id: int, *, interval: float = 1.0):
+    def __init__(self, database: Database, job_id: int, *, interval: float = 1.0) -> None:
         self.database = database
         self.job_id = job_id
         self.interval = interval
@@ -56,7 +59,7 @@ class TrainingProgress:
     """The `progress` callback of `run_training` for a job: keeps the state and hands
     it to `write` (a ProgressWriter) after each event."""
 
-    def __init__(self, write: Any):
+    def __init__(self, write: ProgressWriter) -> None:
         self.write = write
         self.started = time.monotonic()
         self.state: dict[str, Any] = {
@@ -74,7 +77,7 @@ class TrainingProgress:
         }
         self._first: tuple[int, float] | None = None  # (step, loop seconds) of the first step seen
 
-    def set(self, *, force: bool = True, **values: Any) -> None:
+    def set(self, *, force: bool = True, **values: object) -> None:
         self.state.update(values)
         self.state["elapsed_s"] = round(time.monotonic() - self.started, 1)
         self.write(dict(self.state), force=force)

@@ -5,7 +5,10 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from chatbot.store.support_schema import Job
 
 ACTIVE_STATES = ("queued", "running")
 FINAL_STATES = ("succeeded", "failed", "cancelled")
@@ -38,7 +41,7 @@ class JobInfo:
         return out
 
 
-def job_info(row: Any) -> JobInfo:
+def job_info(row: Job) -> JobInfo:
     return JobInfo(
         id=row.id,
         kind=row.kind,

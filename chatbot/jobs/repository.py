@@ -4,15 +4,21 @@ never commit; deciding what a job is, starting processes and reading liveness is
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 from sqlalchemy import select, update
 
 from chatbot.jobs.records import ACTIVE_STATES
 from chatbot.store.support_schema import Job
 
+if TYPE_CHECKING:
+    from sqlalchemy import CursorResult
+    from sqlalchemy.orm import Session
 
-def insert_job(*, session: Any, kind: str, params: dict[str, Any], created_by: str | None) -> Job:
+
+def insert_job(
+    *, session: Session, kind: str, params: dict[str, Any], created_by: str | None
+) -> Job:
     row = Job(
         kind=kind,
         status="queued",
@@ -26,12 +32,12 @@ def insert_job(*, session: Any, kind: str, params: dict[str, Any], created_by: s
     return row
 
 
-def job_row(*, session: Any, job_id: int) -> Job | None:
+def job_row(*, session: Session, job_id: int) -> Job | None:
     return session.get(Job, job_id)
 
 
 def job_rows(
-    *, session: Any, kind: str | None = None, status: str | None = None, limit: int | None = 50
+    *, session: Session, kind: str | None = None, status: str | None = None, limit: int | None = 50
 ) -> list[Job]:
     """Jobs, newest first."""
     query = select(Job).order_by(Job.created_at.desc(), Job.id.desc())
@@ -44,7 +50,7 @@ def job_rows(
     return list(session.scalars(query).all())
 
 
-def active_rows(*, session: Any, kind: str | None = None) -> list[Job]:
+def active_rows(*, session: Session, kind: str | None = None) -> list[Job]:
     query = select(Job).where(Job.status.in_(ACTIVE_STATES)).order_by(Job.id)
     if kind is not None:
         query = query.where(Job.kind == kind)
@@ -52,15 +58,15 @@ def active_rows(*, session: Any, kind: str | None = None) -> list[Job]:
 
 
 def update_if(
-    *, session: Any, job_id: int, states: tuple[str, ...] = ACTIVE_STATES, **values: Any
+    *, session: Session, job_id: int, states: tuple[str, ...] = ACTIVE_STATES, **values: object
 ) -> bool:
     """Set `values` on the job only while its status is one of `states`; True when it
     was. A conditional UPDATE, so a job that a worker finished meanwhile is not
     overwritten by a stale reader."""
-    result = session.execute(
+    result = session.execute(  # an UPDATE gives a CursorResult, which has rowcount
         update(Job)
         .where(Job.id == job_id, Job.status.in_(states))
         .values(**values)
         .execution_options(synchronize_session=False)
     )
-    return bool(result.rowcount)
+    return bool(cast("CursorResult[Any]", result).rowcount)

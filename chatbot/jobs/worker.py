@@ -17,13 +17,19 @@ import os
 import signal
 import traceback
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from chatbot.errors import ChatbotError
 from chatbot.jobs import repository as repo
 from chatbot.jobs.control import worker_identity
 from chatbot.jobs.progress import ProgressWriter, TrainingProgress
 from chatbot.jobs.records import JobInfo, job_info
+
+if TYPE_CHECKING:
+    from types import FrameType
+
+    from chatbot.config import Settings
+    from chatbot.store.database import Database
 
 log = logging.getLogger(__name__)
 
@@ -43,7 +49,7 @@ class _Interrupts:
     def install(self) -> None:
         signal.signal(signal.SIGTERM, self._handler)
 
-    def _handler(self, signum, frame) -> None:
+    def _handler(self, signum: int, frame: FrameType | None) -> None:
         self.requested = True
         if self.held:
             log.warning(
@@ -56,7 +62,7 @@ class _Interrupts:
         self.held = True
 
 
-def _mark_running(database: Any, job_id: int) -> JobInfo | None:
+def _mark_running(database: Database, job_id: int) -> JobInfo | None:
     with database.session() as session:
         row = repo.job_row(session=session, job_id=job_id)
         if row is None or row.status != "queued":
@@ -73,11 +79,12 @@ def _mark_running(database: Any, job_id: int) -> JobInfo | None:
         ):
             return None
     with database.session() as session:
-        return job_info(repo.job_row(session=session, job_id=job_id))
+        row = repo.job_row(session=session, job_id=job_id)
+        return job_info(row) if row is not None else None
 
 
 def _finish(
-    database: Any,
+    database: Database,
     job_id: int,
     status: str,
     *,
@@ -87,6 +94,8 @@ def _finish(
 ) -> None:
     with database.session() as session:
         row = repo.job_row(session=session, job_id=job_id)
+        if row is None:  # deleted meanwhile: nothing left to record
+            return
         values: dict[str, Any] = {
             "status": status,
             "finished_at": _now(),
@@ -102,7 +111,7 @@ def _finish(
         repo.update_if(session=session, job_id=job_id, states=("running",), **values)
 
 
-def run_job(settings: Any, job_id: int) -> int:
+def run_job(settings: Settings, job_id: int) -> int:
     """Run job `job_id`; returns the process exit code (0 also when cancelled)."""
     from chatbot.config import ensure_home
     from chatbot.store.database import Database, require_schema
@@ -192,7 +201,11 @@ def run_job(settings: Any, job_id: int) -> int:
 
 
 def _train(
-    settings: Any, database: Any, job: JobInfo, writer: ProgressWriter, interrupts: _Interrupts
+    settings: Settings,
+    database: Database,
+    job: JobInfo,
+    writer: ProgressWriter,
+    interrupts: _Interrupts,
 ) -> dict[str, Any]:
     from chatbot.training.evidence import open_evidence
     from chatbot.training.run import run_training
@@ -252,7 +265,7 @@ def _train(
 
 
 def _train_ranker(
-    settings: Any, database: Any, reply_version: str, progress: Any
+    settings: Settings, database: Database, reply_version: str, progress: TrainingProgress
 ) -> dict[str, Any] | None:
     """The ranker trained beside a new reply version (as `chatbot train` does), or None when
     it is switched off; a ranker that cannot be trained is reported, never fails the job."""
@@ -276,7 +289,9 @@ def _train_ranker(
     return {"summary": f"{result.name} {verdict}", **result.as_dict()}
 
 
-def _index(settings: Any, database: Any, job: JobInfo, writer: ProgressWriter) -> dict[str, Any]:
+def _index(
+    settings: Settings, database: Database, job: JobInfo, writer: ProgressWriter
+) -> dict[str, Any]:
     import time
 
     from chatbot.retrieval.indexer import load_pair_hashes, update_index

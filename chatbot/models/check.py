@@ -9,11 +9,16 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from chatbot.config import Settings
 from chatbot.errors import ChatbotError
+
+if TYPE_CHECKING:
+    from chatbot.models.versions import VersionInfo
 
 log = logging.getLogger(__name__)
 
@@ -26,7 +31,7 @@ class CheckResult:
     seconds: float
 
 
-def _timed(name: str, probe) -> CheckResult:
+def _timed(name: str, probe: Callable[[], str]) -> CheckResult:
     started = time.perf_counter()
     try:
         detail = probe()
@@ -81,7 +86,7 @@ def _reply_model(settings: Settings) -> str:
     return _load_and_run(path, repair_hint(settings, path))
 
 
-def promoted_version_or_none(settings: Settings):
+def promoted_version_or_none(settings: Settings) -> VersionInfo | None:
     """The promoted reply-model version, or None when there is none or the store
     cannot be read (then there is nothing of it to check here)."""
     from sqlalchemy.engine import make_url
@@ -109,7 +114,7 @@ def promoted_version_or_none(settings: Settings):
         database.dispose()
 
 
-def _served_version(version) -> str:
+def _served_version(version: VersionInfo) -> str:
     return _load_and_run(
         Path(version.path),
         "roll back to the version served before it: chatbot models rollback "

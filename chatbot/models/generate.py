@@ -16,9 +16,19 @@ import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 from chatbot.errors import ChatbotError
+
+if TYPE_CHECKING:
+    import torch
+    from transformers import (
+        BatchEncoding,
+        GenerationMixin,
+        PreTrainedModel,
+        PreTrainedTokenizerBase,
+        StoppingCriteriaList,
+    )
 
 
 class GenerationFailed(ChatbotError):
@@ -42,15 +52,19 @@ class Limits:
 NO_LIMITS = Limits()
 
 
-def chat_inputs(tokenizer: Any, messages: list[dict[str, str]]) -> dict[str, Any]:
-    return tokenizer.apply_chat_template(
+def chat_inputs(
+    tokenizer: PreTrainedTokenizerBase, messages: list[dict[str, str]]
+) -> BatchEncoding:
+    """The chat-formatted prompt as model inputs (input_ids, attention_mask tensors)."""
+    inputs = tokenizer.apply_chat_template(
         messages, add_generation_prompt=True, return_tensors="pt", return_dict=True
     )
+    return cast("BatchEncoding", inputs)  # return_dict=True gives a BatchEncoding
 
 
 def generate_text(
-    model: Any,
-    tokenizer: Any,
+    model: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
     messages: list[dict[str, str]],
     *,
     max_new_tokens: int = 120,
@@ -62,23 +76,26 @@ def generate_text(
     ).strip()
 
 
-def _stop_when(flag: threading.Event):
+def _stop_when(flag: threading.Event) -> StoppingCriteriaList:
     """A stopping criterion that ends generation at the next token once `flag` is set."""
     import torch
     from transformers import StoppingCriteria, StoppingCriteriaList
 
     class _Stop(StoppingCriteria):
-        def __call__(self, input_ids, scores, **kwargs):
-            return torch.full(
+        def __call__(
+            self, input_ids: torch.LongTensor, scores: torch.FloatTensor, **kwargs: object
+        ) -> torch.BoolTensor:
+            stop = torch.full(
                 (input_ids.shape[0],), flag.is_set(), dtype=torch.bool, device=input_ids.device
             )
+            return cast("torch.BoolTensor", stop)
 
     return StoppingCriteriaList([_Stop()])
 
 
 def stream_text(
-    model: Any,
-    tokenizer: Any,
+    model: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
     messages: list[dict[str, str]],
     *,
     max_new_tokens: int = 120,
@@ -92,7 +109,7 @@ def stream_text(
     streamer = TextIteratorStreamer(tokenizer, skip_prompt=True, skip_special_tokens=True)
     stop = threading.Event()
     failure: list[BaseException] = []
-    kwargs = dict(
+    kwargs: dict[str, Any] = dict(
         **inputs,
         max_new_tokens=max_new_tokens,
         do_sample=False,
@@ -104,7 +121,8 @@ def stream_text(
     def run() -> None:
         try:
             with torch.no_grad():
-                model.generate(**kwargs)
+                # A causal LM generates; transformers 5 types `generate` on its mixin only.
+                cast("GenerationMixin", model).generate(**kwargs)
         except BaseException as exc:
             failure.append(exc)
             streamer.text_queue.put(streamer.stop_signal)

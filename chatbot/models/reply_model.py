@@ -20,6 +20,7 @@ from chatbot.errors import ModelUnavailableError
 from chatbot.models.offline import force_offline, package_dir
 
 if TYPE_CHECKING:
+    import torch
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 log = logging.getLogger(__name__)
@@ -120,7 +121,7 @@ def prepare_reply_model(settings: Settings, *, force: bool = False) -> PrepareRe
     config = gguf_model.config
     if hasattr(config, "quantization_config"):
         del config.quantization_config
-    model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
+    model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)  # type: ignore[no-untyped-call]  # unannotated in transformers
     model.load_state_dict(gguf_model.state_dict())
     model.generation_config = gguf_model.generation_config
     del gguf_model
@@ -184,7 +185,7 @@ def _one_line(exc: BaseException, limit: int = 300) -> str:
 
 
 def load_reply_model(
-    path: Path, *, device: str = "cpu", dtype: Any = None, repair: str | None = None
+    path: Path, *, device: str = "cpu", dtype: torch.dtype | None = None, repair: str | None = None
 ) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
     """Load a causal LM and its tokenizer from a local directory, in eval mode.
 
@@ -195,7 +196,7 @@ def load_reply_model(
     from transformers import AutoModelForCausalLM, AutoTokenizer
     from transformers.utils import logging as hf_logging
 
-    hf_logging.disable_progress_bar()  # loading takes about a second: no bar needed
+    hf_logging.disable_progress_bar()  # type: ignore[no-untyped-call]  # unannotated in transformers; loading takes about a second: no bar needed
     if not Path(path).is_dir():
         raise ModelUnavailableError(
             f"the reply model directory {path} is missing" + (f"; {repair}" if repair else "")
@@ -210,8 +211,8 @@ def load_reply_model(
             f"cannot load the reply model from {path}: {_one_line(exc)}"
             + (f"; {repair}" if repair else "")
         ) from None
-    model.to(device)
-    model.eval()
+    model.to(device)  # type: ignore[arg-type]  # transformers' decorator types `to` wrongly
+    model.eval()  # type: ignore[no-untyped-call]  # unannotated in transformers
     return model, tokenizer
 
 

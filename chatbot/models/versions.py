@@ -19,9 +19,21 @@ import time
 from dataclasses import asdict, dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from chatbot.errors import ChatbotError, ModelUnavailableError
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from sqlalchemy.orm import Session
+    from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+    from chatbot.config import Settings
+    from chatbot.store.database import Database
+    from chatbot.store.schema import ModelVersion
+
+    ModelLoader = Callable[[Path], tuple[PreTrainedModel, PreTrainedTokenizerBase]]
 
 log = logging.getLogger(__name__)
 
@@ -54,7 +66,7 @@ class VersionInfo:
         return out
 
 
-def _info(row: Any) -> VersionInfo:
+def _info(row: ModelVersion) -> VersionInfo:
     return VersionInfo(
         id=row.id,
         name=row.name,
@@ -72,7 +84,7 @@ def _info(row: Any) -> VersionInfo:
 
 
 def register_version(
-    database: Any,
+    database: Database,
     *,
     name: str,
     path: Path | str,
@@ -107,7 +119,7 @@ def register_version(
         return _info(row)
 
 
-def set_evaluation(database: Any, name: str, evaluation: dict[str, Any]) -> None:
+def set_evaluation(database: Database, name: str, evaluation: dict[str, Any]) -> None:
     from sqlalchemy import select
 
     from chatbot.store.schema import ModelVersion
@@ -119,7 +131,7 @@ def set_evaluation(database: Any, name: str, evaluation: dict[str, Any]) -> None
         row.evaluation = dict(evaluation)
 
 
-def list_versions(database: Any, kind: str = "reply") -> list[VersionInfo]:
+def list_versions(database: Database, kind: str = "reply") -> list[VersionInfo]:
     """Every version of `kind`, newest first."""
     from sqlalchemy import select
 
@@ -134,7 +146,7 @@ def list_versions(database: Any, kind: str = "reply") -> list[VersionInfo]:
         return [_info(r) for r in rows]
 
 
-def get_version(database: Any, name: str) -> VersionInfo:
+def get_version(database: Database, name: str) -> VersionInfo:
     from sqlalchemy import select
 
     from chatbot.store.schema import ModelVersion
@@ -146,7 +158,7 @@ def get_version(database: Any, name: str) -> VersionInfo:
         return _info(row)
 
 
-def promoted_version(database: Any, kind: str = "reply") -> VersionInfo | None:
+def promoted_version(database: Database, kind: str = "reply") -> VersionInfo | None:
     from sqlalchemy import select
 
     from chatbot.store.schema import ModelVersion
@@ -160,7 +172,7 @@ def promoted_version(database: Any, kind: str = "reply") -> VersionInfo | None:
         return _info(row) if row is not None else None
 
 
-def _locked_versions(session: Any, kind: str) -> list[Any]:
+def _locked_versions(session: Session, kind: str) -> list[ModelVersion]:
     """All versions of `kind`, locked for this transaction where the database can
     (PostgreSQL), so two admins promoting at once cannot leave two promoted versions."""
     from sqlalchemy import select
@@ -177,7 +189,7 @@ def _locked_versions(session: Any, kind: str) -> list[Any]:
     )
 
 
-def _number(value: Any) -> float | None:
+def _number(value: object) -> float | None:
     return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
 
 
@@ -211,7 +223,7 @@ def worse_than_serving(candidate: VersionInfo, serving: VersionInfo | None) -> s
 
 
 def promote(
-    database: Any, name: str, force: bool = False
+    database: Database, name: str, force: bool = False
 ) -> tuple[VersionInfo, VersionInfo | None]:
     """Make `name` the served version; returns (it, the version it replaced or None).
 
@@ -251,7 +263,7 @@ def promote(
         return _info(target), (_info(previous) if previous is not None else None)
 
 
-def rollback(database: Any, kind: str = "reply") -> tuple[VersionInfo, VersionInfo | None]:
+def rollback(database: Database, kind: str = "reply") -> tuple[VersionInfo, VersionInfo | None]:
     """Retire the promoted version and re-promote the one promoted before it.
 
     Returns (the retired version, the version now served or None for the base model).
@@ -289,11 +301,14 @@ def rollback(database: Any, kind: str = "reply") -> tuple[VersionInfo, VersionIn
         return _info(current), (_info(restored) if restored is not None else None)
 
 
-def _naive(value: datetime) -> datetime:
+def _naive(value: datetime | None) -> datetime:
+    """Comparable promotion times (SQLite drops the zone); no time sorts first."""
+    if value is None:
+        return datetime.min
     return value.replace(tzinfo=None) if value.tzinfo else value
 
 
-def promoted_reply_model_path(settings: Any, database: Any) -> tuple[Path, str]:
+def promoted_reply_model_path(settings: Settings, database: Database) -> tuple[Path, str]:
     """(directory, version name) of what serving should load: the promoted reply
     version, or the base model (name "base") when none is promoted."""
     from chatbot.models.reply_model import reply_model_path
@@ -319,24 +334,26 @@ class ReplyModelProvider:
 
     def __init__(
         self,
-        settings: Any,
-        database: Any,
+        settings: Settings,
+        database: Database,
         *,
         check_interval: float = 5.0,
         device: str = "cpu",
-        loader: Any = None,
-    ):
+        loader: ModelLoader | None = None,
+    ) -> None:
         self.settings = settings
         self.database = database
         self.check_interval = check_interval
         self.device = device
         self._loader = loader
         self._lock = threading.Lock()
-        self._loaded: tuple[Any, Any, str] | None = None
+        self._loaded: tuple[PreTrainedModel, PreTrainedTokenizerBase, str] | None = None
         self._key: tuple[str, str] | None = None
         self._checked_at = float("-inf")
 
-    def _load(self, path: Path, name: str = BASE_VERSION) -> tuple[Any, Any]:
+    def _load(
+        self, path: Path, name: str = BASE_VERSION
+    ) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
         if self._loader is not None:
             return self._loader(path)
         from chatbot.models.reply_model import load_reply_model, repair_hint
@@ -348,7 +365,7 @@ class ReplyModelProvider:
         )
         return load_reply_model(path, device=self.device, repair=repair)
 
-    def get(self) -> tuple[Any, Any, str]:
+    def get(self) -> tuple[PreTrainedModel, PreTrainedTokenizerBase, str]:
         """(model, tokenizer, version name) — "base" when no version is promoted."""
         with self._lock:
             now = time.monotonic()
@@ -370,4 +387,6 @@ class ReplyModelProvider:
                     "reply model: keeping %s, the promoted version cannot be loaded",
                     self._loaded[2],
                 )
+            if self._loaded is None:  # not reached: the key is set only with a loaded model
+                raise ModelUnavailableError("no reply model is loaded")
             return self._loaded

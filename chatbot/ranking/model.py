@@ -18,9 +18,16 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 from chatbot.errors import ModelUnavailableError
+
+if TYPE_CHECKING:
+    import numpy as np
+    from sentence_transformers.cross_encoder import CrossEncoder
+
+    from chatbot.config import Settings
+    from chatbot.store.database import Database
 
 log = logging.getLogger(__name__)
 
@@ -77,7 +84,7 @@ class Ranker:
     """A cross-encoder (sentence-transformers `CrossEncoder`, one logit) and what its
     version recorded. Build with `load`; `score` is thread-safe for inference."""
 
-    model: Any
+    model: CrossEncoder
     name: str
     path: Path | None = None
     history_turns: int = DEFAULT_HISTORY_TURNS
@@ -96,7 +103,7 @@ class Ranker:
         from sentence_transformers.cross_encoder import CrossEncoder
         from transformers.utils import logging as hf_logging
 
-        hf_logging.disable_progress_bar()
+        hf_logging.disable_progress_bar()  # type: ignore[no-untyped-call]  # unannotated in transformers
         try:
             model = CrossEncoder(str(path), device=device, local_files_only=True)
         except Exception as exc:  # any failure to read the files means the version cannot serve
@@ -146,19 +153,19 @@ class Ranker:
 
         with torch.inference_mode():
             scores = self.model.predict(
-                [list(p) for p in pairs],
+                [list(p) for p in pairs],  # type: ignore[arg-type]  # typed as tuples; lists are what it always got here
                 batch_size=self.batch_size,
                 show_progress_bar=False,
                 activation_fn=torch.nn.Sigmoid(),
                 convert_to_numpy=True,
             )
-        return [float(s) for s in scores.reshape(-1)]
+        return [float(s) for s in cast("np.ndarray", scores).reshape(-1)]  # convert_to_numpy
 
 
 # -- what serving uses -------------------------------------------------------------------
 
 
-def promoted_ranker(settings: Any, database: Any, device: str = "cpu") -> Ranker | None:
+def promoted_ranker(settings: Settings, database: Database, device: str = "cpu") -> Ranker | None:
     """The promoted ranker version, loaded; None when none is promoted or when
     `settings.ranker.enabled` is false. A damaged one raises ModelUnavailableError."""
     if not settings.ranker.enabled:
@@ -186,7 +193,12 @@ class RankerSource:
     """
 
     def __init__(
-        self, settings: Any, database: Any, *, check_interval: float = 5.0, device: str = "cpu"
+        self,
+        settings: Settings,
+        database: Database,
+        *,
+        check_interval: float = 5.0,
+        device: str = "cpu",
     ):
         import threading
 

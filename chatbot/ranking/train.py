@@ -41,14 +41,24 @@ import shutil
 import tempfile
 import time
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from chatbot.ranking import RankerError
 from chatbot.ranking.model import KIND, META_FILE, Ranker, query_text
+
+if TYPE_CHECKING:
+    from sentence_transformers.cross_encoder import CrossEncoder
+    from transformers import TrainerCallback, TrainerControl, TrainerState, TrainingArguments
+
+    from chatbot.config import Settings
+    from chatbot.ranking.settings import RankerSettings
+    from chatbot.retrieval.types import Hit, Retriever
+    from chatbot.store.database import Database
+    from chatbot.training.data import TrainingData
 
 log = logging.getLogger(__name__)
 
@@ -90,7 +100,18 @@ class Example:
 # -- pairs and examples ------------------------------------------------------------------
 
 
-def load_pairs(settings: Any, database: Any):
+class _Pair(Protocol):
+    """What a ranker example needs of a training pair."""
+
+    @property
+    def id(self) -> int: ...
+    @property
+    def context(self) -> list[dict[str, str]]: ...
+    @property
+    def target(self) -> str: ...
+
+
+def load_pairs(settings: Settings, database: Database) -> TrainingData:
     """The train pairs and the validation subset (`TrainingData`), or RankerError."""
     from chatbot.training import TrainingError
     from chatbot.training.data import load_training_data
@@ -108,10 +129,9 @@ def load_pairs(settings: Any, database: Any):
         data = load_training_data(database, cfg)
     except TrainingError:
         data = None
-    train, val = (len(data.train), len(data.val)) if data is not None else (None, None)
-    if data is None or train < rs.min_pairs or val < rs.min_val_pairs:
+    if data is None or len(data.train) < rs.min_pairs or len(data.val) < rs.min_val_pairs:
         counts = (
-            f"{train} train pairs (need {rs.min_pairs}) and {val} validation pairs (need {rs.min_val_pairs})"
+            f"{len(data.train)} train pairs (need {rs.min_pairs}) and {len(data.val)} validation pairs (need {rs.min_val_pairs})"
             if data is not None
             else "no train or no validation pairs"
         )
@@ -131,8 +151,8 @@ def near_copy(candidate: str, target: str, threshold: float) -> bool:
 
 
 def candidates_for(
-    retriever: Any, context: Sequence[dict[str, str]], k: int, exclude: Sequence[int] = ()
-) -> list[Any]:
+    retriever: Retriever, context: Sequence[dict[str, str]], k: int, exclude: Sequence[int] = ()
+) -> list[Hit]:
     """The retriever's hits for a conversation: its last message as the query, the
     earlier turns as history."""
     if not context or k <= 0:
@@ -142,7 +162,7 @@ def candidates_for(
     return list(retriever.search(query, history=history, k=k, exclude_pair_ids=list(exclude)).hits)
 
 
-def rejected_replies(database: Any) -> list[tuple[list[dict[str, str]], str]]:
+def rejected_replies(database: Database) -> list[tuple[list[dict[str, str]], str]]:
     """(conversation, rejected suggestion in slotted form) for every suggestion an agent
     rejected in the console (`chatbot.support.review.rejected_examples`)."""
     from chatbot.dialogue.specifics import SpecificsGuard
@@ -160,11 +180,11 @@ def rejected_replies(database: Any) -> list[tuple[list[dict[str, str]], str]]:
 
 
 def build_examples(
-    train: Sequence[Any],
-    retriever: Any,
-    rs: Any,
+    train: Sequence[_Pair],
+    retriever: Retriever,
+    rs: RankerSettings,
     *,
-    rejections: Sequence[tuple[list, str]] = (),
+    rejections: Sequence[tuple[list[dict[str, str]], str]] = (),
     seed: int = 0,
 ) -> tuple[list[Example], dict[str, Any]]:
     """The labelled examples of a run (see the module docstring) and their counts."""
@@ -220,7 +240,7 @@ def build_examples(
 
 
 @contextlib.contextmanager
-def _quiet_loading():
+def _quiet_loading() -> Iterator[None]:
     """sentence-transformers announces that it converts the embedder, and transformers
     that the new head is untrained: both expected here, so not shown."""
     from transformers.utils import logging as hf_logging
@@ -228,7 +248,7 @@ def _quiet_loading():
     st_logger = logging.getLogger("sentence_transformers")
     level, verbosity = st_logger.level, hf_logging.get_verbosity()
     st_logger.setLevel(logging.ERROR)
-    hf_logging.set_verbosity_error()
+    hf_logging.set_verbosity_error()  # type: ignore[no-untyped-call]  # unannotated in transformers
     try:
         yield
     finally:
@@ -236,7 +256,7 @@ def _quiet_loading():
         hf_logging.set_verbosity(verbosity)
 
 
-def base_model(settings: Any, device: str):
+def base_model(settings: Settings, device: str) -> tuple[CrossEncoder, Path]:
     """A fresh cross-encoder from the configured sentence embedder's weights: its BERT
     with a new one-logit classification head (sigmoid at prediction time)."""
     from chatbot.models.embedder import embedder_path
@@ -248,7 +268,7 @@ def base_model(settings: Any, device: str):
     from transformers import set_seed
     from transformers.utils import logging as hf_logging
 
-    hf_logging.disable_progress_bar()
+    hf_logging.disable_progress_bar()  # type: ignore[no-untyped-call]  # unannotated in transformers
     set_seed(settings.ranker.seed)  # the new head's initial weights
     try:
         with _quiet_loading():
@@ -268,32 +288,54 @@ def base_model(settings: Any, device: str):
     return model, path
 
 
-def _budget_callback(started: float, deadline: float | None, progress: Progress | None):
+@dataclass
+class _Budget:
+    """What the budget callback saw: the last logged loss, and whether it stopped training."""
+
+    loss: float | None = None
+    stopped_by_clock: bool = False
+
+
+def _budget_callback(
+    started: float, deadline: float | None, progress: Progress | None, seen: _Budget
+) -> TrainerCallback:
     from transformers import TrainerCallback
 
     class Budget(TrainerCallback):
         """Stops training when the clock runs out; reports each step."""
 
         def __init__(self) -> None:
-            self.loss: float | None = None
-            self.stopped_by_clock = False
+            self.seen = seen
 
-        def on_log(self, args, state, control, logs=None, **kwargs):
+        def on_log(
+            self,
+            args: TrainingArguments,
+            state: TrainerState,
+            control: TrainerControl,
+            logs: dict[str, float] | None = None,
+            **kwargs: object,
+        ) -> None:
             if logs and "loss" in logs:
-                self.loss = float(logs["loss"])
+                self.seen.loss = float(logs["loss"])
 
-        def on_step_end(self, args, state, control, **kwargs):
+        def on_step_end(
+            self,
+            args: TrainingArguments,
+            state: TrainerState,
+            control: TrainerControl,
+            **kwargs: object,
+        ) -> None:
             now = time.monotonic()
             if deadline is not None and now >= deadline:
                 control.should_training_stop = True
-                self.stopped_by_clock = True
+                self.seen.stopped_by_clock = True
             if progress is not None:
                 progress(
                     {
                         "event": "step",
                         "step": state.global_step,
                         "total_steps": state.max_steps,
-                        "loss": self.loss,
+                        "loss": self.seen.loss,
                         "elapsed_s": now - started,
                         "budget_s": None if deadline is None else deadline - started,
                     }
@@ -303,9 +345,9 @@ def _budget_callback(started: float, deadline: float | None, progress: Progress 
 
 
 def fit(
-    model: Any,
+    model: CrossEncoder,
     examples: Sequence[Example],
-    rs: Any,
+    rs: RankerSettings,
     *,
     device: str,
     started: float,
@@ -335,7 +377,8 @@ def fit(
         }
     )
     deadline = started + rs.max_minutes * 60 if rs.max_minutes is not None else None
-    budget = _budget_callback(started, deadline, progress)
+    budget = _Budget()
+    callback = _budget_callback(started, deadline, progress, budget)
     t0 = time.monotonic()
     with tempfile.TemporaryDirectory(
         prefix="chatbot-ranker-"
@@ -361,7 +404,7 @@ def fit(
         )
         loss = BinaryCrossEntropyLoss(model, pos_weight=torch.tensor(float(pos_weight)))
         trainer = CrossEncoderTrainer(
-            model=model, args=args, train_dataset=dataset, loss=loss, callbacks=[budget]
+            model=model, args=args, train_dataset=dataset, loss=loss, callbacks=[callback]
         )
         trainer.remove_callback(PrinterCallback)  # it prints every log line on stdout
         trainer.remove_callback(ProgressCallback)
@@ -397,7 +440,12 @@ def _quantiles(values: Sequence[float]) -> dict[str, float]:
 
 
 def validate(
-    ranker: Ranker, val: Sequence[Any], retriever: Any, rs: Any, *, promoted: Ranker | None = None
+    ranker: Ranker,
+    val: Sequence[_Pair],
+    retriever: Retriever,
+    rs: RankerSettings,
+    *,
+    promoted: Ranker | None = None,
 ) -> dict[str, Any]:
     """The figures of `ranker` on the validation pairs (see the module docstring) and
     whether it is kept: {"kept", "why", "figures", "val_pick_probability", ...}."""
@@ -507,7 +555,7 @@ def validate(
 # -- the version -------------------------------------------------------------------------
 
 
-def _version_name(versions_dir: Path, database: Any) -> str:
+def _version_name(versions_dir: Path, database: Database) -> str:
     from chatbot.models.versions import VersionError, get_version
 
     stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
@@ -522,7 +570,7 @@ def _version_name(versions_dir: Path, database: Any) -> str:
     raise RankerError(f"cannot find a free ranker version name in {versions_dir}")
 
 
-def write_version(model: Any, meta: dict[str, Any], versions_dir: Path, name: str) -> Path:
+def write_version(model: CrossEncoder, meta: dict[str, Any], versions_dir: Path, name: str) -> Path:
     """Save the model and its meta.json in a temporary directory, then rename it into
     place: an interrupted save never leaves a version that looks whole."""
     versions_dir.mkdir(parents=True, exist_ok=True)
@@ -540,7 +588,9 @@ def write_version(model: Any, meta: dict[str, Any], versions_dir: Path, name: st
     return final
 
 
-def _promoted(settings: Any, database: Any, device: str) -> tuple[Ranker | None, str | None]:
+def _promoted(
+    settings: Settings, database: Database, device: str
+) -> tuple[Ranker | None, str | None]:
     """The promoted ranker to compare against (None when none), and why it was left out
     when it cannot be loaded."""
     from chatbot.errors import ModelUnavailableError
@@ -563,9 +613,9 @@ def _promoted(settings: Any, database: Any, device: str) -> tuple[Ranker | None,
 
 
 def train_ranker(
-    settings: Any,
-    database: Any,
-    retriever: Any,
+    settings: Settings,
+    database: Database,
+    retriever: Retriever,
     *,
     progress: Progress | None = None,
     reply_version: str | None = None,

@@ -1,8 +1,8 @@
 """Checkpoints of a run on disk: the trainable weights at each validation (with a
-meta.json), the resume state (optimizer, position in the data, history), which
-checkpoints are kept, and finding an unfinished run to resume. Everything is written
-to a temporary path and renamed, so a kill never leaves a half-written checkpoint.
-Deciding when to save is `loop`'s job.
+meta.json), the run's state.json, which checkpoints are kept, and finding an unfinished
+run to resume. Everything is written to a temporary path and renamed, so a kill never
+leaves a half-written checkpoint. The resume state's file format is `resume`'s job;
+deciding when to save is `loop`'s.
 """
 
 from __future__ import annotations
@@ -12,9 +12,13 @@ import os
 import shutil
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-RESUME_FILE = "resume.pt"
+from chatbot.training.resume import resume_files_exist
+
+if TYPE_CHECKING:
+    import torch
+
 STATE_FILE = "state.json"
 
 
@@ -22,17 +26,19 @@ def now_iso() -> str:
     return datetime.now(UTC).isoformat()
 
 
-def write_json(path: Path, payload: Any) -> None:
+def write_json(path: Path, payload: object) -> None:
     tmp = path.with_name(f".{path.name}.tmp")
     tmp.write_text(json.dumps(payload, indent=2, default=str) + "\n")
     os.replace(tmp, path)
 
 
-def read_json(path: Path) -> dict[str, Any] | None:
+def read_json(path: Path) -> dict[str, object] | None:
+    """A JSON object from `path`, or None when it is missing, unreadable or not an object."""
     try:
-        return json.loads(path.read_text())
+        value = json.loads(path.read_text())
     except (OSError, ValueError):
         return None
+    return value if isinstance(value, dict) else None
 
 
 def checkpoint_dir(run_dir: Path, step: int) -> Path:
@@ -40,7 +46,7 @@ def checkpoint_dir(run_dir: Path, step: int) -> Path:
 
 
 def save_checkpoint(
-    run_dir: Path, step: int, tensors: dict[str, Any], meta: dict[str, Any]
+    run_dir: Path, step: int, tensors: dict[str, torch.Tensor], meta: dict[str, object]
 ) -> Path:
     """Trainable weights (safetensors) and meta.json for one validation point."""
     from safetensors.torch import save_file
@@ -67,27 +73,10 @@ def save_checkpoint(
     return target
 
 
-def load_checkpoint_tensors(path: Path) -> dict[str, Any]:
+def load_checkpoint_tensors(path: Path) -> dict[str, torch.Tensor]:
     from safetensors.torch import load_file
 
     return load_file(str(path / "trainable.safetensors"))
-
-
-def save_resume_state(run_dir: Path, state: dict[str, Any]) -> None:
-    import torch
-
-    tmp = run_dir / f".{RESUME_FILE}.tmp"
-    torch.save(state, tmp)
-    os.replace(tmp, run_dir / RESUME_FILE)
-
-
-def load_resume_state(run_dir: Path) -> dict[str, Any] | None:
-    import torch
-
-    path = run_dir / RESUME_FILE
-    if not path.is_file():
-        return None
-    return torch.load(path, map_location="cpu", weights_only=False)
 
 
 def prune_checkpoints(
@@ -110,10 +99,6 @@ def latest_unfinished_run(runs_dir: Path) -> Path | None:
     candidates = []
     for state_path in runs_dir.glob(f"*/{STATE_FILE}"):
         state = read_json(state_path)
-        if (
-            state
-            and state.get("status") == "running"
-            and (state_path.parent / RESUME_FILE).is_file()
-        ):
+        if state and state.get("status") == "running" and resume_files_exist(state_path.parent):
             candidates.append((state.get("started_at", ""), state_path.parent))
     return max(candidates)[1] if candidates else None

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from typing import Any
+from typing import TypeVar
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -60,13 +62,13 @@ def all_reduce(values: list[float], info: DistInfo, op: str = "sum") -> list[flo
     return tensor.tolist()
 
 
-def broadcast_object(value: Any, info: DistInfo) -> Any:
+def broadcast_object(value: T, info: DistInfo) -> T:
     """Rank 0's value, on every process."""
     if not info.distributed:
         return value
     import torch.distributed as dist
 
-    box = [value]
+    box: list[T] = [value]
     dist.broadcast_object_list(box, src=0)
     return box[0]
 

@@ -9,17 +9,22 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterable
-from typing import Any
+from typing import TYPE_CHECKING
 
 from chatbot.errors import ChatbotError
 from chatbot.training.data import PairRecord
+
+if TYPE_CHECKING:
+    from chatbot.config import Settings
+    from chatbot.retrieval.types import Retriever
+    from chatbot.store.database import Database
 
 log = logging.getLogger(__name__)
 
 EvidenceFn = Callable[[PairRecord], list[str]]
 
 
-def retriever_evidence(retriever: Any, k: int) -> EvidenceFn:
+def retriever_evidence(retriever: Retriever, k: int) -> EvidenceFn:
     """Evidence from a `chatbot.retrieval.types.Retriever`: the replies of the best
     hits for the pair's last customer message and its earlier turns, never the pair itself."""
 
@@ -34,7 +39,7 @@ def retriever_evidence(retriever: Any, k: int) -> EvidenceFn:
     return evidence_for
 
 
-def open_evidence(settings: Any, database: Any) -> tuple[EvidenceFn | None, str]:
+def open_evidence(settings: Settings, database: Database) -> tuple[EvidenceFn | None, str]:
     """The evidence callable from the installed retriever, or None and the reason why
     training goes without retrieved context (no retriever module, no index yet)."""
     k = settings.prompt.evidence_k

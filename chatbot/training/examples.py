@@ -7,12 +7,16 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, cast
 
 from chatbot.training.data import PairRecord
 from chatbot.training.noise import add_noise
 from chatbot.training.prompt import PromptFormat, build_messages
 from chatbot.training.settings import TrainingSettings
+
+if TYPE_CHECKING:
+    import torch
+    from transformers import BatchEncoding, PreTrainedTokenizerBase
 
 IGNORE = -100
 EvidenceFn = Callable[[PairRecord], list[str]]
@@ -30,22 +34,22 @@ class Encoded:
         return sum(1 for x in self.labels if x != IGNORE)
 
 
-def end_token_id(tokenizer: Any) -> int:
+def end_token_id(tokenizer: PreTrainedTokenizerBase) -> int:
     tid = tokenizer.convert_tokens_to_ids("<|im_end|>")
     if isinstance(tid, int) and tid != tokenizer.unk_token_id:
         return tid
-    return tokenizer.eos_token_id
+    return int(tokenizer.eos_token_id)
 
 
-def _prompt_ids(tokenizer: Any, messages: list[dict[str, str]]) -> list[int]:
+def _prompt_ids(tokenizer: PreTrainedTokenizerBase, messages: list[dict[str, str]]) -> list[int]:
     out = tokenizer.apply_chat_template(
         messages, add_generation_prompt=True, tokenize=True, return_dict=True
     )
-    return list(out["input_ids"])
+    return list(cast("BatchEncoding", out)["input_ids"])
 
 
 def encode_pair(
-    tokenizer: Any,
+    tokenizer: PreTrainedTokenizerBase,
     pair: PairRecord,
     evidence: Sequence[str],
     cfg: TrainingSettings,
@@ -90,7 +94,7 @@ def encode_pair(
     return Encoded(pair.id, prompt_ids + target, [IGNORE] * len(prompt_ids) + target, pair.weight)
 
 
-def collate(batch: list[Encoded], pad_id: int) -> dict[str, Any]:
+def collate(batch: list[Encoded], pad_id: int) -> dict[str, torch.Tensor]:
     """Right-padded tensors: input_ids, attention_mask, labels, per-example weights."""
     import torch
 

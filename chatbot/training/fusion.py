@@ -7,11 +7,14 @@ Whether the soup is kept is decided in `run` by validating it.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from chatbot.training.checkpoints import load_checkpoint_tensors
 from chatbot.training.model import materialize
 from chatbot.training.settings import TrainingSettings
+
+if TYPE_CHECKING:
+    import torch
 
 
 def ranked_checkpoints(validations: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -21,8 +24,8 @@ def ranked_checkpoints(validations: list[dict[str, Any]]) -> list[dict[str, Any]
 
 
 def best_and_fused(
-    model: Any, validations: list[dict[str, Any]], cfg: TrainingSettings
-) -> tuple[dict[str, Any], dict[str, Any] | None, list[int]]:
+    model: torch.nn.Module, validations: list[dict[str, Any]], cfg: TrainingSettings
+) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor] | None, list[int]]:
     """(best single checkpoint's weights, averaged weights or None, steps averaged)."""
     ranked = ranked_checkpoints(validations)
     if not ranked:

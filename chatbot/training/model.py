@@ -7,16 +7,21 @@ loop is `loop`'s job.
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, cast
 
 from chatbot.training.examples import IGNORE, Encoded, collate
 from chatbot.training.settings import TrainingSettings
 
+if TYPE_CHECKING:
+    import torch
+    from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
 PEFT_PREFIX = "base_model.model."
 
 
-def load_base(model_dir: Path, device: str) -> tuple[Any, Any]:
+def load_base(model_dir: Path, device: str) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
     """The base causal LM (float32 master weights) and its tokenizer."""
     from chatbot.models.reply_model import load_reply_model
 
@@ -26,11 +31,13 @@ def load_base(model_dir: Path, device: str) -> tuple[Any, Any]:
     return model, tokenizer
 
 
-def _layer_count(model: Any) -> int:
+def _layer_count(model: PreTrainedModel) -> int:
     return int(model.config.num_hidden_layers)
 
 
-def prepare_trainable(model: Any, cfg: TrainingSettings, *, on_gpu: bool = False) -> Any:
+def prepare_trainable(
+    model: PreTrainedModel, cfg: TrainingSettings, *, on_gpu: bool = False
+) -> torch.nn.Module:
     """Wrap in LoRA adapters or unfreeze for full fine-tuning; only the top layers
     learn when `trainable_layers` says so."""
     n_layers = _layer_count(model)
@@ -47,8 +54,9 @@ def prepare_trainable(model: Any, cfg: TrainingSettings, *, on_gpu: bool = False
             layers_to_transform=top,
             task_type="CAUSAL_LM",
         )
-        model = get_peft_model(model, config)
+        trainable: torch.nn.Module = get_peft_model(model, config)
     else:
+        trainable = model
         for name, param in model.named_parameters():
             if top is None:
                 param.requires_grad_(True)
@@ -56,20 +64,21 @@ def prepare_trainable(model: Any, cfg: TrainingSettings, *, on_gpu: bool = False
                 param.requires_grad_(
                     any(f".layers.{i}." in name for i in top) or name.endswith("model.norm.weight")
                 )
-    model.train()
-    return model
+    trainable.train()
+    return trainable
 
 
-def causal_lm(model: Any) -> Any:
+def causal_lm(model: torch.nn.Module) -> PreTrainedModel:
     """The transformers causal LM inside a peft wrapper (or the model itself)."""
-    return model.get_base_model() if hasattr(model, "get_base_model") else model
+    get_base_model = getattr(model, "get_base_model", None)
+    return cast("PreTrainedModel", get_base_model() if get_base_model is not None else model)
 
 
-def trainable_state(model: Any) -> dict[str, Any]:
+def trainable_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
     return {name: p for name, p in model.named_parameters() if p.requires_grad}
 
 
-def load_trainable_state(model: Any, tensors: dict[str, Any]) -> None:
+def load_trainable_state(model: torch.nn.Module, tensors: dict[str, torch.Tensor]) -> None:
     """Copy `tensors` (a checkpoint's or a fusion's weights) over the model's parameters."""
     params = dict(model.named_parameters())
     missing = [k for k in tensors if k not in params]
@@ -82,25 +91,33 @@ def load_trainable_state(model: Any, tensors: dict[str, Any]) -> None:
             params[name].copy_(value.to(params[name].device, params[name].dtype))
 
 
-def build_loss_module(model: Any):
+def build_loss_module(model: torch.nn.Module) -> torch.nn.Module:
     """An nn.Module whose forward returns (training loss, summed plain CE, target
     tokens): what DDP wraps, so gradients are synchronised through its forward."""
     import torch
     import torch.nn.functional as F
 
     class ReplyLoss(torch.nn.Module):
-        def __init__(self, inner: Any):
+        def __init__(self, inner: torch.nn.Module) -> None:
             super().__init__()
             self.inner = inner
 
-        def forward(self, input_ids, attention_mask, labels, weights, label_smoothing: float = 0.0):
+        def forward(
+            self,
+            input_ids: torch.Tensor,
+            attention_mask: torch.Tensor,
+            labels: torch.Tensor,
+            weights: torch.Tensor,
+            label_smoothing: float = 0.0,
+        ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
             lm = causal_lm(self.inner)
-            hidden = lm.get_decoder()(
-                input_ids=input_ids, attention_mask=attention_mask
-            ).last_hidden_state
+            # transformers leaves get_decoder and get_output_embeddings unannotated
+            decoder = lm.get_decoder()  # type: ignore[no-untyped-call]
+            head = lm.get_output_embeddings()  # type: ignore[no-untyped-call]
+            hidden = decoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
             targets = labels[:, 1:]
             selected = targets != IGNORE
-            logits = lm.get_output_embeddings()(hidden[:, :-1][selected]).float()
+            logits = head(hidden[:, :-1][selected]).float()
             tgt = targets[selected]
             plain = F.cross_entropy(logits, tgt, reduction="none")
             smooth = (
@@ -115,9 +132,7 @@ def build_loss_module(model: Any):
     return ReplyLoss(model)
 
 
-def autocast_context(device: str):
-    import contextlib
-
+def autocast_context(device: str) -> contextlib.AbstractContextManager[object]:
     import torch
 
     if device.startswith("cuda"):
@@ -131,7 +146,7 @@ def batches_by_length(encoded: list[Encoded], batch_size: int) -> list[list[Enco
 
 
 def evaluate(
-    loss_module: Any,
+    loss_module: torch.nn.Module,
     encoded: list[Encoded],
     *,
     batch_size: int,
@@ -144,7 +159,7 @@ def evaluate(
     examples: plain CE, no smoothing, no weights, no noise, dropout off."""
     import torch
 
-    module = loss_module.module if hasattr(loss_module, "module") else loss_module
+    module = cast("torch.nn.Module", getattr(loss_module, "module", loss_module))  # DDP's inner one
     was_training = module.training
     module.eval()
     total, tokens = 0.0, 0.0
@@ -158,7 +173,9 @@ def evaluate(
     return total, tokens
 
 
-def materialize(model: Any, tensors: dict[str, Any], cfg: TrainingSettings) -> dict[str, Any]:
+def materialize(
+    model: torch.nn.Module, tensors: dict[str, torch.Tensor], cfg: TrainingSettings
+) -> dict[str, torch.Tensor]:
     """Plain full weights (names of the unwrapped causal LM) that a checkpoint changes:
     for LoRA, base weight + the adapter's delta; for full fine-tuning, the weights themselves."""
     import torch
@@ -168,20 +185,21 @@ def materialize(model: Any, tensors: dict[str, Any], cfg: TrainingSettings) -> d
     from peft.tuners.lora import LoraLayer
 
     load_trainable_state(model, tensors)
-    out: dict[str, Any] = {}
+    out: dict[str, torch.Tensor] = {}
     with torch.no_grad():
         for name, module in model.named_modules():
             if isinstance(module, LoraLayer) and "default" in getattr(module, "lora_A", {}):
-                base = module.get_base_layer().weight
-                merged = base.detach().float() + module.get_delta_weight("default").float()
+                base = cast("torch.Tensor", module.get_base_layer().weight)
+                delta = module.get_delta_weight("default")  # type: ignore[attr-defined]  # peft defines it on each LoRA layer kind, not on LoraLayer
+                merged = base.detach().float() + delta.float()
                 plain = name[len(PEFT_PREFIX) :] if name.startswith(PEFT_PREFIX) else name
                 out[f"{plain}.weight"] = merged.to("cpu").clone()
     return out
 
 
 def plain_model_with(
-    model_dir: Path, weights: dict[str, Any] | None, device: str
-) -> tuple[Any, Any]:
+    model_dir: Path, weights: dict[str, torch.Tensor] | None, device: str
+) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
     """A fresh base model with `weights` loaded over it (the merged/fused result)."""
     model, tokenizer = load_base(model_dir, device)
     if weights:

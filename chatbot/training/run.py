@@ -17,10 +17,11 @@ import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from chatbot.training import TrainingError
 from chatbot.training import checkpoints as ck
+from chatbot.training import resume as rs
 from chatbot.training.data import TrainingData, load_training_data
 from chatbot.training.distributed import (
     DistInfo,
@@ -37,6 +38,13 @@ from chatbot.training.prompt import PromptFormat, PromptSettings
 from chatbot.training.refine_examples import refine_meta
 from chatbot.training.settings import MOVED_TO_PROMPT, TrainingSettings
 
+if TYPE_CHECKING:
+    import torch
+    from transformers import PreTrainedTokenizerBase
+
+    from chatbot.config import Settings
+    from chatbot.store.database import Database
+
 log = logging.getLogger(__name__)
 
 
@@ -50,11 +58,11 @@ class TrainResult:
     evaluation: dict[str, Any] = field(default_factory=dict)
 
 
-def runs_dir(settings: Any) -> Path:
+def runs_dir(settings: Settings) -> Path:
     return settings.versions_dir / "runs"
 
 
-def _new_name(settings: Any, database: Any) -> str:
+def _new_name(settings: Settings, database: Database) -> str:
     from chatbot.models.versions import list_versions
 
     taken = {v.name for v in list_versions(database)} | {
@@ -78,8 +86,8 @@ def _peak_memory_mb(device: str) -> float:
 
 
 def validation_loss(
-    model: Any,
-    tokenizer: Any,
+    model: torch.nn.Module,
+    tokenizer: PreTrainedTokenizerBase,
     data: TrainingData,
     evidence: dict[int, list[str]],
     cfg: TrainingSettings,
@@ -104,7 +112,7 @@ def validation_loss(
     return total / max(tokens, 1.0)
 
 
-def _choose_run(settings: Any, database: Any, resume: bool, info: DistInfo) -> Path:
+def _choose_run(settings: Settings, database: Database, resume: bool, info: DistInfo) -> Path:
     """The run directory, decided on the main process and shared with the others."""
     choice: tuple[str | None, str | None] = (None, None)
     if info.is_main:
@@ -120,14 +128,29 @@ def _choose_run(settings: Any, database: Any, resume: bool, info: DistInfo) -> P
         else:
             choice = (str(runs / _new_name(settings, database)), None)
     path, error = broadcast_object(choice, info)
-    if error:
-        raise TrainingError(error)
+    if error or path is None:
+        raise TrainingError(error or "no run directory was chosen")
     return Path(path)
 
 
+def _saved_settings(run_dir: Path) -> tuple[TrainingSettings, PromptSettings]:
+    """A resumed run keeps its own settings (runs from before the prompt section kept
+    the prompt's in training's)."""
+    state = ck.read_json(run_dir / ck.STATE_FILE) or {}
+    saved_training = state.get("training_settings")
+    if not isinstance(saved_training, dict):
+        raise TrainingError(f"{run_dir / ck.STATE_FILE}: the run's settings are missing")
+    saved = dict(saved_training)
+    old_prompt = {k: saved.pop(k) for k in MOVED_TO_PROMPT if k in saved}
+    saved_prompt = state.get("prompt")
+    return TrainingSettings(**saved), PromptSettings(
+        **(saved_prompt if isinstance(saved_prompt, dict) else old_prompt)
+    )
+
+
 def run_training(
-    settings: Any,
-    database: Any,
+    settings: Settings,
+    database: Database,
     *,
     evidence_for: EvidenceFn | None = None,
     evidence_note: str = "",
@@ -150,7 +173,14 @@ def run_training(
 
 
 def _run(
-    settings, database, info, evidence_for, evidence_note, resume, progress, started
+    settings: Settings,
+    database: Database,
+    info: DistInfo,
+    evidence_for: EvidenceFn | None,
+    evidence_note: str,
+    resume: bool,
+    progress: Progress | None,
+    started: float,
 ) -> TrainResult | None:
     import torch
 
@@ -158,18 +188,14 @@ def _run(
     from chatbot.training.model import load_base, prepare_trainable
 
     run_dir = _choose_run(settings, database, resume, info)
-    resume_state = None
+    resume_state: rs.ResumeState | None = None
     cfg: TrainingSettings = settings.training
     prompt_settings: PromptSettings = settings.prompt
-    if resume:  # a resumed run keeps its own settings (runs from before the prompt section kept them in training's)
-        state = ck.read_json(run_dir / ck.STATE_FILE) or {}
-        saved = dict(state["training_settings"])
-        old_prompt = {k: saved.pop(k) for k in MOVED_TO_PROMPT if k in saved}
-        cfg = TrainingSettings(**saved)
-        prompt_settings = PromptSettings(**(state.get("prompt") or old_prompt))
-        resume_state = ck.load_resume_state(run_dir)
+    if resume:
+        cfg, prompt_settings = _saved_settings(run_dir)
+        resume_state = rs.load_resume_state(run_dir)
     data = load_training_data(database, cfg)
-    if resume_state is not None and resume_state.get("fingerprint") != data.snapshot["fingerprint"]:
+    if resume_state is not None and resume_state.fingerprint != data.snapshot["fingerprint"]:
         raise TrainingError(
             f"the training pairs changed since run {run_dir.name} started (new import or edits); "
             "it cannot be resumed: start a new run with `chatbot train`"
@@ -177,18 +203,16 @@ def _run(
     evidence = compute_evidence([*data.train, *data.val], evidence_for)
     base_dir = reply_model_path(settings)
     torch.manual_seed(cfg.seed)
-    model, tokenizer = load_base(base_dir, info.device)
-    model = prepare_trainable(model, cfg, on_gpu=info.device.startswith("cuda"))
+    base, tokenizer = load_base(base_dir, info.device)
+    n_layers = int(base.config.num_hidden_layers)
+    model = prepare_trainable(base, cfg, on_gpu=info.device.startswith("cuda"))
     meta = {
         "run": run_dir.name,
         "base_model": str(base_dir),
         "mode": cfg.mode,
         "world_size": info.world_size,
         "device": info.device,
-        "trainable_layers": cfg.layers_to_train(
-            int(model.config.num_hidden_layers), info.device.startswith("cuda")
-        )
-        or "all",
+        "trainable_layers": cfg.layers_to_train(n_layers, info.device.startswith("cuda")) or "all",
         "dtype": "bfloat16 autocast, float32 weights"
         if info.device.startswith("cuda")
         else "float32",
@@ -273,19 +297,19 @@ def _run(
 
 
 def _finish(
-    settings,
-    database,
-    cfg,
-    prompt,
-    info,
-    run_dir,
-    base_dir,
-    model,
-    data,
-    evidence,
+    settings: Settings,
+    database: Database,
+    cfg: TrainingSettings,
+    prompt: PromptFormat,
+    info: DistInfo,
+    run_dir: Path,
+    base_dir: Path,
+    model: torch.nn.Module,
+    data: TrainingData,
+    evidence: dict[int, list[str]],
     result: LoopResult,
-    meta,
-    started,
+    meta: dict[str, Any],
+    started: float,
 ) -> TrainResult:
     from chatbot.models.versions import promote, promoted_version, register_version, set_evaluation
     from chatbot.training.fusion import best_and_fused
@@ -302,7 +326,7 @@ def _finish(
         fused_loss = validation_loss(fused_model, tokenizer, data, evidence, cfg, prompt, device)
         del fused_model
     use_fused = fused_loss is not None and fused_loss < best["val_loss"]
-    final_loss = fused_loss if use_fused else best["val_loss"]
+    final_loss = fused_loss if fused_loss is not None and use_fused else float(best["val_loss"])
     final_model, tokenizer = plain_model_with(
         base_dir, fused_weights if use_fused else best_weights, device
     )
@@ -327,6 +351,7 @@ def _finish(
     else:
         current_loss, compared_with = result.baseline_val_loss, "base"
     better = final_loss < current_loss
+    promoted = bool(better and cfg.auto_promote)
     wall = time.monotonic() - started
     metrics = {
         "val_loss_before": result.baseline_val_loss,
@@ -358,7 +383,7 @@ def _finish(
         "compared_with": compared_with,
         "compared_val_loss": current_loss,
         "better": better,
-        "promoted": bool(better and cfg.auto_promote),
+        "promoted": promoted,
     }
     (staging / "meta.json").write_text(
         __import__("json").dumps(
@@ -395,7 +420,7 @@ def _finish(
         evaluation=evaluation,
         parent_id=current.id if current is not None else None,
     )
-    if evaluation["promoted"]:
+    if promoted:
         promote(database, version.name)
     elif not better:
         log.info(
@@ -407,7 +432,7 @@ def _finish(
     set_evaluation(database, version.name, evaluation)
     # The version holds the model now; the run keeps its metrics, curve and meta.
     shutil.rmtree(run_dir / "checkpoints", ignore_errors=True)
-    (run_dir / ck.RESUME_FILE).unlink(missing_ok=True)
+    rs.remove_resume_state(run_dir)
     state = ck.read_json(run_dir / ck.STATE_FILE) or {}
     ck.write_json(
         run_dir / ck.STATE_FILE,
@@ -417,7 +442,7 @@ def _finish(
         run_dir=str(run_dir),
         version_name=name,
         version_path=str(version_dir),
-        promoted=evaluation["promoted"],
+        promoted=promoted,
         metrics=summary,
         evaluation=evaluation,
     )

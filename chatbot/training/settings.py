@@ -145,7 +145,7 @@ class TrainingSettings(Section):
 
     @model_validator(mode="before")
     @classmethod
-    def _moved(cls, data):
+    def _moved(cls, data: object) -> object:
         moved = sorted(k for k in MOVED_TO_PROMPT if isinstance(data, dict) and k in data)
         if moved:
             raise ValueError(
