@@ -159,7 +159,7 @@ def _settings(tiny_settings, **ranker):
 def shop(tiny_settings, tmp_path):
     """(settings, database, retriever) over the synthetic shop, indexed with the tiny embedder."""
     from chatbot.ingest.importer import import_paths
-    from chatbot.retrieval.indexer import update_index
+    from chatbot.indexing.builder import update_index
     from chatbot.retrieval.retriever import open_retriever
     from chatbot.store.database import Database
     from chatbot.store.migrations import upgrade
@@ -522,7 +522,7 @@ def test_a_ranker_from_the_real_minilm_prefers_true_replies_on_the_demo_shop(tmp
     from chatbot.ingest.importer import import_paths
     from chatbot.ranking.model import Ranker
     from chatbot.ranking.train import base_model, load_pairs, near_copy, train_ranker
-    from chatbot.retrieval.indexer import update_index
+    from chatbot.indexing.builder import update_index
     from chatbot.retrieval.retriever import open_retriever
     from chatbot.store.database import Database
     from chatbot.store.migrations import upgrade

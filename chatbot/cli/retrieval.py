@@ -45,13 +45,13 @@ def group(app: AppContext, rebuild: bool, no_calibrate: bool, adapt: bool, as_js
     try:
         require_schema(database.engine)
         if adapt:
-            from chatbot.retrieval.adapt import adapt_and_index
+            from chatbot.indexing.adapt import adapt_and_index
 
             adapted = adapt_and_index(
                 settings, database, progress=not as_json, calibrate=not no_calibrate
             )
         else:
-            from chatbot.retrieval.indexer import update_index
+            from chatbot.indexing.builder import update_index
 
             report = update_index(
                 settings,
@@ -238,7 +238,7 @@ def intents_command(
     """Route labelled requests to intents and report accuracy, macro-F1 and, where the
     test has oos items, out-of-scope recall at a threshold chosen on validation data."""
     from chatbot.models.embedder import load_embedder
-    from chatbot.retrieval.intents import cross_validate, evaluate, read_intents
+    from chatbot.evaluation.intents.routing import cross_validate, evaluate, read_intents
 
     if (test_file is None) == (folds is None):
         raise click.UsageError("give either --test FILE or --folds N")

@@ -3,8 +3,8 @@ for small collections, HNSW above `exact_max_pairs`, with the approximate index'
 recall@10 against exact search measured when it is built.
 
 Rows are positions 0..n-1; which training pair a row is belongs to the index
-version's `pairs.jsonl` (see `indexer`). Versioned directories and switching live in
-`store`; this module only builds, saves, loads and searches one set of vectors.
+version's `pairs.jsonl` (see `index_files`). Versioned directories and switching live in
+`versions`; this module only builds, saves, loads and searches one set of vectors.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
+from chatbot.retrieval.versions import IndexDamagedError, describe_problem
 from chatbot.retrieval.settings import RetrievalSettings
 
 
@@ -102,8 +103,6 @@ def load(directory: Path, kind: str, settings: RetrievalSettings) -> DenseIndex:
     """Load a saved index; IndexDamagedError names a missing, cut-short or unreadable
     file, or the two files disagreeing."""
     import faiss
-
-    from chatbot.retrieval.versions import IndexDamagedError, describe_problem
 
     vectors_file, index_file = directory / "vectors.npy", directory / "index.faiss"
     try:

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
+from chatbot.retrieval.versions import IndexDamagedError, describe_problem
 log = logging.getLogger(__name__)
 
 SIZE_FILE = "size.txt"
@@ -73,8 +74,6 @@ class LexicalIndex:
     @classmethod
     def load(cls, directory: Path) -> LexicalIndex:
         """Load a saved index; IndexDamagedError names a missing or unreadable file."""
-        from chatbot.retrieval.versions import IndexDamagedError, describe_problem
-
         size_file = directory / SIZE_FILE
         try:
             size = int(size_file.read_text(encoding="utf-8").strip())

@@ -10,7 +10,7 @@ CURRENT is replaced (write to a temp file, rename), so a reader sees the old ver
 or the new one, never half of one. A build in progress holds an advisory lock on
 `.building-*/.lock`; a staging directory whose lock nobody holds (its build was killed)
 is deleted by the next build, and is never taken for a version. What goes inside a
-version is `indexer`'s job.
+version is `index_files`' job (reading) and `chatbot.indexing`'s (writing).
 """
 
 from __future__ import annotations
@@ -25,6 +25,16 @@ import time
 from pathlib import Path
 
 from chatbot.errors import ChatbotError
+from chatbot.meta_file import describe_problem
+
+__all__ = [
+    "IndexDamagedError",
+    "IndexNotFoundError",
+    "IndexStaleError",
+    "VersionStore",
+    "describe_problem",
+    "write_json_atomic",
+]
 
 log = logging.getLogger(__name__)
 
@@ -53,14 +63,6 @@ class IndexDamagedError(ChatbotError):
         super().__init__(f"the retrieval index is damaged: {path}: {problem}; {REBUILD_HINT}")
         self.path = Path(path)
         self.problem = problem
-
-
-def describe_problem(exc: BaseException) -> str:
-    """One line about why a file could not be read."""
-    if isinstance(exc, FileNotFoundError):
-        return "missing"
-    text = " ".join(str(exc).split()) or type(exc).__name__
-    return text if len(text) <= 200 else text[:199] + "…"
 
 
 def _try_lock(fd: int) -> bool:

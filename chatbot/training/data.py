@@ -11,22 +11,9 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
+from chatbot.pairs import PairRecord
 from chatbot.training import TrainingError
 from chatbot.training.settings import TrainingSettings
-
-
-@dataclass(frozen=True)
-class PairRecord:
-    """One stored training pair, detached from the database session."""
-
-    id: int
-    source: str
-    origin: str
-    split: str
-    context: list[dict[str, str]]  # oldest first; the last item is the customer message
-    target: str  # the agent's reply in slotted form (chatbot.ingest.specifics) when it has one
-    quality: float | None = None
-    weight: float = 1.0
 
 
 @dataclass

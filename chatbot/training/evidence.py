@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from chatbot.errors import ChatbotError
-from chatbot.training.data import PairRecord
+from chatbot.pairs import PairRecord
 
 log = logging.getLogger(__name__)
 

@@ -18,7 +18,8 @@ from pathlib import Path
 from typing import Any
 
 from chatbot.training import checkpoints as ck
-from chatbot.training.data import PairRecord, TrainingData
+from chatbot.pairs import PairRecord
+from chatbot.training.data import TrainingData
 from chatbot.training.distributed import DistInfo, all_reduce
 from chatbot.training.examples import Encoded, collate, encode_pair
 from chatbot.training.model import (

@@ -11,7 +11,7 @@ out-of-scope recall and in-scope accuracy at that threshold; optionally the same
 a deterministically typo-noised copy of the test requests.
 
 Routers ("method"):
-  fusion    feature fusion (`intent_features`): TF-IDF word and character n-grams
+  fusion    feature fusion (`features`): TF-IDF word and character n-grams
             beside the plain embedding, a linear SVM on top; the default, because
             it measurably beats logreg (docs/retrieval.md has the figures);
   knn       nearest labelled request in a FAISS index of the plain embeddings;
@@ -42,6 +42,9 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from chatbot.errors import InputError
+from chatbot.evaluation.intents.features import LexicalDenseFeatures
+from chatbot.evaluation.intents.finetune import fine_tune_classifier
+from chatbot.retrieval.embedding import embed_texts
 from chatbot.retrieval.scope import ScopeCalibration, calibrate
 
 if TYPE_CHECKING:
@@ -176,8 +179,6 @@ class IntentRouter:
         self.cache = cache if method != "finetune" else None
 
     def _embed(self, texts: Sequence[str]) -> np.ndarray:
-        from chatbot.retrieval.embedding import embed_texts
-
         if self.cache is None:
             return embed_texts(self.model, list(texts), batch_size=128, progress=self.progress)
         missing = list(dict.fromkeys(t for t in texts if t not in self.cache))
@@ -196,8 +197,6 @@ class IntentRouter:
         y = np.array([index[i.intent] for i in items])
         self.in_scope = np.array([c != OOS for c in self.classes])
         if self.method == "finetune":
-            from chatbot.retrieval.finetune import fine_tune_classifier
-
             report = fine_tune_classifier(
                 self.model,
                 texts,
@@ -223,8 +222,6 @@ class IntentRouter:
             )
         if self.method == "fusion":
             from sklearn.svm import LinearSVC
-
-            from chatbot.retrieval.intent_features import LexicalDenseFeatures
 
             self._features = LexicalDenseFeatures(self.embedding_weight).fit(texts)
             self._clf = LinearSVC(C=self.svm_c).fit(self._features.transform(texts, vectors), y)
