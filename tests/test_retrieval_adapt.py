@@ -115,7 +115,8 @@ def test_kept_above_the_margin_and_queries_use_the_adapted_embedder(
 
     # Queries are embedded with the adapted embedder, not the configured base one.
     retriever = open_retriever(settings, database)
-    adapted, base = _load(directory), _load(tiny_embedder_dir)
+    adapted = load_embedder(settings, path=directory)
+    base = load_embedder(settings, path=tiny_embedder_dir)
     message = TRAIN[3][0]
     query = retriever.query_vector(message)
     want = embed_contexts(adapted, [(message, [])], settings.retrieval)[0]

@@ -60,6 +60,7 @@ def fine_tune_pairs(
         SentenceTransformerTrainingArguments,
     )
     from transformers import TrainerCallback, TrainerControl, TrainerState, TrainingArguments
+    from transformers.trainer_callback import PrinterCallback
     from transformers.utils import logging as hf_logging
 
     started = time.monotonic()
@@ -121,6 +122,10 @@ def fine_tune_pairs(
                 loss=MultipleNegativesRankingLoss(model),
                 callbacks=[WallClock()],
             )
+            # Without a progress bar the trainer prints its logs to stdout, where they
+            # would break `--json` output; the model card it drafts is not wanted either.
+            trainer.remove_callback(PrinterCallback)
+            trainer.remove_callback(trainer.model_card_callback_class)
             trainer.train()
             state = trainer.state
     finally:
