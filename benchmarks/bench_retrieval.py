@@ -117,10 +117,10 @@ def main() -> None:
     import torch
 
     from chatbot.config import load_settings
+    from chatbot.evaluation.intents.routing import LabelledRequest, stratified_split
     from chatbot.models.embedder import load_embedder
     from chatbot.retrieval import faiss_index
     from chatbot.retrieval.embedding import embed_texts
-    from chatbot.evaluation.intents.routing import LabelledRequest, stratified_split
     from chatbot.retrieval.retriever import PairRetriever
 
     if args.threads:

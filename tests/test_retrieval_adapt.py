@@ -15,10 +15,10 @@ from click.testing import CliRunner
 from chatbot.cli import main
 from chatbot.config import load_settings
 from chatbot.indexing.adapt import AdaptError, adapt_and_index, adapt_embedder, embedders_root
-from chatbot.retrieval.embedding import embed_contexts
 from chatbot.indexing.builder import update_index
 from chatbot.meta_file import read_meta
 from chatbot.models.embedder import load_embedder
+from chatbot.retrieval.embedding import embed_contexts
 from chatbot.retrieval.index_files import model_fingerprint, store_root
 from chatbot.retrieval.retriever import open_retriever
 from chatbot.retrieval.versions import IndexStaleError, VersionStore

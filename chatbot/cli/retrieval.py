@@ -237,8 +237,8 @@ def intents_command(
 ) -> None:
     """Route labelled requests to intents and report accuracy, macro-F1 and, where the
     test has oos items, out-of-scope recall at a threshold chosen on validation data."""
-    from chatbot.models.embedder import load_embedder
     from chatbot.evaluation.intents.routing import cross_validate, evaluate, read_intents
+    from chatbot.models.embedder import load_embedder
 
     if (test_file is None) == (folds is None):
         raise click.UsageError("give either --test FILE or --folds N")

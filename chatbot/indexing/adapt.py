@@ -51,7 +51,6 @@ from chatbot.retrieval import faiss_index
 from chatbot.retrieval.embedding import embed_contexts, embed_texts
 from chatbot.retrieval.index_files import (
     ADAPTED_MADE_BY,
-    IndexMeta,
     describe_embedder,
     load_meta,
     load_records,

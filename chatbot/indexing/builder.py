@@ -280,5 +280,3 @@ def update_index(
         pruned=pruned,
         fusion=fusion_choice,
     )
-
-

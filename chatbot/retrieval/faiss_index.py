@@ -14,8 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
-from chatbot.retrieval.versions import IndexDamagedError, describe_problem
 from chatbot.retrieval.settings import RetrievalSettings
+from chatbot.retrieval.versions import IndexDamagedError, describe_problem
 
 
 @dataclass

@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from chatbot.retrieval.versions import IndexDamagedError, describe_problem
+
 log = logging.getLogger(__name__)
 
 SIZE_FILE = "size.txt"

@@ -9,11 +9,14 @@ import hashlib
 import statistics
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from chatbot.pairs import PairRecord
 from chatbot.training import TrainingError
 from chatbot.training.settings import TrainingSettings
+
+if TYPE_CHECKING:
+    from chatbot.store.database import Database
 
 
 @dataclass
@@ -45,7 +48,7 @@ def quality_multipliers(pairs: list[PairRecord], scale: float) -> dict[int, floa
     return out
 
 
-def load_training_data(database: Any, cfg: TrainingSettings) -> TrainingData:
+def load_training_data(database: Database, cfg: TrainingSettings) -> TrainingData:
     """The train pairs (weighted) and the fixed validation subset, or TrainingError."""
     from sqlalchemy import select
 

@@ -17,8 +17,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from chatbot.training import checkpoints as ck
 from chatbot.pairs import PairRecord
+from chatbot.training import checkpoints as ck
 from chatbot.training.data import TrainingData
 from chatbot.training.distributed import DistInfo, all_reduce
 from chatbot.training.examples import Encoded, collate, encode_pair
