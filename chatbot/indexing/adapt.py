@@ -51,6 +51,7 @@ from chatbot.retrieval import faiss_index
 from chatbot.retrieval.embedding import embed_contexts, embed_texts
 from chatbot.retrieval.index_files import (
     ADAPTED_MADE_BY,
+    IndexMeta,
     describe_embedder,
     load_meta,
     load_records,
@@ -83,23 +84,34 @@ class AdaptReport:
     kept: bool
     reason: str
     metric: str
-    base: dict  # figures of the base embedder on the validation pairs
-    adapted: dict  # the same for the adapted embedder
+    base: dict[str, Any]  # figures of the base embedder on the validation pairs
+    adapted: dict[str, Any]  # the same for the adapted embedder
     gain: float  # adapted - base of `metric`
     gain_stderr: float  # standard error of the paired per-pair differences
     min_gain: float
     min_gain_stderrs: float
-    counts: dict
-    training: dict
-    base_model: dict
+    counts: dict[str, int]
+    training: dict[str, Any]
+    base_model: IndexMeta
     seconds: float
     embedder_version: str | None = None
     embedder_path: str | None = None
-    index: dict | None = None  # the index rebuild's report, when the embedder was kept
+    index: dict[str, Any] | None = None  # the index rebuild's report, when the embedder was kept
     pruned_embedders: list[str] = field(default_factory=list)
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+@dataclass
+class KeptEmbedder:
+    """An adapted embedder that was kept: where it was saved, and the train pairs'
+    vectors it gives (the index rebuilt with it need not embed them again)."""
+
+    model: SentenceTransformer
+    directory: Path
+    pair_ids: list[int]
+    vectors: np.ndarray
 
 
 def embedders_root(settings: Settings) -> Path:
@@ -170,10 +182,10 @@ def measure(
     train: Sequence[PairRecord],
     val: Sequence[PairRecord],
     *,
-    lexical=None,
+    lexical: LexicalIndex | None = None,
     train_vectors: np.ndarray | None = None,
     progress: bool = False,
-) -> tuple[dict, np.ndarray, np.ndarray]:
+) -> tuple[dict[str, Any], np.ndarray, np.ndarray]:
     """Search the train pairs for every validation pair with `model` (dense + BM25 fusion,
     as served) and judge the top replies with `judge` and exact matching. Returns
     (figures, per-pair judge cosine of the top reply, the train pairs' vectors)."""
@@ -229,7 +241,7 @@ def _sample(records: list[PairRecord], n: int) -> list[PairRecord]:
 
 
 def _current_vectors(
-    settings: Settings, base_model_info: dict, train: Sequence[PairRecord]
+    settings: Settings, base_model_info: IndexMeta, train: Sequence[PairRecord]
 ) -> np.ndarray | None:
     """The current index's vectors when they are exactly what the base embedder would
     give the train pairs (same embedder, settings and pairs): saves embedding them again."""
@@ -250,7 +262,7 @@ def _current_vectors(
 
 def _adapt(
     settings: Settings, database: Database, *, progress: bool
-) -> tuple[AdaptReport, tuple | None]:
+) -> tuple[AdaptReport, KeptEmbedder | None]:
     started = time.monotonic()
     rs = settings.retrieval
     train = load_pairs(database, ["train"])
@@ -326,14 +338,19 @@ def _adapt(
         seconds=0.0,
     )
     report.seconds = round(time.monotonic() - started, 2)
-    if kept:
-        directory = _save(settings, adapted, report, train, measured)
-        report.embedder_version, report.embedder_path = directory.name, str(directory)
-    return report, (adapted, ([r.id for r in train], adapted_vectors)) if kept else None
+    if not kept:
+        return report, None
+    directory = _save(settings, adapted, report, train, measured)
+    report.embedder_version, report.embedder_path = directory.name, str(directory)
+    return report, KeptEmbedder(adapted, directory, [r.id for r in train], adapted_vectors)
 
 
 def _save(
-    settings: Settings, model: SentenceTransformer, report: AdaptReport, train, measured
+    settings: Settings,
+    model: SentenceTransformer,
+    report: AdaptReport,
+    train: Sequence[PairRecord],
+    measured: Sequence[PairRecord],
 ) -> Path:
     """Write the adapted embedder and its meta.json to a temporary directory, then rename
     it to the next `<home>/embedders/vNNNN`."""
@@ -413,17 +430,16 @@ def adapt_and_index(
     embedder (the index's meta.json then names it); when not, leave the index alone."""
     report, kept = _adapt(settings, database, progress=progress)
     if kept is not None:
-        model, precomputed = kept
-        path = Path(report.embedder_path)
+        path = kept.directory
         index = update_index(
             settings,
             database,
             rebuild=True,
-            model=model,
+            model=kept.model,
             model_path=path,
             progress=progress,
             calibrate=calibrate,
-            precomputed=precomputed,
+            precomputed=(kept.pair_ids, kept.vectors),
         )
         index.reason = f"adapted embedder {path.name}"
         report.index = index.to_dict()

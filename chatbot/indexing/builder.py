@@ -167,8 +167,11 @@ def update_index(
     rs = settings.retrieval
     store = VersionStore(store_root(settings))
     store.clean_stale()  # staging directories of killed builds
-    action, reason, base = "built", "no index yet", None
-    current, meta, indexed_records = None, None, None
+    action, reason = "built", "no index yet"
+    current: Path | None = None
+    meta: IndexMeta = {}
+    indexed_records: list[PairRecord] = []
+    new: list[int] = []
     try:
         current = store.require_current()
         meta = load_meta(current)
@@ -218,7 +221,7 @@ def update_index(
                 calibration=meta.get("calibration"),
             )
         else:
-            action, reason, base = "added", f"{len(new)} new pairs", (current, indexed_records, new)
+            action, reason = "added", f"{len(new)} new pairs"
 
     if model is None:
         model = load_embedder(settings, path=None if path == configured else path)
@@ -227,8 +230,8 @@ def update_index(
     staged = store.staging()
     log.info("building index version in %s: %s (%s)", staged, action, reason)
     try:
-        if action == "added":
-            current_dir, indexed_records, new = base
+        if action == "added" and current is not None:
+            current_dir = current
             new_records = load_pairs(database, rs.index_splits, only_ids=new)
             old_vectors = np.load(current_dir / "vectors.npy")
             vectors = np.concatenate(
@@ -236,7 +239,7 @@ def update_index(
             )
             records = [*indexed_records, *new_records]
             added = len(new_records)
-            extra = {"parent_version": current_dir.name, "added": added}
+            extra: IndexMeta = {"parent_version": current_dir.name, "added": added}
         else:
             records = load_pairs(database, rs.index_splits)
             if precomputed is not None and list(precomputed[0]) == [r.id for r in records]:
@@ -246,7 +249,8 @@ def update_index(
             added = len(records)
             extra = {"parent_version": None, "added": added}
 
-        calibration = fusion_choice = None
+        calibration: dict[str, Any] | None = None
+        fusion_choice: dict[str, Any] | None = None
         if calibrate:
             calibration = calibrate_index_gate(settings, database, model, records, vectors)
             fusion_choice = choose_fusion(settings, database, model, records, vectors)

@@ -66,7 +66,7 @@ def fine_tune_pairs(
     started = time.monotonic()
     budget = {"stopped_by": "steps"}
 
-    class WallClock(TrainerCallback):  # type: ignore[misc]  # transformers' class is untyped here
+    class WallClock(TrainerCallback):
         def on_step_begin(
             self,
             args: TrainingArguments,
@@ -90,7 +90,7 @@ def fine_tune_pairs(
     for p in frozen:
         p.requires_grad_(False)
     verbosity = hf_logging.get_verbosity()
-    hf_logging.set_verbosity_error()  # the trainer's notes on a CPU run are not for users
+    hf_logging.set_verbosity(logging.ERROR)  # the trainer's notes on a CPU run are not for users
     try:
         with tempfile.TemporaryDirectory(prefix="chatbot-fine-tune-") as output:
             args = SentenceTransformerTrainingArguments(

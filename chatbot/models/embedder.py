@@ -51,7 +51,7 @@ def load_embedder(
     from sentence_transformers import SentenceTransformer
     from transformers.utils import logging as hf_logging
 
-    hf_logging.disable_progress_bar()  # loading takes a second: no bar needed
+    hf_logging.disable_progress_bar()  # type: ignore[no-untyped-call]  # unannotated in transformers
     try:
         return SentenceTransformer(str(path), device=device or "cpu", local_files_only=True)
     except (OSError, ValueError) as exc:

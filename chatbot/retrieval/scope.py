@@ -41,8 +41,10 @@ import re
 from dataclasses import asdict, dataclass
 from importlib import resources
 from pathlib import Path
+from typing import Any
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from chatbot.errors import ConfigError
 
@@ -88,11 +90,11 @@ class ScopeCalibration:
         result = np.asarray(raw) < self.raw_threshold
         return bool(result) if result.ndim == 0 else result
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, data: dict) -> ScopeCalibration:
+    def from_dict(cls, data: dict[str, Any]) -> ScopeCalibration:
         return cls(**data)
 
     @classmethod
@@ -102,7 +104,11 @@ class ScopeCalibration:
 
 
 def calibrate(
-    raw_scores, in_scope, *, accepted_correct=None, min_oos_recall: float | None = None
+    raw_scores: ArrayLike,
+    in_scope: ArrayLike,
+    *,
+    accepted_correct: ArrayLike | None = None,
+    min_oos_recall: float | None = None,
 ) -> ScopeCalibration:
     """Fit the calibration on validation items.
 
@@ -366,10 +372,10 @@ def _best_cut(pos: np.ndarray, neg: np.ndarray, n_neg_handled: int) -> float | N
 
 
 def calibrate_gate(
-    positives,
-    negatives,
+    positives: ArrayLike,
+    negatives: ArrayLike,
     *,
-    negatives_handled=None,
+    negatives_handled: ArrayLike | None = None,
     prior_threshold: float,
     prior_strength: float,
     min_positives: int = 5,
