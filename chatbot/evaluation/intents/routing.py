@@ -34,10 +34,10 @@ import json
 import logging
 import random
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, TypedDict, Unpack
 
 import numpy as np
 
@@ -142,6 +142,23 @@ class Routing:
     confidence: np.ndarray  # higher = more likely in scope
 
 
+class RouterOptions(TypedDict, total=False):
+    """The keyword options of `IntentRouter` that `evaluate` and `cross_validate` pass on."""
+
+    max_train_seconds: float
+    epochs: float
+    batch_size: int
+    seed: int
+    progress: bool
+    cache: dict[str, np.ndarray] | None
+    svm_c: float
+    embedding_weight: float
+    similarity_weight: float
+
+
+ModelFactory = Callable[[], "SentenceTransformer"]
+
+
 class IntentRouter:
     """Routes requests to the intents of a training set."""
 
@@ -174,7 +191,7 @@ class IntentRouter:
         self.svm_c = svm_c
         self.embedding_weight = embedding_weight
         self.similarity_weight = similarity_weight
-        self.train_report: dict = {}
+        self.train_report: dict[str, Any] = {}
         # text -> vector, shared across folds; only for the frozen embedder.
         self.cache = cache if method != "finetune" else None
 
@@ -292,7 +309,7 @@ class IntentRouter:
 
 def stratified_split(
     items: Sequence[LabelledRequest], fraction: float, seed: int = 0
-) -> tuple[list, list]:
+) -> tuple[list[LabelledRequest], list[LabelledRequest]]:
     """(kept, held out): `fraction` of every intent held out, deterministically."""
     by_intent: dict[str, list[int]] = {}
     for n, item in enumerate(items):
@@ -328,13 +345,17 @@ def stratified_folds(
 
 def score(
     routing: Routing, items: Sequence[LabelledRequest], calibration: ScopeCalibration | None
-) -> dict:
+) -> dict[str, Any]:
     from sklearn.metrics import f1_score
 
     truth = np.array([i.intent for i in items])
     pred = np.array(routing.labels)
     inside = truth != OOS
-    result: dict = {"n": len(items), "n_in_scope": int(inside.sum()), "n_oos": int((~inside).sum())}
+    result: dict[str, Any] = {
+        "n": len(items),
+        "n_in_scope": int(inside.sum()),
+        "n_oos": int((~inside).sum()),
+    }
     if inside.any():
         result["accuracy"] = float((pred[inside] == truth[inside]).mean())
         result["macro_f1"] = float(f1_score(truth[inside], pred[inside], average="macro"))
@@ -352,20 +373,20 @@ def score(
 @dataclass
 class IntentEvaluation:
     method: str
-    clean: dict
-    noisy: dict | None = None
-    calibration: dict | None = None
+    clean: dict[str, Any]
+    noisy: dict[str, Any] | None = None
+    calibration: dict[str, Any] | None = None
     validation: str = ""
     train_seconds: float = 0.0
-    train_report: dict = field(default_factory=dict)
-    counts: dict = field(default_factory=dict)
+    train_report: dict[str, Any] = field(default_factory=dict)
+    counts: dict[str, Any] = field(default_factory=dict)
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, Any]:
         return {k: v for k, v in self.__dict__.items()}
 
 
 def evaluate(
-    model_factory,
+    model_factory: ModelFactory,
     train: Sequence[LabelledRequest],
     test: Sequence[LabelledRequest],
     val: Sequence[LabelledRequest] | None = None,
@@ -375,7 +396,7 @@ def evaluate(
     val_fraction: float = 0.1,
     calibration_folds: int = 5,
     min_oos_recall: float | None = None,
-    **router_options,
+    **router_options: Unpack[RouterOptions],
 ) -> IntentEvaluation:
     """Train on `train`, choose the out-of-scope threshold on validation routings,
     score `test`. The validation routings are those of `val`; when `val` is absent and
@@ -410,7 +431,12 @@ def evaluate(
     if val is not None:
         routed, val_truth = router.route([i.text for i in val]), np.array([i.intent for i in val])
     calibration = None
-    if routed is not None and (val_truth == OOS).any() and (val_truth != OOS).any():
+    if (
+        routed is not None
+        and val_truth is not None
+        and (val_truth == OOS).any()
+        and (val_truth != OOS).any()
+    ):
         calibration = calibrate(
             routed.confidence,
             val_truth != OOS,
@@ -445,15 +471,22 @@ def evaluate(
     )
 
 
-def _sharing_one_embedder(model_factory, router_options: dict) -> tuple:
+def _sharing_one_embedder(
+    model_factory: ModelFactory, router_options: RouterOptions
+) -> tuple[ModelFactory, RouterOptions]:
     """(factory, options) under which every router uses one embedder and one text ->
     vector cache, so each text is embedded once; only for a frozen embedder."""
     shared = model_factory()
-    return (lambda: shared), {"cache": {}, **router_options}
+    options: RouterOptions = {"cache": {}, **router_options}
+    return (lambda: shared), options
 
 
 def _out_of_fold_routings(
-    model_factory, items: Sequence[LabelledRequest], folds: int, method: str, router_options: dict
+    model_factory: ModelFactory,
+    items: Sequence[LabelledRequest],
+    folds: int,
+    method: str,
+    router_options: RouterOptions,
 ) -> tuple[Routing, np.ndarray]:
     """Each item routed by a router trained on the other folds."""
     labels: list[str] = [""] * len(items)
@@ -470,29 +503,37 @@ def _out_of_fold_routings(
 
 
 def cross_validate(
-    model_factory,
+    model_factory: ModelFactory,
     items: Sequence[LabelledRequest],
     folds: int,
     *,
     method: str = DEFAULT_METHOD,
     noise: str | None = None,
-    **router_options,
-) -> dict:
+    min_oos_recall: float | None = None,
+    **router_options: Unpack[RouterOptions],
+) -> dict[str, Any]:
     """`folds`-fold stratified cross-validation on one labelled file. With a frozen
     embedder (every method but finetune) every text is embedded once for all folds."""
-    per_fold = []
+    per_fold: list[dict[str, Any]] = []
     if method != "finetune":
         model_factory, router_options = _sharing_one_embedder(model_factory, router_options)
-    for n, rows in enumerate(stratified_folds(items, folds)):
-        held = set(rows)
-        test = [items[i] for i in rows]
+    for n, held_rows in enumerate(stratified_folds(items, folds)):
+        held = set(held_rows)
+        test = [items[i] for i in held_rows]
         train = [it for i, it in enumerate(items) if i not in held]
         result = evaluate(
-            model_factory, train, test, None, method=method, noise=noise, **router_options
+            model_factory,
+            train,
+            test,
+            None,
+            method=method,
+            noise=noise,
+            min_oos_recall=min_oos_recall,
+            **router_options,
         )
         log.info("fold %d/%d: %s", n + 1, folds, result.clean)
         per_fold.append(result.to_dict())
-    summary: dict = {}
+    summary: dict[str, Any] = {}
     for part in ("clean", "noisy"):
         rows = [f[part] for f in per_fold if f.get(part)]
         if not rows:
