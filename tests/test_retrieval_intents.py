@@ -19,7 +19,8 @@ from chatbot.evaluation.intents.routing import (
     stratified_split,
     typo_noise,
 )
-from chatbot.retrieval.scope import ScopeCalibration, calibrate
+from chatbot.indexing.gate import calibrate
+from chatbot.retrieval.scope import ScopeCalibration
 
 TOPICS = {
     "card_arrival": [

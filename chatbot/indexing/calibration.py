@@ -1,6 +1,6 @@
 """What `chatbot index` chooses for a version on the company's own validation
 questions before writing it: the out-of-scope gate (`calibrate_index_gate`, the cut of
-`chatbot.retrieval.scope.calibrate_gate`) and the weight of BM25 in the fused score
+`gate.calibrate_gate`) and the weight of BM25 in the fused score
 (`choose_fusion`). Both search an in-memory `PairRetriever` over the version's pairs,
 exactly as serving will. Writing the version is `builder`'s job; applying the choices
 at search time is the retriever's.
@@ -16,10 +16,11 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from chatbot.config import Settings
+from chatbot.indexing.gate import background_questions, calibrate_gate
 from chatbot.pairs import PairRecord
 from chatbot.retrieval.embedding import embed_contexts, embed_texts
 from chatbot.retrieval.retriever import PairRetriever
-from chatbot.retrieval.scope import ScopeCalibration, background_questions, calibrate_gate
+from chatbot.retrieval.scope import ScopeCalibration
 from chatbot.retrieval.stored_pairs import load_pairs
 
 if TYPE_CHECKING:
@@ -158,7 +159,7 @@ def calibrate_index_gate(
     records: Sequence[PairRecord],
     vectors: np.ndarray,
 ) -> dict[str, Any] | None:
-    """The out-of-scope gate (`chatbot.retrieval.scope.calibrate_gate`), chosen on
+    """The out-of-scope gate (`gate.calibrate_gate`), chosen on
     validation questions (never test) as positives and the shipped generic off-topic
     questions (plus validation questions the company labelled out of scope) as
     negatives; a negative whose best match is a pair labelled out of scope or hand-off

@@ -1,8 +1,9 @@
 """The `Retriever` the dialogue manager and training use: history-aware dense + BM25
 search over one index version (BM25's weight as `chatbot index` chose it on the
-company's validation questions, unless set explicitly), with a citation on every hit and an out-of-scope
-verdict from the version's calibration (the hand-off gate of `scope.calibrate_gate`:
-the top dense cosine, or for older indexes the top fused score, against its threshold).
+company's validation questions, unless set explicitly), with a citation on every hit
+and an out-of-scope verdict from the version's calibration (the hand-off gate that
+`chatbot.indexing.gate.calibrate_gate` chose: the top dense cosine, or for older
+indexes the top fused score, against its threshold).
 
 `open_retriever(settings, database)` loads the current version and, given the store,
 refuses to serve an index whose pairs were deleted or changed since it was built

@@ -75,7 +75,7 @@ class RetrievalSettings(Section):
     hnsw_ef_construction: int = Field(default=80, ge=8)
     hnsw_ef_search: int = Field(default=128, ge=8)
 
-    # Out of scope: the hand-off gate (chatbot.retrieval.scope.calibrate_gate), chosen at index time.
+    # Out of scope: the hand-off gate (chatbot.indexing.gate.calibrate_gate), chosen at index time.
     oos_threshold: float = Field(
         default=0.5,
         ge=0.0,

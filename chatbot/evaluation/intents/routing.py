@@ -44,8 +44,9 @@ import numpy as np
 from chatbot.errors import InputError
 from chatbot.evaluation.intents.features import LexicalDenseFeatures
 from chatbot.evaluation.intents.finetune import fine_tune_classifier
+from chatbot.indexing.gate import calibrate
 from chatbot.retrieval.embedding import embed_texts
-from chatbot.retrieval.scope import ScopeCalibration, calibrate
+from chatbot.retrieval.scope import ScopeCalibration
 
 if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer
@@ -403,7 +404,7 @@ def evaluate(
     the test needs a threshold, the out-of-fold routings of `train` under
     `calibration_folds`-fold cross-validation (a frozen embedder makes that cheap), or
     for `finetune` those of a `val_fraction` slice carved from train. The threshold
-    criterion is `scope.calibrate`'s (`min_oos_recall`). `model_factory()` returns a
+    criterion is `chatbot.indexing.gate.calibrate`'s (`min_oos_recall`). `model_factory()` returns a
     fresh embedder (fine-tuning changes it)."""
     needs_threshold = any(i.intent == OOS for i in test)
     if not any(i.intent != OOS for i in train):
