@@ -16,6 +16,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from chatbot.models.offline import force_offline
+
 if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer
 
@@ -63,6 +65,7 @@ def fine_tune_pairs(
     from transformers.trainer_callback import PrinterCallback
     from transformers.utils import logging as hf_logging
 
+    force_offline()  # the trainer must not reach for a hub
     started = time.monotonic()
     budget = {"stopped_by": "steps"}
 
