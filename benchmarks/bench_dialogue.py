@@ -52,8 +52,8 @@ def log(*parts):
 
 def setup(home: Path, model_cache: Path | None):
     from chatbot.config import ensure_home, load_settings
+    from chatbot.indexing.builder import update_index
     from chatbot.ingest.importer import import_paths
-    from chatbot.retrieval.indexer import update_index
     from chatbot.store.database import Database
     from chatbot.store.migrations import upgrade
 

@@ -38,18 +38,17 @@ def read(name):
 
 
 def records_for(rows, start_id=1):
-    from chatbot.retrieval.indexer import PairRecord
+    from chatbot.pairs import PairRecord
 
     return [
         PairRecord(
             id=start_id + n,
-            content_hash=str(start_id + n),
-            conversation_id=None,
-            turn_index=None,
             source=r.get("source", "bench"),
-            message=r["text"],
-            history=[],
-            reply=r["intent"],
+            origin="",
+            split="",
+            context=[{"text": r["text"]}],
+            target=r["intent"],
+            content_hash=str(start_id + n),
         )
         for n, r in enumerate(rows)
     ]
@@ -118,10 +117,10 @@ def main() -> None:
     import torch
 
     from chatbot.config import load_settings
+    from chatbot.evaluation.intents.routing import LabelledRequest, stratified_split
     from chatbot.models.embedder import load_embedder
     from chatbot.retrieval import faiss_index
     from chatbot.retrieval.embedding import embed_texts
-    from chatbot.retrieval.intents import LabelledRequest, stratified_split
     from chatbot.retrieval.retriever import PairRetriever
 
     if args.threads:

@@ -83,7 +83,7 @@ def throughput_worker(home: str, mode: str, steps: int) -> dict:
 
     from chatbot.config import load_settings
     from chatbot.models.reply_model import reply_model_path
-    from chatbot.training.data import PairRecord
+    from chatbot.pairs import PairRecord
     from chatbot.training.examples import collate, encode_pair
     from chatbot.training.model import build_loss_module, load_base, prepare_trainable
     from chatbot.training.prompt import PromptFormat

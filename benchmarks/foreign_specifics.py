@@ -209,9 +209,9 @@ def run_set(name: str, path: Path, allow: list[str], home: Path, args) -> dict:
 
     from chatbot.config import ensure_home, load_settings
     from chatbot.dialogue.manager import DialogueManager
+    from chatbot.indexing.builder import update_index
     from chatbot.ingest.importer import import_paths
     from chatbot.models.embedder import load_embedder
-    from chatbot.retrieval.indexer import update_index
     from chatbot.retrieval.retriever import open_retriever
     from chatbot.store.conversations import conversation_messages
     from chatbot.store.database import Database

@@ -117,8 +117,8 @@ def fmt(s: dict) -> str:
 def build(home: Path, files: list[Path]):
     """A fresh home with `files` imported and indexed (with the gate's calibration)."""
     from chatbot.config import ensure_home, load_settings
+    from chatbot.indexing.builder import update_index
     from chatbot.ingest.importer import import_paths
-    from chatbot.retrieval.indexer import update_index
     from chatbot.store.database import Database
     from chatbot.store.migrations import upgrade
 

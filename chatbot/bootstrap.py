@@ -42,7 +42,7 @@ def index_pairs(settings: Settings, *, report: Callable[[str], None] = log.info)
     """Bring the retrieval index up to date with the stored pairs (fast when it is)."""
     from sqlalchemy import func, select
 
-    from chatbot.retrieval.indexer import update_index
+    from chatbot.indexing.builder import update_index
     from chatbot.store.database import Database
     from chatbot.store.schema import TrainingPair
 

@@ -606,8 +606,9 @@ def test_a_later_correction_wins_and_a_deleted_pair_is_no_longer_served(shop, ag
 
 
 def test_agents_pairs_feed_training_and_the_index(shop, agents):
-    from chatbot.retrieval.indexer import load_pairs, update_index
+    from chatbot.indexing.builder import update_index
     from chatbot.retrieval.retriever import open_retriever
+    from chatbot.retrieval.stored_pairs import load_pairs
     from chatbot.training.data import load_training_data
     from chatbot.training.settings import TrainingSettings
 

@@ -124,7 +124,7 @@ def test_database_down_then_back(server, tmp_path, tiny_embedder_dir, tiny_reply
 
     from chatbot.dialogue.sources import open_manager
     from chatbot.errors import StoreError
-    from chatbot.retrieval.indexer import update_index
+    from chatbot.indexing.builder import update_index
     from chatbot.store.database import Database
     from chatbot.store.migrations import upgrade
     from chatbot.support.customer import new_token

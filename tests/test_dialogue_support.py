@@ -102,8 +102,8 @@ def seed_shop(database, rows=SHOP) -> dict[str, int]:
 
 
 def build_retriever(settings, database):
+    from chatbot.indexing.builder import update_index
     from chatbot.models.embedder import load_embedder
-    from chatbot.retrieval.indexer import update_index
     from chatbot.retrieval.retriever import open_retriever
 
     model = load_embedder(settings)

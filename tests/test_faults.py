@@ -145,7 +145,7 @@ def test_serving_with_a_damaged_model_answers_from_past_answers(
     """open_manager as `chatbot serve` does, with the reply model it would load damaged:
     the customer still gets the retrieved past answer, and the failure is recorded."""
     from chatbot.dialogue.sources import open_manager
-    from chatbot.retrieval.indexer import update_index
+    from chatbot.indexing.builder import update_index
 
     # send_retrieved_at 1.0: the model is asked for a draft even where a retrieved answer is confident.
     settings = load_settings(
@@ -241,7 +241,8 @@ def test_index_build_killed_midway_keeps_serving_and_the_next_build_cleans_up(
 ):
     import numpy as np
 
-    from chatbot.retrieval.indexer import load_meta, store_root, update_index
+    from chatbot.indexing.builder import update_index
+    from chatbot.retrieval.index_files import load_meta, store_root
     from chatbot.retrieval.retriever import open_retriever
     from chatbot.retrieval.versions import VersionStore
 

@@ -11,13 +11,14 @@ from click.testing import CliRunner
 
 from chatbot.config import load_settings
 from chatbot.errors import ConfigError
-from chatbot.retrieval.indexer import read_meta, store_root, update_index
+from chatbot.indexing.builder import update_index
+from chatbot.indexing.gate import background_questions, calibrate_gate
+from chatbot.meta_file import read_meta
+from chatbot.retrieval.index_files import store_root
 from chatbot.retrieval.retriever import open_retriever
 from chatbot.retrieval.scope import (
     ScopeCalibration,
     Vocabulary,
-    background_questions,
-    calibrate_gate,
     unknown_terms,
     words_of,
 )

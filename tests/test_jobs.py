@@ -131,7 +131,7 @@ def test_cancelling_a_training_job_stops_its_process_and_a_second_is_refused(job
 
 
 def test_an_index_job_rebuilds_the_index(job_settings, store):
-    from chatbot.retrieval.indexer import store_root
+    from chatbot.retrieval.index_files import store_root
     from chatbot.retrieval.versions import VersionStore
 
     job_id = start_job(job_settings, store, "index", {}, created_by="ada")

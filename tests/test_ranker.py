@@ -158,8 +158,8 @@ def _settings(tiny_settings, **ranker):
 @pytest.fixture
 def shop(tiny_settings, tmp_path):
     """(settings, database, retriever) over the synthetic shop, indexed with the tiny embedder."""
+    from chatbot.indexing.builder import update_index
     from chatbot.ingest.importer import import_paths
-    from chatbot.retrieval.indexer import update_index
     from chatbot.retrieval.retriever import open_retriever
     from chatbot.store.database import Database
     from chatbot.store.migrations import upgrade
@@ -519,10 +519,10 @@ def test_the_cli_trains_lists_promotes_and_rolls_back(shop):
 def test_a_ranker_from_the_real_minilm_prefers_true_replies_on_the_demo_shop(tmp_path):
     """About a minute of training from all-MiniLM-L6-v2 on the demo shop's pairs (a step
     budget rather than a clock one, so that a busy machine does not change the result)."""
+    from chatbot.indexing.builder import update_index
     from chatbot.ingest.importer import import_paths
     from chatbot.ranking.model import Ranker
     from chatbot.ranking.train import base_model, load_pairs, near_copy, train_ranker
-    from chatbot.retrieval.indexer import update_index
     from chatbot.retrieval.retriever import open_retriever
     from chatbot.store.database import Database
     from chatbot.store.migrations import upgrade

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from chatbot.config import ensure_home, load_settings
-from chatbot.training.data import PairRecord
+from chatbot.pairs import PairRecord
 from chatbot.training.loop import _is_noised, train_example
 from chatbot.training.prompt import PromptFormat, PromptSettings
 from chatbot.training.refine_examples import EXACT, NEAR_COPY, near_copy, shown_evidence

@@ -14,9 +14,12 @@ from click.testing import CliRunner
 
 from chatbot.cli import main
 from chatbot.config import load_settings
-from chatbot.retrieval.adapt import AdaptError, adapt_and_index, adapt_embedder, embedders_root
+from chatbot.indexing.adapt import AdaptError, adapt_and_index, adapt_embedder, embedders_root
+from chatbot.indexing.builder import update_index
+from chatbot.meta_file import read_meta
+from chatbot.models.embedder import load_embedder
 from chatbot.retrieval.embedding import embed_contexts
-from chatbot.retrieval.indexer import _load, model_fingerprint, read_meta, store_root, update_index
+from chatbot.retrieval.index_files import model_fingerprint, store_root
 from chatbot.retrieval.retriever import open_retriever
 from chatbot.retrieval.versions import IndexStaleError, VersionStore
 from tests.test_retrieval_index import add_pairs
@@ -112,7 +115,8 @@ def test_kept_above_the_margin_and_queries_use_the_adapted_embedder(
 
     # Queries are embedded with the adapted embedder, not the configured base one.
     retriever = open_retriever(settings, database)
-    adapted, base = _load(directory), _load(tiny_embedder_dir)
+    adapted = load_embedder(settings, path=directory)
+    base = load_embedder(settings, path=tiny_embedder_dir)
     message = TRAIN[3][0]
     query = retriever.query_vector(message)
     want = embed_contexts(adapted, [(message, [])], settings.retrieval)[0]

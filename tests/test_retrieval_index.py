@@ -12,7 +12,9 @@ import pytest
 from sqlalchemy import select
 
 from chatbot.config import load_settings
-from chatbot.retrieval.indexer import read_meta, store_root, update_index
+from chatbot.indexing.builder import update_index
+from chatbot.meta_file import read_meta
+from chatbot.retrieval.index_files import store_root
 from chatbot.retrieval.retriever import open_retriever
 from chatbot.retrieval.versions import IndexNotFoundError, IndexStaleError, VersionStore
 from chatbot.store.schema import Conversation, TrainingPair
@@ -164,7 +166,7 @@ def test_rebuild_writes_beside_the_old_version_and_switches(
     store = VersionStore(store_root(index_settings))
 
     # A build that fails half-way leaves the current version in charge and no debris.
-    import chatbot.retrieval.indexer as indexer
+    import chatbot.indexing.builder as indexer
 
     def broken(_documents):
         raise RuntimeError("disk full")
@@ -385,7 +387,7 @@ def test_bm25_weight_is_chosen_on_the_companys_validation_questions(
     """The tiny embedder's vectors carry next to no meaning, so the words the questions
     share are what finds the right answer: the weight chosen must be above 0, be the one
     searches use, and an explicitly configured weight must still win."""
-    from chatbot.retrieval.indexer import FUSION_WEIGHTS
+    from chatbot.indexing.calibration import FUSION_WEIGHTS
 
     topics = [
         (f"{noun} {verb}", f"Answer about the {noun}: please {verb} it in your account settings.")

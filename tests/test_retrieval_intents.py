@@ -11,7 +11,7 @@ from click.testing import CliRunner
 
 from chatbot.cli import main
 from chatbot.errors import InputError
-from chatbot.retrieval.intents import (
+from chatbot.evaluation.intents.routing import (
     LabelledRequest,
     evaluate,
     read_intents,
@@ -19,7 +19,8 @@ from chatbot.retrieval.intents import (
     stratified_split,
     typo_noise,
 )
-from chatbot.retrieval.scope import ScopeCalibration, calibrate
+from chatbot.indexing.gate import calibrate
+from chatbot.retrieval.scope import ScopeCalibration
 
 TOPICS = {
     "card_arrival": [
@@ -199,7 +200,7 @@ def test_min_oos_recall_serves_the_most_in_scope_items_at_that_recall():
 
 
 def test_fusion_features_put_ngrams_beside_the_scaled_embedding():
-    from chatbot.retrieval.intent_features import LexicalDenseFeatures
+    from chatbot.evaluation.intents.features import LexicalDenseFeatures
 
     texts = [t for ts in TOPICS.values() for t in ts]
     vectors = np.random.default_rng(0).normal(size=(len(texts), 8)).astype(np.float32)
@@ -214,7 +215,7 @@ def test_fusion_features_put_ngrams_beside_the_scaled_embedding():
 
 
 def test_fusion_confidence_is_lower_for_unseen_out_of_scope_requests(tiny_factory):
-    from chatbot.retrieval.intents import IntentRouter
+    from chatbot.evaluation.intents.routing import IntentRouter
 
     router = IntentRouter(tiny_factory(), "fusion").fit(items(with_oos=True))
     seen = router.route([t for ts in TOPICS.values() for t in ts])

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from chatbot.config import load_settings
-from chatbot.retrieval.indexer import update_index
+from chatbot.indexing.builder import update_index
 from chatbot.retrieval.retriever import open_retriever
 from tests.test_retrieval_index import PAIRS, add_pairs
 

@@ -7,7 +7,7 @@ import hashlib
 import json
 import re
 
-from chatbot.training.data import PairRecord
+from chatbot.pairs import PairRecord
 
 QUESTIONS = [
     (

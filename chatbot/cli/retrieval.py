@@ -5,10 +5,14 @@ pairs; `--adapt` first adapts the embedder to them) and `chatbot eval intents`
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from chatbot.cli import AppContext, emit_json, json_option, pass_app
+
+if TYPE_CHECKING:
+    from sentence_transformers import SentenceTransformer
 
 
 @click.command("index")
@@ -45,13 +49,13 @@ def group(app: AppContext, rebuild: bool, no_calibrate: bool, adapt: bool, as_js
     try:
         require_schema(database.engine)
         if adapt:
-            from chatbot.retrieval.adapt import adapt_and_index
+            from chatbot.indexing.adapt import adapt_and_index
 
             adapted = adapt_and_index(
                 settings, database, progress=not as_json, calibrate=not no_calibrate
             )
         else:
-            from chatbot.retrieval.indexer import update_index
+            from chatbot.indexing.builder import update_index
 
             report = update_index(
                 settings,
@@ -71,7 +75,7 @@ def group(app: AppContext, rebuild: bool, no_calibrate: bool, adapt: bool, as_js
     _echo_index(report.to_dict(), no_calibrate)
 
 
-def _echo_adapt(report: dict, as_json: bool, no_calibrate: bool) -> None:
+def _echo_adapt(report: dict[str, Any], as_json: bool, no_calibrate: bool) -> None:
     if as_json:
         emit_json(report)
         return
@@ -98,7 +102,7 @@ def _echo_adapt(report: dict, as_json: bool, no_calibrate: bool) -> None:
         click.echo(f"not kept: {why}; the index is unchanged ({report['seconds']:.0f}s)")
 
 
-def _echo_index(report: dict, no_calibrate: bool) -> None:
+def _echo_index(report: dict[str, Any], no_calibrate: bool) -> None:
     if report["action"] == "unchanged":
         click.echo(f"index {report['version']} is up to date: {report['pair_count']} pairs")
         return
@@ -158,7 +162,7 @@ def _echo_index(report: dict, no_calibrate: bool) -> None:
         )
 
 
-def _percent(value) -> str:
+def _percent(value: float | None) -> str:
     return "-" if value is None else f"{100 * value:.2f}%"
 
 
@@ -237,40 +241,57 @@ def intents_command(
 ) -> None:
     """Route labelled requests to intents and report accuracy, macro-F1 and, where the
     test has oos items, out-of-scope recall at a threshold chosen on validation data."""
+    from chatbot.evaluation.intents.routing import (
+        RouterOptions,
+        cross_validate,
+        evaluate,
+        read_intents,
+    )
     from chatbot.models.embedder import load_embedder
-    from chatbot.retrieval.intents import cross_validate, evaluate, read_intents
 
     if (test_file is None) == (folds is None):
         raise click.UsageError("give either --test FILE or --folds N")
     settings = app.settings
-    options = {
+    options: RouterOptions = {
         "max_train_seconds": max_train_seconds,
         "epochs": epochs,
         "progress": not as_json,
-        "min_oos_recall": min_oos_recall or None,
     }
+    oos_recall = min_oos_recall or None
     train = read_intents(train_file)
 
-    def factory():
+    def factory() -> SentenceTransformer:
         return load_embedder(settings)
 
     if folds:
-        result = cross_validate(factory, train, folds, method=method, noise=noise, **options)
+        folded = cross_validate(
+            factory,
+            train,
+            folds,
+            method=method,
+            noise=noise,
+            min_oos_recall=oos_recall,
+            **options,
+        )
         if as_json:
-            emit_json(result)
+            emit_json(folded)
             return
         click.echo(
             f"{method}, {folds}-fold cross-validation on {train_file.name} ({len(train)} requests)"
         )
-        for part, metrics in result["summary"].items():
+        for part, metrics in folded["summary"].items():
             shown = ", ".join(
                 f"{k} {100 * v['mean']:.2f}% ± {100 * v['std']:.2f}" for k, v in metrics.items()
             )
             click.echo(f"  {part}: {shown}")
         return
+    if test_file is None:  # ruled out above; said again for the type checker
+        raise click.UsageError("give either --test FILE or --folds N")
     test = read_intents(test_file)
     val = read_intents(val_file) if val_file else None
-    result = evaluate(factory, train, test, val, method=method, noise=noise, **options)
+    result = evaluate(
+        factory, train, test, val, method=method, noise=noise, min_oos_recall=oos_recall, **options
+    )
     if as_json:
         emit_json(result.to_dict())
         return
@@ -282,7 +303,7 @@ def intents_command(
     click.echo(
         f"  top-1 accuracy {_percent(c.get('accuracy'))}, macro-F1 {_percent(c.get('macro_f1'))}"
     )
-    if "oos_recall" in c:
+    if "oos_recall" in c and result.calibration is not None:
         click.echo(
             f"  at the threshold from validation ({result.validation}; "
             f"{result.calibration['criterion']}): in-scope accuracy "

@@ -320,7 +320,7 @@ def _run(
     skipped: dict[str, str],
 ) -> ReplyEvaluation:
     from chatbot.config import ensure_home
-    from chatbot.retrieval.indexer import update_index
+    from chatbot.indexing.builder import update_index
     from chatbot.retrieval.retriever import open_retriever
     from chatbot.store.database import Database
     from chatbot.store.migrations import upgrade

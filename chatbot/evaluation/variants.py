@@ -198,7 +198,7 @@ class KnnVariant:
         vector = embed_texts(self.retriever.model, [customer_text(item.context) or item.message])[0]
         row = int((self.vectors @ vector).argmax())
         record = self.records[row]
-        text = self.fill(record.reply, item)
+        text = self.fill(record.target, item)
         seconds = time.perf_counter() - started
         citation: PredictionCitation = {
             "pair_id": record.id,

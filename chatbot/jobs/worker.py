@@ -294,7 +294,8 @@ def _index(
 ) -> dict[str, Any]:
     import time
 
-    from chatbot.retrieval.indexer import load_pair_hashes, update_index
+    from chatbot.indexing.builder import update_index
+    from chatbot.retrieval.stored_pairs import load_pair_hashes
 
     started = time.monotonic()
     rebuild = bool(job.params.get("rebuild", True))

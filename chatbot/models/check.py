@@ -63,7 +63,8 @@ def _load_and_run(path: Path, repair: str) -> str:
     import torch
 
     from chatbot.errors import ModelUnavailableError
-    from chatbot.models.reply_model import load_reply_model, read_meta
+    from chatbot.meta_file import MetaFileError, read_meta
+    from chatbot.models.reply_model import load_reply_model
 
     model, tokenizer = load_reply_model(path, repair=repair)
     try:
@@ -74,7 +75,10 @@ def _load_and_run(path: Path, repair: str) -> str:
         raise ModelUnavailableError(
             f"the reply model at {path} loads but does not run: {exc}; {repair}"
         ) from None
-    meta = read_meta(path) or {}
+    try:
+        meta = read_meta(path)
+    except MetaFileError:
+        meta = {}
     params = meta.get("parameters") or sum(p.numel() for p in model.parameters())
     return f"{path}: {params / 1e6:.0f}M parameters, vocabulary {logits.shape[-1]}"
 

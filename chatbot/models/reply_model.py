@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from chatbot.config import Settings
 from chatbot.errors import ModelUnavailableError
+from chatbot.meta_file import MetaFileError, read_meta
 from chatbot.models.offline import force_offline, package_dir
 
 if TYPE_CHECKING:
@@ -65,18 +66,13 @@ def _sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def read_meta(directory: Path) -> dict[str, Any] | None:
-    try:
-        return json.loads((directory / META_FILE).read_text())
-    except (OSError, ValueError):
-        return None
-
-
 def _cache_is_valid(directory: Path, gguf_sha256: str) -> bool:
-    meta = read_meta(directory)
+    try:
+        meta = read_meta(directory)
+    except MetaFileError:
+        return False
     return (
-        meta is not None
-        and meta.get("source_sha256") == gguf_sha256
+        meta.get("source_sha256") == gguf_sha256
         and meta.get("conversion_format") == CONVERSION_FORMAT
         and (directory / "model.safetensors").is_file()
         and (directory / "config.json").is_file()
@@ -94,7 +90,7 @@ def prepare_reply_model(settings: Settings, *, force: bool = False) -> PrepareRe
     gguf_sha256 = _sha256(gguf)
     target = converted_dir(settings)
     if not force and _cache_is_valid(target, gguf_sha256):
-        meta = read_meta(target) or {}
+        meta = read_meta(target)
         return PrepareResult(
             "reused",
             str(target),

@@ -36,7 +36,7 @@ def embed_texts(
         else model.get_sentence_embedding_dimension()
     )
     if not texts:
-        return np.zeros((0, dim), dtype=np.float32)
+        return np.zeros((0, dim or 0), dtype=np.float32)
     unique = list(dict.fromkeys(texts))
     vectors = model.encode(
         unique,
@@ -109,4 +109,5 @@ def embed_query(
     model: SentenceTransformer, message: str, history: Sequence[str], settings: RetrievalSettings
 ) -> np.ndarray:
     """The fused vector of one live query."""
-    return embed_contexts(model, [(message, history)], settings)[0]
+    vector: np.ndarray = embed_contexts(model, [(message, history)], settings)[0]
+    return vector

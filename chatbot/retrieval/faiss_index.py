@@ -3,25 +3,30 @@ for small collections, HNSW above `exact_max_pairs`, with the approximate index'
 recall@10 against exact search measured when it is built.
 
 Rows are positions 0..n-1; which training pair a row is belongs to the index
-version's `pairs.jsonl` (see `indexer`). Versioned directories and switching live in
-`store`; this module only builds, saves, loads and searches one set of vectors.
+version's `pairs.jsonl` (see `index_files`). Versioned directories and switching live in
+`versions`; this module only builds, saves, loads and searches one set of vectors.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, cast
 
 import numpy as np
 
 from chatbot.retrieval.settings import RetrievalSettings
+from chatbot.retrieval.versions import IndexDamagedError, describe_problem
+
+if TYPE_CHECKING:
+    import faiss
 
 
 @dataclass
 class DenseIndex:
     kind: str  # "exact" | "hnsw"
     vectors: np.ndarray  # (n, dim) float32 unit rows; kept for rescoring and rebuilding
-    index: object  # the faiss index
+    index: faiss.Index
 
     @property
     def size(self) -> int:
@@ -44,24 +49,27 @@ class DenseIndex:
 
     def cosine(self, query: np.ndarray, rows: np.ndarray) -> np.ndarray:
         """Exact cosines of `query` with the given rows."""
-        return self.vectors[rows] @ query
+        cosines: np.ndarray = self.vectors[rows] @ query
+        return cosines
 
 
 def choose_kind(n: int, settings: RetrievalSettings) -> str:
     return "exact" if n <= settings.exact_max_pairs else "hnsw"
 
 
-def build_faiss(vectors: np.ndarray, kind: str, settings: RetrievalSettings):
+def build_faiss(vectors: np.ndarray, kind: str, settings: RetrievalSettings) -> faiss.Index:
     import faiss
 
     vectors = np.ascontiguousarray(vectors, dtype=np.float32)
     dim = vectors.shape[1]
+    index: faiss.Index
     if kind == "exact":
         index = faiss.IndexFlatIP(dim)
     elif kind == "hnsw":
-        index = faiss.IndexHNSWFlat(dim, settings.hnsw_m, faiss.METRIC_INNER_PRODUCT)
-        index.hnsw.efConstruction = settings.hnsw_ef_construction
-        index.hnsw.efSearch = settings.hnsw_ef_search
+        hnsw = faiss.IndexHNSWFlat(dim, settings.hnsw_m, faiss.METRIC_INNER_PRODUCT)
+        hnsw.hnsw.efConstruction = settings.hnsw_ef_construction
+        hnsw.hnsw.efSearch = settings.hnsw_ef_search
+        index = hnsw
     else:  # pragma: no cover - guarded by choose_kind
         raise ValueError(f"unknown index kind {kind!r}")
     if len(vectors):
@@ -103,8 +111,6 @@ def load(directory: Path, kind: str, settings: RetrievalSettings) -> DenseIndex:
     file, or the two files disagreeing."""
     import faiss
 
-    from chatbot.retrieval.versions import IndexDamagedError, describe_problem
-
     vectors_file, index_file = directory / "vectors.npy", directory / "index.faiss"
     try:
         vectors = np.load(vectors_file, mmap_mode="r", allow_pickle=False)
@@ -126,6 +132,6 @@ def load(directory: Path, kind: str, settings: RetrievalSettings) -> DenseIndex:
             f"holds {index.ntotal} vectors of dimension {index.d}, "
             f"vectors.npy {vectors.shape[0]} of dimension {vectors.shape[1]}",
         )
-    if kind == "hnsw":
-        index.hnsw.efSearch = settings.hnsw_ef_search
+    if kind == "hnsw":  # read_index gives the HNSW index its own class
+        cast("faiss.IndexHNSWFlat", index).hnsw.efSearch = settings.hnsw_ef_search
     return DenseIndex(kind, vectors, index)

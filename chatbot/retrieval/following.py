@@ -18,11 +18,13 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from chatbot.errors import ChatbotError
+from chatbot.retrieval.index_files import store_root
+from chatbot.retrieval.retriever import PairRetriever, load_version
 from chatbot.retrieval.types import SearchResult
+from chatbot.retrieval.versions import VersionStore
 
 if TYPE_CHECKING:
     from chatbot.config import Settings
-    from chatbot.retrieval.retriever import PairRetriever
 
 log = logging.getLogger(__name__)
 
@@ -62,10 +64,6 @@ class FollowingRetriever:
             return False
         with self._lock:
             self._checked_at = now
-            from chatbot.retrieval.indexer import store_root
-            from chatbot.retrieval.retriever import load_version
-            from chatbot.retrieval.versions import VersionStore
-
             store = VersionStore(store_root(self.settings))
             name = store.current_name()  # None also when CURRENT names a version that is not there
             if name is None or name == self.current.version:

@@ -8,12 +8,20 @@ one is an IndexDamagedError naming the file. Fusing these scores with dense ones
 
 from __future__ import annotations
 
+import importlib
 import json
 import logging
 from collections.abc import Sequence
 from pathlib import Path
+from types import ModuleType
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+from chatbot.retrieval.versions import IndexDamagedError, describe_problem
+
+if TYPE_CHECKING:
+    from bm25s import BM25
 
 log = logging.getLogger(__name__)
 
@@ -31,8 +39,8 @@ BM25_FILES = (
 )
 
 
-def _bm25s():
-    import bm25s
+def _bm25s() -> ModuleType:
+    bm25s = importlib.import_module("bm25s")
 
     # bm25s sets its own logger to DEBUG on import; let the application decide.
     logging.getLogger("bm25s").setLevel(logging.NOTSET)
@@ -41,13 +49,16 @@ def _bm25s():
 
 def _tokenize(texts: Sequence[str]) -> list[list[str]]:
     bm25s = _bm25s()
-    return bm25s.tokenize(list(texts), stopwords="en", return_ids=False, show_progress=False)
+    tokens: list[list[str]] = bm25s.tokenize(
+        list(texts), stopwords="en", return_ids=False, show_progress=False
+    )
+    return tokens
 
 
 class LexicalIndex:
     """BM25 over a list of documents; row i is document i."""
 
-    def __init__(self, bm25, size: int):
+    def __init__(self, bm25: BM25 | None, size: int) -> None:
         self._bm25 = bm25
         self.size = size
 
@@ -73,8 +84,6 @@ class LexicalIndex:
     @classmethod
     def load(cls, directory: Path) -> LexicalIndex:
         """Load a saved index; IndexDamagedError names a missing or unreadable file."""
-        from chatbot.retrieval.versions import IndexDamagedError, describe_problem
-
         size_file = directory / SIZE_FILE
         try:
             size = int(size_file.read_text(encoding="utf-8").strip())

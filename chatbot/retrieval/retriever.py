@@ -1,15 +1,16 @@
 """The `Retriever` the dialogue manager and training use: history-aware dense + BM25
 search over one index version (BM25's weight as `chatbot index` chose it on the
-company's validation questions, unless set explicitly), with a citation on every hit and an out-of-scope
-verdict from the version's calibration (the hand-off gate of `scope.calibrate_gate`:
-the top dense cosine, or for older indexes the top fused score, against its threshold).
+company's validation questions, unless set explicitly), with a citation on every hit
+and an out-of-scope verdict from the version's calibration (the hand-off gate that
+`chatbot.indexing.gate.calibrate_gate` chose: the top dense cosine, or for older
+indexes the top fused score, against its threshold).
 
 `open_retriever(settings, database)` loads the current version and, given the store,
 refuses to serve an index whose pairs were deleted or changed since it was built
 (its citations would point at the wrong text). Queries are embedded with the model the
 index was built with: the configured embedder, or the adapted one `chatbot index
 --adapt` kept (meta.json names it); a model handed in by the caller is checked against
-the stored vectors. Building indexes is `indexer`'s job.
+the stored vectors. Building indexes is `chatbot.indexing`'s job.
 """
 
 from __future__ import annotations
@@ -17,22 +18,33 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from chatbot.config import Settings
+from chatbot.models.embedder import embedder_path, load_embedder
+from chatbot.pairs import PairRecord
 from chatbot.retrieval import faiss_index, fusion
-from chatbot.retrieval.embedding import embed_query, recent_turns
+from chatbot.retrieval.embedding import embed_contexts, embed_query, recent_turns
+from chatbot.retrieval.index_files import (
+    IndexMeta,
+    adapted_embedder_dir,
+    check_version,
+    load_meta,
+    load_records,
+    model_fingerprint,
+    store_root,
+)
 from chatbot.retrieval.lexical import LexicalIndex
-from chatbot.retrieval.scope import ScopeCalibration, Vocabulary
+from chatbot.retrieval.scope import ScopeCalibration, Vocabulary, unexplained_terms, words_of
+from chatbot.retrieval.stored_pairs import compare_pair_sets, load_pair_hashes
 from chatbot.retrieval.types import Citation, Hit, SearchResult
 from chatbot.retrieval.versions import IndexDamagedError, IndexStaleError, VersionStore
 
 if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer
 
-    from chatbot.retrieval.indexer import PairRecord
     from chatbot.store.database import Database
 
 log = logging.getLogger(__name__)
@@ -52,8 +64,8 @@ class PairRetriever:
         model: SentenceTransformer,
         calibration: ScopeCalibration | None,
         version: str | None = None,
-        fusion: dict | None = None,
-    ):
+        fusion: dict[str, Any] | None = None,
+    ) -> None:
         if dense.size != len(records) or lexical.size != len(records):
             raise IndexStaleError(
                 f"index version {version}: {dense.size} vectors, {lexical.size} lexical rows and {len(records)} pairs "
@@ -79,7 +91,12 @@ class PairRetriever:
 
     @classmethod
     def from_parts(
-        cls, settings: Settings, records, vectors: np.ndarray, model, calibration=None
+        cls,
+        settings: Settings,
+        records: Sequence[PairRecord],
+        vectors: np.ndarray,
+        model: SentenceTransformer,
+        calibration: ScopeCalibration | None = None,
     ) -> PairRetriever:
         """An in-memory retriever (used to calibrate a version before it is written)."""
         return cls(
@@ -174,19 +191,15 @@ class PairRetriever:
     def vocabulary(self) -> Vocabulary:
         """Every word of the indexed texts, lower-cased (built on first use)."""
         if self._vocabulary is None:
-            from chatbot.retrieval.scope import words_of
-
             words: set[str] = set()
             for r in self.records:
-                words |= words_of("\n".join([*r.history, r.message, r.reply]))
+                words |= words_of("\n".join([*r.history, r.message, r.target]))
             self._vocabulary = Vocabulary(words)
         return self._vocabulary
 
     def terms_unknown(self, query: str, nearest_questions: Sequence[str] | None = None) -> bool:
         """The message is about something no indexed conversation mentions (see
         `scope.unexplained_terms`); `nearest_questions` default to a search's."""
-        from chatbot.retrieval.scope import unexplained_terms
-
         if nearest_questions is None:
             nearest_questions = [
                 self.records[self._row_of[h.pair_id]].message
@@ -204,16 +217,16 @@ class PairRetriever:
     ) -> Hit:
         r = self.records[row]
         snippet = (
-            r.reply
-            if len(r.reply) <= self.rs.snippet_chars
-            else r.reply[: self.rs.snippet_chars - 1] + "…"
+            r.target
+            if len(r.target) <= self.rs.snippet_chars
+            else r.target[: self.rs.snippet_chars - 1] + "…"
         )
         citation = Citation(r.id, r.conversation_id, r.turn_index, r.source, score, snippet)
         return Hit(
             r.id,
             score,
             r.context_text,
-            r.reply,
+            r.target,
             citation,
             {"dense": dense, "lexical": lexical, "lexical_normalised": lexical_normalised},
         )
@@ -224,9 +237,6 @@ def load_version(
 ) -> PairRetriever:
     """A retriever over one version directory (no check against the store).
     IndexDamagedError names a missing or damaged file and the repair."""
-    from chatbot.models.embedder import embedder_path, load_embedder
-    from chatbot.retrieval.indexer import check_version, load_meta, load_records, model_fingerprint
-
     # Every file is read and checked before a model is loaded for it.
     meta, records, dense, lexical = check_version(
         version_dir, settings, load_meta(version_dir), load_records(version_dir)
@@ -238,15 +248,13 @@ def load_version(
         if meta["model"].get(
             "adapted_from"
         ):  # built with `chatbot index --adapt`: queries need that model
-            from chatbot.retrieval.indexer import _load, adapted_embedder_dir
-
             if adapted_embedder_dir(settings, meta["model"]) is None:
                 raise IndexStaleError(
                     f"index version {version_dir.name} was built with the adapted embedder {model_dir}, which is missing, "
                     f"changed, or adapted from another embedder than the configured {embedder_path(settings)}; "
                     "run: chatbot index --rebuild"
                 )
-            model = _load(model_dir)
+            model = load_embedder(settings, path=model_dir)
         else:
             configured = embedder_path(settings)
             if model_fingerprint(configured) != meta["model"]["fingerprint"]:
@@ -284,13 +292,15 @@ QUERY_MODEL_MIN_COSINE = 0.999
 
 
 def _check_query_model(
-    version_dir: Path, meta: dict, records: Sequence[PairRecord], model, settings: Settings
+    version_dir: Path,
+    meta: IndexMeta,
+    records: Sequence[PairRecord],
+    model: SentenceTransformer,
+    settings: Settings,
 ) -> None:
     """A caller-supplied embedder must be the one the index was built with (an index
     built with an adapted embedder and searched with the base one would cite the wrong
     pairs): the first indexed pair, embedded again, must land on its stored vector."""
-    from chatbot.retrieval.embedding import embed_contexts
-
     vectors_file = version_dir / "vectors.npy"
     if not records or not vectors_file.is_file():
         return
@@ -321,8 +331,6 @@ def check_against_store(
 ) -> int:
     """Raise IndexStaleError when indexed pairs were deleted or changed in the store;
     returns how many stored pairs the index does not hold yet."""
-    from chatbot.retrieval.indexer import compare_pair_sets, load_pair_hashes
-
     indexed = {r.id: r.content_hash for r in records}
     stored = load_pair_hashes(database, splits)
     new, deleted, changed = compare_pair_sets(indexed, stored)
@@ -349,13 +357,9 @@ def open_retriever(
     Raises IndexNotFoundError, telling the user to run `chatbot index`, when there is none,
     and IndexDamagedError, naming the file and `chatbot index --rebuild`, when a file of
     it (or the CURRENT pointer) is missing or damaged."""
-    from chatbot.retrieval.indexer import store_root
-
     version_dir = VersionStore(store_root(settings)).require_current()
     retriever = load_version(settings, version_dir, model=model)
     if database is not None:
-        from chatbot.retrieval.indexer import load_meta
-
         splits = load_meta(version_dir)["settings"]["index_splits"]
         check_against_store(version_dir, retriever.records, database, splits)
     return retriever

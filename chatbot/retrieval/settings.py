@@ -9,7 +9,7 @@ Only the values and their checks live here; the modules that use them read them 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import Field, model_validator
 
@@ -29,7 +29,7 @@ INDEX_DEFINING_KEYS = (
 class RetrievalSettings(Section):
     # What is indexed.
     index_splits: list[Literal["train", "val", "test"]] = Field(
-        default_factory=lambda: ["train"],
+        default_factory=lambda: list[Literal["train", "val", "test"]](["train"]),
         description="Which splits of the training pairs are indexed (val is used to calibrate out-of-scope).",
     )
     batch_size: int = Field(default=64, ge=1, le=4096, description="Texts per embedding batch.")
@@ -75,7 +75,7 @@ class RetrievalSettings(Section):
     hnsw_ef_construction: int = Field(default=80, ge=8)
     hnsw_ef_search: int = Field(default=128, ge=8)
 
-    # Out of scope: the hand-off gate (chatbot.retrieval.scope.calibrate_gate), chosen at index time.
+    # Out of scope: the hand-off gate (chatbot.indexing.gate.calibrate_gate), chosen at index time.
     oos_threshold: float = Field(
         default=0.5,
         ge=0.0,
@@ -190,6 +190,6 @@ class RetrievalSettings(Section):
             raise ValueError("index_splits must name at least one split")
         return self
 
-    def index_defining(self) -> dict:
+    def index_defining(self) -> dict[str, Any]:
         """The values that shape the stored index, as written to meta.json."""
         return {key: getattr(self, key) for key in INDEX_DEFINING_KEYS}

@@ -10,7 +10,7 @@ CURRENT is replaced (write to a temp file, rename), so a reader sees the old ver
 or the new one, never half of one. A build in progress holds an advisory lock on
 `.building-*/.lock`; a staging directory whose lock nobody holds (its build was killed)
 is deleted by the next build, and is never taken for a version. What goes inside a
-version is `indexer`'s job.
+version is `index_files`' job (reading) and `chatbot.indexing`'s (writing).
 """
 
 from __future__ import annotations
@@ -23,8 +23,19 @@ import shutil
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 from chatbot.errors import ChatbotError
+from chatbot.meta_file import describe_problem
+
+__all__ = [
+    "IndexDamagedError",
+    "IndexNotFoundError",
+    "IndexStaleError",
+    "VersionStore",
+    "describe_problem",
+    "write_json_atomic",
+]
 
 log = logging.getLogger(__name__)
 
@@ -55,12 +66,12 @@ class IndexDamagedError(ChatbotError):
         self.problem = problem
 
 
-def describe_problem(exc: BaseException) -> str:
-    """One line about why a file could not be read."""
-    if isinstance(exc, FileNotFoundError):
-        return "missing"
-    text = " ".join(str(exc).split()) or type(exc).__name__
-    return text if len(text) <= 200 else text[:199] + "…"
+def _number(name: str) -> int:
+    """The number of a version name (`v0012` -> 12); ValueError for anything else."""
+    match = _VERSION.match(name)
+    if match is None:
+        raise ValueError(f"{name!r} is not a version name")
+    return int(match.group(1))
 
 
 def _try_lock(fd: int) -> bool:
@@ -76,7 +87,7 @@ def _try_lock(fd: int) -> bool:
     return True
 
 
-def write_json_atomic(path: Path, payload: dict) -> None:
+def write_json_atomic(path: Path, payload: dict[str, Any]) -> None:
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
@@ -97,7 +108,7 @@ class VersionStore:
         if not self.root.is_dir():
             return []
         names = [p.name for p in self.root.iterdir() if p.is_dir() and _VERSION.match(p.name)]
-        return sorted(names, key=lambda n: int(_VERSION.match(n).group(1)))
+        return sorted(names, key=_number)
 
     def _pointer(self) -> str | None:
         """The name CURRENT holds (None when there is no CURRENT file)."""
@@ -193,7 +204,7 @@ class VersionStore:
 
     def next_name(self) -> str:
         existing = self.versions()
-        number = int(_VERSION.match(existing[-1]).group(1)) + 1 if existing else 1
+        number = _number(existing[-1]) + 1 if existing else 1
         return f"v{number:04d}"
 
     def commit(self, staged: Path) -> str:

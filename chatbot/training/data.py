@@ -9,24 +9,14 @@ import hashlib
 import statistics
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from chatbot.pairs import PairRecord
 from chatbot.training import TrainingError
 from chatbot.training.settings import TrainingSettings
 
-
-@dataclass(frozen=True)
-class PairRecord:
-    """One stored training pair, detached from the database session."""
-
-    id: int
-    source: str
-    origin: str
-    split: str
-    context: list[dict[str, str]]  # oldest first; the last item is the customer message
-    target: str  # the agent's reply in slotted form (chatbot.ingest.specifics) when it has one
-    quality: float | None = None
-    weight: float = 1.0
+if TYPE_CHECKING:
+    from chatbot.store.database import Database
 
 
 @dataclass
@@ -58,7 +48,7 @@ def quality_multipliers(pairs: list[PairRecord], scale: float) -> dict[int, floa
     return out
 
 
-def load_training_data(database: Any, cfg: TrainingSettings) -> TrainingData:
+def load_training_data(database: Database, cfg: TrainingSettings) -> TrainingData:
     """The train pairs (weighted) and the fixed validation subset, or TrainingError."""
     from sqlalchemy import select
 

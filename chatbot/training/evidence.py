@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING
 
 from chatbot.errors import ChatbotError
-from chatbot.training.data import PairRecord
+from chatbot.pairs import PairRecord
 
 if TYPE_CHECKING:
     from chatbot.config import Settings

@@ -9,7 +9,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, cast
 
-from chatbot.training.data import PairRecord
+from chatbot.pairs import PairRecord
 from chatbot.training.noise import add_noise
 from chatbot.training.prompt import PromptFormat, build_messages
 from chatbot.training.settings import TrainingSettings

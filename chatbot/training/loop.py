@@ -21,8 +21,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from chatbot.pairs import PairRecord
 from chatbot.training import checkpoints as ck
-from chatbot.training.data import PairRecord, TrainingData
+from chatbot.training.data import TrainingData
 from chatbot.training.distributed import DistInfo, all_reduce
 from chatbot.training.examples import Encoded, collate, encode_pair
 from chatbot.training.model import (

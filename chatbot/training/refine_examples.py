@@ -20,7 +20,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from chatbot.training.data import PairRecord
+from chatbot.pairs import PairRecord
 from chatbot.training.settings import TrainingSettings
 
 EXACT = "exact"

@@ -2,14 +2,12 @@
 kept only where it measurably helps.
 
 `adapt_embedder` does, in order:
-  1. reads the stored pairs of the `train` split (anchor = the customer context as the
-     indexer embeds it: the message and its recent turns, fused with the history
-     weights; positive = the agent reply) and of the `val` split; too few of either is
-     an `AdaptError` before anything is trained or written;
-  2. fine-tunes a copy of the configured embedder with sentence-transformers'
-     MultipleNegativesRankingLoss (in-batch negatives; a batch never holds two equal
-     replies or messages, which would be false negatives), bounded by
-     `retrieval.adapt_max_steps` and `retrieval.adapt_max_minutes`;
+  1. reads the stored pairs of the `train` split and of the `val` split; too few of
+     either is an `AdaptError` before anything is trained or written;
+  2. fine-tunes a copy of the configured embedder (customer message -> agent reply) with
+     sentence-transformers' trainer and MultipleNegativesRankingLoss (in-batch
+     negatives; a batch never holds one text twice, which would be a false negative),
+     bounded by `retrieval.adapt_max_steps` and `retrieval.adapt_max_minutes`;
   3. measures both embedders the way serving searches (dense + BM25 fusion over an
      in-memory index of the train pairs) on the validation pairs, judged independently
      of the adapted model: the base embedder's cosine between the top retrieved reply
@@ -22,15 +20,15 @@ kept only where it measurably helps.
 
 `adapt_and_index` (what the CLI runs) then rebuilds the index with a kept embedder and
 drops embedder versions no index version uses any more. Using the adapted embedder for
-queries is `retriever`'s job (it loads the model the index's meta.json names); incremental
-index updates are `indexer`'s.
+queries is `chatbot.retrieval.retriever`'s job (it loads the model the index's meta.json
+names); incremental index updates are `builder`'s; the training loop is the library's
+(`contrastive`).
 """
 
 from __future__ import annotations
 
 import logging
 import math
-import random
 import re
 import shutil
 import time
@@ -38,25 +36,32 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from chatbot.config import Settings
 from chatbot.errors import ChatbotError
-from chatbot.retrieval.embedding import embed_contexts, embed_texts, history_weights, recent_turns
-from chatbot.retrieval.indexer import (
+from chatbot.indexing.builder import update_index
+from chatbot.indexing.contrastive import fine_tune_pairs
+from chatbot.meta_file import MetaFileError, read_meta
+from chatbot.models.embedder import embedder_path, load_embedder
+from chatbot.pairs import PairRecord
+from chatbot.retrieval import faiss_index
+from chatbot.retrieval.embedding import embed_contexts, embed_texts
+from chatbot.retrieval.index_files import (
     ADAPTED_MADE_BY,
-    PairRecord,
-    _load,
+    IndexMeta,
     describe_embedder,
-    load_pairs,
-    pair_set_hash,
-    read_meta,
+    load_meta,
+    load_records,
     store_root,
-    update_index,
+    vectors_incompatible,
 )
-from chatbot.retrieval.versions import VersionStore, write_json_atomic
+from chatbot.retrieval.lexical import LexicalIndex
+from chatbot.retrieval.retriever import PairRetriever
+from chatbot.retrieval.stored_pairs import load_pairs, pair_set_hash
+from chatbot.retrieval.versions import IndexDamagedError, VersionStore, write_json_atomic
 
 if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer
@@ -79,23 +84,34 @@ class AdaptReport:
     kept: bool
     reason: str
     metric: str
-    base: dict  # figures of the base embedder on the validation pairs
-    adapted: dict  # the same for the adapted embedder
+    base: dict[str, Any]  # figures of the base embedder on the validation pairs
+    adapted: dict[str, Any]  # the same for the adapted embedder
     gain: float  # adapted - base of `metric`
     gain_stderr: float  # standard error of the paired per-pair differences
     min_gain: float
     min_gain_stderrs: float
-    counts: dict
-    training: dict
-    base_model: dict
+    counts: dict[str, int]
+    training: dict[str, Any]
+    base_model: IndexMeta
     seconds: float
     embedder_version: str | None = None
     embedder_path: str | None = None
-    index: dict | None = None  # the index rebuild's report, when the embedder was kept
+    index: dict[str, Any] | None = None  # the index rebuild's report, when the embedder was kept
     pruned_embedders: list[str] = field(default_factory=list)
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+@dataclass
+class KeptEmbedder:
+    """An adapted embedder that was kept: where it was saved, and the train pairs'
+    vectors it gives (the index rebuilt with it need not embed them again)."""
+
+    model: SentenceTransformer
+    directory: Path
+    pair_ids: list[int]
+    vectors: np.ndarray
 
 
 def embedders_root(settings: Settings) -> Path:
@@ -110,32 +126,6 @@ def _normalise(text: str) -> str:
 # Training
 
 
-def _batches(records: Sequence[PairRecord], batch_size: int, rng: random.Random) -> list[list[int]]:
-    """One epoch of batches in random order; no batch holds two equal replies or two
-    equal messages (each would be the other's false negative). A pair that does not
-    fit waits for the next batch."""
-    from collections import deque
-
-    pending = deque(rng.sample(range(len(records)), len(records)))
-    keys = [(_normalise(r.reply), _normalise(r.message)) for r in records]
-    batches: list[list[int]] = []
-    while pending:
-        batch, replies, messages, waiting = [], set(), set(), []
-        while pending and len(batch) < batch_size and len(waiting) < 4 * batch_size:
-            i = pending.popleft()
-            reply, message = keys[i]
-            if reply in replies or message in messages:
-                waiting.append(i)
-                continue
-            batch.append(i)
-            replies.add(reply)
-            messages.add(message)
-        pending.extendleft(reversed(waiting))
-        if len(batch) >= 2:
-            batches.append(batch)
-    return batches
-
-
 def train_contrastive(
     model: SentenceTransformer,
     records: Sequence[PairRecord],
@@ -143,125 +133,41 @@ def train_contrastive(
     *,
     seed: int = 0,
     progress: bool = False,
-) -> dict:
-    """Fine-tune `model` in place: context -> reply, MultipleNegativesRankingLoss with
-    in-batch negatives. Stops at `adapt_max_steps` or, at a step boundary, after
-    `adapt_max_minutes`. Returns what happened."""
-    import torch
-    import torch.nn.functional as F
-    from sentence_transformers.sentence_transformer.losses import MultipleNegativesRankingLoss
-    from tqdm.auto import tqdm
-
+) -> dict[str, Any]:
+    """Fine-tune `model` in place: customer message -> agent reply (the message is what
+    the indexed context vector is mostly made of), MultipleNegativesRankingLoss with
+    in-batch negatives (`contrastive.fine_tune_pairs`). Stops at `adapt_max_steps` or,
+    at a step boundary, after `adapt_max_minutes`. Returns what happened."""
     rs = settings.retrieval
-    torch.manual_seed(seed)
-    rng = random.Random(seed)
-    loss_fn = MultipleNegativesRankingLoss(model)
-    max_steps, max_seconds = rs.adapt_max_steps, rs.adapt_max_minutes * 60
-    contexts = [(r.message, recent_turns(r.history, rs)) for r in records]
-
-    def encode(texts: list[str]) -> torch.Tensor:
-        features = (
-            model.preprocess(texts) if hasattr(model, "preprocess") else model.tokenize(texts)
-        )
-        return F.normalize(model(dict(features))["sentence_embedding"], dim=-1)
-
-    def anchors(batch: list[int]) -> torch.Tensor:
-        # The same fusion as `embedding.embed_contexts`, differentiable through the
-        # message; the earlier turns (30% of the vector by default) are embedded
-        # without gradients, which saves a fifth of each step.
-        messages = encode([contexts[i][0] for i in batch])
-        turns = [turn for i in batch for turn in contexts[i][1]]
-        if turns:
-            with torch.no_grad():
-                turn_vectors = encode(turns)
-        fused, cursor = [], 0
-        for row, i in enumerate(batch):
-            n = len(contexts[i][1])
-            own, weights = history_weights(n, rs)
-            vector = own * messages[row]
-            if n:
-                newest_first = turn_vectors[cursor : cursor + n].flip(0)[: len(weights)]
-                vector = vector + torch.as_tensor(weights) @ newest_first
-            cursor += n
-            fused.append(vector)
-        return F.normalize(torch.stack(fused), dim=-1)
-
-    def learning_rate(step: int, elapsed: float) -> float:
-        # Warm up over the first tenth, then decay linearly to zero, of whichever
-        # budget (steps or minutes) runs out first.
-        done = max(step / max_steps, elapsed / max_seconds)
-        warm = min(1.0, max((step + 1) / max_steps, elapsed / max_seconds) / 0.1)
-        return rs.adapt_learning_rate * warm * min(1.0, max(0.0, (1.0 - done) / 0.9))
-
-    first = model[0]
-    saved_length = getattr(first, "max_seq_length", None)
-    if saved_length is not None:
-        first.max_seq_length = min(saved_length, rs.adapt_max_seq_length)
-    word_embeddings = getattr(
-        getattr(getattr(first, "auto_model", None), "embeddings", None), "word_embeddings", None
+    run = fine_tune_pairs(
+        model,
+        [r.message for r in records],
+        [r.target for r in records],
+        batch_size=rs.adapt_batch_size,
+        learning_rate=rs.adapt_learning_rate,
+        max_steps=rs.adapt_max_steps,
+        max_seconds=rs.adapt_max_minutes * 60,
+        max_seq_length=rs.adapt_max_seq_length,
+        seed=seed,
+        progress=progress,
     )
-    frozen = list(word_embeddings.parameters()) if word_embeddings is not None else []
-    for p in frozen:  # half of MiniLM's weights, little to gain from them in a few hundred steps
-        p.requires_grad_(False)
-    params = [p for p in model.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(params, lr=rs.adapt_learning_rate, weight_decay=0.01)
-    model.train()
-    started = time.monotonic()
-    step, losses, stopped_by = 0, [], "steps"
-    bar = tqdm(
-        total=max_steps,
-        desc="adapting the embedder",
-        unit="step",
-        disable=not progress,
-        leave=False,
-    )
-    try:
-        while step < max_steps and stopped_by == "steps":
-            epoch = _batches(records, rs.adapt_batch_size, rng)
-            if not epoch:
-                break
-            for batch in epoch:
-                if step >= max_steps:
-                    break
-                elapsed = time.monotonic() - started
-                if elapsed > max_seconds:
-                    stopped_by = "minutes"
-                    break
-                for group in optimizer.param_groups:
-                    group["lr"] = learning_rate(step, elapsed)
-                loss = loss_fn.compute_loss_from_embeddings(
-                    [anchors(batch), encode([records[i].reply for i in batch])], None
-                )
-                loss.backward()
-                torch.nn.utils.clip_grad_norm_(params, 1.0)
-                optimizer.step()
-                optimizer.zero_grad(set_to_none=True)
-                losses.append(float(loss.detach()))
-                step += 1
-                bar.update(1)
-                bar.set_postfix(loss=f"{losses[-1]:.3f}")
-    finally:
-        bar.close()
-        model.eval()
-        for p in frozen:
-            p.requires_grad_(True)
-        if saved_length is not None:
-            first.max_seq_length = saved_length
+    losses = run.losses
     head = losses[: max(1, len(losses) // 10)]
     tail = losses[-max(1, len(losses) // 10) :]
     return {
-        "steps": step,
-        "max_steps": max_steps,
+        "steps": run.steps,
+        "max_steps": rs.adapt_max_steps,
         "max_minutes": rs.adapt_max_minutes,
-        "stopped_by": stopped_by,
-        "seconds": round(time.monotonic() - started, 2),
+        "stopped_by": run.stopped_by,
+        "seconds": run.seconds,
         "batch_size": rs.adapt_batch_size,
         "learning_rate": rs.adapt_learning_rate,
         "max_seq_length": rs.adapt_max_seq_length,
-        "loss": "MultipleNegativesRankingLoss (in-batch negatives)",
+        "loss": "MultipleNegativesRankingLoss (in-batch negatives, no duplicate texts in a batch)",
+        "trainer": "sentence-transformers SentenceTransformerTrainer",
         "loss_first": float(np.mean(head)) if losses else None,
         "loss_last": float(np.mean(tail)) if losses else None,
-        "epochs": round(step * rs.adapt_batch_size / max(1, len(records)), 2),
+        "epochs": round(run.epochs, 2),
     }
 
 
@@ -276,17 +182,13 @@ def measure(
     train: Sequence[PairRecord],
     val: Sequence[PairRecord],
     *,
-    lexical=None,
+    lexical: LexicalIndex | None = None,
     train_vectors: np.ndarray | None = None,
     progress: bool = False,
-) -> tuple[dict, np.ndarray, np.ndarray]:
+) -> tuple[dict[str, Any], np.ndarray, np.ndarray]:
     """Search the train pairs for every validation pair with `model` (dense + BM25 fusion,
     as served) and judge the top replies with `judge` and exact matching. Returns
     (figures, per-pair judge cosine of the top reply, the train pairs' vectors)."""
-    from chatbot.retrieval import faiss_index
-    from chatbot.retrieval.lexical import LexicalIndex
-    from chatbot.retrieval.retriever import PairRetriever
-
     rs = settings.retrieval
     if train_vectors is None:
         train_vectors = embed_contexts(
@@ -299,22 +201,22 @@ def measure(
         settings, train, faiss_index.build(train_vectors, rs), lexical, model, None
     )
     row_of = {r.id: row for row, r in enumerate(train)}
-    train_replies = [_normalise(r.reply) for r in train]
+    train_replies = [_normalise(r.target) for r in train]
     tops, exact_1, exact_k, with_duplicate = [], 0, 0, 0
     known = set(train_replies)
     for pair, vector in zip(val, val_vectors):
         result = retriever.search_vector(vector, pair.message, history=pair.history, k=RECALL_K)
         rows = [row_of[h.pair_id] for h in result.hits]
         tops.append(rows[0] if rows else None)
-        want = _normalise(pair.reply)
+        want = _normalise(pair.target)
         if want in known:
             with_duplicate += 1
             exact_1 += bool(rows) and train_replies[rows[0]] == want
             exact_k += any(train_replies[r] == want for r in rows)
     got = embed_texts(
-        judge, [train[r].reply if r is not None else "" for r in tops], batch_size=rs.batch_size
+        judge, [train[r].target if r is not None else "" for r in tops], batch_size=rs.batch_size
     )
-    want_vectors = embed_texts(judge, [p.reply for p in val], batch_size=rs.batch_size)
+    want_vectors = embed_texts(judge, [p.target for p in val], batch_size=rs.batch_size)
     similarity = (got * want_vectors).sum(1)
     figures = {
         "reply_similarity": float(similarity.mean()),
@@ -339,33 +241,28 @@ def _sample(records: list[PairRecord], n: int) -> list[PairRecord]:
 
 
 def _current_vectors(
-    settings: Settings, base_model_info: dict, train: Sequence[PairRecord]
+    settings: Settings, base_model_info: IndexMeta, train: Sequence[PairRecord]
 ) -> np.ndarray | None:
     """The current index's vectors when they are exactly what the base embedder would
     give the train pairs (same embedder, settings and pairs): saves embedding them again."""
-    from chatbot.retrieval.indexer import read_pairs, vectors_incompatible
-
     current = VersionStore(store_root(settings)).current()
     if current is None:
         return None
     try:
-        meta = read_meta(current)
+        meta = load_meta(current)
         same = vectors_incompatible(
             meta, base_model_info["fingerprint"], settings.retrieval
-        ) is None and [(r.id, r.content_hash) for r in read_pairs(current)] == [
+        ) is None and [(r.id, r.content_hash) for r in load_records(current)] == [
             (r.id, r.content_hash) for r in train
         ]
         return np.load(current / "vectors.npy") if same else None
-    except (OSError, ValueError, KeyError):
+    except (IndexDamagedError, OSError, ValueError):
         return None
 
 
 def _adapt(
     settings: Settings, database: Database, *, progress: bool
-) -> tuple[AdaptReport, tuple | None]:
-    from chatbot.models.embedder import embedder_path, load_embedder
-    from chatbot.retrieval.lexical import LexicalIndex
-
+) -> tuple[AdaptReport, KeptEmbedder | None]:
     started = time.monotonic()
     rs = settings.retrieval
     train = load_pairs(database, ["train"])
@@ -398,7 +295,7 @@ def _adapt(
         progress=progress,
     )
 
-    adapted = _load(base_path)
+    adapted = load_embedder(settings, path=base_path)  # a second copy, trained in place
     training = train_contrastive(adapted, train, settings, progress=progress)
     log.info("measuring the adapted embedder on %d validation pairs", len(measured))
     adapted_figures, adapted_similarity, adapted_vectors = measure(
@@ -441,14 +338,19 @@ def _adapt(
         seconds=0.0,
     )
     report.seconds = round(time.monotonic() - started, 2)
-    if kept:
-        directory = _save(settings, adapted, report, train, measured)
-        report.embedder_version, report.embedder_path = directory.name, str(directory)
-    return report, (adapted, ([r.id for r in train], adapted_vectors)) if kept else None
+    if not kept:
+        return report, None
+    directory = _save(settings, adapted, report, train, measured)
+    report.embedder_version, report.embedder_path = directory.name, str(directory)
+    return report, KeptEmbedder(adapted, directory, [r.id for r in train], adapted_vectors)
 
 
 def _save(
-    settings: Settings, model: SentenceTransformer, report: AdaptReport, train, measured
+    settings: Settings,
+    model: SentenceTransformer,
+    report: AdaptReport,
+    train: Sequence[PairRecord],
+    measured: Sequence[PairRecord],
 ) -> Path:
     """Write the adapted embedder and its meta.json to a temporary directory, then rename
     it to the next `<home>/embedders/vNNNN`."""
@@ -509,7 +411,7 @@ def prune_embedders(settings: Settings, keep: Sequence[str] = ()) -> list[str]:
             used.add(
                 Path(read_meta(index_store.root / name).get("model", {}).get("path", "")).resolve()
             )
-        except (OSError, ValueError):
+        except MetaFileError:
             continue
     doomed = [
         name
@@ -528,17 +430,16 @@ def adapt_and_index(
     embedder (the index's meta.json then names it); when not, leave the index alone."""
     report, kept = _adapt(settings, database, progress=progress)
     if kept is not None:
-        model, precomputed = kept
-        path = Path(report.embedder_path)
+        path = kept.directory
         index = update_index(
             settings,
             database,
             rebuild=True,
-            model=model,
+            model=kept.model,
             model_path=path,
             progress=progress,
             calibrate=calibrate,
-            precomputed=precomputed,
+            precomputed=(kept.pair_ids, kept.vectors),
         )
         index.reason = f"adapted embedder {path.name}"
         report.index = index.to_dict()

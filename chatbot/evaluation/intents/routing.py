@@ -11,7 +11,7 @@ out-of-scope recall and in-scope accuracy at that threshold; optionally the same
 a deterministically typo-noised copy of the test requests.
 
 Routers ("method"):
-  fusion    feature fusion (`intent_features`): TF-IDF word and character n-grams
+  fusion    feature fusion (`features`): TF-IDF word and character n-grams
             beside the plain embedding, a linear SVM on top; the default, because
             it measurably beats logreg (docs/retrieval.md has the figures);
   knn       nearest labelled request in a FAISS index of the plain embeddings;
@@ -34,15 +34,19 @@ import json
 import logging
 import random
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, TypedDict, Unpack
 
 import numpy as np
 
 from chatbot.errors import InputError
-from chatbot.retrieval.scope import ScopeCalibration, calibrate
+from chatbot.evaluation.intents.features import LexicalDenseFeatures
+from chatbot.evaluation.intents.finetune import fine_tune_classifier
+from chatbot.indexing.gate import calibrate
+from chatbot.retrieval.embedding import embed_texts
+from chatbot.retrieval.scope import ScopeCalibration
 
 if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer
@@ -139,6 +143,23 @@ class Routing:
     confidence: np.ndarray  # higher = more likely in scope
 
 
+class RouterOptions(TypedDict, total=False):
+    """The keyword options of `IntentRouter` that `evaluate` and `cross_validate` pass on."""
+
+    max_train_seconds: float
+    epochs: float
+    batch_size: int
+    seed: int
+    progress: bool
+    cache: dict[str, np.ndarray] | None
+    svm_c: float
+    embedding_weight: float
+    similarity_weight: float
+
+
+ModelFactory = Callable[[], "SentenceTransformer"]
+
+
 class IntentRouter:
     """Routes requests to the intents of a training set."""
 
@@ -171,13 +192,11 @@ class IntentRouter:
         self.svm_c = svm_c
         self.embedding_weight = embedding_weight
         self.similarity_weight = similarity_weight
-        self.train_report: dict = {}
+        self.train_report: dict[str, Any] = {}
         # text -> vector, shared across folds; only for the frozen embedder.
         self.cache = cache if method != "finetune" else None
 
     def _embed(self, texts: Sequence[str]) -> np.ndarray:
-        from chatbot.retrieval.embedding import embed_texts
-
         if self.cache is None:
             return embed_texts(self.model, list(texts), batch_size=128, progress=self.progress)
         missing = list(dict.fromkeys(t for t in texts if t not in self.cache))
@@ -196,8 +215,6 @@ class IntentRouter:
         y = np.array([index[i.intent] for i in items])
         self.in_scope = np.array([c != OOS for c in self.classes])
         if self.method == "finetune":
-            from chatbot.retrieval.finetune import fine_tune_classifier
-
             report = fine_tune_classifier(
                 self.model,
                 texts,
@@ -223,8 +240,6 @@ class IntentRouter:
             )
         if self.method == "fusion":
             from sklearn.svm import LinearSVC
-
-            from chatbot.retrieval.intent_features import LexicalDenseFeatures
 
             self._features = LexicalDenseFeatures(self.embedding_weight).fit(texts)
             self._clf = LinearSVC(C=self.svm_c).fit(self._features.transform(texts, vectors), y)
@@ -295,7 +310,7 @@ class IntentRouter:
 
 def stratified_split(
     items: Sequence[LabelledRequest], fraction: float, seed: int = 0
-) -> tuple[list, list]:
+) -> tuple[list[LabelledRequest], list[LabelledRequest]]:
     """(kept, held out): `fraction` of every intent held out, deterministically."""
     by_intent: dict[str, list[int]] = {}
     for n, item in enumerate(items):
@@ -331,13 +346,17 @@ def stratified_folds(
 
 def score(
     routing: Routing, items: Sequence[LabelledRequest], calibration: ScopeCalibration | None
-) -> dict:
+) -> dict[str, Any]:
     from sklearn.metrics import f1_score
 
     truth = np.array([i.intent for i in items])
     pred = np.array(routing.labels)
     inside = truth != OOS
-    result: dict = {"n": len(items), "n_in_scope": int(inside.sum()), "n_oos": int((~inside).sum())}
+    result: dict[str, Any] = {
+        "n": len(items),
+        "n_in_scope": int(inside.sum()),
+        "n_oos": int((~inside).sum()),
+    }
     if inside.any():
         result["accuracy"] = float((pred[inside] == truth[inside]).mean())
         result["macro_f1"] = float(f1_score(truth[inside], pred[inside], average="macro"))
@@ -355,20 +374,20 @@ def score(
 @dataclass
 class IntentEvaluation:
     method: str
-    clean: dict
-    noisy: dict | None = None
-    calibration: dict | None = None
+    clean: dict[str, Any]
+    noisy: dict[str, Any] | None = None
+    calibration: dict[str, Any] | None = None
     validation: str = ""
     train_seconds: float = 0.0
-    train_report: dict = field(default_factory=dict)
-    counts: dict = field(default_factory=dict)
+    train_report: dict[str, Any] = field(default_factory=dict)
+    counts: dict[str, Any] = field(default_factory=dict)
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, Any]:
         return {k: v for k, v in self.__dict__.items()}
 
 
 def evaluate(
-    model_factory,
+    model_factory: ModelFactory,
     train: Sequence[LabelledRequest],
     test: Sequence[LabelledRequest],
     val: Sequence[LabelledRequest] | None = None,
@@ -378,14 +397,14 @@ def evaluate(
     val_fraction: float = 0.1,
     calibration_folds: int = 5,
     min_oos_recall: float | None = None,
-    **router_options,
+    **router_options: Unpack[RouterOptions],
 ) -> IntentEvaluation:
     """Train on `train`, choose the out-of-scope threshold on validation routings,
     score `test`. The validation routings are those of `val`; when `val` is absent and
     the test needs a threshold, the out-of-fold routings of `train` under
     `calibration_folds`-fold cross-validation (a frozen embedder makes that cheap), or
     for `finetune` those of a `val_fraction` slice carved from train. The threshold
-    criterion is `scope.calibrate`'s (`min_oos_recall`). `model_factory()` returns a
+    criterion is `chatbot.indexing.gate.calibrate`'s (`min_oos_recall`). `model_factory()` returns a
     fresh embedder (fine-tuning changes it)."""
     needs_threshold = any(i.intent == OOS for i in test)
     if not any(i.intent != OOS for i in train):
@@ -413,7 +432,12 @@ def evaluate(
     if val is not None:
         routed, val_truth = router.route([i.text for i in val]), np.array([i.intent for i in val])
     calibration = None
-    if routed is not None and (val_truth == OOS).any() and (val_truth != OOS).any():
+    if (
+        routed is not None
+        and val_truth is not None
+        and (val_truth == OOS).any()
+        and (val_truth != OOS).any()
+    ):
         calibration = calibrate(
             routed.confidence,
             val_truth != OOS,
@@ -448,15 +472,22 @@ def evaluate(
     )
 
 
-def _sharing_one_embedder(model_factory, router_options: dict) -> tuple:
+def _sharing_one_embedder(
+    model_factory: ModelFactory, router_options: RouterOptions
+) -> tuple[ModelFactory, RouterOptions]:
     """(factory, options) under which every router uses one embedder and one text ->
     vector cache, so each text is embedded once; only for a frozen embedder."""
     shared = model_factory()
-    return (lambda: shared), {"cache": {}, **router_options}
+    options: RouterOptions = {"cache": {}, **router_options}
+    return (lambda: shared), options
 
 
 def _out_of_fold_routings(
-    model_factory, items: Sequence[LabelledRequest], folds: int, method: str, router_options: dict
+    model_factory: ModelFactory,
+    items: Sequence[LabelledRequest],
+    folds: int,
+    method: str,
+    router_options: RouterOptions,
 ) -> tuple[Routing, np.ndarray]:
     """Each item routed by a router trained on the other folds."""
     labels: list[str] = [""] * len(items)
@@ -473,29 +504,37 @@ def _out_of_fold_routings(
 
 
 def cross_validate(
-    model_factory,
+    model_factory: ModelFactory,
     items: Sequence[LabelledRequest],
     folds: int,
     *,
     method: str = DEFAULT_METHOD,
     noise: str | None = None,
-    **router_options,
-) -> dict:
+    min_oos_recall: float | None = None,
+    **router_options: Unpack[RouterOptions],
+) -> dict[str, Any]:
     """`folds`-fold stratified cross-validation on one labelled file. With a frozen
     embedder (every method but finetune) every text is embedded once for all folds."""
-    per_fold = []
+    per_fold: list[dict[str, Any]] = []
     if method != "finetune":
         model_factory, router_options = _sharing_one_embedder(model_factory, router_options)
-    for n, rows in enumerate(stratified_folds(items, folds)):
-        held = set(rows)
-        test = [items[i] for i in rows]
+    for n, held_rows in enumerate(stratified_folds(items, folds)):
+        held = set(held_rows)
+        test = [items[i] for i in held_rows]
         train = [it for i, it in enumerate(items) if i not in held]
         result = evaluate(
-            model_factory, train, test, None, method=method, noise=noise, **router_options
+            model_factory,
+            train,
+            test,
+            None,
+            method=method,
+            noise=noise,
+            min_oos_recall=min_oos_recall,
+            **router_options,
         )
         log.info("fold %d/%d: %s", n + 1, folds, result.clean)
         per_fold.append(result.to_dict())
-    summary: dict = {}
+    summary: dict[str, Any] = {}
     for part in ("clean", "noisy"):
         rows = [f[part] for f in per_fold if f.get(part)]
         if not rows:

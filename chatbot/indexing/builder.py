@@ -1,0 +1,286 @@
+"""Building the retrieval index from the store's training pairs: a full build, an
+incremental add of new pairs, or a rebuild when the index no longer matches.
+
+One call of `update_index` reads the pairs of the indexed splits, compares them with
+the current version's pair set (ids and content hashes), and then:
+  - nothing current, `rebuild=True`, another embedder or other index settings,
+    or pairs deleted/changed since the last build  -> full rebuild (new version);
+  - only new pairs                                  -> embed just those, new version;
+  - nothing new                                     -> unchanged.
+Each new version is written beside the old one and switched to only when complete.
+A current version with a missing or damaged file is an IndexDamagedError naming the
+file; `rebuild=True` builds a fresh version without reading it (the repair).
+An index built with an embedder adapted by `chatbot index --adapt` keeps using it
+(meta.json names it and the base it came from) while that base is the configured one.
+How a version's files look and are read back is `chatbot.retrieval.index_files`';
+the gate and fusion chosen for a version are `calibration`'s; searching is
+`chatbot.retrieval.retriever`'s.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from chatbot.config import Settings
+from chatbot.indexing.calibration import calibrate_index_gate, choose_fusion
+from chatbot.models.embedder import embedder_path, load_embedder
+from chatbot.pairs import PairRecord
+from chatbot.retrieval import faiss_index
+from chatbot.retrieval.embedding import embed_contexts
+from chatbot.retrieval.index_files import (
+    FORMAT,
+    IndexMeta,
+    adapted_embedder_dir,
+    check_version,
+    describe_embedder,
+    load_meta,
+    load_records,
+    record_to_row,
+    store_root,
+    vectors_incompatible,
+)
+from chatbot.retrieval.lexical import LexicalIndex
+from chatbot.retrieval.settings import RetrievalSettings
+from chatbot.retrieval.stored_pairs import (
+    compare_pair_sets,
+    load_pair_hashes,
+    load_pairs,
+    pair_set_hash,
+)
+from chatbot.retrieval.versions import (
+    IndexDamagedError,
+    IndexNotFoundError,
+    VersionStore,
+    write_json_atomic,
+)
+
+if TYPE_CHECKING:
+    from sentence_transformers import SentenceTransformer
+
+    from chatbot.store.database import Database
+
+log = logging.getLogger(__name__)
+
+RECALL_QUERIES = 500
+
+
+@dataclass
+class IndexReport:
+    action: str  # "built" | "added" | "rebuilt" | "unchanged"
+    reason: str
+    version: str | None
+    pair_count: int
+    added: int = 0
+    kind: str | None = None
+    seconds: float = 0.0
+    recall_at_10: float | None = None
+    calibration: dict[str, Any] | None = None
+    pruned: list[str] = field(default_factory=list)
+    fusion: dict[str, Any] | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _embed_records(
+    model: SentenceTransformer, records: Sequence[PairRecord], rs: RetrievalSettings, progress: bool
+) -> np.ndarray:
+    return embed_contexts(model, [(r.message, r.history) for r in records], rs, progress=progress)
+
+
+def write_version(
+    store: VersionStore,
+    records: Sequence[PairRecord],
+    vectors: np.ndarray,
+    *,
+    settings: Settings,
+    model_info: IndexMeta,
+    extra_meta: IndexMeta,
+    staged: Path | None = None,
+) -> tuple[Path, IndexMeta]:
+    """Write a complete version into a staging directory (`staged`, or a new one);
+    returns (staged path, meta)."""
+    rs = settings.retrieval
+    staged = store.staging() if staged is None else staged
+    try:
+        dense = faiss_index.build(vectors, rs)
+        recall = None
+        if dense.kind != "exact":
+            rng = np.random.default_rng(0)
+            sample = rng.choice(len(vectors), size=min(RECALL_QUERIES, len(vectors)), replace=False)
+            recall = faiss_index.recall_at_k(dense, vectors[sample], k=10)
+        faiss_index.save(dense, staged)
+        LexicalIndex.build([r.message for r in records]).save(staged / "lexical")
+        with (staged / "pairs.jsonl").open("w", encoding="utf-8") as fh:
+            for r in records:
+                fh.write(json.dumps(record_to_row(r), ensure_ascii=False) + "\n")
+        meta = {
+            "format": FORMAT,
+            "made_by": "chatbot index",
+            "created_at": datetime.now(UTC).isoformat(),
+            "model": model_info,
+            "dim": int(vectors.shape[1]) if vectors.ndim == 2 else None,
+            "pair_count": len(records),
+            "pair_set_hash": pair_set_hash((r.id, r.content_hash) for r in records),
+            "kind": dense.kind,
+            "recall_at_10_vs_exact": recall,
+            "settings": {
+                **rs.index_defining(),
+                "exact_max_pairs": rs.exact_max_pairs,
+                "hnsw_m": rs.hnsw_m,
+                "hnsw_ef_construction": rs.hnsw_ef_construction,
+                "lexical": "bm25s",
+            },
+            **extra_meta,
+        }
+        write_json_atomic(staged / "meta.json", meta)
+        return staged, meta
+    except BaseException:
+        store.discard(staged)
+        raise
+
+
+def update_index(
+    settings: Settings,
+    database: Database,
+    *,
+    rebuild: bool = False,
+    model: SentenceTransformer | None = None,
+    model_path: Path | None = None,
+    progress: bool = False,
+    calibrate: bool = True,
+    precomputed: tuple[Sequence[int], np.ndarray] | None = None,
+) -> IndexReport:
+    """Bring the index up to date with the store (see the module docstring).
+    `precomputed` = (pair ids, their vectors from `model`) spares embedding again in a
+    full build when the ids are exactly the pairs to index (`chatbot index --adapt`)."""
+    started = time.monotonic()
+    rs = settings.retrieval
+    store = VersionStore(store_root(settings))
+    store.clean_stale()  # staging directories of killed builds
+    action, reason = "built", "no index yet"
+    current: Path | None = None
+    meta: IndexMeta = {}
+    indexed_records: list[PairRecord] = []
+    new: list[int] = []
+    try:
+        current = store.require_current()
+        meta = load_meta(current)
+        indexed_records = load_records(current)
+        if not rebuild:  # a rebuild replaces the files anyway; an update would build on them
+            check_version(current, settings, meta, indexed_records)
+    except IndexNotFoundError:
+        pass
+    except IndexDamagedError as exc:
+        if not rebuild:
+            raise
+        current = None
+        action, reason = (
+            "rebuilt",
+            f"the current version was damaged ({exc.path.name}: {exc.problem})",
+        )
+    configured = embedder_path(settings)
+    if model_path is None and current is not None:
+        # An index built with an adapted embedder keeps it (new pairs must be embedded
+        # with the model that embedded the old ones) while its base is still configured.
+        model_path = adapted_embedder_dir(settings, meta.get("model", {}))
+    path = Path(model_path) if model_path is not None else configured
+    model_info = describe_embedder(path)
+
+    stored = load_pair_hashes(database, rs.index_splits)
+    if current is not None:
+        indexed = {r.id: r.content_hash for r in indexed_records}
+        new, deleted, changed = compare_pair_sets(indexed, stored)
+        if rebuild:
+            action, reason = "rebuilt", "--rebuild asked for"
+        elif why := vectors_incompatible(meta, model_info["fingerprint"], rs):
+            action, reason = "rebuilt", why
+        elif deleted or changed:
+            action, reason = (
+                "rebuilt",
+                f"{len(deleted)} indexed pairs were deleted and {len(changed)} changed in the store",
+            )
+        elif not new:
+            return IndexReport(
+                "unchanged",
+                "the index already holds every pair",
+                store.current_name(),
+                len(indexed),
+                kind=meta.get("kind"),
+                seconds=time.monotonic() - started,
+                recall_at_10=meta.get("recall_at_10_vs_exact"),
+                calibration=meta.get("calibration"),
+            )
+        else:
+            action, reason = "added", f"{len(new)} new pairs"
+
+    if model is None:
+        model = load_embedder(settings, path=None if path == configured else path)
+    # The staging directory exists (locked) for the whole build: a build killed at any
+    # point leaves only it, and the next build deletes it (VersionStore.clean_stale).
+    staged = store.staging()
+    log.info("building index version in %s: %s (%s)", staged, action, reason)
+    try:
+        if action == "added" and current is not None:
+            current_dir = current
+            new_records = load_pairs(database, rs.index_splits, only_ids=new)
+            old_vectors = np.load(current_dir / "vectors.npy")
+            vectors = np.concatenate(
+                [old_vectors, _embed_records(model, new_records, rs, progress)]
+            )
+            records = [*indexed_records, *new_records]
+            added = len(new_records)
+            extra: IndexMeta = {"parent_version": current_dir.name, "added": added}
+        else:
+            records = load_pairs(database, rs.index_splits)
+            if precomputed is not None and list(precomputed[0]) == [r.id for r in records]:
+                vectors = np.asarray(precomputed[1], dtype=np.float32)
+            else:
+                vectors = _embed_records(model, records, rs, progress)
+            added = len(records)
+            extra = {"parent_version": None, "added": added}
+
+        calibration: dict[str, Any] | None = None
+        fusion_choice: dict[str, Any] | None = None
+        if calibrate:
+            calibration = calibrate_index_gate(settings, database, model, records, vectors)
+            fusion_choice = choose_fusion(settings, database, model, records, vectors)
+        extra["calibration"] = calibration
+        extra["fusion"] = fusion_choice
+        staged, meta = write_version(
+            store,
+            records,
+            vectors,
+            settings=settings,
+            model_info=model_info,
+            extra_meta=extra,
+            staged=staged,
+        )
+    except BaseException:
+        store.discard(staged)
+        raise
+    name = store.commit(staged)
+    pruned = store.prune(rs.keep_versions)
+    log.info("index %s: %s (%s), %d pairs", name, action, reason, len(records))
+    return IndexReport(
+        action,
+        reason,
+        name,
+        len(records),
+        added=added,
+        kind=meta["kind"],
+        seconds=time.monotonic() - started,
+        recall_at_10=meta["recall_at_10_vs_exact"],
+        calibration=calibration,
+        pruned=pruned,
+        fusion=fusion_choice,
+    )
