@@ -8,4 +8,4 @@ bootstrap intervals, resampling conversations), `figures` (coverage, quality of 
 answered turns, quality at equal footing, paired comparisons), `replies` (the run),
 `report` (tables, files and plots), `record` (keeping a model version's latest
 evaluation in the store).
-Intent routing is evaluated elsewhere (`chatbot.retrieval.intents`)."""
+Intent routing is evaluated elsewhere (`chatbot.evaluation.intents`)."""

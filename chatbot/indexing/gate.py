@@ -125,7 +125,7 @@ def background_questions(
     questions: list[str] = []
     if shipped:
         questions += _questions(
-            resources.files("chatbot.retrieval")
+            resources.files("chatbot.indexing")
             .joinpath("data", BACKGROUND_FILE)
             .read_text(encoding="utf-8")
         )

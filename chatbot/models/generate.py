@@ -22,10 +22,10 @@ from chatbot.errors import ChatbotError
 
 if TYPE_CHECKING:
     import torch
+    from torch.nn import Module  # a transformers model, or its int8 copy (a plain Module)
     from transformers import (
         BatchEncoding,
         GenerationMixin,
-        PreTrainedModel,
         PreTrainedTokenizerBase,
         StoppingCriteriaList,
     )
@@ -63,7 +63,7 @@ def chat_inputs(
 
 
 def generate_text(
-    model: PreTrainedModel,
+    model: Module,
     tokenizer: PreTrainedTokenizerBase,
     messages: list[dict[str, str]],
     *,
@@ -94,7 +94,7 @@ def _stop_when(flag: threading.Event) -> StoppingCriteriaList:
 
 
 def stream_text(
-    model: PreTrainedModel,
+    model: Module,
     tokenizer: PreTrainedTokenizerBase,
     messages: list[dict[str, str]],
     *,
