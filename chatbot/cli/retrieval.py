@@ -138,6 +138,13 @@ def _echo_index(report: dict[str, Any], no_calibrate: bool) -> None:
                     else ""
                 )
             )
+        domain = calibration.get("domain")
+        if domain:
+            click.echo(
+                f"  domain check: hand off below {domain['threshold']:.3f} (the {domain['quantile']:.0%} "
+                f"quantile of {domain['questions']} indexed questions, out of fold); "
+                f"{domain['background_rejected_out_of_fold']:.0%} of off-topic ones handed off by it"
+            )
     elif calibration:
         click.echo(
             f"out-of-scope threshold {calibration['raw_threshold']:.3f} (fused score), "

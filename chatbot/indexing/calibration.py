@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from chatbot.config import Settings
+from chatbot.indexing.domain import fit_domain
 from chatbot.indexing.gate import background_questions, calibrate_gate
 from chatbot.pairs import PairRecord
 from chatbot.retrieval.embedding import embed_contexts, embed_texts
@@ -219,7 +220,22 @@ def calibrate_index_gate(
         n_background=len(background),
         unknown_terms=use_names,
     )
+    domain = (
+        _fit_domain_check(settings, database, model, records, vectors, background, handing_off)
+        if rs.gate_domain
+        else None
+    )
+    if domain is not None:
+        calibration = replace(
+            calibration,
+            domain_weights=domain["weights"],
+            domain_bias=domain["bias"],
+            domain_threshold=domain["threshold"],
+        )
     result = calibration.to_dict()
+    result["domain"] = (
+        {k: v for k, v in domain.items() if k != "weights"} if domain is not None else None
+    )
     result["method"] = (
         f"top {'dense cosine' if rs.gate_feature == 'dense' else 'fused score'}; positives: in-domain "
         "validation questions; negatives: shipped off-topic questions and validation questions labelled "
@@ -235,3 +251,51 @@ def calibrate_index_gate(
     result["unknown_terms_validation_rate"] = round(names_rate, 4)
     result["negatives_caught_by_unknown_terms"] = int((neg_named & ~neg_by_topic).sum())
     return result
+
+
+def _fit_domain_check(
+    settings: Settings,
+    database: Database,
+    model: SentenceTransformer,
+    records: Sequence[PairRecord],
+    vectors: np.ndarray,
+    background: Sequence[str],
+    handing_off: set[str],
+) -> dict[str, Any] | None:
+    """The domain check (`domain.fit_domain`) on the indexed questions, as the index
+    embeds them, against the off-topic questions; pairs whose topic is handed off by
+    design are left out. None when there is too little to fit it on."""
+    rs = settings.retrieval
+    topics = _pair_topics(database, [r.id for r in records])
+    own = [row for row, r in enumerate(records) if topics.get(r.id) not in handing_off]
+    if not own or not background:
+        return None
+    background_vectors = embed_contexts(model, [(q, []) for q in background], rs)
+    fit = fit_domain(
+        vectors[own],
+        [records[row].conversation_id for row in own],
+        background_vectors,
+        quantile=rs.gate_domain_quantile,
+        regularisation=rs.gate_domain_regularisation,
+        min_questions=rs.gate_domain_min_pairs,
+    )
+    if fit is None:
+        log.info(
+            "domain check not fitted: %d indexed questions (retrieval.gate_domain_min_pairs %d)",
+            len(own),
+            rs.gate_domain_min_pairs,
+        )
+        return None
+    return {
+        "weights": fit.weights,
+        "bias": fit.bias,
+        "threshold": round(fit.threshold, 6),
+        "quantile": fit.quantile,
+        "regularisation": fit.regularisation,
+        "questions": fit.questions,
+        "conversations": fit.conversations,
+        "background": fit.background,
+        "background_rejected_out_of_fold": round(fit.background_rejected, 4),
+        "method": "logistic regression on the query vectors, indexed questions vs the off-topic ones; "
+        "the cut is the quantile of the indexed questions' out-of-fold probabilities (folds by conversation)",
+    }

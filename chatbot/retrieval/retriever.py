@@ -37,7 +37,13 @@ from chatbot.retrieval.index_files import (
     store_root,
 )
 from chatbot.retrieval.lexical import LexicalIndex
-from chatbot.retrieval.scope import ScopeCalibration, Vocabulary, unexplained_terms, words_of
+from chatbot.retrieval.scope import (
+    ScopeCalibration,
+    Vocabulary,
+    unexplained_terms,
+    unknown_terms,
+    words_of,
+)
 from chatbot.retrieval.stored_pairs import compare_pair_sets, load_pair_hashes
 from chatbot.retrieval.types import Citation, Hit, SearchResult
 from chatbot.retrieval.versions import IndexDamagedError, IndexStaleError, VersionStore
@@ -179,11 +185,15 @@ class PairRetriever:
             for i in order
         ]
         top = self.scope_score(float(fused[order[0]]), float(cosine.max()))
-        out = bool(self.calibration.out_of_scope(top)) or (
-            self.calibration.unknown_terms
-            and self.terms_unknown(
-                query, [self.records[int(rows[i])].message for i in ranked[:NEAREST_QUESTIONS]]
+        nearest = [self.records[int(rows[i])].message for i in ranked[:NEAREST_QUESTIONS]]
+        out = (
+            bool(self.calibration.out_of_scope(top))
+            or (
+                float(cosine.max()) < self.rs.gate_domain_max_score
+                and self.calibration.outside_domain(vector)
+                and not self.new_object_of_known_question(query, nearest)
             )
+            or (self.calibration.unknown_terms and self.terms_unknown(query, nearest))
         )
         return SearchResult(hits, out, float(self.calibration.probability(top)), top)
 
@@ -206,6 +216,16 @@ class PairRetriever:
                 for h in self.search(query, k=NEAREST_QUESTIONS).hits
             ]
         return bool(unexplained_terms(query, self.vocabulary, list(nearest_questions)))
+
+    def new_object_of_known_question(self, query: str, nearest_questions: Sequence[str]) -> bool:
+        """The message asks a question the company answers about something its history
+        never names ("How do I return a jacket that doesn't fit?" of a shop that never
+        sold a jacket): it has unknown words, and `scope.unexplained_terms` explains them
+        all as the object of its nearest past questions. Such a question's vector leans
+        away from the history's, so the domain check leaves it to the score gate."""
+        return bool(unknown_terms(query, self.vocabulary)) and not unexplained_terms(
+            query, self.vocabulary, list(nearest_questions)
+        )
 
     def scope_score(self, top_fused: float, top_dense: float) -> float:
         """The raw score the out-of-scope gate reads: the feature the calibration was

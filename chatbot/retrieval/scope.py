@@ -48,6 +48,24 @@ class ScopeCalibration:
     unknown_terms: bool = (
         False  # a question about something the history never mentions is out of scope
     )
+    # The domain check (`chatbot.indexing.domain`): a logistic regression on the query
+    # vector; hand off below domain_threshold. None: not fitted (older indexes, small histories).
+    domain_weights: list[float] | None = None
+    domain_bias: float = 0.0
+    domain_threshold: float | None = None
+
+    def domain_probability(self, vector: np.ndarray) -> float | None:
+        """How likely the query vector is one of the company's own questions (None: no
+        domain check in this calibration)."""
+        if self.domain_weights is None:
+            return None
+        z = float(np.asarray(vector, dtype=np.float64) @ np.asarray(self.domain_weights))
+        return float(1.0 / (1.0 + np.exp(-np.clip(z + self.domain_bias, -50, 50))))
+
+    def outside_domain(self, vector: np.ndarray) -> bool:
+        """The domain check hands this query off."""
+        p = self.domain_probability(vector)
+        return p is not None and self.domain_threshold is not None and p < self.domain_threshold
 
     def probability(self, raw: float | np.ndarray) -> float | np.ndarray:
         if not self.calibrated:

@@ -117,6 +117,35 @@ class RetrievalSettings(Section):
     gate_unknown_terms_max: float = Field(
         default=0.08, ge=0.0, le=1.0, description="See gate_unknown_terms."
     )
+    gate_domain: bool = Field(
+        default=True,
+        description="Also hand off a question whose vector a logistic regression, fitted on the indexed "
+        "questions against the off-topic ones, does not take for the company's own (catches neighbouring "
+        "domains that share the company's words).",
+    )
+    gate_domain_quantile: float = Field(
+        default=0.05,
+        ge=0.0,
+        le=0.5,
+        description="The domain check's cut: this share of the company's own questions (out of fold) is below it.",
+    )
+    gate_domain_min_pairs: int = Field(
+        default=100,
+        ge=10,
+        description="Fewer indexed questions than this: no domain check (the score gate decides alone).",
+    )
+    gate_domain_max_score: float = Field(
+        default=0.8,
+        ge=-1.0,
+        le=1.0,
+        description="The domain check leaves alone a question whose top dense cosine reaches this: a near "
+        "paraphrase of an indexed question is the company's own.",
+    )
+    gate_domain_regularisation: float = Field(
+        default=10.0,
+        gt=0.0,
+        description="The domain check's inverse regularisation strength (scikit-learn's C).",
+    )
     gate_resamples: int = Field(
         default=1000,
         ge=0,
