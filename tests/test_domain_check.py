@@ -216,6 +216,8 @@ def test_index_build_fits_the_check_on_the_indexed_questions_and_serving_reads_i
     )
     stored = read_meta(store_root(settings) / report.version)["calibration"]
     assert stored["domain_threshold"] == pytest.approx(domain["threshold"], abs=1e-6)
+    # The weights live in meta.json only; the report (and `chatbot index --json`) leaves them out.
+    assert len(stored["domain_weights"]) > 0 and "domain_weights" not in report.calibration
     retriever = open_retriever(settings, migrated_database)
     assert retriever.calibration.domain_weights is not None
     assert len(retriever.calibration.domain_weights) == retriever.dense.dim

@@ -218,7 +218,7 @@ def update_index(
                 kind=meta.get("kind"),
                 seconds=time.monotonic() - started,
                 recall_at_10=meta.get("recall_at_10_vs_exact"),
-                calibration=meta.get("calibration"),
+                calibration=_reported(meta.get("calibration")),
             )
         else:
             action, reason = "added", f"{len(new)} new pairs"
@@ -280,7 +280,15 @@ def update_index(
         kind=meta["kind"],
         seconds=time.monotonic() - started,
         recall_at_10=meta["recall_at_10_vs_exact"],
-        calibration=calibration,
+        calibration=_reported(calibration),
         pruned=pruned,
         fusion=fusion_choice,
     )
+
+
+def _reported(calibration: dict[str, Any] | None) -> dict[str, Any] | None:
+    """The calibration as a report shows it: without the domain check's weights (one
+    number per embedding dimension), which only the version's meta.json needs."""
+    if calibration is None:
+        return None
+    return {k: v for k, v in calibration.items() if k != "domain_weights"}
