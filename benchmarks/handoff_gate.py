@@ -43,6 +43,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from benchmarks.results_file import save_results  # noqa: E402
+from chatbot.pairs import answers_opening_message  # noqa: E402
 
 DATASETS = REPO.parent / "shared" / "datasets"
 REAL_SETS = {
@@ -165,7 +166,8 @@ def held_out_turns(database, split: str = "test") -> list[dict]:
                 "pair_id": pair_id,
                 "query": turns[-1][1],
                 "history": turns[:-1],
-                "topic": (labels or {}).get("topic"),
+                # A conversation's topic label is about its opening message (as the manager reads it).
+                "topic": (labels or {}).get("topic") if answers_opening_message(context) else None,
                 "group": conversation_id,
             }
         )
@@ -210,8 +212,10 @@ def pair_topics(database) -> dict[int, str | None]:
 
     with database.session() as session:
         return {
-            i: (labels or {}).get("topic")
-            for i, labels in session.execute(select(TrainingPair.id, TrainingPair.labels))
+            i: (labels or {}).get("topic") if answers_opening_message(context) else None
+            for i, labels, context in session.execute(
+                select(TrainingPair.id, TrainingPair.labels, TrainingPair.context)
+            )
         }
 
 

@@ -6,6 +6,7 @@ part is each reader's job; this module only says what a pair is.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 # One turn of a pair's context, as the store keeps it: {"role": ..., "text": ...}.
@@ -55,3 +56,14 @@ def _text(turn: Turn | str) -> str:
 def context_of(message: str, history: list[str]) -> list[Turn]:
     """A context made of bare texts (no roles): what an index version keeps of a pair."""
     return [{"text": text} for text in [*history, message]]
+
+
+def answers_opening_message(context: Sequence[object] | None) -> bool:
+    """The pair's reply answers its conversation's first customer message (its context
+    holds at most one customer turn): what a conversation's topic label is about, so
+    only such a pair carries it (a follow-up in a conversation that opened off topic may
+    well be in the company's domain)."""
+    customer_turns = sum(
+        1 for t in context or [] if isinstance(t, dict) and t.get("role") == "customer"
+    )
+    return customer_turns <= 1

@@ -202,10 +202,21 @@ def test_index_records_the_threshold_interval_and_the_cli_shows_it(
     # the astronomy one counts as a positive too; the one labelled out of scope is a negative.
     val = [(q + " please", a) for q, a in PAIRS] + OFF_TOPIC_VAL
     add_pairs(sqlite_database, val, split="val")
+    # A conversation labelled out of scope: its opening question is a negative, its
+    # follow-up (an order question, after the off-topic opening) is not.
     labelled = add_pairs(
         sqlite_database,
-        [("What's the weather like?", "Sorry, I can only help with orders.")],
+        [
+            ("What's the weather like?", "Sorry, I can only help with orders."),
+            (PAIRS[0][0], PAIRS[0][1]),
+        ],
         split="val",
+        histories={
+            1: [
+                ("customer", "What's the weather like?"),
+                ("agent", "Sorry, I can only help with orders."),
+            ]
+        },
     )
     from sqlalchemy import update
 
@@ -219,9 +230,9 @@ def test_index_records_the_threshold_interval_and_the_cli_shows_it(
         )
     report = update_index(settings, sqlite_database)
     calibration = report.calibration
-    assert calibration["n_in_scope"] == len(val) and calibration["own_out_of_scope"] == 1
+    assert calibration["n_in_scope"] == len(val) + 1 and calibration["own_out_of_scope"] == 1
     assert calibration["n_out_of_scope"] == len(background_questions()) + 1
-    assert calibration["prior_weight"] == pytest.approx(10 / (10 + len(val)))
+    assert calibration["prior_weight"] == pytest.approx(10 / (10 + len(val) + 1))
     assert calibration["data_threshold"] is not None
     low, high = calibration["raw_threshold_low"], calibration["raw_threshold_high"]
     assert low is not None and low <= calibration["raw_threshold"] <= high

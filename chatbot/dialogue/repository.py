@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session
 
 from chatbot.errors import StoreError
 from chatbot.ingest.specifics import find_specifics
+from chatbot.pairs import answers_opening_message
 from chatbot.store.conversations import add_message
 from chatbot.store.dialogue_schema import DialogueReply
 from chatbot.store.schema import Conversation, Message, TrainingPair, utcnow
@@ -98,7 +99,7 @@ def pair_infos(*, session: Session, pair_ids: Sequence[int]) -> dict[int, PairIn
             customer[-1] if customer else "",
             reply_slotted,
             bound,
-            opening=len(customer) <= 1,
+            opening=answers_opening_message(context),
         )
     return infos
 

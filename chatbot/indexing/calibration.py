@@ -18,7 +18,7 @@ import numpy as np
 from chatbot.config import Settings
 from chatbot.indexing.domain import fit_domain
 from chatbot.indexing.gate import background_questions, calibrate_gate
-from chatbot.pairs import PairRecord
+from chatbot.pairs import PairRecord, answers_opening_message
 from chatbot.retrieval.embedding import embed_contexts, embed_texts
 from chatbot.retrieval.retriever import PairRetriever
 from chatbot.retrieval.scope import ScopeCalibration
@@ -35,7 +35,9 @@ CALIBRATION_PAIRS = 500
 
 
 def _pair_topics(database: Database, pair_ids: Iterable[int]) -> dict[int, str | None]:
-    """The `topic` label of each of these pairs (None when unlabelled)."""
+    """The `topic` label of each of these pairs: their conversation's, for the pair that
+    answers its opening message (`pairs.answers_opening_message`, as the dialogue manager
+    reads it); None for the other pairs and unlabelled ones."""
     from sqlalchemy import select
 
     from chatbot.store.schema import TrainingPair
@@ -45,10 +47,13 @@ def _pair_topics(database: Database, pair_ids: Iterable[int]) -> dict[int, str |
     with database.session() as session:
         for start in range(0, len(ids), 500):
             chunk = ids[start : start + 500]
-            for pair_id, labels in session.execute(
-                select(TrainingPair.id, TrainingPair.labels).where(TrainingPair.id.in_(chunk))
+            for pair_id, labels, context in session.execute(
+                select(TrainingPair.id, TrainingPair.labels, TrainingPair.context).where(
+                    TrainingPair.id.in_(chunk)
+                )
             ):
-                topics[pair_id] = (labels or {}).get("topic") if isinstance(labels, dict) else None
+                labelled = isinstance(labels, dict) and answers_opening_message(context)
+                topics[pair_id] = labels.get("topic") if labelled else None
     return topics
 
 
