@@ -226,6 +226,55 @@ def test_versions_table_promotion_refusal_force_and_rollback(
     )
 
 
+def test_rankers_are_listed_refused_unless_kept_promoted_and_rolled_back(services, tmp_path):
+    from chatbot.models.versions import promoted_version, register_version
+
+    db = services.database
+    for name, kept, gain, why in [
+        ("ranker-a", True, 0.031, "kept: its picks beat retrieval's"),
+        ("ranker-b", False, -0.012, "not kept: its picks lost to retrieval's"),
+    ]:
+        (tmp_path / name).mkdir()
+        register_version(
+            db,
+            name=name,
+            path=tmp_path / name,
+            settings={},
+            data_snapshot={"train_pairs": 40},
+            metrics={"steps": 12, "kept": kept},
+            evaluation={
+                "kept": kept,
+                "why": why,
+                "gain": gain,
+                "gain_stderr": 0.01,
+                "val_pairs": 9,
+            },
+            kind="ranker",
+        )
+    rows = {row["ranker"]: row for row in admin.rankers_frame(services).to_dict("records")}
+    assert set(rows) == {"ranker-a", "ranker-b"}
+    assert rows["ranker-a"]["gain over retrieval (ROUGE-L)"] == "+0.031 ± 0.010"
+    assert (rows["ranker-b"]["val pairs"], rows["ranker-b"]["train pairs"]) == ("9", "40")
+    assert rows["ranker-b"]["verdict"].startswith("not kept")
+    # Reply versions and rankers keep to their own tables.
+    assert admin.versions_frame(services).empty
+
+    # A ranker that did not win is refused wherever it is promoted from (the rule lives in
+    # chatbot.models.versions), unless forced; one that won goes through.
+    refused = admin.promote_by_name(services, "ranker-b", False, "ada")
+    assert (
+        refused.startswith("**Refused:** not promoted: not kept") and "Promote even if" in refused
+    )
+    assert "no ranker" in refused
+    assert "Promoted **ranker\\-a**" in admin.promote_by_name(services, "ranker-a", False, "ada")
+    assert "ranker **ranker\\-a**" in admin.serving_line(services)
+    assert "(was ranker\\-a)" in admin.promote_by_name(services, "ranker-b", True, "ada")
+    assert "now serving ranker\\-a" in admin.rollback_serving(services, "ada", kind="ranker")
+    assert "now serving no ranker" in admin.rollback_serving(services, "ada", kind="ranker")
+    assert promoted_version(db, kind="ranker") is None
+    assert promoted_version(db) is None  # the reply model was never touched
+
+
 def test_the_console_builds_with_its_elements_and_checks_the_admin(services):
     import gradio as gr
 
@@ -252,6 +301,8 @@ def test_the_console_builds_with_its_elements_and_checks_the_admin(services):
         "promote",
         "force-promote",
         "rollback",
+        "rankers",
+        "rollback-ranker",
         "versions-status",
     ):
         assert elem_id in ids, elem_id

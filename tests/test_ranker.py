@@ -425,7 +425,14 @@ def test_serving_keeps_its_ranker_when_the_promoted_one_is_damaged(shop):
     def serve(name):
         path = _untrained_version(settings, name)
         register_version(
-            database, name=name, path=path, settings={}, data_snapshot={}, metrics={}, kind="ranker"
+            database,
+            name=name,
+            path=path,
+            settings={},
+            data_snapshot={},
+            metrics={},
+            evaluation={"kept": True},
+            kind="ranker",
         )
         promote(database, name)
         return path

@@ -63,6 +63,17 @@ VERSION_COLUMNS = [
     "reply evaluation",
 ]
 
+RANKER_COLUMNS = [
+    "ranker",
+    "status",
+    "created (UTC)",
+    "steps",
+    "gain over retrieval (ROUGE-L)",
+    "val pairs",
+    "train pairs",
+    "verdict",
+]
+
 # Both series named up front: the plot keeps the series it saw first otherwise.
 CURVE_COLORS = {"training": "#2563eb", "validation": "#ea580c"}
 VERSION_WIDTHS: list[str | int] = [
@@ -531,6 +542,12 @@ def _empty_versions() -> pd.DataFrame:
     return pd.DataFrame([], columns=VERSION_COLUMNS)
 
 
+def _empty_rankers() -> pd.DataFrame:
+    import pandas as pd
+
+    return pd.DataFrame([], columns=RANKER_COLUMNS)
+
+
 def versions_frame(services: Services) -> pd.DataFrame:
     import pandas as pd
 
@@ -561,14 +578,52 @@ def versions_frame(services: Services) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=VERSION_COLUMNS)
 
 
+def rankers_frame(services: Services) -> pd.DataFrame:
+    """The ranker versions (`chatbot ranker list`), newest first: whether each one's picks
+    beat retrieval's on its validation questions, and by how much."""
+    import pandas as pd
+
+    from chatbot.models.versions import list_versions
+
+    rows = []
+    for v in list_versions(services.database, kind="ranker"):
+        e, snap = v.evaluation, v.data_snapshot
+        gain, stderr = _number(e.get("gain")), _number(e.get("gain_stderr"))
+        rows.append(
+            [
+                v.name,
+                "serving" if v.status == "promoted" else v.status,
+                _utc(v.created_at)[:16],
+                str(v.metrics.get("steps", "-")),
+                "-"
+                if gain is None
+                else f"{gain:+.3f}" + ("" if stderr is None else f" ± {stderr:.3f}"),
+                str(e.get("val_pairs", "-")),
+                str(snap.get("train_pairs", "-")),
+                str(e.get("why") or "-"),
+            ]
+        )
+    return pd.DataFrame(rows, columns=RANKER_COLUMNS)
+
+
+def _number(value: object) -> float | None:
+    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
+
+
 def serving_line(services: Services) -> str:
     from chatbot.models.versions import promoted_version
 
     current = promoted_version(services.database)
-    return (
+    ranker = promoted_version(services.database, kind="ranker")
+    reply = (
         f"Serving: **{md_text(current.name)}**"
         if current
         else "Serving: **the base model** (no version promoted)"
+    )
+    return reply + (
+        f"; ranker **{md_text(ranker.name)}**"
+        if ranker
+        else "; no ranker (retrieval and the critique choose)"
     )
 
 
@@ -590,15 +645,16 @@ def promote_by_name(services: Services, name: str, force: bool, username: str) -
     return f"Promoted **{md_text(version.name)}**{was}; servers pick it up within seconds.  \n{serving_line(services)}"
 
 
-def rollback_serving(services: Services, username: str) -> str:
+def rollback_serving(services: Services, username: str, kind: str = "reply") -> str:
     from chatbot.models.versions import rollback
 
     try:
-        retired, restored = rollback(services.database)
+        retired, restored = rollback(services.database, kind=kind)
     except ChatbotError as exc:
         return f"**Refused:** {md_text(exc)}  \n{serving_line(services)}"
     log.info("admin %s rolled back %s", username, retired.name)
-    now = md_text(restored.name) if restored else "the base model"
+    base = "the base model" if kind == "reply" else "no ranker"
+    now = md_text(restored.name) if restored else base
     return (
         f"Rolled back **{md_text(retired.name)}**; now serving {now}.  \n{serving_line(services)}"
     )
@@ -682,6 +738,7 @@ def build_admin_console(services: Services) -> gr.Blocks:
             )
         with gr.Tab("Versions", id="versions-tab") as versions_tab:
             gr.Markdown(
+                "Promote any version by its name, a reply model or a ranker (below the tables). "
                 "Reply-model versions, newest first. Validation losses are on each run's own validation "
                 'pairs, beside the version serving when it was trained ("compared with"); "from agents" '
                 "counts the training pairs that came from agents' approvals and edits."
@@ -692,6 +749,14 @@ def build_admin_console(services: Services) -> gr.Blocks:
                 wrap=True,
                 elem_id="versions",
                 column_widths=VERSION_WIDTHS,
+            )
+            gr.Markdown(
+                "Rankers, newest first: the model that chooses among the candidate replies. One "
+                "is kept (and can be promoted without forcing) only when its picks beat "
+                "retrieval's on its validation questions by more than two standard errors."
+            )
+            rankers = gr.Dataframe(
+                _empty_rankers(), interactive=False, wrap=True, elem_id="rankers"
             )
             with gr.Row():
                 promote_name = gr.Textbox(
@@ -705,7 +770,10 @@ def build_admin_console(services: Services) -> gr.Blocks:
                 )
             with gr.Row():
                 promote_button = gr.Button("Promote", variant="primary", elem_id="promote")
-                rollback_button = gr.Button("Roll back", elem_id="rollback")
+                rollback_button = gr.Button("Roll back the reply model", elem_id="rollback")
+                rollback_ranker_button = gr.Button(
+                    "Roll back the ranker", elem_id="rollback-ranker"
+                )
             versions_status = gr.Markdown(elem_id="versions-status")
         with gr.Tab("Analytics", id="analytics-tab"):
             tab = _analytics_tab()
@@ -765,23 +833,30 @@ def build_admin_console(services: Services) -> gr.Blocks:
         @fills(request=gr.Request)
         def do_promote(
             name: str, force_value: bool, request: gr.Request
-        ) -> tuple[str, pd.DataFrame | Update]:
+        ) -> tuple[str, pd.DataFrame | Update, pd.DataFrame | Update]:
             try:
                 text = promote_by_name(services, name, force_value, who(request))
             except AccessDenied as exc:
-                return refused(exc), gr.skip()
-            return text, versions_frame(services)
+                return refused(exc), gr.skip(), gr.skip()
+            return text, versions_frame(services), rankers_frame(services)
 
-        @fills(request=gr.Request)
-        def do_rollback(request: gr.Request) -> tuple[str, pd.DataFrame | Update]:
-            try:
-                text = rollback_serving(services, who(request))
-            except AccessDenied as exc:
-                return refused(exc), gr.skip()
-            return text, versions_frame(services)
+        def rollback_handler(
+            kind: str,
+        ) -> Callable[[gr.Request], tuple[str, pd.DataFrame | Update, pd.DataFrame | Update]]:
+            @fills(request=gr.Request)
+            def do_rollback(
+                request: gr.Request,
+            ) -> tuple[str, pd.DataFrame | Update, pd.DataFrame | Update]:
+                try:
+                    text = rollback_serving(services, who(request), kind=kind)
+                except AccessDenied as exc:
+                    return refused(exc), gr.skip(), gr.skip()
+                return text, versions_frame(services), rankers_frame(services)
 
-        def refresh_versions() -> tuple[pd.DataFrame, str]:
-            return versions_frame(services), serving_line(services)
+            return do_rollback
+
+        def refresh_versions() -> tuple[pd.DataFrame, pd.DataFrame, str]:
+            return versions_frame(services), rankers_frame(services), serving_line(services)
 
         private: EventOptions = {"api_visibility": "private"}
         import_button.click(
@@ -795,10 +870,11 @@ def build_admin_console(services: Services) -> gr.Blocks:
         jobs_outputs = [training_progress, loss_curve, index_progress, timer]
         timer.tick(refresh_jobs, None, jobs_outputs, show_progress="hidden", **private)
         console.load(refresh_jobs, None, jobs_outputs, **private)
-        promote_button.click(
-            do_promote, [promote_name, force], [versions_status, versions], **private
-        )
-        rollback_button.click(do_rollback, None, [versions_status, versions], **private)
-        versions_tab.select(refresh_versions, None, [versions, versions_status], **private)
-        console.load(refresh_versions, None, [versions, versions_status], **private)
+        version_outputs = [versions_status, versions, rankers]
+        promote_button.click(do_promote, [promote_name, force], version_outputs, **private)
+        rollback_button.click(rollback_handler("reply"), None, version_outputs, **private)
+        rollback_ranker_button.click(rollback_handler("ranker"), None, version_outputs, **private)
+        shown_versions = [versions, rankers, versions_status]
+        versions_tab.select(refresh_versions, None, shown_versions, **private)
+        console.load(refresh_versions, None, shown_versions, **private)
     return console

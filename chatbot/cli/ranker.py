@@ -239,11 +239,6 @@ def promote_command(app: AppContext, name: str, force: bool, as_json: bool) -> N
             raise VersionError(
                 f"{name!r} is a {version.kind} version, not a ranker; see: chatbot ranker list"
             )
-        if not force and not version.evaluation.get("kept", False):
-            why = version.evaluation.get("why") or "it did not win on validation"
-            raise VersionError(
-                f"not promoted: {why}; to serve it anyway: chatbot ranker promote {name} --force"
-            )
 
     promote_and_report(app, name, force=force, as_json=as_json, check=check)
 

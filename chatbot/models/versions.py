@@ -200,7 +200,13 @@ def worse_than_serving(candidate: VersionInfo, serving: VersionInfo | None) -> s
 
     A training run measures its model and the version serving at the time on the run's
     validation pairs (`evaluation`: val_loss, compared_with, compared_val_loss); that is
-    the comparison used, whichever of the two versions recorded it."""
+    the comparison used, whichever of the two versions recorded it. A ranker records
+    instead whether its picks beat retrieval's and the promoted ranker's on its
+    validation questions (`evaluation`: kept, why); one that did not is refused."""
+    if candidate.kind == "ranker":
+        if candidate.evaluation.get("kept", False):
+            return None
+        return str(candidate.evaluation.get("why") or "it did not win on validation")
     serving_name = serving.name if serving is not None else BASE_VERSION
     comparison = None  # (candidate's loss, serving's loss, validation pairs)
     mine = candidate.evaluation

@@ -238,6 +238,7 @@ def test_versions_are_listed_and_a_worse_one_is_not_promoted(
     # A finished run's version, recorded as training records one (its files are a real,
     # servable model): it evaluated worse than the base model on its validation pairs.
     name = f"reply-e2e-{uuid.uuid4().hex[:6]}"
+    ranker = f"ranker-e2e-{uuid.uuid4().hex[:6]}"
     shutil.copytree(tiny_reply_model_dir, tmp_path / name)
     database = server.database()
     try:
@@ -257,6 +258,24 @@ def test_versions_are_listed_and_a_worse_one_is_not_promoted(
                 "compared_with": "base",
                 "compared_val_loss": 2.5,
             },
+        )
+        # A ranker that lost to retrieval on its validation questions.
+        (tmp_path / ranker).mkdir()
+        register_version(
+            database,
+            name=ranker,
+            path=tmp_path / ranker,
+            settings={},
+            data_snapshot={"train_pairs": 40},
+            metrics={"steps": 12},
+            evaluation={
+                "kept": False,
+                "why": "not kept: its picks lost to retrieval's",
+                "gain": -0.012,
+                "gain_stderr": 0.01,
+                "val_pairs": 9,
+            },
+            kind="ranker",
         )
     finally:
         database.dispose()
@@ -289,9 +308,18 @@ def test_versions_are_listed_and_a_worse_one_is_not_promoted(
     expect(status).to_contain_text("Promote even if it evaluated worse")
     expect(status).to_contain_text("Serving: the base model")
 
+    rankers = page.locator("#rankers")
+    expect(rankers).to_contain_text(ranker)
+    expect(rankers.locator("tr", has_text=ranker)).to_contain_text("-0.012 ± 0.010")
+    page.fill("#promote-name input, #promote-name textarea", ranker)
+    page.click("#promote")
+    expect(status).to_contain_text("Refused: not promoted: not kept: its picks lost to retrieval's")
+    expect(status).to_contain_text("no ranker")
+
     database = server.database()
     try:
         assert promoted_version(database) is None
         assert next(v for v in list_versions(database) if v.name == name).status == "candidate"
+        assert promoted_version(database, kind="ranker") is None
     finally:
         database.dispose()
