@@ -118,9 +118,10 @@ def _utc(value: datetime | None) -> str:
 
 
 def _loss(value: object) -> str:
-    return (
-        f"{value:.4f}" if isinstance(value, (int, float)) and not isinstance(value, bool) else "-"
-    )
+    from chatbot.models.versions import metric_number
+
+    number = metric_number(value)
+    return "-" if number is None else f"{number:.4f}"
 
 
 # -- who is asking --------------------------------------------------------------------------
@@ -583,12 +584,12 @@ def rankers_frame(services: Services) -> pd.DataFrame:
     beat retrieval's on its validation questions, and by how much."""
     import pandas as pd
 
-    from chatbot.models.versions import list_versions
+    from chatbot.models.versions import list_versions, metric_number
 
     rows = []
     for v in list_versions(services.database, kind="ranker"):
         e, snap = v.evaluation, v.data_snapshot
-        gain, stderr = _number(e.get("gain")), _number(e.get("gain_stderr"))
+        gain, stderr = metric_number(e.get("gain")), metric_number(e.get("gain_stderr"))
         rows.append(
             [
                 v.name,
@@ -604,10 +605,6 @@ def rankers_frame(services: Services) -> pd.DataFrame:
             ]
         )
     return pd.DataFrame(rows, columns=RANKER_COLUMNS)
-
-
-def _number(value: object) -> float | None:
-    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
 
 
 def serving_line(services: Services) -> str:

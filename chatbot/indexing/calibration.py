@@ -58,14 +58,19 @@ def _pair_topics(database: Database, pair_ids: Iterable[int]) -> dict[int, str |
 
 
 def gate_scores(
-    settings: Settings, retriever: PairRetriever, questions: Sequence[tuple[str, Sequence[str]]]
+    settings: Settings,
+    retriever: PairRetriever,
+    questions: Sequence[tuple[str, Sequence[str]]],
+    vectors: np.ndarray | None = None,
 ) -> tuple[np.ndarray, list[int | None]]:
     """The gate's raw score (`retrieval.gate_feature`) of each (message, history) and
-    the pair id of its top hit (None when nothing was found)."""
+    the pair id of its top hit (None when nothing was found); `vectors`: the questions'
+    query vectors when the caller has them already."""
     rs = settings.retrieval
     if not questions:
         return np.zeros(0), []
-    vectors = embed_contexts(retriever.model, [(m, list(h)) for m, h in questions], rs)
+    if vectors is None:
+        vectors = embed_contexts(retriever.model, [(m, list(h)) for m, h in questions], rs)
     scores, tops = [], []
     for (message, history), vector in zip(questions, vectors):
         result = retriever.search_vector(vector, message, history=list(history), k=1)
@@ -190,11 +195,9 @@ def calibrate_index_gate(
     probe = replace(ScopeCalibration.uncalibrated(rs.oos_threshold), feature=rs.gate_feature)
     retriever = PairRetriever.from_parts(settings, records, vectors, model, calibration=probe)
     pos, pos_tops = gate_scores(settings, retriever, [(p.message, p.history) for p in inside])
-    neg, neg_tops = gate_scores(
-        settings,
-        retriever,
-        [(p.message, p.history) for p in own_out] + [(q, []) for q in background],
-    )
+    negatives = [(p.message, p.history) for p in own_out] + [(q, []) for q in background]
+    neg_vectors = embed_contexts(model, negatives, rs) if negatives else np.zeros((0, 0))
+    neg, neg_tops = gate_scores(settings, retriever, negatives, neg_vectors)
     top_topics = _pair_topics(database, [t for t in [*pos_tops, *neg_tops] if t is not None])
     neg_by_topic = np.array(
         [t is None or top_topics.get(t) in handing_off for t in neg_tops], dtype=bool
@@ -226,7 +229,9 @@ def calibrate_index_gate(
         unknown_terms=use_names,
     )
     domain = (
-        _fit_domain_check(settings, database, model, records, vectors, background, handing_off)
+        _fit_domain_check(
+            settings, database, records, vectors, neg_vectors[len(own_out) :], handing_off
+        )
         if rs.gate_domain
         else None
     )
@@ -261,21 +266,19 @@ def calibrate_index_gate(
 def _fit_domain_check(
     settings: Settings,
     database: Database,
-    model: SentenceTransformer,
     records: Sequence[PairRecord],
     vectors: np.ndarray,
-    background: Sequence[str],
+    background_vectors: np.ndarray,
     handing_off: set[str],
 ) -> dict[str, Any] | None:
     """The domain check (`domain.fit_domain`) on the indexed questions, as the index
-    embeds them, against the off-topic questions; pairs whose topic is handed off by
-    design are left out. None when there is too little to fit it on."""
+    embeds them, against the off-topic questions' vectors; pairs whose topic is handed
+    off by design are left out. None when there is too little to fit it on."""
     rs = settings.retrieval
     topics = _pair_topics(database, [r.id for r in records])
     own = [row for row, r in enumerate(records) if topics.get(r.id) not in handing_off]
-    if not own or not background:
+    if not own or len(background_vectors) == 0:
         return None
-    background_vectors = embed_contexts(model, [(q, []) for q in background], rs)
     fit = fit_domain(
         vectors[own],
         [records[row].conversation_id for row in own],

@@ -189,7 +189,8 @@ def _locked_versions(session: Session, kind: str) -> list[ModelVersion]:
     )
 
 
-def _number(value: object) -> float | None:
+def metric_number(value: object) -> float | None:
+    """A figure read back from a version's stored JSON as a float (None when it is not a number)."""
     return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
 
 
@@ -221,7 +222,11 @@ def worse_than_serving(candidate: VersionInfo, serving: VersionInfo | None) -> s
         )
     if comparison is None:
         return None
-    loss, other, pairs = _number(comparison[0]), _number(comparison[1]), comparison[2]
+    loss, other, pairs = (
+        metric_number(comparison[0]),
+        metric_number(comparison[1]),
+        comparison[2],
+    )
     if loss is None or other is None or loss <= other:
         return None
     on = f"the same {pairs} validation pairs" if pairs is not None else "the same validation pairs"

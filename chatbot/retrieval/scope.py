@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import asdict, dataclass
+from functools import cached_property
 from typing import Any
 
 import numpy as np
@@ -54,12 +55,18 @@ class ScopeCalibration:
     domain_bias: float = 0.0
     domain_threshold: float | None = None
 
+    @cached_property
+    def _domain_weights(self) -> np.ndarray | None:
+        # Read once per loaded calibration, not on every search.
+        return None if self.domain_weights is None else np.asarray(self.domain_weights)
+
     def domain_probability(self, vector: np.ndarray) -> float | None:
         """How likely the query vector is one of the company's own questions (None: no
         domain check in this calibration)."""
-        if self.domain_weights is None:
+        weights = self._domain_weights
+        if weights is None:
             return None
-        z = float(np.asarray(vector, dtype=np.float64) @ np.asarray(self.domain_weights))
+        z = float(np.asarray(vector, dtype=np.float64) @ weights)
         return float(1.0 / (1.0 + np.exp(-np.clip(z + self.domain_bias, -50, 50))))
 
     def outside_domain(self, vector: np.ndarray) -> bool:
