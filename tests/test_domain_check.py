@@ -6,6 +6,7 @@ question about an object the history never names."""
 
 from __future__ import annotations
 
+import json
 from dataclasses import replace
 
 import numpy as np
@@ -229,3 +230,43 @@ def test_index_build_fits_the_check_on_the_indexed_questions_and_serving_reads_i
         retrieval={"min_calibration_pairs": 5, "gate_resamples": 50, "gate_domain": False},
     )
     assert update_index(off, migrated_database).calibration["domain"] is None
+
+
+@pytest.mark.parametrize(
+    ("damage", "said"),
+    [
+        (lambda c: c.update(domain_weights=["x"] * len(c["domain_weights"])), "list of numbers"),
+        (lambda c: c.update(domain_weights=c["domain_weights"][:-1]), "domain_weights for vectors"),
+        (lambda c: c.update(domain_threshold="high"), "must be numbers"),
+    ],
+)
+def test_a_damaged_domain_check_is_one_clear_error_and_the_index_is_kept(
+    tmp_path, tiny_embedder_dir, migrated_database, damage, said
+):
+    from chatbot.retrieval.versions import IndexDamagedError
+
+    settings = load_settings(
+        home=tmp_path / "home",
+        embedder_path=tiny_embedder_dir,
+        database_url=migrated_database.url,
+        retrieval={"gate_resamples": 50, "gate_domain_min_pairs": 10},
+    )
+    for c in range(8):
+        add_pairs(
+            migrated_database,
+            [(f"Question {c}-{t} about my parcel and my refund", "An answer.") for t in range(2)],
+        )
+    add_pairs(
+        migrated_database, [("A validation question about my parcel", "An answer.")], split="val"
+    )
+    report = update_index(settings, migrated_database)
+    assert report.calibration["domain"] is not None
+    meta_file = store_root(settings) / report.version / "meta.json"
+    meta = json.loads(meta_file.read_text())
+    damage(meta["calibration"])
+    meta_file.write_text(json.dumps(meta))
+    files = sorted(p.name for p in meta_file.parent.iterdir())
+    with pytest.raises(IndexDamagedError, match=said) as refused:
+        open_retriever(settings, migrated_database)
+    assert "meta.json" in str(refused.value)
+    assert sorted(p.name for p in meta_file.parent.iterdir()) == files  # nothing removed

@@ -295,6 +295,12 @@ def load_version(
             )
         except (AttributeError, TypeError, ValueError) as exc:
             raise IndexDamagedError(version_dir / "meta.json", f"calibration: {exc}") from None
+        weights = calibration.domain_weights
+        if weights is not None and len(weights) != dense.dim:
+            raise IndexDamagedError(
+                version_dir / "meta.json",
+                f"calibration: {len(weights)} domain_weights for vectors of dimension {dense.dim}",
+            )
     fusion_choice = meta.get("fusion") if isinstance(meta.get("fusion"), dict) else None
     return PairRetriever(
         settings,

@@ -55,6 +55,22 @@ class ScopeCalibration:
     domain_bias: float = 0.0
     domain_threshold: float | None = None
 
+    def __post_init__(self) -> None:
+        # A meta.json edited by hand or damaged: refused when read, not at the first search.
+        if self.domain_weights is None:
+            return
+        weights = self.domain_weights
+        if (
+            not isinstance(weights, list)
+            or not weights
+            or not all(isinstance(w, int | float) and not isinstance(w, bool) for w in weights)
+        ):
+            raise ValueError("domain_weights must be a non-empty list of numbers")
+        if not isinstance(self.domain_threshold, int | float) or not isinstance(
+            self.domain_bias, int | float
+        ):
+            raise ValueError("domain_threshold and domain_bias must be numbers")
+
     @cached_property
     def _domain_weights(self) -> np.ndarray | None:
         # Read once per loaded calibration, not on every search.
