@@ -381,6 +381,42 @@ def test_the_check_reads_new_constants_after_an_import(guard, sqlite_database, t
     assert guard.prepare("Gift wrap is 3.50 EUR.", guard.facts(["what does gift wrap cost?"])).ok
 
 
+def test_a_name_greeted_without_punctuation_is_learned_from_the_store(sqlite_database, tmp_path):
+    # "Dear, Xiaomei has told you": one reply cannot tell the name from a word, the store
+    # can (never lower case, written by few conversations' agents); a brand greeted the
+    # same way ("Dear Northwind customer") is written in many and stays sendable.
+    path = _write(
+        tmp_path / "helpdesk.jsonl",
+        [
+            _conversation(
+                1, "my phone screen is black", "Dear, Xiaomei has told you to restart it."
+            ),
+            _conversation(2, "still black", "Hello Lao thanks, please restart it."),
+        ]
+        + [
+            _conversation(
+                10 + i,
+                f"question about {topic}",
+                f"Dear Northwind customer, Northwind handles {topic} in the app.",
+            )
+            for i, topic in enumerate(
+                "returns refunds invoices vouchers deliveries passwords accounts addresses "
+                "parcels payments cards receipts sizes colours warranties repairs exchanges "
+                "newsletters reviews wishlists baskets discounts coupons samples catalogues".split()
+            )
+        ],
+    )
+    import_paths(sqlite_database, [path])
+    names = {value for kind, value, _, _ in _known(sqlite_database) if kind == "customer_name"}
+    assert {"xiaomei", "lao"} <= names and "northwind" not in names
+    guard = SpecificsGuard(sqlite_database)
+    sent = guard.prepare(
+        "Xiaomei will send you a private message.", guard.facts(["my phone is broken"])
+    )
+    assert not sent.ok and "not this customer's" in sent.why
+    assert guard.prepare("Northwind answers within 2 days.", guard.facts(["how long?"])).ok
+
+
 # -- the demo shop through the dialogue manager ----------------------------------------------
 
 DEMO_QUESTIONS = [

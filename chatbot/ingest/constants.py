@@ -6,6 +6,15 @@ number) is a company constant and stays as it is in the slotted replies; one tha
 appears in fewer is one customer's (an order number, their bill) and becomes a slot.
 People's names are never constants, however often a name recurs.
 
+Besides the names `find_specifics` finds in one reply, the store as a whole names people
+that one reply cannot tell from a word: a capitalised word right after a greeting at the
+start of an agent turn with no punctuation after it ("Dear, Xiaomei has told you...",
+"Hi Sarah thanks for waiting") is a person's name when the word is never written in
+lower case anywhere in the store and the agents of at most one conversation in 20 write
+it (more is a brand or a place: "Dear China Unicom user"). Such names only join the list the outgoing check
+reads (a reply that mentions one is not sent unless the customer gave it); they are not
+slotted, because where they stand in one reply is not known for sure.
+
 `recompute` runs after each import (imports are incremental, so a value can become a
 constant later): in ONE transaction it finds the pieces of pairs not yet looked at,
 counts every value by conversation, rewrites the `known_values` table (constants and
@@ -17,12 +26,14 @@ that changed. A crash leaves the previous state whole. Serving reads the result 
 from __future__ import annotations
 
 import logging
+import re
 from collections import defaultdict
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from chatbot.ingest.specifics import (
     NAME_KINDS,
+    NOT_NAMES,
     Found,
     find_specifics,
     slot_summary,
@@ -34,6 +45,12 @@ if TYPE_CHECKING:
     from chatbot.store.database import Database
 
 log = logging.getLogger(__name__)
+
+# A capitalised word after a greeting that opens an agent turn (after any @handles).
+LOOSE_GREETING_RE = re.compile(
+    r"^(?:@\w+\s+)*(?:Hi|Hello|Hey|Dear)\b,?[ \t]+(?P<name>[A-Z][a-z]{1,20})\b(?![\-'’])"
+)
+WORD_RE = re.compile(r"[A-Za-z]+")
 
 
 @dataclass
@@ -48,6 +65,33 @@ class ConstantsReport:
 
 def _context_texts(context: list[object] | None) -> list[str]:
     return [str(t.get("text", "")) for t in (context or []) if isinstance(t, dict)]
+
+
+def greeted_names(
+    turns: list[tuple[int | str, str]], all_texts: list[str]
+) -> dict[str, set[int | str]]:
+    """Names greeted at the start of agent turns (`turns`: where each came from, its text)
+    that are never written in lower case in `all_texts` and that the agents of at most one
+    conversation in 20 write: lower-case name -> where greeted."""
+    candidates: dict[str, set[int | str]] = defaultdict(set)
+    for where, text in turns:
+        m = LOOSE_GREETING_RE.match((text or "").lstrip())
+        if m and m.group("name").lower() not in NOT_NAMES:
+            candidates[m.group("name").lower()].add(where)
+    if not candidates:
+        return {}
+    lower = {w for text in all_texts for w in WORD_RE.findall(text or "") if w.islower()}
+    written_in: dict[str, set[int | str]] = defaultdict(set)
+    for where, text in turns:
+        for word in WORD_RE.findall(text or ""):
+            if word.lower() in candidates and word[0].isupper():
+                written_in[word.lower()].add(where)
+    most = max(1.0, len({where for where, _ in turns}) / 20)
+    return {
+        name: where
+        for name, where in candidates.items()
+        if name not in lower and len(written_in[name]) <= most
+    }
 
 
 def recompute(database: Database, *, min_conversations: int = 3) -> ConstantsReport:
@@ -83,6 +127,20 @@ def recompute(database: Database, *, min_conversations: int = 3) -> ConstantsRep
                 key = (f.kind, value_key(f.kind, f.value))
                 seen[key].add(where)
                 shown.setdefault(key, f.value)
+        loose = greeted_names(
+            [
+                (
+                    conversation_id if conversation_id is not None else f"pair:{pair_id}",
+                    target or "",
+                )
+                for pair_id, conversation_id, target, *_ in rows
+            ],
+            [target or "" for _, _, target, *_ in rows]
+            + [text for *_, context, _, _ in rows for text in _context_texts(context)],
+        )
+        for name, where in loose.items():
+            if not any((kind, name) in seen for kind in NAME_KINDS):
+                seen[("customer_name", name)] |= where
         constants = {
             key
             for key, where in seen.items()
