@@ -16,6 +16,7 @@ the stored vectors. Building indexes is `chatbot.indexing`'s job.
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -191,7 +192,7 @@ class PairRetriever:
             or (
                 float(cosine.max()) < self.rs.gate_domain_max_score
                 and self.calibration.outside_domain(vector)
-                and not self.new_object_of_known_question(query, nearest)
+                and not self.known_question_about_new_object(query, history, nearest)
             )
             or (self.calibration.unknown_terms and self.terms_unknown(query, nearest))
         )
@@ -217,15 +218,25 @@ class PairRetriever:
             ]
         return bool(unexplained_terms(query, self.vocabulary, list(nearest_questions)))
 
-    def new_object_of_known_question(self, query: str, nearest_questions: Sequence[str]) -> bool:
+    def known_question_about_new_object(
+        self, query: str, history: Sequence[str], nearest_questions: Sequence[str]
+    ) -> bool:
         """The message asks a question the company answers about something its history
         never names ("How do I return a jacket that doesn't fit?" of a shop that never
-        sold a jacket): it has unknown words, and `scope.unexplained_terms` explains them
-        all as the object of its nearest past questions. Such a question's vector leans
-        away from the history's, so the domain check leaves it to the score gate."""
-        return bool(unknown_terms(query, self.vocabulary)) and not unexplained_terms(
-            query, self.vocabulary, list(nearest_questions)
-        )
+        sold a jacket). Its unknown words pull its vector away from the history's, so the
+        domain check judges it again without them: `scope.unexplained_terms` must explain
+        every unknown word as the object of the nearest past questions, and the rest of
+        the message ("How do I return a that doesn't fit?") must be the company's own.
+        A neighbouring domain's question with one new word ("Where do I reset my
+        passcode?" put to a shop) stays out: without the word it is still a bank's."""
+        unknown = unknown_terms(query, self.vocabulary)
+        if not unknown or unexplained_terms(query, self.vocabulary, list(nearest_questions)):
+            return False
+        rest = query
+        for word in unknown:
+            rest = re.sub(rf"(?<!\w){re.escape(word)}(?!\w)", " ", rest, flags=re.IGNORECASE)
+        rest = " ".join(rest.split())
+        return bool(rest) and not self.calibration.outside_domain(self.query_vector(rest, history))
 
     def scope_score(self, top_fused: float, top_dense: float) -> float:
         """The raw score the out-of-scope gate reads: the feature the calibration was
