@@ -11,9 +11,9 @@ that one reply cannot tell from a word: a capitalised word right after a greetin
 start of an agent turn with no punctuation after it ("Dear, Xiaomei has told you...",
 "Hi Sarah thanks for waiting") is a person's name when the word is never written in
 lower case anywhere in the store and the agents of at most one conversation in 20 write
-it (more is a brand or a place: "Dear China Unicom user"). Such names only join the list the outgoing check
-reads (a reply that mentions one is not sent unless the customer gave it); they are not
-slotted, because where they stand in one reply is not known for sure.
+it (more is a brand or a place: "Dear China Unicom user"). Such names only join the list
+the outgoing check reads (a reply that mentions one is not sent unless the customer gave
+it); they are not slotted, because where they stand in one reply is not known for sure.
 
 `recompute` runs after each import (imports are incremental, so a value can become a
 constant later): in ONE transaction it finds the pieces of pairs not yet looked at,
