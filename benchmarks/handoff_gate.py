@@ -205,20 +205,6 @@ def intent_texts(
     return sorted(set(out))
 
 
-def pair_topics(database) -> dict[int, str | None]:
-    from sqlalchemy import select
-
-    from chatbot.store.schema import TrainingPair
-
-    with database.session() as session:
-        return {
-            i: (labels or {}).get("topic") if answers_opening_message(context) else None
-            for i, labels, context in session.execute(
-                select(TrainingPair.id, TrainingPair.labels, TrainingPair.context)
-            )
-        }
-
-
 def gate(settings, retriever, topics, items: list[dict]) -> tuple[list[bool], list[float]]:
     """Handed off as out of scope: the gate's verdict, or the best past answer is
     labelled out of scope (what the dialogue manager does before anything else)."""
@@ -276,6 +262,7 @@ def evaluate(
     extra_outside: list[dict] = (),
     issue: dict | None = None,
 ) -> dict:
+    from chatbot.indexing.calibration import pair_topics
     from chatbot.retrieval.retriever import open_retriever
 
     started = time.perf_counter()

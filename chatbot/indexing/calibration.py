@@ -34,24 +34,28 @@ log = logging.getLogger(__name__)
 CALIBRATION_PAIRS = 500
 
 
-def _pair_topics(database: Database, pair_ids: Iterable[int]) -> dict[int, str | None]:
-    """The `topic` label of each of these pairs: their conversation's, for the pair that
-    answers its opening message (`pairs.answers_opening_message`, as the dialogue manager
-    reads it); None for the other pairs and unlabelled ones."""
+def pair_topics(database: Database, pair_ids: Iterable[int] | None = None) -> dict[int, str | None]:
+    """The `topic` label of each of these pairs (None: of every pair in the store): their
+    conversation's, for the pair that answers its opening message
+    (`pairs.answers_opening_message`, as the dialogue manager reads it); None for the
+    other pairs and unlabelled ones."""
     from sqlalchemy import select
 
     from chatbot.store.schema import TrainingPair
 
-    ids = sorted(set(pair_ids))
+    columns = select(TrainingPair.id, TrainingPair.labels, TrainingPair.context)
+    if pair_ids is None:
+        queries = [columns]
+    else:
+        ids = sorted(set(pair_ids))
+        queries = [
+            columns.where(TrainingPair.id.in_(ids[start : start + 500]))
+            for start in range(0, len(ids), 500)
+        ]
     topics: dict[int, str | None] = {}
     with database.session() as session:
-        for start in range(0, len(ids), 500):
-            chunk = ids[start : start + 500]
-            for pair_id, labels, context in session.execute(
-                select(TrainingPair.id, TrainingPair.labels, TrainingPair.context).where(
-                    TrainingPair.id.in_(chunk)
-                )
-            ):
+        for query in queries:
+            for pair_id, labels, context in session.execute(query):
                 labelled = isinstance(labels, dict) and answers_opening_message(context)
                 topics[pair_id] = labels.get("topic") if labelled else None
     return topics
@@ -187,7 +191,7 @@ def calibrate_index_gate(
         )
         return None
     handing_off = set(settings.dialogue.out_of_scope_topics) | set(settings.dialogue.handoff_topics)
-    val_topics = _pair_topics(database, [p.id for p in val])
+    val_topics = pair_topics(database, [p.id for p in val])
     own_out = [p for p in val if val_topics.get(p.id) in settings.dialogue.out_of_scope_topics]
     inside = [p for p in val if val_topics.get(p.id) not in handing_off]
     background = background_questions(rs.gate_background_file, shipped=rs.gate_background)
@@ -198,7 +202,8 @@ def calibrate_index_gate(
     negatives = [(p.message, p.history) for p in own_out] + [(q, []) for q in background]
     neg_vectors = embed_contexts(model, negatives, rs) if negatives else np.zeros((0, 0))
     neg, neg_tops = gate_scores(settings, retriever, negatives, neg_vectors)
-    top_topics = _pair_topics(database, [t for t in [*pos_tops, *neg_tops] if t is not None])
+    # Every top hit is an indexed pair: one lookup serves them and the domain check.
+    top_topics = pair_topics(database, [r.id for r in records])
     neg_by_topic = np.array(
         [t is None or top_topics.get(t) in handing_off for t in neg_tops], dtype=bool
     )
@@ -230,7 +235,7 @@ def calibrate_index_gate(
     )
     domain = (
         _fit_domain_check(
-            settings, database, records, vectors, neg_vectors[len(own_out) :], handing_off
+            settings, records, top_topics, vectors, neg_vectors[len(own_out) :], handing_off
         )
         if rs.gate_domain
         else None
@@ -265,17 +270,17 @@ def calibrate_index_gate(
 
 def _fit_domain_check(
     settings: Settings,
-    database: Database,
     records: Sequence[PairRecord],
+    topics: dict[int, str | None],
     vectors: np.ndarray,
     background_vectors: np.ndarray,
     handing_off: set[str],
 ) -> dict[str, Any] | None:
     """The domain check (`domain.fit_domain`) on the indexed questions, as the index
-    embeds them, against the off-topic questions' vectors; pairs whose topic is handed
-    off by design are left out. None when there is too little to fit it on."""
+    embeds them, against the off-topic questions' vectors; pairs whose topic (`topics`,
+    by pair id) is handed off by design are left out. None when there is too little to
+    fit it on."""
     rs = settings.retrieval
-    topics = _pair_topics(database, [r.id for r in records])
     own = [row for row, r in enumerate(records) if topics.get(r.id) not in handing_off]
     if not own or len(background_vectors) == 0:
         return None

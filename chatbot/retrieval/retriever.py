@@ -185,12 +185,13 @@ class PairRetriever:
             )
             for i in order
         ]
-        top = self.scope_score(float(fused[order[0]]), float(cosine.max()))
+        top_dense = float(cosine.max())
+        top = self.scope_score(float(fused[order[0]]), top_dense)
         nearest = [self.records[int(rows[i])].message for i in ranked[:NEAREST_QUESTIONS]]
         out = (
             bool(self.calibration.out_of_scope(top))
             or (
-                float(cosine.max()) < self.rs.gate_domain_max_score
+                top_dense < self.rs.gate_domain_max_score
                 and self.calibration.outside_domain(vector)
                 and not self.known_question_about_new_object(query, history, nearest)
             )
