@@ -154,8 +154,8 @@ def _echo_index(report: dict[str, Any], no_calibrate: bool) -> None:
         click.echo(
             "out-of-scope gate not calibrated (no validation pairs); using retrieval.oos_threshold"
         )
-    fusion = report.get("fusion")
-    if fusion:
+    fusion = report.get("fusion") or {}
+    if "reply_similarity_by_weight" in fusion:
         tried = ", ".join(f"{w}: {v:.3f}" for w, v in fusion["reply_similarity_by_weight"].items())
         verdict = (
             "kept the configured weight"
@@ -166,6 +166,20 @@ def _echo_index(report: dict[str, Any], no_calibrate: bool) -> None:
         click.echo(
             f"BM25 weight {fusion['lexical_weight']} ({verdict}); reply similarity on "
             f"{fusion['validation_questions']} validation questions by weight: {tried}"
+        )
+    consensus = fusion.get("consensus")
+    if consensus:
+        verdict = (
+            f"on, embedding weight {consensus['embedding_weight']:g}, judge weight "
+            f"{consensus['judge_weight']:g}"
+            if consensus["enabled"]
+            else "off (the judge's own pick is as good)"
+        )
+        click.echo(
+            f"consensus choice among the {consensus['candidates']} candidates: {verdict}; reply fit "
+            f"{consensus['fit_of_judge_pick']:.3f} by the judge, {consensus['fit_of_judge_pick'] + consensus['gain_over_judge']:.3f} "
+            f"by the best setting (standard error of the gain {consensus['stderr']:.3f}) on "
+            f"{consensus['validation_questions']} validation questions"
         )
 
 

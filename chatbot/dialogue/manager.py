@@ -11,8 +11,10 @@ score the best retrieved past answers and, when the best is confident enough
 reply model (its words streamed to the customer as they come), refine over a few
 retrieve-and-refine rounds (the best reply so far goes back in as a past answer) while
 the score rises, let the drafts compete with the retrieved answers under one judge,
-withhold anything degenerate (`chatbot.dialogue.degenerate`), smooth the winner's
-confidence across turns and decide. The judge is the learned ranker when one serves
+withhold anything degenerate (`chatbot.dialogue.degenerate`), send the candidate that
+agrees most with the others where `chatbot index` found that this pays for the company
+(`chatbot.ranking.consensus`; else the judge's best), smooth the judge's score of it
+(the confidence) across turns and decide. The judge is the learned ranker when one serves
 (`chatbot.ranking`: its probability that the reply fits, less the critique's penalties,
 with thresholds on its own scale from its validation picks), else the hand-set critique. Every wait for
 the reply model is bounded (`model_wait_s`, `first_token_s`, `next_token_s`,
@@ -47,11 +49,14 @@ import queue
 import re
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+
+import numpy as np
 
 from chatbot.dialogue import repository as repo
 from chatbot.dialogue.answer_cache import AnswerCatalogue
@@ -85,6 +90,7 @@ from chatbot.errors import ChatbotError, InputError
 from chatbot.ingest.redact import EMAIL_RE, Redactor
 from chatbot.ingest.sanitize import clean_text
 from chatbot.ingest.settings import IngestSettings
+from chatbot.ranking import consensus
 from chatbot.retrieval.types import Citation, Hit, Retriever, SearchResult
 from chatbot.store.conversations import add_message, start_conversation
 from chatbot.store.database import Database
@@ -103,6 +109,7 @@ SNIPPET_CHARS = 300
 _ROLE = {"customer": "user", "agent": "assistant", "bot": "assistant"}
 # A reply sharing this many consecutive words with the system prompt repeats it.
 PROMPT_LEAK_WORDS = 6
+REPLY_VECTOR_CACHE = 4096  # candidate reply vectors kept for consensus (1.5 KB each)
 _WORD_RE = re.compile(r"\w+")
 # Earlier turns read per message: retrieval keeps its own window of them (retrieval.history_turns)
 # and the prompt its own (prompt.history_turns); this only bounds what is read from the store.
@@ -267,6 +274,7 @@ class DialogueManager:
             else _FixedRanker(ranker)
         )
         self._quantized: dict[str, Module] = {}
+        self._vector_cache: OrderedDict[str, np.ndarray] = OrderedDict()
         self._lock = threading.Lock()
         self.answers = AnswerCatalogue(settings.cache_origins)
         # Fills slots and withholds other customers' specifics (None: no check, for before/after benchmarks).
@@ -661,7 +669,7 @@ class DialogueManager:
             reply.trace = drafted.trace
             reply.candidates = [*failure, *blocked]
             return reply
-        winner = max(candidates, key=lambda c: c.score)
+        winner = self._choose(turn, candidates)
         confidence = round(winner.score, 4)
         smoothed = round(smooth(turn.previous_smoothed, confidence, s.smoothing), 4)
         decision, reason = decide(s, confidence=confidence, smoothed=smoothed)
@@ -694,6 +702,46 @@ class DialogueManager:
         ]
         reply.candidates = [*scored, *failure, *blocked]
         return reply
+
+    def _choose(self, turn: _Turn, candidates: list[Candidate]) -> Candidate:
+        """The candidate to send: the one that agrees most with the others, with the judge's
+        score beside it (`chatbot.ranking.consensus`), where `chatbot index` chose that for
+        this company; else the judge's best. The confidence stays the judge's score of it."""
+        choice = getattr(self.retriever, "consensus", None) if self.settings.consensus else None
+        if choice is None or len(candidates) < consensus.MIN_CANDIDATES:
+            return max(candidates, key=lambda c: c.score)
+        with turn.clock.stage("consensus"):
+            texts = [c.text for c in candidates]
+            best, utility = consensus.choose(
+                texts,
+                self._reply_vectors(texts),
+                [c.score for c in candidates],
+                [penalties(c.critique.components) > 0 for c in candidates],
+                choice,
+            )
+        for candidate, value in zip(candidates, utility, strict=True):
+            candidate.critique.components = {
+                **candidate.critique.components,
+                "consensus": round(float(value), 4),
+            }
+        return candidates[best]
+
+    def _reply_vectors(self, texts: Sequence[str]) -> np.ndarray:
+        """The embedder's unit vectors of candidate replies; past answers recur from
+        message to message, so the last REPLY_VECTOR_CACHE are kept."""
+        from chatbot.retrieval.embedding import embed_texts
+
+        model = self.retriever.model  # type: ignore[attr-defined]
+        missing = [t for t in dict.fromkeys(texts) if t not in self._vector_cache]
+        if missing:
+            for text, vector in zip(missing, embed_texts(model, missing), strict=True):
+                self._vector_cache[text] = vector
+        with self._lock:
+            for text in texts:
+                self._vector_cache.move_to_end(text)
+            while len(self._vector_cache) > REPLY_VECTOR_CACHE:
+                self._vector_cache.popitem(last=False)
+        return np.stack([self._vector_cache[t] for t in texts])
 
     def respond_stream(
         self, message: str, conversation_id: int | None = None, *, source: str = "widget"

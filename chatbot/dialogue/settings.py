@@ -30,7 +30,7 @@ def _approved_origins() -> list[CacheOrigin]:
 class DialogueSettings(Section):
     # Evidence (what the reply model is shown of it is the `prompt` section's: prompt.evidence_k, prompt.history_turns).
     retrieve_k: int = Field(
-        default=5,
+        default=10,
         ge=1,
         le=50,
         description="Past answers retrieved per message (candidates and evidence).",
@@ -97,10 +97,16 @@ class DialogueSettings(Section):
 
     # Candidate fusion and scoring.
     fuse_retrieved: int = Field(
-        default=3,
+        default=10,
         ge=0,
         le=20,
         description="Best retrieved past answers that compete with the drafts.",
+    )
+    consensus: bool = Field(
+        default=True,
+        description="Send the candidate that agrees most with the others (chatbot.ranking.consensus) where "
+        "`chatbot index` found, on the company's validation questions, that this beats the judge's own pick; "
+        "false: always the judge's best.",
     )
     min_words: int = Field(default=6, ge=1)
     max_words: int = Field(default=90, ge=2)

@@ -79,6 +79,10 @@ def open_manager(settings: Settings) -> tuple[DialogueManager, Database]:
     try:
         require_schema(database.engine)
         retriever = open_retriever_or_explain(settings, database)
+        if settings.dialogue.consensus and retriever.consensus is not None:
+            from chatbot.ranking.consensus import warm
+
+            warm()
         source = reply_model_source(settings, database) if settings.dialogue.generate else None
     except BaseException:
         database.dispose()

@@ -424,6 +424,7 @@ def _run(
             "oos_raw_threshold": (index.calibration or {}).get("raw_threshold"),
             "lexical_weight": (index.fusion or {}).get("lexical_weight"),
             "lexical_weight_by_validation": (index.fusion or {}).get("reply_similarity_by_weight"),
+            "consensus": (index.fusion or {}).get("consensus"),
         },
         "turns_available": len(candidates),
         "turns_evaluated": len(items),

@@ -13,7 +13,8 @@ file; `rebuild=True` builds a fresh version without reading it (the repair).
 An index built with an embedder adapted by `chatbot index --adapt` keeps using it
 (meta.json names it and the base it came from) while that base is the configured one.
 How a version's files look and are read back is `chatbot.retrieval.index_files`';
-the gate and fusion chosen for a version are `calibration`'s; searching is
+the gate and fusion chosen for a version are `calibration`'s, the consensus choice
+`consensus_choice`'s; searching is
 `chatbot.retrieval.retriever`'s.
 """
 
@@ -31,7 +32,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from chatbot.config import Settings
-from chatbot.indexing.calibration import calibrate_index_gate, choose_fusion
+from chatbot.indexing.calibration import calibrate_index_gate, choose_fusion, validation_sample
+from chatbot.indexing.consensus_choice import choose_consensus
 from chatbot.models.embedder import embedder_path, load_embedder
 from chatbot.pairs import PairRecord
 from chatbot.retrieval import faiss_index
@@ -254,6 +256,16 @@ def update_index(
         if calibrate:
             calibration = calibrate_index_gate(settings, database, model, records, vectors)
             fusion_choice = choose_fusion(settings, database, model, records, vectors)
+            consensus = choose_consensus(
+                settings,
+                model,
+                records,
+                vectors,
+                validation_sample(database),
+                float((fusion_choice or {}).get("lexical_weight", rs.lexical_weight)),
+            )
+            if consensus is not None:
+                fusion_choice = {**(fusion_choice or {}), "consensus": consensus}
         extra["calibration"] = calibration
         extra["fusion"] = fusion_choice
         staged, meta = write_version(

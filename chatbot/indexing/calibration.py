@@ -88,7 +88,7 @@ FUSION_WEIGHTS = (0.0, 0.1, 0.2, 0.3, 0.5)
 FUSION_MIN_STDERRS = 1.0
 
 
-def _validation_sample(database: Database) -> list[PairRecord]:
+def validation_sample(database: Database) -> list[PairRecord]:
     val = load_pairs(database, ["val"])
     if len(val) > CALIBRATION_PAIRS:
         rng = np.random.default_rng(0)
@@ -113,7 +113,7 @@ def choose_fusion(
     rs = settings.retrieval
     if "val" in rs.index_splits or not records:
         return None
-    val = [p for p in _validation_sample(database) if p.target.strip()]
+    val = [p for p in validation_sample(database) if p.target.strip()]
     if len(val) < rs.min_calibration_pairs:
         return None
     retriever = PairRetriever.from_parts(
@@ -184,7 +184,7 @@ def calibrate_index_gate(
     rs = settings.retrieval
     if "val" in rs.index_splits or not records:
         return None
-    val = _validation_sample(database)
+    val = validation_sample(database)
     if not val:
         log.warning(
             "out-of-scope gate not calibrated: no validation pairs; using retrieval.oos_threshold"

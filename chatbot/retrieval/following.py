@@ -24,7 +24,10 @@ from chatbot.retrieval.types import SearchResult
 from chatbot.retrieval.versions import VersionStore
 
 if TYPE_CHECKING:
+    from sentence_transformers import SentenceTransformer
+
     from chatbot.config import Settings
+    from chatbot.ranking.consensus import ConsensusChoice
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +48,16 @@ class FollowingRetriever:
     @property
     def version(self) -> str | None:
         return self.current.version
+
+    @property
+    def model(self) -> SentenceTransformer:
+        return self.current.model
+
+    @property
+    def consensus(self) -> ConsensusChoice | None:
+        """The current version's consensus choice (`PairRetriever.consensus`)."""
+        self.refresh()
+        return self.current.consensus
 
     def search(
         self,

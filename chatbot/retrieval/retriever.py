@@ -26,6 +26,7 @@ import numpy as np
 from chatbot.config import Settings
 from chatbot.models.embedder import embedder_path, load_embedder
 from chatbot.pairs import PairRecord
+from chatbot.ranking.consensus import ConsensusChoice
 from chatbot.retrieval import faiss_index, fusion
 from chatbot.retrieval.embedding import embed_contexts, embed_query, recent_turns
 from chatbot.retrieval.index_files import (
@@ -93,6 +94,9 @@ class PairRetriever:
         self.lexical_weight = (
             float(chosen) if chosen is not None and not explicit else self.rs.lexical_weight
         )
+        # How the dialogue manager chooses among its candidates, chosen on the same
+        # validation questions (meta.json "fusion"."consensus"); None: by the judge alone.
+        self.consensus = ConsensusChoice.from_meta((fusion or {}).get("consensus"))
         self._row_of = {r.id: row for row, r in enumerate(self.records)}
         self._vocabulary: Vocabulary | None = None
 
