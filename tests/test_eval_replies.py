@@ -202,6 +202,42 @@ def test_bootstrap_intervals_on_known_numbers():
         Resampler.by_group(["a"], resamples=0)
 
 
+def test_the_relative_gain_on_turns_both_answered_has_its_own_interval():
+    import numpy as np
+
+    from chatbot.evaluation.figures import TurnScores, compare
+
+    def scores(rouge, answered):
+        n = len(rouge)
+        zeros = np.zeros(n)
+        return TurnScores(
+            answered=np.asarray(answered, dtype=bool),
+            rouge_l=np.asarray(rouge, dtype=float),
+            embedding_similarity=np.asarray(rouge, dtype=float),
+            sentence_bleu=zeros,
+            bleu_stats=np.zeros((n, 10)),
+            seconds=zeros,
+            doc_applies=np.zeros(n, dtype=bool),
+            doc_any=np.zeros(n, dtype=bool),
+            doc_in_text=np.zeros(n, dtype=bool),
+            doc_cited=np.zeros(n, dtype=bool),
+        )
+
+    rng = np.random.default_rng(0)
+    base = rng.uniform(0.1, 0.3, 60)
+    a = scores(base * 1.25, [True] * 60)  # a quarter better on every turn
+    b = scores(np.where(np.arange(60) < 50, base, 0.9), np.arange(60) < 50)  # 10 unanswered
+    rs = Resampler.by_group([f"c{i}" for i in range(60)], resamples=500, seed=0)
+    relative = compare(rs, "a", a, "b", b)["both_answered"]["relative"]["rouge_l"]
+    # over the 50 turns both answered only (b's 0.9 on unanswered turns never counts)
+    assert relative["value"] == pytest.approx(0.25, abs=1e-4)
+    assert relative["low"] == pytest.approx(0.25, abs=1e-4) and relative["better"] == "a"
+    noisy = scores(base * rng.uniform(0.8, 1.2, 60), [True] * 60)
+    around = compare(rs, "noisy", noisy, "a", scores(base, [True] * 60))["both_answered"]
+    assert around["relative"]["rouge_l"]["low"] < around["relative"]["rouge_l"]["value"]
+    assert around["relative"]["rouge_l"]["value"] < around["relative"]["rouge_l"]["high"]
+
+
 def test_latency_summary():
     summary = M.latency_summary([0.1 * i for i in range(1, 101)])
     assert summary["p50"] == pytest.approx(5.05) and summary["p95"] == pytest.approx(9.505)

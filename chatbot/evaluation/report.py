@@ -28,7 +28,8 @@ QUALITY_NOTE = (
     "sacrebleu corpus BLEU 0-100; doc match: turns where the real agent sent a help document, answered with a reply or "
     'citation that points to it) is over the answered turns; "all turns" scores an unanswered turn 0, the figure at '
     "equal footing when variants answer different turns. Every figure is followed by its 95% bootstrap interval "
-    "[low, high] (resampling conversations). Comparisons are paired differences (first minus second variant); a "
+    "[low, high] (resampling conversations). Comparisons are paired differences (first minus second variant; on the turns "
+    "both answered also as a share of the second variant's figure, in parentheses); a "
     "variant is called better only where the interval of the difference excludes 0."
 )
 
@@ -63,6 +64,17 @@ def ci_pct(figure: dict[str, Any] | None, signed: bool = False) -> str:
 
 def _diff(figure: dict[str, Any] | None) -> str:
     return ci(figure, "+.3f")
+
+
+def _diff_relative(comparison: dict[str, Any], key: str) -> str:
+    """e.g. "+0.042 [+0.014, +0.069] (+25% [+8, +43])": the difference on the turns both
+    answered and, where recorded, the same as a share of the second variant's figure."""
+    both = comparison["both_answered"]
+    text = _diff(both[key])
+    relative = both.get("relative", {}).get(key)
+    if relative and relative.get("value") is not None:
+        text += f" ({ci_pct(relative, signed=True).replace(' pts', '%', 1)})"
+    return text
 
 
 def quality_table(result: ReplyEvaluation) -> list[str]:
@@ -133,8 +145,8 @@ def comparison_table(result: ReplyEvaluation) -> list[str]:
                     _diff(c["all_turns"]["rouge_l"]),
                     _diff(c["all_turns"]["embedding_similarity"]),
                     str(c["both_answered"]["n"]),
-                    _diff(c["both_answered"]["rouge_l"]),
-                    _diff(c["both_answered"]["embedding_similarity"]),
+                    _diff_relative(c, "rouge_l"),
+                    _diff_relative(c, "embedding_similarity"),
                     c["verdict"],
                 ]
             )
