@@ -225,13 +225,14 @@ def test_the_relative_gain_on_turns_both_answered_has_its_own_interval():
 
     rng = np.random.default_rng(0)
     base = rng.uniform(0.1, 0.3, 60)
-    a = scores(base * 1.25, [True] * 60)  # a quarter better on every turn
-    b = scores(np.where(np.arange(60) < 50, base, 0.9), np.arange(60) < 50)  # 10 unanswered
+    a = scores(np.where(np.arange(60) < 50, base, 0.9), np.arange(60) < 50)  # 10 unanswered
+    b = scores(base * 1.25, [True] * 60)  # a quarter above a on every turn
     rs = Resampler.by_group([f"c{i}" for i in range(60)], resamples=500, seed=0)
     relative = compare(rs, "a", a, "b", b)["both_answered"]["relative"]["rouge_l"]
-    # over the 50 turns both answered only (b's 0.9 on unanswered turns never counts)
-    assert relative["value"] == pytest.approx(0.25, abs=1e-4)
-    assert relative["low"] == pytest.approx(0.25, abs=1e-4) and relative["better"] == "a"
+    # a - b as a share of a, over the 50 turns both answered only (a's 0.9 on its
+    # unanswered turns never counts)
+    assert relative["value"] == pytest.approx(-0.25, abs=1e-4)
+    assert relative["high"] == pytest.approx(-0.25, abs=1e-4) and relative["better"] == "b"
     noisy = scores(base * rng.uniform(0.8, 1.2, 60), [True] * 60)
     around = compare(rs, "noisy", noisy, "a", scores(base, [True] * 60))["both_answered"]
     assert around["relative"]["rouge_l"]["low"] < around["relative"]["rouge_l"]["value"]

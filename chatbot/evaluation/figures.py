@@ -14,7 +14,7 @@ never scored. Per variant:
 
 Comparisons, for every pair of variants (a, b), are paired (the same resampled turns
 for both): the difference in coverage, in the all-turns figures, and in quality on the
-turns both answered (also relative: a's mean over b's, less 1); `better` names the variant whose figure is higher only where the
+turns both answered (also as a share of a's figure); `better` names the variant whose figure is higher only where the
 interval of the difference excludes 0. Scoring texts is `metrics`' job, producing them
 `variants`'."""
 
@@ -116,15 +116,16 @@ def _diff(
 def _relative(
     rs: Resampler, a: np.ndarray, b: np.ndarray, mask: np.ndarray, names: tuple[str, str]
 ) -> dict[str, Any]:
-    """mean(a) / mean(b) - 1 over the masked turns (a's gain as a share of b's figure),
-    its interval from the same resamples."""
+    """(mean(a) - mean(b)) / mean(a) over the masked turns: the difference as a share of
+    the first variant's figure (for "knn - refined", -0.41 reads "refined is 41% of
+    knn's figure above it"), its interval from the same resamples."""
     value_a, samples_a = rs.mean_samples(a, mask)
     value_b, samples_b = rs.mean_samples(b, mask)
-    if value_a is None or value_b is None or value_b <= 0:
+    if value_a is None or value_b is None or value_a <= 0:
         return difference(None, np.full(rs.resamples, np.nan), a=names[0], b=names[1])
     with np.errstate(invalid="ignore", divide="ignore"):
-        samples = np.where(samples_b > 0, samples_a / samples_b - 1.0, np.nan)
-    return difference(value_a / value_b - 1.0, samples, a=names[0], b=names[1])
+        samples = np.where(samples_a > 0, (samples_a - samples_b) / samples_a, np.nan)
+    return difference((value_a - value_b) / value_a, samples, a=names[0], b=names[1])
 
 
 def compare(

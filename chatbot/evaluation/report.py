@@ -29,7 +29,7 @@ QUALITY_NOTE = (
     'citation that points to it) is over the answered turns; "all turns" scores an unanswered turn 0, the figure at '
     "equal footing when variants answer different turns. Every figure is followed by its 95% bootstrap interval "
     "[low, high] (resampling conversations). Comparisons are paired differences (first minus second variant; on the turns "
-    "both answered also as a share of the second variant's figure, in parentheses); a "
+    "both answered also as a share of the first variant's figure, in parentheses); a "
     "variant is called better only where the interval of the difference excludes 0."
 )
 
@@ -67,8 +67,8 @@ def _diff(figure: dict[str, Any] | None) -> str:
 
 
 def _diff_relative(comparison: dict[str, Any], key: str) -> str:
-    """e.g. "+0.042 [+0.014, +0.069] (+25% [+8, +43])": the difference on the turns both
-    answered and, where recorded, the same as a share of the second variant's figure."""
+    """e.g. "-0.042 [-0.069, -0.014] (-25% [-43, -8])": the difference on the turns both
+    answered and, where recorded, the same as a share of the first variant's figure."""
     both = comparison["both_answered"]
     text = _diff(both[key])
     relative = both.get("relative", {}).get(key)
