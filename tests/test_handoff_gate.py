@@ -353,7 +353,9 @@ def test_the_gate_with_minilm_rejects_off_topic_and_accepts_the_shop(tmp_path, s
 # Issue 11's questions and what a support lead looks for in the answer: the shop's own
 # policy on the matter (data/README.md), in its agents' words.
 ISSUE_QUESTIONS = {
-    "Hi, my parcel still hasn't arrived, where is my order?": r"carrier investigation|[Tt]rack parcel|tracking",
+    "Hi, my parcel still hasn't arrived, where is my order?": (
+        r"carrier investigation|investigation with the carrier|[Tt]rack parcel|tracking"
+    ),
     "How do I return a jacket that doesn't fit?": r"30 days|Return items",
     "When will I get my refund?": r"5-7 working days",
     "Can I change the delivery address of my order?": r"Edit delivery address|Processing|redirect",
