@@ -243,7 +243,7 @@ def test_consensus_is_switched_on_only_where_the_validation_questions_say_it_pay
 
 @pytest.mark.parametrize("use_consensus", [True, False])
 def test_the_manager_sends_the_agreed_answer_where_consensus_was_chosen(
-    tiny_settings, migrated_database, use_consensus
+    tiny_settings, migrated_database, use_consensus, monkeypatch
 ):
     from chatbot.dialogue.manager import DialogueManager
     from chatbot.training.prompt import PromptFormat
@@ -285,6 +285,11 @@ def test_the_manager_sends_the_agreed_answer_where_consensus_was_chosen(
             sent["score"]
         )  # the judge's score of what was sent
         assert max(scored, key=lambda c: c["components"]["consensus"])["text"] in agreed
+        # the candidates' vectors are kept for the next message, up to the cache's bound
+        assert reply.text in manager._vector_cache
+        monkeypatch.setattr("chatbot.dialogue.manager.REPLY_VECTOR_CACHE", 3)
+        again = manager.respond(question)
+        assert again.text == reply.text and len(manager._vector_cache) == 3
     else:
         assert reply.text == exact_match_answer[question]
         assert all("consensus" not in c["components"] for c in scored)

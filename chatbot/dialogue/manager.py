@@ -275,6 +275,7 @@ class DialogueManager:
         )
         self._quantized: dict[str, Module] = {}
         self._vector_cache: OrderedDict[str, np.ndarray] = OrderedDict()
+        self._vector_lock = threading.Lock()  # the web app answers on several threads
         self._lock = threading.Lock()
         self.answers = AnswerCatalogue(settings.cache_origins)
         # Fills slots and withholds other customers' specifics (None: no check, for before/after benchmarks).
@@ -732,16 +733,19 @@ class DialogueManager:
         from chatbot.retrieval.embedding import embed_texts
 
         model = self.retriever.model  # type: ignore[attr-defined]
-        missing = [t for t in dict.fromkeys(texts) if t not in self._vector_cache]
-        if missing:
-            for text, vector in zip(missing, embed_texts(model, missing), strict=True):
-                self._vector_cache[text] = vector
-        with self._lock:
+        with self._vector_lock:
+            missing = [t for t in dict.fromkeys(texts) if t not in self._vector_cache]
+        embedded: Sequence[np.ndarray] = (  # outside the lock: embedding is the slow part
+            list(embed_texts(model, missing)) if missing else []
+        )
+        with self._vector_lock:
+            self._vector_cache.update(zip(missing, embedded, strict=True))
+            found = [self._vector_cache[t] for t in texts]
             for text in texts:
                 self._vector_cache.move_to_end(text)
             while len(self._vector_cache) > REPLY_VECTOR_CACHE:
                 self._vector_cache.popitem(last=False)
-        return np.stack([self._vector_cache[t] for t in texts])
+        return np.stack(found)
 
     def respond_stream(
         self, message: str, conversation_id: int | None = None, *, source: str = "widget"
