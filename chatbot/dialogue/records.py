@@ -24,6 +24,9 @@ class Decision(StrEnum):
     HELD = "held"  # not sent, waiting for an agent
     HANDOFF = "handoff"  # a human takes over
     SILENT = "silent"  # a human is in charge
+    ACT = "act"  # a conversation act (hello, thanks, bye, "are you a bot?") answered; not a resolution
+    DECLINE = "decline"  # out of the company's domain: politely declined, a person offered
+    CLARIFY = "clarify"  # a question back: which of `options` is meant, or the order number
 
 
 DECISIONS = tuple(Decision)
@@ -46,6 +49,11 @@ class Reason(StrEnum):
     NEEDS_REVIEW = "needs_review"  # "needs_review: retrieved won"
     CONFIDENT = "confident"  # "confident: draft won"
     NO_HITS = "no_hits"  # evaluation's retrieval variants: nothing was found
+    ACT = "act"  # "act: greeting"
+    OUT_OF_DOMAIN = "out_of_domain"  # declined: "out_of_domain: not the company's kind of question"
+    UNSURE = "unsure"  # a clarifying question: "unsure: 2 topics"
+    NEEDS_CASE = "needs_case"  # the answer depends on the customer's own order: "needs_case: order_number"
+    CLARIFICATION_FAILED = "clarification_failed"  # hand-off after a clarification that did not help
 
 
 def with_detail(reason: Reason, detail: str) -> str:
@@ -77,6 +85,9 @@ class ReplyPath(StrEnum):
     HANDOFF = "handoff"
     HELD = "held"
     SILENT = "silent"
+    ACT = "act"
+    DECLINE = "decline"
+    CLARIFY = "clarify"
 
 
 PATHS = tuple(ReplyPath)
@@ -243,6 +254,9 @@ class Reply:
     timings: dict[str, float] = field(default_factory=dict)
     model_version: str | None = None
     review_status: str | None = None
+    # A clarifying question's choices (readable topic labels), shown as buttons in the widget
+    # and a numbered list in `chatbot chat`; the customer answers with a label or its number.
+    options: list[str] = field(default_factory=list)
     id: int | None = None
     reply_message_id: int | None = None
 
@@ -264,6 +278,7 @@ class Reply:
             "timings": dict(self.timings),
             "model_version": self.model_version,
             "review_status": self.review_status,
+            "options": list(self.options),
             "id": self.id,
             "reply_message_id": self.reply_message_id,
         }
@@ -274,7 +289,14 @@ def reply_path(decision: str, reason: str, trace: Sequence[object] | None) -> Re
     what is stored of it: an agent-approved answer (cache), past answers without
     generating (retrieved: confident enough, or the model failed), one draft (generated)
     or revisions of it (refined); or no answer (handoff, held, silent)."""
-    if decision in (Decision.HANDOFF, Decision.HELD, Decision.SILENT):
+    if decision in (
+        Decision.HANDOFF,
+        Decision.HELD,
+        Decision.SILENT,
+        Decision.ACT,
+        Decision.DECLINE,
+        Decision.CLARIFY,
+    ):
         return ReplyPath(decision)
     if reason == Reason.CACHE_HIT:
         return ReplyPath.CACHE

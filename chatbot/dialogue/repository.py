@@ -125,7 +125,12 @@ def save_reply(*, session: Session, record: dict[str, Any], bot_text: str | None
             conversation_id=record["conversation_id"],
             role="bot",
             text=bot_text,
-            meta={"decision": record["decision"], "confidence": record.get("confidence")},
+            meta={
+                "decision": record["decision"],
+                "confidence": record.get("confidence"),
+                # a clarification's choices, so a reloaded widget shows its buttons again
+                **({"options": list(record["options"])} if record.get("options") else {}),
+            },
         )
         reply_message_id = message.id
     row = DialogueReply(**record, reply_message_id=reply_message_id)

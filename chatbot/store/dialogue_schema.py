@@ -24,7 +24,16 @@ from sqlalchemy.orm import Mapped, mapped_column
 from chatbot.store.enums import ReviewState, values
 from chatbot.store.schema import Base, EnumString, one_of, utcnow
 
-REPLY_DECISIONS = ("answer", "answer_flagged", "held", "handoff", "silent")
+REPLY_DECISIONS = (
+    "answer",
+    "answer_flagged",
+    "held",
+    "handoff",
+    "silent",
+    "act",
+    "decline",
+    "clarify",
+)
 
 
 class DialogueReply(Base):
@@ -57,6 +66,7 @@ class DialogueReply(Base):
     review_status: Mapped[ReviewState | None] = mapped_column(
         EnumString(ReviewState, 20), index=True
     )
+    options: Mapped[list[Any]] = mapped_column(JSON, default=list)  # a clarification's choices
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
     __table_args__ = (
