@@ -19,18 +19,24 @@ Definitions (the admin console shows them under the numbers):
   answers are labelled billing" -> "out_of_scope", "past answers hand off (returns)"
   -> "past answers hand off"). Hand-off rate = handed off / conversations.
 - **Automated resolution**: the assistant sent at least one answer (a reply record
-  with decision `answer` or `answer_flagged` that was sent) and no human was ever
-  involved: not handed off (an agent's take-over is a hand-off too), no assigned
-  agent, no agent message (what an agent sends, including an approved or edited
-  suggestion, is stored as one), no agent reply or take-over. An agent approving an
-  answer the customer already had is a review, not involvement.
+  with decision `answer` or `answer_flagged` that was sent), no human was ever
+  involved, and the customer never said a reply was wrong. Not an answer: a
+  conversation act (`act`: a greeting or thanks answered), a polite decline of an
+  out-of-domain question (`decline`) or a clarifying question (`clarify`), so a
+  conversation whose only replies are those is not a resolution. No human involved:
+  not handed off (an agent's take-over is a hand-off too), no assigned agent, no agent
+  message (what an agent sends, including an approved or edited suggestion, is stored
+  as one), no agent reply or take-over; an agent approving an answer the customer
+  already had is a review, not involvement. Said wrong: a thumbs-down (standing, with
+  or without a comment) on any of the assistant's messages in the conversation.
   Rate = automated / conversations.
 - **Agents' decisions**: approve / edit / reject actions on suggested replies taken in
   the period (by `agent_actions.created_at`); each rate is over all three together.
 - **Thumbs-up ratio**: ups / (ups + downs) over customers' ratings given in the period.
 - **Assistant's time to first reply**: for each customer message written in the
-  period that the assistant replied to (answer, hold notice or hand-off notice), the
-  time from the customer message to the bot message that replied to it.
+  period that the assistant replied to (an answer, a conversation act, a decline, a
+  clarifying question, a hold notice or a hand-off notice: every reply record with a
+  bot message), the time from the customer message to the bot message that replied to it.
 - **Humans' time to first reply**: for each hand-off that began in the period, the
   time from its start (the customer message that triggered it; `handed_off_at` when
   no reply record marks it) to the first message an agent sent after it. A hand-off
@@ -275,6 +281,7 @@ class _ConversationRow:
     reason: str
     answered: bool
     human: bool
+    said_wrong: bool  # a thumbs-down on one of the assistant's messages
 
 
 def _conversation_rows(session: Session, period: Period) -> list[_ConversationRow]:
@@ -295,6 +302,13 @@ def _conversation_rows(session: Session, period: Period) -> list[_ConversationRo
         DialogueReply.sent.is_(True),
     )
     agent_message = exists().where(Message.conversation_id == c.id, Message.role == "agent")
+    rated = aliased(Message)
+    said_wrong = exists().where(
+        Feedback.conversation_id == c.id,
+        Feedback.rating == -1,
+        rated.id == Feedback.message_id,
+        rated.role == "bot",
+    )
     agent_took_part = exists().where(
         AgentAction.conversation_id == c.id, AgentAction.action.in_(HUMAN_ACTIONS)
     )
@@ -310,6 +324,7 @@ def _conversation_rows(session: Session, period: Period) -> list[_ConversationRo
         answered.label("answered"),
         agent_message.label("agent_message"),
         agent_took_part.label("agent_took_part"),
+        said_wrong.label("said_wrong"),
     ).where(c.channel == LIVE, *_within(c.created_at, period))
     rows = []
     for r in session.execute(query):
@@ -328,6 +343,7 @@ def _conversation_rows(session: Session, period: Period) -> list[_ConversationRo
                 reason=reason_group(r.first_reason or r.handoff_reason) if handed_off else "",
                 answered=bool(r.answered),
                 human=human,
+                said_wrong=bool(r.said_wrong),
             )
         )
     return rows
@@ -478,7 +494,7 @@ def _daily(rows: Sequence[_ConversationRow], period: Period) -> list[DayCounts]:
 
 
 def _is_automated(row: _ConversationRow) -> bool:
-    return row.answered and not row.human
+    return row.answered and not row.human and not row.said_wrong
 
 
 def compute_analytics(*, session: Session, period: Period) -> Analytics:

@@ -8,12 +8,19 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from chatbot.config import Settings, ensure_home
+
+if TYPE_CHECKING:
+    from chatbot.store.database import Database
 
 log = logging.getLogger(__name__)
 
 DEMO_DATA = Path(__file__).resolve().parent.parent / "data" / "demo_shop.jsonl"
+DEMO_SOURCE = "northwind-demo"  # the `source` of every demo conversation
+# The demo shop's orders, for the `sql` order connector (docs/orders.md).
+DEMO_ORDERS = DEMO_DATA.with_name("demo_orders.jsonl")
 # The demo shop's own support address is part of its answers, not customer PII.
 DEMO_SUPPORT_DOMAIN = "northwindgoods.example"
 
@@ -64,7 +71,9 @@ def index_pairs(settings: Settings, *, report: Callable[[str], None] = log.info)
 
 def load_demo_data(settings: Settings, *, report: Callable[[str], None] = log.info) -> None:
     """Import the bundled demo shop, but only into a store that holds no imported
-    history yet: a company's real store is never mixed with the demo."""
+    history yet: a company's real store is never mixed with the demo. The demo's orders
+    (for the `sql` order connector) go in the same way: only into an empty `orders`
+    table of a store that holds no history but the demo's."""
     from sqlalchemy import func, select
 
     from chatbot.ingest.importer import import_paths
@@ -79,17 +88,51 @@ def load_demo_data(settings: Settings, *, report: Callable[[str], None] = log.in
                 .select_from(Conversation)
                 .where(Conversation.channel == "import")
             )
+            foreign = session.scalar(
+                select(func.count())
+                .select_from(Conversation)
+                .where(Conversation.channel == "import", Conversation.source != DEMO_SOURCE)
+            )
         if imported:
             report(f"demo data: skipped, the store already holds {imported} imported conversations")
-            return
-        allow = [*settings.ingest.redact_allowlist, DEMO_SUPPORT_DOMAIN]
-        summary = import_paths(
-            database,
-            [DEMO_DATA],
-            ingest=settings.ingest.model_copy(update={"redact_allowlist": allow}),
-        )
-        report(
-            f"demo data: imported {summary.conversations} conversations, {summary.pairs} training pairs"
-        )
+        else:
+            allow = [*settings.ingest.redact_allowlist, DEMO_SUPPORT_DOMAIN]
+            summary = import_paths(
+                database,
+                [DEMO_DATA],
+                ingest=settings.ingest.model_copy(update={"redact_allowlist": allow}),
+            )
+            report(
+                f"demo data: imported {summary.conversations} conversations, {summary.pairs} training pairs"
+            )
+        load_demo_orders(database, foreign_history=bool(foreign), report=report)
     finally:
         database.dispose()
+
+
+def load_demo_orders(
+    database: Database, *, foreign_history: bool = False, report: Callable[[str], None] = log.info
+) -> int:
+    """Load the demo shop's orders into an empty `orders` table; returns how many were
+    loaded (0 when the table already holds orders or the store holds a company's own
+    history: `foreign_history`)."""
+    from sqlalchemy.exc import IntegrityError
+
+    from chatbot.orders.importer import import_orders_file
+    from chatbot.orders.repository import count_orders
+
+    if foreign_history:
+        report("demo orders: skipped, the store holds a company's own history")
+        return 0
+    with database.session() as session:
+        existing = count_orders(session=session)
+    if existing:
+        report(f"demo orders: skipped, the orders table already holds {existing} orders")
+        return 0
+    try:
+        result = import_orders_file(database, DEMO_ORDERS)
+    except IntegrityError:  # another worker starting at the same time loaded them first
+        report("demo orders: skipped, loaded by another process")
+        return 0
+    report(f"demo orders: loaded {result.added} orders into the orders table")
+    return result.added

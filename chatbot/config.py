@@ -24,6 +24,7 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 from chatbot.dialogue.settings import DialogueSettings
 from chatbot.errors import ConfigError
 from chatbot.ingest.settings import IngestSettings
+from chatbot.orders.settings import OrderSettings
 from chatbot.ranking.settings import RankerSettings
 from chatbot.retrieval.settings import RetrievalSettings
 from chatbot.settings_section import Section
@@ -119,6 +120,10 @@ class Settings(BaseSettings):
     )
     retention: RetentionSettings = Field(
         default_factory=RetentionSettings, description="How long live conversations are kept."
+    )
+    orders: OrderSettings = Field(
+        default_factory=OrderSettings,
+        description="The order system an answer may look the customer's own order up in.",
     )
 
     @property

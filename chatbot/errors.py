@@ -45,3 +45,9 @@ class LoginRefused(ChatbotError):
 class AccessDenied(ChatbotError):
     """A request for something that is not the caller's: another customer's
     conversation, a console page without the role, a conversation another agent owns."""
+
+
+class OrderSystemError(ChatbotError):
+    """The order system cannot answer a lookup: unreachable, timed out, refused the
+    request, or (for the store's own table) holds no orders at all. The dialogue hands
+    the conversation to a person with the order number instead of guessing."""

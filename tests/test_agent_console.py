@@ -14,6 +14,8 @@ import pytest
 
 from chatbot.errors import AccessDenied
 from chatbot.store.conversations import add_message, conversation_messages
+from chatbot.store.dialogue_schema import DialogueReply
+from chatbot.support import customer
 from chatbot.ui import agent as console
 from chatbot.web.services import Services
 from tests.test_dialogue_support import SHOP, build_retriever, make_manager, seed_shop
@@ -185,6 +187,44 @@ def test_an_opened_conversation_shows_text_as_text_with_its_evidence_and_trace(s
         console.conversation_panel(services, None).owner_note
         == "Choose a conversation in the queue."
     )
+
+
+def test_a_reply_the_customer_said_was_wrong_shows_the_reason_and_comment(services):
+    database = services.database
+    token = customer.new_token()
+    cid = customer.open_conversation(database, token)
+    with database.session() as session:
+        asked = add_message(session=session, conversation_id=cid, role="customer", text=ORDER_Q)
+        shown = add_message(session=session, conversation_id=cid, role="bot", text="Tomorrow.")
+        session.add(
+            DialogueReply(
+                conversation_id=cid,
+                message_id=asked.id,
+                reply_message_id=shown.id,
+                decision="answer",
+                reason="confident: retrieved won",
+                text="Tomorrow.",
+                shown_text="Tomorrow.",
+                sent=True,
+            )
+        )
+        shown_id = shown.id
+    alice = login(services, "alice")
+    before = console.conversation_panel(services, cid, alice)
+    customer.give_feedback(database, token, shown_id, -1, "It was <b>not</b> *tomorrow*")
+
+    rows = console.queue_panel(services, "customer_said_wrong").rows
+    assert [r[:2] for r in rows] == [[str(cid), "customer said wrong"]]
+    assert "customer said wrong: **1**" in console.queue_panel(services).counts
+    panel = console.conversation_panel(services, cid, alice)
+    assert panel.signature != before.signature  # an open console redraws it
+    assert r"**customer said wrong: “It was \<b\>not\</b\> \*tomorrow\*”**" in panel.confidence
+    assert panel.chat[-1]["content"].endswith(
+        "<br><i>customer said wrong: “It was &lt;b&gt;not&lt;/b&gt; *tomorrow*”</i>"
+    )
+    customer.withdraw_feedback(database, token, shown_id)
+    assert console.queue_panel(services).ids == []
+    assert "customer said wrong" not in console.conversation_panel(services, cid, alice).confidence
 
 
 def test_markdown_lines_escape_what_they_quote():

@@ -18,11 +18,12 @@ from chatbot.dialogue import repository as repo
 from chatbot.dialogue.answer_cache import AnswerCatalogue, Vocabulary, compact, features, similarity
 from chatbot.dialogue.text import question_similarity
 from chatbot.errors import AccessDenied, InputError, StoreError
-from chatbot.store.conversations import conversation_messages
+from chatbot.store.conversations import add_message, conversation_messages
 from chatbot.store.dialogue_schema import DialogueReply
+from chatbot.store.enums import PairOrigin
 from chatbot.store.schema import Conversation, TrainingPair
 from chatbot.store.support_schema import AgentAction, User
-from chatbot.support import review
+from chatbot.support import customer, feedback, review
 from chatbot.support.queue import conversation_detail, load_queue, reason_group
 from tests.test_dialogue_support import SHOP, make_manager, shop  # noqa: F401
 
@@ -646,6 +647,134 @@ def test_agents_pairs_feed_training_and_the_index(shop, agents):
     update_index(settings, database, model=model, calibrate=False)
     rebuilt = open_retriever(settings, database, model=model)
     assert rebuilt.search("Do you ship to Canada?", k=1).hits[0].pair_id == edited.pair_id
+
+
+# -- customers' thumbs-down ------------------------------------------------------------------
+
+
+def test_a_cached_answer_the_customer_said_was_wrong_shows_its_pair_to_the_agents(shop, agents):
+    settings, database, retriever, _ = shop
+    alice, _ = agents
+    first = make_manager(settings, database, retriever, max_rounds=0).respond(
+        "Do you ship to Canada?"
+    )
+    answer = "Yes: we ship to Canada in 5-8 working days."
+    approved = review.edit(database, first.id, alice, answer)
+    if conversation(database, first.conversation_id).state == "handed_off":
+        review.hand_back(database, first.conversation_id, alice)
+
+    token = customer.new_token()
+    cid = customer.open_conversation(database, token)
+    served = make_manager(settings, database, retriever, max_rounds=0).respond(
+        "do you ship to canada", cid
+    )
+    assert (served.reason, served.review_status, served.text) == ("cache_hit", None, answer)
+    assert cid not in queue_ids(database)
+    comment = "You don't: my parcel came back."
+    customer.give_feedback(database, token, served.reply_message_id, -1, comment)
+
+    assert queue_ids(database, "customer_said_wrong") == [cid]
+    with database.session() as session:
+        suggestion = conversation_detail(session, cid).suggestion
+        negatives = feedback.customer_negatives(session=session)
+    assert suggestion.reply_id == served.id and suggestion.customer_said_wrong
+    assert suggestion.feedback.comment == comment
+    # Which approved pair it came from, and that pair in full.
+    assert suggestion.cached_pair_id == approved.pair_id
+    cited = suggestion.citations[0]
+    assert (cited.pair_id, cited.origin, cited.answer) == (approved.pair_id, "agent_edited", answer)
+    assert [
+        (n.context, n.text, n.comment, n.cached_pair_id, n.label, n.review_status, n.reply_id)
+        for n in negatives
+    ] == [
+        (
+            [{"role": "customer", "text": "do you ship to canada"}],
+            answer,
+            comment,
+            approved.pair_id,
+            "customer_said_wrong",
+            "pending",
+            served.id,
+        )
+    ]
+
+
+def test_a_reply_the_customer_said_was_wrong_is_never_a_good_answer(shop):
+    from chatbot.retrieval.stored_pairs import load_pairs
+    from chatbot.training.data import load_training_data
+    from chatbot.training.settings import TrainingSettings
+
+    settings, database, _, _ = shop
+    question = "Can I collect my order at the warehouse?"
+    wrong = "Yes, the warehouse is open for collection every Sunday from 6 am."
+    token = customer.new_token()
+    cid = customer.open_conversation(database, token)
+    with database.session() as session:
+        session.add(
+            TrainingPair(
+                source="test-shop",
+                origin="imported",
+                split="val",
+                context=[{"role": "customer", "text": "hi"}],
+                target="Hello! How can I help?",
+                labels={},
+                content_hash="val-pair",
+            )
+        )
+        greeting = add_message(session=session, conversation_id=cid, role="customer", text="hi")
+        hello = add_message(session=session, conversation_id=cid, role="bot", text="Hello!")
+        asked = add_message(session=session, conversation_id=cid, role="customer", text=question)
+        shown = add_message(session=session, conversation_id=cid, role="bot", text=wrong)
+        for customer_message, bot_message, decision in (
+            (greeting, hello, "act"),
+            (asked, shown, "answer"),
+        ):
+            session.add(
+                DialogueReply(
+                    conversation_id=cid,
+                    message_id=customer_message.id,
+                    reply_message_id=bot_message.id,
+                    decision=decision,
+                    reason="confident: retrieved won",
+                    text=bot_message.text,
+                    shown_text=bot_message.text,
+                    sent=True,
+                )
+            )
+        shown_id = shown.id
+        pairs_before = session.scalar(select(func.count()).select_from(TrainingPair))
+
+    customer.give_feedback(database, token, shown_id, -1, "There is no collection.")
+    with database.session() as session:
+        negatives = feedback.customer_negatives(session=session)
+        assert session.scalar(select(func.count()).select_from(TrainingPair)) == pairs_before
+    assert [(n.context, n.text, n.comment, n.decision, n.cached_pair_id) for n in negatives] == [
+        (
+            [
+                {"role": "customer", "text": "hi"},
+                {"role": "bot", "text": "Hello!"},
+                {"role": "customer", "text": question},
+            ],
+            wrong,
+            "There is no collection.",
+            "answer",
+            None,
+        )
+    ]
+
+    # Training, the index and the answer cache (whatever origins it serves) never take it.
+    data = load_training_data(database, TrainingSettings(min_train_pairs=1, min_val_pairs=1))
+    assert wrong not in {p.target for p in data.train + data.val}
+    assert wrong not in {p.target for p in load_pairs(database, ["train", "val", "test"])}
+    catalogue = AnswerCatalogue([str(o) for o in PairOrigin])
+    with database.session() as session:
+        match = catalogue.lookup(session, question, 0.5)
+    assert match is None or match.pair.answer != wrong
+
+    # Taken back: no longer a negative example.
+    customer.withdraw_feedback(database, token, shown_id)
+    with database.session() as session:
+        assert feedback.customer_negatives(session=session) == []
 
 
 # -- the conversation view ---------------------------------------------------------------------

@@ -128,13 +128,19 @@ class ShopBuilder:
         self.session.flush()
 
     def feedback(
-        self, conversation: Conversation, message: Message, rating: int, when: datetime
+        self,
+        conversation: Conversation,
+        message: Message,
+        rating: int,
+        when: datetime,
+        comment: str | None = None,
     ) -> None:
         self.session.add(
             Feedback(
                 conversation_id=conversation.id,
                 message_id=message.id,
                 rating=rating,
+                comment=comment,
                 created_at=when,
             )
         )
@@ -307,6 +313,48 @@ def test_every_figure_of_the_period(shop):
         an.DayCounts(date(2024, 5, 11), 2, 2, 0),
         an.DayCounts(date(2024, 5, 12), 3, 1, 0),
     ]
+
+
+def test_a_thumbs_down_or_no_real_answer_is_no_automated_resolution(migrated_database):
+    """D1 answered, thumbs-down with a comment; D2 answered, thumbs-down on its greeting;
+    D3 only a greeting answered; D4 only a decline; D5 only a clarifying question; D6 a
+    greeting and an answer with a thumbs-up: only D6 is an automated resolution. Every
+    reply, greetings, declines and clarifying questions included, is a first reply."""
+    with migrated_database.session() as session:
+        b = ShopBuilder(session)
+        d1 = b.conversation(at(10, 9))
+        _, _, answer = b.exchange(d1, at(10, 9), "answer", "confident: retrieved won", 2)
+        b.feedback(d1, answer, -1, at(10, 9, 1), comment="that is not my order")
+        d2 = b.conversation(at(10, 10))
+        _, _, hello = b.exchange(d2, at(10, 10), "act", "act: greeting", 1)
+        b.exchange(d2, at(10, 10, 1), "answer", "confident: draft won", 3)
+        b.feedback(d2, hello, -1, at(10, 10, 2))
+        d3 = b.conversation(at(11, 9))
+        b.exchange(d3, at(11, 9), "act", "act: thanks", 1)
+        d4 = b.conversation(at(11, 10))
+        b.exchange(d4, at(11, 10), "decline", "out_of_domain: not the shop's kind", 2)
+        d5 = b.conversation(at(12, 9))
+        b.exchange(d5, at(12, 9), "clarify", "unsure: 2 topics", 4)
+        d6 = b.conversation(at(12, 10))
+        b.exchange(d6, at(12, 10), "act", "act: greeting", 1)
+        _, _, answer = b.exchange(d6, at(12, 10, 1), "answer", "confident: retrieved won", 2)
+        b.feedback(d6, answer, 1, at(12, 10, 2))
+
+    result = compute(migrated_database, PERIOD)
+    assert result.conversations == 6
+    assert result.automated == an.Rate(1, 6)  # D6 only
+    assert result.handed_off == an.Rate(0, 6)
+    assert [(d.day.day, d.conversations, d.automated) for d in result.daily] == [
+        (10, 2, 0),
+        (11, 2, 0),
+        (12, 2, 1),
+    ]
+    assert result.thumbs_up == an.Rate(1, 3)
+    # 1, 1, 1, 2, 2, 2, 3, 4 seconds: median 2; p95 at rank 6.65 -> 3 + 0.65 * (4 - 3)
+    assistant = result.assistant_first_reply
+    assert assistant.n == 8
+    assert assistant.median == pytest.approx(2.0)
+    assert assistant.p95 == pytest.approx(3.65)
 
 
 def test_all_time_counts_the_conversations_outside_the_period_and_never_imports(shop):

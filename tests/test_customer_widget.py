@@ -12,6 +12,7 @@ import html
 import re
 import urllib.request
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 from sqlalchemy import select
@@ -21,8 +22,9 @@ from chatbot.errors import AccessDenied, InputError, StoreError
 from chatbot.store.conversations import add_message, conversation_messages
 from chatbot.store.dialogue_schema import DialogueReply
 from chatbot.store.schema import Conversation
-from chatbot.store.support_schema import Feedback
-from chatbot.support import customer
+from chatbot.store.support_schema import Feedback, User
+from chatbot.support import customer, review
+from chatbot.support.queue import REASON_GROUPS, conversation_detail, load_queue
 from chatbot.ui import widget
 from chatbot.web.services import Services
 from tests.test_dialogue_support import (
@@ -176,6 +178,138 @@ def test_feedback_is_one_row_per_reply_and_the_last_click_wins(migrated_database
     assert rows()[0][2:] == (-1, "Not what I asked.")  # refused input changed nothing
     customer.withdraw_feedback(migrated_database, token, agent)
     assert [r[1] for r in rows()] == [reply]
+
+
+# -- a thumbs-down reaches the agents (both database kinds) --------------------------------
+
+
+def _answered(database, conversation_id, question, answer, decision="answer", **columns):
+    """A customer message, the assistant's message shown in reply and its reply record,
+    as the dialogue manager stores them: (reply record id, bot message id)."""
+    asked = _add(database, conversation_id, "customer", question)
+    shown = _add(database, conversation_id, "bot", answer)
+    with database.session() as session:
+        row = DialogueReply(
+            conversation_id=conversation_id,
+            message_id=asked,
+            reply_message_id=shown,
+            decision=decision,
+            reason=columns.pop("reason", "confident: retrieved won"),
+            text=answer,
+            shown_text=answer,
+            sent=decision != "held",
+            **columns,
+        )
+        session.add(row)
+        session.flush()
+        return row.id, shown
+
+
+def _status(database, reply_id):
+    with database.session() as session:
+        return session.get(DialogueReply, reply_id).review_status
+
+
+def _queue(database, reason=None):
+    with database.session() as session:
+        view = load_queue(session, reason=reason)
+    return [(i.conversation_id, i.reason, i.group, i.pending_replies) for i in view.items]
+
+
+def _agent(database, name="alice"):
+    with database.session() as session:
+        user = User(username=name, password_hash="not-a-real-hash", role="agent")
+        session.add(user)
+        session.flush()
+        return SimpleNamespace(id=user.id, username=user.username)
+
+
+def test_a_thumbs_down_flags_the_reply_for_the_agents_with_the_comment(migrated_database):
+    database = migrated_database
+    token = customer.new_token()
+    cid = customer.open_conversation(database, token)
+    reply, shown = _answered(database, cid, "Where is my parcel?", "It arrives tomorrow.")
+    assert _queue(database) == [] and _status(database, reply) is None
+
+    customer.give_feedback(database, token, shown, -1, "  It never arrived.  ")
+    assert _status(database, reply) == "pending"
+    assert REASON_GROUPS["customer_said_wrong"] == "customer said wrong"
+    assert _queue(database) == [(cid, "customer said wrong", "customer_said_wrong", 1)]
+    assert [i[0] for i in _queue(database, "customer_said_wrong")] == [cid]
+    assert _queue(database, "flagged") == []
+    with database.session() as session:
+        assert load_queue(session).counts["customer_said_wrong"] == 1
+        detail = conversation_detail(session, cid)
+    suggestion = detail.suggestion
+    assert suggestion.reply_id == reply and detail.pending_reply_ids == [reply]
+    assert suggestion.customer_said_wrong and suggestion.feedback.comment == "It never arrived."
+    assert suggestion.cached_pair_id is None  # not from the answer cache
+    assert [(m.role, m.feedback.rating if m.feedback else None) for m in detail.messages] == [
+        ("customer", None),
+        ("bot", -1),
+    ]
+
+    # A thumbs-up takes it out of the queue; a thumbs-down without a comment flags it again.
+    customer.give_feedback(database, token, shown, 1)
+    assert _status(database, reply) is None and _queue(database) == []
+    customer.give_feedback(database, token, shown, -1)
+    assert _queue(database) == [(cid, "customer said wrong", "customer_said_wrong", 1)]
+    with database.session() as session:
+        assert conversation_detail(session, cid).suggestion.feedback.comment is None
+    # Taken back: out of the queue again.
+    customer.withdraw_feedback(database, token, shown)
+    assert _status(database, reply) is None and _queue(database) == []
+
+
+def test_a_flag_taken_back_leaves_what_else_keeps_the_reply_waiting(migrated_database):
+    database = migrated_database
+    alice = _agent(database)
+    token = customer.new_token()
+    cid = customer.open_conversation(database, token)
+
+    # A flagged answer waits for review anyway: a thumbs-down regroups it, taking it back
+    # leaves it flagged.
+    flagged, flagged_shown = _answered(
+        database,
+        cid,
+        "Can I pay later?",
+        "Yes, within 30 days.",
+        "answer_flagged",
+        review_status="pending",
+    )
+    assert _queue(database) == [(cid, "answer_flagged", "flagged", 1)]
+    customer.give_feedback(database, token, flagged_shown, -1)
+    assert _queue(database) == [(cid, "customer said wrong", "customer_said_wrong", 1)]
+    customer.withdraw_feedback(database, token, flagged_shown)
+    assert _status(database, flagged) == "pending"
+    assert _queue(database) == [(cid, "answer_flagged", "flagged", 1)]
+    review.reject(database, flagged, alice, "we have no pay-later option")
+
+    # An agent who reviewed the flagged reply keeps their decision, and approving what the
+    # customer already has (here a greeting) sends nothing again.
+    act, act_shown = _answered(database, cid, "hello", "Hello! How can I help?", "act")
+    customer.give_feedback(database, token, act_shown, -1, "rude")
+    assert _queue(database) == [(cid, "customer said wrong", "customer_said_wrong", 1)]
+    before = _messages(database, cid)
+    review.approve(database, act, alice)
+    assert _messages(database, cid) == before and _queue(database) == []
+    customer.give_feedback(database, token, act_shown, 1)
+    assert _status(database, act) == "approved"
+    customer.give_feedback(database, token, act_shown, -1)  # the agent's decision stands
+    assert _status(database, act) == "approved" and _queue(database) == []
+
+    # A thumbs on a notice (the hold notice of a held reply) or on a message without a
+    # reply record is stored and flags nothing.
+    held, hold_notice = _answered(
+        database, cid, "Refund?", "An agent will check this.", "held", review_status="pending"
+    )
+    customer.give_feedback(database, token, hold_notice, -1, "just answer")
+    assert _queue(database) == [(cid, "held", "held", 1)]
+    customer.withdraw_feedback(database, token, hold_notice)
+    assert _status(database, held) == "pending"
+    plain = _add(database, cid, "bot", "A note without a reply record.")
+    customer.give_feedback(database, token, plain, -1)
+    assert _queue(database) == [(cid, "held", "held", 1)]
 
 
 def test_asking_for_a_person_hands_off_once(migrated_database, tiny_settings):

@@ -40,13 +40,16 @@ DEFINITIONS = """\
 *Conversations*, *automated resolution* and *hand-offs* are about the conversations **started** in the period;
 the other figures about what **happened** in it (decisions, ratings, messages, hand-offs begun).
 
-- *Automated resolution*: the assistant sent at least one answer and no human was ever involved
-  (no hand-off or take-over, no agent message); an agent approving an answer the customer already had is only a review.
+- *Automated resolution*: the assistant sent at least one answer, no human was ever involved
+  (no hand-off or take-over, no agent message) and the customer gave none of its replies a thumbs-down;
+  an agent approving an answer the customer already had is only a review. A greeting answered, a polite
+  decline or a clarifying question is no answer.
 - *Hand-off rate*: conversations handed to a human ÷ conversations; by the reason of their first hand-off,
   grouped by prefix ("loop: asked 3 times" counts as "loop").
 - *Agents' decisions*: approve / edit / reject of suggested replies; each rate is over all three.
 - *Thumbs-up ratio*: ups ÷ (ups + downs).
-- *Assistant's first reply*: from a customer message to the assistant's reply to it (answer, hold or hand-off notice).
+- *Assistant's first reply*: from a customer message to the assistant's reply to it (answer, greeting,
+  decline, clarifying question, hold or hand-off notice).
 - *Humans' first reply*: from the start of a hand-off (the customer message that triggered it) to the first message
   an agent sent after it; hand-offs handed back or still waiting without one are counted as unanswered.
 - Median and p95 interpolate between the closest ranks; *n* is how many values a figure rests on.

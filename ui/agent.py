@@ -30,9 +30,11 @@ from chatbot.errors import AccessDenied, ChatbotError, InputError
 from chatbot.store.enums import AgentActionKind
 from chatbot.support import review
 from chatbot.support.queue import (
+    CUSTOMER_SAID_WRONG,
     REASON_GROUPS,
     CitedAnswer,
     ConversationDetail,
+    CustomerFeedback,
     conversation_detail,
     load_queue,
 )
@@ -215,10 +217,17 @@ def _chat(detail: ConversationDetail) -> list[ChatMessage]:
             if m.role == "agent" and m.agent
             else _ROLE_LABEL.get(m.role, m.role)
         )
-        shown.append(
-            {"role": "assistant", "content": f"<b>{html.escape(who)}:</b> {chat_text(m.text)}"}
-        )
+        content = f"<b>{html.escape(who)}:</b> {chat_text(m.text)}"
+        if m.feedback is not None:
+            content += f"<br><i>{chat_text(_verdict(m.feedback))}</i>"
+        shown.append({"role": "assistant", "content": content})
     return shown
+
+
+def _verdict(feedback: CustomerFeedback) -> str:
+    """The customer's thumbs on a reply, in words: "customer said wrong: <comment>"."""
+    said = CUSTOMER_SAID_WRONG if feedback.said_wrong else "customer gave a thumbs-up"
+    return f"{said}: “{feedback.comment}”" if feedback.comment else said
 
 
 def _owner_note(detail: ConversationDetail, viewer: UserInfo | None) -> str:
@@ -250,6 +259,10 @@ def _confidence(detail: ConversationDetail) -> str:
     ]
     status = s.review_status or ("not reviewed" if s.text.strip() else "no draft: write the answer")
     parts.append(md_text(status))
+    if s.customer_said_wrong and s.feedback is not None:
+        parts.append(f"**{md_text(_verdict(s.feedback))}**")
+    if s.cached_pair_id is not None:
+        parts.append(f"sent from the answer cache: agents' past answer {s.cached_pair_id}")
     if len(detail.pending_reply_ids) > 1:
         parts.append(f"{len(detail.pending_reply_ids)} suggestions wait for review, oldest first")
     return " · ".join(parts)
@@ -319,6 +332,11 @@ def conversation_panel(
             s.reply_id if s else None,
             s.review_status if s else None,
             ",".join(map(str, detail.pending_reply_ids)),
+            ",".join(
+                f"{m.id}:{m.feedback.rating}:{m.feedback.created_at}"
+                for m in detail.messages
+                if m.feedback is not None
+            ),
         )
     )
     return panel

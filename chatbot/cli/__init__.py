@@ -99,6 +99,7 @@ def _register() -> None:
         ingest,
         jobs,
         models,
+        orders,
         ranker,
         retention,
         retrieval,
@@ -115,6 +116,7 @@ def _register() -> None:
     main.add_command(train.command)
     main.add_command(jobs.group)  # list and cancel; `jobs run` is the hidden background-job worker
     main.add_command(ranker.group)
+    main.add_command(orders.group)
 
 
 _register()

@@ -59,6 +59,7 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 import numpy as np
 
 from chatbot.dialogue import repository as repo
+from chatbot.dialogue.acts import Act, default_replies, main_act, recognise
 from chatbot.dialogue.answer_cache import AnswerCatalogue
 from chatbot.dialogue.critique import Evidence, Scorer, evidence_from_hits, penalties
 from chatbot.dialogue.degenerate import degenerate_reason
@@ -85,12 +86,20 @@ from chatbot.dialogue.refine import refine
 from chatbot.dialogue.settings import DialogueSettings
 from chatbot.dialogue.specifics import Checked, ConversationFacts, SpecificsGuard, reports_on_a_case
 from chatbot.dialogue.text import question_similarity, token_f1
+from chatbot.dialogue.understanding import (
+    Understood,
+    Verdict,
+    picked_option,
+    read_hits,
+    understand,
+)
 from chatbot.dialogue.writer import ReplyWriter
 from chatbot.errors import ChatbotError, InputError
 from chatbot.ingest.redact import EMAIL_RE, Redactor
 from chatbot.ingest.sanitize import clean_text
 from chatbot.ingest.settings import IngestSettings
 from chatbot.ranking import consensus
+from chatbot.retrieval.answer_classes import AnswerClasses, ClassScore
 from chatbot.retrieval.types import Citation, Hit, Retriever, SearchResult
 from chatbot.store.conversations import add_message, start_conversation
 from chatbot.store.database import Database
@@ -117,6 +126,9 @@ HISTORY_READ = 20
 # Slots that tie a past reply to one customer's case (`_not_usable`). Names are not among them,
 # nor amounts and dates: in a small history a price or a deadline may look like one case's.
 CASE_SLOTS = repo.CASE_IDENTIFIERS | {"address"}
+# What the assistant says when an index has no answer classes (an older or very small one).
+DEFAULT_HELPS_WITH = "questions about our service"
+DEFAULT_DECLINE = "Sorry, that's not something I can help with."
 
 
 def live_redactor(ingest: IngestSettings | None) -> Redactor:
@@ -218,6 +230,7 @@ class _Turn:
     clock: _Clock
     emit: Listener
     live: _LiveText
+    last: repo.LastReply | None = None  # what the assistant did with the previous message
     trusted: list[str] = field(default_factory=list)
     withheld: list[BlockedCandidate] = field(default_factory=list)
 
@@ -405,6 +418,9 @@ class DialogueManager:
                 previous_smoothed = repo.last_smoothed_confidence(
                     session=session, conversation_id=conversation_id
                 )
+                last = repo.last_reply(
+                    session=session, conversation_id=conversation_id, before_turn=stored.turn_index
+                )
         log.debug("conversation %s, message %s: %r", conversation_id, stored.id, message)
         history_text = [t.text for t in turns]
         # What this conversation holds: slots are filled from it; nothing foreign to it is sent.
@@ -422,6 +438,7 @@ class DialogueManager:
             earlier_customer=list(earlier_customer),
             previous_smoothed=previous_smoothed,
             facts=facts,
+            last=last,
             clock=clock,
             emit=emit,
             live=_LiveText(emit, lambda text: self._own_showable(text, facts)),
@@ -433,6 +450,12 @@ class DialogueManager:
         hits), the scope gate, then candidates scored, drafted, screened and decided."""
         s = self.settings
         reply = self._gate(turn)
+        if reply is not None:
+            return reply
+        choice = self._clarification_choice(turn)
+        if choice is not None:
+            return self._answer_choice(turn, choice)
+        reply = self._act(turn)
         if reply is not None:
             return reply
         # An answer an agent approved for this very question beats any guess about scope.
@@ -451,7 +474,16 @@ class DialogueManager:
                 cached = self._cache_lookup(turn.message, turn.history_text, hits, infos)
             if cached is not None and not self.reveals_prompt(cached[0].reply_text):
                 return self._cache_hit(turn, *cached)
-        reply = self._scope_gate(turn, result, hits, infos)
+        classes = self._answer_classes()
+        understood: Understood | None = None
+        if classes is None:
+            reply = self._scope_gate(turn, result, hits, infos)
+        else:
+            understood, reply = self._understand(turn, classes, result)
+            if understood.verdict is Verdict.ANSWER and understood.chosen is not None:
+                hits = self._class_hits(turn, classes, understood.chosen, hits)
+                if not hits:
+                    reply = self._no_usable_answer(turn, classes, understood)
         if reply is not None:
             return reply
         evidence = evidence_from_hits(turn.message, turn.history_text, hits, turn.earlier_customer)
@@ -469,7 +501,7 @@ class DialogueManager:
         s = judge.thresholds(s)  # on the ranker's scale while it scores (not once it failed)
         drafted = self._draft_if_needed(turn, s, candidates, evidence, judge)
         candidates, blocked = self._screen(turn, drafted.candidates + candidates)
-        return self._decide(turn, s, candidates, blocked, drafted, hits)
+        return self._decide(turn, s, candidates, blocked, drafted, hits, understood)
 
     def _gate(self, turn: _Turn) -> Reply | None:
         """No answer at all: a human is in charge (silent), or the customer asked for one
@@ -518,13 +550,20 @@ class DialogueManager:
             candidates=[CachedCandidate(hit.pair_id, confidence, hit.reply_text, components)],
         )
 
-    def _retrieve(self, turn: _Turn) -> tuple[SearchResult, list[Hit], dict[int, repo.PairInfo]]:
-        """Past answers for the message and its history, with what the store knows of
-        their pairs, in slotted form filled for this customer (foreign ones withheld)."""
+    def _retrieve(
+        self, turn: _Turn, question: str | None = None
+    ) -> tuple[SearchResult, list[Hit], dict[int, repo.PairInfo]]:
+        """Past answers for the message and its history (or for `question` alone), with
+        what the store knows of their pairs, in slotted form filled for this customer
+        (foreign ones withheld)."""
         s = self.settings
         turn.emit(DialogueEvent(EventKind.STAGE, "retrieving"))
         with turn.clock.stage("retrieve"):
-            result = self.retriever.search(turn.message, history=turn.history_text, k=s.retrieve_k)
+            result = (
+                self.retriever.search(turn.message, history=turn.history_text, k=s.retrieve_k)
+                if question is None
+                else self.retriever.search(question, k=s.retrieve_k)
+            )
         hits = list(result.hits)
         turn.trusted.extend(h.reply_text for h in hits)
         with turn.clock.stage("pairs"):
@@ -656,9 +695,13 @@ class DialogueManager:
         blocked: list[BlockedCandidate],
         drafted: _Drafted,
         hits: list[Hit],
+        understood: Understood | None = None,
     ) -> Reply:
         """The best candidate, its confidence smoothed across turns, and the decision
-        (`chatbot.dialogue.policy`); a hand-off when nothing may be sent."""
+        (`chatbot.dialogue.policy`); a hand-off when nothing may be sent. Where the
+        question was understood (`chatbot.dialogue.understanding`), the confidence is the
+        fit model's calibrated probability that the answer's class is right, and it was
+        at or above `fit_answer_at`: the answer is sent."""
         failure: list[KeptCandidate] = (
             [GenerationFailure(drafted.error)] if drafted.error is not None else []
         )
@@ -672,8 +715,12 @@ class DialogueManager:
             return reply
         winner = self._choose(turn, candidates)
         confidence = round(winner.score, 4)
+        if understood is not None and understood.chosen is not None:
+            confidence = round(understood.chosen.probability, 4)
         smoothed = round(smooth(turn.previous_smoothed, confidence, s.smoothing), 4)
         decision, reason = decide(s, confidence=confidence, smoothed=smoothed)
+        if understood is not None and understood.chosen is not None:
+            decision, reason = Decision.ANSWER, Reason.CONFIDENT
         if decision == Decision.HANDOFF:
             reply = self._handoff(turn, reason)
             reply.text, reply.confidence, reply.smoothed_confidence = (
@@ -792,6 +839,235 @@ class DialogueManager:
                 message=self.settings.handoff_message,
             )
         return message.text if message is not None else None
+
+    # -- understanding the question (chatbot.dialogue.understanding) ----------------------
+
+    def _answer_classes(self) -> AnswerClasses | None:
+        """The current index version's answer classes and fit model (None: none fitted)."""
+        classes = getattr(self.retriever, "answer_classes", None)
+        return classes if isinstance(classes, AnswerClasses) else None
+
+    def _voice(self) -> dict[str, Any]:
+        classes = self._answer_classes()
+        return classes.voice if classes is not None else {}
+
+    def _said(
+        self,
+        turn: _Turn,
+        decision: Decision,
+        reason: str,
+        text: str,
+        options: Sequence[str] = (),
+        confidence: float | None = None,
+    ) -> Reply:
+        """A reply that is not an answer from the history (an act, a decline, a clarifying
+        question): the company's words with their slots filled for this customer."""
+        shown = self._filled(text, turn)
+        if options:
+            shown = shown + "\n" + "\n".join(f"{i}. {o}" for i, o in enumerate(options, 1))
+        turn.trusted.append(shown)
+        return Reply(
+            conversation_id=turn.conversation_id,
+            message_id=turn.message_id,
+            decision=decision,
+            reason=reason,
+            text=shown,
+            shown_text=shown,
+            sent=True,
+            confidence=confidence,
+            smoothed_confidence=turn.previous_smoothed,
+            options=list(options),
+        )
+
+    def _filled(self, text: str, turn: _Turn) -> str:
+        """Text from the company's history with its slots filled from this conversation
+        (a name it does not know is phrased out: "Hi {customer_name}," becomes "Hi,")."""
+        if self.specifics is None or turn.facts is None:
+            return text
+        checked = self.specifics.prepare(text, turn.facts)
+        return checked.text if checked.ok else text
+
+    def _act(self, turn: _Turn) -> Reply | None:
+        """A greeting, thanks, goodbye, "are you a bot?" or yes / no answered in the
+        company's words (`chatbot.dialogue.acts`); "yes" to the offer of a person hands off."""
+        if not self.settings.acts:
+            return None
+        act = main_act(recognise(turn.message))
+        if act is None:
+            return None
+        last = turn.last
+        if act is Act.YES and last is not None and last.decision == Decision.DECLINE:
+            return self._handoff(turn, Reason.CUSTOMER_ASKED)
+        replies = {str(k): v for k, v in default_replies(None, DEFAULT_HELPS_WITH).items()}
+        replies.update(self._voice().get("acts") or {})
+        text = replies.get(str(act)) or replies[str(Act.GREETING)]
+        return self._said(turn, Decision.ACT, with_detail(Reason.ACT, str(act)), text)
+
+    def _decline(self, turn: _Turn, why: str) -> Reply:
+        """Out of the company's domain: its own polite decline, with the offer of a person
+        (the conversation enters the agents' queue only if the customer takes it)."""
+        voice = self._voice()
+        text = str(voice.get("decline") or DEFAULT_DECLINE)
+        if not re.search(r"\b(person|colleague|agent|human|team member)\b", text, re.IGNORECASE):
+            text = f"{text} {self.settings.person_offer}"
+        return self._said(turn, Decision.DECLINE, with_detail(Reason.OUT_OF_DOMAIN, why), text)
+
+    def _understand(
+        self, turn: _Turn, classes: AnswerClasses, result: SearchResult
+    ) -> tuple[Understood, Reply | None]:
+        """The verdict for the message (`chatbot.dialogue.understanding.understand`) and,
+        unless it is an answer, the reply that says so."""
+        s = self.settings
+        with turn.clock.stage("understand"):
+            reading = read_hits(classes, result.hits)
+            after_clarification = turn.last is not None and turn.last.decision == Decision.CLARIFY
+            understood = understand(
+                classes,
+                reading,
+                s,
+                outside_domain=result.out_of_scope or not result.hits,
+                after_clarification=after_clarification,
+            )
+        top = understood.reading.top
+        confidence = round(top.probability, 4) if top is not None else None
+        citations = [h.citation for h in result.hits[:1]]
+        if understood.verdict is Verdict.DECLINE and s.decline_out_of_domain:
+            reply = self._decline(turn, understood.why)
+        elif understood.verdict is Verdict.DECLINE or understood.verdict is Verdict.HANDOFF:
+            reason = {
+                "clarification_failed": str(Reason.CLARIFICATION_FAILED),
+                "low_confidence": str(Reason.LOW_CONFIDENCE),
+            }.get(
+                understood.why,
+                str(Reason.OUT_OF_SCOPE)
+                if understood.verdict is Verdict.DECLINE
+                else f"{Reason.TOPIC_HANDOFF} ({understood.why})",
+            )
+            if understood.why.startswith("past answers hand off"):
+                reason = understood.why
+            reply = self._handoff(turn, reason)
+            reply.citations = citations
+        elif understood.verdict is Verdict.CLARIFY:
+            reply = self._said(
+                turn,
+                Decision.CLARIFY,
+                with_detail(Reason.UNSURE, f"{len(understood.options)} topics"),
+                s.clarify_message,
+                understood.options,
+                confidence,
+            )
+        else:
+            return understood, None
+        reply.confidence = confidence
+        return understood, reply
+
+    def _class_hits(
+        self, turn: _Turn, classes: AnswerClasses, chosen: ClassScore, hits: list[Hit]
+    ) -> list[Hit]:
+        """The hits (already filled for this customer) whose answers are the chosen class's."""
+        return [h for h in hits if classes.pair_class.get(h.pair_id) == chosen.index]
+
+    def _no_usable_answer(
+        self, turn: _Turn, classes: AnswerClasses, understood: Understood
+    ) -> Reply:
+        """The question's class is sure, but every answer of it was about another
+        customer's own case: ask for the order number (the case this answer needs), or
+        hand off when that is not asked for."""
+        assert understood.chosen is not None
+        kind = classes.classes[understood.chosen.index]
+        has_case = turn.facts is not None and any(
+            k in turn.facts.values for k in repo.CASE_IDENTIFIERS
+        )
+        if kind.case_bound and not has_case and self.settings.ask_for_order_number:
+            return self._said(
+                turn,
+                Decision.CLARIFY,
+                with_detail(Reason.NEEDS_CASE, "order_number"),
+                self.settings.order_number_message,
+                confidence=round(understood.chosen.probability, 4),
+            )
+        reply = self._handoff(
+            turn, with_detail(Reason.NEEDS_CASE, "an agent must look at the case")
+        )
+        reply.confidence = round(understood.chosen.probability, 4)
+        return reply
+
+    def _clarification_choice(self, turn: _Turn) -> str | None:
+        """The choice this message takes from the clarifying question before it, if any."""
+        last = turn.last
+        if last is None or last.decision != Decision.CLARIFY or not last.options:
+            return None
+        if len(last.options) == 1 and main_act(recognise(turn.message)) is Act.YES:
+            return last.options[0]
+        return picked_option(turn.message, last.options)
+
+    def _answer_choice(self, turn: _Turn, label: str) -> Reply:
+        """The customer picked a topic: the best answer of that topic to the question
+        they asked before the clarification."""
+        classes = self._answer_classes()
+        assert turn.last is not None
+        question = turn.last.question
+        result, hits, infos = self._retrieve(turn, question)
+        wanted = (
+            {i for i, c in enumerate(classes.classes) if c.label == label}
+            if classes is not None
+            else set()
+        )
+        mine = [
+            h for h in hits if classes is not None and classes.pair_class.get(h.pair_id) in wanted
+        ]
+        probability = None
+        if classes is not None:
+            reading = read_hits(classes, result.hits)
+            found = [sc.probability for sc in reading.scores if sc.index in wanted]
+            probability = round(max(found), 4) if found else None
+        if not mine and classes is not None and wanted:
+            largest = max(wanted, key=lambda i: classes.classes[i].size)
+            kind = classes.classes[largest]
+            if kind.case_bound and self.settings.ask_for_order_number:
+                return self._said(
+                    turn,
+                    Decision.CLARIFY,
+                    with_detail(Reason.NEEDS_CASE, "order_number"),
+                    self.settings.order_number_message,
+                )
+            text = self._own_showable(kind.answer, turn.facts)
+            if text:
+                return self._said(
+                    turn,
+                    Decision.ANSWER,
+                    with_detail(Reason.CONFIDENT, "chosen by the customer"),
+                    text,
+                    confidence=probability,
+                )
+        if not mine:
+            return self._handoff(turn, str(Reason.CLARIFICATION_FAILED))
+        evidence = evidence_from_hits(question, [], mine, turn.earlier_customer)
+        judge = _Judge(
+            self.scorer, evidence, self._ranker(), [{"role": "customer", "text": question}]
+        )
+        candidates, blocked = self._screen(turn, self._score_retrieved(turn, mine, judge))
+        if not candidates:
+            return self._handoff(turn, str(Reason.CLARIFICATION_FAILED))
+        winner = self._choose(turn, candidates)
+        reply = Reply(
+            conversation_id=turn.conversation_id,
+            message_id=turn.message_id,
+            decision=Decision.ANSWER,
+            reason=with_detail(Reason.CONFIDENT, "chosen by the customer"),
+            text=winner.text,
+            shown_text=winner.text,
+            sent=True,
+            confidence=probability,
+            smoothed_confidence=turn.previous_smoothed,
+            citations=self._citations_for(winner, mine),
+        )
+        scored: list[KeptCandidate] = [
+            ScoredCandidate(c.origin, c.round, c.pair_id, c.score, c.text, c.critique.components)
+            for c in sorted(candidates, key=lambda c: -c.score)
+        ]
+        reply.candidates = [*scored, *blocked]
+        return reply
 
     # -- never another customer's specifics (chatbot.dialogue.specifics) ---------------
 

@@ -52,8 +52,12 @@ class Reason(StrEnum):
     ACT = "act"  # "act: greeting"
     OUT_OF_DOMAIN = "out_of_domain"  # declined: "out_of_domain: not the company's kind of question"
     UNSURE = "unsure"  # a clarifying question: "unsure: 2 topics"
-    NEEDS_CASE = "needs_case"  # the answer depends on the customer's own order: "needs_case: order_number"
-    CLARIFICATION_FAILED = "clarification_failed"  # hand-off after a clarification that did not help
+    NEEDS_CASE = (
+        "needs_case"  # the answer depends on the customer's own order: "needs_case: order_number"
+    )
+    CLARIFICATION_FAILED = (
+        "clarification_failed"  # hand-off after a clarification that did not help
+    )
 
 
 def with_detail(reason: Reason, detail: str) -> str:

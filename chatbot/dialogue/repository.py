@@ -104,6 +104,35 @@ def pair_infos(*, session: Session, pair_ids: Sequence[int]) -> dict[int, PairIn
     return infos
 
 
+@dataclass(frozen=True)
+class LastReply:
+    """What the assistant did with the customer's previous message: its decision, reason
+    and choices (a clarifying question's), the text shown, and that message's own text."""
+
+    decision: str
+    reason: str
+    options: list[str]
+    shown_text: str
+    question: str
+
+
+def last_reply(*, session: Session, conversation_id: int, before_turn: int) -> LastReply | None:
+    """The reply record of the conversation's last customer message before `before_turn`."""
+    row = session.execute(
+        select(DialogueReply, Message.text)
+        .join(Message, Message.id == DialogueReply.message_id)
+        .where(DialogueReply.conversation_id == conversation_id, Message.turn_index < before_turn)
+        .order_by(Message.turn_index.desc())
+        .limit(1)
+    ).first()
+    if row is None:
+        return None
+    reply, question = row
+    return LastReply(
+        reply.decision, reply.reason, list(reply.options or []), reply.shown_text or "", question
+    )
+
+
 def last_smoothed_confidence(*, session: Session, conversation_id: int) -> float | None:
     return session.scalar(
         select(DialogueReply.smoothed_confidence)

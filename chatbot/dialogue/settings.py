@@ -161,6 +161,52 @@ class DialogueSettings(Section):
         description="A best past answer whose pair is labelled with one of these topics was a hand-off: hand off too.",
     )
 
+    # Understanding the question (`chatbot.retrieval.answer_classes`, fitted by `chatbot index`).
+    answer_class_distance: float = Field(
+        default=0.35,
+        gt=0.0,
+        lt=1.0,
+        description="Replies closer than this cosine distance (average linkage) form one answer class.",
+    )
+    answer_class_temperature: float = Field(
+        default=0.05, gt=0.0, le=1.0, description="Softmax temperature of the class vote."
+    )
+    fit_answer_at: float = Field(
+        default=0.7,
+        ge=0.0,
+        le=1.0,
+        description="The fit model's probability that the best class is right, at or above which "
+        "its answer is sent; below it the assistant asks which topic is meant (or declines, or hands off).",
+    )
+    fit_clarify_at: float = Field(
+        default=0.15,
+        ge=0.0,
+        le=1.0,
+        description="A class this probable (below fit_answer_at) is offered as a clarification choice.",
+    )
+    acts: bool = Field(
+        default=True,
+        description="Answer greetings, thanks, goodbyes and 'are you a bot?' directly.",
+    )
+    decline_out_of_domain: bool = Field(
+        default=True,
+        description="Out-of-domain questions get a polite decline (a person on request) instead of a hand-off.",
+    )
+    clarify: bool = Field(default=True, description="Ask which topic is meant when unsure.")
+    ask_for_order_number: bool = Field(
+        default=True,
+        description="Ask for the order number before answering a question about the customer's own order.",
+    )
+    person_offer: str = (
+        "If you'd like to talk to a person instead, just say so or press 'Talk to a person'."
+    )
+    clarify_message: str = (
+        "I want to be sure I answer the right question. Which of these is it about?"
+    )
+    order_number_message: str = (
+        "Could you give me your order number? You'll find it in your order confirmation e-mail."
+    )
+
     handoff_message: str = DEFAULT_HANDOFF_MESSAGE
     hold_message: str = DEFAULT_HOLD_MESSAGE
 

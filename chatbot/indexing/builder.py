@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from chatbot.config import Settings
+from chatbot.indexing.answer_classes import build_answer_classes
 from chatbot.indexing.calibration import calibrate_index_gate, choose_fusion, validation_sample
 from chatbot.indexing.consensus_choice import choose_consensus
 from chatbot.models.embedder import embedder_path, load_embedder
@@ -266,6 +267,9 @@ def update_index(
             )
             if consensus is not None:
                 fusion_choice = {**(fusion_choice or {}), "consensus": consensus}
+            extra["answer_classes"] = build_answer_classes(
+                settings, database, model, records, vectors
+            )
         extra["calibration"] = calibration
         extra["fusion"] = fusion_choice
         staged, meta = write_version(

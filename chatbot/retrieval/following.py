@@ -28,6 +28,7 @@ if TYPE_CHECKING:
 
     from chatbot.config import Settings
     from chatbot.ranking.consensus import ConsensusChoice
+    from chatbot.retrieval.answer_classes import AnswerClasses
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +59,11 @@ class FollowingRetriever:
         """The current version's consensus choice (`PairRetriever.consensus`)."""
         self.refresh()
         return self.current.consensus
+
+    @property
+    def answer_classes(self) -> AnswerClasses | None:
+        """The current version's answer classes (`PairRetriever.answer_classes`)."""
+        return self.current.answer_classes
 
     def search(
         self,

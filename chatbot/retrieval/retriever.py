@@ -28,6 +28,7 @@ from chatbot.models.embedder import embedder_path, load_embedder
 from chatbot.pairs import PairRecord
 from chatbot.ranking.consensus import ConsensusChoice
 from chatbot.retrieval import faiss_index, fusion
+from chatbot.retrieval.answer_classes import AnswerClasses
 from chatbot.retrieval.embedding import embed_contexts, embed_query, recent_turns
 from chatbot.retrieval.index_files import (
     IndexMeta,
@@ -73,6 +74,7 @@ class PairRetriever:
         calibration: ScopeCalibration | None,
         version: str | None = None,
         fusion: dict[str, Any] | None = None,
+        answer_classes: AnswerClasses | None = None,
     ) -> None:
         if dense.size != len(records) or lexical.size != len(records):
             raise IndexStaleError(
@@ -97,6 +99,8 @@ class PairRetriever:
         # How the dialogue manager chooses among its candidates, chosen on the same
         # validation questions (meta.json "fusion"."consensus"); None: by the judge alone.
         self.consensus = ConsensusChoice.from_meta((fusion or {}).get("consensus"))
+        # The answer classes and fit model `chatbot index` fitted (None: older index, or too small).
+        self.answer_classes = answer_classes
         self._row_of = {r.id: row for row, r in enumerate(self.records)}
         self._vocabulary: Vocabulary | None = None
 
@@ -318,6 +322,10 @@ def load_version(
                 f"calibration: {len(weights)} domain_weights for vectors of dimension {dense.dim}",
             )
     fusion_choice = meta.get("fusion") if isinstance(meta.get("fusion"), dict) else None
+    try:
+        answer_classes = AnswerClasses.from_meta(meta.get("answer_classes"))
+    except (AttributeError, TypeError, ValueError, KeyError) as exc:
+        raise IndexDamagedError(version_dir / "meta.json", f"answer_classes: {exc}") from None
     return PairRetriever(
         settings,
         records,
@@ -327,6 +335,7 @@ def load_version(
         calibration,
         version=version_dir.name,
         fusion=fusion_choice,
+        answer_classes=answer_classes,
     )
 
 

@@ -26,6 +26,7 @@ from chatbot.store.database import Database
 from chatbot.store.dialogue_schema import DialogueReply
 from chatbot.store.schema import Conversation, Message, utcnow
 from chatbot.store.support_schema import Feedback
+from chatbot.support.feedback import rating_changed
 
 if TYPE_CHECKING:
     from chatbot.dialogue.manager import DialogueManager
@@ -157,7 +158,9 @@ def give_feedback(
     database: Database, token: object, message_id: int, rating: int, comment: str | None = None
 ) -> None:
     """Store the customer's thumbs up (+1) or down (-1), with an optional comment, on a
-    reply of their own conversation; a second rating of the same reply replaces the first."""
+    reply of their own conversation; a second rating of the same reply replaces the first.
+    A thumbs-down on the assistant's reply flags it for the agents ("customer said
+    wrong"); a thumbs-up takes that flag away (`chatbot.support.feedback`)."""
     if rating not in (1, -1) or isinstance(rating, bool):
         raise InputError(f"a rating is +1 or -1, not {rating!r}")
     comment = (comment or "").strip() or None
@@ -181,6 +184,12 @@ def give_feedback(
                     )
                 else:
                     row.rating, row.comment, row.created_at = rating, comment, utcnow()
+                rating_changed(
+                    session=session,
+                    conversation_id=conversation_id,
+                    message_id=message_id,
+                    rating=rating,
+                )
             return
         except IntegrityError:
             if attempt == 2:
@@ -189,10 +198,13 @@ def give_feedback(
 
 
 def withdraw_feedback(database: Database, token: object, message_id: int) -> None:
-    """The customer took their thumbs back."""
+    """The customer took their thumbs back (a thumbs-down's flag goes with it)."""
     with database.session() as session:
-        _rated_message(session, token, message_id)
+        conversation_id = _rated_message(session, token, message_id)
         session.execute(delete(Feedback).where(Feedback.message_id == message_id))
+        rating_changed(
+            session=session, conversation_id=conversation_id, message_id=message_id, rating=None
+        )
 
 
 def _rated_message(session: Session, token: object, message_id: object) -> int:

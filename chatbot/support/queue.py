@@ -2,10 +2,13 @@
 
 The queue holds the conversations that need a human: those handed off (with the
 reason, waiting since the hand-off, and the agent who took it, if any) and those with a
-suggested reply waiting for review (held: not sent yet; flagged: sent, to be checked).
-Oldest waiting first, with counts per reason group and an optional filter by group.
-`conversation_detail` gives every message, the suggestion under review (or the last
-one) with its confidence, the past answers it cites (with their full text from the
+suggested reply waiting for review (held: not sent yet; flagged: sent, to be checked;
+customer said wrong: sent, and the customer gave it a thumbs-down, see
+`chatbot.support.feedback`). Oldest waiting first, with counts per reason group and an
+optional filter by group. `conversation_detail` gives every message (with the customer's
+thumbs and comment on it), the suggestion under review (or the last one) with its
+confidence, the customer's verdict on it, the approved pair it was served from when it
+came from the answer cache, the past answers it cites (with their full text from the
 training pairs, so the agent can open them), the refinement trace and the candidates.
 
 Read-only: what agents do about it is `chatbot.support.review`'s job, showing it
@@ -26,7 +29,7 @@ from chatbot.errors import InputError, StoreError
 from chatbot.store.dialogue_schema import DialogueReply
 from chatbot.store.enums import PairOrigin, ReviewState
 from chatbot.store.schema import Conversation, Message, TrainingPair
-from chatbot.store.support_schema import User
+from chatbot.store.support_schema import Feedback, User
 
 # Reason groups, in the order the filter lists them: key -> label.
 REASON_GROUPS: dict[str, str] = {
@@ -37,11 +40,19 @@ REASON_GROUPS: dict[str, str] = {
     "loop": "loop",
     "assistant_failed": "assistant failed",
     "taken_over": "taken over by agent",
+    "customer_said_wrong": "customer said wrong",
     "held": "held for review",
     "flagged": "flagged",
     "other": "other",
 }
 TAKEN_OVER_REASON = "taken_over_by_agent"
+# The reason a reply the customer gave a thumbs-down to waits for review.
+CUSTOMER_SAID_WRONG = "customer said wrong"
+# Decisions whose text the customer saw as the assistant's reply (not a hold or
+# hand-off notice): those a thumbs-down flags, and those an approval does not send again.
+SHOWN_DECISIONS = ("answer", "answer_flagged", "act", "decline", "clarify")
+# Which group an open conversation shows when replies of several groups wait: the first.
+_PENDING_RANK = ("held", "customer_said_wrong", "flagged")
 PREVIEW_CHARS = 160
 
 
@@ -81,7 +92,9 @@ def aware(moment: datetime | None) -> datetime | None:
 class QueueItem:
     conversation_id: int
     state: str  # "handed_off", or "open" with a reply waiting for review
-    reason: str  # the hand-off reason, or the reviewed reply's decision ("held" / "answer_flagged")
+    # The hand-off reason, or why a reply waits for review: its decision ("held" /
+    # "answer_flagged") or CUSTOMER_SAID_WRONG.
+    reason: str
     group: str  # key of REASON_GROUPS
     waiting_since: datetime
     owner: str | None  # username of the agent who took it
@@ -140,29 +153,37 @@ def load_queue(session: Session, reason: str | None = None, limit: int = 500) ->
             None,
             source,
         )
+    # Feedback holds one row per message: the outer join counts the thumbs-downs without
+    # repeating a reply.
     pending = session.execute(
         select(
             DialogueReply.conversation_id,
             DialogueReply.decision,
+            func.count(Feedback.id),
             func.count(),
             func.min(DialogueReply.created_at),
             Conversation.source,
         )
         .join(Conversation, Conversation.id == DialogueReply.conversation_id)
+        .outerjoin(
+            Feedback,
+            and_(Feedback.message_id == DialogueReply.reply_message_id, Feedback.rating == -1),
+        )
         .where(DialogueReply.review_status == ReviewState.PENDING, Conversation.state != "closed")
         .group_by(DialogueReply.conversation_id, DialogueReply.decision, Conversation.source)
     )
-    for cid, decision, count, since, source in pending:
+    for cid, decision, said_wrong, count, since, source in pending:
         since = aware(since)
+        group = _pending_group(decision, said_wrong > 0)
+        why = CUSTOMER_SAID_WRONG if group == "customer_said_wrong" else decision
         item = items.get(cid)
         if item is None:
-            group = "held" if decision == "held" else "flagged"
             items[cid] = QueueItem(
-                cid, "open", decision, group, since, None, None, count, "", None, source
+                cid, "open", why, group, since, None, None, count, "", None, source
             )
             continue
-        if item.state == "open" and decision == "held":  # a held reply outranks a flagged one
-            item.reason, item.group = decision, "held"
+        if item.state == "open" and _PENDING_RANK.index(group) < _PENDING_RANK.index(item.group):
+            item.reason, item.group = why, group  # held, then customer said wrong, then flagged
         item.pending_replies += count
         item.waiting_since = min(item.waiting_since, since)
     counts = {key: 0 for key in REASON_GROUPS}
@@ -174,6 +195,16 @@ def load_queue(session: Session, reason: str | None = None, limit: int = 500) ->
     )[:limit]
     _add_previews(session, chosen)
     return QueueView(items=chosen, counts=counts, total=len(items))
+
+
+def _pending_group(decision: str, said_wrong: bool) -> str:
+    """The group of a reply waiting for review: held (not sent), customer said wrong (a
+    thumbs-down on what the customer saw) or flagged."""
+    if decision == "held":
+        return "held"
+    if said_wrong and decision in SHOWN_DECISIONS:
+        return "customer_said_wrong"
+    return "flagged"
 
 
 def _add_previews(session: Session, items: list[QueueItem]) -> None:
@@ -209,6 +240,19 @@ def _add_previews(session: Session, items: list[QueueItem]) -> None:
 # -- one conversation ---------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class CustomerFeedback:
+    """The customer's thumbs on one reply: +1 or -1, with their comment if they wrote one."""
+
+    rating: int
+    comment: str | None
+    created_at: datetime | None
+
+    @property
+    def said_wrong(self) -> bool:
+        return self.rating == -1
+
+
 @dataclass
 class MessageView:
     id: int
@@ -217,6 +261,7 @@ class MessageView:
     text: str
     created_at: datetime | None
     agent: str | None = None  # who sent it, for agents' messages
+    feedback: CustomerFeedback | None = None  # the customer's thumbs on it
 
 
 @dataclass
@@ -252,11 +297,21 @@ class Suggestion:
     citations: list[CitedAnswer] = field(default_factory=list)
     trace: list[dict[str, Any]] = field(default_factory=list)
     candidates: list[dict[str, Any]] = field(default_factory=list)
+    # The customer's thumbs on the message that showed it (a thumbs-down: "customer said wrong").
+    feedback: CustomerFeedback | None = None
+    # The approved pair it was sent from when it came from the answer cache (see `citations`).
+    cached_pair_id: int | None = None
 
     @property
     def shown_to_customer(self) -> bool:
-        """The suggestion's text already reached the customer (answered or flagged)."""
-        return self.decision in ("answer", "answer_flagged")
+        """The suggestion's text already reached the customer (an answer, flagged or not,
+        a conversation act, a decline or a clarifying question)."""
+        return self.decision in SHOWN_DECISIONS
+
+    @property
+    def customer_said_wrong(self) -> bool:
+        """The customer gave what they were shown of it a thumbs-down (not a notice)."""
+        return self.shown_to_customer and self.feedback is not None and self.feedback.said_wrong
 
 
 @dataclass
@@ -292,9 +347,21 @@ def conversation_detail(session: Session, conversation_id: int) -> ConversationD
             .order_by(Message.turn_index)
         )
     )
+    feedback = {
+        row.message_id: CustomerFeedback(row.rating, row.comment, aware(row.created_at))
+        for row in session.scalars(
+            select(Feedback).where(Feedback.conversation_id == conversation_id)
+        )
+    }
     views = [
         MessageView(
-            m.id, m.turn_index, m.role, m.text, aware(m.created_at), (m.meta or {}).get("agent")
+            m.id,
+            m.turn_index,
+            m.role,
+            m.text,
+            aware(m.created_at),
+            (m.meta or {}).get("agent"),
+            feedback.get(m.id),
         )
         for m in messages
     ]
@@ -318,13 +385,19 @@ def conversation_detail(session: Session, conversation_id: int) -> ConversationD
         owner=owner.username if owner else None,
         owner_id=conversation.assigned_user_id,
         messages=views,
-        suggestion=_suggestion(session, chosen, messages) if chosen else None,
+        suggestion=_suggestion(session, chosen, messages, feedback) if chosen else None,
         pending_reply_ids=[r.id for r in pending],
     )
 
 
-def _suggestion(session: Session, reply: DialogueReply, messages: list[Message]) -> Suggestion:
+def _suggestion(
+    session: Session,
+    reply: DialogueReply,
+    messages: list[Message],
+    feedback: dict[int, CustomerFeedback],
+) -> Suggestion:
     question = next((m.text for m in messages if m.id == reply.message_id), "")
+    shown = reply.reply_message_id
     return Suggestion(
         reply_id=reply.id,
         message_id=reply.message_id,
@@ -341,7 +414,18 @@ def _suggestion(session: Session, reply: DialogueReply, messages: list[Message])
         citations=cited_answers(session=session, citations=reply.citations or []),
         trace=list(reply.trace or []),
         candidates=list(reply.candidates or []),
+        feedback=feedback.get(shown) if shown is not None else None,
+        cached_pair_id=cached_pair_id(reply.candidates),
     )
+
+
+def cached_pair_id(candidates: object) -> int | None:
+    """The approved pair a reply was sent from, when the answer cache answered it (its
+    one candidate has origin "cache"); None otherwise."""
+    for c in candidates if isinstance(candidates, list) else []:
+        if isinstance(c, dict) and c.get("origin") == "cache" and isinstance(c.get("pair_id"), int):
+            return int(c["pair_id"])
+    return None
 
 
 def cited_answers(*, session: Session, citations: list[dict[str, Any]]) -> list[CitedAnswer]:

@@ -11,7 +11,9 @@ handed-off conversation nobody has taken takes it first, and a free reply always
 (origin `agent_approved` / `agent_edited`, split "train", source "agent-review") that
 the answer cache serves at once, and the next index build and training run use
 (training weights them by origin); a rejection stays in `agent_actions` as a negative
-example (`rejected_examples`).
+example (`rejected_examples`). A reply a customer gave a thumbs-down to waits here like
+a flagged one (`chatbot.support.feedback`); the agent's decision on it stands whatever
+the customer clicks afterwards.
 
 Where its job ends: checking the caller's login and role is `chatbot.web.auth`'s; the
 queue and the conversation view are `chatbot.support.queue`'s.
@@ -35,7 +37,7 @@ from chatbot.store.dialogue_schema import DialogueReply
 from chatbot.store.enums import AgentActionKind, PairOrigin, ReviewState
 from chatbot.store.schema import Conversation, Message, TrainingPair, utcnow
 from chatbot.store.support_schema import AgentAction, User
-from chatbot.support.queue import TAKEN_OVER_REASON
+from chatbot.support.queue import SHOWN_DECISIONS, TAKEN_OVER_REASON
 
 MAX_TEXT_CHARS = 4000
 MAX_REASON_CHARS = 1000
@@ -43,7 +45,9 @@ CONTEXT_TURNS = 8  # turns kept before an agent's answer in its training pair
 PAIR_SOURCE = "agent-review"
 # Bot messages that are notices about the process, not part of the conversation.
 _NOTICE_DECISIONS = ("held", "handoff")
-_SHOWN_DECISIONS = ("answer", "answer_flagged")
+# Replies the customer already has (an answer, or an act, decline or clarifying question a
+# customer's thumbs-down sent for review): approving one sends nothing new.
+_SHOWN_DECISIONS = SHOWN_DECISIONS
 
 
 class Agent(Protocol):

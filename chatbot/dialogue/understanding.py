@@ -1,0 +1,132 @@
+"""What the dialogue manager makes of a message before it chooses an answer: which of
+the company's answer classes fits (`chatbot.retrieval.answer_classes`, fitted by `chatbot
+index`), and so whether to answer, ask which topic is meant, decline or hand off; and,
+for a message that follows a clarifying question, which of its choices the customer took.
+
+The verdict (`Verdict`) is computed from the reading's calibrated probabilities and the
+settings' bars (`dialogue.fit_answer_at`, `dialogue.fit_clarify_at`):
+- the best class is at or above the answer bar: **answer** from that class's candidates
+  (a class whose agents declined: **decline**; one whose agents handed over: **hand off**);
+- else the classes at or above the clarification bar that may be offered (real topics,
+  distinct labels, at most three) become the choices of a **clarifying question**, unless
+  the last reply was a clarifying question already (a second one would go round in
+  circles: **hand off**, "clarification_failed");
+- else, when the hand-off gate says the message is not the company's kind, or its best
+  class is one the agents declined: **decline**; otherwise **hand off** (low confidence).
+
+Where its job ends: it reads the retriever's hits and the last reply; retrieving,
+screening candidates, wording and storing the reply are the manager's.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+from chatbot.dialogue.settings import DialogueSettings
+from chatbot.retrieval.answer_classes import AnswerClasses, ClassScore, Reading
+from chatbot.retrieval.types import Hit
+
+MAX_OPTIONS = 3
+_NUMBER = re.compile(r"^\s*(?:option\s*|number\s*|#\s*)?([1-9])\s*[.)]?\s*$", re.IGNORECASE)
+_ORDINALS = {"first": 1, "second": 2, "third": 3, "1st": 1, "2nd": 2, "3rd": 3}
+
+
+class Verdict(StrEnum):
+    ANSWER = "answer"
+    CLARIFY = "clarify"
+    DECLINE = "decline"
+    HANDOFF = "handoff"
+
+
+@dataclass(frozen=True)
+class Understood:
+    """The verdict for one message, the class it is about (answer), the choices to offer
+    (clarify), and the reading it came from."""
+
+    verdict: Verdict
+    reading: Reading
+    chosen: ClassScore | None = None
+    options: list[str] = field(default_factory=list)
+    why: str = ""
+
+
+def read_hits(classes: AnswerClasses, hits: Sequence[Hit]) -> Reading:
+    """The classes of the retrieved pairs, scored (hits as the retriever ranked them,
+    before any is withheld: the reading is about the question, not this customer)."""
+    return classes.read(
+        [h.pair_id for h in hits], [float(h.scores.get("dense", h.score)) for h in hits]
+    )
+
+
+def understand(
+    classes: AnswerClasses,
+    reading: Reading,
+    settings: DialogueSettings,
+    *,
+    outside_domain: bool,
+    after_clarification: bool,
+) -> Understood:
+    """The verdict for one message (see the module docstring)."""
+    top = reading.top
+    if top is not None and top.probability >= settings.fit_answer_at:
+        kind = classes.classes[top.index]
+        if kind.out_of_scope:
+            return Understood(Verdict.DECLINE, reading, top, why="its past answers decline")
+        if kind.handoff:
+            return Understood(
+                Verdict.HANDOFF, reading, top, why=f"past answers hand off ({kind.label})"
+            )
+        return Understood(Verdict.ANSWER, reading, top)
+    options = offerable(classes, reading, settings)
+    declined_class = top is not None and classes.classes[top.index].out_of_scope
+    if outside_domain and (declined_class or not options):
+        return Understood(Verdict.DECLINE, reading, top, why="not the company's kind of question")
+    if declined_class and top is not None and top.probability >= settings.fit_clarify_at:
+        return Understood(Verdict.DECLINE, reading, top, why="its past answers decline")
+    if options and settings.clarify:
+        if after_clarification:
+            return Understood(Verdict.HANDOFF, reading, top, why="clarification_failed")
+        return Understood(Verdict.CLARIFY, reading, top, options=options)
+    return Understood(Verdict.HANDOFF, reading, top, why="low_confidence")
+
+
+def offerable(classes: AnswerClasses, reading: Reading, settings: DialogueSettings) -> list[str]:
+    """Labels of the classes worth offering as choices: likely enough, a real topic,
+    each label once, at most MAX_OPTIONS."""
+    labels: list[str] = []
+    for score in reading.scores:
+        kind = classes.classes[score.index]
+        if (
+            score.probability >= settings.fit_clarify_at
+            and kind.offerable
+            and kind.label not in labels
+        ):
+            labels.append(kind.label)
+    return labels[:MAX_OPTIONS]
+
+
+def picked_option(message: str, options: Sequence[str]) -> str | None:
+    """The choice a message takes from a clarifying question's `options`: its number
+    ("2", "the second"), its label (any case, punctuation ignored), or a message that
+    contains exactly one label; None when it takes none (a new question)."""
+    if not options:
+        return None
+    match = _NUMBER.match(message)
+    if match and 1 <= int(match.group(1)) <= len(options):
+        return options[int(match.group(1)) - 1]
+    words = _normal(message)
+    for word, number in _ORDINALS.items():
+        if re.search(rf"\b{word}\b", words) and number <= len(options) and len(words.split()) <= 4:
+            return options[number - 1]
+    normal = {_normal(o): o for o in options}
+    if words in normal:
+        return normal[words]
+    inside = [o for n, o in normal.items() if n and re.search(rf"\b{re.escape(n)}\b", words)]
+    return inside[0] if len(inside) == 1 else None
+
+
+def _normal(text: str) -> str:
+    return " ".join(re.sub(r"[^\w\s]", " ", text.lower()).split())
