@@ -118,3 +118,30 @@ def test_config_show_reports_effective_values(tmp_path):
     assert values["port"] == 8123
     assert values["home"] == str(tmp_path / "h")
     assert values["database_url"] == f"sqlite:///{tmp_path / 'h' / 'chatbot.db'}"
+
+
+def test_chat_lists_a_clarifying_questions_choices_and_a_typed_number_takes_one(
+    tiny_settings, sqlite_database, monkeypatch
+):
+    from sqlalchemy import select
+
+    from chatbot.cli import dialogue as cli_dialogue
+    from chatbot.store.dialogue_schema import DialogueReply
+    from tests.test_customer_widget import MONEY_BACK, clarifying_services
+
+    manager = clarifying_services(tiny_settings, sqlite_database).manager
+    monkeypatch.setattr(cli_dialogue, "build_manager", lambda _settings: (manager, sqlite_database))
+    result = CliRunner().invoke(main, ["chat"], input=f"{MONEY_BACK}\n2\n\n")
+    assert result.exit_code == 0, result.output
+    with sqlite_database.session() as session:
+        asked, taken = session.scalars(select(DialogueReply).order_by(DialogueReply.id)).all()
+    assert asked.decision == "clarify" and len(asked.options) >= 2
+    # The question with its numbered choices, and how to answer it.
+    assert asked.shown_text in result.stdout
+    assert f"2. {asked.options[1]}" in result.stdout
+    assert f"a number from 1 to {len(asked.options)}" in result.stderr
+    assert "asked which topic is meant" in result.stderr
+    # "2" was sent as the message; the manager took the second choice and answered it.
+    assert taken.decision in ("answer", "answer_flagged")
+    assert taken.reason.endswith("chosen by the customer")
+    assert taken.shown_text in result.stdout

@@ -607,6 +607,216 @@ def test_thumbs_and_comments_are_stored_for_the_rated_reply(services, database):
         widget.rate(database, other, last.message_ids, reply_index, True)
 
 
+# -- a clarifying question's choices as buttons ----------------------------------------
+
+# The shop in four wordings, so that its answer classes are fitted (they need 20 pairs).
+CLARIFY_SHOP = [
+    (f"{question} ({extra})", answer, origin, topic)
+    for extra in ("please", "thanks", "quick question", "sorry to bother you")
+    for question, answer, origin, topic in SHOP
+]
+# The tiny embedder puts every reply close to every other: a small class distance keeps
+# the shop's topics apart. Its class probabilities are noise: no class is sure enough to
+# answer (fit_answer_at), every class is likely enough to offer (fit_clarify_at), so every
+# question of the shop's kind gets a clarifying question.
+CLARIFYING = {"answer_class_distance": 0.03, "fit_answer_at": 0.999, "fit_clarify_at": 0.0}
+MONEY_BACK = "How do I get my money back?"
+
+
+def clarifying_services(settings, database) -> Services:
+    """The shop indexed with its answer classes, and a manager that asks which topic is
+    meant (shared with the `chatbot chat` test in tests/test_cli.py)."""
+    from chatbot.indexing.builder import update_index
+    from chatbot.models.embedder import load_embedder
+    from chatbot.retrieval.retriever import open_retriever
+
+    settings = settings.model_copy(
+        update={"dialogue": settings.dialogue.model_copy(update=CLARIFYING)}
+    )
+    seed_shop(database, CLARIFY_SHOP)
+    model = load_embedder(settings)
+    update_index(settings, database, model=model, calibrate=True)
+    retriever = open_retriever(settings, database, model=model)
+    assert retriever.answer_classes is not None, "the shop's answer classes were not fitted"
+    return services_for(settings, database, retriever, cache_enabled=False, max_rounds=1)
+
+
+def _last_reply(database, token):
+    with database.session() as session:
+        return session.scalar(
+            select(DialogueReply)
+            .where(DialogueReply.conversation_id == customer.open_conversation(database, token))
+            .order_by(DialogueReply.id.desc())
+            .limit(1)
+        )
+
+
+def _offered(view):
+    """The labels of the buttons the chat shows (Gradio shows the last entry's only)."""
+    return [o["label"] for o in view.chat[-1].get("options", [])] if view.chat else []
+
+
+def _with_buttons(view):
+    return [i for i, entry in enumerate(view.chat) if "options" in entry]
+
+
+def test_a_clarifying_question_shows_its_choices_as_buttons_until_one_is_taken(
+    tiny_settings, database
+):
+    services = clarifying_services(tiny_settings, database)
+    token = customer.new_token()
+    views = list(widget.answer(services, token, MONEY_BACK))
+    asked = _last_reply(database, token)
+    assert asked.decision == "clarify" and len(asked.options) >= 2
+    options = list(asked.options)
+    question = services.manager.settings.clarify_message
+    listed = "".join(f"\n{i}. {label}" for i, label in enumerate(options, 1))
+    assert asked.shown_text == question + listed
+
+    # No buttons while the reply is being written; then one per choice under the question,
+    # which stand for the numbered list at the end of its text.
+    assert all(_with_buttons(v) == [] for v in views[:-1])
+    last = views[-1]
+    assert last.chat[-1] == {
+        "role": "assistant",
+        "content": html.escape(question),
+        "options": [{"value": label, "label": label} for label in options],
+    }
+    assert _with_buttons(last) == [len(last.chat) - 1]
+
+    # A reload (or a poll that finds nothing new) shows them again.
+    assert widget.on_load(database, token) == (token, last)
+    assert widget.current_view(database, token) == last
+
+    # A click sends the label as the customer's next message, through the same handler as
+    # typing: the buttons go at once, and the question keeps its list of choices as text.
+    chosen = options[1]
+    picked = list(widget.answer(services, token, chosen))
+    assert all(_with_buttons(v) == [] for v in picked)
+    assert _shown_texts(picked[0])[-3:] == [
+        ("assistant", question + listed),
+        ("user", chosen),
+        ("assistant", widget.THINKING),
+    ]
+    answered = picked[-1]
+    reply = _last_reply(database, token)
+    assert reply.decision in ("answer", "answer_flagged")  # answered, not handed off
+    assert reply.reason.endswith("chosen by the customer")
+    assert answered.human is False and answered.final
+    assert _shown_texts(answered)[-2:] == [("user", chosen), ("assistant", reply.shown_text)]
+    assert _with_buttons(answered) == [] and widget.on_load(database, token)[1] == answered
+
+
+def test_a_typed_number_takes_a_choice_and_any_other_message_removes_the_buttons(
+    tiny_settings, database
+):
+    services = clarifying_services(tiny_settings, database)
+    token = customer.new_token()
+    first = list(widget.answer(services, token, SHOP[0][0]))[-1]
+    options = _offered(first)
+    assert len(options) >= 2
+    list(widget.answer(services, token, "2"))
+    taken = _last_reply(database, token)
+    assert taken.decision in ("answer", "answer_flagged") and taken.reason.endswith(
+        "chosen by the customer"
+    )
+
+    # Asked again, then something else is sent: no choice, no buttons (the assistant does
+    # not ask a second time; a person takes over).
+    asked = list(widget.answer(services, token, MONEY_BACK))[-1]
+    assert _offered(asked)
+    moved_on = list(widget.answer(services, token, "Something completely different"))
+    assert all(_with_buttons(v) == [] for v in moved_on)
+    assert widget.on_load(database, token)[1] == moved_on[-1]
+
+    # A greeting is plain text; so is every reply in a chat with no clarifying question.
+    greeted = list(widget.answer(services, customer.new_token(), "hello"))[-1]
+    assert _with_buttons(greeted) == [] and greeted.chat[-1]["content"]
+
+
+def test_a_refused_message_leaves_the_buttons_and_a_person_in_charge_hides_them(
+    tiny_settings, database
+):
+    services = clarifying_services(tiny_settings, database)
+    token = customer.new_token()
+    asked = list(widget.answer(services, token, MONEY_BACK))[-1]
+    assert _offered(asked)
+    refused = list(widget.answer(services, token, "x" * (MAX_MESSAGE_CHARS + 1)))
+    assert len(refused) == 1 and refused[0].warning and refused[0].keep_input
+    assert _offered(refused[0]) == _offered(asked)  # still waiting for the answer
+
+    # A person took the conversation without a word yet: the buttons would talk to no one.
+    with database.session() as session:
+        session.get(Conversation, customer.open_conversation(database, token)).state = "handed_off"
+    assert _with_buttons(widget.current_view(database, token)) == []
+
+
+def test_choices_are_text_and_only_the_last_message_offers_them():
+    label = '<b>Refund</b> & "status"'
+    question = "Which of these is it about?"
+    text = f"{question}\n1. {label}\n2. Return item"
+
+    def shown(role, body, turn, options=()):
+        return customer.ShownMessage(turn, role, body, turn + 1, options=list(options))
+
+    chat, _ = widget.render([shown("bot", text, 0, [label, "Return item"])])
+    assert chat == [
+        {
+            "role": "assistant",
+            "content": html.escape(question),
+            # Gradio sets a label as the button's text, never as HTML: it is kept as written,
+            # and a click sends back exactly that.
+            "options": [
+                {"value": label, "label": label},
+                {"value": "Return item", "label": "Return item"},
+            ],
+        }
+    ]
+    # Not the last message any more, or rendered without offering: the text as stored.
+    for messages, offer in (
+        ([shown("bot", text, 0, [label]), shown("customer", "Return item", 1)], True),
+        ([shown("bot", text, 0, [label, "Return item"])], False),
+    ):
+        chat, _ = widget.render(messages, offer=offer)
+        assert chat[0] == {"role": "assistant", "content": html.escape(text)}
+    # A text that does not end with its list keeps it all; a question for the order number
+    # has no choices.
+    assert widget.without_choices("Pick one: Refund or Return?", ["Refund"]) == (
+        "Pick one: Refund or Return?"
+    )
+    assert widget.without_choices(text, [label, "Return item"]) == question
+
+
+def test_a_click_on_a_choice_runs_the_send_path(tiny_settings, database):
+    from gradio import SelectData
+
+    services = clarifying_services(tiny_settings, database)
+    page = widget.build_widget(services)
+    functions = {f.name: f for f in page.fns.values()}
+    send, choose = functions["send"], functions["choose"]
+    chat = next(b for b in page.blocks.values() if getattr(b, "elem_id", None) == "chat")
+    box = next(b for b in page.blocks.values() if getattr(b, "elem_id", None) == "message")
+    assert (chat._id, "option_select") in [tuple(t) for t in choose.targets]
+    assert choose.concurrency_id == send.concurrency_id and choose.trigger_mode == "once"
+    assert [o._id for o in choose.outputs] == [o._id for o in send.outputs]
+    assert box._id in [o._id for o in choose.outputs]
+
+    request = SimpleNamespace(client=SimpleNamespace(host="127.0.0.1"))
+    token = customer.new_token()
+    asked = list(send.fn(token, MONEY_BACK, request))[-1]
+    options = [o["label"] for o in asked[1][-1]["options"]]
+    clicked = SelectData(None, {"index": 0, "value": options[0]})
+    outputs = list(choose.fn(token, clicked, request))
+    assert [o[0] for o in outputs] == [token] * len(outputs)
+    assert all("options" not in entry for o in outputs for entry in o[1])
+    assert outputs[-1][1][-2] == {"role": "user", "content": html.escape(options[0])}
+    assert all(o[6] == {"__type__": "update"} for o in outputs)  # the box is left alone
+    assert _messages(database, customer.open_conversation(database, token))[2] == (
+        "customer",
+        options[0],
+    )
+
+
 # -- the page ------------------------------------------------------------------------
 
 

@@ -16,6 +16,7 @@ import pytest
 from sqlalchemy import select
 
 from chatbot.dialogue.manager import DialogueManager
+from chatbot.dialogue.records import Decision
 from chatbot.ingest.settings import IngestSettings
 from chatbot.store.conversations import conversation_messages
 from chatbot.store.schema import Conversation, Message, TrainingPair
@@ -121,7 +122,9 @@ def test_a_live_message_is_redacted_before_it_is_stored_retrieved_or_logged(shop
         + repr(second.to_dict())
     )
     for original in ORIGINALS:
-        assert original not in everything and original.upper() not in everything
+        # A card number's digits, not the same digits inside a float (a score 0.92584741115).
+        found = re.search(rf"(?<![\d.]){re.escape(original)}", everything, re.IGNORECASE)
+        assert found is None, everything[max(0, found.start() - 80) : found.end() + 20]
 
 
 def test_bot_replies_are_redacted_but_the_companys_own_addresses_stay(shop):
@@ -137,12 +140,11 @@ def test_bot_replies_are_redacted_but_the_companys_own_addresses_stay(shop):
         settings, database, retriever, generate=False, handoff_threshold=0.0, answer_threshold=0.0
     )
     reply = manager.respond(question)
-    assert (
-        reply.sent
-        and PHONE not in reply.shown_text
-        and CARD not in reply.shown_text
-        and "<PHONE>" in reply.shown_text
-    )
+    # The manager's number is redacted, and a redacted reply is never sent: no placeholder
+    # reaches a customer (issue 22); the agents get the redacted text to review instead.
+    assert PHONE not in reply.shown_text and CARD not in reply.shown_text
+    assert "<PHONE>" not in reply.shown_text and reply.decision == Decision.HANDOFF
+    assert "<PHONE>" in reply.text and PHONE not in reply.text
     assert all(PHONE not in str(c.get("text", "")) for c in reply.to_dict()["candidates"])
     assert PHONE not in "".join(
         text for _, text, _ in stored_texts(database, reply.conversation_id)

@@ -6,9 +6,12 @@ from that token on the server (`chatbot.support.customer`) and never trusts the 
 browser sends back: the chat is rebuilt from the store. Replies stream in as the
 dialogue manager writes them (a draft word by word as the model writes it, replaced when
 a better answer wins),
-with their sources folded under them; "Talk to a person" hands the conversation to the
-agents, whose messages arrive by polling; thumbs up/down and a comment are stored per
-reply. Everything a customer or a model wrote is shown as escaped text.
+with their sources folded under them; a clarifying question ("which of these is it
+about?") offers its choices as buttons under it (Gradio's own message options: a click
+sends the label as the customer's next message, through the same handler as typing);
+"Talk to a person" hands the conversation to the agents, whose messages arrive by
+polling; thumbs up/down and a comment are stored per reply. Everything a customer or a
+model wrote is shown as escaped text.
 
 Where the job ends: deciding what to answer is the dialogue manager's, access rules are
 `chatbot.support.customer`'s, and mounting the page (with `run_history=False`) is
@@ -25,7 +28,7 @@ import logging
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from itertools import chain
-from typing import TYPE_CHECKING, TypeAlias, TypedDict
+from typing import TYPE_CHECKING, NotRequired, TypeAlias, TypedDict
 
 from chatbot.errors import AccessDenied, ChatbotError, InputError
 from chatbot.support import customer
@@ -39,7 +42,8 @@ if TYPE_CHECKING:
     from chatbot.web.services import Services
 
     # What a drawn chat sends to its outputs: chat, message ids, last turn, human, banner.
-    Drawn: TypeAlias = tuple[list[ChatMessage], list[int | None], int, bool, gr.Markdown]
+    # (A string: ChatEntry is defined below.)
+    Drawn: TypeAlias = "tuple[list[ChatEntry], list[int | None], int, bool, gr.Markdown]"
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +57,21 @@ THINKING = "\u2026"
 STORAGE_KEY = "chatbot-widget-token"
 # Replies written at once across all customers (each runs the reply model).
 REPLY_CONCURRENCY = 4
+
+
+class Option(TypedDict):
+    """One button under a chat message (Gradio's `OptionDict`): the text it shows, and
+    what a click sends back (the same text)."""
+
+    value: str
+    label: str
+
+
+class ChatEntry(ChatMessage):
+    """A chat entry of the widget: a message, and for the last one, when it is a
+    clarifying question, its choices (Gradio shows the options of the last message only)."""
+
+    options: NotRequired[list[Option]]
 
 
 def as_text(text: str) -> str:
@@ -77,13 +96,28 @@ def sources_html(sources: list[customer.Source]) -> str:
     return f'<details class="sources"><summary>Sources</summary>{"".join(lines)}</details>'
 
 
+def options_of(choices: Sequence[str]) -> list[Option]:
+    """A clarifying question's choices as the chat's buttons. A label is plain text, not
+    escaped: Gradio sets it as the button's text (never as HTML), and a click sends it back
+    exactly as written, as the customer's next message."""
+    return [{"value": label, "label": label} for label in choices]
+
+
+def without_choices(text: str, choices: Sequence[str]) -> str:
+    """A clarifying question's text without the numbered list of its choices at its end
+    (the buttons under it say the same); the text as it is when it does not end so."""
+    listed = "".join(f"\n{i}. {label}" for i, label in enumerate(choices, 1))
+    question = text[: -len(listed)].rstrip() if listed and text.endswith(listed) else ""
+    return question or text
+
+
 @dataclass
 class ChatView:
     """What the widget shows: the chat (Gradio message dicts, text escaped), the stored
     message id behind each chat entry (None for the customer's own and unsaved ones),
     the last turn shown, whether a person is in charge, and what to tell the customer."""
 
-    chat: list[ChatMessage] = field(default_factory=list)
+    chat: list[ChatEntry] = field(default_factory=list)
     message_ids: list[int | None] = field(default_factory=list)
     last_turn: int = -1
     human: bool = False
@@ -92,34 +126,49 @@ class ChatView:
     final: bool = True  # False while a reply is still being written
 
 
-def render(messages: list[customer.ShownMessage]) -> tuple[list[ChatMessage], list[int | None]]:
+def render(
+    messages: list[customer.ShownMessage], *, offer: bool = True
+) -> tuple[list[ChatEntry], list[int | None]]:
     """Chat entries (Gradio message dicts) and the stored message id behind each (None
-    for the customer's own messages: only replies are rated)."""
-    chat: list[ChatMessage] = []
+    for the customer's own messages: only replies are rated). With `offer`, a clarifying
+    question that is the last message gets its choices as buttons, which then stand for
+    the numbered list at the end of its text; any other keeps its text as stored."""
+    chat: list[ChatEntry] = []
     ids: list[int | None] = []
-    for m in messages:
+    for i, m in enumerate(messages):
         if m.role == "customer":
             chat.append({"role": "user", "content": as_text(m.text)})
             ids.append(None)
-        else:
-            content = as_text(m.text) + (sources_html(m.sources) if m.sources else "")
-            chat.append({"role": "assistant", "content": content})
-            ids.append(m.message_id)
+            continue
+        entry: ChatEntry = {"role": "assistant", "content": as_text(m.text)}
+        if offer and m.options and i == len(messages) - 1:
+            entry = {
+                "role": "assistant",
+                "content": as_text(without_choices(m.text, m.options)),
+                "options": options_of(m.options),
+            }
+        if m.sources:
+            entry["content"] += sources_html(m.sources)
+        chat.append(entry)
+        ids.append(m.message_id)
     return chat, ids
 
 
-def current_view(database: Database, token: object) -> ChatView:
+def current_view(database: Database, token: object, *, offer: bool = True) -> ChatView:
     """The whole chat of the token's conversation, rebuilt from the store; an empty one
-    while the token has no conversation yet. A malformed token raises AccessDenied."""
+    while the token has no conversation yet. A malformed token raises AccessDenied.
+    With `offer`, a clarifying question still waiting for its answer (the last message,
+    with no person in charge) shows its choices as buttons."""
     try:
         messages = customer.messages_after(database, token, -1)
     except AccessDenied:
         if not customer.is_well_formed(token):
             raise
         return ChatView()
-    chat, ids = render(messages)
+    human = customer.human_in_charge(database, token)
+    chat, ids = render(messages, offer=offer and not human)
     last_turn = messages[-1].turn_index if messages else -1
-    return ChatView(chat, ids, last_turn, customer.human_in_charge(database, token))
+    return ChatView(chat, ids, last_turn, human)
 
 
 def token_or_new(token: object) -> str:
@@ -165,7 +214,9 @@ def answer(services: Services, token: object, message: str) -> Iterator[ChatView
         return
     try:
         conversation_id = customer.open_conversation(database, token)
-        before = current_view(database, token)
+        # The chat as it was, its clarifying question's buttons gone: this message
+        # answers it (or moves on), whether it is a click on one or typed.
+        before = current_view(database, token, offer=False)
     except AccessDenied as exc:
         yield ChatView(warning=str(exc), keep_input=True)
         return
@@ -173,7 +224,7 @@ def answer(services: Services, token: object, message: str) -> Iterator[ChatView
         log.warning("the widget cannot open a conversation: %s", exc)
         yield ChatView(warning=UNAVAILABLE, keep_input=True, **_unchanged(database, token))
         return
-    chat: list[ChatMessage] = [
+    chat: list[ChatEntry] = [
         *before.chat,
         {"role": "user", "content": as_text(text)},
         {"role": "assistant", "content": THINKING},
@@ -206,8 +257,13 @@ def answer(services: Services, token: object, message: str) -> Iterator[ChatView
         yield current_view(database, token)  # as stored: the reply with its sources, or silence
         return
     except InputError as exc:
-        before.warning, before.keep_input = exc.reason, True
-        yield before
+        # Refused before it was stored: the chat as it stands, buttons included.
+        try:
+            refused = current_view(database, token)
+        except ChatbotError:
+            refused = before
+        refused.warning, refused.keep_input = exc.reason, True
+        yield refused
         return
     except Exception as exc:
         if isinstance(exc, ChatbotError):
@@ -215,13 +271,13 @@ def answer(services: Services, token: object, message: str) -> Iterator[ChatView
         else:
             log.exception("reply failed for conversation %s", conversation_id)
     try:
-        view = current_view(database, token)
+        view = current_view(database, token, offer=False)  # the notice below comes last
     except ChatbotError:
         view = ChatView(before.chat, before.message_ids, before.last_turn, before.human)
 
     # Stored text is redacted and cleaned, so count the customer's messages rather than
     # compare texts: one more than before means the store took it.
-    def customer_turns(chat: list[ChatMessage]) -> int:
+    def customer_turns(chat: list[ChatEntry]) -> int:
         return sum(1 for entry in chat if entry.get("role") == "user")
 
     stored = customer_turns(view.chat) > customer_turns(before.chat)
@@ -232,7 +288,7 @@ def answer(services: Services, token: object, message: str) -> Iterator[ChatView
 
 
 class _Shown(TypedDict):
-    chat: list[ChatMessage]
+    chat: list[ChatEntry]
     message_ids: list[int | None]
     last_turn: int
     human: bool
@@ -375,18 +431,15 @@ def build_widget(services: Services) -> gr.Blocks:
             view = None
         return (gr.skip(),) * 5 if view is None else drawn(view)
 
-    @fills(request=gr.Request)
-    def send(
-        token: object, message: str, request: gr.Request
-    ) -> Iterator[tuple[str, *Drawn, str, gr.Timer]]:
+    def replies(token: object, message: str, request: gr.Request) -> Iterator[tuple[str, ChatView]]:
+        """The one path of a customer's message, typed or a choice clicked: the message
+        limit, then the reply as it streams (the token, and each view to draw)."""
         # A message sent before the page's load event gave the browser its token (a
         # quick typist, a slow start) still gets a conversation, not a refusal.
         token = token_or_new(token)
         if (message or "").strip():
             client = client_address(request)
-            if not limiter.hit(
-                client
-            ):  # too many messages from this address: the text stays in the box
+            if not limiter.hit(client):  # too many messages from this address: not sent
                 seconds = max(1, round(limiter.retry_after(client)))
                 view = ChatView(
                     warning=TOO_FAST.format(seconds=seconds),
@@ -394,16 +447,30 @@ def build_widget(services: Services) -> gr.Blocks:
                     **_unchanged(database, token),
                 )
                 warn(view)
-                yield (token, *drawn(view), message, gr.Timer(active=True))
+                yield token, view
                 return
         for view in answer(services, token, message):
             warn(view)
-            yield (
-                token,
-                *drawn(view),
-                message if view.keep_input else "",
-                gr.Timer(active=view.final),
-            )
+            yield token, view
+
+    @fills(request=gr.Request)
+    def send(
+        token: object, message: str, request: gr.Request
+    ) -> Iterator[tuple[str, *Drawn, str, gr.Timer]]:
+        for kept, view in replies(token, message, request):
+            # A message that was not sent stays in the box.
+            box_text = message if view.keep_input else ""
+            yield (kept, *drawn(view), box_text, gr.Timer(active=view.final))
+
+    @fills(data=gr.SelectData, request=gr.Request)
+    def choose(
+        token: object, data: gr.SelectData, request: gr.Request
+    ) -> Iterator[tuple[str, *Drawn, Update, gr.Timer]]:
+        """A choice of a clarifying question clicked: its label is sent as the customer's
+        next message, as if typed; the box keeps whatever the customer was typing."""
+        label = data.value if isinstance(data.value, str) else ""
+        for kept, view in replies(token, label, request):
+            yield (kept, *drawn(view), gr.skip(), gr.Timer(active=view.final))
 
     def person(token: object) -> Drawn | tuple[Update, ...]:
         try:
@@ -501,6 +568,19 @@ def build_widget(services: Services) -> gr.Blocks:
             [token, box],
             [token, *view_outputs, box, timer],
             concurrency_limit=REPLY_CONCURRENCY,
+            concurrency_id="reply",
+            api_visibility="private",
+            trigger_mode="once",
+            show_progress="hidden",
+        )
+        # A clarifying question's buttons (the last message's options): the same path,
+        # sharing the same limit of replies written at once.
+        chat.option_select(
+            choose,
+            [token],
+            [token, *view_outputs, box, timer],
+            concurrency_limit=REPLY_CONCURRENCY,
+            concurrency_id="reply",
             api_visibility="private",
             trigger_mode="once",
             show_progress="hidden",

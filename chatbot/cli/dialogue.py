@@ -26,7 +26,12 @@ _LABEL = {
     Decision.HELD: "held for agent review (not sent)",
     Decision.HANDOFF: "handed off to a human",
     Decision.SILENT: "a human agent is in charge; the assistant stays silent",
+    Decision.ACT: "answered a greeting, thanks or the like",
+    Decision.DECLINE: "declined: not the kind of question we answer",
+    Decision.CLARIFY: "asked which topic is meant",
 }
+NEEDS_CASE_LABEL = "asked for the order number"
+CHOICE_HINT = "(answer with a number from 1 to {n}, or the topic's words)"
 
 
 def build_manager(settings: Settings) -> tuple[DialogueManager, Database]:
@@ -36,11 +41,17 @@ def build_manager(settings: Settings) -> tuple[DialogueManager, Database]:
     return open_manager(settings)
 
 
+def _label(reply: Reply) -> str:
+    if reply.decision == Decision.CLARIFY and not reply.options:
+        return NEEDS_CASE_LABEL
+    return _LABEL.get(reply.decision, str(reply.decision))
+
+
 def _footer(reply: Reply) -> str:
     confidence = "n/a" if reply.confidence is None else f"{reply.confidence:.2f}"
     smoothed = "n/a" if reply.smoothed_confidence is None else f"{reply.smoothed_confidence:.2f}"
     lines = [
-        f"[{_LABEL[reply.decision]}; reason: {reply.reason}; confidence {confidence} "
+        f"[{_label(reply)}; reason: {reply.reason}; confidence {confidence} "
         f"(smoothed {smoothed}); conversation {reply.conversation_id}; {reply.timings.get('total', 0):.2f}s]"
     ]
     for c in reply.citations:
@@ -75,6 +86,12 @@ def ask(app: AppContext, message: str, conversation_id: int | None, as_json: boo
         return
     if reply.shown_text:
         click.echo(clean_text(reply.shown_text))
+    if reply.options:
+        click.echo(
+            f"(answer with: chatbot ask NUMBER --conversation {reply.conversation_id}; "
+            f"a number from 1 to {len(reply.options)}, or the topic's words)",
+            err=True,
+        )
     click.echo(_footer(reply), err=True)
 
 
@@ -94,7 +111,10 @@ def ask(app: AppContext, message: str, conversation_id: int | None, as_json: boo
 )
 @pass_app
 def chat(app: AppContext, conversation_id: int | None, details: bool) -> None:
-    """An interactive session in the terminal (empty line or Ctrl-D to quit)."""
+    """An interactive session in the terminal (empty line or Ctrl-D to quit).
+
+    A clarifying question lists its choices by number: type the number (or the topic's
+    words) as the next message."""
     from chatbot.dialogue.manager import EventKind
     from chatbot.errors import InputError
 
@@ -135,6 +155,8 @@ def chat(app: AppContext, conversation_id: int | None, details: bool) -> None:
                         conversation_id = reply.conversation_id
                         if started:
                             click.echo()
+                        if reply.options:
+                            click.echo(CHOICE_HINT.format(n=len(reply.options)), err=True)
                         if details:
                             click.echo(_footer(reply), err=True)
             except InputError as exc:

@@ -61,12 +61,14 @@ import numpy as np
 from chatbot.dialogue import repository as repo
 from chatbot.dialogue.acts import Act, default_replies, main_act, recognise
 from chatbot.dialogue.answer_cache import AnswerCatalogue
+from chatbot.dialogue.case import Case, claimed_states, promises_action, status_line
 from chatbot.dialogue.critique import Evidence, Scorer, evidence_from_hits, penalties
 from chatbot.dialogue.degenerate import degenerate_reason
 from chatbot.dialogue.handoff import asks_for_human, repeats
 from chatbot.dialogue.model_wait import BoundedModelSource, ReplyModelSource
 from chatbot.dialogue.policy import decide, smooth
 from chatbot.dialogue.records import (
+    ANSWERED,
     Blocked,
     BlockedCandidate,
     CachedCandidate,
@@ -90,14 +92,22 @@ from chatbot.dialogue.understanding import (
     Understood,
     Verdict,
     picked_option,
+    question_parts,
     read_hits,
     understand,
+    without_salutation,
 )
 from chatbot.dialogue.writer import ReplyWriter
 from chatbot.errors import ChatbotError, InputError
-from chatbot.ingest.redact import EMAIL_RE, Redactor
+from chatbot.ingest.redact import EMAIL_RE, PLACEHOLDERS, Redactor
 from chatbot.ingest.sanitize import clean_text
 from chatbot.ingest.settings import IngestSettings
+from chatbot.ingest.specifics import SLOT_RE
+from chatbot.orders.connector import (
+    DEFAULT_NUMBER_PATTERN,
+    OrderConnector,
+    normalise_order_number,
+)
 from chatbot.ranking import consensus
 from chatbot.retrieval.answer_classes import AnswerClasses, ClassScore
 from chatbot.retrieval.types import Citation, Hit, Retriever, SearchResult
@@ -129,6 +139,17 @@ CASE_SLOTS = repo.CASE_IDENTIFIERS | {"address"}
 # What the assistant says when an index has no answer classes (an older or very small one).
 DEFAULT_HELPS_WITH = "questions about our service"
 DEFAULT_DECLINE = "Sorry, that's not something I can help with."
+MAX_PARTS = 3  # questions in one message answered one by one
+
+
+_PLACEHOLDER_RE = re.compile(
+    "|".join(re.escape(p) for p in PLACEHOLDERS.values()) + r"|" + SLOT_RE.pattern
+)
+
+
+def has_placeholder(text: str) -> bool:
+    """The text holds a slot (`{order_number}`) or a redaction placeholder (`<EMAIL>`)."""
+    return bool(_PLACEHOLDER_RE.search(text or ""))
 
 
 def live_redactor(ingest: IngestSettings | None) -> Redactor:
@@ -231,6 +252,9 @@ class _Turn:
     emit: Listener
     live: _LiveText
     last: repo.LastReply | None = None  # what the assistant did with the previous message
+    case: Case | None = None  # the order this conversation named, as the order system knows it
+    case_given_now: bool = False  # this message named it
+    question: str | None = None  # what to answer when not the message itself (an earlier question)
     trusted: list[str] = field(default_factory=list)
     withheld: list[BlockedCandidate] = field(default_factory=list)
 
@@ -266,8 +290,13 @@ class DialogueManager:
         prompt: PromptFormat,
         ingest: IngestSettings | None = None,
         ranker: FitScorer | FitScorerSource | None = None,
+        orders: OrderConnector | None = None,
+        order_number_pattern: str = DEFAULT_NUMBER_PATTERN,
     ):
         self.settings = settings
+        # The company's order system (`chatbot.orders`): None when it connected none.
+        self.orders = orders
+        self.order_number_pattern = order_number_pattern
         # Live messages are redacted like imports (`ingest` settings; default: all kinds).
         self.redactor = live_redactor(ingest)
         # Serving prompts exactly as training does: the one `prompt` settings section.
@@ -369,7 +398,29 @@ class DialogueManager:
         clock = _Clock()
         turn = self._store_message(message, conversation_id, source, clock, emit)
         reply = self._answer(turn)
-        return self._persist(self._redact_reply(reply, turn.trusted), clock, emit, turn.live)
+        reply = self._without_placeholders(self._redact_reply(reply, turn.trusted), turn)
+        return self._persist(reply, clock, emit, turn.live)
+
+    def _without_placeholders(self, reply: Reply, turn: _Turn) -> Reply:
+        """The last check on every path: no slot (`{customer_name}`) or redaction
+        placeholder (`<EMAIL>`) ever reaches a customer. A slot left over is phrased out
+        as `chatbot.dialogue.specifics` does; a reply that still holds one is not sent:
+        the conversation goes to an agent, with the text kept for them to review."""
+        if not reply.sent or not has_placeholder(reply.shown_text):
+            return reply
+        filled = self._filled(reply.shown_text, turn)
+        if not has_placeholder(filled):
+            reply.shown_text = filled
+            if reply.decision in ANSWERED:
+                reply.text = filled
+            return reply
+        log.warning(
+            "conversation %s: a reply holding a placeholder was withheld", turn.conversation_id
+        )
+        withheld = self._handoff(turn, with_detail(Reason.NO_CANDIDATE, "placeholder withheld"))
+        withheld.text, withheld.confidence = reply.text, reply.confidence
+        withheld.citations, withheld.candidates = reply.citations, reply.candidates
+        return withheld
 
     def _admit(self, message: str) -> str:
         """The message cleaned, checked and redacted: from here on only this exists
@@ -429,8 +480,11 @@ class DialogueManager:
             if self.specifics
             else None
         )
+        case, given_now = self._case(message, earlier_customer)
         return _Turn(
             message=message,
+            case=case,
+            case_given_now=given_now,
             conversation_id=conversation_id,
             message_id=stored.id,
             state=state,
@@ -452,6 +506,9 @@ class DialogueManager:
         reply = self._gate(turn)
         if reply is not None:
             return reply
+        reply = self._case_followup(turn)
+        if reply is not None:
+            return reply
         choice = self._clarification_choice(turn)
         if choice is not None:
             return self._answer_choice(turn, choice)
@@ -467,7 +524,7 @@ class DialogueManager:
             if cached is not None and not self.reveals_prompt(cached[0].reply_text):
                 turn.trusted.append(cached[0].reply_text)
                 return self._cache_hit(turn, *cached)
-        result, hits, infos = self._retrieve(turn)
+        result, hits, infos = self._retrieve(turn, turn.question)
         if s.cache_enabled:
             # Approved pairs older than the catalogue keeps are still found through the index.
             with turn.clock.stage("cache"):
@@ -480,6 +537,9 @@ class DialogueManager:
             reply = self._scope_gate(turn, result, hits, infos)
         else:
             understood, reply = self._understand(turn, classes, result)
+            several = self._answer_parts(turn, classes) if turn.question is None else None
+            if several is not None:
+                return several
             if understood.verdict is Verdict.ANSWER and understood.chosen is not None:
                 hits = self._class_hits(turn, classes, understood.chosen, hits)
                 if not hits:
@@ -569,7 +629,7 @@ class DialogueManager:
         with turn.clock.stage("pairs"):
             with self.database.session() as session:
                 infos = repo.pair_infos(session=session, pair_ids=[h.pair_id for h in hits])
-        return result, self._own_hits(hits, infos, turn.facts, turn.withheld), infos
+        return result, self._own_hits(hits, infos, turn.facts, turn.withheld, turn.case), infos
 
     def _scope_gate(
         self,
@@ -741,6 +801,15 @@ class DialogueManager:
                 smoothed_confidence=smoothed,
                 review_status=None if decision == Decision.ANSWER else ReviewState.PENDING,
             )
+        if (
+            reply.decision in ANSWERED
+            and turn.case is not None
+            and turn.case_given_now
+            and turn.case.order is not None
+        ):
+            line = status_line(turn.case.order)
+            reply.text = f"{line}\n\n{reply.text}"
+            reply.shown_text = f"{line}\n\n{reply.shown_text}"
         reply.citations = self._citations_for(winner, hits)
         reply.trace = drafted.trace
         reply.model_version = drafted.version
@@ -840,6 +909,77 @@ class DialogueManager:
             )
         return message.text if message is not None else None
 
+    # -- the customer's own case (chatbot.dialogue.case, chatbot.orders) ------------------
+
+    def _case(self, message: str, earlier_customer: Sequence[str]) -> tuple[Case | None, bool]:
+        """The order this conversation names (the latest number the customer gave) and
+        what the order system says of it; and whether this message gave it."""
+        number = normalise_order_number(message, self.order_number_pattern)
+        given_now = number is not None
+        for text in reversed(earlier_customer):
+            if number is not None:
+                break
+            number = normalise_order_number(text, self.order_number_pattern)
+        if number is None:
+            return None, False
+        if self.orders is None:
+            return Case(number, None, looked_up=False), given_now
+        try:
+            return Case(number, self.orders.lookup(number), looked_up=True), given_now
+        except ChatbotError as exc:
+            log.warning("the order system could not be asked about %s: %s", number, exc)
+            return Case(number, None, looked_up=False), given_now
+
+    def _case_allows(self, hit: Hit, case: Case | None, withheld: list[BlockedCandidate]) -> bool:
+        """A past answer may be sent only if every order state it asserts is the one this
+        conversation established, and, while no order is named, it promises no action on one."""
+        text = hit.reply_text
+        if case is not None and case.allows(text):
+            return True
+        if case is None and not claimed_states(text) and not promises_action(text):
+            return True
+        why = (
+            "asserts an order state this conversation has not established"
+            if claimed_states(text)
+            else "promises an action on an order this conversation has not named"
+        )
+        withheld.append(
+            self._withheld(
+                Origin.RETRIEVED,
+                hit.pair_id,
+                text,
+                f"about another customer's case ({why})",
+                score=hit.score,
+            )
+        )
+        return False
+
+    def _case_followup(self, turn: _Turn) -> Reply | None:
+        """The customer gave the order number the assistant asked for: the question they
+        asked before is answered for that order (`turn.question`), or they are told the
+        number was not found, or, with no order system to ask, an agent takes over with it."""
+        last = turn.last
+        if (
+            last is None
+            or last.decision != Decision.CLARIFY
+            or not last.reason.startswith(str(Reason.NEEDS_CASE))
+            or turn.case is None
+            or not turn.case_given_now
+        ):
+            return None
+        if turn.case.order is None:
+            if turn.case.looked_up:
+                return self._said(
+                    turn,
+                    Decision.CLARIFY,
+                    with_detail(Reason.NEEDS_CASE, "order number not found"),
+                    f"I couldn't find an order {turn.case.number}. Could you check the number "
+                    "in your order confirmation e-mail?",
+                )
+            return self._handoff(turn, with_detail(Reason.NEEDS_CASE, turn.case.number))
+        turn.question = last.question
+        return None
+
     # -- understanding the question (chatbot.dialogue.understanding) ----------------------
 
     def _answer_classes(self) -> AnswerClasses | None:
@@ -898,6 +1038,17 @@ class DialogueManager:
         last = turn.last
         if act is Act.YES and last is not None and last.decision == Decision.DECLINE:
             return self._handoff(turn, Reason.CUSTOMER_ASKED)
+        if (
+            act is Act.YES
+            and last is not None
+            and last.decision in ANSWERED
+            and promises_action(last.shown_text)
+        ):
+            # The answer offered what only an agent can do ("Shall I cancel it?"): a person does it.
+            number = f" for {turn.case.number}" if turn.case is not None else ""
+            return self._handoff(
+                turn, with_detail(Reason.CUSTOMER_ASKED, f"accepted the offered action{number}")
+            )
         replies = {str(k): v for k, v in default_replies(None, DEFAULT_HELPS_WITH).items()}
         replies.update(self._voice().get("acts") or {})
         text = replies.get(str(act)) or replies[str(Act.GREETING)]
@@ -925,7 +1076,8 @@ class DialogueManager:
                 classes,
                 reading,
                 s,
-                outside_domain=result.out_of_scope or not result.hits,
+                outside_domain=result.outside_domain,
+                no_close_match=result.out_of_scope or not result.hits,
                 after_clarification=after_clarification,
             )
         top = understood.reading.top
@@ -937,6 +1089,7 @@ class DialogueManager:
             reason = {
                 "clarification_failed": str(Reason.CLARIFICATION_FAILED),
                 "low_confidence": str(Reason.LOW_CONFIDENCE),
+                "no_close_match": with_detail(Reason.OUT_OF_SCOPE, "no close match in the history"),
             }.get(
                 understood.why,
                 str(Reason.OUT_OF_SCOPE)
@@ -960,6 +1113,63 @@ class DialogueManager:
             return understood, None
         reply.confidence = confidence
         return understood, reply
+
+    def _answer_parts(self, turn: _Turn, classes: AnswerClasses) -> Reply | None:
+        """A message that asks two or three questions (`question_parts`) gets an answer to
+        each, joined, when every one is understood with confidence and they are about
+        different classes; otherwise None (the message is answered as one question)."""
+        s = self.settings
+        parts = question_parts(turn.message)
+        if len(parts) < 2 or len(parts) > MAX_PARTS:
+            return None
+        answers: list[tuple[ClassScore, Candidate, list[Hit]]] = []
+        with turn.clock.stage("parts"):
+            for part in parts:
+                result = self.retriever.search(part, history=turn.history_text, k=s.retrieve_k)
+                top = read_hits(classes, result.hits).top
+                if top is None or top.probability < s.fit_answer_at:
+                    return None
+                kind = classes.classes[top.index]
+                if kind.handoff or kind.out_of_scope or kind.act:
+                    return None
+                if any(a[0].index == top.index for a in answers):
+                    continue
+                with self.database.session() as session:
+                    infos = repo.pair_infos(
+                        session=session, pair_ids=[h.pair_id for h in result.hits]
+                    )
+                withheld: list[BlockedCandidate] = []
+                own = self._own_hits(list(result.hits), infos, turn.facts, withheld, turn.case)
+                mine = [h for h in own if classes.pair_class.get(h.pair_id) == top.index]
+                if not mine:
+                    return None
+                evidence = evidence_from_hits(part, turn.history_text, mine, turn.earlier_customer)
+                judge = _Judge(
+                    self.scorer, evidence, self._ranker(), [{"role": "customer", "text": part}]
+                )
+                candidates, _ = self._screen(turn, self._score_retrieved(turn, mine, judge))
+                if not candidates:
+                    return None
+                answers.append((top, self._choose(turn, candidates), mine))
+        if len(answers) < 2:
+            return None
+        text = "\n\n".join(
+            winner.text if i == 0 else without_salutation(winner.text)
+            for i, (_, winner, _) in enumerate(answers)
+        )
+        turn.trusted.extend(h.reply_text for _, _, hits in answers for h in hits)
+        return Reply(
+            conversation_id=turn.conversation_id,
+            message_id=turn.message_id,
+            decision=Decision.ANSWER,
+            reason=with_detail(Reason.CONFIDENT, f"{len(answers)} questions answered"),
+            text=text,
+            shown_text=text,
+            sent=True,
+            confidence=round(min(top.probability for top, _, _ in answers), 4),
+            smoothed_confidence=turn.previous_smoothed,
+            citations=[c for _, winner, hits in answers for c in self._citations_for(winner, hits)],
+        )
 
     def _class_hits(
         self, turn: _Turn, classes: AnswerClasses, chosen: ClassScore, hits: list[Hit]
@@ -1136,11 +1346,12 @@ class DialogueManager:
         infos: dict[int, repo.PairInfo],
         facts: ConversationFacts | None,
         withheld: list[BlockedCandidate],
+        case: Case | None = None,
     ) -> list[Hit]:
         """Retrieved past answers as their slotted form (the store's; slotted now when it has
         none yet) filled for this customer; those still holding someone else's specifics are withheld."""
         if self.specifics is None or facts is None:
-            return hits
+            return [h for h in hits if self._case_allows(h, case, withheld)]
         kept = []
         for hit in hits:
             info = infos.get(hit.pair_id)
@@ -1183,7 +1394,7 @@ class DialogueManager:
                     )
                 )
             kept = [h for h in kept if h not in about_a_case]
-        return kept
+        return [h for h in kept if self._case_allows(h, case, withheld)]
 
     def _own_candidates(
         self,
@@ -1218,10 +1429,12 @@ class DialogueManager:
 
     def _showable(self, text: str) -> str | None:
         """What of a reply (or the start of one) may be shown to the customer: the text
-        redacted, or None when it must not be shown at all."""
+        redacted, or None when it must not be shown at all (it repeats the system prompt,
+        or holds a placeholder)."""
         if self.reveals_prompt(text):
             return None
-        return self.redactor.redact(text)
+        shown = self.redactor.redact(text)
+        return None if has_placeholder(shown) else shown
 
     def _generate(
         self,

@@ -87,6 +87,8 @@ def open_manager(settings: Settings) -> tuple[DialogueManager, Database]:
     except BaseException:
         database.dispose()
         raise
+    from chatbot.orders.factory import open_connector
+
     prompt = PromptFormat.from_settings(settings.prompt)
     ranker = ranker_source(settings, database)
     return DialogueManager(
@@ -97,6 +99,8 @@ def open_manager(settings: Settings) -> tuple[DialogueManager, Database]:
         prompt,
         ingest=settings.ingest,
         ranker=ranker,
+        orders=open_connector(settings.orders, database),
+        order_number_pattern=settings.orders.number_pattern,
     ), database
 
 

@@ -7,12 +7,15 @@ The verdict (`Verdict`) is computed from the reading's calibrated probabilities 
 settings' bars (`dialogue.fit_answer_at`, `dialogue.fit_clarify_at`):
 - the best class is at or above the answer bar: **answer** from that class's candidates
   (a class whose agents declined: **decline**; one whose agents handed over: **hand off**);
+- else, when its best class is one the agents declined (at least at the clarification
+  bar): **decline**;
+- else, with no class worth offering: **decline** when the gate's domain check says the
+  message is not the company's kind, **hand off** when the gate finds nothing in the
+  history close enough (the history has no answer for it);
 - else the classes at or above the clarification bar that may be offered (real topics,
   distinct labels, at most three) become the choices of a **clarifying question**, unless
   the last reply was a clarifying question already (a second one would go round in
-  circles: **hand off**, "clarification_failed");
-- else, when the hand-off gate says the message is not the company's kind, or its best
-  class is one the agents declined: **decline**; otherwise **hand off** (low confidence).
+  circles: **hand off**, "clarification_failed"); with none, **hand off** (low confidence).
 
 Where its job ends: it reads the retriever's hits and the last reply; retrieving,
 screening candidates, wording and storing the reply are the manager's.
@@ -67,6 +70,7 @@ def understand(
     settings: DialogueSettings,
     *,
     outside_domain: bool,
+    no_close_match: bool,
     after_clarification: bool,
 ) -> Understood:
     """The verdict for one message (see the module docstring)."""
@@ -82,10 +86,12 @@ def understand(
         return Understood(Verdict.ANSWER, reading, top)
     options = offerable(classes, reading, settings)
     declined_class = top is not None and classes.classes[top.index].out_of_scope
-    if outside_domain and (declined_class or not options):
-        return Understood(Verdict.DECLINE, reading, top, why="not the company's kind of question")
     if declined_class and top is not None and top.probability >= settings.fit_clarify_at:
         return Understood(Verdict.DECLINE, reading, top, why="its past answers decline")
+    if outside_domain and not options:
+        return Understood(Verdict.DECLINE, reading, top, why="not the company's kind of question")
+    if no_close_match and not options:
+        return Understood(Verdict.HANDOFF, reading, top, why="no_close_match")
     if options and settings.clarify:
         if after_clarification:
             return Understood(Verdict.HANDOFF, reading, top, why="clarification_failed")
@@ -126,6 +132,38 @@ def picked_option(message: str, options: Sequence[str]) -> str | None:
         return normal[words]
     inside = [o for n, o in normal.items() if n and re.search(rf"\b{re.escape(n)}\b", words)]
     return inside[0] if len(inside) == 1 else None
+
+
+_QUESTION_START = (
+    r"(?:how|what|what's|whats|when|where|where's|which|who|why|can|could|do|does|did|is|"
+    r"are|will|would|should|may|am|have|has)"
+)
+_SPLIT = re.compile(
+    rf"(?<=\?)\s+(?:and\s+|also\s+|plus\s+)?|[,;]?\s+(?:and|also|plus|&)\s+(?={_QUESTION_START}\b)",
+    re.IGNORECASE,
+)
+_SALUTATION = re.compile(r"^(?:hi|hello|hey|dear)\b[^.!?\n]{0,40}[!,.]\s*", re.IGNORECASE)
+
+
+def question_parts(message: str) -> list[str]:
+    """The questions of a message that asks more than one ("How long does delivery take
+    and how much is it?"): split after a question mark, or at "and" / "also" before a
+    question word; parts of fewer than three words join the one before. One part: one question."""
+    parts: list[str] = []
+    for piece in _SPLIT.split(message.strip()):
+        piece = piece.strip(" ,;")
+        if not piece:
+            continue
+        if parts and len(piece.split()) < 3:
+            parts[-1] = f"{parts[-1]} {piece}"
+        else:
+            parts.append(piece)
+    return parts if len(parts) > 1 else [message]
+
+
+def without_salutation(text: str) -> str:
+    """An answer joined after another one loses its own "Hi there!"."""
+    return _SALUTATION.sub("", text, count=1)
 
 
 def _normal(text: str) -> str:

@@ -53,7 +53,7 @@ from chatbot.retrieval.answer_classes import (
 )
 from chatbot.retrieval.embedding import embed_contexts, embed_texts
 from chatbot.retrieval.retriever import PairRetriever
-from chatbot.retrieval.scope import ScopeCalibration
+from chatbot.retrieval.scope import ScopeCalibration, corrected
 
 if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer
@@ -116,6 +116,9 @@ def build_answer_classes(
         group = r.conversation_id if r.conversation_id is not None else -r.id
         questions.append((r.message, r.history, excluded, int(assigned[i]), group, i))
         for text in reword(r.message, REWORDINGS, seed + r.id):
+            # searched as serving searches it: shorthand spelt out, misspellings corrected
+            if rs.correct_spelling:
+                text = corrected(text, retriever.vocabulary)
             questions.append((text, r.history, excluded, int(assigned[i]), group, None))
     # The indexed questions' own vectors are the index's; only the rewordings are embedded.
     reworded = [i for i, q in enumerate(questions) if q[5] is None]

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import logging
 import re
+from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -41,11 +42,12 @@ from chatbot.retrieval.index_files import (
 )
 from chatbot.retrieval.lexical import LexicalIndex
 from chatbot.retrieval.scope import (
+    WORD_RE,
     ScopeCalibration,
     Vocabulary,
+    corrected,
     unexplained_terms,
     unknown_terms,
-    words_of,
 )
 from chatbot.retrieval.stored_pairs import compare_pair_sets, load_pair_hashes
 from chatbot.retrieval.types import Citation, Hit, SearchResult
@@ -144,6 +146,8 @@ class PairRetriever:
         k: int = 5,
         exclude_pair_ids: Sequence[int] = (),
     ) -> SearchResult:
+        if self.rs.correct_spelling:
+            query = corrected(query, self.vocabulary)
         return self.search_vector(
             self.query_vector(query, history),
             query,
@@ -196,25 +200,30 @@ class PairRetriever:
         top_dense = float(cosine.max())
         top = self.scope_score(float(fused[order[0]]), top_dense)
         nearest = [self.records[int(rows[i])].message for i in ranked[:NEAREST_QUESTIONS]]
+        outside_domain = (
+            top_dense < self.rs.gate_domain_max_score
+            and self.calibration.outside_domain(vector)
+            and not self.known_question_about_new_object(query, history, nearest)
+        )
         out = (
             bool(self.calibration.out_of_scope(top))
-            or (
-                top_dense < self.rs.gate_domain_max_score
-                and self.calibration.outside_domain(vector)
-                and not self.known_question_about_new_object(query, history, nearest)
-            )
+            or outside_domain
             or (self.calibration.unknown_terms and self.terms_unknown(query, nearest))
         )
-        return SearchResult(hits, out, float(self.calibration.probability(top)), top)
+        return SearchResult(
+            hits, out, float(self.calibration.probability(top)), top, bool(outside_domain)
+        )
 
     @property
     def vocabulary(self) -> Vocabulary:
         """Every word of the indexed texts, lower-cased (built on first use)."""
         if self._vocabulary is None:
-            words: set[str] = set()
+            counts: Counter[str] = Counter()
             for r in self.records:
-                words |= words_of("\n".join([*r.history, r.message, r.target]))
-            self._vocabulary = Vocabulary(words)
+                counts.update(
+                    w.lower() for w in WORD_RE.findall("\n".join([*r.history, r.message, r.target]))
+                )
+            self._vocabulary = Vocabulary(set(counts), dict(counts))
         return self._vocabulary
 
     def terms_unknown(self, query: str, nearest_questions: Sequence[str] | None = None) -> bool:

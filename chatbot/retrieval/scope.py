@@ -116,6 +116,7 @@ class ScopeCalibration:
 
 
 _WORD_RE = re.compile(r"[A-Za-z][A-Za-z'-]*")
+WORD_RE = _WORD_RE
 _SENTENCE_RE = re.compile(r"(?<=[.!?,;:])\s+")
 _BEFORE_NAME = {
     "dear",
@@ -180,8 +181,9 @@ class Vocabulary:
     with another ending ("transferred" / "transfer"), or misspelt by a letter or two
     ("trackng", "recieved": Damerau-Levenshtein distance 1 up to six letters, 2 above)."""
 
-    def __init__(self, words: set[str]):
+    def __init__(self, words: set[str], counts: dict[str, int] | None = None):
         self.words = words
+        self.counts = counts or {}  # how often each word occurs (breaks ties between corrections)
         self.stems = {_stem(w) for w in words}
         self._sorted = sorted(words)
         self.ignored = _FUNCTION_WORDS
@@ -205,6 +207,70 @@ class Vocabulary:
             )
             is not None
         )
+
+
+# Chat shorthand customers type, and the words they stand for.
+SHORTHAND = {
+    "hw": "how",
+    "u": "you",
+    "ur": "your",
+    "r": "are",
+    "n": "and",
+    "wen": "when",
+    "wat": "what",
+    "wht": "what",
+    "pls": "please",
+    "plz": "please",
+    "thx": "thanks",
+    "cant": "can't",
+    "dont": "don't",
+    "wont": "won't",
+    "im": "I'm",
+    "ive": "I've",
+    "whats": "what's",
+    "acct": "account",
+    "pw": "password",
+    "pwd": "password",
+    "addr": "address",
+    "info": "information",
+}
+
+
+def corrected(text: str, vocabulary: Vocabulary) -> str:
+    """The text with chat shorthand spelt out and each misspelt word (unknown to the
+    history, four letters or more, within `Vocabulary`'s edit distance of one of its
+    words) replaced by that word, so that "hw do i trak my parcle" is searched as "how do
+    i track my parcel"; words the history knows, numbers and identifiers stay as written."""
+    from rapidfuzz import process
+    from rapidfuzz.distance import DamerauLevenshtein
+
+    def fix(match: re.Match[str]) -> str:
+        word = match.group(0)
+        lower = word.lower()
+        if lower in SHORTHAND:
+            return SHORTHAND[lower]
+        if (
+            len(lower) < 4
+            or lower in vocabulary.words
+            or lower in vocabulary.ignored
+            or _stem(lower) in vocabulary.stems
+        ):
+            return word
+        cutoff = 1 if len(lower) <= 6 else 2
+        found = process.extract(
+            lower,
+            vocabulary._sorted,
+            scorer=DamerauLevenshtein.distance,
+            score_cutoff=cutoff,
+            limit=8,
+        )
+        if not found:
+            return word
+        best = min(d for _, d, _ in found)
+        closest = [w for w, d, _ in found if d == best]
+        return max(closest, key=lambda w: (vocabulary.counts.get(w, 0), -abs(len(w) - len(lower))))
+
+    return _WORD_RE.sub(fix, text)
 
 
 def unknown_terms(text: str, vocabulary: Vocabulary) -> list[str]:

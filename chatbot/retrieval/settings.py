@@ -52,6 +52,11 @@ class RetrievalSettings(Section):
     )
 
     # Feature fusion: dense cosine + lexical BM25 (normalised per query).
+    correct_spelling: bool = Field(
+        default=True,
+        description="Search with chat shorthand spelt out and misspelt words replaced by the "
+        "history's nearest word (`chatbot.retrieval.scope.corrected`).",
+    )
     lexical_weight: float = Field(
         default=0.2,
         ge=0.0,

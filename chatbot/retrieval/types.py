@@ -40,6 +40,7 @@ class SearchResult:
     out_of_scope: bool  # True when nothing indexed fits the query well enough
     in_scope_score: float  # calibrated, higher = more likely that a hit fits
     scope_score: float | None = None  # the raw score the out-of-scope gate read (its feature)
+    outside_domain: bool = False  # the gate's domain check: not the company's kind of question
 
 
 class Retriever(Protocol):

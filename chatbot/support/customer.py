@@ -39,6 +39,8 @@ SHOWN_ROLES = ("customer", "bot", "agent")
 RATED_ROLES = ("bot", "agent")
 # Decisions whose text is the assistant's own answer: only those show their sources.
 _ANSWERS = ("answer", "answer_flagged")
+CLARIFY = "clarify"
+MAX_OPTIONS = 5
 MAX_COMMENT_CHARS = 2000
 
 
@@ -60,6 +62,8 @@ class ShownMessage:
     text: str
     message_id: int
     sources: list[Source] = field(default_factory=list)
+    # A clarifying question's choices (readable topic labels), to offer as buttons.
+    options: list[str] = field(default_factory=list)
 
 
 def new_token() -> str:
@@ -116,11 +120,12 @@ def open_conversation(database: Database, token: object) -> int:
 
 def messages_after(database: Database, token: object, after_turn: int) -> list[ShownMessage]:
     """The customer's, the assistant's and the agents' messages after `after_turn`
-    (-1: the whole chat), oldest first; the assistant's answers with their sources."""
+    (-1: the whole chat), oldest first; the assistant's answers with their sources, its
+    clarifying questions with their choices."""
     with database.session() as session:
         conversation = conversation_of(session, token)
         rows = session.execute(
-            select(Message, DialogueReply.decision, DialogueReply.citations)
+            select(Message, DialogueReply.decision, DialogueReply.citations, DialogueReply.options)
             .outerjoin(DialogueReply, DialogueReply.reply_message_id == Message.id)
             .where(
                 Message.conversation_id == conversation.id,
@@ -130,12 +135,31 @@ def messages_after(database: Database, token: object, after_turn: int) -> list[S
             .order_by(Message.turn_index)
         )
         shown = []
-        for message, decision, citations in rows:
-            sources = _sources(citations) if message.role == "bot" and decision in _ANSWERS else []
+        for message, decision, citations, options in rows:
+            bot = message.role == "bot"
+            sources = _sources(citations) if bot and decision in _ANSWERS else []
+            choices = (
+                _options(message.meta, options if decision == CLARIFY else None) if bot else []
+            )
             shown.append(
-                ShownMessage(message.turn_index, message.role, message.text, message.id, sources)
+                ShownMessage(
+                    message.turn_index, message.role, message.text, message.id, sources, choices
+                )
             )
         return shown
+
+
+def _options(meta: object, recorded: object) -> list[str]:
+    """A clarifying question's choices as its bot message keeps them (`meta["options"]`),
+    else as its reply record does: non-empty strings, each once, a few at most."""
+    kept = meta.get("options") if isinstance(meta, dict) else None
+    found = kept if isinstance(kept, list) and kept else recorded
+    options: list[str] = []
+    for option in found if isinstance(found, list) else []:
+        label = " ".join(option.split()) if isinstance(option, str) else ""
+        if label and label not in options:
+            options.append(label)
+    return options[:MAX_OPTIONS]
 
 
 def _sources(citations: object) -> list[Source]:

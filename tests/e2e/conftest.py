@@ -18,6 +18,8 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -38,6 +40,16 @@ CHROMIUM_FLAGS = [
 AGENT = ("alice", "alice-password-1")
 SECOND_AGENT = ("bruno", "bruno-password-1")
 ADMIN = ("root", "root-password-1")
+# The served app of `clarifying_server`: every question of the shop's kind gets a
+# clarifying question. The tiny embedder puts every reply close to every other, so a small
+# class distance keeps the demo shop's topics apart; its class probabilities are noise, so
+# no class is sure enough to answer (fit_answer_at) and every one is likely enough to be
+# offered (fit_clarify_at).
+CLARIFYING_ENV = {
+    "CHATBOT_DIALOGUE__ANSWER_CLASS_DISTANCE": "0.03",
+    "CHATBOT_DIALOGUE__FIT_ANSWER_AT": "0.999",
+    "CHATBOT_DIALOGUE__FIT_CLARIFY_AT": "0.0",
+}
 
 
 def pytest_collection_modifyitems(items):
@@ -84,16 +96,16 @@ class Server:
         return Database(f"sqlite:///{self.home / 'chatbot.db'}")
 
 
-@pytest.fixture(scope="session")
-def server(tmp_path_factory, tiny_embedder_dir, tiny_reply_model_dir):
-    """`chatbot serve` on a free loopback port, with the demo shop and two accounts."""
-    home = tmp_path_factory.mktemp("e2e-home")
+@contextmanager
+def serving(home: Path, embedder: Path, reply_model: Path, **extra_env: str) -> Iterator[Server]:
+    """`chatbot serve` on a free loopback port over a new data directory, with the demo
+    shop, the agent and admin accounts, and `extra_env` on top of the shared settings."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("CHATBOT_")}
     env.update(
         {
             "CHATBOT_HOME": str(home),
-            "CHATBOT_EMBEDDER_PATH": str(tiny_embedder_dir),
-            "CHATBOT_REPLY_MODEL_PATH": str(tiny_reply_model_dir),
+            "CHATBOT_EMBEDDER_PATH": str(embedder),
+            "CHATBOT_REPLY_MODEL_PATH": str(reply_model),
             "CHATBOT_WEB__POLL_SECONDS": "1",
             "CHATBOT_WEB__LOGIN_ATTEMPTS": "1000",  # every browser test logs in from 127.0.0.1
             # The tiny models' scores are noise: fix the policy so that every in-scope reply is
@@ -107,6 +119,7 @@ def server(tmp_path_factory, tiny_embedder_dir, tiny_reply_model_dir):
             # Short training runs from the admin console, so that one can be seen and cancelled.
             "CHATBOT_TRAINING__MAX_STEPS": "400",
             "HF_HUB_OFFLINE": "1",
+            **extra_env,
         }
     )
     port = _free_port()
@@ -156,6 +169,23 @@ def server(tmp_path_factory, tiny_embedder_dir, tiny_reply_model_dir):
 
 
 @pytest.fixture(scope="session")
+def server(tmp_path_factory, tiny_embedder_dir, tiny_reply_model_dir):
+    """`chatbot serve` on a free loopback port, with the demo shop and two accounts."""
+    home = tmp_path_factory.mktemp("e2e-home")
+    with serving(home, tiny_embedder_dir, tiny_reply_model_dir) as srv:
+        yield srv
+
+
+@pytest.fixture(scope="module")
+def clarifying_server(tmp_path_factory, tiny_embedder_dir, tiny_reply_model_dir):
+    """A second `chatbot serve`, for the module that uses it only, whose assistant asks
+    which topic is meant for every question of the shop's kind (`CLARIFYING_ENV`)."""
+    home = tmp_path_factory.mktemp("e2e-clarifying-home")
+    with serving(home, tiny_embedder_dir, tiny_reply_model_dir, **CLARIFYING_ENV) as srv:
+        yield srv
+
+
+@pytest.fixture(scope="session")
 def browser():
     executable = chromium_path()
     if executable is None:
@@ -184,6 +214,16 @@ def screenshots() -> Path:
 def new_page(browser, server, screenshots, request):
     """Pages in fresh browser contexts (separate cookies and storage: separate people);
     each one is screenshotted at the end of the test, pass or fail."""
+    yield from _pages(browser, server, screenshots, request)
+
+
+@pytest.fixture
+def clarifying_page(browser, clarifying_server, screenshots, request):
+    """`new_page`, on `clarifying_server`."""
+    yield from _pages(browser, clarifying_server, screenshots, request)
+
+
+def _pages(browser, server: Server, screenshots: Path, request):
     contexts = []
 
     def make(viewport=(1280, 900)):

@@ -186,3 +186,92 @@ def test_an_agents_edit_is_the_cached_answer_for_the_next_customer(new_page):
     open_widget(second)
     send(second, question)
     expect(second.locator(BOT).last).to_contain_text(edited, timeout=60_000)
+
+
+# -- a clarifying question (its own served app: `clarifying_server`) --------------------
+
+OPTION = "#chat button.option"
+
+
+def _last_reply(server, question: str):
+    """(decision, reason) of the reply to the customer's last message with this text."""
+    from sqlalchemy import select
+
+    from chatbot.store.dialogue_schema import DialogueReply
+    from chatbot.store.schema import Message
+
+    database = server.database()
+    try:
+        with database.session() as session:
+            row = session.execute(
+                select(DialogueReply.decision, DialogueReply.reason)
+                .join(Message, Message.id == DialogueReply.message_id)
+                .where(Message.role == "customer", Message.text == question)
+                .order_by(DialogueReply.id.desc())
+                .limit(1)
+            ).one()
+        return tuple(row)
+    finally:
+        database.dispose()
+
+
+def test_customer_clarifies_with_a_button_and_gets_an_answer(
+    clarifying_page, clarifying_server, screenshots
+):
+    from chatbot.dialogue.settings import DialogueSettings
+
+    settings = DialogueSettings()
+    question = "Can I pay with a gift card?"
+    page = clarifying_page()
+    open_widget(page)
+    send(page, question)
+    buttons = page.locator(OPTION)
+    expect(buttons.first).to_be_visible(timeout=60_000)
+    asked = settled(page)
+    labels = buttons.all_inner_texts()
+    assert 1 <= len(labels) <= 3 and all(label.strip() for label in labels)
+    assert _last_reply(clarifying_server, question)[0] == "clarify"
+    # The question reads on its own: the buttons stand for the numbered list of its choices.
+    assert asked.startswith(settings.clarify_message)
+    assert not re.search(r"^\s*\d\.", asked, re.M), asked
+    # The buttons sit right under the question, inside the chat.
+    question_box = page.locator(BOT).last.bounding_box()
+    first_button = buttons.first.bounding_box()
+    assert question_box and first_button
+    assert 0 <= first_button["y"] - (question_box["y"] + question_box["height"]) < 80
+    page.screenshot(path=str(screenshots / "widget_clarify.png"))
+
+    # A reload (the conversation restored from its token) shows them again.
+    page.reload()
+    page.wait_for_selector("#message textarea")
+    expect(buttons).to_have_count(len(labels), timeout=30_000)
+    assert buttons.all_inner_texts() == labels
+
+    # A click sends the label as the customer's message; the buttons go at once and the
+    # question keeps its choices as a numbered list.
+    chosen = next((label for label in labels if label.lower() in question.lower()), labels[0])
+    bots = page.locator(BOT).count()
+    buttons.filter(has_text=chosen).first.click()
+    expect(page.locator(USER).last).to_have_text(chosen, timeout=30_000)
+    expect(buttons).to_have_count(0)
+    expect(page.locator(BOT).nth(bots - 1)).to_contain_text(f"1. {labels[0]}")
+    expect(page.locator(BOT)).to_have_count(bots + 1, timeout=60_000)
+    answer = settled(page)
+    decision, reason = _last_reply(clarifying_server, chosen)
+    assert decision in ("answer", "answer_flagged") and "chosen by the customer" in reason
+    assert answer.strip() and settings.handoff_message not in answer
+    expect(page.locator("#status-banner")).to_be_hidden()
+    expect(buttons).to_have_count(0)
+    assert page.locator("#message textarea").input_value() == ""
+
+    # Typing a choice's number works as well, and another question asks again.
+    other = "How long does delivery take?"
+    send(page, other)
+    expect(page.locator(USER).last).to_have_text(other, timeout=30_000)
+    expect(buttons.first).to_be_visible(timeout=60_000)
+    send(page, "1")
+    expect(buttons).to_have_count(0, timeout=30_000)
+    expect(page.locator(USER).last).to_have_text("1")
+    settled(page)
+    decision, reason = _last_reply(clarifying_server, "1")
+    assert decision in ("answer", "answer_flagged") and "chosen by the customer" in reason
