@@ -780,11 +780,38 @@ def test_choices_are_text_and_only_the_last_message_offers_them():
         chat, _ = widget.render(messages, offer=offer)
         assert chat[0] == {"role": "assistant", "content": html.escape(text)}
     # A text that does not end with its list keeps it all; a question for the order number
-    # has no choices.
+    # has no choices, so no buttons.
     assert widget.without_choices("Pick one: Refund or Return?", ["Refund"]) == (
         "Pick one: Refund or Return?"
     )
     assert widget.without_choices(text, [label, "Return item"]) == question
+    order_number = "Could you give me your order number?"
+    assert widget.render([shown("bot", order_number, 0)])[0] == [
+        {"role": "assistant", "content": order_number}
+    ]
+
+
+def test_the_choices_come_from_the_message_or_else_its_reply_record(database):
+    token = customer.new_token()
+    cid = customer.open_conversation(database, token)
+    with database.session() as session:
+        add_message(
+            session=session,
+            conversation_id=cid,
+            role="bot",
+            text="Which one?\n1. Refund status\n2. Return item",
+            meta={"decision": "clarify", "options": ["Refund status", " Return  item ", "", 3]},
+        )
+    _answered(database, cid, "money?", "Which one?\n1. Gift card", "clarify", options=["Gift card"])
+    _answered(database, cid, "and?", "Sure.", "answer", options=["Not shown"])
+    shown = customer.messages_after(database, token, -1)
+    assert [(m.role, m.options) for m in shown] == [
+        ("bot", ["Refund status", "Return item"]),  # cleaned: text labels, each once
+        ("customer", []),
+        ("bot", ["Gift card"]),  # a message stored without them: its reply record's
+        ("customer", []),
+        ("bot", []),  # only a clarifying question has choices
+    ]
 
 
 def test_a_click_on_a_choice_runs_the_send_path(tiny_settings, database):

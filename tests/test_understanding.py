@@ -93,12 +93,6 @@ def test_a_question_or_statement_is_no_act(message):
         ("heya", Act.GREETING),
     ],
 )
-@pytest.mark.xfail(
-    strict=True,
-    reason="acts.py: finditer takes the first alternative that matches ('no' before "
-    "'nope', 'ok' before 'okay', 'hi' before 'hiya'), the whole-word check then drops it "
-    "and the longer alternative at the same position is never tried",
-)
 def test_longer_alternatives_of_an_act_are_recognised(message, act):
     assert recognise(message) == [act]
 
@@ -127,9 +121,8 @@ def test_default_replies_cover_every_act_and_name_the_company():
 
 # -- the verdict ------------------------------------------------------------------------
 
-DELIVERY, RETURNS, PAYMENTS, ACCOUNT, DECLINED, HANDED_OVER, GREETING, DELIVERY_TOO, NORWAY = (
-    range(9)
-)
+DELIVERY, RETURNS, PAYMENTS, ACCOUNT, DECLINED = range(5)
+HANDED_OVER, GREETING, DELIVERY_TOO, NORWAY = range(5, 9)
 CLASSES = [
     AnswerClass("Delivery", 6, "Track your parcel under Orders."),
     AnswerClass("Returns", 4, "Returns are free within 30 days."),
@@ -346,11 +339,6 @@ def test_one_question_stays_whole(message):
     assert question_parts(message) == [message]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="understanding.py _SPLIT: 'and also' before a question word splits at 'also' "
-    "only, leaving a dangling 'and' at the end of the first part",
-)
 def test_and_also_is_not_left_behind():
     assert question_parts("Can I return shoes and also how long is the refund?") == [
         "Can I return shoes",
@@ -367,11 +355,6 @@ def test_without_salutation_drops_a_greeting_line_only():
     assert without_salutation("Hiking boots can be returned.") == "Hiking boots can be returned."
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="understanding.py _SALUTATION: [^.!?\\n]{0,40} runs over commas, so a "
-    "one-sentence answer that opens with 'Hi,' / 'Hello Anna,' is removed whole",
-)
 def test_without_salutation_keeps_the_answer_after_a_comma():
     assert without_salutation("Hi, returns are free within 30 days.") == (
         "returns are free within 30 days."
@@ -482,11 +465,6 @@ def test_a_status_line_is_allowed_for_its_own_case(status):
     assert Case(placed.number, placed, looked_up=True).allows(line)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="case.py: DISPATCHED's 'left (our|the) warehouse' also matches the negated "
-    "\"hasn't left our warehouse\", so a processing claim reads as processing + dispatched",
-)
 def test_not_having_left_the_warehouse_claims_processing_only():
     assert claimed_states("It hasn't left our warehouse yet.") == {OrderStatus.PROCESSING}
     processing = order(OrderStatus.PROCESSING)

@@ -221,5 +221,5 @@ def test_gradio_hands_every_handler_exactly_its_inputs_and_the_request(web):
             )
     # The widget's send; the agent console's load, tick, select, open, reload and seven
     # actions; the admin console's six actions and its analytics tab's refresh. The
-    # events: the widget's like and the queue's select.
-    assert requests >= 20 and events == 2
+    # events: the widget's like and clarification choice, and the queue's select.
+    assert requests >= 20 and events == 3

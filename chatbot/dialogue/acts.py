@@ -60,14 +60,19 @@ _PATTERNS: list[tuple[Act, str]] = [
         r"|(i )?(need|want|would like) (some )?help( please)?|i have a (quick )?question"
         r"|(is )?(any ?one|some ?one|somebody) (there|here|around)|are you there",
     ),
-    (Act.NO, r"no|nope|nah|no thanks?( you)?|not really|no,? (that'?s|it'?s) (ok|fine)"),
+    # longest first: the first alternative that fits a whole word wins
+    (Act.NO, r"no,? (that'?s|it'?s) (ok|fine)|no thanks?( you)?|not really|nope|nah|no"),
     (
         Act.YES,
-        r"yes|yeah|yep|yup|ya|sure|ok|okay|k|please do|yes please|go ahead|correct|right|"
-        r"that'?s right|of course|definitely|absolutely|alright|all right",
+        r"yes please|please do|go ahead|that'?s right|of course|all right|alright|definitely|"
+        r"absolutely|correct|right|yeah|yep|yup|yes|sure|okay|ok|ya|k",
     ),
 ]
-_COMPILED = [(act, re.compile(rf"(?:{pattern})", re.IGNORECASE)) for act, pattern in _PATTERNS]
+# Whole words only: the lookarounds make the engine try a longer alternative ("nope" after "no").
+_COMPILED = [
+    (act, re.compile(rf"(?<![\w'])(?:{pattern})(?![\w'])", re.IGNORECASE))
+    for act, pattern in _PATTERNS
+]
 # Words that may stand beside an act without making it a question ("ok thanks so much!").
 _FILLER = re.compile(
     r"\b(ok|okay|oh|ah|well|so|and|then|again|great|perfect|awesome|brilliant|cool|nice|"

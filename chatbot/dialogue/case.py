@@ -47,7 +47,7 @@ _STATES: dict[OrderStatus, re.Pattern[str]] = {
         \b(?:has|have|'s|is|was)\ (?:already\ |now\ |just\ )?(?:been\ )?(?:dispatched|shipped)\b
       | \b(?:already|now)\ (?:on\ its\ way|in\ transit)\b
       | \b{_SUBJECT}\ (?:is|'s)\ (?:already\ |now\ )?(?:on\ its\ way|in\ transit|with\ the\ carrier)\b
-      | \bleft\ (?:our|the)\ warehouse\b
+      | (?<!n't\ )(?<!not\ )(?<!never\ )\bleft\ (?:our|the)\ warehouse\b
         """
     ),
     OrderStatus.DELIVERED: re.compile(

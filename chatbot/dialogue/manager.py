@@ -140,6 +140,7 @@ CASE_SLOTS = repo.CASE_IDENTIFIERS | {"address"}
 DEFAULT_HELPS_WITH = "questions about our service"
 DEFAULT_DECLINE = "Sorry, that's not something I can help with."
 MAX_PARTS = 3  # questions in one message answered one by one
+AFTER_A_CHOICE = "order_number, for the topic picked"
 
 
 _PLACEHOLDER_RE = re.compile(
@@ -977,7 +978,9 @@ class DialogueManager:
                     "in your order confirmation e-mail?",
                 )
             return self._handoff(turn, with_detail(Reason.NEEDS_CASE, turn.case.number))
-        turn.question = last.question
+        # After a topic was picked ("2"), the question is the one before the pick.
+        picked = AFTER_A_CHOICE in last.reason and len(turn.earlier_customer) >= 2
+        turn.question = turn.earlier_customer[-2] if picked else last.question
         return None
 
     # -- understanding the question (chatbot.dialogue.understanding) ----------------------
@@ -1238,7 +1241,7 @@ class DialogueManager:
                 return self._said(
                     turn,
                     Decision.CLARIFY,
-                    with_detail(Reason.NEEDS_CASE, "order_number"),
+                    with_detail(Reason.NEEDS_CASE, AFTER_A_CHOICE),
                     self.settings.order_number_message,
                 )
             text = self._own_showable(kind.answer, turn.facts)

@@ -142,7 +142,10 @@ _SPLIT = re.compile(
     rf"(?<=\?)\s+(?:and\s+|also\s+|plus\s+)?|[,;]?\s+(?:and|also|plus|&)\s+(?={_QUESTION_START}\b)",
     re.IGNORECASE,
 )
-_SALUTATION = re.compile(r"^(?:hi|hello|hey|dear)\b[^.!?\n]{0,40}[!,.]\s*", re.IGNORECASE)
+_SALUTATION = re.compile(
+    r"^(?:hi|hello|hey|dear)(?:\s+there|\s+\{customer_name\}|\s+[A-Z][a-z]+)?\s*[!,.]\s*",
+    re.IGNORECASE,
+)
 
 
 def question_parts(message: str) -> list[str]:
@@ -151,7 +154,7 @@ def question_parts(message: str) -> list[str]:
     question word; parts of fewer than three words join the one before. One part: one question."""
     parts: list[str] = []
     for piece in _SPLIT.split(message.strip()):
-        piece = piece.strip(" ,;")
+        piece = re.sub(r"\s+(?:and|also|plus|&)$", "", piece.strip(" ,;"), flags=re.IGNORECASE)
         if not piece:
             continue
         if parts and len(piece.split()) < 3:

@@ -247,6 +247,9 @@ def corrected(text: str, vocabulary: Vocabulary) -> str:
     def fix(match: re.Match[str]) -> str:
         word = match.group(0)
         lower = word.lower()
+        start, end = match.span()
+        if (start and text[start - 1].isdigit()) or (end < len(text) and text[end].isdigit()):
+            return word  # part of a code ("WELCOM10", "TRACK-A9"), not a word
         if lower in SHORTHAND:
             return SHORTHAND[lower]
         if (

@@ -222,7 +222,7 @@ def test_customer_clarifies_with_a_button_and_gets_an_answer(
 
     settings = DialogueSettings()
     question = "Can I pay with a gift card?"
-    page = clarifying_page()
+    page = clarifying_page(viewport=(420, 640))  # the size of the documented embed
     open_widget(page)
     send(page, question)
     buttons = page.locator(OPTION)
@@ -269,6 +269,7 @@ def test_customer_clarifies_with_a_button_and_gets_an_answer(
     send(page, other)
     expect(page.locator(USER).last).to_have_text(other, timeout=30_000)
     expect(buttons.first).to_be_visible(timeout=60_000)
+    settled(page)  # the reply is written: the box takes the next message
     send(page, "1")
     expect(buttons).to_have_count(0, timeout=30_000)
     expect(page.locator(USER).last).to_have_text("1")
