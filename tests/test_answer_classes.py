@@ -28,6 +28,7 @@ from chatbot.retrieval.answer_classes import (
     AnswerClass,
     AnswerClasses,
     class_features,
+    class_rows,
     feature_matrix,
 )
 from chatbot.retrieval.scope import Vocabulary, corrected, words_of
@@ -52,7 +53,7 @@ def meta() -> dict:
         "pair_class": {"11": 0, "12": 0, "13": 0, "21": 1, "22": 1},
         "fit": {
             "features": list(FEATURES),
-            "weights": [1.0, 0.5, 0.0, 0.0, -0.25, 0.1],
+            "weights": [1.0, 0.5, 0.0, 0.0, -0.25, 0.1, 0.0, 0.0],
             "bias": -0.5,
             "temperature": 0.05,
         },
@@ -66,7 +67,7 @@ def test_from_meta_reads_what_index_wrote():
     assert [c.label for c in classes.classes] == ["Delivery", "Out of scope"]
     assert classes.classes[1].out_of_scope and not classes.classes[0].out_of_scope
     assert classes.pair_class == {11: 0, 12: 0, 13: 0, 21: 1, 22: 1}  # keys back to ints
-    assert classes.weights == [1.0, 0.5, 0.0, 0.0, -0.25, 0.1]
+    assert classes.weights == [1.0, 0.5, 0.0, 0.0, -0.25, 0.1, 0.0, 0.0]
     assert (classes.bias, classes.temperature) == (-0.5, 0.05)
     assert classes.report == {"ece": 0.04}
     assert classes.voice["decline"] == "Sorry, we can't help with that."
@@ -165,8 +166,31 @@ def test_limit_and_pairs_without_a_class():
     assert classes.read([], []).top is None
 
 
+def test_a_model_fitted_before_the_reply_features_gives_them_no_weight():
+    older = meta()
+    older["fit"]["features"] = list(FEATURES[:6])
+    older["fit"]["weights"] = older["fit"]["weights"][:6]
+    classes = AnswerClasses.from_meta(older)
+    assert classes.weights == [1.0, 0.5, 0.0, 0.0, -0.25, 0.1, 0.0, 0.0]
+    older["fit"]["features"] = ["vote", "size"]  # not a prefix of FEATURES: damaged
+    older["fit"]["weights"] = [1.0, 0.1]
+    with pytest.raises(ValueError):
+        AnswerClasses.from_meta(older)
+
+
+def test_the_reply_features_compare_the_question_with_the_replies():
+    sizes = [AnswerClass("a", 2, "x"), AnswerClass("b", 2, "y")]
+    rows = [(0, 1, 0.9, 0.3), (1, 2, 0.85, 0.6), (0, 3, 0.7, 0.4)]
+    first, second = class_features(rows, 0.05, sizes)
+    assert first[1]["answer"] == pytest.approx(0.4) and second[1]["answer"] == pytest.approx(0.6)
+    assert first[1]["answer_margin"] == pytest.approx(-0.2)
+    assert second[1]["answer_margin"] == pytest.approx(0.2)
+    # without reply cosines (an older index) they count as 0
+    assert class_rows({1: 0}, [1], [0.9]) == [(0, 1, 0.9, 0.0)]
+
+
 def test_a_lower_temperature_sharpens_the_vote():
-    rows = [(0, 1, 0.9), (1, 2, 0.85)]
+    rows = [(0, 1, 0.9, 0.0), (1, 2, 0.85, 0.0)]
     sizes = [AnswerClass("a", 2, "x"), AnswerClass("b", 2, "y")]
     sharp = class_features(rows, 0.01, sizes)[0][1]["vote"]
     soft = class_features(rows, 0.5, sizes)[0][1]["vote"]
@@ -176,8 +200,8 @@ def test_a_lower_temperature_sharpens_the_vote():
 
 def test_feature_matrix_rows_and_keys():
     sizes = [AnswerClass("a", 3, "x"), AnswerClass("b", 1, "y")]
-    first = class_features([(1, 7, 0.9), (0, 8, 0.8)], 0.05, sizes)
-    second = class_features([(0, 9, 0.7)], 0.05, sizes)
+    first = class_features([(1, 7, 0.9, 0.0), (0, 8, 0.8, 0.0)], 0.05, sizes)
+    second = class_features([(0, 9, 0.7, 0.0)], 0.05, sizes)
     matrix, keys = feature_matrix([first, second, []])
     assert matrix.shape == (3, len(FEATURES))
     assert keys == [(0, 1), (0, 0), (1, 0)]
@@ -391,7 +415,10 @@ def shop(tmp_path, tiny_embedder_dir, sqlite_database):
 def test_fit_on_a_small_store(shop):
     settings, database, model, records, vectors = shop
     assert len(records) >= MIN_PAIRS
-    fitted = build_answer_classes(settings, database, model, records, vectors)
+    built = build_answer_classes(settings, database, model, records, vectors)
+    assert built is not None
+    fitted, replies = built
+    assert replies.shape == (len(records), vectors.shape[1])  # answer_vectors.npy, one per pair
     fitted = json.loads(json.dumps(fitted))  # what meta.json keeps
     classes = fitted["classes"]
 
@@ -452,10 +479,33 @@ def test_fit_on_a_small_store(shop):
 def test_the_fit_is_deterministic(shop):
     settings, database, model, records, vectors = shop
     first = build_answer_classes(settings, database, model, records, vectors)
-    assert build_answer_classes(settings, database, model, records, vectors) == first
+    again = build_answer_classes(settings, database, model, records, vectors)
+    assert first is not None and again is not None
+    assert again[0] == first[0] and np.array_equal(again[1], first[1])
 
 
 def test_too_few_pairs_have_no_classes(shop):
     settings, database, model, records, vectors = shop
     few = records[: MIN_PAIRS - 1]
     assert build_answer_classes(settings, database, model, few, vectors[: len(few)]) is None
+
+
+def test_an_index_keeps_its_reply_vectors_and_refuses_damaged_ones(shop):
+    from chatbot.indexing.builder import update_index
+    from chatbot.retrieval.answer_classes import ANSWER_VECTORS
+    from chatbot.retrieval.index_files import store_root
+    from chatbot.retrieval.retriever import open_retriever
+    from chatbot.retrieval.versions import IndexDamagedError
+
+    settings, database, _, records, _ = shop
+    report = update_index(settings, database)
+    version = store_root(settings) / report.version
+    assert (version / ANSWER_VECTORS).is_file()
+    retriever = open_retriever(settings, database)
+    assert retriever.answer_classes is not None
+    hits = retriever.search(records[0].message, k=3).hits
+    assert hits and all(-1.0 <= h.scores["answer"] <= 1.0 for h in hits)
+    np.save(version / ANSWER_VECTORS, np.zeros((2, 3), dtype=np.float32))
+    with pytest.raises(IndexDamagedError) as raised:
+        open_retriever(settings, database)
+    assert raised.value.path.name == ANSWER_VECTORS

@@ -186,9 +186,10 @@ def test_one_class_among_the_hits_is_answered_from():
 
 
 def test_the_answer_bar_is_inclusive():
-    at = verdict(reading((RETURNS, 0.7), (DELIVERY, 0.2)))
+    bar = DialogueSettings().fit_answer_at
+    at = verdict(reading((RETURNS, bar), (DELIVERY, 0.2)))
     assert at.verdict is Verdict.ANSWER and at.chosen.index == RETURNS
-    below = verdict(reading((RETURNS, 0.6999), (DELIVERY, 0.2)))
+    below = verdict(reading((RETURNS, bar - 0.0001), (DELIVERY, 0.2)))
     assert below.verdict is Verdict.CLARIFY
     assert below.options == ["Returns", "Delivery"]
 

@@ -31,7 +31,9 @@ _PATTERNS: list[tuple[Act, str]] = [
         r"automated|chat ?bot)( or (a |an )?(real )?(bot|robot|human|person|machine|ai))?"
         r"|am i (talking|chatting|speaking|writing) (to|with) (a |an )?(real )?"
         r"(bot|robot|human|person|machine|ai|computer|chat ?bot)"
-        r"|is (this|that) (a |an )?(real )?(bot|robot|human|person|machine|ai|chat ?bot)"
+        r"( or (a |an )?(real )?(bot|robot|human|person|machine|ai))?"
+        r"|is (this|that|it) (a |an )?(real )?(bot|robot|human|person|machine|ai|chat ?bot|"
+        r"automated|automatic)"
         r"( or (a |an )?(real )?(bot|robot|human|person|machine|ai))?"
         r"|(who|what) am i (talking|chatting|speaking) (to|with)",
     ),

@@ -580,7 +580,11 @@ class DialogueManager:
                 confidence=None,
                 smoothed_confidence=turn.previous_smoothed,
             )
-        if asks_for_human(turn.message):
+        # "Am I talking to a person or a bot?" asks what the assistant is, not for a person.
+        if (
+            asks_for_human(turn.message)
+            and main_act(recognise(turn.message)) is not Act.BOT_QUESTION
+        ):
             return self._handoff(turn, Reason.CUSTOMER_ASKED)
         asked = repeats(turn.message, turn.earlier_customer, similarity=s.loop_similarity)
         if asked >= s.loop_repeats:
@@ -1127,8 +1131,10 @@ class DialogueManager:
             return None
         answers: list[tuple[ClassScore, Candidate, list[Hit]]] = []
         with turn.clock.stage("parts"):
-            for part in parts:
-                result = self.retriever.search(part, history=turn.history_text, k=s.retrieve_k)
+            for n, part in enumerate(parts):
+                # a later part may refer to an earlier one ("...and how much is it?")
+                history = [*turn.history_text, *parts[:n]]
+                result = self.retriever.search(part, history=history, k=s.retrieve_k)
                 top = read_hits(classes, result.hits).top
                 if top is None or top.probability < s.fit_answer_at:
                     return None

@@ -60,7 +60,9 @@ def read_hits(classes: AnswerClasses, hits: Sequence[Hit]) -> Reading:
     """The classes of the retrieved pairs, scored (hits as the retriever ranked them,
     before any is withheld: the reading is about the question, not this customer)."""
     return classes.read(
-        [h.pair_id for h in hits], [float(h.scores.get("dense", h.score)) for h in hits]
+        [h.pair_id for h in hits],
+        [float(h.scores.get("dense", h.score)) for h in hits],
+        [h.scores.get("answer") for h in hits],
     )
 
 

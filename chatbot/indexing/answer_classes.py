@@ -85,9 +85,10 @@ def build_answer_classes(
     vectors: np.ndarray,
     *,
     seed: int = 0,
-) -> dict[str, Any] | None:
-    """The "answer_classes" entry of meta.json (see the module docstring), or None with
-    fewer than MIN_PAIRS indexed pairs."""
+) -> tuple[dict[str, Any], np.ndarray] | None:
+    """The "answer_classes" entry of meta.json (see the module docstring) and the indexed
+    replies' vectors (one row per record, for `answer_classes.ANSWER_VECTORS`), or None
+    with fewer than MIN_PAIRS indexed pairs."""
     ds, rs = settings.dialogue, settings.retrieval
     if len(records) < MIN_PAIRS:
         return None
@@ -101,6 +102,7 @@ def build_answer_classes(
     retriever = PairRetriever.from_parts(
         settings, records, vectors, model, ScopeCalibration.uncalibrated(rs.oos_threshold)
     )
+    retriever.answer_vectors = answers
     by_conversation: dict[int | None, list[int]] = {}
     for r in records:
         by_conversation.setdefault(r.conversation_id, []).append(r.id)
@@ -135,7 +137,12 @@ def build_answer_classes(
         hits = retriever.search_vector(
             vector, text, history=history, k=ds.retrieve_k, exclude_pair_ids=excluded
         ).hits
-        rows = class_rows(pair_class, [h.pair_id for h in hits], [h.scores["dense"] for h in hits])
+        rows = class_rows(
+            pair_class,
+            [h.pair_id for h in hits],
+            [h.scores["dense"] for h in hits],
+            [h.scores.get("answer") for h in hits],
+        )
         readings.append(class_features(rows, ds.answer_class_temperature, classes))
     matrix, keys = feature_matrix(readings)
     truth = np.array([questions[q][3] == k for q, k in keys], dtype=bool)
@@ -169,7 +176,7 @@ def build_answer_classes(
         report["classes_of_two_or_more"],
         report.get("ece"),
     )
-    return {
+    meta = {
         "classes": [vars_of(c) for c in classes],
         "pair_class": {str(k): v for k, v in pair_class.items()},
         "fit": {
@@ -181,6 +188,7 @@ def build_answer_classes(
         "report": report,
         "voice": voice,
     }
+    return meta, answers
 
 
 def vars_of(c: AnswerClass) -> dict[str, Any]:

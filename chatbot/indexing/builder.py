@@ -38,6 +38,7 @@ from chatbot.indexing.consensus_choice import choose_consensus
 from chatbot.models.embedder import embedder_path, load_embedder
 from chatbot.pairs import PairRecord
 from chatbot.retrieval import faiss_index
+from chatbot.retrieval.answer_classes import ANSWER_VECTORS
 from chatbot.retrieval.embedding import embed_contexts
 from chatbot.retrieval.index_files import (
     FORMAT,
@@ -254,6 +255,7 @@ def update_index(
 
         calibration: dict[str, Any] | None = None
         fusion_choice: dict[str, Any] | None = None
+        answer_vectors: np.ndarray | None = None
         if calibrate:
             calibration = calibrate_index_gate(settings, database, model, records, vectors)
             fusion_choice = choose_fusion(settings, database, model, records, vectors)
@@ -267,9 +269,9 @@ def update_index(
             )
             if consensus is not None:
                 fusion_choice = {**(fusion_choice or {}), "consensus": consensus}
-            extra["answer_classes"] = build_answer_classes(
-                settings, database, model, records, vectors
-            )
+            fitted = build_answer_classes(settings, database, model, records, vectors)
+            if fitted is not None:
+                extra["answer_classes"], answer_vectors = fitted
         extra["calibration"] = calibration
         extra["fusion"] = fusion_choice
         staged, meta = write_version(
@@ -281,6 +283,8 @@ def update_index(
             extra_meta=extra,
             staged=staged,
         )
+        if answer_vectors is not None:
+            np.save(staged / ANSWER_VECTORS, np.asarray(answer_vectors, dtype=np.float32))
     except BaseException:
         store.discard(staged)
         raise

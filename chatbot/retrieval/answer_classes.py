@@ -31,7 +31,10 @@ FEATURES = (
     "top3",  # mean of the class's three best cosines (missing ones count as 0)
     "rank",  # 0 for the class of the top hit, 1 for the next class...
     "size",  # log(1 + pairs in the class)
+    "answer",  # the class's best cosine of the question to a retrieved pair's reply
+    "answer_margin",  # that, minus the best of any other class
 )
+ANSWER_VECTORS = "answer_vectors.npy"  # the indexed replies' vectors, beside the index's
 
 
 @dataclass(frozen=True)
@@ -99,8 +102,11 @@ class AnswerClasses:
         classes = [AnswerClass(**c) for c in meta["classes"]]
         pair_class = {int(k): int(v) for k, v in meta["pair_class"].items()}
         weights = [float(w) for w in meta["fit"]["weights"]]
-        if len(weights) != len(FEATURES):
-            raise ValueError(f"{len(weights)} fit weights for {len(FEATURES)} features")
+        names = list(meta["fit"].get("features") or FEATURES[: len(weights)])
+        if len(weights) != len(names) or names != list(FEATURES[: len(names)]):
+            raise ValueError(f"{len(weights)} fit weights for the features {names}")
+        # A model fitted before later features existed gives them no weight.
+        weights += [0.0] * (len(FEATURES) - len(weights))
         if any(not 0 <= c < len(classes) for c in pair_class.values()):
             raise ValueError("a pair's class is out of range")
         return cls(
@@ -117,13 +123,13 @@ class AnswerClasses:
         self,
         pair_ids: Sequence[int],
         cosines: Sequence[float],
-        lexical: Sequence[float] | None = None,
+        answer_cosines: Sequence[float | None] | None = None,
         *,
         limit: int = 3,
     ) -> Reading:
-        """The classes of the retrieved pairs (`pair_ids` with their question cosines,
-        best first), scored. `lexical` is unused (kept for a later feature)."""
-        rows = class_rows(self.pair_class, pair_ids, cosines)
+        """The classes of the retrieved pairs (`pair_ids` with their question cosines and
+        the question's cosines to their replies, best first), scored."""
+        rows = class_rows(self.pair_class, pair_ids, cosines, answer_cosines)
         scores = []
         for rank, (index, feats, members) in enumerate(
             class_features(rows, self.temperature, self.classes)
@@ -136,43 +142,56 @@ class AnswerClasses:
 
 
 def class_rows(
-    pair_class: dict[int, int], pair_ids: Sequence[int], cosines: Sequence[float]
-) -> list[tuple[int, int, float]]:
-    """(class, pair id, cosine) of the retrieved pairs that have a class."""
-    return [(pair_class[p], p, float(c)) for p, c in zip(pair_ids, cosines) if p in pair_class]
+    pair_class: dict[int, int],
+    pair_ids: Sequence[int],
+    cosines: Sequence[float],
+    answer_cosines: Sequence[float | None] | None = None,
+) -> list[tuple[int, int, float, float]]:
+    """(class, pair id, question cosine, reply cosine) of the retrieved pairs that have a
+    class (a reply cosine not known counts as 0)."""
+    answers = list(answer_cosines) if answer_cosines is not None else [None] * len(pair_ids)
+    return [
+        (pair_class[p], p, float(c), float(a or 0.0))
+        for p, c, a in zip(pair_ids, cosines, answers)
+        if p in pair_class
+    ]
 
 
 def class_features(
-    rows: Sequence[tuple[int, int, float]],
+    rows: Sequence[tuple[int, int, float, float]],
     temperature: float,
     classes: Sequence[AnswerClass],
 ) -> list[tuple[int, dict[str, float], tuple[int, ...]]]:
-    """The features of each class among `rows` (class, pair id, cosine), the classes in
-    order of their best cosine; "rank" is filled by the caller."""
+    """The features of each class among `rows` (class, pair id, cosine, reply cosine),
+    the classes in order of their best cosine; "rank" is filled by the caller."""
     if not rows:
         return []
-    top = max(c for _, _, c in rows)
-    weight = {i: math.exp((c - top) / temperature) for i, (_, _, c) in enumerate(rows)}
+    top = max(r[2] for r in rows)
+    weight = {i: math.exp((r[2] - top) / temperature) for i, r in enumerate(rows)}
     total = sum(weight.values())
-    by_class: dict[int, list[tuple[int, float, float]]] = {}
-    for i, (k, pair_id, c) in enumerate(rows):
-        by_class.setdefault(k, []).append((pair_id, c, weight[i]))
-    ordered = sorted(by_class, key=lambda k: -max(c for _, c, _ in by_class[k]))
-    bests = {k: max(c for _, c, _ in by_class[k]) for k in ordered}
+    by_class: dict[int, list[tuple[int, float, float, float]]] = {}
+    for i, (k, pair_id, c, a) in enumerate(rows):
+        by_class.setdefault(k, []).append((pair_id, c, weight[i], a))
+    ordered = sorted(by_class, key=lambda k: -max(m[1] for m in by_class[k]))
+    bests = {k: max(m[1] for m in by_class[k]) for k in ordered}
+    answer_bests = {k: max(m[3] for m in by_class[k]) for k in ordered}
     out = []
     for k in ordered:
         members = sorted(by_class[k], key=lambda m: -m[1])
         others = [b for j, b in bests.items() if j != k]
-        cos = [c for _, c, _ in members][:3]
+        other_answers = [b for j, b in answer_bests.items() if j != k]
+        cos = [m[1] for m in members][:3]
         feats = {
-            "vote": sum(w for _, _, w in members) / total,
+            "vote": sum(m[2] for m in members) / total,
             "best": bests[k],
             "margin": bests[k] - (max(others) if others else 0.0),
             "top3": sum(cos) / 3.0,
             "rank": 0.0,
             "size": math.log1p(classes[k].size),
+            "answer": answer_bests[k],
+            "answer_margin": answer_bests[k] - (max(other_answers) if other_answers else 0.0),
         }
-        out.append((k, feats, tuple(p for p, _, _ in members)))
+        out.append((k, feats, tuple(m[0] for m in members)))
     return out
 
 

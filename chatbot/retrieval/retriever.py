@@ -29,7 +29,7 @@ from chatbot.models.embedder import embedder_path, load_embedder
 from chatbot.pairs import PairRecord
 from chatbot.ranking.consensus import ConsensusChoice
 from chatbot.retrieval import faiss_index, fusion
-from chatbot.retrieval.answer_classes import AnswerClasses
+from chatbot.retrieval.answer_classes import ANSWER_VECTORS, AnswerClasses
 from chatbot.retrieval.embedding import embed_contexts, embed_query, recent_turns
 from chatbot.retrieval.index_files import (
     IndexMeta,
@@ -103,6 +103,9 @@ class PairRetriever:
         self.consensus = ConsensusChoice.from_meta((fusion or {}).get("consensus"))
         # The answer classes and fit model `chatbot index` fitted (None: older index, or too small).
         self.answer_classes = answer_classes
+        # The indexed replies' vectors (`answer_classes.ANSWER_VECTORS`; None: older index):
+        # each hit then also carries the query's cosine to its reply ("answer").
+        self.answer_vectors: np.ndarray | None = None
         self._row_of = {r.id: row for row, r in enumerate(self.records)}
         self._vocabulary: Vocabulary | None = None
 
@@ -197,6 +200,9 @@ class PairRetriever:
             )
             for i in order
         ]
+        if self.answer_vectors is not None:
+            for hit, i in zip(hits, order):
+                hit.scores["answer"] = float(self.answer_vectors[int(rows[i])] @ vector)
         top_dense = float(cosine.max())
         top = self.scope_score(float(fused[order[0]]), top_dense)
         nearest = [self.records[int(rows[i])].message for i in ranked[:NEAREST_QUESTIONS]]
@@ -335,7 +341,7 @@ def load_version(
         answer_classes = AnswerClasses.from_meta(meta.get("answer_classes"))
     except (AttributeError, TypeError, ValueError, KeyError) as exc:
         raise IndexDamagedError(version_dir / "meta.json", f"answer_classes: {exc}") from None
-    return PairRetriever(
+    retriever = PairRetriever(
         settings,
         records,
         dense,
@@ -346,6 +352,19 @@ def load_version(
         fusion=fusion_choice,
         answer_classes=answer_classes,
     )
+    answers_file = version_dir / ANSWER_VECTORS
+    if answer_classes is not None and answers_file.is_file():
+        try:
+            answer_vectors = np.load(answers_file, mmap_mode="r")
+        except (OSError, ValueError) as exc:
+            raise IndexDamagedError(answers_file, str(exc)) from None
+        if answer_vectors.shape != (len(records), dense.dim):
+            raise IndexDamagedError(
+                answers_file,
+                f"holds {answer_vectors.shape} reply vectors for {len(records)} pairs of dimension {dense.dim}",
+            )
+        retriever.answer_vectors = answer_vectors
+    return retriever
 
 
 QUERY_MODEL_MIN_COSINE = 0.999
