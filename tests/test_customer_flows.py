@@ -394,6 +394,9 @@ def ask_order_status(manager: DialogueManager) -> Reply:
     assert "order number" in asked.shown_text.lower()
     assert asked.options == []
     assert not PLACEHOLDER.search(asked.shown_text)
+    # the agents can see why the class's answers were not sent
+    withheld = [c.to_json() for c in asked.candidates]
+    assert withheld and all("another customer's case" in c["blocked"] for c in withheld)
     return asked
 
 
@@ -474,13 +477,6 @@ def test_on_its_way_is_never_said_of_an_order_that_is_not(shop, number):
     assert "on its way" not in reply.shown_text
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: manager._answer_choice (chatbot/dialogue/manager.py:1253) sends the picked "
-    "class's typical answer through _own_showable, which checks slots and placeholders but "
-    "not the order states it asserts (claimed_states / Case.allows): 'it hasn't been "
-    "dispatched yet' reaches a customer who named no order, or a dispatched one",
-)
 @pytest.mark.parametrize("named", ["", f" {DISPATCHED}"], ids=["no-order", "dispatched-order"])
 def test_nor_when_the_customer_picks_that_topic_in_a_clarification(shop, named):
     manager = shop.clarifying()
@@ -492,13 +488,6 @@ def test_nor_when_the_customer_picks_that_topic_in_a_clarification(shop, named):
     assert not claimed_states(picked.shown_text)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: after a picked topic that needs the order number, the number is answered by "
-    "re-reading the question before the pick (manager.py:986-987) through _understand, which "
-    "counts the order-number question as a clarification (manager.py:1081) and hands off "
-    "'clarification_failed' (understanding.py:98) instead of answering for the picked topic",
-)
 def test_the_order_number_asked_for_after_a_picked_topic_is_answered_for(shop):
     # The shipped bars (answer at 0.8, offer at 0.15): the question is unsure (its class at
     # 0.73), so it is clarified; the one topic offered needs the customer's order.

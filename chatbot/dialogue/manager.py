@@ -806,15 +806,7 @@ class DialogueManager:
                 smoothed_confidence=smoothed,
                 review_status=None if decision == Decision.ANSWER else ReviewState.PENDING,
             )
-        if (
-            reply.decision in ANSWERED
-            and turn.case is not None
-            and turn.case_given_now
-            and turn.case.order is not None
-        ):
-            line = status_line(turn.case.order)
-            reply.text = f"{line}\n\n{reply.text}"
-            reply.shown_text = f"{line}\n\n{reply.shown_text}"
+        reply = self._with_status_line(reply, turn)
         reply.citations = self._citations_for(winner, hits)
         reply.trace = drafted.trace
         reply.model_version = drafted.version
@@ -935,13 +927,34 @@ class DialogueManager:
             log.warning("the order system could not be asked about %s: %s", number, exc)
             return Case(number, None, looked_up=False), given_now
 
+    @staticmethod
+    def _case_allows_text(text: str, case: Case | None) -> bool:
+        """Every order state the text asserts is the one this conversation established,
+        and, while no order is named, it promises no action on one."""
+        if case is not None:
+            return case.allows(text)
+        return not claimed_states(text) and not promises_action(text)
+
+    @staticmethod
+    def _with_status_line(reply: Reply, turn: _Turn) -> Reply:
+        """An answer to the message that gave the order number starts with what the
+        order system says of that order."""
+        if (
+            reply.decision in ANSWERED
+            and turn.case is not None
+            and turn.case_given_now
+            and turn.case.order is not None
+        ):
+            line = status_line(turn.case.order)
+            reply.text = f"{line}\n\n{reply.text}"
+            reply.shown_text = f"{line}\n\n{reply.shown_text}"
+        return reply
+
     def _case_allows(self, hit: Hit, case: Case | None, withheld: list[BlockedCandidate]) -> bool:
         """A past answer may be sent only if every order state it asserts is the one this
         conversation established, and, while no order is named, it promises no action on one."""
         text = hit.reply_text
-        if case is not None and case.allows(text):
-            return True
-        if case is None and not claimed_states(text) and not promises_action(text):
+        if self._case_allows_text(text, case):
             return True
         why = (
             "asserts an order state this conversation has not established"
@@ -982,9 +995,19 @@ class DialogueManager:
                     "in your order confirmation e-mail?",
                 )
             return self._handoff(turn, with_detail(Reason.NEEDS_CASE, turn.case.number))
-        # After a topic was picked ("2"), the question is the one before the pick.
-        picked = AFTER_A_CHOICE in last.reason and len(turn.earlier_customer) >= 2
-        turn.question = turn.earlier_customer[-2] if picked else last.question
+        if AFTER_A_CHOICE in last.reason:
+            # The order number was asked for the topic the customer picked ("2"): that
+            # topic is answered, for the question asked before the pick.
+            with self.database.session() as session:
+                offered = repo.last_reply(
+                    session=session,
+                    conversation_id=turn.conversation_id,
+                    before_turn=last.turn_index,
+                )
+            label = picked_option(last.question, offered.options) if offered else None
+            if offered is not None and label is not None:
+                return self._answer_choice(turn, label, offered.question)
+        turn.question = last.question
         return None
 
     # -- understanding the question (chatbot.dialogue.understanding) ----------------------
@@ -1078,7 +1101,12 @@ class DialogueManager:
         s = self.settings
         with turn.clock.stage("understand"):
             reading = read_hits(classes, result.hits)
-            after_clarification = turn.last is not None and turn.last.decision == Decision.CLARIFY
+            # a clarifying question about the topic, not the request for an order number
+            after_clarification = (
+                turn.last is not None
+                and turn.last.decision == Decision.CLARIFY
+                and turn.last.reason.startswith(str(Reason.UNSURE))
+            )
             understood = understand(
                 classes,
                 reading,
@@ -1198,17 +1226,19 @@ class DialogueManager:
             k in turn.facts.values for k in repo.CASE_IDENTIFIERS
         )
         if kind.case_bound and not has_case and self.settings.ask_for_order_number:
-            return self._said(
+            reply = self._said(
                 turn,
                 Decision.CLARIFY,
                 with_detail(Reason.NEEDS_CASE, "order_number"),
                 self.settings.order_number_message,
                 confidence=round(understood.chosen.probability, 4),
             )
-        reply = self._handoff(
-            turn, with_detail(Reason.NEEDS_CASE, "an agent must look at the case")
-        )
-        reply.confidence = round(understood.chosen.probability, 4)
+        else:
+            reply = self._handoff(
+                turn, with_detail(Reason.NEEDS_CASE, "an agent must look at the case")
+            )
+            reply.confidence = round(understood.chosen.probability, 4)
+        reply.candidates = list(turn.withheld)  # the agents see why each answer was withheld
         return reply
 
     def _clarification_choice(self, turn: _Turn) -> str | None:
@@ -1220,12 +1250,12 @@ class DialogueManager:
             return last.options[0]
         return picked_option(turn.message, last.options)
 
-    def _answer_choice(self, turn: _Turn, label: str) -> Reply:
+    def _answer_choice(self, turn: _Turn, label: str, question: str | None = None) -> Reply:
         """The customer picked a topic: the best answer of that topic to the question
-        they asked before the clarification."""
+        they asked before the clarification (`question`: the last message's by default)."""
         classes = self._answer_classes()
         assert turn.last is not None
-        question = turn.last.question
+        question = turn.last.question if question is None else question
         result, hits, infos = self._retrieve(turn, question)
         wanted = (
             {i for i, c in enumerate(classes.classes) if c.label == label}
@@ -1243,7 +1273,7 @@ class DialogueManager:
         if not mine and classes is not None and wanted:
             largest = max(wanted, key=lambda i: classes.classes[i].size)
             kind = classes.classes[largest]
-            if kind.case_bound and self.settings.ask_for_order_number:
+            if kind.case_bound and turn.case is None and self.settings.ask_for_order_number:
                 return self._said(
                     turn,
                     Decision.CLARIFY,
@@ -1251,6 +1281,10 @@ class DialogueManager:
                     self.settings.order_number_message,
                 )
             text = self._own_showable(kind.answer, turn.facts)
+            if text and not self._case_allows_text(text, turn.case):
+                text = None
+            if text is None and turn.case is not None:
+                return self._handoff(turn, with_detail(Reason.NEEDS_CASE, turn.case.number))
             if text:
                 return self._said(
                     turn,
@@ -1269,17 +1303,20 @@ class DialogueManager:
         if not candidates:
             return self._handoff(turn, str(Reason.CLARIFICATION_FAILED))
         winner = self._choose(turn, candidates)
-        reply = Reply(
-            conversation_id=turn.conversation_id,
-            message_id=turn.message_id,
-            decision=Decision.ANSWER,
-            reason=with_detail(Reason.CONFIDENT, "chosen by the customer"),
-            text=winner.text,
-            shown_text=winner.text,
-            sent=True,
-            confidence=probability,
-            smoothed_confidence=turn.previous_smoothed,
-            citations=self._citations_for(winner, mine),
+        reply = self._with_status_line(
+            Reply(
+                conversation_id=turn.conversation_id,
+                message_id=turn.message_id,
+                decision=Decision.ANSWER,
+                reason=with_detail(Reason.CONFIDENT, "chosen by the customer"),
+                text=winner.text,
+                shown_text=winner.text,
+                sent=True,
+                confidence=probability,
+                smoothed_confidence=turn.previous_smoothed,
+                citations=self._citations_for(winner, mine),
+            ),
+            turn,
         )
         scored: list[KeptCandidate] = [
             ScoredCandidate(c.origin, c.round, c.pair_id, c.score, c.text, c.critique.components)

@@ -114,12 +114,13 @@ class LastReply:
     options: list[str]
     shown_text: str
     question: str
+    turn_index: int  # of that customer message
 
 
 def last_reply(*, session: Session, conversation_id: int, before_turn: int) -> LastReply | None:
     """The reply record of the conversation's last customer message before `before_turn`."""
     row = session.execute(
-        select(DialogueReply, Message.text)
+        select(DialogueReply, Message.text, Message.turn_index)
         .join(Message, Message.id == DialogueReply.message_id)
         .where(DialogueReply.conversation_id == conversation_id, Message.turn_index < before_turn)
         .order_by(Message.turn_index.desc())
@@ -127,9 +128,14 @@ def last_reply(*, session: Session, conversation_id: int, before_turn: int) -> L
     ).first()
     if row is None:
         return None
-    reply, question = row
+    reply, question, turn_index = row
     return LastReply(
-        reply.decision, reply.reason, list(reply.options or []), reply.shown_text or "", question
+        reply.decision,
+        reply.reason,
+        list(reply.options or []),
+        reply.shown_text or "",
+        question,
+        turn_index,
     )
 
 

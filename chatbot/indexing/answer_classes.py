@@ -35,6 +35,7 @@ import math
 import re
 from collections import Counter
 from collections.abc import Sequence
+from dataclasses import asdict
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -192,15 +193,7 @@ def build_answer_classes(
 
 
 def vars_of(c: AnswerClass) -> dict[str, Any]:
-    return {
-        "label": c.label,
-        "size": c.size,
-        "answer": c.answer,
-        "case_bound": c.case_bound,
-        "handoff": c.handoff,
-        "out_of_scope": c.out_of_scope,
-        "act": c.act,
-    }
+    return asdict(c)
 
 
 def cluster(answers: np.ndarray, distance: float, *, seed: int = 0) -> np.ndarray:
