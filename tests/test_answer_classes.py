@@ -509,3 +509,34 @@ def test_an_index_keeps_its_reply_vectors_and_refuses_damaged_ones(shop):
     with pytest.raises(IndexDamagedError) as raised:
         open_retriever(settings, database)
     assert raised.value.path.name == ANSWER_VECTORS
+
+
+def test_classes_labelled_alike_by_the_import_are_merged_but_not_acts_or_unlabelled():
+    from chatbot.dialogue.repository import PairInfo
+    from chatbot.indexing.answer_classes import merged_by_label
+    from chatbot.pairs import PairRecord
+
+    def record(pair_id: int) -> PairRecord:
+        return PairRecord(pair_id, "s", "imported", "train", [{"text": "q"}], "a")
+
+    records = [record(i) for i in range(6)]
+    infos = {
+        0: PairInfo("imported", {"intent": "returns"}, "q"),
+        1: PairInfo("imported", {"intent": "returns"}, "q"),
+        2: PairInfo("imported", {"intent": "returns"}, "q"),  # a pleasantry in a returns chat
+        3: PairInfo("imported", {}, "q"),
+        4: PairInfo("imported", {}, "q"),
+        5: PairInfo("imported", {"intent": "returns"}, "q"),
+    }
+    classes = [
+        AnswerClass("Returns", 2, "30 days, free"),  # pairs 0, 5
+        AnswerClass("Returns", 1, "send it back within 30 days"),  # pair 1
+        AnswerClass("Returns", 1, "You're welcome!", act="thanks"),  # pair 2
+        AnswerClass("Parcel · Lost", 1, "x"),  # pair 3, labelled by its words
+        AnswerClass("Parcel · Lost", 1, "y"),  # pair 4, the same words, unlabelled
+    ]
+    assigned = np.array([0, 1, 2, 3, 4, 0])
+    merged = merged_by_label(records, infos, classes, assigned)
+    assert merged[0] == merged[1] == merged[5]  # one returns class, whatever the wording
+    assert len({merged[0], merged[2], merged[3], merged[4]}) == 4  # act and unlabelled apart
+    assert merged[0] == 0  # the largest first

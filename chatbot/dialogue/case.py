@@ -119,6 +119,14 @@ class Case:
         return not claims or (self.status is not None and claims == {self.status})
 
 
+def not_found_message(number: str) -> str:
+    """What the customer is told when the order system has no order by that number."""
+    return (
+        f"I couldn't find an order {number}. Could you check the number in your order "
+        "confirmation e-mail?"
+    )
+
+
 def status_line(order: Order) -> str:
     """The order's state in words, for the customer who gave its number."""
     day = "%-d %B"

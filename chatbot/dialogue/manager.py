@@ -61,7 +61,13 @@ import numpy as np
 from chatbot.dialogue import repository as repo
 from chatbot.dialogue.acts import Act, default_replies, main_act, recognise
 from chatbot.dialogue.answer_cache import AnswerCatalogue
-from chatbot.dialogue.case import Case, claimed_states, promises_action, status_line
+from chatbot.dialogue.case import (
+    Case,
+    claimed_states,
+    not_found_message,
+    promises_action,
+    status_line,
+)
 from chatbot.dialogue.critique import Evidence, Scorer, evidence_from_hits, penalties
 from chatbot.dialogue.degenerate import degenerate_reason
 from chatbot.dialogue.handoff import asks_for_human, repeats
@@ -778,7 +784,10 @@ class DialogueManager:
             reply.trace = drafted.trace
             reply.candidates = [*failure, *blocked]
             return reply
-        winner = self._choose(turn, candidates)
+        if understood is not None and understood.chosen is not None and s.within_class == "nearest":
+            winner = self._nearest(candidates, hits)
+        else:
+            winner = self._choose(turn, candidates)
         confidence = round(winner.score, 4)
         if understood is not None and understood.chosen is not None:
             confidence = round(understood.chosen.probability, 4)
@@ -816,6 +825,25 @@ class DialogueManager:
         ]
         reply.candidates = [*scored, *failure, *blocked]
         return reply
+
+    @staticmethod
+    def _nearest(candidates: list[Candidate], hits: Sequence[Hit]) -> Candidate:
+        """Within the question's answer class, the answer whose past question (and reply)
+        is closest to this one: the class says what it is about, the nearest pair which
+        of its answers (consensus would send the class's most common answer to every
+        question of it). A candidate with the critique's penalties only when all have them."""
+        closeness = {
+            h.pair_id: float(h.scores.get("dense", h.score)) + float(h.scores.get("answer", 0.0))
+            for h in hits
+        }
+        return max(
+            candidates,
+            key=lambda c: (
+                penalties(c.critique.components) == 0,
+                closeness.get(c.pair_id, -1.0) if c.pair_id is not None else -1.0,
+                c.score,
+            ),
+        )
 
     def _choose(self, turn: _Turn, candidates: list[Candidate]) -> Candidate:
         """The candidate to send: the one that agrees most with the others, with the judge's
@@ -991,8 +1019,7 @@ class DialogueManager:
                     turn,
                     Decision.CLARIFY,
                     with_detail(Reason.NEEDS_CASE, "order number not found"),
-                    f"I couldn't find an order {turn.case.number}. Could you check the number "
-                    "in your order confirmation e-mail?",
+                    not_found_message(turn.case.number),
                 )
             return self._handoff(turn, with_detail(Reason.NEEDS_CASE, turn.case.number))
         if AFTER_A_CHOICE in last.reason:
@@ -1225,7 +1252,16 @@ class DialogueManager:
         has_case = turn.facts is not None and any(
             k in turn.facts.values for k in repo.CASE_IDENTIFIERS
         )
-        if kind.case_bound and not has_case and self.settings.ask_for_order_number:
+        case = turn.case
+        if case is not None and case.looked_up and case.order is None:
+            reply = self._said(
+                turn,
+                Decision.CLARIFY,
+                with_detail(Reason.NEEDS_CASE, "order number not found"),
+                not_found_message(case.number),
+                confidence=round(understood.chosen.probability, 4),
+            )
+        elif kind.case_bound and not has_case and self.settings.ask_for_order_number:
             reply = self._said(
                 turn,
                 Decision.CLARIFY,

@@ -168,11 +168,20 @@ class DialogueSettings(Section):
         lt=1.0,
         description="Replies closer than this cosine distance (average linkage) form one answer class.",
     )
+    within_class: Literal["nearest", "consensus"] = Field(
+        default="nearest",
+        description="Which answer of the question's class is sent: the one whose past question "
+        "and reply are closest to the question, or the consensus choice among them.",
+    )
+    merge_labelled_classes: bool = Field(
+        default=True,
+        description="Answer classes the import labelled with the same intent (or topic) are one class.",
+    )
     answer_class_temperature: float = Field(
         default=0.05, gt=0.0, le=1.0, description="Softmax temperature of the class vote."
     )
     fit_answer_at: float = Field(
-        default=0.8,  # chosen on the demo shop's natural validation questions (docs/customer_answers.md)
+        default=0.85,  # chosen on the demo shop's natural validation questions (docs/customer_answers.md)
         ge=0.0,
         le=1.0,
         description="The fit model's probability that the best class is right, at or above which "

@@ -98,6 +98,9 @@ def build_answer_classes(
     answers = embed_texts(model, [r.target for r in records], batch_size=rs.batch_size)
     assigned = cluster(answers, ds.answer_class_distance, seed=seed)
     classes = describe_classes(settings, records, infos, answers, assigned)
+    if ds.merge_labelled_classes:
+        assigned = merged_by_label(records, infos, classes, assigned)
+        classes = describe_classes(settings, records, infos, answers, assigned)
     pair_class = {r.id: int(k) for r, k in zip(records, assigned)}
 
     retriever = PairRetriever.from_parts(
@@ -232,6 +235,34 @@ def cluster(answers: np.ndarray, distance: float, *, seed: int = 0) -> np.ndarra
         old: new for new, (old, _) in enumerate(sorted(sizes.items(), key=lambda x: (-x[1], x[0])))
     }
     return np.array([order[x] for x in labels.tolist()], dtype=np.int64)
+
+
+def merged_by_label(
+    records: Sequence[PairRecord],
+    infos: dict[int, PairInfo],
+    classes: Sequence[AnswerClass],
+    assigned: np.ndarray,
+) -> np.ndarray:
+    """The classes renumbered so that those the import labelled alike (the same intent or
+    topic label, and the same flags: an act, a hand-off, a decline) are one: replies worded
+    differently for one topic ("returns are free within 30 days" / "you have 30 days to
+    send it back") are one answer to understand, whichever the customer gets. Classes
+    labelled by their own words only stay apart. Renumbered largest first."""
+    labelled = {k: False for k in range(len(classes))}
+    for i, k in enumerate(assigned.tolist()):
+        info = infos.get(records[i].id)
+        if info is not None and (info.labels.get("intent") or info.labels.get("topic")):
+            labelled[k] = True
+    group: dict[object, int] = {}
+    merged = np.empty_like(assigned)
+    for k, c in enumerate(classes):
+        key: object = (c.label, c.act, c.handoff, c.out_of_scope) if labelled[k] else ("own", k)
+        merged[assigned == k] = group.setdefault(key, len(group))
+    sizes = Counter(merged.tolist())
+    order = {
+        old: new for new, (old, _) in enumerate(sorted(sizes.items(), key=lambda x: (-x[1], x[0])))
+    }
+    return np.array([order[x] for x in merged.tolist()], dtype=np.int64)
 
 
 def describe_classes(
