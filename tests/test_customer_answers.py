@@ -51,6 +51,7 @@ CASES = [
         answered(r"support@northwindgoods\.example|5 working days"),
     ),
     ("what's the weather in Paris tomorrow?", "decline"),
+    ("Can I order without an account?", CLARIFY_OR_HANDOFF),
 ]
 # Still wrong, measured on 2026-12-07; strict, so the marker comes off when they pass.
 KNOWN_WRONG = [
@@ -60,14 +61,6 @@ KNOWN_WRONG = [
         marks=pytest.mark.xfail(
             strict=True,
             reason="issue 22: a clarifying question (Delete account) instead of a decline",
-        ),
-    ),
-    pytest.param(
-        "Can I order without an account?",
-        CLARIFY_OR_HANDOFF,
-        marks=pytest.mark.xfail(
-            strict=True,
-            reason="issue 22: answered with the tracking answer at 0.71, above the 0.7 bar",
         ),
     ),
 ]
