@@ -118,7 +118,9 @@ class Shop:
     def manager(self, *, orders: bool = True, **dialogue) -> DialogueManager:
         from chatbot.orders.sql import SqlOrderConnector
 
-        s = self.settings.dialogue.model_copy(update=dialogue)
+        # the bars are set by each test; the model decides however few held-out questions
+        # the tiny embedder let it be sure of (a test of that gate sets it itself)
+        s = self.settings.dialogue.model_copy(update={"fit_min_coverage": 0.0, **dialogue})
         type(s).model_validate(s.model_dump())  # the overrides must be valid settings
         return DialogueManager(
             s,
@@ -564,3 +566,34 @@ def test_one_of_the_two_questions_alone_gets_only_its_answer(shop):
     assert reply.decision == Decision.ANSWER
     assert reply.shown_text == REPLY["delivery"]
     assert "questions answered" not in reply.reason
+
+
+def test_a_model_sure_of_too_few_held_out_questions_leaves_the_decision_to_the_judge(shop):
+    held_out = [[0.95, True]] * 3 + [[0.3, False]] * 7  # 30% of them reach the bar
+    classes = dataclasses.replace(
+        shop.retriever.answer_classes,
+        report={**shop.retriever.answer_classes.report, "held_out_top": held_out},
+    )
+    assert classes.coverage(0.9) == (0.3, 1.0)
+    original = shop.retriever.answer_classes
+    shop.retriever.answer_classes = classes
+    try:
+        question = "How do returns work?"
+        # Enough of them are sure at this bar: the model's verdict (a clarifying question).
+        decided = shop.manager(fit_answer_at=0.9, fit_clarify_at=0.0, fit_min_coverage=0.3)
+        assert decided.respond(question).decision == Decision.CLARIFY
+        # Too few: the judge's thresholds decide as before any classes; no clarification.
+        judged = shop.manager(
+            fit_answer_at=0.9,
+            fit_clarify_at=0.0,
+            fit_min_coverage=0.31,
+            answer_threshold=0.0,
+            handoff_threshold=0.0,
+        )
+        reply = judged.respond(question)
+        assert reply.decision in (Decision.ANSWER, Decision.ANSWER_FLAGGED), reply.reason
+        assert reply.options == []
+        # Acts are answered either way.
+        assert judged.respond("hello").decision == Decision.ACT
+    finally:
+        shop.retriever.answer_classes = original

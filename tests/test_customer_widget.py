@@ -618,8 +618,14 @@ CLARIFY_SHOP = [
 # The tiny embedder puts every reply close to every other: a small class distance keeps
 # the shop's topics apart. Its class probabilities are noise: no class is sure enough to
 # answer (fit_answer_at), every class is likely enough to offer (fit_clarify_at), so every
-# question of the shop's kind gets a clarifying question.
-CLARIFYING = {"answer_class_distance": 0.03, "fit_answer_at": 0.999, "fit_clarify_at": 0.0}
+# question of the shop's kind gets a clarifying question, however few held-out questions
+# the model was sure of (fit_min_coverage).
+CLARIFYING = {
+    "answer_class_distance": 0.03,
+    "fit_answer_at": 0.999,
+    "fit_clarify_at": 0.0,
+    "fit_min_coverage": 0.0,
+}
 MONEY_BACK = "How do I get my money back?"
 
 

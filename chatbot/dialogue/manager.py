@@ -1039,13 +1039,25 @@ class DialogueManager:
 
     # -- understanding the question (chatbot.dialogue.understanding) ----------------------
 
-    def _answer_classes(self) -> AnswerClasses | None:
-        """The current index version's answer classes and fit model (None: none fitted)."""
+    def _fitted_classes(self) -> AnswerClasses | None:
         classes = getattr(self.retriever, "answer_classes", None)
         return classes if isinstance(classes, AnswerClasses) else None
 
+    def _answer_classes(self) -> AnswerClasses | None:
+        """The current index version's answer classes and fit model, where they may decide:
+        None when none were fitted, or when too few of the questions held out when fitting
+        reach the answer bar (`fit_min_coverage`): the history's answers cannot be told
+        apart well enough, and the judge's thresholds decide as before."""
+        classes = self._fitted_classes()
+        if classes is None:
+            return None
+        coverage = classes.coverage(self.settings.fit_answer_at)
+        if coverage is not None and coverage[0] < self.settings.fit_min_coverage:
+            return None
+        return classes
+
     def _voice(self) -> dict[str, Any]:
-        classes = self._answer_classes()
+        classes = self._fitted_classes()
         return classes.voice if classes is not None else {}
 
     def _said(

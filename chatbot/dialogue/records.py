@@ -31,6 +31,9 @@ class Decision(StrEnum):
 
 DECISIONS = tuple(Decision)
 ANSWERED = (Decision.ANSWER, Decision.ANSWER_FLAGGED)
+# Replies of the assistant's own that the customer was sent in answer to their message (not a
+# hand-off or hold notice, not silence): what an evaluation scores.
+SENT_REPLIES = (*ANSWERED, Decision.ACT, Decision.DECLINE, Decision.CLARIFY)
 
 
 class Reason(StrEnum):

@@ -187,6 +187,14 @@ class DialogueSettings(Section):
         description="The fit model's probability that the best class is right, at or above which "
         "its answer is sent; below it the assistant asks which topic is meant (or declines, or hands off).",
     )
+    fit_min_coverage: float = Field(
+        default=0.4,
+        ge=0.0,
+        le=1.0,
+        description="The fit model decides only where at least this share of the questions held "
+        "out when it was fitted reach fit_answer_at: a history whose answers it cannot tell apart "
+        "(every reply its own) keeps the judge's thresholds instead.",
+    )
     fit_clarify_at: float = Field(
         default=0.15,
         ge=0.0,

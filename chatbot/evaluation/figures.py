@@ -30,7 +30,7 @@ import numpy as np
 from chatbot.evaluation import metrics as M
 from chatbot.evaluation.intervals import Resampler, difference
 
-ANSWERED_DECISIONS = ("answer", "answer_flagged")
+ANSWERED_DECISIONS = ("answer", "answer_flagged", "act", "decline", "clarify")
 QUALITY = (("rouge_l", "ROUGE-L"), ("embedding_similarity", "emb. sim."))
 
 

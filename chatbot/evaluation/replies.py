@@ -663,8 +663,9 @@ def _meta(
         "models": {name: version for name, (_m, _t, version) in loaded.items()},
         "embedder": str(embedder_path(settings)),
         "metrics": {
-            "answered_turn": "the customer was sent a reply (decision answer or answer_flagged); a hand-off, a "
-            "held draft or silence is not an answer, and its text is never scored",
+            "answered_turn": "the customer was sent a reply of the assistant's own (decision answer, "
+            "answer_flagged, act, decline or clarify); a hand-off, a held draft or silence is not an "
+            "answer, and its text is never scored",
             "coverage": "share of turns answered (refined: its decision; retrieval: answered unless the "
             "out-of-scope check hands off; one-pass variants always answer)",
             "answered": "quality of the answered turns only: rouge_l (ROUGE-L F-measure, rouge-score, stemmed, "

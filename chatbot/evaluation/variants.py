@@ -31,7 +31,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol, TypedDict
 
-from chatbot.dialogue.records import ANSWERED, Decision, Reason
+from chatbot.dialogue.records import SENT_REPLIES, Decision, Reason
 from chatbot.evaluation.items import EvalItem
 from chatbot.training.prompt import PromptFormat
 
@@ -68,7 +68,7 @@ def check_variant(name: str) -> str | None:
     return None
 
 
-ANSWERED_DECISIONS = ANSWERED
+ANSWERED_DECISIONS = SENT_REPLIES
 
 
 class PredictionCitation(TypedDict):
@@ -339,8 +339,9 @@ class RefinedVariant:
         started = time.perf_counter()
         reply = self.manager.respond(item.message, conversation_id, source="evaluation")
         seconds = time.perf_counter() - started
-        # Scored: what the customer was sent as an answer (after the manager's output
-        # redaction and guards); nothing for a hand-off, a held draft or silence.
+        # Scored: what the customer was sent in reply (after the manager's output redaction
+        # and guards: an answer, an act's reply, a decline, a clarifying question); nothing
+        # for a hand-off, a held draft or silence.
         answered = reply.decision in ANSWERED_DECISIONS and reply.sent
         shown = (reply.shown_text or "") if reply.sent else ""
         citations = (

@@ -366,7 +366,13 @@ def calibration_report(
             top[q] = (p, t)
     p = np.array([v[0] for v in top.values()])
     right = np.array([v[1] for v in top.values()], dtype=float)
-    return {"held_out_questions": len(top), **reliability(p, right)}
+    return {
+        "held_out_questions": len(top),
+        **reliability(p, right),
+        # each held-out question's top probability and whether it was right: what serving
+        # reads to tell whether its answer bar leaves the model anything to answer
+        "held_out_top": [[round(float(a), 4), bool(b)] for a, b in zip(p, right)],
+    }
 
 
 def reliability(p: np.ndarray, right: np.ndarray, bins: int = CALIBRATION_BINS) -> dict[str, Any]:

@@ -119,6 +119,16 @@ class AnswerClasses:
             dict(meta.get("voice") or {}),
         )
 
+    def coverage(self, bar: float) -> tuple[float, float] | None:
+        """On the questions held out when the model was fitted: the share whose best class
+        reaches `bar`, and the share of those that were right (None: not measured)."""
+        held = self.report.get("held_out_top") or []
+        if not held:
+            return None
+        above = [bool(right) for p, right in held if float(p) >= bar]
+        precision = sum(above) / len(above) if above else 0.0
+        return len(above) / len(held), precision
+
     def read(
         self,
         pair_ids: Sequence[int],

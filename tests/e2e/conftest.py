@@ -44,11 +44,13 @@ ADMIN = ("root", "root-password-1")
 # clarifying question. The tiny embedder puts every reply close to every other, so a small
 # class distance keeps the demo shop's topics apart; its class probabilities are noise, so
 # no class is sure enough to answer (fit_answer_at) and every one is likely enough to be
-# offered (fit_clarify_at).
+# offered (fit_clarify_at), and the model decides however few held-out questions it was
+# sure of (fit_min_coverage).
 CLARIFYING_ENV = {
     "CHATBOT_DIALOGUE__ANSWER_CLASS_DISTANCE": "0.03",
     "CHATBOT_DIALOGUE__FIT_ANSWER_AT": "0.999",
     "CHATBOT_DIALOGUE__FIT_CLARIFY_AT": "0.0",
+    "CHATBOT_DIALOGUE__FIT_MIN_COVERAGE": "0.0",
 }
 
 
