@@ -2,11 +2,16 @@
 
 For each message: store it (committed before anything else runs, so a crash never loses
 it); stay silent if a human has taken over; hand off at once when the customer asks for
-a person or repeats the same question; answer from an agent-approved answer when one
-matches closely (the answer cache: looked up in the store, so an approval counts at
+a person or repeats the same question; take the customer's answer to the assistant's own
+question (the order number it asked for, looked up in the order system, or the topic it
+offered); answer a conversation act in the company's words (`chatbot.dialogue.acts`);
+answer from an agent-approved answer when one matches closely (the answer cache: looked up in the store, so an approval counts at
 once, and among the retrieved past answers; before any guess about scope); retrieve
-evidence with the conversation history; hand off when the request is out of scope;
-score the best retrieved past answers and, when the best is confident enough
+evidence with the conversation history; where the index has answer classes, let the
+question–answer fit model decide between answering from the question's class, a
+clarifying question, a decline and a hand-off (`chatbot.dialogue.understanding`; see
+docs/customer_answers.md), answering two questions of one message one by one; else hand
+off when the request is out of scope; score the best retrieved past answers and, when the best is confident enough
 (`send_retrieved_at`), send it at once without generating; otherwise draft with the
 reply model (its words streamed to the customer as they come), refine over a few
 retrieve-and-refine rounds (the best reply so far goes back in as a past answer) while
@@ -14,14 +19,17 @@ the score rises, let the drafts compete with the retrieved answers under one jud
 withhold anything degenerate (`chatbot.dialogue.degenerate`), send the candidate that
 agrees most with the others where `chatbot index` found that this pays for the company
 (`chatbot.ranking.consensus`; else the judge's best), smooth the judge's score of it
-(the confidence) across turns and decide. The judge is the learned ranker when one serves
+(the confidence) across turns and decide (with answer classes: the class's nearest
+answer, sent at the fit model's calibrated probability). The judge is the learned ranker when one serves
 (`chatbot.ranking`: its probability that the reply fits, less the critique's penalties,
 with thresholds on its own scale from its validation picks), else the hand-set critique. Every wait for
 the reply model is bounded (`model_wait_s`, `first_token_s`, `next_token_s`,
 `generation_s`): a model that is still loading, raises or stalls ends in the retrieved
 answers or a hand-off, never a hung turn. The reply record
 (text, citations, confidence, decision and reason, refinement trace, candidates, time
-per stage) is stored and returned; a hand-off also puts the conversation in the
+per stage) is stored and returned; an answer about the customer's own order never
+asserts a state the order system did not establish (`chatbot.dialogue.case`), and no slot
+or redaction placeholder is ever sent; a hand-off also puts the conversation in the
 agents' queue (reason, time, nobody assigned yet).
 
 What it keeps and shows is guarded: the customer's message is cleaned of control and
