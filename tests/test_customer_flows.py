@@ -597,3 +597,14 @@ def test_a_model_sure_of_too_few_held_out_questions_leaves_the_decision_to_the_j
         assert judged.respond("hello").decision == Decision.ACT
     finally:
         shop.retriever.answer_classes = original
+
+
+def test_one_likely_topic_is_asked_about_and_yes_takes_it(shop):
+    manager = shop.manager(fit_answer_at=1.0, fit_clarify_at=0.5)  # only the first class (0.73)
+    asked = manager.respond("How do returns work?")
+    topic = label_of(shop, "returns")
+    assert asked.decision == Decision.CLARIFY and asked.options == [topic]
+    wording = shop.settings.dialogue.clarify_one_message.format(topic=topic)
+    assert asked.shown_text == f"{wording}\n1. {topic}"
+    taken = manager.respond("yes", asked.conversation_id)
+    assert taken.decision == Decision.ANSWER and "chosen by the customer" in taken.reason

@@ -1187,7 +1187,9 @@ class DialogueManager:
                 turn,
                 Decision.CLARIFY,
                 with_detail(Reason.UNSURE, f"{len(understood.options)} topics"),
-                s.clarify_message,
+                s.clarify_one_message.format(topic=understood.options[0])
+                if len(understood.options) == 1
+                else s.clarify_message,
                 understood.options,
                 confidence,
             )

@@ -220,6 +220,8 @@ class DialogueSettings(Section):
     clarify_message: str = (
         "I want to be sure I answer the right question. Which of these is it about?"
     )
+    # With one likely topic, a yes/no question ("yes" takes it, as do its number and words).
+    clarify_one_message: str = "Just to be sure I answer the right question: is it about {topic}?"
     order_number_message: str = (
         "Could you give me your order number? You'll find it in your order confirmation e-mail."
     )
