@@ -3,8 +3,9 @@ builds it (what they are and how they are served: `chatbot.retrieval.answer_clas
 
 1. **Classes.** The indexed pairs' replies (slotted form) are embedded and grouped by
    average-linkage clustering on the cosine distance (`dialogue.answer_class_distance`):
-   replies that say the same thing fall together whichever question they answered. Each
-   class gets a readable label (the majority of its pairs' `intent` or `topic` labels
+   replies that say the same thing fall together whichever question they answered; then
+   classes the import labelled with the same intent (or topic) and flags are one
+   (`dialogue.merge_labelled_classes`). Each class gets a readable label (the majority of its pairs' `intent` or `topic` labels
    where the import had them, else its questions' most distinctive words), its typical
    answer (the reply closest to the others), and flags: its answers depend on the
    customer's own order (most of its customers named one, or its replies hold an
@@ -24,8 +25,9 @@ builds it (what they are and how they are served: `chatbot.retrieval.answer_clas
    decline (the typical answer of the largest declining class, else a default), the
    request for an order number, and what the assistant can help with (the largest topics).
 
-Where its job ends: it returns the dict meta.json keeps ("answer_classes"); writing the
-version is `chatbot.indexing.builder`'s job.
+Where its job ends: it returns the dict meta.json keeps ("answer_classes") and the
+replies' vectors (`answer_vectors.npy`); writing the version is
+`chatbot.indexing.builder`'s job.
 """
 
 from __future__ import annotations
