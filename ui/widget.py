@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 from itertools import chain
 from typing import TYPE_CHECKING, NotRequired, TypeAlias, TypedDict
 
+from chatbot.dialogue.records import numbered_choices
 from chatbot.errors import AccessDenied, ChatbotError, InputError
 from chatbot.support import customer
 from chatbot.ui.handlers import ChatMessage, UnlimitedEventOptions, Update, fills
@@ -106,7 +107,7 @@ def options_of(choices: Sequence[str]) -> list[Option]:
 def without_choices(text: str, choices: Sequence[str]) -> str:
     """A clarifying question's text without the numbered list of its choices at its end
     (the buttons under it say the same); the text as it is when it does not end so."""
-    listed = "".join(f"\n{i}. {label}" for i, label in enumerate(choices, 1))
+    listed = numbered_choices(choices)
     question = text[: -len(listed)].rstrip() if listed and text.endswith(listed) else ""
     return question or text
 

@@ -96,6 +96,7 @@ from chatbot.dialogue.records import (
     Reply,
     RoundTrace,
     ScoredCandidate,
+    numbered_choices,
     with_detail,
 )
 from chatbot.dialogue.refine import refine
@@ -154,6 +155,12 @@ CASE_SLOTS = repo.CASE_IDENTIFIERS | {"address"}
 DEFAULT_HELPS_WITH = "questions about our service"
 DEFAULT_DECLINE = "Sorry, that's not something I can help with."
 MAX_PARTS = 3  # questions in one message answered one by one
+# What `chatbot.dialogue.understanding` says of a hand-off, as the reply's reason.
+_HANDOFF_REASONS = {
+    "clarification_failed": str(Reason.CLARIFICATION_FAILED),
+    "low_confidence": str(Reason.LOW_CONFIDENCE),
+    "no_close_match": with_detail(Reason.OUT_OF_SCOPE, "no close match in the history"),
+}
 AFTER_A_CHOICE = "order_number, for the topic picked"
 
 
@@ -827,11 +834,7 @@ class DialogueManager:
         reply.citations = self._citations_for(winner, hits)
         reply.trace = drafted.trace
         reply.model_version = drafted.version
-        scored: list[KeptCandidate] = [
-            ScoredCandidate(c.origin, c.round, c.pair_id, c.score, c.text, c.critique.components)
-            for c in sorted(candidates, key=lambda c: -c.score)
-        ]
-        reply.candidates = [*scored, *failure, *blocked]
+        reply.candidates = [*_scored(candidates), *failure, *blocked]
         return reply
 
     @staticmethod
@@ -1079,9 +1082,7 @@ class DialogueManager:
     ) -> Reply:
         """A reply that is not an answer from the history (an act, a decline, a clarifying
         question): the company's words with their slots filled for this customer."""
-        shown = self._filled(text, turn)
-        if options:
-            shown = shown + "\n" + "\n".join(f"{i}. {o}" for i, o in enumerate(options, 1))
+        shown = self._filled(text, turn) + numbered_choices(options)
         turn.trusted.append(shown)
         return Reply(
             conversation_id=turn.conversation_id,
@@ -1168,18 +1169,13 @@ class DialogueManager:
         if understood.verdict is Verdict.DECLINE and s.decline_out_of_domain:
             reply = self._decline(turn, understood.why)
         elif understood.verdict is Verdict.DECLINE or understood.verdict is Verdict.HANDOFF:
-            reason = {
-                "clarification_failed": str(Reason.CLARIFICATION_FAILED),
-                "low_confidence": str(Reason.LOW_CONFIDENCE),
-                "no_close_match": with_detail(Reason.OUT_OF_SCOPE, "no close match in the history"),
-            }.get(
-                understood.why,
+            # A decline, when declining is switched off, is the out-of-scope hand-off of old;
+            # a hand-off's why is its reason ("past answers hand off (Complaint)") or names one.
+            reason = (
                 str(Reason.OUT_OF_SCOPE)
                 if understood.verdict is Verdict.DECLINE
-                else f"{Reason.TOPIC_HANDOFF} ({understood.why})",
+                else _HANDOFF_REASONS.get(understood.why, understood.why)
             )
-            if understood.why.startswith("past answers hand off"):
-                reason = understood.why
             reply = self._handoff(turn, reason)
             reply.citations = citations
         elif understood.verdict is Verdict.CLARIFY:
@@ -1229,11 +1225,7 @@ class DialogueManager:
                 mine = [h for h in own if classes.pair_class.get(h.pair_id) == top.index]
                 if not mine:
                     return None
-                evidence = evidence_from_hits(part, turn.history_text, mine, turn.earlier_customer)
-                judge = _Judge(
-                    self.scorer, evidence, self._ranker(), [{"role": "customer", "text": part}]
-                )
-                candidates, _ = self._screen(turn, self._score_retrieved(turn, mine, judge))
+                candidates, _ = self._class_candidates(turn, part, turn.history_text, mine)
                 if not candidates:
                     return None
                 answers.append((top, self._choose(turn, candidates), mine))
@@ -1256,6 +1248,17 @@ class DialogueManager:
             smoothed_confidence=turn.previous_smoothed,
             citations=[c for _, winner, hits in answers for c in self._citations_for(winner, hits)],
         )
+
+    def _class_candidates(
+        self, turn: _Turn, question: str, history: list[str], hits: list[Hit]
+    ) -> tuple[list[Candidate], list[BlockedCandidate]]:
+        """One class's past answers to `question` as candidates, scored by the judge (the
+        critique, or the ranker when one serves) and screened like every other."""
+        evidence = evidence_from_hits(question, history, hits, turn.earlier_customer)
+        judge = _Judge(
+            self.scorer, evidence, self._ranker(), [{"role": "customer", "text": question}]
+        )
+        return self._screen(turn, self._score_retrieved(turn, hits, judge))
 
     def _class_hits(
         self, turn: _Turn, classes: AnswerClasses, chosen: ClassScore, hits: list[Hit]
@@ -1353,11 +1356,7 @@ class DialogueManager:
                 )
         if not mine:
             return self._handoff(turn, str(Reason.CLARIFICATION_FAILED))
-        evidence = evidence_from_hits(question, [], mine, turn.earlier_customer)
-        judge = _Judge(
-            self.scorer, evidence, self._ranker(), [{"role": "customer", "text": question}]
-        )
-        candidates, blocked = self._screen(turn, self._score_retrieved(turn, mine, judge))
+        candidates, blocked = self._class_candidates(turn, question, [], mine)
         if not candidates:
             return self._handoff(turn, str(Reason.CLARIFICATION_FAILED))
         winner = self._choose(turn, candidates)
@@ -1376,11 +1375,7 @@ class DialogueManager:
             ),
             turn,
         )
-        scored: list[KeptCandidate] = [
-            ScoredCandidate(c.origin, c.round, c.pair_id, c.score, c.text, c.critique.components)
-            for c in sorted(candidates, key=lambda c: -c.score)
-        ]
-        reply.candidates = [*scored, *blocked]
+        reply.candidates = [*_scored(candidates), *blocked]
         return reply
 
     # -- never another customer's specifics (chatbot.dialogue.specifics) ---------------
@@ -1706,6 +1701,14 @@ class DialogueManager:
         reply.timings = dict(clock.timings, total=clock.total())
         emit(DialogueEvent(EventKind.STAGE, "done"))
         return reply
+
+
+def _scored(candidates: list[Candidate]) -> list[KeptCandidate]:
+    """What a reply keeps of the candidates that competed: each with its score, best first."""
+    return [
+        ScoredCandidate(c.origin, c.round, c.pair_id, c.score, c.text, c.critique.components)
+        for c in sorted(candidates, key=lambda c: -c.score)
+    ]
 
 
 class _FixedRanker:

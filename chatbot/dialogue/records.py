@@ -63,6 +63,12 @@ class Reason(StrEnum):
     )
 
 
+def numbered_choices(options: Sequence[str]) -> str:
+    """A clarifying question's choices as they end its text: "\n1. Refund status\n2. ..."
+    ("" without choices); the widget shows them as buttons instead."""
+    return "".join(f"\n{i}. {option}" for i, option in enumerate(options, 1))
+
+
 def with_detail(reason: Reason, detail: str) -> str:
     """A reason with its detail, as stored: "loop: asked 3 times"."""
     return f"{reason}: {detail}"

@@ -27,10 +27,11 @@ from typing import Any
 
 import numpy as np
 
+from chatbot.dialogue.records import SENT_REPLIES
 from chatbot.evaluation import metrics as M
 from chatbot.evaluation.intervals import Resampler, difference
 
-ANSWERED_DECISIONS = ("answer", "answer_flagged", "act", "decline", "clarify")
+ANSWERED_DECISIONS = tuple(str(d) for d in SENT_REPLIES)
 QUALITY = (("rouge_l", "ROUGE-L"), ("embedding_similarity", "emb. sim."))
 
 

@@ -192,21 +192,31 @@ class Vocabulary:
         return self.knows(word)
 
     def knows(self, word: str) -> bool:
+        word = word.lower().strip("'-")
+        return self.as_written(word) or self.nearest(word) is not None
+
+    def as_written(self, word: str) -> bool:
+        """The (lower-case) word, or a word with its stem, is one of the history's."""
+        return word in self.words or _stem(word) in self.stems
+
+    def nearest(self, word: str) -> str | None:
+        """The history's word that a (lower-case) word of four letters or more may be a
+        misspelling of: within Damerau-Levenshtein distance 1 up to six letters, 2 above;
+        of the closest, the most frequent (then the nearest in length); None if none."""
         from rapidfuzz import process
         from rapidfuzz.distance import DamerauLevenshtein
 
-        word = word.lower().strip("'-")
-        if word in self.words or _stem(word) in self.stems:
-            return True
         if len(word) < 4:
-            return False
+            return None
         cutoff = 1 if len(word) <= 6 else 2
-        return (
-            process.extractOne(
-                word, self._sorted, scorer=DamerauLevenshtein.distance, score_cutoff=cutoff
-            )
-            is not None
+        found = process.extract(
+            word, self._sorted, scorer=DamerauLevenshtein.distance, score_cutoff=cutoff, limit=8
         )
+        if not found:
+            return None
+        best = min(d for _, d, _ in found)
+        closest = [w for w, d, _ in found if d == best]
+        return max(closest, key=lambda w: (self.counts.get(w, 0), -abs(len(w) - len(word))))
 
 
 # Chat shorthand customers type, and the words they stand for.
@@ -239,10 +249,9 @@ SHORTHAND = {
 def corrected(text: str, vocabulary: Vocabulary) -> str:
     """The text with chat shorthand spelt out and each misspelt word (unknown to the
     history, four letters or more, within `Vocabulary`'s edit distance of one of its
-    words) replaced by that word, so that "hw do i trak my parcle" is searched as "how do
-    i track my parcel"; words the history knows, numbers and identifiers stay as written."""
-    from rapidfuzz import process
-    from rapidfuzz.distance import DamerauLevenshtein
+    words: `Vocabulary.nearest`) replaced by that word, so that "hw do i trak my parcle" is
+    searched as "how do i track my parcel"; words the history knows, function words,
+    numbers and identifiers stay as written."""
 
     def fix(match: re.Match[str]) -> str:
         word = match.group(0)
@@ -252,26 +261,9 @@ def corrected(text: str, vocabulary: Vocabulary) -> str:
             return word  # part of a code ("WELCOM10", "TRACK-A9"), not a word
         if lower in SHORTHAND:
             return SHORTHAND[lower]
-        if (
-            len(lower) < 4
-            or lower in vocabulary.words
-            or lower in vocabulary.ignored
-            or _stem(lower) in vocabulary.stems
-        ):
+        if lower in vocabulary.ignored or vocabulary.as_written(lower):
             return word
-        cutoff = 1 if len(lower) <= 6 else 2
-        found = process.extract(
-            lower,
-            vocabulary._sorted,
-            scorer=DamerauLevenshtein.distance,
-            score_cutoff=cutoff,
-            limit=8,
-        )
-        if not found:
-            return word
-        best = min(d for _, d, _ in found)
-        closest = [w for w, d, _ in found if d == best]
-        return max(closest, key=lambda w: (vocabulary.counts.get(w, 0), -abs(len(w) - len(lower))))
+        return vocabulary.nearest(lower) or word
 
     return _WORD_RE.sub(fix, text)
 
