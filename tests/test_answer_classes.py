@@ -540,3 +540,31 @@ def test_classes_labelled_alike_by_the_import_are_merged_but_not_acts_or_unlabel
     assert merged[0] == merged[1] == merged[5]  # one returns class, whatever the wording
     assert len({merged[0], merged[2], merged[3], merged[4]}) == 4  # act and unlabelled apart
     assert merged[0] == 0  # the largest first
+
+
+def test_eval_fit_reports_the_calibration_and_says_when_an_index_has_none(
+    shop, tiny_embedder_dir, tmp_path
+):
+    from click.testing import CliRunner
+
+    from chatbot.cli import main
+    from chatbot.indexing.builder import update_index
+
+    settings, database, *_ = shop
+    env = {
+        "CHATBOT_HOME": str(settings.home),
+        "CHATBOT_EMBEDDER_PATH": str(tiny_embedder_dir),
+        "CHATBOT_DATABASE_URL": database.url,
+    }
+    update_index(settings, database, calibrate=False)  # no answer classes
+    missing = CliRunner().invoke(main, ["eval", "fit"], env=env)
+    assert missing.exit_code == 1 and "has no fit model" in missing.output
+    assert "chatbot index --rebuild" in missing.output
+
+    update_index(settings, database, rebuild=True)
+    plot = tmp_path / "fit.png"
+    shown = CliRunner().invoke(main, ["eval", "fit", "--plot", str(plot), "--json"], env=env)
+    assert shown.exit_code == 0, shown.output
+    report = json.loads(shown.stdout)
+    assert 0.0 <= report["ece"] <= 1.0 and report["plot"] == str(plot)
+    assert plot.read_bytes().startswith(b"\x89PNG")
