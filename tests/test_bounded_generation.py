@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from chatbot.dialogue.manager import DialogueEvent, _LiveText
+from chatbot.dialogue.turn import DialogueEvent, LiveText
 from chatbot.models.generate import (
     GenerationFailed,
     GenerationTimeout,
@@ -206,7 +206,7 @@ def test_streamed_words_add_up_to_what_was_sent(shop):
 
 def test_live_text_shows_whole_words_and_stops_at_the_first_unshowable_prefix():
     events: list[DialogueEvent] = []
-    live = _LiveText(
+    live = LiveText(
         events.append,
         lambda text: None if "SECRET" in text else text.replace("a@b.example", "<EMAIL>"),
     )
@@ -217,7 +217,7 @@ def test_live_text_shows_whole_words_and_stops_at_the_first_unshowable_prefix():
     live.settle("A retrieved answer instead.")
     assert (events[-1].kind, events[-1].text) == ("replace", "A retrieved answer instead.")
     rest: list[DialogueEvent] = []
-    live = _LiveText(rest.append, lambda text: text)
+    live = LiveText(rest.append, lambda text: text)
     live.add("Our returns ")
     live.settle("Our returns are free.")
     assert "".join(e.text for e in rest) == "Our returns are free." and {e.kind for e in rest} == {

@@ -286,10 +286,10 @@ def test_the_manager_sends_the_agreed_answer_where_consensus_was_chosen(
         )  # the judge's score of what was sent
         assert max(scored, key=lambda c: c["components"]["consensus"])["text"] in agreed
         # the candidates' vectors are kept for the next message, up to the cache's bound
-        assert reply.text in manager._vector_cache
-        monkeypatch.setattr("chatbot.dialogue.manager.REPLY_VECTOR_CACHE", 3)
+        assert reply.text in manager.choose.vectors
+        monkeypatch.setattr("chatbot.dialogue.stages.choose.REPLY_VECTOR_CACHE", 3)
         again = manager.respond(question)
-        assert again.text == reply.text and len(manager._vector_cache) == 3
+        assert again.text == reply.text and len(manager.choose.vectors) == 3
     else:
         assert reply.text == exact_match_answer[question]
         assert all("consensus" not in c["components"] for c in scored)

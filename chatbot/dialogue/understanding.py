@@ -56,6 +56,26 @@ class Understood:
     why: str = ""
 
 
+def fitted_classes(retriever: object) -> AnswerClasses | None:
+    """The answer classes and fit model of the retriever's index version, if it has them."""
+    classes = getattr(retriever, "answer_classes", None)
+    return classes if isinstance(classes, AnswerClasses) else None
+
+
+def deciding_classes(retriever: object, settings: DialogueSettings) -> AnswerClasses | None:
+    """The current index version's answer classes and fit model, where they may decide:
+    None when none were fitted, or when too few of the questions held out when fitting
+    reach the answer bar (`fit_min_coverage`): the history's answers cannot be told
+    apart well enough, and the judge's thresholds decide as before."""
+    classes = fitted_classes(retriever)
+    if classes is None:
+        return None
+    coverage = classes.coverage(settings.fit_answer_at)
+    if coverage is not None and coverage[0] < settings.fit_min_coverage:
+        return None
+    return classes
+
+
 def read_hits(classes: AnswerClasses, hits: Sequence[Hit]) -> Reading:
     """The classes of the retrieved pairs, scored (hits as the retriever ranked them,
     before any is withheld: the reading is about the question, not this customer)."""

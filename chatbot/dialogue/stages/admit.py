@@ -1,0 +1,38 @@
+"""Admit: the customer's message cleaned (control and bidirectional characters, lone
+surrogates), checked (not empty, not only invisible characters, at most
+MAX_MESSAGE_CHARS) and redacted. From here on only this text exists: it is what is
+stored, retrieved with and shown to a model. A bad message is an InputError that says
+what is wrong; nothing is stored.
+
+Where its job ends: storing the message is the intake stage's."""
+
+from __future__ import annotations
+
+import unicodedata
+
+from chatbot.errors import InputError
+from chatbot.ingest.redact import Redactor
+from chatbot.ingest.sanitize import clean_text
+
+MAX_MESSAGE_CHARS = 4000
+
+
+def visible(text: str) -> bool:
+    """The text has a character that shows: not only spaces and invisible format
+    characters (zero-width spaces and joiners, the byte-order mark, soft hyphens)."""
+    return any(not ch.isspace() and unicodedata.category(ch) != "Cf" for ch in text)
+
+
+class Admit:
+    def __init__(self, redactor: Redactor):
+        self.redactor = redactor
+
+    def run(self, message: str) -> str:
+        message = clean_text(message or "").strip()
+        if not visible(message):
+            raise InputError("the message is empty")
+        if len(message) > MAX_MESSAGE_CHARS:
+            raise InputError(
+                f"the message is {len(message)} characters long; the limit is {MAX_MESSAGE_CHARS}"
+            )
+        return self.redactor.redact(message)
