@@ -275,6 +275,12 @@ def install_auth(app: FastAPI, services: Services) -> None:
         log.info("login: %s (%s) from %s", user.username, user.role, client)
         return RedirectResponse(_safe_next(next_path, user.role), status_code=303)
 
+    @app.api_route("/logout", methods=["GET", "HEAD", "PUT", "DELETE", "PATCH"])
+    async def no_logout_by_link(request: Request) -> Response:
+        """A link or an image elsewhere must not log anyone out (nor fall through to the
+        widget's mount): 405, only the console's form posts here."""
+        return Response("Log out with the button in the console.", 405, {"Allow": "POST"})
+
     @app.post("/logout")
     async def logout(request: Request) -> Response:
         """End the session in the store (every copy of its cookie stops working at once)
