@@ -171,12 +171,16 @@ def stored_paths(database_url: str, conversation_ids: list[int]) -> dict[int, di
 
 
 def conversation_of(database_url: str, token: str) -> int | None:
+    from chatbot.errors import AccessDenied
     from chatbot.store.database import Database
     from chatbot.support import customer
 
     database = Database(database_url)
     try:
-        return customer.open_conversation(database, token)
+        with database.session() as session:
+            return customer.conversation_of(session, token).id
+    except AccessDenied:
+        return None
     finally:
         database.dispose()
 

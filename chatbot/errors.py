@@ -38,8 +38,17 @@ class AccountError(ChatbotError):
 
 
 class LoginRefused(ChatbotError):
-    """A login attempt failed: wrong name or password (one message for both), a locked
-    or removed account, or too many attempts from one client."""
+    """A login attempt failed: wrong name or password (one message for both, known and
+    unknown names alike), or too many attempts (`LoginThrottled`)."""
+
+
+class LoginThrottled(LoginRefused):
+    """A login attempt refused unchecked: too many recent failures for this name, from
+    this address, or both; `retry_after` says in how many seconds to try again."""
+
+    def __init__(self, retry_after: float):
+        self.retry_after = max(1, round(retry_after))
+        super().__init__(f"too many login attempts; try again in {self.retry_after} seconds")
 
 
 class AccessDenied(ChatbotError):

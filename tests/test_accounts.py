@@ -1,5 +1,5 @@
 """Accounts: password hashing and policy, the accounts in the store (on SQLite, and on
-PostgreSQL where the database kind matters), logins with lockout, sessions, the login
+PostgreSQL where the database kind matters), logins with growing delays (never a lockout), sessions in the store, the login
 rate limiter, the session secret file, and `chatbot users`."""
 
 from __future__ import annotations
@@ -24,6 +24,8 @@ from chatbot.accounts.passwords import (
 )
 from chatbot.accounts.ratelimit import LoginRateLimiter
 from chatbot.accounts.secret import session_secret
+from chatbot.accounts.sessions import end_session, session_user, start_session
+from chatbot.accounts.throttle import ThrottlePolicy, delay_after
 from chatbot.accounts.users import (
     UserInfo,
     add_user,
@@ -33,14 +35,13 @@ from chatbot.accounts.users import (
     get_user,
     list_users,
     remove_user,
-    session_user,
     set_password,
     set_role,
     unlock_user,
 )
 from chatbot.cli import main
 from chatbot.config import load_settings
-from chatbot.errors import AccountError, ConfigError, InputError, LoginRefused
+from chatbot.errors import AccountError, ConfigError, InputError, LoginRefused, LoginThrottled
 from chatbot.store.support_schema import USER_ROLES, AgentAction, User
 
 PASSWORD = "correct horse battery"
@@ -70,9 +71,9 @@ def fast_hashing(monkeypatch):
     monkeypatch.setattr(passwords, "HASHER_FACTORY", cheap_hasher)
 
 
-def login(database, username, password, now=None, failures=3, minutes=15):
+def login(database, username, password, now=None, address="10.0.0.1"):
     return authenticate(
-        database, username, password, lockout_failures=failures, lockout_minutes=minutes, now=now
+        database, username, password, address=address, policy=ThrottlePolicy(), now=now
     )
 
 
@@ -227,12 +228,14 @@ def test_the_last_admin_is_kept_unless_forced(migrated_database):
 
 def test_set_role_ends_sessions(sqlite_database):
     alice = add_user(sqlite_database, "alice", PASSWORD, "agent")
-    assert session_user(sqlite_database, alice.id, alice.session_epoch) == alice
+    key = start_session(sqlite_database, alice.id, hours=1)
+    assert session_user(sqlite_database, key) == alice
     promoted = set_role(sqlite_database, "alice", "admin")
     assert promoted.role == "admin" and promoted.session_epoch == alice.session_epoch + 1
-    assert session_user(sqlite_database, alice.id, alice.session_epoch) is None
-    assert session_user(sqlite_database, alice.id, promoted.session_epoch).role == "admin"
+    assert session_user(sqlite_database, key) is None
+    key = start_session(sqlite_database, alice.id, hours=1)
     assert set_role(sqlite_database, "alice", "admin") == promoted  # no change, sessions kept
+    assert session_user(sqlite_database, key).role == "admin"
     with pytest.raises(InputError, match="role 'boss'"):
         set_role(sqlite_database, "alice", "boss")
 
@@ -270,65 +273,90 @@ def test_unknown_user_costs_a_password_check(sqlite_database):
     assert CountingHasher.verifications == 1  # the dummy check, as for a real account
 
 
-def test_lockout_then_unlock_when_time_passes(migrated_database):
+def test_wrong_passwords_slow_down_never_lock(migrated_database):
+    """After `free_failures` wrong passwords from one address, each further try waits
+    1, 2, 4 … seconds (unchecked while it waits); the right password then gets in."""
     add_user(migrated_database, "alice", PASSWORD, "agent")
-    for _ in range(2):
-        with pytest.raises(LoginRefused, match="wrong username or password"):
-            login(migrated_database, "alice", "not the password", now=T0, failures=3, minutes=15)
-    assert stored_row(migrated_database, "alice").failed_logins == 2
-    with pytest.raises(
-        LoginRefused, match=r"^account locked until 09:15 UTC \(too many wrong passwords\)$"
-    ):
-        login(migrated_database, "alice", "not the password", now=T0, failures=3, minutes=15)
-    # While locked even the right password is refused, without being checked.
+    for i in range(3):
+        with pytest.raises(LoginRefused, match="^wrong username or password$"):
+            login(migrated_database, "alice", "not the password", now=T0 + timedelta(seconds=i))
     CountingHasher.verifications = 0
-    with pytest.raises(LoginRefused, match="account locked until 09:15 UTC"):
-        login(migrated_database, "alice", PASSWORD, now=T0 + timedelta(minutes=14), failures=3)
-    assert CountingHasher.verifications == 0
-    assert get_user(migrated_database, "alice").is_locked(T0 + timedelta(minutes=14))
-    user = login(
-        migrated_database, "alice", PASSWORD, now=T0 + timedelta(minutes=15, seconds=1), failures=3
-    )
-    assert user.username == "alice"
-    row = stored_row(migrated_database, "alice")
-    assert (row.failed_logins, row.locked_until) == (0, None)
+    last = T0 + timedelta(seconds=2)
+    with pytest.raises(LoginThrottled) as waited:  # even the right one waits, unchecked
+        login(migrated_database, "alice", PASSWORD, now=last)
+    assert waited.value.retry_after == 1 and CountingHasher.verifications == 0
+    with pytest.raises(LoginRefused, match="^wrong username or password$"):
+        login(migrated_database, "alice", "not the password", now=last + timedelta(seconds=1))
+    with pytest.raises(LoginThrottled) as waited:  # 4 failures: 2 seconds now
+        login(migrated_database, "alice", PASSWORD, now=last + timedelta(seconds=2))
+    assert waited.value.retry_after == 1
+    user = login(migrated_database, "alice", PASSWORD, now=last + timedelta(seconds=3))
+    assert user.username == "alice" and not get_user(migrated_database, "alice").is_locked()
+    # The success forgot this address's failures: a typo now costs nothing.
+    with pytest.raises(LoginRefused, match="^wrong username or password$"):
+        login(migrated_database, "alice", "typo", now=last + timedelta(seconds=4))
 
 
-def test_success_resets_the_failure_count(sqlite_database):
+def test_a_strangers_guesses_do_not_stop_the_user_from_another_address(sqlite_database):
     add_user(sqlite_database, "alice", PASSWORD, "agent")
-    for _ in range(2):
+    for i in range(12):
         with pytest.raises(LoginRefused):
-            login(sqlite_database, "alice", "not the password", failures=3)
-    login(sqlite_database, "alice", PASSWORD, failures=3)
-    for _ in range(2):  # two more wrong ones do not lock: the count started again
-        with pytest.raises(LoginRefused, match="wrong username"):
-            login(sqlite_database, "alice", "not the password", failures=3)
+            login(sqlite_database, "alice", f"guess {i}", now=T0, address="203.0.113.9")
+    with pytest.raises(LoginThrottled):
+        login(sqlite_database, "alice", PASSWORD, now=T0, address="203.0.113.9")
+    assert login(sqlite_database, "alice", PASSWORD, now=T0, address="10.1.1.1").username == "alice"
 
 
-def test_parallel_guesses_cannot_exceed_the_lockout(migrated_database):
-    """Twelve wrong passwords at once: at most `lockout_failures` are ever checked, the
-    rest are refused and the account ends up locked."""
-    add_user(migrated_database, "alice", PASSWORD, "agent")
-    CountingHasher.verifications = 0
-    results: list[str] = []
-    barrier = threading.Barrier(12)
+def test_unknown_and_known_names_are_throttled_alike(sqlite_database):
+    add_user(sqlite_database, "alice", PASSWORD, "agent")
+    answers = {}
+    for name, address in (("alice", "10.0.0.1"), ("nobody", "10.0.0.2")):
+        seen = []
+        for i in range(6):
+            try:
+                when = T0 + timedelta(seconds=i)
+                login(sqlite_database, name, "not the password", now=when, address=address)
+            except LoginThrottled as exc:
+                seen.append(("throttled", exc.retry_after))
+            except LoginRefused as exc:
+                seen.append(("refused", str(exc)))
+        answers[name] = seen
+    assert answers["alice"] == answers["nobody"]
+    assert answers["alice"][0] == ("refused", "wrong username or password")
+    assert ("throttled", 1) in answers["alice"]
 
-    def guess(i: int) -> None:
-        barrier.wait()
-        try:
-            login(migrated_database, "alice", f"guess number {i}", failures=3)
-            results.append("in")
-        except LoginRefused as exc:
-            results.append(str(exc))
 
-    threads = [threading.Thread(target=guess, args=(i,)) for i in range(12)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert len(results) == 12 and "in" not in results
-    assert CountingHasher.verifications <= 3
-    assert get_user(migrated_database, "alice").is_locked()
+def test_many_addresses_hit_the_account_wide_cap(sqlite_database):
+    add_user(sqlite_database, "alice", PASSWORD, "agent")
+    policy = ThrottlePolicy(account_failures_per_hour=5)
+    for i in range(5):
+        with pytest.raises(LoginRefused):
+            authenticate(
+                sqlite_database, "alice", "x" * 12, address=f"10.0.0.{i}", policy=policy, now=T0
+            )
+    with pytest.raises(LoginThrottled) as waited:
+        authenticate(sqlite_database, "alice", PASSWORD, address="10.9.9.9", policy=policy, now=T0)
+    assert waited.value.retry_after == 3600
+    # An admin lifts it at once.
+    unlock_user(sqlite_database, "alice")
+    assert (
+        authenticate(
+            sqlite_database, "alice", PASSWORD, address="10.9.9.9", policy=policy, now=T0
+        ).username
+        == "alice"
+    )
+
+
+def test_delays_grow_and_are_capped():
+    assert [delay_after(n, 3, 300) for n in (0, 2, 3, 4, 5, 10, 60)] == [
+        0.0,
+        0.0,
+        1.0,
+        2.0,
+        4.0,
+        128.0,
+        300.0,
+    ]
 
 
 def test_login_rehashes_an_outdated_hash(sqlite_database, monkeypatch):
@@ -342,16 +370,15 @@ def test_login_rehashes_an_outdated_hash(sqlite_database, monkeypatch):
     assert stored_row(sqlite_database, "alice").password_hash == new
 
 
-def test_set_password_ends_sessions_and_lifts_the_lock(sqlite_database):
+def test_set_password_ends_sessions(sqlite_database):
     alice = add_user(sqlite_database, "alice", PASSWORD, "agent")
-    for _ in range(3):
-        with pytest.raises(LoginRefused):
-            login(sqlite_database, "alice", "not the password", now=T0, failures=3)
+    key = start_session(sqlite_database, alice.id, hours=1)
     with pytest.raises(InputError, match="too short"):
         set_password(sqlite_database, "alice", "short")
+    assert session_user(sqlite_database, key) is not None
     changed = set_password(sqlite_database, "ALICE", "a new password here")
-    assert changed.session_epoch == alice.session_epoch + 1 and changed.locked_until is None
-    assert session_user(sqlite_database, alice.id, alice.session_epoch) is None
+    assert changed.session_epoch == alice.session_epoch + 1
+    assert session_user(sqlite_database, key) is None
     with pytest.raises(LoginRefused, match="wrong username or password"):
         login(sqlite_database, "alice", PASSWORD, now=T0)
     assert login(sqlite_database, "alice", "a new password here", now=T0).id == alice.id
@@ -359,56 +386,54 @@ def test_set_password_ends_sessions_and_lifts_the_lock(sqlite_database):
         set_password(sqlite_database, "zed", "a new password here")
 
 
-def test_unlock_user(sqlite_database):
+def test_unlock_user_lifts_the_delays(sqlite_database):
     add_user(sqlite_database, "alice", PASSWORD, "agent")
-    for _ in range(3):
+    for _ in range(5):
         with pytest.raises(LoginRefused):
-            login(sqlite_database, "alice", "not the password", now=T0, failures=3)
-    assert unlock_user(sqlite_database, "alice").locked_until is None
+            login(sqlite_database, "alice", "not the password", now=T0)
+    with pytest.raises(LoginThrottled):
+        login(sqlite_database, "alice", PASSWORD, now=T0)
+    unlock_user(sqlite_database, "alice")
     assert login(sqlite_database, "alice", PASSWORD, now=T0).username == "alice"
 
 
 # --- sessions --------------------------------------------------------------------------
 
 
-def test_session_user(sqlite_database):
+def test_session_lives_in_the_store(sqlite_database):
     alice = add_user(sqlite_database, "alice", PASSWORD, "agent")
-    assert session_user(sqlite_database, alice.id, alice.session_epoch) == alice
-    assert session_user(sqlite_database, alice.id, alice.session_epoch + 1) is None
-    assert session_user(sqlite_database, alice.id + 100, alice.session_epoch) is None
-    assert session_user(sqlite_database, "1", alice.session_epoch) is None
-    # locked: refused at once, and again accepted once the lock has passed
-    for _ in range(3):
+    key = start_session(sqlite_database, alice.id, hours=1, now=T0)
+    assert session_user(sqlite_database, key, now=T0) == alice
+    assert session_user(sqlite_database, key + "x", now=T0) is None
+    assert session_user(sqlite_database, None, now=T0) is None
+    assert session_user(sqlite_database, key, now=T0 + timedelta(hours=1, seconds=1)) is None
+    # Failed logins leave a session alone.
+    for _ in range(8):
         with pytest.raises(LoginRefused):
-            login(sqlite_database, "alice", "not the password", now=T0, failures=3, minutes=10)
-    assert (
-        session_user(sqlite_database, alice.id, alice.session_epoch, now=T0 + timedelta(minutes=5))
-        is None
-    )
-    assert (
-        session_user(sqlite_database, alice.id, alice.session_epoch, now=T0 + timedelta(minutes=11))
-        is not None
-    )
+            login(sqlite_database, "alice", "not the password", now=T0)
+    assert session_user(sqlite_database, key, now=T0) is not None
+    end_session(sqlite_database, key)  # logout
+    assert session_user(sqlite_database, key, now=T0) is None
     # disabled
+    other = start_session(sqlite_database, alice.id, hours=1, now=T0)
     with sqlite_database.session() as session:
         session.get(User, alice.id).active = False
-    assert (
-        session_user(sqlite_database, alice.id, alice.session_epoch, now=T0 + timedelta(minutes=11))
-        is None
-    )
-    with pytest.raises(LoginRefused, match="wrong username or password"):
-        login(sqlite_database, "alice", PASSWORD, now=T0 + timedelta(minutes=11))
+    assert session_user(sqlite_database, other, now=T0) is None
 
 
-def test_session_of_a_removed_user_ends_and_does_not_fit_a_new_one(sqlite_database):
+def test_set_role_and_removal_end_sessions_and_a_new_user_gets_none(sqlite_database):
     add_user(sqlite_database, "boss", PASSWORD, "admin")
     alice = add_user(sqlite_database, "alice", PASSWORD, "agent")
+    key = start_session(sqlite_database, alice.id, hours=1)
+    set_role(sqlite_database, "alice", "admin")
+    assert session_user(sqlite_database, key) is None
+    key = start_session(sqlite_database, alice.id, hours=1)
     remove_user(sqlite_database, "alice")
-    assert session_user(sqlite_database, alice.id, alice.session_epoch) is None
-    # SQLite hands the highest removed id to the next row: the old cookie must not fit.
+    assert session_user(sqlite_database, key) is None
+    # SQLite hands the highest removed id to the next row: the old key must not fit.
     mallory = add_user(sqlite_database, "mallory", PASSWORD, "admin")
     assert mallory.id == alice.id
-    assert session_user(sqlite_database, alice.id, alice.session_epoch) is None
+    assert session_user(sqlite_database, key) is None
 
 
 # --- rate limiter ----------------------------------------------------------------------
@@ -706,10 +731,9 @@ def test_cli_set_password_set_role_unlock(cli_env):
     try:
         for _ in range(5):
             with pytest.raises(LoginRefused):
-                authenticate(
-                    database, "alice", "wrong one!!", lockout_failures=5, lockout_minutes=15
-                )
-        assert "locked until" in users(cli_env, "list").output
+                login(database, "alice", "wrong one!!")
+        with pytest.raises(LoginThrottled):
+            login(database, "alice", "another good one")
         assert users(cli_env, "unlock", "alice").output.strip() == "unlocked alice"
         assert login(database, "alice", "another good one").role == "admin"
     finally:

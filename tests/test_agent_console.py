@@ -20,6 +20,9 @@ from chatbot.ui import agent as console
 from chatbot.web.services import Services
 from tests.test_dialogue_support import SHOP, build_retriever, make_manager, seed_shop
 
+# The key the tests' conversation tokens are issued with (Services get the same one).
+KEY = customer.token_key("test session secret, not used anywhere else")
+
 ORDER_Q = SHOP[0][0]
 PAYLOAD = '<img src=x onerror="alert(1)"> <script>alert(2)</script> **not bold** $$x$$'
 ELEM_IDS = {
@@ -64,7 +67,7 @@ def services(tiny_settings, sqlite_database):
     )
     for name in ("alice", "bob"):
         add_user(sqlite_database, name, "a long enough password 1", "agent")
-    return Services(tiny_settings, sqlite_database, manager)
+    return Services(tiny_settings, sqlite_database, manager, conversation_key=KEY)
 
 
 def login(services, username):
@@ -191,8 +194,8 @@ def test_an_opened_conversation_shows_text_as_text_with_its_evidence_and_trace(s
 
 def test_a_reply_the_customer_said_was_wrong_shows_the_reason_and_comment(services):
     database = services.database
-    token = customer.new_token()
-    cid = customer.open_conversation(database, token)
+    token = customer.new_token(KEY)
+    cid = customer.open_conversation(database, token, KEY)
     with database.session() as session:
         asked = add_message(session=session, conversation_id=cid, role="customer", text=ORDER_Q)
         shown = add_message(session=session, conversation_id=cid, role="bot", text="Tomorrow.")

@@ -27,6 +27,9 @@ from chatbot.support import customer, feedback, review
 from chatbot.support.queue import conversation_detail, load_queue, reason_group
 from tests.test_dialogue_support import SHOP, make_manager, shop  # noqa: F401
 
+# The key the tests' conversation tokens are issued with (Services get the same one).
+KEY = customer.token_key("test session secret, not used anywhere else")
+
 ORDER_Q = SHOP[0][0]
 PASSWORD_Q = SHOP[3][0]
 DELIVERY_Q = SHOP[4][0]
@@ -663,8 +666,8 @@ def test_a_cached_answer_the_customer_said_was_wrong_shows_its_pair_to_the_agent
     if conversation(database, first.conversation_id).state == "handed_off":
         review.hand_back(database, first.conversation_id, alice)
 
-    token = customer.new_token()
-    cid = customer.open_conversation(database, token)
+    token = customer.new_token(KEY)
+    cid = customer.open_conversation(database, token, KEY)
     served = make_manager(settings, database, retriever, max_rounds=0).respond(
         "do you ship to canada", cid
     )
@@ -707,8 +710,8 @@ def test_a_reply_the_customer_said_was_wrong_is_never_a_good_answer(shop):
     settings, database, _, _ = shop
     question = "Can I collect my order at the warehouse?"
     wrong = "Yes, the warehouse is open for collection every Sunday from 6 am."
-    token = customer.new_token()
-    cid = customer.open_conversation(database, token)
+    token = customer.new_token(KEY)
+    cid = customer.open_conversation(database, token, KEY)
     with database.session() as session:
         session.add(
             TrainingPair(

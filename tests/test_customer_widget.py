@@ -35,6 +35,9 @@ from tests.test_dialogue_support import (
     seed_shop,
 )
 
+# The key the tests' conversation tokens are issued with (Services get the same one).
+KEY = customer.token_key("test session secret, not used anywhere else")
+
 REPO = Path(__file__).resolve().parent.parent
 PAYLOAD = '<img src=x onerror=alert(1)> <script>alert("x")</script> & "quotes"'
 RESET_Q = SHOP[3][0]
@@ -59,12 +62,12 @@ def _add(database, conversation_id, role, text):
 
 
 def test_tokens_are_random_and_only_their_hash_is_stored(migrated_database):
-    tokens = {customer.new_token() for _ in range(50)}
+    tokens = {customer.new_token(KEY) for _ in range(50)}
     assert len(tokens) == 50 and all(customer.is_well_formed(t) for t in tokens)
     token = tokens.pop()
-    conversation_id = customer.open_conversation(migrated_database, token)
+    conversation_id = customer.open_conversation(migrated_database, token, KEY)
     assert (
-        customer.open_conversation(migrated_database, token) == conversation_id
+        customer.open_conversation(migrated_database, token, KEY) == conversation_id
     )  # the same one again
     with migrated_database.session() as session:
         conversation = session.get(Conversation, conversation_id)
@@ -83,7 +86,7 @@ def test_tokens_are_random_and_only_their_hash_is_stored(migrated_database):
 )
 def test_malformed_tokens_are_refused_everywhere(migrated_database, token):
     with pytest.raises(AccessDenied):
-        customer.open_conversation(migrated_database, token)
+        customer.open_conversation(migrated_database, token, KEY)
     with pytest.raises(AccessDenied):
         customer.messages_after(migrated_database, token, -1)
     with pytest.raises(AccessDenied):
@@ -95,7 +98,7 @@ def test_malformed_tokens_are_refused_everywhere(migrated_database, token):
 
 
 def test_an_unknown_token_reads_nothing(migrated_database):
-    stranger = customer.new_token()
+    stranger = customer.new_token(KEY)
     with pytest.raises(AccessDenied):
         customer.messages_after(migrated_database, stranger, -1)
     with migrated_database.session() as session, pytest.raises(AccessDenied):
@@ -106,9 +109,9 @@ def test_an_unknown_token_reads_nothing(migrated_database):
 
 
 def test_one_customer_cannot_read_or_rate_anothers_conversation(migrated_database):
-    alice, bob = customer.new_token(), customer.new_token()
-    a = customer.open_conversation(migrated_database, alice)
-    b = customer.open_conversation(migrated_database, bob)
+    alice, bob = customer.new_token(KEY), customer.new_token(KEY)
+    a = customer.open_conversation(migrated_database, alice, KEY)
+    b = customer.open_conversation(migrated_database, bob, KEY)
     assert a != b
     _add(migrated_database, a, "customer", "my order 123 is late")
     alice_reply = _add(migrated_database, a, "bot", "Sorry to hear that, Alice.")
@@ -127,8 +130,8 @@ def test_one_customer_cannot_read_or_rate_anothers_conversation(migrated_databas
 
 
 def test_the_chat_is_rebuilt_from_the_store_and_polled_by_turn(migrated_database):
-    token = customer.new_token()
-    conversation_id = customer.open_conversation(migrated_database, token)
+    token = customer.new_token(KEY)
+    conversation_id = customer.open_conversation(migrated_database, token, KEY)
     for role, text in [
         ("customer", "Where is my parcel?"),
         ("bot", "Passing you to a colleague."),
@@ -150,8 +153,8 @@ def test_the_chat_is_rebuilt_from_the_store_and_polled_by_turn(migrated_database
 
 
 def test_feedback_is_one_row_per_reply_and_the_last_click_wins(migrated_database):
-    token = customer.new_token()
-    conversation_id = customer.open_conversation(migrated_database, token)
+    token = customer.new_token(KEY)
+    conversation_id = customer.open_conversation(migrated_database, token, KEY)
     _add(migrated_database, conversation_id, "customer", "hi")
     reply = _add(migrated_database, conversation_id, "bot", "Hello! How can I help?")
     agent = _add(migrated_database, conversation_id, "agent", "Hi, Sam here.")
@@ -226,8 +229,8 @@ def _agent(database, name="alice"):
 
 def test_a_thumbs_down_flags_the_reply_for_the_agents_with_the_comment(migrated_database):
     database = migrated_database
-    token = customer.new_token()
-    cid = customer.open_conversation(database, token)
+    token = customer.new_token(KEY)
+    cid = customer.open_conversation(database, token, KEY)
     reply, shown = _answered(database, cid, "Where is my parcel?", "It arrives tomorrow.")
     assert _queue(database) == [] and _status(database, reply) is None
 
@@ -264,8 +267,8 @@ def test_a_thumbs_down_flags_the_reply_for_the_agents_with_the_comment(migrated_
 def test_a_flag_taken_back_leaves_what_else_keeps_the_reply_waiting(migrated_database):
     database = migrated_database
     alice = _agent(database)
-    token = customer.new_token()
-    cid = customer.open_conversation(database, token)
+    token = customer.new_token(KEY)
+    cid = customer.open_conversation(database, token, KEY)
 
     # A flagged answer waits for review anyway: a thumbs-down regroups it, taking it back
     # leaves it flagged.
@@ -314,12 +317,12 @@ def test_a_flag_taken_back_leaves_what_else_keeps_the_reply_waiting(migrated_dat
 
 def test_asking_for_a_person_hands_off_once(migrated_database, tiny_settings):
     manager = make_manager(tiny_settings, migrated_database, retriever=None)
-    token = customer.new_token()
+    token = customer.new_token(KEY)
     assert customer.human_in_charge(migrated_database, token) is False
     conversation_id = customer.ask_for_person(
-        migrated_database, manager, token
+        migrated_database, manager, token, KEY
     )  # starts the conversation
-    customer.ask_for_person(migrated_database, manager, token)  # a second press adds nothing
+    customer.ask_for_person(migrated_database, manager, token, KEY)  # a second press adds nothing
     assert customer.human_in_charge(migrated_database, token) is True
     with migrated_database.session() as session:
         conversation = session.get(Conversation, conversation_id)
@@ -348,7 +351,12 @@ def retriever(tiny_settings, database):
 
 
 def services_for(settings, database, retriever, **overrides) -> Services:
-    return Services(settings, database, make_manager(settings, database, retriever, **overrides))
+    return Services(
+        settings,
+        database,
+        make_manager(settings, database, retriever, **overrides),
+        conversation_key=KEY,
+    )
 
 
 @pytest.fixture
@@ -369,7 +377,7 @@ def _shown_texts(view):
 
 
 def test_a_reply_streams_and_ends_as_stored_with_its_sources(services, database):
-    token = customer.new_token()
+    token = customer.new_token(KEY)
     views = list(widget.answer(services, token, f"  {RESET_Q}  "))
     assert all(not v.final for v in views[:-1]) and views[-1].final
     assert views[0].chat[-2:] == [
@@ -377,7 +385,7 @@ def test_a_reply_streams_and_ends_as_stored_with_its_sources(services, database)
         {"role": "assistant", "content": widget.THINKING},
     ]
     last = views[-1]
-    conversation_id = customer.open_conversation(database, token)
+    conversation_id = customer.open_conversation(database, token, KEY)
     stored = _messages(database, conversation_id)
     assert stored[0] == ("customer", RESET_Q) and stored[-1][0] == "bot"
     sent = stored[-1][1]
@@ -423,10 +431,12 @@ class ScriptedManager:
 
 def test_the_draft_grows_then_the_final_text_replaces_it(tiny_settings, database):
     final = "It left our depot today."
-    services = Services(tiny_settings, database, ScriptedManager(database, final))
+    services = Services(
+        tiny_settings, database, ScriptedManager(database, final), conversation_key=KEY
+    )
     shown = [
         v.chat[-1]["content"]
-        for v in widget.answer(services, customer.new_token(), "Where is my parcel?")
+        for v in widget.answer(services, customer.new_token(KEY), "Where is my parcel?")
     ]
     assert shown == [
         widget.THINKING,
@@ -440,26 +450,26 @@ def test_the_draft_grows_then_the_final_text_replaces_it(tiny_settings, database
 
 
 def test_a_reload_rebuilds_the_chat_and_a_bad_token_gets_a_new_one(services, database):
-    token = customer.new_token()
+    token = customer.new_token(KEY)
     last = list(widget.answer(services, token, RESET_Q))[-1]
-    same, view = widget.on_load(database, token)
+    same, view = widget.on_load(database, token, KEY)
     assert same == token and view == last
     for bad in (None, "", "not-a-token", {"token": token}):
-        fresh, view = widget.on_load(database, bad)
+        fresh, view = widget.on_load(database, bad, KEY)
         assert customer.is_well_formed(fresh) and fresh != token and view == widget.ChatView()
-    unused = customer.new_token()  # well formed, no conversation yet: kept, empty chat
-    assert widget.on_load(database, unused) == (unused, widget.ChatView())
+    unused = customer.new_token(KEY)  # well formed, no conversation yet: kept, empty chat
+    assert widget.on_load(database, unused, KEY) == (unused, widget.ChatView())
     with database.session() as session:
         assert (
             len(session.scalars(select(Conversation).where(Conversation.channel == "live")).all())
             == 1
         )
-    assert widget.start_over()[0] != token
+    assert widget.start_over(KEY)[0] != token
 
 
 @pytest.mark.parametrize("message", ["", "   ", "x" * (MAX_MESSAGE_CHARS + 1)])
 def test_bad_input_warns_and_keeps_the_text(services, database, message):
-    token = customer.new_token()
+    token = customer.new_token(KEY)
     views = list(widget.answer(services, token, message))
     assert len(views) == 1 and views[0].warning and views[0].keep_input and views[0].final
     assert views[0].chat == []
@@ -473,10 +483,10 @@ def test_a_failing_model_still_stores_the_message(tiny_settings, database, retri
     services = services_for(
         tiny_settings, database, retriever, source=FailingReplySource(), cache_enabled=False
     )
-    token = customer.new_token()
+    token = customer.new_token(KEY)
     last = list(widget.answer(services, token, "Refund please"))[-1]
     assert last.final and last.warning is None
-    conversation_id = customer.open_conversation(database, token)
+    conversation_id = customer.open_conversation(database, token, KEY)
     assert _messages(database, conversation_id)[0] == ("customer", "Refund please")
     assert _shown_texts(last)[0] == ("user", "Refund please") and len(last.chat) >= 2
 
@@ -490,13 +500,13 @@ class BrokenRetriever:
 
 def test_a_failure_while_answering_ends_in_a_polite_notice(tiny_settings, database):
     services = services_for(tiny_settings, database, BrokenRetriever())
-    token = customer.new_token()
+    token = customer.new_token(KEY)
     last = list(widget.answer(services, token, "Where is my parcel?"))[-1]
     assert last.final
     assert _shown_texts(last) == [("user", "Where is my parcel?"), ("assistant", widget.FAILED)]
     assert last.message_ids == [None, None]  # the notice is not a stored reply: nothing to rate
     assert not last.keep_input  # the message is stored: the box is cleared
-    assert _messages(database, customer.open_conversation(database, token)) == [
+    assert _messages(database, customer.open_conversation(database, token, KEY)) == [
         ("customer", "Where is my parcel?")
     ]
 
@@ -507,9 +517,12 @@ def test_a_store_that_fails_keeps_the_message_in_the_box(tiny_settings, tmp_path
     unmigrated = Database(f"sqlite:///{tmp_path / 'no-schema.db'}")  # every query fails
     try:
         services = Services(
-            tiny_settings, unmigrated, make_manager(tiny_settings, unmigrated, BrokenRetriever())
+            tiny_settings,
+            unmigrated,
+            make_manager(tiny_settings, unmigrated, BrokenRetriever()),
+            conversation_key=KEY,
         )
-        views = list(widget.answer(services, customer.new_token(), "Where is my parcel?"))
+        views = list(widget.answer(services, customer.new_token(KEY), "Where is my parcel?"))
     finally:
         unmigrated.dispose()
     assert len(views) == 1 and views[0].keep_input and views[0].final
@@ -519,7 +532,7 @@ def test_a_store_that_fails_keeps_the_message_in_the_box(tiny_settings, tmp_path
 def test_with_a_person_in_charge_the_assistant_is_silent_and_the_agent_arrives_by_polling(
     services, database
 ):
-    token = customer.new_token()
+    token = customer.new_token(KEY)
     handed = list(widget.answer(services, token, "I want to talk to a real person please"))[-1]
     assert handed.human is True
     assert _shown_texts(handed)[-1] == ("assistant", services.manager.settings.handoff_message)
@@ -532,7 +545,7 @@ def test_with_a_person_in_charge_the_assistant_is_silent_and_the_agent_arrives_b
     )  # no reply shown
     assert widget.poll(database, token, quiet[-1].last_turn, True) is None
 
-    conversation_id = customer.open_conversation(database, token)
+    conversation_id = customer.open_conversation(database, token, KEY)
     agent_id = _add(
         database, conversation_id, "agent", "Hi, this is Sam from the team. Let me check."
     )
@@ -548,7 +561,7 @@ def test_with_a_person_in_charge_the_assistant_is_silent_and_the_agent_arrives_b
 
 
 def test_talk_to_a_person_button(services, database):
-    token = customer.new_token()
+    token = customer.new_token(KEY)
     view = widget.talk_to_person(services, token)
     assert view.human is True and view.warning is None
     assert _shown_texts(view) == [("assistant", services.manager.settings.handoff_message)]
@@ -556,9 +569,9 @@ def test_talk_to_a_person_button(services, database):
 
 
 def test_html_from_customers_agents_and_models_is_shown_as_text(services, database):
-    token = customer.new_token()
+    token = customer.new_token(KEY)
     views = list(widget.answer(services, token, PAYLOAD))
-    conversation_id = customer.open_conversation(database, token)
+    conversation_id = customer.open_conversation(database, token, KEY)
     _add(database, conversation_id, "agent", "<b>bold?</b> <a href=javascript:alert(1)>click</a>")
     view = widget.current_view(database, token)
     for v in views + [view]:
@@ -575,7 +588,7 @@ def test_html_from_customers_agents_and_models_is_shown_as_text(services, databa
 
 
 def test_thumbs_and_comments_are_stored_for_the_rated_reply(services, database):
-    token = customer.new_token()
+    token = customer.new_token(KEY)
     last = list(widget.answer(services, token, RESET_Q))[-1]
     reply_index = last.message_ids.index(next(i for i in last.message_ids if i))
     reply_id = last.message_ids[reply_index]
@@ -602,7 +615,7 @@ def test_thumbs_and_comments_are_stored_for_the_rated_reply(services, database):
     for index in (0, 99, None, "1"):  # the customer's own message, or no such entry
         with pytest.raises(AccessDenied):
             widget.rate(database, token, last.message_ids, index, True)
-    other = customer.new_token()
+    other = customer.new_token(KEY)
     with pytest.raises(AccessDenied):  # another browser with the same ids is still refused
         widget.rate(database, other, last.message_ids, reply_index, True)
 
@@ -651,7 +664,9 @@ def _last_reply(database, token):
     with database.session() as session:
         return session.scalar(
             select(DialogueReply)
-            .where(DialogueReply.conversation_id == customer.open_conversation(database, token))
+            .where(
+                DialogueReply.conversation_id == customer.open_conversation(database, token, KEY)
+            )
             .order_by(DialogueReply.id.desc())
             .limit(1)
         )
@@ -670,7 +685,7 @@ def test_a_clarifying_question_shows_its_choices_as_buttons_until_one_is_taken(
     tiny_settings, database
 ):
     services = clarifying_services(tiny_settings, database)
-    token = customer.new_token()
+    token = customer.new_token(KEY)
     views = list(widget.answer(services, token, MONEY_BACK))
     asked = _last_reply(database, token)
     assert asked.decision == "clarify" and len(asked.options) >= 2
@@ -691,7 +706,7 @@ def test_a_clarifying_question_shows_its_choices_as_buttons_until_one_is_taken(
     assert _with_buttons(last) == [len(last.chat) - 1]
 
     # A reload (or a poll that finds nothing new) shows them again.
-    assert widget.on_load(database, token) == (token, last)
+    assert widget.on_load(database, token, KEY) == (token, last)
     assert widget.current_view(database, token) == last
 
     # A click sends the label as the customer's next message, through the same handler as
@@ -710,14 +725,14 @@ def test_a_clarifying_question_shows_its_choices_as_buttons_until_one_is_taken(
     assert reply.reason.endswith("chosen by the customer")
     assert answered.human is False and answered.final
     assert _shown_texts(answered)[-2:] == [("user", chosen), ("assistant", reply.shown_text)]
-    assert _with_buttons(answered) == [] and widget.on_load(database, token)[1] == answered
+    assert _with_buttons(answered) == [] and widget.on_load(database, token, KEY)[1] == answered
 
 
 def test_a_typed_number_takes_a_choice_and_any_other_message_removes_the_buttons(
     tiny_settings, database
 ):
     services = clarifying_services(tiny_settings, database)
-    token = customer.new_token()
+    token = customer.new_token(KEY)
     first = list(widget.answer(services, token, SHOP[0][0]))[-1]
     options = _offered(first)
     assert len(options) >= 2
@@ -733,10 +748,10 @@ def test_a_typed_number_takes_a_choice_and_any_other_message_removes_the_buttons
     assert _offered(asked)
     moved_on = list(widget.answer(services, token, "Something completely different"))
     assert all(_with_buttons(v) == [] for v in moved_on)
-    assert widget.on_load(database, token)[1] == moved_on[-1]
+    assert widget.on_load(database, token, KEY)[1] == moved_on[-1]
 
     # A greeting is plain text; so is every reply in a chat with no clarifying question.
-    greeted = list(widget.answer(services, customer.new_token(), "hello"))[-1]
+    greeted = list(widget.answer(services, customer.new_token(KEY), "hello"))[-1]
     assert _with_buttons(greeted) == [] and greeted.chat[-1]["content"]
 
 
@@ -744,7 +759,7 @@ def test_a_refused_message_leaves_the_buttons_and_a_person_in_charge_hides_them(
     tiny_settings, database
 ):
     services = clarifying_services(tiny_settings, database)
-    token = customer.new_token()
+    token = customer.new_token(KEY)
     asked = list(widget.answer(services, token, MONEY_BACK))[-1]
     assert _offered(asked)
     refused = list(widget.answer(services, token, "x" * (MAX_MESSAGE_CHARS + 1)))
@@ -753,7 +768,9 @@ def test_a_refused_message_leaves_the_buttons_and_a_person_in_charge_hides_them(
 
     # A person took the conversation without a word yet: the buttons would talk to no one.
     with database.session() as session:
-        session.get(Conversation, customer.open_conversation(database, token)).state = "handed_off"
+        session.get(
+            Conversation, customer.open_conversation(database, token, KEY)
+        ).state = "handed_off"
     assert _with_buttons(widget.current_view(database, token)) == []
 
 
@@ -798,8 +815,8 @@ def test_choices_are_text_and_only_the_last_message_offers_them():
 
 
 def test_the_choices_come_from_the_message_or_else_its_reply_record(database):
-    token = customer.new_token()
-    cid = customer.open_conversation(database, token)
+    token = customer.new_token(KEY)
+    cid = customer.open_conversation(database, token, KEY)
     with database.session() as session:
         add_message(
             session=session,
@@ -835,7 +852,7 @@ def test_a_click_on_a_choice_runs_the_send_path(tiny_settings, database):
     assert box._id in [o._id for o in choose.outputs]
 
     request = SimpleNamespace(client=SimpleNamespace(host="127.0.0.1"))
-    token = customer.new_token()
+    token = customer.new_token(KEY)
     asked = list(send.fn(token, MONEY_BACK, request))[-1]
     options = [o["label"] for o in asked[1][-1]["options"]]
     clicked = SelectData(None, {"index": 0, "value": options[0]})
@@ -844,7 +861,7 @@ def test_a_click_on_a_choice_runs_the_send_path(tiny_settings, database):
     assert all("options" not in entry for o in outputs for entry in o[1])
     assert outputs[-1][1][-2] == {"role": "user", "content": html.escape(options[0])}
     assert all(o[6] == {"__type__": "update"} for o in outputs)  # the box is left alone
-    assert _messages(database, customer.open_conversation(database, token))[2] == (
+    assert _messages(database, customer.open_conversation(database, token, KEY))[2] == (
         "customer",
         options[0],
     )

@@ -150,7 +150,7 @@ def test_database_down_then_back(server, tmp_path, tiny_embedder_dir, tiny_reply
     try:
         first = manager.respond(SHOP[3][0], source="cli")
         assert first.text
-        token = new_token()
+        token = new_token(services.customer_token_key())
         views = list(answer(services, token, SHOP[4][0]))
         assert views[-1].chat[-1]["content"] not in (FAILED, UNAVAILABLE)
         assert client.get("/healthz").status_code == 200
@@ -170,7 +170,7 @@ def test_database_down_then_back(server, tmp_path, tiny_embedder_dir, tiny_reply
         assert notice in (FAILED, UNAVAILABLE), notice
         assert last.keep_input  # the unsent message stays in the box
         fresh = list(
-            answer(services, new_token(), "A new customer writes")
+            answer(services, new_token(services.customer_token_key()), "A new customer writes")
         )  # a new conversation: polite too
         assert (fresh[-1].warning or fresh[-1].chat[-1]["content"]) in (FAILED, UNAVAILABLE)
         down = client.get("/healthz")

@@ -60,12 +60,13 @@ def test_small_run_loses_and_duplicates_nothing(tmp_path, tiny_embedder_dir, tin
 
 def test_the_store_check_finds_lost_duplicated_misordered_and_misplaced_messages(sqlite_database):
     from chatbot.store.conversations import add_message
-    from chatbot.support.customer import new_token, open_conversation
+    from chatbot.support.customer import new_token, open_conversation, token_key
 
     database = sqlite_database
     run_id = "abc123"
-    tokens = [new_token(), new_token()]
-    conversations = [open_conversation(database, token) for token in tokens]
+    key = token_key("a test session secret")
+    tokens = [new_token(key), new_token(key)]
+    conversations = [open_conversation(database, token, key) for token in tokens]
 
     def text(c: int, i: int) -> str:
         return message_text(run_id, c, 0, i)

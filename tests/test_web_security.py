@@ -66,7 +66,12 @@ def live(web):
     from fastapi.testclient import TestClient
 
     _, app = web
-    with TestClient(app, follow_redirects=False, client=("10.20.0.1", 50000)) as client:
+    with TestClient(
+        app,
+        follow_redirects=False,
+        client=("10.20.0.1", 50000),
+        headers={"origin": "http://testserver"},  # as the pages' own forms and scripts send
+    ) as client:
         yield client
 
 

@@ -672,6 +672,8 @@ def _analytics_tab() -> Callable[[Services], AnalyticsTab] | None:
 def build_admin_console(services: Services) -> gr.Blocks:
     import gradio as gr
 
+    from chatbot.web.auth import LOGOUT_FORM
+
     settings = services.settings
     poll = settings.web.poll_seconds
 
@@ -683,7 +685,9 @@ def build_admin_console(services: Services) -> gr.Blocks:
 
     console = gr.Blocks(title=TITLE, analytics_enabled=False)
     with console:
-        gr.Markdown("## Admin console")
+        with gr.Row():
+            gr.Markdown("## Admin console")
+            gr.HTML(LOGOUT_FORM, elem_id="logout-form", elem_classes=["logout-form"])
         timer = gr.Timer(poll, active=False)
         with gr.Tab("Import", id="import-tab"):
             gr.Markdown(
@@ -778,6 +782,10 @@ def build_admin_console(services: Services) -> gr.Blocks:
                 gr.Markdown("Analytics are not available in this installation.")
             else:
                 tab(services)
+        with gr.Tab("Logins", id="logins-tab") as logins:
+            from chatbot.ui.admin_logins import failed_logins_frame, logins_tab
+
+            logins_table = logins_tab(services, who)
 
         # -- handlers: thin wrappers over the functions above --------------------------
         @fills(request=gr.Request)
@@ -874,4 +882,5 @@ def build_admin_console(services: Services) -> gr.Blocks:
         shown_versions = [versions, rankers, versions_status]
         versions_tab.select(refresh_versions, None, shown_versions, **private)
         console.load(refresh_versions, None, shown_versions, **private)
+        logins.select(lambda: failed_logins_frame(services), None, [logins_table], **private)
     return console

@@ -427,6 +427,8 @@ def agent_of(services: Services, request: SignedRequest | None) -> UserInfo:
 def build_agent_console(services: Services) -> gr.Blocks:
     import gradio as gr
 
+    from chatbot.web.auth import LOGOUT_FORM
+
     PANEL = 14
     private: EventOptions = {"api_visibility": "private"}
     quiet: QuietEventOptions = {"api_visibility": "private", "show_progress": "hidden"}
@@ -494,7 +496,7 @@ def build_agent_console(services: Services) -> gr.Blocks:
     def on_load(reason: str | None, request: gr.Request) -> tuple[*QueueOutputs, str]:
         who = viewer_of(request)
         name = md_text(who.username) if who else "nobody"
-        return (*queue_outputs(reason), f"Logged in as **{name}** · [log out](/logout)")
+        return (*queue_outputs(reason), f"Logged in as **{name}**")
 
     @fills(request=gr.Request)
     def on_tick(
@@ -601,6 +603,8 @@ def build_agent_console(services: Services) -> gr.Blocks:
         with gr.Row():
             gr.Markdown(f"## {TITLE}")
             whoami = gr.Markdown(elem_id="whoami", latex_delimiters=[])
+            # A form posted in this tab: the session ends in the store, the page goes.
+            gr.HTML(LOGOUT_FORM, elem_id="logout-form", elem_classes=["logout-form"])
         with gr.Row(equal_height=False):
             with gr.Column(scale=2, min_width=380):
                 gr.Markdown("### Queue")

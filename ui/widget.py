@@ -54,6 +54,10 @@ FAILED = "Sorry, I cannot answer right now. Please try again in a moment, or pre
 UNAVAILABLE = "Sorry, the chat is unavailable right now. Please try again in a moment."
 EMPTY = "Please type a message first."
 TOO_FAST = "You are sending messages faster than we can answer. Please wait {seconds} seconds, then send it again."
+TOO_MANY_HANDOFFS = (
+    "Our team already has several conversations from you. Please wait {seconds} seconds, "
+    "or carry on in the conversation a person is handling."
+)
 THINKING = "\u2026"
 STORAGE_KEY = "chatbot-widget-token"
 # Replies written at once across all customers (each runs the reply model).
@@ -172,23 +176,24 @@ def current_view(database: Database, token: object, *, offer: bool = True) -> Ch
     return ChatView(chat, ids, last_turn, human)
 
 
-def token_or_new(token: object) -> str:
-    """The browser's token when it is well formed, else a new one."""
-    if isinstance(token, str) and customer.is_well_formed(token):
+def token_or_new(token: object, key: bytes) -> str:
+    """The browser's token when this server issued it (with `key`), else a new one: a
+    token the browser made up is never used."""
+    if isinstance(token, str) and customer.is_issued(token, key):
         return token
-    return customer.new_token()
+    return customer.new_token(key)
 
 
-def on_load(database: Database, token: object) -> tuple[str, ChatView]:
-    """The page opened (or reloaded): keep the browser's token if it is well formed
+def on_load(database: Database, token: object, key: bytes) -> tuple[str, ChatView]:
+    """The page opened (or reloaded): keep the browser's token if this server issued it
     (its conversation, if any, comes back), else give it a new one."""
-    token = token_or_new(token)
+    token = token_or_new(token, key)
     return token, current_view(database, token)
 
 
-def start_over() -> tuple[str, ChatView]:
+def start_over(key: bytes) -> tuple[str, ChatView]:
     """A new token, so a new conversation; the old one stays with the agents."""
-    return customer.new_token(), ChatView()
+    return customer.new_token(key), ChatView()
 
 
 def poll(database: Database, token: object, last_turn: int, human: bool) -> ChatView | None:
@@ -214,7 +219,7 @@ def answer(services: Services, token: object, message: str) -> Iterator[ChatView
         yield ChatView(warning=EMPTY, keep_input=True, **_unchanged(database, token))
         return
     try:
-        conversation_id = customer.open_conversation(database, token)
+        conversation_id = customer.open_conversation(database, token, services.customer_token_key())
         # The chat as it was, its clarifying question's buttons gone: this message
         # answers it (or moves on), whether it is a click on one or typed.
         before = current_view(database, token, offer=False)
@@ -312,7 +317,9 @@ def _unchanged(database: Database, token: object) -> _Shown:
 def talk_to_person(services: Services, token: object) -> ChatView:
     """The customer asked for a person: hand off, and show the notice and the banner."""
     try:
-        customer.ask_for_person(services.database, services.manager, token)
+        customer.ask_for_person(
+            services.database, services.manager, token, services.customer_token_key()
+        )
     except AccessDenied as exc:
         return ChatView(warning=str(exc))
     return current_view(services.database, token)
@@ -387,8 +394,18 @@ def build_widget(services: Services) -> gr.Blocks:
 
     database = services.database
     web = services.settings.web
+    key = services.customer_token_key()
     # Messages per client address (in this process), before any reaches the reply model.
     limiter = LoginRateLimiter(web.message_limit, web.message_window_seconds)
+    # Conversations per client address handed to the agents (the button, or a message the
+    # assistant hands off): an address over it sends nothing that could add another.
+    handoffs = LoginRateLimiter(web.handoff_limit, web.handoff_window_seconds)
+
+    def with_person(token: str) -> bool:
+        try:
+            return customer.human_in_charge(database, token)
+        except ChatbotError:
+            return False
 
     def banner(view: ChatView) -> gr.Markdown:
         return gr.Markdown(visible=view.human)
@@ -414,14 +431,14 @@ def build_widget(services: Services) -> gr.Blocks:
 
     def load_page(token: object) -> tuple[str, *Drawn] | tuple[Update, ...]:
         try:
-            token, view = on_load(database, token)
+            token, view = on_load(database, token, key)
         except Exception as exc:
             trouble(exc)
             return (gr.skip(),) * 6
         return (token, *drawn(view))
 
     def new_conversation() -> tuple[str, *Drawn, None, gr.Row, str]:
-        token, view = start_over()
+        token, view = start_over(key)
         return (token, *drawn(view), None, gr.Row(visible=False), "")
 
     def refresh(token: object, last_turn: int, human: bool) -> Drawn | tuple[Update, ...]:
@@ -437,9 +454,10 @@ def build_widget(services: Services) -> gr.Blocks:
         limit, then the reply as it streams (the token, and each view to draw)."""
         # A message sent before the page's load event gave the browser its token (a
         # quick typist, a slow start) still gets a conversation, not a refusal.
-        token = token_or_new(token)
+        token = token_or_new(token, key)
+        client = client_address(request)
+        person_before = with_person(token)
         if (message or "").strip():
-            client = client_address(request)
             if not limiter.hit(client):  # too many messages from this address: not sent
                 seconds = max(1, round(limiter.retry_after(client)))
                 view = ChatView(
@@ -450,9 +468,23 @@ def build_widget(services: Services) -> gr.Blocks:
                 warn(view)
                 yield token, view
                 return
+            wait = 0.0 if person_before else handoffs.retry_after(client)
+            if wait > 0:  # it could hand off one conversation too many: not sent
+                view = ChatView(
+                    warning=TOO_MANY_HANDOFFS.format(seconds=max(1, round(wait))),
+                    keep_input=True,
+                    **_unchanged(database, token),
+                )
+                warn(view)
+                yield token, view
+                return
+        last = None
         for view in answer(services, token, message):
             warn(view)
+            last = view
             yield token, view
+        if last is not None and not person_before and with_person(token):
+            handoffs.hit(client)  # this message handed the conversation off
 
     @fills(request=gr.Request)
     def send(
@@ -473,7 +505,13 @@ def build_widget(services: Services) -> gr.Blocks:
         for kept, view in replies(token, label, request):
             yield (kept, *drawn(view), gr.skip(), gr.Timer(active=view.final))
 
-    def person(token: object) -> Drawn | tuple[Update, ...]:
+    @fills(request=gr.Request)
+    def person(token: object, request: gr.Request) -> Drawn | tuple[Update, ...]:
+        client = client_address(request)
+        if isinstance(token, str) and not with_person(token) and not handoffs.hit(client):
+            seconds = max(1, round(handoffs.retry_after(client)))
+            gr.Warning(TOO_MANY_HANDOFFS.format(seconds=seconds))
+            return (gr.skip(),) * 5
         try:
             view = talk_to_person(services, token)
         except Exception as exc:

@@ -1,11 +1,11 @@
 """Agents' and admins' accounts in the store: add, list, remove, change password or
-role, log in (with a per-account lockout that every worker shares through the
-database), and find the user behind a session.
+role, and log in (throttled by `chatbot.accounts.throttle`, never locked out).
 
 Usernames are kept as typed and matched without regard to case ("Alice" logs in as
 "alice"). Every change that must end existing sessions (password, role, removal)
-changes or removes what `session_user` checks. Cookies, forms and the per-client rate
-limit are `chatbot.web`'s; hashing is `chatbot.accounts.passwords`'s.
+deletes the account's rows in `web_sessions` (`chatbot.accounts.sessions`). Cookies,
+forms and the per-client rate limit are `chatbot.web`'s; hashing is
+`chatbot.accounts.passwords`'s.
 """
 
 from __future__ import annotations
@@ -13,12 +13,13 @@ from __future__ import annotations
 import re
 import secrets
 from dataclasses import asdict, dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, delete, func, or_, select, update
+from sqlalchemy import ColumnElement, delete, func, select, update
 from sqlalchemy.orm import Session
 
+from chatbot.accounts import throttle
 from chatbot.accounts.passwords import (
     MAX_PASSWORD_LENGTH,
     check_password_policy,
@@ -27,7 +28,9 @@ from chatbot.accounts.passwords import (
     needs_rehash,
     verify_password,
 )
-from chatbot.errors import AccountError, InputError, LoginRefused
+from chatbot.accounts.throttle import ThrottlePolicy
+from chatbot.errors import AccountError, InputError, LoginRefused, LoginThrottled
+from chatbot.store.access_schema import WebSession
 from chatbot.store.database import Database
 from chatbot.store.schema import utcnow
 from chatbot.store.support_schema import USER_ROLES, User
@@ -129,6 +132,11 @@ def _refuse_last_admin(session: Session, user: User, what: str, force: bool) -> 
         )
 
 
+def _end_sessions(session: Session, user_id: int) -> None:
+    """Every console session of the user ends (`chatbot.accounts.sessions`)."""
+    session.execute(delete(WebSession).where(WebSession.user_id == user_id))
+
+
 def add_user(database: Database, username: str, password: str, role: str) -> UserInfo:
     """Create an account; InputError for a bad name, role or password, AccountError when
     the name (in any case) is taken."""
@@ -193,6 +201,7 @@ def remove_user(database: Database, username: str, *, force: bool = False) -> Us
         user = _find(session, username)
         _refuse_last_admin(session, user, "removing them", force)
         info = _info(user)
+        _end_sessions(session, user.id)
         session.execute(delete(User).where(User.id == user.id))
         return info
 
@@ -209,6 +218,7 @@ def set_password(database: Database, username: str, password: str) -> UserInfo:
         user.session_epoch = user.session_epoch + 1
         user.failed_logins = 0
         user.locked_until = None
+        _end_sessions(session, user.id)
         session.flush()
         return _info(user)
 
@@ -224,22 +234,22 @@ def set_role(database: Database, username: str, role: str, *, force: bool = Fals
         _refuse_last_admin(session, user, "making them an agent", force)
         user.role = role
         user.session_epoch = user.session_epoch + 1
+        _end_sessions(session, user.id)
         session.flush()
         return _info(user)
 
 
 def unlock_user(database: Database, username: str) -> UserInfo:
-    """Lift a lockout and forget the wrong passwords counted so far."""
+    """Lift every login delay on the account (forget the wrong passwords counted so far,
+    from every address); its sessions are untouched."""
     with database.session() as session:
         user = _find(session, username)
         user.failed_logins = 0
         user.locked_until = None
         session.flush()
-        return _info(user)
-
-
-def _locked_message(locked_until: datetime) -> str:
-    return f"account locked until {_utc(locked_until):%H:%M} UTC (too many wrong passwords)"
+        info = _info(user)
+    throttle.clear(database, info.username)
+    return info
 
 
 def authenticate(
@@ -247,84 +257,49 @@ def authenticate(
     username: str,
     password: str,
     *,
-    lockout_failures: int,
-    lockout_minutes: float,
+    address: str,
+    policy: ThrottlePolicy,
     now: datetime | None = None,
 ) -> UserInfo:
-    """The account `username` logs in with `password`, or LoginRefused.
+    """The account `username` logs in with `password` from client `address`, or
+    LoginRefused.
 
-    One message for an unknown name and a wrong password (an unknown name costs the
-    same hashing time). Each attempt takes a slot in the account's failure count
-    before the password is checked, in one atomic UPDATE, so parallel guesses from
-    several workers cannot exceed `lockout_failures` before the account locks for
-    `lockout_minutes`. A success empties the count and records the login."""
-    if lockout_failures < 1:
-        raise ValueError("lockout_failures must be at least 1")
+    No lockout: after a few failures the name (from that address, from every address,
+    and the address over every name) waits a growing delay before a password is checked
+    again (`chatbot.accounts.throttle`), LoginThrottled until then. Unknown and known
+    names read the same, wait the same and cost the same hashing time. A failure never
+    touches the account's existing sessions. A success forgets this address's failures
+    for the name and records the login."""
     now = _utc(now)
     name = username.strip() if isinstance(username, str) else ""
+    wait = throttle.wait_seconds(database, name, address, policy, now)
+    if wait > 0:
+        raise LoginThrottled(wait)
     if (
         not isinstance(password, str)
         or len(password) > MAX_PASSWORD_LENGTH
         or not USERNAME_PATTERN.fullmatch(name)
     ):
+        dummy_verify(password if isinstance(password, str) else "")
+        throttle.record_failure(database, name, address, now)
         raise LoginRefused(WRONG_LOGIN)
 
     with database.session() as session:
         user = session.scalars(select(User).where(_same_name(name))).first()
-        found = (
-            None if user is None else (user.id, bool(user.active), _utc_or_none(user.locked_until))
-        )
-    if found is None or not found[1]:
+        found = None if user is None or not user.active else (user.id, user.password_hash)
+    if found is None:
         dummy_verify(password)
+        throttle.record_failure(database, name, address, now)
         raise LoginRefused(WRONG_LOGIN)
-    user_id, _active, locked_until = found
-    if locked_until is not None and locked_until > now:
-        raise LoginRefused(_locked_message(locked_until))
-
-    with database.session() as session:
-        claimed = session.execute(
-            update(User)
-            .where(
-                User.id == user_id,
-                User.active.is_(True),
-                or_(User.locked_until.is_(None), User.locked_until <= now),
-            )
-            .values(failed_logins=User.failed_logins + 1)
-            .returning(User.failed_logins, User.password_hash)
-        ).first()
-        if claimed is None:  # locked, removed or disabled since the first look
-            current = session.get(User, user_id)
-            if current is not None and current.active and current.locked_until is not None:
-                raise LoginRefused(_locked_message(current.locked_until))
-            raise LoginRefused(WRONG_LOGIN)
-        attempt, stored_hash = claimed
-        if attempt > lockout_failures:
-            # Other attempts in flight used the last slots: lock without checking.
-            until = now + timedelta(minutes=lockout_minutes)
-            session.execute(
-                update(User).where(User.id == user_id).values(locked_until=until, failed_logins=0)
-            )
-            raise LoginRefused(_locked_message(until))
-
+    user_id, stored_hash = found
     if not verify_password(stored_hash, password):
-        if attempt >= lockout_failures:
-            until = now + timedelta(minutes=lockout_minutes)
-            with database.session() as session:
-                session.execute(
-                    update(User)
-                    .where(User.id == user_id)
-                    .values(locked_until=until, failed_logins=0)
-                )
-            raise LoginRefused(_locked_message(until))
+        throttle.record_failure(database, name, address, now)
         raise LoginRefused(WRONG_LOGIN)
 
+    throttle.forget(database, name, address)
     new_hash = hash_password(password) if needs_rehash(stored_hash) else None
     with database.session() as session:
-        session.execute(
-            update(User)
-            .where(User.id == user_id)
-            .values(failed_logins=0, locked_until=None, last_login_at=now)
-        )
+        session.execute(update(User).where(User.id == user_id).values(last_login_at=now))
         if new_hash is not None:
             # Only if the password was not changed meanwhile.
             session.execute(
@@ -333,24 +308,6 @@ def authenticate(
                 .values(password_hash=new_hash)
             )
         user = session.get(User, user_id)
-        if user is None:
+        if user is None or not user.active:
             raise LoginRefused(WRONG_LOGIN)
         return _info(user)
-
-
-def session_user(
-    database: Database, user_id: object, epoch: object, *, now: datetime | None = None
-) -> UserInfo | None:
-    """The user a session cookie (user id, session epoch) stands for, or None when the
-    account is gone, disabled, locked, or its password or role changed since the
-    session began. One primary-key read: cheap enough for every request."""
-    if not isinstance(user_id, int) or not isinstance(epoch, int):
-        return None
-    with database.session() as session:
-        user = session.get(User, user_id)
-        if user is None or not user.active or user.session_epoch != epoch:
-            return None
-        info = _info(user)
-    if info.is_locked(now):
-        return None
-    return info

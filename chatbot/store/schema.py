@@ -260,4 +260,9 @@ class KnownValue(Base):
 
 
 # Tables defined in their own modules, imported here so that Alembic sees them.
-from chatbot.store import dialogue_schema, orders_schema, support_schema  # noqa: E402,F401
+from chatbot.store import (  # noqa: E402,F401
+    access_schema,
+    dialogue_schema,
+    orders_schema,
+    support_schema,
+)

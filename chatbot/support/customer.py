@@ -1,9 +1,12 @@
 """What an anonymous customer may do with their own conversation, and nothing else.
 
 A customer has no account: their conversation belongs to whoever holds its random
-token (kept in their browser). Only the token's SHA-256 is stored; every function here
-takes the token, never a conversation id from the browser, and raises AccessDenied for
-a malformed or unknown token or for anything outside the token's conversation.
+token (kept in their browser). Tokens are issued by the server only: half random, half a
+MAC of that half under a key derived from the session secret (`token_key`), so a token a
+client made up ("AAAA…") never starts a conversation. Only the token's SHA-256 is
+stored; every function here takes the token, never a conversation id from the browser,
+and raises AccessDenied for a malformed, unissued or unknown token or for anything
+outside the token's conversation.
 
 Where the job ends: answering a message is the dialogue manager's (the widget resolves
 the conversation here and hands its id to the manager); showing anything is `ui.widget`'s.
@@ -11,7 +14,9 @@ the conversation here and hands its id to the manager); showing anything is `ui.
 
 from __future__ import annotations
 
+import base64
 import hashlib
+import hmac
 import re
 import secrets
 from dataclasses import dataclass, field
@@ -32,8 +37,8 @@ if TYPE_CHECKING:
     from chatbot.dialogue.manager import DialogueManager
 
 
-TOKEN_BYTES = 32
-# secrets.token_urlsafe(32): 43 characters of the URL-safe base64 alphabet.
+# 16 random bytes and a 16-byte MAC of them: 43 characters of the URL-safe base64 alphabet.
+NONCE_BYTES = MAC_BYTES = 16
 _TOKEN_SHAPE = re.compile(r"[A-Za-z0-9_-]{43}")
 SHOWN_ROLES = ("customer", "bot", "agent")
 RATED_ROLES = ("bot", "agent")
@@ -66,8 +71,29 @@ class ShownMessage:
     options: list[str] = field(default_factory=list)
 
 
-def new_token() -> str:
-    return secrets.token_urlsafe(TOKEN_BYTES)
+def token_key(session_secret: str) -> bytes:
+    """The key conversation tokens are signed with, derived one-way from the session
+    secret (`chatbot.accounts.secret`): every worker derives the same."""
+    return hmac.new(session_secret.encode(), b"customer conversation tokens", "sha256").digest()
+
+
+def _mac(key: bytes, nonce: bytes) -> bytes:
+    return hmac.new(key, nonce, hashlib.sha256).digest()[:MAC_BYTES]
+
+
+def new_token(key: bytes) -> str:
+    """A fresh token, issued (signed) with `key`."""
+    nonce = secrets.token_bytes(NONCE_BYTES)
+    return base64.urlsafe_b64encode(nonce + _mac(key, nonce)).decode("ascii").rstrip("=")
+
+
+def is_issued(token: object, key: bytes) -> bool:
+    """The token is well formed and was issued with `key` (not made up by a client)."""
+    if not isinstance(token, str) or not is_well_formed(token):
+        return False
+    raw = base64.urlsafe_b64decode(token + "=")
+    nonce, mac = raw[:NONCE_BYTES], raw[NONCE_BYTES:]
+    return hmac.compare_digest(mac, _mac(key, nonce))
 
 
 def token_hash(token: str) -> str:
@@ -98,9 +124,12 @@ def conversation_of(session: Session, token: object) -> Conversation:
     return conversation
 
 
-def open_conversation(database: Database, token: object) -> int:
-    """The id of the token's conversation, started (live, from the widget) on first use."""
+def open_conversation(database: Database, token: object, key: bytes) -> int:
+    """The id of the token's conversation, started (live, from the widget) on first use;
+    AccessDenied when the token was not issued with `key`."""
     digest = _checked_hash(token)
+    if not is_issued(token, key):
+        raise AccessDenied("this conversation's key was not issued here; start a new conversation")
     try:
         with database.session() as session:
             found = _find(session, token)
@@ -244,10 +273,10 @@ def _rated_message(session: Session, token: object, message_id: object) -> int:
     return conversation.id
 
 
-def ask_for_person(database: Database, manager: DialogueManager, token: object) -> int:
+def ask_for_person(database: Database, manager: DialogueManager, token: object, key: bytes) -> int:
     """The customer pressed "talk to a person": the conversation (started if need be)
     goes to the agents' queue with the hand-off notice in the chat (once: a second press
     while a person is in charge changes nothing). Returns its id."""
-    conversation_id = open_conversation(database, token)
+    conversation_id = open_conversation(database, token, key)
     manager.request_human(conversation_id)
     return conversation_id

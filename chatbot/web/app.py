@@ -29,13 +29,41 @@ def create_app(services: Services) -> FastAPI:
     from chatbot.ui.admin import build_admin_console
     from chatbot.ui.agent import build_agent_console
     from chatbot.ui.widget import build_widget
-    from chatbot.web.auth import ADMIN_ROLES, AGENT_ROLES, install_auth, role_dependency
-    from chatbot.web.guard import install_guard
+    from chatbot.web.auth import (
+        ADMIN_ROLES,
+        AGENT_ROLES,
+        CONSOLES,
+        SESSION_COOKIE,
+        install_auth,
+        role_dependency,
+    )
+    from chatbot.web.csrf import OriginCheck
+    from chatbot.web.guard import UPLOAD_PATH, install_guard
+    from chatbot.web.limits import BodyLimit, route_limits
 
+    web = services.settings.web
     app = FastAPI(title=TITLE, docs_url=None, redoc_url=None, openapi_url=None)
     # Added first so that it runs inside the session middleware (it asks who uploads).
     install_guard(app, services)
     install_auth(app, services)
+    # Outside the session: a forged form is refused before anything looks at it.
+    app.add_middleware(
+        OriginCheck,
+        always=("/login", "/logout"),
+        prefixes=tuple(CONSOLES),
+        cookie=SESSION_COOKIE,
+        allowed=web.allowed_origins,
+    )
+    # Outermost: no body over its limit is ever read, whoever sends it, wherever to.
+    app.add_middleware(
+        BodyLimit,
+        limit_for=route_limits(
+            anonymous_bytes=web.max_body_kb * 1024,
+            console_bytes=web.console_max_body_kb * 1024,
+            console_prefixes=tuple(CONSOLES),
+            upload_path=UPLOAD_PATH,
+        ),
+    )
 
     @app.get("/healthz")
     def healthz() -> JSONResponse:
@@ -49,7 +77,7 @@ def create_app(services: Services) -> FastAPI:
             return JSONResponse({"ok": False}, status_code=503)
         return JSONResponse({"ok": True})
 
-    upload_limit = f"{services.settings.web.max_upload_mb}mb"
+    upload_limit = f"{web.max_upload_mb}mb"
     # No run history anywhere: Gradio would keep customers' messages in the browser; no
     # monitoring pages (per-endpoint timings). Which routes answer at all is the guard's
     # allowlist (chatbot.web.guard): these settings are a second line.

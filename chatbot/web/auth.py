@@ -1,11 +1,14 @@
 """Who may open the consoles: the login and logout pages, the signed session cookie,
 and the checks each console mount and event handler runs.
 
-A session cookie (Starlette's `SessionMiddleware`, signed with `itsdangerous`) holds the
-user's id and session epoch, nothing else. Every console request re-reads the account
-(`chatbot.accounts.users.session_user`), so a removed, locked or re-passworded user is
-refused on their next request. Checking passwords and counting failures is
-`chatbot.accounts`' job; building the pages behind the doors is `ui/`'s.
+A session cookie (Starlette's `SessionMiddleware`, signed with `itsdangerous`) holds a
+random session key, nothing else; the session itself lives in the store
+(`chatbot.accounts.sessions`), so logging out, a password or role change and the
+account's removal end it at once, whatever copy of the cookie is left. Every console
+request re-reads it. Login and logout are POST only, from the server's own pages
+(`chatbot.web.csrf`); console pages are never cached (Back after logout shows the login
+page). Checking passwords and throttling failures is `chatbot.accounts`' job; building
+the pages behind the doors is `ui/`'s.
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ from urllib.parse import quote
 from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
-from chatbot.errors import AccessDenied, ChatbotError, LoginRefused
+from chatbot.errors import AccessDenied, ChatbotError, LoginRefused, LoginThrottled
 
 if TYPE_CHECKING:
     from starlette.middleware.base import RequestResponseEndpoint
@@ -36,16 +39,20 @@ ADMIN_ROLES = ("admin",)
 CONSOLES: dict[str, tuple[str, ...]] = {"/agent": AGENT_ROLES, "/admin": ADMIN_ROLES}
 
 
+# Pages whose answers no browser or proxy may keep (Back after logout must not show them).
+NO_STORE_PREFIXES = ("/agent", "/admin", "/login", "/logout")
+
+
 def session_account(services: Services, request: Request) -> UserInfo | None:
     """The active account behind the request's session cookie, or None."""
-    from chatbot.accounts.users import session_user
+    from chatbot.accounts.sessions import session_user
 
     session = request.scope.get("session") or {}
-    user_id, epoch = session.get("uid"), session.get("epoch")
-    if not isinstance(user_id, int) or not isinstance(epoch, int):
+    key = session.get("sid")
+    if not isinstance(key, str):
         return None
     try:
-        return session_user(services.database, user_id, epoch)
+        return session_user(services.database, key)
     except ChatbotError as exc:  # the database is down: nobody gets in
         log.warning("cannot check a console session: %s", exc)
         return None
@@ -94,6 +101,25 @@ def current_user(
     return user
 
 
+def _end_cookie_session(services: Services, request: Request) -> None:
+    from chatbot.accounts.sessions import end_session
+
+    key = (request.scope.get("session") or {}).get("sid")
+    try:
+        end_session(services.database, key)
+    except ChatbotError as exc:  # the cookie is cleared anyway
+        log.warning("cannot end a session in the store: %s", exc)
+
+
+# The one way to log out: a POST from this server's own page, in the same tab.
+LOGOUT_FORM = (
+    '<form method="post" action="/logout" class="logout" style="margin:0;text-align:right">'
+    '<button type="submit" id="logout" style="padding:.35rem .9rem;border:1px solid #c8ccd1;'
+    'border-radius:6px;background:#fff;color:#1f2328;cursor:pointer;font:inherit">Log out</button>'
+    "</form>"
+)
+
+
 def _safe_next(target: str | None, role: str) -> str:
     """Only a console path of this server, never another site (no open redirect)."""
     home = "/admin" if role == "admin" else "/agent"
@@ -112,14 +138,28 @@ def install_auth(app: FastAPI, services: Services) -> None:
 
     from chatbot.accounts.ratelimit import LoginRateLimiter
     from chatbot.accounts.secret import session_secret
+    from chatbot.accounts.throttle import ThrottlePolicy
 
     web = services.settings.web
     limiter = LoginRateLimiter(web.login_attempts, web.login_window_seconds)
+    policy = ThrottlePolicy(
+        free_failures=web.login_free_failures,
+        address_free_failures=web.login_address_free_failures,
+        max_delay_seconds=web.login_max_delay_seconds,
+        account_failures_per_hour=web.login_account_failures_per_hour,
+    )
 
     @app.middleware("http")
     async def console_door(request: Request, call_next: RequestResponseEndpoint) -> Response:
         """A browser opening a console page without a fitting login goes to the login
-        page (or is told it lacks the role) instead of Gradio's bare 401."""
+        page (or is told it lacks the role) instead of Gradio's bare 401; no console
+        or login answer is ever cached."""
+        response = await _door(request, call_next)
+        if request.url.path.startswith(NO_STORE_PREFIXES):
+            response.headers["Cache-Control"] = "no-store"
+        return response
+
+    async def _door(request: Request, call_next: RequestResponseEndpoint) -> Response:
         path = request.url.path.rstrip("/") or "/"
         if request.method == "GET" and path in CONSOLES:
             user = session_account(services, request)
@@ -131,7 +171,7 @@ def install_auth(app: FastAPI, services: Services) -> None:
                         "Not allowed",
                         f"<p>Your account ({html.escape(user.username)}, "
                         f"{html.escape(user.role)}) cannot open {html.escape(path)}.</p>"
-                        '<p><a href="/agent">Agent console</a> · <a href="/logout">Log out</a></p>',
+                        '<p><a href="/agent">Agent console</a></p>' + LOGOUT_FORM,
                     ),
                     status_code=403,
                 )
@@ -158,6 +198,7 @@ def install_auth(app: FastAPI, services: Services) -> None:
     async def login(request: Request) -> Response:
         from starlette.concurrency import run_in_threadpool
 
+        from chatbot.accounts.sessions import start_session
         from chatbot.accounts.users import authenticate
 
         form = await request.form()
@@ -188,12 +229,17 @@ def install_auth(app: FastAPI, services: Services) -> None:
         try:
             # argon2 takes tens of milliseconds on purpose: keep it off the event loop.
             user = await run_in_threadpool(
-                authenticate,
-                services.database,
-                username,
-                password,
-                lockout_failures=web.lockout_failures,
-                lockout_minutes=web.lockout_minutes,
+                authenticate, services.database, username, password, address=client, policy=policy
+            )
+        except LoginThrottled as exc:
+            return HTMLResponse(
+                _login_page(
+                    next_path=next_path,
+                    username=username,
+                    error=f"Too many login attempts; try again in {exc.retry_after} seconds.",
+                ),
+                status_code=429,
+                headers={"Retry-After": str(exc.retry_after)},
             )
         except LoginRefused as exc:
             return HTMLResponse(
@@ -209,13 +255,39 @@ def install_auth(app: FastAPI, services: Services) -> None:
                 ),
                 status_code=503,
             )
+        try:
+            key = await run_in_threadpool(
+                start_session, services.database, user.id, hours=web.session_hours, address=client
+            )
+        except ChatbotError as exc:
+            log.warning("cannot start a session: %s", exc)
+            return HTMLResponse(
+                _login_page(
+                    next_path=next_path,
+                    username=username,
+                    error="The service cannot check logins right now; try again shortly.",
+                ),
+                status_code=503,
+            )
+        _end_cookie_session(services, request)  # a session already in this browser ends
         request.session.clear()
-        request.session.update({"uid": user.id, "epoch": user.session_epoch})
+        request.session["sid"] = key
         log.info("login: %s (%s) from %s", user.username, user.role, client)
         return RedirectResponse(_safe_next(next_path, user.role), status_code=303)
 
-    @app.api_route("/logout", methods=["GET", "POST"])
+    @app.api_route("/logout", methods=["GET", "HEAD", "PUT", "DELETE", "PATCH"])
+    async def no_logout_by_link(request: Request) -> Response:
+        """A link or an image elsewhere must not log anyone out (nor fall through to the
+        widget's mount): 405, only the console's form posts here."""
+        return Response("Log out with the button in the console.", 405, {"Allow": "POST"})
+
+    @app.post("/logout")
     async def logout(request: Request) -> Response:
+        """End the session in the store (every copy of its cookie stops working at once)
+        and clear the cookie. POST only, and only from this server's pages."""
+        from starlette.concurrency import run_in_threadpool
+
+        await run_in_threadpool(_end_cookie_session, services, request)
         request.session.clear()
         return RedirectResponse("/login", status_code=303)
 

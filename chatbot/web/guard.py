@@ -6,7 +6,8 @@ Gradio adds many routes to every mounted page (`/gradio_api/upload`, `/gradio_ap
 …). The widget page needs only its HTML, its static assets and the queue (join, the
 event stream, heartbeats, cancel): recorded by driving it in a real browser. Everything
 else under the widget's mount answers 404, whoever asks. The consoles keep Gradio's own
-login check (their `auth_dependency`) and get the same allowlist; the admin console also
+login check (their `auth_dependency`), get the same allowlist, and answer nothing at
+all (401) to a request without a fitting login; the admin console also
 takes uploads (transcript files only, each at most `settings.web.max_upload_mb`) and
 serves an admin's uploads back to admins only; the agent console takes no files at all.
 
@@ -76,8 +77,8 @@ class Mount:
     # For a page that takes uploads: is this request's user allowed to upload? (the
     # body is only read for one who is).
     may_upload: Callable[[Scope], bool] | None = field(default=None, compare=False)
-    # For a page behind a login: is this request's user let in? A refused route then
-    # answers 401 to those who are not (as Gradio's own check does), 404 to those who are.
+    # For a page behind a login: is this request's user let in? Every route answers 401
+    # to those who are not; a route outside the allowlist 404 to those who are.
     may_enter: Callable[[Scope], bool] | None = field(default=None, compare=False)
 
     def allows(self, method: str, path: str) -> bool:
@@ -104,8 +105,8 @@ def console_mount(
 
 class RouteGuard:
     """ASGI middleware: requests for the app's own routes (`own_paths`, e.g. /login) pass;
-    a request for a mounted page passes only when that page's allowlist names it; the
-    rest get 404. Uploads to a page that takes them are read into a spooled temporary
+    a request for a page behind a login without one gets 401; a request for a mounted
+    page passes only when that page's allowlist names it; the rest get 404. Uploads to a page that takes them are read into a spooled temporary
     file first (memory, then disk), refused when a file is too large (413) or not a
     transcript (415), and otherwise handed on unchanged."""
 
@@ -139,11 +140,13 @@ class RouteGuard:
             await self.app(scope, receive, send)
             return
         mount, sub = self._mount_of(path)
+        if mount is not None and mount.may_enter is not None and not mount.may_enter(scope):
+            # Behind a login, nothing answers without one: not even Gradio's queue
+            # housekeeping (cancel, reset, heartbeat), which its own check lets through.
+            await _plain(send, 401, "Not authenticated")
+            return
         if mount is None or _suspicious(sub) or not mount.allows(method, sub):
-            if mount is not None and mount.may_enter is not None and not mount.may_enter(scope):
-                await _plain(send, 401, "Not authenticated")
-            else:
-                await _plain(send, 404, "Not Found")
+            await _plain(send, 404, "Not Found")
             return
         if mount.uploads and method == "POST" and _strip(sub) == UPLOAD_PATH:
             await self._upload(mount, scope, receive, send)

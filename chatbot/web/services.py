@@ -18,3 +18,14 @@ class Services:
     settings: Settings
     database: Database
     manager: DialogueManager
+    # The key customers' conversation tokens are signed with; None: derived from the
+    # session secret on first use (`chatbot.support.customer.token_key`).
+    conversation_key: bytes | None = None
+
+    def customer_token_key(self) -> bytes:
+        if self.conversation_key is None:
+            from chatbot.accounts.secret import session_secret
+            from chatbot.support.customer import token_key
+
+            self.conversation_key = token_key(session_secret(self.settings))
+        return self.conversation_key

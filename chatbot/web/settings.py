@@ -32,11 +32,45 @@ class WebSettings(Section):
     login_window_seconds: float = Field(
         default=60.0, gt=0, description="The window of the per-client login rate limit."
     )
-    lockout_failures: int = Field(
-        default=5, ge=1, le=100, description="Wrong passwords in a row that lock an account."
+    login_free_failures: int = Field(
+        default=3,
+        ge=1,
+        le=100,
+        description="Wrong passwords for one name from one address before each further try waits "
+        "(1, 2, 4, ... seconds). Nothing ever locks an account.",
     )
-    lockout_minutes: float = Field(
-        default=15.0, gt=0, description="How long a locked account stays locked."
+    login_address_free_failures: int = Field(
+        default=10,
+        ge=1,
+        le=1000,
+        description="Failed logins from one address, over every name, before each further try waits.",
+    )
+    login_max_delay_seconds: float = Field(
+        default=300.0, gt=0, le=3600, description="The longest wait between two login attempts."
+    )
+    login_account_failures_per_hour: int = Field(
+        default=100,
+        ge=1,
+        le=10_000,
+        description="Failed logins per hour for one name, over every address, before it waits.",
+    )
+    max_body_kb: int = Field(
+        default=64,
+        ge=8,
+        le=10_240,
+        description="Largest request body an anonymous route (the widget, /login, /logout) "
+        "accepts; a customer's message is at most 4,000 characters.",
+    )
+    console_max_body_kb: int = Field(
+        default=1024,
+        ge=64,
+        le=102_400,
+        description="Largest request body of a console's own events (uploads: max_upload_mb).",
+    )
+    allowed_origins: list[str] = Field(
+        default_factory=list,
+        description="Other origins (scheme://host[:port]) a console form may be sent from, "
+        "besides the server's own (e.g. the public name behind a proxy that rewrites Host).",
     )
     poll_seconds: float = Field(
         default=2.0,
@@ -52,6 +86,16 @@ class WebSettings(Section):
     )
     message_window_seconds: float = Field(
         default=60.0, gt=0, description="The window of the per-client message rate limit."
+    )
+    handoff_limit: int = Field(
+        default=5,
+        ge=1,
+        le=100_000,
+        description="Conversations one client address may hand to the agents per "
+        "handoff_window_seconds (the button, or messages the assistant hands off).",
+    )
+    handoff_window_seconds: float = Field(
+        default=600.0, gt=0, description="The window of the per-client hand-off limit."
     )
     max_upload_mb: int = Field(
         default=200,

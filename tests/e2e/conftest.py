@@ -110,6 +110,7 @@ def serving(home: Path, embedder: Path, reply_model: Path, **extra_env: str) -> 
             "CHATBOT_REPLY_MODEL_PATH": str(reply_model),
             "CHATBOT_WEB__POLL_SECONDS": "1",
             "CHATBOT_WEB__LOGIN_ATTEMPTS": "1000",  # every browser test logs in from 127.0.0.1
+            "CHATBOT_WEB__HANDOFF_LIMIT": "1000",  # and every customer hands off from there too
             # The tiny models' scores are noise: fix the policy so that every in-scope reply is
             # sent and flagged for an agent's review (the queue always has suggestions to act on).
             "CHATBOT_DIALOGUE__ANSWER_THRESHOLD": "1.0",
