@@ -47,11 +47,17 @@ from chatbot.evaluation.intervals import interval  # noqa: E402
 MESSAGES = REPO / "benchmarks" / "pii" / "messages.txt"
 BEFORE_COMMIT = "84a15b2"  # the last commit whose redact.py had only the four regex kinds
 TYPES = ("EMAIL", "PHONE", "CARD", "IBAN", "ID", "ADDRESS", "NAME", "HANDLE")
-ALLOWLIST = ("northwindgoods.example", "0800 917 4455", "GB29 NWBK 6016 1331 9268 19")
+ALLOWLIST = (
+    "northwindgoods.example",
+    "0800 917 4455",
+    "GB29 NWBK 6016 1331 9268 19",
+    "@NorthwindHelp",
+)
 RESAMPLES = 2000
 MARK_RE = re.compile(r"\[\[([A-Z]+):(.+?)\]\](?!\])")
 # Unique stand-ins for the placeholders while aligning: never in a message.
-SENTINEL_RE = re.compile("\x00([A-Z_]+)\x01")
+# (Private-use characters: nothing in a message aligns with them by chance.)
+SENTINEL_RE = re.compile("\x00([\ue000-\ue0ff])\x01")
 
 
 @dataclass(frozen=True)
@@ -127,7 +133,8 @@ def spans_of_redaction(original: str, redacted: str) -> list[Span]:
     for op, i1, i2, j1, j2 in matcher.get_opcodes():
         if op in ("replace", "insert"):
             for m in SENTINEL_RE.finditer(redacted[j1:j2]):
-                out.append(Span(m.group(1), i1, max(i2, i1 + 1)))
+                kind = TYPES[ord(m.group(1)) - 0xE000]
+                out.append(Span(kind, i1, max(i2, i1 + 1)))
     return out
 
 
@@ -135,7 +142,9 @@ def redaction_system(
     module: ModuleType, kinds: Sequence[str] | None = None
 ) -> Callable[[str], list[Span]]:
     """A redactor of `module` (redact.py of some version) as a span finder."""
-    module.PLACEHOLDERS = {k: f"\x00{k.upper()}\x01" for k in module.PLACEHOLDERS}
+    module.PLACEHOLDERS = {
+        k: f"\x00{chr(0xE000 + TYPES.index(k.upper()))}\x01" for k in module.PLACEHOLDERS
+    }
     redactor = module.Redactor(kinds if kinds is not None else module.ALL_KINDS, ALLOWLIST)
 
     def find(text: str) -> list[Span]:
