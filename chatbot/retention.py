@@ -29,7 +29,7 @@ from chatbot.errors import InputError
 from chatbot.store.database import Database
 from chatbot.store.dialogue_schema import DialogueReply
 from chatbot.store.schema import Conversation, Message, TrainingPair, core_table, utcnow
-from chatbot.store.support_schema import AgentAction, Feedback
+from chatbot.store.support_schema import AgentAction, Feedback, PrivateAnswer
 
 log = logging.getLogger(__name__)
 
@@ -206,7 +206,7 @@ def _delete(session: Session, ids: list[int], delete_pairs: bool) -> None:
             .where(TrainingPair.conversation_id.in_(ids))
             .values(conversation_id=None)
         )
-    for model in (AgentAction, Feedback, DialogueReply, Message):
+    for model in (PrivateAnswer, AgentAction, Feedback, DialogueReply, Message):
         session.execute(delete(model).where(model.conversation_id.in_(ids)))
     session.execute(delete(Conversation).where(Conversation.id.in_(ids)))
 
@@ -227,6 +227,11 @@ def _anonymise(session: Session, ids: list[int], delete_pairs: bool) -> None:
         .values(text="", shown_text="", candidates=[], trace=[])
     )
     session.execute(update(Feedback).where(Feedback.conversation_id.in_(ids)).values(comment=None))
+    session.execute(
+        update(PrivateAnswer)
+        .where(PrivateAnswer.conversation_id.in_(ids))
+        .values(text=None, context=[])
+    )
     session.execute(
         update(AgentAction)
         .where(AgentAction.conversation_id.in_(ids))

@@ -304,6 +304,11 @@ def test_the_console_builds_with_its_elements_and_checks_the_admin(services):
         "rankers",
         "rollback-ranker",
         "versions-status",
+        "held",
+        "held-id",
+        "held-approve",
+        "held-discard",
+        "held-status",
     ):
         assert elem_id in ids, elem_id
     add_user(services.database, "ada", "a-long-password-1", "admin")

@@ -867,9 +867,11 @@ def test_the_catalogue_keeps_only_the_newest_pairs(shop):
         )  # the oldest pair is beyond the bound
 
 
-def test_agents_words_are_redacted_before_they_are_stored_or_cached(shop, agents):
-    """An agent's edit becomes a cached answer for other customers and a training pair:
-    with the serving redactor, a customer's e-mail or card number in it is never kept."""
+def test_agents_words_reach_their_customer_but_are_never_shared_raw(shop, agents):
+    """An agent's edit reaches its own customer as written; the copy kept in the actions
+    is redacted with the serving redactor, and the shared copy (a training pair, which
+    the cache serves) is never written while it holds a card number: it is held for an
+    admin (`chatbot.support.sharing`; the IBAN attack is in test_private_answers)."""
     settings, database, retriever, _ = shop
     alice, _ = agents
     manager = flagging_manager(settings, database, retriever)
@@ -877,10 +879,13 @@ def test_agents_words_are_redacted_before_they_are_stored_or_cached(shop, agents
     second = manager.respond(ORDER_Q, first.conversation_id)
     private = "I wrote to jane.doe@example.com; the refund goes to card 4111 1111 1111 1111."
     result = review.edit(database, second.id, alice, private, redactor=manager.redactor)
-    stored = messages_of(database, second.conversation_id)[-1][1]
-    written = pair(database, result.pair_id)
-    for text in (stored, written.target, actions(database, second.conversation_id)[-1].text):
-        assert "jane.doe@example.com" not in text and "4111" not in text
+    assert messages_of(database, second.conversation_id)[-1][1] == private
+    kept = actions(database, second.conversation_id)[-1].text
+    assert "jane.doe@example.com" not in kept and "4111" not in kept
+    assert result.pair_id is None and result.held_id is not None
+    with database.session() as session:
+        for p in session.scalars(select(TrainingPair)):
+            assert "4111" not in p.target and "jane.doe" not in p.target
     reply_result = review.reply(
         database,
         second.conversation_id,
@@ -888,4 +893,5 @@ def test_agents_words_are_redacted_before_they_are_stored_or_cached(shop, agents
         "Or call me on +44 20 7946 0958.",
         redactor=manager.redactor,
     )
-    assert "7946" not in messages_of(database, reply_result.conversation_id)[-1][1]
+    assert "7946" in messages_of(database, reply_result.conversation_id)[-1][1]
+    assert "7946" not in actions(database, second.conversation_id)[-1].text

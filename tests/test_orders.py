@@ -172,7 +172,7 @@ def test_the_orders_migration_goes_up_down_and_up_again(database_url):
         assert "orders" not in inspect(engine).get_table_names()
     finally:
         engine.dispose()
-    assert upgrade(database_url)[0] == "0006_dialogue_outcomes"
+    assert upgrade(database_url) == ("0006_dialogue_outcomes", "0010_private_answers")
 
 
 def test_lookup_finds_the_order_and_nothing_else(migrated_database):

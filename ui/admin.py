@@ -1,6 +1,6 @@
 """The admin console at `/admin`: import transcripts (files or a folder) and rebuild the
 index, start / watch / cancel a training run, compare model versions and promote or roll
-back, and the analytics tab.
+back, approve or discard agents' answers held back for personal data, and the analytics tab.
 
 Long work never runs in the web process: training and index rebuilds are background jobs
 (`chatbot.jobs`) in their own processes, which this page starts, cancels and polls (a
@@ -37,6 +37,7 @@ if TYPE_CHECKING:
     from chatbot.ingest.importer import ProgressBar
     from chatbot.ingest.records import ImportSummary
     from chatbot.jobs.records import JobInfo
+    from chatbot.store.database import Database
     from chatbot.ui.admin_analytics import AnalyticsTab
     from chatbot.web.auth import SignedRequest
     from chatbot.web.services import Services
@@ -657,6 +658,62 @@ def rollback_serving(services: Services, username: str, kind: str = "reply") -> 
     )
 
 
+# -- answers held back for personal data ------------------------------------------------------
+
+HELD_COLUMNS = ["id", "conversation", "agent", "personal data", "question", "answer", "held at"]
+
+
+def _empty_held() -> pd.DataFrame:
+    import pandas as pd
+
+    return pd.DataFrame([], columns=HELD_COLUMNS)
+
+
+def held_frame(database: Database) -> pd.DataFrame:
+    """The agents' answers held back for personal data (`chatbot.support.sharing`), oldest first."""
+    import pandas as pd
+
+    from chatbot.support.sharing import held_answers
+
+    rows = [
+        [
+            h.id,
+            h.conversation_id,
+            h.agent,
+            ", ".join(h.kinds),
+            h.question,
+            h.text,
+            _utc(h.created_at),
+        ]
+        for h in held_answers(database)
+    ]
+    return pd.DataFrame(rows, columns=HELD_COLUMNS)
+
+
+def decide_held(database: Database, held_id: object, approve: bool, username: str) -> str:
+    """Approve (share as a training pair) or discard one held answer; the outcome in words."""
+    from chatbot.support import sharing
+
+    try:
+        number = int(str(held_id).strip())
+    except ValueError:
+        return "Type the id of a held answer (the first column)."
+    try:
+        if approve:
+            pair_id = sharing.approve(database, number, username)
+        else:
+            sharing.discard(database, number, username)
+    except ChatbotError as exc:
+        return f"**Refused:** {md_text(exc)}"
+    log.info("admin %s %s held answer %d", username, "approved" if approve else "discarded", number)
+    if approve:
+        return (
+            f"Held answer {number} approved: it is shared now (training pair {pair_id}), "
+            "served by the answer cache and used by the next index build and training run."
+        )
+    return f"Held answer {number} discarded: it will never be shared, and its text was cleared."
+
+
 # -- the page -------------------------------------------------------------------------------
 
 
@@ -776,6 +833,20 @@ def build_admin_console(services: Services) -> gr.Blocks:
                     "Roll back the ranker", elem_id="rollback-ranker"
                 )
             versions_status = gr.Markdown(elem_id="versions-status")
+        with gr.Tab("Held answers", id="held-tab") as held_tab:
+            gr.Markdown(
+                "Answers held back for personal data: agents' answers that hold something "
+                "slotting cannot hide (an IBAN, a passport or card number, a street address). "
+                "Their customers got them; no other customer will until you approve one "
+                "(approve only when the flagged value is the company's own, or harmless). "
+                "Discarding clears the text."
+            )
+            held = gr.Dataframe(_empty_held(), interactive=False, wrap=True, elem_id="held")
+            with gr.Row():
+                held_id = gr.Textbox(label="Held answer id", elem_id="held-id", scale=2)
+                approve_held = gr.Button("Approve and share", elem_id="held-approve", scale=1)
+                discard_held = gr.Button("Discard", variant="stop", elem_id="held-discard", scale=1)
+            held_status = gr.Markdown(elem_id="held-status")
         with gr.Tab("Analytics", id="analytics-tab"):
             tab = _analytics_tab()
             if tab is None:
@@ -863,6 +934,22 @@ def build_admin_console(services: Services) -> gr.Blocks:
         def refresh_versions() -> tuple[pd.DataFrame, pd.DataFrame, str]:
             return versions_frame(services), rankers_frame(services), serving_line(services)
 
+        def held_handler(
+            approve: bool,
+        ) -> Callable[[str, gr.Request], tuple[str, pd.DataFrame | Update]]:
+            @fills(request=gr.Request)
+            def do_held(number: str, request: gr.Request) -> tuple[str, pd.DataFrame | Update]:
+                try:
+                    text = decide_held(services.database, number, approve, who(request))
+                except AccessDenied as exc:
+                    return refused(exc), gr.skip()
+                return text, held_frame(services.database)
+
+            return do_held
+
+        def refresh_held() -> pd.DataFrame:
+            return held_frame(services.database)
+
         private: EventOptions = {"api_visibility": "private"}
         import_button.click(
             do_import, [upload, upload_folder], [import_summary], concurrency_limit=1, **private
@@ -883,4 +970,7 @@ def build_admin_console(services: Services) -> gr.Blocks:
         versions_tab.select(refresh_versions, None, shown_versions, **private)
         console.load(refresh_versions, None, shown_versions, **private)
         logins.select(lambda: failed_logins_frame(services), None, [logins_table], **private)
+        approve_held.click(held_handler(True), [held_id], [held_status, held], **private)
+        discard_held.click(held_handler(False), [held_id], [held_status, held], **private)
+        held_tab.select(refresh_held, None, [held], **private)
     return console

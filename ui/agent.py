@@ -386,7 +386,7 @@ def run_action(
             if reply_id is None:
                 return Outcome(False, "There is no suggestion to review in this conversation.")
             if action == "approve":
-                result = review.approve(db, reply_id, agent)
+                result = review.approve(db, reply_id, agent, redactor=services.manager.redactor)
             elif action == "edit":
                 result = review.edit(db, reply_id, agent, text, redactor=services.manager.redactor)
             else:

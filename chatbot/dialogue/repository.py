@@ -269,10 +269,11 @@ def approved_pairs(*, session: Session, pair_ids: Sequence[int]) -> list[Approve
             TrainingPair.origin,
             TrainingPair.context,
             TrainingPair.target,
+            TrainingPair.target_slotted,
         ).where(TrainingPair.id.in_(list(pair_ids)))
     )
     out = []
-    for pair_id, conversation_id, turn_index, source, origin, context, target in rows:
+    for pair_id, conversation_id, turn_index, source, origin, context, target, shared in rows:
         customer = [
             t.get("text", "")
             for t in (context or [])
@@ -286,7 +287,8 @@ def approved_pairs(*, session: Session, pair_ids: Sequence[int]) -> list[Approve
                 source,
                 origin,
                 customer[-1] if customer else "",
-                target or "",
+                # The slotted form: what an agent wrote for one customer, shared.
+                shared if shared is not None else (target or ""),
             )
         )
     return out

@@ -9,11 +9,11 @@ from pydantic import Field, model_validator
 
 from chatbot.settings_section import Section
 
-RedactionKind = Literal["email", "phone", "card", "handle"]
+RedactionKind = Literal["email", "phone", "card", "handle", "iban", "id", "address", "name"]
 
 
 def _every_kind() -> list[RedactionKind]:
-    return ["email", "phone", "card", "handle"]
+    return ["email", "phone", "card", "handle", "iban", "id"]
 
 
 class IngestSettings(Section):

@@ -132,3 +132,43 @@ class Job(Base):
         CheckConstraint(one_of("kind", JOB_KINDS), name="kind"),
         CheckConstraint(one_of("status", JOB_STATES), name="status"),
     )
+
+
+PRIVATE_ANSWER_STATES = ("pending", "approved", "discarded")
+
+
+class PrivateAnswer(Base):
+    """An agent's answer (approved or edited) that holds personal data its slotted form
+    cannot hide (an IBAN, a passport number, an address): it was sent to its own
+    customer, but it becomes a shared answer (a training pair the answer cache, the
+    index and training read) only once an admin approves it. Discarding it clears its
+    text. Created by migration 0010_private_answers; `chatbot.support.sharing` decides."""
+
+    __tablename__ = "private_answers"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    conversation_id: Mapped[int] = mapped_column(
+        ForeignKey("conversations.id", ondelete="CASCADE"), index=True
+    )
+    reply_id: Mapped[int | None] = mapped_column(
+        ForeignKey("dialogue_replies.id", ondelete="SET NULL")
+    )
+    message_id: Mapped[int | None] = mapped_column(ForeignKey("messages.id", ondelete="SET NULL"))
+    turn_index: Mapped[int] = mapped_column(Integer)
+    origin: Mapped[str] = mapped_column(String(40))  # the pair's origin once shared
+    agent: Mapped[str] = mapped_column(String(80))
+    context: Mapped[list[Any]] = mapped_column(JSON, default=list)
+    text: Mapped[str | None] = mapped_column(Text)  # None once discarded
+    labels: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    held_kinds: Mapped[list[Any]] = mapped_column(JSON, default=list)  # why: "iban", "id"...
+    state: Mapped[str] = mapped_column(String(20), default="pending", index=True)
+    decided_by: Mapped[str | None] = mapped_column(String(80))
+    decided_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    pair_id: Mapped[int | None] = mapped_column(
+        ForeignKey("training_pairs.id", ondelete="SET NULL")
+    )
+    created_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), default=utcnow, index=True
+    )
+
+    __table_args__ = (CheckConstraint(one_of("state", PRIVATE_ANSWER_STATES), name="state"),)

@@ -10,7 +10,11 @@ handed-off conversation nobody has taken takes it first, and a free reply always
 (a human speaking is a human in charge). Approvals and edits become training pairs
 (origin `agent_approved` / `agent_edited`, split "train", source "agent-review") that
 the answer cache serves at once, and the next index build and training run use
-(training weights them by origin); a rejection stays in `agent_actions` as a negative
+(training weights them by origin), in their slotted form; one that holds personal data
+slotting cannot hide (an IBAN, a passport number) stays private to its conversation
+until an admin approves it (`chatbot.support.sharing`). What an agent sends reaches
+its own customer exactly as written; the copy in `agent_actions` is redacted with the
+serving redactor when one is given. A rejection stays in `agent_actions` as a negative
 example (`rejected_examples`). A reply a customer gave a thumbs-down to waits here like
 a flagged one (`chatbot.support.feedback`); the agent's decision on it stands whatever
 the customer clicks afterwards.
@@ -36,7 +40,8 @@ from chatbot.store.database import Database, matched_rows
 from chatbot.store.dialogue_schema import DialogueReply
 from chatbot.store.enums import AgentActionKind, PairOrigin, ReviewState
 from chatbot.store.schema import Conversation, Message, TrainingPair, utcnow
-from chatbot.store.support_schema import AgentAction, User
+from chatbot.store.support_schema import AgentAction, PrivateAnswer, User
+from chatbot.support import sharing
 from chatbot.support.queue import SHOWN_DECISIONS, TAKEN_OVER_REASON
 
 MAX_TEXT_CHARS = 4000
@@ -69,6 +74,7 @@ class ActionResult:
     message_id: int | None = None  # the message the customer sees
     pair_id: int | None = None  # the training pair written
     took_over: bool = False
+    held_id: int | None = None  # the answer kept private for personal data (no pair)
 
 
 class RejectedExample(NamedTuple):
@@ -296,13 +302,12 @@ def reply(
     *,
     redactor: Redactor | None = None,
 ) -> ActionResult:
-    """A message the agent writes; the agent takes the conversation if nobody has.
-    With `redactor` (serving passes the dialogue manager's), personal data is redacted
-    before it is stored, as in customers' messages."""
+    """A message the agent writes; the agent takes the conversation if nobody has. The
+    customer gets it as written; with `redactor` (serving passes the dialogue manager's),
+    the copy kept in `agent_actions` is redacted. A free reply is never shared."""
     user = _agent(user)
     text = _text(text, "reply")
-    if redactor is not None:
-        text = redactor.redact(text)
+    kept = redactor.redact(text) if redactor is not None else text
     with database.session() as session:
         took = _take(session, conversation_id, user)
         if took:
@@ -315,7 +320,7 @@ def reply(
             meta={"action": AgentActionKind.REPLY, "agent": user.username},
         )
         _record(
-            session, user, AgentActionKind.REPLY, conversation_id, text=text, message_id=message.id
+            session, user, AgentActionKind.REPLY, conversation_id, text=kept, message_id=message.id
         )
     return ActionResult(
         AgentActionKind.REPLY,
@@ -326,10 +331,13 @@ def reply(
     )
 
 
-def approve(database: Database, reply_id: int, user: Agent) -> ActionResult:
+def approve(
+    database: Database, reply_id: int, user: Agent, *, redactor: Redactor | None = None
+) -> ActionResult:
     """Send the suggestion as it is (once: a reply the customer already saw is only
-    marked approved) and keep it as an `agent_approved` training pair."""
-    return _decide(database, reply_id, _agent(user), edited_text=None)
+    marked approved) and keep it as an `agent_approved` training pair (or held back,
+    see `chatbot.support.sharing`)."""
+    return _decide(database, reply_id, _agent(user), edited_text=None, redactor=redactor)
 
 
 def edit(
@@ -340,10 +348,9 @@ def edit(
     a reply without a draft (a hand-off) can be "edited" too: the agent writes the
     answer to the customer message it belongs to."""
     text = _text(text, "edited reply")
-    # Redacted before it is stored: an edit becomes a cached answer other customers get.
-    return _decide(
-        database, reply_id, _agent(user), edited_text=redactor.redact(text) if redactor else text
-    )
+    # The customer gets it as written; what is shared is its slotted form, or nothing
+    # until an admin approves it (`chatbot.support.sharing`).
+    return _decide(database, reply_id, _agent(user), edited_text=text, redactor=redactor)
 
 
 def reject(database: Database, reply_id: int, user: Agent, reason: str) -> ActionResult:
@@ -408,7 +415,12 @@ def _mark(session: Session, row: DialogueReply, status: ReviewState) -> None:
 
 
 def _decide(
-    database: Database, reply_id: int, user: Agent, *, edited_text: str | None
+    database: Database,
+    reply_id: int,
+    user: Agent,
+    *,
+    edited_text: str | None,
+    redactor: Redactor | None = None,
 ) -> ActionResult:
     with database.session() as session:
         # A hand-off without a draft (out of scope, asked for a person) has nothing to
@@ -450,8 +462,14 @@ def _decide(
             sent_now = True
         if sent is None:  # deleted a moment ago (retention): nothing to keep a pair of
             raise StoreError(f"the message suggestion {reply_id} was sent as no longer exists")
-        pair = _training_pair(
-            session, row, user, action=action, text=text, turn_index=sent.turn_index
+        pair, held = _share(
+            session,
+            row,
+            user,
+            action=action,
+            text=text,
+            message=sent,
+            allowlist=redactor.allow if redactor is not None else (),
         )
         _record(
             session,
@@ -459,9 +477,9 @@ def _decide(
             action,
             row.conversation_id,
             reply_id=row.id,
-            text=text,
+            text=redactor.redact(text) if redactor is not None else text,
             original_text=original,
-            pair_id=pair.id,
+            pair_id=pair.id if pair is not None else None,
             message_id=sent.id,
         )
     verb = "approved" if action == AgentActionKind.APPROVE else "edited"
@@ -470,14 +488,20 @@ def _decide(
         if sent_now
         else f"suggestion {reply_id} approved (the customer already had it)"
     )
+    if held is not None:
+        message += (
+            f"; it holds personal data ({', '.join(held.held_kinds)}), so it stays private to "
+            "this conversation until an admin approves it as a shared answer"
+        )
     return ActionResult(
         action,
         row.conversation_id,
         message,
         reply_id=row.id,
         message_id=sent.id,
-        pair_id=pair.id,
+        pair_id=pair.id if pair is not None else None,
         took_over=took,
+        held_id=held.id if held is not None else None,
     )
 
 
@@ -514,42 +538,61 @@ def pair_hash(conversation_id: int, turn_index: int, text: str) -> str:
     ).hexdigest()
 
 
-def _training_pair(
+def _share(
     session: Session,
     row: DialogueReply,
     user: Agent,
     *,
     action: AgentActionKind,
     text: str,
-    turn_index: int,
-) -> TrainingPair:
-    pair = TrainingPair(
-        conversation_id=row.conversation_id,
-        turn_index=turn_index,
-        source=PAIR_SOURCE,
-        origin=(
-            PairOrigin.AGENT_APPROVED
-            if action == AgentActionKind.APPROVE
-            else PairOrigin.AGENT_EDITED
-        ),
-        split="train",
-        context=context_before(session, row.conversation_id, row.message_id),
-        target=text,
-        labels={
-            "agent": user.username,
-            "reviewed_at": utcnow().isoformat(),
-            "original_suggestion": row.text,
-            "reply_id": row.id,
-            "action": action,
-            "decision": row.decision,
-            "reason": row.reason,
-            "confidence": row.confidence,
-        },
-        content_hash=pair_hash(row.conversation_id, turn_index, text),
+    message: Message,
+    allowlist: tuple[str, ...] = (),
+) -> tuple[TrainingPair | None, PrivateAnswer | None]:
+    """The answer as a shared training pair in its slotted form, or, when personal data
+    is left after slotting, held back for an admin (`chatbot.support.sharing`)."""
+    origin = (
+        PairOrigin.AGENT_APPROVED if action == AgentActionKind.APPROVE else PairOrigin.AGENT_EDITED
     )
-    session.add(pair)
-    session.flush()
-    return pair
+    context = context_before(session, row.conversation_id, row.message_id)
+    labels = {
+        "agent": user.username,
+        "reviewed_at": utcnow().isoformat(),
+        "original_suggestion": row.text,
+        "reply_id": row.id,
+        "action": action,
+        "decision": row.decision,
+        "reason": row.reason,
+        "confidence": row.confidence,
+    }
+    form = sharing.shared_form(session, text, context, allowlist)
+    if form.private:
+        held = sharing.hold(
+            session,
+            conversation_id=row.conversation_id,
+            reply_id=row.id,
+            message_id=message.id,
+            turn_index=message.turn_index,
+            origin=str(origin),
+            agent=user.username,
+            context=context,
+            text=text,
+            labels=labels,
+            form=form,
+        )
+        return None, held
+    pair = sharing.write_pair(
+        session,
+        conversation_id=row.conversation_id,
+        turn_index=message.turn_index,
+        source=PAIR_SOURCE,
+        origin=origin,
+        context=context,
+        text=text,
+        labels=labels,
+        content_hash=pair_hash(row.conversation_id, message.turn_index, text),
+        form=form,
+    )
+    return pair, None
 
 
 def rejected_examples(session: Session, *, limit: int | None = None) -> list[RejectedExample]:
