@@ -57,14 +57,16 @@ def reply_model_source(settings: Settings, database: Database) -> ReplyModelProv
 
 
 def open_retriever_or_explain(settings: Settings, database: Database) -> FollowingRetriever:
-    """The retriever over the current index version, following later versions (a
+    """The retriever over the current index version (the newest intact one when the
+    current one is damaged, with `health` saying so), following later versions (a
     rebuild from the admin console is served without a restart)."""
+    from chatbot.retrieval.fallback import open_intact_retriever
     from chatbot.retrieval.following import FollowingRetriever
-    from chatbot.retrieval.retriever import open_retriever
     from chatbot.retrieval.versions import IndexNotFoundError
 
     try:
-        return FollowingRetriever(settings, open_retriever(settings, database))
+        retriever, health = open_intact_retriever(settings, database)
+        return FollowingRetriever(settings, retriever, health=health)
     except IndexNotFoundError:
         raise ConfigError(NO_INDEX_HINT) from None
 

@@ -11,6 +11,7 @@ if TYPE_CHECKING:
     from chatbot.config import Settings
     from chatbot.dialogue.manager import DialogueManager
     from chatbot.store.database import Database
+    from chatbot.web.readiness import ModelWarmup
 
 
 @dataclass
@@ -18,3 +19,5 @@ class Services:
     settings: Settings
     database: Database
     manager: DialogueManager
+    # The reply model loading in the background since start (None: loaded on first use).
+    warmup: ModelWarmup | None = None
