@@ -36,7 +36,8 @@ def group(app: AppContext, host: str | None, port: int | None, demo: bool) -> No
 
     settings = app.settings
     prepare(settings, demo=demo, report=lambda line: click.echo(line, err=True))
-    manager, database = open_manager(settings)
+    # A damaged current index: serve the newest intact version, and say so (/readyz, admin console).
+    manager, database = open_manager(settings, fallback_index=True)
     # Messages a crash left without a reply go to the agents, at start and continuously.
     sweeper = RecoverySweeper(
         database,
