@@ -50,6 +50,7 @@ def index_pairs(settings: Settings, *, report: Callable[[str], None] = log.info)
     from sqlalchemy import func, select
 
     from chatbot.indexing.builder import update_index
+    from chatbot.retrieval.versions import IndexDamagedError
     from chatbot.store.database import Database
     from chatbot.store.schema import TrainingPair
 
@@ -61,7 +62,13 @@ def index_pairs(settings: Settings, *, report: Callable[[str], None] = log.info)
                     "index: no training pairs yet; import transcripts with `chatbot import`, then `chatbot index`"
                 )
                 return
-        result = update_index(settings, database)
+        try:
+            result = update_index(settings, database)
+        except IndexDamagedError as exc:
+            # Degrade, don't die: the web app stands in the newest intact version
+            # (chatbot.retrieval.fallback) and says so; the repair is the admin's call.
+            report(f"index: {exc} (serving the newest intact version meanwhile)")
+            return
         report(
             f"index {result.version}: {result.action} ({result.reason}), {result.pair_count} pairs"
         )

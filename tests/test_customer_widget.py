@@ -932,3 +932,32 @@ def test_the_embed_example_uses_the_documented_snippet():
     iframe = re.search(r"<iframe\b[^>]*>", page).group(0)
     assert 'src="http://127.0.0.1:7860/"' in iframe and 'title="' in iframe
     assert 'allow="clipboard-write"' in iframe and "width" in iframe and "height" in iframe
+
+
+def _encodable(view) -> bool:
+    """The view can go to the browser: Gradio sends it as UTF-8 JSON, which a lone
+    surrogate cannot be written in."""
+    try:
+        for entry in view.chat:
+            str(entry["content"]).encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def test_a_lone_surrogate_is_cleaned_before_it_is_shown_or_stored(services, database):
+    """A lone UTF-16 surrogate (a browser can send one as JSON "\\ud83d") used to reach
+    the streamed view as it was and break the reply stream; it is shown and stored as
+    U+FFFD, and the reply streams to the end. A comment with one is stored too."""
+    token = customer.new_token()
+    views = list(widget.answer(services, token, f"{RESET_Q} \ud83d"))
+    assert views and all(_encodable(v) for v in views), "a view holds a lone surrogate"
+    assert views[-1].final and views[-1].warning is None
+    assert views[0].chat[-2]["content"] == html.escape(f"{RESET_Q} \ufffd")
+    conversation_id = customer.open_conversation(database, token)
+    stored = _messages(database, conversation_id)
+    assert stored[0] == ("customer", f"{RESET_Q} \ufffd") and stored[-1][0] == "bot"
+    reply_id = views[-1].message_ids[-1]
+    customer.give_feedback(database, token, reply_id, -1, "wrong \udc00 answer")
+    with database.session() as session:
+        assert session.scalar(select(Feedback.comment)) == "wrong \ufffd answer"

@@ -1,8 +1,10 @@
 """Damaged or missing index files and leftovers of killed builds (issue 13): every kind
 of damage to the current index version is one clear error naming the file and the
-repair, from `chatbot ask`, from `chatbot serve`'s start-up and from `open_retriever`;
-`chatbot index --rebuild` repairs it; a running server keeps serving the old version
-meanwhile. A `.building-*` folder left by a killed build is deleted by the next build and
+repair, from `chatbot ask`, a plain `chatbot index` and `open_retriever`; the web app
+(`open_manager(fallback_index=True)`, as `chatbot serve` opens it) serves the newest
+intact version instead and says so (issue 24); `chatbot index --rebuild` repairs it and
+deletes the damaged version, so it is never what serving falls back to; a running
+server keeps serving the old version meanwhile. A `.building-*` folder left by a killed build is deleted by the next build and
 never taken for a version. Tiny real embedder, real SQLite, FAISS and BM25."""
 
 from __future__ import annotations
@@ -107,9 +109,7 @@ def _one_clear_error(result, file_name: str) -> str:
 
 
 @pytest.mark.parametrize("kind", list(DAMAGE))
-def test_damaged_index_is_one_clear_error_and_rebuild_repairs_it(
-    kind, env, sqlite_database, monkeypatch
-):
+def test_damaged_index_is_one_clear_error_and_rebuild_repairs_it(kind, env, sqlite_database):
     from chatbot.dialogue.sources import open_manager
     from chatbot.retrieval.following import FollowingRetriever
 
@@ -134,15 +134,18 @@ def test_damaged_index_is_one_clear_error_and_rebuild_repairs_it(
     assert raised.value.path.name == file_name and "chatbot index --rebuild" in str(raised.value)
     with pytest.raises(IndexDamagedError):
         open_manager(settings)
+    # The web app degrades instead: the newest intact version, the damage noted.
+    manager, database = open_manager(settings, fallback_index=True)
+    try:
+        stand_in = "v0002" if kind == "CURRENT names a missing version" else "v0001"
+        assert manager.retriever.version == stand_in
+        assert manager.retriever.health.degraded and file_name in manager.retriever.health.problem
+        assert manager.retriever.search(SHOP[3][0], k=3).hits
+    finally:
+        database.dispose()
 
-    # The command line: `ask`, `serve`'s start-up and a plain `index` say the same one line.
+    # The command line: `ask` and a plain `index` say the same one line.
     _one_clear_error(_cli(env, "ask", "Where is my order?"), file_name)
-    import uvicorn
-
-    monkeypatch.setattr(
-        uvicorn, "run", lambda *a, **k: pytest.fail("serve started on a damaged index")
-    )
-    _one_clear_error(_cli(env, "serve", "--no-demo"), file_name)
     _one_clear_error(_cli(env, "index"), file_name)
 
     # The repair.
@@ -154,6 +157,9 @@ def test_damaged_index_is_one_clear_error_and_rebuild_repairs_it(
     assert SHOP[3][1] in answered.stdout
     assert serving.search(SHOP[3][0], k=1).hits and serving.version == "v0003"
     assert VersionStore(root).current_name() == "v0003"
+    # The damaged version is gone: never a version to fall back to.
+    kept = VersionStore(root).versions()
+    assert ("v0002" in kept) == (kind == "CURRENT names a missing version"), kept
 
 
 def _killed_build_leftover(root: Path) -> Path:

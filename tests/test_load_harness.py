@@ -122,3 +122,37 @@ def test_two_workers_on_postgresql_pick_up_a_new_index_version(
     probes = results["index_rebuild"]["probes"]
     assert [p["worker"] for p in probes] == [0, 1]
     assert all(p["used_new_index"] for p in probes), results["index_rebuild"]
+
+
+@pytest.mark.slow
+def test_a_server_killed_under_load_strands_and_loses_nothing(
+    tmp_path, tiny_embedder_dir, tiny_reply_model_dir
+):
+    """benchmarks/crash_recovery.py in a small run: the real `chatbot serve` gets SIGKILL
+    while a message is being answered, is started again, and after the recovery bound no
+    stored message is without a reply, none the server took is lost, and every customer
+    whose conversation went to the agents as interrupted sees the notice."""
+    from benchmarks.crash_recovery import CrashPlan
+    from benchmarks.crash_recovery import run as run_crash
+
+    plan = CrashPlan(
+        customers=6, messages=3, kill_after=4, min_in_flight=1, interrupted_after_seconds=5.0
+    )
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        results = pool.submit(
+            run_crash,
+            plan,
+            tiny_dirs=(tiny_embedder_dir, tiny_reply_model_dir),
+            model_cache=tmp_path / "models",
+            report=lambda line: None,
+        ).result()
+    figures, kill = results["figures"], results["kill"]
+    assert kill["being_answered_at_kill"] >= 1  # the crash did strand something
+    assert kill["stored_without_reply_after_kill"] >= 1
+    assert figures["stranded"]["count"] == 0, figures
+    assert figures["lost"]["count"] == 0, figures
+    assert figures["conversations_handed_off_interrupted"] >= 1
+    assert (
+        figures["of_those_customer_sees_notice"] == figures["conversations_handed_off_interrupted"]
+    )
+    assert results["passed"]

@@ -192,6 +192,17 @@ def test_health_endpoint_says_nothing_but_ok(web):
     assert response.status_code == 200 and response.json() == {"ok": True}
 
 
+def test_readiness_says_ready_with_booleans_only(web):
+    _, app = web
+    response = _client(app).get("/readyz")
+    assert response.status_code == 200
+    assert response.json() == {
+        "ready": True,
+        "checks": {"database": True, "index": True, "models": True},
+        "degraded": [],
+    }
+
+
 def test_gradio_hands_every_handler_exactly_its_inputs_and_the_request(web):
     """Gradio reads a handler's annotations at run time to find the arguments it fills
     itself (`gr.Request`, event data); the pages' annotations are strings for the type

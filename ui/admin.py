@@ -380,6 +380,22 @@ def index_markdown(job: JobInfo | None) -> str:
     return "  \n".join(lines)
 
 
+def serving_notice(services: Services) -> str:
+    """Markdown at the top of the console while the app serves in a degraded state (an
+    older index standing in for a damaged one, no usable reply model, a read-only
+    database); empty while everything serves as configured."""
+    from chatbot.web.readiness import readiness
+
+    problems = [
+        f"**{name}:** {md_text(check.detail)}"
+        for name, check in readiness(services).items()
+        if check.degraded or not check.ok
+    ]
+    if not problems:
+        return ""
+    return "### Serving in a degraded state\n" + "  \n".join(problems)
+
+
 def index_status(services: Services) -> tuple[str, bool]:
     """(what to show under Rebuild index, whether a rebuild is running)."""
     from chatbot.jobs.control import latest_job
@@ -745,6 +761,8 @@ def build_admin_console(services: Services) -> gr.Blocks:
         with gr.Row():
             gr.Markdown("## Admin console")
             gr.HTML(LOGOUT_FORM, elem_id="logout-form", elem_classes=["logout-form"])
+        gr.Markdown("## Admin console")
+        health_notice = gr.Markdown(elem_id="serving-health")
         timer = gr.Timer(poll, active=False)
         with gr.Tab("Import", id="import-tab"):
             gr.Markdown(
@@ -973,4 +991,5 @@ def build_admin_console(services: Services) -> gr.Blocks:
         approve_held.click(held_handler(True), [held_id], [held_status, held], **private)
         discard_held.click(held_handler(False), [held_id], [held_status, held], **private)
         held_tab.select(refresh_held, None, [held], **private)
+        console.load(lambda: serving_notice(services), None, health_notice, **private)
     return console

@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING, NotRequired, TypeAlias, TypedDict
 
 from chatbot.dialogue.records import numbered_choices
 from chatbot.errors import AccessDenied, ChatbotError, InputError
+from chatbot.ingest.sanitize import clean_text
 from chatbot.support import customer
 from chatbot.ui.handlers import ChatMessage, UnlimitedEventOptions, Update, fills
 
@@ -212,9 +213,11 @@ def answer(services: Services, token: object, message: str) -> Iterator[ChatView
     """Send the customer's message to the dialogue manager and stream its reply.
 
     The manager stores the message before anything else; a bad message (empty, too long)
-    is refused with a warning and left in the box; any failure ends in a polite notice."""
+    is refused with a warning and left in the box; any failure ends in a polite notice.
+    The text is cleaned as the store cleans it first (a lone UTF-16 surrogate, which a
+    browser's JSON may carry, cannot be sent back as UTF-8 and would break the stream)."""
     database = services.database
-    text = (message or "").strip()
+    text = clean_text(message or "").strip()
     if not text:
         yield ChatView(warning=EMPTY, keep_input=True, **_unchanged(database, token))
         return

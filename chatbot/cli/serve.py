@@ -29,14 +29,28 @@ def group(app: AppContext, host: str | None, port: int | None, demo: bool) -> No
     from chatbot.accounts.users import count_admins
     from chatbot.bootstrap import prepare
     from chatbot.dialogue.sources import open_manager
+    from chatbot.support.recovery import RecoverySweeper
     from chatbot.web.app import create_app
+    from chatbot.web.readiness import ModelWarmup
     from chatbot.web.services import Services
 
     settings = app.settings
     prepare(settings, demo=demo, report=lambda line: click.echo(line, err=True))
-    manager, database = open_manager(settings)
+    # A damaged current index: serve the newest intact version, and say so (/readyz, admin console).
+    manager, database = open_manager(settings, fallback_index=True)
+    # Messages a crash left without a reply go to the agents, at start and continuously.
+    sweeper = RecoverySweeper(
+        database,
+        older_than_seconds=settings.web.interrupted_after_seconds,
+        interval_seconds=settings.web.recovery_sweep_seconds,
+        notice=settings.web.interrupted_message,
+    ).start()
     try:
-        web = create_app(Services(settings=settings, database=database, manager=manager))
+        # The reply model verified (checksums) and loaded now, not at the first customer.
+        warmup = ModelWarmup().start(manager.reply_source) if manager.reply_source else None
+        web = create_app(
+            Services(settings=settings, database=database, manager=manager, warmup=warmup)
+        )
         host = host or settings.host
         port = port or settings.port
         if not count_admins(database):
@@ -47,4 +61,5 @@ def group(app: AppContext, host: str | None, port: int | None, demo: bool) -> No
         click.echo(f"serving on http://{host}:{port} (agents: /agent, admins: /admin)", err=True)
         uvicorn.run(web, host=host, port=port, log_level="warning")
     finally:
+        sweeper.stop()
         database.dispose()

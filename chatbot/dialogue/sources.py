@@ -56,21 +56,35 @@ def reply_model_source(settings: Settings, database: Database) -> ReplyModelProv
     return ReplyModelProvider(settings, database)
 
 
-def open_retriever_or_explain(settings: Settings, database: Database) -> FollowingRetriever:
+def open_retriever_or_explain(
+    settings: Settings, database: Database, *, fallback: bool = False
+) -> FollowingRetriever:
     """The retriever over the current index version, following later versions (a
-    rebuild from the admin console is served without a restart)."""
+    rebuild from the admin console is served without a restart). With `fallback` (the
+    web app: degrade, don't die), a damaged current version is stood in for by the
+    newest intact one, its `health` saying so; without it (one-shot commands), the
+    damage is the error."""
+    from chatbot.retrieval.fallback import IndexHealth, open_intact_retriever
     from chatbot.retrieval.following import FollowingRetriever
     from chatbot.retrieval.retriever import open_retriever
     from chatbot.retrieval.versions import IndexNotFoundError
 
     try:
-        return FollowingRetriever(settings, open_retriever(settings, database))
+        if fallback:
+            retriever, health = open_intact_retriever(settings, database)
+        else:
+            retriever = open_retriever(settings, database)
+            health = IndexHealth(retriever.version)
+        return FollowingRetriever(settings, retriever, health=health)
     except IndexNotFoundError:
         raise ConfigError(NO_INDEX_HINT) from None
 
 
-def open_manager(settings: Settings) -> tuple[DialogueManager, Database]:
-    """(manager, database) for the settings; the caller disposes of the database."""
+def open_manager(
+    settings: Settings, *, fallback_index: bool = False
+) -> tuple[DialogueManager, Database]:
+    """(manager, database) for the settings; the caller disposes of the database.
+    `fallback_index`: see `open_retriever_or_explain`."""
     from chatbot.dialogue.manager import DialogueManager
     from chatbot.store.database import require_schema
     from chatbot.training.prompt import PromptFormat
@@ -78,7 +92,7 @@ def open_manager(settings: Settings) -> tuple[DialogueManager, Database]:
     database = Database(settings.resolved_database_url)
     try:
         require_schema(database.engine)
-        retriever = open_retriever_or_explain(settings, database)
+        retriever = open_retriever_or_explain(settings, database, fallback=fallback_index)
         if settings.dialogue.consensus and retriever.consensus is not None:
             from chatbot.ranking.consensus import warm
 

@@ -40,6 +40,7 @@ from chatbot.pairs import PairRecord
 from chatbot.retrieval import faiss_index
 from chatbot.retrieval.answer_classes import ANSWER_VECTORS
 from chatbot.retrieval.embedding import embed_contexts
+from chatbot.retrieval.fallback import remove_damaged_versions
 from chatbot.retrieval.index_files import (
     FORMAT,
     IndexMeta,
@@ -290,6 +291,8 @@ def update_index(
         raise
     name = store.commit(staged)
     pruned = store.prune(rs.keep_versions)
+    # A damaged older version must never be the one serving falls back to.
+    pruned += remove_damaged_versions(settings)
     log.info("index %s: %s (%s), %d pairs", name, action, reason, len(records))
     return IndexReport(
         action,

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 from chatbot.config import Settings
 from chatbot.errors import ModelUnavailableError
 from chatbot.meta_file import MetaFileError, read_meta
+from chatbot.models.checksums import verify_checksums, write_checksums
 from chatbot.models.offline import force_offline, package_dir
 
 if TYPE_CHECKING:
@@ -67,16 +68,24 @@ def _sha256(path: Path) -> str:
 
 
 def _cache_is_valid(directory: Path, gguf_sha256: str) -> bool:
+    """The cache was converted from this GGUF by this conversion, and every file is
+    whole (checksums written at conversion; a cache without them is converted again)."""
     try:
         meta = read_meta(directory)
     except MetaFileError:
         return False
-    return (
+    if not (
         meta.get("source_sha256") == gguf_sha256
         and meta.get("conversion_format") == CONVERSION_FORMAT
         and (directory / "model.safetensors").is_file()
         and (directory / "config.json").is_file()
-    )
+    ):
+        return False
+    try:
+        return verify_checksums(directory)
+    except ModelUnavailableError as exc:
+        log.warning("%s: converting again", exc)
+        return False
 
 
 def prepare_reply_model(settings: Settings, *, force: bool = False) -> PrepareResult:
@@ -141,6 +150,7 @@ def prepare_reply_model(settings: Settings, *, force: bool = False) -> PrepareRe
         "created_at": datetime.now(UTC).isoformat(),
     }
     (staging / META_FILE).write_text(json.dumps(meta, indent=2) + "\n")
+    write_checksums(staging)
     if target.exists():
         shutil.rmtree(target)
     staging.rename(target)
@@ -197,6 +207,8 @@ def load_reply_model(
         raise ModelUnavailableError(
             f"the reply model directory {path} is missing" + (f"; {repair}" if repair else "")
         )
+    # Weights cut short may load without an error: their checksums, when written, say so.
+    verify_checksums(Path(path), repair)
     try:
         tokenizer = AutoTokenizer.from_pretrained(str(path), local_files_only=True)
         model = AutoModelForCausalLM.from_pretrained(

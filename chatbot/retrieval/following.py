@@ -3,7 +3,8 @@ admin console's rebuild) commits a new version, the serving process picks it up 
 next search, without a restart, and keeps answering from the old one if the new one
 cannot be loaded (a file missing or damaged, CURRENT naming a version that is not
 there). A version that failed is tried again at the next check, so its repair is
-picked up too.
+picked up too. `health` says which version serves and, while it is not the current
+one (a damaged current version at start, `chatbot.retrieval.fallback`), why.
 
 Loading one version is `chatbot.retrieval.retriever`'s job; this module only notices a
 new version and swaps it in.
@@ -18,6 +19,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from chatbot.errors import ChatbotError
+from chatbot.retrieval.fallback import IndexHealth
 from chatbot.retrieval.index_files import store_root
 from chatbot.retrieval.retriever import PairRetriever, load_version
 from chatbot.retrieval.types import SearchResult
@@ -39,9 +41,17 @@ class FollowingRetriever:
     The version pointer is read at most every `check_interval` seconds (a small file
     read), so a search costs nothing extra in between."""
 
-    def __init__(self, settings: Settings, current: PairRetriever, *, check_interval: float = 5.0):
+    def __init__(
+        self,
+        settings: Settings,
+        current: PairRetriever,
+        *,
+        check_interval: float = 5.0,
+        health: IndexHealth | None = None,
+    ):
         self.settings = settings
         self.current = current
+        self.health = health or IndexHealth(current.version)
         self.check_interval = check_interval
         self._checked_at = time.monotonic()
         self._lock = threading.Lock()
@@ -86,6 +96,8 @@ class FollowingRetriever:
             store = VersionStore(store_root(self.settings))
             name = store.current_name()  # None also when CURRENT names a version that is not there
             if name is None or name == self.current.version:
+                if name is not None and self.health.degraded:  # the current one is served again
+                    self.health = IndexHealth(name)
                 return False
             try:
                 loaded = load_version(self.settings, store.root / name, model=self.current.model)
@@ -100,4 +112,5 @@ class FollowingRetriever:
                 return False
             log.info("serving index version %s (was %s)", loaded.version, self.current.version)
             self.current = loaded
+            self.health = IndexHealth(loaded.version)
             return True

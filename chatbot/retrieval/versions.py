@@ -120,6 +120,10 @@ class VersionStore:
         except (OSError, UnicodeDecodeError):
             return ""
 
+    def current_pointer(self) -> str | None:
+        """What CURRENT holds, whether or not that version is complete (None: nothing)."""
+        return self._pointer() or None
+
     def current_name(self) -> str | None:
         """The current version's name; None when there is none or CURRENT names no
         complete version (see `require_current` for the reason)."""

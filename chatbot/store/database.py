@@ -7,6 +7,9 @@ answers, and hands out transactional sessions. Schema changes belong to
 
 from __future__ import annotations
 
+import logging
+import os
+import stat
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -21,6 +24,11 @@ from sqlalchemy.pool import ConnectionPoolEntry
 from chatbot.errors import StoreError
 
 CONNECT_TIMEOUT_SECONDS = 5
+# The store holds password hashes and customers' messages: readable by its owner only.
+PRIVATE_FILE_MODE = 0o600
+SQLITE_SIDE_FILES = ("-wal", "-shm", "-journal")
+
+log = logging.getLogger(__name__)
 
 
 def redact_url(url: str) -> str:
@@ -42,6 +50,41 @@ def _enable_sqlite_foreign_keys(
     cursor.close()
 
 
+def make_private_sqlite_file(path: Path) -> None:
+    """Create the SQLite database file with mode 0600 before SQLite does (it would use
+    0644, and gives its WAL and shared-memory files the database file's mode); tighten an
+    existing file, and its side files, that others may read."""
+    if os.name != "posix":
+        return
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, PRIVATE_FILE_MODE)
+    except FileExistsError:
+        pass
+    except OSError as exc:
+        raise StoreError(f"database file {path} cannot be created ({exc.strerror})") from None
+    else:
+        os.close(fd)
+        return
+    for candidate in (path, *(path.with_name(path.name + s) for s in SQLITE_SIDE_FILES)):
+        try:
+            info = candidate.stat()
+        except OSError:
+            continue
+        if stat.S_ISREG(info.st_mode) and info.st_mode & 0o077 and info.st_uid == os.getuid():
+            log.warning(
+                "database file %s could be read by other users (mode %03o); now 0600",
+                candidate,
+                stat.S_IMODE(info.st_mode),
+            )
+            try:
+                candidate.chmod(PRIVATE_FILE_MODE)
+            except OSError as exc:
+                raise StoreError(
+                    f"database file {candidate} can be read by other users and cannot be made "
+                    f"private ({exc.strerror}); run: chmod 600 {candidate}"
+                ) from None
+
+
 def create_db_engine(url: str) -> Engine:
     """An engine for `url`, or a StoreError naming what is wrong with it."""
     try:
@@ -55,6 +98,8 @@ def create_db_engine(url: str) -> Engine:
         parent = Path(parsed.database).expanduser().parent
         if not parent.is_dir():
             raise StoreError(f"database URL {redact_url(url)}: directory {parent} does not exist")
+        if not parsed.database.startswith("file:"):
+            make_private_sqlite_file(Path(parsed.database).expanduser())
     if parsed.drivername == "postgresql":
         # psycopg 3 is the driver we ship; plain "postgresql://" would ask for psycopg2.
         parsed = parsed.set(drivername="postgresql+psycopg")

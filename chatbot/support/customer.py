@@ -27,6 +27,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from chatbot.errors import AccessDenied, InputError
+from chatbot.ingest.sanitize import clean_text
 from chatbot.store.database import Database
 from chatbot.store.dialogue_schema import DialogueReply
 from chatbot.store.schema import Conversation, Message, utcnow
@@ -216,7 +217,7 @@ def give_feedback(
     wrong"); a thumbs-up takes that flag away (`chatbot.support.feedback`)."""
     if rating not in (1, -1) or isinstance(rating, bool):
         raise InputError(f"a rating is +1 or -1, not {rating!r}")
-    comment = (comment or "").strip() or None
+    comment = clean_text(comment or "").strip() or None
     if comment is not None and len(comment) > MAX_COMMENT_CHARS:
         raise InputError(
             f"the comment is {len(comment)} characters long; the limit is {MAX_COMMENT_CHARS}"

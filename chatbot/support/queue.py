@@ -39,6 +39,7 @@ REASON_GROUPS: dict[str, str] = {
     "low_confidence": "low confidence",
     "loop": "loop",
     "assistant_failed": "assistant failed",
+    "interrupted": "interrupted (server restarted)",
     "taken_over": "taken over by agent",
     "customer_said_wrong": "customer said wrong",
     "held": "held for review",
@@ -72,6 +73,8 @@ def reason_group(reason: str | None) -> str:
         return "loop"
     if r.startswith(("assistant_failed", "no_candidate")):
         return "assistant_failed"
+    if r.startswith("interrupted"):
+        return "interrupted"
     if r.startswith(TAKEN_OVER_REASON):
         return "taken_over"
     return "other"

@@ -311,6 +311,7 @@ def _finish(
     meta: dict[str, Any],
     started: float,
 ) -> TrainResult:
+    from chatbot.models.checksums import write_checksums
     from chatbot.models.versions import promote, promoted_version, register_version, set_evaluation
     from chatbot.training.fusion import best_and_fused
     from chatbot.training.model import load_base, plain_model_with
@@ -405,6 +406,7 @@ def _finish(
     write_metrics(staging, summary)
     title = f"{name}: val {result.baseline_val_loss:.3f} → {final_loss:.3f}"
     plot_loss_curve(staging, result.history, result.validations, result.baseline_val_loss, title)
+    write_checksums(staging)  # verified before every load (chatbot.models.checksums)
     shutil.rmtree(version_dir, ignore_errors=True)
     os.replace(staging, version_dir)
     write_metrics(run_dir, metrics)

@@ -77,6 +77,15 @@ def create_app(services: Services) -> FastAPI:
             return JSONResponse({"ok": False}, status_code=503)
         return JSONResponse({"ok": True})
 
+    @app.get("/readyz")
+    def readyz() -> JSONResponse:
+        """Readiness: the database takes writes, the index and the models are loaded;
+        says which part is down or degraded (the admin console says why)."""
+        from chatbot.web.readiness import public_view, readiness
+
+        view = public_view(readiness(services))
+        return JSONResponse(view, status_code=200 if view["ready"] else 503)
+
     upload_limit = f"{web.max_upload_mb}mb"
     # No run history anywhere: Gradio would keep customers' messages in the browser; no
     # monitoring pages (per-endpoint timings). Which routes answer at all is the guard's

@@ -64,7 +64,7 @@ UPLOAD_ROUTES = (
 )
 UPLOAD_PATH = "/gradio_api/upload"
 # The web app's own routes (chatbot.web.app, chatbot.web.auth), outside every page.
-OWN_PATHS = ("/login", "/logout", "/healthz")
+OWN_PATHS = ("/login", "/logout", "/healthz", "/readyz")
 
 
 @dataclass(frozen=True)

@@ -11,6 +11,7 @@ if TYPE_CHECKING:
     from chatbot.config import Settings
     from chatbot.dialogue.manager import DialogueManager
     from chatbot.store.database import Database
+    from chatbot.web.readiness import ModelWarmup
 
 
 @dataclass
@@ -21,6 +22,8 @@ class Services:
     # The key customers' conversation tokens are signed with; None: derived from the
     # session secret on first use (`chatbot.support.customer.token_key`).
     conversation_key: bytes | None = None
+    # The reply model loading in the background since start (None: loaded on first use).
+    warmup: ModelWarmup | None = None
 
     def customer_token_key(self) -> bytes:
         if self.conversation_key is None:

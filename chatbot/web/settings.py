@@ -11,6 +11,12 @@ from pydantic import Field, SecretStr
 
 from chatbot.settings_section import Section
 
+# What a customer reads when the server died while answering them (`chatbot.support.recovery`).
+DEFAULT_INTERRUPTED_MESSAGE = (
+    "Sorry, we were interrupted before I could answer your last message. "
+    "A member of our team will reply here as soon as possible."
+)
+
 
 class WebSettings(Section):
     session_secret: SecretStr | None = Field(
@@ -96,6 +102,28 @@ class WebSettings(Section):
     )
     handoff_window_seconds: float = Field(
         default=600.0, gt=0, description="The window of the per-client hand-off limit."
+    )
+    interrupted_after_seconds: float = Field(
+        default=180.0,
+        ge=5,
+        le=24 * 3600,
+        description=(
+            "A customer message still without a reply after this long (the server died while "
+            "answering it) goes to the agents' queue as 'interrupted', with a notice to the customer; "
+            "keep it above the longest reply."
+        ),
+    )
+    recovery_sweep_seconds: float = Field(
+        default=15.0,
+        gt=0.1,
+        le=3600,
+        description="How often the serving process looks for customer messages left without a reply.",
+    )
+    interrupted_message: str = Field(
+        default=DEFAULT_INTERRUPTED_MESSAGE,
+        min_length=1,
+        max_length=1000,
+        description="What a customer whose message was interrupted reads in the chat.",
     )
     max_upload_mb: int = Field(
         default=200,

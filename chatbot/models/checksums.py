@@ -1,0 +1,90 @@
+"""Checksums of a model directory's weights: written once when the directory is made
+(`models prepare`, a training run's version), checked before the weights are trusted
+(`models prepare`, `models check`, every load while serving). A file cut short by a full
+disk or a copy that stopped half-way loads without complaint in some formats; its
+SHA-256 does not match.
+
+`checksums.json` lists every weight and tokenizer file with its size and SHA-256. A
+directory without it (a model the admin points `reply_model_path` at, one made by an
+older version) is "unverified", not damaged. Repairing is the callers' job.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+
+from chatbot.errors import ModelUnavailableError
+
+CHECKSUM_FILE = "checksums.json"
+# Files of a model directory that describe it rather than make it up.
+_NOT_CHECKED = {CHECKSUM_FILE, "meta.json", "metrics.json"}
+_NOT_CHECKED_SUFFIXES = (".png", ".tmp")
+
+
+def sha256_of(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _checked_files(directory: Path) -> list[Path]:
+    return sorted(
+        p
+        for p in directory.iterdir()
+        if p.is_file() and p.name not in _NOT_CHECKED and not p.name.endswith(_NOT_CHECKED_SUFFIXES)
+    )
+
+
+def write_checksums(directory: Path) -> Path:
+    """Write `checksums.json` for the files now in `directory` (call it on the staging
+    directory, before the rename that publishes it)."""
+    files = {
+        p.name: {"size": p.stat().st_size, "sha256": sha256_of(p)}
+        for p in _checked_files(directory)
+    }
+    target = directory / CHECKSUM_FILE
+    tmp = directory / f".{CHECKSUM_FILE}.{os.getpid()}.tmp"
+    tmp.write_text(json.dumps({"algorithm": "sha256", "files": files}, indent=2) + "\n")
+    os.replace(tmp, target)
+    return target
+
+
+def has_checksums(directory: Path) -> bool:
+    return (Path(directory) / CHECKSUM_FILE).is_file()
+
+
+def verify_checksums(directory: Path, repair: str | None = None) -> bool:
+    """True when every file listed in `checksums.json` is there with its size and
+    SHA-256; False when the directory has no checksums (unverified). A missing, cut
+    short or changed file raises ModelUnavailableError naming it (and `repair`)."""
+    directory = Path(directory)
+    listing = directory / CHECKSUM_FILE
+    if not listing.is_file():
+        return False
+    hint = f"; {repair}" if repair else ""
+    try:
+        files = json.loads(listing.read_text())["files"]
+        expected = {str(name): (int(v["size"]), str(v["sha256"])) for name, v in files.items()}
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        raise ModelUnavailableError(
+            f"the checksums of the model at {directory} are unreadable{hint}"
+        ) from None
+    for name, (size, digest) in expected.items():
+        path = directory / name
+        if not path.is_file():
+            raise ModelUnavailableError(f"the model at {directory} is missing {name}{hint}")
+        actual_size = path.stat().st_size
+        if actual_size != size:
+            raise ModelUnavailableError(
+                f"the model file {path} is damaged ({actual_size} bytes, expected {size}: cut short or changed){hint}"
+            )
+        if sha256_of(path) != digest:
+            raise ModelUnavailableError(
+                f"the model file {path} is damaged (its SHA-256 does not match the one written with it){hint}"
+            )
+    return True
