@@ -949,12 +949,12 @@ def test_a_lone_surrogate_is_cleaned_before_it_is_shown_or_stored(services, data
     """A lone UTF-16 surrogate (a browser can send one as JSON "\\ud83d") used to reach
     the streamed view as it was and break the reply stream; it is shown and stored as
     U+FFFD, and the reply streams to the end. A comment with one is stored too."""
-    token = customer.new_token()
+    token = customer.new_token(KEY)
     views = list(widget.answer(services, token, f"{RESET_Q} \ud83d"))
     assert views and all(_encodable(v) for v in views), "a view holds a lone surrogate"
     assert views[-1].final and views[-1].warning is None
     assert views[0].chat[-2]["content"] == html.escape(f"{RESET_Q} \ufffd")
-    conversation_id = customer.open_conversation(database, token)
+    conversation_id = customer.open_conversation(database, token, KEY)
     stored = _messages(database, conversation_id)
     assert stored[0] == ("customer", f"{RESET_Q} \ufffd") and stored[-1][0] == "bot"
     reply_id = views[-1].message_ids[-1]

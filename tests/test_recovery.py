@@ -20,14 +20,15 @@ from chatbot.support.queue import load_queue
 from chatbot.support.recovery import INTERRUPTED, sweep
 from chatbot.web.settings import DEFAULT_INTERRUPTED_MESSAGE
 
+KEY = customer.token_key("test session secret, not used anywhere else")
 LATER = timedelta(minutes=10)
 
 
 def chat(database, *texts: str) -> tuple[str, int]:
     """A widget conversation with these customer messages stored and no reply (as a
     server killed while answering leaves them)."""
-    token = customer.new_token()
-    conversation_id = customer.open_conversation(database, token)
+    token = customer.new_token(KEY)
+    conversation_id = customer.open_conversation(database, token, KEY)
     with database.session() as session:
         for text in texts:
             add_message(
