@@ -49,8 +49,8 @@ def replies(database, conversation_id) -> list[tuple[str, str]]:
         ]
 
 
-def test_a_message_left_without_a_reply_goes_to_the_agents_as_interrupted(sqlite_database):
-    database = sqlite_database
+def test_a_message_left_without_a_reply_goes_to_the_agents_as_interrupted(migrated_database):
+    database = migrated_database
     token, conversation_id = chat(database, "where is my parcel?")
 
     # Younger than the bound: a reply may still be on its way.
@@ -78,8 +78,8 @@ def test_a_message_left_without_a_reply_goes_to_the_agents_as_interrupted(sqlite
     assert sweep(database, older_than_seconds=120, now=utcnow() + LATER).total == 0
 
 
-def test_a_message_the_customer_wrote_past_is_settled_without_a_second_notice(sqlite_database):
-    database = sqlite_database
+def test_a_message_the_customer_wrote_past_is_settled_without_a_second_notice(migrated_database):
+    database = migrated_database
     token, conversation_id = chat(database, "first question", "second question")
     result = sweep(database, older_than_seconds=60, now=utcnow() + LATER)
     assert (result.handed_off, result.settled) == (1, 1)
@@ -91,8 +91,8 @@ def test_a_message_the_customer_wrote_past_is_settled_without_a_second_notice(sq
     assert len(bot) == 1
 
 
-def test_answered_closed_and_handed_off_conversations_get_no_notice(sqlite_database):
-    database = sqlite_database
+def test_answered_closed_and_handed_off_conversations_get_no_notice(migrated_database):
+    database = migrated_database
     _, answered = chat(database, "answered")
     _, closed = chat(database, "closed")
     _, with_agent = chat(database, "an agent has it")
@@ -117,8 +117,8 @@ def test_answered_closed_and_handed_off_conversations_get_no_notice(sqlite_datab
         assert session.get(Conversation, with_agent).handoff_reason is None
 
 
-def test_two_sweeps_at_once_settle_each_message_once(sqlite_database):
-    database = sqlite_database
+def test_two_sweeps_at_once_settle_each_message_once(migrated_database):
+    database = migrated_database
     conversations = [chat(database, f"question {n}")[1] for n in range(6)]
     results = []
     barrier = threading.Barrier(2)
