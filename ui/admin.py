@@ -677,6 +677,8 @@ def rollback_serving(services: Services, username: str, kind: str = "reply") -> 
 # -- answers held back for personal data ------------------------------------------------------
 
 HELD_COLUMNS = ["id", "conversation", "agent", "personal data", "question", "answer", "held at"]
+# The answer (what holds the personal data) gets the most room; every column fits the page.
+HELD_WIDTHS: list[str | int] = ["5%", "11%", "8%", "9%", "25%", "30%", "12%"]
 
 
 def _empty_held() -> pd.DataFrame:
@@ -761,7 +763,6 @@ def build_admin_console(services: Services) -> gr.Blocks:
         with gr.Row():
             gr.Markdown("## Admin console")
             gr.HTML(LOGOUT_FORM, elem_id="logout-form", elem_classes=["logout-form"])
-        gr.Markdown("## Admin console")
         health_notice = gr.Markdown(elem_id="serving-health")
         timer = gr.Timer(poll, active=False)
         with gr.Tab("Import", id="import-tab"):
@@ -859,7 +860,13 @@ def build_admin_console(services: Services) -> gr.Blocks:
                 "(approve only when the flagged value is the company's own, or harmless). "
                 "Discarding clears the text."
             )
-            held = gr.Dataframe(_empty_held(), interactive=False, wrap=True, elem_id="held")
+            held = gr.Dataframe(
+                _empty_held(),
+                interactive=False,
+                wrap=True,
+                column_widths=HELD_WIDTHS,
+                elem_id="held",
+            )
             with gr.Row():
                 held_id = gr.Textbox(label="Held answer id", elem_id="held-id", scale=2)
                 approve_held = gr.Button("Approve and share", elem_id="held-approve", scale=1)
