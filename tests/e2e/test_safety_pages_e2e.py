@@ -5,11 +5,16 @@ approves it, and the widget's notice for a message the server died while answeri
 
 One served app for the module (`safety_server`): its current index version is cut short
 before it starts, so it serves the version before (`chatbot.retrieval.fallback`), and its
-recovery sweep runs every half second. Screenshots go to docs/screenshots/
-(degraded_notice.png, held_answers.png, interrupted_notice.png)."""
+recovery sweep runs every half second. Screenshots (degraded_notice.png, held_answers.png,
+interrupted_notice.png) go where the other browser tests' do, and also to docs/screenshots/
+under CHATBOT_DOCS_SCREENSHOTS=1 (so that a plain test run leaves the repository clean):
+
+    CHATBOT_DOCS_SCREENSHOTS=1 .venv/bin/python -m pytest -q tests/e2e/test_safety_pages_e2e.py
+"""
 
 from __future__ import annotations
 
+import os
 import re
 from datetime import timedelta
 
@@ -28,7 +33,18 @@ from tests.e2e.test_customer_and_agent import (
 )
 
 DOCS_SCREENSHOTS = REPO / "docs" / "screenshots"
+# Read at import: tests/conftest.py hides every CHATBOT_* variable from the tests themselves.
+TO_DOCS = bool(os.environ.get("CHATBOT_DOCS_SCREENSHOTS"))
 IBAN = "DE89 3704 0044 0532 0130 00"
+
+
+def keep(page, screenshots, name: str, full_page: bool = False) -> None:
+    """Save what the page shows now as `name`, and in docs/screenshots/ when asked."""
+    folders = [screenshots]
+    if TO_DOCS:
+        folders.append(DOCS_SCREENSHOTS)
+    for folder in folders:
+        page.screenshot(path=str(folder / name), full_page=full_page)
 
 
 @pytest.fixture(scope="module")
@@ -70,7 +86,7 @@ def people(browser, safety_server, screenshots, request):
     yield from _pages(browser, safety_server, screenshots, request)
 
 
-def test_the_admin_console_says_it_serves_degraded(people, safety_server):
+def test_the_admin_console_says_it_serves_degraded(people, safety_server, screenshots):
     admin = people()
     login(admin, *ADMIN, "/admin")
     notice = admin.locator("#serving-health")
@@ -78,13 +94,13 @@ def test_the_admin_console_says_it_serves_degraded(people, safety_server):
     expect(notice).to_contain_text("vectors.npy")
     expect(notice).to_contain_text("v0001")
     expect(notice).to_contain_text("chatbot index --rebuild")
-    admin.screenshot(path=str(DOCS_SCREENSHOTS / "degraded_notice.png"))
+    keep(admin, screenshots, "degraded_notice.png")
     # Anonymous callers learn only that the index is degraded.
     ready = admin.request.get(safety_server.url + "/readyz")
     assert ready.json()["degraded"] == ["index"] and "v0002" not in ready.text()
 
 
-def test_an_answer_holding_an_iban_waits_for_the_admin(people, safety_server):
+def test_an_answer_holding_an_iban_waits_for_the_admin(people, safety_server, screenshots):
     question = unique("Could the refund go to a different bank account?")
     customer = people()
     open_widget(customer)
@@ -108,7 +124,7 @@ def test_an_answer_holding_an_iban_waits_for_the_admin(people, safety_server):
     expect(table).to_contain_text(IBAN, timeout=30_000)
     expect(table).to_contain_text("iban")
     expect(table).to_contain_text(question[-10:])
-    admin.screenshot(path=str(DOCS_SCREENSHOTS / "held_answers.png"), full_page=True)
+    keep(admin, screenshots, "held_answers.png", full_page=True)
 
     admin.fill("#held-id textarea, #held-id input", str(_held_id(safety_server, answer)))
     admin.click("#held-approve")
@@ -117,7 +133,9 @@ def test_an_answer_holding_an_iban_waits_for_the_admin(people, safety_server):
     expect(table).not_to_contain_text(IBAN, timeout=15_000)
 
 
-def test_a_message_the_server_died_on_gets_the_interrupted_notice(people, safety_server):
+def test_a_message_the_server_died_on_gets_the_interrupted_notice(
+    people, safety_server, screenshots
+):
     customer = people()
     open_widget(customer)
     send(customer, unique("Hello, do you ship to Austria?"))
@@ -134,7 +152,7 @@ def test_a_message_the_server_died_on_gets_the_interrupted_notice(people, safety
     expect(customer.locator("#chat")).to_contain_text(stranded)
     expect(customer.locator("#status-banner")).to_be_visible(timeout=15_000)
     expect(customer.locator("#status-banner")).to_contain_text(re.compile("team", re.I))
-    customer.screenshot(path=str(DOCS_SCREENSHOTS / "interrupted_notice.png"))
+    keep(customer, screenshots, "interrupted_notice.png")
 
 
 def _held_id(server, answer: str) -> int:
