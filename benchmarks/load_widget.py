@@ -608,6 +608,9 @@ def make_env(
             # Every simulated customer comes from 127.0.0.1: the per-address limit would
             # otherwise stop the run (the limit itself is tested in tests/test_web_security.py).
             "CHATBOT_WEB__MESSAGE_LIMIT": "100000",
+            # every simulated customer comes from 127.0.0.1: the per-address hand-off limit
+            # would refuse all but the first few (the limit is tested in tests/test_web_attacks.py)
+            "CHATBOT_WEB__HANDOFF_LIMIT": "100000",
             "CHATBOT_WEB__MESSAGE_WINDOW_SECONDS": "1",
             "PYTHONUNBUFFERED": "1",
         }

@@ -2,8 +2,7 @@
 
 In-process only: each web worker keeps its own counts, so with N workers a client
 gets up to N times the limit, and a restart forgets them. The guard every worker
-shares is the per-account lockout kept in the database (`chatbot.accounts.users.
-authenticate`); this limiter only slows one client down cheaply, before any password
+shares is the login throttle kept in the database (`chatbot.accounts.throttle`); this limiter only slows one client down cheaply, before any password
 is hashed. Which key to use (and whether to trust proxy headers) is `chatbot.web`'s
 decision.
 """

@@ -207,7 +207,7 @@ def remove_user(database: Database, username: str, *, force: bool = False) -> Us
 
 
 def set_password(database: Database, username: str, password: str) -> UserInfo:
-    """Give the account a new password: ends its sessions and lifts a lockout."""
+    """Give the account a new password: ends its sessions and lifts the login delays."""
     with database.session() as session:
         name = _find(session, username).username
     check_password_policy(password, username=name)

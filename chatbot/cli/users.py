@@ -179,7 +179,7 @@ def remove_command(app: AppContext, username: str, force: bool, as_json: bool) -
 def set_password_command(
     app: AppContext, username: str, password_stdin: bool, as_json: bool
 ) -> None:
-    """Give USERNAME a new password (ends their sessions, lifts a lockout)."""
+    """Give USERNAME a new password (ends their sessions, lifts the login delays)."""
     from chatbot.accounts.users import get_user, set_password
 
     with _database(app) as database:
@@ -215,7 +215,7 @@ def set_role_command(app: AppContext, username: str, role: str, force: bool, as_
 @json_option
 @pass_app
 def unlock_command(app: AppContext, username: str, as_json: bool) -> None:
-    """Lift USERNAME's lockout after too many wrong passwords."""
+    """Lift the login delays USERNAME's wrong passwords built up."""
     from chatbot.accounts.users import unlock_user
 
     with _database(app) as database:
