@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
@@ -130,7 +131,10 @@ def _asgi(app, method: str, path: str, headers: list, chunks: list[bytes]):
         "server": ("testserver", 80),
         "scheme": "http",
     }
-    asyncio.run(app(scope, receive, send))
+    # In a thread of its own: a browser test earlier in the session may leave an event loop
+    # running in this one, and asyncio.run refuses to start inside it.
+    with ThreadPoolExecutor(1) as pool:
+        pool.submit(asyncio.run, app(scope, receive, send)).result()
     start = next(m for m in sent if m["type"] == "http.response.start")
     return start["status"], read
 
