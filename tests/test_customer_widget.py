@@ -467,7 +467,9 @@ def test_a_reload_rebuilds_the_chat_and_a_bad_token_gets_a_new_one(services, dat
     assert widget.start_over(KEY)[0] != token
 
 
-@pytest.mark.parametrize("message", ["", "   ", "x" * (MAX_MESSAGE_CHARS + 1)])
+@pytest.mark.parametrize(
+    "message", ["", "   ", "\u200b\u200b \ufeff", "x" * (MAX_MESSAGE_CHARS + 1)]
+)
 def test_bad_input_warns_and_keeps_the_text(services, database, message):
     token = customer.new_token(KEY)
     views = list(widget.answer(services, token, message))
@@ -477,6 +479,16 @@ def test_bad_input_warns_and_keeps_the_text(services, database, message):
         assert customer.messages_after(database, token, -1) == []  # nothing was stored
     except AccessDenied:
         pass  # not even a conversation was started
+
+
+def test_a_message_of_invisible_characters_is_empty_before_any_conversation_starts(
+    services, database
+):
+    token = customer.new_token(KEY)
+    views = list(widget.answer(services, token, "\u200b\u200d\u00ad"))
+    assert [v.warning for v in views] == [widget.EMPTY]
+    with pytest.raises(AccessDenied):  # the token was never used: no conversation
+        customer.messages_after(database, token, -1)
 
 
 def test_a_failing_model_still_stores_the_message(tiny_settings, database, retriever):

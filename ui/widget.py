@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, NotRequired, TypeAlias, TypedDict
 
 from chatbot.dialogue.records import numbered_choices
 from chatbot.errors import AccessDenied, ChatbotError, InputError
-from chatbot.ingest.sanitize import clean_text
+from chatbot.ingest.sanitize import clean_text, visible
 from chatbot.support import customer
 from chatbot.ui.handlers import ChatMessage, UnlimitedEventOptions, Update, fills
 
@@ -218,7 +218,7 @@ def answer(services: Services, token: object, message: str) -> Iterator[ChatView
     browser's JSON may carry, cannot be sent back as UTF-8 and would break the stream)."""
     database = services.database
     text = clean_text(message or "").strip()
-    if not text:
+    if not visible(text):  # the manager's own rule (chatbot.dialogue.stages.admit)
         yield ChatView(warning=EMPTY, keep_input=True, **_unchanged(database, token))
         return
     try:

@@ -3,7 +3,8 @@ BEL, NUL, DEL, the C1 range; a line feed and a tab stay, a carriage return becom
 line feed), bidirectional-override and isolate marks (U+202A..U+202E, U+2066..U+2069,
 LRM, RLM, ALM), and lone UTF-16 surrogates (which no database can store; they become
 U+FFFD). `clean_text` is applied to every imported and live message when it is stored
-and to every text the CLI prints; `clean_value` to the strings of a JSON value.
+and to every text the CLI prints; `clean_value` to the strings of a JSON value;
+`visible` says whether a text has anything that shows (a live message must).
 
 Only removal of characters: it knows nothing of personal data (that is `redact`), of
 HTML (the pages escape what they show) or of what a message means."""
@@ -11,6 +12,7 @@ HTML (the pages escape what they show) or of what a message means."""
 from __future__ import annotations
 
 import re
+import unicodedata
 from typing import TypeVar, cast
 
 _UNSAFE_RE = re.compile(
@@ -29,6 +31,12 @@ def clean_text(text: str) -> str:
     if _SURROGATE_RE.search(text):
         text = _SURROGATE_RE.sub("\ufffd", text)
     return text
+
+
+def visible(text: str) -> bool:
+    """The text has a character that shows: not only spaces and invisible format
+    characters (zero-width spaces and joiners, the byte-order mark, soft hyphens)."""
+    return any(not ch.isspace() and unicodedata.category(ch) != "Cf" for ch in text)
 
 
 MAX_DEPTH = 32

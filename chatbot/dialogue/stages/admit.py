@@ -8,19 +8,11 @@ Where its job ends: storing the message is the intake stage's."""
 
 from __future__ import annotations
 
-import unicodedata
-
 from chatbot.errors import InputError
 from chatbot.ingest.redact import Redactor
-from chatbot.ingest.sanitize import clean_text
+from chatbot.ingest.sanitize import clean_text, visible
 
 MAX_MESSAGE_CHARS = 4000
-
-
-def visible(text: str) -> bool:
-    """The text has a character that shows: not only spaces and invisible format
-    characters (zero-width spaces and joiners, the byte-order mark, soft hyphens)."""
-    return any(not ch.isspace() and unicodedata.category(ch) != "Cf" for ch in text)
 
 
 class Admit:
