@@ -48,16 +48,12 @@ class UserInfo:
     role: str
     active: bool
     session_epoch: int
-    locked_until: datetime | None
     created_at: datetime
     last_login_at: datetime | None
 
     @property
     def is_admin(self) -> bool:
         return self.role == "admin"
-
-    def is_locked(self, now: datetime | None = None) -> bool:
-        return self.locked_until is not None and self.locked_until > _utc(now)
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -84,7 +80,6 @@ def _info(user: User) -> UserInfo:
         role=user.role,
         active=bool(user.active),
         session_epoch=user.session_epoch,
-        locked_until=_utc_or_none(user.locked_until),
         created_at=_utc(user.created_at),
         last_login_at=_utc_or_none(user.last_login_at),
     )
@@ -152,7 +147,6 @@ def add_user(database: Database, username: str, password: str, role: str) -> Use
             password_hash=password_hash,
             role=role,
             active=True,
-            failed_logins=0,
             # A random start: SQLite may give a removed user's id to the next account,
             # and a session cookie of the removed user must not fit the new one.
             session_epoch=secrets.randbelow(2**30),
@@ -216,8 +210,6 @@ def set_password(database: Database, username: str, password: str) -> UserInfo:
         user = _find(session, username)
         user.password_hash = password_hash
         user.session_epoch = user.session_epoch + 1
-        user.failed_logins = 0
-        user.locked_until = None
         _end_sessions(session, user.id)
         session.flush()
         return _info(user)
@@ -242,12 +234,7 @@ def set_role(database: Database, username: str, role: str, *, force: bool = Fals
 def unlock_user(database: Database, username: str) -> UserInfo:
     """Lift every login delay on the account (forget the wrong passwords counted so far,
     from every address); its sessions are untouched."""
-    with database.session() as session:
-        user = _find(session, username)
-        user.failed_logins = 0
-        user.locked_until = None
-        session.flush()
-        info = _info(user)
+    info = get_user(database, username)
     throttle.clear(database, info.username)
     return info
 

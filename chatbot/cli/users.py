@@ -143,12 +143,7 @@ def list_command(app: AppContext, as_json: bool) -> None:
 
     click.echo(f"{'username':<24} {'role':<6} {'state':<24} {'last login':<17} created")
     for u in users:
-        if not u.active:
-            state = "disabled"
-        elif u.is_locked():
-            state = f"locked until {u.locked_until:%H:%M} UTC"
-        else:
-            state = "active"
+        state = "active" if u.active else "disabled"
         click.echo(
             f"{u.username:<24} {u.role:<6} {state:<24} {when(u.last_login_at):<17} {when(u.created_at)}"
         )
