@@ -385,6 +385,15 @@ def test_set_password_ends_sessions(sqlite_database):
         set_password(sqlite_database, "zed", "a new password here")
 
 
+def test_set_password_lifts_the_delays(sqlite_database):
+    add_user(sqlite_database, "alice", PASSWORD, "agent")
+    for _ in range(5):
+        with pytest.raises(LoginRefused):
+            login(sqlite_database, "alice", "not the password", now=T0)
+    set_password(sqlite_database, "alice", "a new password here")
+    assert login(sqlite_database, "alice", "a new password here", now=T0).username == "alice"
+
+
 def test_unlock_user_lifts_the_delays(sqlite_database):
     add_user(sqlite_database, "alice", PASSWORD, "agent")
     for _ in range(5):

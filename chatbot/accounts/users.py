@@ -212,7 +212,9 @@ def set_password(database: Database, username: str, password: str) -> UserInfo:
         user.session_epoch = user.session_epoch + 1
         _end_sessions(session, user.id)
         session.flush()
-        return _info(user)
+        info = _info(user)
+    throttle.clear(database, info.username)
+    return info
 
 
 def set_role(database: Database, username: str, role: str, *, force: bool = False) -> UserInfo:
