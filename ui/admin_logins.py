@@ -20,22 +20,9 @@ if TYPE_CHECKING:
     import gradio as gr
     import pandas as pd
 
-    from chatbot.accounts.throttle import ThrottlePolicy
     from chatbot.web.services import Services
 
 COLUMNS = ["name typed", "failures (24 h)", "addresses", "last failure (UTC)", "waits now (s)"]
-
-
-def throttle_policy(services: Services) -> ThrottlePolicy:
-    from chatbot.accounts.throttle import ThrottlePolicy
-
-    web = services.settings.web
-    return ThrottlePolicy(
-        free_failures=web.login_free_failures,
-        address_free_failures=web.login_address_free_failures,
-        max_delay_seconds=web.login_max_delay_seconds,
-        account_failures_per_hour=web.login_account_failures_per_hour,
-    )
 
 
 def failed_logins_frame(services: Services) -> pd.DataFrame:
@@ -43,6 +30,7 @@ def failed_logins_frame(services: Services) -> pd.DataFrame:
     import pandas as pd
 
     from chatbot.accounts.throttle import recent_failures
+    from chatbot.web.auth import throttle_policy
 
     rows = [
         [

@@ -27,6 +27,7 @@ from chatbot.errors import AccessDenied, ChatbotError, LoginRefused, LoginThrott
 if TYPE_CHECKING:
     from starlette.middleware.base import RequestResponseEndpoint
 
+    from chatbot.accounts.throttle import ThrottlePolicy
     from chatbot.accounts.users import UserInfo
     from chatbot.web.services import Services
 
@@ -131,6 +132,20 @@ def _safe_next(target: str | None, role: str) -> str:
     return home
 
 
+def throttle_policy(services: Services) -> ThrottlePolicy:
+    """The login throttle's policy, from `settings.web` (the login route and the admin
+    console's Logins tab read the same one)."""
+    from chatbot.accounts.throttle import ThrottlePolicy
+
+    web = services.settings.web
+    return ThrottlePolicy(
+        free_failures=web.login_free_failures,
+        address_free_failures=web.login_address_free_failures,
+        max_delay_seconds=web.login_max_delay_seconds,
+        account_failures_per_hour=web.login_account_failures_per_hour,
+    )
+
+
 def install_auth(app: FastAPI, services: Services) -> None:
     """Add the session middleware, the login/logout routes and the console door check
     to `app`. Call before mounting the consoles."""
@@ -138,16 +153,10 @@ def install_auth(app: FastAPI, services: Services) -> None:
 
     from chatbot.accounts.ratelimit import LoginRateLimiter
     from chatbot.accounts.secret import session_secret
-    from chatbot.accounts.throttle import ThrottlePolicy
 
     web = services.settings.web
     limiter = LoginRateLimiter(web.login_attempts, web.login_window_seconds)
-    policy = ThrottlePolicy(
-        free_failures=web.login_free_failures,
-        address_free_failures=web.login_address_free_failures,
-        max_delay_seconds=web.login_max_delay_seconds,
-        account_failures_per_hour=web.login_account_failures_per_hour,
-    )
+    policy = throttle_policy(services)
 
     @app.middleware("http")
     async def console_door(request: Request, call_next: RequestResponseEndpoint) -> Response:
