@@ -285,11 +285,11 @@ class Detector:
             taken.append((start, end))
             spans.append(PiiSpan(kind, start, end, value))
 
-        has_digit = any(c.isdigit() for c in text)
         if "email" in self.kinds:
             for start, end in self._emails(text):
                 claim("email", start, end, in_urls=True)
-        if has_digit:
+        # Each of these needs a digit (a street address its house number or postcode).
+        if any(c.isdigit() for c in text):
             for kind, finder in (
                 ("iban", self._ibans),
                 ("card", self._cards),
@@ -300,9 +300,6 @@ class Detector:
                 if kind in self.kinds:
                     for start, end in finder(text):
                         claim(kind, start, end)
-        elif "address" in self.kinds:
-            for start, end in self._addresses(text):
-                claim("address", start, end)
         if "name" in self.kinds:
             for start, end in self._names(text, context):
                 claim("name", start, end)
