@@ -13,10 +13,10 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from pathlib import Path
 
 from chatbot.errors import ModelUnavailableError
+from chatbot.retrieval.versions import write_json_atomic
 
 CHECKSUM_FILE = "checksums.json"
 # Files of a model directory that describe it rather than make it up.
@@ -48,9 +48,7 @@ def write_checksums(directory: Path) -> Path:
         for p in _checked_files(directory)
     }
     target = directory / CHECKSUM_FILE
-    tmp = directory / f".{CHECKSUM_FILE}.{os.getpid()}.tmp"
-    tmp.write_text(json.dumps({"algorithm": "sha256", "files": files}, indent=2) + "\n")
-    os.replace(tmp, target)
+    write_json_atomic(target, {"algorithm": "sha256", "files": files})
     return target
 
 

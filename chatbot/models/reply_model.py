@@ -5,7 +5,6 @@ to the dialogue manager, fine-tuning to training."""
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import shutil
@@ -18,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 from chatbot.config import Settings
 from chatbot.errors import ModelUnavailableError
 from chatbot.meta_file import MetaFileError, read_meta
-from chatbot.models.checksums import verify_checksums, write_checksums
+from chatbot.models.checksums import sha256_of, verify_checksums, write_checksums
 from chatbot.models.offline import force_offline, package_dir
 
 if TYPE_CHECKING:
@@ -59,14 +58,6 @@ def converted_dir(settings: Settings) -> Path:
     return settings.model_cache_dir / CONVERTED_NAME
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def _cache_is_valid(directory: Path, gguf_sha256: str) -> bool:
     """The cache was converted from this GGUF by this conversion, and every file is
     whole (checksums written at conversion; a cache without them is converted again)."""
@@ -96,7 +87,7 @@ def prepare_reply_model(settings: Settings, *, force: bool = False) -> PrepareRe
     """
     started = time.perf_counter()
     gguf = packaged_gguf_path()
-    gguf_sha256 = _sha256(gguf)
+    gguf_sha256 = sha256_of(gguf)
     target = converted_dir(settings)
     if not force and _cache_is_valid(target, gguf_sha256):
         meta = read_meta(target)
