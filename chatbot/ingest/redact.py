@@ -16,6 +16,7 @@ from collections.abc import Iterable
 from chatbot.ingest.pii import (
     CARD_RE,
     DATE_RE,
+    DEFAULT_PHONE_REGIONS,
     EMAIL_RE,
     HANDLE_RE,
     KINDS,
@@ -57,7 +58,7 @@ class Redactor:
         self,
         kinds: Iterable[str] = DEFAULT_KINDS,
         allowlist: Iterable[str] = (),
-        phone_regions: Iterable[str] | None = None,
+        phone_regions: Iterable[str] = DEFAULT_PHONE_REGIONS,
     ) -> None:
         self.kinds = frozenset(kinds)
         unknown = self.kinds - set(ALL_KINDS)
@@ -66,11 +67,7 @@ class Redactor:
                 f"unknown redaction kinds {sorted(unknown)}; expected some of {list(ALL_KINDS)}"
             )
         self.allow = tuple(a.lower().lstrip("@") for a in allowlist)
-        self.detector = (
-            Detector(self.kinds, allowlist)
-            if phone_regions is None
-            else Detector(self.kinds, allowlist, phone_regions)
-        )
+        self.detector = Detector(self.kinds, allowlist, phone_regions)
 
     def redact(self, text: str, counts: Counter[str] | None = None) -> str:
         if not text or not self.kinds:
