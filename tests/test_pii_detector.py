@@ -151,6 +151,7 @@ def test_company_constants_are_never_personal_data():
     )
     assert found(text) == []
     assert Redactor(allowlist=COMPANY).redact(text) == text
+    assert Redactor(allowlist=(value for value in COMPANY)).redact(text) == text
     # Without the allowlist the same values are personal data.
     assert {kind for kind, _ in found(text, Detector())} == {"email", "phone", "iban", "handle"}
 

@@ -66,6 +66,7 @@ class Redactor:
             raise ValueError(
                 f"unknown redaction kinds {sorted(unknown)}; expected some of {list(ALL_KINDS)}"
             )
+        allowlist = tuple(allowlist)  # read twice: here and by the detector
         self.allow = tuple(a.lower().lstrip("@") for a in allowlist)
         self.detector = Detector(self.kinds, allowlist, phone_regions)
 
