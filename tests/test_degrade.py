@@ -99,6 +99,34 @@ def test_weights_cut_short_are_refused_by_their_checksums(model_copy):
         verify_checksums(model_copy)
 
 
+def test_weights_are_hashed_once_while_they_stay_as_they_were(model_copy, monkeypatch):
+    from chatbot.models import checksums
+
+    write_checksums(model_copy)
+    weights = model_copy / "model.safetensors"
+    hashed: list[str] = []
+    sha256_of = checksums.sha256_of
+    monkeypatch.setattr(checksums, "sha256_of", lambda p: hashed.append(p.name) or sha256_of(p))
+
+    # Just written (the copy): hashed at every check, its file times too fresh to tell a rewrite.
+    assert verify_checksums(model_copy) and verify_checksums(model_copy)
+    assert hashed.count("model.safetensors") == 2
+
+    monkeypatch.setattr(checksums, "SETTLED_SECONDS", -3600.0)  # as if written long ago
+    assert verify_checksums(model_copy)
+    assert verify_checksums(model_copy)
+    assert hashed.count("model.safetensors") == 3  # the second check reused the first
+
+    # Rewritten since, same size, other bytes: hashed again, and refused.
+    data = bytearray(weights.read_bytes())
+    data[-1] ^= 0xFF
+    (model_copy / "rewritten.tmp").write_bytes(bytes(data))
+    os.replace(model_copy / "rewritten.tmp", weights)
+    with pytest.raises(ModelUnavailableError, match=r"model\.safetensors is damaged.*SHA-256"):
+        verify_checksums(model_copy)
+    assert hashed.count("model.safetensors") == 4
+
+
 def test_a_cut_short_cache_is_not_up_to_date_for_models_prepare(model_copy):
     from chatbot.models.reply_model import CONVERSION_FORMAT, _cache_is_valid
 

@@ -7,12 +7,20 @@ SHA-256 does not match.
 `checksums.json` lists every weight and tokenizer file with its size and SHA-256. A
 directory without it (a model the admin points `reply_model_path` at, one made by an
 older version) is "unverified", not damaged. Repairing is the callers' job.
+
+A file is hashed once per process while it stays as it was: serving checks the same
+weights at start (`models prepare`'s check of its cache), at the warm-up load and at
+each later load (a rollback to a version loaded before), and hashing hundreds of MB
+again finds nothing new unless the file was written since (its inode, size, mtime or
+ctime changed). A file written shortly before it was hashed is hashed again each time:
+file times are coarse, and a rewrite of the same size within the same tick would keep them.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import time
 from pathlib import Path
 
 from chatbot.errors import ModelUnavailableError
@@ -22,6 +30,14 @@ CHECKSUM_FILE = "checksums.json"
 # Files of a model directory that describe it rather than make it up.
 _NOT_CHECKED = {CHECKSUM_FILE, "meta.json", "metrics.json"}
 _NOT_CHECKED_SUFFIXES = (".png", ".tmp")
+
+# Longer than the coarsest file-time tick (2 s): a file changed more recently than this
+# before it was hashed is not remembered as matching.
+SETTLED_SECONDS = 2.0
+# A file's identity on disk: (inode, size, mtime, ctime), in nanoseconds.
+_Identity = tuple[int, int, int, int]
+# Files whose SHA-256 matched in this process: path -> (identity then, the SHA-256).
+_matched: dict[Path, tuple[_Identity, str]] = {}
 
 
 def sha256_of(path: Path) -> str:
@@ -81,8 +97,30 @@ def verify_checksums(directory: Path, repair: str | None = None) -> bool:
             raise ModelUnavailableError(
                 f"the model file {path} is damaged ({actual_size} bytes, expected {size}: cut short or changed){hint}"
             )
-        if sha256_of(path) != digest:
+        if not _sha256_matches(path, digest):
             raise ModelUnavailableError(
                 f"the model file {path} is damaged (its SHA-256 does not match the one written with it){hint}"
             )
+    return True
+
+
+def _identity(path: Path) -> _Identity:
+    info = path.stat()
+    return (info.st_ino, info.st_size, info.st_mtime_ns, info.st_ctime_ns)
+
+
+def _sha256_matches(path: Path, digest: str) -> bool:
+    """Whether `path` hashes to `digest`; not hashed again while the file is as it was
+    when it last matched in this process (see the module docstring)."""
+    key = path.resolve()
+    before = _identity(key)
+    if _matched.get(key) == (before, digest):
+        return True
+    started = time.time_ns()
+    if sha256_of(key) != digest:
+        return False
+    _ino, _size, mtime, ctime = before
+    settled = max(mtime, ctime) < started - SETTLED_SECONDS * 1e9
+    if settled and _identity(key) == before:  # and not written while it was hashed
+        _matched[key] = (before, digest)
     return True
