@@ -23,7 +23,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 
 from chatbot.config import load_settings
-from chatbot.errors import AccessDenied
+from chatbot.errors import AccessDenied, ConfigError
 from tests.test_web_security import _as, _call
 
 ORIGIN = "http://testserver"
@@ -262,6 +262,16 @@ def test_a_stranger_cannot_lock_an_agent_out_or_end_their_session(web, live):
     assert rows["alice"] >= 3 and rows["nobody-here"] >= 3
     assert "lifted for alice" in lift_delays(services, "alice", "root")
     assert login(attacker, "alice", AGENT_PASSWORD).status_code == 303
+
+
+def test_a_config_file_with_the_removed_lockout_settings_names_them_and_the_file(tmp_path):
+    config = tmp_path / "old.toml"
+    config.write_text("[web]\nlockout_failures = 5\nlockout_minutes = 15\n")
+    with pytest.raises(ConfigError) as refused:
+        load_settings(config)
+    message = str(refused.value)
+    assert str(config) in message
+    assert "web.lockout_failures" in message and "web.lockout_minutes" in message
 
 
 # -- 3. sessions in the store ------------------------------------------------------------
