@@ -27,9 +27,9 @@ from chatbot.ingest.pii import Detector, PiiSpan
 from chatbot.ingest.specifics import Found, find_specifics, slot_summary, slotted, value_key
 from chatbot.store.database import Database
 from chatbot.store.schema import KnownValue, TrainingPair, utcnow
-from chatbot.store.support_schema import PrivateAnswer
+from chatbot.store.support_schema import PRIVATE_ANSWER_STATES, PrivateAnswer
 
-PENDING, APPROVED, DISCARDED = "pending", "approved", "discarded"
+PENDING, APPROVED, DISCARDED = PRIVATE_ANSWER_STATES
 _UNSLOTTABLE = Detector(kinds=("iban", "card", "id"))
 
 
