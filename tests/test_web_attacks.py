@@ -330,6 +330,41 @@ def test_console_and_login_pages_are_never_cached(live):
     assert 'target="_blank"' not in LOGOUT_FORM and 'method="post"' in LOGOUT_FORM
 
 
+def test_a_form_from_an_allowed_origin_passes_behind_a_proxy():
+    from chatbot.web.csrf import OriginCheck
+
+    async def answered(scope, receive, send):
+        await send({"type": "http.response.start", "status": 204, "headers": []})
+        await send({"type": "http.response.body", "body": b""})
+
+    check = OriginCheck(
+        answered,
+        always=("/login",),
+        prefixes=(),
+        cookie="s",
+        allowed=["https://Support.Example.com"],
+    )
+
+    def sent_from(origin: bytes) -> int:
+        headers = [(b"host", b"10.0.0.5:7860"), (b"origin", origin)]  # Host rewritten by the proxy
+        return _asgi(check, "POST", "/login", headers, [b""])[0]
+
+    assert sent_from(b"https://support.example.com") == 204
+    assert sent_from(b"https://evil.example") == 403
+
+
+def test_an_allowed_origin_the_check_cannot_read_is_refused_at_load(tmp_path):
+    config = tmp_path / "proxy.toml"
+    config.write_text(
+        '[web]\nallowed_origins = ["https://support.example.com", "support.example.com"]\n'
+    )
+    with pytest.raises(
+        ConfigError, match=r"web\.allowed_origins: .*'support\.example\.com';"
+    ) as bad:
+        load_settings(config)
+    assert str(config) in str(bad.value) and "https://support.example.com'" not in str(bad.value)
+
+
 # -- 5. the consoles' Gradio housekeeping routes -----------------------------------------
 
 

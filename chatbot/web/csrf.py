@@ -37,7 +37,9 @@ class OriginCheck:
         self.always = frozenset(always)
         self.prefixes = tuple(prefixes)
         self.cookie = cookie.encode("latin-1")
-        self.allowed = frozenset(_netloc(origin) for origin in allowed if _netloc(origin))
+        self.allowed = frozenset(
+            origin_netloc(origin) for origin in allowed if origin_netloc(origin)
+        )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and self._guarded(scope) and not self._same_origin(scope):
@@ -68,11 +70,11 @@ class OriginCheck:
         origin = headers.get(b"origin", "").strip()
         if not origin or origin == "null":
             origin = headers.get(b"referer", "").strip()
-        source = _netloc(origin)
+        source = origin_netloc(origin)
         return bool(source) and (source == host or source in self.allowed)
 
 
-def _netloc(url: str) -> str:
+def origin_netloc(url: str) -> str:
     """host[:port] of an origin or URL, lower-cased; "" when it has none."""
     try:
         parts = urlsplit(url)

@@ -7,7 +7,7 @@ read them from `settings.web`. Environment: `CHATBOT_WEB__<KEY>` (e.g.
 
 from __future__ import annotations
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, field_validator
 
 from chatbot.settings_section import Section
 
@@ -131,3 +131,17 @@ class WebSettings(Section):
         le=10_000,
         description="Largest transcript file the admin console accepts.",
     )
+
+    @field_validator("allowed_origins")
+    @classmethod
+    def _origins(cls, value: list[str]) -> list[str]:
+        # An entry the Origin check cannot read would be ignored there without a word.
+        from chatbot.web.csrf import origin_netloc
+
+        unreadable = [origin for origin in value if not origin_netloc(origin)]
+        if unreadable:
+            raise ValueError(
+                f"not an origin: {', '.join(map(repr, unreadable))}; "
+                "write scheme://host[:port] with http or https, e.g. https://support.example.com"
+            )
+        return value
