@@ -100,6 +100,7 @@ def test_an_admin_approves_or_discards_a_held_answer(shop, iban_edit, agents):
     assert "already approved" in decide_held(database, str(result.held_id), False, "root")
     assert "Type the id" in decide_held(database, "abc", True, "root")
     assert "does not exist" in decide_held(database, "999", True, "root")
+    assert "does not exist" in decide_held(database, "9" * 30, True, "root")
 
     # A second one, discarded: never shared, its text cleared.
     alice, _ = agents

@@ -30,6 +30,9 @@ from chatbot.store.schema import KnownValue, TrainingPair, utcnow
 from chatbot.store.support_schema import PRIVATE_ANSWER_STATES, PrivateAnswer
 
 PENDING, APPROVED, DISCARDED = PRIVATE_ANSWER_STATES
+# Ids are INTEGER columns (4 bytes on PostgreSQL): a larger number names no held answer,
+# and the database driver would raise on it instead of finding nothing.
+_MAX_ID = 2**31 - 1
 _UNSLOTTABLE = Detector(kinds=("iban", "card", "id"))
 
 
@@ -194,7 +197,11 @@ def held_answers(database: Database, limit: int = 200) -> list[HeldAnswer]:
 
 
 def _pending(session: Session, held_id: int) -> PrivateAnswer:
-    row = session.get(PrivateAnswer, held_id, with_for_update=True)
+    row = (
+        session.get(PrivateAnswer, held_id, with_for_update=True)
+        if 0 < held_id <= _MAX_ID
+        else None
+    )
     if row is None:
         raise StoreError(f"held answer {held_id} does not exist")
     if row.state != PENDING:
