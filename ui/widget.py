@@ -486,7 +486,8 @@ def build_widget(services: Services) -> gr.Blocks:
             warn(view)
             last = view
             yield token, view
-        if last is not None and not person_before and with_person(token):
+        # The last view is the chat as stored after the reply: whether a person has it now.
+        if last is not None and not person_before and last.human:
             handoffs.hit(client)  # this message handed the conversation off
 
     @fills(request=gr.Request)
