@@ -16,10 +16,11 @@ AGENT_PASSWORD = "agent-password-1"
 ADMIN_PASSWORD = "admin-password-1"
 
 
-@pytest.fixture(scope="module")
-def web(tmp_path_factory, tiny_embedder_dir, tiny_reply_model_dir):
-    """(services, FastAPI app) built once for the module: building three Gradio pages
-    takes seconds."""
+def serve_web(home, embedder_dir, reply_model_dir, **overrides):
+    """(services, FastAPI app) built over a fresh store in `home` with the tiny models,
+    the shop seeded and two accounts (alice, an agent; root, an admin); `overrides` are
+    settings sections. A generator for a module fixture to `yield from` (building three
+    Gradio pages takes seconds)."""
     from chatbot.accounts.users import add_user
     from chatbot.store.database import Database
     from chatbot.store.migrations import upgrade
@@ -27,13 +28,8 @@ def web(tmp_path_factory, tiny_embedder_dir, tiny_reply_model_dir):
     from chatbot.web.services import Services
     from tests.test_dialogue_support import build_retriever, make_manager, seed_shop
 
-    home = tmp_path_factory.mktemp("web-home")
     settings = load_settings(
-        home=home,
-        embedder_path=tiny_embedder_dir,
-        reply_model_path=tiny_reply_model_dir,
-        # The store's login throttle stays out of the way of the per-client limit's test.
-        web={"login_attempts": 4, "login_window_seconds": 60, "login_free_failures": 20},
+        home=home, embedder_path=embedder_dir, reply_model_path=reply_model_dir, **overrides
     )
     upgrade(settings.resolved_database_url)
     database = Database(settings.resolved_database_url)
@@ -44,6 +40,17 @@ def web(tmp_path_factory, tiny_embedder_dir, tiny_reply_model_dir):
     services = Services(settings=settings, database=database, manager=manager)
     yield services, create_app(services)
     database.dispose()
+
+
+@pytest.fixture(scope="module")
+def web(tmp_path_factory, tiny_embedder_dir, tiny_reply_model_dir):
+    yield from serve_web(
+        tmp_path_factory.mktemp("web-home"),
+        tiny_embedder_dir,
+        tiny_reply_model_dir,
+        # The store's login throttle stays out of the way of the per-client limit's test.
+        web={"login_attempts": 4, "login_window_seconds": 60, "login_free_failures": 20},
+    )
 
 
 def _client(app, address: str = "10.0.0.1"):

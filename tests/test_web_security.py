@@ -20,27 +20,17 @@ import uuid
 
 import pytest
 
-from chatbot.config import load_settings
+from tests.test_web_app import ADMIN_PASSWORD, AGENT_PASSWORD, serve_web
 
-AGENT_PASSWORD = "agent-password-1"
-ADMIN_PASSWORD = "admin-password-1"
 MESSAGE_LIMIT = 3
 
 
 @pytest.fixture(scope="module")
 def web(tmp_path_factory, tiny_embedder_dir, tiny_reply_model_dir):
-    from chatbot.accounts.users import add_user
-    from chatbot.store.database import Database
-    from chatbot.store.migrations import upgrade
-    from chatbot.web.app import create_app
-    from chatbot.web.services import Services
-    from tests.test_dialogue_support import build_retriever, make_manager, seed_shop
-
-    home = tmp_path_factory.mktemp("web-security-home")
-    settings = load_settings(
-        home=home,
-        embedder_path=tiny_embedder_dir,
-        reply_model_path=tiny_reply_model_dir,
+    yield from serve_web(
+        tmp_path_factory.mktemp("web-security-home"),
+        tiny_embedder_dir,
+        tiny_reply_model_dir,
         web={
             "max_upload_mb": 1,
             "message_limit": MESSAGE_LIMIT,
@@ -49,15 +39,6 @@ def web(tmp_path_factory, tiny_embedder_dir, tiny_reply_model_dir):
         },
         dialogue={"max_new_tokens": 8},
     )
-    upgrade(settings.resolved_database_url)
-    database = Database(settings.resolved_database_url)
-    seed_shop(database)
-    manager = make_manager(settings, database, build_retriever(settings, database))
-    add_user(database, "alice", AGENT_PASSWORD, "agent")
-    add_user(database, "root", ADMIN_PASSWORD, "admin")
-    services = Services(settings=settings, database=database, manager=manager)
-    yield services, create_app(services)
-    database.dispose()
 
 
 @pytest.fixture(scope="module")
