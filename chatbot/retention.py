@@ -1,6 +1,6 @@
 """Retention: live conversations with no activity for N days are deleted, or anonymised
 (their texts blanked, their counts, decisions, timings and ratings kept), together
-with their messages, reply records, customers' feedback and agents' actions.
+with their messages, reply records, customers' feedback, agents' actions and held answers.
 
 A conversation has expired when it was created and last updated before the cut-off and
 none of its messages is newer. Imported history is left alone unless asked for
@@ -227,11 +227,12 @@ def _anonymise(session: Session, ids: list[int], delete_pairs: bool) -> None:
         .values(text="", shown_text="", candidates=[], trace=[])
     )
     session.execute(update(Feedback).where(Feedback.conversation_id.in_(ids)).values(comment=None))
-    session.execute(
-        update(PrivateAnswer)
-        .where(PrivateAnswer.conversation_id.in_(ids))
-        .values(text=None, context=[])
-    )
+    # A held answer's labels carry the assistant's draft (`original_suggestion`) too.
+    for held in session.scalars(
+        select(PrivateAnswer).where(PrivateAnswer.conversation_id.in_(ids))
+    ):
+        held.text, held.context = None, []
+        held.labels = {k: v for k, v in (held.labels or {}).items() if k != "original_suggestion"}
     session.execute(
         update(AgentAction)
         .where(AgentAction.conversation_id.in_(ids))

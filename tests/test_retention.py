@@ -18,7 +18,8 @@ from chatbot.retention import REMOVED, apply_retention
 from chatbot.store.conversations import add_message
 from chatbot.store.dialogue_schema import DialogueReply
 from chatbot.store.schema import Base, Conversation, Message, TrainingPair, utcnow
-from chatbot.store.support_schema import AgentAction, Feedback
+from chatbot.store.support_schema import AgentAction, Feedback, PrivateAnswer
+from chatbot.support import sharing
 
 
 def dump(database) -> str:
@@ -38,7 +39,8 @@ def seed(
     message_age_days: float | None = None,
 ) -> int:
     """A conversation with a customer message, a bot reply and its record, a thumbs
-    down with a comment, an agent's edit and the pair it made; every text holds `name`."""
+    down with a comment, an agent's edit and the pair it made, and an agent's answer
+    held back for personal data; every text holds `name`."""
     with database.session() as session:
         conversation = Conversation(
             source="widget",
@@ -107,6 +109,18 @@ def seed(
                     original_text=f"{name} bot answer",
                     pair_id=pair.id,
                 ),
+                PrivateAnswer(
+                    conversation_id=cid,
+                    reply_id=reply.id,
+                    message_id=answered.id,
+                    turn_index=1,
+                    origin="agent_edited",
+                    agent="ann",
+                    context=[{"role": "customer", "text": f"{name} asks"}],
+                    text=f"{name} held answer",
+                    labels={"original_suggestion": f"{name} bot answer", "decision": "answer"},
+                    held_kinds=["iban"],
+                ),
             ]
         )
     old = utcnow() - timedelta(days=age_days)
@@ -166,7 +180,7 @@ def test_delete_removes_old_live_conversations_and_everything_they_hold(migrated
     assert "5 live conversations" in report.describe() and "deleted" in report.describe()
     after = dump(db)
     for cid in old:
-        for model in (Message, DialogueReply, Feedback, AgentAction, TrainingPair):
+        for model in (Message, DialogueReply, Feedback, AgentAction, TrainingPair, PrivateAnswer):
             assert count(db, model, cid) == 0
     with db.session() as session:
         assert session.get(Conversation, old[0]) is None
@@ -211,6 +225,7 @@ def test_anonymise_blanks_every_text_and_keeps_the_rows(migrated_database):
     # Every text of the old chat is gone; only the pair an agent made is kept (by default) ...
     for gone in (
         "secretcustomer bot answer",
+        "secretcustomer held answer",
         "secretcustomer comment",
         "secretcustomer draft",
         "secretcustomer meta",
@@ -249,6 +264,19 @@ def test_anonymise_blanks_every_text_and_keeps_the_rows(migrated_database):
             select(AgentAction).where(AgentAction.conversation_id == old)
         ).one()
         assert (action.action, action.text, action.original_text) == ("edit", None, None)
+        held = session.scalars(
+            select(PrivateAnswer).where(PrivateAnswer.conversation_id == old)
+        ).one()
+        assert (held.text, held.context, held.labels, held.held_kinds) == (
+            None,
+            [],
+            {"decision": "answer"},
+            ["iban"],
+        )
+    # A held answer whose text is gone can no longer be shared.
+    with pytest.raises(InputError, match="no text"):
+        sharing.approve(db, held.id, "root")
+    assert text.count("secretcustomer") == dump(db).count("secretcustomer")
     assert apply_retention(db, days=30, mode="anonymise").conversations == 0  # already anonymised
     # ... and with delete_pairs, those go too.
     seed(db, "othercustomer", age_days=40)

@@ -216,7 +216,9 @@ def approve(database: Database, held_id: int, admin: str) -> int:
 
     with database.session() as session:
         row = _pending(session, held_id)
-        text = row.text or ""
+        text = row.text
+        if text is None:
+            raise InputError(f"held answer {held_id} has no text left (retention removed it)")
         form = shared_form(session, text, list(row.context or []))
         pair = write_pair(
             session,
