@@ -84,7 +84,7 @@ def current_user(
     services: Services, request: SignedRequest | None, roles: Iterable[str] = AGENT_ROLES
 ) -> UserInfo:
     """The logged-in account inside a console event handler (`request` is the handler's
-    `gr.Request`), re-checked against the store; AccessDenied when it is gone, locked
+    `gr.Request`), re-checked against the store; AccessDenied when it is gone, disabled
     or lacks the role."""
     from chatbot.accounts.users import get_user
 
