@@ -8,7 +8,8 @@ from collections import Counter
 import pytest
 
 from chatbot.ingest.pii import Detector
-from chatbot.ingest.redact import Redactor
+from chatbot.ingest.redact import DEFAULT_KINDS, Redactor
+from chatbot.ingest.settings import IngestSettings
 
 COMPANY = (
     "northwindgoods.example",
@@ -169,3 +170,5 @@ def test_redaction_has_typed_placeholders_for_the_new_kinds_and_counts_them():
     )
     with pytest.raises(ValueError, match="unknown redaction kinds"):
         Redactor(kinds=["passport"])
+    # The settings' default is the redactor's (names and addresses are slotted instead).
+    assert tuple(IngestSettings().redact_kinds) == DEFAULT_KINDS

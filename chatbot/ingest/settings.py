@@ -12,7 +12,8 @@ from chatbot.settings_section import Section
 RedactionKind = Literal["email", "phone", "card", "handle", "iban", "id", "address", "name"]
 
 
-def _every_kind() -> list[RedactionKind]:
+def _default_kinds() -> list[RedactionKind]:
+    """Names and street addresses stay: slotting hides them in what is shared."""
     return ["email", "phone", "card", "handle", "iban", "id"]
 
 
@@ -21,12 +22,13 @@ class IngestSettings(Section):
         default=True, description="Replace PII with typed placeholders before storing."
     )
     redact_kinds: list[RedactionKind] = Field(
-        default_factory=_every_kind,
+        default_factory=_default_kinds,
         description="Which kinds of PII to replace.",
     )
     redact_allowlist: list[str] = Field(
         default_factory=list,
-        description="E-mail addresses or domains never redacted (e.g. the company's own support address).",
+        description="The company's own values never redacted: e-mail addresses or domains, its hotline, bank "
+        "account or handle (e.g. its support address).",
     )
     keep_original_text: bool = Field(
         default=False,
