@@ -5,7 +5,7 @@ precision and recall per type, with 95% bootstrap intervals (messages resampled)
   from git, run through its public `Redactor.redact`; what it replaced is recovered by
   aligning its output with the input);
 - `redaction`: today's `Redactor` with its default kinds, measured the same way;
-- `detector`: `chatbot.ingest.pii.find_pii` with every recogniser (names and street
+- `detector`: `chatbot.ingest.pii.Detector.find` with every recogniser (names and street
   addresses included, which redaction leaves to the slotting of shared answers).
 
 A predicted span counts as right when it overlaps a labelled span of the same type; a
