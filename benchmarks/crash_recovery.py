@@ -32,11 +32,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import platform
 import secrets
 import shutil
 import signal
-import subprocess
 import sys
 import tempfile
 import time
@@ -51,15 +49,16 @@ sys.path.insert(0, str(REPO))
 
 from benchmarks.load_widget import (  # noqa: E402
     DEFAULT_MODEL_CACHE,
-    FAILED_MARKS,
     Plan,
     Sent,
     Stack,
     WidgetClient,
     chat_texts,
-    make_env,
+    machine,
+    make_run_env,
     message_text,
     run_marker,
+    send_message,
 )
 from benchmarks.results_file import save_results  # noqa: E402
 
@@ -137,23 +136,9 @@ async def drive_and_kill(
                     return
                 record = Sent(c, 0, 0, i, message_text(run_id, c, 0, i), token, time.monotonic())
                 sent.append(record)
-                try:
-                    completed, warnings = await client.call(
-                        "send", [token, record.text], session, plan.message_timeout
-                    )
-                    shown = chat_texts(completed)
-                    if not completed.get("success"):
-                        record.error = "the event failed"
-                    elif any(m in w for w in warnings for m in FAILED_MARKS):
-                        record.error = "warning: " + warnings[0]
-                    elif shown and any(m in shown[-1] for m in FAILED_MARKS):
-                        record.error = f"reply failed: {shown[-1][:100]}"
-                    else:
-                        record.ok = True
-                        answered += 1
-                except Exception as exc:
-                    record.error = f"{type(exc).__name__}: {exc}"[:300]
-                record.seconds = time.monotonic() - record.started
+                await send_message(client, record, session, plan.message_timeout)
+                if record.ok:
+                    answered += 1
                 await asyncio.sleep(rng.random() * plan.think_seconds)
 
         async def killer() -> None:
@@ -191,21 +176,9 @@ async def drive_and_kill(
 
 def restart(stack: Stack) -> float:
     """The server started again on the same port; returns the seconds until it answered."""
-    url = stack.urls[0]
-    port = url.rsplit(":", 1)[1]
-    log = stack.home / "serve-restart.log"
+    port = int(stack.urls[0].rsplit(":", 1)[1])
     started = time.monotonic()
-    with log.open("w") as out:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "chatbot", "serve", "--host", "127.0.0.1", "--port", port],
-            env=stack.env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            cwd=REPO,
-            start_new_session=True,
-        )
-    stack.processes.append(process)
-    stack._wait_healthy(process, url, log)
+    stack.serve(port, stack.home / "serve-restart.log")
     return time.monotonic() - started
 
 
@@ -309,16 +282,8 @@ def run(
         home = Path(tempfile.mkdtemp(prefix="chatbot-crash-"))
         cleanup.callback(shutil.rmtree, home, ignore_errors=True)
         database_url = f"sqlite:///{home / 'chatbot.db'}"
-        if plan.models == "tiny" and tiny_dirs is None:
-            from tests.tiny_models import build_tiny_embedder, build_tiny_reply_model
-
-            tiny_dirs = (
-                build_tiny_embedder(home / "tiny-embedder"),
-                build_tiny_reply_model(home / "tiny-reply"),
-            )
-        model_cache.mkdir(parents=True, exist_ok=True)
         load_plan = Plan(customers=plan.customers, multi_tab_customers=0, models=plan.models)
-        env = make_env(load_plan, home, database_url, model_cache, tiny_dirs)
+        env = make_run_env(load_plan, home, database_url, model_cache, tiny_dirs)
         env.update(
             {
                 "CHATBOT_WEB__INTERRUPTED_AFTER_SECONDS": str(plan.interrupted_after_seconds),
@@ -397,11 +362,7 @@ def run(
                 "of_those_customer_sees_notice": notified,
                 "replied_or_settled": rate_with_interval(by_customer("settled")),
             },
-            "machine": {
-                "python": platform.python_version(),
-                "cpus": os.cpu_count(),
-                "load_average": [round(x, 2) for x in os.getloadavg()],
-            },
+            "machine": machine(),
             "run_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         }
         results["passed"] = (

@@ -275,6 +275,28 @@ def run_marker(run_id: str) -> str:
     return f"%(ref {run_id}-%"
 
 
+async def send_message(client: WidgetClient, record: Sent, session: str, timeout: float) -> None:
+    """Send `record`'s message as the widget's Send button does, and note on it whether
+    the reply came (`ok`), what went wrong otherwise (`error`), and how long it took."""
+    try:
+        completed, warnings = await client.call(
+            "send", [record.token, record.text], session, timeout
+        )
+        problem = next((w for w in warnings if any(m in w for m in FAILED_MARKS)), None)
+        shown = chat_texts(completed)
+        if not completed.get("success"):
+            record.error = "the event failed"
+        elif problem:
+            record.error = f"warning: {problem}"
+        elif shown and any(m in shown[-1] for m in FAILED_MARKS):
+            record.error = f"reply failed: {shown[-1][:100]}"
+        else:
+            record.ok = True
+    except Exception as exc:
+        record.error = f"{type(exc).__name__}: {exc}"[:300]
+    record.seconds = time.monotonic() - record.started
+
+
 async def drive(
     plan: Plan, urls: list[str], run_id: str, mid_run=None
 ) -> tuple[list[Sent], dict[str, Any]]:
@@ -320,25 +342,9 @@ async def drive(
                     text = message_text(run_id, c, t, i)
                     record = Sent(c, t, workers[t], i, text, token, time.monotonic())
                     sent.append(record)
-                    try:
-                        completed, warnings = await clients[workers[t]].call(
-                            "send", [token, text], sessions[t], plan.message_timeout
-                        )
-                        problem = next(
-                            (w for w in warnings if any(m in w for m in FAILED_MARKS)), None
-                        )
-                        shown = chat_texts(completed)
-                        if not completed.get("success"):
-                            record.error = "the event failed"
-                        elif problem:
-                            record.error = f"warning: {problem}"
-                        elif shown and any(m in shown[-1] for m in FAILED_MARKS):
-                            record.error = f"reply failed: {shown[-1][:100]}"
-                        else:
-                            record.ok = True
-                    except Exception as exc:
-                        record.error = f"{type(exc).__name__}: {exc}"[:300]
-                    record.seconds = time.monotonic() - record.started
+                    await send_message(
+                        clients[workers[t]], record, sessions[t], plan.message_timeout
+                    )
                     done_messages += 1
                     if done_messages * 2 >= total_messages:
                         half_done.set()
@@ -529,32 +535,36 @@ class Stack:
             raise RuntimeError(f"chatbot db upgrade failed: {upgraded.stderr[-2000:]}")
         # One after the other: the first prepares the store (demo data, index), the others find it ready.
         for n in range(self.plan.workers):
-            port = _free_port()
             log = self.home / f"serve-{n}.log"
-            with log.open("w") as out:
-                process = subprocess.Popen(
-                    [
-                        sys.executable,
-                        "-m",
-                        "chatbot",
-                        "serve",
-                        "--host",
-                        "127.0.0.1",
-                        "--port",
-                        str(port),
-                        *self.serve_args,
-                    ],
-                    env=self.env,
-                    stdout=out,
-                    stderr=subprocess.STDOUT,
-                    cwd=REPO,
-                    start_new_session=True,
-                )
-            self.processes.append(process)
             self.logs.append(log)
-            url = f"http://127.0.0.1:{port}"
-            self._wait_healthy(process, url, log)
-            self.urls.append(url)
+            self.urls.append(self.serve(_free_port(), log))
+
+    def serve(self, port: int, log: Path) -> str:
+        """One `chatbot serve` on `port` (its own process group, output to `log`), once
+        it answers /healthz; returns its URL."""
+        with log.open("w") as out:
+            process = subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "chatbot",
+                    "serve",
+                    "--host",
+                    "127.0.0.1",
+                    "--port",
+                    str(port),
+                    *self.serve_args,
+                ],
+                env=self.env,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                cwd=REPO,
+                start_new_session=True,
+            )
+        self.processes.append(process)
+        url = f"http://127.0.0.1:{port}"
+        self._wait_healthy(process, url, log)
+        return url
 
     def _wait_healthy(
         self, process: subprocess.Popen, url: str, log: Path, limit: float = 600
@@ -589,6 +599,26 @@ class Stack:
             except subprocess.TimeoutExpired:
                 os.killpg(process.pid, signal.SIGKILL)
                 process.wait(timeout=10)
+
+
+def make_run_env(
+    plan: Plan,
+    home: Path,
+    database_url: str,
+    model_cache: Path,
+    tiny_dirs: tuple[Path, Path] | None,
+) -> dict[str, str]:
+    """`make_env`, once the models it names are there: the tiny ones built into `home`
+    (with `plan.models` "tiny" and none given), the model cache made."""
+    if plan.models == "tiny" and tiny_dirs is None:
+        from tests.tiny_models import build_tiny_embedder, build_tiny_reply_model
+
+        tiny_dirs = (
+            build_tiny_embedder(home / "tiny-embedder"),
+            build_tiny_reply_model(home / "tiny-reply"),
+        )
+    model_cache.mkdir(parents=True, exist_ok=True)
+    return make_env(plan, home, database_url, model_cache, tiny_dirs)
 
 
 def make_env(
@@ -748,6 +778,15 @@ def probes_used_new_pair(database_url: str, probes: list[dict[str, Any]]) -> lis
 # -- the figures -----------------------------------------------------------------------------
 
 
+def machine() -> dict[str, Any]:
+    """The machine a run ran on, as its results record it."""
+    return {
+        "python": platform.python_version(),
+        "cpus": os.cpu_count(),
+        "load_average": [round(x, 2) for x in os.getloadavg()],
+    }
+
+
 def percentile(values: list[float], q: float) -> float | None:
     if not values:
         return None
@@ -803,15 +842,7 @@ def run(
             database_url, kind = pg.url, "postgresql"
         else:
             database_url, kind = f"sqlite:///{home / 'chatbot.db'}", "sqlite"
-        if plan.models == "tiny" and tiny_dirs is None:
-            from tests.tiny_models import build_tiny_embedder, build_tiny_reply_model
-
-            tiny_dirs = (
-                build_tiny_embedder(home / "tiny-embedder"),
-                build_tiny_reply_model(home / "tiny-reply"),
-            )
-        model_cache.mkdir(parents=True, exist_ok=True)
-        env = make_env(plan, home, database_url, model_cache, tiny_dirs)
+        env = make_run_env(plan, home, database_url, model_cache, tiny_dirs)
         stack = Stack(plan, home, env, database_url)
         cleanup.callback(stack.stop)
         report(
@@ -842,11 +873,7 @@ def run(
             "figures": figures(sent, wall),
             "store_check": check.summary(),
             "index_rebuild": mid,
-            "machine": {
-                "python": platform.python_version(),
-                "cpus": os.cpu_count(),
-                "load_average": [round(x, 2) for x in os.getloadavg()],
-            },
+            "machine": machine(),
             "run_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         }
         results["passed"] = (
