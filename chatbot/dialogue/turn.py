@@ -90,6 +90,7 @@ class LiveText:
         self.raw = ""
         self.shown = ""
         self.stopped = False
+        self._cut = 0  # where the last prefix checked ended: a piece inside a word adds none
 
     def add(self, piece: str) -> None:
         self.raw += piece
@@ -97,8 +98,9 @@ class LiveText:
             return
         raw = self.raw.lstrip()  # a reply never starts with blank space (drafts are stripped too)
         cut = max(raw.rfind(" "), raw.rfind("\n"))
-        if cut <= 0:
+        if cut <= self._cut:
             return
+        self._cut = cut
         text = self.showable(raw[:cut])
         if text is None or not text.startswith(self.shown):
             self.stopped = True
