@@ -253,21 +253,12 @@ def check(database_url: str, sent: list[Sent], run_id: str) -> dict[str, Any]:
 def rate_with_interval(flags_by_customer: dict[int, list[bool]], seed: int = 0) -> dict[str, Any]:
     """The share of True over all messages, with a 95% cluster-bootstrap interval that
     resamples customers (a customer's messages are not independent)."""
-    import numpy as np
+    from chatbot.evaluation.intervals import Resampler
 
-    from chatbot.evaluation.intervals import interval
-
-    groups = [v for v in flags_by_customer.values() if v]
-    total = sum(len(v) for v in groups)
-    if not total:
-        return {"count": 0, "of": 0, "rate": {"value": None, "low": None, "high": None}}
-    hits = sum(sum(v) for v in groups)
-    rng = np.random.default_rng(seed)
-    sums = np.array([sum(v) for v in groups], dtype=float)
-    sizes = np.array([len(v) for v in groups], dtype=float)
-    draws = rng.integers(0, len(groups), size=(2000, len(groups)))
-    samples = sums[draws].sum(axis=1) / sizes[draws].sum(axis=1)
-    return {"count": hits, "of": total, "rate": interval(hits / total, samples)}
+    customers = [c for c, flags in flags_by_customer.items() for _ in flags]
+    flags = [flag for flags in flags_by_customer.values() for flag in flags]
+    resampler = Resampler.by_group(customers, resamples=2000, seed=seed)
+    return {"count": sum(flags), "of": len(flags), "rate": resampler.mean(flags)}
 
 
 def run(
