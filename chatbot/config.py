@@ -205,15 +205,12 @@ def load_settings(config_file: Path | str | None = None, **overrides: object) ->
 def ensure_home(settings: Settings) -> Path:
     """Create the data directory tree and check it can be written; returns the home."""
     home = settings.home
-    if not home.exists():
-        try:  # a new data directory is its owner's alone (the store, secrets, logs)
-            home.parent.mkdir(parents=True, exist_ok=True)
-            home.mkdir(mode=0o700, exist_ok=True)
-        except OSError:
-            pass  # the loop below says why
     for directory in (home, settings.model_cache_dir, settings.index_dir, settings.versions_dir):
+        # A new data directory is its owner's alone (the store, secrets, logs); the mode
+        # applies to the directory made, not to its parents nor to one already there.
+        mode = 0o700 if directory == home else 0o777
         try:
-            directory.mkdir(parents=True, exist_ok=True)
+            directory.mkdir(mode=mode, parents=True, exist_ok=True)
         except OSError as exc:
             raise ConfigError(
                 f"data directory {directory} cannot be created ({exc.strerror}); set CHATBOT_HOME to a writable directory"
