@@ -127,6 +127,15 @@ def test_weights_are_hashed_once_while_they_stay_as_they_were(model_copy, monkey
     assert hashed.count("model.safetensors") == 4
 
 
+@pytest.mark.parametrize(
+    "listing", ["{not json", '{"files": []}', '{"files": {"config.json": {"size": "x"}}}']
+)
+def test_a_garbled_checksum_file_is_a_clear_error(model_copy, listing):
+    (model_copy / CHECKSUM_FILE).write_text(listing)
+    with pytest.raises(ModelUnavailableError, match="checksums of the model .* are unreadable"):
+        verify_checksums(model_copy, "run: chatbot models prepare --force")
+
+
 def test_a_cut_short_cache_is_not_up_to_date_for_models_prepare(model_copy):
     from chatbot.models.reply_model import CONVERSION_FORMAT, _cache_is_valid
 

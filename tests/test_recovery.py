@@ -10,8 +10,11 @@ from __future__ import annotations
 import threading
 from datetime import timedelta
 
+import pytest
 from sqlalchemy import select
 
+from chatbot.config import load_settings
+from chatbot.errors import ConfigError
 from chatbot.store.conversations import add_message
 from chatbot.store.dialogue_schema import DialogueReply
 from chatbot.store.schema import Conversation, Message, utcnow
@@ -135,3 +138,18 @@ def test_two_sweeps_at_once_settle_each_message_once(migrated_database):
     assert sum(r.handed_off for r in results) == 6
     for conversation_id in conversations:
         assert replies(database, conversation_id) == [("handoff", INTERRUPTED)]
+
+
+@pytest.mark.parametrize(
+    ("setting", "value", "problem"),
+    [
+        ("interrupted_after_seconds", 1, "greater than or equal to 5"),
+        ("recovery_sweep_seconds", 0, "greater than 0.1"),
+        ("interrupted_message", "", "at least 1 character"),
+    ],
+)
+def test_recovery_settings_out_of_bounds_are_refused(tmp_path, setting, value, problem):
+    config = tmp_path / "bad.toml"
+    config.write_text(f"[web]\n{setting} = {value!r}\n".replace("'", '"'))
+    with pytest.raises(ConfigError, match=f"web.{setting}: .*{problem}"):
+        load_settings(config)
