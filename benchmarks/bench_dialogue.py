@@ -51,9 +51,10 @@ def log(*parts):
 
 
 def setup(home: Path, model_cache: Path | None):
-    from chatbot.config import ensure_home, load_settings
+    from chatbot.config import ensure_home
     from chatbot.indexing.builder import update_index
     from chatbot.ingest.importer import import_paths
+    from chatbot.settings import load_settings
     from chatbot.store.database import Database
     from chatbot.store.migrations import upgrade
 
@@ -61,7 +62,7 @@ def setup(home: Path, model_cache: Path | None):
     if model_cache:
         overrides["model_cache"] = model_cache
     settings = load_settings(**overrides)
-    ensure_home(settings)
+    ensure_home(settings.paths)
     upgrade(settings.resolved_database_url)
     database = Database(settings.resolved_database_url)
     import_paths(database, [REPO / "data" / "demo_shop.jsonl"], ingest=settings.ingest)

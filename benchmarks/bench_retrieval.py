@@ -116,12 +116,12 @@ def main() -> None:
 
     import torch
 
-    from chatbot.config import load_settings
     from chatbot.evaluation.intents.routing import LabelledRequest, stratified_split
     from chatbot.models.embedder import load_embedder
     from chatbot.retrieval import faiss_index
     from chatbot.retrieval.embedding import embed_texts
     from chatbot.retrieval.retriever import PairRetriever
+    from chatbot.settings import load_settings
 
     if args.threads:
         torch.set_num_threads(args.threads)

@@ -162,10 +162,10 @@ def main() -> None:
     import faiss
     import torch
 
-    from chatbot.config import load_settings
     from chatbot.models.embedder import load_embedder
     from chatbot.retrieval import faiss_index
     from chatbot.retrieval.embedding import embed_texts
+    from chatbot.settings import load_settings
 
     if args.threads:
         torch.set_num_threads(args.threads)

@@ -81,9 +81,9 @@ def throughput_worker(home: str, mode: str, steps: int) -> dict:
     """Optimizer steps of the real model on helpdesk examples; tokens/s after one warm-up step."""
     import torch
 
-    from chatbot.config import load_settings
     from chatbot.models.reply_model import reply_model_path
     from chatbot.pairs import PairRecord
+    from chatbot.settings import load_settings
     from chatbot.training.examples import collate, encode_pair
     from chatbot.training.model import build_loss_module, load_base, prepare_trainable
     from chatbot.training.prompt import PromptFormat
@@ -133,8 +133,9 @@ def throughput_worker(home: str, mode: str, steps: int) -> dict:
 
 
 def budget_run(home: str, minutes: float, mode: str) -> dict:
-    from chatbot.config import ensure_home, load_settings
+    from chatbot.config import ensure_home
     from chatbot.models.reply_model import reply_model_path
+    from chatbot.settings import load_settings
     from chatbot.store.database import Database
     from chatbot.store.migrations import upgrade
     from chatbot.training.run import run_training
@@ -146,7 +147,7 @@ def budget_run(home: str, minutes: float, mode: str) -> dict:
             reply_model_path=base,
             training={"max_minutes": minutes, "mode": mode, "auto_promote": False},
         )
-        ensure_home(settings)
+        ensure_home(settings.paths)
         upgrade(settings.resolved_database_url)
         database = Database(settings.resolved_database_url)
         pairs = helpdesk_pairs()

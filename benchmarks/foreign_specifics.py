@@ -207,12 +207,13 @@ def bootstrap(per_conversation: list[tuple[int, int]], boot: int, seed: int = 0)
 def run_set(name: str, path: Path, allow: list[str], home: Path, args) -> dict:
     from sqlalchemy import select
 
-    from chatbot.config import ensure_home, load_settings
+    from chatbot.config import ensure_home
     from chatbot.dialogue.manager import DialogueManager
     from chatbot.indexing.builder import update_index
     from chatbot.ingest.importer import import_paths
     from chatbot.models.embedder import load_embedder
     from chatbot.retrieval.retriever import open_retriever
+    from chatbot.settings import load_settings
     from chatbot.store.conversations import conversation_messages
     from chatbot.store.database import Database
     from chatbot.store.migrations import upgrade
@@ -221,7 +222,7 @@ def run_set(name: str, path: Path, allow: list[str], home: Path, args) -> dict:
 
     started = time.perf_counter()
     settings = load_settings(home=home / name)
-    ensure_home(settings)
+    ensure_home(settings.paths)
     upgrade(settings.resolved_database_url)
     database = Database(settings.resolved_database_url)
     ingest = settings.ingest.model_copy(

@@ -117,15 +117,16 @@ def fmt(s: dict) -> str:
 
 def build(home: Path, files: list[Path]):
     """A fresh home with `files` imported and indexed (with the gate's calibration)."""
-    from chatbot.config import ensure_home, load_settings
+    from chatbot.config import ensure_home
     from chatbot.indexing.builder import update_index
     from chatbot.ingest.importer import import_paths
+    from chatbot.settings import load_settings
     from chatbot.store.database import Database
     from chatbot.store.migrations import upgrade
 
     shutil.rmtree(home, ignore_errors=True)
     settings = load_settings(home=home)
-    ensure_home(settings)
+    ensure_home(settings.paths)
     upgrade(settings.resolved_database_url)
     database = Database(settings.resolved_database_url)
     import_paths(database, files, ingest=settings.ingest)

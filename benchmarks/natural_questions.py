@@ -417,8 +417,8 @@ def main() -> None:
         raise SystemExit(f"no items in {questions}")
 
     from chatbot.bootstrap import prepare
-    from chatbot.config import Settings
     from chatbot.dialogue.sources import open_manager
+    from chatbot.settings import Settings
 
     started = time.perf_counter()
     temporary = args.home is None

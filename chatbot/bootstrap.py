@@ -10,7 +10,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from chatbot.config import Settings, ensure_home
+from chatbot.config import ensure_home
+from chatbot.settings import Settings
 
 if TYPE_CHECKING:
     from chatbot.store.database import Database
@@ -29,7 +30,7 @@ def prepare(settings: Settings, *, demo: bool, report: Callable[[str], None] = l
     from chatbot.models.reply_model import prepare_reply_model
     from chatbot.store.migrations import upgrade
 
-    ensure_home(settings)
+    ensure_home(settings.paths)
     before, after = upgrade(settings.resolved_database_url)
     report(
         f"database at revision {after}"

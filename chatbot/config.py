@@ -1,11 +1,12 @@
-"""The one configuration object, built at the entry point and passed down.
+"""How settings are read, and the data directory every layer needs: a leaf module.
 
 Values come from, highest priority first: keyword overrides (tests, the CLI's own
 flags), `CHATBOT_*` environment variables (nested sections with a double underscore,
 e.g. `CHATBOT_DIALOGUE__MAX_ROUNDS`), an optional TOML file (`--config FILE` or
-`CHATBOT_CONFIG`), and the defaults below. This module only builds and checks the
-settings; it creates nothing on disk except through `ensure_home`, called by the
-commands that write.
+`CHATBOT_CONFIG`), and the defaults. This module holds the reading machinery and
+`DataPaths`; it imports no feature package. The assembled `Settings` (every package's
+section) lives in `chatbot.settings`, which only entry points import. Nothing is
+created on disk except through `ensure_home`, called by the commands that write.
 """
 
 from __future__ import annotations
@@ -13,24 +14,17 @@ from __future__ import annotations
 import os
 import tomllib
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from contextvars import ContextVar
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
-from pydantic import Field, ValidationError
 from pydantic.fields import FieldInfo
-from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource
 
-from chatbot.dialogue.settings import DialogueSettings
 from chatbot.errors import ConfigError
-from chatbot.ingest.settings import IngestSettings
-from chatbot.orders.settings import OrderSettings
-from chatbot.ranking.settings import RankerSettings
-from chatbot.retrieval.settings import RetrievalSettings
-from chatbot.settings_section import Section
-from chatbot.training.prompt import PromptSettings
-from chatbot.training.settings import TrainingSettings
-from chatbot.web.settings import WebSettings
 
 CONFIG_FILE_ENV = "CHATBOT_CONFIG"
 # The parsed file travels to the settings source through this variable, so that
@@ -40,99 +34,30 @@ _FILE_VALUES: ContextVar[dict[str, Any] | None] = ContextVar(
 )
 
 
-class RetentionSettings(Section):
-    """The `retention` section (`CHATBOT_RETENTION__*`): how long live conversations are
-    kept; `chatbot retention run` applies it (from cron, for instance)."""
-
-    days: int | None = Field(
-        default=None,
-        ge=1,
-        description="Live conversations with no activity for this many days are deleted or anonymised; None: kept for ever.",
-    )
-    mode: Literal["delete", "anonymise"] = Field(
-        default="delete",
-        description="delete: remove them; anonymise: keep counts and decisions, blank every text.",
-    )
-    batch_size: int = Field(
-        default=200, ge=1, le=10_000, description="Conversations per transaction."
-    )
-
-
 def default_home() -> Path:
     base = os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share"
     return Path(base) / "chatbot"
 
 
-class Settings(BaseSettings):
-    model_config = SettingsConfigDict(
-        env_prefix="CHATBOT_",
-        env_nested_delimiter="__",
-        extra="forbid",
-        validate_default=True,
-    )
+@dataclass(frozen=True)
+class DataPaths:
+    """Where the data lives: what every layer may need to know of the configuration
+    besides its own section (built by `Settings.paths`)."""
 
-    home: Path = Field(
-        default_factory=default_home,
-        description="Data directory: database, indexes, model cache, versions.",
-    )
-    database_url: str | None = Field(
-        default=None, description="SQLAlchemy URL; default SQLite in the data directory."
-    )
-    model_cache: Path | None = Field(
-        default=None, description="Where converted models live; default <home>/models."
-    )
-    embedder_path: Path | None = Field(
-        default=None,
-        description="A sentence-transformers directory; default the packaged all-MiniLM-L6-v2.",
-    )
-    reply_model_path: Path | None = Field(
-        default=None,
-        description="A transformers causal-LM directory; default the converted SmolLM2-135M-Instruct.",
-    )
-    host: str = "127.0.0.1"
-    port: int = Field(default=7860, ge=1, le=65535)
-    retrieval: RetrievalSettings = Field(
-        default_factory=RetrievalSettings, description="Index, fusion and out-of-scope settings."
-    )
-    ingest: IngestSettings = Field(
-        default_factory=IngestSettings,
-        description="Transcript import: redaction, pair building, splits.",
-    )
-    dialogue: DialogueSettings = Field(
-        default_factory=DialogueSettings,
-        description="Answer cache, refinement, fusion, smoothing and hand-off.",
-    )
-    training: TrainingSettings = Field(
-        default_factory=TrainingSettings,
-        description="Reply-model fine-tuning: budget, schedule, weights, fusion.",
-    )
-    prompt: PromptSettings = Field(
-        default_factory=PromptSettings,
-        description="What the reply model is shown: the same in training, serving and evaluation.",
-    )
-    ranker: RankerSettings = Field(
-        default_factory=RankerSettings,
-        description="The learned ranker: what it reads, how it is trained and when it replaces the serving one.",
-    )
-    web: WebSettings = Field(
-        default_factory=WebSettings,
-        description="Sessions, logins, live updates and uploads of the web app.",
-    )
-    retention: RetentionSettings = Field(
-        default_factory=RetentionSettings, description="How long live conversations are kept."
-    )
-    orders: OrderSettings = Field(
-        default_factory=OrderSettings,
-        description="The order system an answer may look the customer's own order up in.",
-    )
+    home: Path
+    database_url: str
+    model_cache_dir: Path
+    embedder_path: Path | None = None
+    reply_model_path: Path | None = None
 
-    @property
-    def resolved_database_url(self) -> str:
-        return self.database_url or f"sqlite:///{self.home / 'chatbot.db'}"
-
-    @property
-    def model_cache_dir(self) -> Path:
-        return self.model_cache or self.home / "models"
+    @classmethod
+    def under(cls, home: Path) -> DataPaths:
+        """The defaults for a data directory: SQLite and the model cache inside it."""
+        return cls(
+            home=home,
+            database_url=f"sqlite:///{home / 'chatbot.db'}",
+            model_cache_dir=home / "models",
+        )
 
     @property
     def index_dir(self) -> Path:
@@ -142,19 +67,8 @@ class Settings(BaseSettings):
     def versions_dir(self) -> Path:
         return self.home / "versions"
 
-    @classmethod
-    def settings_customise_sources(
-        cls,
-        settings_cls: type[BaseSettings],
-        init_settings: PydanticBaseSettingsSource,
-        env_settings: PydanticBaseSettingsSource,
-        dotenv_settings: PydanticBaseSettingsSource,
-        file_secret_settings: PydanticBaseSettingsSource,
-    ) -> tuple[PydanticBaseSettingsSource, ...]:
-        return (init_settings, env_settings, _FileSource(settings_cls, _FILE_VALUES.get() or {}))
 
-
-class _FileSource(PydanticBaseSettingsSource):
+class FileSource(PydanticBaseSettingsSource):
     """Values read from the TOML configuration file (already parsed)."""
 
     def __init__(self, settings_cls: type[BaseSettings], values: dict[str, Any]) -> None:
@@ -170,6 +84,24 @@ class _FileSource(PydanticBaseSettingsSource):
         return dict(self._values)
 
 
+def file_source(settings_cls: type[BaseSettings]) -> PydanticBaseSettingsSource:
+    """The settings source of the file being read by `reading_file` (empty outside it)."""
+    return FileSource(settings_cls, _FILE_VALUES.get() or {})
+
+
+@contextmanager
+def reading_file(config_file: Path | str | None) -> Iterator[str | None]:
+    """Parse the configuration file (the argument, else `CHATBOT_CONFIG`) and make its
+    values the file source while the settings are built; yields the path read, if any."""
+    path = config_file or os.environ.get(CONFIG_FILE_ENV)
+    file_values = read_config_file(Path(path)) if path else {}
+    token = _FILE_VALUES.set(file_values)
+    try:
+        yield str(path) if path else None
+    finally:
+        _FILE_VALUES.reset(token)
+
+
 def read_config_file(path: Path) -> dict[str, Any]:
     try:
         with path.open("rb") as fh:
@@ -182,30 +114,10 @@ def read_config_file(path: Path) -> dict[str, Any]:
         raise ConfigError(f"configuration file {path} cannot be read: {exc}") from None
 
 
-def load_settings(config_file: Path | str | None = None, **overrides: object) -> Settings:
-    """Build the settings from overrides, environment, an optional file and defaults."""
-    path = config_file or os.environ.get(CONFIG_FILE_ENV)
-    file_values = read_config_file(Path(path)) if path else {}
-    token = _FILE_VALUES.set(file_values)
-    try:
-        # pydantic validates and coerces each value (a section may come as a dict); its
-        # generated signature declares only the final types.
-        return Settings(**overrides)  # type: ignore[arg-type]
-    except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in err['loc']) or 'settings'}: {err['msg']}"
-            for err in exc.errors()
-        )
-        origin = f" (from {path} or CHATBOT_* variables)" if path else " (from CHATBOT_* variables)"
-        raise ConfigError(f"invalid configuration{origin}: {problems}") from None
-    finally:
-        _FILE_VALUES.reset(token)
-
-
-def ensure_home(settings: Settings) -> Path:
+def ensure_home(paths: DataPaths) -> Path:
     """Create the data directory tree and check it can be written; returns the home."""
-    home = settings.home
-    for directory in (home, settings.model_cache_dir, settings.index_dir, settings.versions_dir):
+    home = paths.home
+    for directory in (home, paths.model_cache_dir, paths.index_dir, paths.versions_dir):
         # A new data directory is its owner's alone (the store, secrets, logs); the mode
         # applies to the directory made, not to its parents nor to one already there.
         mode = 0o700 if directory == home else 0o777

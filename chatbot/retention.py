@@ -22,14 +22,35 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Literal
 
+from pydantic import Field
 from sqlalchemy import ColumnElement, delete, exists, func, select, update
 from sqlalchemy.orm import Session
 
 from chatbot.errors import InputError
+from chatbot.settings_section import Section
 from chatbot.store.database import Database
 from chatbot.store.dialogue_schema import DialogueReply
 from chatbot.store.schema import Conversation, Message, TrainingPair, core_table, utcnow
 from chatbot.store.support_schema import AgentAction, Feedback, PrivateAnswer
+
+
+class RetentionSettings(Section):
+    """The `retention` section (`CHATBOT_RETENTION__*`): how long live conversations are
+    kept; `chatbot retention run` applies it (from cron, for instance)."""
+
+    days: int | None = Field(
+        default=None,
+        ge=1,
+        description="Live conversations with no activity for this many days are deleted or anonymised; None: kept for ever.",
+    )
+    mode: Literal["delete", "anonymise"] = Field(
+        default="delete",
+        description="delete: remove them; anonymise: keep counts and decisions, blank every text.",
+    )
+    batch_size: int = Field(
+        default=200, ge=1, le=10_000, description="Conversations per transaction."
+    )
+
 
 log = logging.getLogger(__name__)
 

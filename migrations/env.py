@@ -13,7 +13,7 @@ target_metadata = Base.metadata
 
 
 def _url() -> str:
-    from chatbot.config import load_settings
+    from chatbot.settings import load_settings
 
     return config.get_main_option("sqlalchemy.url") or load_settings().resolved_database_url
 

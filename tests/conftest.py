@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from chatbot.config import Settings, load_settings
+from chatbot.settings import Settings, load_settings
 
 REPO = Path(__file__).resolve().parent.parent
 SHARED_DATASETS = REPO.parent / "shared" / "datasets"

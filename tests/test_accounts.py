@@ -40,8 +40,8 @@ from chatbot.accounts.users import (
     unlock_user,
 )
 from chatbot.cli import main
-from chatbot.config import load_settings
 from chatbot.errors import AccountError, ConfigError, InputError, LoginRefused, LoginThrottled
+from chatbot.settings import load_settings
 from chatbot.store.support_schema import USER_ROLES, AgentAction, User
 
 PASSWORD = "correct horse battery"

@@ -12,7 +12,6 @@ import math
 import numpy as np
 import pytest
 
-from chatbot.config import load_settings
 from chatbot.dialogue.acts import Act
 from chatbot.indexing import answer_classes as fitting
 from chatbot.indexing.answer_classes import (
@@ -32,6 +31,7 @@ from chatbot.retrieval.answer_classes import (
     feature_matrix,
 )
 from chatbot.retrieval.scope import Vocabulary, corrected, words_of
+from chatbot.settings import load_settings
 
 # -- meta.json --------------------------------------------------------------------------
 

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from chatbot.config import ensure_home, load_settings
+from chatbot.config import ensure_home
 from chatbot.errors import ConfigError
+from chatbot.settings import load_settings
 
 
 def test_defaults_put_everything_under_the_data_directory(tmp_path):
@@ -71,7 +72,7 @@ def test_missing_file_is_a_clear_error(tmp_path):
 
 def test_ensure_home_creates_the_tree(tmp_path):
     settings = load_settings(home=tmp_path / "new" / "home")
-    ensure_home(settings)
+    ensure_home(settings.paths)
     for directory in (
         settings.home,
         settings.model_cache_dir,
@@ -85,4 +86,4 @@ def test_unusable_home_is_a_clear_error(tmp_path):
     blocker = tmp_path / "a-file"
     blocker.write_text("not a directory")
     with pytest.raises(ConfigError, match="cannot be created.*CHATBOT_HOME"):
-        ensure_home(load_settings(home=blocker / "home"))
+        ensure_home(load_settings(home=blocker / "home").paths)

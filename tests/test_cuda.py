@@ -23,7 +23,7 @@ def test_training_a_reply_model_runs_on_the_gpu(tmp_path, tiny_reply_model_dir):
     from tests.test_training_support import fill_pairs
 
     settings = _settings(tmp_path, tiny_reply_model_dir)
-    ensure_home(settings)
+    ensure_home(settings.paths)
     upgrade(settings.resolved_database_url)
     database = Database(settings.resolved_database_url)
     try:

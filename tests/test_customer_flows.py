@@ -22,7 +22,6 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
-from chatbot.config import Settings, load_settings
 from chatbot.dialogue.acts import Act, default_replies
 from chatbot.dialogue.case import claimed_states
 from chatbot.dialogue.handoff import asks_for_human
@@ -30,6 +29,7 @@ from chatbot.dialogue.manager import DialogueManager
 from chatbot.dialogue.records import Decision, Reply
 from chatbot.orders.records import Order, OrderStatus
 from chatbot.retrieval.answer_classes import FEATURES
+from chatbot.settings import Settings, load_settings
 from chatbot.store.database import Database
 from chatbot.store.schema import Conversation, Message
 from chatbot.training.prompt import PromptFormat

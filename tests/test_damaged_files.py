@@ -18,11 +18,11 @@ import pytest
 from click.testing import CliRunner
 
 from chatbot.cli import main
-from chatbot.config import load_settings
 from chatbot.indexing.builder import update_index
 from chatbot.retrieval.index_files import store_root
 from chatbot.retrieval.retriever import open_retriever
 from chatbot.retrieval.versions import IndexDamagedError, VersionStore
+from chatbot.settings import load_settings
 from tests.test_dialogue_support import SHOP, seed_shop
 
 

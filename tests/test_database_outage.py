@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from chatbot.config import load_settings
+from chatbot.settings import load_settings
 from tests.test_dialogue_support import SHOP, seed_shop
 
 

@@ -19,9 +19,10 @@ from click.testing import CliRunner
 from sqlalchemy import event, text
 
 from chatbot.cli import main
-from chatbot.config import ensure_home, load_settings
+from chatbot.config import ensure_home
 from chatbot.errors import ModelUnavailableError
 from chatbot.models.checksums import CHECKSUM_FILE, verify_checksums, write_checksums
+from chatbot.settings import load_settings
 from tests.test_damaged_files import _cut
 from tests.test_dialogue_support import seed_shop
 
@@ -57,7 +58,7 @@ def test_the_store_its_wal_the_home_and_the_secret_are_private(tmp_path):
     assert mode(path) == 0o600
 
     settings = load_settings(home=tmp_path / "new-home")
-    assert mode(ensure_home(settings)) == 0o700
+    assert mode(ensure_home(settings.paths)) == 0o700
     session_secret(settings)
     assert mode(settings.home / SECRET_FILE) == 0o600
 

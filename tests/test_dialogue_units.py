@@ -10,7 +10,6 @@ import pytest
 from click.testing import CliRunner
 
 from chatbot.cli import main
-from chatbot.config import load_settings
 from chatbot.dialogue.critique import Evidence, EvidenceItem, Scorer
 from chatbot.dialogue.handoff import asks_for_human, repeats
 from chatbot.dialogue.policy import decide, smooth
@@ -19,6 +18,7 @@ from chatbot.dialogue.refine import refine
 from chatbot.dialogue.settings import DialogueSettings
 from chatbot.dialogue.text import extract_facts
 from chatbot.errors import ConfigError
+from chatbot.settings import load_settings
 from tests.test_dialogue_support import SHOP, make_manager, shop  # noqa: F401
 
 # -- refinement ----------------------------------------------------------------------

@@ -12,7 +12,6 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from chatbot.config import load_settings
 from chatbot.indexing.builder import update_index
 from chatbot.indexing.domain import FOLDS, fit_domain
 from chatbot.meta_file import read_meta
@@ -20,6 +19,7 @@ from chatbot.pairs import PairRecord
 from chatbot.retrieval.index_files import store_root
 from chatbot.retrieval.retriever import PairRetriever, open_retriever
 from chatbot.retrieval.scope import ScopeCalibration
+from chatbot.settings import load_settings
 from tests.test_retrieval_index import add_pairs
 
 DIM = 16

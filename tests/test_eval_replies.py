@@ -332,7 +332,7 @@ def test_all_variants_side_by_side_record_the_promoted_versions_evaluation(
     from chatbot.store.database import Database
     from chatbot.store.migrations import upgrade
 
-    ensure_home(tiny_settings)
+    ensure_home(tiny_settings.paths)
     upgrade(tiny_settings.resolved_database_url)
     live = Database(tiny_settings.resolved_database_url)
     register_version(
@@ -612,7 +612,7 @@ def test_a_handed_off_or_held_turn_is_not_scored_as_sent(tiny_settings, tmp_path
 @pytest.mark.slow
 def test_self_retrieval_on_the_helpdesk_set_with_minilm(tmp_path, shared_datasets):
     """Real MiniLM: the helpdesk conversations answered from an index of themselves."""
-    from chatbot.config import load_settings
+    from chatbot.settings import load_settings
 
     helpdesk = shared_datasets / "transcripts" / "stc3_helpdesk_en.train.jsonl"
     settings = load_settings(home=tmp_path / "home")

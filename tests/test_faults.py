@@ -20,7 +20,7 @@ import pytest
 from click.testing import CliRunner
 
 from chatbot.cli import main
-from chatbot.config import load_settings
+from chatbot.settings import load_settings
 from tests.test_dialogue_support import SHOP, seed_shop
 
 REPO = Path(__file__).resolve().parent.parent
@@ -402,7 +402,7 @@ def test_training_killed_midway_resumes_and_leaves_nothing_behind(tmp_path, tiny
 
     run = {"max_steps": 6, "eval_every": 2, "fuse_top_k": 1}
     settings = _settings(tmp_path, tiny_reply_model_dir, **run)
-    ensure_home(settings)
+    ensure_home(settings.paths)
     upgrade(settings.resolved_database_url)
     database = Database(settings.resolved_database_url)
     try:

@@ -9,7 +9,6 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from chatbot.config import load_settings
 from chatbot.errors import ConfigError
 from chatbot.indexing.builder import update_index
 from chatbot.indexing.gate import background_questions, calibrate_gate
@@ -22,6 +21,7 @@ from chatbot.retrieval.scope import (
     unknown_terms,
     words_of,
 )
+from chatbot.settings import load_settings
 from tests.test_retrieval_index import PAIRS, add_pairs
 
 
@@ -388,7 +388,7 @@ def test_the_issue_questions_on_the_demo_shop(tmp_path):
     from tests.conftest import REPO
 
     settings = load_settings(home=tmp_path / "home", retrieval={"gate_resamples": 200})
-    ensure_home(settings)
+    ensure_home(settings.paths)
     upgrade(settings.resolved_database_url)
     database = Database(settings.resolved_database_url)
     import_paths(database, [REPO / "data" / "demo_shop.jsonl"], ingest=settings.ingest)

@@ -8,9 +8,9 @@ import json
 import pytest
 from sqlalchemy import select
 
-from chatbot.config import load_settings
 from chatbot.ingest.importer import import_paths
 from chatbot.ingest.settings import IngestSettings
+from chatbot.settings import load_settings
 from chatbot.store.conversations import add_message, start_conversation, table_counts
 from chatbot.store.schema import Conversation, Import, Message, TrainingPair
 

@@ -13,9 +13,10 @@ import time
 import psutil
 import pytest
 
-from chatbot.config import ensure_home, load_settings
+from chatbot.config import ensure_home
 from chatbot.jobs import JobError, cancel_job, get_job, list_jobs, start_job
 from chatbot.jobs.control import settings_from_environment, settings_payload, worker_identity
+from chatbot.settings import load_settings
 from tests.test_training_run import FAST
 from tests.test_training_support import fill_pairs
 
@@ -29,7 +30,7 @@ def job_settings(tmp_path, tiny_embedder_dir, tiny_reply_model_dir, monkeypatch)
         reply_model_path=tiny_reply_model_dir,
         training=FAST,
     )
-    ensure_home(settings)
+    ensure_home(settings.paths)
     return settings
 
 

@@ -10,11 +10,11 @@ import pytest
 from click.testing import CliRunner
 
 from chatbot.cli import main
-from chatbot.config import load_settings
 from chatbot.errors import ModelUnavailableError
 from chatbot.models.embedder import embedder_path, load_embedder
 from chatbot.models.generate import generate_text, stream_text
 from chatbot.models.reply_model import load_reply_model, packaged_gguf_path, reply_model_path
+from chatbot.settings import load_settings
 
 
 @pytest.fixture

@@ -15,7 +15,7 @@ from sqlalchemy import inspect
 
 from chatbot.bootstrap import DEMO_DATA, DEMO_ORDERS, load_demo_data, load_demo_orders
 from chatbot.cli import main
-from chatbot.config import ensure_home, load_settings
+from chatbot.config import ensure_home
 from chatbot.errors import ConfigError, InputError, OrderSystemError
 from chatbot.orders import (
     DEFAULT_NUMBER_PATTERN,
@@ -30,6 +30,7 @@ from chatbot.orders.importer import import_orders_file, read_orders_file
 from chatbot.orders.repository import count_orders, get_order, upsert_orders
 from chatbot.orders.settings import OrderSettings
 from chatbot.orders.sql import SqlOrderConnector
+from chatbot.settings import load_settings
 from chatbot.store.database import Database, create_db_engine
 from chatbot.store.migrations import alembic_config, upgrade
 from chatbot.store.orders_schema import OrderRow
@@ -338,7 +339,7 @@ def test_the_demo_orders_cover_every_status_and_match_the_pattern():
 
 
 def test_the_demo_load_fills_an_empty_orders_table_once(settings):
-    ensure_home(settings)
+    ensure_home(settings.paths)
     upgrade(settings.resolved_database_url)
     lines: list[str] = []
     load_demo_data(settings, report=lines.append)

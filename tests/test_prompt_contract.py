@@ -53,8 +53,8 @@ def test_draft_prompt_is_the_training_prompt():
 def test_one_prompt_section_and_moved_knobs_say_where_they_went(tmp_path, monkeypatch):
     import pytest
 
-    from chatbot.config import load_settings
     from chatbot.errors import ConfigError
+    from chatbot.settings import load_settings
 
     settings = load_settings(home=tmp_path, prompt={"evidence_k": 3, "history_turns": 5})
     assert PromptFormat.from_settings(settings.prompt).evidence_k == 3

@@ -15,7 +15,8 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from chatbot.config import ensure_home, load_settings
+from chatbot.config import ensure_home
+from chatbot.settings import load_settings
 
 # Fifteen topics, each with its own answer; the agent's words echo the customer's, as
 # real answers do, so the ranker has something to learn in a few seconds.
@@ -165,7 +166,7 @@ def shop(tiny_settings, tmp_path):
     from chatbot.store.migrations import upgrade
 
     settings = _settings(tiny_settings)
-    ensure_home(settings)
+    ensure_home(settings.paths)
     upgrade(settings.resolved_database_url)
     database = Database(settings.resolved_database_url)
     import_paths(database, [write_transcripts(tmp_path / "shop.jsonl")], ingest=settings.ingest)
@@ -548,7 +549,7 @@ def test_a_ranker_from_the_real_minilm_prefers_true_replies_on_the_demo_shop(tmp
     settings = load_settings(
         home=tmp_path / "home", ranker={"max_minutes": None, "max_steps": 100, "max_length": 128}
     )
-    ensure_home(settings)
+    ensure_home(settings.paths)
     upgrade(settings.resolved_database_url)
     database = Database(settings.resolved_database_url)
     try:

@@ -27,7 +27,7 @@ def test_minilm_embeds_similar_questions_close_together(settings):
 
 
 def test_smollm2_is_converted_once_then_reused(settings):
-    ensure_home(settings)
+    ensure_home(settings.paths)
     first = prepare_reply_model(settings)
     assert first.action == "converted"
     assert first.parameters > 100_000_000

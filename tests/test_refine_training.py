@@ -11,8 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from chatbot.config import ensure_home, load_settings
+from chatbot.config import ensure_home
 from chatbot.pairs import PairRecord
+from chatbot.settings import load_settings
 from chatbot.training.loop import _is_noised, train_example
 from chatbot.training.prompt import PromptFormat, PromptSettings
 from chatbot.training.refine_examples import EXACT, NEAR_COPY, near_copy, shown_evidence
@@ -218,7 +219,7 @@ def test_a_run_with_retrieve_and_refine_completes_and_records_it(tmp_path, tiny_
     settings = load_settings(
         home=tmp_path / "home", reply_model_path=tiny_reply_model_dir, training=training
     )
-    ensure_home(settings)
+    ensure_home(settings.paths)
     upgrade(settings.resolved_database_url)
     database = Database(settings.resolved_database_url)
     try:

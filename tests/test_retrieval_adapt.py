@@ -13,7 +13,6 @@ import pytest
 from click.testing import CliRunner
 
 from chatbot.cli import main
-from chatbot.config import load_settings
 from chatbot.indexing.adapt import AdaptError, adapt_and_index, adapt_embedder, embedders_root
 from chatbot.indexing.builder import update_index
 from chatbot.meta_file import read_meta
@@ -22,6 +21,7 @@ from chatbot.retrieval.embedding import embed_contexts
 from chatbot.retrieval.index_files import model_fingerprint, store_root
 from chatbot.retrieval.retriever import open_retriever
 from chatbot.retrieval.versions import IndexStaleError, VersionStore
+from chatbot.settings import load_settings
 from tests.test_retrieval_index import add_pairs
 
 TOPICS = [

@@ -11,12 +11,12 @@ import numpy as np
 import pytest
 from sqlalchemy import select
 
-from chatbot.config import load_settings
 from chatbot.indexing.builder import update_index
 from chatbot.meta_file import read_meta
 from chatbot.retrieval.index_files import store_root
 from chatbot.retrieval.retriever import open_retriever
 from chatbot.retrieval.versions import IndexNotFoundError, IndexStaleError, VersionStore
+from chatbot.settings import load_settings
 from chatbot.store.schema import Conversation, TrainingPair
 
 PAIRS = [

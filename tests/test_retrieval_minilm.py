@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import pytest
 
-from chatbot.config import load_settings
 from chatbot.indexing.builder import update_index
 from chatbot.retrieval.retriever import open_retriever
+from chatbot.settings import load_settings
 from tests.test_retrieval_index import PAIRS, add_pairs
 
 pytestmark = pytest.mark.slow

@@ -268,11 +268,12 @@ def test_another_format_version_or_a_broken_record_is_refused(tmp_path):
 
 def test_resuming_a_run_of_an_older_version_stops_with_the_message(tmp_path):
     """`chatbot train --resume` on a run whose resume state is a pickled resume.pt."""
-    from chatbot.config import ensure_home, load_settings
+    from chatbot.config import ensure_home
+    from chatbot.settings import load_settings
     from chatbot.training.run import run_training
 
     settings = load_settings(home=tmp_path / "home")
-    ensure_home(settings)
+    ensure_home(settings.paths)
     run_dir = settings.versions_dir / "runs" / "reply-old"
     run_dir.mkdir(parents=True)
     marker = tmp_path / "executed"

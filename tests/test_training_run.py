@@ -16,7 +16,8 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from chatbot.config import ensure_home, load_settings
+from chatbot.config import ensure_home
+from chatbot.settings import load_settings
 from tests.test_training_support import fill_pairs, overlap_evidence
 
 REPO = Path(__file__).resolve().parent.parent
@@ -46,7 +47,7 @@ def store(tmp_path, tiny_reply_model_dir):
     from chatbot.store.migrations import upgrade
 
     settings = _settings(tmp_path, tiny_reply_model_dir)
-    ensure_home(settings)
+    ensure_home(settings.paths)
     upgrade(settings.resolved_database_url)
     database = Database(settings.resolved_database_url)
     fill_pairs(database)
@@ -175,7 +176,7 @@ def test_too_few_pairs_stops_the_cli_with_a_clear_message(
         if key.startswith("CHATBOT_"):
             monkeypatch.setenv(key, value)
     settings = load_settings()
-    ensure_home(settings)
+    ensure_home(settings.paths)
     upgrade(settings.resolved_database_url)
     database = Database(settings.resolved_database_url)
     fill_pairs(database, n_train=3, n_val=1)

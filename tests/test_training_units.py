@@ -8,9 +8,9 @@ import math
 
 import pytest
 
-from chatbot.config import load_settings
 from chatbot.errors import ConfigError
 from chatbot.pairs import PairRecord
+from chatbot.settings import load_settings
 from chatbot.training import TrainingError
 from chatbot.training.data import load_training_data, quality_multipliers
 from chatbot.training.examples import IGNORE, encode_pair, end_token_id

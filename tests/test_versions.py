@@ -136,7 +136,7 @@ def test_provider_checks_the_store_at_most_every_interval(
 
 
 def test_models_cli_list_promote_rollback(tmp_path, tiny_reply_model_dir, monkeypatch):
-    from chatbot.config import load_settings
+    from chatbot.settings import load_settings
     from chatbot.store.database import Database
     from chatbot.store.migrations import upgrade
 
@@ -221,8 +221,8 @@ def test_promotion_refuses_a_version_that_evaluated_worse_unless_forced(
 
 
 def test_models_cli_promote_force(tmp_path, tiny_reply_model_dir, monkeypatch):
-    from chatbot.config import load_settings
     from chatbot.models.versions import set_evaluation
+    from chatbot.settings import load_settings
     from chatbot.store.database import Database
     from chatbot.store.migrations import upgrade
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import pytest
 
-from chatbot.config import load_settings
+from chatbot.settings import load_settings
 
 ORIGIN = "http://testserver"
 AGENT_PASSWORD = "agent-password-1"

@@ -22,8 +22,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from chatbot.config import load_settings
 from chatbot.errors import AccessDenied, ConfigError
+from chatbot.settings import load_settings
 from tests.test_web_app import ADMIN_PASSWORD, AGENT_PASSWORD, ORIGIN, serve_web
 from tests.test_web_security import _as, _call
 

@@ -39,7 +39,7 @@ from chatbot.ui.handlers import ChatMessage, UnlimitedEventOptions, Update, fill
 if TYPE_CHECKING:
     import gradio as gr
 
-    from chatbot.config import Settings
+    from chatbot.settings import Settings
     from chatbot.store.database import Database
     from chatbot.web.services import Services
 

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 from chatbot.errors import ConfigError
 
 if TYPE_CHECKING:  # chatbot.config (every settings section) is imported only when needed
-    from chatbot.config import Settings
+    from chatbot.settings import Settings
 
 SECRET_FILE = "session_secret"
 MIN_SECRET_LENGTH = 32
@@ -37,7 +37,7 @@ def session_secret(settings: Settings) -> str:
         return value
     from chatbot.config import ensure_home
 
-    path = ensure_home(settings) / SECRET_FILE
+    path = ensure_home(settings.paths) / SECRET_FILE
     existing = _read(path)
     if existing is not None:
         return existing

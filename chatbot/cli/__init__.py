@@ -20,7 +20,7 @@ from chatbot import __version__
 from chatbot.errors import ChatbotError
 
 if TYPE_CHECKING:  # the settings import every section: only when a command needs them
-    from chatbot.config import Settings
+    from chatbot.settings import Settings
 
 F = TypeVar("F", bound=Callable[..., object])
 
@@ -36,7 +36,7 @@ class AppContext:
     @property
     def settings(self) -> Settings:
         if self._settings is None:
-            from chatbot.config import load_settings
+            from chatbot.settings import load_settings
 
             self._settings = load_settings(self.config_file)
         return self._settings

@@ -23,7 +23,7 @@ def upgrade(app: AppContext, revision: str, as_json: bool) -> None:
     from chatbot.store.migrations import upgrade as run_upgrade
 
     settings = app.settings
-    ensure_home(settings)
+    ensure_home(settings.paths)
     before, after = run_upgrade(settings.resolved_database_url, revision)
     url = redact_url(settings.resolved_database_url)
     if as_json:

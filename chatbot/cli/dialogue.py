@@ -16,8 +16,8 @@ from chatbot.dialogue.records import Decision, Reply
 from chatbot.ingest.sanitize import clean_text
 
 if TYPE_CHECKING:
-    from chatbot.config import Settings
     from chatbot.dialogue.manager import DialogueManager
+    from chatbot.settings import Settings
     from chatbot.store.database import Database
 
 _LABEL = {

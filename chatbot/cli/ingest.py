@@ -113,7 +113,7 @@ def import_command(
     expanded = expand_paths(list(paths))
     settings = app.settings
     if settings.database_url is None:
-        ensure_home(settings)
+        ensure_home(settings.paths)
     if expanded.ignored and not as_json:
         shown = ", ".join(str(p) for p in expanded.ignored[:5]) + (
             " ..." if len(expanded.ignored) > 5 else ""

@@ -32,7 +32,7 @@ def prepare(app: AppContext, force: bool, as_json: bool) -> None:
     from chatbot.models.reply_model import converted_dir, prepare_reply_model
 
     settings = app.settings
-    ensure_home(settings)
+    ensure_home(settings.paths)
     embedder = embedder_path(settings)
     if not as_json:
         click.echo(f"embedder: {embedder}", err=True)

@@ -118,7 +118,7 @@ def train_command(
         settings = settings.model_copy(
             update={"ranker": settings.ranker.model_copy(update=updates)}
         )
-    ensure_home(settings)
+    ensure_home(settings.paths)
     database = Database(settings.resolved_database_url)
     try:
         require_schema(database.engine)

@@ -44,7 +44,7 @@ def group(app: AppContext, rebuild: bool, no_calibrate: bool, adapt: bool, as_js
     from chatbot.store.database import Database, require_schema
 
     settings = app.settings
-    ensure_home(settings)
+    ensure_home(settings.paths)
     database = Database(settings.resolved_database_url)
     try:
         require_schema(database.engine)

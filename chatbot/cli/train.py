@@ -17,8 +17,8 @@ from chatbot.cli import AppContext, emit_json, json_option, pass_app
 if TYPE_CHECKING:
     from tqdm import tqdm
 
-    from chatbot.config import Settings
     from chatbot.ranking.train import RankerResult
+    from chatbot.settings import Settings
     from chatbot.store.database import Database
 
 
@@ -151,7 +151,7 @@ def command(
             update={"ranker": settings.ranker.model_copy(update={"auto_promote": False})}
         )
     main_process = int(os.environ.get("RANK", "0")) == 0
-    ensure_home(settings)
+    ensure_home(settings.paths)
     database = Database(settings.resolved_database_url)
     try:
         require_schema(database.engine)

@@ -9,8 +9,8 @@ from __future__ import annotations
 import threading
 from typing import TYPE_CHECKING
 
-from chatbot.config import Settings
 from chatbot.errors import ConfigError
+from chatbot.settings import Settings
 from chatbot.store.database import Database
 
 if TYPE_CHECKING:

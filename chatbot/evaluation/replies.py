@@ -37,12 +37,12 @@ from chatbot.evaluation.variants import (
 )
 
 if TYPE_CHECKING:
-    from chatbot.config import Settings
     from chatbot.dialogue.model_wait import LoadedModel
     from chatbot.ingest.settings import IngestSettings
     from chatbot.models.versions import VersionInfo
     from chatbot.ranking.model import Ranker
     from chatbot.retrieval.retriever import PairRetriever
+    from chatbot.settings import Settings
     from chatbot.store.database import Database
 
 log = logging.getLogger(__name__)
@@ -337,7 +337,7 @@ def _run(
             "ingest": ingest,
         }
     )
-    ensure_home(eval_settings)
+    ensure_home(eval_settings.paths)
     url = eval_settings.resolved_database_url
     upgrade(url)
     database = Database(url)

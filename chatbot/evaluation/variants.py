@@ -39,11 +39,11 @@ if TYPE_CHECKING:
     from torch.nn import Module
     from transformers import PreTrainedTokenizerBase
 
-    from chatbot.config import Settings
     from chatbot.dialogue.manager import DialogueManager, FitScorer
     from chatbot.dialogue.model_wait import LoadedModel
     from chatbot.retrieval.retriever import PairRetriever
     from chatbot.retrieval.types import Hit
+    from chatbot.settings import Settings
     from chatbot.store.database import Database
 
 VARIANTS = ("knn", "retrieval", "ranker", "base", "trained", "refined")

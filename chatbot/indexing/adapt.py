@@ -40,7 +40,6 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from chatbot.config import Settings
 from chatbot.errors import ChatbotError
 from chatbot.indexing.builder import update_index
 from chatbot.indexing.contrastive import fine_tune_pairs
@@ -62,6 +61,7 @@ from chatbot.retrieval.lexical import LexicalIndex
 from chatbot.retrieval.retriever import PairRetriever
 from chatbot.retrieval.stored_pairs import load_pairs, pair_set_hash
 from chatbot.retrieval.versions import IndexDamagedError, VersionStore, write_json_atomic
+from chatbot.settings import Settings
 
 if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer

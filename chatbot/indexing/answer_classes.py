@@ -42,7 +42,6 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from chatbot.config import Settings
 from chatbot.dialogue.acts import Act, default_replies, main_act, recognise
 from chatbot.dialogue.repository import PairInfo, pair_infos
 from chatbot.indexing.rewording import reword
@@ -57,6 +56,7 @@ from chatbot.retrieval.answer_classes import (
 from chatbot.retrieval.embedding import embed_contexts, embed_texts
 from chatbot.retrieval.retriever import PairRetriever
 from chatbot.retrieval.scope import ScopeCalibration, corrected
+from chatbot.settings import Settings
 
 if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer

@@ -31,7 +31,6 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from chatbot.config import Settings
 from chatbot.indexing.answer_classes import build_answer_classes
 from chatbot.indexing.calibration import calibrate_index_gate, choose_fusion, validation_sample
 from chatbot.indexing.consensus_choice import choose_consensus
@@ -67,6 +66,7 @@ from chatbot.retrieval.versions import (
     VersionStore,
     write_json_atomic,
 )
+from chatbot.settings import Settings
 
 if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer

@@ -15,7 +15,6 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from chatbot.config import Settings
 from chatbot.indexing.domain import fit_domain
 from chatbot.indexing.gate import background_questions, calibrate_gate
 from chatbot.pairs import PairRecord, answers_opening_message
@@ -23,6 +22,7 @@ from chatbot.retrieval.embedding import embed_contexts, embed_texts
 from chatbot.retrieval.retriever import PairRetriever
 from chatbot.retrieval.scope import ScopeCalibration
 from chatbot.retrieval.stored_pairs import load_pairs
+from chatbot.settings import Settings
 
 if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer

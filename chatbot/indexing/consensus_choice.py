@@ -20,7 +20,6 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from chatbot.config import Settings
 from chatbot.dialogue.critique import Scorer, evidence_from_hits, penalties
 from chatbot.evaluation.metrics import rouge_l
 from chatbot.pairs import PairRecord
@@ -28,6 +27,7 @@ from chatbot.ranking.consensus import ConsensusChoice, choose, pairwise_rouge
 from chatbot.retrieval.embedding import embed_contexts, embed_texts
 from chatbot.retrieval.retriever import PairRetriever
 from chatbot.retrieval.scope import ScopeCalibration
+from chatbot.settings import Settings
 
 if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer

@@ -46,7 +46,7 @@ from chatbot.ingest.validate import CleanConversation, clean
 from chatbot.store.enums import PairOrigin
 
 if TYPE_CHECKING:  # built lazily: importing them here would load every settings section
-    from chatbot.config import Settings
+    from chatbot.settings import Settings
     from chatbot.store.database import Database
 
 log = logging.getLogger(__name__)
@@ -103,7 +103,7 @@ def import_paths(
     Bad records are listed in the summary and skipped (or, with `strict`, make their
     whole file be skipped); unreadable files are reported as failed. Raises StoreError
     when the store cannot be used and InputError for bad arguments."""
-    from chatbot.config import Settings
+    from chatbot.settings import Settings
     from chatbot.store.database import Database, require_schema
 
     if format != "auto" and format not in FORMAT_NAMES:

@@ -34,7 +34,7 @@ from chatbot.jobs.records import ACTIVE_STATES, JobInfo, job_info
 from chatbot.store.support_schema import JOB_KINDS
 
 if TYPE_CHECKING:
-    from chatbot.config import Settings
+    from chatbot.settings import Settings
     from chatbot.store.database import Database
     from chatbot.store.support_schema import Job
 
@@ -141,8 +141,8 @@ def settings_payload(settings: Settings, database_url: str | None = None) -> str
 
 def settings_from_environment() -> Settings | None:
     """The settings a parent serialised for this worker, or None when there are none."""
-    from chatbot.config import Settings
     from chatbot.errors import ConfigError
+    from chatbot.settings import Settings
 
     text = os.environ.get(SETTINGS_ENV)
     if not text:
@@ -268,7 +268,7 @@ def start_job(
     from chatbot.config import ensure_home
 
     params = check_params(kind, params)
-    ensure_home(settings)
+    ensure_home(settings.paths)
     folder = jobs_dir(settings)
     folder.mkdir(parents=True, exist_ok=True)
     with database.session() as session:

@@ -28,7 +28,7 @@ from chatbot.jobs.records import JobInfo, job_info
 if TYPE_CHECKING:
     from types import FrameType
 
-    from chatbot.config import Settings
+    from chatbot.settings import Settings
     from chatbot.store.database import Database
 
 log = logging.getLogger(__name__)
@@ -135,7 +135,7 @@ def run_job(settings: Settings, job_id: int) -> int:
         )
         writer = ProgressWriter(database, job.id)
         try:
-            ensure_home(settings)
+            ensure_home(settings.paths)
             if job.kind == "train":
                 result = _train(settings, database, job, writer, interrupts)
             elif job.kind == "index":

@@ -14,8 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from chatbot.config import Settings
 from chatbot.errors import ChatbotError
+from chatbot.settings import Settings
 
 if TYPE_CHECKING:
     from chatbot.models.versions import VersionInfo

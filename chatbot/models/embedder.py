@@ -7,9 +7,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from chatbot.config import Settings
 from chatbot.errors import ModelUnavailableError
 from chatbot.models.offline import force_offline, package_dir
+from chatbot.settings import Settings
 
 if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer

@@ -14,11 +14,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from chatbot.config import Settings
 from chatbot.errors import ModelUnavailableError
 from chatbot.meta_file import MetaFileError, read_meta
 from chatbot.models.checksums import sha256_of, verify_checksums, write_checksums
 from chatbot.models.offline import force_offline, package_dir
+from chatbot.settings import Settings
 
 if TYPE_CHECKING:
     import torch

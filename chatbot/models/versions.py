@@ -29,7 +29,7 @@ if TYPE_CHECKING:
     from sqlalchemy.orm import Session
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-    from chatbot.config import Settings
+    from chatbot.settings import Settings
     from chatbot.store.database import Database
     from chatbot.store.schema import ModelVersion
 

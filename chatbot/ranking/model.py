@@ -26,7 +26,7 @@ if TYPE_CHECKING:
     import numpy as np
     from sentence_transformers.cross_encoder import CrossEncoder
 
-    from chatbot.config import Settings
+    from chatbot.settings import Settings
     from chatbot.store.database import Database
 
 log = logging.getLogger(__name__)

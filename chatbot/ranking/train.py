@@ -54,9 +54,9 @@ if TYPE_CHECKING:
     from sentence_transformers.cross_encoder import CrossEncoder
     from transformers import TrainerCallback, TrainerControl, TrainerState, TrainingArguments
 
-    from chatbot.config import Settings
     from chatbot.ranking.settings import RankerSettings
     from chatbot.retrieval.types import Hit, Retriever
+    from chatbot.settings import Settings
     from chatbot.store.database import Database
     from chatbot.training.data import TrainingData
 

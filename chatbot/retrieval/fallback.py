@@ -30,7 +30,7 @@ from chatbot.retrieval.versions import (
 )
 
 if TYPE_CHECKING:
-    from chatbot.config import Settings
+    from chatbot.settings import Settings
     from chatbot.store.database import Database
 
 log = logging.getLogger(__name__)

@@ -22,7 +22,7 @@ from chatbot.retrieval.settings import RetrievalSettings
 from chatbot.retrieval.versions import IndexDamagedError, describe_problem
 
 if TYPE_CHECKING:
-    from chatbot.config import Settings
+    from chatbot.settings import Settings
 
 FORMAT = 1
 ADAPTED_MADE_BY = "chatbot index --adapt"

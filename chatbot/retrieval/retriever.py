@@ -24,7 +24,6 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from chatbot.config import Settings
 from chatbot.models.embedder import embedder_path, load_embedder
 from chatbot.pairs import PairRecord
 from chatbot.ranking.consensus import ConsensusChoice
@@ -52,6 +51,7 @@ from chatbot.retrieval.scope import (
 from chatbot.retrieval.stored_pairs import compare_pair_sets, load_pair_hashes
 from chatbot.retrieval.types import Citation, Hit, SearchResult
 from chatbot.retrieval.versions import IndexDamagedError, IndexStaleError, VersionStore
+from chatbot.settings import Settings
 
 if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer

@@ -15,8 +15,8 @@ from chatbot.errors import ChatbotError
 from chatbot.pairs import PairRecord
 
 if TYPE_CHECKING:
-    from chatbot.config import Settings
     from chatbot.retrieval.types import Retriever
+    from chatbot.settings import Settings
     from chatbot.store.database import Database
 
 log = logging.getLogger(__name__)

@@ -8,8 +8,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from chatbot.config import Settings
     from chatbot.dialogue.manager import DialogueManager
+    from chatbot.settings import Settings
     from chatbot.store.database import Database
     from chatbot.web.readiness import ModelWarmup
 

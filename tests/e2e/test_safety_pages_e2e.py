@@ -51,9 +51,10 @@ def keep(page, screenshots, name: str, full_page: bool = False) -> None:
 def safety_server(tmp_path_factory, tiny_embedder_dir, tiny_reply_model_dir):
     """`chatbot serve` on a store whose current index version (v0002) is damaged."""
     from chatbot.bootstrap import load_demo_data
-    from chatbot.config import ensure_home, load_settings
+    from chatbot.config import ensure_home
     from chatbot.indexing.builder import update_index
     from chatbot.retrieval.index_files import store_root
+    from chatbot.settings import load_settings
     from chatbot.store.database import Database
     from chatbot.store.migrations import upgrade
     from tests.test_damaged_files import _cut
@@ -62,7 +63,7 @@ def safety_server(tmp_path_factory, tiny_embedder_dir, tiny_reply_model_dir):
     settings = load_settings(
         home=home, embedder_path=tiny_embedder_dir, reply_model_path=tiny_reply_model_dir
     )
-    ensure_home(settings)
+    ensure_home(settings.paths)
     upgrade(settings.resolved_database_url)
     load_demo_data(settings)
     database = Database(settings.resolved_database_url)
