@@ -1,6 +1,6 @@
 """The `web` settings section: sessions, logins and the live parts of the web app.
 
-Only the values and their checks live here; `chatbot.web.app` and `chatbot.accounts`
+Only the values and their checks live here; `chatbot.app` and `chatbot.accounts`
 read them from `settings.web`. Environment: `CHATBOT_WEB__<KEY>` (e.g.
 `CHATBOT_WEB__SESSION_SECRET`, `CHATBOT_WEB__COOKIE_SECURE=true` behind HTTPS).
 """
