@@ -3,7 +3,7 @@
 #   ./run.sh app        install (first time only) and start the chat app on http://127.0.0.1:7860
 #   ./run.sh test       install (first time only) and run the test suite (fast tests, browser tests included)
 #   ./run.sh test-slow  the tests that need the real models or take minutes
-#   ./run.sh lint       ruff (lint and format check) and mypy, as CI runs them
+#   ./run.sh lint       ruff (lint and format check), mypy and the import layers, as CI runs them
 #   ./run.sh install    only install
 # Extra arguments go to `chatbot serve` or pytest. Needs Python 3.11 (PYTHON=... to choose).
 set -euo pipefail
@@ -79,7 +79,9 @@ case "$command" in
         install
         "$VENV/bin/ruff" check .
         "$VENV/bin/ruff" format --check .
-        exec "$VENV/bin/mypy" "$@"
+        "$VENV/bin/mypy" "$@"
+        # The package's layers and independences ([tool.importlinter] in pyproject.toml).
+        exec "$VENV/bin/lint-imports"
         ;;
     *)
         echo "usage: ./run.sh [app|test|test-slow|lint|install] [args...]" >&2

@@ -1,7 +1,7 @@
 """Getting a data directory ready to serve: directories, schema, models, demo data.
 
 Each step is idempotent and fast when already done, so `chatbot serve` can run it on
-every start. Serving itself is `chatbot.web.app`'s job."""
+every start. Serving itself is `chatbot.app`'s job."""
 
 from __future__ import annotations
 

@@ -122,6 +122,7 @@ def _stored_customer_messages(database, conversation_id: int) -> list[str]:
 def test_database_down_then_back(server, tmp_path, tiny_embedder_dir, tiny_reply_model_dir):
     from fastapi.testclient import TestClient
 
+    from chatbot.app import create_app
     from chatbot.dialogue.sources import open_manager
     from chatbot.errors import StoreError
     from chatbot.indexing.builder import update_index
@@ -129,7 +130,6 @@ def test_database_down_then_back(server, tmp_path, tiny_embedder_dir, tiny_reply
     from chatbot.store.migrations import upgrade
     from chatbot.support.customer import new_token
     from chatbot.ui.widget import FAILED, UNAVAILABLE, answer
-    from chatbot.web.app import create_app
     from chatbot.web.services import Services
 
     settings = load_settings(

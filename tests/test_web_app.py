@@ -22,9 +22,9 @@ def serve_web(home, embedder_dir, reply_model_dir, **overrides):
     settings sections. A generator for a module fixture to `yield from` (building three
     Gradio pages takes seconds)."""
     from chatbot.accounts.users import add_user
+    from chatbot.app import create_app
     from chatbot.store.database import Database
     from chatbot.store.migrations import upgrade
-    from chatbot.web.app import create_app
     from chatbot.web.services import Services
     from tests.test_dialogue_support import build_retriever, make_manager, seed_shop
 

@@ -9,7 +9,7 @@ run in the request, with progress, since they are one transaction per file.
 
 Where the job ends: importing is `chatbot.ingest`'s, jobs `chatbot.jobs`', promotion
 rules `chatbot.models.versions`', the Analytics tab `ui.admin_analytics`', and the login
-in front of the page `chatbot.web.app`'s. The handler logic is plain functions over
+in front of the page `chatbot.app`'s. The handler logic is plain functions over
 `Services` (tested without a browser); `build_admin_console` only wires them to
 components. Everything from files, the store or a user is escaped before it is shown.
 """

@@ -15,7 +15,7 @@ model wrote is shown as escaped text.
 
 Where the job ends: deciding what to answer is the dialogue manager's, access rules are
 `chatbot.support.customer`'s, and mounting the page (with `run_history=False`) is
-`chatbot.web.app`'s. The handler logic is plain functions over `Services` (tested
+`chatbot.app`'s. The handler logic is plain functions over `Services` (tested
 without a browser); `build_widget` only wires them to components.
 """
 

@@ -18,13 +18,11 @@ from typing import TYPE_CHECKING, Any
 
 from chatbot.errors import InputError
 from chatbot.orders.connector import compile_number_pattern
-from chatbot.orders.records import (
-    ITEM_MAX_CHARS,
+from chatbot.orders.records import ITEM_MAX_CHARS, Order, OrderStatus
+from chatbot.store.order_columns import (
     ORDER_NUMBER_MAX_CHARS,
     TOTAL_MAX_CHARS,
     TRACKING_URL_MAX_CHARS,
-    Order,
-    OrderStatus,
 )
 
 if TYPE_CHECKING:

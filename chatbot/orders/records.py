@@ -10,25 +10,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from enum import StrEnum
 from typing import Any
 
 from chatbot.errors import InputError
 
+# The set of statuses and the columns' widths are the store's (the `orders` table's); an
+# order's readers take the statuses from here, with the order.
+from chatbot.store.enums import OrderStatus as OrderStatus
+from chatbot.store.order_columns import ORDER_NUMBER_MAX_CHARS
 
-class OrderStatus(StrEnum):
-    """Where an order is (`orders.status`); what a customer may do depends on it."""
-
-    PROCESSING = "processing"  # not yet dispatched: can still be changed or cancelled
-    DISPATCHED = "dispatched"  # left the warehouse: tracking, refuse or return
-    DELIVERED = "delivered"  # arrived: returns within the return window
-    CANCELLED = "cancelled"  # cancelled before or in transit: refund
-    RETURNED = "returned"  # sent back: refund after it arrives at the warehouse
-
-
-ORDER_NUMBER_MAX_CHARS = 64
-TOTAL_MAX_CHARS = 40
-TRACKING_URL_MAX_CHARS = 1000
 ITEM_MAX_CHARS = 300
 
 

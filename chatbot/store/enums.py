@@ -44,6 +44,16 @@ class AgentActionKind(StrEnum):
     RELEASE = "release"
 
 
+class OrderStatus(StrEnum):
+    """Where an order is (`orders.status`); what a customer may do depends on it."""
+
+    PROCESSING = "processing"  # not yet dispatched: can still be changed or cancelled
+    DISPATCHED = "dispatched"  # left the warehouse: tracking, refuse or return
+    DELIVERED = "delivered"  # arrived: returns within the return window
+    CANCELLED = "cancelled"  # cancelled before or in transit: refund
+    RETURNED = "returned"  # sent back: refund after it arrives at the warehouse
+
+
 def values(kind: type[StrEnum]) -> tuple[str, ...]:
     """The stored strings of a set, in declaration order (for CHECK constraints and
     command-line choices)."""

@@ -17,9 +17,11 @@ if TYPE_CHECKING:  # alembic is imported by the functions that run it
 
 
 def migrations_dir() -> Path:
-    import chatbot.migrations as scripts
+    # The scripts' folder, found as package data by name: the store runs the scripts
+    # (through Alembic) but imports nothing from them, while their env.py imports the store.
+    from importlib.resources import files
 
-    return Path(scripts.__file__).resolve().parent
+    return Path(str(files("chatbot.migrations"))).resolve()
 
 
 def alembic_config(connection: Connection | None = None) -> Config:

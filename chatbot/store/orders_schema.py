@@ -11,13 +11,12 @@ from typing import Any
 from sqlalchemy import JSON, CheckConstraint, DateTime, Integer, String
 from sqlalchemy.orm import Mapped, mapped_column
 
-from chatbot.orders.records import (
+from chatbot.store.enums import OrderStatus, values
+from chatbot.store.order_columns import (
     ORDER_NUMBER_MAX_CHARS,
     TOTAL_MAX_CHARS,
     TRACKING_URL_MAX_CHARS,
-    OrderStatus,
 )
-from chatbot.store.enums import values
 from chatbot.store.schema import Base, EnumString, one_of, utcnow
 
 

@@ -63,7 +63,7 @@ UPLOAD_ROUTES = (
     (frozenset(("GET", "HEAD")), re.compile(r"/gradio_api/file=.+")),
 )
 UPLOAD_PATH = "/gradio_api/upload"
-# The web app's own routes (chatbot.web.app, chatbot.web.auth), outside every page.
+# The web app's own routes (chatbot.app, chatbot.web.auth), outside every page.
 OWN_PATHS = ("/login", "/logout", "/healthz", "/readyz")
 
 

@@ -9,7 +9,7 @@ behind `/readyz` and the admin console's serving notice.
   checksums and loaded in the background at start (`ModelWarmup`).
 
 Anonymous callers get booleans only (`public_view`); the admin console shows the
-reasons (`ui.admin.serving_notice`). Serving the routes is `chatbot.web.app`'s job.
+reasons (`ui.admin.serving_notice`). Serving the routes is `chatbot.app`'s job.
 """
 
 from __future__ import annotations

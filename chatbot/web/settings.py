@@ -1,6 +1,6 @@
 """The `web` settings section: sessions, logins and the live parts of the web app.
 
-Only the values and their checks live here; `chatbot.web.app` and `chatbot.accounts`
+Only the values and their checks live here; `chatbot.app` and `chatbot.accounts`
 read them from `settings.web`. Environment: `CHATBOT_WEB__<KEY>` (e.g.
 `CHATBOT_WEB__SESSION_SECRET`, `CHATBOT_WEB__COOKIE_SECURE=true` behind HTTPS).
 """
@@ -10,12 +10,7 @@ from __future__ import annotations
 from pydantic import Field, SecretStr, field_validator
 
 from chatbot.settings_section import Section
-
-# What a customer reads when the server died while answering them (`chatbot.support.recovery`).
-DEFAULT_INTERRUPTED_MESSAGE = (
-    "Sorry, we were interrupted before I could answer your last message. "
-    "A member of our team will reply here as soon as possible."
-)
+from chatbot.support.notices import DEFAULT_INTERRUPTED_MESSAGE
 
 
 class WebSettings(Section):

@@ -2,8 +2,10 @@
 customer widget at `/` (anonymous), the agent console at `/agent` (agents and admins)
 and the admin console at `/admin` (admins) — behind the login of `chatbot.web.auth`.
 
-Building the pages is `ui/`'s job and opening the store and models `chatbot.serve`'s
-(via `chatbot.dialogue.sources`); this module only assembles and guards them.
+An entry point, above the pages it mounts: building the pages is `ui/`'s job, the
+guards (login, sessions, Origin check, body limits, route allowlist) `chatbot.web`'s,
+and opening the store and models `chatbot serve`'s (via `chatbot.dialogue.sources`);
+this module only assembles them.
 """
 
 from __future__ import annotations
