@@ -300,7 +300,7 @@ def run(
         found = check(database_url, sent, run_id)
         seen = asyncio.run(come_back(stack.urls[0], [t for t in tokens if t], plan.message_timeout))
         from chatbot.support.customer import token_hash
-        from chatbot.support.notices import DEFAULT_INTERRUPTED_MESSAGE
+        from chatbot.web_settings import DEFAULT_INTERRUPTED_MESSAGE
 
         notice = DEFAULT_INTERRUPTED_MESSAGE.split(".")[0]
         shown_notice = {

@@ -23,7 +23,7 @@ from chatbot.retention import RetentionSettings
 from chatbot.retrieval.settings import RetrievalSettings
 from chatbot.training.prompt import PromptSettings
 from chatbot.training.settings import TrainingSettings
-from chatbot.web.settings import WebSettings
+from chatbot.web_settings import WebSettings
 
 
 class Settings(BaseSettings):

@@ -19,9 +19,9 @@ from chatbot.store.conversations import add_message
 from chatbot.store.dialogue_schema import DialogueReply
 from chatbot.store.schema import Conversation, Message, utcnow
 from chatbot.support import customer
-from chatbot.support.notices import DEFAULT_INTERRUPTED_MESSAGE
 from chatbot.support.queue import load_queue
 from chatbot.support.recovery import INTERRUPTED, sweep
+from chatbot.web_settings import DEFAULT_INTERRUPTED_MESSAGE
 
 KEY = customer.token_key("test session secret, not used anywhere else")
 LATER = timedelta(minutes=10)

@@ -37,7 +37,7 @@ from chatbot.store.conversations import lock_conversation
 from chatbot.store.database import Database
 from chatbot.store.dialogue_schema import DialogueReply
 from chatbot.store.schema import Conversation, Message, utcnow
-from chatbot.support.notices import DEFAULT_INTERRUPTED_MESSAGE
+from chatbot.web_settings import DEFAULT_INTERRUPTED_MESSAGE
 
 log = logging.getLogger(__name__)
 

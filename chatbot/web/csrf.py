@@ -13,9 +13,10 @@ no session to ride and is not checked. Where the job ends: who is logged in is
 from __future__ import annotations
 
 from collections.abc import Iterable
-from urllib.parse import urlsplit
 
 from starlette.types import ASGIApp, Receive, Scope, Send
+
+from chatbot.web_settings import origin_netloc
 
 SAFE_METHODS = frozenset(("GET", "HEAD", "OPTIONS"))
 
@@ -72,15 +73,6 @@ class OriginCheck:
             origin = headers.get(b"referer", "").strip()
         source = origin_netloc(origin)
         return bool(source) and (source == host or source in self.allowed)
-
-
-def origin_netloc(url: str) -> str:
-    """host[:port] of an origin or URL, lower-cased; "" when it has none."""
-    try:
-        parts = urlsplit(url)
-    except ValueError:
-        return ""
-    return parts.netloc.lower() if parts.scheme in ("http", "https") else ""
 
 
 async def _forbidden(send: Send) -> None:

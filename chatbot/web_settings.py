@@ -1,16 +1,34 @@
 """The `web` settings section: sessions, logins and the live parts of the web app.
 
-Only the values and their checks live here; `chatbot.app` and `chatbot.accounts`
-read them from `settings.web`. Environment: `CHATBOT_WEB__<KEY>` (e.g.
+Only the values and their checks live here, below every package that reads them
+(`chatbot.web`, `chatbot.accounts`, `chatbot.support`'s recovery sweep, `chatbot.app`),
+which is why it sits outside the `web` package: the assembled `chatbot.settings`
+composes it and `chatbot.web` is above that. Environment: `CHATBOT_WEB__<KEY>` (e.g.
 `CHATBOT_WEB__SESSION_SECRET`, `CHATBOT_WEB__COOKIE_SECURE=true` behind HTTPS).
 """
 
 from __future__ import annotations
 
+from urllib.parse import urlsplit
+
 from pydantic import Field, SecretStr, field_validator
 
 from chatbot.settings_section import Section
-from chatbot.support.notices import DEFAULT_INTERRUPTED_MESSAGE
+
+# What a customer reads when the server died while answering them.
+DEFAULT_INTERRUPTED_MESSAGE = (
+    "Sorry, we were interrupted before I could answer your last message. "
+    "A member of our team will reply here as soon as possible."
+)
+
+
+def origin_netloc(url: str) -> str:
+    """host[:port] of an origin or URL, lower-cased; "" when it has none."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return ""
+    return parts.netloc.lower() if parts.scheme in ("http", "https") else ""
 
 
 class WebSettings(Section):
@@ -131,7 +149,6 @@ class WebSettings(Section):
     @classmethod
     def _origins(cls, value: list[str]) -> list[str]:
         # An entry the Origin check cannot read would be ignored there without a word.
-        from chatbot.web.csrf import origin_netloc
 
         unreadable = [origin for origin in value if not origin_netloc(origin)]
         if unreadable:
