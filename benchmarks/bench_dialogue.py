@@ -66,7 +66,7 @@ def setup(home: Path, model_cache: Path | None):
     upgrade(settings.resolved_database_url)
     database = Database(settings.resolved_database_url)
     import_paths(database, [REPO / "data" / "demo_shop.jsonl"], ingest=settings.ingest)
-    update_index(settings, database)
+    update_index(settings.paths, settings.retrieval, settings.dialogue, database)
     return settings, database
 
 
@@ -177,11 +177,11 @@ def main() -> None:
     torch.set_num_threads(os.cpu_count() or 1)
     started = time.perf_counter()
     settings, database = setup(args.home, args.model_cache)
-    embedder = load_embedder(settings)
-    retriever = open_retriever(settings, database, model=embedder)
+    embedder = load_embedder(settings.paths)
+    retriever = open_retriever(settings.paths, settings.retrieval, database, model=embedder)
     from chatbot.dialogue.sources import BaseReplyModelSource
 
-    fp32_source = BaseReplyModelSource(settings)
+    fp32_source = BaseReplyModelSource(settings.paths)
     model, tokenizer, version = fp32_source.get()
     int8_model = quantize_int8(model)
 

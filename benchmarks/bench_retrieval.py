@@ -79,7 +79,9 @@ def filled_vectors(
 def fusion_quality(settings, model, index_rows, query_rows, index_vectors, query_vectors, weights):
     from chatbot.retrieval.retriever import PairRetriever
 
-    retriever = PairRetriever.from_parts(settings, records_for(index_rows), index_vectors, model)
+    retriever = PairRetriever.from_parts(
+        settings.retrieval, records_for(index_rows), index_vectors, model
+    )
     out = {}
     for weight in weights:
         p1, rr = [], []
@@ -126,7 +128,7 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     settings = load_settings()
-    model = load_embedder(settings)
+    model = load_embedder(settings.paths)
     results: dict = {
         "machine": {
             "cpus": os.cpu_count(),
@@ -213,7 +215,7 @@ def main() -> None:
             records = records_for(rows)
             lexical = LexicalIndex.build([r.message for r in records])
             lexical_seconds = time.perf_counter() - t
-            retriever = PairRetriever(settings, records, dense, lexical, model, None)
+            retriever = PairRetriever(settings.retrieval, records, dense, lexical, model, None)
             for q in queries[:5]:
                 retriever.search(q, k=5)  # warm up
             latencies, dense_only = [], []

@@ -172,7 +172,7 @@ def main() -> None:
         faiss.omp_set_num_threads(args.threads)
     settings = load_settings()
     rs = settings.retrieval
-    model = load_embedder(settings)
+    model = load_embedder(settings.paths)
     results: dict = {
         "machine": {
             "cpus": os.cpu_count(),

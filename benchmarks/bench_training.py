@@ -92,7 +92,7 @@ def throughput_worker(home: str, mode: str, steps: int) -> dict:
     cfg = settings.training.model_copy(update={"mode": mode})
     prompt = PromptFormat.from_settings(settings.prompt)
     base_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    model, tokenizer = load_base(reply_model_path(settings), "cpu")
+    model, tokenizer = load_base(reply_model_path(settings.paths), "cpu")
     model = prepare_trainable(model, cfg)
     module = build_loss_module(model)
     params = [p for p in model.parameters() if p.requires_grad]
@@ -140,7 +140,7 @@ def budget_run(home: str, minutes: float, mode: str) -> dict:
     from chatbot.store.migrations import upgrade
     from chatbot.training.run import run_training
 
-    base = reply_model_path(load_settings(home=home))
+    base = reply_model_path(load_settings(home=home).paths)
     with tempfile.TemporaryDirectory() as scratch:
         settings = load_settings(
             home=Path(scratch) / "home",
@@ -153,7 +153,13 @@ def budget_run(home: str, minutes: float, mode: str) -> dict:
         pairs = helpdesk_pairs()
         fill_store(database, pairs)
         started = time.perf_counter()
-        result = run_training(settings, database, evidence_note="none (benchmark builds no index)")
+        result = run_training(
+            settings.paths,
+            settings.training,
+            settings.prompt,
+            database,
+            evidence_note="none (benchmark builds no index)",
+        )
         database.dispose()
         m = result.metrics
         return {

@@ -229,9 +229,11 @@ def run_set(name: str, path: Path, allow: list[str], home: Path, args) -> dict:
         update={"redact_allowlist": [*settings.ingest.redact_allowlist, *allow]}
     )
     import_paths(database, [path], ingest=ingest)
-    model = load_embedder(settings)
-    report = update_index(settings, database, model=model)
-    retriever = open_retriever(settings, database, model=model)
+    model = load_embedder(settings.paths)
+    report = update_index(
+        settings.paths, settings.retrieval, settings.dialogue, database, model=model
+    )
+    retriever = open_retriever(settings.paths, settings.retrieval, database, model=model)
     log(
         f"{name}: imported and indexed in {time.perf_counter() - started:.0f}s ({report.pair_count} pairs)"
     )

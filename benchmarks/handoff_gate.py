@@ -130,7 +130,7 @@ def build(home: Path, files: list[Path]):
     upgrade(settings.resolved_database_url)
     database = Database(settings.resolved_database_url)
     import_paths(database, files, ingest=settings.ingest)
-    report = update_index(settings, database)
+    report = update_index(settings.paths, settings.retrieval, settings.dialogue, database)
     return settings, database, report
 
 
@@ -267,7 +267,7 @@ def evaluate(
     from chatbot.retrieval.retriever import open_retriever
 
     started = time.perf_counter()
-    retriever = open_retriever(settings, database)
+    retriever = open_retriever(settings.paths, settings.retrieval, database)
     topics = pair_topics(database)
     result: dict = {
         "index": {"pairs": report.pair_count, "version": report.version},

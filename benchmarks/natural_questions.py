@@ -436,7 +436,7 @@ def main() -> None:
             if model is None:
                 from chatbot.models.embedder import load_embedder
 
-                model = load_embedder(settings)
+                model = load_embedder(settings.paths)
             picker = OptionPicker(model)
             prepared_s = time.perf_counter() - started
             log(f"asking {len(items)} items of {questions.name} ({prepared_s:.0f}s to prepare)")

@@ -37,7 +37,7 @@ def prepare(settings: Settings, *, demo: bool, report: Callable[[str], None] = l
         + ("" if before == after else f" (migrated from {before or 'empty'})")
     )
     if settings.reply_model_path is None:
-        result = prepare_reply_model(settings)
+        result = prepare_reply_model(settings.paths)
         report(f"reply model {result.action}: {result.path} ({result.seconds:.1f}s)")
     else:
         report(f"reply model: using the configured {settings.reply_model_path}")
@@ -64,7 +64,7 @@ def index_pairs(settings: Settings, *, report: Callable[[str], None] = log.info)
                 )
                 return
         try:
-            result = update_index(settings, database)
+            result = update_index(settings.paths, settings.retrieval, settings.dialogue, database)
         except IndexDamagedError as exc:
             # Degrade, don't die: the web app stands in the newest intact version
             # (chatbot.retrieval.fallback) and says so; the repair is the admin's call.

@@ -646,9 +646,16 @@ def test_agents_pairs_feed_training_and_the_index(shop, agents):
     assert {edited.pair_id, approved.pair_id} <= {p.id for p in load_pairs(database, ["train"])}
     from chatbot.models.embedder import load_embedder
 
-    model = load_embedder(settings)
-    update_index(settings, database, model=model, calibrate=False)
-    rebuilt = open_retriever(settings, database, model=model)
+    model = load_embedder(settings.paths)
+    update_index(
+        settings.paths,
+        settings.retrieval,
+        settings.dialogue,
+        database,
+        model=model,
+        calibrate=False,
+    )
+    rebuilt = open_retriever(settings.paths, settings.retrieval, database, model=model)
     assert rebuilt.search("Do you ship to Canada?", k=1).hits[0].pair_id == edited.pair_id
 
 

@@ -407,7 +407,7 @@ def shop(tmp_path, tiny_embedder_dir, sqlite_database):
         [(q, reply, "imported", topic) for topic, (qs, reply) in HISTORY.items() for q in qs],
     )
     records = load_pairs(sqlite_database, settings.retrieval.index_splits)
-    model = load_embedder(settings)
+    model = load_embedder(settings.paths)
     vectors = embed_contexts(model, [(r.message, r.history) for r in records], settings.retrieval)
     return settings, sqlite_database, model, records, vectors
 
@@ -415,7 +415,9 @@ def shop(tmp_path, tiny_embedder_dir, sqlite_database):
 def test_fit_on_a_small_store(shop):
     settings, database, model, records, vectors = shop
     assert len(records) >= MIN_PAIRS
-    built = build_answer_classes(settings, database, model, records, vectors)
+    built = build_answer_classes(
+        settings.retrieval, settings.dialogue, database, model, records, vectors
+    )
     assert built is not None
     fitted, replies = built
     assert replies.shape == (len(records), vectors.shape[1])  # answer_vectors.npy, one per pair
@@ -478,8 +480,12 @@ def test_fit_on_a_small_store(shop):
 
 def test_the_fit_is_deterministic(shop):
     settings, database, model, records, vectors = shop
-    first = build_answer_classes(settings, database, model, records, vectors)
-    again = build_answer_classes(settings, database, model, records, vectors)
+    first = build_answer_classes(
+        settings.retrieval, settings.dialogue, database, model, records, vectors
+    )
+    again = build_answer_classes(
+        settings.retrieval, settings.dialogue, database, model, records, vectors
+    )
     assert first is not None and again is not None
     assert again[0] == first[0] and np.array_equal(again[1], first[1])
 
@@ -487,7 +493,12 @@ def test_the_fit_is_deterministic(shop):
 def test_too_few_pairs_have_no_classes(shop):
     settings, database, model, records, vectors = shop
     few = records[: MIN_PAIRS - 1]
-    assert build_answer_classes(settings, database, model, few, vectors[: len(few)]) is None
+    assert (
+        build_answer_classes(
+            settings.retrieval, settings.dialogue, database, model, few, vectors[: len(few)]
+        )
+        is None
+    )
 
 
 def test_an_index_keeps_its_reply_vectors_and_refuses_damaged_ones(shop):
@@ -498,16 +509,16 @@ def test_an_index_keeps_its_reply_vectors_and_refuses_damaged_ones(shop):
     from chatbot.retrieval.versions import IndexDamagedError
 
     settings, database, _, records, _ = shop
-    report = update_index(settings, database)
-    version = store_root(settings) / report.version
+    report = update_index(settings.paths, settings.retrieval, settings.dialogue, database)
+    version = store_root(settings.paths) / report.version
     assert (version / ANSWER_VECTORS).is_file()
-    retriever = open_retriever(settings, database)
+    retriever = open_retriever(settings.paths, settings.retrieval, database)
     assert retriever.answer_classes is not None
     hits = retriever.search(records[0].message, k=3).hits
     assert hits and all(-1.0 <= h.scores["answer"] <= 1.0 for h in hits)
     np.save(version / ANSWER_VECTORS, np.zeros((2, 3), dtype=np.float32))
     with pytest.raises(IndexDamagedError) as raised:
-        open_retriever(settings, database)
+        open_retriever(settings.paths, settings.retrieval, database)
     assert raised.value.path.name == ANSWER_VECTORS
 
 
@@ -556,12 +567,14 @@ def test_eval_fit_reports_the_calibration_and_says_when_an_index_has_none(
         "CHATBOT_EMBEDDER_PATH": str(tiny_embedder_dir),
         "CHATBOT_DATABASE_URL": database.url,
     }
-    update_index(settings, database, calibrate=False)  # no answer classes
+    update_index(
+        settings.paths, settings.retrieval, settings.dialogue, database, calibrate=False
+    )  # no answer classes
     missing = CliRunner().invoke(main, ["eval", "fit"], env=env)
     assert missing.exit_code == 1 and "has no fit model" in missing.output
     assert "chatbot index --rebuild" in missing.output
 
-    update_index(settings, database, rebuild=True)
+    update_index(settings.paths, settings.retrieval, settings.dialogue, database, rebuild=True)
     plot = tmp_path / "fit.png"
     shown = CliRunner().invoke(main, ["eval", "fit", "--plot", str(plot), "--json"], env=env)
     assert shown.exit_code == 0, shown.output

@@ -44,7 +44,7 @@ def faulty(model, *, after: int, fault: str, stall_s: float = 30.0):
 
 @pytest.fixture
 def tiny_model(tiny_settings):
-    return load_reply_model(reply_model_path(tiny_settings))
+    return load_reply_model(reply_model_path(tiny_settings.paths))
 
 
 def test_a_model_that_raises_mid_generation_raises_in_the_callers_thread(tiny_model):

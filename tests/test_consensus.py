@@ -218,10 +218,18 @@ def _choice(settings, database):
     from chatbot.retrieval.embedding import embed_contexts
     from chatbot.retrieval.stored_pairs import load_pairs
 
-    model = load_embedder(settings)
+    model = load_embedder(settings.paths)
     records = load_pairs(database, settings.retrieval.index_splits)
     vectors = embed_contexts(model, [(r.message, r.history) for r in records], settings.retrieval)
-    return choose_consensus(settings, model, records, vectors, validation_sample(database), 1.0)
+    return choose_consensus(
+        settings.retrieval,
+        settings.dialogue,
+        model,
+        records,
+        vectors,
+        validation_sample(database),
+        1.0,
+    )
 
 
 @pytest.mark.parametrize("truth_is_the_exact_match", [False, True])
@@ -305,10 +313,14 @@ def test_chatbot_index_records_the_choice_and_serving_reads_it(tiny_settings, mi
         update={"retrieval": tiny_settings.retrieval.model_copy(update={"lexical_weight": 1.0})}
     )
     seed(migrated_database, truth_is_the_exact_match=False)
-    model = load_embedder(settings)
-    report = update_index(settings, migrated_database, model=model)
+    model = load_embedder(settings.paths)
+    report = update_index(
+        settings.paths, settings.retrieval, settings.dialogue, migrated_database, model=model
+    )
     recorded = report.fusion["consensus"]
     assert recorded["enabled"] and recorded["validation_questions"] == len(TOPICS)
-    serving = FollowingRetriever(settings, open_retriever(settings, migrated_database, model=model))
+    serving = FollowingRetriever(
+        settings, open_retriever(settings.paths, settings.retrieval, migrated_database, model=model)
+    )
     assert serving.consensus == ConsensusChoice.from_meta(recorded)
     assert serving.model is model

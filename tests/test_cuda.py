@@ -28,7 +28,7 @@ def test_training_a_reply_model_runs_on_the_gpu(tmp_path, tiny_reply_model_dir):
     database = Database(settings.resolved_database_url)
     try:
         fill_pairs(database)
-        result = run_training(settings, database)
+        result = run_training(settings.paths, settings.training, settings.prompt, database)
     finally:
         database.dispose()
     assert result is not None and result.metrics["device"].startswith("cuda")
@@ -42,7 +42,7 @@ def test_training_a_reply_model_runs_on_the_gpu(tmp_path, tiny_reply_model_dir):
 def test_the_ranker_scores_on_the_gpu(tiny_settings, tiny_embedder_dir):
     from chatbot.ranking.train import base_model
 
-    model, _ = base_model(tiny_settings, "cuda")
+    model, _ = base_model(tiny_settings.paths, tiny_settings.ranker, "cuda")
     scores = model.predict(
         [["where is my parcel?", "track it under Orders"]], activation_fn=torch.nn.Sigmoid()
     )

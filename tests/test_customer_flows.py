@@ -215,9 +215,9 @@ def shop(tmp_path_factory, tiny_embedder_dir):
                     Order(PROCESSING, OrderStatus.PROCESSING, placed),
                 ],
             )
-        model = load_embedder(settings)
-        update_index(settings, database, model=model)
-        retriever = open_retriever(settings, database, model=model)
+        model = load_embedder(settings.paths)
+        update_index(settings.paths, settings.retrieval, settings.dialogue, database, model=model)
+        retriever = open_retriever(settings.paths, settings.retrieval, database, model=model)
     fitted = retriever.answer_classes
     assert fitted is not None, "the shop's answer classes were not fitted"
     # The fitted classes, labels, flags and voice stay; the probability is 1 - 3 * rank

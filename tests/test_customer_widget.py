@@ -665,9 +665,11 @@ def clarifying_services(settings, database) -> Services:
         update={"dialogue": settings.dialogue.model_copy(update=CLARIFYING)}
     )
     seed_shop(database, CLARIFY_SHOP)
-    model = load_embedder(settings)
-    update_index(settings, database, model=model, calibrate=True)
-    retriever = open_retriever(settings, database, model=model)
+    model = load_embedder(settings.paths)
+    update_index(
+        settings.paths, settings.retrieval, settings.dialogue, database, model=model, calibrate=True
+    )
+    retriever = open_retriever(settings.paths, settings.retrieval, database, model=model)
     assert retriever.answer_classes is not None, "the shop's answer classes were not fitted"
     return services_for(settings, database, retriever, cache_enabled=False, max_rounds=1)
 

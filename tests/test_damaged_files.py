@@ -115,13 +115,24 @@ def test_damaged_index_is_one_clear_error_and_rebuild_repairs_it(kind, env, sqli
 
     settings = _settings(env)
     damage, file_name = DAMAGE[kind]
-    root = store_root(settings)
-    update_index(settings, sqlite_database, calibrate=False)
+    root = store_root(settings.paths)
+    update_index(
+        settings.paths, settings.retrieval, settings.dialogue, sqlite_database, calibrate=False
+    )
     serving = FollowingRetriever(
-        settings, open_retriever(settings, sqlite_database), check_interval=0
+        settings,
+        open_retriever(settings.paths, settings.retrieval, sqlite_database),
+        check_interval=0,
     )
     assert serving.version == "v0001"
-    update_index(settings, sqlite_database, rebuild=True, calibrate=False)
+    update_index(
+        settings.paths,
+        settings.retrieval,
+        settings.dialogue,
+        sqlite_database,
+        rebuild=True,
+        calibrate=False,
+    )
     damage(root / "v0002", root)
 
     # The running server keeps answering from the version it has.
@@ -130,7 +141,7 @@ def test_damaged_index_is_one_clear_error_and_rebuild_repairs_it(kind, env, sqli
 
     # The library: one error, naming the file.
     with pytest.raises(IndexDamagedError) as raised:
-        open_retriever(settings, sqlite_database)
+        open_retriever(settings.paths, settings.retrieval, sqlite_database)
     assert raised.value.path.name == file_name and "chatbot index --rebuild" in str(raised.value)
     with pytest.raises(IndexDamagedError):
         open_manager(settings)
@@ -176,8 +187,10 @@ def _killed_build_leftover(root: Path) -> Path:
 
 def test_a_killed_builds_staging_folder_is_removed_by_the_next_build(env, sqlite_database):
     settings = _settings(env)
-    root = store_root(settings)
-    update_index(settings, sqlite_database, calibrate=False)
+    root = store_root(settings.paths)
+    update_index(
+        settings.paths, settings.retrieval, settings.dialogue, sqlite_database, calibrate=False
+    )
     staged = _killed_build_leftover(root)
     # Without its lock file (killed before it was made), a folder counts once it is old.
     unlocked = root / ".building-older"
@@ -202,14 +215,16 @@ def test_a_killed_builds_staging_folder_is_removed_by_the_next_build(env, sqlite
 def test_a_running_builds_staging_folder_is_left_alone(env, sqlite_database):
     """Another build holds its staging folder's lock: a second build must not delete it."""
     settings = _settings(env)
-    root = store_root(settings)
+    root = store_root(settings.paths)
     running = VersionStore(root)
     staged = running.staging()  # this process holds the lock, as a live build does
     try:
         (staged / "vectors.npy").write_bytes(b"in progress")
         old = time.time() - 3600
         os.utime(staged, (old, old))
-        report = update_index(settings, sqlite_database, calibrate=False)
+        report = update_index(
+            settings.paths, settings.retrieval, settings.dialogue, sqlite_database, calibrate=False
+        )
         assert report.version == "v0001"
         assert staged.is_dir() and (staged / "vectors.npy").is_file()
         assert VersionStore(root).clean_stale() == []
@@ -221,9 +236,13 @@ def test_a_running_builds_staging_folder_is_left_alone(env, sqlite_database):
 
 def test_a_committed_version_carries_no_lock_file(env, sqlite_database):
     settings = _settings(env)
-    update_index(settings, sqlite_database, calibrate=False)
-    version = store_root(settings) / "v0001"
+    update_index(
+        settings.paths, settings.retrieval, settings.dialogue, sqlite_database, calibrate=False
+    )
+    version = store_root(settings.paths) / "v0001"
     assert not (version / ".lock").exists()
     assert not [
-        p for p in store_root(settings).iterdir() if re.match(r"^\.(building-|CURRENT\.)", p.name)
+        p
+        for p in store_root(settings.paths).iterdir()
+        if re.match(r"^\.(building-|CURRENT\.)", p.name)
     ]

@@ -141,7 +141,7 @@ def test_database_down_then_back(server, tmp_path, tiny_embedder_dir, tiny_reply
     upgrade(server.url)
     seeding = Database(server.url)
     seed_shop(seeding)
-    update_index(settings, seeding, calibrate=False)
+    update_index(settings.paths, settings.retrieval, settings.dialogue, seeding, calibrate=False)
     seeding.dispose()
 
     manager, database = open_manager(settings)

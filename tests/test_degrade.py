@@ -193,9 +193,18 @@ def test_serve_starts_on_a_damaged_index_and_says_so(
         reply_model_path=tiny_reply_model_dir,
         database_url=sqlite_database.url,
     )
-    update_index(settings, sqlite_database, calibrate=False)
-    update_index(settings, sqlite_database, rebuild=True, calibrate=False)
-    _cut(store_root(settings) / "v0002" / "vectors.npy")
+    update_index(
+        settings.paths, settings.retrieval, settings.dialogue, sqlite_database, calibrate=False
+    )
+    update_index(
+        settings.paths,
+        settings.retrieval,
+        settings.dialogue,
+        sqlite_database,
+        rebuild=True,
+        calibrate=False,
+    )
+    _cut(store_root(settings.paths) / "v0002" / "vectors.npy")
 
     seen: dict[str, object] = {}
 

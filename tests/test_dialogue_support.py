@@ -106,9 +106,16 @@ def build_retriever(settings, database):
     from chatbot.models.embedder import load_embedder
     from chatbot.retrieval.retriever import open_retriever
 
-    model = load_embedder(settings)
-    update_index(settings, database, model=model, calibrate=False)
-    return open_retriever(settings, database, model=model)
+    model = load_embedder(settings.paths)
+    update_index(
+        settings.paths,
+        settings.retrieval,
+        settings.dialogue,
+        database,
+        model=model,
+        calibrate=False,
+    )
+    return open_retriever(settings.paths, settings.retrieval, database, model=model)
 
 
 class TinyReplySource(BaseReplyModelSource):
@@ -127,7 +134,7 @@ def make_manager(settings, database, retriever, source="tiny", **overrides) -> D
     overrides.setdefault("send_retrieved_at", 1.0)
     dialogue = settings.dialogue.model_copy(update=overrides)
     type(dialogue).model_validate(dialogue.model_dump())  # the overrides must be valid settings
-    reply_source = TinyReplySource(settings) if source == "tiny" else source
+    reply_source = TinyReplySource(settings.paths) if source == "tiny" else source
     return DialogueManager(
         dialogue, database, retriever, reply_source, PromptFormat.from_settings(settings.prompt)
     )

@@ -126,7 +126,9 @@ def _retriever(tmp_path, vectors, messages, calibration, **retrieval):
         )
         for i, m in enumerate(messages)
     ]
-    return PairRetriever.from_parts(settings, records, vectors, None, calibration=calibration)
+    return PairRetriever.from_parts(
+        settings.retrieval, records, vectors, None, calibration=calibration
+    )
 
 
 def test_the_retriever_hands_off_what_the_domain_check_rejects_with_two_exceptions(tmp_path):
@@ -215,17 +217,17 @@ def test_index_build_fits_the_check_on_the_indexed_questions_and_serving_reads_i
         database_url=migrated_database.url,
         retrieval={"min_calibration_pairs": 5, "gate_resamples": 50, "gate_domain_min_pairs": 100},
     )
-    report = update_index(settings, migrated_database)
+    report = update_index(settings.paths, settings.retrieval, settings.dialogue, migrated_database)
     domain = report.calibration["domain"]
     assert domain is not None and domain["questions"] == 120 and domain["conversations"] == 40
     assert (
         domain["background"] > 250 and domain["quantile"] == settings.retrieval.gate_domain_quantile
     )
-    stored = read_meta(store_root(settings) / report.version)["calibration"]
+    stored = read_meta(store_root(settings.paths) / report.version)["calibration"]
     assert stored["domain_threshold"] == pytest.approx(domain["threshold"], abs=1e-6)
     # The weights live in meta.json only; the report (and `chatbot index --json`) leaves them out.
     assert len(stored["domain_weights"]) > 0 and "domain_weights" not in report.calibration
-    retriever = open_retriever(settings, migrated_database)
+    retriever = open_retriever(settings.paths, settings.retrieval, migrated_database)
     assert retriever.calibration.domain_weights is not None
     assert len(retriever.calibration.domain_weights) == retriever.dense.dim
 
@@ -235,7 +237,12 @@ def test_index_build_fits_the_check_on_the_indexed_questions_and_serving_reads_i
         database_url=migrated_database.url,
         retrieval={"min_calibration_pairs": 5, "gate_resamples": 50, "gate_domain": False},
     )
-    assert update_index(off, migrated_database).calibration["domain"] is None
+    assert (
+        update_index(off.paths, off.retrieval, off.dialogue, migrated_database).calibration[
+            "domain"
+        ]
+        is None
+    )
 
 
 @pytest.mark.parametrize(
@@ -265,14 +272,14 @@ def test_a_damaged_domain_check_is_one_clear_error_and_the_index_is_kept(
     add_pairs(
         migrated_database, [("A validation question about my parcel", "An answer.")], split="val"
     )
-    report = update_index(settings, migrated_database)
+    report = update_index(settings.paths, settings.retrieval, settings.dialogue, migrated_database)
     assert report.calibration["domain"] is not None
-    meta_file = store_root(settings) / report.version / "meta.json"
+    meta_file = store_root(settings.paths) / report.version / "meta.json"
     meta = json.loads(meta_file.read_text())
     damage(meta["calibration"])
     meta_file.write_text(json.dumps(meta))
     files = sorted(p.name for p in meta_file.parent.iterdir())
     with pytest.raises(IndexDamagedError, match=said) as refused:
-        open_retriever(settings, migrated_database)
+        open_retriever(settings.paths, settings.retrieval, migrated_database)
     assert "meta.json" in str(refused.value)
     assert sorted(p.name for p in meta_file.parent.iterdir()) == files  # nothing removed

@@ -91,7 +91,7 @@ def test_models_check_tells_to_prepare_a_damaged_cache_again(
     from chatbot.models.reply_model import converted_dir
 
     settings = load_settings(home=tmp_path / "home")
-    cache = converted_dir(settings)
+    cache = converted_dir(settings.paths)
     shutil.copytree(tiny_reply_model_dir, cache)
     MODEL_DAMAGE[kind](cache)
     env = {"CHATBOT_HOME": str(tmp_path / "home"), "CHATBOT_EMBEDDER_PATH": str(tiny_embedder_dir)}
@@ -156,7 +156,9 @@ def test_serving_with_a_damaged_model_answers_from_past_answers(
         dialogue={"send_retrieved_at": 1.0},
     )
     seed_shop(sqlite_database)
-    update_index(settings, sqlite_database, calibrate=False)
+    update_index(
+        settings.paths, settings.retrieval, settings.dialogue, sqlite_database, calibrate=False
+    )
     if damaged == "promoted version":
         target = _promote_copy(sqlite_database, model_copy, tmp_path / "versions" / "run-1")
     else:
@@ -250,8 +252,10 @@ def test_index_build_killed_midway_keeps_serving_and_the_next_build_cleans_up(
         home=tmp_path / "home", embedder_path=tiny_embedder_dir, database_url=sqlite_database.url
     )
     _many_pairs(sqlite_database, 3000)
-    update_index(settings, sqlite_database, calibrate=False)  # v0001, uninterrupted
-    root = store_root(settings)
+    update_index(
+        settings.paths, settings.retrieval, settings.dialogue, sqlite_database, calibrate=False
+    )  # v0001, uninterrupted
+    root = store_root(settings.paths)
     env = _subprocess_env(
         {
             "CHATBOT_HOME": str(settings.home),
@@ -274,7 +278,9 @@ def test_index_build_killed_midway_keeps_serving_and_the_next_build_cleans_up(
     leftovers = [p for p in root.iterdir() if p.name.startswith(".building-")]
     assert len(leftovers) == 1, "the kill should land mid-build"
     assert store.versions() == ["v0001"] and store.current_name() == "v0001"
-    serving = open_retriever(settings, sqlite_database)  # the old version is whole and serves
+    serving = open_retriever(
+        settings.paths, settings.retrieval, sqlite_database
+    )  # the old version is whole and serves
     assert serving.version == "v0001" and serving.search("where is order NW-000042?", k=1).hits
 
     again = CliRunner().invoke(

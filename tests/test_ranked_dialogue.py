@@ -30,7 +30,7 @@ def tiny_ranker_dir(tmp_path_factory, tiny_embedder_dir):
 
     settings = load_settings(home=tmp_path_factory.mktemp("home"), embedder_path=tiny_embedder_dir)
     torch.manual_seed(0)  # the fresh head: every run scores the candidates alike
-    model, _ = base_model(settings, "cpu")
+    model, _ = base_model(settings.paths, settings.ranker, "cpu")
     # A fresh head gives nearly equal logits (standard deviation about 5e-6 over the shop's
     # replies; scaled by a fixed factor, probabilities that all saturate near 1 and tie):
     # rescale it so that its logits over the shop's replies to the order question have mean

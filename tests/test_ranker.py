@@ -170,8 +170,8 @@ def shop(tiny_settings, tmp_path):
     upgrade(settings.resolved_database_url)
     database = Database(settings.resolved_database_url)
     import_paths(database, [write_transcripts(tmp_path / "shop.jsonl")], ingest=settings.ingest)
-    update_index(settings, database)
-    yield settings, database, open_retriever(settings, database)
+    update_index(settings.paths, settings.retrieval, settings.dialogue, database)
+    yield settings, database, open_retriever(settings.paths, settings.retrieval, database)
     database.dispose()
 
 
@@ -214,19 +214,27 @@ def test_query_text_puts_the_message_first_and_tags_earlier_turns():
 def test_training_learns_to_prefer_the_true_reply_and_records_the_version(shop):
     from chatbot.models.versions import get_version, list_versions, promoted_version
     from chatbot.ranking.model import Ranker, promoted_ranker
-    from chatbot.ranking.train import base_model, load_pairs, train_ranker
+    from chatbot.ranking.train import base_model, train_ranker
+    from chatbot.ranking.train_data import load_pairs
 
     settings, database, retriever = shop
-    data = load_pairs(settings, database)
+    data = load_pairs(settings.ranker, settings.training, database)
     assert len(data.train) >= 30 and data.val
     before = preference_rate(
-        Ranker(base_model(settings, "cpu")[0], "untrained", history_turns=2), data.train
+        Ranker(base_model(settings.paths, settings.ranker, "cpu")[0], "untrained", history_turns=2),
+        data.train,
     )
 
     events = []
     started = time.monotonic()
     result = train_ranker(
-        settings, database, retriever, progress=events.append, reply_version="base"
+        settings.paths,
+        settings.ranker,
+        settings.training,
+        database,
+        retriever,
+        progress=events.append,
+        reply_version="base",
     )
     seconds = time.monotonic() - started
     print(
@@ -293,7 +301,7 @@ def test_training_learns_to_prefer_the_true_reply_and_records_the_version(shop):
             promote(database, result.name)
         promote(database, result.name, force=True)
     assert promoted_version(database, "ranker").name == result.name
-    served = promoted_ranker(settings, database)
+    served = promoted_ranker(settings.ranker, database)
     assert served is not None and served.name == result.name
     scores = served.score(
         data.train[0].context, [data.train[0].target, "Bike pedals ship in a separate box."]
@@ -302,7 +310,7 @@ def test_training_learns_to_prefer_the_true_reply_and_records_the_version(shop):
     off = settings.model_copy(
         update={"ranker": settings.ranker.model_copy(update={"enabled": False})}
     )
-    assert promoted_ranker(off, database) is None
+    assert promoted_ranker(off.ranker, database) is None
 
 
 def test_too_few_pairs_is_a_clear_error_from_the_library_and_the_cli(shop):
@@ -315,7 +323,7 @@ def test_too_few_pairs_is_a_clear_error_from_the_library_and_the_cli(shop):
     with pytest.raises(
         RankerError, match=r"too few pairs to train a ranker: \d+ train pairs \(need 10000\)"
     ):
-        train_ranker(strict, database, retriever)
+        train_ranker(strict.paths, strict.ranker, strict.training, database, retriever)
     env = {
         "CHATBOT_HOME": str(settings.home),
         "CHATBOT_EMBEDDER_PATH": str(settings.embedder_path),
@@ -337,7 +345,7 @@ def test_a_missing_or_damaged_ranker_is_a_clear_error(tmp_path, tiny_settings, d
 
     path = tmp_path / "ranker"
     if damage != "missing":
-        model, _ = base_model(tiny_settings, "cpu")
+        model, _ = base_model(tiny_settings.paths, tiny_settings.ranker, "cpu")
         model.save(str(path))
         meta = {"kind": "ranker" if damage != "not_a_ranker" else "reply", "name": "r"}
         if damage != "no_meta":
@@ -382,7 +390,7 @@ def _reject(database, question: str, suggestion: str) -> None:
 
 def test_rejected_suggestions_become_negatives_for_their_conversation(shop):
     from chatbot.ranking.model import query_text
-    from chatbot.ranking.train import build_examples, load_pairs, near_copy, rejected_replies
+    from chatbot.ranking.train_data import build_examples, load_pairs, near_copy, rejected_replies
 
     settings, database, retriever = shop
     question = "Hello, my Kettle is leaking again, what now? Thanks, Samir Virtanen"
@@ -395,7 +403,7 @@ def test_rejected_suggestions_become_negatives_for_their_conversation(shop):
         "Samir" not in text and "{customer_name}" in text
     )  # read in slotted form, like every other reply
 
-    data = load_pairs(settings, database)
+    data = load_pairs(settings.ranker, settings.training, database)
     examples, counts = build_examples(data.train, retriever, settings.ranker, rejections=rejections)
     rejected = [e for e in examples if e.kind == "rejected"]
     assert [(e.query, e.reply, e.label) for e in rejected] == [(query_text(context, 2), text, 0.0)]
@@ -410,7 +418,7 @@ def test_rejected_suggestions_become_negatives_for_their_conversation(shop):
 def _untrained_version(settings, name: str = "ranker-test") -> Path:
     from chatbot.ranking.train import base_model, write_version
 
-    model, _ = base_model(settings, "cpu")
+    model, _ = base_model(settings.paths, settings.ranker, "cpu")
     return write_version(
         model,
         {"kind": "ranker", "name": name, "query": {"history_turns": 1}},
@@ -443,7 +451,7 @@ def test_serving_keeps_its_ranker_when_the_promoted_one_is_damaged(shop):
 
     source = RankerSource(settings, database, check_interval=0)
     assert (
-        source.get() is None and promoted_ranker(settings, database) is None
+        source.get() is None and promoted_ranker(settings.ranker, database) is None
     )  # nothing promoted yet
     first = serve("ranker-a")
     ranker = Ranker.load(first)
@@ -461,7 +469,7 @@ def test_serving_keeps_its_ranker_when_the_promoted_one_is_damaged(shop):
     with pytest.raises(
         ModelUnavailableError, match="the promoted ranker 'ranker-b' cannot be loaded"
     ):
-        promoted_ranker(settings, database)
+        promoted_ranker(settings.ranker, database)
     # Serving keeps the ranker it has and says why; one that has none serves without.
     assert source.get().name == "ranker-a" and "ranker-b" in source.error
     fresh = RankerSource(settings, database, check_interval=0)
@@ -540,7 +548,8 @@ def test_a_ranker_from_the_real_minilm_prefers_true_replies_on_the_demo_shop(tmp
     from chatbot.indexing.builder import update_index
     from chatbot.ingest.importer import import_paths
     from chatbot.ranking.model import Ranker
-    from chatbot.ranking.train import base_model, load_pairs, near_copy, train_ranker
+    from chatbot.ranking.train import base_model, train_ranker
+    from chatbot.ranking.train_data import load_pairs, near_copy
     from chatbot.retrieval.retriever import open_retriever
     from chatbot.store.database import Database
     from chatbot.store.migrations import upgrade
@@ -554,9 +563,9 @@ def test_a_ranker_from_the_real_minilm_prefers_true_replies_on_the_demo_shop(tmp
     database = Database(settings.resolved_database_url)
     try:
         import_paths(database, [REPO / "data" / "demo_shop.jsonl"], ingest=settings.ingest)
-        update_index(settings, database)
-        retriever = open_retriever(settings, database)
-        data = load_pairs(settings, database)
+        update_index(settings.paths, settings.retrieval, settings.dialogue, database)
+        retriever = open_retriever(settings.paths, settings.retrieval, database)
+        data = load_pairs(settings.ranker, settings.training, database)
         replies = sorted({p.target for p in data.train})
 
         def rate(ranker, pairs):
@@ -570,9 +579,13 @@ def test_a_ranker_from_the_real_minilm_prefers_true_replies_on_the_demo_shop(tmp
                 total += len(wrong)
             return wins / total
 
-        before = rate(Ranker(base_model(settings, "cpu")[0], "untrained"), data.val)
+        before = rate(
+            Ranker(base_model(settings.paths, settings.ranker, "cpu")[0], "untrained"), data.val
+        )
         started = time.monotonic()
-        result = train_ranker(settings, database, retriever)
+        result = train_ranker(
+            settings.paths, settings.ranker, settings.training, database, retriever
+        )
         m = result.metrics
         print(
             f"MiniLM ranker: {time.monotonic() - started:.0f}s in all, {m['train_seconds']:.0f}s training, "

@@ -17,7 +17,7 @@ pytestmark = pytest.mark.slow
 
 
 def test_minilm_embeds_similar_questions_close_together(settings):
-    model = load_embedder(settings)
+    model = load_embedder(settings.paths)
     a, b, c = model.encode(
         ["Where is my parcel?", "My package has not arrived yet", "How do I change my password?"],
         normalize_embeddings=True,
@@ -28,18 +28,18 @@ def test_minilm_embeds_similar_questions_close_together(settings):
 
 def test_smollm2_is_converted_once_then_reused(settings):
     ensure_home(settings.paths)
-    first = prepare_reply_model(settings)
+    first = prepare_reply_model(settings.paths)
     assert first.action == "converted"
     assert first.parameters > 100_000_000
-    meta = json.loads((converted_dir(settings) / "meta.json").read_text())
+    meta = json.loads((converted_dir(settings.paths) / "meta.json").read_text())
     assert meta["source_sha256"] and meta["dtype"] == "float32"
-    second = prepare_reply_model(settings)
+    second = prepare_reply_model(settings.paths)
     assert second.action == "reused"
     assert second.seconds < first.seconds / 5  # a ratio within one run, not a wall-clock target
 
-    model, tokenizer = load_reply_model(converted_dir(settings))
+    model, tokenizer = load_reply_model(converted_dir(settings.paths))
     reply = generate_text(
         model, tokenizer, [{"role": "user", "content": "Say hello."}], max_new_tokens=10
     )
     assert reply.strip()
-    assert all(check.ok for check in run_checks(settings)), run_checks(settings)
+    assert all(check.ok for check in run_checks(settings.paths)), run_checks(settings.paths)

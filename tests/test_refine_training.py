@@ -14,7 +14,7 @@ import pytest
 from chatbot.config import ensure_home
 from chatbot.pairs import PairRecord
 from chatbot.settings import load_settings
-from chatbot.training.loop import _is_noised, train_example
+from chatbot.training.epoch_examples import is_noised, train_example
 from chatbot.training.prompt import PromptFormat, PromptSettings
 from chatbot.training.refine_examples import EXACT, NEAR_COPY, near_copy, shown_evidence
 from chatbot.training.settings import TrainingSettings
@@ -151,7 +151,7 @@ def test_knob_at_zero_encodes_exactly_as_before(tokenizer):
     clean, got = _encodings(tokenizer, cfg, prompt, _pairs(24, "train"))
     for (encoded, inserted), pair, epoch in got:
         # The loop before retrieve and refine: noised with its seed, else the clean encoding.
-        if _is_noised(pair, epoch, cfg):
+        if is_noised(pair, epoch, cfg):
             before = encode_pair(
                 tokenizer, pair, RETRIEVED, cfg, prompt, noise_seed=f"{cfg.seed}:{epoch}:{pair.id}"
             )
@@ -225,7 +225,9 @@ def test_a_run_with_retrieve_and_refine_completes_and_records_it(tmp_path, tiny_
     try:
         fill_pairs(database)
         result = run_training(
-            settings,
+            settings.paths,
+            settings.training,
+            settings.prompt,
             database,
             evidence_for=overlap_evidence(database),
             evidence_note="test overlap",

@@ -77,9 +77,11 @@ def test_kept_above_the_margin_and_queries_use_the_adapted_embedder(
         tmp_path, tiny_embedder_dir, database, adapt_min_gain=-2.0
     )  # any gain is enough
     train_ids, _ = fill(database)
-    update_index(settings, database)  # a base index first: the adapted one must replace it
+    update_index(
+        settings.paths, settings.retrieval, settings.dialogue, database
+    )  # a base index first: the adapted one must replace it
 
-    report = adapt_and_index(settings, database)
+    report = adapt_and_index(settings.paths, settings.retrieval, settings.dialogue, database)
     assert report.kept and "above" in report.reason
     assert report.counts == {"train": len(TRAIN), "val": len(VAL), "val_measured": len(VAL)}
     assert report.training["steps"] == 4 and report.training["stopped_by"] == "steps"
@@ -94,7 +96,7 @@ def test_kept_above_the_margin_and_queries_use_the_adapted_embedder(
         report.adapted["reply_similarity"] - report.base["reply_similarity"], abs=1e-6
     )
 
-    directory = embedders_root(settings) / "v0001"
+    directory = embedders_root(settings.paths) / "v0001"
     assert report.embedder_path == str(directory) and (directory / "modules.json").is_file()
     meta = json.loads((directory / "meta.json").read_text())
     assert meta["kept"] is True and meta["made_by"] == "chatbot index --adapt"
@@ -102,11 +104,13 @@ def test_kept_above_the_margin_and_queries_use_the_adapted_embedder(
     assert meta["counts"]["train"] == len(TRAIN) and len(meta["pair_set_hash"]) == 64
     assert meta["settings"]["adapt_min_gain"] == -2.0
     assert {"base", "adapted", "gain", "wall_seconds", "training"} <= set(meta)
-    assert not [p for p in embedders_root(settings).iterdir() if p.name.startswith(".building")]
+    assert not [
+        p for p in embedders_root(settings.paths).iterdir() if p.name.startswith(".building")
+    ]
 
     # The index was rebuilt with the adapted embedder and says so.
     assert report.index["action"] == "rebuilt" and report.index["version"] == "v0002"
-    index_meta = read_meta(store_root(settings) / "v0002")
+    index_meta = read_meta(store_root(settings.paths) / "v0002")
     assert index_meta["model"]["path"] == str(directory)
     assert index_meta["model"]["fingerprint"] == model_fingerprint(directory)
     assert index_meta["model"]["adapted_from"]["fingerprint"] == model_fingerprint(
@@ -114,24 +118,27 @@ def test_kept_above_the_margin_and_queries_use_the_adapted_embedder(
     )
 
     # Queries are embedded with the adapted embedder, not the configured base one.
-    retriever = open_retriever(settings, database)
-    adapted = load_embedder(settings, path=directory)
-    base = load_embedder(settings, path=tiny_embedder_dir)
+    retriever = open_retriever(settings.paths, settings.retrieval, database)
+    adapted = load_embedder(settings.paths, path=directory)
+    base = load_embedder(settings.paths, path=tiny_embedder_dir)
     message = TRAIN[3][0]
     query = retriever.query_vector(message)
     want = embed_contexts(adapted, [(message, [])], settings.retrieval)[0]
     other = embed_contexts(base, [(message, [])], settings.retrieval)[0]
     assert np.allclose(query, want, atol=1e-5)
     assert float(other @ want) < 0.999
-    stored = np.load(store_root(settings) / "v0002" / "vectors.npy")
+    stored = np.load(store_root(settings.paths) / "v0002" / "vectors.npy")
     assert float(query @ stored[3]) == pytest.approx(1.0, abs=1e-4)
     hit = retriever.search(message, k=1).hits[0]
     assert hit.citation.pair_id == train_ids[3] and hit.reply_text == TRAIN[3][1]
 
     # Handing the base embedder to the retriever is refused: its citations would be wrong.
     with pytest.raises(IndexStaleError, match="another embedder"):
-        open_retriever(settings, database, model=base)
-    assert open_retriever(settings, database, model=adapted).version == "v0002"
+        open_retriever(settings.paths, settings.retrieval, database, model=base)
+    assert (
+        open_retriever(settings.paths, settings.retrieval, database, model=adapted).version
+        == "v0002"
+    )
 
 
 def test_new_pairs_are_added_with_the_adapted_embedder_until_it_is_gone(
@@ -139,28 +146,30 @@ def test_new_pairs_are_added_with_the_adapted_embedder_until_it_is_gone(
 ):
     settings = make_settings(tmp_path, tiny_embedder_dir, database, adapt_min_gain=-2.0)
     fill(database)
-    report = adapt_and_index(settings, database)
+    report = adapt_and_index(settings.paths, settings.retrieval, settings.dialogue, database)
     later = add_pairs(
         database, [("Do you sell gift cards?", "Yes, from 10 to 200 euros.")], split="train"
     )
 
-    added = update_index(settings, database)  # plain `chatbot index`
+    added = update_index(
+        settings.paths, settings.retrieval, settings.dialogue, database
+    )  # plain `chatbot index`
     assert (added.action, added.added) == ("added", 1)
-    meta = read_meta(store_root(settings) / added.version)
+    meta = read_meta(store_root(settings.paths) / added.version)
     assert meta["model"]["path"] == report.embedder_path
-    retriever = open_retriever(settings, database)
+    retriever = open_retriever(settings.paths, settings.retrieval, database)
     assert retriever.search("Do you sell gift cards?", k=1).hits[0].pair_id == later[0]
 
     # The adapted embedder deleted: the index cannot be searched; `chatbot index` goes back to the base.
     shutil.rmtree(report.embedder_path)
     with pytest.raises(IndexStaleError, match="chatbot index --rebuild"):
-        open_retriever(settings, database)
-    rebuilt = update_index(settings, database)
+        open_retriever(settings.paths, settings.retrieval, database)
+    rebuilt = update_index(settings.paths, settings.retrieval, settings.dialogue, database)
     assert rebuilt.action == "rebuilt" and "embedder changed" in rebuilt.reason
-    assert read_meta(store_root(settings) / rebuilt.version)["model"]["path"] == str(
+    assert read_meta(store_root(settings.paths) / rebuilt.version)["model"]["path"] == str(
         tiny_embedder_dir
     )
-    assert open_retriever(settings, database).version == rebuilt.version
+    assert open_retriever(settings.paths, settings.retrieval, database).version == rebuilt.version
 
 
 @pytest.mark.parametrize(
@@ -175,17 +184,19 @@ def test_not_kept_below_the_margin_leaves_the_index_alone(
 ):
     settings = make_settings(tmp_path, tiny_embedder_dir, database, **margins)
     fill(database)
-    update_index(settings, database)
-    before = (store_root(settings) / "v0001" / "meta.json").read_text()
+    update_index(settings.paths, settings.retrieval, settings.dialogue, database)
+    before = (store_root(settings.paths) / "v0001" / "meta.json").read_text()
 
-    report = adapt_and_index(settings, database)
+    report = adapt_and_index(settings.paths, settings.retrieval, settings.dialogue, database)
     assert not report.kept and why in report.reason
     assert report.index is None and report.embedder_path is None
     assert report.training["steps"] == 4
-    assert not embedders_root(settings).exists() or not any(embedders_root(settings).iterdir())
-    store = VersionStore(store_root(settings))
+    assert not embedders_root(settings.paths).exists() or not any(
+        embedders_root(settings.paths).iterdir()
+    )
+    store = VersionStore(store_root(settings.paths))
     assert store.versions() == ["v0001"] and store.current_name() == "v0001"
-    assert (store_root(settings) / "v0001" / "meta.json").read_text() == before
+    assert (store_root(settings.paths) / "v0001" / "meta.json").read_text() == before
 
 
 @pytest.mark.parametrize(
@@ -202,9 +213,9 @@ def test_too_few_pairs_is_a_clear_error_and_writes_nothing(
     add_pairs(database, train, split="train")
     add_pairs(database, val, split="val")
     with pytest.raises(AdaptError, match=message):
-        adapt_embedder(settings, database)
-    assert not embedders_root(settings).exists()
-    assert not store_root(settings).exists()
+        adapt_embedder(settings.paths, settings.retrieval, database)
+    assert not embedders_root(settings.paths).exists()
+    assert not store_root(settings.paths).exists()
 
 
 def _cli_env(tmp_path, tiny_embedder_dir, database, min_gain):

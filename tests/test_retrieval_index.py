@@ -80,12 +80,14 @@ def index_settings(tmp_path, tiny_embedder_dir, migrated_database):
 
 def test_no_index_is_a_clear_error(index_settings, migrated_database):
     with pytest.raises(IndexNotFoundError, match="run: chatbot index"):
-        open_retriever(index_settings, migrated_database)
+        open_retriever(index_settings.paths, index_settings.retrieval, migrated_database)
 
 
 def test_build_writes_a_version_with_meta_and_citations(index_settings, migrated_database):
     ids = add_pairs(migrated_database, PAIRS)
-    report = update_index(index_settings, migrated_database)
+    report = update_index(
+        index_settings.paths, index_settings.retrieval, index_settings.dialogue, migrated_database
+    )
     assert (report.action, report.version, report.pair_count, report.kind) == (
         "built",
         "v0001",
@@ -93,7 +95,7 @@ def test_build_writes_a_version_with_meta_and_citations(index_settings, migrated
         "exact",
     )
 
-    root = store_root(index_settings)
+    root = store_root(index_settings.paths)
     meta = read_meta(root / "v0001")
     assert meta["pair_count"] == len(PAIRS)
     assert meta["model"]["path"] == str(index_settings.embedder_path)
@@ -101,7 +103,7 @@ def test_build_writes_a_version_with_meta_and_citations(index_settings, migrated
     assert meta["settings"]["history_weight"] == index_settings.retrieval.history_weight
     assert (root / "CURRENT").read_text().strip() == "v0001"
 
-    retriever = open_retriever(index_settings, migrated_database)
+    retriever = open_retriever(index_settings.paths, index_settings.retrieval, migrated_database)
     result = retriever.search(PAIRS[3][0], k=3)
     top = result.hits[0]
     assert top.pair_id == ids[3]
@@ -122,8 +124,10 @@ def test_build_writes_a_version_with_meta_and_citations(index_settings, migrated
 
 def test_exclude_pair_ids_never_returns_the_pair(index_settings, migrated_database):
     ids = add_pairs(migrated_database, PAIRS)
-    update_index(index_settings, migrated_database)
-    retriever = open_retriever(index_settings, migrated_database)
+    update_index(
+        index_settings.paths, index_settings.retrieval, index_settings.dialogue, migrated_database
+    )
+    retriever = open_retriever(index_settings.paths, index_settings.retrieval, migrated_database)
     assert retriever.search(PAIRS[0][0], k=1).hits[0].pair_id == ids[0]
     result = retriever.search(PAIRS[0][0], k=len(PAIRS), exclude_pair_ids=[ids[0]])
     assert ids[0] not in [h.pair_id for h in result.hits]
@@ -132,12 +136,16 @@ def test_exclude_pair_ids_never_returns_the_pair(index_settings, migrated_databa
 
 def test_new_pairs_are_added_incrementally(index_settings, migrated_database):
     first = add_pairs(migrated_database, PAIRS[:4])
-    update_index(index_settings, migrated_database)
-    root = store_root(index_settings)
+    update_index(
+        index_settings.paths, index_settings.retrieval, index_settings.dialogue, migrated_database
+    )
+    root = store_root(index_settings.paths)
     old_vectors = np.load(root / "v0001" / "vectors.npy")
 
     later = add_pairs(migrated_database, PAIRS[4:])
-    report = update_index(index_settings, migrated_database)
+    report = update_index(
+        index_settings.paths, index_settings.retrieval, index_settings.dialogue, migrated_database
+    )
     assert (report.action, report.added, report.pair_count, report.version) == (
         "added",
         2,
@@ -149,12 +157,14 @@ def test_new_pairs_are_added_incrementally(index_settings, migrated_database):
     new_vectors = np.load(root / "v0002" / "vectors.npy")
     assert np.array_equal(new_vectors[:4], old_vectors)  # old rows kept, not re-embedded
 
-    retriever = open_retriever(index_settings, migrated_database)
+    retriever = open_retriever(index_settings.paths, index_settings.retrieval, migrated_database)
     assert retriever.version == "v0002"
     assert retriever.search(PAIRS[5][0], k=1).hits[0].pair_id == later[1]
     assert retriever.search(PAIRS[0][0], k=1).hits[0].pair_id == first[0]
 
-    again = update_index(index_settings, migrated_database)
+    again = update_index(
+        index_settings.paths, index_settings.retrieval, index_settings.dialogue, migrated_database
+    )
     assert (again.action, again.version) == ("unchanged", "v0002")
 
 
@@ -162,8 +172,10 @@ def test_rebuild_writes_beside_the_old_version_and_switches(
     index_settings, migrated_database, monkeypatch
 ):
     add_pairs(migrated_database, PAIRS)
-    update_index(index_settings, migrated_database)
-    store = VersionStore(store_root(index_settings))
+    update_index(
+        index_settings.paths, index_settings.retrieval, index_settings.dialogue, migrated_database
+    )
+    store = VersionStore(store_root(index_settings.paths))
 
     # A build that fails half-way leaves the current version in charge and no debris.
     import chatbot.indexing.builder as indexer
@@ -173,12 +185,25 @@ def test_rebuild_writes_beside_the_old_version_and_switches(
 
     monkeypatch.setattr(indexer.LexicalIndex, "build", staticmethod(broken))
     with pytest.raises(RuntimeError):
-        update_index(index_settings, migrated_database, rebuild=True, calibrate=False)
+        update_index(
+            index_settings.paths,
+            index_settings.retrieval,
+            index_settings.dialogue,
+            migrated_database,
+            rebuild=True,
+            calibrate=False,
+        )
     assert store.current_name() == "v0001"
     assert [p.name for p in store.root.iterdir() if p.name.startswith(".building")] == []
     monkeypatch.undo()
 
-    report = update_index(index_settings, migrated_database, rebuild=True)
+    report = update_index(
+        index_settings.paths,
+        index_settings.retrieval,
+        index_settings.dialogue,
+        migrated_database,
+        rebuild=True,
+    )
     assert (report.action, report.version) == ("rebuilt", "v0002")
     assert store.versions() == ["v0001", "v0002"] and store.current_name() == "v0002"
     assert (
@@ -186,13 +211,21 @@ def test_rebuild_writes_beside_the_old_version_and_switches(
         == read_meta(store.root / "v0001")["pair_set_hash"]
     )
 
-    update_index(index_settings, migrated_database, rebuild=True)  # keep_versions = 2
+    update_index(
+        index_settings.paths,
+        index_settings.retrieval,
+        index_settings.dialogue,
+        migrated_database,
+        rebuild=True,
+    )  # keep_versions = 2
     assert store.versions() == ["v0002", "v0003"]
 
 
 def test_deleted_or_changed_pairs_are_never_cited_silently(index_settings, migrated_database):
     ids = add_pairs(migrated_database, PAIRS)
-    update_index(index_settings, migrated_database)
+    update_index(
+        index_settings.paths, index_settings.retrieval, index_settings.dialogue, migrated_database
+    )
     with migrated_database.session() as session:
         session.delete(session.get(TrainingPair, ids[2]))
         changed = session.get(TrainingPair, ids[3])
@@ -202,11 +235,13 @@ def test_deleted_or_changed_pairs_are_never_cited_silently(index_settings, migra
     with pytest.raises(
         IndexStaleError, match="1 of its pairs were deleted and 1 changed.*chatbot index"
     ):
-        open_retriever(index_settings, migrated_database)
+        open_retriever(index_settings.paths, index_settings.retrieval, migrated_database)
 
-    report = update_index(index_settings, migrated_database)
+    report = update_index(
+        index_settings.paths, index_settings.retrieval, index_settings.dialogue, migrated_database
+    )
     assert report.action == "rebuilt" and "deleted" in report.reason
-    retriever = open_retriever(index_settings, migrated_database)
+    retriever = open_retriever(index_settings.paths, index_settings.retrieval, migrated_database)
     hits = retriever.search(PAIRS[3][0], k=len(PAIRS)).hits
     assert ids[2] not in [h.pair_id for h in hits]
     assert {h.pair_id: h.reply_text for h in hits}[
@@ -218,14 +253,16 @@ def test_another_embedder_forces_a_rebuild(index_settings, migrated_database, tm
     from tests.tiny_models import build_tiny_embedder
 
     add_pairs(migrated_database, PAIRS)
-    update_index(index_settings, migrated_database)
+    update_index(
+        index_settings.paths, index_settings.retrieval, index_settings.dialogue, migrated_database
+    )
     other = build_tiny_embedder(tmp_path / "other", hidden=48)
     changed = index_settings.model_copy(update={"embedder_path": other})
     with pytest.raises(IndexStaleError, match="chatbot index --rebuild"):
-        open_retriever(changed, migrated_database)
-    report = update_index(changed, migrated_database)
+        open_retriever(changed.paths, changed.retrieval, migrated_database)
+    report = update_index(changed.paths, changed.retrieval, changed.dialogue, migrated_database)
     assert report.action == "rebuilt" and "embedder" in report.reason
-    assert open_retriever(changed, migrated_database).dense.dim == 48
+    assert open_retriever(changed.paths, changed.retrieval, migrated_database).dense.dim == 48
 
 
 def test_history_disambiguates_a_follow_up_question(index_settings, migrated_database):
@@ -252,8 +289,10 @@ def test_history_disambiguates_a_follow_up_question(index_settings, migrated_dat
         },
     )
     add_pairs(migrated_database, PAIRS)
-    update_index(index_settings, migrated_database)
-    retriever = open_retriever(index_settings, migrated_database)
+    update_index(
+        index_settings.paths, index_settings.retrieval, index_settings.dialogue, migrated_database
+    )
+    retriever = open_retriever(index_settings.paths, index_settings.retrieval, migrated_database)
 
     history = ["How do I reset my password?", "Use the reset link on the sign-in page."]
     assert retriever.search(follow_up, history=history, k=1).hits[0].pair_id == password[0]
@@ -271,8 +310,8 @@ def test_history_disambiguates_a_follow_up_question(index_settings, migrated_dat
             )
         }
     )
-    update_index(no_history, migrated_database)
-    plain = open_retriever(no_history, migrated_database)
+    update_index(no_history.paths, no_history.retrieval, no_history.dialogue, migrated_database)
+    plain = open_retriever(no_history.paths, no_history.retrieval, migrated_database)
     scores = {h.pair_id: h.score for h in plain.search(follow_up, history=history, k=3).hits}
     assert scores[password[0]] == pytest.approx(scores[refund[0]], abs=1e-5)
 
@@ -296,7 +335,7 @@ def test_index_calibrates_out_of_scope_on_validation_pairs(
         for n in range(3)
     ]
     add_pairs(migrated_database, served + unserved, split="val")
-    report = update_index(settings, migrated_database)
+    report = update_index(settings.paths, settings.retrieval, settings.dialogue, migrated_database)
     calibration = report.calibration
     assert calibration is not None
     assert (
@@ -309,11 +348,11 @@ def test_index_calibrates_out_of_scope_on_validation_pairs(
         <= calibration["raw_threshold_high"]
     )
     assert (
-        read_meta(store_root(settings) / report.version)["calibration"]["raw_threshold"]
+        read_meta(store_root(settings.paths) / report.version)["calibration"]["raw_threshold"]
         == calibration["raw_threshold"]
     )
 
-    retriever = open_retriever(settings, migrated_database)
+    retriever = open_retriever(settings.paths, settings.retrieval, migrated_database)
     inside = retriever.search(PAIRS[0][0], k=1)
     assert not inside.out_of_scope and inside.in_scope_score >= calibration["threshold"]
     below = calibration["raw_threshold"] - 0.01
@@ -354,28 +393,34 @@ def test_serving_follows_a_new_index_version_without_a_restart(index_settings, m
     from chatbot.retrieval.following import FollowingRetriever
 
     add_pairs(migrated_database, PAIRS[:4])
-    update_index(index_settings, migrated_database)
+    update_index(
+        index_settings.paths, index_settings.retrieval, index_settings.dialogue, migrated_database
+    )
     serving = FollowingRetriever(
-        index_settings, open_retriever(index_settings, migrated_database), check_interval=0
+        index_settings,
+        open_retriever(index_settings.paths, index_settings.retrieval, migrated_database),
+        check_interval=0,
     )
     assert serving.version == "v0001"
     later = add_pairs(migrated_database, PAIRS[4:])
     assert later[1] not in [h.pair_id for h in serving.search(PAIRS[5][0], k=6).hits]
 
     update_index(
-        index_settings, migrated_database
+        index_settings.paths, index_settings.retrieval, index_settings.dialogue, migrated_database
     )  # what the admin console's rebuild runs, in another process
     assert serving.search(PAIRS[5][0], k=1).hits[0].pair_id == later[1]
     assert serving.version == "v0002"
 
     # A new version that cannot be loaded leaves the old one serving.
-    root = store_root(index_settings)
+    root = store_root(index_settings.paths)
     add_pairs(
         migrated_database,
         [("Is there a shop in Oslo?", "Not yet; we only sell online.")],
         source="later",
     )
-    update_index(index_settings, migrated_database)
+    update_index(
+        index_settings.paths, index_settings.retrieval, index_settings.dialogue, migrated_database
+    )
     (root / "v0003" / "pairs.jsonl").write_text("not json\n")
     assert serving.search(PAIRS[0][0], k=1).hits
     assert serving.version == "v0002"
@@ -412,7 +457,7 @@ def test_bm25_weight_is_chosen_on_the_companys_validation_questions(
     settings = load_settings(
         home=tmp_path / "home", embedder_path=tiny_embedder_dir, database_url=migrated_database.url
     )
-    report = update_index(settings, migrated_database)
+    report = update_index(settings.paths, settings.retrieval, settings.dialogue, migrated_database)
     fusion = report.fusion
     assert fusion["validation_questions"] == len(topics)
     assert set(fusion["reply_similarity_by_weight"]) == {
@@ -421,12 +466,17 @@ def test_bm25_weight_is_chosen_on_the_companys_validation_questions(
     by_weight = {float(w): v for w, v in fusion["reply_similarity_by_weight"].items()}
     assert by_weight[max(by_weight)] > by_weight[0.0]  # the shared words help
     assert fusion["best_weight"] > 0 and fusion["lexical_weight"] in (fusion["best_weight"], 0.2)
-    assert read_meta(store_root(settings) / report.version)["fusion"] == fusion
-    assert open_retriever(settings, migrated_database).lexical_weight == fusion["lexical_weight"]
+    assert read_meta(store_root(settings.paths) / report.version)["fusion"] == fusion
+    assert (
+        open_retriever(settings.paths, settings.retrieval, migrated_database).lexical_weight
+        == fusion["lexical_weight"]
+    )
     explicit = load_settings(
         home=tmp_path / "home",
         embedder_path=tiny_embedder_dir,
         database_url=migrated_database.url,
         retrieval={"lexical_weight": 0.0},
     )
-    assert open_retriever(explicit, migrated_database).lexical_weight == 0.0
+    assert (
+        open_retriever(explicit.paths, explicit.retrieval, migrated_database).lexical_weight == 0.0
+    )

@@ -54,8 +54,8 @@ def test_history_resolves_an_ambiguous_follow_up(tmp_path, migrated_database):
             histories={0: [("customer", question), ("agent", answer)]},
         )[0]
     add_pairs(migrated_database, PAIRS)
-    update_index(settings, migrated_database)
-    retriever = open_retriever(settings, migrated_database)
+    update_index(settings.paths, settings.retrieval, settings.dialogue, migrated_database)
+    retriever = open_retriever(settings.paths, settings.retrieval, migrated_database)
     for topic, history in PARAPHRASED.items():
         top = retriever.search(FOLLOW_UP, history=history, k=1).hits[0]
         assert top.pair_id == ids[topic], (topic, top.reply_text)

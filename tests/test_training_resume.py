@@ -288,6 +288,6 @@ def test_resuming_a_run_of_an_older_version_stops_with_the_message(tmp_path):
         },
     )
     with pytest.raises(ResumeStateError, match="older version") as refused:
-        run_training(settings, None, resume=True)  # type: ignore[arg-type]  # never reached
+        run_training(settings.paths, settings.training, settings.prompt, None, resume=True)  # type: ignore[arg-type]  # never reached
     assert "start a new run without --resume" in str(refused.value)
     assert not marker.exists()

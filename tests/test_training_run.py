@@ -84,7 +84,9 @@ def test_run_becomes_a_promoted_version_that_reproduces_its_metrics(
     settings = _settings(tmp_path, tiny_reply_model_dir)
     events = []
     result = run_training(
-        settings,
+        settings.paths,
+        settings.training,
+        settings.prompt,
         store,
         evidence_for=overlap_evidence(store),
         evidence_note="test overlap",
@@ -112,7 +114,7 @@ def test_run_becomes_a_promoted_version_that_reproduces_its_metrics(
     assert version.data_snapshot["train_by_source"] == {"demo": 24}
     assert version.evaluation["compared_with"] == "base"
     assert version.settings["mode"] == "lora" and version.metrics["val_loss"] == m["val_loss"]
-    assert promoted_reply_model_path(settings, store) == (version_dir, result.version_name)
+    assert promoted_reply_model_path(settings.paths, store) == (version_dir, result.version_name)
 
     # The saved directory is a plain model (LoRA merged) that reproduces the recorded loss.
     assert not (version_dir / "adapter_config.json").exists()
@@ -130,23 +132,22 @@ def test_early_stopping_and_promotion_only_when_better(tmp_path, tiny_reply_mode
     from chatbot.models.versions import list_versions, promoted_version
     from chatbot.training.run import run_training
 
-    good = run_training(_settings(tmp_path, tiny_reply_model_dir), store)
+    good_settings = _settings(tmp_path, tiny_reply_model_dir)
+    good = run_training(good_settings.paths, good_settings.training, good_settings.prompt, store)
     assert good.promoted
     # A learning rate far too high makes validation worse at once: stop after `patience` validations.
-    bad = run_training(
-        _settings(
-            tmp_path,
-            tiny_reply_model_dir,
-            mode="full",
-            learning_rate=0.5,
-            warmup_fraction=0,
-            max_steps=40,
-            eval_every=1,
-            patience=2,
-            fuse_top_k=1,
-        ),
-        store,
+    bad_settings = _settings(
+        tmp_path,
+        tiny_reply_model_dir,
+        mode="full",
+        learning_rate=0.5,
+        warmup_fraction=0,
+        max_steps=40,
+        eval_every=1,
+        patience=2,
+        fuse_top_k=1,
     )
+    bad = run_training(bad_settings.paths, bad_settings.training, bad_settings.prompt, store)
     m = bad.metrics
     assert m["stopped_because"] == "early_stop" and m["steps"] < 40
     losses = [m["val_loss_before"]] + [v["val_loss"] for v in m["validations"]]
@@ -237,7 +238,10 @@ def test_resume_after_a_kill_matches_an_uninterrupted_run(tmp_path, tiny_reply_m
     )
     assert again.exit_code == 1 and "no interrupted training run to resume" in again.output
 
-    straight = run_training(_settings(tmp_path, tiny_reply_model_dir, **slow), store)
+    straight_settings = _settings(tmp_path, tiny_reply_model_dir, **slow)
+    straight = run_training(
+        straight_settings.paths, straight_settings.training, straight_settings.prompt, store
+    )
     assert straight.metrics["val_loss"] == pytest.approx(resumed["metrics"]["val_loss"], rel=1e-5)
     assert [v["val_loss"] for v in straight.metrics["validations"]] == pytest.approx(
         [v["val_loss"] for v in resumed["metrics"]["validations"]], rel=1e-5

@@ -95,13 +95,16 @@ def test_serving_path_falls_back_to_the_base_model(
     migrated_database, tmp_path, tiny_settings, tiny_reply_model_dir
 ):
     db = migrated_database
-    assert promoted_reply_model_path(tiny_settings, db) == (tiny_reply_model_dir, BASE_VERSION)
+    assert promoted_reply_model_path(tiny_settings.paths, db) == (
+        tiny_reply_model_dir,
+        BASE_VERSION,
+    )
     version = _version(db, tmp_path, tiny_reply_model_dir, "v1")
     promote(db, "v1")
-    assert promoted_reply_model_path(tiny_settings, db) == (tmp_path / "v1", "v1")
+    assert promoted_reply_model_path(tiny_settings.paths, db) == (tmp_path / "v1", "v1")
     shutil.rmtree(version.path)
     with pytest.raises(ModelUnavailableError, match="rollback"):
-        promoted_reply_model_path(tiny_settings, db)
+        promoted_reply_model_path(tiny_settings.paths, db)
 
 
 def test_provider_picks_up_a_promotion_without_a_restart(

@@ -27,7 +27,7 @@ def fit_command(app: AppContext, plot: Path | None, as_json: bool) -> None:
     """Calibration of the question-answer fit model (ECE, reliability bins)."""
     from chatbot.retrieval.retriever import open_retriever
 
-    retriever = open_retriever(app.settings)
+    retriever = open_retriever(app.settings.paths, app.settings.retrieval)
     classes = retriever.answer_classes
     if classes is None:
         raise click.ClickException(

@@ -33,11 +33,11 @@ def prepare(app: AppContext, force: bool, as_json: bool) -> None:
 
     settings = app.settings
     ensure_home(settings.paths)
-    embedder = embedder_path(settings)
+    embedder = embedder_path(settings.paths)
     if not as_json:
         click.echo(f"embedder: {embedder}", err=True)
-        click.echo(f"reply model: preparing {converted_dir(settings)} ...", err=True)
-    result = prepare_reply_model(settings, force=force)
+        click.echo(f"reply model: preparing {converted_dir(settings.paths)} ...", err=True)
+    result = prepare_reply_model(settings.paths, force=force)
     if as_json:
         emit_json({"embedder": str(embedder), "reply_model": asdict(result)})
         return
@@ -59,7 +59,7 @@ def check(app: AppContext, as_json: bool) -> None:
     """Load every model as serving would; exit 1 if any fails."""
     from chatbot.models.check import run_checks
 
-    results = run_checks(app.settings)
+    results = run_checks(app.settings.paths)
     if as_json:
         emit_json({"ok": all(r.ok for r in results), "checks": [asdict(r) for r in results]})
     else:

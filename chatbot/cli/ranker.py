@@ -122,10 +122,12 @@ def train_command(
     database = Database(settings.resolved_database_url)
     try:
         require_schema(database.engine)
-        retriever = open_retriever(settings, database)
+        retriever = open_retriever(settings.paths, settings.retrieval, database)
         reply = promoted_version(database, "reply")
         result = train_ranker(
-            settings,
+            settings.paths,
+            settings.ranker,
+            settings.training,
             database,
             retriever,
             progress=_ProgressPrinter(True),

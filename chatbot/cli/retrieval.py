@@ -52,13 +52,20 @@ def group(app: AppContext, rebuild: bool, no_calibrate: bool, adapt: bool, as_js
             from chatbot.indexing.adapt import adapt_and_index
 
             adapted = adapt_and_index(
-                settings, database, progress=not as_json, calibrate=not no_calibrate
+                settings.paths,
+                settings.retrieval,
+                settings.dialogue,
+                database,
+                progress=not as_json,
+                calibrate=not no_calibrate,
             )
         else:
             from chatbot.indexing.builder import update_index
 
             report = update_index(
-                settings,
+                settings.paths,
+                settings.retrieval,
+                settings.dialogue,
                 database,
                 rebuild=rebuild,
                 progress=not as_json,
@@ -282,7 +289,7 @@ def intents_command(
     train = read_intents(train_file)
 
     def factory() -> SentenceTransformer:
-        return load_embedder(settings)
+        return load_embedder(settings.paths)
 
     if folds:
         folded = cross_validate(

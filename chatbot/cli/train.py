@@ -155,12 +155,16 @@ def command(
     database = Database(settings.resolved_database_url)
     try:
         require_schema(database.engine)
-        evidence_for, note = open_evidence(settings, database)
+        evidence_for, note = open_evidence(
+            settings.paths, settings.retrieval, settings.prompt.evidence_k, database
+        )
         if main_process and not as_json:
             click.echo(f"evidence: {note}", err=True)
         try:
             result = run_training(
-                settings,
+                settings.paths,
+                settings.training,
+                settings.prompt,
                 database,
                 evidence_for=evidence_for,
                 evidence_note=note,
@@ -242,7 +246,14 @@ def _train_ranker(
     if not quiet:
         click.echo("training the ranker beside it (chatbot ranker train)", err=True)
     try:
-        retriever = open_retriever(settings, database)
-        return train_ranker(settings, database, retriever, reply_version=reply_version), ""
+        retriever = open_retriever(settings.paths, settings.retrieval, database)
+        return train_ranker(
+            settings.paths,
+            settings.ranker,
+            settings.training,
+            database,
+            retriever,
+            reply_version=reply_version,
+        ), ""
     except ChatbotError as exc:
         return None, f"not trained ({exc})"

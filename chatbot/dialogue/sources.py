@@ -9,6 +9,7 @@ from __future__ import annotations
 import threading
 from typing import TYPE_CHECKING
 
+from chatbot.config import DataPaths
 from chatbot.errors import ConfigError
 from chatbot.settings import Settings
 from chatbot.store.database import Database
@@ -29,8 +30,8 @@ NO_INDEX_HINT = (
 class BaseReplyModelSource:
     """The configured base reply model, loaded on first use and kept."""
 
-    def __init__(self, settings: Settings):
-        self.settings = settings
+    def __init__(self, paths: DataPaths):
+        self.paths = paths
         self._loaded: LoadedModel | None = None
         self._lock = threading.Lock()
 
@@ -43,8 +44,8 @@ class BaseReplyModelSource:
                     reply_model_path,
                 )
 
-                path = reply_model_path(self.settings)
-                model, tokenizer = load_reply_model(path, repair=repair_hint(self.settings, path))
+                path = reply_model_path(self.paths)
+                model, tokenizer = load_reply_model(path, repair=repair_hint(self.paths, path))
                 self._loaded = (model, tokenizer, f"base:{path.name}")
             return self._loaded
 
@@ -71,9 +72,9 @@ def open_retriever_or_explain(
 
     try:
         if fallback:
-            retriever, health = open_intact_retriever(settings, database)
+            retriever, health = open_intact_retriever(settings.paths, settings.retrieval, database)
         else:
-            retriever = open_retriever(settings, database)
+            retriever = open_retriever(settings.paths, settings.retrieval, database)
             health = IndexHealth(retriever.version)
         return FollowingRetriever(settings, retriever, health=health)
     except IndexNotFoundError:

@@ -347,7 +347,13 @@ def _run(
         raise InputError(
             "the train files hold no usable conversation turns (no training pairs were built)"
         )
-    index = update_index(eval_settings, database, progress=bar is not _null_progress)
+    index = update_index(
+        eval_settings.paths,
+        eval_settings.retrieval,
+        eval_settings.dialogue,
+        database,
+        progress=bar is not _null_progress,
+    )
 
     if test:
         test_url = f"sqlite:///{tmp / 'test.db'}"
@@ -368,7 +374,7 @@ def _run(
         )
     items = sample(candidates, limit, seed=seed)
 
-    retriever = open_retriever(eval_settings, database)
+    retriever = open_retriever(eval_settings.paths, eval_settings.retrieval, database)
     doc_meta = _doc_meta(database) if any(i.doc_id or i.doc_url for i in items) else {}
     predictions: dict[str, list[Prediction]] = {}
     loaded: dict[str, LoadedModel] = {}
@@ -381,7 +387,7 @@ def _run(
                 model, tokenizer = load_reply_model(Path(trained_version.path))
                 loaded[name] = (model, tokenizer, trained_version.name)
             else:
-                path = reply_model_path(settings)
+                path = reply_model_path(settings.paths)
                 model, tokenizer = load_reply_model(path)
                 loaded[name] = (model, tokenizer, f"base:{path.name}")
         return loaded[name]
@@ -471,7 +477,9 @@ def _train_ranker(
             skipped["ranker"] = "ranker.enabled is false"
         return None
     try:
-        result = train_ranker(settings, database, retriever)
+        result = train_ranker(
+            settings.paths, settings.ranker, settings.training, database, retriever
+        )
     except ChatbotError as exc:
         if "ranker" in variants:
             skipped["ranker"] = f"no ranker could be trained: {exc}"
@@ -661,7 +669,7 @@ def _meta(
         "variants_run": variants,
         "trained_version": trained_version.name if trained_version is not None else None,
         "models": {name: version for name, (_m, _t, version) in loaded.items()},
-        "embedder": str(embedder_path(settings)),
+        "embedder": str(embedder_path(settings.paths)),
         "metrics": {
             "answered_turn": "the customer was sent a reply of the assistant's own (decision answer, "
             "answer_flagged, act, decline or clarify); a hand-off, a held draft or silence is not an "

@@ -40,6 +40,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from chatbot.config import DataPaths
+from chatbot.dialogue.settings import DialogueSettings
 from chatbot.errors import ChatbotError
 from chatbot.indexing.builder import update_index
 from chatbot.indexing.contrastive import fine_tune_pairs
@@ -59,9 +61,9 @@ from chatbot.retrieval.index_files import (
 )
 from chatbot.retrieval.lexical import LexicalIndex
 from chatbot.retrieval.retriever import PairRetriever
+from chatbot.retrieval.settings import RetrievalSettings
 from chatbot.retrieval.stored_pairs import load_pairs, pair_set_hash
 from chatbot.retrieval.versions import IndexDamagedError, VersionStore, write_json_atomic
-from chatbot.settings import Settings
 
 if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer
@@ -114,8 +116,8 @@ class KeptEmbedder:
     vectors: np.ndarray
 
 
-def embedders_root(settings: Settings) -> Path:
-    return settings.home / "embedders"
+def embedders_root(paths: DataPaths) -> Path:
+    return paths.home / "embedders"
 
 
 def _normalise(text: str) -> str:
@@ -129,7 +131,7 @@ def _normalise(text: str) -> str:
 def train_contrastive(
     model: SentenceTransformer,
     records: Sequence[PairRecord],
-    settings: Settings,
+    rs: RetrievalSettings,
     *,
     seed: int = 0,
     progress: bool = False,
@@ -138,7 +140,6 @@ def train_contrastive(
     the indexed context vector is mostly made of), MultipleNegativesRankingLoss with
     in-batch negatives (`contrastive.fine_tune_pairs`). Stops at `adapt_max_steps` or,
     at a step boundary, after `adapt_max_minutes`. Returns what happened."""
-    rs = settings.retrieval
     run = fine_tune_pairs(
         model,
         [r.message for r in records],
@@ -176,7 +177,7 @@ def train_contrastive(
 
 
 def measure(
-    settings: Settings,
+    rs: RetrievalSettings,
     model: SentenceTransformer,
     judge: SentenceTransformer,
     train: Sequence[PairRecord],
@@ -189,7 +190,6 @@ def measure(
     """Search the train pairs for every validation pair with `model` (dense + BM25 fusion,
     as served) and judge the top replies with `judge` and exact matching. Returns
     (figures, per-pair judge cosine of the top reply, the train pairs' vectors)."""
-    rs = settings.retrieval
     if train_vectors is None:
         train_vectors = embed_contexts(
             model, [(r.message, r.history) for r in train], rs, progress=progress
@@ -197,9 +197,7 @@ def measure(
     val_vectors = embed_contexts(model, [(r.message, r.history) for r in val], rs)
     if lexical is None:
         lexical = LexicalIndex.build([r.message for r in train])
-    retriever = PairRetriever(
-        settings, train, faiss_index.build(train_vectors, rs), lexical, model, None
-    )
+    retriever = PairRetriever(rs, train, faiss_index.build(train_vectors, rs), lexical, model, None)
     row_of = {r.id: row for row, r in enumerate(train)}
     train_replies = [_normalise(r.target) for r in train]
     tops, exact_1, exact_k, with_duplicate = [], 0, 0, 0
@@ -241,30 +239,27 @@ def _sample(records: list[PairRecord], n: int) -> list[PairRecord]:
 
 
 def _current_vectors(
-    settings: Settings, base_model_info: IndexMeta, train: Sequence[PairRecord]
+    paths: DataPaths, rs: RetrievalSettings, base_model_info: IndexMeta, train: Sequence[PairRecord]
 ) -> np.ndarray | None:
     """The current index's vectors when they are exactly what the base embedder would
     give the train pairs (same embedder, settings and pairs): saves embedding them again."""
-    current = VersionStore(store_root(settings)).current()
+    current = VersionStore(store_root(paths)).current()
     if current is None:
         return None
     try:
         meta = load_meta(current)
-        same = vectors_incompatible(
-            meta, base_model_info["fingerprint"], settings.retrieval
-        ) is None and [(r.id, r.content_hash) for r in load_records(current)] == [
-            (r.id, r.content_hash) for r in train
-        ]
+        same = vectors_incompatible(meta, base_model_info["fingerprint"], rs) is None and [
+            (r.id, r.content_hash) for r in load_records(current)
+        ] == [(r.id, r.content_hash) for r in train]
         return np.load(current / "vectors.npy") if same else None
     except (IndexDamagedError, OSError, ValueError):
         return None
 
 
 def _adapt(
-    settings: Settings, database: Database, *, progress: bool
+    paths: DataPaths, rs: RetrievalSettings, database: Database, *, progress: bool
 ) -> tuple[AdaptReport, KeptEmbedder | None]:
     started = time.monotonic()
-    rs = settings.retrieval
     train = load_pairs(database, ["train"])
     val = load_pairs(database, ["val"])
     if len(train) < rs.adapt_min_pairs:
@@ -279,27 +274,27 @@ def _adapt(
             "(retrieval.adapt_min_val_pairs)"
         )
     measured = _sample(val, EVAL_PAIRS)
-    base_path = embedder_path(settings)
+    base_path = embedder_path(paths)
     base_model_info = describe_embedder(base_path)
-    base = load_embedder(settings)
+    base = load_embedder(paths)
     lexical = LexicalIndex.build([r.message for r in train])
     log.info("measuring the base embedder on %d validation pairs", len(measured))
     base_figures, base_similarity, _ = measure(
-        settings,
+        rs,
         base,
         base,
         train,
         measured,
         lexical=lexical,
-        train_vectors=_current_vectors(settings, base_model_info, train),
+        train_vectors=_current_vectors(paths, rs, base_model_info, train),
         progress=progress,
     )
 
-    adapted = load_embedder(settings, path=base_path)  # a second copy, trained in place
-    training = train_contrastive(adapted, train, settings, progress=progress)
+    adapted = load_embedder(paths, path=base_path)  # a second copy, trained in place
+    training = train_contrastive(adapted, train, rs, progress=progress)
     log.info("measuring the adapted embedder on %d validation pairs", len(measured))
     adapted_figures, adapted_similarity, adapted_vectors = measure(
-        settings, adapted, base, train, measured, lexical=lexical, progress=progress
+        rs, adapted, base, train, measured, lexical=lexical, progress=progress
     )
     difference = adapted_similarity - base_similarity
     gain = float(difference.mean())
@@ -340,13 +335,14 @@ def _adapt(
     report.seconds = round(time.monotonic() - started, 2)
     if not kept:
         return report, None
-    directory = _save(settings, adapted, report, train, measured)
+    directory = _save(paths, rs, adapted, report, train, measured)
     report.embedder_version, report.embedder_path = directory.name, str(directory)
     return report, KeptEmbedder(adapted, directory, [r.id for r in train], adapted_vectors)
 
 
 def _save(
-    settings: Settings,
+    paths: DataPaths,
+    rs: RetrievalSettings,
     model: SentenceTransformer,
     report: AdaptReport,
     train: Sequence[PairRecord],
@@ -354,8 +350,7 @@ def _save(
 ) -> Path:
     """Write the adapted embedder and its meta.json to a temporary directory, then rename
     it to the next `<home>/embedders/vNNNN`."""
-    rs = settings.retrieval
-    store = VersionStore(embedders_root(settings))
+    store = VersionStore(embedders_root(paths))
     staged = store.staging()
     try:
         model.save(str(staged))
@@ -392,19 +387,19 @@ def _save(
 
 
 def adapt_embedder(
-    settings: Settings, database: Database, *, progress: bool = False
+    paths: DataPaths, rs: RetrievalSettings, database: Database, *, progress: bool = False
 ) -> AdaptReport:
     """Adapt, measure, and keep the adapted embedder only when it helps (see the module
     docstring); the index is not touched."""
-    return _adapt(settings, database, progress=progress)[0]
+    return _adapt(paths, rs, database, progress=progress)[0]
 
 
-def prune_embedders(settings: Settings, keep: Sequence[str] = ()) -> list[str]:
+def prune_embedders(paths: DataPaths, keep: Sequence[str] = ()) -> list[str]:
     """Delete the adapted embedders no index version uses (except those in `keep`)."""
-    root = embedders_root(settings)
+    root = embedders_root(paths)
     if not root.is_dir():
         return []
-    index_store = VersionStore(store_root(settings))
+    index_store = VersionStore(store_root(paths))
     used = set()
     for name in index_store.versions():
         try:
@@ -424,15 +419,23 @@ def prune_embedders(settings: Settings, keep: Sequence[str] = ()) -> list[str]:
 
 
 def adapt_and_index(
-    settings: Settings, database: Database, *, progress: bool = False, calibrate: bool = True
+    paths: DataPaths,
+    rs: RetrievalSettings,
+    ds: DialogueSettings,
+    database: Database,
+    *,
+    progress: bool = False,
+    calibrate: bool = True,
 ) -> AdaptReport:
     """`chatbot index --adapt`: adapt; when kept, rebuild the index with the adapted
     embedder (the index's meta.json then names it); when not, leave the index alone."""
-    report, kept = _adapt(settings, database, progress=progress)
+    report, kept = _adapt(paths, rs, database, progress=progress)
     if kept is not None:
         path = kept.directory
         index = update_index(
-            settings,
+            paths,
+            rs,
+            ds,
             database,
             rebuild=True,
             model=kept.model,
@@ -443,5 +446,5 @@ def adapt_and_index(
         )
         index.reason = f"adapted embedder {path.name}"
         report.index = index.to_dict()
-        report.pruned_embedders = prune_embedders(settings, keep=[path.name])
+        report.pruned_embedders = prune_embedders(paths, keep=[path.name])
     return report

@@ -44,6 +44,7 @@ import numpy as np
 
 from chatbot.dialogue.acts import Act, default_replies, main_act, recognise
 from chatbot.dialogue.repository import PairInfo, pair_infos
+from chatbot.dialogue.settings import DialogueSettings
 from chatbot.indexing.rewording import reword
 from chatbot.pairs import PairRecord
 from chatbot.retrieval.answer_classes import (
@@ -56,7 +57,7 @@ from chatbot.retrieval.answer_classes import (
 from chatbot.retrieval.embedding import embed_contexts, embed_texts
 from chatbot.retrieval.retriever import PairRetriever
 from chatbot.retrieval.scope import ScopeCalibration, corrected
-from chatbot.settings import Settings
+from chatbot.retrieval.settings import RetrievalSettings
 
 if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer
@@ -80,8 +81,14 @@ _LABEL_STOP = set(
 )
 
 
+# One question the fit model learns from: (text, history, excluded pair ids, its class,
+# its group for the held-out fold, row of its index vector or None for a rewording).
+Question = tuple[str, list[str], list[int], int, int, int | None]
+
+
 def build_answer_classes(
-    settings: Settings,
+    rs: RetrievalSettings,
+    ds: DialogueSettings,
     database: Database,
     model: SentenceTransformer,
     records: Sequence[PairRecord],
@@ -92,52 +99,24 @@ def build_answer_classes(
     """The "answer_classes" entry of meta.json (see the module docstring) and the indexed
     replies' vectors (one row per record, for `answer_classes.ANSWER_VECTORS`), or None
     with fewer than MIN_PAIRS indexed pairs."""
-    ds, rs = settings.dialogue, settings.retrieval
     if len(records) < MIN_PAIRS:
         return None
     with database.session() as session:
         infos = pair_infos(session=session, pair_ids=[r.id for r in records])
     answers = embed_texts(model, [r.target for r in records], batch_size=rs.batch_size)
     assigned = cluster(answers, ds.answer_class_distance, seed=seed)
-    classes = describe_classes(settings, records, infos, answers, assigned)
+    classes = describe_classes(ds, records, infos, answers, assigned)
     if ds.merge_labelled_classes:
         assigned = merged_by_label(records, infos, classes, assigned)
-        classes = describe_classes(settings, records, infos, answers, assigned)
+        classes = describe_classes(ds, records, infos, answers, assigned)
     pair_class = {r.id: int(k) for r, k in zip(records, assigned)}
 
     retriever = PairRetriever.from_parts(
-        settings, records, vectors, model, ScopeCalibration.uncalibrated(rs.oos_threshold)
+        rs, records, vectors, model, ScopeCalibration.uncalibrated(rs.oos_threshold)
     )
     retriever.answer_vectors = answers
-    by_conversation: dict[int | None, list[int]] = {}
-    for r in records:
-        by_conversation.setdefault(r.conversation_id, []).append(r.id)
-    rng = np.random.default_rng(seed)
-    chosen = list(range(len(records)))
-    if len(chosen) > MAX_FIT_QUESTIONS:
-        chosen = sorted(rng.choice(len(records), MAX_FIT_QUESTIONS, replace=False).tolist())
-    # (text, history, excluded pair ids, class, group, row of its index vector or None)
-    questions: list[tuple[str, list[str], list[int], int, int, int | None]] = []
-    for i in chosen:
-        r = records[i]
-        excluded = by_conversation.get(r.conversation_id, [r.id]) if r.conversation_id else [r.id]
-        group = r.conversation_id if r.conversation_id is not None else -r.id
-        questions.append((r.message, r.history, excluded, int(assigned[i]), group, i))
-        for text in reword(r.message, REWORDINGS, seed + r.id):
-            # searched as serving searches it: shorthand spelt out, misspellings corrected
-            if rs.correct_spelling:
-                text = corrected(text, retriever.vocabulary)
-            questions.append((text, r.history, excluded, int(assigned[i]), group, None))
-    # The indexed questions' own vectors are the index's; only the rewordings are embedded.
-    reworded = [i for i, q in enumerate(questions) if q[5] is None]
-    query_vectors = np.empty((len(questions), vectors.shape[1]), dtype=np.float32)
-    if reworded:
-        query_vectors[reworded] = embed_contexts(
-            model, [(questions[i][0], questions[i][1]) for i in reworded], rs
-        )
-    for i, q in enumerate(questions):
-        if q[5] is not None:
-            query_vectors[i] = vectors[q[5]]
+    questions = _fit_questions(rs, retriever, records, assigned, seed)
+    query_vectors = _question_vectors(rs, model, questions, vectors)
     readings = []
     for (text, history, excluded, *_), vector in zip(questions, query_vectors):
         hits = retriever.search_vector(
@@ -156,26 +135,16 @@ def build_answer_classes(
     if matrix.shape[0] < 10 or truth.all() or not truth.any():
         log.info("answer classes: too few questions to fit the fit model")
         return None
-    held_out = np.array([_hash_fold(g) == 0 for g in groups])
-    report: dict[str, Any] = {}
-    if held_out.any() and (~held_out).any() and truth[~held_out].any():
-        w, b = _fit(matrix[~held_out], truth[~held_out])
-        report = calibration_report(
-            _predict(matrix[held_out], w, b),
-            truth[held_out],
-            [keys[i] for i in np.flatnonzero(held_out)],
-        )
-    weights, bias = _fit(matrix, truth)
+    weights, bias, report = _fit_and_report(matrix, truth, groups, keys)
     report.update(
         {
-            "fitted_rows": int(matrix.shape[0]),
             "fitted_questions": len(questions),
             "rewordings_per_question": REWORDINGS,
             "classes": len(classes),
             "classes_of_two_or_more": sum(1 for c in classes if c.size >= 2),
         }
     )
-    voice = company_voice(settings, records, infos, classes, assigned)
+    voice = company_voice(ds, records, infos, classes, assigned)
     log.info(
         "answer classes: %d (%d of two or more pairs); fit model ECE %s on held-out questions",
         len(classes),
@@ -195,6 +164,75 @@ def build_answer_classes(
         "voice": voice,
     }
     return meta, answers
+
+
+def _fit_questions(
+    rs: RetrievalSettings,
+    retriever: PairRetriever,
+    records: Sequence[PairRecord],
+    assigned: np.ndarray,
+    seed: int,
+) -> list[Question]:
+    """The indexed questions (a sample beyond MAX_FIT_QUESTIONS) and REWORDINGS of each,
+    each excluding its own conversation's pairs from the search."""
+    by_conversation: dict[int | None, list[int]] = {}
+    for r in records:
+        by_conversation.setdefault(r.conversation_id, []).append(r.id)
+    rng = np.random.default_rng(seed)
+    chosen = list(range(len(records)))
+    if len(chosen) > MAX_FIT_QUESTIONS:
+        chosen = sorted(rng.choice(len(records), MAX_FIT_QUESTIONS, replace=False).tolist())
+    questions: list[Question] = []
+    for i in chosen:
+        r = records[i]
+        excluded = by_conversation.get(r.conversation_id, [r.id]) if r.conversation_id else [r.id]
+        group = r.conversation_id if r.conversation_id is not None else -r.id
+        questions.append((r.message, r.history, excluded, int(assigned[i]), group, i))
+        for text in reword(r.message, REWORDINGS, seed + r.id):
+            # searched as serving searches it: shorthand spelt out, misspellings corrected
+            if rs.correct_spelling:
+                text = corrected(text, retriever.vocabulary)
+            questions.append((text, r.history, excluded, int(assigned[i]), group, None))
+    return questions
+
+
+def _question_vectors(
+    rs: RetrievalSettings,
+    model: SentenceTransformer,
+    questions: Sequence[Question],
+    vectors: np.ndarray,
+) -> np.ndarray:
+    """The questions' query vectors: the indexed questions' own vectors are the index's;
+    only the rewordings are embedded."""
+    reworded = [i for i, q in enumerate(questions) if q[5] is None]
+    query_vectors = np.empty((len(questions), vectors.shape[1]), dtype=np.float32)
+    if reworded:
+        query_vectors[reworded] = embed_contexts(
+            model, [(questions[i][0], questions[i][1]) for i in reworded], rs
+        )
+    for i, q in enumerate(questions):
+        if q[5] is not None:
+            query_vectors[i] = vectors[q[5]]
+    return query_vectors
+
+
+def _fit_and_report(
+    matrix: np.ndarray, truth: np.ndarray, groups: np.ndarray, keys: list[tuple[int, int]]
+) -> tuple[np.ndarray, float, dict[str, Any]]:
+    """(weights, bias, report): the calibration measured on the held-out fold of
+    conversations, then the fit model refitted on every row."""
+    held_out = np.array([_hash_fold(g) == 0 for g in groups])
+    report: dict[str, Any] = {}
+    if held_out.any() and (~held_out).any() and truth[~held_out].any():
+        w, b = _fit(matrix[~held_out], truth[~held_out])
+        report = calibration_report(
+            _predict(matrix[held_out], w, b),
+            truth[held_out],
+            [keys[i] for i in np.flatnonzero(held_out)],
+        )
+    weights, bias = _fit(matrix, truth)
+    report["fitted_rows"] = int(matrix.shape[0])
+    return weights, bias, report
 
 
 def vars_of(c: AnswerClass) -> dict[str, Any]:
@@ -268,13 +306,12 @@ def merged_by_label(
 
 
 def describe_classes(
-    settings: Settings,
+    ds: DialogueSettings,
     records: Sequence[PairRecord],
     infos: dict[int, PairInfo],
     answers: np.ndarray,
     assigned: np.ndarray,
 ) -> list[AnswerClass]:
-    ds = settings.dialogue
     members: dict[int, list[int]] = {}
     for i, k in enumerate(assigned.tolist()):
         members.setdefault(k, []).append(i)
@@ -317,7 +354,7 @@ def describe_classes(
 
 
 def company_voice(
-    settings: Settings,
+    ds: DialogueSettings,
     records: Sequence[PairRecord],
     infos: dict[int, PairInfo],
     classes: Sequence[AnswerClass],
@@ -330,7 +367,7 @@ def company_voice(
         info = infos.get(r.id)
         if info is not None and info.opening and info.labels.get("topic"):
             topic_sizes[str(info.labels["topic"])] += 1
-    excluded = {*settings.dialogue.handoff_topics, *settings.dialogue.out_of_scope_topics}
+    excluded = {*ds.handoff_topics, *ds.out_of_scope_topics}
     topics = [t for t, _ in topic_sizes.most_common() if t not in excluded][:5]
     if not topics:
         topics = [c.label.lower() for c in classes if c.offerable][:5]

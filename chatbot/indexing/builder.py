@@ -31,6 +31,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from chatbot.config import DataPaths
+from chatbot.dialogue.settings import DialogueSettings
 from chatbot.indexing.answer_classes import build_answer_classes
 from chatbot.indexing.calibration import calibrate_index_gate, choose_fusion, validation_sample
 from chatbot.indexing.consensus_choice import choose_consensus
@@ -66,7 +68,6 @@ from chatbot.retrieval.versions import (
     VersionStore,
     write_json_atomic,
 )
-from chatbot.settings import Settings
 
 if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer
@@ -107,14 +108,13 @@ def write_version(
     records: Sequence[PairRecord],
     vectors: np.ndarray,
     *,
-    settings: Settings,
+    rs: RetrievalSettings,
     model_info: IndexMeta,
     extra_meta: IndexMeta,
     staged: Path | None = None,
 ) -> tuple[Path, IndexMeta]:
     """Write a complete version into a staging directory (`staged`, or a new one);
     returns (staged path, meta)."""
-    rs = settings.retrieval
     staged = store.staging() if staged is None else staged
     try:
         dense = faiss_index.build(vectors, rs)
@@ -155,7 +155,9 @@ def write_version(
 
 
 def update_index(
-    settings: Settings,
+    paths: DataPaths,
+    rs: RetrievalSettings,
+    ds: DialogueSettings,
     database: Database,
     *,
     rebuild: bool = False,
@@ -169,108 +171,53 @@ def update_index(
     `precomputed` = (pair ids, their vectors from `model`) spares embedding again in a
     full build when the ids are exactly the pairs to index (`chatbot index --adapt`)."""
     started = time.monotonic()
-    rs = settings.retrieval
-    store = VersionStore(store_root(settings))
+    store = VersionStore(store_root(paths))
     store.clean_stale()  # staging directories of killed builds
-    action, reason = "built", "no index yet"
-    current: Path | None = None
-    meta: IndexMeta = {}
-    indexed_records: list[PairRecord] = []
-    new: list[int] = []
-    try:
-        current = store.require_current()
-        meta = load_meta(current)
-        indexed_records = load_records(current)
-        if not rebuild:  # a rebuild replaces the files anyway; an update would build on them
-            check_version(current, settings, meta, indexed_records)
-    except IndexNotFoundError:
-        pass
-    except IndexDamagedError as exc:
-        if not rebuild:
-            raise
-        current = None
-        action, reason = (
-            "rebuilt",
-            f"the current version was damaged ({exc.path.name}: {exc.problem})",
-        )
-    configured = embedder_path(settings)
+    current, meta, indexed_records, action, reason = _read_current(store, rs, rebuild)
+    configured = embedder_path(paths)
     if model_path is None and current is not None:
         # An index built with an adapted embedder keeps it (new pairs must be embedded
         # with the model that embedded the old ones) while its base is still configured.
-        model_path = adapted_embedder_dir(settings, meta.get("model", {}))
+        model_path = adapted_embedder_dir(paths, meta.get("model", {}))
     path = Path(model_path) if model_path is not None else configured
     model_info = describe_embedder(path)
 
-    stored = load_pair_hashes(database, rs.index_splits)
+    new: list[int] = []
     if current is not None:
-        indexed = {r.id: r.content_hash for r in indexed_records}
-        new, deleted, changed = compare_pair_sets(indexed, stored)
-        if rebuild:
-            action, reason = "rebuilt", "--rebuild asked for"
-        elif why := vectors_incompatible(meta, model_info["fingerprint"], rs):
-            action, reason = "rebuilt", why
-        elif deleted or changed:
-            action, reason = (
-                "rebuilt",
-                f"{len(deleted)} indexed pairs were deleted and {len(changed)} changed in the store",
-            )
-        elif not new:
+        action, reason, new = _compare_with_store(
+            database, rs, meta, indexed_records, model_info, rebuild
+        )
+        if action == "unchanged":
             return IndexReport(
                 "unchanged",
-                "the index already holds every pair",
+                reason,
                 store.current_name(),
-                len(indexed),
+                len({r.id for r in indexed_records}),
                 kind=meta.get("kind"),
                 seconds=time.monotonic() - started,
                 recall_at_10=meta.get("recall_at_10_vs_exact"),
                 calibration=_reported(meta.get("calibration")),
             )
-        else:
-            action, reason = "added", f"{len(new)} new pairs"
 
     if model is None:
-        model = load_embedder(settings, path=None if path == configured else path)
+        model = load_embedder(paths, path=None if path == configured else path)
     # The staging directory exists (locked) for the whole build: a build killed at any
     # point leaves only it, and the next build deletes it (VersionStore.clean_stale).
     staged = store.staging()
     log.info("building index version in %s: %s (%s)", staged, action, reason)
     try:
         if action == "added" and current is not None:
-            current_dir = current
-            new_records = load_pairs(database, rs.index_splits, only_ids=new)
-            old_vectors = np.load(current_dir / "vectors.npy")
-            vectors = np.concatenate(
-                [old_vectors, _embed_records(model, new_records, rs, progress)]
+            records, vectors, extra = _added_to(
+                current, indexed_records, new, rs, database, model, progress
             )
-            records = [*indexed_records, *new_records]
-            added = len(new_records)
-            extra: IndexMeta = {"parent_version": current_dir.name, "added": added}
         else:
-            records = load_pairs(database, rs.index_splits)
-            if precomputed is not None and list(precomputed[0]) == [r.id for r in records]:
-                vectors = np.asarray(precomputed[1], dtype=np.float32)
-            else:
-                vectors = _embed_records(model, records, rs, progress)
-            added = len(records)
-            extra = {"parent_version": None, "added": added}
-
-        calibration: dict[str, Any] | None = None
-        fusion_choice: dict[str, Any] | None = None
-        answer_vectors: np.ndarray | None = None
+            records, vectors, extra = _all_pairs(rs, database, model, precomputed, progress)
+        added = int(extra["added"])
+        calibration, fusion_choice, answer_vectors = None, None, None
         if calibrate:
-            calibration = calibrate_index_gate(settings, database, model, records, vectors)
-            fusion_choice = choose_fusion(settings, database, model, records, vectors)
-            consensus = choose_consensus(
-                settings,
-                model,
-                records,
-                vectors,
-                validation_sample(database),
-                float((fusion_choice or {}).get("lexical_weight", rs.lexical_weight)),
+            calibration, fusion_choice, fitted = _chosen_for_version(
+                rs, ds, database, model, records, vectors
             )
-            if consensus is not None:
-                fusion_choice = {**(fusion_choice or {}), "consensus": consensus}
-            fitted = build_answer_classes(settings, database, model, records, vectors)
             if fitted is not None:
                 extra["answer_classes"], answer_vectors = fitted
         extra["calibration"] = calibration
@@ -279,7 +226,7 @@ def update_index(
             store,
             records,
             vectors,
-            settings=settings,
+            rs=rs,
             model_info=model_info,
             extra_meta=extra,
             staged=staged,
@@ -292,7 +239,7 @@ def update_index(
     name = store.commit(staged)
     pruned = store.prune(rs.keep_versions)
     # A damaged older version must never be the one serving falls back to.
-    pruned += remove_damaged_versions(settings)
+    pruned += remove_damaged_versions(paths, rs)
     log.info("index %s: %s (%s), %d pairs", name, action, reason, len(records))
     return IndexReport(
         action,
@@ -307,6 +254,124 @@ def update_index(
         pruned=pruned,
         fusion=fusion_choice,
     )
+
+
+def _read_current(
+    store: VersionStore, rs: RetrievalSettings, rebuild: bool
+) -> tuple[Path | None, IndexMeta, list[PairRecord], str, str]:
+    """(current version, its meta, its pairs, action, reason): the current version read
+    and checked. With `rebuild`, a damaged one is left unread (the build replaces it);
+    without, its damage is the error."""
+    action, reason = "built", "no index yet"
+    current: Path | None = None
+    meta: IndexMeta = {}
+    indexed_records: list[PairRecord] = []
+    try:
+        current = store.require_current()
+        meta = load_meta(current)
+        indexed_records = load_records(current)
+        if not rebuild:  # a rebuild replaces the files anyway; an update would build on them
+            check_version(current, rs, meta, indexed_records)
+    except IndexNotFoundError:
+        pass
+    except IndexDamagedError as exc:
+        if not rebuild:
+            raise
+        current = None
+        action, reason = (
+            "rebuilt",
+            f"the current version was damaged ({exc.path.name}: {exc.problem})",
+        )
+    return current, meta, indexed_records, action, reason
+
+
+def _compare_with_store(
+    database: Database,
+    rs: RetrievalSettings,
+    meta: IndexMeta,
+    indexed_records: Sequence[PairRecord],
+    model_info: IndexMeta,
+    rebuild: bool,
+) -> tuple[str, str, list[int]]:
+    """(action, reason, new pair ids) for a current version: "rebuilt" when asked or when
+    its vectors or pairs no longer match, "added" with new pairs, else "unchanged"."""
+    indexed = {r.id: r.content_hash for r in indexed_records}
+    new, deleted, changed = compare_pair_sets(indexed, load_pair_hashes(database, rs.index_splits))
+    if rebuild:
+        return "rebuilt", "--rebuild asked for", new
+    if why := vectors_incompatible(meta, model_info["fingerprint"], rs):
+        return "rebuilt", why, new
+    if deleted or changed:
+        return (
+            "rebuilt",
+            f"{len(deleted)} indexed pairs were deleted and {len(changed)} changed in the store",
+            new,
+        )
+    if not new:
+        return "unchanged", "the index already holds every pair", new
+    return "added", f"{len(new)} new pairs", new
+
+
+def _added_to(
+    current_dir: Path,
+    indexed_records: list[PairRecord],
+    new: list[int],
+    rs: RetrievalSettings,
+    database: Database,
+    model: SentenceTransformer,
+    progress: bool,
+) -> tuple[list[PairRecord], np.ndarray, IndexMeta]:
+    """(records, vectors, meta) of the current version with the new pairs embedded and
+    appended."""
+    new_records = load_pairs(database, rs.index_splits, only_ids=new)
+    old_vectors = np.load(current_dir / "vectors.npy")
+    vectors = np.concatenate([old_vectors, _embed_records(model, new_records, rs, progress)])
+    records = [*indexed_records, *new_records]
+    return records, vectors, {"parent_version": current_dir.name, "added": len(new_records)}
+
+
+def _all_pairs(
+    rs: RetrievalSettings,
+    database: Database,
+    model: SentenceTransformer,
+    precomputed: tuple[Sequence[int], np.ndarray] | None,
+    progress: bool,
+) -> tuple[list[PairRecord], np.ndarray, IndexMeta]:
+    """(records, vectors, meta) of a full build: every pair of the indexed splits,
+    embedded unless `precomputed` holds exactly their vectors."""
+    records = load_pairs(database, rs.index_splits)
+    if precomputed is not None and list(precomputed[0]) == [r.id for r in records]:
+        vectors = np.asarray(precomputed[1], dtype=np.float32)
+    else:
+        vectors = _embed_records(model, records, rs, progress)
+    return records, vectors, {"parent_version": None, "added": len(records)}
+
+
+def _chosen_for_version(
+    rs: RetrievalSettings,
+    ds: DialogueSettings,
+    database: Database,
+    model: SentenceTransformer,
+    records: Sequence[PairRecord],
+    vectors: np.ndarray,
+) -> tuple[dict[str, Any] | None, dict[str, Any] | None, tuple[dict[str, Any], np.ndarray] | None]:
+    """(gate calibration, fusion choice with the consensus choice, answer classes) chosen
+    on the company's validation questions for a version of `records`."""
+    calibration = calibrate_index_gate(rs, ds, database, model, records, vectors)
+    fusion_choice = choose_fusion(rs, database, model, records, vectors)
+    consensus = choose_consensus(
+        rs,
+        ds,
+        model,
+        records,
+        vectors,
+        validation_sample(database),
+        float((fusion_choice or {}).get("lexical_weight", rs.lexical_weight)),
+    )
+    if consensus is not None:
+        fusion_choice = {**(fusion_choice or {}), "consensus": consensus}
+    fitted = build_answer_classes(rs, ds, database, model, records, vectors)
+    return calibration, fusion_choice, fitted
 
 
 def _reported(calibration: dict[str, Any] | None) -> dict[str, Any] | None:

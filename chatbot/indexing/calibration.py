@@ -15,14 +15,15 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from chatbot.dialogue.settings import DialogueSettings
 from chatbot.indexing.domain import fit_domain
 from chatbot.indexing.gate import background_questions, calibrate_gate
 from chatbot.pairs import PairRecord, answers_opening_message
 from chatbot.retrieval.embedding import embed_contexts, embed_texts
 from chatbot.retrieval.retriever import PairRetriever
 from chatbot.retrieval.scope import ScopeCalibration
+from chatbot.retrieval.settings import RetrievalSettings
 from chatbot.retrieval.stored_pairs import load_pairs
-from chatbot.settings import Settings
 
 if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer
@@ -62,7 +63,7 @@ def pair_topics(database: Database, pair_ids: Iterable[int] | None = None) -> di
 
 
 def gate_scores(
-    settings: Settings,
+    rs: RetrievalSettings,
     retriever: PairRetriever,
     questions: Sequence[tuple[str, Sequence[str]]],
     vectors: np.ndarray | None = None,
@@ -70,7 +71,6 @@ def gate_scores(
     """The gate's raw score (`retrieval.gate_feature`) of each (message, history) and
     the pair id of its top hit (None when nothing was found); `vectors`: the questions'
     query vectors when the caller has them already."""
-    rs = settings.retrieval
     if not questions:
         return np.zeros(0), []
     if vectors is None:
@@ -97,7 +97,7 @@ def validation_sample(database: Database) -> list[PairRecord]:
 
 
 def choose_fusion(
-    settings: Settings,
+    rs: RetrievalSettings,
     database: Database,
     model: SentenceTransformer,
     records: Sequence[PairRecord],
@@ -110,14 +110,13 @@ def choose_fusion(
     than FUSION_MIN_STDERRS standard errors of the paired differences (a weight set
     explicitly, in the config file or CHATBOT_RETRIEVAL__LEXICAL_WEIGHT, always wins at
     search time). None without enough validation questions."""
-    rs = settings.retrieval
     if "val" in rs.index_splits or not records:
         return None
     val = [p for p in validation_sample(database) if p.target.strip()]
     if len(val) < rs.min_calibration_pairs:
         return None
     retriever = PairRetriever.from_parts(
-        settings,
+        rs,
         records,
         vectors,
         model,
@@ -168,7 +167,8 @@ def choose_fusion(
 
 
 def calibrate_index_gate(
-    settings: Settings,
+    rs: RetrievalSettings,
+    ds: DialogueSettings,
     database: Database,
     model: SentenceTransformer,
     records: Sequence[PairRecord],
@@ -181,7 +181,6 @@ def calibrate_index_gate(
     (`dialogue.out_of_scope_topics`, `dialogue.handoff_topics`) is handed off by the
     dialogue manager whatever the cut. None when nothing is indexed, the validation
     split is indexed itself, or there are no validation pairs at all."""
-    rs = settings.retrieval
     if "val" in rs.index_splits or not records:
         return None
     val = validation_sample(database)
@@ -190,18 +189,18 @@ def calibrate_index_gate(
             "out-of-scope gate not calibrated: no validation pairs; using retrieval.oos_threshold"
         )
         return None
-    handing_off = set(settings.dialogue.out_of_scope_topics) | set(settings.dialogue.handoff_topics)
+    handing_off = set(ds.out_of_scope_topics) | set(ds.handoff_topics)
     val_topics = pair_topics(database, [p.id for p in val])
-    own_out = [p for p in val if val_topics.get(p.id) in settings.dialogue.out_of_scope_topics]
+    own_out = [p for p in val if val_topics.get(p.id) in ds.out_of_scope_topics]
     inside = [p for p in val if val_topics.get(p.id) not in handing_off]
     background = background_questions(rs.gate_background_file, shipped=rs.gate_background)
 
     probe = replace(ScopeCalibration.uncalibrated(rs.oos_threshold), feature=rs.gate_feature)
-    retriever = PairRetriever.from_parts(settings, records, vectors, model, calibration=probe)
-    pos, pos_tops = gate_scores(settings, retriever, [(p.message, p.history) for p in inside])
+    retriever = PairRetriever.from_parts(rs, records, vectors, model, calibration=probe)
+    pos, pos_tops = gate_scores(rs, retriever, [(p.message, p.history) for p in inside])
     negatives = [(p.message, p.history) for p in own_out] + [(q, []) for q in background]
     neg_vectors = embed_contexts(model, negatives, rs) if negatives else np.zeros((0, 0))
-    neg, neg_tops = gate_scores(settings, retriever, negatives, neg_vectors)
+    neg, neg_tops = gate_scores(rs, retriever, negatives, neg_vectors)
     # Every top hit is an indexed pair: one lookup serves them and the domain check.
     top_topics = pair_topics(database, [r.id for r in records])
     neg_by_topic = np.array(
@@ -235,7 +234,7 @@ def calibrate_index_gate(
     )
     domain = (
         _fit_domain_check(
-            settings, records, top_topics, vectors, neg_vectors[len(own_out) :], handing_off
+            rs, records, top_topics, vectors, neg_vectors[len(own_out) :], handing_off
         )
         if rs.gate_domain
         else None
@@ -269,7 +268,7 @@ def calibrate_index_gate(
 
 
 def _fit_domain_check(
-    settings: Settings,
+    rs: RetrievalSettings,
     records: Sequence[PairRecord],
     topics: dict[int, str | None],
     vectors: np.ndarray,
@@ -280,7 +279,6 @@ def _fit_domain_check(
     embeds them, against the off-topic questions' vectors; pairs whose topic (`topics`,
     by pair id) is handed off by design are left out. None when there is too little to
     fit it on."""
-    rs = settings.retrieval
     own = [row for row, r in enumerate(records) if topics.get(r.id) not in handing_off]
     if not own or len(background_vectors) == 0:
         return None

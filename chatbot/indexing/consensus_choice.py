@@ -21,13 +21,14 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from chatbot.dialogue.critique import Scorer, evidence_from_hits, penalties
+from chatbot.dialogue.settings import DialogueSettings
 from chatbot.evaluation.metrics import rouge_l
 from chatbot.pairs import PairRecord
 from chatbot.ranking.consensus import ConsensusChoice, choose, pairwise_rouge
 from chatbot.retrieval.embedding import embed_contexts, embed_texts
 from chatbot.retrieval.retriever import PairRetriever
 from chatbot.retrieval.scope import ScopeCalibration
-from chatbot.settings import Settings
+from chatbot.retrieval.settings import RetrievalSettings
 
 if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer
@@ -40,7 +41,8 @@ CONSENSUS_MIN_STDERRS = 1.0
 
 
 def choose_consensus(
-    settings: Settings,
+    rs: RetrievalSettings,
+    ds: DialogueSettings,
     model: SentenceTransformer,
     records: Sequence[PairRecord],
     vectors: np.ndarray,
@@ -50,13 +52,12 @@ def choose_consensus(
     """The consensus choice for this company (see the module docstring), or None when
     the validation split is indexed itself, there are too few validation questions, or
     the manager compares fewer than three candidates."""
-    ds, rs = settings.dialogue, settings.retrieval
     pool = min(ds.fuse_retrieved, ds.retrieve_k)
     val = [p for p in val if p.target.strip()]
     if "val" in rs.index_splits or not records or len(val) < rs.min_calibration_pairs or pool < 3:
         return None
     retriever = PairRetriever.from_parts(
-        settings,
+        rs,
         records,
         vectors,
         model,

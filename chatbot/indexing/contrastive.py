@@ -20,6 +20,9 @@ from chatbot.models.offline import force_offline
 
 if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer
+    from sentence_transformers.sentence_transformer.training_args import (
+        SentenceTransformerTrainingArguments,
+    )
 
 log = logging.getLogger(__name__)
 
@@ -56,11 +59,7 @@ def fine_tune_pairs(
     frozen (half of MiniLM's weights, little to gain from them in a short run)."""
     from datasets import Dataset
     from sentence_transformers import SentenceTransformerTrainer
-    from sentence_transformers.base.sampler import BatchSamplers
     from sentence_transformers.sentence_transformer.losses import MultipleNegativesRankingLoss
-    from sentence_transformers.sentence_transformer.training_args import (
-        SentenceTransformerTrainingArguments,
-    )
     from transformers import TrainerCallback, TrainerControl, TrainerState, TrainingArguments
     from transformers.trainer_callback import PrinterCallback
     from transformers.utils import logging as hf_logging
@@ -96,27 +95,8 @@ def fine_tune_pairs(
     hf_logging.set_verbosity(logging.ERROR)  # the trainer's notes on a CPU run are not for users
     try:
         with tempfile.TemporaryDirectory(prefix="chatbot-fine-tune-") as output:
-            args = SentenceTransformerTrainingArguments(
-                output_dir=output,
-                max_steps=max_steps if max_steps is not None else -1,
-                num_train_epochs=epochs,
-                per_device_train_batch_size=batch_size,
-                learning_rate=learning_rate,
-                weight_decay=0.01,
-                max_grad_norm=1.0,
-                warmup_steps=0.1,
-                lr_scheduler_type="linear",
-                batch_sampler=BatchSamplers.NO_DUPLICATES,
-                # A last batch of one pair has no in-batch negative to learn from.
-                dataloader_drop_last=len(dataset) > batch_size,
-                seed=seed,
-                data_seed=seed,
-                use_cpu=True,
-                report_to="none",
-                save_strategy="no",
-                logging_strategy="steps",
-                logging_steps=1,
-                disable_tqdm=not progress,
+            args = _arguments(
+                output, len(dataset), batch_size, learning_rate, max_steps, epochs, seed, progress
             )
             trainer = SentenceTransformerTrainer(
                 model=model,
@@ -147,4 +127,45 @@ def fine_tune_pairs(
         seconds=round(time.monotonic() - started, 2),
         epochs=float(state.epoch or 0.0),
         losses=losses,
+    )
+
+
+def _arguments(
+    output: str,
+    pairs: int,
+    batch_size: int,
+    learning_rate: float,
+    max_steps: int | None,
+    epochs: float,
+    seed: int,
+    progress: bool,
+) -> SentenceTransformerTrainingArguments:
+    """The trainer's arguments for `fine_tune_pairs` (see its docstring), writing only
+    into the scratch directory `output`."""
+    from sentence_transformers.base.sampler import BatchSamplers
+    from sentence_transformers.sentence_transformer.training_args import (
+        SentenceTransformerTrainingArguments,
+    )
+
+    return SentenceTransformerTrainingArguments(
+        output_dir=output,
+        max_steps=max_steps if max_steps is not None else -1,
+        num_train_epochs=epochs,
+        per_device_train_batch_size=batch_size,
+        learning_rate=learning_rate,
+        weight_decay=0.01,
+        max_grad_norm=1.0,
+        warmup_steps=0.1,
+        lr_scheduler_type="linear",
+        batch_sampler=BatchSamplers.NO_DUPLICATES,
+        # A last batch of one pair has no in-batch negative to learn from.
+        dataloader_drop_last=pairs > batch_size,
+        seed=seed,
+        data_seed=seed,
+        use_cpu=True,
+        report_to="none",
+        save_strategy="no",
+        logging_strategy="steps",
+        logging_steps=1,
+        disable_tqdm=not progress,
     )

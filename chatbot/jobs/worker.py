@@ -224,7 +224,9 @@ def _train(
         settings = settings.model_copy(update={"training": training})
     progress = TrainingProgress(writer)
     progress.set(message="loading the model, the training pairs and the evidence")
-    evidence_for, note = open_evidence(settings, database)
+    evidence_for, note = open_evidence(
+        settings.paths, settings.retrieval, settings.prompt.evidence_k, database
+    )
     log.info("evidence: %s", note)
 
     def on_event(event: dict[str, Any]) -> None:
@@ -233,7 +235,9 @@ def _train(
         progress(event)
 
     result = run_training(
-        settings,
+        settings.paths,
+        settings.training,
+        settings.prompt,
         database,
         evidence_for=evidence_for,
         evidence_note=note,
@@ -279,7 +283,12 @@ def _train_ranker(
         from chatbot.retrieval.retriever import open_retriever
 
         result = train_ranker(
-            settings, database, open_retriever(settings, database), reply_version=reply_version
+            settings.paths,
+            settings.ranker,
+            settings.training,
+            database,
+            open_retriever(settings.paths, settings.retrieval, database),
+            reply_version=reply_version,
         )
     except ChatbotError as exc:
         return {"summary": f"not trained ({exc})"}
@@ -310,7 +319,9 @@ def _index(
         },
         force=True,
     )
-    report = update_index(settings, database, rebuild=rebuild)
+    report = update_index(
+        settings.paths, settings.retrieval, settings.dialogue, database, rebuild=rebuild
+    )
     seconds = round(time.monotonic() - started, 1)
     summary = f"index {report.version}: {report.action} ({report.reason}), {report.pair_count:,} pairs in {seconds:g}s"
     writer(

@@ -14,8 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from chatbot.config import DataPaths
 from chatbot.errors import ChatbotError
-from chatbot.settings import Settings
 
 if TYPE_CHECKING:
     from chatbot.models.versions import VersionInfo
@@ -44,12 +44,12 @@ def _timed(name: str, probe: Callable[[], str]) -> CheckResult:
     return CheckResult(name, ok, detail, round(time.perf_counter() - started, 3))
 
 
-def _embedder(settings: Settings) -> str:
+def _embedder(paths: DataPaths) -> str:
     from chatbot.models.embedder import embedder_path, load_embedder
 
-    model = load_embedder(settings)
+    model = load_embedder(paths)
     vector = model.encode(["Where is my parcel?"])
-    return f"{embedder_path(settings)}: {vector.shape[1]}-dimensional embeddings"
+    return f"{embedder_path(paths)}: {vector.shape[1]}-dimensional embeddings"
 
 
 def _reply_source() -> str:
@@ -83,14 +83,14 @@ def _load_and_run(path: Path, repair: str) -> str:
     return f"{path}: {params / 1e6:.0f}M parameters, vocabulary {logits.shape[-1]}"
 
 
-def _reply_model(settings: Settings) -> str:
+def _reply_model(paths: DataPaths) -> str:
     from chatbot.models.reply_model import repair_hint, reply_model_path
 
-    path = reply_model_path(settings)
-    return _load_and_run(path, repair_hint(settings, path))
+    path = reply_model_path(paths)
+    return _load_and_run(path, repair_hint(paths, path))
 
 
-def promoted_version_or_none(settings: Settings) -> VersionInfo | None:
+def promoted_version_or_none(paths: DataPaths) -> VersionInfo | None:
     """The promoted reply-model version, or None when there is none or the store
     cannot be read (then there is nothing of it to check here)."""
     from sqlalchemy.engine import make_url
@@ -98,7 +98,7 @@ def promoted_version_or_none(settings: Settings) -> VersionInfo | None:
     from chatbot.models.versions import promoted_version
     from chatbot.store.database import Database, require_schema
 
-    url = settings.resolved_database_url
+    url = paths.database_url
     try:
         parsed = make_url(url)
         if parsed.get_backend_name() == "sqlite" and not (
@@ -126,12 +126,12 @@ def _served_version(version: VersionInfo) -> str:
     )
 
 
-def run_checks(settings: Settings) -> list[CheckResult]:
-    checks = [_timed("embedder", lambda: _embedder(settings))]
-    if settings.reply_model_path is None:
+def run_checks(paths: DataPaths) -> list[CheckResult]:
+    checks = [_timed("embedder", lambda: _embedder(paths))]
+    if paths.reply_model_path is None:
         checks.append(_timed("reply model package", _reply_source))
-    checks.append(_timed("reply model", lambda: _reply_model(settings)))
-    version = promoted_version_or_none(settings)
+    checks.append(_timed("reply model", lambda: _reply_model(paths)))
+    version = promoted_version_or_none(paths)
     if version is not None:
         checks.append(
             _timed(f"promoted reply model {version.name}", lambda: _served_version(version))

@@ -7,9 +7,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from chatbot.config import DataPaths
 from chatbot.errors import ModelUnavailableError
 from chatbot.models.offline import force_offline, package_dir
-from chatbot.settings import Settings
 
 if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer
@@ -29,24 +29,24 @@ def packaged_embedder_path() -> Path:
     return path
 
 
-def embedder_path(settings: Settings) -> Path:
+def embedder_path(paths: DataPaths) -> Path:
     """The configured embedder's directory (the packaged one unless the settings name one)."""
-    if settings.embedder_path is None:
+    if paths.embedder_path is None:
         return packaged_embedder_path()
-    if not (settings.embedder_path / "modules.json").is_file():
+    if not (paths.embedder_path / "modules.json").is_file():
         raise ModelUnavailableError(
-            f"embedder directory {settings.embedder_path} is not a sentence-transformers model (no modules.json)"
+            f"embedder directory {paths.embedder_path} is not a sentence-transformers model (no modules.json)"
         )
-    return settings.embedder_path
+    return paths.embedder_path
 
 
 def load_embedder(
-    settings: Settings, device: str | None = None, *, path: Path | None = None
+    paths: DataPaths, device: str | None = None, *, path: Path | None = None
 ) -> SentenceTransformer:
     """Load an embedder from local files only, on the CPU unless `device` says otherwise:
     the configured one, or the sentence-transformers directory `path` (an embedder
     adapted by `chatbot index --adapt`). ModelUnavailableError when it cannot be loaded."""
-    path = embedder_path(settings) if path is None else Path(path)
+    path = embedder_path(paths) if path is None else Path(path)
     force_offline()
     from sentence_transformers import SentenceTransformer
     from transformers.utils import logging as hf_logging

@@ -14,11 +14,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from chatbot.config import DataPaths
 from chatbot.errors import ModelUnavailableError
 from chatbot.meta_file import MetaFileError, read_meta
 from chatbot.models.checksums import sha256_of, verify_checksums, write_checksums
 from chatbot.models.offline import force_offline, package_dir
-from chatbot.settings import Settings
 
 if TYPE_CHECKING:
     import torch
@@ -54,8 +54,8 @@ def packaged_gguf_path() -> Path:
     return path
 
 
-def converted_dir(settings: Settings) -> Path:
-    return settings.model_cache_dir / CONVERTED_NAME
+def converted_dir(paths: DataPaths) -> Path:
+    return paths.model_cache_dir / CONVERTED_NAME
 
 
 def _cache_is_valid(directory: Path, gguf_sha256: str) -> bool:
@@ -79,7 +79,7 @@ def _cache_is_valid(directory: Path, gguf_sha256: str) -> bool:
         return False
 
 
-def prepare_reply_model(settings: Settings, *, force: bool = False) -> PrepareResult:
+def prepare_reply_model(paths: DataPaths, *, force: bool = False) -> PrepareResult:
     """Convert the packaged GGUF into the safetensors cache, unless a valid cache exists.
 
     The conversion writes into a temporary directory next to the cache and renames it
@@ -88,7 +88,7 @@ def prepare_reply_model(settings: Settings, *, force: bool = False) -> PrepareRe
     started = time.perf_counter()
     gguf = packaged_gguf_path()
     gguf_sha256 = sha256_of(gguf)
-    target = converted_dir(settings)
+    target = converted_dir(paths)
     if not force and _cache_is_valid(target, gguf_sha256):
         meta = read_meta(target)
         return PrepareResult(
@@ -150,20 +150,20 @@ def prepare_reply_model(settings: Settings, *, force: bool = False) -> PrepareRe
     )
 
 
-def repair_hint(settings: Settings, path: Path) -> str:
+def repair_hint(paths: DataPaths, path: Path) -> str:
     """What to run when the reply model at `path` is missing or damaged."""
-    if Path(path) == converted_dir(settings) and settings.reply_model_path is None:
+    if Path(path) == converted_dir(paths) and paths.reply_model_path is None:
         return "run: chatbot models prepare --force"
-    if settings.reply_model_path is not None and Path(path) == Path(settings.reply_model_path):
+    if paths.reply_model_path is not None and Path(path) == Path(paths.reply_model_path):
         return "restore that directory or set reply_model_path (CHATBOT_REPLY_MODEL_PATH) to a working model"
     return "roll back to the version served before: chatbot models rollback"
 
 
-def reply_model_path(settings: Settings) -> Path:
+def reply_model_path(paths: DataPaths) -> Path:
     """The directory of the base reply model: the configured one or the converted cache."""
-    path = settings.reply_model_path or converted_dir(settings)
+    path = paths.reply_model_path or converted_dir(paths)
     if not (path / "config.json").is_file():
-        if settings.reply_model_path is None:
+        if paths.reply_model_path is None:
             what = "cut short or deleted" if path.exists() else "not been prepared"
             raise ModelUnavailableError(
                 f"the reply model cache {path} has {what} (no config.json); run: chatbot models prepare"
@@ -171,7 +171,7 @@ def reply_model_path(settings: Settings) -> Path:
             )
         missing = " (the directory is missing)" if not path.exists() else ""
         raise ModelUnavailableError(
-            f"reply model directory {path} has no config.json{missing}; {repair_hint(settings, path)}"
+            f"reply model directory {path} has no config.json{missing}; {repair_hint(paths, path)}"
         )
     return path
 

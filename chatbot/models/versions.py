@@ -29,6 +29,7 @@ if TYPE_CHECKING:
     from sqlalchemy.orm import Session
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
+    from chatbot.config import DataPaths
     from chatbot.settings import Settings
     from chatbot.store.database import Database
     from chatbot.store.schema import ModelVersion
@@ -319,14 +320,14 @@ def _naive(value: datetime | None) -> datetime:
     return value.replace(tzinfo=None) if value.tzinfo else value
 
 
-def promoted_reply_model_path(settings: Settings, database: Database) -> tuple[Path, str]:
+def promoted_reply_model_path(paths: DataPaths, database: Database) -> tuple[Path, str]:
     """(directory, version name) of what serving should load: the promoted reply
     version, or the base model (name "base") when none is promoted."""
     from chatbot.models.reply_model import reply_model_path
 
     version = promoted_version(database, "reply")
     if version is None:
-        return reply_model_path(settings), BASE_VERSION
+        return reply_model_path(paths), BASE_VERSION
     path = Path(version.path)
     if not (path / "config.json").is_file():
         raise ModelUnavailableError(
@@ -370,7 +371,7 @@ class ReplyModelProvider:
         from chatbot.models.reply_model import load_reply_model, repair_hint
 
         repair = (
-            repair_hint(self.settings, path)
+            repair_hint(self.settings.paths, path)
             if name == BASE_VERSION
             else (f"model version {name!r} is damaged; roll back: chatbot models rollback")
         )
@@ -384,7 +385,7 @@ class ReplyModelProvider:
                 return self._loaded
             self._checked_at = now
             try:
-                path, name = promoted_reply_model_path(self.settings, self.database)
+                path, name = promoted_reply_model_path(self.settings.paths, self.database)
                 key = (str(path), name)
                 if key != self._key:
                     model, tokenizer = self._load(path, name)

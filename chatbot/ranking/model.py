@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     import numpy as np
     from sentence_transformers.cross_encoder import CrossEncoder
 
+    from chatbot.ranking.settings import RankerSettings
     from chatbot.settings import Settings
     from chatbot.store.database import Database
 
@@ -165,10 +166,10 @@ class Ranker:
 # -- what serving uses -------------------------------------------------------------------
 
 
-def promoted_ranker(settings: Settings, database: Database, device: str = "cpu") -> Ranker | None:
+def promoted_ranker(rs: RankerSettings, database: Database, device: str = "cpu") -> Ranker | None:
     """The promoted ranker version, loaded; None when none is promoted or when
-    `settings.ranker.enabled` is false. A damaged one raises ModelUnavailableError."""
-    if not settings.ranker.enabled:
+    `ranker.enabled` is false. A damaged one raises ModelUnavailableError."""
+    if not rs.enabled:
         return None
     from chatbot.models.versions import promoted_version
 
@@ -176,7 +177,7 @@ def promoted_ranker(settings: Settings, database: Database, device: str = "cpu")
     if version is None:
         return None
     try:
-        return Ranker.load(version.path, device=device, batch_size=settings.ranker.score_batch_size)
+        return Ranker.load(version.path, device=device, batch_size=rs.score_batch_size)
     except ModelUnavailableError as exc:
         raise ModelUnavailableError(
             f"the promoted ranker {version.name!r} cannot be loaded: {exc}; or roll back: chatbot ranker rollback"

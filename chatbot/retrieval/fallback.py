@@ -30,7 +30,8 @@ from chatbot.retrieval.versions import (
 )
 
 if TYPE_CHECKING:
-    from chatbot.settings import Settings
+    from chatbot.config import DataPaths
+    from chatbot.retrieval.settings import RetrievalSettings
     from chatbot.store.database import Database
 
 log = logging.getLogger(__name__)
@@ -49,25 +50,25 @@ class IndexHealth:
 
 
 def open_intact_retriever(
-    settings: Settings, database: Database
+    paths: DataPaths, rs: RetrievalSettings, database: Database
 ) -> tuple[PairRetriever, IndexHealth]:
     """The retriever over the current version; when that one is damaged, over the
     newest older version that loads and matches the store, with the problem noted.
     IndexDamagedError when no version is intact; IndexNotFoundError (no index) and
     IndexStaleError (the current one no longer matches the store) as `open_retriever`."""
     try:
-        retriever = open_retriever(settings, database)
+        retriever = open_retriever(paths, rs, database)
         return retriever, IndexHealth(retriever.version)
     except IndexDamagedError as exc:
         damage = exc
-    store = VersionStore(store_root(settings))
+    store = VersionStore(store_root(paths))
     pointer = store.current_pointer()
     for name in reversed(store.versions()):
         if name == pointer:
             continue
         version_dir = store.root / name
         try:
-            retriever = load_version(settings, version_dir)
+            retriever = load_version(paths, rs, version_dir)
             splits = load_meta(version_dir)["settings"]["index_splits"]
             check_against_store(version_dir, retriever.records, database, splits)
         except (IndexDamagedError, IndexStaleError) as exc:
@@ -82,17 +83,17 @@ def open_intact_retriever(
     raise damage
 
 
-def remove_damaged_versions(settings: Settings) -> list[str]:
+def remove_damaged_versions(paths: DataPaths, rs: RetrievalSettings) -> list[str]:
     """Delete every version other than the current one whose files are damaged, so that
     none is kept to fall back to; returns their names."""
-    store = VersionStore(store_root(settings))
+    store = VersionStore(store_root(paths))
     current = store.current_name()
     removed = []
     for name in store.versions():
         if name == current:
             continue
         try:
-            check_version(store.root / name, settings)
+            check_version(store.root / name, rs)
         except IndexDamagedError as exc:
             log.warning("deleting the damaged index version %s: %s", name, exc.problem)
             shutil.rmtree(store.root / name, ignore_errors=True)

@@ -93,14 +93,19 @@ class FollowingRetriever:
             return False
         with self._lock:
             self._checked_at = now
-            store = VersionStore(store_root(self.settings))
+            store = VersionStore(store_root(self.settings.paths))
             name = store.current_name()  # None also when CURRENT names a version that is not there
             if name is None or name == self.current.version:
                 if name is not None and self.health.degraded:  # the current one is served again
                     self.health = IndexHealth(name)
                 return False
             try:
-                loaded = load_version(self.settings, store.root / name, model=self.current.model)
+                loaded = load_version(
+                    self.settings.paths,
+                    self.settings.retrieval,
+                    store.root / name,
+                    model=self.current.model,
+                )
             except Exception as exc:
                 log.warning(
                     "index version %s cannot be loaded; still serving %s: %s",

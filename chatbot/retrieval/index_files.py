@@ -11,8 +11,9 @@ import hashlib
 import json
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from chatbot.config import DataPaths
 from chatbot.meta_file import MetaFileError, read_meta
 from chatbot.models.embedder import embedder_path
 from chatbot.pairs import PairRecord, context_of
@@ -21,9 +22,6 @@ from chatbot.retrieval.lexical import LexicalIndex
 from chatbot.retrieval.settings import RetrievalSettings
 from chatbot.retrieval.versions import IndexDamagedError, describe_problem
 
-if TYPE_CHECKING:
-    from chatbot.settings import Settings
-
 FORMAT = 1
 ADAPTED_MADE_BY = "chatbot index --adapt"
 
@@ -31,9 +29,9 @@ ADAPTED_MADE_BY = "chatbot index --adapt"
 IndexMeta = dict[str, Any]
 
 
-def store_root(settings: Settings) -> Path:
+def store_root(paths: DataPaths) -> Path:
     """The directory of the index versions (`versions.VersionStore`'s root)."""
-    return settings.index_dir / "pairs"
+    return paths.index_dir / "pairs"
 
 
 def model_fingerprint(path: Path) -> str:
@@ -62,7 +60,7 @@ def describe_embedder(path: Path) -> IndexMeta:
     return info
 
 
-def adapted_embedder_dir(settings: Settings, model_meta: IndexMeta) -> Path | None:
+def adapted_embedder_dir(paths: DataPaths, model_meta: IndexMeta) -> Path | None:
     """The adapted embedder an index was built with, when it is still usable: its
     directory is intact (same fingerprint) and it was adapted from the embedder the
     settings name now. None when the index was not built with an adapted embedder or
@@ -75,7 +73,7 @@ def adapted_embedder_dir(settings: Settings, model_meta: IndexMeta) -> Path | No
         "fingerprint"
     ):
         return None
-    if model_fingerprint(embedder_path(settings)) != base.get("fingerprint"):
+    if model_fingerprint(embedder_path(paths)) != base.get("fingerprint"):
         return None
     return path
 
@@ -167,7 +165,7 @@ def load_records(version_dir: Path) -> list[PairRecord]:
 
 def check_version(
     version_dir: Path,
-    settings: Settings,
+    rs: RetrievalSettings,
     meta: IndexMeta | None = None,
     records: Sequence[PairRecord] | None = None,
 ) -> tuple[IndexMeta, list[PairRecord], faiss_index.DenseIndex, LexicalIndex]:
@@ -181,7 +179,7 @@ def check_version(
             version_dir / "pairs.jsonl",
             f"holds {len(records)} pairs, meta.json says {meta.get('pair_count')}",
         )
-    dense = faiss_index.load(version_dir, meta["kind"], settings.retrieval)
+    dense = faiss_index.load(version_dir, meta["kind"], rs)
     if dense.size != len(records):
         raise IndexDamagedError(
             version_dir / "vectors.npy", f"holds {dense.size} vectors for {len(records)} pairs"

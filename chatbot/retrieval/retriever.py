@@ -5,7 +5,7 @@ and an out-of-scope verdict from the version's calibration (the hand-off gate th
 `chatbot.indexing.gate.calibrate_gate` chose: the top dense cosine, or for older
 indexes the top fused score, against its threshold).
 
-`open_retriever(settings, database)` loads the current version and, given the store,
+`open_retriever(paths, rs, database)` loads the current version and, given the store,
 refuses to serve an index whose pairs were deleted or changed since it was built
 (its citations would point at the wrong text). Queries are embedded with the model the
 index was built with: the configured embedder, or the adapted one `chatbot index
@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from chatbot.config import DataPaths
 from chatbot.models.embedder import embedder_path, load_embedder
 from chatbot.pairs import PairRecord
 from chatbot.ranking.consensus import ConsensusChoice
@@ -48,10 +49,10 @@ from chatbot.retrieval.scope import (
     unexplained_terms,
     unknown_terms,
 )
+from chatbot.retrieval.settings import RetrievalSettings
 from chatbot.retrieval.stored_pairs import compare_pair_sets, load_pair_hashes
 from chatbot.retrieval.types import Citation, Hit, SearchResult
 from chatbot.retrieval.versions import IndexDamagedError, IndexStaleError, VersionStore
-from chatbot.settings import Settings
 
 if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer
@@ -68,7 +69,7 @@ class PairRetriever:
 
     def __init__(
         self,
-        settings: Settings,
+        rs: RetrievalSettings,
         records: Sequence[PairRecord],
         dense: faiss_index.DenseIndex,
         lexical: LexicalIndex,
@@ -83,8 +84,7 @@ class PairRetriever:
                 f"index version {version}: {dense.size} vectors, {lexical.size} lexical rows and {len(records)} pairs "
                 "disagree; run: chatbot index --rebuild"
             )
-        self.settings = settings
-        self.rs = settings.retrieval
+        self.rs = rs
         self.records = list(records)
         self.dense = dense
         self.lexical = lexical
@@ -112,7 +112,7 @@ class PairRetriever:
     @classmethod
     def from_parts(
         cls,
-        settings: Settings,
+        rs: RetrievalSettings,
         records: Sequence[PairRecord],
         vectors: np.ndarray,
         model: SentenceTransformer,
@@ -120,9 +120,9 @@ class PairRetriever:
     ) -> PairRetriever:
         """An in-memory retriever (used to calibrate a version before it is written)."""
         return cls(
-            settings,
+            rs,
             records,
-            faiss_index.build(vectors, settings.retrieval),
+            faiss_index.build(vectors, rs),
             LexicalIndex.build([r.message for r in records]),
             model,
             calibration,
@@ -288,36 +288,39 @@ class PairRetriever:
 
 
 def load_version(
-    settings: Settings, version_dir: Path, model: SentenceTransformer | None = None
+    paths: DataPaths,
+    rs: RetrievalSettings,
+    version_dir: Path,
+    model: SentenceTransformer | None = None,
 ) -> PairRetriever:
     """A retriever over one version directory (no check against the store).
     IndexDamagedError names a missing or damaged file and the repair."""
     # Every file is read and checked before a model is loaded for it.
     meta, records, dense, lexical = check_version(
-        version_dir, settings, load_meta(version_dir), load_records(version_dir)
+        version_dir, rs, load_meta(version_dir), load_records(version_dir)
     )
     if model is not None:
-        _check_query_model(version_dir, meta, records, model, settings)
+        _check_query_model(version_dir, meta, records, model, rs)
     else:
         model_dir = Path(meta["model"]["path"])
         if meta["model"].get(
             "adapted_from"
         ):  # built with `chatbot index --adapt`: queries need that model
-            if adapted_embedder_dir(settings, meta["model"]) is None:
+            if adapted_embedder_dir(paths, meta["model"]) is None:
                 raise IndexStaleError(
                     f"index version {version_dir.name} was built with the adapted embedder {model_dir}, which is missing, "
-                    f"changed, or adapted from another embedder than the configured {embedder_path(settings)}; "
+                    f"changed, or adapted from another embedder than the configured {embedder_path(paths)}; "
                     "run: chatbot index --rebuild"
                 )
-            model = load_embedder(settings, path=model_dir)
+            model = load_embedder(paths, path=model_dir)
         else:
-            configured = embedder_path(settings)
+            configured = embedder_path(paths)
             if model_fingerprint(configured) != meta["model"]["fingerprint"]:
                 raise IndexStaleError(
                     f"index version {version_dir.name} was built with the embedder {meta['model']['path']}, "
                     f"not the configured {configured}; run: chatbot index --rebuild"
                 )
-            model = load_embedder(settings)
+            model = load_embedder(paths)
     calibration = None
     if meta.get("calibration"):
         try:
@@ -342,7 +345,7 @@ def load_version(
     except (AttributeError, TypeError, ValueError, KeyError) as exc:
         raise IndexDamagedError(version_dir / "meta.json", f"answer_classes: {exc}") from None
     retriever = PairRetriever(
-        settings,
+        rs,
         records,
         dense,
         lexical,
@@ -375,7 +378,7 @@ def _check_query_model(
     meta: IndexMeta,
     records: Sequence[PairRecord],
     model: SentenceTransformer,
-    settings: Settings,
+    rs: RetrievalSettings,
 ) -> None:
     """A caller-supplied embedder must be the one the index was built with (an index
     built with an adapted embedder and searched with the base one would cite the wrong
@@ -386,7 +389,7 @@ def _check_query_model(
     stored = np.load(vectors_file, mmap_mode="r")
     if len(stored) == 0:
         return
-    as_indexed = settings.retrieval.model_copy(
+    as_indexed = rs.model_copy(
         update={  # the history fusion the stored vector was made with
             k: v
             for k, v in meta.get("settings", {}).items()
@@ -426,7 +429,8 @@ def check_against_store(
 
 
 def open_retriever(
-    settings: Settings,
+    paths: DataPaths,
+    rs: RetrievalSettings,
     database: Database | None = None,
     *,
     model: SentenceTransformer | None = None,
@@ -436,8 +440,8 @@ def open_retriever(
     Raises IndexNotFoundError, telling the user to run `chatbot index`, when there is none,
     and IndexDamagedError, naming the file and `chatbot index --rebuild`, when a file of
     it (or the CURRENT pointer) is missing or damaged."""
-    version_dir = VersionStore(store_root(settings)).require_current()
-    retriever = load_version(settings, version_dir, model=model)
+    version_dir = VersionStore(store_root(paths)).require_current()
+    retriever = load_version(paths, rs, version_dir, model=model)
     if database is not None:
         splits = load_meta(version_dir)["settings"]["index_splits"]
         check_against_store(version_dir, retriever.records, database, splits)

@@ -15,8 +15,9 @@ from chatbot.errors import ChatbotError
 from chatbot.pairs import PairRecord
 
 if TYPE_CHECKING:
+    from chatbot.config import DataPaths
+    from chatbot.retrieval.settings import RetrievalSettings
     from chatbot.retrieval.types import Retriever
-    from chatbot.settings import Settings
     from chatbot.store.database import Database
 
 log = logging.getLogger(__name__)
@@ -39,10 +40,12 @@ def retriever_evidence(retriever: Retriever, k: int) -> EvidenceFn:
     return evidence_for
 
 
-def open_evidence(settings: Settings, database: Database) -> tuple[EvidenceFn | None, str]:
-    """The evidence callable from the installed retriever, or None and the reason why
-    training goes without retrieved context (no retriever module, no index yet)."""
-    k = settings.prompt.evidence_k
+def open_evidence(
+    paths: DataPaths, rs: RetrievalSettings, k: int, database: Database
+) -> tuple[EvidenceFn | None, str]:
+    """The evidence callable (the replies of the `k` best hits, `prompt.evidence_k`) from
+    the installed retriever, or None and the reason why training goes without retrieved
+    context (no retriever module, no index yet)."""
     if k == 0:
         return None, "prompt.evidence_k is 0: training without retrieved context"
     try:
@@ -53,7 +56,7 @@ def open_evidence(settings: Settings, database: Database) -> tuple[EvidenceFn | 
             "no retriever is installed (chatbot.retrieval.retriever): training without retrieved context",
         )
     try:
-        retriever = open_retriever(settings, database)
+        retriever = open_retriever(paths, rs, database)
     except ChatbotError as exc:
         return (
             None,

@@ -4,9 +4,9 @@ gradient accumulation and clipping, noise augmentation and retrieve-and-refine e
 (the true reply among the past answers, see `refine_examples`), validation at intervals,
 early stopping, and checkpoints plus resume state at every validation. `train_loop`
 drives a `_Trainer` through named steps (set-up, one optimizer step, whether to
-validate, validation with checkpoint and early stop, the replica check). The resume
-state's file format is `resume`'s job; what happens to the checkpoints afterwards
-(fusion, versions) is `run`'s.
+validate, validation with checkpoint and early stop, the replica check). The examples
+and batches it trains on are `epoch_examples`'; the resume state's file format is
+`resume`'s job; what happens to the checkpoints afterwards (fusion, versions) is `run`'s.
 """
 
 from __future__ import annotations
@@ -14,7 +14,6 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
-import random
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -25,7 +24,12 @@ from chatbot.pairs import PairRecord
 from chatbot.training import checkpoints as ck
 from chatbot.training.data import TrainingData
 from chatbot.training.distributed import DistInfo, all_reduce
-from chatbot.training.examples import Encoded, collate, encode_pair
+from chatbot.training.epoch_examples import (
+    encode_examples,
+    epoch_batches,
+    train_example,
+)
+from chatbot.training.examples import Encoded, collate
 from chatbot.training.model import (
     autocast_context,
     build_loss_module,
@@ -34,7 +38,6 @@ from chatbot.training.model import (
     trainable_state,
 )
 from chatbot.training.prompt import PromptFormat
-from chatbot.training.refine_examples import shown_evidence
 from chatbot.training.resume import RESUME_JSON, ResumeState, check_fits, save_resume_state
 from chatbot.training.settings import TrainingSettings
 
@@ -75,106 +78,6 @@ def lr_at(progress: float, cfg: TrainingSettings) -> float:
     rest = (progress - cfg.warmup_fraction) / max(1e-9, 1 - cfg.warmup_fraction)
     floor = peak * cfg.min_lr_fraction
     return floor + (peak - floor) * 0.5 * (1 + math.cos(math.pi * rest))
-
-
-def epoch_batches(
-    lengths: dict[int, int],
-    pairs: list[PairRecord],
-    epoch: int,
-    cfg: TrainingSettings,
-    info: DistInfo,
-) -> list[list[PairRecord]]:
-    """This process's micro-batches for one epoch: shuffled with (seed, epoch), grouped
-    by length within windows to waste less padding, the same count on every process."""
-    rng = random.Random(f"order:{cfg.seed}:{epoch}")
-    order = pairs[:]
-    rng.shuffle(order)
-    window = cfg.batch_size * 8
-    grouped: list[PairRecord] = []
-    for i in range(0, len(order), window):
-        grouped += sorted(order[i : i + window], key=lambda p: lengths.get(p.id, 0))
-    batches = [grouped[i : i + cfg.batch_size] for i in range(0, len(grouped), cfg.batch_size)]
-    rng.shuffle(batches)
-    per_step = info.world_size * cfg.grad_accum
-    usable = max(per_step, (len(batches) // per_step) * per_step)
-    batches = (batches * math.ceil(usable / max(1, len(batches))))[:usable]
-    return batches[info.rank :: info.world_size]
-
-
-def _is_noised(pair: PairRecord, epoch: int, cfg: TrainingSettings) -> bool:
-    return random.Random(f"noise?:{cfg.seed}:{epoch}:{pair.id}").random() < cfg.noise_probability
-
-
-def train_example(
-    tokenizer: PreTrainedTokenizerBase,
-    pair: PairRecord,
-    evidence: list[str],
-    epoch: int,
-    cfg: TrainingSettings,
-    prompt: PromptFormat,
-    clean: Encoded | None,
-) -> tuple[Encoded | None, str | None]:
-    """The example a train pair gives in `epoch`, and whether its own reply is among the
-    past answers shown (None, "exact" or "near_copy"). Its `clean` encoding, unless this
-    epoch noises its customer text or shows it its reply (retrieve and refine); when
-    that encoding does not fit the length budget, the clean one."""
-    shown = shown_evidence(
-        pair,
-        evidence,
-        cfg,
-        evidence_k=prompt.evidence_k,
-        epoch=epoch,
-        visible_chars=prompt.evidence_max_chars,
-    )
-    noised = _is_noised(pair, epoch, cfg)
-    if not noised and shown.inserted is None:
-        return clean, None
-    e = encode_pair(
-        tokenizer,
-        pair,
-        shown.texts,
-        cfg,
-        prompt,
-        noise_seed=f"{cfg.seed}:{epoch}:{pair.id}" if noised else None,
-    )
-    return (e, shown.inserted) if e is not None else (clean, None)
-
-
-@dataclass
-class _Examples:
-    """The run's encodings, computed once: the clean train examples (also the lengths
-    that group batches), the pairs that fit the length budget, and the validation examples."""
-
-    clean: dict[int, Encoded | None]
-    train_pairs: list[PairRecord]
-    lengths: dict[int, int]
-    val_encoded: list[Encoded]
-    skipped: int
-
-
-def _encode_examples(
-    tokenizer: PreTrainedTokenizerBase,
-    data: TrainingData,
-    evidence: dict[int, list[str]],
-    cfg: TrainingSettings,
-    prompt: PromptFormat,
-) -> _Examples:
-    clean: dict[int, Encoded | None] = {
-        p.id: encode_pair(tokenizer, p, evidence.get(p.id, []), cfg, prompt) for p in data.train
-    }
-    train_pairs = [p for p in data.train if clean[p.id] is not None]
-    val_encoded = [
-        e
-        for e in (encode_pair(tokenizer, p, evidence.get(p.id, []), cfg, prompt) for p in data.val)
-        if e is not None
-    ]
-    return _Examples(
-        clean=clean,
-        train_pairs=train_pairs,
-        lengths={pid: len(e.input_ids) for pid, e in clean.items() if e is not None},
-        val_encoded=val_encoded,
-        skipped=len(data.train) - len(train_pairs),
-    )
 
 
 def _wrap_for_ddp(model: torch.nn.Module, info: DistInfo) -> torch.nn.Module:
@@ -260,7 +163,7 @@ class _Trainer:
         self.pad_id = int(tokenizer.pad_token_id)
         # The clock budget counts encoding and the first validation too.
         self.loop_start = time.monotonic()
-        self.examples = _encode_examples(tokenizer, data, evidence, cfg, prompt)
+        self.examples = encode_examples(tokenizer, data, evidence, cfg, prompt)
         self.wrapped = _wrap_for_ddp(model, info)
         self.optimizer, self.params = _build_optimizer(model, cfg)
         steps_per_epoch = max(

@@ -42,7 +42,7 @@ if TYPE_CHECKING:
     import torch
     from transformers import PreTrainedTokenizerBase
 
-    from chatbot.settings import Settings
+    from chatbot.config import DataPaths
     from chatbot.store.database import Database
 
 log = logging.getLogger(__name__)
@@ -58,16 +58,14 @@ class TrainResult:
     evaluation: dict[str, Any] = field(default_factory=dict)
 
 
-def runs_dir(settings: Settings) -> Path:
-    return settings.versions_dir / "runs"
+def runs_dir(paths: DataPaths) -> Path:
+    return paths.versions_dir / "runs"
 
 
-def _new_name(settings: Settings, database: Database) -> str:
+def _new_name(paths: DataPaths, database: Database) -> str:
     from chatbot.models.versions import list_versions
 
-    taken = {v.name for v in list_versions(database)} | {
-        p.name for p in runs_dir(settings).glob("*")
-    }
+    taken = {v.name for v in list_versions(database)} | {p.name for p in runs_dir(paths).glob("*")}
     base = "reply-" + datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
     name, n = base, 1
     while name in taken:
@@ -112,11 +110,11 @@ def validation_loss(
     return total / max(tokens, 1.0)
 
 
-def _choose_run(settings: Settings, database: Database, resume: bool, info: DistInfo) -> Path:
+def _choose_run(paths: DataPaths, database: Database, resume: bool, info: DistInfo) -> Path:
     """The run directory, decided on the main process and shared with the others."""
     choice: tuple[str | None, str | None] = (None, None)
     if info.is_main:
-        runs = runs_dir(settings)
+        runs = runs_dir(paths)
         runs.mkdir(parents=True, exist_ok=True)
         if resume:
             found = ck.latest_unfinished_run(runs)
@@ -126,7 +124,7 @@ def _choose_run(settings: Settings, database: Database, resume: bool, info: Dist
                 else (None, f"there is no interrupted training run to resume in {runs}")
             )
         else:
-            choice = (str(runs / _new_name(settings, database)), None)
+            choice = (str(runs / _new_name(paths, database)), None)
     path, error = broadcast_object(choice, info)
     if error or path is None:
         raise TrainingError(error or "no run directory was chosen")
@@ -149,7 +147,9 @@ def _saved_settings(run_dir: Path) -> tuple[TrainingSettings, PromptSettings]:
 
 
 def run_training(
-    settings: Settings,
+    paths: DataPaths,
+    cfg: TrainingSettings,
+    prompt_settings: PromptSettings,
     database: Database,
     *,
     evidence_for: EvidenceFn | None = None,
@@ -158,7 +158,8 @@ def run_training(
     progress: Progress | None = None,
 ) -> TrainResult | None:
     """Train, fuse, version and maybe promote. Returns the result on the main process,
-    None on the others (under torchrun / accelerate launch)."""
+    None on the others (under torchrun / accelerate launch). A resumed run keeps the
+    training and prompt settings it started with."""
     from chatbot.models.offline import force_offline
 
     force_offline()
@@ -166,14 +167,25 @@ def run_training(
     info = init_distributed()
     try:
         return _run(
-            settings, database, info, evidence_for, evidence_note, resume, progress, started
+            paths,
+            cfg,
+            prompt_settings,
+            database,
+            info,
+            evidence_for,
+            evidence_note,
+            resume,
+            progress,
+            started,
         )
     finally:
         shutdown(info)
 
 
 def _run(
-    settings: Settings,
+    paths: DataPaths,
+    cfg: TrainingSettings,
+    prompt_settings: PromptSettings,
     database: Database,
     info: DistInfo,
     evidence_for: EvidenceFn | None,
@@ -187,10 +199,8 @@ def _run(
     from chatbot.models.reply_model import reply_model_path
     from chatbot.training.model import load_base, prepare_trainable
 
-    run_dir = _choose_run(settings, database, resume, info)
+    run_dir = _choose_run(paths, database, resume, info)
     resume_state: rs.ResumeState | None = None
-    cfg: TrainingSettings = settings.training
-    prompt_settings: PromptSettings = settings.prompt
     if resume:
         cfg, prompt_settings = _saved_settings(run_dir)
         resume_state = rs.load_resume_state(run_dir)
@@ -201,11 +211,12 @@ def _run(
             "it cannot be resumed: start a new run with `chatbot train`"
         )
     evidence = compute_evidence([*data.train, *data.val], evidence_for)
-    base_dir = reply_model_path(settings)
+    base_dir = reply_model_path(paths)
     torch.manual_seed(cfg.seed)
     base, tokenizer = load_base(base_dir, info.device)
     n_layers = int(base.config.num_hidden_layers)
-    model = prepare_trainable(base, cfg, on_gpu=info.device.startswith("cuda"))
+    on_gpu = info.device.startswith("cuda")
+    model = prepare_trainable(base, cfg, on_gpu=on_gpu)
     meta = {
         "run": run_dir.name,
         "base_model": str(base_dir),
@@ -213,9 +224,7 @@ def _run(
         "world_size": info.world_size,
         "device": info.device,
         "trainable_layers": cfg.layers_to_train(n_layers, info.device.startswith("cuda")) or "all",
-        "dtype": "bfloat16 autocast, float32 weights"
-        if info.device.startswith("cuda")
-        else "float32",
+        "dtype": "bfloat16 autocast, float32 weights" if on_gpu else "float32",
         "data_fingerprint": data.snapshot["fingerprint"],
         "evidence": evidence_note,
         "prompt": prompt_settings.model_dump(),
@@ -223,28 +232,7 @@ def _run(
     }
     prompt = PromptFormat.from_settings(prompt_settings)
     if info.is_main:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        previous = ck.read_json(run_dir / ck.STATE_FILE) or {}
-        ck.write_json(
-            run_dir / ck.STATE_FILE,
-            {
-                "status": "running",
-                "started_at": previous.get("started_at", ck.now_iso()),
-                "resumed_at": ck.now_iso() if resume else None,
-                "training_settings": cfg.model_dump(),
-                **meta,
-            },
-        )
-        ck.write_json(
-            run_dir / "meta.json",
-            {
-                "what": "reply-model training run",
-                "created_at": ck.now_iso(),
-                "data_snapshot": data.snapshot,
-                "training_settings": cfg.model_dump(),
-                **meta,
-            },
-        )
+        _write_run_start(run_dir, resume, cfg, data, meta)
     barrier(info)
     # max_minutes bounds the whole run: what was spent before the loop (loading, evidence)
     # comes off the loop's budget; the loop keeps back time for the finishing validations.
@@ -280,7 +268,7 @@ def _run(
             {"event": "finishing", "message": "fusing checkpoints and writing the model version"}
         )
     return _finish(
-        settings,
+        paths.versions_dir,
         database,
         cfg,
         prompt,
@@ -296,8 +284,36 @@ def _run(
     )
 
 
+def _write_run_start(
+    run_dir: Path, resume: bool, cfg: TrainingSettings, data: TrainingData, meta: dict[str, Any]
+) -> None:
+    """The run's state file ("running") and meta.json, written as the run (re)starts."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    previous = ck.read_json(run_dir / ck.STATE_FILE) or {}
+    ck.write_json(
+        run_dir / ck.STATE_FILE,
+        {
+            "status": "running",
+            "started_at": previous.get("started_at", ck.now_iso()),
+            "resumed_at": ck.now_iso() if resume else None,
+            "training_settings": cfg.model_dump(),
+            **meta,
+        },
+    )
+    ck.write_json(
+        run_dir / "meta.json",
+        {
+            "what": "reply-model training run",
+            "created_at": ck.now_iso(),
+            "data_snapshot": data.snapshot,
+            "training_settings": cfg.model_dump(),
+            **meta,
+        },
+    )
+
+
 def _finish(
-    settings: Settings,
+    versions_dir: Path,
     database: Database,
     cfg: TrainingSettings,
     prompt: PromptFormat,
@@ -311,35 +327,26 @@ def _finish(
     meta: dict[str, Any],
     started: float,
 ) -> TrainResult:
-    from chatbot.models.checksums import write_checksums
-    from chatbot.models.versions import promote, promoted_version, register_version, set_evaluation
+    from chatbot.models.versions import promoted_version
     from chatbot.training.fusion import best_and_fused
-    from chatbot.training.model import load_base, plain_model_with
-    from chatbot.training.report import plot_loss_curve, write_metrics
+    from chatbot.training.model import load_base
 
     device = info.device
     best = result.best
     best_weights, fused_weights, fused_steps = best_and_fused(model, result.validations, cfg)
     del model
-    fused_loss = None
-    if fused_weights is not None:
-        fused_model, tokenizer = plain_model_with(base_dir, fused_weights, device)
-        fused_loss = validation_loss(fused_model, tokenizer, data, evidence, cfg, prompt, device)
-        del fused_model
-    use_fused = fused_loss is not None and fused_loss < best["val_loss"]
-    final_loss = fused_loss if fused_loss is not None and use_fused else float(best["val_loss"])
-    final_model, tokenizer = plain_model_with(
-        base_dir, fused_weights if use_fused else best_weights, device
+    name = run_dir.name
+    version_dir = versions_dir / name
+    staging = versions_dir / f".{name}.tmp"
+    use_fused, fused_loss, final_loss = _save_final_model(
+        staging,
+        base_dir,
+        best_weights,
+        fused_weights,
+        float(best["val_loss"]),
+        (data, evidence, cfg, prompt, device),
     )
     del best_weights, fused_weights
-
-    name = run_dir.name
-    version_dir = settings.versions_dir / name
-    staging = settings.versions_dir / f".{name}.tmp"
-    shutil.rmtree(staging, ignore_errors=True)
-    final_model.save_pretrained(staging, safe_serialization=True)
-    tokenizer.save_pretrained(staging)
-    del final_model
 
     current = promoted_version(database)
     if current is not None:
@@ -362,6 +369,52 @@ def _finish(
         "fused_steps": fused_steps,
         "model": "fused" if use_fused else "best_checkpoint",
         "val_loss": final_loss,
+        **_loop_metrics(result, wall, device),
+        **meta,
+    }
+    evaluation = {
+        "val_pairs": len(data.val),
+        "val_loss": final_loss,
+        "compared_with": compared_with,
+        "compared_val_loss": current_loss,
+        "better": better,
+        "promoted": promoted,
+    }
+    what = f"reply model fine-tuned from {base_dir} ({cfg.mode}{', checkpoint soup' if use_fused else ''})"
+    summary = _write_version(
+        staging, version_dir, run_dir, what, cfg, data, result, meta, metrics, final_loss
+    )
+    _register(
+        database,
+        version_dir,
+        {**cfg.model_dump(), **meta},
+        data,
+        summary,
+        evaluation,
+        parent_id=current.id if current is not None else None,
+        promote_it=promoted,
+    )
+    if not promoted and not better:
+        log.info(
+            "not promoted: %.4f is not better than %s's %.4f",
+            final_loss,
+            compared_with,
+            current_loss,
+        )
+    _close_run(run_dir, name, evaluation, database)
+    return TrainResult(
+        run_dir=str(run_dir),
+        version_name=name,
+        version_path=str(version_dir),
+        promoted=promoted,
+        metrics=summary,
+        evaluation=evaluation,
+    )
+
+
+def _loop_metrics(result: LoopResult, wall: float, device: str) -> dict[str, Any]:
+    """What the training loop did, as the version's metrics report it."""
+    return {
         "steps": result.steps,
         "total_steps": result.total_steps,
         "stopped_because": result.stopped_because,
@@ -376,20 +429,66 @@ def _finish(
         "replicas_in_sync": result.replicas_checked,
         "validations": result.validations,
         "history": result.history,
-        **meta,
     }
-    evaluation = {
-        "val_pairs": len(data.val),
-        "val_loss": final_loss,
-        "compared_with": compared_with,
-        "compared_val_loss": current_loss,
-        "better": better,
-        "promoted": promoted,
-    }
+
+
+# What a validation loss is computed on: (data, evidence, settings, prompt, device).
+Validation = tuple[TrainingData, dict[int, list[str]], TrainingSettings, PromptFormat, str]
+
+
+def _save_final_model(
+    staging: Path,
+    base_dir: Path,
+    best_weights: dict[str, torch.Tensor],
+    fused_weights: dict[str, torch.Tensor] | None,
+    best_loss: float,
+    validation: Validation,
+) -> tuple[bool, float | None, float]:
+    """Save the better of the best checkpoint and the checkpoint soup (the fused weights,
+    used only when they validate better) as plain full weights into `staging`; returns
+    (fused used, the soup's validation loss, the saved model's validation loss)."""
+    from chatbot.training.model import plain_model_with
+
+    data, evidence, cfg, prompt, device = validation
+    fused_loss = None
+    if fused_weights is not None:
+        fused_model, tokenizer = plain_model_with(base_dir, fused_weights, device)
+        fused_loss = validation_loss(fused_model, tokenizer, data, evidence, cfg, prompt, device)
+        del fused_model
+    use_fused = fused_loss is not None and fused_loss < best_loss
+    final_loss = fused_loss if fused_loss is not None and use_fused else best_loss
+    final_model, tokenizer = plain_model_with(
+        base_dir, fused_weights if use_fused else best_weights, device
+    )
+    shutil.rmtree(staging, ignore_errors=True)
+    final_model.save_pretrained(staging, safe_serialization=True)
+    tokenizer.save_pretrained(staging)
+    del final_model
+    return use_fused, fused_loss, final_loss
+
+
+def _write_version(
+    staging: Path,
+    version_dir: Path,
+    run_dir: Path,
+    what: str,
+    cfg: TrainingSettings,
+    data: TrainingData,
+    result: LoopResult,
+    meta: dict[str, Any],
+    metrics: dict[str, Any],
+    final_loss: float,
+) -> dict[str, Any]:
+    """Complete the staged version (meta.json, metrics, loss curve, checksums) and rename
+    it into place; the run directory gets the metrics and curve too. Returns the metrics
+    without the loss history (what the version is registered with)."""
+    from chatbot.models.checksums import write_checksums
+    from chatbot.training.report import plot_loss_curve, write_metrics
+
     (staging / "meta.json").write_text(
         __import__("json").dumps(
             {
-                "what": f"reply model fine-tuned from {base_dir} ({cfg.mode}{', checkpoint soup' if use_fused else ''})",
+                "what": what,
                 "created_at": ck.now_iso(),
                 "data_snapshot": data.snapshot,
                 "training_settings": cfg.model_dump(),
@@ -404,47 +503,54 @@ def _finish(
     )
     summary = {k: v for k, v in metrics.items() if k != "history"}
     write_metrics(staging, summary)
-    title = f"{name}: val {result.baseline_val_loss:.3f} → {final_loss:.3f}"
+    title = f"{run_dir.name}: val {result.baseline_val_loss:.3f} → {final_loss:.3f}"
     plot_loss_curve(staging, result.history, result.validations, result.baseline_val_loss, title)
     write_checksums(staging)  # verified before every load (chatbot.models.checksums)
     shutil.rmtree(version_dir, ignore_errors=True)
     os.replace(staging, version_dir)
     write_metrics(run_dir, metrics)
     plot_loss_curve(run_dir, result.history, result.validations, result.baseline_val_loss, title)
+    return summary
+
+
+def _register(
+    database: Database,
+    version_dir: Path,
+    settings: dict[str, Any],
+    data: TrainingData,
+    summary: dict[str, Any],
+    evaluation: dict[str, Any],
+    *,
+    parent_id: int | None,
+    promote_it: bool,
+) -> None:
+    """Register the version (and promote it when it is to be)."""
+    from chatbot.models.versions import promote, register_version
 
     version = register_version(
         database,
-        name=name,
+        name=version_dir.name,
         path=version_dir,
-        settings={**cfg.model_dump(), **meta},
+        settings=settings,
         data_snapshot=data.snapshot,
         metrics=summary,
         evaluation=evaluation,
-        parent_id=current.id if current is not None else None,
+        parent_id=parent_id,
     )
-    if promoted:
+    if promote_it:
         promote(database, version.name)
-    elif not better:
-        log.info(
-            "not promoted: %.4f is not better than %s's %.4f",
-            final_loss,
-            compared_with,
-            current_loss,
-        )
-    set_evaluation(database, version.name, evaluation)
-    # The version holds the model now; the run keeps its metrics, curve and meta.
+
+
+def _close_run(run_dir: Path, name: str, evaluation: dict[str, Any], database: Database) -> None:
+    """Record the evaluation, and close the run: the version holds the model now; the run
+    keeps its metrics, curve and meta."""
+    from chatbot.models.versions import set_evaluation
+
+    set_evaluation(database, name, evaluation)
     shutil.rmtree(run_dir / "checkpoints", ignore_errors=True)
     rs.remove_resume_state(run_dir)
     state = ck.read_json(run_dir / ck.STATE_FILE) or {}
     ck.write_json(
         run_dir / ck.STATE_FILE,
         {**state, "status": "finished", "finished_at": ck.now_iso(), "version": name},
-    )
-    return TrainResult(
-        run_dir=str(run_dir),
-        version_name=name,
-        version_path=str(version_dir),
-        promoted=promoted,
-        metrics=summary,
-        evaluation=evaluation,
     )

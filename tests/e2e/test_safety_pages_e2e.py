@@ -68,11 +68,20 @@ def safety_server(tmp_path_factory, tiny_embedder_dir, tiny_reply_model_dir):
     load_demo_data(settings)
     database = Database(settings.resolved_database_url)
     try:
-        update_index(settings, database, calibrate=False)
-        update_index(settings, database, rebuild=True, calibrate=False)
+        update_index(
+            settings.paths, settings.retrieval, settings.dialogue, database, calibrate=False
+        )
+        update_index(
+            settings.paths,
+            settings.retrieval,
+            settings.dialogue,
+            database,
+            rebuild=True,
+            calibrate=False,
+        )
     finally:
         database.dispose()
-    _cut(store_root(settings) / "v0002" / "vectors.npy")
+    _cut(store_root(settings.paths) / "v0002" / "vectors.npy")
     with serving(
         home,
         tiny_embedder_dir,
