@@ -28,7 +28,7 @@ from chatbot.orders.settings import OrderSettings
 from chatbot.ranking.settings import RankerSettings
 from chatbot.retrieval.settings import RetrievalSettings
 from chatbot.settings_section import Section
-from chatbot.training.prompt import PromptSettings
+from chatbot.text.prompt import PromptSettings
 from chatbot.training.settings import TrainingSettings
 from chatbot.web.settings import WebSettings
 

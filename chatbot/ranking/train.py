@@ -145,7 +145,7 @@ def load_pairs(settings: Settings, database: Database) -> TrainingData:
 def near_copy(candidate: str, target: str, threshold: float) -> bool:
     """A reply that says what the true one says (identical words, or content-word F1 at
     least `threshold`): not a wrong answer, so never a negative."""
-    from chatbot.dialogue.text import normalise, token_f1
+    from chatbot.text.measures import normalise, token_f1
 
     return normalise(candidate) == normalise(target) or token_f1(candidate, target) >= threshold
 
@@ -451,7 +451,7 @@ def validate(
     whether it is kept: {"kept", "why", "figures", "val_pick_probability", ...}."""
     import numpy as np
 
-    from chatbot.evaluation.metrics import rouge_l
+    from chatbot.text.rouge import rouge_l
 
     items = []  # (pair, candidate texts)
     for pair in val:

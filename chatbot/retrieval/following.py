@@ -29,8 +29,8 @@ if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer
 
     from chatbot.config import Settings
-    from chatbot.ranking.consensus import ConsensusChoice
     from chatbot.retrieval.answer_classes import AnswerClasses
+    from chatbot.retrieval.types import ConsensusChoice
 
 log = logging.getLogger(__name__)
 

@@ -21,7 +21,6 @@ from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from chatbot.errors import InputError, StoreError
-from chatbot.ingest.sanitize import clean_text
 from chatbot.store.database import matched_rows
 from chatbot.store.schema import (
     MESSAGE_ROLES,
@@ -33,6 +32,7 @@ from chatbot.store.schema import (
     core_table,
     utcnow,
 )
+from chatbot.text.sanitize import clean_text
 
 
 def start_conversation(

@@ -9,8 +9,8 @@ Where its job ends: storing the message is the intake stage's."""
 from __future__ import annotations
 
 from chatbot.errors import InputError
-from chatbot.ingest.redact import Redactor
-from chatbot.ingest.sanitize import clean_text, visible
+from chatbot.text.redact import Redactor
+from chatbot.text.sanitize import clean_text, visible
 
 MAX_MESSAGE_CHARS = 4000
 
