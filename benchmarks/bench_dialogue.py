@@ -168,11 +168,11 @@ def main() -> None:
 
     from chatbot.dialogue.compress import linear_weight_bytes, quantize_int8
     from chatbot.dialogue.manager import DialogueManager
-    from chatbot.evaluation.metrics import rouge_l
     from chatbot.models.embedder import load_embedder
     from chatbot.retrieval.retriever import open_retriever
     from chatbot.store.schema import TrainingPair
-    from chatbot.training.prompt import PromptFormat
+    from chatbot.text.prompt import PromptFormat
+    from chatbot.text.rouge import rouge_l
 
     torch.set_num_threads(os.cpu_count() or 1)
     started = time.perf_counter()

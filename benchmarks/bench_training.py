@@ -84,9 +84,9 @@ def throughput_worker(home: str, mode: str, steps: int) -> dict:
     from chatbot.models.reply_model import reply_model_path
     from chatbot.pairs import PairRecord
     from chatbot.settings import load_settings
+    from chatbot.text.prompt import PromptFormat
     from chatbot.training.examples import collate, encode_pair
     from chatbot.training.model import build_loss_module, load_base, prepare_trainable
-    from chatbot.training.prompt import PromptFormat
 
     settings = load_settings(home=home)
     cfg = settings.training.model_copy(update={"mode": mode})

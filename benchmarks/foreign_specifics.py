@@ -218,7 +218,7 @@ def run_set(name: str, path: Path, allow: list[str], home: Path, args) -> dict:
     from chatbot.store.database import Database
     from chatbot.store.migrations import upgrade
     from chatbot.store.schema import Conversation, TrainingPair
-    from chatbot.training.prompt import PromptFormat
+    from chatbot.text.prompt import PromptFormat
 
     started = time.perf_counter()
     settings = load_settings(home=home / name)

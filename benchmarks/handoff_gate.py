@@ -226,7 +226,7 @@ def through_manager(settings, database, retriever, items: list[dict]) -> list:
     conversation that holds its earlier turns."""
     from chatbot.dialogue.manager import DialogueManager
     from chatbot.store.conversations import add_message, start_conversation
-    from chatbot.training.prompt import PromptFormat
+    from chatbot.text.prompt import PromptFormat
 
     manager = DialogueManager(
         settings.dialogue.model_copy(update={"generate": False}),

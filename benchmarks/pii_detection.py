@@ -5,7 +5,7 @@ precision and recall per type, with 95% bootstrap intervals (messages resampled)
   from git, run through its public `Redactor.redact`; what it replaced is recovered by
   aligning its output with the input);
 - `redaction`: today's `Redactor` with its default kinds, measured the same way;
-- `detector`: `chatbot.ingest.pii.Detector.find` with every recogniser (names and street
+- `detector`: `chatbot.text.pii.Detector.find` with every recogniser (names and street
   addresses included, which redaction leaves to the slotting of shared answers).
 
 A predicted span counts as right when it overlaps a labelled span of the same type; a
@@ -154,7 +154,7 @@ def redaction_system(
 
 
 def detector_system() -> Callable[[str], list[Span]]:
-    from chatbot.ingest.pii import Detector
+    from chatbot.text.pii import Detector
 
     detector = Detector(allowlist=ALLOWLIST)
 
@@ -167,9 +167,9 @@ def detector_system() -> Callable[[str], list[Span]]:
 def default_redaction_system() -> Callable[[str], list[Span]]:
     import importlib
 
-    module = importlib.import_module("chatbot.ingest.redact")
+    module = importlib.import_module("chatbot.text.redact")
     kinds = module.DEFAULT_KINDS
-    module = importlib.util.module_from_spec(importlib.util.find_spec("chatbot.ingest.redact"))  # type: ignore[arg-type]
+    module = importlib.util.module_from_spec(importlib.util.find_spec("chatbot.text.redact"))  # type: ignore[arg-type]
     module.__spec__.loader.exec_module(module)  # type: ignore[union-attr]
     return redaction_system(module, kinds)
 

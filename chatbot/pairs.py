@@ -22,7 +22,7 @@ class PairRecord:
     origin: str  # how the pair came in (imported, corrected, ...); "" where not kept
     split: str  # train, val or test; "" where not kept
     context: list[Turn]  # oldest first; the last turn is the customer message
-    target: str  # the agent's reply, in slotted form (chatbot.ingest.specifics) when it has one
+    target: str  # the agent's reply, in slotted form (chatbot.text.specifics) when it has one
     quality: float | None = None
     weight: float = 1.0  # how much the pair counts in training
     content_hash: str = ""  # changes when the pair's text does (the index compares it)

@@ -21,7 +21,7 @@ from chatbot.orders.settings import OrderSettings
 from chatbot.ranking.settings import RankerSettings
 from chatbot.retention import RetentionSettings
 from chatbot.retrieval.settings import RetrievalSettings
-from chatbot.training.prompt import PromptSettings
+from chatbot.text.prompt import PromptSettings
 from chatbot.training.settings import TrainingSettings
 from chatbot.web_settings import WebSettings
 

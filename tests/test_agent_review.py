@@ -16,7 +16,6 @@ from sqlalchemy import func, select
 
 from chatbot.dialogue import repository as repo
 from chatbot.dialogue.answer_cache import AnswerCatalogue, Vocabulary, compact, features, similarity
-from chatbot.dialogue.text import question_similarity
 from chatbot.errors import AccessDenied, InputError, StoreError
 from chatbot.store.conversations import add_message, conversation_messages
 from chatbot.store.dialogue_schema import DialogueReply
@@ -25,6 +24,7 @@ from chatbot.store.schema import Conversation, TrainingPair
 from chatbot.store.support_schema import AgentAction, User
 from chatbot.support import customer, feedback, review
 from chatbot.support.queue import conversation_detail, load_queue, reason_group
+from chatbot.text.measures import question_similarity
 from tests.test_dialogue_support import SHOP, make_manager, shop  # noqa: F401
 
 # The key the tests' conversation tokens are issued with (Services get the same one).

@@ -1,4 +1,4 @@
-"""Choosing the reply by consensus (`chatbot.ranking.consensus`): the arithmetic on
+"""Choosing the reply by consensus (`chatbot.dialogue.consensus`): the arithmetic on
 candidates, the per-company choice `chatbot index` makes on validation questions
 (`chatbot.indexing.consensus_choice`, real store, real retriever, tiny embedder), and the
 dialogue manager sending the candidate the others agree with, where it was chosen.
@@ -16,7 +16,8 @@ import hashlib
 import numpy as np
 import pytest
 
-from chatbot.ranking.consensus import ConsensusChoice, choose, expected_utility, pairwise_rouge
+from chatbot.dialogue.consensus import choose, expected_utility, pairwise_rouge
+from chatbot.retrieval.types import ConsensusChoice
 
 # topic: (validation question, [(train question, agreed answer)] * 3, the exact match's own answer)
 TOPICS = {
@@ -254,7 +255,7 @@ def test_the_manager_sends_the_agreed_answer_where_consensus_was_chosen(
     tiny_settings, migrated_database, use_consensus, monkeypatch
 ):
     from chatbot.dialogue.manager import DialogueManager
-    from chatbot.training.prompt import PromptFormat
+    from chatbot.text.prompt import PromptFormat
     from tests.test_dialogue_support import build_retriever
 
     # BM25 alone finds the candidates, as the choice was made (the tiny embedder's

@@ -32,7 +32,7 @@ from chatbot.retrieval.answer_classes import FEATURES
 from chatbot.settings import Settings, load_settings
 from chatbot.store.database import Database
 from chatbot.store.schema import Conversation, Message
-from chatbot.training.prompt import PromptFormat
+from chatbot.text.prompt import PromptFormat
 
 ORDER_PATTERN = r"NW-\d{6}"
 DISPATCHED = "NW-100001"

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from chatbot.dialogue.degenerate import degenerate_reason, ends_a_sentence
-from chatbot.training.prompt import DEFAULT_SYSTEM_PROMPT
+from chatbot.text.prompt import DEFAULT_SYSTEM_PROMPT
 
 GOOD = [
     "Thanks! Your refund is on its way.",

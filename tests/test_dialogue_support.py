@@ -12,7 +12,7 @@ import pytest
 from chatbot.dialogue.manager import DialogueManager
 from chatbot.dialogue.sources import BaseReplyModelSource
 from chatbot.store.schema import Conversation, Message, TrainingPair
-from chatbot.training.prompt import PromptFormat
+from chatbot.text.prompt import PromptFormat
 
 # (customer question, agent answer, origin, topic)
 SHOP = [

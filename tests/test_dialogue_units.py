@@ -16,9 +16,9 @@ from chatbot.dialogue.policy import decide, smooth
 from chatbot.dialogue.records import Critique
 from chatbot.dialogue.refine import refine
 from chatbot.dialogue.settings import DialogueSettings
-from chatbot.dialogue.text import extract_facts
 from chatbot.errors import ConfigError
 from chatbot.settings import load_settings
+from chatbot.text.measures import extract_facts
 from tests.test_dialogue_support import SHOP, make_manager, shop  # noqa: F401
 
 # -- refinement ----------------------------------------------------------------------

@@ -388,7 +388,7 @@ def test_the_issue_questions_on_the_demo_shop(tmp_path):
     from chatbot.store.database import Database
     from chatbot.store.migrations import upgrade
     from chatbot.store.schema import KnownValue
-    from chatbot.training.prompt import PromptFormat
+    from chatbot.text.prompt import PromptFormat
     from tests.conftest import REPO
 
     settings = load_settings(home=tmp_path / "home", retrieval={"gate_resamples": 200})

@@ -15,9 +15,9 @@ from sqlalchemy import func, select
 from chatbot.cli import main
 from chatbot.errors import InputError
 from chatbot.ingest.importer import import_paths
-from chatbot.ingest.sanitize import clean_text
 from chatbot.store.conversations import add_message, conversation_messages, start_conversation
 from chatbot.store.schema import Conversation, Message
+from chatbot.text.sanitize import clean_text
 from tests.test_dialogue_support import SHOP, make_manager, shop  # noqa: F401
 from tests.test_live_privacy import reindexed, seed_answer
 

@@ -13,7 +13,7 @@ from chatbot.ingest.formats import FormatOptions, parser_for
 from chatbot.ingest.pairs import build_pairs, labels_from_meta, split_for, trivial_reason
 from chatbot.ingest.readers import iter_lines
 from chatbot.ingest.records import Problem
-from chatbot.ingest.redact import Redactor
+from chatbot.text.redact import Redactor
 
 RECORDS = [
     {

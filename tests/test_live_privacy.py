@@ -20,7 +20,7 @@ from chatbot.dialogue.records import Decision
 from chatbot.ingest.settings import IngestSettings
 from chatbot.store.conversations import conversation_messages
 from chatbot.store.schema import Conversation, Message, TrainingPair
-from chatbot.training.prompt import DEFAULT_SYSTEM_PROMPT, PromptFormat
+from chatbot.text.prompt import DEFAULT_SYSTEM_PROMPT, PromptFormat
 from tests.test_dialogue_support import FailingReplySource, TinyReplySource, make_manager, shop  # noqa: F401
 from tests.test_retention import dump
 

@@ -1,4 +1,4 @@
-"""The personal-data detector's recognisers (`chatbot.ingest.pii`), each with the
+"""The personal-data detector's recognisers (`chatbot.text.pii`), each with the
 look-alikes it must leave alone, and redaction's new placeholders."""
 
 from __future__ import annotations
@@ -7,9 +7,9 @@ from collections import Counter
 
 import pytest
 
-from chatbot.ingest.pii import Detector
-from chatbot.ingest.redact import DEFAULT_KINDS, Redactor
 from chatbot.ingest.settings import IngestSettings
+from chatbot.text.pii import Detector
+from chatbot.text.redact import DEFAULT_KINDS, Redactor
 
 COMPANY = (
     "northwindgoods.example",

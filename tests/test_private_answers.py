@@ -12,12 +12,12 @@ import pytest
 from sqlalchemy import select
 
 from chatbot.errors import InputError
-from chatbot.ingest.redact import Redactor
 from chatbot.retrieval.index_files import record_to_row
 from chatbot.retrieval.stored_pairs import load_pairs
 from chatbot.store.schema import TrainingPair
 from chatbot.store.support_schema import PrivateAnswer
 from chatbot.support import review, sharing
+from chatbot.text.redact import Redactor
 from tests.test_agent_review import actions, agents, conversation, messages_of  # noqa: F401
 from tests.test_dialogue_support import make_manager, shop  # noqa: F401
 from ui.admin import decide_held, held_frame

@@ -6,7 +6,7 @@ from __future__ import annotations
 from chatbot.dialogue.critique import Evidence, EvidenceItem
 from chatbot.dialogue.settings import DialogueSettings
 from chatbot.dialogue.writer import ReplyWriter
-from chatbot.training.prompt import PromptFormat, PromptSettings, build_messages
+from chatbot.text.prompt import PromptFormat, PromptSettings, build_messages
 
 
 def test_draft_prompt_is_the_training_prompt():

@@ -20,7 +20,8 @@ from hypothesis import HealthCheck, assume, example, given, settings
 from hypothesis import strategies as st
 
 from chatbot.ingest.importer import import_paths
-from chatbot.ingest.redact import (
+from chatbot.store.conversations import table_counts
+from chatbot.text.redact import (
     CARD_RE,
     EMAIL_RE,
     PHONE_RE,
@@ -29,8 +30,7 @@ from chatbot.ingest.redact import (
     looks_like_phone,
     luhn_ok,
 )
-from chatbot.ingest.sanitize import clean_text
-from chatbot.store.conversations import table_counts
+from chatbot.text.sanitize import clean_text
 
 FAST = settings(
     max_examples=60,

@@ -14,7 +14,7 @@ import pytest
 from chatbot.dialogue.manager import DialogueManager
 from chatbot.dialogue.records import Critique
 from chatbot.dialogue.refine import refine
-from chatbot.training.prompt import PromptFormat
+from chatbot.text.prompt import PromptFormat
 from tests.test_dialogue_support import SHOP, build_retriever, seed_shop
 
 ORDER_Q = SHOP[0][0]

@@ -14,8 +14,8 @@ import pytest
 from chatbot.config import ensure_home
 from chatbot.pairs import PairRecord
 from chatbot.settings import load_settings
+from chatbot.text.prompt import PromptFormat, PromptSettings
 from chatbot.training.epoch_examples import is_noised, train_example
-from chatbot.training.prompt import PromptFormat, PromptSettings
 from chatbot.training.refine_examples import EXACT, NEAR_COPY, near_copy, shown_evidence
 from chatbot.training.settings import TrainingSettings
 from tests.test_training_support import QUESTIONS, fill_pairs, overlap_evidence

@@ -17,8 +17,8 @@ from chatbot.dialogue.specifics import SpecificsGuard, reports_on_a_case
 from chatbot.ingest.constants import recompute
 from chatbot.ingest.importer import import_paths
 from chatbot.ingest.settings import IngestSettings
-from chatbot.ingest.specifics import customer_names, find_specifics, slotted
 from chatbot.store.schema import KnownValue, TrainingPair
+from chatbot.text.specifics import customer_names, find_specifics, slotted
 
 REPO = Path(__file__).resolve().parent.parent
 DEMO = REPO / "data" / "demo_shop.jsonl"

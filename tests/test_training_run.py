@@ -75,10 +75,10 @@ def test_run_becomes_a_promoted_version_that_reproduces_its_metrics(
     tmp_path, tiny_reply_model_dir, store
 ):
     from chatbot.models.versions import get_version, promoted_reply_model_path
+    from chatbot.text.prompt import PromptFormat
     from chatbot.training.data import load_training_data
     from chatbot.training.evidence import compute_evidence
     from chatbot.training.model import load_base
-    from chatbot.training.prompt import PromptFormat
     from chatbot.training.run import run_training, validation_loss
 
     settings = _settings(tmp_path, tiny_reply_model_dir)

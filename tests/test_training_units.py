@@ -11,12 +11,12 @@ import pytest
 from chatbot.errors import ConfigError
 from chatbot.pairs import PairRecord
 from chatbot.settings import load_settings
+from chatbot.text.prompt import PromptFormat, PromptSettings, build_messages
 from chatbot.training import TrainingError
 from chatbot.training.data import load_training_data, quality_multipliers
 from chatbot.training.examples import IGNORE, encode_pair, end_token_id
 from chatbot.training.loop import lr_at
 from chatbot.training.noise import add_noise
-from chatbot.training.prompt import PromptFormat, PromptSettings, build_messages
 from chatbot.training.settings import TrainingSettings
 from tests.test_training_support import fill_pairs
 

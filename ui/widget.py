@@ -32,8 +32,8 @@ from typing import TYPE_CHECKING, NotRequired, TypeAlias, TypedDict
 
 from chatbot.dialogue.records import numbered_choices
 from chatbot.errors import AccessDenied, ChatbotError, InputError
-from chatbot.ingest.sanitize import clean_text, visible
 from chatbot.support import customer
+from chatbot.text.sanitize import clean_text, visible
 from chatbot.ui.handlers import ChatMessage, UnlimitedEventOptions, Update, fills
 
 if TYPE_CHECKING:

@@ -47,7 +47,7 @@ class ChatbotGroup(click.Group):
         try:
             return super().invoke(ctx)
         except ChatbotError as exc:
-            from chatbot.ingest.sanitize import clean_text
+            from chatbot.text.sanitize import clean_text
 
             # Messages may quote a file's or a customer's text: no raw control characters.
             raise click.ClickException(clean_text(str(exc))) from None

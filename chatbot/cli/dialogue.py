@@ -1,7 +1,7 @@
 """`chatbot ask` and `chatbot chat`: the dialogue manager from the terminal. Both store
 the conversation like the web widget does; rendering only, the answering is
 `chatbot.dialogue.manager`'s. Everything printed that a customer, an agent or a model
-wrote goes through `chatbot.ingest.sanitize.clean_text` first (rows stored before
+wrote goes through `chatbot.text.sanitize.clean_text` first (rows stored before
 messages were cleaned may still hold terminal escape sequences)."""
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import click
 
 from chatbot.cli import AppContext, emit_json, json_option, pass_app
 from chatbot.dialogue.records import Decision, Reply
-from chatbot.ingest.sanitize import clean_text
+from chatbot.text.sanitize import clean_text
 
 if TYPE_CHECKING:
     from chatbot.dialogue.manager import DialogueManager

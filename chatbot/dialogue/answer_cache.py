@@ -5,7 +5,7 @@ who asks the same thing at once, before any index rebuild.
 Each lookup asks the store for the ids of the newest `max_pairs` pairs of the cached
 origins (ids only, one small query), loads just the pairs it has not seen (usually
 none), forgets the ones that are gone, and compares the message with every cached
-question by `chatbot.dialogue.text.question_similarity`. The text features of each
+question by `chatbot.text.measures.question_similarity`. The text features of each
 question are computed once when it is loaded, and a length bound skips the questions
 that cannot reach the threshold: 3,000 cached questions take about 4 MB per worker and
 under 10 ms of Python per lookup (measured on 2 busy cores). Its one query is an
@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from sqlalchemy.orm import Session
 
 from chatbot.dialogue import repository as repo
-from chatbot.dialogue.text import content_words, normalise, question_similarity
+from chatbot.text.measures import content_words, normalise, question_similarity
 
 DEFAULT_MAX_PAIRS = 3000
 _LOAD_CHUNK = 500

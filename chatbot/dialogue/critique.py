@@ -17,7 +17,8 @@ from dataclasses import dataclass, field
 
 from chatbot.dialogue.records import Critique
 from chatbot.dialogue.settings import DialogueSettings
-from chatbot.dialogue.text import (
+from chatbot.retrieval.types import Hit
+from chatbot.text.measures import (
     Facts,
     content_words,
     extract_facts,
@@ -26,7 +27,6 @@ from chatbot.dialogue.text import (
     token_f1,
     words,
 )
-from chatbot.retrieval.types import Hit
 
 WEIGHTS = {"relevance": 0.35, "support": 0.2, "grounding": 0.25, "length": 0.1, "fluency": 0.1}
 INVENTED_PENALTY = 0.15

@@ -24,7 +24,7 @@ import unicodedata
 from collections import Counter
 from collections.abc import Sequence
 
-from chatbot.dialogue.text import EMAIL, URL, content_words, normalise, repetition_ratio, words
+from chatbot.text.measures import EMAIL, URL, content_words, normalise, repetition_ratio, words
 
 LOOP_GRAM = 4  # a word n-gram of this size ...
 LOOP_COUNT = 3  # ... said this many times is a loop

@@ -9,7 +9,7 @@ import re
 from collections.abc import Sequence
 from difflib import get_close_matches
 
-from chatbot.dialogue.text import question_similarity, words
+from chatbot.text.measures import question_similarity, words
 
 # Words that matter for the request, so "sepak" or "rtaher" are read as meant.
 _KEYWORDS = (

@@ -77,7 +77,7 @@ from chatbot.ingest.settings import IngestSettings
 from chatbot.orders.connector import DEFAULT_NUMBER_PATTERN, OrderConnector
 from chatbot.retrieval.types import Retriever
 from chatbot.store.database import Database
-from chatbot.training.prompt import PromptFormat
+from chatbot.text.prompt import PromptFormat
 
 if TYPE_CHECKING:
     from chatbot.dialogue.model_wait import LoadedModel

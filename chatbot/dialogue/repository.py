@@ -15,11 +15,11 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from chatbot.errors import StoreError
-from chatbot.ingest.specifics import find_specifics
 from chatbot.pairs import answers_opening_message
 from chatbot.store.conversations import add_message
 from chatbot.store.dialogue_schema import DialogueReply
 from chatbot.store.schema import Conversation, Message, TrainingPair, utcnow
+from chatbot.text.specifics import find_specifics
 
 # Identifiers that tie a conversation to one case (an order, a parcel, a ticket).
 CASE_IDENTIFIERS = frozenset({"order_number", "tracking_number", "ticket_number"})

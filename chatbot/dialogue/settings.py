@@ -104,7 +104,7 @@ class DialogueSettings(Section):
     )
     consensus: bool = Field(
         default=True,
-        description="Send the candidate that agrees most with the others (chatbot.ranking.consensus) where "
+        description="Send the candidate that agrees most with the others (chatbot.dialogue.consensus) where "
         "`chatbot index` found, on the company's validation questions, that this beats the judge's own pick; "
         "false: always the judge's best.",
     )

@@ -88,14 +88,14 @@ def open_manager(
     `fallback_index`: see `open_retriever_or_explain`."""
     from chatbot.dialogue.manager import DialogueManager
     from chatbot.store.database import require_schema
-    from chatbot.training.prompt import PromptFormat
+    from chatbot.text.prompt import PromptFormat
 
     database = Database(settings.resolved_database_url)
     try:
         require_schema(database.engine)
         retriever = open_retriever_or_explain(settings, database, fallback=fallback_index)
         if settings.dialogue.consensus and retriever.consensus is not None:
-            from chatbot.ranking.consensus import warm
+            from chatbot.dialogue.consensus import warm
 
             warm()
         source = reply_model_source(settings, database) if settings.dialogue.generate else None

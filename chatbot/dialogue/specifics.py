@@ -8,7 +8,7 @@ answer from the cache, a generated draft).
     if checked.ok: send(checked.text)                     # else: drop it (checked.why)
 
 `prepare` first fills the typed slots of a slotted reply (`{customer_name}`,
-`{order_number}`... see `chatbot.ingest.specifics`) with the values this conversation
+`{order_number}`... see `chatbot.text.specifics`) with the values this conversation
 holds (the name the customer gave, the order number they wrote), or phrases the reply
 without the slot when the conversation does not hold it ("Hi {customer_name}," ->
 "Hi,", "your order {order_number} has" -> "your order has"); agents' sign-off names
@@ -18,7 +18,7 @@ a name of a person known from the imported history that this conversation does n
 hold, or any name in a greeting or address position ("Hi Maya", "Sorry for the
 trouble, James!") that this customer did not give, makes the reply unusable. E-mail
 addresses and phone numbers are left to the redaction every outgoing text goes through
-(`chatbot.ingest.redact`: only addresses of the company's own past answers stay).
+(`chatbot.text.redact`: only addresses of the company's own past answers stay).
 
 The constants and names come from the `known_values` table that
 `chatbot.ingest.constants` writes after each import; they are read once and kept
@@ -34,7 +34,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from chatbot.ingest.specifics import (
+from chatbot.text.specifics import (
     NAME_KINDS,
     SLOT_RE,
     Found,
@@ -48,7 +48,7 @@ if TYPE_CHECKING:
     from chatbot.store.database import Database
 
 # Values a customer's own messages can fill a slot with.
-# E-mail addresses and phone numbers on the way out are redaction's (`chatbot.ingest.redact`, which
+# E-mail addresses and phone numbers on the way out are redaction's (`chatbot.text.redact`, which
 # keeps only the addresses of the company's own past answers): the check leaves them to it.
 LEFT_TO_REDACTION = frozenset({"email", "phone"})
 FILLABLE = (

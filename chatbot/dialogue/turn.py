@@ -19,9 +19,7 @@ from chatbot.dialogue import repository as repo
 from chatbot.dialogue.case import Case
 from chatbot.dialogue.records import BlockedCandidate, Reply, RoundTrace
 from chatbot.dialogue.specifics import ConversationFacts
-
-# How the store's roles read in a chat prompt.
-ROLE = {"customer": "user", "agent": "assistant", "bot": "assistant"}
+from chatbot.text.prompt import ROLE_MAP
 
 
 class EventKind(StrEnum):
@@ -156,12 +154,14 @@ class Turn:
     @property
     def history_chat(self) -> list[dict[str, str]]:
         return [
-            {"role": ROLE[role], "content": text} for role, text in self.history if role in ROLE
+            {"role": ROLE_MAP[role], "content": text}
+            for role, text in self.history
+            if role in ROLE_MAP
         ]
 
     def context(self) -> list[dict[str, str]]:
         """The conversation as the ranker reads it: the earlier turns and this message."""
         return [
-            *({"role": role, "text": text} for role, text in self.history if role in ROLE),
+            *({"role": role, "text": text} for role, text in self.history if role in ROLE_MAP),
             {"role": "customer", "text": self.message},
         ]

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 from chatbot.dialogue.critique import Evidence
 from chatbot.dialogue.records import Candidate
 from chatbot.dialogue.settings import DialogueSettings
-from chatbot.training.prompt import PromptFormat
+from chatbot.text.prompt import PromptFormat
 
 if TYPE_CHECKING:
     from torch.nn import Module

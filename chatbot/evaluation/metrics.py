@@ -1,45 +1,23 @@
 """Figures for one reply against the agent's real reply, and summaries over many:
-ROUGE-L (F-measure, `rouge-score` with stemming: the project's only implementation),
 BLEU (`sacrebleu`: sentence BLEU per turn, corpus BLEU per variant, and the per-turn
 statistics corpus BLEU is summed from),
 cosine similarity of sentence embeddings, latency percentiles, and whether a reply or
 its citations point to the help document the real agent sent. Pure functions on texts
 and numbers: producing the replies, loading the embedder and the intervals
-(`intervals`) are other modules' jobs."""
+(`intervals`) are other modules' jobs. ROUGE-L, which serving uses too, is
+`chatbot.text.rouge`'s."""
 
 from __future__ import annotations
 
 import math
 import re
 from collections.abc import Iterable, Sequence
-from functools import lru_cache
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
-if TYPE_CHECKING:
-    from rouge_score.rouge_scorer import RougeScorer
-
 _ARCHIVE_PREFIX = re.compile(r"^https?://web\.archive\.org/web/\d+/", re.IGNORECASE)
 _SCHEME = re.compile(r"^https?:\s?//(www\.)?", re.IGNORECASE)
-
-
-@lru_cache(maxsize=1)
-def _rouge_l_scorer() -> RougeScorer:
-    from rouge_score import rouge_scorer  # imported on first use: it pulls in nltk (about 1.5 s)
-
-    return rouge_scorer.RougeScorer(["rougeL"], use_stemmer=True)
-
-
-def rouge_l(candidate: str, reference: str) -> float:
-    """ROUGE-L F-measure (0-1) of `candidate` against `reference`; 0 when either is empty.
-
-    The project's one ROUGE-L: `rouge-score` with its own tokeniser (lower case, runs of
-    ASCII letters and digits) and Porter stemming. Evaluation (`chatbot eval replies`),
-    the ranker's validation and the benchmarks all call this, so their figures compare."""
-    if not candidate.strip() or not reference.strip():
-        return 0.0
-    return float(_rouge_l_scorer().score(reference, candidate)["rougeL"].fmeasure)
 
 
 def sentence_bleu(prediction: str, reference: str) -> float:

@@ -35,6 +35,7 @@ from chatbot.evaluation.variants import (
     check_variant,
     variant_base,
 )
+from chatbot.text.rouge import rouge_l
 
 if TYPE_CHECKING:
     from chatbot.dialogue.model_wait import LoadedModel
@@ -538,7 +539,7 @@ def _build_variant(
         notes.append(
             "refined: dialogue.generate is off, so the manager answers from retrieved past answers only"
         )
-    from chatbot.training.prompt import PromptFormat
+    from chatbot.text.prompt import PromptFormat
 
     prompt = PromptFormat.from_settings(settings.prompt)
     manager = DialogueManager(
@@ -609,7 +610,7 @@ def _score(
         for i, (item, pred, turn) in enumerate(zip(items, preds, turns, strict=True)):
             row: dict[str, Any] = {"answered": pred.answered}
             if pred.answered:
-                rouge[i] = M.rouge_l(pred.text, item.reference)
+                rouge[i] = rouge_l(pred.text, item.reference)
                 bleu[i] = M.sentence_bleu(pred.text, item.reference)
                 row.update(
                     rouge_l=round(float(rouge[i]), 4),

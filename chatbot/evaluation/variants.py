@@ -8,7 +8,7 @@
 - `ranker`: the retrieved past answers reordered by the learned ranker
   (`chatbot.ranking`), its best sent; the same hand-offs as `retrieval`;
 - `base` / `trained`: one pass of a reply model (the untrained base, or the promoted
-  version) on the prompt training uses (`chatbot.training.prompt`), with the retrieved
+  version) on the prompt training uses (`chatbot.text.prompt`), with the retrieved
   past answers as evidence; never hands off;
 - `refined`: the full dialogue manager (retrieval, answer cache, drafting, critique and
   revision rounds, candidate fusion, smoothing, the hand-off decision), on a fresh
@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, Any, Protocol, TypedDict
 
 from chatbot.dialogue.records import SENT_REPLIES, Decision, Reason
 from chatbot.evaluation.items import EvalItem
-from chatbot.training.prompt import PromptFormat
+from chatbot.text.prompt import PromptFormat
 
 if TYPE_CHECKING:
     from torch.nn import Module
@@ -279,8 +279,8 @@ class OnePassVariant:
         self.max_new_tokens = settings.dialogue.max_new_tokens
 
     def predict(self, item: EvalItem) -> Prediction:
-        from chatbot.dialogue.text import token_f1
         from chatbot.models.generate import generate_text
+        from chatbot.text.measures import token_f1
 
         started = time.perf_counter()
         hits: list[Hit] = []

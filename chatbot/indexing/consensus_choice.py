@@ -1,5 +1,5 @@
 """Whether, and with what weights, the dialogue manager chooses among its retrieved
-candidates by consensus (`chatbot.ranking.consensus`), decided by `chatbot index` on the
+candidates by consensus (`chatbot.dialogue.consensus`), decided by `chatbot index` on the
 company's own validation questions.
 
 For each validation question the manager's retrieved candidates are rebuilt as serving
@@ -20,15 +20,16 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from chatbot.dialogue.consensus import choose, pairwise_rouge
 from chatbot.dialogue.critique import Scorer, evidence_from_hits, penalties
 from chatbot.dialogue.settings import DialogueSettings
-from chatbot.evaluation.metrics import rouge_l
 from chatbot.pairs import PairRecord
-from chatbot.ranking.consensus import ConsensusChoice, choose, pairwise_rouge
 from chatbot.retrieval.embedding import embed_contexts, embed_texts
 from chatbot.retrieval.retriever import PairRetriever
 from chatbot.retrieval.scope import ScopeCalibration
 from chatbot.retrieval.settings import RetrievalSettings
+from chatbot.retrieval.types import ConsensusChoice
+from chatbot.text.rouge import rouge_l
 
 if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer

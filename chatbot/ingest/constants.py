@@ -1,6 +1,6 @@
 """Telling a company's constants from one customer's specifics, over the whole store.
 
-A value found in agent replies (`chatbot.ingest.specifics`) that appears in at least
+A value found in agent replies (`chatbot.text.specifics`) that appears in at least
 `min_conversations` distinct conversations (a help address, "4.95 EUR", a hotline
 number) is a company constant and stays as it is in the slotted replies; one that
 appears in fewer is one customer's (an order number, their bill) and becomes a slot.
@@ -31,7 +31,7 @@ from collections import defaultdict
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from chatbot.ingest.specifics import (
+from chatbot.text.specifics import (
     NAME_KINDS,
     NOT_NAMES,
     Found,

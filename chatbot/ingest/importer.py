@@ -40,10 +40,10 @@ from chatbot.ingest.records import (
     Problem,
     RawConversation,
 )
-from chatbot.ingest.redact import Redactor
 from chatbot.ingest.settings import IngestSettings
 from chatbot.ingest.validate import CleanConversation, clean
 from chatbot.store.enums import PairOrigin
+from chatbot.text.redact import Redactor
 
 if TYPE_CHECKING:  # built lazily: importing them here would load every settings section
     from chatbot.settings import Settings

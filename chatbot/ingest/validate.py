@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from chatbot.ingest.records import Problem, RawConversation
-from chatbot.ingest.sanitize import clean_text, clean_value
+from chatbot.text.sanitize import clean_text, clean_value
 
 
 @dataclass

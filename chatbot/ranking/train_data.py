@@ -83,7 +83,7 @@ def load_pairs(rs: RankerSettings, training: TrainingSettings, database: Databas
 def near_copy(candidate: str, target: str, threshold: float) -> bool:
     """A reply that says what the true one says (identical words, or content-word F1 at
     least `threshold`): not a wrong answer, so never a negative."""
-    from chatbot.dialogue.text import normalise, token_f1
+    from chatbot.text.measures import normalise, token_f1
 
     return normalise(candidate) == normalise(target) or token_f1(candidate, target) >= threshold
 

@@ -52,7 +52,7 @@ def validate(
     whether it is kept: {"kept", "why", "figures", "val_pick_probability", ...}."""
     import numpy as np
 
-    from chatbot.evaluation.metrics import rouge_l
+    from chatbot.text.rouge import rouge_l
 
     items: list[Item] = []
     for pair in val:

@@ -28,8 +28,8 @@ from chatbot.retrieval.versions import VersionStore
 if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer
 
-    from chatbot.ranking.consensus import ConsensusChoice
     from chatbot.retrieval.answer_classes import AnswerClasses
+    from chatbot.retrieval.types import ConsensusChoice
     from chatbot.settings import Settings
 
 log = logging.getLogger(__name__)

@@ -27,7 +27,6 @@ import numpy as np
 from chatbot.config import DataPaths
 from chatbot.models.embedder import embedder_path, load_embedder
 from chatbot.pairs import PairRecord
-from chatbot.ranking.consensus import ConsensusChoice
 from chatbot.retrieval import faiss_index, fusion
 from chatbot.retrieval.answer_classes import ANSWER_VECTORS, AnswerClasses
 from chatbot.retrieval.embedding import embed_contexts, embed_query, recent_turns
@@ -51,7 +50,7 @@ from chatbot.retrieval.scope import (
 )
 from chatbot.retrieval.settings import RetrievalSettings
 from chatbot.retrieval.stored_pairs import compare_pair_sets, load_pair_hashes
-from chatbot.retrieval.types import Citation, Hit, SearchResult
+from chatbot.retrieval.types import Citation, ConsensusChoice, Hit, SearchResult
 from chatbot.retrieval.versions import IndexDamagedError, IndexStaleError, VersionStore
 
 if TYPE_CHECKING:

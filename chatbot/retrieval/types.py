@@ -5,9 +5,9 @@ fused and calibrated stays inside `chatbot.retrieval`."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 
 @dataclass(frozen=True)
@@ -41,6 +41,24 @@ class SearchResult:
     in_scope_score: float  # calibrated, higher = more likely that a hit fits
     scope_score: float | None = None  # the raw score the out-of-scope gate read (its feature)
     outside_domain: bool = False  # the gate's domain check: not the company's kind of question
+
+
+@dataclass(frozen=True)
+class ConsensusChoice:
+    """The consensus weights `chatbot index` chose for a company (its meta.json
+    `fusion.consensus`), which a retriever carries for the dialogue manager
+    (`chatbot.dialogue.consensus` applies them)."""
+
+    embedding_weight: float
+    judge_weight: float
+
+    @classmethod
+    def from_meta(cls, meta: Mapping[str, Any] | None) -> ConsensusChoice | None:
+        """The choice recorded in an index version's fusion meta, or None when consensus
+        was not chosen (too few validation questions, or it did not beat the judge)."""
+        if not isinstance(meta, Mapping) or not meta.get("enabled"):
+            return None
+        return cls(float(meta["embedding_weight"]), float(meta["judge_weight"]))
 
 
 class Retriever(Protocol):

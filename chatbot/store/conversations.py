@@ -21,7 +21,6 @@ from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from chatbot.errors import InputError, StoreError
-from chatbot.ingest.sanitize import clean_text
 from chatbot.store.database import matched_rows
 from chatbot.store.schema import (
     MESSAGE_ROLES,
@@ -33,6 +32,7 @@ from chatbot.store.schema import (
     core_table,
     utcnow,
 )
+from chatbot.text.sanitize import clean_text
 
 
 def start_conversation(
@@ -85,8 +85,10 @@ def add_message(
 ) -> Message:
     """Append a message at the next turn index of a live, open conversation (see the
     module docstring for why two writers never collide). Control and bidirectional
-    characters are removed from the text; InputError for imported or closed
-    conversations, StoreError for unknown ones."""
+    characters are removed from the text (`clean_text`; a `CleanText`, such as the
+    customer's message the dialogue manager admitted, was cleaned where it came in and is
+    kept as it is); InputError for imported or closed conversations, StoreError for
+    unknown ones."""
     if role not in MESSAGE_ROLES:
         raise StoreError(
             f"unknown message role {role!r}; expected one of {', '.join(MESSAGE_ROLES)}"

@@ -201,7 +201,7 @@ class TrainingPair(Base):
     context: Mapped[list[Any]] = mapped_column(JSON)
     target: Mapped[str] = mapped_column(Text)
     # The target with typed slots ("{order_number}", "{customer_name}"...) for what belonged
-    # to its own conversation, and what was found (chatbot.ingest.specifics / constants).
+    # to its own conversation, and what was found (chatbot.text.specifics / constants).
     target_slotted: Mapped[str | None] = mapped_column(Text)
     slots: Mapped[list[Any] | None] = mapped_column(JSON(none_as_null=True))
     quality: Mapped[float | None] = mapped_column(Float)

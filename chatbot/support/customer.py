@@ -27,12 +27,12 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from chatbot.errors import AccessDenied, InputError
-from chatbot.ingest.sanitize import clean_text
 from chatbot.store.database import Database
 from chatbot.store.dialogue_schema import DialogueReply
 from chatbot.store.schema import Conversation, Message, utcnow
 from chatbot.store.support_schema import Feedback
 from chatbot.support.feedback import rating_changed
+from chatbot.text.sanitize import clean_text
 
 if TYPE_CHECKING:
     from chatbot.dialogue.manager import DialogueManager

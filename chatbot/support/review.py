@@ -34,7 +34,6 @@ from sqlalchemy.orm import Session
 
 from chatbot.dialogue import repository as dialogue_repo
 from chatbot.errors import AccessDenied, InputError, StoreError
-from chatbot.ingest.redact import Redactor
 from chatbot.store.conversations import add_message
 from chatbot.store.database import Database, matched_rows
 from chatbot.store.dialogue_schema import DialogueReply
@@ -43,6 +42,7 @@ from chatbot.store.schema import Conversation, Message, TrainingPair, utcnow
 from chatbot.store.support_schema import AgentAction, PrivateAnswer, User
 from chatbot.support import sharing
 from chatbot.support.queue import SHOWN_DECISIONS, TAKEN_OVER_REASON
+from chatbot.text.redact import Redactor
 
 MAX_TEXT_CHARS = 4000
 MAX_REASON_CHARS = 1000

@@ -2,9 +2,9 @@
 
 An answer an agent approved or edited is sent to its own customer as it is. What other
 customers may get (the answer cache), what the index and training read, is its training
-pair, and that holds the answer's slotted form (`chatbot.ingest.specifics`: the
+pair, and that holds the answer's slotted form (`chatbot.text.specifics`: the
 customer's name, order number, e-mail... as `{customer_name}`, `{order_number}`...). Any
-personal data still left after slotting (`chatbot.ingest.pii`: an IBAN, a passport
+personal data still left after slotting (`chatbot.text.pii`: an IBAN, a passport
 number, a street address slotting did not catch, a card number), other than the
 company's own constants, makes the answer private: no pair is written, a
 `PrivateAnswer` row keeps it for an admin, who approves it (the flagged values are the
@@ -23,11 +23,11 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from chatbot.errors import InputError, StoreError
-from chatbot.ingest.pii import Detector, PiiSpan
-from chatbot.ingest.specifics import Found, find_specifics, slot_summary, slotted, value_key
 from chatbot.store.database import Database
 from chatbot.store.schema import KnownValue, TrainingPair, utcnow
 from chatbot.store.support_schema import PRIVATE_ANSWER_STATES, PrivateAnswer
+from chatbot.text.pii import Detector, PiiSpan
+from chatbot.text.specifics import Found, find_specifics, slot_summary, slotted, value_key
 
 PENDING, APPROVED, DISCARDED = PRIVATE_ANSWER_STATES
 # Ids are INTEGER columns (4 bytes on PostgreSQL): a larger number names no held answer,

@@ -13,10 +13,10 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from chatbot.pairs import PairRecord
+from chatbot.text.prompt import PromptFormat
 from chatbot.training.data import TrainingData
 from chatbot.training.distributed import DistInfo
 from chatbot.training.examples import Encoded, encode_pair
-from chatbot.training.prompt import PromptFormat
 from chatbot.training.refine_examples import shown_evidence
 from chatbot.training.settings import TrainingSettings
 

@@ -10,8 +10,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, cast
 
 from chatbot.pairs import PairRecord
+from chatbot.text.prompt import PromptFormat, build_messages
 from chatbot.training.noise import add_noise
-from chatbot.training.prompt import PromptFormat, build_messages
 from chatbot.training.settings import TrainingSettings
 
 if TYPE_CHECKING:

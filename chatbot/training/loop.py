@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from chatbot.pairs import PairRecord
+from chatbot.text.prompt import PromptFormat
 from chatbot.training import checkpoints as ck
 from chatbot.training.data import TrainingData
 from chatbot.training.distributed import DistInfo, all_reduce
@@ -37,7 +38,6 @@ from chatbot.training.model import (
     load_trainable_state,
     trainable_state,
 )
-from chatbot.training.prompt import PromptFormat
 from chatbot.training.resume import RESUME_JSON, ResumeState, check_fits, save_resume_state
 from chatbot.training.settings import TrainingSettings
 

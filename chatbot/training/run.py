@@ -19,6 +19,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from chatbot.text.prompt import PromptFormat, PromptSettings
 from chatbot.training import TrainingError
 from chatbot.training import checkpoints as ck
 from chatbot.training import resume as rs
@@ -34,7 +35,6 @@ from chatbot.training.distributed import (
 from chatbot.training.evidence import EvidenceFn, compute_evidence
 from chatbot.training.examples import encode_pair
 from chatbot.training.loop import LoopResult, Progress, train_loop
-from chatbot.training.prompt import PromptFormat, PromptSettings
 from chatbot.training.refine_examples import refine_meta
 from chatbot.training.settings import MOVED_TO_PROMPT, TrainingSettings
 

@@ -19,10 +19,10 @@ from chatbot.dialogue.records import CachedCandidate, Decision, Reason, Reply
 from chatbot.dialogue.settings import DialogueSettings
 from chatbot.dialogue.stages.check import PromptGuard
 from chatbot.dialogue.stages.retrieve import Retrieved
-from chatbot.dialogue.text import question_similarity
 from chatbot.dialogue.turn import Turn
 from chatbot.retrieval.types import Citation, Hit
 from chatbot.store.database import Database
+from chatbot.text.measures import question_similarity
 
 
 class Cache:

@@ -28,9 +28,9 @@ from chatbot.dialogue.records import (
 from chatbot.dialogue.say import Say
 from chatbot.dialogue.settings import DialogueSettings
 from chatbot.dialogue.turn import Turn
-from chatbot.ingest.redact import EMAIL_RE, PLACEHOLDERS, Redactor
 from chatbot.ingest.settings import IngestSettings
-from chatbot.ingest.specifics import SLOT_RE
+from chatbot.text.redact import EMAIL_RE, PLACEHOLDERS, Redactor
+from chatbot.text.specifics import SLOT_RE
 
 log = logging.getLogger(__name__)
 

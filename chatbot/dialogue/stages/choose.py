@@ -1,7 +1,7 @@
 """Choose: which of the screened candidates is sent. Within an answer class, the answer
 whose past question is nearest to this one (`nearest`); otherwise the candidate that
 agrees most with the others, with the judge's score beside it
-(`chatbot.ranking.consensus`), where `chatbot index` found that this pays for the
+(`chatbot.dialogue.consensus`), where `chatbot index` found that this pays for the
 company, else the judge's best. Also what a winner cites, and what the reply keeps of
 the candidates that competed.
 
@@ -15,13 +15,13 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from chatbot.dialogue import consensus
 from chatbot.dialogue.critique import penalties
 from chatbot.dialogue.records import Candidate, KeptCandidate, ScoredCandidate
 from chatbot.dialogue.settings import DialogueSettings
-from chatbot.dialogue.text import token_f1
 from chatbot.dialogue.turn import Turn
-from chatbot.ranking import consensus
 from chatbot.retrieval.types import Citation, Hit, Retriever
+from chatbot.text.measures import token_f1
 
 REPLY_VECTOR_CACHE = 4096  # candidate reply vectors kept for consensus (1.5 KB each)
 

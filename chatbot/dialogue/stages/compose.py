@@ -36,7 +36,7 @@ from chatbot.dialogue.turn import DialogueEvent, EventKind, Turn
 from chatbot.dialogue.writer import ReplyWriter
 from chatbot.errors import ChatbotError
 from chatbot.retrieval.types import Hit
-from chatbot.training.prompt import PromptFormat
+from chatbot.text.prompt import PromptFormat
 
 if TYPE_CHECKING:
     from torch.nn import Module

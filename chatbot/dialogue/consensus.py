@@ -11,37 +11,22 @@ standardised over the candidates of one message:
 A candidate whose judge found facts or contact details in no evidence (a penalty) never
 beats one without. Both weights are chosen per company on its validation questions by
 `chatbot index` (`chatbot.indexing.consensus_choice`), which also decides whether
-consensus is used at all; this module only computes. Which candidates compete, and what
-confidence the decision reads, is the dialogue manager's job.
+consensus is used at all, and records them in the index version's meta, which the
+retriever carries (`chatbot.retrieval.types.ConsensusChoice`); this module only computes.
+Which candidates compete, and what confidence the decision reads, is the dialogue
+manager's (`chatbot.dialogue.stages.choose`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
-from typing import Any
+from collections.abc import Sequence
 
 import numpy as np
 
-from chatbot.evaluation.metrics import rouge_l
+from chatbot.retrieval.types import ConsensusChoice
+from chatbot.text.rouge import rouge_l
 
 MIN_CANDIDATES = 3  # with fewer there is no majority to agree with: the judge decides
-
-
-@dataclass(frozen=True)
-class ConsensusChoice:
-    """The weights `chatbot index` chose for a company (its meta.json `fusion.consensus`)."""
-
-    embedding_weight: float
-    judge_weight: float
-
-    @classmethod
-    def from_meta(cls, meta: Mapping[str, Any] | None) -> ConsensusChoice | None:
-        """The choice recorded in an index version's fusion meta, or None when consensus
-        was not chosen (too few validation questions, or it did not beat the judge)."""
-        if not isinstance(meta, Mapping) or not meta.get("enabled"):
-            return None
-        return cls(float(meta["embedding_weight"]), float(meta["judge_weight"]))
 
 
 def warm() -> None:

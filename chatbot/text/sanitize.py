@@ -6,6 +6,11 @@ U+FFFD). `clean_text` is applied to every imported and live message when it is s
 and to every text the CLI prints; `clean_value` to the strings of a JSON value;
 `visible` says whether a text has anything that shows (a live message must).
 
+Text is cleaned once, where it comes in: a customer's message when the dialogue manager
+admits it (`chatbot.dialogue.stages.admit`), which hands it on as a `CleanText`;
+`clean_text` returns a `CleanText` as it is, so the store, which cleans whatever else is
+written to it (agents', the assistant's, a script's), does not clean it again.
+
 Only removal of characters: it knows nothing of personal data (that is `redact`), of
 HTML (the pages escape what they show) or of what a message means."""
 
@@ -21,9 +26,17 @@ _UNSAFE_RE = re.compile(
 _SURROGATE_RE = re.compile("[\ud800-\udfff]")
 
 
+class CleanText(str):
+    """A text that went through `clean_text` where it came in and was changed since only
+    in ways that keep it clean (stripped, redaction placeholders put in)."""
+
+    __slots__ = ()
+
+
 def clean_text(text: str) -> str:
-    """`text` without control and bidirectional-override characters (see the module)."""
-    if not text:
+    """`text` without control and bidirectional-override characters (see the module);
+    a `CleanText` as it is."""
+    if not text or isinstance(text, CleanText):
         return text
     if "\r" in text:
         text = text.replace("\r\n", "\n").replace("\r", "\n")

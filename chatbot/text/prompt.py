@@ -2,7 +2,8 @@
 past answers, then the recent conversation. Training, serving and evaluation all build
 prompts here from the one `prompt` settings section (`PromptSettings`,
 `CHATBOT_PROMPT__<KEY>`), so the model is trained on exactly what it will see.
-Tokenising and loss masks are `examples`' job; choosing the evidence is the retriever's.
+Tokenising and loss masks are `chatbot.training.examples`' job; choosing the evidence is
+the retriever's.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from pydantic import Field, model_validator
 
 from chatbot.settings_section import Section
 
+# How the store's roles read in a chat prompt.
 ROLE_MAP = {"customer": "user", "agent": "assistant", "bot": "assistant"}
 
 

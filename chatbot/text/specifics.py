@@ -28,7 +28,7 @@ from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 from typing import Any, TypedDict
 
-from chatbot.ingest.redact import EMAIL_RE, PHONE_RE, URL_RE, looks_like_phone
+from chatbot.text.redact import EMAIL_RE, PHONE_RE, URL_RE, looks_like_phone
 
 SLOT_KINDS = (
     "order_number",

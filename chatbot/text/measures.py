@@ -1,7 +1,7 @@
-"""Cheap text measures shared by the dialogue stages: normalising, word tokens, lexical
-similarity, and pulling checkable facts
+"""Cheap text measures shared by the dialogue stages, the ranker's training and
+evaluation: normalising, word tokens, lexical similarity, and pulling checkable facts
 (links, e-mail addresses, phone numbers, prices, numbers, promises) out of a text. No
-models; no decisions."""
+models; no decisions. ROUGE-L is `chatbot.text.rouge`'s."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""PII redaction: the personal data `chatbot.ingest.pii` finds becomes typed placeholders
+"""PII redaction: the personal data `chatbot.text.pii` finds becomes typed placeholders
 (`<EMAIL>`, `<PHONE>`, `<CARD>`, `<HANDLE>`, `<IBAN>`, `<ID>`, `<ADDRESS>`, `<NAME>`).
 URLs stay (support links are what agents send), except for e-mail addresses inside them;
 allow-listed values (the company's own address, hotline, bank account) stay.
@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Iterable
 
-from chatbot.ingest.pii import (
+from chatbot.text.pii import (
     CARD_RE,
     DATE_RE,
     DEFAULT_PHONE_REGIONS,

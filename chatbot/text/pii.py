@@ -13,7 +13,7 @@ transcript): one `Detector` with one recogniser per kind, each validating what i
   their format, and passport, ID card and driving licence numbers after those words;
 - `address`: street addresses (a house number and a street type: "14 Harbour Street,
   Leeds LS1 4AP", "Hauptstraße 12, 10115 Berlin", "45 Rue de Rivoli, 75001 Paris");
-- `name`: people's names where `chatbot.ingest.specifics` finds them (greetings,
+- `name`: people's names where `chatbot.text.specifics` finds them (greetings,
   sign-offs, "my name is …") and after a title ("Mrs Patel");
 - `handle`: social media handles (@name).
 
@@ -21,8 +21,8 @@ Nothing inside a URL is personal data except an e-mail address; values on the
 allowlist (the company's own address, hotline, bank account, handle) never are. Spans
 never overlap: the first recogniser in the order above wins.
 
-Where its job ends: it finds spans. Replacing them (`chatbot.ingest.redact`), slotting
-(`chatbot.ingest.specifics`) and deciding what may be shared (`chatbot.support.sharing`)
+Where its job ends: it finds spans. Replacing them (`chatbot.text.redact`), slotting
+(`chatbot.text.specifics`) and deciding what may be shared (`chatbot.support.sharing`)
 are other modules' jobs.
 """
 
@@ -124,7 +124,7 @@ ADDRESS_RES = (
     ),
 )
 _NAME = r"[A-Z][a-zà-ÿ][A-Za-zà-ÿ'’-]+"
-# Where a name stands that `chatbot.ingest.specifics` (which slots replies) does not look.
+# Where a name stands that `chatbot.text.specifics` (which slots replies) does not look.
 NAME_RES = (
     re.compile(rf"\bname(?: on the (?:account|card|order))?(?: is)?:? (?P<n>{_NAME}(?: {_NAME})?)"),
     re.compile(
@@ -415,7 +415,7 @@ class Detector:
 
     @staticmethod
     def _names(text: str, context: Iterable[str]) -> Iterator[tuple[int, int]]:
-        from chatbot.ingest.specifics import NAME_KINDS, NOT_NAMES, find_specifics
+        from chatbot.text.specifics import NAME_KINDS, NOT_NAMES, find_specifics
 
         for found in find_specifics(text, [*context, text]):
             if found.kind in NAME_KINDS:
