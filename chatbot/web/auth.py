@@ -192,7 +192,7 @@ def install_auth(app: FastAPI, services: Services) -> None:
     # Added after the door check so that it runs first and the door sees the session.
     app.add_middleware(
         SessionMiddleware,
-        secret_key=session_secret(services.settings),
+        secret_key=session_secret(services.settings.web.session_secret, services.settings.paths),
         session_cookie=SESSION_COOKIE,
         max_age=int(web.session_hours * 3600),
         same_site="lax",
