@@ -525,21 +525,23 @@ def test_rate_limiter_checks_its_arguments():
 def test_secret_from_configuration(tmp_path):
     configured = "s" * 20 + "0123456789abcdefghij"
     settings = load_settings(home=tmp_path / "home", web={"session_secret": configured})
-    assert session_secret(settings) == configured
+    assert session_secret(settings.web.session_secret, settings.paths) == configured
     assert not (tmp_path / "home" / "session_secret").exists()
     with pytest.raises(
         ConfigError, match="web.session_secret is 5 characters long; use at least 32"
     ):
-        session_secret(load_settings(home=tmp_path / "home", web={"session_secret": "short"}))
+        short = load_settings(home=tmp_path / "home", web={"session_secret": "short"})
+        session_secret(short.web.session_secret, short.paths)
 
 
 def test_secret_generated_once_with_mode_0600(settings):
-    first = session_secret(settings)
+    first = session_secret(settings.web.session_secret, settings.paths)
     path = settings.home / "session_secret"
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
     assert len(first) >= 60 and path.read_text().strip() == first
-    assert session_secret(settings) == first
-    assert session_secret(load_settings(home=settings.home)) == first
+    assert session_secret(settings.web.session_secret, settings.paths) == first
+    again = load_settings(home=settings.home)
+    assert session_secret(again.web.session_secret, again.paths) == first
     assert [p.name for p in settings.home.iterdir() if p.name.startswith(".session_secret")] == []
 
 
@@ -549,7 +551,7 @@ def test_secret_created_once_by_racing_workers(settings):
 
     def worker():
         barrier.wait()
-        secrets_seen.append(session_secret(settings))
+        secrets_seen.append(session_secret(settings.web.session_secret, settings.paths))
 
     threads = [threading.Thread(target=worker) for _ in range(8)]
     for t in threads:
@@ -573,15 +575,15 @@ def test_secret_another_process_wrote_first_is_read(settings):
 
 
 def test_secret_readable_by_others_is_refused(settings):
-    session_secret(settings)
+    session_secret(settings.web.session_secret, settings.paths)
     path = settings.home / "session_secret"
     path.chmod(0o644)
     with pytest.raises(
         ConfigError, match=f"can be read by other users \\(mode 644\\); run: chmod 600 {path}"
     ):
-        session_secret(settings)
+        session_secret(settings.web.session_secret, settings.paths)
     path.chmod(0o600)
-    session_secret(settings)
+    session_secret(settings.web.session_secret, settings.paths)
 
 
 def test_secret_file_without_a_key_is_refused(settings):
@@ -590,7 +592,7 @@ def test_secret_file_without_a_key_is_refused(settings):
     path.write_text("\n")
     path.chmod(0o600)
     with pytest.raises(ConfigError, match="does not hold a usable key"):
-        session_secret(settings)
+        session_secret(settings.web.session_secret, settings.paths)
 
 
 def test_secret_file_that_is_a_link_is_refused(settings, tmp_path):
@@ -600,7 +602,7 @@ def test_secret_file_that_is_a_link_is_refused(settings, tmp_path):
     target.chmod(0o600)
     (settings.home / "session_secret").symlink_to(target)
     with pytest.raises(ConfigError, match="cannot be read"):
-        session_secret(settings)
+        session_secret(settings.web.session_secret, settings.paths)
 
 
 # --- chatbot users ---------------------------------------------------------------------

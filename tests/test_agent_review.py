@@ -22,7 +22,7 @@ from chatbot.store.dialogue_schema import DialogueReply
 from chatbot.store.enums import PairOrigin
 from chatbot.store.schema import Conversation, TrainingPair
 from chatbot.store.support_schema import AgentAction, User
-from chatbot.support import customer, feedback, review
+from chatbot.support import customer, feedback, review, review_pairs
 from chatbot.support.queue import conversation_detail, load_queue, reason_group
 from chatbot.text.measures import question_similarity
 from tests.test_dialogue_support import SHOP, make_manager, shop  # noqa: F401
@@ -458,7 +458,7 @@ def test_rejecting_keeps_a_negative_example_and_sends_nothing(shop, agents):
             )
             == 0
         )
-        examples = review.rejected_examples(session)
+        examples = review_pairs.rejected_examples(session)
     assert len(examples) == 1
     context, text = examples[0]
     assert context == [{"role": "customer", "text": ORDER_Q}] and text == held.text

@@ -51,7 +51,7 @@ def test_demo_is_never_mixed_into_a_real_store(tiny_settings, tmp_path):
         '{"id": "c1", "source": "acme", "turns": [{"role": "customer", "text": "Is my invoice ready?"},'
         ' {"role": "agent", "text": "Yes, it is under Billing > Invoices."}]}\n'
     )
-    import_paths(tiny_settings, [history])
+    import_paths(tiny_settings.paths, [history], ingest=tiny_settings.ingest)
     load_demo_data(tiny_settings, report=lambda _: None)
     assert _count(tiny_settings, Conversation) == 1
     assert _count(tiny_settings, Conversation, Conversation.source == "northwind-demo") == 0

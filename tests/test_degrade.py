@@ -59,7 +59,7 @@ def test_the_store_its_wal_the_home_and_the_secret_are_private(tmp_path):
 
     settings = load_settings(home=tmp_path / "new-home")
     assert mode(ensure_home(settings.paths)) == 0o700
-    session_secret(settings)
+    session_secret(settings.web.session_secret, settings.paths)
     assert mode(settings.home / SECRET_FILE) == 0o600
 
 

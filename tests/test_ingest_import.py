@@ -407,7 +407,7 @@ def test_import_paths_with_settings_imports_the_demo_data(tmp_path):
         home=tmp_path / "home", database_url=f"sqlite:///{tmp_path / 'demo.db'}"
     )
     upgrade(settings.resolved_database_url)
-    summary = import_paths(settings, [DEMO_DATA])
+    summary = import_paths(settings.paths, [DEMO_DATA], ingest=settings.ingest)
     expected = [
         json.loads(line)
         for line in DEMO_DATA.read_text(encoding="utf-8").splitlines()
@@ -420,4 +420,7 @@ def test_import_paths_with_settings_imports_the_demo_data(tmp_path):
     )
     assert summary.messages == merged_turns
     assert summary.pairs > 0 and not summary.problems
-    assert import_paths(settings, [DEMO_DATA]).files[0].status == "already_imported"
+    assert (
+        import_paths(settings.paths, [DEMO_DATA], ingest=settings.ingest).files[0].status
+        == "already_imported"
+    )

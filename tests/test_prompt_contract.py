@@ -71,5 +71,7 @@ def test_one_prompt_section_and_moved_knobs_say_where_they_went(tmp_path, monkey
 def test_evaluation_builds_the_same_prompt(tiny_settings):
     from chatbot.evaluation.variants import OnePassVariant
 
-    variant = OnePassVariant("base", None, None, "v", None, tiny_settings)
+    variant = OnePassVariant(
+        "base", None, None, "v", None, tiny_settings.prompt, tiny_settings.dialogue.max_new_tokens
+    )
     assert variant.prompt == PromptFormat.from_settings(tiny_settings.prompt)

@@ -38,8 +38,8 @@ from chatbot.ui.handlers import ChatMessage, UnlimitedEventOptions, Update, fill
 
 if TYPE_CHECKING:
     import gradio as gr
+    from pydantic import SecretStr
 
-    from chatbot.settings import Settings
     from chatbot.store.database import Database
     from chatbot.web.services import Services
 
@@ -368,12 +368,11 @@ def comment(database: Database, token: object, rated: Rating | None, text: str) 
     customer.give_feedback(database, token, rated.message_id, rated.rating, text)
 
 
-def browser_secret(settings: Settings) -> str:
+def browser_secret(configured: SecretStr | None) -> str:
     """The key the browser's copy of the token is encrypted with. Gradio sends it to the
-    page, so it is derived (one-way) from the session secret when one is configured,
-    never the secret itself; what keeps the token private is the browser's per-site
-    storage."""
-    configured = settings.web.session_secret
+    page, so it is derived (one-way) from the session secret when one is configured
+    (`configured`, the setting `web.session_secret`), never the secret itself; what keeps
+    the token private is the browser's per-site storage."""
     seed = configured.get_secret_value() if configured is not None else "chatbot-widget"
     return hmac.new(seed.encode(), b"customer widget browser state", hashlib.sha256).hexdigest()[
         :32
@@ -551,7 +550,9 @@ def build_widget(services: Services) -> gr.Blocks:
     page = gr.Blocks(title=TITLE, analytics_enabled=False)
     with page:
         token = gr.BrowserState(
-            None, storage_key=STORAGE_KEY, secret=browser_secret(services.settings)
+            None,
+            storage_key=STORAGE_KEY,
+            secret=browser_secret(services.settings.web.session_secret),
         )
         message_ids = gr.State([])
         last_turn = gr.State(-1)

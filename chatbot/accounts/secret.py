@@ -14,19 +14,20 @@ import stat
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from chatbot.config import DataPaths, ensure_home
 from chatbot.errors import ConfigError
 
-if TYPE_CHECKING:  # chatbot.config (every settings section) is imported only when needed
-    from chatbot.settings import Settings
+if TYPE_CHECKING:
+    from pydantic import SecretStr
 
 SECRET_FILE = "session_secret"
 MIN_SECRET_LENGTH = 32
 _GENERATE = "python -c 'import secrets; print(secrets.token_urlsafe(48))'"
 
 
-def session_secret(settings: Settings) -> str:
-    """The session signing key for these settings (see the module docstring)."""
-    configured = settings.web.session_secret
+def session_secret(configured: SecretStr | None, paths: DataPaths) -> str:
+    """The session signing key: `configured` (the setting `web.session_secret`) when
+    set, else the one kept in the data directory of `paths` (see the module docstring)."""
     if configured is not None:
         value = configured.get_secret_value().strip()
         if len(value) < MIN_SECRET_LENGTH:
@@ -35,9 +36,7 @@ def session_secret(settings: Settings) -> str:
                 f"random ones (e.g. {_GENERATE}), or unset it to have one generated into the data directory"
             )
         return value
-    from chatbot.config import ensure_home
-
-    path = ensure_home(settings.paths) / SECRET_FILE
+    path = ensure_home(paths) / SECRET_FILE
     existing = _read(path)
     if existing is not None:
         return existing

@@ -19,6 +19,8 @@ if TYPE_CHECKING:
     from tqdm import tqdm
 
     from chatbot.evaluation.replies import ProgressFactory
+    from chatbot.evaluation.settings import EvaluationSettings
+    from chatbot.settings import Settings
 
 
 def _progress_factory(enabled: bool) -> ProgressFactory | None:
@@ -31,6 +33,21 @@ def _progress_factory(enabled: bool) -> ProgressFactory | None:
         return tqdm(iterable, file=sys.stderr, dynamic_ncols=True, leave=False, **kwargs)
 
     return factory
+
+
+def _evaluation_settings(settings: Settings) -> EvaluationSettings:
+    """The sections the evaluation runs with, and the data paths."""
+    from chatbot.evaluation.settings import EvaluationSettings
+
+    return EvaluationSettings(
+        paths=settings.paths,
+        ingest=settings.ingest,
+        retrieval=settings.retrieval,
+        dialogue=settings.dialogue,
+        prompt=settings.prompt,
+        ranker=settings.ranker,
+        training=settings.training,
+    )
 
 
 @click.command("replies")
@@ -147,7 +164,7 @@ def replies_command(
             param_hint="--variants",
         )
     result = evaluate_replies(
-        app.settings,
+        _evaluation_settings(app.settings),
         train_files,
         test_files,
         variants=chosen,

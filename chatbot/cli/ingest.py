@@ -120,8 +120,9 @@ def import_command(
         )
         click.echo(f"not transcript files, left out: {len(expanded.ignored)} ({shown})", err=True)
     summary = import_paths(
-        settings,
+        settings.paths,
         expanded.files,
+        ingest=settings.ingest,
         format=fmt,
         source=source,
         strict=strict,

@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     from chatbot.ranking.train import RankerResult
     from chatbot.settings import Settings
     from chatbot.store.database import Database
+    from chatbot.training.run import TrainResult
 
 
 def _fmt(seconds: float) -> str:
@@ -132,24 +133,7 @@ def command(
     from chatbot.training.evidence import open_evidence
     from chatbot.training.run import run_training
 
-    settings = app.settings
-    updates: dict[str, object] = {}
-    if max_steps is not None:
-        updates["max_steps"] = max_steps
-    if max_minutes is not None:
-        updates["max_minutes"] = max_minutes
-    if lora is not None:
-        updates["mode"] = "lora" if lora else "full"
-    if no_promote:
-        updates["auto_promote"] = False
-    if updates:
-        settings = settings.model_copy(
-            update={"training": settings.training.model_copy(update=updates)}
-        )
-    if no_promote:
-        settings = settings.model_copy(
-            update={"ranker": settings.ranker.model_copy(update={"auto_promote": False})}
-        )
+    settings = _with_options(app.settings, max_steps, max_minutes, lora, no_promote)
     main_process = int(os.environ.get("RANK", "0")) == 0
     ensure_home(settings.paths)
     database = Database(settings.resolved_database_url)
@@ -188,6 +172,41 @@ def command(
         database.dispose()
     if result is None:
         return
+    _report(result, ranker, ranker_note, as_json)
+
+
+def _with_options(
+    settings: Settings,
+    max_steps: int | None,
+    max_minutes: float | None,
+    lora: bool | None,
+    no_promote: bool,
+) -> Settings:
+    """The settings with the command's options in force."""
+    updates: dict[str, object] = {}
+    if max_steps is not None:
+        updates["max_steps"] = max_steps
+    if max_minutes is not None:
+        updates["max_minutes"] = max_minutes
+    if lora is not None:
+        updates["mode"] = "lora" if lora else "full"
+    if no_promote:
+        updates["auto_promote"] = False
+    if updates:
+        settings = settings.model_copy(
+            update={"training": settings.training.model_copy(update=updates)}
+        )
+    if no_promote:
+        settings = settings.model_copy(
+            update={"ranker": settings.ranker.model_copy(update={"auto_promote": False})}
+        )
+    return settings
+
+
+def _report(
+    result: TrainResult, ranker: RankerResult | None, ranker_note: str, as_json: bool
+) -> None:
+    """Print what the run made (JSON with --json)."""
     m = result.metrics
     if as_json:
         emit_json(

@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, Any, Protocol, TypedDict
 
 from chatbot.dialogue.records import SENT_REPLIES, Decision, Reason
 from chatbot.evaluation.items import EvalItem
-from chatbot.text.prompt import PromptFormat
+from chatbot.text.prompt import PromptFormat, PromptSettings
 
 if TYPE_CHECKING:
     from torch.nn import Module
@@ -43,7 +43,6 @@ if TYPE_CHECKING:
     from chatbot.dialogue.model_wait import LoadedModel
     from chatbot.retrieval.retriever import PairRetriever
     from chatbot.retrieval.types import Hit
-    from chatbot.settings import Settings
     from chatbot.store.database import Database
 
 VARIANTS = ("knn", "retrieval", "ranker", "base", "trained", "refined")
@@ -266,17 +265,16 @@ class OnePassVariant:
         tokenizer: PreTrainedTokenizerBase,
         version: str,
         retriever: PairRetriever,
-        settings: Settings,
+        prompt: PromptSettings,
+        max_new_tokens: int,
     ):
         self.name = name
         self.model = model
         self.tokenizer = tokenizer
         self.version = version
         self.retriever = retriever
-        self.prompt = PromptFormat.from_settings(
-            settings.prompt
-        )  # the prompt training and serving use
-        self.max_new_tokens = settings.dialogue.max_new_tokens
+        self.prompt = PromptFormat.from_settings(prompt)  # the prompt training and serving use
+        self.max_new_tokens = max_new_tokens
 
     def predict(self, item: EvalItem) -> Prediction:
         from chatbot.models.generate import generate_text

@@ -20,18 +20,19 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol, TypeVar, cast
+from typing import TYPE_CHECKING, Any, NamedTuple, Protocol, TypeVar, cast
 
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from chatbot.config import DataPaths
 from chatbot.errors import InputError, StoreError
 from chatbot.ingest import repository
 from chatbot.ingest.constants import needs_recompute, recompute
 from chatbot.ingest.detect import detect_format
 from chatbot.ingest.formats import FORMAT_NAMES, FormatOptions, parser_for
 from chatbot.ingest.formats.csv_qa import check_column_map
-from chatbot.ingest.pairs import build_pairs, labels_from_meta, split_for
+from chatbot.ingest.pairs import PairCandidate, build_pairs, labels_from_meta, split_for
 from chatbot.ingest.readers import Line, iter_lines
 from chatbot.ingest.records import (
     FileStatus,
@@ -45,8 +46,7 @@ from chatbot.ingest.validate import CleanConversation, clean
 from chatbot.store.enums import PairOrigin
 from chatbot.text.redact import Redactor
 
-if TYPE_CHECKING:  # built lazily: importing them here would load every settings section
-    from chatbot.settings import Settings
+if TYPE_CHECKING:
     from chatbot.store.database import Database
 
 log = logging.getLogger(__name__)
@@ -66,6 +66,16 @@ class ProgressBar(Protocol):
 
 ProgressFactory = Callable[[str, int], ProgressBar]
 J = TypeVar("J")
+
+
+class _NewPair(NamedTuple):
+    """A pair of a conversation being stored, before the store is asked whether it has it."""
+
+    conversation_id: int
+    conversation: CleanConversation
+    pair: PairCandidate
+    quality: float | None
+    labels: dict[str, Any]
 
 
 class _Rejected(Exception):
@@ -88,7 +98,7 @@ def file_sha256(path: Path) -> str:
 
 
 def import_paths(
-    target: Settings | Database,
+    target: DataPaths | Database,
     paths: Iterable[Path | str],
     *,
     format: str = "auto",
@@ -98,12 +108,12 @@ def import_paths(
     ingest: IngestSettings | None = None,
     progress: ProgressFactory | None = None,
 ) -> ImportSummary:
-    """Import `paths` into the store of `target` (a `Settings` or a `Database`).
+    """Import `paths` into the store of `target` (the data paths' store, or a `Database`),
+    cleaned by `ingest` (default: the defaults).
 
     Bad records are listed in the summary and skipped (or, with `strict`, make their
     whole file be skipped); unreadable files are reported as failed. Raises StoreError
     when the store cannot be used and InputError for bad arguments."""
-    from chatbot.settings import Settings
     from chatbot.store.database import Database, require_schema
 
     if format != "auto" and format not in FORMAT_NAMES:
@@ -113,14 +123,13 @@ def import_paths(
     column_map = dict(column_map or {})
     check_column_map(column_map)
     owned = False
-    if isinstance(target, Settings):
-        ingest = ingest or target.ingest
-        database = Database(target.resolved_database_url)
+    if isinstance(target, DataPaths):
+        database = Database(target.database_url)
         owned = True
     elif isinstance(target, Database):
         database = target
     else:
-        raise TypeError(f"import_paths needs Settings or Database, got {type(target).__name__}")
+        raise TypeError(f"import_paths needs DataPaths or Database, got {type(target).__name__}")
     ingest = ingest or IngestSettings()
     try:
         require_schema(database.engine)
@@ -312,7 +321,7 @@ class _FileImport:
     def _store(self, session: Session, batch: list[CleanConversation]) -> None:
         if not batch or (self.strict and self.summary.problems):
             return  # strict: nothing will be kept, so write nothing more
-        summary, cfg = self.summary, self.cfg
+        summary = self.summary
         existing = repository.existing_conversation_hashes(
             session=session, hashes=[c.content_hash for c in batch]
         )
@@ -321,88 +330,14 @@ class _FileImport:
             summary.skipped["already_stored"] += len(batch) - len(new)
         if not new:
             return
-        conversation_rows = []
-        for conversation in new:
-            for turn in conversation.turns:
-                turn.text = self.redactor.redact(turn.original, summary.redactions)
-            ident = conversation.external_id or conversation.content_hash[:16]
-            conversation.split = split_for(
-                conversation.source,
-                ident,
-                val_fraction=cfg.val_fraction,
-                test_fraction=cfg.test_fraction,
-            )
-            self.sources.add(conversation.source)
-            meta = self._redact_value(dict(conversation.meta))
-            meta["import"] = {
-                "file": self.path.name,
-                "line": conversation.line,
-                "record": conversation.index,
-            }
-            conversation_rows.append(
-                {
-                    "external_id": conversation.external_id[:300]
-                    if conversation.external_id
-                    else None,
-                    "source": conversation.source,
-                    "channel": "import",
-                    "import_id": self.import_id,
-                    "content_hash": conversation.content_hash,
-                    "split": conversation.split,
-                    "state": "closed",
-                    "meta": meta,
-                }
-            )
+        conversation_rows = [self._conversation_row(conversation) for conversation in new]
         ids = repository.insert_conversations(session=session, rows=conversation_rows)
-        message_rows, pair_rows, candidates = [], [], []
+        message_rows: list[dict[str, Any]] = []
+        candidates: list[_NewPair] = []
         for conversation_id, conversation in zip(ids, new, strict=True):
-            for index, turn in enumerate(conversation.turns):
-                message_rows.append(
-                    {
-                        "conversation_id": conversation_id,
-                        "turn_index": index,
-                        "role": turn.role,
-                        "text": turn.text,
-                        "original_text": turn.original if cfg.keep_original_text else None,
-                        "meta": {"merged": turn.merged} if turn.merged > 1 else {},
-                    }
-                )
-            pairs, skipped = build_pairs(
-                [(t.role, t.text) for t in conversation.turns],
-                window=cfg.context_turns,
-                filter_trivial=cfg.filter_trivial_pairs,
-                collapse=cfg.collapse_near_duplicates,
-            )
-            summary.pairs_skipped.update(skipped)
-            quality, labels = labels_from_meta(conversation.meta)
-            for pair in pairs:
-                if pair.content_hash in self.seen_pairs:
-                    summary.pairs_skipped["near_duplicate"] += 1
-                    continue
-                self.seen_pairs.add(pair.content_hash)
-                candidates.append((conversation_id, conversation, pair, quality, labels))
-        existing_pairs = repository.existing_pair_hashes(
-            session=session, hashes=[c[2].content_hash for c in candidates]
-        )
-        for conversation_id, conversation, pair, quality, labels in candidates:
-            if pair.content_hash in existing_pairs:
-                summary.pairs_skipped["near_duplicate"] += 1
-                continue
-            pair_rows.append(
-                {
-                    "conversation_id": conversation_id,
-                    "turn_index": pair.turn_index,
-                    "import_id": self.import_id,
-                    "source": conversation.source,
-                    "origin": PairOrigin.IMPORTED,
-                    "split": conversation.split,
-                    "context": pair.context,
-                    "target": pair.target,
-                    "quality": quality,
-                    "labels": labels,
-                    "content_hash": pair.content_hash,
-                }
-            )
+            message_rows.extend(self._message_rows(conversation_id, conversation))
+            candidates.extend(self._new_pairs(conversation_id, conversation))
+        pair_rows = self._pair_rows(session, candidates)
         repository.insert_messages(session=session, rows=message_rows)
         repository.insert_pairs(session=session, rows=pair_rows)
         summary.conversations += len(new)
@@ -414,6 +349,99 @@ class _FileImport:
             len(new),
             summary.conversations,
         )
+
+    def _conversation_row(self, conversation: CleanConversation) -> dict[str, Any]:
+        """Redact the conversation's turns, give it its split and return its row."""
+        cfg = self.cfg
+        for turn in conversation.turns:
+            turn.text = self.redactor.redact(turn.original, self.summary.redactions)
+        ident = conversation.external_id or conversation.content_hash[:16]
+        conversation.split = split_for(
+            conversation.source,
+            ident,
+            val_fraction=cfg.val_fraction,
+            test_fraction=cfg.test_fraction,
+        )
+        self.sources.add(conversation.source)
+        meta = self._redact_value(dict(conversation.meta))
+        meta["import"] = {
+            "file": self.path.name,
+            "line": conversation.line,
+            "record": conversation.index,
+        }
+        return {
+            "external_id": conversation.external_id[:300] if conversation.external_id else None,
+            "source": conversation.source,
+            "channel": "import",
+            "import_id": self.import_id,
+            "content_hash": conversation.content_hash,
+            "split": conversation.split,
+            "state": "closed",
+            "meta": meta,
+        }
+
+    def _message_rows(
+        self, conversation_id: int, conversation: CleanConversation
+    ) -> list[dict[str, Any]]:
+        return [
+            {
+                "conversation_id": conversation_id,
+                "turn_index": index,
+                "role": turn.role,
+                "text": turn.text,
+                "original_text": turn.original if self.cfg.keep_original_text else None,
+                "meta": {"merged": turn.merged} if turn.merged > 1 else {},
+            }
+            for index, turn in enumerate(conversation.turns)
+        ]
+
+    def _new_pairs(self, conversation_id: int, conversation: CleanConversation) -> list[_NewPair]:
+        """The conversation's training pairs not seen earlier in this file."""
+        cfg, summary = self.cfg, self.summary
+        pairs, skipped = build_pairs(
+            [(t.role, t.text) for t in conversation.turns],
+            window=cfg.context_turns,
+            filter_trivial=cfg.filter_trivial_pairs,
+            collapse=cfg.collapse_near_duplicates,
+        )
+        summary.pairs_skipped.update(skipped)
+        quality, labels = labels_from_meta(conversation.meta)
+        candidates = []
+        for pair in pairs:
+            if pair.content_hash in self.seen_pairs:
+                summary.pairs_skipped["near_duplicate"] += 1
+                continue
+            self.seen_pairs.add(pair.content_hash)
+            candidates.append(_NewPair(conversation_id, conversation, pair, quality, labels))
+        return candidates
+
+    def _pair_rows(self, session: Session, candidates: list[_NewPair]) -> list[dict[str, Any]]:
+        """Rows for the candidates the store does not hold yet."""
+        existing_pairs = repository.existing_pair_hashes(
+            session=session, hashes=[c.pair.content_hash for c in candidates]
+        )
+        rows = []
+        for candidate in candidates:
+            pair, conversation = candidate.pair, candidate.conversation
+            if pair.content_hash in existing_pairs:
+                self.summary.pairs_skipped["near_duplicate"] += 1
+                continue
+            rows.append(
+                {
+                    "conversation_id": candidate.conversation_id,
+                    "turn_index": pair.turn_index,
+                    "import_id": self.import_id,
+                    "source": conversation.source,
+                    "origin": PairOrigin.IMPORTED,
+                    "split": conversation.split,
+                    "context": pair.context,
+                    "target": pair.target,
+                    "quality": candidate.quality,
+                    "labels": candidate.labels,
+                    "content_hash": pair.content_hash,
+                }
+            )
+        return rows
 
     def _redact_value(self, value: J) -> J:
         """`value` (a JSON value) with every string in it redacted: the same shape."""

@@ -41,7 +41,7 @@ from chatbot.store.enums import ReviewState
 from chatbot.store.schema import Message
 from chatbot.store.support_schema import Feedback
 from chatbot.support.queue import SHOWN_DECISIONS, aware, cached_pair_id
-from chatbot.support.review import context_before
+from chatbot.support.review_pairs import context_before
 
 NEGATIVE_LABEL = "customer_said_wrong"
 # Decisions the assistant itself queues for review: a thumbs taken back leaves them waiting.

@@ -20,14 +20,14 @@ a flagged one (`chatbot.support.feedback`); the agent's decision on it stands wh
 the customer clicks afterwards.
 
 Where its job ends: checking the caller's login and role is `chatbot.web.auth`'s; the
-queue and the conversation view are `chatbot.support.queue`'s.
+queue and the conversation view are `chatbot.support.queue`'s; the training pair an
+approval or edit becomes, and the rejected examples, `chatbot.support.review_pairs`'.
 """
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
-from typing import NamedTuple, Protocol, TypedDict, Unpack
+from typing import Protocol, TypedDict, Unpack
 
 from sqlalchemy import case, func, or_, select, update
 from sqlalchemy.orm import Session
@@ -37,19 +37,18 @@ from chatbot.errors import AccessDenied, InputError, StoreError
 from chatbot.store.conversations import add_message
 from chatbot.store.database import Database, matched_rows
 from chatbot.store.dialogue_schema import DialogueReply
-from chatbot.store.enums import AgentActionKind, PairOrigin, ReviewState
-from chatbot.store.schema import Conversation, Message, TrainingPair, utcnow
-from chatbot.store.support_schema import AgentAction, PrivateAnswer, User
-from chatbot.support import sharing
+from chatbot.store.enums import AgentActionKind, ReviewState
+from chatbot.store.schema import Conversation, Message, utcnow
+from chatbot.store.support_schema import AgentAction, User
 from chatbot.support.queue import SHOWN_DECISIONS, TAKEN_OVER_REASON
+
+# Re-exported: the ranker's training reads the rejected examples from here.
+from chatbot.support.review_pairs import rejected_examples as rejected_examples
+from chatbot.support.review_pairs import share_answer
 from chatbot.text.redact import Redactor
 
 MAX_TEXT_CHARS = 4000
 MAX_REASON_CHARS = 1000
-CONTEXT_TURNS = 8  # turns kept before an agent's answer in its training pair
-PAIR_SOURCE = "agent-review"
-# Bot messages that are notices about the process, not part of the conversation.
-_NOTICE_DECISIONS = ("held", "handoff")
 # Replies the customer already has (an answer, or an act, decline or clarifying question a
 # customer's thumbs-down sent for review): approving one sends nothing new.
 _SHOWN_DECISIONS = SHOWN_DECISIONS
@@ -75,13 +74,6 @@ class ActionResult:
     pair_id: int | None = None  # the training pair written
     took_over: bool = False
     held_id: int | None = None  # the answer kept private for personal data (no pair)
-
-
-class RejectedExample(NamedTuple):
-    context: list[
-        dict[str, str]
-    ]  # the turns before, oldest first; the last is the customer message
-    text: str  # the suggestion the agent rejected
 
 
 # -- checks --------------------------------------------------------------------------
@@ -462,10 +454,10 @@ def _decide(
             sent_now = True
         if sent is None:  # deleted a moment ago (retention): nothing to keep a pair of
             raise StoreError(f"the message suggestion {reply_id} was sent as no longer exists")
-        pair, held = _share(
+        pair, held = share_answer(
             session,
             row,
-            user,
+            user.username,
             action=action,
             text=text,
             message=sent,
@@ -503,111 +495,3 @@ def _decide(
         took_over=took,
         held_id=held.id if held is not None else None,
     )
-
-
-# -- training pairs and negative examples --------------------------------------------------
-
-
-def context_before(
-    session: Session, conversation_id: int, customer_message_id: int, turns: int = CONTEXT_TURNS
-) -> list[dict[str, str]]:
-    """The turns up to and including the customer message a reply answers, oldest
-    first, without the assistant's hold and hand-off notices."""
-    answered = session.get(Message, customer_message_id)
-    if answered is None:
-        raise StoreError(f"message {customer_message_id} does not exist")
-    rows = session.scalars(
-        select(Message)
-        .where(
-            Message.conversation_id == conversation_id, Message.turn_index <= answered.turn_index
-        )
-        .order_by(Message.turn_index)
-    )
-    context = [
-        {"role": m.role, "text": m.text}
-        for m in rows
-        if m.role in ("customer", "agent", "bot")
-        and not (m.role == "bot" and (m.meta or {}).get("decision") in _NOTICE_DECISIONS)
-    ]
-    return context[-turns:]
-
-
-def pair_hash(conversation_id: int, turn_index: int, text: str) -> str:
-    return hashlib.sha256(
-        f"{PAIR_SOURCE}\x00{conversation_id}\x00{turn_index}\x00{text}".encode()
-    ).hexdigest()
-
-
-def _share(
-    session: Session,
-    row: DialogueReply,
-    user: Agent,
-    *,
-    action: AgentActionKind,
-    text: str,
-    message: Message,
-    allowlist: tuple[str, ...] = (),
-) -> tuple[TrainingPair | None, PrivateAnswer | None]:
-    """The answer as a shared training pair in its slotted form, or, when personal data
-    is left after slotting, held back for an admin (`chatbot.support.sharing`)."""
-    origin = (
-        PairOrigin.AGENT_APPROVED if action == AgentActionKind.APPROVE else PairOrigin.AGENT_EDITED
-    )
-    context = context_before(session, row.conversation_id, row.message_id)
-    labels = {
-        "agent": user.username,
-        "reviewed_at": utcnow().isoformat(),
-        "original_suggestion": row.text,
-        "reply_id": row.id,
-        "action": action,
-        "decision": row.decision,
-        "reason": row.reason,
-        "confidence": row.confidence,
-    }
-    form = sharing.shared_form(session, text, context, allowlist)
-    if form.private:
-        held = sharing.hold(
-            session,
-            conversation_id=row.conversation_id,
-            reply_id=row.id,
-            message_id=message.id,
-            turn_index=message.turn_index,
-            origin=str(origin),
-            agent=user.username,
-            context=context,
-            text=text,
-            labels=labels,
-            form=form,
-        )
-        return None, held
-    pair = sharing.write_pair(
-        session,
-        conversation_id=row.conversation_id,
-        turn_index=message.turn_index,
-        source=PAIR_SOURCE,
-        origin=origin,
-        context=context,
-        text=text,
-        labels=labels,
-        content_hash=pair_hash(row.conversation_id, message.turn_index, text),
-        form=form,
-    )
-    return pair, None
-
-
-def rejected_examples(session: Session, *, limit: int | None = None) -> list[RejectedExample]:
-    """Every rejected suggestion with the turns it answered, oldest rejection first:
-    negative examples for whatever ranks candidates."""
-    query = (
-        select(AgentAction.conversation_id, AgentAction.original_text, DialogueReply.message_id)
-        .join(DialogueReply, DialogueReply.id == AgentAction.reply_id)
-        .where(AgentAction.action == AgentActionKind.REJECT, AgentAction.original_text.is_not(None))
-        .order_by(AgentAction.id)
-    )
-    if limit is not None:
-        query = query.limit(limit)
-    return [
-        RejectedExample(context_before(session, conversation_id, message_id), text)
-        for conversation_id, text, message_id in session.execute(query).all()
-        if text and text.strip()
-    ]

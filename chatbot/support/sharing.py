@@ -10,7 +10,7 @@ company's own constants, makes the answer private: no pair is written, a
 `PrivateAnswer` row keeps it for an admin, who approves it (the flagged values are the
 company's own, or harmless: a pair is written then) or discards it (its text is cleared).
 
-Where its job ends: it decides and writes pairs and held answers; `chatbot.support.review`
+Where its job ends: it decides and writes pairs and held answers; `chatbot.support.review_pairs`
 calls it inside the agent's transaction, and the admin console shows the held answers.
 """
 
@@ -212,7 +212,7 @@ def _pending(session: Session, held_id: int) -> PrivateAnswer:
 def approve(database: Database, held_id: int, admin: str) -> int:
     """Share the held answer: its pair (slotted, the flagged values kept as they are) is
     written now. Returns the pair's id."""
-    from chatbot.support.review import PAIR_SOURCE, pair_hash
+    from chatbot.support.review_pairs import PAIR_SOURCE, pair_hash
 
     with database.session() as session:
         row = _pending(session, held_id)

@@ -151,27 +151,53 @@ def install_auth(app: FastAPI, services: Services) -> None:
     to `app`. Call before mounting the consoles."""
     from starlette.middleware.sessions import SessionMiddleware
 
-    from chatbot.accounts.ratelimit import LoginRateLimiter
     from chatbot.accounts.secret import session_secret
 
     web = services.settings.web
-    limiter = LoginRateLimiter(web.login_attempts, web.login_window_seconds)
-    policy = throttle_policy(services)
+    routes = _AuthRoutes(services)
+    app.middleware("http")(routes.console_door)
+    # Added after the door check so that it runs first and the door sees the session.
+    app.add_middleware(
+        SessionMiddleware,
+        secret_key=session_secret(services.settings.web.session_secret, services.settings.paths),
+        session_cookie=SESSION_COOKIE,
+        max_age=int(web.session_hours * 3600),
+        same_site="lax",
+        https_only=web.cookie_secure,
+    )
+    app.get("/login", response_class=HTMLResponse)(routes.login_form)
+    app.post("/login")(routes.login)
+    app.api_route("/logout", methods=["GET", "HEAD", "PUT", "DELETE", "PATCH"])(
+        routes.no_logout_by_link
+    )
+    app.post("/logout")(routes.logout)
 
-    @app.middleware("http")
-    async def console_door(request: Request, call_next: RequestResponseEndpoint) -> Response:
+
+class _AuthRoutes:
+    """The door check and the login/logout handlers `install_auth` adds, sharing the
+    services, the per-address login limiter and the throttle policy."""
+
+    def __init__(self, services: Services) -> None:
+        from chatbot.accounts.ratelimit import LoginRateLimiter
+
+        self.services = services
+        self.web = services.settings.web
+        self.limiter = LoginRateLimiter(self.web.login_attempts, self.web.login_window_seconds)
+        self.policy = throttle_policy(services)
+
+    async def console_door(self, request: Request, call_next: RequestResponseEndpoint) -> Response:
         """A browser opening a console page without a fitting login goes to the login
         page (or is told it lacks the role) instead of Gradio's bare 401; no console
         or login answer is ever cached."""
-        response = await _door(request, call_next)
+        response = await self._door(request, call_next)
         if request.url.path.startswith(NO_STORE_PREFIXES):
             response.headers["Cache-Control"] = "no-store"
         return response
 
-    async def _door(request: Request, call_next: RequestResponseEndpoint) -> Response:
+    async def _door(self, request: Request, call_next: RequestResponseEndpoint) -> Response:
         path = request.url.path.rstrip("/") or "/"
         if request.method == "GET" and path in CONSOLES:
-            user = session_account(services, request)
+            user = session_account(self.services, request)
             if user is None:
                 return RedirectResponse(f"/login?next={quote(path)}", status_code=303)
             if user.role not in CONSOLES[path]:
@@ -189,117 +215,89 @@ def install_auth(app: FastAPI, services: Services) -> None:
                 return RedirectResponse(path + "/", status_code=307)
         return await call_next(request)
 
-    # Added after the door check so that it runs first and the door sees the session.
-    app.add_middleware(
-        SessionMiddleware,
-        secret_key=session_secret(services.settings),
-        session_cookie=SESSION_COOKIE,
-        max_age=int(web.session_hours * 3600),
-        same_site="lax",
-        https_only=web.cookie_secure,
-    )
-
-    @app.get("/login", response_class=HTMLResponse)
-    async def login_form(request: Request, next: str = "") -> HTMLResponse:
+    async def login_form(self, request: Request, next: str = "") -> HTMLResponse:
         return HTMLResponse(_login_page(next_path=next))
 
-    @app.post("/login")
-    async def login(request: Request) -> Response:
+    async def login(self, request: Request) -> Response:
         from starlette.concurrency import run_in_threadpool
 
         from chatbot.accounts.sessions import start_session
         from chatbot.accounts.users import authenticate
 
+        services, limiter = self.services, self.limiter
         form = await request.form()
         username = str(form.get("username") or "").strip()
         password = str(form.get("password") or "")
         next_path = str(form.get("next") or "")
         client = request.client.host if request.client else "unknown"
+
+        def refused(error: str, status_code: int, retry_after: int | None = None) -> Response:
+            headers = {"Retry-After": str(retry_after)} if retry_after is not None else None
+            return HTMLResponse(
+                _login_page(next_path=next_path, username=username, error=error),
+                status_code=status_code,
+                headers=headers,
+            )
+
         if not limiter.hit(client):
             wait = max(1, round(limiter.retry_after(client)))
-            return HTMLResponse(
-                _login_page(
-                    next_path=next_path,
-                    username=username,
-                    error=f"Too many login attempts; try again in {wait} seconds.",
-                ),
-                status_code=429,
-                headers={"Retry-After": str(wait)},
-            )
+            return refused(f"Too many login attempts; try again in {wait} seconds.", 429, wait)
         if not username or not password:
-            return HTMLResponse(
-                _login_page(
-                    next_path=next_path,
-                    username=username,
-                    error="Enter your username and password.",
-                ),
-                status_code=400,
-            )
+            return refused("Enter your username and password.", 400)
         try:
             # argon2 takes tens of milliseconds on purpose: keep it off the event loop.
             user = await run_in_threadpool(
-                authenticate, services.database, username, password, address=client, policy=policy
+                authenticate,
+                services.database,
+                username,
+                password,
+                address=client,
+                policy=self.policy,
             )
         except LoginThrottled as exc:
-            return HTMLResponse(
-                _login_page(
-                    next_path=next_path,
-                    username=username,
-                    error=f"Too many login attempts; try again in {exc.retry_after} seconds.",
-                ),
-                status_code=429,
-                headers={"Retry-After": str(exc.retry_after)},
+            return refused(
+                f"Too many login attempts; try again in {exc.retry_after} seconds.",
+                429,
+                exc.retry_after,
             )
         except LoginRefused as exc:
-            return HTMLResponse(
-                _login_page(next_path=next_path, username=username, error=str(exc)), status_code=401
-            )
+            return refused(str(exc), 401)
         except ChatbotError as exc:
             log.warning("login failed: %s", exc)
-            return HTMLResponse(
-                _login_page(
-                    next_path=next_path,
-                    username=username,
-                    error="The service cannot check logins right now; try again shortly.",
-                ),
-                status_code=503,
-            )
+            return refused(_CANNOT_CHECK, 503)
         try:
             key = await run_in_threadpool(
-                start_session, services.database, user.id, hours=web.session_hours, address=client
+                start_session,
+                services.database,
+                user.id,
+                hours=self.web.session_hours,
+                address=client,
             )
         except ChatbotError as exc:
             log.warning("cannot start a session: %s", exc)
-            return HTMLResponse(
-                _login_page(
-                    next_path=next_path,
-                    username=username,
-                    error="The service cannot check logins right now; try again shortly.",
-                ),
-                status_code=503,
-            )
+            return refused(_CANNOT_CHECK, 503)
         _end_cookie_session(services, request)  # a session already in this browser ends
         request.session.clear()
         request.session["sid"] = key
         log.info("login: %s (%s) from %s", user.username, user.role, client)
         return RedirectResponse(_safe_next(next_path, user.role), status_code=303)
 
-    @app.api_route("/logout", methods=["GET", "HEAD", "PUT", "DELETE", "PATCH"])
-    async def no_logout_by_link(request: Request) -> Response:
+    async def no_logout_by_link(self, request: Request) -> Response:
         """A link or an image elsewhere must not log anyone out (nor fall through to the
         widget's mount): 405, only the console's form posts here."""
         return Response("Log out with the button in the console.", 405, {"Allow": "POST"})
 
-    @app.post("/logout")
-    async def logout(request: Request) -> Response:
+    async def logout(self, request: Request) -> Response:
         """End the session in the store (every copy of its cookie stops working at once)
         and clear the cookie. POST only, and only from this server's pages."""
         from starlette.concurrency import run_in_threadpool
 
-        await run_in_threadpool(_end_cookie_session, services, request)
+        await run_in_threadpool(_end_cookie_session, self.services, request)
         request.session.clear()
         return RedirectResponse("/login", status_code=303)
 
+
+_CANNOT_CHECK = "The service cannot check logins right now; try again shortly."
 
 _STYLE = """
 body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;background:#f5f6f8;margin:0;

@@ -30,5 +30,7 @@ class Services:
             from chatbot.accounts.secret import session_secret
             from chatbot.support.customer import token_key
 
-            self.conversation_key = token_key(session_secret(self.settings))
+            self.conversation_key = token_key(
+                session_secret(self.settings.web.session_secret, self.settings.paths)
+            )
         return self.conversation_key
