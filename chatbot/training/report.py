@@ -6,12 +6,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from chatbot.training.checkpoints import write_json
+from chatbot.files import atomic_path, write_json_atomic
 
 
 def write_metrics(directory: Path, metrics: dict[str, Any]) -> Path:
     path = directory / "metrics.json"
-    write_json(path, metrics)
+    write_json_atomic(path, metrics)
     return path
 
 
@@ -46,8 +46,7 @@ def plot_loss_curve(
     ax.legend()
     fig.tight_layout()
     path = directory / "loss_curve.png"
-    tmp = directory / ".loss_curve.tmp.png"
-    fig.savefig(tmp)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp)
     plt.close(fig)
-    tmp.replace(path)
     return path

@@ -9,7 +9,6 @@ prints; everything a run does is here.
 from __future__ import annotations
 
 import logging
-import os
 import resource
 import shutil
 import sys
@@ -19,6 +18,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from chatbot.files import replace_directory, write_json_atomic
 from chatbot.training import TrainingError
 from chatbot.training import checkpoints as ck
 from chatbot.training import resume as rs
@@ -225,7 +225,7 @@ def _run(
     if info.is_main:
         run_dir.mkdir(parents=True, exist_ok=True)
         previous = ck.read_json(run_dir / ck.STATE_FILE) or {}
-        ck.write_json(
+        write_json_atomic(
             run_dir / ck.STATE_FILE,
             {
                 "status": "running",
@@ -235,7 +235,7 @@ def _run(
                 **meta,
             },
         )
-        ck.write_json(
+        write_json_atomic(
             run_dir / "meta.json",
             {
                 "what": "reply-model training run",
@@ -407,8 +407,7 @@ def _finish(
     title = f"{name}: val {result.baseline_val_loss:.3f} → {final_loss:.3f}"
     plot_loss_curve(staging, result.history, result.validations, result.baseline_val_loss, title)
     write_checksums(staging)  # verified before every load (chatbot.models.checksums)
-    shutil.rmtree(version_dir, ignore_errors=True)
-    os.replace(staging, version_dir)
+    replace_directory(staging, version_dir)
     write_metrics(run_dir, metrics)
     plot_loss_curve(run_dir, result.history, result.validations, result.baseline_val_loss, title)
 
@@ -436,7 +435,7 @@ def _finish(
     shutil.rmtree(run_dir / "checkpoints", ignore_errors=True)
     rs.remove_resume_state(run_dir)
     state = ck.read_json(run_dir / ck.STATE_FILE) or {}
-    ck.write_json(
+    write_json_atomic(
         run_dir / ck.STATE_FILE,
         {**state, "status": "finished", "finished_at": ck.now_iso(), "version": name},
     )
