@@ -4,10 +4,10 @@ renamed over it with `os.replace` (atomic within one file system). A write that 
 or is interrupted removes its temporary file and leaves the target as it was.
 
 What goes into a file is its writer's business; reading one back is its reader's
-(`chatbot.meta_file` for a meta.json). Temporary names start with a dot and end in
-`.tmp` (before the target's own suffix, so tools that pick a format by suffix, like
-matplotlib's `savefig`, still do): cleaning up what a killed process left is the
-caller's job, and a caller that does it names the temporary file itself (`temp=`).
+(`chatbot.meta_file` for a meta.json). Temporary names are `.<name>.<unique>.tmp`
+(a writer that picks a format by suffix, like matplotlib's `savefig`, is told the
+format): cleaning up what a killed process left is the caller's job, and a caller that
+does it by a known name names the temporary file itself (`temp=`).
 """
 
 from __future__ import annotations
@@ -41,7 +41,7 @@ def atomic_path(path: Path, *, temp: Path | None = None, fsync: bool = False) ->
         # Not mkstemp: the file is created by whoever writes it, with the usual
         # permissions, as the file it replaces was.
         unique = f"{os.getpid()}.{secrets.token_hex(4)}"
-        temp = path.with_name(f".{path.stem}.{unique}.tmp{path.suffix}")
+        temp = path.with_name(f".{path.name}.{unique}.tmp")
     try:
         yield temp
         if fsync:

@@ -257,7 +257,7 @@ def plot_metrics(result: ReplyEvaluation, path: Path) -> None:
     fig.suptitle(f"{turns_line(result)}; bars: 95% bootstrap intervals", fontsize=9)
     fig.tight_layout()
     with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=110)
+        fig.savefig(tmp, dpi=110, format="png")
     plt.close(fig)
 
 
@@ -279,7 +279,7 @@ def plot_latency(result: ReplyEvaluation, path: Path) -> None:
     ax.set_title("reply latency")
     fig.tight_layout()
     with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=110)
+        fig.savefig(tmp, dpi=110, format="png")
     plt.close(fig)
 
 

@@ -47,6 +47,6 @@ def plot_loss_curve(
     fig.tight_layout()
     path = directory / "loss_curve.png"
     with atomic_path(path) as tmp:
-        fig.savefig(tmp)
+        fig.savefig(tmp, format="png")
     plt.close(fig)
     return path
