@@ -110,14 +110,13 @@ def _one_clear_error(result, file_name: str) -> str:
 
 @pytest.mark.parametrize("kind", list(DAMAGE))
 def test_damaged_index_is_one_clear_error_and_rebuild_repairs_it(kind, env, sqlite_database):
-    from chatbot.dialogue.sources import open_manager
-    from chatbot.retrieval.following import FollowingRetriever
+    from chatbot.dialogue.sources import following_retriever, open_manager
 
     settings = _settings(env)
     damage, file_name = DAMAGE[kind]
     root = store_root(settings)
     update_index(settings, sqlite_database, calibrate=False)
-    serving = FollowingRetriever(
+    serving = following_retriever(
         settings, open_retriever(settings, sqlite_database), check_interval=0
     )
     assert serving.version == "v0001"

@@ -351,11 +351,11 @@ def test_index_cli(index_settings, migrated_database, monkeypatch):
 
 
 def test_serving_follows_a_new_index_version_without_a_restart(index_settings, migrated_database):
-    from chatbot.retrieval.following import FollowingRetriever
+    from chatbot.dialogue.sources import following_retriever
 
     add_pairs(migrated_database, PAIRS[:4])
     update_index(index_settings, migrated_database)
-    serving = FollowingRetriever(
+    serving = following_retriever(
         index_settings, open_retriever(index_settings, migrated_database), check_interval=0
     )
     assert serving.version == "v0001"

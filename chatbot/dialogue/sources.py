@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 
 from chatbot.config import Settings
 from chatbot.errors import ConfigError
+from chatbot.following import DEFAULT_CHECK_INTERVAL
 from chatbot.store.database import Database
 
 if TYPE_CHECKING:
@@ -18,7 +19,9 @@ if TYPE_CHECKING:
     from chatbot.dialogue.model_wait import LoadedModel
     from chatbot.models.versions import ReplyModelProvider
     from chatbot.ranking.model import RankerSource
+    from chatbot.retrieval.fallback import IndexHealth
     from chatbot.retrieval.following import FollowingRetriever
+    from chatbot.retrieval.retriever import PairRetriever
 
 NO_INDEX_HINT = (
     "there is no index to answer from yet; import support history and build the index first: "
@@ -51,9 +54,39 @@ class BaseReplyModelSource:
 
 def reply_model_source(settings: Settings, database: Database) -> ReplyModelProvider:
     """The promoted reply model, reloaded on promotion; the base model until one exists."""
+    from functools import partial
+
+    from chatbot.models.reply_model import repair_hint, reply_model_path
     from chatbot.models.versions import ReplyModelProvider
 
-    return ReplyModelProvider(settings, database)
+    return ReplyModelProvider(
+        database,
+        partial(reply_model_path, settings),
+        base_repair=partial(repair_hint, settings),
+    )
+
+
+def following_retriever(
+    settings: Settings,
+    retriever: PairRetriever,
+    *,
+    check_interval: float = DEFAULT_CHECK_INTERVAL,
+    health: IndexHealth | None = None,
+) -> FollowingRetriever:
+    """`retriever` (already open), followed by later index versions, each loaded with
+    the same embedder."""
+    from chatbot.retrieval.following import FollowingRetriever
+    from chatbot.retrieval.index_files import store_root
+    from chatbot.retrieval.retriever import load_version
+
+    model = retriever.model
+    return FollowingRetriever(
+        store_root(settings),
+        retriever,
+        lambda version_dir: load_version(settings, version_dir, model=model),
+        check_interval=check_interval,
+        health=health,
+    )
 
 
 def open_retriever_or_explain(
@@ -65,7 +98,6 @@ def open_retriever_or_explain(
     newest intact one, its `health` saying so; without it (one-shot commands), the
     damage is the error."""
     from chatbot.retrieval.fallback import IndexHealth, open_intact_retriever
-    from chatbot.retrieval.following import FollowingRetriever
     from chatbot.retrieval.retriever import open_retriever
     from chatbot.retrieval.versions import IndexNotFoundError
 
@@ -75,7 +107,7 @@ def open_retriever_or_explain(
         else:
             retriever = open_retriever(settings, database)
             health = IndexHealth(retriever.version)
-        return FollowingRetriever(settings, retriever, health=health)
+        return following_retriever(settings, retriever, health=health)
     except IndexNotFoundError:
         raise ConfigError(NO_INDEX_HINT) from None
 
@@ -125,4 +157,4 @@ def ranker_source(settings: Settings, database: Database) -> RankerSource | None
         return None
     from chatbot.ranking.model import RankerSource
 
-    return RankerSource(settings, database)
+    return RankerSource(database, settings.ranker)

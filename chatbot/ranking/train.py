@@ -47,8 +47,9 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
+from chatbot.meta_file import META_FILE
 from chatbot.ranking import RankerError
-from chatbot.ranking.model import KIND, META_FILE, Ranker, query_text
+from chatbot.ranking.model import KIND, Ranker, query_text
 
 if TYPE_CHECKING:
     from sentence_transformers.cross_encoder import CrossEncoder
