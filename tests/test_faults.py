@@ -418,7 +418,11 @@ def test_training_killed_midway_resumes_and_leaves_nothing_behind(tmp_path, tiny
         runs = settings.versions_dir / "runs"
         deadline = time.monotonic() + 180
         try:
-            while not list(runs.glob("*/checkpoints/step-000002")):
+            # The first save point is complete once its resume state follows its
+            # checkpoint; a kill between the two leaves nothing to resume yet.
+            while not (
+                list(runs.glob("*/checkpoints/step-000002")) and list(runs.glob("*/resume.json"))
+            ):
                 assert process.poll() is None, process.stderr.read().decode()[-2000:]
                 assert time.monotonic() < deadline, "no checkpoint appeared"
                 time.sleep(0.02)
