@@ -53,15 +53,20 @@ def atomic_path(path: Path, *, temp: Path | None = None, fsync: bool = False) ->
         raise
 
 
-def write_bytes_atomic(path: Path, data: bytes, *, fsync: bool = False) -> None:
-    """`path` holds `data` afterwards, or (on an error) what it held before."""
-    with atomic_path(path, fsync=fsync) as temp:
-        temp.write_bytes(data)
+def write_bytes_atomic(
+    path: Path, data: bytes, *, temp: Path | None = None, fsync: bool = False
+) -> None:
+    """`path` holds `data` afterwards, or (on an error) what it held before; `temp` as
+    for `atomic_path`."""
+    with atomic_path(path, temp=temp, fsync=fsync) as written:
+        written.write_bytes(data)
 
 
-def write_text_atomic(path: Path, text: str, *, fsync: bool = False) -> None:
+def write_text_atomic(
+    path: Path, text: str, *, temp: Path | None = None, fsync: bool = False
+) -> None:
     """`path` holds `text` (UTF-8) afterwards, or (on an error) what it held before."""
-    write_bytes_atomic(path, text.encode("utf-8"), fsync=fsync)
+    write_bytes_atomic(path, text.encode("utf-8"), temp=temp, fsync=fsync)
 
 
 def write_json_atomic(
@@ -71,11 +76,12 @@ def write_json_atomic(
     indent: int | None = 2,
     sort_keys: bool = False,
     newline: bool = True,
+    temp: Path | None = None,
 ) -> None:
     """`payload` as JSON (values JSON does not know written with `str`), atomically;
     `newline` ends the file with one."""
     text = json.dumps(payload, indent=indent, sort_keys=sort_keys, default=str)
-    write_text_atomic(path, text + "\n" if newline else text)
+    write_text_atomic(path, text + "\n" if newline else text, temp=temp)
 
 
 def replace_directory(staged: Path, target: Path) -> None:

@@ -11,7 +11,8 @@ from chatbot.files import atomic_path, write_json_atomic
 
 def write_metrics(directory: Path, metrics: dict[str, Any]) -> Path:
     path = directory / "metrics.json"
-    write_json_atomic(path, metrics)
+    # One temporary name (as a run's other files): a killed run's leftover is replaced.
+    write_json_atomic(path, metrics, temp=directory / ".metrics.json.tmp")
     return path
 
 
@@ -46,7 +47,7 @@ def plot_loss_curve(
     ax.legend()
     fig.tight_layout()
     path = directory / "loss_curve.png"
-    with atomic_path(path) as tmp:
+    with atomic_path(path, temp=directory / ".loss_curve.png.tmp") as tmp:
         fig.savefig(tmp, format="png")
     plt.close(fig)
     return path

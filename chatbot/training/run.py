@@ -225,6 +225,8 @@ def _run(
     if info.is_main:
         run_dir.mkdir(parents=True, exist_ok=True)
         previous = ck.read_json(run_dir / ck.STATE_FILE) or {}
+        # A run's files keep one temporary name each (as resume.py's do), so what a
+        # killed run left half-written is replaced by the resumed run's next write.
         write_json_atomic(
             run_dir / ck.STATE_FILE,
             {
@@ -234,6 +236,7 @@ def _run(
                 "training_settings": cfg.model_dump(),
                 **meta,
             },
+            temp=run_dir / f".{ck.STATE_FILE}.tmp",
         )
         write_json_atomic(
             run_dir / "meta.json",
@@ -244,6 +247,7 @@ def _run(
                 "training_settings": cfg.model_dump(),
                 **meta,
             },
+            temp=run_dir / ".meta.json.tmp",
         )
     barrier(info)
     # max_minutes bounds the whole run: what was spent before the loop (loading, evidence)
@@ -438,6 +442,7 @@ def _finish(
     write_json_atomic(
         run_dir / ck.STATE_FILE,
         {**state, "status": "finished", "finished_at": ck.now_iso(), "version": name},
+        temp=run_dir / f".{ck.STATE_FILE}.tmp",
     )
     return TrainResult(
         run_dir=str(run_dir),
