@@ -417,7 +417,7 @@ def main() -> None:
         raise SystemExit(f"no items in {questions}")
 
     from chatbot.bootstrap import prepare
-    from chatbot.dialogue.sources import open_manager
+    from chatbot.cli.manager import open_manager
     from chatbot.settings import Settings
 
     started = time.perf_counter()

@@ -305,9 +305,9 @@ def test_the_manager_sends_the_agreed_answer_where_consensus_was_chosen(
 
 
 def test_chatbot_index_records_the_choice_and_serving_reads_it(tiny_settings, migrated_database):
+    from chatbot.dialogue.sources import following_retriever
     from chatbot.indexing.builder import update_index
     from chatbot.models.embedder import load_embedder
-    from chatbot.retrieval.following import FollowingRetriever
     from chatbot.retrieval.retriever import open_retriever
 
     settings = tiny_settings.model_copy(
@@ -320,8 +320,10 @@ def test_chatbot_index_records_the_choice_and_serving_reads_it(tiny_settings, mi
     )
     recorded = report.fusion["consensus"]
     assert recorded["enabled"] and recorded["validation_questions"] == len(TOPICS)
-    serving = FollowingRetriever(
-        settings, open_retriever(settings.paths, settings.retrieval, migrated_database, model=model)
+    serving = following_retriever(
+        settings.paths,
+        settings.retrieval,
+        open_retriever(settings.paths, settings.retrieval, migrated_database, model=model),
     )
     assert serving.consensus == ConsensusChoice.from_meta(recorded)
     assert serving.model is model

@@ -69,7 +69,7 @@ KNOWN_WRONG = [
 @pytest.fixture(scope="module")
 def demo_manager(tmp_path_factory):
     from chatbot.bootstrap import prepare
-    from chatbot.dialogue.sources import open_manager
+    from chatbot.cli.manager import open_manager
     from chatbot.settings import Settings
 
     settings = Settings(home=tmp_path_factory.mktemp("demo-home"))

@@ -110,8 +110,8 @@ def _one_clear_error(result, file_name: str) -> str:
 
 @pytest.mark.parametrize("kind", list(DAMAGE))
 def test_damaged_index_is_one_clear_error_and_rebuild_repairs_it(kind, env, sqlite_database):
-    from chatbot.dialogue.sources import open_manager
-    from chatbot.retrieval.following import FollowingRetriever
+    from chatbot.cli.manager import open_manager
+    from chatbot.dialogue.sources import following_retriever
 
     settings = _settings(env)
     damage, file_name = DAMAGE[kind]
@@ -119,8 +119,9 @@ def test_damaged_index_is_one_clear_error_and_rebuild_repairs_it(kind, env, sqli
     update_index(
         settings.paths, settings.retrieval, settings.dialogue, sqlite_database, calibrate=False
     )
-    serving = FollowingRetriever(
-        settings,
+    serving = following_retriever(
+        settings.paths,
+        settings.retrieval,
         open_retriever(settings.paths, settings.retrieval, sqlite_database),
         check_interval=0,
     )

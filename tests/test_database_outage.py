@@ -123,7 +123,7 @@ def test_database_down_then_back(server, tmp_path, tiny_embedder_dir, tiny_reply
     from fastapi.testclient import TestClient
 
     from chatbot.app import create_app
-    from chatbot.dialogue.sources import open_manager
+    from chatbot.cli.manager import open_manager
     from chatbot.errors import StoreError
     from chatbot.indexing.builder import update_index
     from chatbot.store.database import Database

@@ -222,7 +222,7 @@ def test_serve_starts_on_a_damaged_index_and_says_so(
     assert "v0002" not in json.dumps(body) and "vectors" not in json.dumps(body)
 
     # The same checks over the services, as the admin console shows them.
-    from chatbot.dialogue.sources import open_manager
+    from chatbot.cli.manager import open_manager
     from chatbot.web.readiness import public_view, readiness
     from chatbot.web.services import Services
 

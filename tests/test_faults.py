@@ -144,7 +144,7 @@ def test_serving_with_a_damaged_model_answers_from_past_answers(
 ):
     """open_manager as `chatbot serve` does, with the reply model it would load damaged:
     the customer still gets the retrieved past answer, and the failure is recorded."""
-    from chatbot.dialogue.sources import open_manager
+    from chatbot.cli.manager import open_manager
     from chatbot.indexing.builder import update_index
 
     # send_retrieved_at 1.0: the model is asked for a draft even where a retrieved answer is confident.
@@ -424,7 +424,11 @@ def test_training_killed_midway_resumes_and_leaves_nothing_behind(tmp_path, tiny
         runs = settings.versions_dir / "runs"
         deadline = time.monotonic() + 180
         try:
-            while not list(runs.glob("*/checkpoints/step-000002")):
+            # The first save point is complete once its resume state follows its
+            # checkpoint; a kill between the two leaves nothing to resume yet.
+            while not (
+                list(runs.glob("*/checkpoints/step-000002")) and list(runs.glob("*/resume.json"))
+            ):
                 assert process.poll() is None, process.stderr.read().decode()[-2000:]
                 assert time.monotonic() < deadline, "no checkpoint appeared"
                 time.sleep(0.02)

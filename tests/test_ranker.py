@@ -301,7 +301,7 @@ def test_training_learns_to_prefer_the_true_reply_and_records_the_version(shop):
             promote(database, result.name)
         promote(database, result.name, force=True)
     assert promoted_version(database, "ranker").name == result.name
-    served = promoted_ranker(settings.ranker, database)
+    served = promoted_ranker(database, settings.ranker)
     assert served is not None and served.name == result.name
     scores = served.score(
         data.train[0].context, [data.train[0].target, "Bike pedals ship in a separate box."]
@@ -310,7 +310,7 @@ def test_training_learns_to_prefer_the_true_reply_and_records_the_version(shop):
     off = settings.model_copy(
         update={"ranker": settings.ranker.model_copy(update={"enabled": False})}
     )
-    assert promoted_ranker(off.ranker, database) is None
+    assert promoted_ranker(database, off.ranker) is None
 
 
 def test_too_few_pairs_is_a_clear_error_from_the_library_and_the_cli(shop):
@@ -449,9 +449,9 @@ def test_serving_keeps_its_ranker_when_the_promoted_one_is_damaged(shop):
         promote(database, name)
         return path
 
-    source = RankerSource(settings, database, check_interval=0)
+    source = RankerSource(database, settings.ranker, check_interval=0)
     assert (
-        source.get() is None and promoted_ranker(settings.ranker, database) is None
+        source.get() is None and promoted_ranker(database, settings.ranker) is None
     )  # nothing promoted yet
     first = serve("ranker-a")
     ranker = Ranker.load(first)
@@ -469,10 +469,10 @@ def test_serving_keeps_its_ranker_when_the_promoted_one_is_damaged(shop):
     with pytest.raises(
         ModelUnavailableError, match="the promoted ranker 'ranker-b' cannot be loaded"
     ):
-        promoted_ranker(settings.ranker, database)
+        promoted_ranker(database, settings.ranker)
     # Serving keeps the ranker it has and says why; one that has none serves without.
     assert source.get().name == "ranker-a" and "ranker-b" in source.error
-    fresh = RankerSource(settings, database, check_interval=0)
+    fresh = RankerSource(database, settings.ranker, check_interval=0)
     assert fresh.get() is None and "cannot load the ranker" in fresh.error
 
     (path / "meta.json").write_text("{not json")

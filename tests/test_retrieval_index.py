@@ -390,14 +390,15 @@ def test_index_cli(index_settings, migrated_database, monkeypatch):
 
 
 def test_serving_follows_a_new_index_version_without_a_restart(index_settings, migrated_database):
-    from chatbot.retrieval.following import FollowingRetriever
+    from chatbot.dialogue.sources import following_retriever
 
     add_pairs(migrated_database, PAIRS[:4])
     update_index(
         index_settings.paths, index_settings.retrieval, index_settings.dialogue, migrated_database
     )
-    serving = FollowingRetriever(
-        index_settings,
+    serving = following_retriever(
+        index_settings.paths,
+        index_settings.retrieval,
         open_retriever(index_settings.paths, index_settings.retrieval, migrated_database),
         check_interval=0,
     )

@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from chatbot.files import write_json_atomic
 from chatbot.training import checkpoints as ck
 from chatbot.training.resume import (
     LEGACY_RESUME_FILE,
@@ -166,7 +167,7 @@ def test_a_pickled_resume_file_from_an_older_version_is_refused_unread(tmp_path)
     run_dir.mkdir()
     marker = tmp_path / "executed"
     torch.save({"step": 4, "payload": _Executes(marker)}, run_dir / LEGACY_RESUME_FILE)
-    ck.write_json(run_dir / ck.STATE_FILE, {"status": "running", "started_at": "x"})
+    write_json_atomic(run_dir / ck.STATE_FILE, {"status": "running", "started_at": "x"})
     # The run is still found, so `train --resume` reaches the message below.
     assert ck.latest_unfinished_run(tmp_path) == run_dir
     with pytest.raises(ResumeStateError) as refused:
@@ -278,7 +279,7 @@ def test_resuming_a_run_of_an_older_version_stops_with_the_message(tmp_path):
     run_dir.mkdir(parents=True)
     marker = tmp_path / "executed"
     torch.save({"payload": _Executes(marker)}, run_dir / LEGACY_RESUME_FILE)
-    ck.write_json(
+    write_json_atomic(
         run_dir / ck.STATE_FILE,
         {
             "status": "running",

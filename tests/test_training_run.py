@@ -74,6 +74,7 @@ def _env(tmp_path, reply_model_dir, **training) -> dict[str, str]:
 def test_run_becomes_a_promoted_version_that_reproduces_its_metrics(
     tmp_path, tiny_reply_model_dir, store
 ):
+    from chatbot.models.reply_model import reply_model_path
     from chatbot.models.versions import get_version, promoted_reply_model_path
     from chatbot.text.prompt import PromptFormat
     from chatbot.training.data import load_training_data
@@ -114,7 +115,10 @@ def test_run_becomes_a_promoted_version_that_reproduces_its_metrics(
     assert version.data_snapshot["train_by_source"] == {"demo": 24}
     assert version.evaluation["compared_with"] == "base"
     assert version.settings["mode"] == "lora" and version.metrics["val_loss"] == m["val_loss"]
-    assert promoted_reply_model_path(settings.paths, store) == (version_dir, result.version_name)
+    assert promoted_reply_model_path(store, lambda: reply_model_path(settings.paths)) == (
+        version_dir,
+        result.version_name,
+    )
 
     # The saved directory is a plain model (LoRA merged) that reproduces the recorded loss.
     assert not (version_dir / "adapter_config.json").exists()

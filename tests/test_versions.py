@@ -6,12 +6,14 @@ from __future__ import annotations
 
 import json
 import shutil
+from functools import partial
 
 import pytest
 from click.testing import CliRunner
 
 from chatbot.cli import main
 from chatbot.errors import ModelUnavailableError
+from chatbot.models.reply_model import repair_hint, reply_model_path
 from chatbot.models.versions import (
     BASE_VERSION,
     ReplyModelProvider,
@@ -95,16 +97,28 @@ def test_serving_path_falls_back_to_the_base_model(
     migrated_database, tmp_path, tiny_settings, tiny_reply_model_dir
 ):
     db = migrated_database
-    assert promoted_reply_model_path(tiny_settings.paths, db) == (
+    assert promoted_reply_model_path(db, partial(reply_model_path, tiny_settings.paths)) == (
         tiny_reply_model_dir,
         BASE_VERSION,
     )
     version = _version(db, tmp_path, tiny_reply_model_dir, "v1")
     promote(db, "v1")
-    assert promoted_reply_model_path(tiny_settings.paths, db) == (tmp_path / "v1", "v1")
+    assert promoted_reply_model_path(db, partial(reply_model_path, tiny_settings.paths)) == (
+        tmp_path / "v1",
+        "v1",
+    )
     shutil.rmtree(version.path)
     with pytest.raises(ModelUnavailableError, match="rollback"):
-        promoted_reply_model_path(tiny_settings.paths, db)
+        promoted_reply_model_path(db, partial(reply_model_path, tiny_settings.paths))
+
+
+def _provider(settings, db, *, check_interval):
+    return ReplyModelProvider(
+        db,
+        partial(reply_model_path, settings.paths),
+        base_repair=partial(repair_hint, settings.paths),
+        check_interval=check_interval,
+    )
 
 
 def test_provider_picks_up_a_promotion_without_a_restart(
@@ -112,7 +126,7 @@ def test_provider_picks_up_a_promotion_without_a_restart(
 ):
     db = migrated_database
     _version(db, tmp_path, tiny_reply_model_dir, "v1")
-    provider = ReplyModelProvider(tiny_settings, db, check_interval=0.0)
+    provider = _provider(tiny_settings, db, check_interval=0.0)
     model_a, tokenizer, name = provider.get()
     assert name == BASE_VERSION and tokenizer is not None
     assert provider.get()[0] is model_a  # nothing changed: no reload
@@ -121,8 +135,8 @@ def test_provider_picks_up_a_promotion_without_a_restart(
     assert name == "v1" and model_b is not model_a
     # A promoted version whose files vanished does not take serving down.
     shutil.rmtree(tmp_path / "v1")
-    provider._key = None  # force a reload attempt
     assert provider.get()[2] == "v1"
+    assert "has no model at" in provider.error
 
 
 def test_provider_checks_the_store_at_most_every_interval(
@@ -130,7 +144,7 @@ def test_provider_checks_the_store_at_most_every_interval(
 ):
     db = migrated_database
     _version(db, tmp_path, tiny_reply_model_dir, "v1")
-    provider = ReplyModelProvider(tiny_settings, db, check_interval=3600.0)
+    provider = _provider(tiny_settings, db, check_interval=3600.0)
     assert provider.get()[2] == BASE_VERSION
     promote(db, "v1")
     assert provider.get()[2] == BASE_VERSION  # not checked again yet

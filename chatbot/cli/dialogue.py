@@ -36,7 +36,7 @@ CHOICE_HINT = "(answer with a number from 1 to {n}, or the topic's words)"
 
 def build_manager(settings: Settings) -> tuple[DialogueManager, Database]:
     """(manager, database); a separate function so tests can build it their way."""
-    from chatbot.dialogue.sources import open_manager
+    from chatbot.cli.manager import open_manager
 
     return open_manager(settings)
 

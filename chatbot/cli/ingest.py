@@ -229,11 +229,11 @@ def export(
 ) -> None:
     """Write the pairs as JSON Lines, one pair a line, with provenance."""
     import json
-    import os
     from datetime import datetime
 
     from chatbot import __version__
     from chatbot.errors import ChatbotError
+    from chatbot.files import atomic_path, write_json_atomic
     from chatbot.ingest.repository import iter_pairs
     from chatbot.store.database import redact_url
 
@@ -252,9 +252,8 @@ def export(
                     click.echo(json.dumps(row, ensure_ascii=False))
                     count += 1
                 return
-            temp = output.with_name(f".{output.name}.tmp")
             try:
-                with temp.open("w", encoding="utf-8") as fh:
+                with atomic_path(output) as temp, temp.open("w", encoding="utf-8") as fh:
                     for row in rows:
                         fh.write(json.dumps(row, ensure_ascii=False) + "\n")
                         count += 1
@@ -265,13 +264,8 @@ def export(
                     "filters": {"split": split, "source": source, "origin": origin},
                     "pairs": count,
                 }
-                meta_path = output.with_name(output.name + ".meta.json")
-                meta_temp = meta_path.with_name(f".{meta_path.name}.tmp")
-                meta_temp.write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
-                os.replace(temp, output)
-                os.replace(meta_temp, meta_path)
+                write_json_atomic(output.with_name(output.name + ".meta.json"), meta)
             except OSError as exc:
-                temp.unlink(missing_ok=True)
                 raise ChatbotError(f"cannot write {output}: {exc.strerror}") from None
     finally:
         database.dispose()

@@ -29,7 +29,7 @@ def group(app: AppContext, host: str | None, port: int | None, demo: bool) -> No
     from chatbot.accounts.users import count_admins
     from chatbot.app import create_app
     from chatbot.bootstrap import prepare
-    from chatbot.dialogue.sources import open_manager
+    from chatbot.cli.manager import open_manager
     from chatbot.support.recovery import RecoverySweeper
     from chatbot.web.readiness import ModelWarmup
     from chatbot.web.services import Services

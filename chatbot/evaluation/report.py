@@ -8,12 +8,11 @@ Running the evaluation is `replies`' job."""
 
 from __future__ import annotations
 
-import json
-import os
 from pathlib import Path
 from typing import Any
 
 from chatbot.evaluation.replies import ReplyEvaluation
+from chatbot.files import atomic_path, write_json_atomic, write_text_atomic
 
 PANELS = (
     ("coverage", "answered (share of turns)"),
@@ -221,12 +220,6 @@ def markdown(result: ReplyEvaluation) -> str:
     return "\n".join(parts) + "\n"
 
 
-def _atomic_write(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
-
-
 def plot_metrics(result: ReplyEvaluation, path: Path) -> None:
     """One panel per figure (coverage, quality of the answered turns, quality over all
     turns), a bar per variant with its 95% interval."""
@@ -263,10 +256,9 @@ def plot_metrics(result: ReplyEvaluation, path: Path) -> None:
             )
     fig.suptitle(f"{turns_line(result)}; bars: 95% bootstrap intervals", fontsize=9)
     fig.tight_layout()
-    tmp = path.with_name(f".{path.name}.tmp.png")
-    fig.savefig(tmp, dpi=110)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=110, format="png")
     plt.close(fig)
-    os.replace(tmp, path)
 
 
 def plot_latency(result: ReplyEvaluation, path: Path) -> None:
@@ -286,10 +278,9 @@ def plot_latency(result: ReplyEvaluation, path: Path) -> None:
     ax.set_ylabel("seconds per turn (log)")
     ax.set_title("reply latency")
     fig.tight_layout()
-    tmp = path.with_name(f".{path.name}.tmp.png")
-    fig.savefig(tmp, dpi=110)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=110, format="png")
     plt.close(fig)
-    os.replace(tmp, path)
 
 
 def write_report(result: ReplyEvaluation, out: Path) -> list[Path]:
@@ -299,12 +290,10 @@ def write_report(result: ReplyEvaluation, out: Path) -> list[Path]:
         name: out / name
         for name in ("report.json", "report.md", "meta.json", "metrics.png", "latency.png")
     }
-    _atomic_write(
-        files["report.json"], (json.dumps(result.to_dict(), indent=2, default=str) + "\n").encode()
-    )
-    _atomic_write(files["report.md"], markdown(result).encode())
+    write_json_atomic(files["report.json"], result.to_dict())
+    write_text_atomic(files["report.md"], markdown(result))
     meta = {**result.meta, "data": {k: v for k, v in result.data.items()}, "files": sorted(files)}
-    _atomic_write(files["meta.json"], (json.dumps(meta, indent=2, default=str) + "\n").encode())
+    write_json_atomic(files["meta.json"], meta)
     plot_metrics(result, files["metrics.png"])
     plot_latency(result, files["latency.png"])
     return list(files.values())

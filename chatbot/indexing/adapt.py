@@ -43,6 +43,7 @@ import numpy as np
 from chatbot.config import DataPaths
 from chatbot.dialogue.settings import DialogueSettings
 from chatbot.errors import ChatbotError
+from chatbot.files import write_json_atomic
 from chatbot.indexing.builder import update_index
 from chatbot.indexing.contrastive import fine_tune_pairs
 from chatbot.meta_file import MetaFileError, read_meta
@@ -63,7 +64,7 @@ from chatbot.retrieval.lexical import LexicalIndex
 from chatbot.retrieval.retriever import PairRetriever
 from chatbot.retrieval.settings import RetrievalSettings
 from chatbot.retrieval.stored_pairs import load_pairs, pair_set_hash
-from chatbot.retrieval.versions import IndexDamagedError, VersionStore, write_json_atomic
+from chatbot.retrieval.versions import IndexDamagedError, VersionStore
 
 if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer
@@ -378,6 +379,7 @@ def _save(
                 "kept": True,
                 "wall_seconds": report.seconds,
             },
+            sort_keys=True,
         )
         name = store.commit(staged)
     except BaseException:

@@ -33,6 +33,7 @@ import numpy as np
 
 from chatbot.config import DataPaths
 from chatbot.dialogue.settings import DialogueSettings
+from chatbot.files import write_json_atomic
 from chatbot.indexing.answer_classes import build_answer_classes
 from chatbot.indexing.calibration import calibrate_index_gate, choose_fusion, validation_sample
 from chatbot.indexing.consensus_choice import choose_consensus
@@ -66,7 +67,6 @@ from chatbot.retrieval.versions import (
     IndexDamagedError,
     IndexNotFoundError,
     VersionStore,
-    write_json_atomic,
 )
 
 if TYPE_CHECKING:
@@ -147,7 +147,7 @@ def write_version(
             },
             **extra_meta,
         }
-        write_json_atomic(staged / "meta.json", meta)
+        write_json_atomic(staged / "meta.json", meta, sort_keys=True)
         return staged, meta
     except BaseException:
         store.discard(staged)

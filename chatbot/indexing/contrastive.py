@@ -60,25 +60,14 @@ def fine_tune_pairs(
     from datasets import Dataset
     from sentence_transformers import SentenceTransformerTrainer
     from sentence_transformers.sentence_transformer.losses import MultipleNegativesRankingLoss
-    from transformers import TrainerCallback, TrainerControl, TrainerState, TrainingArguments
     from transformers.trainer_callback import PrinterCallback
     from transformers.utils import logging as hf_logging
 
+    from chatbot.models.training_budget import WallClockBudget
+
     force_offline()  # the trainer must not reach for a hub
     started = time.monotonic()
-    budget = {"stopped_by": "steps"}
-
-    class WallClock(TrainerCallback):
-        def on_step_begin(
-            self,
-            args: TrainingArguments,
-            state: TrainerState,
-            control: TrainerControl,
-            **kwargs: object,
-        ) -> None:
-            if max_seconds is not None and time.monotonic() - started > max_seconds:
-                budget["stopped_by"] = "minutes"
-                control.should_training_stop = True
+    budget = WallClockBudget.seconds(max_seconds, started=started)
 
     dataset = Dataset.from_dict({"anchor": list(anchors), "positive": list(positives)})
     first = model[0]
@@ -103,7 +92,7 @@ def fine_tune_pairs(
                 args=args,
                 train_dataset=dataset,
                 loss=MultipleNegativesRankingLoss(model),
-                callbacks=[WallClock()],
+                callbacks=[budget],
             )
             # Without a progress bar the trainer prints its logs to stdout, where they
             # would break `--json` output; the model card it drafts is not wanted either.
@@ -119,11 +108,12 @@ def fine_tune_pairs(
         if saved_length is not None:
             first.max_seq_length = saved_length
     losses = [float(entry["loss"]) for entry in state.log_history if "loss" in entry]
-    if budget["stopped_by"] == "minutes":
+    stopped_by = "minutes" if budget.stopped_by_clock else "steps"
+    if stopped_by == "minutes":
         log.info("fine-tuning stopped by its time budget after %d steps", state.global_step)
     return TrainingRun(
         steps=int(state.global_step),
-        stopped_by=budget["stopped_by"],
+        stopped_by=stopped_by,
         seconds=round(time.monotonic() - started, 2),
         epochs=float(state.epoch or 0.0),
         losses=losses,

@@ -24,7 +24,7 @@ import time
 from pathlib import Path
 
 from chatbot.errors import ModelUnavailableError
-from chatbot.retrieval.versions import write_json_atomic
+from chatbot.files import write_json_atomic
 
 CHECKSUM_FILE = "checksums.json"
 # Files of a model directory that describe it rather than make it up.
@@ -64,7 +64,7 @@ def write_checksums(directory: Path) -> Path:
         for p in _checked_files(directory)
     }
     target = directory / CHECKSUM_FILE
-    write_json_atomic(target, {"algorithm": "sha256", "files": files})
+    write_json_atomic(target, {"algorithm": "sha256", "files": files}, sort_keys=True)
     return target
 
 

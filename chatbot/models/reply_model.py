@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from chatbot.config import DataPaths
 from chatbot.errors import ModelUnavailableError
+from chatbot.files import replace_directory
 from chatbot.meta_file import MetaFileError, read_meta
 from chatbot.models.checksums import sha256_of, verify_checksums, write_checksums
 from chatbot.models.offline import force_offline, package_dir
@@ -142,9 +143,7 @@ def prepare_reply_model(paths: DataPaths, *, force: bool = False) -> PrepareResu
     }
     (staging / META_FILE).write_text(json.dumps(meta, indent=2) + "\n")
     write_checksums(staging)
-    if target.exists():
-        shutil.rmtree(target)
-    staging.rename(target)
+    replace_directory(staging, target)
     return PrepareResult(
         "converted", str(target), time.perf_counter() - started, parameters, str(gguf)
     )

@@ -13,15 +13,13 @@ validation pairs (what training recorded in `evaluation`) unless forced.
 
 from __future__ import annotations
 
-import logging
-import threading
-import time
 from dataclasses import asdict, dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from chatbot.errors import ChatbotError, ModelUnavailableError
+from chatbot.following import DEFAULT_CHECK_INTERVAL, Follower
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -29,14 +27,8 @@ if TYPE_CHECKING:
     from sqlalchemy.orm import Session
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-    from chatbot.config import DataPaths
-    from chatbot.settings import Settings
     from chatbot.store.database import Database
     from chatbot.store.schema import ModelVersion
-
-    ModelLoader = Callable[[Path], tuple[PreTrainedModel, PreTrainedTokenizerBase]]
-
-log = logging.getLogger(__name__)
 
 BASE_VERSION = "base"
 
@@ -320,14 +312,14 @@ def _naive(value: datetime | None) -> datetime:
     return value.replace(tzinfo=None) if value.tzinfo else value
 
 
-def promoted_reply_model_path(paths: DataPaths, database: Database) -> tuple[Path, str]:
+def promoted_reply_model_path(
+    database: Database, base_model: Callable[[], Path]
+) -> tuple[Path, str]:
     """(directory, version name) of what serving should load: the promoted reply
-    version, or the base model (name "base") when none is promoted."""
-    from chatbot.models.reply_model import reply_model_path
-
+    version, or the base model (`base_model()`, name "base") when none is promoted."""
     version = promoted_version(database, "reply")
     if version is None:
-        return reply_model_path(paths), BASE_VERSION
+        return base_model(), BASE_VERSION
     path = Path(version.path)
     if not (path / "config.json").is_file():
         raise ModelUnavailableError(
@@ -337,68 +329,51 @@ def promoted_reply_model_path(paths: DataPaths, database: Database) -> tuple[Pat
     return path, version.name
 
 
-class ReplyModelProvider:
-    """The reply model serving should use, reloaded when the promoted version changes.
+class ReplyModelProvider(
+    Follower[tuple[str, str], "tuple[PreTrainedModel, PreTrainedTokenizerBase, str]"]
+):
+    """The reply model serving should use: the promoted version, or the base model
+    while none is promoted, followed as `chatbot.following` says (a version that cannot
+    be loaded leaves the model already loaded serving; with none loaded yet, `get`
+    raises ModelUnavailableError).
 
-    `get()` looks at the store at most every `check_interval` seconds; a version that
-    fails to load is logged and the model already loaded keeps serving. Thread-safe.
-    """
+    `base_model()` gives the base model's directory (ModelUnavailableError when it is
+    missing), `base_repair(path)` what to run when it is damaged."""
 
     def __init__(
         self,
-        settings: Settings,
         database: Database,
+        base_model: Callable[[], Path],
         *,
-        check_interval: float = 5.0,
+        base_repair: Callable[[Path], str],
+        check_interval: float = DEFAULT_CHECK_INTERVAL,
         device: str = "cpu",
-        loader: ModelLoader | None = None,
     ) -> None:
-        self.settings = settings
         self.database = database
-        self.check_interval = check_interval
         self.device = device
-        self._loader = loader
-        self._lock = threading.Lock()
-        self._loaded: tuple[PreTrainedModel, PreTrainedTokenizerBase, str] | None = None
-        self._key: tuple[str, str] | None = None
-        self._checked_at = float("-inf")
-
-    def _load(
-        self, path: Path, name: str = BASE_VERSION
-    ) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
-        if self._loader is not None:
-            return self._loader(path)
-        from chatbot.models.reply_model import load_reply_model, repair_hint
-
-        repair = (
-            repair_hint(self.settings.paths, path)
-            if name == BASE_VERSION
-            else (f"model version {name!r} is damaged; roll back: chatbot models rollback")
+        self._base_model = base_model
+        self._base_repair = base_repair
+        super().__init__(
+            self._promoted_key,
+            self._load_version,
+            what="reply model",
+            check_interval=check_interval,
         )
-        return load_reply_model(path, device=self.device, repair=repair)
 
-    def get(self) -> tuple[PreTrainedModel, PreTrainedTokenizerBase, str]:
-        """(model, tokenizer, version name) — "base" when no version is promoted."""
-        with self._lock:
-            now = time.monotonic()
-            if self._loaded is not None and now - self._checked_at < self.check_interval:
-                return self._loaded
-            self._checked_at = now
-            try:
-                path, name = promoted_reply_model_path(self.settings.paths, self.database)
-                key = (str(path), name)
-                if key != self._key:
-                    model, tokenizer = self._load(path, name)
-                    if self._loaded is not None:
-                        log.info("reply model: switched from %s to %s", self._loaded[2], name)
-                    self._loaded, self._key = (model, tokenizer, name), key
-            except ChatbotError:
-                if self._loaded is None:
-                    raise
-                log.exception(
-                    "reply model: keeping %s, the promoted version cannot be loaded",
-                    self._loaded[2],
-                )
-            if self._loaded is None:  # not reached: the key is set only with a loaded model
-                raise ModelUnavailableError("no reply model is loaded")
-            return self._loaded
+    def _promoted_key(self) -> tuple[str, str]:
+        path, name = promoted_reply_model_path(self.database, self._base_model)
+        return str(path), name
+
+    def _load_version(
+        self, key: tuple[str, str]
+    ) -> tuple[PreTrainedModel, PreTrainedTokenizerBase, str]:
+        from chatbot.models.reply_model import load_reply_model
+
+        path, name = Path(key[0]), key[1]
+        repair = (
+            self._base_repair(path)
+            if name == BASE_VERSION
+            else f"model version {name!r} is damaged; roll back: chatbot models rollback"
+        )
+        model, tokenizer = load_reply_model(path, device=self.device, repair=repair)
+        return model, tokenizer, name

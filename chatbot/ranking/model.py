@@ -13,7 +13,6 @@ deciding what to send from the scores is the dialogue manager's.
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -21,18 +20,18 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
 from chatbot.errors import ModelUnavailableError
+from chatbot.following import DEFAULT_CHECK_INTERVAL, Follower
+from chatbot.meta_file import META_FILE, MetaFileError, read_meta
 
 if TYPE_CHECKING:
     import numpy as np
     from sentence_transformers.cross_encoder import CrossEncoder
 
     from chatbot.ranking.settings import RankerSettings
-    from chatbot.settings import Settings
     from chatbot.store.database import Database
 
 log = logging.getLogger(__name__)
 
-META_FILE = "meta.json"
 KIND = "ranker"
 TRAIN_HINT = "train one: chatbot ranker train"
 DEFAULT_HISTORY_TURNS = 2
@@ -59,20 +58,19 @@ def _meta(path: Path) -> dict[str, Any]:
     """The version's meta.json, or ModelUnavailableError naming the path and the fix."""
     if not path.is_dir():
         raise ModelUnavailableError(f"ranker directory {path} does not exist; {TRAIN_HINT}")
-    meta_file = path / META_FILE
     try:
-        meta = json.loads(meta_file.read_text(encoding="utf-8"))
-    except FileNotFoundError:
+        meta = read_meta(path)
+    except MetaFileError as exc:
+        if exc.problem == "missing":
+            raise ModelUnavailableError(
+                f"ranker directory {path} has no {META_FILE} (an unfinished or damaged version); {TRAIN_HINT}"
+            ) from None
         raise ModelUnavailableError(
-            f"ranker directory {path} has no {META_FILE} (an unfinished or damaged version); {TRAIN_HINT}"
+            f"ranker {exc.path} cannot be read ({exc.problem}); {TRAIN_HINT}"
         ) from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+    if meta.get("kind") != KIND:
         raise ModelUnavailableError(
-            f"ranker {meta_file} cannot be read ({exc}); {TRAIN_HINT}"
-        ) from None
-    if not isinstance(meta, dict) or meta.get("kind") != KIND:
-        raise ModelUnavailableError(
-            f"{meta_file} does not describe a ranker (kind {meta.get('kind') if isinstance(meta, dict) else None!r}); {TRAIN_HINT}"
+            f"{path / META_FILE} does not describe a ranker (kind {meta.get('kind')!r}); {TRAIN_HINT}"
         )
     for name in ("config.json", "model.safetensors"):
         if not (path / name).is_file():
@@ -166,102 +164,58 @@ class Ranker:
 # -- what serving uses -------------------------------------------------------------------
 
 
-def promoted_ranker(rs: RankerSettings, database: Database, device: str = "cpu") -> Ranker | None:
-    """The promoted ranker version, loaded; None when none is promoted or when
-    `ranker.enabled` is false. A damaged one raises ModelUnavailableError."""
-    if not rs.enabled:
+def _load_promoted(version: tuple[str, str], section: RankerSettings, device: str) -> Ranker:
+    """The promoted ranker (name, path), loaded; ModelUnavailableError naming it and the fix."""
+    name, path = version
+    try:
+        return Ranker.load(path, device=device, batch_size=section.score_batch_size)
+    except ModelUnavailableError as exc:
+        raise ModelUnavailableError(
+            f"the promoted ranker {name!r} cannot be loaded: {exc}; or roll back: chatbot ranker rollback"
+        ) from None
+
+
+def _promoted_key(database: Database, section: RankerSettings) -> tuple[str, str] | None:
+    """(name, path) of the promoted ranker; None when none is promoted or rankers are off."""
+    if not section.enabled:
         return None
     from chatbot.models.versions import promoted_version
 
     version = promoted_version(database, KIND)
-    if version is None:
-        return None
-    try:
-        return Ranker.load(version.path, device=device, batch_size=rs.score_batch_size)
-    except ModelUnavailableError as exc:
-        raise ModelUnavailableError(
-            f"the promoted ranker {version.name!r} cannot be loaded: {exc}; or roll back: chatbot ranker rollback"
-        ) from None
+    return (version.name, version.path) if version is not None else None
 
 
-class RankerSource:
-    """The ranker serving should use, reloaded when the promoted version changes.
+def promoted_ranker(
+    database: Database, section: RankerSettings, device: str = "cpu"
+) -> Ranker | None:
+    """The promoted ranker version, loaded; None when none is promoted or when
+    `section.enabled` is false. A damaged one raises ModelUnavailableError."""
+    key = _promoted_key(database, section)
+    return _load_promoted(key, section, device) if key is not None else None
 
-    `get()` looks at the store at most every `check_interval` seconds. A version that
-    fails to load is logged once (and kept in `error`) and the ranker already loaded, if
-    any, keeps serving: the ranker is an improvement on retrieval, not a requirement.
-    Thread-safe.
-    """
+
+class RankerSource(Follower["tuple[str, str] | None", "Ranker | None"]):
+    """The ranker serving should use, followed as `chatbot.following` says: a promoted
+    version that fails to load leaves the ranker already loaded serving (or none:
+    the ranker is an improvement on retrieval, not a requirement, so `get` never
+    raises), `error` saying why; `get()` is None while no version is promoted or
+    `section.enabled` is off."""
 
     def __init__(
         self,
-        settings: Settings,
         database: Database,
+        section: RankerSettings,
         *,
-        check_interval: float = 5.0,
+        check_interval: float = DEFAULT_CHECK_INTERVAL,
         device: str = "cpu",
-    ):
-        import threading
-
-        self.settings = settings
+    ) -> None:
         self.database = database
-        self.check_interval = check_interval
+        self.section = section
         self.device = device
-        self.error: str | None = None
-        self._lock = threading.Lock()
-        self._ranker: Ranker | None = None
-        self._key: tuple[str, str] | None = None
-        self._failed: tuple[str, str] | None = None
-        self._checked_at = float("-inf")
-
-    def get(self) -> Ranker | None:
-        import time
-
-        with self._lock:
-            now = time.monotonic()
-            if now - self._checked_at < self.check_interval:
-                return self._ranker
-            self._checked_at = now
-            if not self.settings.ranker.enabled:
-                self._ranker, self._key = None, None
-                return None
-            from chatbot.errors import ChatbotError
-            from chatbot.models.versions import promoted_version
-
-            try:
-                version = promoted_version(self.database, KIND)
-            except ChatbotError:
-                log.exception(
-                    "ranker: cannot read the promoted version; keeping %s",
-                    self._ranker.name if self._ranker else "none",
-                )
-                return self._ranker
-            if version is None:
-                if self._ranker is not None:
-                    log.info("ranker: no version is promoted any more; serving without one")
-                self._ranker, self._key, self.error = None, None, None
-                return None
-            key = (version.name, version.path)
-            if key == self._key or key == self._failed:
-                return self._ranker
-            try:
-                ranker = Ranker.load(
-                    version.path,
-                    device=self.device,
-                    batch_size=self.settings.ranker.score_batch_size,
-                )
-            except ModelUnavailableError as exc:
-                self._failed, self.error = (
-                    key,
-                    f"the promoted ranker {version.name!r} cannot be loaded: {exc}",
-                )
-                log.error(
-                    "ranker: %s; keeping %s",
-                    self.error,
-                    self._ranker.name if self._ranker else "none",
-                )
-                return self._ranker
-            if self._ranker is not None:
-                log.info("ranker: switched from %s to %s", self._ranker.name, ranker.name)
-            self._ranker, self._key, self._failed, self.error = ranker, key, None, None
-            return ranker
+        super().__init__(
+            lambda: _promoted_key(self.database, self.section),
+            lambda key: _load_promoted(key, self.section, self.device) if key else None,
+            what="ranker",
+            check_interval=check_interval,
+            start=(None, None),
+        )

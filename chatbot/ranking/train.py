@@ -15,7 +15,7 @@
    (all-MiniLM-L6-v2 by default; sentence-transformers turns the embedder directory into
    a `BertForSequenceClassification` with a new one-logit head), trained with
    sentence-transformers' `CrossEncoderTrainer` and `BinaryCrossEntropyLoss`, within a
-   wall-clock budget that a `TrainerCallback` enforces. No checkpoints are written.
+   wall-clock budget (`chatbot.models.training_budget.WallClockBudget`). No checkpoints are written.
 4. Validation: on each validation pair, the retriever's top `retrieve_k` replies are
    the candidates; retrieval's own pick (its first hit), the promoted ranker's pick and
    the new ranker's pick are scored by ROUGE-L against the agent's real reply. The new
@@ -46,14 +46,14 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from chatbot.meta_file import META_FILE
 from chatbot.ranking import RankerError
-from chatbot.ranking.model import KIND, META_FILE, Ranker
+from chatbot.ranking.model import KIND, Ranker
 from chatbot.ranking.train_data import Example, build_examples, load_pairs, rejected_replies
 from chatbot.ranking.train_validation import validate
 
 if TYPE_CHECKING:
     from sentence_transformers.cross_encoder import CrossEncoder
-    from transformers import TrainerCallback, TrainerControl, TrainerState, TrainingArguments
 
     from chatbot.config import DataPaths
     from chatbot.ranking.settings import RankerSettings
@@ -138,62 +138,6 @@ def base_model(paths: DataPaths, rs: RankerSettings, device: str) -> tuple[Cross
     return model, path
 
 
-@dataclass
-class _Budget:
-    """What the budget callback saw: the last logged loss, and whether it stopped training."""
-
-    loss: float | None = None
-    stopped_by_clock: bool = False
-
-
-def _budget_callback(
-    started: float, deadline: float | None, progress: Progress | None, seen: _Budget
-) -> TrainerCallback:
-    from transformers import TrainerCallback
-
-    class Budget(TrainerCallback):
-        """Stops training when the clock runs out; reports each step."""
-
-        def __init__(self) -> None:
-            self.seen = seen
-
-        def on_log(
-            self,
-            args: TrainingArguments,
-            state: TrainerState,
-            control: TrainerControl,
-            logs: dict[str, float] | None = None,
-            **kwargs: object,
-        ) -> None:
-            if logs and "loss" in logs:
-                self.seen.loss = float(logs["loss"])
-
-        def on_step_end(
-            self,
-            args: TrainingArguments,
-            state: TrainerState,
-            control: TrainerControl,
-            **kwargs: object,
-        ) -> None:
-            now = time.monotonic()
-            if deadline is not None and now >= deadline:
-                control.should_training_stop = True
-                self.seen.stopped_by_clock = True
-            if progress is not None:
-                progress(
-                    {
-                        "event": "step",
-                        "step": state.global_step,
-                        "total_steps": state.max_steps,
-                        "loss": self.seen.loss,
-                        "elapsed_s": now - started,
-                        "budget_s": None if deadline is None else deadline - started,
-                    }
-                )
-
-    return Budget()
-
-
 def fit(
     model: CrossEncoder,
     examples: Sequence[Example],
@@ -226,9 +170,24 @@ def fit(
             "label": [float(e.label) for e in examples],
         }
     )
+    from chatbot.models.training_budget import WallClockBudget
+
     deadline = started + rs.max_minutes * 60 if rs.max_minutes is not None else None
-    budget = _Budget()
-    callback = _budget_callback(started, deadline, progress, budget)
+
+    def report(step: int, total_steps: int, loss: float | None, elapsed: float) -> None:
+        if progress is not None:
+            progress(
+                {
+                    "event": "step",
+                    "step": step,
+                    "total_steps": total_steps,
+                    "loss": loss,
+                    "elapsed_s": elapsed,
+                    "budget_s": None if deadline is None else deadline - started,
+                }
+            )
+
+    budget = WallClockBudget(deadline, started=started, on_step=report)
     t0 = time.monotonic()
     with tempfile.TemporaryDirectory(
         prefix="chatbot-ranker-"
@@ -254,7 +213,7 @@ def fit(
         )
         loss = BinaryCrossEntropyLoss(model, pos_weight=torch.tensor(float(pos_weight)))
         trainer = CrossEncoderTrainer(
-            model=model, args=args, train_dataset=dataset, loss=loss, callbacks=[callback]
+            model=model, args=args, train_dataset=dataset, loss=loss, callbacks=[budget]
         )
         trainer.remove_callback(PrinterCallback)  # it prints every log line on stdout
         trainer.remove_callback(ProgressCallback)
@@ -271,7 +230,7 @@ def fit(
         "steps": steps,
         "train_seconds": round(time.monotonic() - t0, 2),
         "train_loss": float(output.training_loss),
-        "last_loss": budget.loss,
+        "last_loss": budget.last_loss,
         "stopped_because": why,
         "pos_weight": float(pos_weight),
         "device": device,

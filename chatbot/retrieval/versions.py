@@ -15,7 +15,6 @@ version is `index_files`' job (reading) and `chatbot.indexing`'s (writing).
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import re
@@ -23,9 +22,9 @@ import shutil
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
 
 from chatbot.errors import ChatbotError
+from chatbot.files import write_text_atomic
 from chatbot.meta_file import describe_problem
 
 __all__ = [
@@ -34,7 +33,6 @@ __all__ = [
     "IndexStaleError",
     "VersionStore",
     "describe_problem",
-    "write_json_atomic",
 ]
 
 log = logging.getLogger(__name__)
@@ -85,18 +83,6 @@ def _try_lock(fd: int) -> bool:
     except OSError:
         return False
     return True
-
-
-def write_json_atomic(path: Path, payload: dict[str, Any]) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            json.dump(payload, fh, indent=2, sort_keys=True, default=str)
-            fh.write("\n")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 class VersionStore:
@@ -219,10 +205,7 @@ class VersionStore:
             os.replace(staged, self.root / name)
         finally:
             self._release(staged)
-        fd, tmp = tempfile.mkstemp(dir=self.root, prefix=".CURRENT.", suffix=".tmp")
-        with os.fdopen(fd, "w") as fh:
-            fh.write(name + "\n")
-        os.replace(tmp, self.root / "CURRENT")
+        write_text_atomic(self.root / "CURRENT", name + "\n")
         return name
 
     def discard(self, staged: Path) -> None:

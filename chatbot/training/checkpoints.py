@@ -8,12 +8,12 @@ deciding when to save is `loop`'s.
 from __future__ import annotations
 
 import json
-import os
 import shutil
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from chatbot.files import replace_directory, write_json_atomic
 from chatbot.training.resume import resume_files_exist
 
 if TYPE_CHECKING:
@@ -24,12 +24,6 @@ STATE_FILE = "state.json"
 
 def now_iso() -> str:
     return datetime.now(UTC).isoformat()
-
-
-def write_json(path: Path, payload: object) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(payload, indent=2, default=str) + "\n")
-    os.replace(tmp, path)
 
 
 def read_json(path: Path) -> dict[str, object] | None:
@@ -59,7 +53,7 @@ def save_checkpoint(
         {k: v.detach().to("cpu").contiguous().clone() for k, v in tensors.items()},
         str(tmp / "trainable.safetensors"),
     )
-    write_json(
+    write_json_atomic(
         tmp / "meta.json",
         {
             "what": "training checkpoint (trainable weights only)",
@@ -68,8 +62,7 @@ def save_checkpoint(
             **meta,
         },
     )
-    shutil.rmtree(target, ignore_errors=True)
-    os.replace(tmp, target)
+    replace_directory(tmp, target)
     return target
 
 

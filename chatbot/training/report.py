@@ -6,12 +6,13 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from chatbot.training.checkpoints import write_json
+from chatbot.files import atomic_path, write_json_atomic
 
 
 def write_metrics(directory: Path, metrics: dict[str, Any]) -> Path:
     path = directory / "metrics.json"
-    write_json(path, metrics)
+    # One temporary name (as a run's other files): a killed run's leftover is replaced.
+    write_json_atomic(path, metrics, temp=directory / ".metrics.json.tmp")
     return path
 
 
@@ -46,8 +47,7 @@ def plot_loss_curve(
     ax.legend()
     fig.tight_layout()
     path = directory / "loss_curve.png"
-    tmp = directory / ".loss_curve.tmp.png"
-    fig.savefig(tmp)
+    with atomic_path(path, temp=directory / ".loss_curve.png.tmp") as tmp:
+        fig.savefig(tmp, format="png")
     plt.close(fig)
-    tmp.replace(path)
     return path

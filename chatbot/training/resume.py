@@ -19,12 +19,12 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeAlias, cast
 
+from chatbot.files import atomic_path
 from chatbot.training import TrainingError
 
 if TYPE_CHECKING:
@@ -101,11 +101,11 @@ def save_resume_state(run_dir: Path, state: ResumeState) -> None:
     tensors["rng/torch"] = state.torch_rng
     tensors_name = f"resume-{state.step:06d}.safetensors"
     tmp_tensors = run_dir / _TMP_TENSORS  # one name, so a kill's leftover is overwritten
-    save_file(
-        {k: v.detach().to("cpu").contiguous().clone() for k, v in tensors.items()},
-        str(tmp_tensors),
-    )
-    os.replace(tmp_tensors, run_dir / tensors_name)
+    with atomic_path(run_dir / tensors_name, temp=tmp_tensors) as tmp:
+        save_file(
+            {k: v.detach().to("cpu").contiguous().clone() for k, v in tensors.items()},
+            str(tmp),
+        )
     payload: dict[str, object] = {
         "format": RESUME_FORMAT,
         "format_version": RESUME_FORMAT_VERSION,
@@ -117,9 +117,8 @@ def save_resume_state(run_dir: Path, state: ResumeState) -> None:
         "history": state.history,
         "validations": state.validations,
     }
-    tmp_json = run_dir / _TMP_JSON
-    tmp_json.write_text(json.dumps(payload, indent=1) + "\n")
-    os.replace(tmp_json, run_dir / RESUME_JSON)
+    with atomic_path(run_dir / RESUME_JSON, temp=run_dir / _TMP_JSON) as tmp:
+        tmp.write_text(json.dumps(payload, indent=1) + "\n")
     for old in run_dir.glob("resume-*.safetensors"):
         if old.name != tensors_name:
             old.unlink(missing_ok=True)

@@ -9,7 +9,6 @@ prints; everything a run does is here.
 from __future__ import annotations
 
 import logging
-import os
 import resource
 import shutil
 import sys
@@ -19,6 +18,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from chatbot.files import replace_directory, write_json_atomic
 from chatbot.text.prompt import PromptFormat, PromptSettings
 from chatbot.training import TrainingError
 from chatbot.training import checkpoints as ck
@@ -290,7 +290,9 @@ def _write_run_start(
     """The run's state file ("running") and meta.json, written as the run (re)starts."""
     run_dir.mkdir(parents=True, exist_ok=True)
     previous = ck.read_json(run_dir / ck.STATE_FILE) or {}
-    ck.write_json(
+    # A run's files keep one temporary name each (as resume.py's do), so what a
+    # killed run left half-written is replaced by the resumed run's next write.
+    write_json_atomic(
         run_dir / ck.STATE_FILE,
         {
             "status": "running",
@@ -299,8 +301,9 @@ def _write_run_start(
             "training_settings": cfg.model_dump(),
             **meta,
         },
+        temp=run_dir / f".{ck.STATE_FILE}.tmp",
     )
-    ck.write_json(
+    write_json_atomic(
         run_dir / "meta.json",
         {
             "what": "reply-model training run",
@@ -309,6 +312,7 @@ def _write_run_start(
             "training_settings": cfg.model_dump(),
             **meta,
         },
+        temp=run_dir / ".meta.json.tmp",
     )
 
 
@@ -506,8 +510,7 @@ def _write_version(
     title = f"{run_dir.name}: val {result.baseline_val_loss:.3f} → {final_loss:.3f}"
     plot_loss_curve(staging, result.history, result.validations, result.baseline_val_loss, title)
     write_checksums(staging)  # verified before every load (chatbot.models.checksums)
-    shutil.rmtree(version_dir, ignore_errors=True)
-    os.replace(staging, version_dir)
+    replace_directory(staging, version_dir)
     write_metrics(run_dir, metrics)
     plot_loss_curve(run_dir, result.history, result.validations, result.baseline_val_loss, title)
     return summary
@@ -550,7 +553,8 @@ def _close_run(run_dir: Path, name: str, evaluation: dict[str, Any], database: D
     shutil.rmtree(run_dir / "checkpoints", ignore_errors=True)
     rs.remove_resume_state(run_dir)
     state = ck.read_json(run_dir / ck.STATE_FILE) or {}
-    ck.write_json(
+    write_json_atomic(
         run_dir / ck.STATE_FILE,
         {**state, "status": "finished", "finished_at": ck.now_iso(), "version": name},
+        temp=run_dir / f".{ck.STATE_FILE}.tmp",
     )
