@@ -40,7 +40,7 @@ def test_training_a_reply_model_runs_on_the_gpu(tmp_path, tiny_reply_model_dir):
 
 
 def test_the_ranker_scores_on_the_gpu(tiny_settings, tiny_embedder_dir):
-    from chatbot.ranking.train import base_model
+    from chatbot.training.ranker import base_model
 
     model, _ = base_model(tiny_settings.paths, tiny_settings.ranker, "cuda")
     scores = model.predict(

@@ -25,8 +25,8 @@ def tiny_ranker_dir(tmp_path_factory, tiny_embedder_dir):
     """An (untrained) cross-encoder from the tiny embedder, saved as a ranker version."""
     import torch
 
-    from chatbot.ranking.train import base_model
     from chatbot.settings import load_settings
+    from chatbot.training.ranker import base_model
 
     settings = load_settings(home=tmp_path_factory.mktemp("home"), embedder_path=tiny_embedder_dir)
     torch.manual_seed(0)  # the fresh head: every run scores the candidates alike

@@ -214,8 +214,8 @@ def test_query_text_puts_the_message_first_and_tags_earlier_turns():
 def test_training_learns_to_prefer_the_true_reply_and_records_the_version(shop):
     from chatbot.models.versions import get_version, list_versions, promoted_version
     from chatbot.ranking.model import Ranker, promoted_ranker
-    from chatbot.ranking.train import base_model, train_ranker
-    from chatbot.ranking.train_data import load_pairs
+    from chatbot.training.ranker import base_model, train_ranker
+    from chatbot.training.ranker_data import load_pairs
 
     settings, database, retriever = shop
     data = load_pairs(settings.ranker, settings.training, database)
@@ -316,7 +316,7 @@ def test_training_learns_to_prefer_the_true_reply_and_records_the_version(shop):
 def test_too_few_pairs_is_a_clear_error_from_the_library_and_the_cli(shop):
     from chatbot.cli import main
     from chatbot.ranking import RankerError
-    from chatbot.ranking.train import train_ranker
+    from chatbot.training.ranker import train_ranker
 
     settings, database, retriever = shop
     strict = _settings(settings, min_pairs=10_000)
@@ -341,7 +341,7 @@ def test_too_few_pairs_is_a_clear_error_from_the_library_and_the_cli(shop):
 def test_a_missing_or_damaged_ranker_is_a_clear_error(tmp_path, tiny_settings, damage):
     from chatbot.errors import ModelUnavailableError
     from chatbot.ranking.model import Ranker
-    from chatbot.ranking.train import base_model
+    from chatbot.training.ranker import base_model
 
     path = tmp_path / "ranker"
     if damage != "missing":
@@ -390,7 +390,7 @@ def _reject(database, question: str, suggestion: str) -> None:
 
 def test_rejected_suggestions_become_negatives_for_their_conversation(shop):
     from chatbot.ranking.model import query_text
-    from chatbot.ranking.train_data import build_examples, load_pairs, near_copy, rejected_replies
+    from chatbot.training.ranker_data import build_examples, load_pairs, near_copy, rejected_replies
 
     settings, database, retriever = shop
     question = "Hello, my Kettle is leaking again, what now? Thanks, Samir Virtanen"
@@ -416,7 +416,7 @@ def test_rejected_suggestions_become_negatives_for_their_conversation(shop):
 
 
 def _untrained_version(settings, name: str = "ranker-test") -> Path:
-    from chatbot.ranking.train import base_model, write_version
+    from chatbot.training.ranker import base_model, write_version
 
     model, _ = base_model(settings.paths, settings.ranker, "cpu")
     return write_version(
@@ -548,11 +548,11 @@ def test_a_ranker_from_the_real_minilm_prefers_true_replies_on_the_demo_shop(tmp
     from chatbot.indexing.builder import update_index
     from chatbot.ingest.importer import import_paths
     from chatbot.ranking.model import Ranker
-    from chatbot.ranking.train import base_model, train_ranker
-    from chatbot.ranking.train_data import load_pairs, near_copy
     from chatbot.retrieval.retriever import open_retriever
     from chatbot.store.database import Database
     from chatbot.store.migrations import upgrade
+    from chatbot.training.ranker import base_model, train_ranker
+    from chatbot.training.ranker_data import load_pairs, near_copy
     from tests.conftest import REPO
 
     settings = load_settings(

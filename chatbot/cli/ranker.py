@@ -1,6 +1,6 @@
 """`chatbot ranker ...`: train the learned ranker on the stored pairs, list its versions,
 promote or roll one back. Parses options, opens the store and the retriever, shows
-progress; the work is `chatbot.ranking.train.train_ranker` and `chatbot.models.versions`."""
+progress; the work is `chatbot.training.ranker.train_ranker` and `chatbot.models.versions`."""
 
 from __future__ import annotations
 
@@ -102,9 +102,9 @@ def train_command(
     """
     from chatbot.config import ensure_home
     from chatbot.models.versions import promoted_version
-    from chatbot.ranking.train import train_ranker
     from chatbot.retrieval.retriever import open_retriever
     from chatbot.store.database import Database, require_schema
+    from chatbot.training.ranker import train_ranker
 
     settings = app.settings
     updates: dict[str, object] = {}

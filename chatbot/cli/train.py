@@ -17,9 +17,9 @@ from chatbot.cli import AppContext, emit_json, json_option, pass_app
 if TYPE_CHECKING:
     from tqdm import tqdm
 
-    from chatbot.ranking.train import RankerResult
     from chatbot.settings import Settings
     from chatbot.store.database import Database
+    from chatbot.training.ranker import RankerResult
     from chatbot.training.run import TrainResult
 
 
@@ -259,8 +259,8 @@ def _train_ranker(
 ) -> tuple[RankerResult | None, str]:
     """(the ranker trained beside the new reply version, None; or None and why not)."""
     from chatbot.errors import ChatbotError
-    from chatbot.ranking.train import train_ranker
     from chatbot.retrieval.retriever import open_retriever
+    from chatbot.training.ranker import train_ranker
 
     if not quiet:
         click.echo("training the ranker beside it (chatbot ranker train)", err=True)

@@ -127,7 +127,7 @@ def ranker_thresholds(settings: DialogueSettings, meta: dict[str, Any]) -> dict[
     None when the ranker recorded none."""
     picks = (
         meta.get("val_pick_probability") or {}
-    )  # keyed by str(quantile), as `chatbot.ranking.train` writes them
+    )  # keyed by str(quantile), as `chatbot.training.ranker` writes them
 
     def quantile(q: float) -> float | None:
         value = picks.get(str(q))

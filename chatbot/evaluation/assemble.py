@@ -58,7 +58,7 @@ def train_ranker_for(
     ranker train` makes it: (the loaded ranker, whether its acceptance rule kept it), or
     None when it cannot be trained here (the `ranker` variant is then skipped)."""
     from chatbot.ranking.model import Ranker
-    from chatbot.ranking.train import train_ranker
+    from chatbot.training.ranker import train_ranker
 
     if not settings.ranker.enabled:
         if "ranker" in variants:

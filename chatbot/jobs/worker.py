@@ -279,8 +279,8 @@ def _train_ranker(
         return None
     progress.set(message="training the ranker beside the new version")
     try:
-        from chatbot.ranking.train import train_ranker
         from chatbot.retrieval.retriever import open_retriever
+        from chatbot.training.ranker import train_ranker
 
         result = train_ranker(
             settings.paths,

@@ -2,11 +2,12 @@
 shipped MiniLM weights, that reads a conversation and ONE candidate reply and gives the
 probability (0-1) that the reply fits.
 
-`settings` holds its knobs, `model` loads a trained version and scores candidates,
-`train` builds the examples (true replies, hard negatives from retrieval, agents'
-rejections), trains with sentence-transformers' `CrossEncoderTrainer`, validates
-against retrieval's own pick and the promoted ranker, and records the version.
-Choosing what to send from the scores is the dialogue manager's job. Heavy libraries
+`settings` holds its knobs, `model` loads a trained version and scores candidates:
+the serving side, which knows neither retrieval nor anything above it. Training a
+version (examples from retrieval and agents' rejections, sentence-transformers'
+`CrossEncoderTrainer`, validation against retrieval's own pick) is
+`chatbot.training.ranker`'s job, beside the reply model's training; choosing what to
+send from the scores is the dialogue manager's. Heavy libraries
 are imported only inside the functions that need them.
 """
 

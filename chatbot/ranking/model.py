@@ -7,7 +7,7 @@ A conversation is a list of turns `{"role": "customer"|"agent"|"bot", "text": ..
 oldest first, the customer's last message at the end (the shape of
 `chatbot.training.data.PairRecord.context`). Replies are read in the form the store keeps
 them, slotted ("Hi {customer_name}, ..."): that is what the ranker was trained on, so a
-caller scores a candidate's slotted form. Training is `chatbot.ranking.train`'s job;
+caller scores a candidate's slotted form. Training is `chatbot.training.ranker`'s job;
 deciding what to send from the scores is the dialogue manager's.
 """
 
@@ -92,7 +92,7 @@ class Ranker:
 
     @classmethod
     def load(cls, path: Path | str, device: str = "cpu", *, batch_size: int = 32) -> Ranker:
-        """Load a ranker version directory (written by `chatbot.ranking.train`).
+        """Load a ranker version directory (written by `chatbot.training.ranker`).
         A missing or damaged one raises ModelUnavailableError naming the path and the fix."""
         path = Path(path)
         meta = _meta(path)

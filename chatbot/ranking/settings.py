@@ -1,7 +1,7 @@
 """The `ranker` settings section (`CHATBOT_RANKER__<KEY>`): what the learned ranker
 reads, how it is trained (negatives, budget, schedule) and the rule that decides
 whether a trained ranker replaces the serving one. Values and their checks only;
-`chatbot.ranking.train` and `chatbot.ranking.model` use them.
+`chatbot.training.ranker` and `chatbot.ranking.model` use them.
 """
 
 from __future__ import annotations

@@ -41,9 +41,6 @@ from chatbot.store.enums import AgentActionKind, ReviewState
 from chatbot.store.schema import Conversation, Message, utcnow
 from chatbot.store.support_schema import AgentAction, User
 from chatbot.support.queue import SHOWN_DECISIONS, TAKEN_OVER_REASON
-
-# Re-exported: the ranker's training reads the rejected examples from here.
-from chatbot.support.review_pairs import rejected_examples as rejected_examples
 from chatbot.support.review_pairs import share_answer
 from chatbot.text.redact import Redactor
 

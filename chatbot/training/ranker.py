@@ -25,7 +25,7 @@
    directory and a rename, with meta.json; registered (kind "ranker") and promoted when
    kept and auto-promotion is on, registered as a candidate otherwise.
 
-Steps 1 and 2 are `chatbot.ranking.train_data`'s, step 4 `chatbot.ranking.train_validation`'s.
+Steps 1 and 2 are `chatbot.training.ranker_data`'s, step 4 `chatbot.training.ranker_validation`'s.
 Loading and applying a version is `chatbot.ranking.model`'s job; choosing what to send
 is the dialogue manager's.
 """
@@ -49,8 +49,8 @@ from typing import TYPE_CHECKING, Any
 from chatbot.meta_file import META_FILE
 from chatbot.ranking import RankerError
 from chatbot.ranking.model import KIND, Ranker
-from chatbot.ranking.train_data import Example, build_examples, load_pairs, rejected_replies
-from chatbot.ranking.train_validation import validate
+from chatbot.training.ranker_data import Example, build_examples, load_pairs, rejected_replies
+from chatbot.training.ranker_validation import validate
 
 if TYPE_CHECKING:
     from sentence_transformers.cross_encoder import CrossEncoder
@@ -400,7 +400,7 @@ def _version_meta(
         "kind": KIND,
         "name": name,
         "created_at": datetime.now().astimezone().isoformat(),
-        "made_by": f"chatbot {__version__} (chatbot.ranking.train.train_ranker, sentence-transformers CrossEncoderTrainer)",
+        "made_by": f"chatbot {__version__} (chatbot.training.ranker.train_ranker, sentence-transformers CrossEncoderTrainer)",
         "base_embedder": str(embedder_dir),
         "reply_version": reply_version,
         "query": {

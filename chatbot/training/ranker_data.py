@@ -1,11 +1,11 @@
 """What a ranker is trained on: the train pairs and the validation subset from the
 store, and the labelled examples built from them (steps 1 and 2 of
-`chatbot.ranking.train`): each train pair's context with the agent's real reply
+`chatbot.training.ranker`): each train pair's context with the agent's real reply
 (label 1), hard negatives retrieval finds in other conversations, random replies to top
 them up, and suggestions agents rejected in the console (label 0).
 
 Where its job ends: it returns pairs and examples; fitting the cross-encoder on them
-and validating it is `chatbot.ranking.train`'s job (`chatbot.ranking.train_validation`
+and validating it is `chatbot.training.ranker`'s job (`chatbot.training.ranker_validation`
 judges a trained ranker on the validation pairs).
 """
 
@@ -104,7 +104,7 @@ def rejected_replies(database: Database) -> list[tuple[list[dict[str, str]], str
     """(conversation, rejected suggestion in slotted form) for every suggestion an agent
     rejected in the console (`chatbot.support.review.rejected_examples`)."""
     from chatbot.dialogue.specifics import SpecificsGuard
-    from chatbot.support.review import rejected_examples
+    from chatbot.support.review_pairs import rejected_examples
 
     with database.session() as session:
         rows = rejected_examples(session)

@@ -1,4 +1,4 @@
-"""Whether a trained ranker is kept (step 4 of `chatbot.ranking.train`): on each
+"""Whether a trained ranker is kept (step 4 of `chatbot.training.ranker`): on each
 validation pair, the retriever's top `retrieve_k` replies are the candidates;
 retrieval's own pick (its first hit), the promoted ranker's pick and the new ranker's
 pick are scored by ROUGE-L against the agent's real reply, and the new ranker is kept
@@ -6,7 +6,7 @@ only when its mean paired gain over the better of the other two is positive and 
 `min_gain_stderrs` standard errors.
 
 Where its job ends: it returns the figures and the verdict; writing and registering
-the version is `chatbot.ranking.train`'s job.
+the version is `chatbot.training.ranker`'s job.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from chatbot.ranking.model import Ranker, query_text
-from chatbot.ranking.train_data import RankerPair, candidates_for, near_copy
+from chatbot.training.ranker_data import RankerPair, candidates_for, near_copy
 
 if TYPE_CHECKING:
     import numpy as np
