@@ -250,6 +250,12 @@ def answer(services: Services, token: object, message: str) -> Iterator[ChatView
             log.warning("reply failed for conversation %s: %s", conversation_id, exc)
         else:
             log.exception("reply failed for conversation %s", conversation_id)
+    yield _failed(database, token, before)
+
+
+def _failed(database: Database, token: object, before: ChatView) -> ChatView:
+    """The chat after a reply failed: as stored, with the polite notice last; the
+    message stays in the box unless the store took it."""
     try:
         view = current_view(database, token, offer=False)  # the notice below comes last
     except ChatbotError:
@@ -264,7 +270,7 @@ def answer(services: Services, token: object, message: str) -> Iterator[ChatView
     view.keep_input = not stored  # a message the store did not take stays in the box
     view.chat.append({"role": "assistant", "content": as_text(FAILED)})
     view.message_ids.append(None)
-    yield view
+    return view
 
 
 class ShownChat(TypedDict):
