@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING
 from chatbot.errors import AccessDenied, ChatbotError, InputError
 from chatbot.support import customer
 from chatbot.ui.handlers import ReplyEventOptions, UnlimitedEventOptions, fills
-from chatbot.ui.views import Outputs, components, skip
+from chatbot.ui.views import Outputs, components, skip, unchanged
 from chatbot.ui.widget_chat import (
     UNAVAILABLE,
     ChatView,
@@ -117,13 +117,7 @@ class ChatWidgets:
         }
 
     def unchanged(self) -> Outputs:
-        return {
-            self.chat: skip(),
-            self.message_ids: skip(),
-            self.last_turn: skip(),
-            self.human: skip(),
-            self.banner: skip(),
-        }
+        return unchanged(self)
 
 
 @dataclass
