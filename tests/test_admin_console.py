@@ -12,7 +12,13 @@ from types import SimpleNamespace
 import pytest
 
 from chatbot.errors import AccessDenied
-from chatbot.ui import admin
+from chatbot.ui import (
+    admin,
+    admin_common,
+    admin_import,
+    admin_training,
+    admin_versions,
+)
 from chatbot.web.services import Services
 from tests.test_ingest_import import GOOD, record, write
 from tests.test_jobs import job_settings, stop_jobs  # noqa: F401 - job_settings is a fixture
@@ -56,7 +62,7 @@ def test_uploaded_files_are_imported_with_a_summary_per_file(services, tmp_path)
         _upload(tmp_path, "e5", ".DS_Store", ["x"]),
     ]
     calls = []
-    outcome = admin.import_uploads(
+    outcome = admin_import.import_uploads(
         services, [good, bad], folder, lambda share, desc="": calls.append((share, desc))
     )
     text = outcome.markdown
@@ -77,12 +83,12 @@ def test_uploaded_files_are_imported_with_a_summary_per_file(services, tmp_path)
     assert calls and calls[-1] == (1.0, "done") and all(0 <= share <= 1 for share, _ in calls)
     assert any("importing shop.jsonl" in desc for _, desc in calls)
 
-    again = admin.import_uploads(services, [good], None).markdown
+    again = admin_import.import_uploads(services, [good], None).markdown
     assert (
         "| shop\\.jsonl | jsonl | already imported | 0 |" in again and "Rebuild index" not in again
     )
     assert (
-        admin.import_uploads(services, None, None).markdown
+        admin_import.import_uploads(services, None, None).markdown
         == "Choose transcript files (or a folder) to import first."
     )
 
@@ -92,13 +98,13 @@ def test_oversized_files_and_an_empty_folder_are_refused(services, tmp_path):
         update={"web": services.settings.web.model_copy(update={"max_upload_mb": 1})}
     )
     big = _upload(tmp_path, "f6", "huge.jsonl", GOOD * 5000)
-    outcome = admin.import_uploads(services, [big], None)
+    outcome = admin_import.import_uploads(services, [big], None)
     assert outcome.rejected and not outcome.imported
     assert (
         "huge\\.jsonl: 3\\.8 MB is larger than the upload limit of 1 MB \\(setting web\\.max\\_upload\\_mb\\)"
         in outcome.markdown
     )
-    empty = admin.import_uploads(
+    empty = admin_import.import_uploads(
         services, None, [_upload(tmp_path, "g7", "notes.txt", ["hi"])]
     ).markdown
     assert "the folder holds no transcript file" in empty
@@ -119,23 +125,24 @@ def test_training_is_started_watched_and_cancelled_from_the_console(services):
     services.settings = services.settings.model_copy(
         update={"training": services.settings.training.model_copy(update={"max_steps": 400})}
     )
-    first = admin.training_view(services)
+    first = admin_training.training_view(services)
     assert not first.running and "No training run yet" in first.markdown and first.curve is None
-    started = admin.start_training(services, 5, "lora", "ada")
+    started = admin_training.start_training(services, 5, "lora", "ada")
     assert (
         started.running
         and f"Job {started.job_id} · **" in started.markdown
         and "by ada" in started.markdown
     )
     assert "LoRA · at most 5 minutes" in started.markdown
-    second = admin.start_training(services, 5, "full", "bob")
+    second = admin_training.start_training(services, 5, "full", "bob")
     assert (
         "**Not started:** a training run is already" in second.markdown
         and second.job_id == started.job_id
     )
     # The server may go away meanwhile: everything the page shows comes from the store.
     running = _until(
-        lambda: admin.training_view(services), lambda v: v.curve is not None and len(v.curve) >= 3
+        lambda: admin_training.training_view(services),
+        lambda v: v.curve is not None and len(v.curve) >= 3,
     )
     assert (
         "Step " in running.markdown
@@ -145,27 +152,31 @@ def test_training_is_started_watched_and_cancelled_from_the_console(services):
     assert set(running.curve["series"]) >= {"training", "validation"} and list(
         running.curve.columns
     ) == ["step", "loss", "series"]
-    cancelling = admin.cancel_training(services, "ada")
+    cancelling = admin_training.cancel_training(services, "ada")
     assert "Cancelling" in cancelling.markdown or "writing its model version" in cancelling.markdown
-    done = _until(lambda: admin.training_view(services), lambda v: not v.running, timeout=60)
+    done = _until(
+        lambda: admin_training.training_view(services), lambda v: not v.running, timeout=60
+    )
     assert (
         "**cancelled**" in done.markdown
         and "Stopped at step" in done.markdown
         and "chatbot train \\-\\-resume" in done.markdown
     )
-    assert admin.cancel_training(services, "ada").markdown.startswith("No training run is running.")
+    assert admin_training.cancel_training(services, "ada").markdown.startswith(
+        "No training run is running."
+    )
 
 
 def test_index_rebuild_from_the_console(services):
     fill_pairs(services.database)
-    assert admin.index_status(services) == ("No index rebuild yet.", False)
-    text, running = admin.start_index_rebuild(services, "ada")
+    assert admin_import.index_status(services) == ("No index rebuild yet.", False)
+    text, running = admin_import.start_index_rebuild(services, "ada")
     assert running and ("**queued**" in text or "**running**" in text) and "by ada" in text
     deadline = time.monotonic() + 240
     while running:
         assert time.monotonic() < deadline, text
         time.sleep(0.3)
-        text, running = admin.index_status(services)
+        text, running = admin_import.index_status(services)
     assert "**succeeded**" in text and "24 pairs" in text
 
 
@@ -196,8 +207,10 @@ def test_versions_table_promotion_refusal_force_and_rollback(
                 "compared_val_loss": compared,
             },
         )
-    assert "Promoted **reply\\-a**" in admin.promote_by_name(services, "reply-a", False, "ada")
-    frame = admin.versions_frame(services)
+    assert "Promoted **reply\\-a**" in admin_versions.promote_by_name(
+        services, "reply-a", False, "ada"
+    )
+    frame = admin_versions.versions_frame(services)
     rows = {row["version"]: row for row in frame.to_dict("records")}
     assert rows["reply-a"]["status"] == "serving" and rows["reply-b"]["status"] == "candidate"
     assert (rows["reply-b"]["from agents"], rows["reply-b"]["train pairs"]) == ("5", "25")
@@ -207,21 +220,21 @@ def test_versions_table_promotion_refusal_force_and_rollback(
         rows["reply-b"]["its val loss"],
     ) == ("2.4000", "reply-a", "2.0000")
 
-    refused = admin.promote_by_name(services, "reply-b", False, "ada")
+    refused = admin_versions.promote_by_name(services, "reply-b", False, "ada")
     assert refused.startswith(
         "**Refused:** not promoted: reply\\-b evaluates worse than the serving reply\\-a: "
         "validation loss 2\\.4000 vs 2\\.0000 on the same 6 validation pairs"
     )
     assert "Promote even if it evaluated worse" in refused and "Serving: **reply\\-a**" in refused
-    assert "Promoted **reply\\-b** (was reply\\-a)" in admin.promote_by_name(
+    assert "Promoted **reply\\-b** (was reply\\-a)" in admin_versions.promote_by_name(
         services, "reply-b", True, "ada"
     )
-    assert "now serving reply\\-a" in admin.rollback_serving(services, "ada")
-    assert "Refused:** no model version named" in admin.promote_by_name(
+    assert "now serving reply\\-a" in admin_versions.rollback_serving(services, "ada")
+    assert "Refused:** no model version named" in admin_versions.promote_by_name(
         services, "<b>x</b>", False, "ada"
     )
     assert (
-        admin.promote_by_name(services, " ", False, "ada")
+        admin_versions.promote_by_name(services, " ", False, "ada")
         == "Type the name of a version to promote."
     )
 
@@ -251,26 +264,32 @@ def test_rankers_are_listed_refused_unless_kept_promoted_and_rolled_back(service
             },
             kind="ranker",
         )
-    rows = {row["ranker"]: row for row in admin.rankers_frame(services).to_dict("records")}
+    rows = {row["ranker"]: row for row in admin_versions.rankers_frame(services).to_dict("records")}
     assert set(rows) == {"ranker-a", "ranker-b"}
     assert rows["ranker-a"]["gain over retrieval (ROUGE-L)"] == "+0.031 ± 0.010"
     assert (rows["ranker-b"]["val pairs"], rows["ranker-b"]["train pairs"]) == ("9", "40")
     assert rows["ranker-b"]["verdict"].startswith("not kept")
     # Reply versions and rankers keep to their own tables.
-    assert admin.versions_frame(services).empty
+    assert admin_versions.versions_frame(services).empty
 
     # A ranker that did not win is refused wherever it is promoted from (the rule lives in
     # chatbot.models.versions), unless forced; one that won goes through.
-    refused = admin.promote_by_name(services, "ranker-b", False, "ada")
+    refused = admin_versions.promote_by_name(services, "ranker-b", False, "ada")
     assert (
         refused.startswith("**Refused:** not promoted: not kept") and "Promote even if" in refused
     )
     assert "no ranker" in refused
-    assert "Promoted **ranker\\-a**" in admin.promote_by_name(services, "ranker-a", False, "ada")
-    assert "ranker **ranker\\-a**" in admin.serving_line(services)
-    assert "(was ranker\\-a)" in admin.promote_by_name(services, "ranker-b", True, "ada")
-    assert "now serving ranker\\-a" in admin.rollback_serving(services, "ada", kind="ranker")
-    assert "now serving no ranker" in admin.rollback_serving(services, "ada", kind="ranker")
+    assert "Promoted **ranker\\-a**" in admin_versions.promote_by_name(
+        services, "ranker-a", False, "ada"
+    )
+    assert "ranker **ranker\\-a**" in admin_versions.serving_line(services)
+    assert "(was ranker\\-a)" in admin_versions.promote_by_name(services, "ranker-b", True, "ada")
+    assert "now serving ranker\\-a" in admin_versions.rollback_serving(
+        services, "ada", kind="ranker"
+    )
+    assert "now serving no ranker" in admin_versions.rollback_serving(
+        services, "ada", kind="ranker"
+    )
     assert promoted_version(db, kind="ranker") is None
     assert promoted_version(db) is None  # the reply model was never touched
 
@@ -313,8 +332,8 @@ def test_the_console_builds_with_its_elements_and_checks_the_admin(services):
         assert elem_id in ids, elem_id
     add_user(services.database, "ada", "a-long-password-1", "admin")
     add_user(services.database, "bob", "a-long-password-2", "agent")
-    assert admin.admin_name(services, SimpleNamespace(username="ada")) == "ada"
+    assert admin_common.admin_name(services, SimpleNamespace(username="ada")) == "ada"
     with pytest.raises(AccessDenied):
-        admin.admin_name(services, SimpleNamespace(username="bob"))
+        admin_common.admin_name(services, SimpleNamespace(username="bob"))
     with pytest.raises(AccessDenied):
-        admin.admin_name(services, SimpleNamespace(username=None))
+        admin_common.admin_name(services, SimpleNamespace(username=None))

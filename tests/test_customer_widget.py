@@ -25,7 +25,7 @@ from chatbot.store.schema import Conversation
 from chatbot.store.support_schema import Feedback, User
 from chatbot.support import customer, review
 from chatbot.support.queue import REASON_GROUPS, conversation_detail, load_queue
-from chatbot.ui import widget
+from chatbot.ui import widget, widget_chat
 from chatbot.web.services import Services
 from tests.test_dialogue_support import (
     SHOP,
@@ -378,11 +378,11 @@ def _shown_texts(view):
 
 def test_a_reply_streams_and_ends_as_stored_with_its_sources(services, database):
     token = customer.new_token(KEY)
-    views = list(widget.answer(services, token, f"  {RESET_Q}  "))
+    views = list(widget_chat.answer(services, token, f"  {RESET_Q}  "))
     assert all(not v.final for v in views[:-1]) and views[-1].final
     assert views[0].chat[-2:] == [
         {"role": "user", "content": html.escape(RESET_Q)},
-        {"role": "assistant", "content": widget.THINKING},
+        {"role": "assistant", "content": widget_chat.THINKING},
     ]
     last = views[-1]
     conversation_id = customer.open_conversation(database, token, KEY)
@@ -436,10 +436,10 @@ def test_the_draft_grows_then_the_final_text_replaces_it(tiny_settings, database
     )
     shown = [
         v.chat[-1]["content"]
-        for v in widget.answer(services, customer.new_token(KEY), "Where is my parcel?")
+        for v in widget_chat.answer(services, customer.new_token(KEY), "Where is my parcel?")
     ]
     assert shown == [
-        widget.THINKING,
+        widget_chat.THINKING,
         "\nYour",
         "\nYour parcel",
         "\nYour parcel is &lt;b&gt;on",
@@ -451,20 +451,20 @@ def test_the_draft_grows_then_the_final_text_replaces_it(tiny_settings, database
 
 def test_a_reload_rebuilds_the_chat_and_a_bad_token_gets_a_new_one(services, database):
     token = customer.new_token(KEY)
-    last = list(widget.answer(services, token, RESET_Q))[-1]
-    same, view = widget.on_load(database, token, KEY)
+    last = list(widget_chat.answer(services, token, RESET_Q))[-1]
+    same, view = widget_chat.on_load(database, token, KEY)
     assert same == token and view == last
     for bad in (None, "", "not-a-token", {"token": token}):
-        fresh, view = widget.on_load(database, bad, KEY)
-        assert customer.is_well_formed(fresh) and fresh != token and view == widget.ChatView()
+        fresh, view = widget_chat.on_load(database, bad, KEY)
+        assert customer.is_well_formed(fresh) and fresh != token and view == widget_chat.ChatView()
     unused = customer.new_token(KEY)  # well formed, no conversation yet: kept, empty chat
-    assert widget.on_load(database, unused, KEY) == (unused, widget.ChatView())
+    assert widget_chat.on_load(database, unused, KEY) == (unused, widget_chat.ChatView())
     with database.session() as session:
         assert (
             len(session.scalars(select(Conversation).where(Conversation.channel == "live")).all())
             == 1
         )
-    assert widget.start_over(KEY)[0] != token
+    assert widget_chat.start_over(KEY)[0] != token
 
 
 @pytest.mark.parametrize(
@@ -472,7 +472,7 @@ def test_a_reload_rebuilds_the_chat_and_a_bad_token_gets_a_new_one(services, dat
 )
 def test_bad_input_warns_and_keeps_the_text(services, database, message):
     token = customer.new_token(KEY)
-    views = list(widget.answer(services, token, message))
+    views = list(widget_chat.answer(services, token, message))
     assert len(views) == 1 and views[0].warning and views[0].keep_input and views[0].final
     assert views[0].chat == []
     try:
@@ -485,8 +485,8 @@ def test_a_message_of_invisible_characters_is_empty_before_any_conversation_star
     services, database
 ):
     token = customer.new_token(KEY)
-    views = list(widget.answer(services, token, "\u200b\u200d\u00ad"))
-    assert [v.warning for v in views] == [widget.EMPTY]
+    views = list(widget_chat.answer(services, token, "\u200b\u200d\u00ad"))
+    assert [v.warning for v in views] == [widget_chat.EMPTY]
     with pytest.raises(AccessDenied):  # the token was never used: no conversation
         customer.messages_after(database, token, -1)
 
@@ -496,7 +496,7 @@ def test_a_failing_model_still_stores_the_message(tiny_settings, database, retri
         tiny_settings, database, retriever, source=FailingReplySource(), cache_enabled=False
     )
     token = customer.new_token(KEY)
-    last = list(widget.answer(services, token, "Refund please"))[-1]
+    last = list(widget_chat.answer(services, token, "Refund please"))[-1]
     assert last.final and last.warning is None
     conversation_id = customer.open_conversation(database, token, KEY)
     assert _messages(database, conversation_id)[0] == ("customer", "Refund please")
@@ -513,9 +513,12 @@ class BrokenRetriever:
 def test_a_failure_while_answering_ends_in_a_polite_notice(tiny_settings, database):
     services = services_for(tiny_settings, database, BrokenRetriever())
     token = customer.new_token(KEY)
-    last = list(widget.answer(services, token, "Where is my parcel?"))[-1]
+    last = list(widget_chat.answer(services, token, "Where is my parcel?"))[-1]
     assert last.final
-    assert _shown_texts(last) == [("user", "Where is my parcel?"), ("assistant", widget.FAILED)]
+    assert _shown_texts(last) == [
+        ("user", "Where is my parcel?"),
+        ("assistant", widget_chat.FAILED),
+    ]
     assert last.message_ids == [None, None]  # the notice is not a stored reply: nothing to rate
     assert not last.keep_input  # the message is stored: the box is cleared
     assert _messages(database, customer.open_conversation(database, token, KEY)) == [
@@ -534,58 +537,60 @@ def test_a_store_that_fails_keeps_the_message_in_the_box(tiny_settings, tmp_path
             make_manager(tiny_settings, unmigrated, BrokenRetriever()),
             conversation_key=KEY,
         )
-        views = list(widget.answer(services, customer.new_token(KEY), "Where is my parcel?"))
+        views = list(widget_chat.answer(services, customer.new_token(KEY), "Where is my parcel?"))
     finally:
         unmigrated.dispose()
     assert len(views) == 1 and views[0].keep_input and views[0].final
-    assert views[0].warning == widget.UNAVAILABLE and "sqlite" not in views[0].warning
+    assert views[0].warning == widget_chat.UNAVAILABLE and "sqlite" not in views[0].warning
 
 
 def test_with_a_person_in_charge_the_assistant_is_silent_and_the_agent_arrives_by_polling(
     services, database
 ):
     token = customer.new_token(KEY)
-    handed = list(widget.answer(services, token, "I want to talk to a real person please"))[-1]
+    handed = list(widget_chat.answer(services, token, "I want to talk to a real person please"))[-1]
     assert handed.human is True
     assert _shown_texts(handed)[-1] == ("assistant", services.manager.settings.handoff_message)
-    assert widget.poll(database, token, handed.last_turn, handed.human) is None  # nothing new
+    assert widget_chat.poll(database, token, handed.last_turn, handed.human) is None  # nothing new
 
-    quiet = list(widget.answer(services, token, "Hello? Anyone there?"))
+    quiet = list(widget_chat.answer(services, token, "Hello? Anyone there?"))
     assert [t for t in _shown_texts(quiet[-1])][-1] == (
         "user",
         "Hello? Anyone there?",
     )  # no reply shown
-    assert widget.poll(database, token, quiet[-1].last_turn, True) is None
+    assert widget_chat.poll(database, token, quiet[-1].last_turn, True) is None
 
     conversation_id = customer.open_conversation(database, token, KEY)
     agent_id = _add(
         database, conversation_id, "agent", "Hi, this is Sam from the team. Let me check."
     )
-    polled = widget.poll(database, token, quiet[-1].last_turn, True)
+    polled = widget_chat.poll(database, token, quiet[-1].last_turn, True)
     assert polled is not None and polled.human is True
     assert _shown_texts(polled)[-1] == ("assistant", "Hi, this is Sam from the team. Let me check.")
     assert polled.message_ids[-1] == agent_id
-    assert widget.poll(database, token, polled.last_turn, True) is None
+    assert widget_chat.poll(database, token, polled.last_turn, True) is None
 
     services.manager.hand_back(conversation_id)
-    back = widget.poll(database, token, polled.last_turn, True)
+    back = widget_chat.poll(database, token, polled.last_turn, True)
     assert back is not None and back.human is False  # the banner goes away
 
 
 def test_talk_to_a_person_button(services, database):
     token = customer.new_token(KEY)
-    view = widget.talk_to_person(services, token)
+    view = widget_chat.talk_to_person(services, token)
     assert view.human is True and view.warning is None
     assert _shown_texts(view) == [("assistant", services.manager.settings.handoff_message)]
-    assert widget.talk_to_person(services, "forged").warning  # a bad token is refused, not obeyed
+    assert widget_chat.talk_to_person(
+        services, "forged"
+    ).warning  # a bad token is refused, not obeyed
 
 
 def test_html_from_customers_agents_and_models_is_shown_as_text(services, database):
     token = customer.new_token(KEY)
-    views = list(widget.answer(services, token, PAYLOAD))
+    views = list(widget_chat.answer(services, token, PAYLOAD))
     conversation_id = customer.open_conversation(database, token, KEY)
     _add(database, conversation_id, "agent", "<b>bold?</b> <a href=javascript:alert(1)>click</a>")
-    view = widget.current_view(database, token)
+    view = widget_chat.current_view(database, token)
     for v in views + [view]:
         for entry in v.chat:
             assert not re.search(
@@ -595,13 +600,13 @@ def test_html_from_customers_agents_and_models_is_shown_as_text(services, databa
     assert texts[0] == PAYLOAD  # unescaped by the browser, it reads exactly as typed
     assert texts[-1] == "<b>bold?</b> <a href=javascript:alert(1)>click</a>"
     snippet = customer.Source(1, 2, '<script>alert("s")</script>')
-    assert not re.search("[<>]", OUR_MARKUP.sub("", widget.sources_html([snippet])))
-    assert widget.as_text("line one\nline two") == "line one\nline two"  # line breaks are kept
+    assert not re.search("[<>]", OUR_MARKUP.sub("", widget_chat.sources_html([snippet])))
+    assert widget_chat.as_text("line one\nline two") == "line one\nline two"  # line breaks are kept
 
 
 def test_thumbs_and_comments_are_stored_for_the_rated_reply(services, database):
     token = customer.new_token(KEY)
-    last = list(widget.answer(services, token, RESET_Q))[-1]
+    last = list(widget_chat.answer(services, token, RESET_Q))[-1]
     reply_index = last.message_ids.index(next(i for i in last.message_ids if i))
     reply_id = last.message_ids[reply_index]
 
@@ -609,27 +614,29 @@ def test_thumbs_and_comments_are_stored_for_the_rated_reply(services, database):
         with database.session() as session:
             return [(f.message_id, f.rating, f.comment) for f in session.scalars(select(Feedback))]
 
-    rated = widget.rate(database, token, last.message_ids, reply_index, False)
-    assert rated == widget.Rating(reply_id, -1) and feedback() == [(reply_id, -1, None)]
-    widget.comment(database, token, rated, "It did not mention the e-mail.")
+    rated = widget_chat.rate(database, token, last.message_ids, reply_index, False)
+    assert rated == widget_chat.Rating(reply_id, -1) and feedback() == [(reply_id, -1, None)]
+    widget_chat.comment(database, token, rated, "It did not mention the e-mail.")
     assert feedback() == [(reply_id, -1, "It did not mention the e-mail.")]
     with pytest.raises(InputError):
-        widget.comment(database, token, rated, "x" * 2001)
+        widget_chat.comment(database, token, rated, "x" * 2001)
     with pytest.raises(InputError):
-        widget.comment(database, token, None, "a comment with nothing rated")
+        widget_chat.comment(database, token, None, "a comment with nothing rated")
     # A second click replaces the first.
-    assert widget.rate(database, token, last.message_ids, reply_index, True) == widget.Rating(
-        reply_id, 1
-    )
+    assert widget_chat.rate(
+        database, token, last.message_ids, reply_index, True
+    ) == widget_chat.Rating(reply_id, 1)
     assert feedback() == [(reply_id, 1, None)]
-    assert widget.rate(database, token, last.message_ids, reply_index, "") is None  # taken back
+    assert (
+        widget_chat.rate(database, token, last.message_ids, reply_index, "") is None
+    )  # taken back
     assert feedback() == []
     for index in (0, 99, None, "1"):  # the customer's own message, or no such entry
         with pytest.raises(AccessDenied):
-            widget.rate(database, token, last.message_ids, index, True)
+            widget_chat.rate(database, token, last.message_ids, index, True)
     other = customer.new_token(KEY)
     with pytest.raises(AccessDenied):  # another browser with the same ids is still refused
-        widget.rate(database, other, last.message_ids, reply_index, True)
+        widget_chat.rate(database, other, last.message_ids, reply_index, True)
 
 
 # -- a clarifying question's choices as buttons ----------------------------------------
@@ -700,7 +707,7 @@ def test_a_clarifying_question_shows_its_choices_as_buttons_until_one_is_taken(
 ):
     services = clarifying_services(tiny_settings, database)
     token = customer.new_token(KEY)
-    views = list(widget.answer(services, token, MONEY_BACK))
+    views = list(widget_chat.answer(services, token, MONEY_BACK))
     asked = _last_reply(database, token)
     assert asked.decision == "clarify" and len(asked.options) >= 2
     options = list(asked.options)
@@ -720,18 +727,18 @@ def test_a_clarifying_question_shows_its_choices_as_buttons_until_one_is_taken(
     assert _with_buttons(last) == [len(last.chat) - 1]
 
     # A reload (or a poll that finds nothing new) shows them again.
-    assert widget.on_load(database, token, KEY) == (token, last)
-    assert widget.current_view(database, token) == last
+    assert widget_chat.on_load(database, token, KEY) == (token, last)
+    assert widget_chat.current_view(database, token) == last
 
     # A click sends the label as the customer's next message, through the same handler as
     # typing: the buttons go at once, and the question keeps its list of choices as text.
     chosen = options[1]
-    picked = list(widget.answer(services, token, chosen))
+    picked = list(widget_chat.answer(services, token, chosen))
     assert all(_with_buttons(v) == [] for v in picked)
     assert _shown_texts(picked[0])[-3:] == [
         ("assistant", question + listed),
         ("user", chosen),
-        ("assistant", widget.THINKING),
+        ("assistant", widget_chat.THINKING),
     ]
     answered = picked[-1]
     reply = _last_reply(database, token)
@@ -739,7 +746,9 @@ def test_a_clarifying_question_shows_its_choices_as_buttons_until_one_is_taken(
     assert reply.reason.endswith("chosen by the customer")
     assert answered.human is False and answered.final
     assert _shown_texts(answered)[-2:] == [("user", chosen), ("assistant", reply.shown_text)]
-    assert _with_buttons(answered) == [] and widget.on_load(database, token, KEY)[1] == answered
+    assert (
+        _with_buttons(answered) == [] and widget_chat.on_load(database, token, KEY)[1] == answered
+    )
 
 
 def test_a_typed_number_takes_a_choice_and_any_other_message_removes_the_buttons(
@@ -747,10 +756,10 @@ def test_a_typed_number_takes_a_choice_and_any_other_message_removes_the_buttons
 ):
     services = clarifying_services(tiny_settings, database)
     token = customer.new_token(KEY)
-    first = list(widget.answer(services, token, SHOP[0][0]))[-1]
+    first = list(widget_chat.answer(services, token, SHOP[0][0]))[-1]
     options = _offered(first)
     assert len(options) >= 2
-    list(widget.answer(services, token, "2"))
+    list(widget_chat.answer(services, token, "2"))
     taken = _last_reply(database, token)
     assert taken.decision in ("answer", "answer_flagged") and taken.reason.endswith(
         "chosen by the customer"
@@ -758,14 +767,14 @@ def test_a_typed_number_takes_a_choice_and_any_other_message_removes_the_buttons
 
     # Asked again, then something else is sent: no choice, no buttons (the assistant does
     # not ask a second time; a person takes over).
-    asked = list(widget.answer(services, token, MONEY_BACK))[-1]
+    asked = list(widget_chat.answer(services, token, MONEY_BACK))[-1]
     assert _offered(asked)
-    moved_on = list(widget.answer(services, token, "Something completely different"))
+    moved_on = list(widget_chat.answer(services, token, "Something completely different"))
     assert all(_with_buttons(v) == [] for v in moved_on)
-    assert widget.on_load(database, token, KEY)[1] == moved_on[-1]
+    assert widget_chat.on_load(database, token, KEY)[1] == moved_on[-1]
 
     # A greeting is plain text; so is every reply in a chat with no clarifying question.
-    greeted = list(widget.answer(services, customer.new_token(KEY), "hello"))[-1]
+    greeted = list(widget_chat.answer(services, customer.new_token(KEY), "hello"))[-1]
     assert _with_buttons(greeted) == [] and greeted.chat[-1]["content"]
 
 
@@ -774,9 +783,9 @@ def test_a_refused_message_leaves_the_buttons_and_a_person_in_charge_hides_them(
 ):
     services = clarifying_services(tiny_settings, database)
     token = customer.new_token(KEY)
-    asked = list(widget.answer(services, token, MONEY_BACK))[-1]
+    asked = list(widget_chat.answer(services, token, MONEY_BACK))[-1]
     assert _offered(asked)
-    refused = list(widget.answer(services, token, "x" * (MAX_MESSAGE_CHARS + 1)))
+    refused = list(widget_chat.answer(services, token, "x" * (MAX_MESSAGE_CHARS + 1)))
     assert len(refused) == 1 and refused[0].warning and refused[0].keep_input
     assert _offered(refused[0]) == _offered(asked)  # still waiting for the answer
 
@@ -785,7 +794,7 @@ def test_a_refused_message_leaves_the_buttons_and_a_person_in_charge_hides_them(
         session.get(
             Conversation, customer.open_conversation(database, token, KEY)
         ).state = "handed_off"
-    assert _with_buttons(widget.current_view(database, token)) == []
+    assert _with_buttons(widget_chat.current_view(database, token)) == []
 
 
 def test_choices_are_text_and_only_the_last_message_offers_them():
@@ -796,7 +805,7 @@ def test_choices_are_text_and_only_the_last_message_offers_them():
     def shown(role, body, turn, options=()):
         return customer.ShownMessage(turn, role, body, turn + 1, options=list(options))
 
-    chat, _ = widget.render([shown("bot", text, 0, [label, "Return item"])])
+    chat, _ = widget_chat.render([shown("bot", text, 0, [label, "Return item"])])
     assert chat == [
         {
             "role": "assistant",
@@ -814,16 +823,16 @@ def test_choices_are_text_and_only_the_last_message_offers_them():
         ([shown("bot", text, 0, [label]), shown("customer", "Return item", 1)], True),
         ([shown("bot", text, 0, [label, "Return item"])], False),
     ):
-        chat, _ = widget.render(messages, offer=offer)
+        chat, _ = widget_chat.render(messages, offer=offer)
         assert chat[0] == {"role": "assistant", "content": html.escape(text)}
     # A text that does not end with its list keeps it all; a question for the order number
     # has no choices, so no buttons.
-    assert widget.without_choices("Pick one: Refund or Return?", ["Refund"]) == (
+    assert widget_chat.without_choices("Pick one: Refund or Return?", ["Refund"]) == (
         "Pick one: Refund or Return?"
     )
-    assert widget.without_choices(text, [label, "Return item"]) == question
+    assert widget_chat.without_choices(text, [label, "Return item"]) == question
     order_number = "Could you give me your order number?"
-    assert widget.render([shown("bot", order_number, 0)])[0] == [
+    assert widget_chat.render([shown("bot", order_number, 0)])[0] == [
         {"role": "assistant", "content": order_number}
     ]
 
@@ -855,7 +864,8 @@ def test_a_click_on_a_choice_runs_the_send_path(tiny_settings, database):
     from gradio import SelectData
 
     services = clarifying_services(tiny_settings, database)
-    page = widget.build_widget(services)
+    ui = widget.customer_widget(services)
+    page = ui.page
     functions = {f.name: f for f in page.fns.values()}
     send, choose = functions["send"], functions["choose"]
     chat = next(b for b in page.blocks.values() if getattr(b, "elem_id", None) == "chat")
@@ -868,13 +878,13 @@ def test_a_click_on_a_choice_runs_the_send_path(tiny_settings, database):
     request = SimpleNamespace(client=SimpleNamespace(host="127.0.0.1"))
     token = customer.new_token(KEY)
     asked = list(send.fn(token, MONEY_BACK, request))[-1]
-    options = [o["label"] for o in asked[1][-1]["options"]]
+    options = [o["label"] for o in asked[ui.shown.chat][-1]["options"]]
     clicked = SelectData(None, {"index": 0, "value": options[0]})
     outputs = list(choose.fn(token, clicked, request))
-    assert [o[0] for o in outputs] == [token] * len(outputs)
-    assert all("options" not in entry for o in outputs for entry in o[1])
-    assert outputs[-1][1][-2] == {"role": "user", "content": html.escape(options[0])}
-    assert all(o[6] == {"__type__": "update"} for o in outputs)  # the box is left alone
+    assert [o[ui.token] for o in outputs] == [token] * len(outputs)
+    assert all("options" not in entry for o in outputs for entry in o[ui.shown.chat])
+    assert outputs[-1][ui.shown.chat][-2] == {"role": "user", "content": html.escape(options[0])}
+    assert all(o[ui.box] == {"__type__": "update"} for o in outputs)  # the box is left alone
     assert _messages(database, customer.open_conversation(database, token, KEY))[2] == (
         "customer",
         options[0],
@@ -966,7 +976,7 @@ def test_a_lone_surrogate_is_cleaned_before_it_is_shown_or_stored(services, data
     the streamed view as it was and break the reply stream; it is shown and stored as
     U+FFFD, and the reply streams to the end. A comment with one is stored too."""
     token = customer.new_token(KEY)
-    views = list(widget.answer(services, token, f"{RESET_Q} \ud83d"))
+    views = list(widget_chat.answer(services, token, f"{RESET_Q} \ud83d"))
     assert views and all(_encodable(v) for v in views), "a view holds a lone surrogate"
     assert views[-1].final and views[-1].warning is None
     assert views[0].chat[-2]["content"] == html.escape(f"{RESET_Q} \ufffd")

@@ -129,7 +129,7 @@ def test_database_down_then_back(server, tmp_path, tiny_embedder_dir, tiny_reply
     from chatbot.store.database import Database
     from chatbot.store.migrations import upgrade
     from chatbot.support.customer import new_token
-    from chatbot.ui.widget import FAILED, UNAVAILABLE, answer
+    from chatbot.ui.widget_chat import FAILED, UNAVAILABLE, answer
     from chatbot.web.services import Services
 
     settings = load_settings(

@@ -273,6 +273,35 @@ def analytics_tab(services: Services) -> AnalyticsTab:
         )
         refresh_button = gr.Button("Refresh", elem_id="analytics-refresh", scale=0, min_width=100)
     numbers = gr.Markdown("_Loading…_", elem_id="analytics-numbers")
+    daily, reasons = _plots()
+
+    @fills(request=gr.Request)
+    def refresh(
+        choice: str | None, start: str | None, end: str | None, request: gr.Request
+    ) -> tuple[str, pd.DataFrame, pd.DataFrame]:
+        try:
+            current_user(services, request, ADMIN_ROLES)  # a removed or demoted admin sees nothing
+        except AccessDenied as exc:
+            return f"**Refused:** {md_text(exc)}", daily_frame([]), reasons_frame([])
+        return refresh_analytics(services, choice, start, end)
+
+    # Typing a date means "between dates"; the change of period then refreshes.
+    for field in (first, final):
+        field.change(lambda: BETWEEN_DATES, outputs=period, api_visibility="private", queue=False)
+    gr.on(
+        [blocks.root_block.load, refresh_button.click, period.change],
+        refresh,
+        inputs=[period, first, final],
+        outputs=[numbers, daily, reasons],
+        api_visibility="private",
+    )
+    return AnalyticsTab(period, first, final, refresh_button, numbers, daily, reasons, refresh)
+
+
+def _plots() -> tuple[gr.LinePlot, gr.BarPlot]:
+    """The per-day lines and the hand-offs by reason, side by side."""
+    import gradio as gr
+
     with gr.Row():
         # The browser fixes a plot's colour domain from its first value and later only
         # swaps the data: start with every series present, or later lines are not drawn.
@@ -300,25 +329,4 @@ def analytics_tab(services: Services) -> AnalyticsTab:
             sort="-y",
             elem_id="analytics-reasons",
         )
-
-    @fills(request=gr.Request)
-    def refresh(
-        choice: str | None, start: str | None, end: str | None, request: gr.Request
-    ) -> tuple[str, pd.DataFrame, pd.DataFrame]:
-        try:
-            current_user(services, request, ADMIN_ROLES)  # a removed or demoted admin sees nothing
-        except AccessDenied as exc:
-            return f"**Refused:** {md_text(exc)}", daily_frame([]), reasons_frame([])
-        return refresh_analytics(services, choice, start, end)
-
-    # Typing a date means "between dates"; the change of period then refreshes.
-    for field in (first, final):
-        field.change(lambda: BETWEEN_DATES, outputs=period, api_visibility="private", queue=False)
-    gr.on(
-        [blocks.root_block.load, refresh_button.click, period.change],
-        refresh,
-        inputs=[period, first, final],
-        outputs=[numbers, daily, reasons],
-        api_visibility="private",
-    )
-    return AnalyticsTab(period, first, final, refresh_button, numbers, daily, reasons, refresh)
+    return daily, reasons

@@ -58,3 +58,12 @@ def fills(**special: type) -> Callable[[Handler], Handler]:
         return handler
 
     return mark
+
+
+class ReplyEventOptions(EventOptions):
+    """The same, for the events that write a reply (sharing one limit of replies at once)."""
+
+    concurrency_limit: int | None | Literal["default"]
+    concurrency_id: str
+    trigger_mode: Literal["once", "multiple", "always_last"]
+    show_progress: Literal["full", "minimal", "hidden"]

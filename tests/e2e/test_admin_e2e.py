@@ -17,7 +17,7 @@ import uuid
 import pytest
 from playwright.sync_api import expect
 
-from chatbot.ui.admin import VERSION_COLUMNS
+from chatbot.ui.admin_versions import VERSION_COLUMNS
 from tests.e2e.conftest import ADMIN, login
 
 STEP = re.compile(r"Step ([\d,]+) of ([\d,]+)")
