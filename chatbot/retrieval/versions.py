@@ -24,7 +24,7 @@ import time
 from pathlib import Path
 
 from chatbot.errors import ChatbotError
-from chatbot.files import write_text_atomic
+from chatbot.files import replace_directory, write_text_atomic
 from chatbot.meta_file import describe_problem
 
 __all__ = [
@@ -202,7 +202,7 @@ class VersionStore:
         name = self.next_name()
         (staged / LOCK_FILE).unlink(missing_ok=True)
         try:
-            os.replace(staged, self.root / name)
+            replace_directory(staged, self.root / name)
         finally:
             self._release(staged)
         write_text_atomic(self.root / "CURRENT", name + "\n")

@@ -36,7 +36,6 @@ import contextlib
 import json
 import logging
 import math
-import os
 import shutil
 import tempfile
 import time
@@ -46,6 +45,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from chatbot.files import replace_directory
 from chatbot.meta_file import META_FILE
 from chatbot.ranking import RankerError
 from chatbot.ranking.model import KIND, Ranker
@@ -266,7 +266,7 @@ def write_version(model: CrossEncoder, meta: dict[str, Any], versions_dir: Path,
     try:
         model.save(str(stage))
         (stage / META_FILE).write_text(json.dumps(meta, indent=2, default=str), encoding="utf-8")
-        os.replace(stage, final)
+        replace_directory(stage, final)
     except BaseException:
         shutil.rmtree(stage, ignore_errors=True)
         raise
