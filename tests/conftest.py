@@ -2,7 +2,7 @@
 store on SQLite and on a real PostgreSQL server (CHATBOT_TEST_POSTGRES_URL, started by
 .ci/run or scripts/test-postgres.sh), each test in a database of its own.
 
-Under pytest-xdist (`./run.sh test` runs one worker per core) every worker computes on one
+Under pytest-xdist (`./run.sh test` runs one worker per core) every worker runs torch on one
 thread, and the tests of one file stay together on one worker (its module fixtures are
 built once, its tests run in their order); the browser tests all share one worker, one
 browser and one served app."""
@@ -21,11 +21,14 @@ REPO = Path(__file__).resolve().parent.parent
 SHARED_DATASETS = REPO.parent / "shared" / "datasets"
 POSTGRES_ENV = "CHATBOT_TEST_POSTGRES_URL"
 
-if os.environ.get("PYTEST_XDIST_WORKER"):
-    # One worker per core: torch (read when it is first imported) and the servers and commands a
-    # test starts (they inherit it) take one thread each instead of fighting for every core.
-    for _threads in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
-        os.environ.setdefault(_threads, "1")
+
+def pytest_configure(config):
+    if os.environ.get("PYTEST_XDIST_WORKER") and not os.environ.get("OMP_NUM_THREADS"):
+        # One worker per core: the models a test runs in the worker take one thread each instead
+        # of fighting for every core (the servers and commands a test starts keep their own).
+        import torch
+
+        torch.set_num_threads(1)
 
 
 @pytest.hookimpl(optionalhook=True, tryfirst=True)  # before pytest-xdist's own choice
