@@ -69,7 +69,12 @@ case "$command" in
     test)
         install
         ensure_browser
-        exec "$VENV/bin/python" -m pytest -m "not slow" "$@"
+        # One worker per core, at most 4 (CHATBOT_TEST_WORKERS to choose; 0 runs in this process);
+        # each file's tests stay on one worker, the browser tests all on one (tests/conftest.py).
+        workers="${CHATBOT_TEST_WORKERS:-$(nproc 2>/dev/null || echo 1)}"
+        [ "$workers" -gt 4 ] && workers=4
+        exec "$VENV/bin/python" -m pytest -m "not slow" -n "$workers" --dist loadfile \
+            --no-loadscope-reorder "$@"
         ;;
     test-slow)
         install

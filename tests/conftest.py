@@ -1,6 +1,11 @@
 """Shared fixtures: isolated settings per test, tiny models once per session, and the
 store on SQLite and on a real PostgreSQL server (CHATBOT_TEST_POSTGRES_URL, started by
-.ci/run or scripts/test-postgres.sh)."""
+.ci/run or scripts/test-postgres.sh), each test in a database of its own.
+
+Under pytest-xdist (`./run.sh test` runs one worker per core) every worker runs torch on one
+thread, and the tests of one file stay together on one worker (its module fixtures are
+built once, its tests run in their order); the browser tests all share one worker, one
+browser and one served app."""
 
 from __future__ import annotations
 
@@ -15,6 +20,30 @@ from chatbot.settings import Settings, load_settings
 REPO = Path(__file__).resolve().parent.parent
 SHARED_DATASETS = REPO.parent / "shared" / "datasets"
 POSTGRES_ENV = "CHATBOT_TEST_POSTGRES_URL"
+
+
+def pytest_configure(config):
+    if os.environ.get("PYTEST_XDIST_WORKER") and not os.environ.get("OMP_NUM_THREADS"):
+        # One worker per core: the models a test runs in the worker take one thread each instead
+        # of fighting for every core (the servers and commands a test starts keep their own).
+        import torch
+
+        torch.set_num_threads(1)
+
+
+@pytest.hookimpl(optionalhook=True, tryfirst=True)  # before pytest-xdist's own choice
+def pytest_xdist_make_scheduler(config, log):
+    """`--dist loadfile`, with the browser tests (every file of tests/e2e) as one unit."""
+    if config.getvalue("dist") != "loadfile":
+        return None
+    from xdist.scheduler import LoadFileScheduling
+
+    class FilesAndBrowserTests(LoadFileScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            scope = super()._split_scope(nodeid)
+            return "tests/e2e" if scope.startswith("tests/e2e/") else scope
+
+    return FilesAndBrowserTests(config, log)
 
 
 @pytest.fixture(autouse=True)

@@ -196,7 +196,11 @@ def browser():
         if os.environ.get("CHATBOT_REQUIRE_BROWSER"):
             pytest.fail(reason + " (CHATBOT_REQUIRE_BROWSER is set)")
         pytest.skip(reason)
-    from playwright.sync_api import sync_playwright
+    from playwright.sync_api import expect, sync_playwright
+
+    # A page's checks wait as long as its actions (5 s by default): the suite runs on every core
+    # (./run.sh test), and a console may take longer than that to load beside it.
+    expect.set_options(timeout=30_000)
 
     with sync_playwright() as playwright:
         instance = playwright.chromium.launch(
