@@ -216,9 +216,16 @@ def test_hand_offs_are_limited_per_address(web, live):
 # -- 2. no lockout -----------------------------------------------------------------------
 
 
-def test_a_stranger_cannot_lock_an_agent_out_or_end_their_session(web, live):
+def test_a_stranger_cannot_lock_an_agent_out_or_end_their_session(web, live, monkeypatch):
+    from chatbot.accounts import throttle
+    from chatbot.store.schema import utcnow
     from chatbot.ui.admin_logins import failed_logins_frame, lift_delays
 
+    # The throttle's clock stands still: its first delays (1 s, 2 s, ...) would otherwise
+    # run out between two requests on a loaded machine, and the two clients' answers
+    # would differ by timing alone.
+    stopped = utcnow()
+    monkeypatch.setattr(throttle, "utcnow", lambda: stopped)
     services, _ = web
     agent = client(live, "10.30.1.1")
     assert login(agent, "alice", AGENT_PASSWORD).status_code == 303
