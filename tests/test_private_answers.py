@@ -18,9 +18,9 @@ from chatbot.store.schema import TrainingPair
 from chatbot.store.support_schema import PrivateAnswer
 from chatbot.support import review, sharing
 from chatbot.text.redact import Redactor
+from chatbot.ui.admin_held import decide_held, held_frame
 from tests.test_agent_review import actions, agents, conversation, messages_of  # noqa: F401
 from tests.test_dialogue_support import make_manager, shop  # noqa: F401
-from ui.admin import decide_held, held_frame
 
 QUESTION = "Could the money go back to a different bank account? I'd like to talk to a person."
 IBAN = "DE89 3704 0044 0532 0130 00"
