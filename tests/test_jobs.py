@@ -15,7 +15,13 @@ import pytest
 
 from chatbot.config import ensure_home
 from chatbot.jobs import JobError, cancel_job, get_job, list_jobs, start_job
-from chatbot.jobs.control import settings_from_environment, settings_payload, worker_identity
+from chatbot.jobs.control import (
+    DIED,
+    _gone_reason,
+    settings_from_environment,
+    settings_payload,
+    worker_identity,
+)
 from chatbot.settings import load_settings
 from tests.test_training_run import FAST
 from tests.test_training_support import fill_pairs
@@ -210,3 +216,24 @@ def test_the_worker_gets_the_parents_settings_exactly(job_settings, monkeypatch)
     assert (
         got.training.max_minutes is None
     )  # None survives, which an environment variable cannot say
+
+
+def test_a_running_worker_stays_alive_across_a_step_of_the_system_clock(monkeypatch):
+    """The boot time psutil derives a process's start from moves with the system clock; a
+    worker checked after a clock step is still the same process, while a pid that now
+    belongs to another process (a later start) is still told apart."""
+    from psutil import _psplatform
+
+    from chatbot.jobs.records import JobInfo
+
+    running = JobInfo(
+        id=1, kind="train", status="running", pid=os.getpid(), params={"worker": worker_identity()}
+    )
+    assert _gone_reason(running) is None
+    booted = _psplatform.boot_time()
+    monkeypatch.setattr(_psplatform, "boot_time", lambda: booted + 30.0)  # the clock jumps
+    assert psutil.Process(os.getpid()).create_time() - booted > 29  # what psutil now reports
+    assert _gone_reason(running) is None
+    identity = running.params["worker"]
+    reused = {**identity, "started_after_boot": identity["started_after_boot"] - 60.0}
+    assert _gone_reason(JobInfo(**{**running.__dict__, "params": {"worker": reused}})) == DIED

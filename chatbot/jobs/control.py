@@ -34,6 +34,8 @@ from chatbot.jobs.records import ACTIVE_STATES, JobInfo, job_info
 from chatbot.store.support_schema import JOB_KINDS
 
 if TYPE_CHECKING:
+    import psutil
+
     from chatbot.settings import Settings
     from chatbot.store.database import Database
     from chatbot.store.support_schema import Job
@@ -163,7 +165,20 @@ def worker_identity() -> dict[str, Any]:
     from a later one that reuses the pid (and jobs on another machine from theirs)."""
     import psutil
 
-    return {"host": socket.gethostname(), "create_time": psutil.Process().create_time()}
+    return {
+        "host": socket.gethostname(),
+        "started_after_boot": _started_after_boot(psutil.Process()),
+    }
+
+
+def _started_after_boot(process: psutil.Process) -> float:
+    """Seconds from the machine's boot to the process's start. Its `create_time` is the
+    boot time plus that, and the boot time moves with the system clock (NTP, a virtual
+    machine's clock catching up): compared across a clock step, a running worker would
+    look like another process that took its pid."""
+    import psutil
+
+    return float(process.create_time() - psutil.boot_time())
 
 
 def _gone_reason(job: JobInfo) -> str | None:
@@ -189,8 +204,8 @@ def _gone_reason(job: JobInfo) -> str | None:
         process = psutil.Process(job.pid)
         if process.status() == psutil.STATUS_ZOMBIE:
             return DIED
-        started = identity.get("create_time")
-        if started is not None and abs(process.create_time() - float(started)) > 1.0:
+        started = identity.get("started_after_boot")
+        if started is not None and abs(_started_after_boot(process) - float(started)) > 1.0:
             return DIED  # the pid now belongs to another process
     except psutil.NoSuchProcess:
         return DIED
