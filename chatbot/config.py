@@ -50,15 +50,6 @@ class DataPaths:
     embedder_path: Path | None = None
     reply_model_path: Path | None = None
 
-    @classmethod
-    def under(cls, home: Path) -> DataPaths:
-        """The defaults for a data directory: SQLite and the model cache inside it."""
-        return cls(
-            home=home,
-            database_url=f"sqlite:///{home / 'chatbot.db'}",
-            model_cache_dir=home / "models",
-        )
-
     @property
     def index_dir(self) -> Path:
         return self.home / "indexes"

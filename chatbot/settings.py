@@ -101,20 +101,20 @@ class Settings(BaseSettings):
         )
 
     @property
+    def index_dir(self) -> Path:
+        return self.paths.index_dir
+
+    @property
+    def versions_dir(self) -> Path:
+        return self.paths.versions_dir
+
+    @property
     def resolved_database_url(self) -> str:
         return self.database_url or f"sqlite:///{self.home / 'chatbot.db'}"
 
     @property
     def model_cache_dir(self) -> Path:
         return self.model_cache or self.home / "models"
-
-    @property
-    def index_dir(self) -> Path:
-        return self.home / "indexes"
-
-    @property
-    def versions_dir(self) -> Path:
-        return self.home / "versions"
 
     @classmethod
     def settings_customise_sources(

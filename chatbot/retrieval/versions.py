@@ -1,4 +1,4 @@
-"""Versioned index directories under `settings.index_dir / "pairs"`, and the atomic
+"""Versioned index directories under `paths.index_dir / "pairs"`, and the atomic
 switch between them.
 
     pairs/v0001/  meta.json, pairs.jsonl, vectors.npy, index.faiss, lexical/
