@@ -12,9 +12,11 @@ messages are sent in turn and the reply to the last one is scored. One outcome p
   reply is an act; a decline was expected and the reply is a decline;
 - right_handoff: a hand-off was expected and the conversation was handed off (or held);
 - clarified: the reply is a clarifying question with options (where that is not already
-  right). The simulated customer then picks the option nearest the item's `about`
-  (cosine of the index's embedder) and sends its label; the follow-up reply is scored by
-  the same rules and the clarification counts as resolved when it is right or
+  right). The simulated customer then picks the topic nearest the item's `about`
+  (cosine of the index's embedder) and sends its label, or, where the key says the
+  history holds no answer (a hand-off or a decline is right), the "Something else"
+  choice, since none of the topics offered can be theirs; the follow-up reply is scored
+  by the same rules and the clarification counts as resolved when it is right or
   right_handoff;
 - needless_handoff: handed off (or held) where an answer, an act or a decline was expected;
 - wrong: anything else (an answer failing must/must_not, an answer or act or decline where
@@ -185,19 +187,26 @@ def judge(expect: dict[str, Any], reply: Any) -> tuple[str, dict[str, Any]]:
 
 
 class OptionPicker:
-    """The simulated customer's choice among a clarifying question's options: the one
-    whose embedding is nearest the item's `about` (cosine)."""
+    """The simulated customer's choice among a clarifying question's options: the topic
+    whose embedding is nearest the item's `about` (cosine), or `other` ("Something
+    else") when the item is one the history cannot answer."""
 
-    def __init__(self, model: Any):
+    def __init__(self, model: Any, other: str):
         self.model = model
+        self.other = other
 
-    def pick(self, about: str, options: list[str]) -> tuple[str, list[float]]:
+    def pick(self, item: dict[str, Any], options: list[str]) -> tuple[str, list[float]]:
         from chatbot.retrieval.embedding import embed_texts
 
-        vectors = embed_texts(self.model, [about, *options])
+        topics = [o for o in options if o != self.other]
+        vectors = embed_texts(self.model, [item["about"], *topics])
         sims = [float(s) for s in vectors[1:] @ vectors[0]]
-        best = max(range(len(options)), key=lambda i: sims[i])
-        return options[best], [round(s, 4) for s in sims]
+        if self.other in options and (
+            item["expect"]["kind"] in ("handoff", "decline") or not topics
+        ):
+            return self.other, [round(s, 4) for s in sims]
+        best = max(range(len(topics)), key=lambda i: sims[i])
+        return topics[best], [round(s, 4) for s in sims]
 
 
 def reply_record(reply: Any) -> dict[str, Any]:
@@ -249,7 +258,7 @@ def run_item(manager: Any, picker: OptionPicker, item: dict[str, Any]) -> dict[s
     if item["expect"]["kind"] == "act" and reply.decision == "act":
         record["act_named"] = str(reply.reason).split(":", 1)[-1].strip()
     if outcome == "clarified":
-        chosen, sims = picker.pick(item["about"], list(reply.options))
+        chosen, sims = picker.pick(item, list(reply.options))
         follow: dict[str, Any] = {"chosen": chosen, "similarities": sims}
         try:
             second = manager.respond(chosen, conversation_id, source="cli")
@@ -437,7 +446,7 @@ def main() -> None:
                 from chatbot.models.embedder import load_embedder
 
                 model = load_embedder(settings.paths)
-            picker = OptionPicker(model)
+            picker = OptionPicker(model, manager.settings.clarify_other)
             prepared_s = time.perf_counter() - started
             log(f"asking {len(items)} items of {questions.name} ({prepared_s:.0f}s to prepare)")
             records = []

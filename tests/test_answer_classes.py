@@ -268,6 +268,30 @@ def test_corrected(text, fixed):
     assert corrected(text, VOCABULARY) == fixed
 
 
+def test_a_real_word_the_history_does_not_use_is_no_misspelling():
+    vocabulary = Vocabulary(
+        words_of("Tell us your order number. There's a label."),
+        dictionary=frozenset({"sell", "where"}),
+    )
+    # "sell" is a letter from "tell", "where's" from "there's": both real, both kept.
+    assert corrected("do you sell jackets", vocabulary) == "do you sell jackets"
+    assert corrected("where's my label", vocabulary) == "where's my label"
+    assert corrected("do you tel us", vocabulary) == "do you tel us"  # too short to correct
+    assert corrected("where is my lable", vocabulary) == "where is my label"  # no word: corrected
+    plain = Vocabulary(words_of("Tell us your order number."))
+    assert corrected("do you sell jackets", plain) == "do you tell jackets"
+
+
+def test_the_dictionary_is_the_embedders_whole_words(tiny_embedder_dir):
+    from sentence_transformers import SentenceTransformer
+
+    from chatbot.retrieval.embedding import dictionary_of
+
+    words = dictionary_of(SentenceTransformer(str(tiny_embedder_dir), device="cpu"))
+    assert words and all(w.isalpha() and w == w.lower() for w in words)
+    assert not any(w.startswith("#") for w in words)
+
+
 def test_a_tie_goes_to_the_more_frequent_word():
     assert corrected("tracx", Vocabulary({"track", "trace"}, {"track": 1, "trace": 7})) == "trace"
     assert corrected("tracx", Vocabulary({"track", "trace"}, {"track": 7, "trace": 1})) == "track"
@@ -520,6 +544,36 @@ def test_an_index_keeps_its_reply_vectors_and_refuses_damaged_ones(shop):
     with pytest.raises(IndexDamagedError) as raised:
         open_retriever(settings.paths, settings.retrieval, database)
     assert raised.value.path.name == ANSWER_VECTORS
+
+
+def test_an_index_keeps_the_off_topic_questions_vectors_and_reports_the_margin(shop):
+    from chatbot.indexing.builder import update_index
+    from chatbot.indexing.gate import background_questions
+    from chatbot.retrieval.index_files import store_root
+    from chatbot.retrieval.retriever import open_retriever
+    from chatbot.retrieval.scope import OFFTOPIC_VECTORS
+    from chatbot.retrieval.versions import IndexDamagedError
+
+    settings, database, _, records, _ = shop
+    report = update_index(settings.paths, settings.retrieval, settings.dialogue, database)
+    version = store_root(settings.paths) / report.version
+    offtopic = np.load(version / OFFTOPIC_VECTORS)
+    background = background_questions()
+    retriever = open_retriever(settings.paths, settings.retrieval, database)
+    assert offtopic.shape == (len(background), retriever.dense.dim)
+    # An off-topic question itself is nearer its own vector than any indexed question is
+    # (cosine 1 against less); an indexed question is nearest itself.
+    away = retriever.search(background[0], k=3)
+    assert away.offtopic_margin is not None and away.offtopic_margin > 0
+    home = retriever.search(records[0].message, k=3)
+    assert home.offtopic_margin is not None and home.offtopic_margin < away.offtopic_margin
+    np.save(version / OFFTOPIC_VECTORS, np.zeros((2, 3), dtype=np.float32))
+    with pytest.raises(IndexDamagedError) as raised:
+        open_retriever(settings.paths, settings.retrieval, database)
+    assert raised.value.path.name == OFFTOPIC_VECTORS
+    (version / OFFTOPIC_VECTORS).unlink()  # an older version without them: no margin
+    older = open_retriever(settings.paths, settings.retrieval, database)
+    assert older.search(background[0], k=3).offtopic_margin is None
 
 
 def test_classes_labelled_alike_by_the_import_are_merged_but_not_acts_or_unlabelled():

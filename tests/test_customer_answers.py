@@ -52,17 +52,8 @@ CASES = [
     ),
     ("what's the weather in Paris tomorrow?", "decline"),
     ("Can I order without an account?", CLARIFY_OR_HANDOFF),
-]
-# Still wrong, measured on 2026-12-07; strict, so the marker comes off when they pass.
-KNOWN_WRONG = [
-    pytest.param(
-        "I want to open a savings account with you",
-        "decline",
-        marks=pytest.mark.xfail(
-            strict=True,
-            reason="issue 22: a clarifying question (Delete account) instead of a decline",
-        ),
-    ),
+    ("I want to open a savings account with you", "decline"),
+    ("do you sell car insurance?", "decline"),
 ]
 
 
@@ -98,7 +89,7 @@ def judge(reply, expected) -> bool:
     )
 
 
-@pytest.mark.parametrize(("message", "expected"), [*CASES, *KNOWN_WRONG])
+@pytest.mark.parametrize(("message", "expected"), CASES)
 def test_the_demo_shop_answers_the_issue_table_right_or_asks(demo_manager, message, expected):
     reply = demo_manager.respond(message, source="cli")
     assert judge(reply, expected), (reply.decision, reply.reason, reply.shown_text)

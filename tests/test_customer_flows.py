@@ -331,7 +331,8 @@ def test_an_unsure_question_gets_numbered_choices(shop):
     asked = shop.clarifying().respond("How do returns work?")
     assert asked.decision == Decision.CLARIFY
     assert asked.reason.startswith("unsure")
-    assert 1 <= len(asked.options) <= 3
+    assert 2 <= len(asked.options) <= 4
+    assert asked.options[-1] == shop.settings.dialogue.clarify_other  # "Something else" last
     assert asked.options[0] == label_of(shop, "returns")  # its own class first
     assert len(set(asked.options)) == len(asked.options)
     lines = asked.shown_text.splitlines()
@@ -371,6 +372,22 @@ def test_a_number_takes_the_option_at_that_place(shop):
     if first.options[1] in plain:
         assert by_number.decision == Decision.ANSWER
         assert by_number.shown_text == plain[first.options[1]]
+
+
+@pytest.mark.parametrize("answer", ["other", "none of these", "Neither, thanks"])
+def test_something_else_hands_the_question_to_a_person(shop, answer):
+    manager = shop.clarifying()
+    asked = manager.respond("How do returns work?")
+    assert asked.decision == Decision.CLARIFY
+    other = shop.settings.dialogue.clarify_other
+    if answer == "other":
+        answer = str(len(asked.options))  # the last choice's number
+    assert asked.shown_text.endswith(f"{len(asked.options)}. {other}")
+    taken = manager.respond(answer, asked.conversation_id)
+    assert taken.decision == Decision.HANDOFF
+    assert taken.reason.startswith("clarification_failed")
+    assert "none of the topics" in taken.reason
+    assert shop.queued(taken.conversation_id)
 
 
 def test_a_second_unsure_question_after_a_clarification_hands_off(shop):
@@ -603,8 +620,14 @@ def test_one_likely_topic_is_asked_about_and_yes_takes_it(shop):
     manager = shop.manager(fit_answer_at=1.0, fit_clarify_at=0.5)  # only the first class (0.73)
     asked = manager.respond("How do returns work?")
     topic = label_of(shop, "returns")
-    assert asked.decision == Decision.CLARIFY and asked.options == [topic]
+    other = shop.settings.dialogue.clarify_other
+    assert asked.decision == Decision.CLARIFY and asked.options == [topic, other]
     wording = shop.settings.dialogue.clarify_one_message.format(topic=topic)
-    assert asked.shown_text == f"{wording}\n1. {topic}"
+    assert asked.shown_text == f"{wording}\n1. {topic}\n2. {other}"
     taken = manager.respond("yes", asked.conversation_id)
     assert taken.decision == Decision.ANSWER and "chosen by the customer" in taken.reason
+    # "something else" instead: a person takes the question.
+    again = manager.respond("How do returns work?")
+    refused = manager.respond("something else", again.conversation_id)
+    assert refused.decision == Decision.HANDOFF
+    assert refused.reason.startswith("clarification_failed")

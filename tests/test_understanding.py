@@ -162,6 +162,7 @@ def verdict(
     outside_domain: bool = False,
     no_close_match: bool = False,
     after_clarification: bool = False,
+    offtopic_margin: float | None = None,
 ):
     return understand(
         vote_classes(),
@@ -170,6 +171,7 @@ def verdict(
         outside_domain=outside_domain,
         no_close_match=no_close_match,
         after_clarification=after_clarification,
+        offtopic_margin=offtopic_margin,
     )
 
 
@@ -256,6 +258,20 @@ def test_nothing_worth_offering_declines_or_hands_off_by_the_gate():
     assert offered.verdict is Verdict.CLARIFY and offered.options == ["Delivery", "Returns"]
 
 
+def test_a_question_nearer_another_domains_is_declined_whatever_its_topics():
+    bar = DialogueSettings().decline_nearer_offtopic_by
+    likely = reading((DELIVERY, 0.6), (RETURNS, 0.3))
+    far = verdict(likely, offtopic_margin=bar)
+    assert far.verdict is Verdict.DECLINE and "another domain" in far.why
+    # Even a sure class is no shop answer to it.
+    assert verdict(reading((DELIVERY, 0.99)), offtopic_margin=0.5).verdict is Verdict.DECLINE
+    # Just below the bar (or with no off-topic vectors), the topics are offered as before.
+    assert verdict(likely, offtopic_margin=bar - 0.001).verdict is Verdict.CLARIFY
+    assert verdict(likely, offtopic_margin=None).verdict is Verdict.CLARIFY
+    off = DialogueSettings().model_copy(update={"decline_nearer_offtopic_by": 2.0})
+    assert verdict(likely, off, offtopic_margin=1.0).verdict is Verdict.CLARIFY
+
+
 def test_nothing_retrieved():
     empty = vote_classes().read([999, 998], [0.9, 0.8])  # pairs with no class
     assert empty.scores == () and empty.top is None
@@ -293,6 +309,27 @@ OPTIONS = ["Delivery", "Returns", "Payments"]
 )
 def test_picked_option(message, picked):
     assert picked_option(message, OPTIONS) == picked
+
+
+@pytest.mark.parametrize(
+    ("message", "picked"),
+    [
+        ("Something else", "Something else"),
+        ("4", "Something else"),
+        ("none of these", "Something else"),
+        ("Neither, thanks", "Something else"),
+        ("no", None),  # the act's, answered as one
+        ("2", "Returns"),
+        # a new question that starts with "no" is no choice
+        ("no, how do I reset my password?", None),
+    ],
+)
+def test_something_else_is_picked_by_its_words(message, picked):
+    options = [*OPTIONS, "Something else"]
+    assert picked_option(message, options, "Something else") == picked
+    # without the choice offered, "none of these" takes nothing
+    if picked == "Something else" and not message.isdigit() and message != "Something else":
+        assert picked_option(message, OPTIONS, "Something else") is None
 
 
 def test_picked_option_needs_options_and_prefers_the_exact_label():

@@ -12,6 +12,7 @@ the message on:
 4. **follow-up**: the customer's answer to the assistant's own question (the order
    number it asked for, or the topic it offered);
 5. **acts**: a greeting, thanks, goodbye, "are you a bot?" answered in the company's words;
+   **contact**: "what's your e-mail address?" answered with the company's contact details;
 6. **cache**: an agent-approved answer for this very question (looked up in the store,
    so an approval counts at once);
 7. **retrieve**: past answers for the message and its history, filled for this customer;
@@ -61,6 +62,7 @@ from chatbot.dialogue.stages.cache import Cache
 from chatbot.dialogue.stages.check import FinalCheck, PromptGuard, Screen, Showable, live_redactor
 from chatbot.dialogue.stages.choose import Choose
 from chatbot.dialogue.stages.compose import Compose, ReplyModels
+from chatbot.dialogue.stages.contact import Contact
 from chatbot.dialogue.stages.conversation_acts import Acts
 from chatbot.dialogue.stages.decide import Decide
 from chatbot.dialogue.stages.follow_up import FollowUp
@@ -134,6 +136,7 @@ class DialogueManager:
             settings, database, retriever, self.retrieve, own, say, self.compose, self.choose
         )
         self.acts = Acts(settings, say)
+        self.contact = Contact(settings, say)
         self.cache = Cache(settings, database, own, guard, self.ranker_source)
         self.scope = Scope(settings, say)
         self.understand = Understand(settings, say)
@@ -183,7 +186,7 @@ class DialogueManager:
 
     def _answer(self, turn: Turn) -> Reply:
         """The stages that may settle the reply, in order."""
-        for stage in (self.gate, self.follow_up, self.acts):
+        for stage in (self.gate, self.follow_up, self.acts, self.contact):
             reply = stage.run(turn)
             if reply is not None:
                 return reply

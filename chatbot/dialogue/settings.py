@@ -209,7 +209,26 @@ class DialogueSettings(Section):
         default=True,
         description="Out-of-domain questions get a polite decline (a person on request) instead of a hand-off.",
     )
+    decline_nearer_offtopic_by: float = Field(
+        default=0.1,  # chosen on the demo shop's natural validation questions (docs/customer_answers.md)
+        ge=-2.0,
+        le=2.0,
+        description="A question this much nearer (cosine) to one of the off-topic questions the gate was "
+        "calibrated with than to any indexed question is declined at once, whatever topic its hits lean "
+        "to: it reads like another domain's question. 2 switches this off.",
+    )
+    contact_details: bool = Field(
+        default=True,
+        description="Answer a question about how to reach the company (e-mail, opening hours, help "
+        "site, phone) with the details its agents give in at least three conversations.",
+    )
     clarify: bool = Field(default=True, description="Ask which topic is meant when unsure.")
+    clarify_other: str = Field(
+        default="Something else",
+        min_length=1,
+        description="The last choice of every clarifying question: none of the topics fits, and a "
+        "person takes over.",
+    )
     ask_for_order_number: bool = Field(
         default=True,
         description="Ask for the order number before answering a question about the customer's own order.",

@@ -5,6 +5,10 @@ for a message that follows a clarifying question, which of its choices the custo
 
 The verdict (`Verdict`) is computed from the reading's calibrated probabilities and the
 settings' bars (`dialogue.fit_answer_at`, `dialogue.fit_clarify_at`):
+- the message is nearer one of the off-topic questions the gate was calibrated with than
+  any of the company's own, by `dialogue.decline_nearer_offtopic_by`: **decline**,
+  whatever class the hits lean to ("I want to open a savings account" is no shop topic,
+  however near "Delete account" its words fall);
 - the best class is at or above the answer bar: **answer** from that class's candidates
   (a class whose agents declined: **decline**; one whose agents handed over: **hand off**);
 - else, when its best class is one the agents declined (at least at the clarification
@@ -16,6 +20,8 @@ settings' bars (`dialogue.fit_answer_at`, `dialogue.fit_clarify_at`):
   distinct labels, at most three) become the choices of a **clarifying question**, unless
   the last reply was a clarifying question already (a second one would go round in
   circles: **hand off**, "clarification_failed"); with none, **hand off** (low confidence).
+  Every clarifying question also offers `dialogue.clarify_other` ("Something else"): the
+  customer's way to say that none of the topics is theirs (`picked_option` reads it).
 
 Where its job ends: it reads the retriever's hits and the last reply; retrieving,
 screening candidates, wording and storing the reply are the manager's.
@@ -34,7 +40,13 @@ from chatbot.retrieval.types import Hit
 
 MAX_OPTIONS = 3
 _NUMBER = re.compile(r"^\s*(?:option\s*|number\s*|#\s*)?([1-9])\s*[.)]?\s*$", re.IGNORECASE)
-_ORDINALS = {"first": 1, "second": 2, "third": 3, "1st": 1, "2nd": 2, "3rd": 3}
+_ORDINALS = {"first": 1, "second": 2, "third": 3, "fourth": 4, "1st": 1, "2nd": 2, "3rd": 3}
+# A short message saying that none of the offered topics is the customer's.
+_NONE_OF_THEM = re.compile(
+    r"^(?:none|neither|other|something else|none of (?:them|these|those|"
+    r"the above)|neither of (?:them|these|those)|it s something else|its something else)"
+    r"(?: (?:thanks|thank you|sorry|please))?$"
+)
 
 
 class Verdict(StrEnum):
@@ -94,9 +106,12 @@ def understand(
     outside_domain: bool,
     no_close_match: bool,
     after_clarification: bool,
+    offtopic_margin: float | None = None,
 ) -> Understood:
     """The verdict for one message (see the module docstring)."""
     top = reading.top
+    if offtopic_margin is not None and offtopic_margin >= settings.decline_nearer_offtopic_by:
+        return Understood(Verdict.DECLINE, reading, top, why="nearer another domain's questions")
     if top is not None and top.probability >= settings.fit_answer_at:
         kind = classes.classes[top.index]
         if kind.out_of_scope:
@@ -136,12 +151,16 @@ def offerable(classes: AnswerClasses, reading: Reading, settings: DialogueSettin
     return labels[:MAX_OPTIONS]
 
 
-def picked_option(message: str, options: Sequence[str]) -> str | None:
+def picked_option(message: str, options: Sequence[str], other: str | None = None) -> str | None:
     """The choice a message takes from a clarifying question's `options`: its number
     ("2", "the second"), its label (any case, punctuation ignored), or a message that
-    contains exactly one label; None when it takes none (a new question)."""
+    contains exactly one label; `other` (the "Something else" choice, one of the options)
+    also for a short "none of these" or "neither" (a bare "no" is the act's: `chatbot.
+    dialogue.acts`); None when it takes none (a new question)."""
     if not options:
         return None
+    if other in options and _NONE_OF_THEM.match(_normal(message)):
+        return other
     match = _NUMBER.match(message)
     if match and 1 <= int(match.group(1)) <= len(options):
         return options[int(match.group(1)) - 1]

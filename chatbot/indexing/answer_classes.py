@@ -23,7 +23,8 @@ builds it (what they are and how they are served: `chatbot.retrieval.answer_clas
 3. **The company's voice** for what is not an answer: the reply to each conversation act
    (the typical answer of the class its act questions fall into, else a default), the
    decline (the typical answer of the largest declining class, else a default), the
-   request for an order number, and what the assistant can help with (the largest topics).
+   request for an order number, what the assistant can help with (the largest topics),
+   and the company's contact details (`chatbot.dialogue.contact.mine_contact`).
 
 Where its job ends: it returns the dict meta.json keeps ("answer_classes") and the
 replies' vectors (`answer_vectors.npy`); writing the version is
@@ -43,6 +44,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from chatbot.dialogue.acts import Act, default_replies, main_act, recognise
+from chatbot.dialogue.contact import mine_contact
 from chatbot.dialogue.repository import PairInfo, pair_infos
 from chatbot.dialogue.settings import DialogueSettings
 from chatbot.indexing.rewording import reword
@@ -384,9 +386,13 @@ def company_voice(
         if declines
         else f"Sorry, that's not something I can help with. I can help with {helps_with}."
     )
+    replies = (
+        (r.conversation_id if r.conversation_id is not None else r.id, r.target) for r in records
+    )
     return {
         "acts": acts,
         "acts_from_history": sorted(mined),
+        "contact": mine_contact(replies),
         "decline": decline,
         "decline_from_history": bool(declines),
         "helps_with": helps_with,

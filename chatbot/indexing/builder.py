@@ -37,6 +37,7 @@ from chatbot.files import write_json_atomic
 from chatbot.indexing.answer_classes import build_answer_classes
 from chatbot.indexing.calibration import calibrate_index_gate, choose_fusion, validation_sample
 from chatbot.indexing.consensus_choice import choose_consensus
+from chatbot.indexing.gate import background_questions
 from chatbot.models.embedder import embedder_path, load_embedder
 from chatbot.pairs import PairRecord
 from chatbot.retrieval import faiss_index
@@ -56,6 +57,7 @@ from chatbot.retrieval.index_files import (
     vectors_incompatible,
 )
 from chatbot.retrieval.lexical import LexicalIndex
+from chatbot.retrieval.scope import OFFTOPIC_VECTORS
 from chatbot.retrieval.settings import RetrievalSettings
 from chatbot.retrieval.stored_pairs import (
     compare_pair_sets,
@@ -233,6 +235,8 @@ def update_index(
         )
         if answer_vectors is not None:
             np.save(staged / ANSWER_VECTORS, np.asarray(answer_vectors, dtype=np.float32))
+        if calibrate:
+            _save_offtopic_vectors(staged, rs, model)
     except BaseException:
         store.discard(staged)
         raise
@@ -372,6 +376,17 @@ def _chosen_for_version(
         fusion_choice = {**(fusion_choice or {}), "consensus": consensus}
     fitted = build_answer_classes(rs, ds, database, model, records, vectors)
     return calibration, fusion_choice, fitted
+
+
+def _save_offtopic_vectors(staged: Path, rs: RetrievalSettings, model: SentenceTransformer) -> None:
+    """The vectors of the off-topic questions the gate is calibrated with (shipped and
+    the company's own, `retrieval.gate_background`, `retrieval.gate_background_file`),
+    beside the version's index: a question nearer one of them than any indexed question
+    is declined (`dialogue.decline_nearer_offtopic_by`). None written when there are none."""
+    questions = background_questions(rs.gate_background_file, shipped=rs.gate_background)
+    if questions:
+        vectors = embed_contexts(model, [(q, []) for q in questions], rs)
+        np.save(staged / OFFTOPIC_VECTORS, np.asarray(vectors, dtype=np.float32))
 
 
 def _reported(calibration: dict[str, Any] | None) -> dict[str, Any] | None:

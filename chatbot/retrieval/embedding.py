@@ -111,3 +111,14 @@ def embed_query(
     """The fused vector of one live query."""
     vector: np.ndarray = embed_contexts(model, [(message, history)], settings)[0]
     return vector
+
+
+def dictionary_of(model: SentenceTransformer) -> frozenset[str]:
+    """The whole words of the embedder's tokenizer vocabulary, lower-cased (WordPiece
+    pieces and non-words left out): a dictionary of real words that comes with the
+    model, for telling a word the history does not use from a misspelling. Empty for a
+    model whose tokenizer has no such vocabulary."""
+    vocab = getattr(getattr(model, "tokenizer", None), "vocab", None)
+    if not isinstance(vocab, dict):
+        return frozenset()
+    return frozenset(w.lower() for w in vocab if isinstance(w, str) and w.isalpha())

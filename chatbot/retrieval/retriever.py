@@ -29,7 +29,7 @@ from chatbot.models.embedder import embedder_path, load_embedder
 from chatbot.pairs import PairRecord
 from chatbot.retrieval import faiss_index, fusion
 from chatbot.retrieval.answer_classes import ANSWER_VECTORS, AnswerClasses
-from chatbot.retrieval.embedding import embed_contexts, embed_query, recent_turns
+from chatbot.retrieval.embedding import dictionary_of, embed_contexts, embed_query, recent_turns
 from chatbot.retrieval.index_files import (
     IndexMeta,
     adapted_embedder_dir,
@@ -41,10 +41,12 @@ from chatbot.retrieval.index_files import (
 )
 from chatbot.retrieval.lexical import LexicalIndex
 from chatbot.retrieval.scope import (
+    OFFTOPIC_VECTORS,
     WORD_RE,
     ScopeCalibration,
     Vocabulary,
     corrected,
+    offtopic_margin,
     unexplained_terms,
     unknown_terms,
 )
@@ -105,6 +107,8 @@ class PairRetriever:
         # The indexed replies' vectors (`answer_classes.ANSWER_VECTORS`; None: older index):
         # each hit then also carries the query's cosine to its reply ("answer").
         self.answer_vectors: np.ndarray | None = None
+        # The off-topic questions' vectors (`scope.OFFTOPIC_VECTORS`; None: older index).
+        self.offtopic_vectors: np.ndarray | None = None
         self._row_of = {r.id: row for row, r in enumerate(self.records)}
         self._vocabulary: Vocabulary | None = None
 
@@ -216,7 +220,12 @@ class PairRetriever:
             or (self.calibration.unknown_terms and self.terms_unknown(query, nearest))
         )
         return SearchResult(
-            hits, out, float(self.calibration.probability(top)), top, bool(outside_domain)
+            hits,
+            out,
+            float(self.calibration.probability(top)),
+            top,
+            bool(outside_domain),
+            offtopic_margin(self.offtopic_vectors, vector, top_dense),
         )
 
     @property
@@ -228,7 +237,7 @@ class PairRetriever:
                 counts.update(
                     w.lower() for w in WORD_RE.findall("\n".join([*r.history, r.message, r.target]))
                 )
-            self._vocabulary = Vocabulary(set(counts), dict(counts))
+            self._vocabulary = Vocabulary(set(counts), dict(counts), dictionary_of(self.model))
         return self._vocabulary
 
     def terms_unknown(self, query: str, nearest_questions: Sequence[str] | None = None) -> bool:
@@ -366,6 +375,18 @@ def load_version(
                 f"holds {answer_vectors.shape} reply vectors for {len(records)} pairs of dimension {dense.dim}",
             )
         retriever.answer_vectors = answer_vectors
+    offtopic_file = version_dir / OFFTOPIC_VECTORS
+    if offtopic_file.is_file():
+        try:
+            offtopic = np.load(offtopic_file)
+        except (OSError, ValueError) as exc:
+            raise IndexDamagedError(offtopic_file, str(exc)) from None
+        if offtopic.ndim != 2 or offtopic.shape[1] != dense.dim:
+            raise IndexDamagedError(
+                offtopic_file,
+                f"holds {offtopic.shape} off-topic vectors for dimension {dense.dim}",
+            )
+        retriever.offtopic_vectors = offtopic
     return retriever
 
 

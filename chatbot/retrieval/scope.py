@@ -1,6 +1,8 @@
 """The out-of-scope verdict at search time: a version's `ScopeCalibration` (turn a raw
 match score into a probability that something indexed fits, and the hand-off threshold
-on it), and the words of a question that the company's history never mentions.
+on it), how much nearer a question is to known off-topic questions than to the
+company's own (`offtopic_margin`), and the words of a question that the company's
+history never mentions.
 
 `unknown_terms` finds what a question is about that the company's history never
 mentions ("Do you ship to Canada?" of a shop whose conversations never name Canada;
@@ -115,6 +117,24 @@ class ScopeCalibration:
         return cls(1.0, 0.0, threshold, threshold, 0, 0, float("nan"), calibrated=False)
 
 
+# The index version's vectors of the off-topic questions its gate was calibrated with
+# (`chatbot.indexing.gate.background_questions`), one row each; absent in older versions.
+OFFTOPIC_VECTORS = "offtopic_vectors.npy"
+
+
+def offtopic_margin(
+    offtopic: np.ndarray | None, vector: np.ndarray, top_own: float
+) -> float | None:
+    """How much nearer the query vector is to the nearest off-topic question than to the
+    nearest of the company's own (`top_own`, its best dense cosine): above 0, the query
+    reads more like another domain's question ("I want to open a savings account", put
+    to a shop, next to "How do I open a savings account?") than like any the company
+    was asked. None without off-topic vectors."""
+    if offtopic is None or len(offtopic) == 0:
+        return None
+    return float(np.max(offtopic @ vector)) - top_own
+
+
 _WORD_RE = re.compile(r"[A-Za-z][A-Za-z'-]*")
 WORD_RE = _WORD_RE
 _SENTENCE_RE = re.compile(r"(?<=[.!?,;:])\s+")
@@ -181,9 +201,17 @@ class Vocabulary:
     with another ending ("transferred" / "transfer"), or misspelt by a letter or two
     ("trackng", "recieved": Damerau-Levenshtein distance 1 up to six letters, 2 above)."""
 
-    def __init__(self, words: set[str], counts: dict[str, int] | None = None):
+    def __init__(
+        self,
+        words: set[str],
+        counts: dict[str, int] | None = None,
+        dictionary: frozenset[str] = frozenset(),
+    ):
         self.words = words
         self.counts = counts or {}  # how often each word occurs (breaks ties between corrections)
+        # Real words the history happens not to use ("sell", "savings"): never "corrected"
+        # to a history word a letter away ("tell"); the embedder's whole-word tokens.
+        self.dictionary = dictionary
         self.stems = {_stem(w) for w in words}
         self._sorted = sorted(words)
         self.ignored = _FUNCTION_WORDS
@@ -250,8 +278,9 @@ def corrected(text: str, vocabulary: Vocabulary) -> str:
     """The text with chat shorthand spelt out and each misspelt word (unknown to the
     history, four letters or more, within `Vocabulary`'s edit distance of one of its
     words: `Vocabulary.nearest`) replaced by that word, so that "hw do i trak my parcle" is
-    searched as "how do i track my parcel"; words the history knows, function words,
-    numbers and identifiers stay as written."""
+    searched as "how do i track my parcel"; words the history knows, real words it does
+    not (`Vocabulary.dictionary`: "sell" is no misspelt "tell"), function words, numbers
+    and identifiers stay as written."""
 
     def fix(match: re.Match[str]) -> str:
         word = match.group(0)
@@ -263,6 +292,8 @@ def corrected(text: str, vocabulary: Vocabulary) -> str:
             return SHORTHAND[lower]
         if lower in vocabulary.ignored or vocabulary.as_written(lower):
             return word
+        if lower.split("'")[0] in vocabulary.dictionary:
+            return word  # a real word ("sell", "where's"), not a misspelling of "tell"
         return vocabulary.nearest(lower) or word
 
     return _WORD_RE.sub(fix, text)

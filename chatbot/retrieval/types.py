@@ -41,6 +41,8 @@ class SearchResult:
     in_scope_score: float  # calibrated, higher = more likely that a hit fits
     scope_score: float | None = None  # the raw score the out-of-scope gate read (its feature)
     outside_domain: bool = False  # the gate's domain check: not the company's kind of question
+    # Best cosine to an off-topic question minus best to an indexed one (scope.offtopic_margin).
+    offtopic_margin: float | None = None
 
 
 @dataclass(frozen=True)

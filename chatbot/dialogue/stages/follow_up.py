@@ -2,7 +2,8 @@
 asked for: the question asked before is answered for that order (or the customer is told
 the number was not found, or, with no order system to ask, an agent takes over with
 it). A topic it offered (a number, a label, "the second", "yes" to a single one): that
-topic is answered for the question asked before the clarification.
+topic is answered for the question asked before the clarification; "Something else" (or
+"none of these"): a person takes over.
 
 Where its job ends: any other message goes on to the acts stage."""
 
@@ -56,7 +57,15 @@ class FollowUp:
         if reply is not None:
             return reply
         choice = self._choice(turn)
-        return self._answer_choice(turn, choice) if choice is not None else None
+        if choice is None:
+            return None
+        if choice == self.settings.clarify_other:
+            # None of the topics is the customer's: the history holds no answer it could
+            # find, and a person takes over with the question.
+            return self.say.handoff(
+                turn, with_detail(Reason.CLARIFICATION_FAILED, "none of the topics offered")
+            )
+        return self._answer_choice(turn, choice)
 
     def _case_given(self, turn: Turn) -> Reply | None:
         last = turn.last
@@ -87,20 +96,22 @@ class FollowUp:
                     before_turn=last.turn_index,
                 )
             label = picked_option(last.question, offered.options) if offered else None
-            if offered is not None and label is not None:
+            if offered is not None and label is not None and label != self.settings.clarify_other:
                 return self._answer_choice(turn, label, offered.question)
         turn.question = last.question
         return None
 
-    @staticmethod
-    def _choice(turn: Turn) -> str | None:
-        """The choice this message takes from the clarifying question before it, if any."""
+    def _choice(self, turn: Turn) -> str | None:
+        """The choice this message takes from the clarifying question before it, if any
+        ("yes" to a question about one topic takes that topic)."""
         last = turn.last
         if last is None or last.decision != Decision.CLARIFY or not last.options:
             return None
-        if len(last.options) == 1 and main_act(recognise(turn.message)) is Act.YES:
-            return last.options[0]
-        return picked_option(turn.message, last.options)
+        other = self.settings.clarify_other
+        topics = [o for o in last.options if o != other]
+        if len(topics) == 1 and main_act(recognise(turn.message)) is Act.YES:
+            return topics[0]
+        return picked_option(turn.message, last.options, other)
 
     def _answer_choice(self, turn: Turn, label: str, question: str | None = None) -> Reply:
         """The customer picked a topic: the best answer of that topic to the question

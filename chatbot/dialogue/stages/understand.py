@@ -1,6 +1,7 @@
 """Understand: where the index has answer classes, the question–answer fit model's
 verdict on the message (`chatbot.dialogue.understanding.understand`): answer from the
-question's class, ask a clarifying question, decline, or hand off. An answer whose class
+question's class, ask a clarifying question (its topics and "Something else"), decline,
+or hand off. An answer whose class
 is sure but whose every past answer was about another customer's own case asks for the
 order number instead (or hands off where that is not asked for).
 
@@ -77,6 +78,7 @@ class Understand:
                 outside_domain=result.outside_domain,
                 no_close_match=result.out_of_scope or not result.hits,
                 after_clarification=after_clarification,
+                offtopic_margin=result.offtopic_margin,
             )
         top = understood.reading.top
         confidence = round(top.probability, 4) if top is not None else None
@@ -101,7 +103,7 @@ class Understand:
                 s.clarify_one_message.format(topic=understood.options[0])
                 if len(understood.options) == 1
                 else s.clarify_message,
-                understood.options,
+                [*understood.options, s.clarify_other],
                 confidence,
             )
         else:
