@@ -64,6 +64,9 @@ def test_details_given_in_enough_conversations_make_the_card():
         ("how long does it take to get my money back", []),
         ("can you e-mail me the invoice?", []),
         ("I never got the confirmation email", []),
+        ("the link in the email has expired, what now?", []),
+        ("I got an email about my order, is it real?", []),
+        ("wat time r u open", ["hours"]),  # chat shorthand spelt out
     ],
 )
 def test_questions_about_reaching_the_company_are_recognised(message, kinds):

@@ -24,6 +24,7 @@ from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping
 
 from chatbot.dialogue.understanding import question_parts
+from chatbot.retrieval.scope import SHORTHAND
 
 MIN_CONVERSATIONS = 3
 KINDS = ("email", "hours", "web", "phone")
@@ -41,7 +42,7 @@ _LEANS_BACK = re.compile(r"^(?:they|it|he|she|this|that|these|those|then|also)\b
 
 # What a question about each kind of detail says (lower case, whole words).
 _ASKS = {
-    "email": r"\b(?:your|an?|the|support|customer service)\s+e-?mail(?: address)?\b"
+    "email": r"\b(?:your|support|customer service)\s+e-?mail(?: address)?\b"
     r"|\be-?mail (?:address )?(?:i|we) can (?:write|send|use)\b"
     r"|\bwrite to (?:you|support|customer service)\b|\bsend (?:you|support) an? e-?mail\b",
     "phone": r"\b(?:phone|telephone|hotline)(?: number)?\b"
@@ -106,7 +107,8 @@ def asks_for_contact(message: str) -> list[str]:
     """The kinds of contact detail the message asks for, in KINDS order ("any" alone when
     it asks how to reach the company at all); empty when it asks none, is about the
     customer's own details, or asks something else as well."""
-    text = " ".join(re.sub(r"[^\w\s@.'?-]", " ", message.lower()).split())
+    words = re.sub(r"[^\w\s@.'?-]", " ", message.lower()).split()
+    text = " ".join(SHORTHAND.get(w, w) for w in words)  # "wat time r u open" too
     if not text or _OWN.search(text):
         return []
     kinds: list[str] = []

@@ -250,7 +250,8 @@ def test_customer_clarifies_with_a_button_and_gets_an_answer(
     expect(buttons.first).to_be_visible(timeout=60_000)
     asked = settled(page)
     labels = buttons.all_inner_texts()
-    assert 1 <= len(labels) <= 3 and all(label.strip() for label in labels)
+    assert 2 <= len(labels) <= 4 and all(label.strip() for label in labels)
+    assert labels[-1] == settings.clarify_other  # "Something else" last: a way out
     assert _last_reply(clarifying_server, question)[0] == "clarify"
     # The question reads on its own: the buttons stand for the numbered list of its choices.
     assert asked.startswith(settings.clarify_message)
@@ -297,3 +298,13 @@ def test_customer_clarifies_with_a_button_and_gets_an_answer(
     settled(page)
     decision, reason = _last_reply(clarifying_server, "1")
     assert decision in ("answer", "answer_flagged") and "chosen by the customer" in reason
+
+    # "Something else": none of the topics is the customer's, and a person takes over.
+    send(page, other)
+    expect(buttons.first).to_be_visible(timeout=60_000)
+    settled(page)
+    buttons.filter(has_text=settings.clarify_other).first.click()
+    expect(page.locator(USER).last).to_have_text(settings.clarify_other, timeout=30_000)
+    settled(page)
+    decision, reason = _last_reply(clarifying_server, settings.clarify_other)
+    assert decision == "handoff" and reason.startswith("clarification_failed"), reason
