@@ -98,10 +98,7 @@ class Server:
         return Database(f"sqlite:///{self.home / 'chatbot.db'}")
 
 
-@contextmanager
-def serving(home: Path, embedder: Path, reply_model: Path, **extra_env: str) -> Iterator[Server]:
-    """`chatbot serve` on a free loopback port over a new data directory, with the demo
-    shop, the agent and admin accounts, and `extra_env` on top of the shared settings."""
+def serving_env(home: Path, embedder: Path, reply_model: Path, **extra_env: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("CHATBOT_")}
     env.update(
         {
@@ -125,9 +122,14 @@ def serving(home: Path, embedder: Path, reply_model: Path, **extra_env: str) -> 
             **extra_env,
         }
     )
-    port = _free_port()
-    log = home / "serve.log"
-    srv = Server(url=f"http://127.0.0.1:{port}", home=home, env=env, log=log)
+    return env
+
+
+def add_accounts(home: Path, embedder: Path, reply_model: Path) -> None:
+    """Migrate a new data directory with `chatbot db upgrade` and add the two agents and
+    the admin with `chatbot users add`."""
+    env = serving_env(home, embedder, reply_model)
+    srv = Server(url="", home=home, env=env, log=home / "serve.log")
     upgraded = srv.cli("db", "upgrade")
     assert upgraded.returncode == 0, upgraded.stderr
     for (name, password), role in ((AGENT, "agent"), (SECOND_AGENT, "agent"), (ADMIN, "admin")):
@@ -135,6 +137,17 @@ def serving(home: Path, embedder: Path, reply_model: Path, **extra_env: str) -> 
             "users", "add", name, "--role", role, "--password-stdin", stdin=password + "\n"
         )
         assert made.returncode == 0, made.stderr
+
+
+@contextmanager
+def serving(home: Path, embedder: Path, reply_model: Path, **extra_env: str) -> Iterator[Server]:
+    """`chatbot serve` on a free loopback port over `home`, a copy of `accounts_home` (or
+    what that copy became), where it imports the demo shop and indexes it under its own
+    settings as it starts; `extra_env` on top of the shared settings."""
+    env = serving_env(home, embedder, reply_model, **extra_env)
+    port = _free_port()
+    log = home / "serve.log"
+    srv = Server(url=f"http://127.0.0.1:{port}", home=home, env=env, log=log)
     with log.open("w") as out:
         process = subprocess.Popen(
             [sys.executable, "-m", "chatbot", "serve", "--port", str(port)],
@@ -172,18 +185,38 @@ def serving(home: Path, embedder: Path, reply_model: Path, **extra_env: str) -> 
 
 
 @pytest.fixture(scope="session")
-def server(tmp_path_factory, tiny_embedder_dir, tiny_reply_model_dir):
+def accounts_home(tmp_path_factory, tiny_embedder_dir, tiny_reply_model_dir) -> Path:
+    """A data directory migrated and holding the three accounts (`add_accounts`), built
+    once for the session: every served app starts from a copy of it (four commands fewer
+    each). The demo shop is imported and indexed by each server itself, as `chatbot
+    serve` does on a new store: the index's calibration and answer classes depend on the
+    dialogue settings, which differ between the servers (CLARIFYING_ENV)."""
+    home = tmp_path_factory.mktemp("e2e-accounts-home") / "home"
+    home.mkdir()
+    add_accounts(home, tiny_embedder_dir, tiny_reply_model_dir)
+    return home
+
+
+def new_home(tmp_path_factory, accounts_home: Path, name: str) -> Path:
+    """A copy of `accounts_home` for one server."""
+    home = tmp_path_factory.mktemp(name) / "home"
+    shutil.copytree(accounts_home, home)
+    return home
+
+
+@pytest.fixture(scope="session")
+def server(tmp_path_factory, accounts_home, tiny_embedder_dir, tiny_reply_model_dir):
     """`chatbot serve` on a free loopback port, with the demo shop and two accounts."""
-    home = tmp_path_factory.mktemp("e2e-home")
+    home = new_home(tmp_path_factory, accounts_home, "e2e-home")
     with serving(home, tiny_embedder_dir, tiny_reply_model_dir) as srv:
         yield srv
 
 
 @pytest.fixture(scope="module")
-def clarifying_server(tmp_path_factory, tiny_embedder_dir, tiny_reply_model_dir):
+def clarifying_server(tmp_path_factory, accounts_home, tiny_embedder_dir, tiny_reply_model_dir):
     """A second `chatbot serve`, for the module that uses it only, whose assistant asks
     which topic is meant for every question of the shop's kind (`CLARIFYING_ENV`)."""
-    home = tmp_path_factory.mktemp("e2e-clarifying-home")
+    home = new_home(tmp_path_factory, accounts_home, "e2e-clarifying-home")
     with serving(home, tiny_embedder_dir, tiny_reply_model_dir, **CLARIFYING_ENV) as srv:
         yield srv
 

@@ -22,7 +22,7 @@ import pytest
 from playwright.sync_api import expect
 from sqlalchemy import select, update
 
-from tests.e2e.conftest import ADMIN, AGENT, REPO, _pages, login, serving
+from tests.e2e.conftest import ADMIN, AGENT, REPO, _pages, login, new_home, serving
 from tests.e2e.test_customer_and_agent import (
     BOT,
     open_in_console,
@@ -48,7 +48,7 @@ def keep(page, screenshots, name: str, full_page: bool = False) -> None:
 
 
 @pytest.fixture(scope="module")
-def safety_server(tmp_path_factory, tiny_embedder_dir, tiny_reply_model_dir):
+def safety_server(tmp_path_factory, accounts_home, tiny_embedder_dir, tiny_reply_model_dir):
     """`chatbot serve` on a store whose current index version (v0002) is damaged."""
     from chatbot.bootstrap import load_demo_data
     from chatbot.config import ensure_home
@@ -59,7 +59,7 @@ def safety_server(tmp_path_factory, tiny_embedder_dir, tiny_reply_model_dir):
     from chatbot.store.migrations import upgrade
     from tests.test_damaged_files import _cut
 
-    home = tmp_path_factory.mktemp("e2e-safety-home")
+    home = new_home(tmp_path_factory, accounts_home, "e2e-safety-home")
     settings = load_settings(
         home=home, embedder_path=tiny_embedder_dir, reply_model_path=tiny_reply_model_dir
     )
