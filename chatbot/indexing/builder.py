@@ -233,10 +233,7 @@ def update_index(
             extra_meta=extra,
             staged=staged,
         )
-        if answer_vectors is not None:
-            np.save(staged / ANSWER_VECTORS, np.asarray(answer_vectors, dtype=np.float32))
-        if calibrate:
-            _save_offtopic_vectors(staged, rs, model)
+        _save_vectors(staged, rs, model, answer_vectors, offtopic=calibrate)
     except BaseException:
         store.discard(staged)
         raise
@@ -378,12 +375,26 @@ def _chosen_for_version(
     return calibration, fusion_choice, fitted
 
 
-def _save_offtopic_vectors(staged: Path, rs: RetrievalSettings, model: SentenceTransformer) -> None:
-    """The vectors of the off-topic questions the gate is calibrated with (shipped and
-    the company's own, `retrieval.gate_background`, `retrieval.gate_background_file`),
-    beside the version's index: a question nearer one of them than any indexed question
-    is declined (`dialogue.decline_nearer_offtopic_by`). None written when there are none."""
-    questions = background_questions(rs.gate_background_file, shipped=rs.gate_background)
+def _save_vectors(
+    staged: Path,
+    rs: RetrievalSettings,
+    model: SentenceTransformer,
+    answer_vectors: np.ndarray | None,
+    *,
+    offtopic: bool,
+) -> None:
+    """Beside the version's index: the replies' vectors (when answer classes were fitted)
+    and, with `offtopic`, the vectors of the off-topic questions the gate is calibrated
+    with (shipped and the company's own, `retrieval.gate_background`,
+    `retrieval.gate_background_file`): a question nearer one of them than any indexed
+    question is declined (`dialogue.decline_nearer_offtopic_by`)."""
+    if answer_vectors is not None:
+        np.save(staged / ANSWER_VECTORS, np.asarray(answer_vectors, dtype=np.float32))
+    questions = (
+        background_questions(rs.gate_background_file, shipped=rs.gate_background)
+        if offtopic
+        else []
+    )
     if questions:
         vectors = embed_contexts(model, [(q, []) for q in questions], rs)
         np.save(staged / OFFTOPIC_VECTORS, np.asarray(vectors, dtype=np.float32))
