@@ -33,8 +33,11 @@ _PATTERNS: list[tuple[Act, str]] = [
         r"(bot|robot|human|person|machine|ai|computer|chat ?bot)"
         r"( or (a |an )?(real )?(bot|robot|human|person|machine|ai))?"
         r"|is (this|that|it) (a |an )?(real )?(bot|robot|human|person|machine|ai|chat ?bot|"
-        r"automated|automatic)"
+        r"automated|automatic)( (chat|service|conversation|system|reply|replies|response|"
+        r"responses|message|messages))?"
         r"( or (a |an )?(real )?(bot|robot|human|person|machine|ai))?"
+        r"|is (this|the) (chat|service|conversation) (automated|automatic|a bot|a robot|an ai|"
+        r"a real person|real|a human)"
         r"|(who|what) am i (talking|chatting|speaking) (to|with)",
     ),
     (
@@ -45,14 +48,19 @@ _PATTERNS: list[tuple[Act, str]] = [
         r"|(that|this|it|you) (solved|fixed|sorted|answered|answers|helped|helps|was helpful)"
         r"( it| that| everything| my (question|problem|issue))?( a lot)?"
         r"|(great|perfect|awesome|brilliant|excellent|wonderful|lovely|super|cool),? "
-        r"(thanks|thank you|thx|that helps|that helped|that solved it)",
+        r"(thanks|thank you|thx|that helps|that helped|that solved it)"
+        r"|(that'?s|that is|it'?s|it is|you'?ve been|you were|you are|you'?re|that was|this was|"
+        r"this is) (really |very |so |super |most |incredibly )?(helpful|useful|a (big |great )?"
+        r"help)"
+        r"|(very |really |super |most )?helpful|much obliged|(that'?s|that is) (great|perfect|"
+        r"brilliant|awesome|lovely|excellent)",
     ),
     (
         Act.GOODBYE,
         r"(good ?)?bye( bye)?|see (you|ya)( later| soon)?|have a (nice|good|great) "
         r"(day|evening|weekend|one)|take care|(that'?s|that is) (all|everything|it)( for (now|today))?|"
         r"nothing else|no (more|other|further) questions|i'?m (all )?(good|done|set)( now)?|"
-        r"talk (to you )?later|cya",
+        r"talk (to you )?(later|soon)|cya",
     ),
     (
         Act.GREETING,
