@@ -12,7 +12,8 @@ from __future__ import annotations
 import os
 import shutil
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -120,14 +121,14 @@ def _postgres_server_url() -> str | None:
     return url
 
 
-@pytest.fixture
-def postgres_url():
-    """A fresh, empty database on the test server, dropped afterwards."""
+@contextmanager
+def _scratch_postgres_database(prefix: str) -> Iterator[str]:
+    """The URL of a new, empty database on the test server, dropped afterwards."""
     from sqlalchemy import create_engine, text
     from sqlalchemy.engine import make_url
 
     server = make_url(_postgres_server_url())
-    name = f"chatbot_t_{uuid.uuid4().hex[:12]}"
+    name = f"{prefix}_{uuid.uuid4().hex[:12]}"
     admin = create_engine(server.set(database="postgres"), isolation_level="AUTOCOMMIT")
     with admin.connect() as connection:
         connection.execute(text(f'CREATE DATABASE "{name}"'))
@@ -137,6 +138,13 @@ def postgres_url():
         with admin.connect() as connection:
             connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
         admin.dispose()
+
+
+@pytest.fixture
+def postgres_url():
+    """A fresh, empty database on the test server, dropped afterwards."""
+    with _scratch_postgres_database("chatbot_t") as url:
+        yield url
 
 
 # A database migrated to head is the starting point of most store tests. Alembic runs once
@@ -162,23 +170,13 @@ def _migrated_sqlite_template(tmp_path_factory) -> Path:
 def _migrated_postgres_template():
     """The name of a database on the test server migrated to head (no connection is left
     open to it, as CREATE DATABASE ... TEMPLATE needs), dropped at the end."""
-    from sqlalchemy import create_engine, text
     from sqlalchemy.engine import make_url
 
     from chatbot.store.migrations import upgrade
 
-    server = make_url(_postgres_server_url())
-    name = f"chatbot_template_{uuid.uuid4().hex[:12]}"
-    admin = create_engine(server.set(database="postgres"), isolation_level="AUTOCOMMIT")
-    with admin.connect() as connection:
-        connection.execute(text(f'CREATE DATABASE "{name}"'))
-    try:
-        upgrade(server.set(database=name).render_as_string(hide_password=False))
-        yield name
-    finally:
-        with admin.connect() as connection:
-            connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
+    with _scratch_postgres_database("chatbot_template") as url:
+        upgrade(url)
+        yield make_url(url).database
 
 
 def _copy_of_migrated(url: str, request) -> None:
