@@ -20,7 +20,7 @@ company's voice (`chatbot.indexing.answer_classes`), and the contact stage
 from __future__ import annotations
 
 import re
-from collections import Counter, defaultdict
+from collections import defaultdict
 from collections.abc import Iterable, Mapping
 
 from chatbot.dialogue.understanding import question_parts
@@ -85,8 +85,7 @@ def mine_contact(replies: Iterable[tuple[object, str]]) -> dict[str, str]:
                 seen["hours"][sentence].add(conversation)
     card: dict[str, str] = {}
     for kind, values in seen.items():
-        counts = Counter({value: len(c) for value, c in values.items()})
-        common = [(v, n) for v, n in counts.items() if n >= MIN_CONVERSATIONS]
+        common = [(v, len(c)) for v, c in values.items() if len(c) >= MIN_CONVERSATIONS]
         if common:
             # the most conversations; of those, the shortest (the plainest wording)
             card[kind] = min(common, key=lambda vn: (-vn[1], len(vn[0]), vn[0]))[0]

@@ -35,9 +35,14 @@ from chatbot.config import DataPaths
 from chatbot.dialogue.settings import DialogueSettings
 from chatbot.files import write_json_atomic
 from chatbot.indexing.answer_classes import build_answer_classes
-from chatbot.indexing.calibration import calibrate_index_gate, choose_fusion, validation_sample
+from chatbot.indexing.calibration import (
+    OffTopic,
+    calibrate_index_gate,
+    choose_fusion,
+    embed_offtopic,
+    validation_sample,
+)
 from chatbot.indexing.consensus_choice import choose_consensus
-from chatbot.indexing.gate import background_questions
 from chatbot.models.embedder import embedder_path, load_embedder
 from chatbot.pairs import PairRecord
 from chatbot.retrieval import faiss_index
@@ -215,9 +220,9 @@ def update_index(
         else:
             records, vectors, extra = _all_pairs(rs, database, model, precomputed, progress)
         added = int(extra["added"])
-        calibration, fusion_choice, answer_vectors = None, None, None
+        calibration, fusion_choice, answer_vectors, offtopic = None, None, None, None
         if calibrate:
-            calibration, fusion_choice, fitted = _chosen_for_version(
+            calibration, fusion_choice, fitted, offtopic = _chosen_for_version(
                 rs, ds, database, model, records, vectors
             )
             if fitted is not None:
@@ -233,7 +238,7 @@ def update_index(
             extra_meta=extra,
             staged=staged,
         )
-        _save_vectors(staged, rs, model, answer_vectors, offtopic=calibrate)
+        _save_vectors(staged, answer_vectors, offtopic)
     except BaseException:
         store.discard(staged)
         raise
@@ -355,10 +360,17 @@ def _chosen_for_version(
     model: SentenceTransformer,
     records: Sequence[PairRecord],
     vectors: np.ndarray,
-) -> tuple[dict[str, Any] | None, dict[str, Any] | None, tuple[dict[str, Any], np.ndarray] | None]:
-    """(gate calibration, fusion choice with the consensus choice, answer classes) chosen
-    on the company's validation questions for a version of `records`."""
-    calibration = calibrate_index_gate(rs, ds, database, model, records, vectors)
+) -> tuple[
+    dict[str, Any] | None,
+    dict[str, Any] | None,
+    tuple[dict[str, Any], np.ndarray] | None,
+    OffTopic,
+]:
+    """(gate calibration, fusion choice with the consensus choice, answer classes, the
+    off-topic questions embedded) chosen on the company's validation questions for a
+    version of `records`."""
+    offtopic = embed_offtopic(rs, model)
+    calibration = calibrate_index_gate(rs, ds, database, model, records, vectors, offtopic)
     fusion_choice = choose_fusion(rs, database, model, records, vectors)
     consensus = choose_consensus(
         rs,
@@ -372,32 +384,19 @@ def _chosen_for_version(
     if consensus is not None:
         fusion_choice = {**(fusion_choice or {}), "consensus": consensus}
     fitted = build_answer_classes(rs, ds, database, model, records, vectors)
-    return calibration, fusion_choice, fitted
+    return calibration, fusion_choice, fitted, offtopic
 
 
 def _save_vectors(
-    staged: Path,
-    rs: RetrievalSettings,
-    model: SentenceTransformer,
-    answer_vectors: np.ndarray | None,
-    *,
-    offtopic: bool,
+    staged: Path, answer_vectors: np.ndarray | None, offtopic: OffTopic | None
 ) -> None:
     """Beside the version's index: the replies' vectors (when answer classes were fitted)
-    and, with `offtopic`, the vectors of the off-topic questions the gate is calibrated
-    with (shipped and the company's own, `retrieval.gate_background`,
-    `retrieval.gate_background_file`): a question nearer one of them than any indexed
-    question is declined (`dialogue.decline_nearer_offtopic_by`)."""
+    and the off-topic questions' (when the version was calibrated): a question nearer one
+    of them than any indexed question is declined (`dialogue.decline_nearer_offtopic_by`)."""
     if answer_vectors is not None:
         np.save(staged / ANSWER_VECTORS, np.asarray(answer_vectors, dtype=np.float32))
-    questions = (
-        background_questions(rs.gate_background_file, shipped=rs.gate_background)
-        if offtopic
-        else []
-    )
-    if questions:
-        vectors = embed_contexts(model, [(q, []) for q in questions], rs)
-        np.save(staged / OFFTOPIC_VECTORS, np.asarray(vectors, dtype=np.float32))
+    if offtopic is not None and offtopic.questions:
+        np.save(staged / OFFTOPIC_VECTORS, np.asarray(offtopic.vectors, dtype=np.float32))
 
 
 def _reported(calibration: dict[str, Any] | None) -> dict[str, Any] | None:

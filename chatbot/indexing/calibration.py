@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable, Sequence
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -166,6 +166,42 @@ def choose_fusion(
     }
 
 
+@dataclass(frozen=True)
+class OffTopic:
+    """The off-topic questions the gate is calibrated with (shipped and the company's
+    own, `retrieval.gate_background`, `retrieval.gate_background_file`), and their
+    vectors as queries: embedded once per index build, for the gate and for the version's
+    `offtopic_vectors.npy`."""
+
+    questions: list[str]
+    vectors: np.ndarray
+
+
+def embed_offtopic(rs: RetrievalSettings, model: SentenceTransformer) -> OffTopic:
+    """The off-topic questions of `rs`, embedded as the index embeds queries."""
+    questions = background_questions(rs.gate_background_file, shipped=rs.gate_background)
+    vectors = (
+        embed_contexts(model, [(q, []) for q in questions], rs)
+        if questions
+        else np.zeros((0, 0), dtype=np.float32)
+    )
+    return OffTopic(questions, vectors)
+
+
+def _negative_vectors(
+    rs: RetrievalSettings,
+    model: SentenceTransformer,
+    own: list[tuple[str, list[str]]],
+    offtopic: OffTopic,
+) -> np.ndarray:
+    """The gate's negatives' vectors: the company's own out-of-scope questions (embedded
+    here), then the off-topic ones (embedded already)."""
+    parts = [embed_contexts(model, own, rs)] if own else []
+    if offtopic.questions:
+        parts.append(offtopic.vectors)
+    return np.vstack(parts) if parts else np.zeros((0, 0))
+
+
 def calibrate_index_gate(
     rs: RetrievalSettings,
     ds: DialogueSettings,
@@ -173,10 +209,11 @@ def calibrate_index_gate(
     model: SentenceTransformer,
     records: Sequence[PairRecord],
     vectors: np.ndarray,
+    offtopic: OffTopic,
 ) -> dict[str, Any] | None:
     """The out-of-scope gate (`gate.calibrate_gate`), chosen on
-    validation questions (never test) as positives and the shipped generic off-topic
-    questions (plus validation questions the company labelled out of scope) as
+    validation questions (never test) as positives and the off-topic questions
+    (`offtopic`, plus validation questions the company labelled out of scope) as
     negatives; a negative whose best match is a pair labelled out of scope or hand-off
     (`dialogue.out_of_scope_topics`, `dialogue.handoff_topics`) is handed off by the
     dialogue manager whatever the cut. None when nothing is indexed, the validation
@@ -193,13 +230,13 @@ def calibrate_index_gate(
     val_topics = pair_topics(database, [p.id for p in val])
     own_out = [p for p in val if val_topics.get(p.id) in ds.out_of_scope_topics]
     inside = [p for p in val if val_topics.get(p.id) not in handing_off]
-    background = background_questions(rs.gate_background_file, shipped=rs.gate_background)
 
     probe = replace(ScopeCalibration.uncalibrated(rs.oos_threshold), feature=rs.gate_feature)
     retriever = PairRetriever.from_parts(rs, records, vectors, model, calibration=probe)
     pos, pos_tops = gate_scores(rs, retriever, [(p.message, p.history) for p in inside])
-    negatives = [(p.message, p.history) for p in own_out] + [(q, []) for q in background]
-    neg_vectors = embed_contexts(model, negatives, rs) if negatives else np.zeros((0, 0))
+    own_negatives = [(p.message, p.history) for p in own_out]
+    negatives = own_negatives + [(q, []) for q in offtopic.questions]
+    neg_vectors = _negative_vectors(rs, model, own_negatives, offtopic)
     neg, neg_tops = gate_scores(rs, retriever, negatives, neg_vectors)
     # Every top hit is an indexed pair: one lookup serves them and the domain check.
     top_topics = pair_topics(database, [r.id for r in records])
@@ -214,7 +251,7 @@ def calibrate_index_gate(
         and pos_named.size >= rs.min_calibration_pairs
         and names_rate <= rs.gate_unknown_terms_max
     )
-    neg_questions = [p.message for p in own_out] + background
+    neg_questions = [p.message for p in own_out] + offtopic.questions
     neg_named = (
         np.array([retriever.terms_unknown(q) for q in neg_questions], dtype=bool)
         if use_names
@@ -229,7 +266,7 @@ def calibrate_index_gate(
         min_positives=rs.min_calibration_pairs,
         resamples=rs.gate_resamples,
         feature=rs.gate_feature,
-        n_background=len(background),
+        n_background=len(offtopic.questions),
         unknown_terms=use_names,
     )
     domain = (
