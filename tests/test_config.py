@@ -55,6 +55,8 @@ def test_two_files_never_mix(tmp_path):
         ("port = 'abc'\n", "port: Input should be a valid integer"),
         ("prot = 1\n", "prot: Extra inputs are not permitted"),
         ("port = [\n", "not valid TOML"),
+        ("[dialogue]\ndecline_nearer_offtopic_by = 3\n", "decline_nearer_offtopic_by"),
+        ("[dialogue]\nclarify_other = ''\n", "clarify_other"),
     ],
 )
 def test_bad_file_names_the_problem(tmp_path, content, expected):
